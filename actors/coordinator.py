@@ -1,0 +1,225 @@
+"""Coordinator: drives evolution cycles through the actors and records every decision.
+
+It is the node's conductor, not an actor: it runs in the caller's thread and waits on
+the actors' futures (an actor never waits on its own).  Each cycle ends in ONE store
+transaction holding every candidate evaluated, the adoption if any, and the cycle
+number, so a node killed mid-cycle loses only that cycle's unrecorded work and resumes
+at the same cycle.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.messages import Analyze, Generate, Generated, Incubate, Judge, PlanCycle
+from actors.supervisor import Supervisor
+from events.projections import mutator_stats
+from events.records import Adoption, CandidateRecord, Held
+from events.store import GenomeStore
+from evolution.errors import TarsError
+from evolution.generate import Candidate, from_rewrite
+from evolution.manifest import Manifest, parse_manifest
+from evolution.params import propose, read_constant, set_constant
+from evolution.planner import Outcomes, Plan
+from evolution.policy import Decision, Evidence, Policy
+from evolution.stats import median
+from evolution.tree import short
+from runtime.incubation import IncubationReport
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+def _quiet(stage: str, info: dict[str, Any]) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    cycle: int
+    candidates: int
+    adopted: str | None
+    held: int
+    overhead_ms: float
+
+
+@dataclass
+class RunSummary:
+    genome: str
+    start_version: str
+    head: str
+    cycles: list[CycleResult] = field(default_factory=list)
+
+    @property
+    def adopted(self) -> list[str]:
+        return [c.adopted for c in self.cycles if c.adopted]
+
+
+class Coordinator:
+    """Runs cycles for one genome on one node."""
+
+    def __init__(
+        self,
+        store: GenomeStore,
+        supervisor: Supervisor,
+        genome: str,
+        node: str,
+        *,
+        policy: Policy | None = None,
+        candidates_per_cycle: int = 4,
+        progress: Progress = _quiet,
+    ) -> None:
+        self.store = store
+        self.supervisor = supervisor
+        self.genome = genome
+        self.node = node
+        self.candidates_per_cycle = candidates_per_cycle
+        self.progress = progress
+        head = store.head(genome)
+        self.manifest: Manifest = parse_manifest(head.manifest_text, f"{genome}/genome.toml")
+        fitness = self.manifest.fitness
+        self.policy = policy or Policy(threshold=fitness.threshold, confidence=fitness.confidence)
+        # Built once from the log, then kept up to date in memory: per-cycle cost stays flat as history grows.
+        self.outcomes = Outcomes(table=dict(mutator_stats(store.log(genome=genome))))
+        self._tried: dict[tuple[str, str], dict[float, float | None]] = {}
+
+    def run(self, cycles: int, seed: int) -> RunSummary:
+        """Run until ``cycles`` cycles are recorded for the genome (resuming a killed run)."""
+        head = self.store.head(self.genome)
+        summary = RunSummary(self.genome, head.version, head.version)
+        while head.cycles_completed < cycles:
+            summary.cycles.append(self.cycle(head.cycles_completed + 1, seed))
+            head = self.store.head(self.genome)
+        summary.head = head.version
+        return summary
+
+    def cycle(self, cycle: int, seed: int) -> CycleResult:
+        head = self.store.head(self.genome)
+        tree, version, manifest = head.tree, head.version, self.manifest
+        self.progress("analyze", {"cycle": cycle, "version": short(version)})
+        opportunities = self.supervisor.ask("analyzer", Analyze(version, tree, manifest))
+        plans: list[Plan] = self.supervisor.ask(
+            "planner", PlanCycle(version, tree, manifest, opportunities, self.outcomes, seed, cycle, self.candidates_per_cycle)
+        )
+        self.progress("generate", {"cycle": cycle, "plans": len(plans), "opportunities": len(opportunities)})
+        generated: Generated = self.supervisor.ask("generator", Generate(version, tree, plans))
+        candidates = list(generated.candidates)
+        if len(candidates) < self.candidates_per_cycle:
+            candidates += self._tuning(tree, version, seed, cycle, self.candidates_per_cycle - len(candidates))
+        self.progress("incubate", {"cycle": cycle, "candidates": len(candidates)})
+        reports: list[IncubationReport] = self.supervisor.ask_all(
+            "incubator", [Incubate(manifest, tree, c, manifest.fitness.rounds) for c in candidates]
+        )
+        judged: list[tuple[Decision, Evidence]] = (
+            self.supervisor.ask("governor", Judge(manifest, tree, candidates, reports, self.policy, seed)) if candidates else []
+        )
+        records, adoption, held = self._decide(candidates, reports, judged, version, tree)
+        self.store.record_cycle(
+            self.genome, self.node, evaluated=records, adopted=adoption, held=held, cycle=cycle, seed=seed
+        )
+        for record in records:
+            self.outcomes.record(record.mutator, record.kind, record.verdict == "adopt" and adoption is not None and adoption.patch == record.patch)
+        overhead = sum(r.overhead_seconds for r in reports) / len(reports) * 1000 if reports else 0.0
+        result = CycleResult(cycle, len(candidates), adoption.version if adoption else None, len(held), overhead)
+        self.progress("cycle", {"cycle": cycle, "result": result, "adoption": adoption, "records": records})
+        return result
+
+    def _decide(
+        self,
+        candidates: list[Candidate],
+        reports: list[IncubationReport],
+        judged: list[tuple[Decision, Evidence]],
+        version: str,
+        tree: dict[str, str],
+    ) -> tuple[list[CandidateRecord], Adoption | None, list[Held]]:
+        from evolution.patch import apply_patch
+        from evolution.tree import version_id
+
+        records: list[CandidateRecord] = []
+        adoption: Adoption | None = None
+        held: list[Held] = []
+        for candidate, report, (decision, evidence) in zip(candidates, reports, judged, strict=True):
+            comparison = evidence.comparison
+            records.append(
+                CandidateRecord(
+                    candidate=candidate.id,
+                    parent=version,
+                    patch=candidate.patch,
+                    mutator=candidate.mutator,
+                    kind=candidate.kind,
+                    verdict=decision.verdict,
+                    reasons=list(decision.reasons),
+                    ratio=comparison.ratio if comparison else None,
+                    low=comparison.low if comparison else None,
+                    high=comparison.high if comparison else None,
+                    tests_passed=report.tests_passed,
+                )
+            )
+            ev = _evidence_dict(candidate, report, evidence)
+            if decision.verdict == "hold":
+                held.append(Held(candidate.id, version, candidate.patch, candidate.mutator, candidate.kind, list(decision.reasons), ev))
+            # Plan order, not the measured ratio, picks among winners: the ratio is noisy and
+            # would make two runs with the same seed adopt different patches.
+            if decision.verdict == "adopt" and adoption is None and comparison is not None:
+                new_tree = apply_patch(tree, candidate.patch)
+                adoption = Adoption(
+                    version=version_id(new_tree),
+                    parent=version,
+                    patch=candidate.patch,
+                    mutator=candidate.mutator,
+                    kind=candidate.kind,
+                    fitness_before=median(report.parent_samples),
+                    fitness_after=median(report.candidate_samples),
+                    ratio=comparison.ratio,
+                    low=comparison.low,
+                    high=comparison.high,
+                    evidence=ev,
+                )
+        return records, adoption, held
+
+    def _tuning(self, tree: dict[str, str], version: str, seed: int, cycle: int, count: int) -> list[Candidate]:
+        """Parameter-search candidates for the manifest's tunable constants."""
+        out: list[Candidate] = []
+        rng = random.Random(f"tune:{seed}:{cycle}:{version}")
+        for tunable in self.manifest.tunable:
+            if len(out) >= count:
+                break
+            source = tree.get(tunable.file)
+            current = read_constant(source, tunable.name) if source is not None else None
+            if current is None:
+                continue
+            tried = self._tried.setdefault((version, tunable.name), {})
+            for value in propose(current, tunable.min, tunable.max, tunable.kind, tried, rng, count=count - len(out)):
+                tried[value] = None
+                try:
+                    out.append(
+                        from_rewrite(
+                            tree, version, tunable.file,
+                            lambda src, v=value, t=tunable: set_constant(src, t.name, v, t.kind),
+                            mutator="tune", kind="tunable",
+                            description=f"tune {tunable.name} {current:g} → {value:g} in {tunable.file}",
+                        )
+                    )
+                except TarsError:
+                    continue
+        return out
+
+
+def _evidence_dict(candidate: Candidate, report: IncubationReport, evidence: Evidence) -> dict[str, Any]:
+    comparison = evidence.comparison
+    return {
+        "candidate": candidate.id,
+        "description": candidate.description,
+        "tests_passed": report.tests_passed,
+        "parent_samples": list(report.parent_samples),
+        "candidate_samples": list(report.candidate_samples),
+        "ratio": comparison.ratio if comparison else None,
+        "low": comparison.low if comparison else None,
+        "high": comparison.high if comparison else None,
+        "confidence": comparison.confidence if comparison else None,
+        "patch_lines": evidence.patch_lines,
+        "new_imports": list(evidence.new_imports),
+        "failure": evidence.failure,
+    }

@@ -1,0 +1,26 @@
+"""Incubator: proves one candidate in a sandbox; a pool of these uses every core."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from actors.base import RoleActor
+from actors.messages import Incubate
+from evolution.patch import apply_patch
+from runtime.incubation import IncubationReport, incubate
+from runtime.sandbox import Sandbox
+
+
+class Incubator(RoleActor):
+    role: ClassVar[str] = "incubator"
+    handlers: ClassVar[dict[type, str]] = {Incubate: "on_incubate"}
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__()
+        self.sandbox = sandbox
+
+    def on_incubate(self, message: Incubate) -> IncubationReport:
+        candidate_tree = apply_patch(message.parent_tree, message.candidate.patch)
+        return incubate(
+            self.sandbox, message.manifest, message.candidate.id, message.parent_tree, candidate_tree, message.rounds
+        )

@@ -1,0 +1,77 @@
+"""Every message the node's actors exchange, as typed NamedTuples.
+
+One module, like pykka's own ``messages.py``: a reader sees the whole protocol at once,
+and a message is data (no behaviour), so it can later cross the wire as msgpack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from evolution.generate import Candidate
+from evolution.manifest import Manifest
+from evolution.planner import Outcomes, Plan
+from evolution.policy import Policy
+from evolution.tree import Tree
+from runtime.incubation import IncubationReport
+
+
+class Analyze(NamedTuple):
+    """Analyzer: profile the head and rank opportunities."""
+
+    version: str
+    tree: Tree
+    manifest: Manifest
+
+
+class PlanCycle(NamedTuple):
+    """Planner: choose mutators for the best opportunities."""
+
+    version: str
+    tree: Tree
+    manifest: Manifest
+    opportunities: Sequence[Any]
+    outcomes: Outcomes
+    seed: int
+    cycle: int
+    limit: int
+
+
+class Generate(NamedTuple):
+    """Generator: turn plans into candidate patches."""
+
+    version: str
+    tree: Tree
+    plans: Sequence[Plan]
+
+
+class Generated(NamedTuple):
+    candidates: list[Candidate]
+    failures: list[str]
+
+
+class Incubate(NamedTuple):
+    """Incubator: prove one candidate in the sandbox."""
+
+    manifest: Manifest
+    parent_tree: Tree
+    candidate: Candidate
+    rounds: int
+
+
+class Judge(NamedTuple):
+    """Governor: decide on the proven candidates."""
+
+    manifest: Manifest
+    tree: Tree
+    candidates: Sequence[Candidate]
+    reports: Sequence[IncubationReport]
+    policy: Policy
+    seed: int
+
+
+class Crash(NamedTuple):
+    """Fault injection: the receiving actor raises, as a bug would (tests use it)."""
+
+    reason: str = "crash requested"

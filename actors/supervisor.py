@@ -1,0 +1,111 @@
+"""One-for-one supervision: a crashed actor is replaced and the message retried.
+
+Erlang/OTP's idea in a small form.  A ``TarsError`` is an answer (a candidate that
+cannot be generated, a store that refuses a write) and goes back to the caller; any
+other exception is a bug in the actor or a dead actor thread, so the actor is stopped,
+a fresh one started from its factory and the same message sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+from evolution.errors import TarsError
+
+log = logging.getLogger(__name__)
+
+
+class SupervisionError(TarsError):
+    """An actor kept crashing on the same message."""
+
+
+@dataclass
+class _Role:
+    factory: Callable[[], pykka.ActorRef[Any]]
+    refs: list[pykka.ActorRef[Any]] = field(default_factory=list)
+    restarts: int = 0
+
+
+class Supervisor:
+    """Starts actors by role, restarts them when they crash, stops them all at the end."""
+
+    def __init__(self, max_retries: int = 2) -> None:
+        self.max_retries = max_retries
+        self._roles: dict[str, _Role] = {}
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def start(self, role: str, factory: Callable[[], pykka.ActorRef[Any]], size: int = 1) -> None:
+        """Start ``size`` actors for ``role`` (a pool when size > 1)."""
+        entry = _Role(factory)
+        entry.refs = [factory() for _ in range(size)]
+        self._roles[role] = entry
+
+    def restarts(self, role: str) -> int:
+        return self._roles[role].restarts
+
+    def refs(self, role: str) -> list[pykka.ActorRef[Any]]:
+        return list(self._roles[role].refs)
+
+    def ask(self, role: str, message: Any, timeout: float | None = None) -> Any:
+        """Ask one actor of ``role``; restart and retry on a crash."""
+        return self.ask_all(role, [message], timeout)[0]
+
+    def ask_all(self, role: str, messages: Sequence[Any], timeout: float | None = None) -> list[Any]:
+        """Spread messages over the role's pool, wait for every answer, in order."""
+        entry = self._roles[role]
+        results: list[Any] = [None] * len(messages)
+        pending = list(range(len(messages)))
+        attempts = [0] * len(messages)
+        while pending:
+            in_flight: list[tuple[int, pykka.ActorRef[Any], pykka.Future[Any] | BaseException]] = []
+            for n, index in enumerate(pending):
+                ref = entry.refs[n % len(entry.refs)]
+                try:
+                    in_flight.append((index, ref, ref.ask(messages[index], block=False)))
+                except pykka.ActorDeadError as exc:
+                    in_flight.append((index, ref, exc))
+            pending = []
+            for index, ref, future in in_flight:
+                try:
+                    if isinstance(future, BaseException):
+                        raise future
+                    results[index] = future.get(timeout=timeout)
+                except TarsError:
+                    raise
+                except Exception as exc:
+                    attempts[index] += 1
+                    self._restart(role, ref, exc)
+                    if attempts[index] > self.max_retries:
+                        raise SupervisionError(
+                            f"{role} crashed {attempts[index]} times on {type(messages[index]).__name__}: {exc}",
+                            hint="see the node log for the traceback",
+                        ) from exc
+                    pending.append(index)
+        return results
+
+    def _restart(self, role: str, old: pykka.ActorRef[Any], reason: BaseException) -> None:
+        entry = self._roles[role]
+        with self._lock:
+            if old not in entry.refs:
+                return  # already replaced because of an earlier message of the same batch
+            slot = entry.refs.index(old)
+            log.warning("%s crashed (%s); restarting it", role, reason)
+            if old.is_alive():
+                old.stop(block=True)
+            entry.refs[slot] = entry.factory()
+            entry.restarts += 1
+
+    def stop_all(self) -> None:
+        """Stop every supervised actor and wait for their threads."""
+        for entry in self._roles.values():
+            for ref in entry.refs:
+                if ref.is_alive():
+                    ref.stop(block=True)
+        self._roles.clear()

@@ -1,0 +1,140 @@
+"""`tars evolve …`: one node's evolution steps, one at a time or as a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from actors.messages import Analyze, Generate, PlanCycle
+from actors.governor import judge
+from cli.common import DEFAULT_STORE, console, handle_errors, store_url
+from cli.progress import CycleProgress
+from evolution.analysis import Opportunity
+from evolution.errors import PatchError
+from evolution.generate import Candidate, candidate_id
+from evolution.manifest import Manifest
+from evolution.patch import apply_patch
+from evolution.planner import Outcomes
+from evolution.policy import Policy
+from evolution.tree import Tree, short, version_id
+from node import Node, NodeConfig
+from runtime.genome_files import load_genome
+from runtime.incubation import incubate
+
+app = typer.Typer(help="Analyse, plan, generate, validate and run evolution on one node.", no_args_is_help=True)
+
+GenomeOpt = typer.Option(..., "--genome", "-g", help="genome folder (with a genome.toml)")
+StoreOpt = typer.Option(str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL")
+SeedOpt = typer.Option(7, "--seed", help="seed of the planner and the statistics")
+
+
+def _node(store: str, workdir: Path | None = None, candidates: int = 4) -> Node:
+    base = workdir or Path(".tars")
+    return Node(NodeConfig("local", store_url(store, must_exist=False), base / "work", candidates_per_cycle=candidates))
+
+
+def _opportunities(node: Node, genome: Path) -> tuple[list[Opportunity], Manifest, Tree, str]:
+    manifest, tree = load_genome(genome)
+    version = version_id(tree)
+    with console.status(f"profiling {manifest.name} {short(version)} in the sandbox…"):
+        opportunities = node.supervisor.ask("analyzer", Analyze(version, tree, manifest))
+    return opportunities, manifest, tree, version
+
+
+@app.command()
+@handle_errors
+def analyze(genome: Path = GenomeOpt, store: str = StoreOpt) -> None:
+    """Profile the genome and list ranked opportunities."""
+    with _node(store) as node:
+        opportunities, _, _, _ = _opportunities(node, genome)
+    table = Table("gain", "conf", "kind", "where", "evidence")
+    for opp in opportunities:
+        table.add_row(f"{opp.expected_gain:.2f}×", f"{opp.confidence:.2f}", opp.kind, f"{opp.file}:{opp.line} {opp.function}", opp.evidence)
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def plan(genome: Path = GenomeOpt, store: str = StoreOpt, seed: int = SeedOpt, limit: int = typer.Option(8, help="plans to show")) -> None:
+    """Rank opportunities and choose a mutator for each."""
+    with _node(store) as node:
+        opportunities, manifest, tree, version = _opportunities(node, genome)
+        plans = node.supervisor.ask("planner", PlanCycle(version, tree, manifest, opportunities, Outcomes(table={}), seed, 1, limit))
+    table = Table("score", "mutator", "where", "why")
+    for item in plans:
+        opp = item.opportunity
+        table.add_row(f"{item.score:.3f}", item.mutator, f"{opp.file}:{opp.line} {opp.function}", item.reason)
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def generate(
+    genome: Path = GenomeOpt, store: str = StoreOpt, seed: int = SeedOpt,
+    limit: int = typer.Option(4, help="candidates to generate"),
+    out: Path | None = typer.Option(None, "--out", help="folder to write one .patch file per candidate"),
+) -> None:
+    """Generate candidate patches and print (or write) them."""
+    with _node(store) as node:
+        opportunities, manifest, tree, version = _opportunities(node, genome)
+        plans = node.supervisor.ask("planner", PlanCycle(version, tree, manifest, opportunities, Outcomes(table={}), seed, 1, limit))
+        generated = node.supervisor.ask("generator", Generate(version, tree, plans))
+    for candidate in generated.candidates:
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{candidate.id}.patch").write_text(candidate.patch, encoding="utf-8")
+            console.print(f"wrote {out / (candidate.id + '.patch')}  ({candidate.description})")
+        else:
+            console.rule(f"{candidate.id} · {candidate.description}")
+            console.print(candidate.patch, highlight=False, markup=False)
+    for failure in generated.failures:
+        console.print(f"[yellow]skipped:[/] {failure}")
+
+
+@app.command()
+@handle_errors
+def validate(
+    genome: Path = GenomeOpt,
+    patch: Path = typer.Option(..., "--patch", help="unified diff against the genome folder"),
+    store: str = StoreOpt, seed: int = SeedOpt,
+) -> None:
+    """Prove one patch: the genome's tests, then the benchmark A/B against the parent."""
+    manifest, tree = load_genome(genome)
+    try:
+        text = patch.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PatchError(f"patch {patch} cannot be read ({exc.strerror})", hint="pass --patch PATH to a readable file") from exc
+    candidate_tree = apply_patch(tree, text)
+    version = version_id(tree)
+    candidate = Candidate(candidate_id(version, text), version, text, "manual", "manual", "", "", 0, f"patch {patch}")
+    with _node(store) as node, console.status(f"proving {patch} ({manifest.fitness.rounds} A/B rounds)…"):
+        report = incubate(node.sandbox, manifest, candidate.id, tree, candidate_tree)
+    decision, evidence = judge(manifest, tree, candidate, report, Policy(manifest.fitness.threshold, manifest.fitness.confidence), seed)
+    console.print(f"tests: {'[green]pass[/]' if report.tests_passed else '[red]fail[/]'}  {report.detail}")
+    if evidence.comparison:
+        c = evidence.comparison
+        console.print(f"gain: {c.ratio:.3f}× [{c.low:.3f}, {c.high:.3f}] at {c.confidence:.0%} over {c.rounds} rounds")
+    console.print(f"verdict: [bold]{decision.verdict}[/] — {'; '.join(decision.reasons)}")
+    if decision.verdict == "reject":
+        raise typer.Exit(2)
+
+
+@app.command()
+@handle_errors
+def run(
+    genome: Path = GenomeOpt, store: str = StoreOpt, seed: int = SeedOpt,
+    cycles: int = typer.Option(5, "--cycles", "-n", min=1, help="cycles to reach (a resumed run continues its count)"),
+    candidates: int = typer.Option(4, "--candidates", min=1, help="candidates per cycle"),
+) -> None:
+    """Evolve the genome for N cycles, recording every decision in the store."""
+    with _node(store, candidates=candidates) as node:
+        node.install_signal_handlers()
+        name, _ = node.register(genome)
+        done = node.store.head(name).cycles_completed
+        if done:
+            console.print(f"resuming {name} at cycle {done + 1} of {cycles}")
+        with CycleProgress(console, cycles, done, label=name) as progress:
+            summary = node.evolve(name, cycles, seed, progress=progress)
+        console.print(f"{name}: {len(summary.adopted)} versions adopted this run; head {short(summary.head)}")

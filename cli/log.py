@@ -1,0 +1,193 @@
+"""`tars log …`: read the event log of a store, with no node running."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import typer
+from rich.tree import Tree as RichTree
+
+from cli.common import DEFAULT_STORE, console, handle_errors, open_store
+from events.projections import lineage as lineage_of
+from events.store import GenomeStore, LogEntry
+from evolution.errors import IntegrityError, TarsError, UnknownVersionError
+from evolution.patch import make_patch
+from evolution.tree import short, version_id
+from runtime.genome_files import write_tree
+
+app = typer.Typer(help="Inspect, verify, replay and export the event log.", no_args_is_help=True)
+
+StoreOpt = typer.Option(str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL")
+GenomeOpt = typer.Option(None, "--genome", "-g", help="genome name (default: the only one in the store)")
+
+
+def _genome(store: GenomeStore, genome: str | None) -> str:
+    names = store.genomes()
+    if genome is not None:
+        if genome not in names:
+            raise TarsError(f"genome {genome!r} is not in the store", hint=f"genomes here: {', '.join(names) or 'none'}")
+        return genome
+    if len(names) != 1:
+        raise TarsError(f"the store holds {len(names)} genomes", hint=f"pass --genome NAME ({', '.join(names) or 'none'})")
+    return names[0]
+
+
+def resolve_version(store: GenomeStore, genome: str, prefix: str) -> str:
+    """A full version id from a unique prefix (users copy the short ids `ls` prints)."""
+    versions = {node.version for node in lineage_of(store.log(genome=genome))}
+    matches = sorted(v for v in versions if v.startswith(prefix.lower()))
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UnknownVersionError(f"version {prefix} is not a version of {genome}", hint="`tars log lineage` lists its versions")
+    raise UnknownVersionError(f"version prefix {prefix} is ambiguous ({len(matches)} versions)", hint="give more characters")
+
+
+def _summary(entry: LogEntry) -> str:
+    data = entry.data
+    if entry.type == "CandidateEvaluated":
+        ratio = data.get("ratio")
+        gain = f" {ratio:.2f}×" if isinstance(ratio, float) else ""
+        return f"{data.get('mutator')} {data.get('verdict')}{gain}"
+    if entry.type == "VersionAdopted":
+        return f"{data.get('mutator')} {data.get('ratio', 0):.2f}× parent {short(entry.parent or '')}"
+    if entry.type == "RolledBack":
+        return f"to {short(data.get('to_version', ''))}: {data.get('reason', '')}"
+    if entry.type == "CycleCompleted":
+        return f"cycle {data.get('cycle')}"
+    return ""
+
+
+@app.command("ls")
+@handle_errors
+def ls(store: str = StoreOpt, genome: str | None = GenomeOpt, limit: int | None = typer.Option(None, help="at most N events")) -> None:
+    """One line per event, oldest first."""
+    out = sys.stdout
+    with open_store(store) as handle:
+        for entry in handle.log(genome=genome, limit=limit):
+            out.write(
+                f"{entry.seq:>7} {entry.time:%Y-%m-%d %H:%M:%S} {entry.type:<18} {entry.genome:<12} "
+                f"{short(entry.version or ''):<12} {entry.node:<8} {_summary(entry)}\n"
+            )
+
+
+@app.command()
+@handle_errors
+def show(seq: int = typer.Argument(..., help="event sequence number (from `tars log ls`)"), store: str = StoreOpt) -> None:
+    """Every field of one event."""
+    with open_store(store) as handle:
+        for entry in handle.log(start=seq, limit=1):
+            if entry.seq == seq:
+                console.print_json(json.dumps(_as_json(entry), default=str))
+                return
+    raise TarsError(f"no event with seq {seq}", hint="`tars log ls` lists the events")
+
+
+@app.command()
+@handle_errors
+def diff(
+    old: str = typer.Argument(..., help="version (prefix)"), new: str = typer.Argument(..., help="version (prefix)"),
+    store: str = StoreOpt, genome: str | None = GenomeOpt,
+) -> None:
+    """The unified diff between two versions."""
+    with open_store(store) as handle:
+        name = _genome(handle, genome)
+        a = handle.materialise(name, resolve_version(handle, name, old))
+        b = handle.materialise(name, resolve_version(handle, name, new))
+    sys.stdout.write(make_patch(a, b))
+
+
+@app.command()
+@handle_errors
+def lineage(store: str = StoreOpt, genome: str | None = GenomeOpt) -> None:
+    """The tree of versions: who came from whom, by which mutator, at what fitness."""
+    with open_store(store) as handle:
+        name = _genome(handle, genome)
+        nodes = lineage_of(handle.log(genome=name))
+        head = handle.head(name).version
+    labels: dict[str, RichTree] = {}
+    root = RichTree(f"[bold]{name}[/]")
+    for node in nodes:
+        fitness = f"{node.fitness:.4g}" if node.fitness is not None else "?"
+        mark = " [green]← head[/]" if node.version == head else ""
+        label = f"{short(node.version)} {node.mutator or 'registered'} fitness {fitness} (seq {node.seq}){mark}"
+        parent = labels.get(node.parent or "", root)
+        labels[node.version] = parent.add(label)
+    console.print(root)
+
+
+@app.command()
+@handle_errors
+def verify(store: str = StoreOpt) -> None:
+    """Recompute the hash chain of every event; fail naming the first one that was edited."""
+    with open_store(store) as handle:
+        try:
+            report = handle.verify()
+        except IntegrityError as exc:
+            console.print(f"[bold red]FAILED[/] {exc}")
+            raise typer.Exit(1) from exc
+    console.print(f"[green]OK[/] {report}")
+
+
+@app.command()
+@handle_errors
+def replay(
+    to: str = typer.Option(..., "--to", help="version (prefix) to rebuild"),
+    out: Path = typer.Option(..., "--out", help="new or empty folder to write the tree into"),
+    store: str = StoreOpt, genome: str | None = GenomeOpt,
+) -> None:
+    """Rebuild a version's exact tree from the log (snapshot plus patches)."""
+    with open_store(store) as handle:
+        name = _genome(handle, genome)
+        version = resolve_version(handle, name, to)
+        tree = handle.materialise(name, version)
+    if version_id(tree) != version:
+        raise IntegrityError(f"replay of {short(version)} gives tree {short(version_id(tree))}", hint="run `tars log verify`")
+    write_tree(tree, out)
+    console.print(f"wrote {len(tree)} files of {name} {short(version)} to {out} (tree hash verified)")
+
+
+@app.command()
+@handle_errors
+def export(
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl: one JSON object per event"),
+    out: Path | None = typer.Option(None, "--out", help="file to write (default: stdout)"),
+    store: str = StoreOpt, genome: str | None = GenomeOpt,
+) -> None:
+    """Every event as one JSON object per line."""
+    if fmt != "jsonl":
+        raise TarsError(f"unknown export format {fmt!r}", hint="use --format jsonl")
+    with open_store(store) as handle:
+        if out is None:
+            _export(handle, genome, sys.stdout)
+            return
+        tmp = out.with_name(out.name + ".partial")
+        with tmp.open("w", encoding="utf-8") as stream:
+            _export(handle, genome, stream)
+        tmp.replace(out)
+
+
+def _export(handle: GenomeStore, genome: str | None, stream: TextIO) -> None:
+    for entry in handle.log(genome=genome):
+        stream.write(json.dumps(_as_json(entry), default=str, sort_keys=True) + "\n")
+
+
+def _as_json(entry: LogEntry) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "seq": entry.seq,
+        "type": entry.type,
+        "genome": entry.genome,
+        "version": entry.version,
+        "parent": entry.parent,
+        "node": entry.node,
+        "time": entry.time.isoformat() if isinstance(entry.time, datetime) else entry.time,
+    }
+    for key, value in entry.data.items():
+        if key in ("tree", "manifest_text"):
+            continue  # whole trees are for replay, not for reading
+        row.setdefault(key, value)
+    return row

@@ -1,0 +1,91 @@
+"""The `tars` command."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from cli import evolve, log
+from cli.common import DEFAULT_STORE, console, handle_errors, open_store
+from cli.log import resolve_version
+from evolution.errors import PolicyError
+from evolution.patch import apply_patch
+from evolution.tree import short, version_id
+
+app = typer.Typer(
+    name="tars", help="TARS: a swarm of self-improving replicas.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+app.add_typer(evolve.app, name="evolve")
+app.add_typer(log.app, name="log")
+
+StoreOpt = typer.Option(str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL")
+
+
+@app.command()
+@handle_errors
+def demo(
+    workdir: Path = typer.Option(Path("tars-demo"), "--workdir", help="where the node keeps its store and sandboxes"),
+    seed: int = typer.Option(7, "--seed", help="seed of the planner and the statistics"),
+    cycles: int = typer.Option(8, "--cycles", min=1, help="evolution cycles"),
+    candidates: int = typer.Option(2, "--candidates", min=1, help="candidates proven per cycle"),
+) -> None:
+    """Evolve the shipped demo genome and show what changed."""
+    from cli.demo import run_demo
+
+    run_demo(workdir, seed, cycles, candidates)
+
+
+@app.command()
+@handle_errors
+def rollback(
+    genome: str = typer.Option(..., "--genome", "-g", help="genome name"),
+    to: str = typer.Option(..., "--to", help="version (prefix) to return to"),
+    reason: str = typer.Option("manual rollback", "--reason"),
+    store: str = StoreOpt,
+) -> None:
+    """Make an earlier version the head again (appends an event; erases nothing)."""
+    with open_store(store) as handle:
+        version = resolve_version(handle, genome, to)
+        before = handle.head(genome).version
+        handle.rollback(genome, version, reason, "cli")
+    console.print(f"{genome}: head {short(before)} → {short(version)} (rollback recorded)")
+
+
+@app.command()
+@handle_errors
+def approve(
+    genome: str = typer.Option(..., "--genome", "-g", help="genome name"),
+    candidate: str = typer.Option(..., "--candidate", help="id of a held candidate"),
+    store: str = StoreOpt,
+) -> None:
+    """Adopt a candidate the governor held for a human decision."""
+    from events.records import Adoption
+
+    with open_store(store) as handle:
+        head = handle.head(genome)
+        if candidate not in head.pending:
+            raise PolicyError(f"no held candidate {candidate} for {genome}", hint=f"held: {', '.join(head.pending) or 'none'}")
+        held = handle.approve(genome, candidate, "cli")
+        tree = apply_patch(head.tree, held.patch)
+        evidence = dict(held.evidence)
+        handle.adopt(
+            genome,
+            Adoption(
+                version=version_id(tree), parent=head.version, patch=held.patch, mutator=held.mutator, kind=held.kind,
+                fitness_before=None, fitness_after=None, ratio=evidence.get("ratio"), low=evidence.get("low"),
+                high=evidence.get("high"), evidence=evidence | {"approved_by": "cli"},
+            ),
+            "cli",
+        )
+    console.print(f"{genome}: approved {candidate}; head is now {short(version_id(tree))}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Live progress of an evolution run, drawn with rich."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from evolution.tree import short
+
+
+class CycleProgress:
+    """A progress bar over cycles whose description follows the current stage."""
+
+    def __init__(self, console: Console, total: int, done: int = 0, label: str = "evolving") -> None:
+        self.console = console
+        self.label = label
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console, transient=False,
+        )
+        self._task = self._progress.add_task(label, total=total, completed=done)
+
+    def __enter__(self) -> CycleProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._progress.stop()
+
+    def __call__(self, stage: str, info: dict[str, Any]) -> None:
+        cycle = info.get("cycle")
+        prefix = f"{self.label} · cycle {cycle}" if cycle else self.label
+        if stage == "analyze":
+            self._progress.update(self._task, description=f"{prefix}: profiling {info['version']}")
+        elif stage == "generate":
+            self._progress.update(self._task, description=f"{prefix}: {info['opportunities']} opportunities, {info['plans']} plans")
+        elif stage == "incubate":
+            self._progress.update(self._task, description=f"{prefix}: proving {info['candidates']} candidates in the sandbox")
+        elif stage == "cycle":
+            result = info["result"]
+            adoption = info.get("adoption")
+            if adoption is not None:
+                self.console.print(
+                    f"  cycle {result.cycle}: adopted [green]{short(adoption.version)}[/] "
+                    f"({adoption.mutator}, {adoption.ratio:.2f}× [{adoption.low:.2f}, {adoption.high:.2f}])"
+                )
+            else:
+                verdicts = ", ".join(f"{r.mutator}:{r.verdict}" for r in info.get("records", [])) or "no candidates"
+                self.console.print(f"  cycle {result.cycle}: nothing adopted ({verdicts})")
+            self._progress.advance(self._task)
+        elif stage == "baseline":
+            self._progress.update(self._task, description=f"{self.label}: running {info['genome']}'s own tests and baseline benchmark")
+        elif stage == "registered":
+            self.console.print(f"  registered {info['genome']} at {short(info['version'])} (fitness {info['fitness']:.4g})")

@@ -1,0 +1,70 @@
+"""One error tree for all of TARS.
+
+Every error a user can meet derives from :class:`TarsError`, so the CLI can catch one
+type, print one line and exit non-zero.  Messages say what was wrong, where, and what
+to do; the ``hint`` is appended by :meth:`TarsError.__str__` so callers never forget it.
+It lives in ``evolution`` because that package imports nothing else of TARS, so every
+other package can import it without breaking the one-way dependency rule.
+"""
+
+from __future__ import annotations
+
+
+class TarsError(Exception):
+    """Base of every error TARS raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} — {self.hint}"
+        return self.message
+
+
+class ManifestError(TarsError):
+    """A genome manifest is missing, unreadable or invalid."""
+
+
+class ConfigError(TarsError):
+    """A configuration file (cluster.yml, settings) is invalid."""
+
+
+class GenomeError(TarsError):
+    """A genome cannot be used as it is (for example its own tests fail)."""
+
+
+class PatchError(TarsError):
+    """A patch does not parse or does not apply to its parent version."""
+
+
+class MutationError(TarsError):
+    """A mutator could not produce a candidate from a plan."""
+
+
+class SandboxError(TarsError):
+    """The sandbox itself could not be set up (not a failing candidate)."""
+
+
+class StoreError(TarsError):
+    """The event store is unreachable, unwritable or damaged."""
+
+
+class IntegrityError(StoreError):
+    """The hash chain of the log does not verify: history was edited."""
+
+
+class UnknownVersionError(TarsError):
+    """A version id names no version of the genome."""
+
+
+class UnknownGenomeError(TarsError):
+    """A genome name names no genome registered in the store."""
+
+
+class PolicyError(TarsError):
+    """A request contradicts the governor's policy (approve of nothing pending, …)."""

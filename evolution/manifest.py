@@ -1,0 +1,125 @@
+"""The genome manifest (``genome.toml``): how to run a genome and what "better" means.
+
+Parsing is pure (text in, model out) so it is unit-tested without files; the caller
+names the source so every error says which file, which key, and what to write instead.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import shlex
+import tomllib
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evolution.errors import ManifestError
+
+MANIFEST_NAME = "genome.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenomeSection(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    description: str = ""
+    sources: Annotated[list[str], Field(min_length=1)]
+
+
+class Commands(_Strict):
+    test: list[str]
+    bench: list[str]
+
+    @field_validator("test", "bench", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return shlex.split(value)
+        return value
+
+    @field_validator("test", "bench")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name a command, for example \"python -m unittest\"")
+        return value
+
+
+class Fitness(_Strict):
+    metric: Annotated[str, Field(min_length=1)]
+    direction: Literal["minimize", "maximize"]
+    #: smallest gain worth adopting (1.05 = 5 % better than the parent)
+    threshold: Annotated[float, Field(ge=1.0, le=100.0)] = 1.05
+    #: two-sided confidence level of the interval the governor checks
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    #: interleaved A/B rounds per candidate
+    rounds: Annotated[int, Field(ge=2, le=100)] = 5
+
+
+class Limits(_Strict):
+    wall_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    cpu_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    memory_mb: Annotated[int, Field(ge=32, le=65536)] = 1024
+    processes: Annotated[int, Field(ge=1, le=4096)] = 64
+    file_mb: Annotated[int, Field(ge=1, le=65536)] = 64
+
+
+class Tunable(_Strict):
+    file: str
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    min: float
+    max: float
+    kind: Literal["int", "float"] = "int"
+
+    @model_validator(mode="after")
+    def _range(self) -> Tunable:
+        if self.min >= self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        return self
+
+
+class Manifest(_Strict):
+    genome: GenomeSection
+    commands: Commands
+    fitness: Fitness
+    limits: Limits = Limits()
+    tunable: list[Tunable] = []
+
+    @property
+    def name(self) -> str:
+        return self.genome.name
+
+    def is_source(self, path: str) -> bool:
+        """Whether ``path`` is evolvable (matches a ``sources`` glob); everything else is protected."""
+        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.genome.sources)
+
+    def better(self, candidate: float, parent: float) -> float:
+        """The gain of candidate over parent as a ratio where > 1 is better, whatever the direction."""
+        if self.fitness.direction == "minimize":
+            return parent / candidate if candidate > 0 else float("inf")
+        return candidate / parent if parent > 0 else float("inf")
+
+
+_FIXES = {
+    "missing": "add it",
+    "extra_forbidden": "remove it or check its spelling",
+    "literal_error": "use one of the allowed values",
+    "string_pattern_mismatch": "use letters, digits, '_', '.' or '-'",
+}
+
+
+def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
+    """Parse and validate a manifest; raise one :class:`ManifestError` naming file, key and fix."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"{source}: not valid TOML ({exc})", hint="fix the syntax at the line shown") from exc
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        fix = _FIXES.get(first["type"], "see docs/genome-format.md")
+        raise ManifestError(f"{source}: key '{key}': {first['msg']}", hint=fix) from exc

@@ -1,0 +1,99 @@
+"""Benchmark: a deterministic synthetic log through the whole pipeline.
+
+Prints one JSON line last: {"seconds": <best of 3>, "lines": <n>}.
+"""
+
+import json
+import random
+import time
+
+from logstats import render_report, summarise
+
+N_LINES = 6000
+
+MONTH_NAMES = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+ROUTES = [
+    "/", "/login", "/logout", "/api/users/{id}", "/api/users/{id}/orders", "/api/orders/{id}",
+    "/api/orders/{id}/items/{id}", "/api/search", "/api/products/{id}", "/api/cart",
+    "/static/js/app.{hash}.js", "/static/css/site.{hash}.css", "/img/logo.png", "/favicon.ico",
+    "/api/v2/Reports/{uuid}", "/docs/getting%20started", "/api/payments/{id}/refund",
+    "/admin/../api/health", "/api/Inventory/{id}", "/robots.txt",
+]
+QUERIES = ["", "", "", "?page=2", "?page=3", "?q=shoes", "?sort=asc", "?ref=mail"]
+AGENTS = [
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/120.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+    "curl/8.4.0",
+    "python-requests/2.31.0",
+    "Go-http-client/1.1",
+    "-",
+]
+WORDS = [
+    "payment", "order", "user", "session", "cache", "database", "connection", "request",
+    "upstream", "worker", "queue", "job", "token", "invoice", "inventory", "shipment",
+    "timeout", "failed", "refused", "retry", "deadlock", "slow", "query", "lock", "pool",
+    "the", "a", "for", "with", "after", "to", "of", "is", "was", "on", "in", "from", "by",
+    "and", "not", "still", "again", "because", "then", "while", "no", "this", "that",
+]
+SERVICES = ["billing", "auth", "catalog", "orders", "search"]
+LEVELS = ["info", "info", "info", "debug", "warn", "warning", "error", "ERROR"]
+
+
+def make_path(rng):
+    route = rng.choice(ROUTES)
+    while "{id}" in route:
+        route = route.replace("{id}", str(rng.randint(1, 12)), 1)
+    route = route.replace("{hash}", rng.choice(["3f9a2b7c1d", "a1b2c3d4e5f6", "0badc0ffee"]))
+    route = route.replace("{uuid}", rng.choice(["9f1c2d3e-4b5a-6789-abcd-ef0123456789",
+                                                "0e1d2c3b-4a59-6877-9abc-def012345678"]))
+    return route + rng.choice(QUERIES)
+
+
+def make_lines(n, seed=1234):
+    rng = random.Random(seed)
+    clients = ["10.0.%d.%d" % (rng.randint(0, 3), rng.randint(1, 254)) for _ in range(300)]
+    lines = []
+    t = 1696945500
+    for i in range(n):
+        t += rng.choice([0, 0, 1, 1, 2])
+        hh, mm, ss = (t // 3600) % 24, (t // 60) % 60, t % 60
+        latency = rng.lognormvariate(3.5, 0.8)
+        if rng.random() < 0.01:
+            latency *= 25
+        r = rng.random()
+        if r < 0.03:
+            lines.append(rng.choice(["", "garbage line", "10.0.0.1 - - [bad date] \"GET\"", "2023-10-10 nolevel=1"]))
+        elif r < 0.55:
+            status = rng.choice([200] * 12 + [201, 204, 301, 304, 400, 401, 403, 404, 404, 500, 502, 503])
+            lines.append('%s - %s [%02d/%s/2023:%02d:%02d:%02d +0000] "%s %s HTTP/1.1" %d %s "-" "%s" %.3f' % (
+                rng.choice(clients), rng.choice(["-", "-", "alice", "bob"]), 10, MONTH_NAMES[9], hh, mm, ss,
+                rng.choice(["GET", "GET", "GET", "POST", "PUT", "DELETE"]), make_path(rng), status,
+                rng.choice(["-", str(rng.randint(100, 90000))]), rng.choice(AGENTS), latency / 1000.0))
+        else:
+            msg = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 18)))
+            if rng.random() < 0.3:
+                msg = msg.capitalize() + ": user=%d" % rng.randint(1, 500)
+            lines.append('2023-10-10T%02d:%02d:%02dZ level=%s svc=%s path=%s latency_ms=%.2f client=%s msg="%s"' % (
+                hh, mm, ss, rng.choice(LEVELS), rng.choice(SERVICES), make_path(rng), latency,
+                rng.choice(clients), msg))
+    return lines
+
+
+def main():
+    lines = make_lines(N_LINES)
+    best = None
+    for _ in range(3):
+        start = time.perf_counter()
+        render_report(summarise(lines))
+        elapsed = time.perf_counter() - start
+        best = elapsed if best is None else min(best, elapsed)
+    print(json.dumps({"seconds": round(best, 6), "lines": len(lines)}))
+
+
+if __name__ == "__main__":
+    main()
