@@ -50,7 +50,9 @@ def read_metric(result: RunResult, metric: str) -> float:
         if value <= 0:
             raise ValueError(f"benchmark metric {metric!r} must be positive, got {value}")
         return float(value)
-    raise ValueError(f"benchmark printed no JSON line (last output: {result.stdout.strip()[-200:]!r})")
+    raise ValueError(
+        f"benchmark printed no JSON line (last output: {result.stdout.strip()[-200:]!r})"
+    )
 
 
 def run_tests(sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest) -> RunResult:
@@ -60,7 +62,9 @@ def run_tests(sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest) -> 
         return sandbox.run(workdir, manifest.commands.test, limits)
 
 
-def measure(sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest, repeats: int = 1) -> list[float]:
+def measure(
+    sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest, repeats: int = 1
+) -> list[float]:
     """Run the benchmark ``repeats`` times on one copy; raise ValueError when it fails."""
     limits = SandboxLimits.from_manifest(manifest.limits)
     samples: list[float] = []
@@ -81,7 +85,7 @@ def incubate(
     candidate_tree: Mapping[str, str],
     rounds: int | None = None,
 ) -> IncubationReport:
-    """Tests first (all must pass), then ``rounds`` interleaved benchmark pairs.
+    """Tests first (all must pass), then ``rounds`` interleaved benchmark pairs (A B B A A B …).
 
     Parent and candidate run alternately so that slow drifts of the machine (another
     process, thermal state) hit both equally; pairing them is what lets the statistics
@@ -98,30 +102,54 @@ def incubate(
         runs += 1
         if not tests.ok:
             return IncubationReport(
-                candidate, False, tests.failure or "exit", f"tests failed: {tests.detail}",
-                child_seconds=child, total_seconds=time.perf_counter() - started, runs=runs,
+                candidate,
+                False,
+                tests.failure or "exit",
+                f"tests failed: {tests.detail}",
+                child_seconds=child,
+                total_seconds=time.perf_counter() - started,
+                runs=runs,
             )
         parent_samples: list[float] = []
         candidate_samples: list[float] = []
         with sandbox.workspace(parent_tree) as parent_dir:
-            for _ in range(rounds):
-                for workdir, samples, who in ((parent_dir, parent_samples, "parent"), (cand_dir, candidate_samples, "candidate")):
+            pair = ((parent_dir, parent_samples, "parent"), (cand_dir, candidate_samples, "candidate"))
+            for index in range(rounds):
+                # A B, then B A: alternating the order cancels drift inside a pair too.
+                for workdir, samples, who in pair if index % 2 == 0 else pair[::-1]:
                     result = sandbox.run(workdir, manifest.commands.bench, limits)
                     child += result.wall_seconds
                     runs += 1
                     if not result.ok:
                         return IncubationReport(
-                            candidate, True, result.failure or "exit", f"{who} benchmark failed: {result.detail}",
-                            child_seconds=child, total_seconds=time.perf_counter() - started, runs=runs,
+                            candidate,
+                            True,
+                            result.failure or "exit",
+                            f"{who} benchmark failed: {result.detail}",
+                            child_seconds=child,
+                            total_seconds=time.perf_counter() - started,
+                            runs=runs,
                         )
                     try:
                         samples.append(read_metric(result, manifest.fitness.metric))
                     except ValueError as exc:
                         return IncubationReport(
-                            candidate, True, "bench-output", f"{who} {exc}",
-                            child_seconds=child, total_seconds=time.perf_counter() - started, runs=runs,
+                            candidate,
+                            True,
+                            "bench-output",
+                            f"{who} {exc}",
+                            child_seconds=child,
+                            total_seconds=time.perf_counter() - started,
+                            runs=runs,
                         )
     return IncubationReport(
-        candidate, True, None, "ok", tuple(parent_samples), tuple(candidate_samples),
-        child_seconds=child, total_seconds=time.perf_counter() - started, runs=runs,
+        candidate,
+        True,
+        None,
+        "ok",
+        tuple(parent_samples),
+        tuple(candidate_samples),
+        child_seconds=child,
+        total_seconds=time.perf_counter() - started,
+        runs=runs,
     )

@@ -1,0 +1,45 @@
+"""Behaviour-preserving AST rewrites, the offline mutators of the generator.
+
+Each rewrite lives in its own module; this package lists them in a fixed order so every
+node scans, ranks and names them the same way.
+"""
+
+from __future__ import annotations
+
+from evolution.errors import MutationError
+from evolution.mutators.any_all_generator import AnyAllGenerator
+from evolution.mutators.base import Mutator, Site
+from evolution.mutators.comprehension import Comprehension
+from evolution.mutators.hoist_invariant import HoistInvariant
+from evolution.mutators.join_concat import JoinConcat
+from evolution.mutators.local_alias import LocalAlias
+from evolution.mutators.memoize import Memoize
+from evolution.mutators.min_max_sorted import MinMaxSorted
+from evolution.mutators.precompile_regex import PrecompileRegex
+from evolution.mutators.set_membership import SetMembership
+
+ALL_MUTATORS: tuple[Mutator, ...] = (
+    SetMembership(),
+    HoistInvariant(),
+    JoinConcat(),
+    PrecompileRegex(),
+    Memoize(),
+    LocalAlias(),
+    MinMaxSorted(),
+    Comprehension(),
+    AnyAllGenerator(),
+)
+
+_BY_NAME = {m.name: m for m in ALL_MUTATORS}
+
+
+def by_name(name: str) -> Mutator:
+    """The mutator called ``name``; plans and logged candidates refer to mutators by name."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        known = ", ".join(sorted(_BY_NAME))
+        raise MutationError(f"unknown mutator {name!r}", hint=f"use one of: {known}") from None
+
+
+__all__ = ["ALL_MUTATORS", "Mutator", "Site", "by_name"]

@@ -3,7 +3,9 @@
 import bisect
 import math
 
-DEFAULT_BOUNDS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000]
+# latency bucket edges in ms (kept in the order ops asked for them; sorted when used)
+DEFAULT_BOUNDS = [100, 250, 500, 1000, 50, 25, 10, 5, 2500, 5000, 75, 150, 200, 300, 400, 750,
+                  1500, 2000, 3000, 4000, 7500, 10000, 15, 20, 30, 40, 60, 80, 90, 125, 175, 350]
 
 
 def status_counts(records):
@@ -87,17 +89,21 @@ def error_rate_per_minute(records):
     return rows
 
 
-def find_spikes(records, window=40, factor=2.0):
-    """Requests slower than `factor` times the slowest of the `window` requests before them."""
-    lats = []
+def find_spikes(records, window=80, factor=2.0):
+    """Requests slower than `factor` times the slowest of the `window` requests before them.
+
+    Returns [(ts, path, latency, path of the previous peak)].
+    """
+    history = []
     spikes = []
     for rec in records:
         lat = rec.get("latency_ms")
         if lat is None:
             continue
-        if len(lats) >= window:
-            recent = lats[-window:]
-            if lat > factor * sorted(recent)[-1]:
-                spikes.append((rec["ts"], rec["path"], lat))
-        lats.append(lat)
+        if len(history) >= window:
+            recent = history[-window:]
+            peak_lat, peak_path = sorted(recent)[-1]
+            if lat > factor * peak_lat:
+                spikes.append((rec["ts"], rec["path"], lat, peak_path))
+        history.append((lat, rec["path"]))
     return spikes

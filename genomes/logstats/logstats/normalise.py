@@ -32,8 +32,11 @@ LEVEL_ALIASES = {
 }
 
 
+HEX_DIGITS = "0123456789abcdef"
+
+
 def normalise_path(path):
-    """Canonical route for a request path: no query, lowercase, ids replaced."""
+    """Canonical route for a request path: no query, lowercase, ids and hashes replaced."""
     path = path.split("?", 1)[0].split("#", 1)[0]
     parts = []
     for seg in path.split("/"):
@@ -41,19 +44,30 @@ def normalise_path(path):
             continue
         if "%" in seg:
             seg = unquote(seg)
-        seg = seg.lower()
+        seg = seg.split(";", 1)[0].strip().lower()
         if seg == "..":
             if parts:
                 parts.pop()
             continue
         if seg.isdigit():
             seg = ":id"
-        elif len(seg) >= 16 and all(c in "0123456789abcdef-" for c in seg):
+        elif all(c in HEX_DIGITS or c == "-" for c in seg) and any(c.isdigit() for c in seg) and len(seg) >= 16:
             seg = ":uuid"
         elif "." in seg:
             stem, ext = seg.rsplit(".", 1)
-            if stem and all(c in "0123456789abcdef" for c in stem.rsplit(".", 1)[-1]) and len(stem) > 8:
-                seg = ":hash." + ext
+            tail = stem.rsplit(".", 1)[-1]
+            if len(tail) >= 8 and all(c in HEX_DIGITS for c in tail):
+                seg = stem[: len(stem) - len(tail)] + ":hash." + ext
+        elif seg[:1] == "v" and seg[1:].isdigit():
+            seg = "v" + str(int(seg[1:]))
+        else:
+            # mostly-digit tokens such as "a123456" or "12-34" are ids too
+            digits = 0
+            for c in seg:
+                if c.isdigit():
+                    digits += 1
+            if digits and digits * 2 >= len(seg):
+                seg = ":id"
         parts.append(seg)
     return "/" + "/".join(parts)
 

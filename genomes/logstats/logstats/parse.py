@@ -11,10 +11,11 @@ Two formats are understood:
     2023-10-10T13:55:36Z level=error svc=billing path=/pay latency_ms=12.5 msg="card declined"
 """
 
+import calendar
 import re
 
 # lines are handled in batches of this many (any value gives the same result)
-CHUNK_SIZE = 4
+CHUNK_SIZE = 8
 
 MONTHS = {
     "Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6,
@@ -41,7 +42,7 @@ def level_for_status(status):
     return "INFO"
 
 
-def parse_access_line(line):
+def parse_access_line(line, months=MONTHS):
     m = re.match(
         r'(\S+) \S+ (\S+) \[(\d{2})/(\w{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) [+-]\d{4}\] '
         r'"(\S+) (\S+)(?: (\S+))?" (\d{3}) (\d+|-) "([^"]*)" "([^"]*)"(?: (\d+(?:\.\d+)?))?\s*$',
@@ -49,7 +50,7 @@ def parse_access_line(line):
     )
     if m is None:
         return None
-    month = MONTHS.get(m.group(4))
+    month = months.get(m.group(4))
     if month is None:
         return None
     ts = "%s-%02d-%s %s:%s:%s" % (m.group(5), month, m.group(3), m.group(6), m.group(7), m.group(8))
@@ -106,22 +107,24 @@ def parse_app_line(line):
     }
 
 
-def parse_line(line):
+def parse_line(line, months=MONTHS):
     line = line.strip()
     if not line:
         return None
     if re.match(r"\d{4}-\d{2}-\d{2}", line):
         return parse_app_line(line)
-    return parse_access_line(line)
+    return parse_access_line(line, months)
 
 
 def _parse_chunk(chunk, result):
+    # month abbreviations as the calendar module spells them
+    months = {name: i for i, name in enumerate(calendar.month_abbr) if name}
     kinds = {}
     levels = {}
     good = []
     bad = 0
     for line in chunk:
-        rec = parse_line(line)
+        rec = parse_line(line, months)
         if rec is None:
             bad += 1
             continue

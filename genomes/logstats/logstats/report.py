@@ -1,6 +1,7 @@
 """Run the whole pipeline and render a plain-text report."""
 
 from logstats.aggregate import (
+    DEFAULT_BOUNDS,
     error_rate_per_minute,
     find_spikes,
     latency_histogram,
@@ -13,7 +14,8 @@ from logstats.normalise import drop_noise, normalise_records
 from logstats.parse import parse_lines
 from logstats.search import keyword_counts, search, term_frequencies
 
-DEFAULT_KEYWORDS = ("timeout", "failed", "refused", "retry", "deadlock")
+DEFAULT_KEYWORDS = ("timeout", "failed", "refused", "retry", "deadlock", "denied", "exception",
+                    "unavailable", "overflow", "panic", "killed", "corrupt")
 
 
 def summarise(lines, keywords=DEFAULT_KEYWORDS, top=5):
@@ -29,9 +31,10 @@ def summarise(lines, keywords=DEFAULT_KEYWORDS, top=5):
         "status": status_counts(records),
         "paths": path_latency(traffic),
         "histogram": latency_histogram(traffic),
+        "histogram_all": latency_histogram(records),
         "clients": top_clients(traffic, top),
         "minutes": error_rate_per_minute(records),
-        "spikes": find_spikes(traffic),
+        "spikes": find_spikes(records),
         "terms": top_n(term_frequencies(records), top),
         "keywords": keyword_counts(records, keywords),
         "matches": len(search(records, keywords)),
@@ -44,6 +47,17 @@ def _fmt(value):
     if isinstance(value, float):
         return "%.1f" % value
     return str(value)
+
+
+def bucket_rows(counts, bounds=DEFAULT_BOUNDS):
+    """Label the non-empty histogram buckets: [("<= 5 ms", n), ..., ("> 10000 ms", n)]."""
+    edges = sorted(bounds)
+    rows = []
+    for i, n in enumerate(counts):
+        if n:
+            label = "<= %d ms" % edges[i] if i < len(edges) else "> %d ms" % edges[-1]
+            rows.append((label, n))
+    return rows
 
 
 def render_counts(title, counts):
@@ -82,7 +96,8 @@ def render_report(summary):
         "latency by path (ms)",
         "  %-32s %6s %8s %8s %8s %8s" % ("path", "count", "p50", "p90", "p99", "max"),
         render_paths(summary["paths"]),
-        render_counts("latency histogram", [("bucket %d" % i, n) for i, n in enumerate(summary["histogram"])]),
+        render_counts("latency histogram", bucket_rows(summary["histogram"])),
+        render_counts("latency histogram, all requests", bucket_rows(summary["histogram_all"])),
         render_counts("top clients", summary["clients"]),
         render_counts("top terms", summary["terms"]),
         render_counts("keywords", summary["keywords"].items()),

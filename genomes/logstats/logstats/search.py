@@ -4,16 +4,14 @@ import re
 
 STOPWORDS = [
     "a", "an", "the", "and", "or", "but", "if", "then", "else", "when", "at", "by", "for",
-    "with", "about", "against", "between", "into", "through", "during", "before", "after",
-    "above", "below", "to", "from", "up", "down", "in", "out", "on", "off", "over", "under",
-    "again", "further", "once", "here", "there", "where", "why", "how", "all", "any", "both",
-    "each", "few", "more", "most", "other", "some", "such", "no", "nor", "not", "only", "own",
-    "same", "so", "than", "too", "very", "can", "will", "just", "don", "should", "now", "is",
-    "am", "are", "was", "were", "be", "been", "being", "have", "has", "had", "having", "do",
-    "does", "did", "doing", "i", "me", "my", "we", "our", "you", "your", "he", "him", "his",
-    "she", "her", "it", "its", "they", "them", "their", "what", "which", "who", "whom", "this",
-    "that", "these", "those", "of", "as", "until", "while", "because", "would", "could",
-    "via", "per", "got", "get", "set", "new", "old", "yet", "also", "still", "ok",
+    "with", "about", "into", "through", "during", "before", "after", "to", "from", "up",
+    "down", "in", "out", "on", "off", "over", "under", "again", "once", "here", "there",
+    "all", "any", "both", "each", "few", "more", "some", "such", "no", "nor", "not", "only",
+    "so", "than", "too", "very", "can", "will", "just", "is", "am", "are", "was", "were",
+    "be", "been", "has", "had", "do", "did", "it", "its", "this", "that", "of", "as",
+    "while", "because", "still", "via", "per", "i", "me", "my", "we", "our", "you", "your",
+    "he", "she", "they", "them", "what", "which", "who", "these", "those", "would", "could",
+    "should", "now", "how", "why", "where",
 ]
 
 

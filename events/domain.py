@@ -1,0 +1,351 @@
+"""The lineage of one genome as an event-sourced aggregate.
+
+One :class:`Lineage` per genome, its id derived from the genome's name so every node
+finds the same aggregate without a lookup table.  The aggregate keeps only what deciding
+the next event needs (head, head tree, counters, pending approvals, last chain); the
+history itself is the event sequence, read by projections.  That keeps snapshots small
+and replay time flat however long the genome has been evolving.
+
+Command methods validate and compute (chain, timestamp); event ``apply`` methods only
+derive state from the event, so replaying them on any node, at any time, is pure: the
+one heavy step, applying a patch to the head tree, uses the pure
+:func:`evolution.patch.apply_patch`, and the result is checked against the version id
+the event claims, so a patch that does not give its version can never become a head,
+neither when it is decided nor when it is replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, cast
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from events.chain import GENESIS, link
+from events.records import Adoption, CandidateRecord, Held
+from evolution.errors import IntegrityError, PatchError, PolicyError
+from evolution.patch import apply_patch
+from evolution.tree import Tree, short, version_id
+
+
+def lineage_id(name: str) -> UUID:
+    """The aggregate id of a genome: the same on every node, from the name alone."""
+    return uuid5(NAMESPACE_URL, "tars:genome:" + name)
+
+
+class Lineage(Aggregate):
+    """Every version, decision and rollback of one genome."""
+
+    name: str
+    manifest_text: str
+    registered_version: str
+    head: str
+    head_tree: Tree
+    head_fitness: float | None
+    versions_count: int
+    cycles_completed: int
+    pending: dict[str, dict[str, Any]]
+    chain: str
+
+    def __init__(self) -> None:
+        """State is set by :meth:`Registered.apply`, the same code path a replay takes."""
+
+    class Event(Aggregate.Event):
+        """Every lineage event names the node that decided it and carries its chain link."""
+
+        node: str
+        chain: str
+
+        def mutate(self, aggregate: Any) -> Any:
+            mutated: Any = super().mutate(aggregate)
+            mutated.chain = self.chain
+            return mutated
+
+    class Registered(Event, Aggregate.Created):
+        name: str
+        manifest_text: str
+        tree: dict[str, str]
+        version: str
+        fitness: float | None
+
+        def apply(self, aggregate: Any) -> None:
+            got = version_id(self.tree)
+            if got != self.version:
+                raise IntegrityError(
+                    f"registration of {self.name} claims version {short(self.version)} but its tree is {short(got)}",
+                    hint="run `tars log verify`",
+                )
+            aggregate.name = self.name
+            aggregate.manifest_text = self.manifest_text
+            aggregate.registered_version = self.version
+            aggregate.head = self.version
+            aggregate.head_tree = dict(self.tree)
+            aggregate.head_fitness = self.fitness
+            aggregate.versions_count = 1
+            aggregate.cycles_completed = 0
+            aggregate.pending = {}
+
+    class CandidateEvaluated(Event):
+        candidate: str
+        parent: str
+        patch: str
+        mutator: str
+        kind: str
+        verdict: str
+        reasons: list[str]
+        ratio: float | None
+        low: float | None
+        high: float | None
+        tests_passed: bool
+
+    class VersionAdopted(Event):
+        version: str
+        parent: str
+        patch: str
+        mutator: str
+        kind: str
+        fitness_before: float | None
+        fitness_after: float | None
+        ratio: float | None
+        low: float | None
+        high: float | None
+        evidence: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            if aggregate.head != self.parent:
+                raise IntegrityError(
+                    f"adoption of {short(self.version)} in {aggregate.name} names parent {short(self.parent)}, "
+                    f"but the head is {short(aggregate.head)}",
+                    hint="run `tars log verify`",
+                )
+            tree = apply_patch(aggregate.head_tree, self.patch)
+            got = version_id(tree)
+            if got != self.version:
+                raise IntegrityError(
+                    f"adoption in {aggregate.name} claims version {short(self.version)} "
+                    f"but its patch on {short(self.parent)} gives {short(got)}",
+                    hint="the candidate's version id must be the hash of parent + patch; regenerate it",
+                )
+            aggregate.head = self.version
+            aggregate.head_tree = tree
+            aggregate.head_fitness = self.fitness_after
+            aggregate.versions_count += 1
+            aggregate.pending.pop(self.version, None)
+
+    class RolledBack(Event):
+        to_version: str
+        from_version: str
+        reason: str
+        tree: dict[str, str]
+        fitness: float | None
+
+        def apply(self, aggregate: Any) -> None:
+            got = version_id(self.tree)
+            if got != self.to_version:
+                raise IntegrityError(
+                    f"rollback in {aggregate.name} to {short(self.to_version)} carries tree {short(got)}",
+                    hint="run `tars log verify`",
+                )
+            aggregate.head = self.to_version
+            aggregate.head_tree = dict(self.tree)
+            aggregate.head_fitness = self.fitness
+
+    class ApprovalRequested(Event):
+        candidate: str
+        parent: str
+        patch: str
+        mutator: str
+        kind: str
+        reasons: list[str]
+        evidence: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.pending[self.candidate] = {
+                "parent": self.parent,
+                "patch": self.patch,
+                "mutator": self.mutator,
+                "kind": self.kind,
+                "reasons": list(self.reasons),
+                "evidence": dict(self.evidence),
+            }
+
+    class Approved(Event):
+        candidate: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.pending.pop(self.candidate, None)
+
+    class CycleCompleted(Event):
+        cycle: int
+        adopted: str | None
+        candidates: int
+        seed: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.cycles_completed = max(aggregate.cycles_completed, self.cycle)
+
+    # ---- commands: validate, then trigger; no I/O ----
+
+    @classmethod
+    def register(
+        cls,
+        name: str,
+        manifest_text: str,
+        tree: Mapping[str, str],
+        fitness: float | None,
+        node: str,
+        *,
+        timestamp: datetime | None = None,
+    ) -> Lineage:
+        """A new lineage whose first version is ``tree``."""
+        ident = lineage_id(name)
+        when = timestamp or cls.Registered.create_timestamp()
+        fields: dict[str, Any] = {
+            "name": name,
+            "manifest_text": manifest_text,
+            "tree": dict(tree),
+            "version": version_id(tree),
+            "fitness": fitness,
+            "node": node,
+        }
+        chain = link(GENESIS, "Registered", ident, cls.INITIAL_VERSION, when, fields)
+        return cast(
+            Lineage, cls._create(cls.Registered, id=ident, timestamp=when, chain=chain, **fields)
+        )
+
+    def evaluate(
+        self, record: CandidateRecord, node: str, *, timestamp: datetime | None = None
+    ) -> None:
+        self._trigger(
+            self.CandidateEvaluated,
+            timestamp,
+            candidate=record.candidate,
+            parent=record.parent,
+            patch=record.patch,
+            mutator=record.mutator,
+            kind=record.kind,
+            verdict=record.verdict,
+            reasons=list(record.reasons),
+            ratio=record.ratio,
+            low=record.low,
+            high=record.high,
+            tests_passed=bool(record.tests_passed),
+            node=node,
+        )
+
+    def adopt(self, adoption: Adoption, node: str, *, timestamp: datetime | None = None) -> None:
+        if adoption.parent != self.head:
+            raise PatchError(
+                f"candidate {short(adoption.version)} of {self.name} was made against {short(adoption.parent)}, "
+                f"but the head is {short(self.head)}",
+                hint="rebase the candidate on the current head and prove it again",
+            )
+        self._trigger(
+            self.VersionAdopted,
+            timestamp,
+            version=adoption.version,
+            parent=adoption.parent,
+            patch=adoption.patch,
+            mutator=adoption.mutator,
+            kind=adoption.kind,
+            fitness_before=adoption.fitness_before,
+            fitness_after=adoption.fitness_after,
+            ratio=adoption.ratio,
+            low=adoption.low,
+            high=adoption.high,
+            evidence=dict(adoption.evidence),
+            node=node,
+        )
+
+    def hold(self, held: Held, node: str, *, timestamp: datetime | None = None) -> None:
+        self._trigger(
+            self.ApprovalRequested,
+            timestamp,
+            candidate=held.candidate,
+            parent=held.parent,
+            patch=held.patch,
+            mutator=held.mutator,
+            kind=held.kind,
+            reasons=list(held.reasons),
+            evidence=dict(held.evidence),
+            node=node,
+        )
+
+    def approve(self, candidate: str, node: str, *, timestamp: datetime | None = None) -> Held:
+        if candidate not in self.pending:
+            raise PolicyError(
+                f"no candidate {candidate} of {self.name} is waiting for approval",
+                hint=f"waiting: {', '.join(sorted(self.pending)) or 'none'}",
+            )
+        held = self.held(candidate)
+        self._trigger(self.Approved, timestamp, candidate=candidate, node=node)
+        return held
+
+    def rollback(
+        self,
+        to_version: str,
+        tree: Mapping[str, str],
+        fitness: float | None,
+        reason: str,
+        node: str,
+        *,
+        timestamp: datetime | None = None,
+    ) -> None:
+        if to_version == self.head:
+            raise PolicyError(
+                f"{self.name} is already at {short(to_version)}",
+                hint="roll back to an earlier version (`tars log lineage` lists them)",
+            )
+        self._trigger(
+            self.RolledBack,
+            timestamp,
+            to_version=to_version,
+            from_version=self.head,
+            reason=reason,
+            tree=dict(tree),
+            fitness=fitness,
+            node=node,
+        )
+
+    def complete_cycle(
+        self,
+        cycle: int,
+        adopted: str | None,
+        candidates: int,
+        seed: int,
+        node: str,
+        *,
+        timestamp: datetime | None = None,
+    ) -> None:
+        self._trigger(
+            self.CycleCompleted,
+            timestamp,
+            cycle=cycle,
+            adopted=adopted,
+            candidates=candidates,
+            seed=seed,
+            node=node,
+        )
+
+    def held(self, candidate: str) -> Held:
+        """The pending approval ``candidate`` as a record."""
+        data = self.pending[candidate]
+        return Held(
+            candidate=candidate,
+            parent=data["parent"],
+            patch=data["patch"],
+            mutator=data["mutator"],
+            kind=data["kind"],
+            reasons=list(data["reasons"]),
+            evidence=dict(data["evidence"]),
+        )
+
+    def _trigger(
+        self, event_class: type[Lineage.Event], timestamp: datetime | None, **fields: Any
+    ) -> None:
+        """Trigger the next event with its chain link computed over exactly what will be stored."""
+        when = timestamp or event_class.create_timestamp()
+        chain = link(self.chain, event_class.__name__, self.id, self.version + 1, when, fields)
+        self.trigger_event(event_class, timestamp=when, chain=chain, **fields)

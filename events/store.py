@@ -1,0 +1,564 @@
+"""The genome store: an eventsourcing application of lineages, and the reads around it.
+
+Layers, as in eventsourcing itself: :mod:`events.domain` decides (pure), the
+:class:`GenomesApplication` persists (eventsourcing's recorders, chosen by configuration
+in :mod:`events.backends`), and :class:`GenomeStore` is the one object the rest of TARS
+holds.  Writes go through the aggregate so every rule is checked before anything is
+stored; reads that list history (``log``, ``verify``, the version index) decode the raw
+stored rows with msgpack instead, because building domain objects for every event would
+make listing a long log slow and because ``verify`` must judge the bytes on disk, not
+what the domain makes of them.
+
+Version index: ``materialise`` of an old version needs the lineage position at which it
+became head.  Keeping every version in the aggregate would grow its snapshots without
+bound, so the store keeps a per-object, in-memory index version → position, filled
+lazily and incrementally from the lineage's raw events (``select_events`` after the last
+position seen).  The head itself never needs it: ``repository.get`` uses the latest
+snapshot plus at most 99 events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import MutableOrImmutableAggregate
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    Notification,
+    PersistenceError,
+    ProcessRecorder,
+    RecordConflictError,
+    Tracking,
+)
+from eventsourcing.utils import get_topic
+
+from events.backends import backend_env, redact
+from events.chain import GENESIS, event_type, link, payload_of
+from events.domain import Lineage, lineage_id
+from events.records import Adoption, CandidateRecord, Head, Held, LogEntry, VerifyReport
+from events.transcoder import unpackb
+from evolution.errors import (
+    GenomeError,
+    IntegrityError,
+    StoreError,
+    TarsError,
+    UnknownGenomeError,
+    UnknownVersionError,
+)
+from evolution.tree import Tree, short, version_id
+
+__all__ = [
+    "Adoption",
+    "CandidateRecord",
+    "GenomeStore",
+    "GenomesApplication",
+    "Head",
+    "Held",
+    "LogEntry",
+    "VerifyReport",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Rows fetched per query when listing or verifying the log.
+PAGE = 2000
+#: Attempts of a write that lost a race with another writer of the same lineage.
+RETRIES = 5
+#: Events of a lineage between snapshots.
+SNAPSHOT_INTERVAL = 100
+
+#: Which stored field is the event's "version" and which its "parent", per event type.
+_VERSION_FIELDS: dict[str, tuple[str | None, str | None]] = {
+    "Registered": ("version", None),
+    "CandidateEvaluated": ("candidate", "parent"),
+    "VersionAdopted": ("version", "parent"),
+    "RolledBack": ("to_version", "from_version"),
+    "ApprovalRequested": ("candidate", "parent"),
+    "Approved": ("candidate", None),
+    "CycleCompleted": ("adopted", None),
+}
+#: Events after which the lineage's head is a given version (field holding it).
+_HEAD_FIELDS = {"Registered": "version", "VersionAdopted": "version", "RolledBack": "to_version"}
+
+_INTEGRITY_HINT = "the store was changed outside TARS; rebuild it from the ledger and the peers, or restore a backup"
+
+
+class GenomesApplication(Application[UUID]):
+    """eventsourcing application of :class:`Lineage` aggregates, snapshotting every 100 events.
+
+    It records with the backend's *process* recorder, so a write can carry a tracking
+    record (the Raft index it applies) in the same transaction: a crash mid-apply then
+    neither loses nor doubles an event.
+    """
+
+    name = "Genomes"
+    snapshotting_intervals: ClassVar[dict[type[MutableOrImmutableAggregate[Any]], int]] = {
+        Lineage: SNAPSHOT_INTERVAL
+    }
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        return self.factory.process_recorder()
+
+    def record(self, lineage: Lineage, tracking: Tracking | None = None) -> None:
+        """Store the lineage's pending events (and the tracking record) in one transaction."""
+        processing: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
+        processing.collect_events(lineage)
+        recordings = self._record(processing)
+        try:
+            self._take_snapshots(processing)
+        except Exception:  # snapshots are an optimisation; the events are committed
+            logger.warning("snapshot of %s failed after commit", lineage.name, exc_info=True)
+        self._notify(recordings)
+
+
+class GenomeStore:
+    """Every genome's lineage in one event store; the only store object TARS code holds."""
+
+    def __init__(self, app: GenomesApplication, url: str) -> None:
+        self._app = app
+        self.url = redact(url)
+        self._names: dict[UUID, str] = {}
+        self._names_upto = 0
+        self._index: dict[str, tuple[dict[str, int], int]] = {}
+        self._registered_topic = get_topic(Lineage.Registered)
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = True) -> GenomeStore:
+        """Open (and with ``create``, make) the store a URL names; see :mod:`events.backends`."""
+        env = backend_env(url, create=create)
+        try:
+            app = GenomesApplication(env=env)
+        except TarsError:
+            raise
+        except Exception as exc:
+            raise StoreError(
+                f"store {redact(url)}: cannot open: {exc}",
+                hint="check the URL, that the database is running and that this user may write to it",
+            ) from exc
+        return cls(app, url)
+
+    def close(self) -> None:
+        self._app.close()
+
+    def __enter__(self) -> GenomeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- writes ----
+
+    def register(
+        self,
+        name: str,
+        manifest_text: str,
+        tree: Mapping[str, str],
+        fitness: float | None,
+        node: str,
+        *,
+        at: datetime | None = None,
+    ) -> str:
+        """Register a genome; registering the same tree again is a no-op returning its version."""
+        version = version_id(tree)
+        for _ in range(RETRIES):
+            try:
+                existing = self._get(name)
+            except UnknownGenomeError:
+                lineage = Lineage.register(name, manifest_text, tree, fitness, node, timestamp=at)
+                try:
+                    self._save(lineage, None)
+                except RecordConflictError:
+                    continue  # another writer registered it first: compare with theirs
+                self._names[lineage.id] = name
+                return version
+            if version in (existing.registered_version, existing.head):
+                return version
+            raise GenomeError(
+                f"genome {name} is already registered in store {self.url} with another tree "
+                f"(registered {short(existing.registered_version)}, head {short(existing.head)}, this {short(version)})",
+                hint="register it under another name, or evolve the registered genome",
+            )
+        raise StoreError(f"store {self.url}: registering {name} kept conflicting", hint="retry")
+
+    def record_cycle(
+        self,
+        name: str,
+        node: str,
+        *,
+        evaluated: Sequence[CandidateRecord] = (),
+        adopted: Adoption | None = None,
+        held: Sequence[Held] = (),
+        cycle: int | None = None,
+        seed: int = 0,
+        tracking: tuple[str, int] | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Store everything one cycle decided in one transaction: all of it or none.
+
+        Events go in this order: evaluations, approval requests, the adoption, and, when
+        ``cycle`` is given, ``CycleCompleted`` (without ``cycle`` no cycle is counted,
+        which suits applying single decisions).  ``tracking`` = (ledger name, index) is
+        stored in the same transaction; a write whose index was already applied is skipped.
+        """
+
+        def decide(lineage: Lineage) -> None:
+            for record in evaluated:
+                lineage.evaluate(record, node, timestamp=at)
+            for request in held:
+                lineage.hold(request, node, timestamp=at)
+            if adopted is not None:
+                lineage.adopt(adopted, node, timestamp=at)
+            if cycle is not None:
+                lineage.complete_cycle(
+                    cycle,
+                    adopted.version if adopted else None,
+                    len(evaluated),
+                    seed,
+                    node,
+                    timestamp=at,
+                )
+
+        if not evaluated and adopted is None and not held and cycle is None and tracking is None:
+            return
+        self._write(name, decide, tracking)
+
+    def adopt(
+        self, name: str, adoption: Adoption, node: str, *, at: datetime | None = None
+    ) -> None:
+        """Make ``adoption.version`` the head (its parent must be the head, its patch must give it)."""
+        self._write(name, lambda lineage: lineage.adopt(adoption, node, timestamp=at), None)
+
+    def rollback(
+        self, name: str, to_version: str, reason: str, node: str, *, at: datetime | None = None
+    ) -> None:
+        """Append a rollback to an earlier version (an id or a unique prefix); history is kept."""
+        full = self._resolve(name, to_version)
+
+        def decide(lineage: Lineage) -> None:
+            past = self._lineage_at(name, full) if full != lineage.head else lineage
+            lineage.rollback(full, past.head_tree, past.head_fitness, reason, node, timestamp=at)
+
+        self._write(name, decide, None)
+
+    def approve(self, name: str, candidate: str, node: str, *, at: datetime | None = None) -> Held:
+        """Record a human approval of a held candidate and return it (adopting is separate)."""
+        return self._write(
+            name, lambda lineage: lineage.approve(candidate, node, timestamp=at), None
+        )
+
+    def applied(self, ledger: str) -> int | None:
+        """The highest tracking index recorded for ``ledger`` (``None`` if none)."""
+        return cast(ProcessRecorder, self._app.recorder).max_tracking_id(ledger)
+
+    # ---- reads ----
+
+    def genomes(self) -> list[str]:
+        self._refresh_names()
+        return sorted(self._names.values())
+
+    def head(self, name: str) -> Head:
+        lineage = self._get(name)
+        return Head(
+            name=lineage.name,
+            version=lineage.head,
+            tree=dict(lineage.head_tree),
+            fitness=lineage.head_fitness,
+            versions_count=lineage.versions_count,
+            cycles_completed=lineage.cycles_completed,
+            manifest_text=lineage.manifest_text,
+            pending={candidate: lineage.held(candidate) for candidate in lineage.pending},
+        )
+
+    def materialise(self, name: str, version: str) -> Tree:
+        """The tree of any version the genome ever had (full id or unique prefix)."""
+        lineage = self._get(name)
+        if version == lineage.head:
+            return dict(lineage.head_tree)
+        full = self._resolve(name, version)
+        if full == lineage.head:
+            return dict(lineage.head_tree)
+        return dict(self._lineage_at(name, full).head_tree)
+
+    def log(
+        self, *, genome: str | None = None, start: int = 1, limit: int | None = None
+    ) -> Iterator[LogEntry]:
+        """Events in store order from sequence number ``start``, optionally of one genome."""
+        target: UUID | None = None
+        if genome is not None:
+            target = lineage_id(genome)
+            if target not in self._names:
+                self._refresh_names()
+            if target not in self._names:
+                raise self._unknown(genome)
+        return self._entries(target, start, limit)
+
+    def verify(self) -> VerifyReport:
+        """Recompute every chain from the raw stored rows; raise naming the first bad event."""
+        self._refresh_names()
+        wanted = self._snapshot_rows()
+        heads: dict[UUID, tuple[int, str]] = {}
+        chains_at: dict[tuple[UUID, int], str] = {}
+        count = 0
+        for note in self._notifications(1):
+            kind = event_type(note.topic)
+            ident = cast(UUID, note.originator_id)
+            position = note.originator_version
+            where = f"event seq {note.id} ({kind} of {self._label(ident)}, position {position})"
+            last, previous = heads.get(ident, (0, GENESIS))
+            if position <= last:
+                raise IntegrityError(
+                    f"{where}: out of order — it follows position {last}", hint=_INTEGRITY_HINT
+                )
+            if position != last + 1:
+                missing = (
+                    f"position {last + 1}"
+                    if position == last + 2
+                    else f"positions {last + 1}–{position - 1}"
+                )
+                raise IntegrityError(
+                    f"{where}: {missing} missing — events were removed", hint=_INTEGRITY_HINT
+                )
+            try:
+                state = unpackb(note.state)
+                stored = state["chain"]
+                recomputed = link(
+                    previous, kind, ident, position, state["timestamp"], payload_of(state)
+                )
+            except Exception as exc:
+                raise IntegrityError(
+                    f"{where}: no longer decodes ({type(exc).__name__}: {exc})",
+                    hint=_INTEGRITY_HINT,
+                ) from exc
+            if stored != recomputed:
+                raise IntegrityError(
+                    f"{where}: hash chain broken — stored chain {str(stored)[:12]}… != recomputed {recomputed[:12]}…",
+                    hint=_INTEGRITY_HINT,
+                )
+            if position == 1 and kind != "Registered":
+                raise IntegrityError(
+                    f"{where}: a lineage must start with Registered", hint=_INTEGRITY_HINT
+                )
+            heads[ident] = (position, stored)
+            if position in wanted.get(ident, {}):
+                chains_at[(ident, position)] = stored
+            count += 1
+        snapshots = self._check_snapshots(wanted, heads, chains_at)
+        return VerifyReport(
+            events=count,
+            genomes=len(heads),
+            snapshots=snapshots,
+            heads={self._label(ident): chain for ident, (_, chain) in heads.items()},
+        )
+
+    # ---- internals ----
+
+    def _get(self, name: str) -> Lineage:
+        try:
+            return cast(Lineage, self._app.repository.get(lineage_id(name)))
+        except AggregateNotFoundError:
+            raise self._unknown(name) from None
+        except PersistenceError as exc:
+            raise StoreError(
+                f"store {self.url}: cannot read {name}: {exc}", hint="check the database"
+            ) from exc
+
+    def _unknown(self, name: str) -> UnknownGenomeError:
+        known = ", ".join(sorted(self._names.values())) or "none"
+        return UnknownGenomeError(
+            f"genome {name!r} is not registered in store {self.url}",
+            hint=f"genomes here: {known}; a node registers a genome when it starts with its folder",
+        )
+
+    def _write(
+        self, name: str, decide: Callable[[Lineage], T], tracking: tuple[str, int] | None
+    ) -> T:
+        """Load the lineage, let ``decide`` trigger events, store them; redo if another writer won the race."""
+        record = Tracking(*tracking) if tracking is not None else None
+        for _ in range(RETRIES):
+            if (
+                record is not None
+                and (self.applied(record.application_name) or 0) >= record.notification_id
+            ):
+                return cast(T, None)  # this ledger entry is already in the store
+            lineage = self._get(name)
+            result = decide(lineage)
+            try:
+                self._save(lineage, record)
+            except RecordConflictError:
+                continue
+            return result
+        raise StoreError(
+            f"store {self.url}: writes to {name} kept conflicting with another writer", hint="retry"
+        )
+
+    def _save(self, lineage: Lineage, tracking: Tracking | None) -> None:
+        try:
+            self._app.record(lineage, tracking)
+        except RecordConflictError:
+            raise
+        except PersistenceError as exc:
+            raise StoreError(
+                f"store {self.url}: cannot write {lineage.name}: {exc}",
+                hint="check free disk space, permissions and that the database is running; nothing of this write was stored",
+            ) from exc
+
+    def _positions(self, name: str) -> dict[str, int]:
+        """The version index of one genome, brought up to date from events not yet seen."""
+        index, upto = self._index.get(name, ({}, 0))
+        for stored in self._app.recorder.select_events(lineage_id(name), gt=upto):
+            field = _HEAD_FIELDS.get(event_type(stored.topic))
+            if field is not None:
+                index.setdefault(unpackb(stored.state)[field], stored.originator_version)
+            upto = stored.originator_version
+        self._index[name] = (index, upto)
+        return index
+
+    def _resolve(self, name: str, version: str) -> str:
+        """The full id of a version of ``name`` given its id or a unique prefix."""
+        index = self._index.get(name, ({}, 0))[0]
+        if version in index:
+            return version
+        index = self._positions(name)
+        if version in index:
+            return version
+        matches = [v for v in index if v.startswith(version.lower())] if len(version) >= 4 else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise UnknownVersionError(
+                f"version prefix {version} of {name} is ambiguous ({len(matches)} versions)",
+                hint="give more characters",
+            )
+        raise UnknownVersionError(
+            f"version {version} is not a version of {name}",
+            hint="`tars log lineage` lists its versions",
+        )
+
+    def _lineage_at(self, name: str, version: str) -> Lineage:
+        position = self._positions(name)[version]
+        lineage = cast(Lineage, self._app.repository.get(lineage_id(name), version=position))
+        if lineage.head != version:
+            raise IntegrityError(
+                f"{name} at position {position} has head {short(lineage.head)}, not {short(version)}",
+                hint="run `tars log verify`",
+            )
+        return lineage
+
+    def _refresh_names(self) -> None:
+        """Learn genome names from Registered events not yet seen (ids are hashes of names)."""
+        start = self._names_upto + 1
+        while True:
+            notes = self._app.recorder.select_notifications(
+                start, PAGE, topics=[self._registered_topic]
+            )
+            for note in notes:
+                try:
+                    self._names[cast(UUID, note.originator_id)] = unpackb(note.state)["name"]
+                except Exception:  # noqa: S112 - verify names the damaged event
+                    continue
+            if not notes:
+                return
+            self._names_upto = notes[-1].id
+            if len(notes) < PAGE:
+                return
+            start = notes[-1].id + 1
+
+    def _label(self, ident: UUID) -> str:
+        return self._names.get(ident) or f"lineage {ident.hex[:12]}"
+
+    def _notifications(self, start: int) -> Iterator[Notification]:
+        recorder = self._app.recorder
+        while True:
+            notes = recorder.select_notifications(start, PAGE)
+            yield from notes
+            if len(notes) < PAGE:
+                return
+            start = notes[-1].id + 1
+
+    def _entries(self, target: UUID | None, start: int, limit: int | None) -> Iterator[LogEntry]:
+        if limit is not None and limit <= 0:
+            return
+        produced = 0
+        kinds: dict[str, str] = {}
+        for note in self._notifications(max(start, 1)):
+            ident = cast(UUID, note.originator_id)
+            if target is not None and ident != target:
+                continue
+            kind = kinds.get(note.topic)
+            if kind is None:
+                kind = kinds[note.topic] = event_type(note.topic)
+            state: dict[str, Any] = unpackb(note.state)
+            if kind == "Registered" and ident not in self._names:
+                self._names[ident] = state["name"]
+            elif ident not in self._names:
+                self._refresh_names()
+            version_field, parent_field = _VERSION_FIELDS.get(kind, (None, None))
+            time = state.pop("timestamp")
+            state.pop("originator_topic", None)
+            yield LogEntry(
+                seq=note.id,
+                type=kind,
+                genome=self._label(ident),
+                version=state.get(version_field) if version_field else None,
+                parent=state.get(parent_field) if parent_field else None,
+                time=time,
+                node=state.get("node", ""),
+                data=state,
+                position=note.originator_version,
+            )
+            produced += 1
+            if limit is not None and produced >= limit:
+                return
+
+    def _snapshot_rows(self) -> dict[UUID, dict[int, bytes]]:
+        """Raw snapshot states per lineage and position, for ``verify`` to hold against the log."""
+        store = self._app.snapshots
+        if store is None:
+            return {}
+        return {
+            ident: {
+                row.originator_version: row.state for row in store.recorder.select_events(ident)
+            }
+            for ident in self._names
+        }
+
+    def _check_snapshots(
+        self,
+        wanted: dict[UUID, dict[int, bytes]],
+        heads: dict[UUID, tuple[int, str]],
+        chains_at: dict[tuple[UUID, int], str],
+    ) -> int:
+        checked = 0
+        for ident, rows in wanted.items():
+            last = heads.get(ident, (0, GENESIS))[0]
+            for position, raw in sorted(rows.items()):
+                where = f"snapshot of {self._label(ident)} at position {position}"
+                if position > last:
+                    raise IntegrityError(
+                        f"{where}: the log ends at position {last} — events were removed from its end",
+                        hint=_INTEGRITY_HINT,
+                    )
+                try:
+                    state = unpackb(raw)["state"]
+                    matches = (
+                        state["chain"] == chains_at.get((ident, position))
+                        and version_id(state["head_tree"]) == state["head"]
+                    )
+                except Exception as exc:
+                    raise IntegrityError(
+                        f"{where}: no longer decodes ({exc})", hint=_INTEGRITY_HINT
+                    ) from exc
+                if not matches:
+                    raise IntegrityError(
+                        f"{where}: does not match the log",
+                        hint="snapshots are only a shortcut: delete the stored snapshots and they are taken again",
+                    )
+                checked += 1
+        return checked

@@ -1,0 +1,133 @@
+"""``out = []`` then ``for v in it: out.append(f(v))`` runs a Python-level call per item.
+
+A list comprehension builds the same list in one specialised loop.  It differs only in
+what escapes: the comprehension's variable does not leak and a half-built list is never
+seen, so the loop variable must be unused elsewhere and the loop must not sit in a ``try``.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from evolution.mutators.base import CstMutator, Finding
+from evolution.mutators.cst_tools import (
+    Edit,
+    Index,
+    Located,
+    block_of,
+    contains,
+    has_ancestor,
+    innermost_scope,
+    name_refs,
+    qualname,
+    single_small,
+    target_names,
+)
+
+
+def _append_arg(stmt: cst.CSTNode, out: str) -> cst.BaseExpression | None:
+    small = single_small(stmt)
+    if not isinstance(small, cst.Expr) or not isinstance(small.value, cst.Call):
+        return None
+    call = small.value
+    func = call.func
+    if (
+        isinstance(func, cst.Attribute)
+        and isinstance(func.value, cst.Name)
+        and func.value.value == out
+        and func.attr.value == "append"
+        and len(call.args) == 1
+        and call.args[0].keyword is None
+        and not call.args[0].star
+    ):
+        return call.args[0].value
+    return None
+
+
+def _paren(code: str, expr: cst.CSTNode) -> str:
+    """Parenthesise what a comprehension clause would otherwise parse differently."""
+    bare_tuple = isinstance(expr, cst.Tuple) and not expr.lpar
+    if isinstance(expr, (cst.IfExp, cst.Lambda, cst.NamedExpr)) or bare_tuple:
+        return f"({code})"
+    return code
+
+
+class Comprehension(CstMutator):
+    name = "comprehension"
+    risk = 0.1
+
+    def find(self, idx: Index, path: str) -> list[Finding]:
+        out: list[Finding] = []
+        for loc in idx.nodes:
+            finding = self._one(idx, path, loc)
+            if finding is not None:
+                out.append(finding)
+        return out
+
+    def _one(self, idx: Index, path: str, loc: Located) -> Finding | None:
+        small = single_small(loc.node)
+        if not (
+            isinstance(small, cst.Assign)
+            and len(small.targets) == 1
+            and isinstance(small.targets[0].target, cst.Name)
+            and isinstance(small.value, cst.List)
+            and not small.value.elements
+        ):
+            return None
+        func = innermost_scope(loc.parents)
+        block = block_of(loc)
+        if not isinstance(func, cst.FunctionDef) or block is None or has_ancestor(loc, (cst.Try, cst.TryStar), func):
+            return None
+        out = small.targets[0].target.value
+        body = list(block.body)  # type: ignore[attr-defined]
+        at = next(i for i, s in enumerate(body) if s is loc.node)
+        if at + 1 >= len(body):
+            return None
+        loop = body[at + 1]
+        if not isinstance(loop, cst.For) or loop.orelse is not None or loop.asynchronous is not None:
+            return None
+        if any(line.comment is not None for line in loop.leading_lines) or contains(loop, (cst.Comment,)):
+            return None
+        if contains(loop, (cst.NamedExpr, cst.Yield, cst.Await, cst.Lambda)):
+            return None
+        if not isinstance(loop.body, cst.IndentedBlock) or len(loop.body.body) != 1:
+            return None
+        inner = loop.body.body[0]
+        cond: cst.BaseExpression | None = None
+        if isinstance(inner, cst.If):
+            if inner.orelse is not None or not isinstance(inner.body, cst.IndentedBlock) or len(inner.body.body) != 1:
+                return None
+            cond = inner.test
+            inner = inner.body.body[0]
+        elt = _append_arg(inner, out)
+        if elt is None:
+            return None
+        names = target_names(loop.target)
+        if not names or len(names) != len(list(_all_names(loop.target))):
+            return None  # attribute or subscript targets would not be plain comprehension targets
+        refs = [r for r, _ in name_refs(loop)]
+        if sum(1 for r in refs if r.value == out) != 1:
+            return None
+        loop_refs = {id(r) for r in refs}
+        if any(r.value in names and id(r) not in loop_refs for r, _ in name_refs(func)):
+            return None  # the loop variable is used outside the loop; a comprehension would hide it
+        code = f"[{_paren(idx.code(elt), elt)} for {idx.code(loop.target).strip()} in {_paren(idx.code(loop.iter), loop.iter)}"
+        if cond is not None:
+            code += f" if {_paren(idx.code(cond), cond)}"
+        code += "]"
+        assign = small
+
+        def edit() -> Edit:
+            return Edit().replace(assign, assign.with_changes(value=cst.parse_expression(code))).remove(loop)
+
+        detail = f"`{out}` is built by append in a loop of one statement"
+        return Finding(self.site(path, qualname(loc.parents), loc.line, detail, 1.25), edit)
+
+
+def _all_names(target: cst.CSTNode) -> list[cst.CSTNode]:
+    """Leaves of a target: names, and anything else that is not a tuple/list/star wrapper."""
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [leaf for el in target.elements for leaf in _all_names(el.value)]
+    if isinstance(target, cst.StarredElement):
+        return _all_names(target.value)
+    return [target]

@@ -1,0 +1,138 @@
+"""The Governor's policy: adopt, reject, or hold a proven candidate for a human.
+
+The decision is a pure function of the evidence the incubator gathered and the policy
+in force, so every node judging the same evidence reaches the same verdict, and the
+verdict can be re-derived from the log when someone asks "why was this adopted?".
+
+Order of the tests, and why:
+
+1. A candidate that crashed, hung or failed a test is rejected outright: no gain pays
+   for a wrong answer.
+2. The gain must be *significant*: the low end of the confidence interval above 1.0.
+   A ratio of 1.08 measured on noise of ±10 % is a coin toss, and adopting coin tosses
+   makes the genome random-walk instead of improve.
+3. The gain must be *worth it*: the measured ratio at or above the threshold, because
+   every adoption costs a consensus round, a deploy and a place in the lineage.
+4. Only a candidate that would be adopted is checked for risk; a risky one is *held*
+   (not rejected) so a human can still take the gain with ``tars approve``.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Literal
+
+from evolution.stats import Comparison
+
+#: Standard-library modules a mutator may introduce without approval: pure, no I/O, no
+#: process or network access, and the ones the built-in AST rewrites actually need.
+SAFE_IMPORTS = frozenset(
+    {"functools", "heapq", "re", "itertools", "collections", "bisect", "operator", "math"}
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the governor demands; defaults match the manifest's ``[fitness]`` defaults."""
+
+    threshold: float = 1.05
+    confidence: float = 0.95
+    max_patch_lines: int = 40
+    approval_on_new_imports: bool = True
+    approval_on_protected: bool = True
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What incubation found out about one candidate."""
+
+    tests_passed: bool
+    comparison: Comparison | None
+    patch_lines: int
+    touched: tuple[str, ...]
+    protected_touched: tuple[str, ...]
+    new_imports: tuple[str, ...]
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A verdict with the short reasons shown to users and stored in the log."""
+
+    verdict: Literal["adopt", "reject", "hold"]
+    reasons: tuple[str, ...]
+
+
+def decide(evidence: Evidence, policy: Policy) -> Decision:
+    """Judge one candidate; reasons are complete (every failed test is named), not just the first."""
+    if evidence.failure:
+        return Decision("reject", (f"candidate failed: {evidence.failure}",))
+    if not evidence.tests_passed:
+        return Decision("reject", ("tests failed",))
+    comparison = evidence.comparison
+    if comparison is None:
+        return Decision("reject", ("no benchmark comparison",))
+
+    gain = f"gain {_x(comparison.ratio)}"
+    interval = f"{comparison.confidence:.0%} interval {_x(comparison.low)}–{_x(comparison.high)}"
+    rejections: list[str] = []
+    if comparison.confidence + 1e-9 < policy.confidence:
+        rejections.append(
+            f"measured at {comparison.confidence:.0%} confidence, policy requires {policy.confidence:.0%}"
+        )
+    if comparison.low <= 1.0:
+        rejections.append(f"not significant: {interval} includes no gain (1.00×)")
+    if comparison.ratio < policy.threshold:
+        rejections.append(f"{gain} below threshold {_x(policy.threshold)}")
+    if rejections:
+        return Decision("reject", tuple(rejections))
+
+    risks: list[str] = []
+    if evidence.patch_lines > policy.max_patch_lines:
+        risks.append(
+            f"patch changes {evidence.patch_lines} lines, over the {policy.max_patch_lines}-line limit"
+        )
+    if policy.approval_on_protected and evidence.protected_touched:
+        risks.append(f"touches protected files: {', '.join(evidence.protected_touched)}")
+    if policy.approval_on_new_imports:
+        unsafe = unsafe_imports(evidence.new_imports)
+        if unsafe:
+            risks.append(f"new imports need approval: {', '.join(unsafe)}")
+    accepted = f"{gain} ({interval}) meets threshold {_x(policy.threshold)}"
+    if risks:
+        return Decision("hold", (*risks, accepted))
+    return Decision("adopt", (accepted,))
+
+
+def unsafe_imports(modules: tuple[str, ...]) -> tuple[str, ...]:
+    """The imports outside :data:`SAFE_IMPORTS`, judged by top-level package (``collections.abc`` is safe)."""
+    return tuple(m for m in modules if m.startswith(".") or m.split(".", 1)[0] not in SAFE_IMPORTS)
+
+
+def new_imports(parent_source: str, candidate_source: str) -> tuple[str, ...]:
+    """Modules the candidate imports that the parent did not, sorted.
+
+    A file that does not parse imports nothing as far as this check can tell: an
+    unparseable candidate fails its tests anyway, and an unparseable parent makes every
+    candidate import count as new, which errs on the side of asking a human.
+    """
+    return tuple(sorted(_imports(candidate_source) - _imports(parent_source)))
+
+
+def _imports(source: str) -> set[str]:
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    found: set[str] = set()
+    for node in ast.walk(tree):  # imports inside functions count: they run too
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.add("." * node.level + (node.module or ""))
+    return found
+
+
+def _x(ratio: float) -> str:
+    return f"{ratio:.2f}×"

@@ -1,0 +1,85 @@
+"""Where the benchmark spends its time, as the sandbox's cProfile rows report it.
+
+The rows cross a process boundary, so anything malformed is skipped rather than trusted:
+a bad row must cost one hotspot, never the whole analysis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Hotspot:
+    """One profiled function; ``share`` is its cumulative time over the whole benchmark."""
+
+    file: str
+    function: str
+    line: int
+    calls: int
+    tottime: float
+    cumtime: float
+    share: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A benchmark run's hotspots, heaviest first."""
+
+    hotspots: tuple[Hotspot, ...]
+    total: float
+
+    def heat(self, file: str, function: str) -> float:
+        """Share of run time inside ``function`` of ``file`` (0.0 if never seen).
+
+        cProfile names methods by their bare name, so "Index.add" also matches "add".
+        """
+        exact = [h.share for h in self.hotspots if h.file == file and h.function == function]
+        if exact:
+            return max(exact)
+        last = function.rsplit(".", 1)[-1]
+        loose = [h.share for h in self.hotspots if h.file == file and h.function.rsplit(".", 1)[-1] == last]
+        return max(loose, default=0.0)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _row(row: object) -> tuple[str, str, int, int, float, float] | None:
+    if not isinstance(row, Mapping):
+        return None
+    file, function, line, calls = row.get("file"), row.get("function"), row.get("line"), row.get("calls")
+    tottime, cumtime = _number(row.get("tottime")), _number(row.get("cumtime"))
+    if not isinstance(file, str) or not file or not isinstance(function, str) or not function:
+        return None
+    if isinstance(line, bool) or not isinstance(line, int) or isinstance(calls, bool) or not isinstance(calls, int):
+        return None
+    if tottime is None or cumtime is None or calls < 0:
+        return None
+    return file, function, line, calls, tottime, cumtime
+
+
+def parse_profile(rows: Sequence[Mapping[str, object]], total: float | None = None) -> Profile:
+    """Build a profile from sandbox rows; junk rows are skipped.
+
+    Without an explicit ``total`` the run time is estimated as the larger of the biggest
+    cumulative time (the benchmark's entry point) and the sum of own times.
+    """
+    parsed = [r for r in (_row(row) for row in rows) if r is not None]
+    estimate = max(
+        max((r[5] for r in parsed), default=0.0),
+        sum(r[4] for r in parsed),
+    )
+    run = total if total is not None and total > 0 else estimate
+    hotspots = [
+        Hotspot(file, function, line, calls, tottime, cumtime, min(1.0, cumtime / run) if run > 0 else 0.0)
+        for file, function, line, calls, tottime, cumtime in parsed
+    ]
+    hotspots.sort(key=lambda h: (-h.cumtime, h.file, h.line, h.function))
+    return Profile(tuple(hotspots), run)

@@ -1,0 +1,70 @@
+"""Runs inside the sandbox: a script or ``-m`` module under cProfile, rows out as JSON.
+
+Why not ``python -m cProfile``: it swallows ``SystemExit`` (a failing benchmark would
+exit 0) and writes a marshal file, which the parent should not load from an untrusted
+child.  Here the exit status is kept and the rows leave as plain JSON.
+
+Usage: ``python _sandbox_child.py OUT.json script.py ARGS...`` or ``... OUT.json -m mod ARGS...``.
+Stdlib only, and nothing from TARS: it runs with the candidate's view of the world.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import os
+import pstats
+import runpy
+import sys
+
+
+def _rows(profiler: cProfile.Profile, base: str) -> list[dict[str, object]]:
+    """Rows for code in files under ``base`` (the workdir), paths relative to it."""
+    stats = pstats.Stats(profiler)
+    rows: list[dict[str, object]] = []
+    prefix = base.rstrip(os.sep) + os.sep
+    for (filename, line, function), (_cc, calls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if not filename or filename.startswith("<") or filename == "~":
+            continue
+        path = os.path.realpath(os.path.join(base, filename))
+        if not path.startswith(prefix):
+            continue
+        rows.append({
+            "file": os.path.relpath(path, base).replace(os.sep, "/"),
+            "function": function, "line": line, "calls": calls,
+            "tottime": tottime, "cumtime": cumtime,
+        })  # fmt: skip
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    """Run the target as ``python`` would (same sys.path[0], same argv), profiled."""
+    out, target = argv[0], argv[1:]
+    base = os.path.realpath(os.getcwd())
+    if target[:1] == ["-m"]:
+        sys.argv = target[1:]
+        sys.path[0] = base  # what `python -m` puts first
+    else:
+        sys.argv = target
+        sys.path[0] = os.path.dirname(os.path.abspath(target[0]))
+    profiler = cProfile.Profile()
+    code: int = 0
+    try:
+        profiler.enable()
+        if target[:1] == ["-m"]:
+            runpy.run_module(target[1], run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(target[0], run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    finally:
+        profiler.disable()
+        with open(out, "w", encoding="utf-8") as fh:
+            json.dump(_rows(profiler, base), fh)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

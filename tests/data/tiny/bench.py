@@ -1,0 +1,16 @@
+import json
+import random
+import time
+
+from tiny.core import count_common, summary
+
+rng = random.Random(42)
+vocab = ["the", "of", "part", "zebra", "quark", "lumen", "made", "ant"] + [f"w{i}" for i in range(50)]
+words = [rng.choice(vocab) for _ in range(30000)]
+best = float("inf")
+for _ in range(3):
+    start = time.perf_counter()
+    count_common(words)
+    summary(words)
+    best = min(best, time.perf_counter() - start)
+print(json.dumps({"seconds": best}))

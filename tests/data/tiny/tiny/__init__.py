@@ -1,0 +1,1 @@
+"""Counts common words and summarises them."""

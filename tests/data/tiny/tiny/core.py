@@ -1,0 +1,121 @@
+"""Word counting, written plainly."""
+
+# The hundred most common English words.
+COMMON = [
+    'the',
+    'of',
+    'and',
+    'to',
+    'in',
+    'is',
+    'you',
+    'that',
+    'it',
+    'he',
+    'was',
+    'for',
+    'on',
+    'are',
+    'as',
+    'with',
+    'his',
+    'they',
+    'at',
+    'be',
+    'this',
+    'have',
+    'from',
+    'or',
+    'one',
+    'had',
+    'by',
+    'word',
+    'but',
+    'not',
+    'what',
+    'all',
+    'were',
+    'we',
+    'when',
+    'your',
+    'can',
+    'said',
+    'there',
+    'use',
+    'an',
+    'each',
+    'which',
+    'she',
+    'do',
+    'how',
+    'their',
+    'if',
+    'will',
+    'up',
+    'other',
+    'about',
+    'out',
+    'many',
+    'then',
+    'them',
+    'these',
+    'so',
+    'some',
+    'her',
+    'would',
+    'make',
+    'like',
+    'him',
+    'into',
+    'time',
+    'has',
+    'look',
+    'two',
+    'more',
+    'write',
+    'go',
+    'see',
+    'number',
+    'no',
+    'way',
+    'could',
+    'people',
+    'my',
+    'than',
+    'first',
+    'water',
+    'been',
+    'call',
+    'who',
+    'oil',
+    'its',
+    'now',
+    'find',
+    'long',
+    'down',
+    'day',
+    'did',
+    'get',
+    'come',
+    'made',
+    'may',
+    'part',
+]
+
+
+def count_common(words):
+    """How many of ``words`` are common words."""
+    total = 0
+    for word in words:
+        if word in COMMON:  # a list scan per word
+            total += 1
+    return total
+
+
+def summary(words):
+    """Counts of uncommon words, as sorted (word, count) pairs."""
+    counts = {}
+    for word in words:
+        if word not in COMMON:
+            counts[word] = counts.get(word, 0) + 1
+    return sorted(counts.items())

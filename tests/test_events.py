@@ -1,0 +1,623 @@
+"""The genome store, run against every backend through one abstract test case.
+
+``StoreTestCase`` holds the behaviour every backend must have; each concrete class only
+says how to make a store (``create_store``) and how to reach its raw rows.  SQLite
+adds tamper tests that edit the file directly, because that is what ``verify`` exists for.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from events.chain import GENESIS, event_type, link, payload_of
+from events.domain import Lineage, lineage_id
+from events.projections import fitness_history, lineage, mutator_stats
+from events.records import Adoption, CandidateRecord, Held
+from events.store import GenomeStore
+from events.transcoder import MsgpackTranscoder, unpackb
+from evolution.errors import (
+    IntegrityError,
+    PatchError,
+    PolicyError,
+    StoreError,
+    TarsError,
+    UnknownGenomeError,
+    UnknownVersionError,
+)
+from evolution.patch import apply_patch, make_patch
+from evolution.tree import version_id
+
+GENOME = "logstats"
+TREE0 = {
+    "logstats/core.py": "def f(x):\n    return x\n\nLIMIT = 0\n",
+    "tests/test_core.py": "def test():\n    pass\n",
+}
+
+
+def evolve(tree: dict[str, str], i: int) -> dict[str, str]:
+    new = dict(tree)
+    new["logstats/core.py"] = tree["logstats/core.py"].replace(
+        tree["logstats/core.py"].splitlines()[-1], f"LIMIT = {i}"
+    )
+    return new
+
+
+def adoption_of(tree: dict[str, str], new: dict[str, str], fitness: float = 1.0) -> Adoption:
+    return Adoption(
+        version=version_id(new),
+        parent=version_id(tree),
+        patch=make_patch(tree, new),
+        mutator="tune",
+        kind="constant",
+        fitness_before=fitness,
+        fitness_after=fitness * 0.9,
+        ratio=1.11,
+        low=1.05,
+        high=1.2,
+        evidence={"samples": [0.1, 0.2], "note": "ok"},
+    )
+
+
+def record_of(
+    tree: dict[str, str], new: dict[str, str], verdict: str = "adopt", mutator: str = "tune"
+) -> CandidateRecord:
+    return CandidateRecord(
+        candidate=version_id(new),
+        parent=version_id(tree),
+        patch=make_patch(tree, new),
+        mutator=mutator,
+        kind="constant",
+        verdict=verdict,
+        reasons=["gain"] if verdict == "adopt" else ["no gain"],
+        ratio=1.1,
+        low=1.0,
+        high=1.2,
+        tests_passed=True,
+    )
+
+
+class StoreTestCase:
+    """Behaviour every backend must have; subclasses implement ``create_store``."""
+
+    reopenable = True
+
+    @pytest.fixture(autouse=True)
+    def _stores(self, tmp_path: Path) -> Iterator[None]:
+        self.tmp_path = tmp_path
+        self.opened: list[GenomeStore] = []
+        yield
+        for store in self.opened:
+            store.close()
+
+    def create_store(self) -> GenomeStore:
+        raise NotImplementedError
+
+    def open_again(self) -> GenomeStore:
+        raise NotImplementedError
+
+    def store(self) -> GenomeStore:
+        store = self.create_store()
+        self.opened.append(store)
+        return store
+
+    def registered(self) -> GenomeStore:
+        store = self.store()
+        assert store.register(GENOME, "[genome]\n", TREE0, 2.0, "n1") == version_id(TREE0)
+        return store
+
+    def grow(
+        self, store: GenomeStore, n: int, tree: dict[str, str] | None = None
+    ) -> list[dict[str, str]]:
+        """Adopt ``n`` versions, one cycle each (evaluation + adoption + cycle); return the trees."""
+        tree = dict(tree or store.head(GENOME).tree)
+        trees = [tree]
+        for i in range(n):
+            new = evolve(tree, len(trees) + i * 1000)
+            store.record_cycle(
+                GENOME,
+                "n1",
+                evaluated=[record_of(tree, new)],
+                adopted=adoption_of(tree, new),
+                cycle=i + 1,
+                seed=7,
+            )
+            trees.append(new)
+            tree = new
+        return trees
+
+    def count(self, store: GenomeStore) -> int:
+        return sum(1 for _ in store.log())
+
+    # ---- registration and head ----
+
+    def test_register_and_head(self) -> None:
+        store = self.registered()
+        head = store.head(GENOME)
+        assert head.version == version_id(TREE0)
+        assert head.tree == TREE0
+        assert (head.fitness, head.versions_count, head.cycles_completed) == (2.0, 1, 0)
+        assert head.manifest_text == "[genome]\n"
+        assert head.pending == {}
+        assert store.genomes() == [GENOME]
+
+    def test_register_again(self) -> None:
+        store = self.registered()
+        assert store.register(GENOME, "[genome]\n", TREE0, 2.0, "n2") == version_id(TREE0)
+        assert self.count(store) == 1
+        with pytest.raises(TarsError, match="already registered"):
+            store.register(GENOME, "[genome]\n", evolve(TREE0, 5), 2.0, "n2")
+        store.register("other", "", {"a.py": "x = 1\n"}, None, "n1")
+        assert store.genomes() == [GENOME, "other"]
+
+    def test_unknown_genome(self) -> None:
+        store = self.registered()
+        with pytest.raises(UnknownGenomeError, match="'nope'"):
+            store.head("nope")
+        with pytest.raises(UnknownGenomeError):
+            store.log(genome="nope")
+
+    # ---- adoption ----
+
+    def test_adoptions_give_the_patched_tree(self) -> None:
+        store = self.registered()
+        tree = dict(TREE0)
+        for i in range(1, 8):
+            new = evolve(tree, i)
+            store.adopt(GENOME, adoption_of(tree, new), "n1")
+            tree = apply_patch(tree, make_patch(tree, new))
+        head = store.head(GENOME)
+        assert head.tree == tree
+        assert version_id(head.tree) == head.version
+        assert head.versions_count == 8
+        assert head.fitness == pytest.approx(0.9)
+
+    def test_bad_patch_never_becomes_head(self) -> None:
+        store = self.registered()
+        before = self.count(store)
+        new = evolve(TREE0, 1)
+        lie = Adoption(
+            **{**adoption_of(TREE0, new).__dict__, "version": version_id(evolve(TREE0, 2))}
+        )
+        with pytest.raises(IntegrityError, match="gives"):
+            store.adopt(GENOME, lie, "n1")
+        assert store.head(GENOME).version == version_id(TREE0)
+        assert self.count(store) == before
+
+    def test_adoption_on_stale_parent_refused(self) -> None:
+        store = self.registered()
+        trees = self.grow(store, 1)
+        before = self.count(store)
+        with pytest.raises(PatchError, match="head"):
+            store.adopt(GENOME, adoption_of(TREE0, evolve(TREE0, 99)), "n1")
+        assert store.head(GENOME).version == version_id(trees[-1])
+        assert self.count(store) == before
+
+    def test_record_cycle_is_all_or_nothing(self) -> None:
+        store = self.registered()
+        before = self.count(store)
+        good = evolve(TREE0, 1)
+        bad = Adoption(
+            **{**adoption_of(TREE0, good).__dict__, "patch": make_patch(TREE0, evolve(TREE0, 3))}
+        )
+        with pytest.raises(IntegrityError):
+            store.record_cycle(
+                GENOME, "n1", evaluated=[record_of(TREE0, good)] * 3, held=[], adopted=bad, cycle=1
+            )
+        assert self.count(store) == before
+        assert store.head(GENOME).cycles_completed == 0
+
+    # ---- history ----
+
+    def test_materialise_across_snapshots(self) -> None:
+        store = self.registered()
+        trees = self.grow(store, 60)  # 3 events per cycle: 181 events, snapshots at 100
+        assert store.head(GENOME).versions_count == 61
+        for i in (0, 1, 33, 34, 50, 59, 60):
+            assert store.materialise(GENOME, version_id(trees[i])) == trees[i]
+        assert store.materialise(GENOME, version_id(trees[33])[:12]) == trees[33]
+        with pytest.raises(UnknownVersionError, match=r"deadbeef.*tars log lineage"):
+            store.materialise(GENOME, "deadbeef")
+
+    def test_rollback(self) -> None:
+        store = self.registered()
+        trees = self.grow(store, 5)
+        before = self.count(store)
+        store.rollback(GENOME, version_id(trees[2]), "latency regression", "n2")
+        head = store.head(GENOME)
+        assert head.version == version_id(trees[2])
+        assert head.tree == trees[2]
+        assert self.count(store) == before + 1
+        for tree in trees:
+            assert store.materialise(GENOME, version_id(tree)) == tree
+        last = list(store.log(genome=GENOME))[-1]
+        assert (last.type, last.version, last.parent, last.node) == (
+            "RolledBack",
+            version_id(trees[2]),
+            version_id(trees[5]),
+            "n2",
+        )
+        # evolving goes on from the rolled-back head
+        again = self.grow(store, 1)
+        assert store.head(GENOME).version == version_id(again[-1])
+        with pytest.raises(UnknownVersionError, match=r"0123456789ab.*`tars log lineage`"):
+            store.rollback(GENOME, "0123456789ab" * 5 + "cdef", "x", "n1")
+        with pytest.raises(PolicyError):
+            store.rollback(GENOME, store.head(GENOME).version, "x", "n1")
+
+    def test_hold_and_approve(self) -> None:
+        store = self.registered()
+        new = evolve(TREE0, 1)
+        held = Held(
+            version_id(new),
+            version_id(TREE0),
+            make_patch(TREE0, new),
+            "llm",
+            "rewrite",
+            ["large diff"],
+            {"ratio": 1.3},
+        )
+        store.record_cycle(
+            GENOME, "n1", evaluated=[record_of(TREE0, new, "hold")], held=[held], cycle=1
+        )
+        assert store.head(GENOME).pending == {held.candidate: held}
+        with pytest.raises(PolicyError):
+            store.approve(GENOME, "nothing", "cli")
+        assert store.approve(GENOME, held.candidate, "cli") == held
+        assert store.head(GENOME).pending == {}
+        store.adopt(GENOME, adoption_of(TREE0, new), "cli")
+        assert store.head(GENOME).version == version_id(new)
+
+    def test_cycles_resume(self) -> None:
+        store = self.registered()
+        self.grow(store, 3)
+        store.record_cycle(GENOME, "n1", cycle=4, seed=1)
+        assert store.head(GENOME).cycles_completed == 4
+        store.record_cycle(GENOME, "n1", evaluated=[record_of(TREE0, evolve(TREE0, 9), "reject")])
+        assert store.head(GENOME).cycles_completed == 4
+
+    def test_tracking_applies_once(self) -> None:
+        store = self.registered()
+        record = record_of(TREE0, evolve(TREE0, 1), "reject")
+        store.record_cycle(GENOME, "n1", evaluated=[record], tracking=("ledger", 5))
+        store.record_cycle(GENOME, "n1", evaluated=[record], tracking=("ledger", 5))
+        store.record_cycle(GENOME, "n1", evaluated=[record], tracking=("ledger", 3))
+        assert self.count(store) == 2
+        assert store.applied("ledger") == 5
+        store.record_cycle(GENOME, "n1", evaluated=[record], tracking=("ledger", 6))
+        assert self.count(store) == 3
+
+    def test_log(self) -> None:
+        store = self.registered()
+        store.register("other", "", {"a.py": "x = 1\n"}, None, "n9")
+        trees = self.grow(store, 2)
+        entries = list(store.log())
+        assert [e.seq for e in entries] == sorted(e.seq for e in entries)
+        assert [e.type for e in entries] == [
+            "Registered",
+            "Registered",
+            "CandidateEvaluated",
+            "VersionAdopted",
+            "CycleCompleted",
+            "CandidateEvaluated",
+            "VersionAdopted",
+            "CycleCompleted",
+        ]
+        adopted = entries[3]
+        assert adopted.genome == GENOME
+        assert (adopted.version, adopted.parent) == (version_id(trees[1]), version_id(trees[0]))
+        assert adopted.node == "n1" and adopted.time.tzinfo is not None
+        assert adopted.data["evidence"] == {"samples": [0.1, 0.2], "note": "ok"}
+        assert adopted.position == 3
+        assert entries[1].genome == "other" and entries[1].node == "n9"
+        mine = list(store.log(genome=GENOME))
+        assert len(mine) == 7 and all(e.genome == GENOME for e in mine)
+        assert [e.seq for e in store.log(start=entries[4].seq, limit=2)] == [
+            entries[4].seq,
+            entries[5].seq,
+        ]
+        assert list(store.log(limit=0)) == []
+
+    def test_projections(self) -> None:
+        store = self.registered()
+        trees = self.grow(store, 3)
+        store.record_cycle(
+            GENOME, "n1", evaluated=[record_of(trees[-1], evolve(trees[-1], 77), "reject", "memo")]
+        )
+        store.rollback(GENOME, version_id(trees[1]), "regression", "n1")
+        nodes = lineage(store.log(genome=GENOME))
+        assert [n.version for n in nodes] == [version_id(t) for t in trees]
+        assert nodes[0].parent is None and nodes[0].mutator is None
+        assert nodes[2].parent == version_id(trees[1]) and nodes[2].mutator == "tune"
+        assert [n.rolled_back for n in nodes] == [False, False, True, True]
+        history = fitness_history(store.log(genome=GENOME))
+        assert [v for _, v, _ in history] == [version_id(t) for t in trees] + [version_id(trees[1])]
+        assert history[0][2] == 2.0
+        assert mutator_stats(store.log()) == {
+            ("tune", "constant"): (3, 3),
+            ("memo", "constant"): (1, 0),
+        }
+
+    # ---- integrity ----
+
+    def test_verify_clean(self) -> None:
+        store = self.registered()
+        self.grow(store, 40)
+        report = store.verify()
+        assert report.events == 121
+        assert report.genomes == 1
+        assert report.snapshots == 1
+        assert set(report.heads) == {GENOME}
+
+    def test_chain_matches_raw_recomputation(self) -> None:
+        store = self.registered()
+        self.grow(store, 2)
+        previous = GENESIS
+        for entry in store.log():
+            raw = {**entry.data, "timestamp": entry.time}
+            expected = link(
+                previous,
+                entry.type,
+                lineage_id(GENOME),
+                entry.position,
+                entry.time,
+                payload_of(raw),
+            )
+            assert entry.data["chain"] == expected
+            previous = expected
+
+    def test_reopen_gives_same_head(self) -> None:
+        if not self.reopenable:
+            pytest.skip("an in-memory store does not survive closing")
+        store = self.registered()
+        trees = self.grow(store, 3)
+        head = store.head(GENOME)
+        store.close()
+        self.opened.remove(store)
+        again = self.open_again()
+        self.opened.append(again)
+        assert again.head(GENOME) == head
+        assert again.materialise(GENOME, version_id(trees[1])) == trees[1]
+        assert again.verify().events == 10
+
+
+class TestMemoryStore(StoreTestCase):
+    reopenable = False
+
+    def create_store(self) -> GenomeStore:
+        return GenomeStore.open("memory://")
+
+
+class TestSQLiteStore(StoreTestCase):
+    def url(self) -> str:
+        return f"sqlite:///{self.tmp_path / 'store.db'}"
+
+    def create_store(self) -> GenomeStore:
+        return GenomeStore.open(self.url())
+
+    def open_again(self) -> GenomeStore:
+        return GenomeStore.open(self.url(), create=False)
+
+    def db(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.tmp_path / "store.db", isolation_level=None)
+
+    def test_durable_settings(self) -> None:
+        store = self.registered()
+        with store._app.recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+            cursor.execute("PRAGMA synchronous")
+            assert cursor.fetchone()[0] == 2  # FULL
+            cursor.execute("PRAGMA journal_mode")
+            assert cursor.fetchone()[0] == "wal"
+
+    def test_edited_byte_is_named(self) -> None:
+        store = self.registered()
+        self.grow(store, 5)
+        target = next(e for e in store.log() if e.type == "VersionAdopted" and e.position == 9)
+        with self.db() as db:
+            (state,) = db.execute(
+                "SELECT state FROM stored_events WHERE rowid=?", (target.seq,)
+            ).fetchone()
+            i = state.index(b"LIMIT = ")  # inside the patch text
+            edited = state[: i + 6] + bytes([state[i + 6] ^ 0x01]) + state[i + 7 :]
+            db.execute("UPDATE stored_events SET state=? WHERE rowid=?", (edited, target.seq))
+        with pytest.raises(
+            IntegrityError,
+            match=rf"event seq {target.seq} \(VersionAdopted of logstats, position 9\): hash chain broken",
+        ):
+            store.verify()
+
+    def test_undecodable_event_is_named(self) -> None:
+        store = self.registered()
+        self.grow(store, 2)
+        with self.db() as db:
+            db.execute("UPDATE stored_events SET state=substr(state, 1, 20) WHERE rowid=3")
+        with pytest.raises(IntegrityError, match=r"event seq 3 .*no longer decodes"):
+            store.verify()
+
+    def test_deleted_event_is_named(self) -> None:
+        store = self.registered()
+        self.grow(store, 3)
+        with self.db() as db:
+            db.execute("DELETE FROM stored_events WHERE rowid=4")
+        with pytest.raises(
+            IntegrityError,
+            match=r"event seq 5 \(CandidateEvaluated of logstats, position 5\): position 4 missing",
+        ):
+            store.verify()
+
+    def test_swapped_events_are_named(self) -> None:
+        store = self.registered()
+        self.grow(store, 3)
+        with self.db() as db:
+            a = db.execute("SELECT state FROM stored_events WHERE rowid=3").fetchone()[0]
+            b = db.execute("SELECT state FROM stored_events WHERE rowid=6").fetchone()[0]
+            db.execute("UPDATE stored_events SET state=? WHERE rowid=3", (b,))
+            db.execute("UPDATE stored_events SET state=? WHERE rowid=6", (a,))
+        with pytest.raises(
+            IntegrityError,
+            match=r"event seq 3 \(VersionAdopted of logstats, position 3\): hash chain broken",
+        ):
+            store.verify()
+
+    def test_truncated_tail_caught_by_snapshot(self) -> None:
+        store = self.registered()
+        self.grow(store, 34)  # 103 events, snapshot at 100
+        with self.db() as db:
+            db.execute("DELETE FROM stored_events WHERE originator_version >= 100")
+        with pytest.raises(
+            IntegrityError,
+            match="snapshot of logstats at position 100: the log ends at position 99",
+        ):
+            store.verify()
+
+    def test_failure_inside_the_transaction_stores_nothing(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store = self.registered()
+        recorder = store._app.recorder
+        original = recorder._insert_events  # type: ignore[attr-defined]
+
+        def half_then_fail(cursor: Any, stored_events: Any, **kwargs: Any) -> Any:
+            original(cursor, stored_events[:2], **kwargs)
+            raise sqlite3.OperationalError("disk I/O error (simulated)")
+
+        monkeypatch.setattr(recorder, "_insert_events", half_then_fail)
+        new = evolve(TREE0, 1)
+        with pytest.raises(StoreError, match="nothing of this write was stored"):
+            store.record_cycle(
+                GENOME,
+                "n1",
+                evaluated=[record_of(TREE0, new)] * 3,
+                adopted=adoption_of(TREE0, new),
+                cycle=1,
+            )
+        monkeypatch.undo()
+        with self.db() as db:
+            assert db.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0] == 1
+        assert store.head(GENOME).version == version_id(TREE0)
+
+    def test_missing_directory(self) -> None:
+        missing = self.tmp_path / "no" / "such"
+        with pytest.raises(StoreError, match=f"store {missing}/s.db: directory does not exist"):
+            GenomeStore.open(f"sqlite:///{missing}/s.db")
+        assert not (self.tmp_path / "no").exists()
+
+    def test_unwritable_directory(self) -> None:
+        # /proc refuses new files even to root, for whom chmod means nothing
+        with pytest.raises(StoreError, match="store /proc/tars.db: directory is not writable"):
+            GenomeStore.open("sqlite:////proc/tars.db")
+
+    def test_not_a_database(self) -> None:
+        path = self.tmp_path / "notes.db"
+        path.write_text("these are my notes, not a database\n")
+        with pytest.raises(StoreError, match=f"store {path}: is not a SQLite database"):
+            GenomeStore.open(f"sqlite:///{path}")
+        assert path.read_text() == "these are my notes, not a database\n"
+        assert sorted(p.name for p in self.tmp_path.iterdir()) == ["notes.db"]
+
+    def test_must_exist(self) -> None:
+        with pytest.raises(StoreError, match="does not exist"):
+            GenomeStore.open(f"sqlite:///{self.tmp_path / 'absent.db'}", create=False)
+        assert not (self.tmp_path / "absent.db").exists()
+
+
+@pytest.mark.postgres
+class TestPostgresStore(StoreTestCase):
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_dsn: str) -> Iterator[None]:
+        import psycopg
+
+        name = "tars_test_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        base = postgres_dsn.rsplit("/", 1)[0]
+        self.pg_url = f"{base}/{name}"
+        yield
+        for store in self.opened:
+            store.close()
+        self.opened.clear()
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def create_store(self) -> GenomeStore:
+        return GenomeStore.open(self.pg_url)
+
+    def open_again(self) -> GenomeStore:
+        return GenomeStore.open(self.pg_url)
+
+    def test_edited_state_is_named(self) -> None:
+        import psycopg
+
+        store = self.registered()
+        self.grow(store, 2)
+        with psycopg.connect(self.pg_url, autocommit=True) as db:
+            db.execute(
+                "UPDATE genomes_events SET state = overlay(state placing '\\x21'::bytea from 30 for 1) "
+                "WHERE notification_id = 4"
+            )
+        with pytest.raises(
+            IntegrityError, match=r"event seq 4 \(CycleCompleted of logstats, position 4\)"
+        ):
+            store.verify()
+
+    def test_unreachable_server(self) -> None:
+        with pytest.raises(StoreError, match="cannot open"):
+            GenomeStore.open("postgresql://postgres@127.0.0.1:1/nope?connect_timeout=1")
+
+
+def test_unknown_scheme() -> None:
+    with pytest.raises(StoreError, match="unknown kind of store"):
+        GenomeStore.open("mongodb://localhost/x")
+
+
+def test_transcoder_round_trips_events_without_pickle() -> None:
+    lineage_ = Lineage.register(GENOME, "m", TREE0, 1.5, "n1")
+    new = evolve(TREE0, 1)
+    lineage_.evaluate(record_of(TREE0, new), "n1")
+    lineage_.hold(
+        Held(
+            "c",
+            version_id(TREE0),
+            "",
+            "llm",
+            "k",
+            ["big"],
+            {"ratio": 1.2, "nested": {"b": [1, None]}},
+        ),
+        "n1",
+    )
+    lineage_.adopt(adoption_of(TREE0, new), "n1")
+    lineage_.complete_cycle(1, version_id(new), 1, 42, "n1")
+    transcoder = MsgpackTranscoder()
+    for event in lineage_.collect_events():
+        state = dict(vars(event))
+        data = transcoder.encode(state)
+        assert not data.startswith(b"\x80"), "pickle protocol header"
+        with pytest.raises(Exception):  # noqa: B017 - any refusal will do
+            pickle.loads(data)
+        back = transcoder.decode(data)
+        assert back == state
+        assert back["timestamp"].utcoffset() is not None
+        assert isinstance(back["originator_id"], uuid.UUID)
+        assert event_type(f"events.domain:{type(event).__qualname__}") == type(event).__name__
+    assert unpackb(transcoder.encode({"t": datetime(2024, 1, 2, tzinfo=UTC)}))["t"] == datetime(
+        2024, 1, 2, tzinfo=UTC
+    )
+    with pytest.raises(TypeError):
+        transcoder.encode({"x": object()})
+    with pytest.raises(TypeError):
+        transcoder.encode({"x": datetime(2024, 1, 1)})
+
+
+def test_no_pickle_in_the_events_package() -> None:
+    importing = re.compile(r"^\s*(import|from)\s+(_?c?pickle|dill|cloudpickle|shelve)\b", re.M)
+    for source in Path(__file__).resolve().parents[1].joinpath("events").glob("*.py"):
+        assert not importing.search(source.read_text()), source

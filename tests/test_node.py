@@ -1,0 +1,86 @@
+"""One node evolves a real (small) genome: adoption, replay, crash recovery, determinism."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pykka
+import pytest
+
+from actors.generator import Generator
+from events.store import GenomeStore
+from evolution.errors import GenomeError
+from evolution.patch import apply_patch
+from evolution.tree import version_id
+from node import Node, NodeConfig
+
+TINY = Path(__file__).parent / "data" / "tiny"
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    config = NodeConfig("n1", f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "work", incubators=2, candidates_per_cycle=2)
+    with Node(config) as handle:
+        yield handle
+    assert pykka.ActorRegistry.get_all() == []
+
+
+def _adoptions(store: GenomeStore, genome: str) -> list[tuple[str, str, str]]:
+    return [
+        (e.version or "", e.parent or "", e.data["patch"]) for e in store.log(genome=genome) if e.type == "VersionAdopted"
+    ]
+
+
+def test_node_adopts_and_every_version_replays(node: Node) -> None:
+    name, new = node.register(TINY)
+    assert (name, new) == ("tiny", True)
+    first = node.store.head(name)
+    summary = node.evolve(name, cycles=2, seed=3)
+    head = node.store.head(name)
+    assert head.cycles_completed == 2
+    adoptions = _adoptions(node.store, name)
+    assert adoptions, "the list scan in tiny/core.py should have been replaced"
+    assert summary.adopted == [v for v, _, _ in adoptions]
+    tree = first.tree
+    for version, parent, patch in adoptions:
+        assert parent == version_id(tree)
+        tree = apply_patch(tree, patch)
+        assert version_id(tree) == version
+        assert node.store.materialise(name, version) == tree
+    assert head.version == version_id(tree) == version_id(head.tree)
+    assert "COMMON" in head.tree["tiny/core.py"]
+    node.store.verify()
+
+
+def test_registering_twice_resumes(node: Node) -> None:
+    assert node.register(TINY) == ("tiny", True)
+    assert node.register(TINY) == ("tiny", False)
+
+
+def test_genome_whose_tests_fail_is_refused_and_nothing_is_written(node: Node, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(TINY, broken)
+    test = broken / "tests" / "test_core.py"
+    test.write_text(test.read_text().replace("3)", "4)"))
+    with pytest.raises(GenomeError, match="its own tests fail before any change"):
+        node.register(broken)
+    assert list(node.store.log()) == []
+
+
+def test_crashed_generator_is_restarted_and_the_cycle_completes(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    name, _ = node.register(TINY)
+    calls = {"n": 0}
+    original = Generator.on_generate
+
+    def flaky(self: Generator, message: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("generator bug")
+        return original(self, message)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Generator, "on_generate", flaky)
+    node.evolve(name, cycles=1, seed=3)
+    assert node.supervisor.restarts("generator") == 1
+    assert node.store.head(name).cycles_completed == 1

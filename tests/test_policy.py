@@ -1,0 +1,187 @@
+"""The Governor's policy: reject failures and noise, adopt real gains, hold risky ones."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from evolution.policy import (
+    SAFE_IMPORTS,
+    Decision,
+    Evidence,
+    Policy,
+    decide,
+    new_imports,
+    unsafe_imports,
+)
+from evolution.stats import Comparison
+
+GOOD = Comparison(ratio=1.30, low=1.15, high=1.47, rounds=5, confidence=0.95)
+
+
+def evidence(**changes: object) -> Evidence:
+    base = Evidence(
+        tests_passed=True,
+        comparison=GOOD,
+        patch_lines=6,
+        touched=("pkg/parse.py",),
+        protected_touched=(),
+        new_imports=(),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_clear_gain_is_adopted() -> None:
+    d = decide(evidence(), Policy())
+    assert d == Decision("adopt", d.reasons)
+    assert len(d.reasons) == 1 and "1.30×" in d.reasons[0] and "1.05×" in d.reasons[0]
+
+
+def test_failure_is_rejected_and_named() -> None:
+    d = decide(evidence(failure="timed out after 60 s", tests_passed=False), Policy())
+    assert d.verdict == "reject"
+    assert d.reasons == ("candidate failed: timed out after 60 s",)
+
+
+def test_failed_tests_are_rejected() -> None:
+    d = decide(evidence(tests_passed=False), Policy())
+    assert d == Decision("reject", ("tests failed",))
+
+
+def test_missing_comparison_is_rejected() -> None:
+    assert decide(evidence(comparison=None), Policy()) == Decision(
+        "reject", ("no benchmark comparison",)
+    )
+
+
+def test_interval_touching_one_is_not_significant() -> None:
+    noisy = Comparison(ratio=1.10, low=0.97, high=1.25, rounds=5, confidence=0.95)
+    d = decide(evidence(comparison=noisy), Policy())
+    assert d.verdict == "reject"
+    assert any(r.startswith("not significant") for r in d.reasons)
+    exactly_one = replace(noisy, low=1.0)
+    assert decide(evidence(comparison=exactly_one), Policy()).verdict == "reject"
+
+
+def test_gain_below_threshold_is_rejected_with_both_numbers() -> None:
+    small = Comparison(ratio=1.02, low=1.01, high=1.03, rounds=10, confidence=0.95)
+    d = decide(evidence(comparison=small), Policy())
+    assert d == Decision("reject", ("gain 1.02× below threshold 1.05×",))
+
+
+def test_all_measurement_problems_are_listed() -> None:
+    weak = Comparison(ratio=1.01, low=0.9, high=1.12, rounds=5, confidence=0.95)
+    d = decide(evidence(comparison=weak), Policy())
+    assert len(d.reasons) == 2
+
+
+def test_interval_at_lower_confidence_than_policy_is_rejected() -> None:
+    loose = replace(GOOD, confidence=0.80)
+    d = decide(evidence(comparison=loose), Policy(confidence=0.95))
+    assert d.verdict == "reject"
+    assert "policy requires 95%" in d.reasons[0]
+    stricter = replace(GOOD, confidence=0.99)
+    assert decide(evidence(comparison=stricter), Policy()).verdict == "adopt"
+
+
+def test_threshold_is_configurable() -> None:
+    assert decide(evidence(), Policy(threshold=1.5)).verdict == "reject"
+    assert decide(evidence(), Policy(threshold=1.3)).verdict == "adopt"  # at threshold adopts
+
+
+def test_large_patch_is_held() -> None:
+    d = decide(evidence(patch_lines=41), Policy())
+    assert d.verdict == "hold"
+    assert d.reasons[0] == "patch changes 41 lines, over the 40-line limit"
+    assert decide(evidence(patch_lines=40), Policy()).verdict == "adopt"
+
+
+def test_protected_files_are_held_unless_policy_allows() -> None:
+    e = evidence(touched=("genome.toml", "pkg/a.py"), protected_touched=("genome.toml",))
+    d = decide(e, Policy())
+    assert d.verdict == "hold"
+    assert "touches protected files: genome.toml" in d.reasons
+    assert decide(e, Policy(approval_on_protected=False)).verdict == "adopt"
+
+
+def test_new_imports_outside_allow_list_are_held() -> None:
+    assert (
+        decide(evidence(new_imports=("functools", "collections.abc")), Policy()).verdict == "adopt"
+    )
+    d = decide(evidence(new_imports=("functools", "subprocess")), Policy())
+    assert d.verdict == "hold"
+    assert "new imports need approval: subprocess" in d.reasons
+    assert (
+        decide(evidence(new_imports=("subprocess",)), Policy(approval_on_new_imports=False)).verdict
+        == "adopt"
+    )
+
+
+def test_hold_lists_every_risk_and_the_gain() -> None:
+    e = evidence(patch_lines=100, protected_touched=("tests/test_a.py",), new_imports=("os",))
+    d = decide(e, Policy())
+    assert d.verdict == "hold"
+    assert len(d.reasons) == 4
+    assert "1.30×" in d.reasons[-1]
+
+
+def test_risk_does_not_rescue_a_rejection() -> None:
+    bad = Comparison(ratio=1.01, low=0.9, high=1.1, rounds=5, confidence=0.95)
+    assert decide(evidence(comparison=bad, patch_lines=500), Policy()).verdict == "reject"
+
+
+def test_unsafe_imports() -> None:
+    assert unsafe_imports(("re", "math", "heapq", "os.path", ".helpers", "numpy")) == (
+        "os.path",
+        ".helpers",
+        "numpy",
+    )
+    assert {
+        "functools",
+        "re",
+        "itertools",
+        "collections",
+        "bisect",
+        "operator",
+        "math",
+        "heapq",
+    } == SAFE_IMPORTS
+
+
+PARENT = """\
+import re
+from collections import Counter
+
+def f(x):
+    return x
+"""
+
+
+def test_new_imports_found_by_ast() -> None:
+    candidate = (
+        PARENT.replace(
+            "def f(x):",
+            "import functools\nfrom os import path\nfrom . import sibling\n\n@functools.cache\ndef f(x):",
+        )
+        + "\ndef g():\n    import json\n    return json\n"
+    )
+    assert new_imports(PARENT, candidate) == (".", "functools", "json", "os")
+
+
+def test_removed_and_unchanged_imports_are_not_new() -> None:
+    assert new_imports(PARENT, "import re\n") == ()
+    assert new_imports(PARENT, PARENT) == ()
+    assert new_imports(PARENT, "# import os in a comment\ns = 'import sys'\n") == ()
+
+
+def test_unparseable_files() -> None:
+    assert new_imports(PARENT, "def broken(:\n  import os\n") == ()
+    assert new_imports("def broken(:\n", "import os\n") == ("os",)
+
+
+@pytest.mark.parametrize("verdict", ["adopt", "reject", "hold"])
+def test_decision_is_frozen(verdict: str) -> None:
+    d = Decision(verdict, ("x",))  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        d.verdict = "adopt"  # type: ignore[misc]
