@@ -15,7 +15,7 @@ from rich.console import Console
 from events.store import GenomeStore
 from evolution.errors import StoreError, TarsError
 
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
