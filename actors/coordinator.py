@@ -84,6 +84,8 @@ class Coordinator:
         # Built once from the log, then kept up to date in memory: per-cycle cost stays flat as history grows.
         self.outcomes = Outcomes(table=dict(mutator_stats(store.log(genome=genome))))
         self._tried: dict[tuple[str, str], dict[float, float | None]] = {}
+        # candidate id -> (the search's memory for its parent, value tried): fed the measured gain.
+        self._tuning_values: dict[str, tuple[dict[float, float | None], float]] = {}
 
     def run(self, cycles: int, seed: int) -> RunSummary:
         """Run until ``cycles`` cycles are recorded for the genome (resuming a killed run)."""
@@ -120,6 +122,9 @@ class Coordinator:
             self.genome, self.node, evaluated=records, adopted=adoption, held=held, cycle=cycle, seed=seed
         )
         for record in records:
+            if record.candidate in self._tuning_values:
+                tried, value = self._tuning_values.pop(record.candidate)
+                tried[value] = record.ratio
             self.outcomes.record(record.mutator, record.kind, record.verdict == "adopt" and adoption is not None and adoption.patch == record.patch)
         overhead = sum(r.overhead_seconds for r in reports) / len(reports) * 1000 if reports else 0.0
         result = CycleResult(cycle, len(candidates), adoption.version if adoption else None, len(held), overhead)
@@ -194,17 +199,24 @@ class Coordinator:
             for value in propose(current, tunable.min, tunable.max, tunable.kind, tried, rng, count=count - len(out)):
                 tried[value] = None
                 try:
-                    out.append(
-                        from_rewrite(
-                            tree, version, tunable.file,
-                            lambda src, v=value, t=tunable: set_constant(src, t.name, v, t.kind),
-                            mutator="tune", kind="tunable",
-                            description=f"tune {tunable.name} {current:g} → {value:g} in {tunable.file}",
-                        )
+                    candidate = from_rewrite(
+                        tree, version, tunable.file,
+                        _setter(tunable.name, value, tunable.kind),
+                        mutator="tune", kind="tunable",
+                        description=f"tune {tunable.name} {current:g} → {value:g} in {tunable.file}",
                     )
                 except TarsError:
                     continue
+                self._tuning_values[candidate.id] = (tried, value)
+                out.append(candidate)
         return out
+
+
+def _setter(name: str, value: float, kind: str) -> Callable[[str], str]:
+    def rewrite(source: str) -> str:
+        return set_constant(source, name, value, kind)
+
+    return rewrite
 
 
 def _evidence_dict(candidate: Candidate, report: IncubationReport, evidence: Evidence) -> dict[str, Any]:

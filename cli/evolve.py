@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from actors.messages import Analyze, Generate, PlanCycle
 from actors.governor import judge
+from actors.messages import Analyze, Generate, PlanCycle
 from cli.common import DEFAULT_STORE, console, handle_errors, store_url
 from cli.progress import CycleProgress
 from evolution.analysis import Opportunity

@@ -153,12 +153,35 @@ def _probe_cgroups() -> str | None:
         return f"cgroup pids refused ({exc.strerror or exc})"
     try:
         (path / "pids.max").write_text("8")
+        reap_stale_cgroups()
         return None
     except OSError as exc:
         return f"cgroup pids.max refused ({exc.strerror or exc})"
     finally:
         with contextlib.suppress(OSError):
             path.rmdir()
+
+
+def reap_stale_cgroups(min_age_seconds: float = 60.0) -> int:
+    """Remove empty ``tars-*`` groups a killed node left behind (``kill -9`` skips cleanup).
+
+    Only groups older than ``min_age_seconds`` are touched, so a run that another node
+    has just created and not yet joined is never taken from under it.
+    """
+    removed = 0
+    now = time.time()
+    for root in (PIDS_ROOT, CPUACCT_ROOT):
+        if not root.is_dir():
+            continue
+        for path in root.glob("tars-*"):
+            with contextlib.suppress(OSError):
+                if now - path.stat().st_mtime < min_age_seconds:
+                    continue
+                if (path / "cgroup.procs").read_text().strip():
+                    continue
+                path.rmdir()
+                removed += 1
+    return removed
 
 
 def probe(requested: str, scratch: Path) -> Isolation:
