@@ -20,7 +20,7 @@ GENOMES = Path(__file__).resolve().parent.parent / "genomes"
 DEMO_GENOME = GENOMES / "logstats"
 
 
-def run_demo(workdir: Path, seed: int, cycles: int, candidates: int) -> None:
+def run_demo(workdir: Path, seed: int, cycles: int, candidates: int, incubators: int = 1) -> None:
     started = time.monotonic()
     workdir = workdir.resolve()
     store_path = workdir / "node-1" / "store.db"
@@ -28,7 +28,9 @@ def run_demo(workdir: Path, seed: int, cycles: int, candidates: int) -> None:
         f"TARS demo: one node evolves [bold]{DEMO_GENOME.name}[/] for {cycles} cycles (seed {seed})\n"
         f"store: {store_path}", title="tars demo",
     ))
-    config = NodeConfig("node-1", f"sqlite:///{store_path}", workdir / "node-1", candidates_per_cycle=candidates)
+    config = NodeConfig(
+        "node-1", f"sqlite:///{store_path}", workdir / "node-1", incubators=incubators, candidates_per_cycle=candidates
+    )
     with Node(config) as node:
         node.install_signal_handlers()
         console.print(f"sandbox: {node.sandbox.isolation}")

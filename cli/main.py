@@ -30,11 +30,12 @@ def demo(
     seed: int = typer.Option(7, "--seed", help="seed of the planner and the statistics"),
     cycles: int = typer.Option(8, "--cycles", min=1, help="evolution cycles"),
     candidates: int = typer.Option(2, "--candidates", min=1, help="candidates proven per cycle"),
+    incubators: int = typer.Option(1, "--incubators", min=1, help="candidates proven at once (more is faster but noisier)"),
 ) -> None:
     """Evolve the shipped demo genome and show what changed."""
     from cli.demo import run_demo
 
-    run_demo(workdir, seed, cycles, candidates)
+    run_demo(workdir, seed, cycles, candidates, incubators)
 
 
 @app.command()

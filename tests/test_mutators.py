@@ -547,3 +547,26 @@ def test_every_site_rewrites_to_code_that_compiles(code: str) -> None:
             compile(new, PATH, "exec")
             assert new != code
             assert_comments_kept(code, new)
+
+
+def test_memoize_finds_helpers_made_hot_by_their_callers() -> None:
+    """A pure helper called per record through another function is as hot as a loop body;
+    rebinding a parameter and calling a known-pure imported function keep it pure."""
+    from evolution.mutators import by_name
+
+    source = (
+        "from urllib.parse import unquote\n\n\n"
+        "def clean(path):\n"
+        "    path = path.split('?', 1)[0]\n"
+        "    return unquote(path).lower()\n\n\n"
+        "def record(rec):\n"
+        "    return {'path': clean(rec['path'])}\n\n\n"
+        "def records(recs):\n"
+        "    return [record(r) for r in recs]\n"
+    )
+    sites = by_name("memoize").scan("m.py", source)
+    assert [s.function for s in sites] == ["clean"]
+    rewritten = by_name("memoize").apply(source, sites[0])
+    assert "@functools.lru_cache(maxsize=None)\ndef clean(path):" in rewritten
+    impure = source.replace("return unquote(path).lower()", "return open(path).read()")
+    assert by_name("memoize").scan("m.py", impure) == []

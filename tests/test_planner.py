@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ def test_mean_mode_scores_are_the_formula() -> None:
         limit=5,
         explore=False,
     )
-    assert p.score == pytest.approx(2.0 * 0.5 / 2.0 * (3 / 5))
+    assert p.score == pytest.approx(math.log(2.0) * 0.5 / 2.0 * (3 / 5))
     assert p.mutator == "memoize"
     assert "2/3 won" in p.reason and "a.py:1" in p.reason
 
@@ -161,3 +162,14 @@ def test_ties_are_broken_deterministically() -> None:
 
 def test_empty_input() -> None:
     assert plan([], Outcomes(), risks={}, rng=random.Random(0), limit=3) == []
+
+
+def test_a_large_gain_outranks_a_lucky_draw_on_a_small_one() -> None:
+    """Gains near 1.0 must not let the bandit's draw decide alone."""
+    big = Opp("a.py", "hot", 1, "set_membership", expected_gain=1.2, confidence=0.8)
+    small = Opp("a.py", "cold", 9, "local_alias", expected_gain=1.02, confidence=0.8)
+    wins = 0
+    for seed in range(200):
+        [first] = plan([small, big], Outcomes({}), risks={}, rng=random.Random(seed), limit=1)
+        wins += first.mutator == "set_membership"
+    assert wins >= 170

@@ -33,6 +33,13 @@ from evolution.mutators.cst_tools import (
 
 #: standard modules whose functions neither do I/O nor keep state between calls
 _PURE_MODULES = frozenset({"math", "cmath", "re", "string", "operator", "statistics", "unicodedata", "json"})
+#: functions that are pure when imported by name (``from urllib.parse import unquote``)
+_PURE_FROM_IMPORTS = frozenset(
+    {("urllib.parse", n) for n in ("unquote", "unquote_plus", "quote", "quote_plus", "urlsplit", "urlparse")}
+    | {("math", n) for n in ("sqrt", "log", "log2", "log10", "exp", "floor", "ceil", "isclose", "fabs", "gcd")}
+    | {("unicodedata", n) for n in ("normalize", "category", "name")}
+    | {("os.path", n) for n in ("splitext", "basename", "dirname", "normpath", "join")}
+)
 #: callees whose result is immutable (or shared already without the cache)
 _IMMUTABLE_CALLS = frozenset(
     {"len", "int", "float", "str", "bool", "abs", "round", "min", "max", "sum", "tuple", "frozenset",
@@ -62,11 +69,13 @@ class _Module:
     imports: frozenset[str]
     constants: frozenset[str]
     classes: frozenset[str]
+    pure_imported: frozenset[str] = frozenset()
 
 
 def _facts(idx: Index) -> _Module:
     defs: dict[str, cst.FunctionDef] = {}
     imports: set[str] = set()
+    pure_imported: set[str] = set()
     assigned: set[str] = set()
     classes: set[str] = set()
     for stmt in idx.module.body:
@@ -78,11 +87,24 @@ def _facts(idx: Index) -> _Module:
             for small in stmt.body:
                 if isinstance(small, (cst.Import, cst.ImportFrom)):
                     imports.update(binding_names(small))
+                    if isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+                        module = _dotted(small.module) if small.module is not None else ""
+                        for alias in small.names:
+                            if alias.asname is None and isinstance(alias.name, cst.Name) and (module, alias.name.value) in _PURE_FROM_IMPORTS:
+                                pure_imported.add(alias.name.value)
                 elif isinstance(small, (cst.Assign, cst.AnnAssign)):
                     assigned.update(binding_names(small))
     changed = mutated_roots(idx.module)
     constants = {n for n in assigned if idx.module_bindings.get(n, 0) == 1 and n not in changed}
-    return _Module(defs, frozenset(imports), frozenset(constants), frozenset(classes))
+    return _Module(defs, frozenset(imports), frozenset(constants), frozenset(classes), frozenset(pure_imported))
+
+
+def _dotted(node: cst.CSTNode) -> str:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return f"{_dotted(node.value)}.{node.attr.value}"
+    return ""
 
 
 def _makes_container(value: cst.CSTNode) -> bool:
@@ -120,9 +142,10 @@ class _Judge:
         if any(isinstance(n, banned) for n in body):
             return False
         local = set(binding_names(f.body))
-        if local & pnames:
-            return False
-        fresh = _fresh(f, local)
+        # Rebinding a parameter (``path = path.strip()``) changes no caller's object; it
+        # is only never taken for a fresh container, since it may still be the caller's.
+        fresh = _fresh(f, local) - pnames
+        local -= pnames
         return (
             self._stores_ok(body, fresh)
             and all(self._call_ok(n, pnames, local, fresh) for n in body if isinstance(n, cst.Call))
@@ -152,6 +175,8 @@ class _Judge:
                 return False
             if name in self.facts.defs:
                 return self.pure(name)
+            if name in self.facts.pure_imported:
+                return True
             if self.idx.module_bindings.get(name, 0):
                 return False
             return name in PURE_BUILTINS
@@ -317,6 +342,18 @@ class Memoize(CstMutator):
             call = loc.node
             if isinstance(call, cst.Call) and isinstance(call.func, cst.Name) and enclosing_loops(loc):
                 in_loop.add(call.func.value)
+        # Called in a loop, or by a function that is: normalise_record(rec) called per
+        # line makes the helpers it calls just as hot.
+        callees = {
+            name: {n.func.value for n in subtree(f.body) if isinstance(n, cst.Call) and isinstance(n.func, cst.Name)}
+            for name, f in judge.facts.defs.items()
+        }
+        frontier = [n for n in in_loop if n in callees]
+        while frontier:
+            for callee in callees[frontier.pop()]:
+                if callee in callees and callee not in in_loop:
+                    in_loop.add(callee)
+                    frontier.append(callee)
         out: list[Finding] = []
         for name, f in judge.facts.defs.items():
             recursive = any(
@@ -327,7 +364,7 @@ class Memoize(CstMutator):
                 continue
             stmts = _statements(f)
             weight = 1.2 + 0.1 * min(stmts, 10) + (1.5 if recursive else 0.0)
-            why = "recursive" if recursive else "called in a loop"
+            why = "recursive" if recursive else "called (directly or through its callers) in a loop"
             detail = f"`{name}` is pure and {why}; {stmts} statement(s) per call"
             out.append(Finding(self.site(path, name, idx.at(f).line, detail, weight), self._edit(idx, f)))
         return out
