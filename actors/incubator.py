@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from actors.base import RoleActor
 from actors.messages import Incubate
 from evolution.patch import apply_patch
+from evolution.policy import Policy, needs_more_rounds
+from evolution.stats import compare
 from runtime.incubation import IncubationReport, incubate
 from runtime.sandbox import Sandbox
 
@@ -21,6 +24,14 @@ class Incubator(RoleActor):
 
     def on_incubate(self, message: Incubate) -> IncubationReport:
         candidate_tree = apply_patch(message.parent_tree, message.candidate.patch)
+        fitness = message.manifest.fitness
+        policy = Policy(threshold=fitness.threshold, confidence=fitness.confidence)
+
+        def undecided(parent: Sequence[float], candidate: Sequence[float]) -> bool:
+            comparison = compare(parent, candidate, direction=fitness.direction, confidence=fitness.confidence)
+            return needs_more_rounds(comparison, policy)
+
         return incubate(
-            self.sandbox, message.manifest, message.candidate.id, message.parent_tree, candidate_tree, message.rounds
+            self.sandbox, message.manifest, message.candidate.id, message.parent_tree, candidate_tree, message.rounds,
+            max_rounds=message.rounds * 3, undecided=undecided,
         )

@@ -136,3 +136,16 @@ def _imports(source: str) -> set[str]:
 
 def _x(ratio: float) -> str:
     return f"{ratio:.2f}×"
+
+
+def needs_more_rounds(comparison: Comparison, policy: Policy) -> bool:
+    """Whether the evidence is a close call worth more A/B rounds before deciding.
+
+    Only a candidate whose point estimate is at (or just under) the threshold but whose
+    interval still includes "no gain" is a close call: more data settles it, while a
+    clear winner or a clear loser would be decided the same way after any more rounds.
+    Deciding close calls on more data is what makes two runs with one seed agree.
+    """
+    clear_win = comparison.low > 1.0 and comparison.ratio >= policy.threshold
+    promising = comparison.ratio >= policy.threshold * 0.98
+    return promising and not clear_win

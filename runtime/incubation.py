@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from evolution.manifest import Manifest
@@ -84,12 +84,20 @@ def incubate(
     parent_tree: Mapping[str, str],
     candidate_tree: Mapping[str, str],
     rounds: int | None = None,
+    *,
+    max_rounds: int | None = None,
+    undecided: Callable[[Sequence[float], Sequence[float]], bool] | None = None,
 ) -> IncubationReport:
     """Tests first (all must pass), then ``rounds`` interleaved benchmark pairs (A B B A A B …).
 
     Parent and candidate run alternately so that slow drifts of the machine (another
     process, thermal state) hit both equally; pairing them is what lets the statistics
     cancel the noise instead of averaging it.
+
+    Sequential testing: after ``rounds`` pairs, while ``undecided(parent, candidate)``
+    says the evidence straddles the decision (and up to ``max_rounds``), more pairs are
+    run.  Clear cases stop early; only close calls pay for more runs, and a close call
+    decided on more data is what keeps two runs with the same seed deciding alike.
     """
     started = time.perf_counter()
     child = 0.0
@@ -114,7 +122,9 @@ def incubate(
         candidate_samples: list[float] = []
         with sandbox.workspace(parent_tree) as parent_dir:
             pair = ((parent_dir, parent_samples, "parent"), (cand_dir, candidate_samples, "candidate"))
-            for index in range(rounds):
+            limit = max(rounds, max_rounds or rounds)
+            index, target = 0, rounds
+            while index < target:
                 # A B, then B A: alternating the order cancels drift inside a pair too.
                 for workdir, samples, who in pair if index % 2 == 0 else pair[::-1]:
                     result = sandbox.run(workdir, manifest.commands.bench, limits)
@@ -142,6 +152,9 @@ def incubate(
                             total_seconds=time.perf_counter() - started,
                             runs=runs,
                         )
+                index += 1
+                if index == target < limit and undecided is not None and undecided(parent_samples, candidate_samples):
+                    target = min(limit, target + 2)  # two more: one A B and one B A
     return IncubationReport(
         candidate,
         True,
