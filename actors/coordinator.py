@@ -10,6 +10,7 @@ at the same cycle.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,9 @@ class CycleResult:
     adopted: str | None
     held: int
     overhead_ms: float
+    #: the cycle's wall time, and the part of it spent in the genome's own processes
+    wall_seconds: float = 0.0
+    child_seconds: float = 0.0
 
 
 @dataclass
@@ -98,6 +102,7 @@ class Coordinator:
         return summary
 
     def cycle(self, cycle: int, seed: int) -> CycleResult:
+        started = time.perf_counter()
         head = self.store.head(self.genome)
         tree, version, manifest = head.tree, head.version, self.manifest
         self.progress("analyze", {"cycle": cycle, "version": short(version)})
@@ -127,7 +132,10 @@ class Coordinator:
                 tried[value] = record.ratio
             self.outcomes.record(record.mutator, record.kind, record.verdict == "adopt" and adoption is not None and adoption.patch == record.patch)
         overhead = sum(r.overhead_seconds for r in reports) / len(reports) * 1000 if reports else 0.0
-        result = CycleResult(cycle, len(candidates), adoption.version if adoption else None, len(held), overhead)
+        result = CycleResult(
+            cycle, len(candidates), adoption.version if adoption else None, len(held), overhead,
+            wall_seconds=time.perf_counter() - started, child_seconds=sum(r.child_seconds for r in reports),
+        )
         self.progress("cycle", {"cycle": cycle, "result": result, "adoption": adoption, "records": records})
         return result
 

@@ -33,5 +33,5 @@ class Incubator(RoleActor):
 
         return incubate(
             self.sandbox, message.manifest, message.candidate.id, message.parent_tree, candidate_tree, message.rounds,
-            max_rounds=message.rounds * 3, undecided=undecided,
+            max_rounds=message.rounds * 2, undecided=undecided,
         )

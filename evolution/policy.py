@@ -147,5 +147,5 @@ def needs_more_rounds(comparison: Comparison, policy: Policy) -> bool:
     Deciding close calls on more data is what makes two runs with one seed agree.
     """
     clear_win = comparison.low > 1.0 and comparison.ratio >= policy.threshold
-    promising = comparison.ratio >= policy.threshold * 0.98
+    promising = comparison.ratio >= policy.threshold
     return promising and not clear_win

@@ -192,5 +192,6 @@ def test_close_calls_need_more_rounds_clear_cases_do_not() -> None:
 
     policy = Policy(threshold=1.05)
     assert needs_more_rounds(Comparison(1.2, 0.98, 1.4, 5, 0.95), policy)  # promising, not significant
+    assert not needs_more_rounds(Comparison(1.04, 0.9, 1.2, 5, 0.95), policy)  # below threshold: a loss anyway
     assert not needs_more_rounds(Comparison(1.2, 1.1, 1.3, 5, 0.95), policy)  # clear win
     assert not needs_more_rounds(Comparison(0.9, 0.8, 1.0, 5, 0.95), policy)  # clear loss

@@ -48,7 +48,7 @@ def test_kill_9_mid_cycle_then_resume(tmp_path: Path) -> None:
     proc.wait(10)
     if proc.stderr:
         proc.stderr.close()
-    with GenomeStore.open(f"sqlite:///{store}") as handle:  # type: ignore[attr-defined]
+    with GenomeStore.open(f"sqlite:///{store}") as handle:
         adopted_before = [e.version for e in handle.log(genome="tiny") if e.type == "VersionAdopted"]
         done = handle.head("tiny").cycles_completed
     assert 1 <= done < 4
@@ -57,7 +57,7 @@ def test_kill_9_mid_cycle_then_resume(tmp_path: Path) -> None:
     assert again.wait(300) == 0, again.stderr.read().decode() if again.stderr else ""
     if again.stderr:
         again.stderr.close()
-    with GenomeStore.open(f"sqlite:///{store}") as handle:  # type: ignore[attr-defined]
+    with GenomeStore.open(f"sqlite:///{store}") as handle:
         head = handle.head("tiny")
         entries = list(handle.log(genome="tiny"))
         assert head.cycles_completed == 4
