@@ -268,11 +268,24 @@ def bench_log(root: Path, events: int) -> dict[str, Any]:
         runs.append(time.perf_counter() - started)
     store.close()
     assert count == events
+    # `tars log ls` itself: the CLI command formatting one line per event, to /dev/null.
+    import contextlib
+    import os
+
+    from cli.log import ls
+
+    cli_runs = []
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        for _ in range(3):
+            started = time.perf_counter()
+            ls(store=str(path), genome=None, limit=None)
+            cli_runs.append(time.perf_counter() - started)
     return {
         "events": count,
         "build_s": round(build_s, 2),
         "log_s_best": round(min(runs), 3),
         "log_s_median": round(statistics.median(runs), 3),
+        "cli_ls_s_median": round(statistics.median(cli_runs), 3),
     }
 
 

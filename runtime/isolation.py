@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ def bwrap_args(bwrap: str, workdir: Path, tmp_bytes: int) -> list[str]:
         "--dev", "/dev",
         "--proc", "/proc",
         "--size", str(tmp_bytes), "--tmpfs", "/tmp",
+        *_interpreter_binds(),
         "--bind", wd, wd,
         "--chdir", wd,
         "--unshare-net",
@@ -49,6 +51,26 @@ def bwrap_args(bwrap: str, workdir: Path, tmp_bytes: int) -> list[str]:
         "--cap-drop", "ALL",
         "--",
     ]  # fmt: skip
+
+
+def _interpreter_binds() -> list[str]:
+    """Read-only binds that bring the node's interpreter back above the private /tmp.
+
+    A node installed under /tmp (a CI clone, a throw-away venv) would otherwise lose its
+    own Python the moment the sandbox mounts a fresh /tmp: ``execvp … No such file``
+    (seen in a CI clone under /tmp).
+    """
+    paths = {
+        sys.prefix, sys.exec_prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+        os.path.dirname(os.path.abspath(__file__)),  # runtime/_sandbox_child.py, the profiler's helper
+    }
+    args: list[str] = []
+    for path in sorted(paths):
+        real = os.path.realpath(path)
+        for candidate in {path, real}:
+            if (candidate == "/tmp" or candidate.startswith("/tmp/")) and os.path.isdir(candidate):
+                args += ["--ro-bind", candidate, candidate]
+    return args
 
 
 def _refusal(result: subprocess.CompletedProcess[str]) -> str:

@@ -12,6 +12,8 @@ import resource
 import shutil
 import signal
 import socket
+import sys
+import tempfile
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -416,3 +418,18 @@ def test_isolation_line_states_refusals() -> None:
     line = iso.describe()
     assert line.startswith("none + rlimits")
     assert "unshare refused (Operation not permitted); network not isolated" in line
+
+
+def test_an_interpreter_under_tmp_stays_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node installed under /tmp (a CI clone) must still find its Python inside bwrap."""
+    from runtime.isolation import bwrap_args
+
+    venv = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        monkeypatch.setattr(sys, "prefix", str(venv))
+        args = bwrap_args("bwrap", tmp_path, 1 << 20)
+        tmpfs = args.index("/tmp", args.index("--tmpfs"))
+        bind = args.index(str(venv))
+        assert args[bind - 1] == "--ro-bind" and bind > tmpfs  # after the tmpfs, so it wins
+    finally:
+        shutil.rmtree(venv)
