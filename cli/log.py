@@ -67,12 +67,18 @@ def _summary(entry: LogEntry) -> str:
 def ls(store: str = StoreOpt, genome: str | None = GenomeOpt, limit: int | None = typer.Option(None, help="at most N events")) -> None:
     """One line per event, oldest first."""
     out = sys.stdout
+    lines: list[str] = []
     with open_store(store) as handle:
         for entry in handle.log(genome=genome, limit=limit):
-            out.write(
-                f"{entry.seq:>7} {entry.time:%Y-%m-%d %H:%M:%S} {entry.type:<18} {entry.genome:<12} "
-                f"{short(entry.version or ''):<12} {entry.node:<8} {_summary(entry)}\n"
+            # isoformat is C code; strftime per line cost a third of listing 100k events.
+            lines.append(
+                f"{entry.seq:>7} {entry.time.isoformat(' ', 'seconds')[:19]} {entry.type:<18} {entry.genome:<12} "
+                f"{(entry.version or '')[:12]:<12} {entry.node:<8} {_summary(entry)}\n"
             )
+            if len(lines) >= 4096:
+                out.write("".join(lines))
+                lines.clear()
+    out.write("".join(lines))
 
 
 @app.command()
