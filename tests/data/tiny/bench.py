@@ -9,8 +9,8 @@ vocab = ["the", "of", "part", "zebra", "quark", "lumen", "made", "ant"] + [f"w{i
 words = [rng.choice(vocab) for _ in range(30000)]
 best = float("inf")
 for _ in range(3):
-    start = time.perf_counter()
+    start = time.process_time()
     count_common(words)
     summary(words)
-    best = min(best, time.perf_counter() - start)
+    best = min(best, time.process_time() - start)
 print(json.dumps({"seconds": best}))
