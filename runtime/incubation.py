@@ -104,22 +104,23 @@ def incubate(
     runs = 0
     limits = SandboxLimits.from_manifest(manifest.limits)
     rounds = rounds or manifest.fitness.rounds
+    parent_samples: list[float] = []
+    candidate_samples: list[float] = []
+
+    def report(tests_passed: bool, failure: str | None, detail: str) -> IncubationReport:
+        return IncubationReport(
+            candidate, tests_passed, failure, detail,
+            tuple(parent_samples) if failure is None else (),
+            tuple(candidate_samples) if failure is None else (),
+            child_seconds=child, total_seconds=time.perf_counter() - started, runs=runs,
+        )
+
     with sandbox.workspace(candidate_tree) as cand_dir:
         tests = sandbox.run(cand_dir, manifest.commands.test, limits)
         child += tests.wall_seconds
         runs += 1
         if not tests.ok:
-            return IncubationReport(
-                candidate,
-                False,
-                tests.failure or "exit",
-                f"tests failed: {tests.detail}",
-                child_seconds=child,
-                total_seconds=time.perf_counter() - started,
-                runs=runs,
-            )
-        parent_samples: list[float] = []
-        candidate_samples: list[float] = []
+            return report(False, tests.failure or "exit", f"tests failed: {tests.detail}")
         with sandbox.workspace(parent_tree) as parent_dir:
             pair = ((parent_dir, parent_samples, "parent"), (cand_dir, candidate_samples, "candidate"))
             limit = max(rounds, max_rounds or rounds)
@@ -131,38 +132,12 @@ def incubate(
                     child += result.wall_seconds
                     runs += 1
                     if not result.ok:
-                        return IncubationReport(
-                            candidate,
-                            True,
-                            result.failure or "exit",
-                            f"{who} benchmark failed: {result.detail}",
-                            child_seconds=child,
-                            total_seconds=time.perf_counter() - started,
-                            runs=runs,
-                        )
+                        return report(True, result.failure or "exit", f"{who} benchmark failed: {result.detail}")
                     try:
                         samples.append(read_metric(result, manifest.fitness.metric))
                     except ValueError as exc:
-                        return IncubationReport(
-                            candidate,
-                            True,
-                            "bench-output",
-                            f"{who} {exc}",
-                            child_seconds=child,
-                            total_seconds=time.perf_counter() - started,
-                            runs=runs,
-                        )
+                        return report(True, "bench-output", f"{who} {exc}")
                 index += 1
                 if index == target < limit and undecided is not None and undecided(parent_samples, candidate_samples):
                     target = min(limit, target + 2)  # two more: one A B and one B A
-    return IncubationReport(
-        candidate,
-        True,
-        None,
-        "ok",
-        tuple(parent_samples),
-        tuple(candidate_samples),
-        child_seconds=child,
-        total_seconds=time.perf_counter() - started,
-        runs=runs,
-    )
+    return report(True, None, "ok")
