@@ -17,12 +17,21 @@ URLs:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+from uuid import UUID
 
-from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteFactory
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteFactory,
+    SQLiteProcessRecorder,
+)
 from eventsourcing.utils import Environment, EnvType
 
 from evolution.errors import StoreError
@@ -177,3 +186,42 @@ def redact(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return url
+
+
+#: (seq, originator id, position, topic, state) as stored, with no objects built per row.
+RawRow = tuple[int, UUID, int, str, bytes]
+
+
+def raw_notifications(recorder: object) -> Callable[[int, int], list[RawRow]] | None:
+    """A fast reader of the notification log for backends that have one, else None.
+
+    Listing a long log (``tars log ls``) through eventsourcing builds a ``Notification``
+    and a ``UUID`` per row, which is most of the time at 100,000 events.  For SQLite the
+    same rows come straight from one SELECT; ids are turned into UUIDs once per lineage.
+    """
+    reader = _RAW_READERS.get(type(recorder))
+    return None if reader is None else functools.partial(reader, recorder)
+
+
+def _sqlite_rows(recorder: SQLiteApplicationRecorder, start: int, limit: int) -> list[RawRow]:
+    statement = (
+        f"SELECT rowid, originator_id, originator_version, topic, state FROM {recorder.events_table_name} "
+        "WHERE rowid>=? ORDER BY rowid LIMIT ?"
+    )
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(statement, (start, limit))
+        rows = cursor.fetchall()
+    ids: dict[str, UUID] = {}
+    out: list[RawRow] = []
+    for seq, originator, position, topic, state in rows:
+        ident = ids.get(originator)
+        if ident is None:
+            ident = ids[originator] = UUID(originator)
+        out.append((seq, ident, position, topic, state))
+    return out
+
+
+_RAW_READERS: dict[type, Callable[..., list[RawRow]]] = {
+    SQLiteApplicationRecorder: _sqlite_rows,
+    SQLiteProcessRecorder: _sqlite_rows,
+}
