@@ -16,7 +16,7 @@ from evolution.errors import PatchError
 from evolution.generate import Candidate, candidate_id
 from evolution.manifest import Manifest
 from evolution.patch import apply_patch
-from evolution.planner import Outcomes
+from evolution.planner import Outcomes, Plan
 from evolution.policy import Policy
 from evolution.tree import Tree, short, version_id
 from node import Node, NodeConfig
@@ -43,6 +43,13 @@ def _opportunities(node: Node, genome: Path) -> tuple[list[Opportunity], Manifes
     return opportunities, manifest, tree, version
 
 
+def _plans(node: Node, genome: Path, seed: int, limit: int) -> tuple[list[Plan], Tree, str]:
+    """The plans one cycle would make for the genome folder, with no history to learn from."""
+    opportunities, manifest, tree, version = _opportunities(node, genome)
+    plans = node.supervisor.ask("planner", PlanCycle(version, tree, manifest, opportunities, Outcomes(table={}), seed, 1, limit))
+    return plans, tree, version
+
+
 @app.command()
 @handle_errors
 def analyze(genome: Path = GenomeOpt, store: str = StoreOpt) -> None:
@@ -60,8 +67,7 @@ def analyze(genome: Path = GenomeOpt, store: str = StoreOpt) -> None:
 def plan(genome: Path = GenomeOpt, store: str = StoreOpt, seed: int = SeedOpt, limit: int = typer.Option(8, help="plans to show")) -> None:
     """Rank opportunities and choose a mutator for each."""
     with _node(store) as node:
-        opportunities, manifest, tree, version = _opportunities(node, genome)
-        plans = node.supervisor.ask("planner", PlanCycle(version, tree, manifest, opportunities, Outcomes(table={}), seed, 1, limit))
+        plans, tree, version = _plans(node, genome, seed, limit)
     table = Table("score", "mutator", "where", "why")
     for item in plans:
         opp = item.opportunity
@@ -78,8 +84,7 @@ def generate(
 ) -> None:
     """Generate candidate patches and print (or write) them."""
     with _node(store) as node:
-        opportunities, manifest, tree, version = _opportunities(node, genome)
-        plans = node.supervisor.ask("planner", PlanCycle(version, tree, manifest, opportunities, Outcomes(table={}), seed, 1, limit))
+        plans, tree, version = _plans(node, genome, seed, limit)
         generated = node.supervisor.ask("generator", Generate(version, tree, plans))
     for candidate in generated.candidates:
         if out is not None:

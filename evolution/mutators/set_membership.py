@@ -6,7 +6,7 @@ and used in ways that cannot change it, so the frozenset built once stays equal 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import libcst as cst
 
@@ -88,6 +88,22 @@ def _existing_set(body: Sequence[cst.BaseStatement], name: str) -> str | None:
         ):
             return small.targets[0].target.value
     return None
+
+
+def _frozenset_edit(
+    idx: Index, body: Sequence[cst.BaseStatement], name: str, hint: str, ref: cst.Name, anchor: cst.CSTNode
+) -> Callable[[], Edit]:
+    """Use a frozenset of ``name`` at ``ref``: the one already beside it, or a new one after ``anchor``."""
+
+    def edit() -> Edit:
+        reuse = _existing_set(body, name)
+        alias = reuse or idx.fresh(hint)
+        e = Edit().replace(ref, cst.Name(alias))
+        if reuse is None:
+            e.insert_after(anchor, statement(f"{alias} = frozenset({name})"))
+        return e
+
+    return edit
 
 
 class SetMembership(CstMutator):
@@ -173,13 +189,7 @@ class SetMembership(CstMutator):
             return None
         anchor = stmt
 
-        def edit() -> Edit:
-            reuse = _existing_set(body.body, name)
-            alias = reuse or idx.fresh(f"_{name.lower()}_set")
-            e = Edit().replace(ref, cst.Name(alias))
-            if reuse is None:
-                e.insert_after(anchor, statement(f"{alias} = frozenset({name})"))
-            return e
+        edit = _frozenset_edit(idx, body.body, name, f"_{name.lower()}_set", ref, anchor)
 
         detail = f"{detail_head} a {count}-item local list in a loop"
         return Finding(self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit)
@@ -199,13 +209,7 @@ class SetMembership(CstMutator):
             return None
         anchor = stmt
 
-        def edit() -> Edit:
-            reuse = _existing_set(idx.module.body, name)
-            alias = reuse or idx.fresh(f"{name.upper()}_SET")
-            e = Edit().replace(ref, cst.Name(alias))
-            if reuse is None:
-                e.insert_after(anchor, statement(f"{alias} = frozenset({name})"))
-            return e
+        edit = _frozenset_edit(idx, idx.module.body, name, f"{name.upper()}_SET", ref, anchor)
 
         detail = f"{detail_head} a {count}-item module list in a loop"
         return Finding(self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit)
