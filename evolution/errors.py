@@ -68,3 +68,15 @@ class UnknownGenomeError(TarsError):
 
 class PolicyError(TarsError):
     """A request contradicts the governor's policy (approve of nothing pending, …)."""
+
+
+class TransportError(TarsError):
+    """The peer transport cannot bind, reach a peer, or got no reply in time."""
+
+
+class ConsensusError(TarsError):
+    """The replicated ledger cannot commit (no leader, no quorum, timeout)."""
+
+
+class NotCommittedError(ConsensusError):
+    """A proposal was not committed in time; it may still commit later."""
