@@ -48,6 +48,8 @@ class Lineage(Aggregate):
     cycles_completed: int
     pending: dict[str, dict[str, Any]]
     chain: str
+    #: swarm proposals waiting for votes: proposal id -> fields + ``votes`` (node -> yes)
+    proposals: dict[str, dict[str, Any]]
 
     def __init__(self) -> None:
         """State is set by :meth:`Registered.apply`, the same code path a replay takes."""
@@ -86,6 +88,7 @@ class Lineage(Aggregate):
             aggregate.versions_count = 1
             aggregate.cycles_completed = 0
             aggregate.pending = {}
+            aggregate.proposals = {}
 
     class CandidateEvaluated(Event):
         candidate: str
@@ -133,6 +136,9 @@ class Lineage(Aggregate):
             aggregate.head_fitness = self.fitness_after
             aggregate.versions_count += 1
             aggregate.pending.pop(self.version, None)
+            proposal = self.evidence.get("proposal")
+            if proposal is not None:
+                proposals_of(aggregate).pop(proposal, None)
 
     class RolledBack(Event):
         to_version: str
@@ -185,6 +191,74 @@ class Lineage(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.cycles_completed = max(aggregate.cycles_completed, self.cycle)
+
+    class ProposalSubmitted(Event):
+        """A proven candidate put before the swarm; it waits for a majority of votes."""
+
+        proposal: str
+        parent: str
+        version: str
+        patch: str
+        mutator: str
+        kind: str
+        fitness_before: float | None
+        fitness_after: float | None
+        ratio: float | None
+        low: float | None
+        high: float | None
+        evidence: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            proposals_of(aggregate)[self.proposal] = {
+                "parent": self.parent,
+                "version": self.version,
+                "patch": self.patch,
+                "mutator": self.mutator,
+                "kind": self.kind,
+                "fitness_before": self.fitness_before,
+                "fitness_after": self.fitness_after,
+                "ratio": self.ratio,
+                "low": self.low,
+                "high": self.high,
+                "evidence": dict(self.evidence),
+                "proposer": self.node,
+                "votes": {},
+            }
+
+    class VoteCast(Event):
+        """A node's verdict on one proposal's version after re-running the genome's tests."""
+
+        proposal: str
+        version: str
+        yes: bool
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            found = proposals_of(aggregate).get(self.proposal)
+            if found is not None and found["version"] == self.version:
+                found["votes"][self.node] = self.yes
+
+    class ProposalRebased(Event):
+        """The head moved under a proposal; its three-way merge onto the head needs new votes."""
+
+        proposal: str
+        parent: str
+        version: str
+        patch: str
+        fitness_before: float | None
+
+        def apply(self, aggregate: Any) -> None:
+            found = proposals_of(aggregate)[self.proposal]
+            found.update(parent=self.parent, version=self.version, patch=self.patch, fitness_before=self.fitness_before)
+            found["votes"] = {}
+
+    class ProposalRejected(Event):
+        proposal: str
+        version: str
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            proposals_of(aggregate).pop(self.proposal, None)
 
     # ---- commands: validate, then trigger; no I/O ----
 
@@ -329,6 +403,69 @@ class Lineage(Aggregate):
             node=node,
         )
 
+    def submit(self, proposal: str, adoption: Adoption, node: str, *, timestamp: datetime | None = None) -> None:
+        """Put a proven candidate before the swarm (its parent need not be the head any more)."""
+        if proposal in proposals_of(self):
+            raise PolicyError(f"proposal {proposal} of {self.name} is already waiting for votes")
+        self._trigger(
+            self.ProposalSubmitted,
+            timestamp,
+            proposal=proposal,
+            parent=adoption.parent,
+            version=adoption.version,
+            patch=adoption.patch,
+            mutator=adoption.mutator,
+            kind=adoption.kind,
+            fitness_before=adoption.fitness_before,
+            fitness_after=adoption.fitness_after,
+            ratio=adoption.ratio,
+            low=adoption.low,
+            high=adoption.high,
+            evidence=dict(adoption.evidence),
+            node=node,
+        )
+
+    def vote(self, proposal: str, version: str, yes: bool, reason: str, node: str, *, timestamp: datetime | None = None) -> None:
+        found = proposals_of(self).get(proposal)
+        if found is None or found["version"] != version:
+            raise PolicyError(f"proposal {proposal} of {self.name} is not waiting for votes on {short(version)}")
+        self._trigger(self.VoteCast, timestamp, proposal=proposal, version=version, yes=yes, reason=reason, node=node)
+
+    def rebase_proposal(
+        self, proposal: str, tree: Mapping[str, str], patch: str, node: str, *, timestamp: datetime | None = None
+    ) -> None:
+        self._trigger(
+            self.ProposalRebased,
+            timestamp,
+            proposal=proposal,
+            parent=self.head,
+            version=version_id(tree),
+            patch=patch,
+            fitness_before=self.head_fitness,
+            node=node,
+        )
+
+    def reject_proposal(self, proposal: str, reason: str, node: str, *, timestamp: datetime | None = None) -> None:
+        found = proposals_of(self)[proposal]
+        self._trigger(self.ProposalRejected, timestamp, proposal=proposal, version=found["version"], reason=reason, node=node)
+
+    def proposal(self, proposal: str) -> Adoption:
+        """A waiting proposal as the adoption it would become."""
+        data = proposals_of(self)[proposal]
+        return Adoption(
+            version=data["version"],
+            parent=data["parent"],
+            patch=data["patch"],
+            mutator=data["mutator"],
+            kind=data["kind"],
+            fitness_before=data["fitness_before"],
+            fitness_after=data["fitness_after"],
+            ratio=data["ratio"],
+            low=data["low"],
+            high=data["high"],
+            evidence=dict(data["evidence"], proposal=proposal),
+        )
+
     def held(self, candidate: str) -> Held:
         """The pending approval ``candidate`` as a record."""
         data = self.pending[candidate]
@@ -349,3 +486,12 @@ class Lineage(Aggregate):
         when = timestamp or event_class.create_timestamp()
         chain = link(self.chain, event_class.__name__, self.id, self.version + 1, when, fields)
         self.trigger_event(event_class, timestamp=when, chain=chain, **fields)
+
+
+def proposals_of(aggregate: Any) -> dict[str, dict[str, Any]]:
+    """The aggregate's waiting proposals; snapshots taken before proposals existed lack the field."""
+    found: dict[str, dict[str, Any]] | None = aggregate.__dict__.get("proposals")
+    if found is None:
+        found = {}
+        aggregate.__dict__["proposals"] = found
+    return found

@@ -73,6 +73,8 @@ class Head:
     cycles_completed: int
     manifest_text: str
     pending: dict[str, Held]
+    #: swarm proposals waiting for votes: id -> fields (``version``, ``parent``, ``votes``, …)
+    proposals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

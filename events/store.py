@@ -19,6 +19,7 @@ snapshot plus at most 99 events.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -35,11 +36,12 @@ from eventsourcing.persistence import (
     RecordConflictError,
     Tracking,
 )
+from eventsourcing.persistence import IntegrityError as IntegrityError_
 from eventsourcing.utils import get_topic
 
 from events.backends import RawRow, backend_env, raw_notifications, redact
 from events.chain import GENESIS, event_type, link, payload_of
-from events.domain import Lineage, lineage_id
+from events.domain import Lineage, lineage_id, proposals_of
 from events.records import Adoption, CandidateRecord, Head, Held, LogEntry, VerifyReport
 from events.transcoder import unpackb
 from evolution.errors import (
@@ -83,6 +85,10 @@ _VERSION_FIELDS: dict[str, tuple[str | None, str | None]] = {
     "ApprovalRequested": ("candidate", "parent"),
     "Approved": ("candidate", None),
     "CycleCompleted": ("adopted", None),
+    "ProposalSubmitted": ("version", "parent"),
+    "VoteCast": ("version", None),
+    "ProposalRebased": ("version", "parent"),
+    "ProposalRejected": ("version", None),
 }
 #: Events after which the lineage's head is a given version (field holding it).
 _HEAD_FIELDS = {"Registered": "version", "VersionAdopted": "version", "RolledBack": "to_version"}
@@ -164,21 +170,26 @@ class GenomeStore:
         node: str,
         *,
         at: datetime | None = None,
+        tracking: tuple[str, int] | None = None,
     ) -> str:
         """Register a genome; registering the same tree again is a no-op returning its version."""
         version = version_id(tree)
         for _ in range(RETRIES):
+            if tracking is not None and (self.applied(tracking[0]) or 0) >= tracking[1]:
+                return version
             try:
                 existing = self._get(name)
             except UnknownGenomeError:
                 lineage = Lineage.register(name, manifest_text, tree, fitness, node, timestamp=at)
                 try:
-                    self._save(lineage, None)
+                    self._save(lineage, Tracking(*tracking) if tracking else None)
                 except RecordConflictError:
                     continue  # another writer registered it first: compare with theirs
                 self._names[lineage.id] = name
                 return version
             if version in (existing.registered_version, existing.head):
+                if tracking is not None:
+                    self.mark_applied(*tracking)
                 return version
             raise GenomeError(
                 f"genome {name} is already registered in store {self.url} with another tree "
@@ -253,6 +264,32 @@ class GenomeStore:
             name, lambda lineage: lineage.approve(candidate, node, timestamp=at), None
         )
 
+    def transact(
+        self, name: str, decide: Callable[[Lineage], T], tracking: tuple[str, int] | None = None
+    ) -> T | None:
+        """Let ``decide`` trigger events on the genome's lineage and store them in one transaction.
+
+        The ledger's state machine uses it: ``tracking`` = (ledger, index) goes into the
+        same transaction, and an index already applied is skipped (returns ``None``), so
+        re-delivering committed entries after a crash never doubles an event.
+        """
+        return self._write(name, decide, tracking)
+
+    def mark_applied(self, ledger: str, index: int) -> None:
+        """Record that a ledger entry was applied although it changed no genome."""
+        if (self.applied(ledger) or 0) >= index:
+            return
+        recorder = cast(ProcessRecorder, self._app.recorder)
+        try:
+            recorder.insert_events([], tracking=Tracking(ledger, index))
+        except IntegrityError_ as exc:  # applied concurrently: the same entry, already stored
+            logger.debug("ledger %s index %d already applied: %s", ledger, index, exc)
+        except PersistenceError as exc:
+            raise StoreError(
+                f"store {self.url}: cannot record ledger index {index}: {exc}",
+                hint="check free disk space, permissions and that the database is running",
+            ) from exc
+
     def applied(self, ledger: str) -> int | None:
         """The highest tracking index recorded for ``ledger`` (``None`` if none)."""
         return cast(ProcessRecorder, self._app.recorder).max_tracking_id(ledger)
@@ -274,7 +311,14 @@ class GenomeStore:
             cycles_completed=lineage.cycles_completed,
             manifest_text=lineage.manifest_text,
             pending={candidate: lineage.held(candidate) for candidate in lineage.pending},
+            proposals=copy.deepcopy(proposals_of(lineage)),
         )
+
+    def at_version(self, name: str, version: str) -> tuple[Tree, float | None]:
+        """The tree and fitness the genome had when ``version`` was its head."""
+        full = self._resolve(name, version)
+        past = self._lineage_at(name, full)
+        return dict(past.head_tree), past.head_fitness
 
     def materialise(self, name: str, version: str) -> Tree:
         """The tree of any version the genome ever had (full id or unique prefix)."""

@@ -1,0 +1,213 @@
+"""The ledger's state machine: same entries, same order -> same store on every node, once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from consensus import ledger as L
+from events.records import Adoption, CandidateRecord
+from events.store import GenomeStore
+from evolution.patch import apply_patch, make_patch
+from evolution.swarm import rebase, tally
+from evolution.tree import version_id
+
+MEMBERS = ["node-1", "node-2", "node-3"]
+BASE = {
+    "genome.toml": '[genome]\nname = "g"\n',
+    "core.py": "def a():\n    return 1\n\n\ndef b():\n    return 2\n\n\ndef c():\n    return 3\n",
+}
+
+
+def edit(tree: dict[str, str], old: str, new: str) -> dict[str, str]:
+    out = dict(tree)
+    out["core.py"] = out["core.py"].replace(old, new)
+    return out
+
+
+def adoption(parent: dict[str, str], child: dict[str, str], ratio: float = 1.5) -> Adoption:
+    return Adoption(
+        version=version_id(child), parent=version_id(parent), patch=make_patch(parent, child),
+        mutator="memoize", kind="hot", fitness_before=1.0, fitness_after=1.0 / ratio,
+        ratio=ratio, low=ratio - 0.1, high=ratio + 0.1, evidence={"note": "test"},
+    )
+
+
+def record(parent: dict[str, str], child: dict[str, str]) -> CandidateRecord:
+    return CandidateRecord(
+        candidate=version_id(child), parent=version_id(parent), patch=make_patch(parent, child), mutator="memoize",
+        kind="hot", verdict="adopt", reasons=[], ratio=1.5, low=1.4, high=1.6, tests_passed=True,
+    )
+
+
+class Replica:
+    """One node's store and state machine, fed entries by index like the engine does."""
+
+    def __init__(self, path: Path, members: list[str] = MEMBERS) -> None:
+        self.store = GenomeStore.open(f"sqlite:///{path}")
+        self.state = L.LedgerState(self.store, members)
+
+    def feed(self, entries: list[bytes], start: int = 1) -> list[L.Applied]:
+        return [self.state.apply(i, data) for i, data in enumerate(entries, start)]
+
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[list[Replica]]:
+    made = [Replica(tmp_path / f"n{i}.db") for i in range(3)]
+    yield made
+    for r in made:
+        r.store.close()
+
+
+def log_of(store: GenomeStore) -> list[tuple[str, str | None, str]]:
+    return [(e.type, e.version, e.node) for e in store.log()]
+
+
+def base_entries() -> list[bytes]:
+    return [L.register_entry("g", BASE["genome.toml"], BASE, 1.0, "node-1", 1000.0)]
+
+
+def test_proposal_waits_for_a_majority_then_every_replica_adopts(replicas: list[Replica]) -> None:
+    child = edit(BASE, "return 1", "return 10")
+    win = adoption(BASE, child)
+    entries = base_entries() + [L.cycle_entry("g", "node-1", 1, 7, [record(BASE, child)], [], win, 1001.0)]
+    for r in replicas:
+        applied = r.feed(entries)
+        assert r.store.head("g").version == version_id(BASE), "one yes of three members is no majority"
+        (pid,) = applied[-1].waiting
+    entries.append(L.vote_entry("g", pid, win.version, "node-2", True, "tests pass", 1002.0))
+    for r in replicas:
+        assert r.feed(entries[2:], start=3)[0].decided == {pid: "adopt"}
+        head = r.store.head("g")
+        assert head.version == win.version and head.proposals == {}
+    first = replicas[0].store
+    assert all(log_of(r.store) == log_of(first) for r in replicas)
+    assert len({r.store.verify().heads["g"] for r in replicas}) == 1, "same events, same timestamps, same chain"
+
+
+def test_redelivery_after_a_restart_writes_nothing_twice(replicas: list[Replica]) -> None:
+    child = edit(BASE, "return 1", "return 10")
+    win = adoption(BASE, child)
+    entries = base_entries() + [L.cycle_entry("g", "node-1", 1, 7, [], [], win, 1001.0)]
+    r = replicas[0]
+    r.feed(entries)
+    before = log_of(r.store)
+    pid = next(iter(r.store.head("g").proposals))
+    entries.append(L.vote_entry("g", pid, win.version, "node-3", True, "ok", 1002.0))
+    again = r.feed(entries)  # the engine re-delivers from index 1 after every start
+    assert [a.written for a in again] == [False, False, True]
+    assert log_of(r.store)[: len(before)] == before
+    assert [t for t, _, _ in log_of(r.store)].count("VersionAdopted") == 1
+    assert r.state.applied_index == 3
+
+
+def test_a_majority_of_no_votes_rejects(replicas: list[Replica]) -> None:
+    child = edit(BASE, "return 1", "return 10")
+    win = adoption(BASE, child)
+    r = replicas[0]
+    applied = r.feed(base_entries() + [L.cycle_entry("g", "node-1", 1, 7, [], [], win, 1001.0)])
+    (pid,) = applied[-1].waiting
+    out = r.feed(
+        [
+            L.vote_entry("g", pid, win.version, "node-2", False, "test_a failed", 1002.0),
+            L.vote_entry("g", pid, win.version, "node-3", False, "test_a failed", 1003.0),
+        ],
+        start=3,
+    )
+    assert out[0].decided == {} and out[1].decided == {pid: "reject"}
+    assert r.store.head("g").version == version_id(BASE)
+    assert "ProposalRejected" in [t for t, _, _ in log_of(r.store)]
+
+
+def test_second_proposal_on_a_moved_head_is_rebased_and_needs_new_votes(replicas: list[Replica]) -> None:
+    one = edit(BASE, "return 1", "return 10")
+    two = edit(BASE, "return 3", "return 30")
+    r = replicas[0]
+    entries = base_entries() + [
+        L.cycle_entry("g", "node-1", 1, 7, [], [], adoption(BASE, one), 1001.0),
+        L.cycle_entry("g", "node-2", 1, 7, [], [], adoption(BASE, two), 1002.0),
+    ]
+    applied = r.feed(entries)
+    p1, p2 = list(applied[-1].waiting)
+    out = r.feed([L.vote_entry("g", p1, version_id(one), "node-3", True, "ok", 1003.0)], start=4)
+    assert out[0].decided == {p1: "adopt"}
+    merged = r.store.head("g").proposals[p2]
+    assert merged["parent"] == version_id(one) and merged["votes"] == {}
+    both = edit(one, "return 3", "return 30")
+    assert merged["version"] == version_id(both)
+    r.feed(
+        [
+            L.vote_entry("g", p2, version_id(two), "node-1", True, "stale vote", 1004.0),
+            L.vote_entry("g", p2, version_id(both), "node-1", True, "ok", 1005.0),
+            L.vote_entry("g", p2, version_id(both), "node-2", True, "ok", 1006.0),
+        ],
+        start=5,
+    )
+    assert r.store.head("g").tree == both
+
+
+def test_conflicting_proposal_is_rejected(replicas: list[Replica]) -> None:
+    one = edit(BASE, "return 1", "return 10")
+    two = edit(BASE, "return 1", "return 11")
+    r = replicas[0]
+    applied = r.feed(base_entries() + [
+        L.cycle_entry("g", "node-1", 1, 7, [], [], adoption(BASE, one), 1001.0),
+        L.cycle_entry("g", "node-2", 1, 7, [], [], adoption(BASE, two), 1002.0),
+    ])
+    p1, p2 = list(applied[-1].waiting)
+    out = r.feed([L.vote_entry("g", p1, version_id(one), "node-3", True, "ok", 1003.0)], start=4)
+    assert out[0].decided == {p1: "adopt", p2: "reject"}
+    assert r.store.head("g").tree == one and r.store.head("g").proposals == {}
+
+
+def test_rollback_through_the_ledger(replicas: list[Replica]) -> None:
+    one = edit(BASE, "return 1", "return 10")
+    win = adoption(BASE, one)
+    single = L.LedgerState(replicas[0].store, ["node-1"])  # one member: the proposer's vote is a majority
+    for i, data in enumerate(base_entries() + [L.cycle_entry("g", "node-1", 1, 7, [], [], win, 1001.0)], 1):
+        single.apply(i, data)
+    assert replicas[0].store.head("g").version == win.version
+    single.apply(3, L.rollback_entry("g", version_id(BASE), "regression", "node-2", 1002.0))
+    head = replicas[0].store.head("g")
+    assert head.version == version_id(BASE) and head.fitness == 1.0
+
+
+def test_garbage_and_impossible_entries_are_skipped_the_same_way(replicas: list[Replica]) -> None:
+    r = replicas[0]
+    entries = base_entries() + [
+        b"\xc1garbage",
+        L.encode("no-such-type", at=1.0),
+        L.vote_entry("g", "nope", "v", "node-2", True, "x", 1001.0),
+        L.rollback_entry("g", "0" * 64, "x", "node-2", 1002.0),
+    ]
+    out = r.feed(entries)
+    assert [a.written for a in out] == [True, False, False, False, False]
+    assert r.state.applied_index == 5 and r.state.rejected_entries == 4
+    assert [t for t, _, _ in log_of(r.store)] == ["Registered"]
+
+
+def test_members_entry_changes_the_majority(replicas: list[Replica]) -> None:
+    child = edit(BASE, "return 1", "return 10")
+    win = adoption(BASE, child)
+    r = replicas[0]
+    r.feed(base_entries() + [L.cycle_entry("g", "node-1", 1, 7, [], [], win, 1001.0)])
+    out = r.feed([L.members_entry(["node-1"], "node-1", 1002.0)], start=3)
+    assert out[0].decided and r.store.head("g").version == win.version
+    assert r.state.members == ["node-1"]
+
+
+def test_tally_and_rebase_are_pure() -> None:
+    assert tally({"a": True}, ["a", "b", "c"]) == "wait"
+    assert tally({"a": True, "b": True}, ["a", "b", "c"]) == "adopt"
+    assert tally({"a": False, "b": False}, ["a", "b", "c"]) == "reject"
+    assert tally({"x": True, "y": True}, ["a", "b", "c"]) == "wait", "non-members do not count"
+    assert tally({"a": True, "b": False}, ["a", "b", "c", "d"]) == "wait"
+    one, two = edit(BASE, "return 1", "return 10"), edit(BASE, "return 3", "return 30")
+    merged = rebase(BASE, one, two)
+    assert merged == edit(one, "return 3", "return 30")
+    assert rebase(BASE, one, edit(BASE, "return 1", "return 11")) is None
+    deleted = {k: v for k, v in BASE.items() if k != "core.py"}
+    assert rebase(BASE, deleted, two) is None
+    assert apply_patch(one, make_patch(one, merged)) == merged
