@@ -51,7 +51,7 @@ def rebase(base: Tree, head: Tree, candidate: Tree) -> Tree | None:
         b, h, c = base.get(path), head.get(path), candidate.get(path)
         if c == b:
             chosen = h
-        elif h == b or h == c:
+        elif h in (b, c):
             chosen = c
         elif b is None or h is None or c is None:
             return None
