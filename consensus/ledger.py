@@ -49,7 +49,7 @@ MAX_ENTRY = 32 << 20
 class Applied(NamedTuple):
     """What applying one entry did, for the node's side effects (validations, waiters)."""
 
-    index: int
+    raft_index: int
     kind: str
     genome: str | None
     #: False when the store already held this index (a re-delivery after a restart)
