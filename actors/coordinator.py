@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from actors.messages import Analyze, Generate, Generated, Incubate, Judge, PlanCycle
 from actors.supervisor import Supervisor
@@ -31,6 +31,38 @@ from evolution.tree import short
 from runtime.incubation import IncubationReport
 
 Progress = Callable[[str, dict[str, Any]], None]
+
+
+class Recorder(Protocol):
+    """Where a cycle's decisions go: the local store, or the swarm's ledger.
+
+    Returns whether the cycle's adoption (if any) became the head: locally it always
+    does; in a swarm the peers' votes decide, and a losing proposal is not an adoption.
+    """
+
+    def __call__(
+        self,
+        genome: str,
+        node: str,
+        cycle: int,
+        seed: int,
+        evaluated: list[CandidateRecord],
+        adoption: Adoption | None,
+        held: list[Held],
+    ) -> bool: ...
+
+
+def store_recorder(store: GenomeStore) -> Recorder:
+    """One node alone: the whole cycle in one store transaction."""
+
+    def record(
+        genome: str, node: str, cycle: int, seed: int,
+        evaluated: list[CandidateRecord], adoption: Adoption | None, held: list[Held],
+    ) -> bool:
+        store.record_cycle(genome, node, evaluated=evaluated, adopted=adoption, held=held, cycle=cycle, seed=seed)
+        return adoption is not None
+
+    return record
 
 
 def _quiet(stage: str, info: dict[str, Any]) -> None:
@@ -74,8 +106,10 @@ class Coordinator:
         policy: Policy | None = None,
         candidates_per_cycle: int = 4,
         progress: Progress = _quiet,
+        recorder: Recorder | None = None,
     ) -> None:
         self.store = store
+        self.recorder = recorder or store_recorder(store)
         self.supervisor = supervisor
         self.genome = genome
         self.node = node
@@ -123,9 +157,9 @@ class Coordinator:
             self.supervisor.ask("governor", Judge(manifest, tree, candidates, reports, self.policy, seed)) if candidates else []
         )
         records, adoption, held = self._decide(candidates, reports, judged, version, tree)
-        self.store.record_cycle(
-            self.genome, self.node, evaluated=records, adopted=adoption, held=held, cycle=cycle, seed=seed
-        )
+        became_head = self.recorder(self.genome, self.node, cycle, seed, records, adoption, held)
+        if not became_head:
+            adoption = None
         for record in records:
             if record.candidate in self._tuning_values:
                 tried, value = self._tuning_values.pop(record.candidate)

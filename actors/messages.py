@@ -75,3 +75,24 @@ class Crash(NamedTuple):
     """Fault injection: the receiving actor raises, as a bug would (tests use it)."""
 
     reason: str = "crash requested"
+
+
+class Validate(NamedTuple):
+    """Validator: re-run the genome's tests on a peer's proposal before this node votes."""
+
+    genome: str
+    proposal: str
+    version: str
+    manifest: Manifest
+    parent_tree: Tree
+    patch: str
+
+
+class Verdict(NamedTuple):
+    """A node's vote on one proposal's version, with the reason recorded in the ledger."""
+
+    genome: str
+    proposal: str
+    version: str
+    yes: bool
+    reason: str

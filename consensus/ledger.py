@@ -190,6 +190,10 @@ class LedgerState:
         decided: dict[str, str] = {}
 
         def decide(lineage: Lineage) -> None:
+            if lineage.cycles_completed >= int(entry["cycle"]):
+                # A retried proposal, or a deposed leader's late cycle: recorded once only.
+                logger.info("cycle %s of %s is already recorded; entry %d changes nothing", entry["cycle"], lineage.name, index)
+                return
             for record in evaluated:
                 lineage.evaluate(record, node, timestamp=at)
             for request in held:
@@ -210,6 +214,9 @@ class LedgerState:
         decided: dict[str, str] = {}
 
         def decide(lineage: Lineage) -> None:
+            found = proposals_of(lineage).get(entry["proposal"])
+            if found is not None and found["version"] == entry["version"] and found["votes"].get(entry["node"]) == bool(entry["yes"]):
+                return  # the same vote again (a retried proposal): nothing new to record
             lineage.vote(entry["proposal"], entry["version"], bool(entry["yes"]), str(entry.get("reason", "")), entry["node"], timestamp=at)
             decided.update(self._resolve(lineage, at))
 

@@ -127,7 +127,7 @@ def test_second_proposal_on_a_moved_head_is_rebased_and_needs_new_votes(replicas
     r = replicas[0]
     entries = base_entries() + [
         L.cycle_entry("g", "node-1", 1, 7, [], [], adoption(BASE, one), 1001.0),
-        L.cycle_entry("g", "node-2", 1, 7, [], [], adoption(BASE, two), 1002.0),
+        L.cycle_entry("g", "node-2", 2, 7, [], [], adoption(BASE, two), 1002.0),
     ]
     applied = r.feed(entries)
     p1, p2 = list(applied[-1].waiting)
@@ -154,7 +154,7 @@ def test_conflicting_proposal_is_rejected(replicas: list[Replica]) -> None:
     r = replicas[0]
     applied = r.feed(base_entries() + [
         L.cycle_entry("g", "node-1", 1, 7, [], [], adoption(BASE, one), 1001.0),
-        L.cycle_entry("g", "node-2", 1, 7, [], [], adoption(BASE, two), 1002.0),
+        L.cycle_entry("g", "node-2", 2, 7, [], [], adoption(BASE, two), 1002.0),
     ])
     p1, p2 = list(applied[-1].waiting)
     out = r.feed([L.vote_entry("g", p1, version_id(one), "node-3", True, "ok", 1003.0)], start=4)
@@ -211,3 +211,17 @@ def test_tally_and_rebase_are_pure() -> None:
     deleted = {k: v for k, v in BASE.items() if k != "core.py"}
     assert rebase(BASE, deleted, two) is None
     assert apply_patch(one, make_patch(one, merged)) == merged
+
+
+def test_retried_cycle_and_vote_entries_are_recorded_once(replicas: list[Replica]) -> None:
+    child = edit(BASE, "return 1", "return 10")
+    win = adoption(BASE, child)
+    r = replicas[0]
+    cycle = L.cycle_entry("g", "node-1", 1, 7, [record(BASE, child)], [], win, 1001.0)
+    applied = r.feed(base_entries() + [cycle, cycle])
+    (pid,) = applied[-1].waiting
+    vote = L.vote_entry("g", pid, win.version, "node-1", True, "again", 1002.0)
+    r.feed([vote], start=4)
+    types = [t for t, _, _ in log_of(r.store)]
+    assert types.count("CandidateEvaluated") == 1 and types.count("ProposalSubmitted") == 1
+    assert types.count("VoteCast") == 1 and r.state.applied_index == 4

@@ -1,0 +1,43 @@
+"""Validator: a node's own check of a peer's proposal before it votes.
+
+The swarm trusts no proposer's word: every node applies the patch to its own copy of the
+parent and runs the genome's tests in its own sandbox.  The benchmark is not re-run —
+the proposer's interleaved A/B evidence is in the ledger for anyone to audit, and a
+second benchmark on a loaded peer would add noise, not certainty.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from actors.base import RoleActor
+from actors.messages import Validate, Verdict
+from evolution.errors import PatchError
+from evolution.patch import apply_patch
+from evolution.tree import short, version_id
+from runtime.incubation import run_tests
+from runtime.sandbox import Sandbox
+
+
+class Validator(RoleActor):
+    role: ClassVar[str] = "validator"
+    handlers: ClassVar[dict[type, str]] = {Validate: "on_validate"}
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__()
+        self.sandbox = sandbox
+
+    def on_validate(self, message: Validate) -> Verdict:
+        def verdict(yes: bool, reason: str) -> Verdict:
+            return Verdict(message.genome, message.proposal, message.version, yes, reason)
+
+        try:
+            tree = apply_patch(message.parent_tree, message.patch)
+        except PatchError as exc:
+            return verdict(False, f"patch does not apply: {exc}")
+        if version_id(tree) != message.version:
+            return verdict(False, f"patch gives {short(version_id(tree))}, not {short(message.version)}")
+        result = run_tests(self.sandbox, tree, message.manifest)
+        if not result.ok:
+            return verdict(False, f"tests fail: {result.detail}")
+        return verdict(True, "tests pass")
