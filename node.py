@@ -7,9 +7,12 @@ the tests.  The swarm issue adds the ledger and the transport to this assembly.
 
 from __future__ import annotations
 
+import logging
 import os
+import queue
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -21,15 +24,30 @@ from actors.generator import Generator
 from actors.governor import Governor
 from actors.incubator import Incubator
 from actors.planner import Planner
+from actors.messages import Validate, Verdict
 from actors.supervisor import Supervisor
+from actors.validator import Validator
+from consensus.ledger import (
+    LedgerState,
+    cycle_entry,
+    members_entry,
+    proposal_id,
+    register_entry,
+    rollback_entry,
+    vote_entry,
+)
+from events.records import Adoption, CandidateRecord, Held
 from events.store import GenomeStore
-from evolution.errors import GenomeError, UnknownGenomeError
-from evolution.manifest import Manifest
+from evolution.errors import ConsensusError, GenomeError, TarsError, UnknownGenomeError
+from evolution.manifest import Manifest, parse_manifest
 from evolution.policy import Policy
-from evolution.tree import Tree
+from evolution.tree import Tree, short
 from runtime.genome_files import load_genome
 from runtime.incubation import measure, run_tests
+from runtime.config import ClusterConfig
 from runtime.sandbox import Sandbox
+
+log = logging.getLogger("tars.node")
 
 
 @dataclass(frozen=True)
@@ -124,3 +142,279 @@ class Node:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> Any:
         self.close()
         return None
+
+
+# ---- the swarm ----------------------------------------------------------------------
+
+
+class SwarmNode:
+    """A node of the swarm: the one-node assembly plus transport, Raft ledger and votes.
+
+    Threads, each with one job: the transport's I/O thread, the engine's driver and
+    applier threads (committed entries reach :meth:`_on_commit` in order), the
+    validation worker (re-runs the tests of a peer's proposal, then votes through the
+    ledger) and the evolution loop (only the leader evolves, so the swarm spends its
+    CPU on one line of work and peers spend theirs on checking it).
+    """
+
+    def __init__(self, cluster: ClusterConfig, node_id: str, *, evolve: bool = True) -> None:
+        from consensus.engine import RaftEngine, RaftTimers
+        from runtime.transport import Peer, Transport
+
+        spec = cluster.node(node_id)
+        self.cluster = cluster
+        self.id = node_id
+        self.evolve_enabled = evolve
+        evolution = cluster.evolution
+        public, secret = cluster.keypair(node_id)
+        admin_public = cluster.keypair("admin")[0] if (cluster.keys_dir / "admin.key").exists() else None
+        peers = [Peer(n.id, cluster.endpoint(n.id), cluster.public_key(n.id)) for n in cluster.nodes if n.id != node_id]
+        self.transport = Transport(
+            node_id, f"tcp://{spec.host}:{spec.port}", public, secret, peers,
+            clients={"admin": admin_public} if admin_public else {},
+        )
+        self.node = Node(NodeConfig(
+            node_id, cluster.store_url(node_id), cluster.state_dir(node_id),
+            incubators=evolution.incubators, candidates_per_cycle=evolution.candidates_per_cycle,
+        ))
+        self.store = self.node.store
+        self.state = LedgerState(self.store, cluster.ids)
+        timers = cluster.timers
+        self.engine = RaftEngine(
+            node_id, self.transport, cluster.ids, cluster.journal_path(node_id),
+            RaftTimers(election_min=timers.election_min, election_max=timers.election_max, heartbeat=timers.heartbeat),
+        )
+        self.engine.on_commit(self._on_commit)
+        self.transport.serve("admin", self._admin)
+        self.node.supervisor.start("validator", lambda: Validator.start(self.node.sandbox))
+        self._changed = threading.Condition()
+        self._applied = self.state.applied_index
+        self._decided: dict[str, str] = {}
+        self._validations: queue.Queue[tuple[str, str, str] | None] = queue.Queue()
+        self._queued: set[tuple[str, str]] = set()
+        self._threads: list[threading.Thread] = []
+        self._coordinators: dict[str, Coordinator] = {}
+        self.counters: dict[str, int] = {"adopted": 0, "rejected": 0, "votes": 0, "cycle_errors": 0}
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        """Listen, join the ledger, then start voting and evolving; a taken port fails here."""
+        self.transport.start()
+        if self.state.applied_index == 0 and self.cluster.journal_path(self.id).exists():
+            log.warning("%s: the store is empty but a ledger journal exists: rebuilding the store from the ledger", self.id)
+        self.engine.start()
+        for genome in self.store.genomes():  # proposals that waited for this node's vote while it was down
+            for proposal, data in self.store.head(genome).proposals.items():
+                if self.id not in data["votes"]:
+                    self._queued.add((proposal, data["version"]))
+                    self._validations.put((genome, proposal, data["version"]))
+        for name, target in (("validate", self._validate_loop), ("evolve", self._evolve_loop)):
+            thread = threading.Thread(target=target, name=f"{self.id}-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("node %s started: store %s, members %s", self.id, self.store.url, ", ".join(self.state.members))
+
+    def stop(self) -> None:
+        self.node.stopping.set()
+        self._validations.put(None)
+        with self._changed:
+            self._changed.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self.engine.stop()
+        self.transport.stop()
+        self.node.close()
+
+    def __enter__(self) -> SwarmNode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the ledger --
+
+    def _on_commit(self, committed: Any) -> None:
+        applied = self.state.apply(committed.index, committed.data)
+        with self._changed:
+            self._applied = max(self._applied, committed.index)
+            self._decided.update(applied.decided)
+            for verdict in applied.decided.values():
+                self.counters["adopted" if verdict == "adopt" else "rejected"] += 1
+            self._changed.notify_all()
+        if applied.genome is None:
+            return
+        for proposal, (version, voters) in applied.waiting.items():
+            if self.id not in voters and (proposal, version) not in self._queued:
+                self._queued.add((proposal, version))
+                self._validations.put((applied.genome, proposal, version))
+
+    def wait_applied(self, index: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._applied < index:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.node.stopping.is_set():
+                    raise ConsensusError(f"{self.id}: ledger entry {index} committed but not applied within {timeout:.0f} s")
+                self._changed.wait(left)
+
+    def propose(self, data: bytes, timeout: float = 10.0) -> int:
+        """Commit an entry and wait until this node's store has applied it."""
+        index = self.engine.propose(data, timeout=timeout)
+        self.wait_applied(index, timeout)
+        return index
+
+    def wait_decided(self, proposal: str, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while proposal not in self._decided:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.node.stopping.is_set():
+                    return None
+                self._changed.wait(left)
+            return self._decided[proposal]
+
+    # -- votes --
+
+    def _validate_loop(self) -> None:
+        while True:
+            job = self._validations.get()
+            if job is None or self.node.stopping.is_set():
+                return
+            genome, proposal, version = job
+            try:
+                self._validate(genome, proposal, version)
+            except TarsError as exc:
+                log.warning("%s: cannot vote on %s of %s yet: %s", self.id, proposal, genome, exc)
+                self._queued.discard((proposal, version))
+            except Exception:
+                log.exception("%s: validating %s of %s failed", self.id, proposal, genome)
+                self._queued.discard((proposal, version))
+
+    def _validate(self, genome: str, proposal: str, version: str) -> None:
+        head = self.store.head(genome)
+        data = head.proposals.get(proposal)
+        if data is None or data["version"] != version or self.id in data["votes"]:
+            return  # decided, rebased or voted meanwhile
+        parent = head.tree if data["parent"] == head.version else self.store.materialise(genome, data["parent"])
+        manifest = parse_manifest(head.manifest_text, f"{genome}/genome.toml")
+        verdict: Verdict = self.node.supervisor.ask(
+            "validator", Validate(genome, proposal, version, manifest, parent, data["patch"])
+        )
+        log.info("%s votes %s on %s (%s): %s", self.id, "yes" if verdict.yes else "no", proposal, short(version), verdict.reason)
+        self.propose(vote_entry(genome, proposal, version, self.id, verdict.yes, verdict.reason, time.time()))
+        self.counters["votes"] += 1
+
+    # -- evolution (the leader's job) --
+
+    def _evolve_loop(self) -> None:
+        evolution = self.cluster.evolution
+        while not self.node.stopping.wait(0.2):
+            if not self.evolve_enabled or self.engine.leader() != self.id:
+                continue
+            try:
+                for folder in self.cluster.genome_dirs:
+                    name = self._ensure_registered(folder)
+                    head = self.store.head(name)
+                    if head.cycles_completed >= evolution.cycles:
+                        continue
+                    self._coordinator(name).cycle(head.cycles_completed + 1, evolution.seed)
+                    break
+            except TarsError as exc:
+                self.counters["cycle_errors"] += 1
+                log.warning("%s: cycle interrupted, will retry: %s", self.id, exc)
+            except Exception:
+                self.counters["cycle_errors"] += 1
+                log.exception("%s: cycle failed", self.id)
+
+    def _ensure_registered(self, folder: Path) -> str:
+        manifest, tree = load_genome(folder)
+        try:
+            self.store.head(manifest.name)
+            return manifest.name
+        except UnknownGenomeError:
+            pass
+        fitness = self.node.baseline(manifest, tree)
+        self.propose(register_entry(manifest.name, tree["genome.toml"], tree, fitness, self.id, time.time()))
+        return manifest.name
+
+    def _coordinator(self, genome: str) -> Coordinator:
+        if genome not in self._coordinators:
+            self._coordinators[genome] = Coordinator(
+                self.store, self.node.supervisor, genome, self.id,
+                candidates_per_cycle=self.cluster.evolution.candidates_per_cycle, recorder=self._record,
+            )
+        return self._coordinators[genome]
+
+    def _record(
+        self, genome: str, node: str, cycle: int, seed: int,
+        evaluated: list[CandidateRecord], adoption: Adoption | None, held: list[Held],
+    ) -> bool:
+        """A cycle's results go to the ledger; a winner waits for the swarm's votes."""
+        self.propose(cycle_entry(genome, node, cycle, seed, evaluated, held, adoption, time.time()))
+        if adoption is None:
+            return False
+        verdict = self.wait_decided(proposal_id(genome, node, cycle, adoption.version), timeout=PROPOSAL_TIMEOUT)
+        return verdict == "adopt"
+
+    # -- admin requests (the CLI) --
+
+    def status(self) -> dict[str, Any]:
+        engine = self.engine.status()
+        heads: dict[str, Any] = {}
+        for name in self.store.genomes():
+            head = self.store.head(name)
+            heads[name] = {
+                "version": head.version, "fitness": head.fitness, "versions": head.versions_count,
+                "cycles": head.cycles_completed, "waiting": len(head.proposals), "chain": self.store.chain(name),
+            }
+        return {
+            "node": self.id, "role": engine.get("role"), "leader": engine.get("leader"), "term": engine.get("term", 0),
+            "commit_index": engine.get("commit_index", 0), "applied_index": self._applied,
+            "members": self.state.members, "heads": heads,
+            "counters": {**self.counters, **self.transport.stats(), "skipped_entries": self.state.rejected_entries},
+        }
+
+    def _admin(self, sender: str, body: Any) -> Any:
+        if not isinstance(body, dict) or not isinstance(body.get("op"), str):
+            raise TarsError("admin request must be a map with an 'op'")
+        op = body["op"]
+        if op == "status":
+            return self.status()
+        if op in ("add", "remove"):
+            return self._change_members(op, str(body.get("node", "")))
+        if op == "rollback":
+            genome, to = str(body.get("genome", "")), str(body.get("to", ""))
+            tree_version = self.store.resolve(genome, to)
+            index = self.propose(rollback_entry(genome, tree_version, str(body.get("reason", "manual rollback")), sender, time.time()))
+            return {"ok": True, "index": index, "head": self.store.head(genome).version}
+        if op == "block":
+            # Fault injection for partition tests: drop this node's traffic to and from
+            # these peers at the transport, as a cut network would; [] heals.
+            peers = [str(p) for p in body.get("peers", [])]
+            self.transport.block(peers)
+            log.warning("%s: traffic with %s blocked by an admin request", self.id, ", ".join(peers) or "nobody")
+            return {"ok": True, "blocked": peers}
+        raise TarsError(f"unknown admin op {op!r}", hint="ops: status, add, remove, rollback, block")
+
+    def _change_members(self, op: str, member: str) -> dict[str, Any]:
+        from runtime.config import load_cluster
+        from runtime.transport import Peer
+
+        try:
+            if op == "add":
+                fresh = load_cluster(self.cluster.path)
+                self.transport.add_peer(Peer(member, fresh.endpoint(member), fresh.public_key(member)))
+                self.engine.add_member(member)
+                members = sorted(set(self.state.members) | {member})
+            else:
+                self.engine.remove_member(member)
+                members = sorted(set(self.state.members) - {member})
+            self.propose(members_entry(members, self.id, time.time()))
+        except TarsError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": True, "error": None, "members": members}
+
+
+#: How long a proposer waits for the swarm's votes before it moves on (they still count later).
+PROPOSAL_TIMEOUT = 120.0

@@ -1,51 +1,183 @@
-"""`tars demo`: the main job on a fresh machine, on the embedded defaults."""
+"""`tars demo`: the main job on a fresh machine — a three-node local swarm evolves a genome.
+
+The demo writes its own cluster.yml into the workdir (free ports on 127.0.0.1, fresh
+CurveZMQ keys), starts the nodes as local processes exactly as `tars cluster up` does,
+watches them through the admin channel, and stops them at the end.  The leader evolves;
+the followers re-run the tests of each proposal and vote through the Raft ledger.
+"""
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cli.common import console
-from cli.progress import CycleProgress
+from evolution.errors import TarsError, TransportError
+from evolution.manifest import parse_manifest
 from evolution.stats import compare, median
 from evolution.tree import short
-from node import Node, NodeConfig
-from runtime.incubation import IncubationReport, incubate
 
 #: The genomes shipped with TARS live beside the packages.
 GENOMES = Path(__file__).resolve().parent.parent / "genomes"
 DEMO_GENOME = GENOMES / "logstats"
 
 
-def run_demo(workdir: Path, seed: int, cycles: int, candidates: int, incubators: int = 1) -> None:
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel just handed out: free now, and unlikely to be taken a second later."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def write_cluster(workdir: Path, nodes: int, genome: Path, cycles: int, candidates: int, seed: int, incubators: int) -> Path:
+    """A cluster.yml for the demo, every path absolute, ports free."""
+    lines = [
+        "# Written by `tars demo`: a local swarm on 127.0.0.1.",
+        "cluster:",
+        "  name: demo",
+        "  backend: process",
+        f"  state: {workdir}",
+        f"  keys: {workdir / 'keys'}",
+        "nodes:",
+    ]
+    for number, port in enumerate(free_ports(nodes), 1):
+        lines += [f"  - id: node-{number}", "    host: 127.0.0.1", f"    port: {port}"]
+    lines += [
+        "genomes:",
+        f"  - {genome}",
+        "evolution:",
+        f"  cycles: {cycles}",
+        f"  candidates_per_cycle: {candidates}",
+        f"  seed: {seed}",
+        f"  incubators: {incubators}",
+    ]
+    path = workdir / "cluster.yml"
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_demo(workdir: Path, seed: int, cycles: int, candidates: int, incubators: int = 1, nodes: int = 3) -> None:
+    from runtime.config import load_cluster
+    from runtime.launcher import ProcessLauncher
+
     started = time.monotonic()
     workdir = workdir.resolve()
-    store_path = workdir / "node-1" / "store.db"
+    config = load_cluster(write_cluster(workdir, nodes, DEMO_GENOME, cycles, candidates, seed, incubators))
+    created = config.ensure_keys()
+    stores = {n: config.store_url(n) for n in config.ids}
     console.print(Panel.fit(
-        f"TARS demo: one node evolves [bold]{DEMO_GENOME.name}[/] for {cycles} cycles (seed {seed})\n"
-        f"store: {store_path}", title="tars demo",
+        f"TARS demo: a {nodes}-node swarm evolves [bold]{DEMO_GENOME.name}[/] for {cycles} cycles (seed {seed})\n"
+        f"cluster: {config.path}  ({len(created)} key pairs made)\n"
+        + "\n".join(f"{n}: {config.endpoint(n)}  store {stores[n].removeprefix('sqlite:///')}" for n in config.ids),
+        title="tars demo",
     ))
-    config = NodeConfig(
-        "node-1", f"sqlite:///{store_path}", workdir / "node-1", incubators=incubators, candidates_per_cycle=candidates
+    launcher = ProcessLauncher(config)
+    try:
+        with console.status("starting the nodes…"):
+            launcher.up()
+            for node_id in config.ids:
+                launcher.wait_ready(node_id, timeout=60)
+        final = _watch(config, launcher, cycles)
+    finally:
+        with console.status("stopping the nodes…"):
+            launcher.down()
+    _summary(config, final, cycles, started)
+
+
+def _status(config: Any, node_id: str) -> dict[str, Any] | None:
+    from runtime.transport import Client
+
+    public, secret = config.keypair("admin")
+    client = Client(config.endpoint(node_id), config.public_key(node_id), public, secret)
+    try:
+        reply: dict[str, Any] = client.request("admin", {"op": "status"}, timeout=2.0)
+        return reply
+    except TransportError:
+        return None
+    finally:
+        client.close()
+
+
+def _watch(config: Any, launcher: Any, cycles: int) -> dict[str, dict[str, Any]]:
+    """Follow the swarm until the last cycle is recorded and every node has the same head."""
+    genome = DEMO_GENOME.name
+    progress = Progress(
+        SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console,
     )
-    with Node(config) as node:
-        node.install_signal_handlers()
-        console.print(f"sandbox: {node.sandbox.isolation}")
-        with CycleProgress(console, cycles, 0, label="logstats") as progress:
-            name, _ = node.register(DEMO_GENOME, progress=progress)
-            first = node.store.head(name)
-            summary = node.evolve(name, cycles, seed, progress=progress)
-        head = node.store.head(name)
-        manifest = node.coordinator(name).manifest
-        with console.status("measuring the first version against the final head (interleaved A/B)…"):
-            report: IncubationReport = incubate(node.sandbox, manifest, "final", _registered_tree(node, name), head.tree, rounds=5)
-        comparison = compare(report.parent_samples, report.candidate_samples, direction=manifest.fitness.direction) if report.failure is None else None
-    table = Table(title=f"{name}: {len(summary.adopted)} versions adopted in {cycles} cycles", show_header=False)
-    table.add_row("first version", short(first.version))
-    table.add_row("head", short(head.version))
+    task = progress.add_task("waiting for a leader", total=cycles)
+    seen_adopted = 0
+    with progress:
+        while True:
+            statuses = {n: _status(config, n) for n in config.ids}
+            live = {n: s for n, s in statuses.items() if s is not None}
+            for node_id in config.ids:
+                if not launcher.alive(node_id):
+                    raise TarsError(f"{node_id} died during the demo", hint=f"see its log: {config.log_path(node_id)}")
+            leader = next((s for s in live.values() if s["role"] == "leader"), None)
+            if leader is None or genome not in leader["heads"]:
+                what = "registering the genome (its tests and baseline benchmark)" if leader else "electing a leader"
+                progress.update(task, description=what)
+                time.sleep(0.5)
+                continue
+            head = leader["heads"][genome]
+            adopted = head["versions"] - 1
+            if adopted > seen_adopted:
+                progress.console.print(
+                    f"  version {adopted} adopted by the swarm: [green]{short(head['version'])}[/] "
+                    f"(fitness {head['fitness']:.4g}, leader {leader['node']}, term {leader['term']})"
+                )
+                seen_adopted = adopted
+            votes = f", {head['waiting']} proposal waiting for votes" if head["waiting"] else ""
+            progress.update(
+                task, completed=min(head["cycles"], cycles),
+                description=f"{leader['node']} evolves, peers vote: cycle {min(head['cycles'] + 1, cycles)}{votes}",
+            )
+            heads = {s["heads"].get(genome, {}).get("chain") for s in live.values()}
+            if head["cycles"] >= cycles and not head["waiting"] and len(live) == len(config.ids) and len(heads) == 1:
+                return live
+            time.sleep(0.5)
+
+
+def _summary(config: Any, final: dict[str, dict[str, Any]], cycles: int, started: float) -> None:
+    from events.store import GenomeStore
+    from runtime.incubation import IncubationReport, incubate
+    from runtime.sandbox import Sandbox
+
+    genome = DEMO_GENOME.name
+    first_node = config.ids[0]
+    with GenomeStore.open(config.store_url(first_node), create=False) as store:
+        head = store.head(genome)
+        first = next(iter(store.log(genome=genome, limit=1)))
+        first_tree = store.materialise(genome, first.version or "")
+        adopted = sum(1 for e in store.log(genome=genome) if e.type == "VersionAdopted")
+        votes = sum(1 for e in store.log(genome=genome) if e.type == "VoteCast")
+    manifest = parse_manifest(head.manifest_text, f"{genome}/genome.toml")
+    with console.status("measuring the first version against the final head (interleaved A/B)…"), Sandbox(
+        config.state_root / "demo-sandbox"
+    ) as sandbox:
+        report: IncubationReport = incubate(sandbox, manifest, "final", first_tree, head.tree, rounds=5)
+    comparison = (
+        compare(report.parent_samples, report.candidate_samples, direction=manifest.fitness.direction)
+        if report.failure is None else None
+    )
+    table = Table(title=f"{genome}: {adopted} versions adopted by the swarm in {cycles} cycles", show_header=False)
+    table.add_row("first version", short(first.version or ""))
+    table.add_row("head (every node)", short(head.version))
     if comparison is not None:
         unit = manifest.fitness.metric
         table.add_row(f"fitness before ({unit})", f"{median(report.parent_samples):.4f}")
@@ -54,13 +186,13 @@ def run_demo(workdir: Path, seed: int, cycles: int, candidates: int, incubators:
     else:
         table.add_row("final check", f"[red]failed: {report.detail}[/]")
     table.add_row("tests of head", "pass" if report.tests_passed else "FAIL")
-    table.add_row("event log", str(store_path))
+    table.add_row("votes cast", str(votes))
+    for node_id, status in sorted(final.items()):
+        table.add_row(f"{node_id} ({status['role']})", f"ledger index {status['applied_index']}, log {config.store_url(node_id).removeprefix('sqlite:///')}")
     table.add_row("took", f"{time.monotonic() - started:.0f} s")
     console.print(table)
-    console.print(f"inspect it:  tars log ls --store {store_path}\n             tars log lineage --store {store_path}\n             tars log verify --store {store_path}")
-
-
-def _registered_tree(node: Node, name: str) -> dict[str, str]:
-    for entry in node.store.log(genome=name, limit=1):
-        return node.store.materialise(name, entry.version or "")
-    raise AssertionError("registered genome has no first event")
+    path = config.store_url(first_node).removeprefix("sqlite:///")
+    console.print(
+        f"inspect it:  tars log ls --store {path}\n             tars log lineage --store {path}\n"
+        f"             tars log verify --store {path}\n             tars cluster up --config {config.path}   (restart the swarm)"
+    )

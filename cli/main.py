@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cli import evolve, log
+from cli import evolve, log, node
 from cli.common import DEFAULT_STORE, console, handle_errors, open_store
 from cli.log import resolve_version
 from evolution.errors import PolicyError
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(evolve.app, name="evolve")
 app.add_typer(log.app, name="log")
+app.add_typer(node.app, name="node")
 
 StoreOpt = typer.Option(str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL")
 
@@ -26,16 +27,17 @@ StoreOpt = typer.Option(str(DEFAULT_STORE), "--store", help="event store: a SQLi
 @app.command()
 @handle_errors
 def demo(
-    workdir: Path = typer.Option(Path("tars-demo"), "--workdir", help="where the node keeps its store and sandboxes"),
+    workdir: Path = typer.Option(Path("tars-demo"), "--workdir", help="where the nodes keep their stores, journals, keys and logs"),
     seed: int = typer.Option(7, "--seed", help="seed of the planner and the statistics"),
     cycles: int = typer.Option(8, "--cycles", min=1, help="evolution cycles"),
     candidates: int = typer.Option(2, "--candidates", min=1, help="candidates proven per cycle"),
     incubators: int = typer.Option(1, "--incubators", min=1, help="candidates proven at once (more is faster but noisier)"),
+    nodes: int = typer.Option(3, "--nodes", min=1, max=9, help="nodes of the local swarm"),
 ) -> None:
-    """Evolve the shipped demo genome and show what changed."""
+    """A local swarm evolves the shipped demo genome through the Raft ledger; shows what changed."""
     from cli.demo import run_demo
 
-    run_demo(workdir, seed, cycles, candidates, incubators)
+    run_demo(workdir, seed, cycles, candidates, incubators, nodes)
 
 
 @app.command()

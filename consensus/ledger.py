@@ -165,7 +165,10 @@ class LedgerState:
         if handler is None:
             return self._skip(index, kind, genome, ConsensusError(f"unknown entry type {kind!r}"))
         if not written:
-            return Applied(index, kind, genome, False, self._waiting(genome), {})
+            # A re-delivery after a restart: only the last applied entry reports what
+            # waits for votes, so replaying a long ledger stays one cheap check per entry.
+            waiting = self._waiting(genome) if index == self.applied_index else {}
+            return Applied(index, kind, genome, False, waiting, {})
         try:
             decided = handler(self, index, entry)
         except (TarsError, KeyError, TypeError, ValueError) as exc:

@@ -314,6 +314,14 @@ class GenomeStore:
             proposals=copy.deepcopy(proposals_of(lineage)),
         )
 
+    def resolve(self, name: str, version: str) -> str:
+        """The full id of a version given by a unique prefix (UnknownVersionError otherwise)."""
+        return self._resolve(name, version)
+
+    def chain(self, name: str) -> str:
+        """The genome's last hash-chain link: equal on two nodes iff their histories are equal."""
+        return self._get(name).chain
+
     def at_version(self, name: str, version: str) -> tuple[Tree, float | None]:
         """The tree and fitness the genome had when ``version`` was its head."""
         full = self._resolve(name, version)

@@ -1,0 +1,150 @@
+"""Helpers for swarm tests: a local cluster of real node processes, and its invariants.
+
+Imported by the swarm tests (pytest puts this folder on sys.path).  Every node is a real
+`tars node start` process on 127.0.0.1 with its own SQLite store and Raft journal; the
+test talks to it as the CLI does, through the admin channel with the admin key.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cli.demo import write_cluster
+from events.store import GenomeStore
+from evolution.errors import TransportError
+from runtime.config import ClusterConfig, load_cluster
+from runtime.launcher import ProcessLauncher
+from runtime.transport import Client
+
+TINY = Path(__file__).parent / "data" / "tiny"
+
+
+class LocalSwarm:
+    """A cluster.yml in a temporary folder and the node processes it lists."""
+
+    def __init__(self, root: Path, *, nodes: int = 3, genome: Path = TINY, cycles: int = 1000, candidates: int = 2, seed: int = 3) -> None:
+        self.root = root
+        self.config: ClusterConfig = load_cluster(write_cluster(root, nodes, genome, cycles, candidates, seed, 1))
+        self.config.ensure_keys()
+        self.launcher = ProcessLauncher(self.config)
+        self.genome = "tiny" if genome == TINY else genome.name
+        #: every head version any node reported: none of them may ever be lost
+        self.reported: set[str] = set()
+
+    @property
+    def ids(self) -> list[str]:
+        return self.config.ids
+
+    # -- processes --
+
+    def up(self, ids: Iterable[str] | None = None) -> None:
+        chosen = list(ids) if ids is not None else self.ids
+        for node_id in chosen:
+            self.launcher.start(node_id)
+        for node_id in chosen:
+            self.launcher.wait_ready(node_id, timeout=60)
+
+    def kill(self, node_id: str) -> None:
+        self.launcher.kill(node_id, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self.launcher.alive(node_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def down(self) -> None:
+        self.launcher.down()
+
+    # -- admin channel --
+
+    def request(self, node_id: str, body: dict[str, Any], timeout: float = 3.0) -> Any:
+        public, secret = self.config.keypair("admin")
+        client = Client(self.config.endpoint(node_id), self.config.public_key(node_id), public, secret)
+        try:
+            return client.request("admin", body, timeout=timeout)
+        finally:
+            client.close()
+
+    def status(self, node_id: str) -> dict[str, Any] | None:
+        try:
+            reply: dict[str, Any] = self.request(node_id, {"op": "status"}, timeout=2.0)
+        except TransportError:
+            return None
+        head = reply["heads"].get(self.genome)
+        if head is not None:
+            self.reported.add(head["version"])
+        return reply
+
+    def statuses(self, ids: Iterable[str] | None = None) -> dict[str, dict[str, Any] | None]:
+        return {n: self.status(n) for n in (ids if ids is not None else self.ids)}
+
+    def leader(self, timeout: float = 20.0, among: Iterable[str] | None = None) -> str:
+        chosen = list(among) if among is not None else self.ids
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node_id, status in self.statuses(chosen).items():
+                if status is not None and status["role"] == "leader":
+                    return node_id
+            time.sleep(0.1)
+        raise AssertionError(f"no leader among {chosen} within {timeout} s")
+
+    def block(self, node_id: str, peers: list[str]) -> None:
+        self.request(node_id, {"op": "block", "peers": peers})
+
+    def partition(self, node_id: str) -> None:
+        """Cut one node off: it drops its peers' traffic and they drop its."""
+        others = [n for n in self.ids if n != node_id]
+        self.block(node_id, others)
+        for other in others:
+            self.block(other, [node_id])
+
+    def heal(self) -> None:
+        for node_id in self.ids:
+            if self.launcher.alive(node_id):
+                self.block(node_id, [])
+
+    def wait_for(self, predicate: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"not within {timeout} s: {what}; statuses: {self.statuses()}")
+
+    def adopted_count(self, node_id: str) -> int:
+        status = self.status(node_id)
+        if status is None or self.genome not in status["heads"]:
+            return 0
+        return int(status["heads"][self.genome]["versions"]) - 1
+
+    def applied(self, node_id: str) -> int:
+        status = self.status(node_id)
+        return int(status["applied_index"]) if status else -1
+
+    # -- invariants --
+
+    def store_log(self, node_id: str) -> list[tuple[str, str | None, str, str]]:
+        """The node's event log as (type, version, node, time) — read from its SQLite file."""
+        with GenomeStore.open(self.config.store_url(node_id), create=False) as store:
+            return [(e.type, e.version, e.node, e.time.isoformat()) for e in store.log()]
+
+    def converged(self) -> bool:
+        statuses = self.statuses()
+        if any(s is None for s in statuses.values()):
+            return False
+        chains = {s["heads"].get(self.genome, {}).get("chain") for s in statuses.values() if s}
+        applied = {s["applied_index"] for s in statuses.values() if s}
+        return len(chains) == 1 and len(applied) == 1
+
+    def check_invariants(self, within: float = 10.0) -> None:
+        """Every node reaches the same head within ``within`` s; logs are prefixes; nothing reported is lost."""
+        self.wait_for(self.converged, within, "every node at the same head and ledger index")
+        logs = {n: self.store_log(n) for n in self.ids}
+        longest = max(logs.values(), key=len)
+        for node_id, events in logs.items():
+            assert events == longest[: len(events)], f"{node_id}'s log is not a prefix of the longest"
+        versions = {v for kind, v, _, _ in longest if kind in ("Registered", "VersionAdopted", "RolledBack")}
+        lost = self.reported - versions
+        assert not lost, f"versions reported as heads but missing from the log: {sorted(lost)}"

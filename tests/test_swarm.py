@@ -1,0 +1,161 @@
+"""Adoption by the swarm, with three real nodes in this process (real ZeroMQ, Raft, SQLite, sandbox).
+
+The leader's evolution is switched off: the tests put proposals on the ledger themselves,
+so each run takes seconds while every other part is the one a user runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+
+from cli.demo import write_cluster
+from consensus.ledger import cycle_entry, register_entry
+from events.records import Adoption
+from evolution.patch import make_patch
+from evolution.tree import version_id
+from node import SwarmNode
+from runtime.config import load_cluster
+from runtime.genome_files import load_genome
+from runtime.keys import generate_keypair
+
+TINY = Path(__file__).parent / "data" / "tiny"
+
+
+@pytest.fixture
+def swarm(tmp_path: Path) -> Iterator[list[SwarmNode]]:
+    config = load_cluster(write_cluster(tmp_path, 3, TINY, 1, 1, 3, 1))
+    config.ensure_keys()
+    nodes = [SwarmNode(config, node_id, evolve=False) for node_id in config.ids]
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def wait(predicate: object, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out: {what}")
+
+
+def candidate(tree: dict[str, str], old: str, new: str) -> tuple[dict[str, str], Adoption]:
+    child = dict(tree)
+    child["tiny/core.py"] = child["tiny/core.py"].replace(old, new)
+    assert child != tree
+    return child, Adoption(
+        version=version_id(child), parent=version_id(tree), patch=make_patch(tree, child), mutator="test",
+        kind="test", fitness_before=1.0, fitness_after=0.5, ratio=2.0, low=1.8, high=2.2, evidence={},
+    )
+
+
+def heads(nodes: list[SwarmNode]) -> set[str]:
+    return {node.store.head("tiny").version for node in nodes}
+
+
+def registered(nodes: list[SwarmNode]) -> dict[str, str]:
+    _, tree = load_genome(TINY)
+    nodes[0].propose(register_entry("tiny", tree["genome.toml"], tree, 1.0, nodes[0].id, time.time()))
+    wait(lambda: all("tiny" in n.store.genomes() for n in nodes), what="registration applied everywhere")
+    return tree
+
+
+def test_peers_validate_and_the_majority_adopts_on_every_node(swarm: list[SwarmNode]) -> None:
+    tree = registered(swarm)
+    child, win = candidate(tree, '"""How many of ``words`` are common words."""', '"""Count the common words."""')
+    swarm[1].propose(cycle_entry("tiny", swarm[1].id, 1, 3, [], [], win, time.time()))
+    wait(lambda: heads(swarm) == {win.version}, what="adoption on all three nodes")
+    for node in swarm:
+        assert node.store.head("tiny").tree == child
+    chains = {node.store.chain("tiny") for node in swarm}
+    assert len(chains) == 1, "every node stored the same events with the same hash chain"
+    votes = [e for e in swarm[0].store.log(genome="tiny") if e.type == "VoteCast"]
+    assert {e.node for e in votes} >= {swarm[1].id}
+    assert len(votes) >= 2, "the proposer's vote and at least one peer's"
+
+
+def test_a_proposal_that_breaks_the_tests_is_voted_down(swarm: list[SwarmNode]) -> None:
+    tree = registered(swarm)
+    _, bad = candidate(tree, "total += 1", "total += 2")
+    swarm[0].propose(cycle_entry("tiny", swarm[0].id, 1, 3, [], [], bad, time.time()))
+    wait(
+        lambda: all(not n.store.head("tiny").proposals and n.counters["rejected"] for n in swarm),
+        what="rejection on all nodes",
+    )
+    assert heads(swarm) == {version_id(tree)}
+    reasons = [e.data["reason"] for e in swarm[2].store.log(genome="tiny") if e.type == "VoteCast" and not e.data["yes"]]
+    assert reasons and all("tests fail" in r for r in reasons)
+
+
+def test_rollback_through_the_ledger_rolls_every_node_back(swarm: list[SwarmNode]) -> None:
+    tree = registered(swarm)
+    _, win = candidate(tree, '"""How many of ``words`` are common words."""', '"""Count the common words."""')
+    swarm[0].propose(cycle_entry("tiny", swarm[0].id, 1, 3, [], [], win, time.time()))
+    wait(lambda: heads(swarm) == {win.version}, what="adoption")
+    reply = swarm[2]._admin("admin", {"op": "rollback", "genome": "tiny", "to": version_id(tree)[:10], "reason": "test"})
+    assert reply["ok"]
+    wait(lambda: heads(swarm) == {version_id(tree)}, what="rollback on all nodes")
+    assert all(any(e.type == "RolledBack" for e in n.store.log(genome="tiny")) for n in swarm)
+
+
+def test_status_reports_members_leader_and_heads(swarm: list[SwarmNode]) -> None:
+    registered(swarm)
+    wait(lambda: all(n.status()["leader"] for n in swarm), what="leader known everywhere")
+    statuses = [n.status() for n in swarm]
+    assert {s["leader"] for s in statuses} == {statuses[0]["leader"]}
+    assert [s["role"] for s in statuses].count("leader") == 1
+    assert all(s["members"] == ["node-1", "node-2", "node-3"] for s in statuses)
+    assert all(s["heads"]["tiny"]["versions"] == 1 for s in statuses)
+
+
+def test_bad_frames_are_dropped_counted_and_harmless(swarm: list[SwarmNode]) -> None:
+    registered(swarm)
+    target = swarm[0]
+    endpoint = target.cluster.endpoint(target.id)
+    server_key = target.cluster.public_key(target.id)
+    ctx = zmq.Context()
+    try:
+        # A stranger: a key pair that is not in cluster.yml.
+        stranger = ctx.socket(zmq.DEALER)
+        public, secret = generate_keypair()
+        stranger.curve_publickey, stranger.curve_secretkey = public.encode(), secret.encode()
+        stranger.curve_serverkey = server_key.encode()
+        stranger.linger = 0
+        stranger.connect(endpoint)
+        stranger.send(msgpack.packb(["msg", "raft", 0, {"type": "append_entries"}]))
+        # A known client (the admin key) sending garbage, a truncated frame and an oversized one.
+        admin = ctx.socket(zmq.DEALER)
+        admin_public, admin_secret = target.cluster.keypair("admin")
+        admin.curve_publickey, admin.curve_secretkey = admin_public.encode(), admin_secret.encode()
+        admin.curve_serverkey = server_key.encode()
+        admin.linger = 0
+        admin.connect(endpoint)
+        admin.send(b"\xc1\xc1 not msgpack")
+        admin.send(msgpack.packb(["req", "admin", 1, {"op": "status"}])[:-3])
+        admin.send(msgpack.packb(["msg", "raft", 0, "x" * (9 << 20)]))
+        wait(
+            lambda: target.transport.stats()["dropped_unknown_key"] >= 1
+            and target.transport.stats()["dropped_undecodable"] >= 2
+            and target.transport.stats()["dropped_oversize"] >= 1,
+            timeout=20, what="bad frames counted",
+        )
+        stranger.close()
+        admin.close()
+    finally:
+        ctx.term()
+    # The node is unharmed: the ledger still commits through it.
+    _, tree = load_genome(TINY)
+    _, win = candidate(tree, '"""How many of ``words`` are common words."""', '"""Count the common words."""')
+    target.propose(cycle_entry("tiny", target.id, 1, 3, [], [], win, time.time()))
+    wait(lambda: heads(swarm) == {win.version}, what="adoption after the bad frames")
