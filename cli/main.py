@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cli import evolve, log, node
+from cli import cluster, evolve, log, node
 from cli.common import DEFAULT_STORE, console, handle_errors, open_store
 from cli.log import resolve_version
 from evolution.errors import PolicyError
@@ -20,6 +20,8 @@ app = typer.Typer(
 app.add_typer(evolve.app, name="evolve")
 app.add_typer(log.app, name="log")
 app.add_typer(node.app, name="node")
+app.add_typer(cluster.app, name="cluster")
+app.command("keys")(cluster.keys)
 
 StoreOpt = typer.Option(str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL")
 

@@ -33,10 +33,10 @@ import msgpack
 from events.domain import Lineage, proposals_of
 from events.records import Adoption, CandidateRecord, Held
 from events.store import GenomeStore
-from evolution.errors import ConsensusError, TarsError
+from evolution.errors import ConsensusError, TarsError, UnknownGenomeError
 from evolution.patch import apply_patch, make_patch
 from evolution.swarm import rebase, tally
-from evolution.tree import Tree, short
+from evolution.tree import Tree, short, version_id
 
 logger = logging.getLogger(__name__)
 
@@ -141,124 +141,123 @@ class LedgerState:
         self.ledger = ledger
         self.members: list[str] = sorted(set(members))
         self.rejected_entries = 0
+        self._applied = store.applied(ledger) or 0
+        #: trees of recent heads by version: a rebase's parent is usually one of them,
+        #: possibly adopted earlier in the same (not yet stored) run of entries
+        self._trees: dict[str, Tree] = {}
+        #: lineages as the last stored run left them: the ledger is the store's only
+        #: writer on a swarm node, so the next run need not load them again
+        self._live: dict[str, Lineage] = {}
 
     @property
     def applied_index(self) -> int:
-        return self.store.applied(self.ledger) or 0
+        return self._applied
 
     def apply(self, index: int, data: bytes) -> Applied:
-        """Apply entry ``index``; a bad or impossible entry is recorded as applied and skipped.
+        """Apply one committed entry (see :meth:`apply_batch`)."""
+        return self.apply_batch([(index, data)])[0]
 
-        Skipping is deterministic too (every node decodes the same bytes and fails the
-        same way), so a poisoned entry cannot stop the swarm or split its history.
+    def apply_batch(self, batch: Sequence[tuple[int, bytes]]) -> list[Applied]:
+        """Apply a run of consecutive committed entries in as few transactions as possible.
+
+        All events of the run and the run's last index go into one transaction (a
+        rollback or a member change first stores what came before it, since they read
+        the store).  A bad or impossible entry is recorded as applied and skipped; the
+        skip is deterministic too (every node decodes the same bytes and fails the same
+        way), so a poisoned entry cannot stop the swarm or split its history.
         """
+        run = _Run(self)
+        out = [self._apply_one(run, index, data) for index, data in batch]
+        run.flush()
+        return out
+
+    def _apply_one(self, run: _Run, index: int, data: bytes) -> Applied:
         try:
             entry = decode(data)
         except ConsensusError as exc:
-            return self._skip(index, "?", None, exc)
+            return run.skip(index, "?", None, exc)
         kind = entry["type"]
         if kind == "members":
             self.members = sorted({str(m) for m in entry.get("members", [])}) or self.members
-        written = index > self.applied_index
         genome = entry.get("genome") if isinstance(entry.get("genome"), str) else None
-        handler = _HANDLERS.get(kind)
-        if handler is None:
-            return self._skip(index, kind, genome, ConsensusError(f"unknown entry type {kind!r}"))
-        if not written:
+        if index <= max(self._applied, run.last_index):
             # A re-delivery after a restart: only the last applied entry reports what
             # waits for votes, so replaying a long ledger stays one cheap check per entry.
-            waiting = self._waiting(genome) if index == self.applied_index else {}
+            waiting = self._stored_waiting(genome) if index == self._applied and not run.dirty else {}
             return Applied(index, kind, genome, False, waiting, {})
+        handler = _HANDLERS.get(kind)
+        if handler is None:
+            return run.skip(index, kind, genome, ConsensusError(f"unknown entry type {kind!r}"))
+        if kind in ("rollback", "members"):
+            run.flush()
+        run.begin()
         try:
-            decided = handler(self, index, entry)
-        except (TarsError, KeyError, TypeError, ValueError) as exc:
-            return self._skip(index, kind, genome, exc)
-        return Applied(index, kind, genome, True, self._waiting(genome), decided)
+            decided = handler(self, run, entry)
+        except (TarsError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            run.abort()
+            return run.skip(index, kind, genome, exc)
+        run.last_index = index
+        return Applied(index, kind, genome, True, run.waiting(genome), decided)
 
-    # -- handlers: each writes its events and the index in one transaction --
+    # -- handlers: trigger events on the run's lineages; the run stores them --
 
-    def _register(self, index: int, entry: dict[str, Any]) -> dict[str, str]:
-        self.store.register(
-            entry["genome"], entry["manifest"], entry["tree"], entry["fitness"], entry["node"],
-            at=_when(entry), tracking=(self.ledger, index),
-        )
+    def _register(self, run: _Run, entry: dict[str, Any]) -> dict[str, str]:
+        name = entry["genome"]
+        tree = entry["tree"]
+        existing = run.lineage(name, missing_ok=True)
+        if existing is None:
+            lineage = Lineage.register(name, entry["manifest"], tree, entry["fitness"], entry["node"], timestamp=_when(entry))
+            run.add(lineage)
+            self._remember(lineage)
+        elif version_id(tree) not in (existing.registered_version, existing.head):
+            raise ConsensusError(f"genome {name} is already registered with another tree")
         return {}
 
-    def _cycle(self, index: int, entry: dict[str, Any]) -> dict[str, str]:
+    def _cycle(self, run: _Run, entry: dict[str, Any]) -> dict[str, str]:
         at = _when(entry)
         node = entry["node"]
-        evaluated = [CandidateRecord(**r) for r in entry.get("evaluated") or []]
-        held = [Held(**h) for h in entry.get("held") or []]
+        lineage = run.lineage(entry["genome"])
+        if lineage.cycles_completed >= int(entry["cycle"]):
+            # A retried proposal, or a deposed leader's late cycle: recorded once only.
+            logger.info("cycle %s of %s is already recorded; the entry changes nothing", entry["cycle"], lineage.name)
+            return {}
+        for raw_record in entry.get("evaluated") or []:
+            lineage.evaluate(CandidateRecord(**raw_record), node, timestamp=at)
+        for raw_held in entry.get("held") or []:
+            lineage.hold(Held(**raw_held), node, timestamp=at)
         raw = entry.get("proposal")
-        decided: dict[str, str] = {}
+        if raw is not None:
+            fields = dict(raw)
+            pid = fields.pop("id")
+            lineage.submit(pid, Adoption(**fields), node, timestamp=at)
+            lineage.vote(pid, fields["version"], True, "proven by its proposer", node, timestamp=at)
+        lineage.complete_cycle(int(entry["cycle"]), None, len(entry.get("evaluated") or []), int(entry["seed"]), node, timestamp=at)
+        return self._resolve(lineage, at)
 
-        def decide(lineage: Lineage) -> None:
-            if lineage.cycles_completed >= int(entry["cycle"]):
-                # A retried proposal, or a deposed leader's late cycle: recorded once only.
-                logger.info("cycle %s of %s is already recorded; entry %d changes nothing", entry["cycle"], lineage.name, index)
-                return
-            for record in evaluated:
-                lineage.evaluate(record, node, timestamp=at)
-            for request in held:
-                lineage.hold(request, node, timestamp=at)
-            if raw is not None:
-                fields = dict(raw)
-                pid = fields.pop("id")
-                lineage.submit(pid, Adoption(**fields), node, timestamp=at)
-                lineage.vote(pid, fields["version"], True, "proven by its proposer", node, timestamp=at)
-            lineage.complete_cycle(int(entry["cycle"]), None, len(evaluated), int(entry["seed"]), node, timestamp=at)
-            decided.update(self._resolve(lineage, at))
-
-        self.store.transact(entry["genome"], decide, (self.ledger, index))
-        return decided
-
-    def _vote(self, index: int, entry: dict[str, Any]) -> dict[str, str]:
+    def _vote(self, run: _Run, entry: dict[str, Any]) -> dict[str, str]:
+        lineage = run.lineage(entry["genome"])
+        found = proposals_of(lineage).get(entry["proposal"])
+        if found is not None and found["version"] == entry["version"] and found["votes"].get(entry["node"]) == bool(entry["yes"]):
+            return {}  # the same vote again (a retried proposal): nothing new to record
         at = _when(entry)
-        decided: dict[str, str] = {}
+        lineage.vote(entry["proposal"], entry["version"], bool(entry["yes"]), str(entry.get("reason", "")), entry["node"], timestamp=at)
+        return self._resolve(lineage, at)
 
-        def decide(lineage: Lineage) -> None:
-            found = proposals_of(lineage).get(entry["proposal"])
-            if found is not None and found["version"] == entry["version"] and found["votes"].get(entry["node"]) == bool(entry["yes"]):
-                return  # the same vote again (a retried proposal): nothing new to record
-            lineage.vote(entry["proposal"], entry["version"], bool(entry["yes"]), str(entry.get("reason", "")), entry["node"], timestamp=at)
-            decided.update(self._resolve(lineage, at))
-
-        self.store.transact(entry["genome"], decide, (self.ledger, index))
-        return decided
-
-    def _rollback(self, index: int, entry: dict[str, Any]) -> dict[str, str]:
+    def _rollback(self, run: _Run, entry: dict[str, Any]) -> dict[str, str]:
         at = _when(entry)
-        name = entry["genome"]
-        target = entry["to"]
-        tree, fitness = self.store.at_version(name, target)
-        decided: dict[str, str] = {}
+        name, target = entry["genome"], entry["to"]
+        lineage = run.lineage(name)
+        tree, fitness = self.store.at_version(name, target)  # the run was stored before this entry
+        lineage.rollback(target, tree, fitness, str(entry.get("reason", "")), entry["node"], timestamp=at)
+        self._remember(lineage)
+        return self._resolve(lineage, at)
 
-        def decide(lineage: Lineage) -> None:
-            lineage.rollback(target, tree, fitness, str(entry.get("reason", "")), entry["node"], timestamp=at)
-            decided.update(self._resolve(lineage, at))
-
-        self.store.transact(name, decide, (self.ledger, index))
-        return decided
-
-    def _members(self, index: int, entry: dict[str, Any]) -> dict[str, str]:
+    def _members(self, run: _Run, entry: dict[str, Any]) -> dict[str, str]:
         """A new member list can complete or doom waiting proposals of every genome."""
         at = _when(entry)
         decided: dict[str, str] = {}
-        names = self.store.genomes()
-        for number, name in enumerate(names):
-            last = number == len(names) - 1
-
-            def decide(lineage: Lineage) -> None:
-                decided.update(self._resolve(lineage, at))
-
-            # Only the last write carries the index: a crash before it re-applies the
-            # entry, and resolving an already-resolved lineage is a no-op.
-            if last:
-                self.store.transact(name, decide, (self.ledger, index))
-            else:
-                self.store.transact(name, decide)
-        if not names:
-            self.store.mark_applied(self.ledger, index)
+        for name in self.store.genomes():
+            decided.update(self._resolve(run.lineage(name), at))
         return decided
 
     # -- deciding proposals --
@@ -279,6 +278,7 @@ class LedgerState:
                 verdict = tally(data["votes"], self.members)
                 if verdict == "adopt":
                     lineage.adopt(lineage.proposal(pid), proposer, timestamp=at)
+                    self._remember(lineage)
                     decided[pid] = "adopt"
                     moved = True
                     break
@@ -304,29 +304,111 @@ class LedgerState:
             return
         lineage.rebase_proposal(pid, merged, make_patch(dict(lineage.head_tree), merged), proposer, timestamp=at)
 
+    def _remember(self, lineage: Lineage) -> None:
+        self._trees[lineage.head] = dict(lineage.head_tree)
+        while len(self._trees) > TREE_CACHE:
+            self._trees.pop(next(iter(self._trees)))
+
     def _tree(self, lineage: Lineage, version: str) -> Tree:
         if version == lineage.head:
             return dict(lineage.head_tree)
+        if version in self._trees:
+            return dict(self._trees[version])
         return self.store.materialise(lineage.name, version)
 
-    def _waiting(self, genome: str | None) -> dict[str, tuple[str, frozenset[str]]]:
+    def _stored_waiting(self, genome: str | None) -> dict[str, tuple[str, frozenset[str]]]:
         if genome is None:
             return {}
         try:
-            head = self.store.head(genome)
+            return _waiting_of(self.store.load(genome))
         except TarsError:
             return {}
-        return {pid: (p["version"], frozenset(p["votes"])) for pid, p in head.proposals.items()}
-
-    def _skip(self, index: int, kind: str, genome: str | None, exc: BaseException) -> Applied:
-        if index > self.applied_index:
-            self.rejected_entries += 1
-            logger.warning("ledger entry %d (%s) skipped on every node: %s", index, kind, exc)
-            self.store.mark_applied(self.ledger, index)
-        return Applied(index, kind, genome, False, self._waiting(genome), {})
 
 
-_HANDLERS: dict[str, Callable[[LedgerState, int, dict[str, Any]], dict[str, str]]] = {
+class _Run:
+    """The lineages a run of entries changes, kept in memory until one transaction stores them."""
+
+    def __init__(self, state: LedgerState) -> None:
+        self.state = state
+        self.lineages: dict[str, Lineage] = {}
+        self.last_index = state.applied_index
+        self._marks: dict[str, int] = {}
+
+    @property
+    def dirty(self) -> bool:
+        return self.last_index > self.state.applied_index
+
+    def lineage(self, name: str, *, missing_ok: bool = False) -> Any:
+        found = self.lineages.get(name) or self.state._live.get(name)
+        if found is not None:
+            self.lineages[name] = found
+        else:
+            try:
+                found = self.state.store.load(name)
+            except UnknownGenomeError:
+                if missing_ok:
+                    return None
+                raise
+            self.lineages[name] = found
+        return found
+
+    def add(self, lineage: Lineage) -> None:
+        self.lineages[lineage.name] = lineage
+
+    def begin(self) -> None:
+        """Remember how many events each lineage had before the next entry."""
+        self._marks = {name: len(lin._pending_events) for name, lin in self.lineages.items()}
+
+    def abort(self) -> None:
+        """Drop the failed entry's events; keep the run's earlier ones and store them now.
+
+        A lineage's in-memory state already moved with the dropped events, so after
+        storing the earlier ones every lineage is loaded afresh from the store.
+        """
+        for name, lineage in list(self.lineages.items()):
+            self.state._live.pop(name, None)
+            mark = self._marks.get(name)
+            if mark is None:
+                del self.lineages[name]  # first touched (or registered) by the failed entry
+            else:
+                del lineage._pending_events[mark:]
+        self.flush(keep=False)
+
+    def skip(self, index: int, kind: str, genome: str | None, exc: BaseException) -> Applied:
+        self.state.rejected_entries += 1
+        logger.warning("ledger entry %d (%s) skipped on every node: %s", index, kind, exc)
+        self.last_index = index
+        return Applied(index, kind, genome, False, {}, {})
+
+    def waiting(self, genome: str | None) -> dict[str, tuple[str, frozenset[str]]]:
+        lineage = self.lineages.get(genome) if genome is not None else None
+        return _waiting_of(lineage) if lineage is not None else {}
+
+    def flush(self, *, keep: bool = True) -> None:
+        """One transaction: every pending event of the run and the last index applied."""
+        pending = [lineage for lineage in self.lineages.values() if lineage._pending_events]
+        if pending or self.dirty:
+            try:
+                self.state.store.commit(pending, (self.state.ledger, self.last_index) if self.dirty else None)
+            except BaseException:
+                self.state._live.clear()  # nothing was stored: in-memory lineages are ahead of the store
+                raise
+            self.state._applied = max(self.state._applied, self.last_index)
+        if keep:
+            self.state._live.update(self.lineages)
+        self.lineages = {}
+        self._marks = {}
+
+
+def _waiting_of(lineage: Lineage) -> dict[str, tuple[str, frozenset[str]]]:
+    return {pid: (p["version"], frozenset(p["votes"])) for pid, p in proposals_of(lineage).items()}
+
+
+#: Head trees a node keeps for rebasing (a few genomes' recent versions).
+TREE_CACHE = 64
+
+
+_HANDLERS: dict[str, Callable[[LedgerState, _Run, dict[str, Any]], dict[str, str]]] = {
     "register": LedgerState._register,
     "cycle": LedgerState._cycle,
     "vote": LedgerState._vote,

@@ -112,16 +112,42 @@ class GenomesApplication(Application[UUID]):
     def construct_recorder(self) -> ApplicationRecorder:
         return self.factory.process_recorder()
 
-    def record(self, lineage: Lineage, tracking: Tracking | None = None) -> None:
-        """Store the lineage's pending events (and the tracking record) in one transaction."""
+    def record(self, *lineages: Lineage, tracking: Tracking | None = None) -> None:
+        """Store the lineages' pending events (and the tracking record) in one transaction."""
         processing: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
-        processing.collect_events(lineage)
+        processing.collect_events(*lineages)
         recordings = self._record(processing)
         try:
-            self._take_snapshots(processing)
+            self._snapshot_in_memory(processing)
         except Exception:  # snapshots are an optimisation; the events are committed
-            logger.warning("snapshot of %s failed after commit", lineage.name, exc_info=True)
+            logger.warning("snapshot of %s failed after commit", ", ".join(x.name for x in lineages), exc_info=True)
         self._notify(recordings)
+
+
+    def _snapshot_in_memory(self, processing: ProcessingEvent[UUID]) -> None:
+        """Snapshot a lineage whose new events crossed a multiple of the interval.
+
+        The library's own way re-reads each crossed version from the database and
+        replays up to a hundred events (each applying a patch) per snapshot; the lineage
+        in hand is already the state after its last stored event, so it is snapshotted
+        as it is.  A snapshot may sit a few events past the multiple: replay and
+        ``verify`` accept any position.
+        """
+        if self.snapshots is None:
+            return
+        first: dict[UUID, int] = {}
+        last: dict[UUID, int] = {}
+        for event in processing.events:
+            ident = event.originator_id
+            first.setdefault(ident, event.originator_version)
+            last[ident] = event.originator_version
+        for ident, lineage in processing.aggregates.items():
+            if ident not in last or not isinstance(lineage, Lineage):
+                continue
+            if (first[ident] - 1) // SNAPSHOT_INTERVAL == last[ident] // SNAPSHOT_INTERVAL:
+                continue
+            snapshot = Lineage.Snapshot.take(lineage)
+            self.snapshots.put([snapshot])
 
 
 class GenomeStore:
@@ -274,6 +300,30 @@ class GenomeStore:
         re-delivering committed entries after a crash never doubles an event.
         """
         return self._write(name, decide, tracking)
+
+    def load(self, name: str) -> Lineage:
+        """The genome's lineage aggregate, for a caller that batches decisions (the ledger)."""
+        return self._get(name)
+
+    def commit(self, lineages: Sequence[Lineage], tracking: tuple[str, int] | None) -> None:
+        """Store the pending events of several lineages and the tracking record in ONE transaction.
+
+        The ledger applies a run of committed entries this way: either all of their
+        events and the last entry's index are stored, or none, so exactly-once holds for
+        the whole run and the fsync is paid once per run instead of once per entry.
+        """
+        if not lineages and tracking is None:
+            return
+        record = Tracking(*tracking) if tracking is not None else None
+        try:
+            self._app.record(*lineages, tracking=record)
+        except PersistenceError as exc:
+            raise StoreError(
+                f"store {self.url}: cannot write ledger entries up to {tracking}: {exc}",
+                hint="check free disk space, permissions and that the database is running; nothing of this write was stored",
+            ) from exc
+        for lineage in lineages:
+            self._names[lineage.id] = lineage.name
 
     def mark_applied(self, ledger: str, index: int) -> None:
         """Record that a ledger entry was applied although it changed no genome."""
@@ -452,7 +502,7 @@ class GenomeStore:
 
     def _save(self, lineage: Lineage, tracking: Tracking | None) -> None:
         try:
-            self._app.record(lineage, tracking)
+            self._app.record(lineage, tracking=tracking)
         except RecordConflictError:
             raise
         except PersistenceError as exc:

@@ -225,3 +225,54 @@ def test_retried_cycle_and_vote_entries_are_recorded_once(replicas: list[Replica
     types = [t for t, _, _ in log_of(r.store)]
     assert types.count("CandidateEvaluated") == 1 and types.count("ProposalSubmitted") == 1
     assert types.count("VoteCast") == 1 and r.state.applied_index == 4
+
+
+def scenario() -> list[bytes]:
+    one = edit(BASE, "return 1", "return 10")
+    two = edit(BASE, "return 3", "return 30")
+    both = edit(one, "return 3", "return 30")
+    p1 = L.proposal_id("g", "node-1", 1, version_id(one))
+    p2 = L.proposal_id("g", "node-2", 2, version_id(two))
+    return base_entries() + [
+        L.cycle_entry("g", "node-1", 1, 7, [record(BASE, one)], [], adoption(BASE, one), 1001.0),
+        L.cycle_entry("g", "node-2", 2, 7, [], [], adoption(BASE, two), 1002.0),
+        b"garbage in the middle",
+        L.vote_entry("g", p1, version_id(one), "node-3", True, "ok", 1003.0),
+        L.vote_entry("g", p2, version_id(both), "node-3", True, "ok", 1004.0),
+        L.rollback_entry("g", version_id(one), "test", "node-1", 1005.0),
+        L.members_entry(["node-1", "node-3"], "node-1", 1006.0),
+    ]
+
+
+def test_a_batch_stores_the_same_events_as_one_entry_at_a_time(tmp_path: Path) -> None:
+    entries = scenario()
+    single, batched = Replica(tmp_path / "a.db"), Replica(tmp_path / "b.db")
+    try:
+        one_by_one = single.feed(entries)
+        together = batched.state.apply_batch(list(enumerate(entries, 1)))
+        assert [(a.written, a.decided) for a in one_by_one] == [(a.written, a.decided) for a in together]
+        assert log_of(single.store) == log_of(batched.store)
+        assert single.store.chain("g") == batched.store.chain("g")
+        assert batched.state.applied_index == len(entries) == batched.store.applied(L.LEDGER)
+        assert single.store.head("g").tree == batched.store.head("g").tree
+    finally:
+        single.store.close()
+        batched.store.close()
+
+
+def test_a_failing_entry_in_a_batch_loses_only_its_own_events(replicas: list[Replica]) -> None:
+    one = edit(BASE, "return 1", "return 10")
+    r = replicas[0]
+    bad_proposal = adoption(BASE, one)
+    broken = Adoption(**{**bad_proposal.__dict__, "patch": "--- a/nothing\n+++ b/nothing\n@@ -1 +1 @@\n-x\n+y\n"})
+    entries = base_entries() + [
+        L.cycle_entry("g", "node-1", 1, 7, [record(BASE, one)], [], adoption(BASE, one), 1001.0),
+        # evaluations are triggered, then the proposal's patch fails on rebase: all of this entry goes
+        L.cycle_entry("g", "node-2", 2, 7, [record(BASE, one)], [], Adoption(**{**broken.__dict__, "parent": "0" * 64}), 1002.0),
+        L.cycle_entry("g", "node-3", 3, 7, [], [], None, 1003.0),
+    ]
+    out = r.state.apply_batch(list(enumerate(entries, 1)))
+    assert [a.written for a in out] == [True, True, False, True]
+    types = [t for t, _, _ in log_of(r.store)]
+    assert types.count("CandidateEvaluated") == 1 and types.count("CycleCompleted") == 2
+    assert r.store.head("g").cycles_completed == 3 and r.state.applied_index == 4

@@ -1,0 +1,339 @@
+"""Nodes of cluster.yml as local processes: start, find, stop, kill, wait until they answer.
+
+The pid file in each node's state folder is the only record of a running node, so a
+``tars cluster down`` in a new shell finds what ``tars cluster up`` started.  A pid
+file can outlive its process (a crash, a reboot, a SIGKILL in a fault test), and the
+kernel reuses pids, so the file also records the process's start time: a pid whose
+start time differs is someone else's process and the file is stale.
+
+Nodes run in their own session: a Ctrl-C in the shell that ran ``tars cluster up``
+must not reach them, and a stop can sweep the whole process group so no child of a
+node outlives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from evolution.errors import ConfigError, TarsError, TransportError
+from runtime.config import ADMIN, ClusterConfig
+
+Command = Callable[[str], list[str]]
+Probe = Callable[[str, float], dict[str, Any]]
+
+#: How often liveness and readiness are polled; short enough to feel instant.
+POLL = 0.05
+
+#: Opens the line the launcher writes into a node's log at each start, so the tail of
+#: a failed start shows that run only, not an older one's traceback.
+START_MARK = "\n--- tars launcher: "
+
+
+class NodeNotReady(TransportError):
+    """A started node died or stayed silent; carries its log's tail for the CLI to show."""
+
+    def __init__(self, node_id: str, reason: str, log_path: Path, tail: list[str], *, hint: str) -> None:
+        shown = f"log {log_path} ends: {' | '.join(tail[-3:])}" if tail else f"log {log_path} is empty"
+        super().__init__(f"{node_id} {reason}; {shown}", hint=hint)
+        self.node_id = node_id
+        self.reason = reason
+        self.log_path = log_path
+        self.tail = tail
+
+
+def admin_request(config: ClusterConfig, node_id: str, body: dict[str, Any], *, timeout: float = 5.0) -> Any:
+    """One request on a node's ``admin`` channel, signed with the CLI's ``admin`` key pair."""
+    from runtime.transport import Client
+
+    public, secret = config.keypair(ADMIN)
+    client = Client(config.endpoint(node_id), config.public_key(node_id), public, secret)
+    try:
+        return client.request("admin", body, timeout=timeout)
+    finally:
+        client.close()
+
+
+def node_command(config: ClusterConfig) -> Command:
+    """``tars node start`` for one node, run by this interpreter so the venv is the same."""
+
+    def command(node_id: str) -> list[str]:
+        return [sys.executable, "-m", "cli.main", "node", "start", "--config", str(config.path), "--id", node_id]
+
+    return command
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None where /proc is absent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].startswith("Z")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process; reaps it when it is an exited child of ours."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _zombie(pid)
+
+
+class ProcessLauncher:
+    """Runs the nodes of one cluster.yml as local processes, one session each."""
+
+    def __init__(self, config: ClusterConfig, *, command: Command | None = None, probe: Probe | None = None) -> None:
+        self.config = config
+        self.command = command or node_command(config)
+        self._probe = probe or self._status
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- finding -------------------------------------------------------------------------
+
+    def _read_pid_file(self, node_id: str) -> tuple[int, str | None] | None:
+        try:
+            lines = self.config.pid_path(node_id).read_text().split()
+            return int(lines[0]), (lines[1] if len(lines) > 1 else None)
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def pid(self, node_id: str) -> int | None:
+        """The pid of the node's live process, or None (no pid file, or a stale one)."""
+        self.config.node(node_id)
+        proc = self._procs.get(node_id)
+        if proc is not None:
+            proc.poll()  # reaps it if it ended, even when another launcher stopped it
+        recorded = self._read_pid_file(node_id)
+        if recorded is None:
+            return None
+        pid, started = recorded
+        if proc is not None and proc.pid == pid:
+            return pid if proc.returncode is None else None
+        if not _pid_alive(pid):
+            return None
+        if started is not None and _start_time(pid) not in (None, started):
+            return None  # the pid was reused by an unrelated process
+        return pid
+
+    def alive(self, node_id: str) -> bool:
+        return self.pid(node_id) is not None
+
+    def exit_code(self, node_id: str) -> int | None:
+        """The exit status of a node this launcher started and that has ended (else None)."""
+        proc = self._procs.get(node_id)
+        return proc.poll() if proc is not None else None
+
+    def log_tail(self, node_id: str, lines: int = 20) -> list[str]:
+        """The last lines the node's latest run wrote to its log, for telling a user why it did not come up."""
+        try:
+            with self.config.log_path(node_id).open("rb") as stream:
+                stream.seek(0, os.SEEK_END)
+                size = stream.tell()
+                stream.seek(max(0, size - 64 * 1024))
+                text = stream.read().decode("utf-8", errors="replace")
+        except OSError:
+            return []
+        run = text.rsplit(START_MARK, 1)
+        latest = run[1].split("\n", 1)[1] if len(run) == 2 and "\n" in run[1] else text
+        return [line for line in latest.splitlines() if line.strip()][-lines:]
+
+    # -- starting --------------------------------------------------------------------------
+
+    def start(self, node_id: str) -> int:
+        """Start one node; its stdout and stderr are appended to its log."""
+        self.config.node(node_id)
+        running = self.pid(node_id)
+        if running is not None:
+            raise ConfigError(
+                f"{node_id} is already running (pid {running})",
+                hint=f"stop it first with `tars cluster down --config {self.config.path}`, or leave it running",
+            )
+        state = self.config.state_dir(node_id)
+        state.mkdir(parents=True, exist_ok=True)
+        argv = self.command(node_id)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        log_path = self.config.log_path(node_id)
+        with log_path.open("ab") as log:
+            stamp = datetime.now().isoformat(" ", "seconds")
+            log.write(f"{START_MARK}starting {node_id} at {stamp}: {' '.join(argv)}\n".encode())
+            log.flush()
+            try:
+                proc = subprocess.Popen(
+                    argv, cwd=self.config.base_dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            except OSError as exc:
+                raise TarsError(f"cannot start {node_id}: {exc}", hint=f"check the command {argv[0]!r} exists and is executable") from exc
+        self._procs[node_id] = proc
+        self._write_pid(node_id, proc.pid)
+        return proc.pid
+
+    def _write_pid(self, node_id: str, pid: int) -> None:
+        path = self.config.pid_path(node_id)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(f"{pid}\n{_start_time(pid) or ''}\n")
+        os.replace(tmp, path)
+
+    def up(self, ids: Iterable[str] | None = None) -> dict[str, int]:
+        """Start every node (or those named) that is not running; the pids of all of them."""
+        pids: dict[str, int] = {}
+        for node_id in self._ids(ids):
+            running = self.pid(node_id)
+            pids[node_id] = running if running is not None else self.start(node_id)
+        return pids
+
+    def _ids(self, ids: Iterable[str] | None) -> list[str]:
+        chosen = list(ids) if ids is not None else self.config.ids
+        for node_id in chosen:
+            self.config.node(node_id)
+        return chosen
+
+    # -- stopping --------------------------------------------------------------------------
+
+    def _wait_dead(self, node_id: str, pid: int, timeout: float) -> bool:
+        proc = self._procs.get(node_id)
+        if proc is not None and proc.pid == pid:
+            try:
+                proc.wait(timeout=max(0.0, timeout))
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL)
+        return True
+
+    def _forget(self, node_id: str, pid: int) -> None:
+        # Whatever the node left in its process group dies with it.
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        self._procs.pop(node_id, None)
+        recorded = self._read_pid_file(node_id)
+        if recorded is not None and recorded[0] == pid:
+            self.config.pid_path(node_id).unlink(missing_ok=True)
+
+    def _escalate(self, node_id: str, pid: int) -> None:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if not self._wait_dead(node_id, pid, 10.0):
+            raise TarsError(f"{node_id} (pid {pid}) survived SIGKILL", hint="it is stuck in the kernel; check `ps -o stat -p PID`")
+
+    def stop(self, node_id: str, timeout: float = 10.0) -> bool:
+        """SIGTERM, then SIGKILL after ``timeout``; False when it was not running."""
+        return self.down([node_id], timeout=timeout)[node_id]
+
+    def down(self, ids: Iterable[str] | None = None, timeout: float = 10.0) -> dict[str, bool]:
+        """Stop nodes together (all signalled first, so the slowest sets the pace); which were running."""
+        chosen = self._ids(ids)
+        pids: dict[str, int] = {}
+        stopped: dict[str, bool] = {}
+        for node_id in chosen:
+            pid = self.pid(node_id)
+            stopped[node_id] = pid is not None
+            if pid is None:
+                self.config.pid_path(node_id).unlink(missing_ok=True)
+                self._procs.pop(node_id, None)
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            pids[node_id] = pid
+        deadline = time.monotonic() + timeout
+        for node_id, pid in pids.items():
+            if not self._wait_dead(node_id, pid, deadline - time.monotonic()):
+                self._escalate(node_id, pid)
+            self._forget(node_id, pid)
+        return stopped
+
+    def kill(self, node_id: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to the node's process group, as a crash or a pause would; returns the pid.
+
+        The pid file stays (a crashed node leaves one behind too); :meth:`start` knows a
+        dead process's file is stale.  After SIGKILL this waits until the process is gone
+        so callers can rely on :meth:`alive` at once.
+        """
+        pid = self.pid(node_id)
+        if pid is None:
+            raise TarsError(f"{node_id} is not running", hint=f"start it with `tars cluster up --config {self.config.path}`")
+        try:
+            os.killpg(pid, sig)
+        except OSError:
+            os.kill(pid, sig)
+        if sig == signal.SIGKILL and not self._wait_dead(node_id, pid, 10.0):
+            raise TarsError(f"{node_id} (pid {pid}) survived SIGKILL", hint="it is stuck in the kernel; check `ps -o stat -p PID`")
+        return pid
+
+    # -- readiness -------------------------------------------------------------------------
+
+    def _status(self, node_id: str, timeout: float) -> dict[str, Any]:
+        reply = admin_request(self.config, node_id, {"op": "status"}, timeout=timeout)
+        if not isinstance(reply, dict):
+            raise TransportError(f"{node_id} answered status with {type(reply).__name__}, not a mapping",
+                                 hint="the node and this CLI are different versions of TARS")
+        return reply
+
+    def wait_ready(self, node_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll the node's admin status until it answers; its status, or :class:`NodeNotReady` with the log's end."""
+        deadline = time.monotonic() + timeout
+        last: TarsError | None = None
+        log = self.config.log_path(node_id)
+        while True:
+            if self.pid(node_id) is None:
+                code = self.exit_code(node_id)
+                how = f"exited with code {code}" if code is not None else "is not running"
+                raise NodeNotReady(
+                    node_id, f"{how} before it answered", log, self.log_tail(node_id),
+                    hint=f"read {log}, fix the cause and run `tars cluster up` again",
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                why = f" (last: {last.message})" if last is not None else ""
+                raise NodeNotReady(
+                    node_id, f"did not answer status within {timeout:g}s{why}", log, self.log_tail(node_id),
+                    hint=f"check {self.config.endpoint(node_id)} is free and reachable, or wait longer with --timeout",
+                )
+            try:
+                return self._probe(node_id, min(1.0, remaining))
+            except TransportError as exc:
+                last = exc
+            time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
+
+
+def launcher_for(config: ClusterConfig) -> ProcessLauncher:
+    """The launcher cluster.yml's ``backend`` asks for."""
+    if config.backend != "process":
+        raise ConfigError(
+            f"{config.path}: cluster.backend: {config.backend!r} has no launcher in this version of TARS",
+            hint="set backend: process to run the nodes as local processes",
+        )
+    return ProcessLauncher(config)
