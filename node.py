@@ -23,11 +23,12 @@ from actors.coordinator import Coordinator, Progress, RunSummary, _quiet
 from actors.generator import Generator
 from actors.governor import Governor
 from actors.incubator import Incubator
-from actors.planner import Planner
 from actors.messages import Validate, Verdict
+from actors.planner import Planner
 from actors.supervisor import Supervisor
 from actors.validator import Validator
 from consensus.ledger import (
+    Applied,
     LedgerState,
     cycle_entry,
     members_entry,
@@ -42,9 +43,9 @@ from evolution.errors import ConsensusError, GenomeError, TarsError, UnknownGeno
 from evolution.manifest import Manifest, parse_manifest
 from evolution.policy import Policy
 from evolution.tree import Tree, short
+from runtime.config import ClusterConfig
 from runtime.genome_files import load_genome
 from runtime.incubation import measure, run_tests
-from runtime.config import ClusterConfig
 from runtime.sandbox import Sandbox
 
 log = logging.getLogger("tars.node")
@@ -191,6 +192,9 @@ class SwarmNode:
         self._applied = self.state.applied_index
         self._decided: dict[str, str] = {}
         self._validations: queue.Queue[tuple[str, str, str] | None] = queue.Queue()
+        self._commits: queue.Queue[Any] = queue.Queue()
+        #: why this node stopped applying the ledger (None while healthy)
+        self.halted: str | None = None
         self._queued: set[tuple[str, str]] = set()
         self._threads: list[threading.Thread] = []
         self._coordinators: dict[str, Coordinator] = {}
@@ -209,7 +213,7 @@ class SwarmNode:
                 if self.id not in data["votes"]:
                     self._queued.add((proposal, data["version"]))
                     self._validations.put((genome, proposal, data["version"]))
-        for name, target in (("validate", self._validate_loop), ("evolve", self._evolve_loop)):
+        for name, target in (("apply", self._apply_loop), ("validate", self._validate_loop), ("evolve", self._evolve_loop)):
             thread = threading.Thread(target=target, name=f"{self.id}-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -220,9 +224,12 @@ class SwarmNode:
         self._validations.put(None)
         with self._changed:
             self._changed.notify_all()
+        self.engine.stop()  # no more commits after this: then the applier drains and ends
+        self._commits.put(None)
+        with self._changed:
+            self._changed.notify_all()
         for thread in self._threads:
             thread.join(timeout=30)
-        self.engine.stop()
         self.transport.stop()
         self.node.close()
 
@@ -235,19 +242,55 @@ class SwarmNode:
     # -- the ledger --
 
     def _on_commit(self, committed: Any) -> None:
-        applied = self.state.apply(committed.index, committed.data)
+        """The engine's applier hands entries over in order; ours applies them in runs."""
+        self._commits.put(committed)
+
+    def _apply_loop(self) -> None:
+        """Apply committed entries, as many as are waiting, in one store transaction.
+
+        A store that cannot be written stops this node's applying (fail-stop): carrying
+        on would record later indexes over a missing one.  A restart re-delivers from
+        the journal and applies what is missing.
+        """
+        while True:
+            first = self._commits.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < APPLY_BATCH:
+                try:
+                    more = self._commits.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._commits.put(None)
+                    break
+                batch.append(more)
+            if self.halted:
+                continue
+            try:
+                results = self.state.apply_batch([(c.index, c.data) for c in batch])
+            except Exception as exc:
+                self.halted = f"applying ledger entries {batch[0].index}–{batch[-1].index} failed: {exc}"
+                log.critical("%s: %s; this node stops applying until it is restarted", self.id, self.halted)
+                continue
+            self._after_apply(results, batch[-1].index)
+
+    def _after_apply(self, results: list[Applied], upto: int) -> None:
         with self._changed:
-            self._applied = max(self._applied, committed.index)
-            self._decided.update(applied.decided)
-            for verdict in applied.decided.values():
-                self.counters["adopted" if verdict == "adopt" else "rejected"] += 1
+            self._applied = max(self._applied, upto)
+            for applied in results:
+                self._decided.update(applied.decided)
+                for verdict in applied.decided.values():
+                    self.counters["adopted" if verdict == "adopt" else "rejected"] += 1
             self._changed.notify_all()
-        if applied.genome is None:
-            return
-        for proposal, (version, voters) in applied.waiting.items():
-            if self.id not in voters and (proposal, version) not in self._queued:
-                self._queued.add((proposal, version))
-                self._validations.put((applied.genome, proposal, version))
+        for applied in results:
+            if applied.genome is None:
+                continue
+            for proposal, (version, voters) in applied.waiting.items():
+                if self.id not in voters and (proposal, version) not in self._queued:
+                    self._queued.add((proposal, version))
+                    self._validations.put((applied.genome, proposal, version))
 
     def wait_applied(self, index: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -371,7 +414,7 @@ class SwarmNode:
         return {
             "node": self.id, "role": engine.get("role"), "leader": engine.get("leader"), "term": engine.get("term", 0),
             "commit_index": engine.get("commit_index", 0), "applied_index": self._applied,
-            "members": self.state.members, "heads": heads,
+            "members": self.state.members, "heads": heads, "halted": self.halted,
             "counters": {**self.counters, **self.transport.stats(), "skipped_entries": self.state.rejected_entries},
         }
 
@@ -416,5 +459,7 @@ class SwarmNode:
         return {"ok": True, "error": None, "members": members}
 
 
+#: Committed entries a node applies in one store transaction when it has a backlog.
+APPLY_BATCH = 256
 #: How long a proposer waits for the swarm's votes before it moves on (they still count later).
 PROPOSAL_TIMEOUT = 120.0
