@@ -195,6 +195,8 @@ class SwarmNode:
         self._commits: queue.Queue[Any] = queue.Queue()
         #: why this node stopped applying the ledger (None while healthy)
         self.halted: str | None = None
+        #: what this node's evolution is doing now (shown by `status`)
+        self.stage = "idle"
         self._queued: set[tuple[str, str]] = set()
         self._threads: list[threading.Thread] = []
         self._coordinators: dict[str, Coordinator] = {}
@@ -386,14 +388,39 @@ class SwarmNode:
             self._coordinators[genome] = Coordinator(
                 self.store, self.node.supervisor, genome, self.id,
                 candidates_per_cycle=self.cluster.evolution.candidates_per_cycle, recorder=self._record,
+                progress=self._progress,
             )
         return self._coordinators[genome]
+
+    def _progress(self, stage: str, info: dict[str, Any]) -> None:
+        """What the leader is doing, for its log and for `status` (the demo shows it)."""
+        cycle = info.get("cycle")
+        if stage == "analyze":
+            self.stage = f"cycle {cycle}: profiling {info['version']}"
+        elif stage == "generate":
+            self.stage = f"cycle {cycle}: {info['opportunities']} opportunities, {info['plans']} plans"
+        elif stage == "incubate":
+            self.stage = f"cycle {cycle}: proving {info['candidates']} candidates in the sandbox"
+        elif stage == "cycle":
+            result = info["result"]
+            self.stage = f"cycle {cycle}: done"
+            log.info(
+                "%s: cycle %s took %.1f s (%.1f s in the genome's processes), %d candidates, adopted %s",
+                self.id, cycle, result.wall_seconds, result.child_seconds, result.candidates,
+                short(result.adopted) if result.adopted else "nothing",
+            )
+            return
+        else:
+            return
+        log.info("%s: %s", self.id, self.stage)
 
     def _record(
         self, genome: str, node: str, cycle: int, seed: int,
         evaluated: list[CandidateRecord], adoption: Adoption | None, held: list[Held],
     ) -> bool:
         """A cycle's results go to the ledger; a winner waits for the swarm's votes."""
+        if adoption is not None:
+            self.stage = f"cycle {cycle}: proposing {short(adoption.version)}, waiting for votes"
         self.propose(cycle_entry(genome, node, cycle, seed, evaluated, held, adoption, time.time()))
         if adoption is None:
             return False
@@ -414,7 +441,7 @@ class SwarmNode:
         return {
             "node": self.id, "role": engine.get("role"), "leader": engine.get("leader"), "term": engine.get("term", 0),
             "commit_index": engine.get("commit_index", 0), "applied_index": self._applied,
-            "members": self.state.members, "heads": heads, "halted": self.halted,
+            "members": self.state.members, "heads": heads, "halted": self.halted, "stage": self.stage,
             "counters": {**self.counters, **self.transport.stats(), "skipped_entries": self.state.rejected_entries},
         }
 

@@ -152,7 +152,7 @@ def _watch(config: Any, launcher: Any, cycles: int) -> dict[str, dict[str, Any]]
             votes = f", {head['waiting']} proposal waiting for votes" if head["waiting"] else ""
             progress.update(
                 task, completed=min(head["cycles"], cycles),
-                description=f"{leader['node']} evolves, peers vote: cycle {min(head['cycles'] + 1, cycles)}{votes}",
+                description=f"{leader['node']} (leader) {leader.get('stage', '')}{votes}",
             )
             heads = {s["heads"].get(genome, {}).get("chain") for s in live.values()}
             if head["cycles"] >= cycles and not head["waiting"] and len(live) == len(config.ids) and len(heads) == 1:

@@ -237,7 +237,11 @@ class LedgerState:
     def _vote(self, run: _Run, entry: dict[str, Any]) -> dict[str, str]:
         lineage = run.lineage(entry["genome"])
         found = proposals_of(lineage).get(entry["proposal"])
-        if found is not None and found["version"] == entry["version"] and found["votes"].get(entry["node"]) == bool(entry["yes"]):
+        if found is None or found["version"] != entry["version"]:
+            # A late vote: the proposal was decided (or rebased) before it was counted.
+            logger.debug("late vote of %s on %s ignored", entry["node"], entry["proposal"])
+            return {}
+        if found["votes"].get(entry["node"]) == bool(entry["yes"]):
             return {}  # the same vote again (a retried proposal): nothing new to record
         at = _when(entry)
         lineage.vote(entry["proposal"], entry["version"], bool(entry["yes"]), str(entry.get("reason", "")), entry["node"], timestamp=at)
