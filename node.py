@@ -39,7 +39,7 @@ from consensus.ledger import (
 )
 from events.records import Adoption, CandidateRecord, Held
 from events.store import GenomeStore
-from evolution.errors import ConsensusError, GenomeError, TarsError, UnknownGenomeError
+from evolution.errors import ConsensusError, GenomeError, PolicyError, TarsError, UnknownGenomeError
 from evolution.manifest import Manifest, parse_manifest
 from evolution.policy import Policy
 from evolution.tree import Tree, short
@@ -455,8 +455,14 @@ class SwarmNode:
             return self._change_members(op, str(body.get("node", "")))
         if op == "rollback":
             genome, to = str(body.get("genome", "")), str(body.get("to", ""))
-            tree_version = self.store.resolve(genome, to)
-            index = self.propose(rollback_entry(genome, tree_version, str(body.get("reason", "manual rollback")), sender, time.time()))
+            try:
+                target = self.store.resolve(genome, to)
+                if target == self.store.head(genome).version:
+                    raise PolicyError(f"{genome} is already at {short(target)}", hint="roll back to an earlier version (`tars log lineage` lists them)")
+                reason = str(body.get("reason", "manual rollback"))
+                index = self.propose(rollback_entry(genome, target, reason, sender, time.time()))
+            except TarsError as exc:
+                return {"ok": False, "error": str(exc)}
             return {"ok": True, "index": index, "head": self.store.head(genome).version}
         if op == "block":
             # Fault injection for partition tests: drop this node's traffic to and from

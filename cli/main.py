@@ -49,8 +49,14 @@ def rollback(
     to: str = typer.Option(..., "--to", help="version (prefix) to return to"),
     reason: str = typer.Option("manual rollback", "--reason"),
     store: str = StoreOpt,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="roll the whole running swarm of this cluster.yml back, through the ledger"
+    ),
 ) -> None:
     """Make an earlier version the head again (appends an event; erases nothing)."""
+    if config is not None:
+        _swarm_rollback(config, genome, to, reason)
+        return
     with open_store(store) as handle:
         version = resolve_version(handle, genome, to)
         before = handle.head(genome).version
@@ -85,6 +91,29 @@ def approve(
             "cli",
         )
     console.print(f"{genome}: approved {candidate}; head is now {short(version_id(tree))}")
+
+
+def _swarm_rollback(config_path: Path, genome: str, to: str, reason: str) -> None:
+    """Ask any node that answers to commit the rollback; every node applies it."""
+    from evolution.errors import TransportError
+    from runtime.config import load_cluster
+    from runtime.launcher import admin_request
+
+    config = load_cluster(config_path)
+    errors = []
+    for node_id in config.ids:
+        try:
+            reply = admin_request(config, node_id, {"op": "rollback", "genome": genome, "to": to, "reason": reason}, timeout=15.0)
+        except TransportError as exc:
+            errors.append(f"{node_id}: {exc.message}")
+            continue
+        if not reply.get("ok"):
+            raise PolicyError(f"the swarm refused the rollback: {reply.get('error')}")
+        console.print(f"{genome}: rollback committed at ledger index {reply['index']} via {node_id}; head is now {short(reply['head'])} on every node")
+        return
+    raise TransportError(
+        f"no node of {config_path} answered ({'; '.join(errors)})", hint="start the swarm with `tars cluster up`"
+    )
 
 
 def main() -> None:

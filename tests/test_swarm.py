@@ -105,6 +105,8 @@ def test_rollback_through_the_ledger_rolls_every_node_back(swarm: list[SwarmNode
     wait(lambda: heads(swarm) == {win.version}, what="adoption")
     reply = swarm[2]._admin("admin", {"op": "rollback", "genome": "tiny", "to": version_id(tree)[:10], "reason": "test"})
     assert reply["ok"]
+    refused = swarm[1]._admin("admin", {"op": "rollback", "genome": "tiny", "to": "ffffffffff", "reason": "test"})
+    assert not refused["ok"] and "ffffffffff" in refused["error"]
     wait(lambda: heads(swarm) == {version_id(tree)}, what="rollback on all nodes")
     assert all(any(e.type == "RolledBack" for e in n.store.log(genome="tiny")) for n in swarm)
 
@@ -159,3 +161,31 @@ def test_bad_frames_are_dropped_counted_and_harmless(swarm: list[SwarmNode]) -> 
     _, win = candidate(tree, '"""How many of ``words`` are common words."""', '"""Count the common words."""')
     target.propose(cycle_entry("tiny", target.id, 1, 3, [], [], win, time.time()))
     wait(lambda: heads(swarm) == {win.version}, what="adoption after the bad frames")
+
+
+def test_a_second_node_on_a_taken_port_fails_with_a_clear_error(tmp_path: Path) -> None:
+    from evolution.errors import TransportError
+
+    config = load_cluster(write_cluster(tmp_path, 1, TINY, 1, 1, 3, 1))
+    config.ensure_keys()
+    first = SwarmNode(config, "node-1", evolve=False)
+    first.start()
+    try:
+        second = SwarmNode(config, "node-1", evolve=False)
+        with pytest.raises(TransportError, match="in use") as caught:
+            second.start()
+        second.stop()
+        assert "cluster.yml" in str(caught.value)
+    finally:
+        first.stop()
+
+
+def test_node_start_names_an_unknown_id(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    path = write_cluster(tmp_path, 3, TINY, 1, 1, 3, 1)
+    result = CliRunner().invoke(app, ["node", "start", "--config", str(path), "--id", "node-9"])
+    assert result.exit_code != 0
+    assert "node-9" in result.output and "node-1" in result.output
