@@ -1,0 +1,1042 @@
+"""pysyncobj 0.3.17 behind :class:`~consensus.interface.Consensus`, hardened.
+
+pysyncobj is a correct, maintained Raft core, but out of the box it pickles every
+message, keeps its log in an mmap flushed only at shutdown, compacts by pickling the
+whole object in a forked child and runs networking, Raft and user callbacks on one
+thread.  This module keeps its Raft core and replaces everything around it:
+
+* **Journal** — :class:`consensus.journal.CrcJournal` (CRC'd msgpack records, fsync
+  before any message leaves the node).  pysyncobj builds its journal with
+  ``createJournal(conf.journalFile)`` imported into ``pysyncobj.syncobj``; we replace
+  that name with a function that hands back the journal we opened when the "file name"
+  is one of our registration tokens and defers to the original otherwise.
+* **Wire** — :class:`_RaftWire` implements pysyncobj's ``Transport`` over our
+  transport's ``send``/``subscribe`` on channel ``"raft"``.  Each message type is
+  converted to a whitelisted msgpack dict and validated on the way in; nothing pickled
+  is ever sent.  pysyncobj ships an entry larger than the batch size as chunks of its
+  pickle ("transmission"): the wire reassembles them on the sending side and sends the
+  entry as a plain append_entries; snapshot messages cannot occur (compaction is off)
+  and would be refused.
+* **Payloads** — our entries are ``TAG + data`` commands handed to ``_applyCommand``
+  directly: pysyncobj stores and replicates them but, seeing an unknown command type,
+  never unpickles them.  We read each applied entry back from the journal by its
+  index.  Only pysyncobj's membership commands still pickle (``['add', id]``), and
+  ``pysyncobj.syncobj.pickle`` is replaced by a shim whose ``loads`` refuses every global
+  except ``_codecs.encode`` (protocol-2 bytes), so unpickling cannot run code.
+* **Threads** — ``autoTick=False``; one driver thread drains inbound frames, submits
+  proposals, ticks the core and then sleeps on a wake-up event; a separate applier
+  thread calls ``on_commit`` so a slow store write never delays heartbeats.
+* **Compaction is off** (the log grows; a new node receives the whole log through
+  append_entries), batching is off, timers come from :class:`RaftTimers`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import functools
+import io
+import logging
+import os
+import pickle
+import queue
+import threading
+import time
+import types
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pysyncobj.pickle as pso_pickle
+import pysyncobj.syncobj as pso_syncobj
+from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj.config import FAIL_REASON
+from pysyncobj.node import Node
+from pysyncobj.transport import Transport
+
+from consensus.interface import Committed, Frame, MessageTransport
+from consensus.journal import CrcJournal
+from evolution.errors import ConfigError, ConsensusError, NotCommittedError
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "raft"
+#: Command type byte for TARS payloads; pysyncobj's own types are 0..3 and it skips
+#: (never unpickles) any other type when applying.
+TAG = b"T"
+_NO_OP = 1
+_MEMBERSHIP = 2
+#: Largest payload :meth:`RaftEngine.propose` accepts (the ledger's own limit); lowered
+#: to fit the transport's ``max_frame`` when it has one (see ``_max_entry``).
+MAX_ENTRY_BYTES = 32 << 20
+#: Soft cap of one append_entries message.  pysyncobj sends a single larger entry as
+#: pickled chunks ("transmission"); :class:`_RaftWire` reassembles those locally and
+#: sends the entry as one plain message instead, so no pickle reaches the wire.
+_BATCH_BYTES = 1 << 20
+_FRAME_OVERHEAD = 64 << 10
+
+
+def _max_entry(transport: Any) -> int:
+    """Largest entry whose append_entries always fits one transport frame.
+
+    pysyncobj fills a message until it reaches the batch size, so one message carries up
+    to a batch minus a byte plus one more entry; an entry that could push a message over
+    the transport's frame limit would be dropped on every retry and stall that follower.
+    """
+    max_frame = getattr(transport, "max_frame", None)
+    if not isinstance(max_frame, int):
+        return MAX_ENTRY_BYTES
+    return max(0, min(MAX_ENTRY_BYTES, max_frame - _BATCH_BYTES - _FRAME_OVERHEAD))
+
+
+_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+_REASONS = {
+    getattr(FAIL_REASON, name): name.lower()
+    for name in dir(FAIL_REASON)
+    if not name.startswith("_") and isinstance(getattr(FAIL_REASON, name), int)
+}
+#: Failures after which the entry is certainly not in any log: safe to resubmit.
+_RETRYABLE = {
+    FAIL_REASON.QUEUE_FULL,
+    FAIL_REASON.MISSING_LEADER,
+    FAIL_REASON.NOT_LEADER,
+    FAIL_REASON.DISCARDED,
+}
+
+
+@dataclass(frozen=True)
+class RaftTimers:
+    """Raft timing, in seconds.
+
+    Defaults follow ANCHORS.md: election 0.15–0.3 s with a 30 ms heartbeat failed over
+    in 0.29 s on these machines.  ``leader_fallback`` is how long a leader keeps leading
+    without hearing from a majority (pysyncobj's default of 30 s would let a partitioned
+    leader accept doomed proposals for half a minute); ``tick`` is the driver's longest
+    sleep when nothing wakes it; ``removed_grace`` is how long a removed node is still
+    sent the log, so that it learns its removal committed.
+    """
+
+    election_min: float = 0.15
+    election_max: float = 0.30
+    heartbeat: float = 0.03
+    leader_fallback: float = 0.6
+    tick: float = 0.005
+    removed_grace: float = 3.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.heartbeat <= 0 or self.tick <= 0 or self.removed_grace < 0:
+            problems.append("heartbeat and tick must be positive, removed_grace not negative")
+        if self.election_min <= 3 * self.heartbeat:
+            problems.append("election_min must exceed 3 × heartbeat")
+        if self.election_max <= self.election_min:
+            problems.append("election_max must exceed election_min")
+        if self.leader_fallback <= self.heartbeat:
+            problems.append("leader_fallback must exceed heartbeat")
+        if problems:
+            raise ConfigError(
+                f"invalid Raft timers {self}: " + "; ".join(problems),
+                hint="e.g. RaftTimers(election_min=0.15, election_max=0.3, heartbeat=0.03)",
+            )
+
+
+class RaftNode(Node):  # type: ignore[misc]
+    """A pysyncobj node named by our node id; the transport knows its endpoint."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__(node_id)
+
+
+# ---- process-wide patches of pysyncobj ------------------------------------------------
+
+_JOURNAL_PREFIX = "tars-crc-journal:"
+_pending_journals: dict[str, CrcJournal] = {}
+_patch_lock = threading.Lock()
+_original_create_journal = pso_syncobj.createJournal
+
+
+def _create_journal(journalFile: Any = None) -> Any:  # noqa: N803 (pysyncobj's name)
+    if isinstance(journalFile, str) and journalFile.startswith(_JOURNAL_PREFIX):
+        with _patch_lock:
+            return _pending_journals.pop(journalFile)
+    return _original_create_journal(journalFile)
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Allows plain data only: lists, tuples, str, int, bytes (protocol 2 needs
+    ``_codecs.encode`` to rebuild bytes).  Any other global is refused, so an entry or
+    message cannot make us import or call anything."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in {("_codecs", "encode"), ("codecs", "encode")}:
+            return codecs.encode
+        raise pickle.UnpicklingError(f"pickled global {module}.{name} refused")
+
+
+def safe_loads(data: bytes) -> Any:
+    return _SafeUnpickler(io.BytesIO(pso_pickle.to_bytes(data)), encoding="latin1").load()
+
+
+def _safe_load(file: Any) -> Any:
+    return _SafeUnpickler(file, encoding="latin1").load()
+
+
+_pickle_shim = types.ModuleType("pysyncobj_restricted_pickle")
+_pickle_shim.dumps = pso_pickle.dumps  # type: ignore[attr-defined]
+_pickle_shim.dump = pso_pickle.dump  # type: ignore[attr-defined]
+_pickle_shim.to_bytes = pso_pickle.to_bytes  # type: ignore[attr-defined]
+_pickle_shim.loads = safe_loads  # type: ignore[attr-defined]
+_pickle_shim.load = _safe_load  # type: ignore[attr-defined]
+
+
+def install_pysyncobj_patches() -> None:
+    """Route pysyncobj's journal creation and in-log unpickling through our code.
+
+    Idempotent and process-wide: the journal hook only acts on our tokens; the restricted
+    unpickler applies to every SyncObj in the process (plain pysyncobj users whose
+    replicated methods take only plain data keep working).
+    """
+    with _patch_lock:
+        pso_syncobj.createJournal = _create_journal
+        pso_syncobj.pickle = _pickle_shim
+
+
+# ---- wire format ------------------------------------------------------------------------
+
+_INT = "int"
+_OPT_INT = "opt_int"
+_BOOL = "bool"
+_BYTES = "bytes"
+_ENTRIES = "entries"
+_SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
+    # type -> field -> (kind, required)
+    "request_vote": {
+        "term": (_INT, True),
+        "last_log_index": (_INT, True),
+        "last_log_term": (_INT, True),
+    },
+    "response_vote": {"term": (_INT, True)},
+    "timeout_now": {"term": (_INT, True)},
+    "append_entries": {
+        "term": (_INT, True),
+        "commit_index": (_INT, True),
+        "prevLogIdx": (_OPT_INT, True),
+        "prevLogTerm": (_OPT_INT, True),
+        "entries": (_ENTRIES, False),
+    },
+    "apply_command": {"command": (_BYTES, True), "request_id": (_INT, False)},
+    "apply_command_response": {
+        "request_id": (_INT, True),
+        "error": (_INT, False),
+        "log_idx": (_INT, False),
+        "log_term": (_INT, False),
+    },
+    "next_node_idx": {
+        "next_node_idx": (_INT, True),
+        "reset": (_BOOL, True),
+        "success": (_BOOL, True),
+    },
+}
+
+
+def _command_ok(command: Any) -> bool:
+    """Only commands this engine creates may enter a log: ours, no-ops, membership."""
+    if not isinstance(command, bytes) or not command:
+        return False
+    kind = command[0]
+    if command[:1] == TAG or kind == _NO_OP:
+        return True
+    if kind != _MEMBERSHIP:
+        return False
+    try:
+        request = safe_loads(command[1:])
+    except Exception:
+        return False
+    return (
+        isinstance(request, list)
+        and len(request) == 2
+        and request[0] in ("add", "rem")
+        and isinstance(request[1], str)
+    )
+
+
+def _field_ok(kind: str, value: Any) -> bool:
+    if kind == _INT:
+        return type(value) is int
+    if kind == _OPT_INT:
+        return value is None or type(value) is int
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if kind == _BYTES:
+        return _command_ok(value)
+    return isinstance(value, list | tuple) and all(
+        isinstance(e, list | tuple)
+        and len(e) == 3
+        and _command_ok(e[0])
+        and type(e[1]) is int
+        and type(e[2]) is int
+        for e in value
+    )
+
+
+def to_wire(message: dict[str, Any]) -> dict[str, Any] | None:
+    """pysyncobj message -> msgpack-safe dict, or None if it must not leave the node."""
+    kind = message.get("type")
+    schema = _SCHEMA.get(kind) if isinstance(kind, str) else None
+    if schema is None or set(message) - set(schema) - {"type"}:
+        return None
+    body: dict[str, Any] = {"type": kind}
+    for field, (fkind, required) in schema.items():
+        if field not in message:
+            if required:
+                return None
+            continue
+        value = message[field]
+        if fkind == _ENTRIES:
+            value = [[bytes(c), i, t] for c, i, t in value]
+        elif fkind == _BYTES:
+            value = bytes(value)
+        body[field] = value
+    return body
+
+
+def from_wire(body: Any) -> dict[str, Any] | None:
+    """Validated wire dict -> pysyncobj message (entries as tuples), or None to drop."""
+    if not isinstance(body, dict):
+        return None
+    kind = body.get("type")
+    schema = _SCHEMA.get(kind) if isinstance(kind, str) else None
+    if schema is None or set(body) - set(schema) - {"type"}:
+        return None
+    message: dict[str, Any] = {"type": kind}
+    for field, (fkind, required) in schema.items():
+        if field not in body:
+            if required:
+                return None
+            continue
+        value = body[field]
+        if not _field_ok(fkind, value):
+            return None
+        if fkind == _ENTRIES:
+            value = [(c, i, t) for c, i, t in value]
+        message[field] = value
+    return message
+
+
+class _RaftWire(Transport):  # type: ignore[misc]
+    """pysyncobj ``Transport`` over our transport's channel ``"raft"``.
+
+    Every configured member counts as connected from the start and stays so: pysyncobj
+    only sends append_entries to "connected" nodes and only starts elections when
+    connected to someone, and our transport has no connection events.  Loss is left to
+    Raft's own timeouts, as the protocol intends.
+
+    Frames from non-members are dropped, so a removed node cannot disrupt elections.
+    pysyncobj stops replicating to a node the moment its removal is *appended*, so the
+    node would never learn that the removal committed (and a node removing itself would
+    wait forever); for ``grace`` seconds a removed node therefore stays a pysyncobj
+    read-only node: it still receives the log, and only its acknowledgements are let in.
+    """
+
+    def __init__(
+        self,
+        transport: MessageTransport,
+        members: dict[str, RaftNode],
+        before_send: Callable[[], None],
+        grace: float,
+        journal: CrcJournal | None = None,
+    ) -> None:
+        super().__init__(None, None, None)
+        self._transport = transport
+        self._members = members
+        self._before_send = before_send
+        self._grace = grace
+        self._leaving: dict[str, tuple[RaftNode, float]] = {}
+        self._journal = journal
+        self.skipped_entries = 0
+        self.refused = 0
+        self.dropped_unknown = 0
+        self.dropped_invalid = 0
+        self.send_errors = 0
+        self._chunks: dict[str, bytearray] = {}
+
+    def connect_all(self) -> None:
+        for node in list(self._members.values()):
+            self._onNodeConnected(node)
+
+    def addNode(self, node: Node) -> None:  # noqa: N802 (pysyncobj's name)
+        # A node re-added during its grace stays in pysyncobj's read-only set: harmless,
+        # it is then also a voting member and replicated to once.
+        self._leaving.pop(node.id, None)
+        canonical = self._members.setdefault(node.id, RaftNode(node.id))
+        self._onNodeConnected(canonical)
+
+    def dropNode(self, node: Node) -> None:  # noqa: N802
+        self._members.pop(node.id, None)
+        self._onNodeDisconnected(node)
+        leaving = RaftNode(node.id)
+        self._leaving[node.id] = (leaving, time.monotonic() + self._grace)
+        self._onReadonlyNodeConnected(leaving)
+
+    def expire(self) -> None:
+        """End the grace of removed nodes (driver thread)."""
+        if not self._leaving:
+            return
+        now = time.monotonic()
+        for node_id, (node, until) in list(self._leaving.items()):
+            if now >= until:
+                del self._leaving[node_id]
+                self._onReadonlyNodeDisconnected(node)
+
+    def send(self, node: Node, message: dict[str, Any]) -> bool:
+        if "transmission" in message:
+            reassembled = self._reassemble(node.id, message)
+            if reassembled is None:
+                return True
+            message = reassembled
+        body = to_wire(message)
+        if body is None:
+            self.refused += 1
+            logger.error("raft: refused to send %r to %s", message.get("type"), node.id)
+            return False
+        # Durability before acknowledgement: nothing leaves before the journal is synced.
+        self._before_send()
+        try:
+            return bool(self._transport.send(node.id, CHANNEL, body))
+        except Exception as exc:
+            self.send_errors += 1
+            logger.debug("raft: send to %s failed: %s", node.id, exc)
+            return False
+
+    def _reassemble(self, node_id: str, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Collect one pickled-entry transfer; return it as a plain message when whole.
+
+        pysyncobj emits all chunks of an entry in one call, but may label more than one
+        of them "finish" (it compares against the entry's length, not the pickle's), so
+        the entry is complete when the buffer unpickles, not at the first "finish".  The
+        pickle is our own, made a moment ago on this node, and is read with the
+        restricted unpickler anyway.
+        """
+        if message["transmission"] == "start":
+            self._chunks[node_id] = bytearray()
+        buffer = self._chunks.setdefault(node_id, bytearray())
+        buffer += message["data"]
+        if message["transmission"] != "finish":
+            return None
+        try:
+            command, index, term = safe_loads(bytes(buffer))
+        except Exception:
+            return None
+        del self._chunks[node_id]
+        return {
+            "type": "append_entries",
+            "term": message["term"],
+            "commit_index": message["commit_index"],
+            "prevLogIdx": message["prevLogIdx"],
+            "prevLogTerm": message["prevLogTerm"],
+            "entries": [(command, index, term)],
+        }
+
+    def deliver(self, sender: str, body: Any) -> None:
+        node = self._members.get(sender)
+        if node is None:
+            leaving = self._leaving.get(sender)
+            if leaving is None or not isinstance(body, dict) or body.get("type") != "next_node_idx":
+                self.dropped_unknown += 1
+                return
+            node = leaving[0]
+        message = from_wire(body)
+        if message is None:
+            self.dropped_invalid += 1
+            logger.warning("raft: dropped an invalid frame from %s", sender)
+            return
+        if message["type"] == "append_entries" and message.get("entries"):
+            self._skip_entries_we_have(message)
+        self._onMessageReceived(node, message)
+
+    def _skip_entries_we_have(self, message: dict[str, Any]) -> None:
+        """Drop the leading entries this node already holds (same index, term, bytes).
+
+        pysyncobj truncates its log after ``prevLogIdx`` and re-appends whenever a leader
+        re-sends entries (its next-index moves back on late acknowledgements), so entries
+        already acknowledged would briefly vanish from disk and be written and synced
+        again.  Raft only truncates on a *conflict*; by the log matching property an
+        entry equal to ours at the same index and term means all before it match too, so
+        advancing ``prevLogIdx`` past such entries is exactly Raft's rule.
+        """
+        journal = self._journal
+        if journal is None or message["prevLogIdx"] is None or not len(journal):
+            return
+        first, last = journal[0][1], journal[-1][1]
+        entries = message["entries"]
+        skip = 0
+        while skip < len(entries):
+            command, index, term = entries[skip]
+            if index > last or index < first:
+                break
+            mine = journal[index - first]
+            if mine[2] != term or mine[0] != command:
+                break
+            skip += 1
+        if skip:
+            message["prevLogIdx"], message["prevLogTerm"] = (
+                entries[skip - 1][1],
+                entries[skip - 1][2],
+            )
+            message["entries"] = entries[skip:]
+            self.skipped_entries += skip
+
+
+class _Core(SyncObj):  # type: ignore[misc]
+    """The Raft core, without replicated methods: our entries bypass them."""
+
+
+# ---- requests ---------------------------------------------------------------------------
+
+
+class _Request:
+    """One proposal or membership change, from the caller to the driver and back."""
+
+    QUEUED, SUBMITTED, DONE, FAILED, ABANDONED = range(5)
+
+    def __init__(self, command: bytes, deadline: float, retry_denied: bool) -> None:
+        self.command = command
+        self.deadline = deadline
+        self.retry_denied = retry_denied
+        self.not_before = 0.0
+        self.state = self.QUEUED
+        self.index = 0
+        self.error: int | None = None
+        self.lock = threading.Lock()
+        self.event = threading.Event()
+
+
+class RaftEngine:
+    """:class:`~consensus.interface.Consensus` on pysyncobj (see the module docstring)."""
+
+    def __init__(
+        self,
+        node_id: str,
+        transport: MessageTransport,
+        peers: list[str],
+        journal_path: Path,
+        timers: RaftTimers | None = None,
+    ) -> None:
+        if node_id not in peers:
+            raise ConfigError(
+                f"node {node_id!r} is not in its own peer list {sorted(peers)}",
+                hint="peers lists every member of the swarm, this node included",
+            )
+        if len(set(peers)) != len(peers):
+            raise ConfigError(
+                f"duplicate node ids in peers {sorted(peers)}",
+                hint="give every node a unique id in cluster.yml",
+            )
+        self.node_id = node_id
+        self._transport = transport
+        self._peers = list(peers)
+        self._journal_path = Path(journal_path)
+        self._timers = timers or RaftTimers()
+        self._callback: Callable[[Committed], None] | None = None
+        self._core: _Core | None = None
+        self._journal: CrcJournal | None = None
+        self._wire: _RaftWire | None = None
+        self._inbound: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._requests: deque[_Request] = deque()
+        self._calls: deque[Callable[[], None]] = deque()
+        self._waiting: list[_Request] = []
+        self._completed: list[_Request] = []
+        self._live: set[_Request] = set()
+        self._live_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._started = False
+        self._stopped = False
+        self._driver: threading.Thread | None = None
+        self._applier: threading.Thread | None = None
+        self._apply_queue: queue.SimpleQueue[Committed | None] = queue.SimpleQueue()
+        self._delivered = 0
+        self._role = 0
+        self._removed = False
+        self._tick_errors = 0
+        self._apply_error: str | None = None
+        self._applied_by_callback = 0
+        self._snapshot: dict[str, Any] = {}
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    def on_commit(self, callback: Callable[[Committed], None]) -> None:
+        if self._started:
+            raise ConsensusError(
+                f"on_commit called after start on node {self.node_id}",
+                hint="set the commit callback before start(); entries are delivered from "
+                "the first index after every start",
+            )
+        self._callback = callback
+
+    def start(self) -> None:
+        if self._started:
+            raise ConsensusError(
+                f"Raft engine {self.node_id} was already started",
+                hint="an engine starts once; build a new RaftEngine on the same journal to restart",
+            )
+        install_pysyncobj_patches()
+        journal = CrcJournal(self._journal_path)
+        token = f"{_JOURNAL_PREFIX}{id(journal)}:{self._journal_path}"
+        with _patch_lock:
+            _pending_journals[token] = journal
+        members = {p: RaftNode(p) for p in self._peers if p != self.node_id}
+        wire = _RaftWire(
+            self._transport, members, journal.sync, self._timers.removed_grace, journal
+        )
+        t = self._timers
+        conf = SyncObjConf(
+            autoTick=False,
+            appendEntriesUseBatch=False,
+            appendEntriesBatchSizeBytes=_BATCH_BYTES,
+            dynamicMembershipChange=True,
+            raftMinTimeout=t.election_min,
+            raftMaxTimeout=t.election_max,
+            appendEntriesPeriod=t.heartbeat,
+            leaderFallbackTimeout=t.leader_fallback,
+            connectionTimeout=max(3.5, t.election_max),
+            journalFile=token,
+            fullDumpFile=None,
+            logCompactionMinEntries=2**62,
+            logCompactionMinTime=1e12,
+            useFork=False,
+            commandsWaitLeader=True,
+            onStateChanged=self._on_state_changed,
+        )
+        try:
+            core = _Core(
+                RaftNode(self.node_id),
+                list(members.values()),
+                conf=conf,
+                nodeClass=RaftNode,
+                transport=wire,
+            )
+        except BaseException:
+            with _patch_lock:
+                _pending_journals.pop(token, None)
+            journal.close()
+            raise
+        self._journal, self._wire, self._core = journal, wire, core
+        wire.connect_all()
+        self._publish()
+        self._transport.subscribe(CHANNEL, self._on_frame)
+        self._started = True
+        self._applier = threading.Thread(
+            target=self._apply_loop, name=f"raft-apply-{self.node_id}", daemon=True
+        )
+        self._driver = threading.Thread(
+            target=self._drive, name=f"raft-driver-{self.node_id}", daemon=True
+        )
+        self._applier.start()
+        self._driver.start()
+
+    def stop(self) -> None:
+        """Stop ticking, make the journal durable, deliver what is already queued."""
+        if not self._started or self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        self._wake.set()
+        unsubscribe = getattr(self._transport, "unsubscribe", None)
+        if callable(unsubscribe):
+            with contextlib.suppress(Exception):
+                unsubscribe(CHANNEL)
+        if self._driver is not None:
+            self._driver.join()
+        self._apply_queue.put(None)
+        if self._applier is not None:
+            self._applier.join()
+        with self._live_lock:
+            live = list(self._live)
+        for request in live:
+            self._finish(request, FAIL_REASON.REQUEST_DENIED, stopping=True)
+
+    def _shutdown_core(self) -> None:
+        core = self._core
+        if core is None:
+            return
+        try:
+            core.destroy()
+        finally:
+            notifier = getattr(core, "_SyncObj__pipeNotifier", None)
+            for name in ("_PipeNotifier__pipeR", "_PipeNotifier__pipeW"):
+                fd = getattr(notifier, name, None)
+                if isinstance(fd, int):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+
+    # ---- driver thread ----------------------------------------------------------------
+
+    def _on_frame(self, frame: Frame) -> None:
+        if self._stopping.is_set():
+            return
+        self._inbound.put((frame.sender, frame.body))
+        self._wake.set()
+
+    def _on_state_changed(self, old: int, new: int) -> None:
+        self._role = new
+
+    def _drive(self) -> None:
+        core, wire = self._core, self._wire
+        assert core is not None and wire is not None
+        try:
+            while not self._stopping.is_set():
+                self._wake.wait(self._timers.tick)
+                self._wake.clear()
+                while True:
+                    try:
+                        sender, body = self._inbound.get_nowait()
+                    except queue.Empty:
+                        break
+                    try:
+                        wire.deliver(sender, body)
+                    except Exception:
+                        self._tick_errors += 1
+                        logger.exception(
+                            "raft %s: handling a message from %s failed", self.node_id, sender
+                        )
+                while self._calls:
+                    self._calls.popleft()()
+                wire.expire()
+                self._submit_requests()
+                try:
+                    core.doTick(0.0)
+                except Exception:
+                    self._tick_errors += 1
+                    logger.exception("raft %s: tick failed", self.node_id)
+                self._collect_applied()
+                self._publish()
+                while self._completed:
+                    self._finish(self._completed.pop(), None)
+        finally:
+            with contextlib.suppress(Exception):
+                self._collect_applied()
+            while self._completed:
+                self._finish(self._completed.pop(), None)
+            self._shutdown_core()
+            self._publish()
+
+    def _submit_requests(self) -> None:
+        core = self._core
+        assert core is not None
+        while self._requests:
+            self._waiting.append(self._requests.popleft())
+        if not self._waiting:
+            return
+        now = time.monotonic()
+        has_leader = core._getLeader() is not None
+        keep: list[_Request] = []
+        for request in self._waiting:
+            with request.lock:
+                if request.state != _Request.QUEUED:
+                    continue
+                if not has_leader or now < request.not_before:
+                    keep.append(request)
+                    continue
+                request.state = _Request.SUBMITTED
+            core._applyCommand(request.command, self._result_callback(request))
+        self._waiting = keep
+
+    def _result_callback(self, request: _Request) -> Callable[[Any, int], None]:
+        def on_result(_result: Any, error: int) -> None:
+            if error == FAIL_REASON.SUCCESS:
+                # pysyncobj calls this while applying the entry, before it advances
+                # raftLastApplied: the entry's index is the next one.
+                request.index = self._locate(request.command)
+                # Answered after this tick's delivery and status snapshot, so a caller
+                # that returns from propose() sees its own entry in status()/members().
+                self._completed.append(request)
+            elif error in _RETRYABLE or (
+                error == FAIL_REASON.REQUEST_DENIED and request.retry_denied
+            ):
+                with request.lock:
+                    if request.state == _Request.SUBMITTED and time.monotonic() < request.deadline:
+                        request.state = _Request.QUEUED
+                        request.not_before = time.monotonic() + self._timers.heartbeat
+                        self._requests.append(request)
+                        return
+                self._finish(request, error)
+            else:
+                self._finish(request, error)
+
+        return on_result
+
+    def _locate(self, command: bytes) -> int:
+        core, journal = self._core, self._journal
+        assert core is not None and journal is not None
+        index = int(core.raftLastApplied) + 1
+        entry = journal[index - journal[0][1]]
+        if entry[1] != index or entry[0] != command:  # pragma: no cover - pysyncobj changed
+            # Raising here would wedge pysyncobj's apply loop; report and carry on.
+            logger.error(
+                "raft %s: applied entry %d is not the proposed one; pysyncobj's apply "
+                "order changed (pin pysyncobj==0.3.17)",
+                self.node_id,
+                index,
+            )
+        return index
+
+    def _finish(self, request: _Request, error: int | None, stopping: bool = False) -> None:
+        with request.lock:
+            if request.state in (_Request.DONE, _Request.FAILED):
+                return
+            request.state = _Request.DONE if error is None else _Request.FAILED
+            request.error = -1 if stopping else error
+        with self._live_lock:
+            self._live.discard(request)
+        request.event.set()
+
+    def _collect_applied(self) -> None:
+        core, journal = self._core, self._journal
+        assert core is not None and journal is not None
+        applied = int(core.raftLastApplied)
+        if applied <= self._delivered:
+            return
+        journal.sync()
+        first = journal[0][1]
+        for index in range(self._delivered + 1, applied + 1):
+            command, entry_index, term = journal[index - first]
+            if entry_index != index:  # pragma: no cover - journal invariant
+                raise ConsensusError(
+                    f"raft {self.node_id}: journal position holds index {entry_index}, "
+                    f"expected {index}",
+                    hint="the journal is inconsistent; move it away and rejoin",
+                )
+            if command[:1] == TAG:
+                self._apply_queue.put(Committed(index, term, command[1:]))
+            elif command[0] == _MEMBERSHIP:
+                self._note_membership(command)
+        self._delivered = applied
+
+    def _note_membership(self, command: bytes) -> None:
+        try:
+            kind, node_id = safe_loads(command[1:])
+        except Exception:  # pragma: no cover - validated on entry
+            return
+        if node_id == self.node_id:
+            self._removed = kind == "rem"
+            if self._removed:
+                logger.warning(
+                    "raft %s: this node was removed from the swarm; stop it", self.node_id
+                )
+
+    def _publish(self) -> None:
+        core, journal, wire = self._core, self._journal, self._wire
+        if core is None or journal is None or wire is None:
+            return
+        leader = core._getLeader()
+        members = sorted(n.id for n in core.otherNodes)
+        if not self._removed:
+            members = sorted([*members, self.node_id])
+        self._snapshot = {
+            "node": self.node_id,
+            "role": _ROLES.get(self._role, str(self._role)),
+            "term": int(core.raftCurrentTerm),
+            "leader": leader.id if leader is not None else None,
+            "commit_index": int(core.raftCommitIndex),
+            "last_applied": int(core.raftLastApplied),
+            "log_len": len(journal),
+            "members": members,
+            "removed": self._removed,
+            "running": not self._stopping.is_set(),
+            "delivered": self._applied_by_callback,
+            "journal_syncs": journal.syncs,
+            "dropped_frames": wire.dropped_unknown + wire.dropped_invalid,
+            "refused_messages": wire.refused,
+            "skipped_resent_entries": wire.skipped_entries,
+            "tick_errors": self._tick_errors,
+            "apply_error": self._apply_error,
+        }
+
+    # ---- applier thread ---------------------------------------------------------------
+
+    def _apply_loop(self) -> None:
+        while True:
+            item = self._apply_queue.get()
+            if item is None:
+                return
+            if self._apply_error is not None or self._callback is None:
+                continue
+            try:
+                self._callback(item)
+                self._applied_by_callback = item.index
+            except Exception as exc:
+                # Skipping an entry would fork this node's store from its peers: halt
+                # delivery and say so; a restart re-delivers from the start.
+                self._apply_error = f"index {item.index}: {exc!r}"
+                logger.exception(
+                    "raft %s: on_commit failed at index %d; delivery halted until restart",
+                    self.node_id,
+                    item.index,
+                )
+
+    # ---- public API -------------------------------------------------------------------
+
+    def _require_running(self) -> None:
+        if not self._started or self._stopped:
+            raise ConsensusError(
+                f"Raft engine {self.node_id} is not running",
+                hint="call start() first (an engine cannot be restarted: build a new one)",
+            )
+
+    def _submit(self, command: bytes, timeout: float, retry_denied: bool) -> _Request:
+        request = _Request(command, time.monotonic() + timeout, retry_denied)
+        with self._live_lock:
+            self._live.add(request)
+        self._requests.append(request)
+        self._wake.set()
+        request.event.wait(timeout)
+        with request.lock:
+            if request.state == _Request.QUEUED:
+                request.state = _Request.ABANDONED
+        with self._live_lock:
+            self._live.discard(request)
+        return request
+
+    def _no_commit(self, what: str, request: _Request, timeout: float) -> NotCommittedError:
+        snap = self._snapshot
+        members = snap.get("members", [])
+        leader = snap.get("leader")
+        where = f"leader is {leader}" if leader else f"no leader known on {self.node_id}"
+        quorum = (
+            f"a majority ({len(members) // 2 + 1} of {', '.join(members)}) must be running "
+            "and reach each other"
+        )
+        if request.state == _Request.ABANDONED:
+            return NotCommittedError(
+                f"{what} on {self.node_id} was not committed within {timeout:g} s: it was "
+                f"never handed to a leader ({where})",
+                hint=f"it will not commit; retry once status() shows a leader — {quorum}",
+            )
+        if request.error == -1:
+            return NotCommittedError(
+                f"{what} on {self.node_id} was interrupted: the engine stopped",
+                hint="it may still commit if a leader already had it; the commit callback "
+                "of a running node will show it",
+            )
+        if request.error is None:
+            return NotCommittedError(
+                f"{what} on {self.node_id} was not committed within {timeout:g} s ({where})",
+                hint=f"a leader had it, so it may still commit (make retries idempotent) — "
+                f"{quorum}",
+            )
+        reason = _REASONS.get(request.error, str(request.error))
+        maybe = request.error in (FAIL_REASON.LEADER_CHANGED, FAIL_REASON.UNKNOWN_OUTCOME)
+        outcome = (
+            "the leader changed while it was in flight, so it may still commit (make "
+            "retries idempotent)"
+            if maybe
+            else "it did not commit; retry"
+        )
+        return NotCommittedError(
+            f"{what} on {self.node_id} failed: {reason} ({where})",
+            hint=f"{outcome} — {quorum}",
+        )
+
+    def propose(self, data: bytes, timeout: float = 5.0) -> int:
+        self._require_running()
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ConsensusError(
+                f"propose expects bytes, got {type(data).__name__}",
+                hint="encode the ledger entry (msgpack) before proposing it",
+            )
+        data = bytes(data)
+        limit = _max_entry(self._transport)
+        if len(data) > limit:
+            raise ConsensusError(
+                f"entry of {len(data)} bytes on {self.node_id} exceeds the ledger limit of "
+                f"{limit} bytes (set by the transport's frame size)",
+                hint="put bulk data (versions, snapshots) on the bulk-transfer channel and "
+                "propose its hash",
+            )
+        request = self._submit(TAG + data, timeout, retry_denied=False)
+        if request.state == _Request.DONE:
+            return request.index
+        raise self._no_commit(f"proposal of {len(data)} bytes", request, timeout)
+
+    def _change_membership(self, kind: str, node_id: str, timeout: float) -> None:
+        command = bytes([_MEMBERSHIP]) + pickle.dumps([kind, node_id], protocol=2)
+        request = self._submit(command, timeout, retry_denied=True)
+        if request.state != _Request.DONE:
+            verb = "adding" if kind == "add" else "removing"
+            raise self._no_commit(f"{verb} member {node_id!r}", request, timeout)
+
+    def add_member(self, node_id: str, timeout: float = 10.0) -> None:
+        """Add through the log; start the new node (peers = the new membership) first,
+        and make sure the transport can reach it."""
+        self._require_running()
+        if not isinstance(node_id, str) or not node_id:
+            raise ConfigError(f"invalid node id {node_id!r}", hint="node ids are non-empty strings")
+        if node_id in self.members():
+            return
+        self._change_membership("add", node_id, timeout)
+
+    def remove_member(self, node_id: str, timeout: float = 10.0) -> None:
+        """Remove through the log.  pysyncobj cannot remove the current leader, so a
+        leader removing itself first hands leadership to an up-to-date follower."""
+        self._require_running()
+        if node_id not in self.members():
+            return
+        deadline = time.monotonic() + timeout
+        if node_id == self.leader():
+            if node_id != self.node_id:
+                raise ConsensusError(
+                    f"cannot remove {node_id!r} from {self.node_id}: it is the leader",
+                    hint=f"call remove_member({node_id!r}) on {node_id} itself (it hands "
+                    "leadership over first), or stop it and retry once another leader is "
+                    "elected",
+                )
+            self._hand_over_leadership(deadline)
+        self._change_membership("rem", node_id, max(0.0, deadline - time.monotonic()))
+
+    def _hand_over_leadership(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            done = threading.Event()
+            self._calls.append(functools.partial(self._transfer, done))
+            self._wake.set()
+            done.wait(max(0.0, deadline - time.monotonic()))
+            settle = time.monotonic() + self._timers.election_max
+            while time.monotonic() < min(settle, deadline):
+                leader = self.leader()
+                if leader is not None and leader != self.node_id:
+                    return
+                time.sleep(self._timers.tick)
+        raise NotCommittedError(
+            f"leader {self.node_id} could not hand leadership over before removing itself",
+            hint="no follower is up to date and reachable; retry when the others catch up",
+        )
+
+    def _transfer(self, done: threading.Event) -> None:
+        core = self._core
+        assert core is not None
+        core.transferLeadership(callback=lambda _res, _err: done.set())
+
+    def leader(self) -> str | None:
+        leader = self._snapshot.get("leader")
+        return leader if isinstance(leader, str) else None
+
+    def members(self) -> list[str]:
+        members = self._snapshot.get("members")
+        return list(members) if isinstance(members, list) else sorted(self._peers)
+
+    def status(self) -> dict[str, Any]:
+        if not self._snapshot:
+            return {
+                "node": self.node_id,
+                "role": "stopped",
+                "term": 0,
+                "leader": None,
+                "commit_index": 0,
+                "last_applied": 0,
+                "log_len": 0,
+                "members": sorted(self._peers),
+                "running": False,
+            }
+        return dict(self._snapshot)

@@ -1,0 +1,358 @@
+"""A durable Raft journal for pysyncobj that never pickles and never lies about fsync.
+
+pysyncobj's own ``FileJournal`` is an mmap that is flushed only at shutdown, and its
+meta file (term, vote) is a pickle.  A Raft node that acknowledges an entry it has not
+made durable can lose a committed entry when a majority crashes, so this journal
+replaces it:
+
+* ``<path>`` — an 8-byte magic, then append-only records
+  ``<u32 length><u32 crc32(payload)><payload>`` where payload is msgpack
+  ``[idx, term, command]``.  Writes go straight to the file descriptor; :meth:`sync`
+  makes everything appended (or truncated) since the last sync durable with one
+  ``fdatasync``.  The engine calls it before any Raft message leaves the node and before
+  committed entries are delivered, so an acknowledgement is never sent for an entry that
+  is not on disk, and one fsync covers a whole burst of appends.
+* ``<path>.meta`` — msgpack ``{term, voted_for, commit_index}`` replaced atomically
+  (tmp, fsync, rename, fsync dir).  Term and vote are written synchronously in
+  :meth:`setCurrentTerm` because Raft forbids voting twice in a term across a restart.
+  The commit index is only a hint that lets a restarted node re-deliver its committed
+  prefix before it hears from a leader; it is written lazily, after a :meth:`sync`, so
+  it never points past entries that are on disk.
+
+Opening a journal checks every record.  A torn tail (a crash in the middle of an append
+that was never acknowledged) is truncated with a warning; a bad record followed by good
+ones is damage to acknowledged history and raises :class:`ConsensusError` naming the
+file and the offset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from pysyncobj.journal import Journal
+
+from evolution.errors import ConsensusError
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"TRSRJ\x00\x01\n"
+_HEADER = struct.Struct("<II")
+_MAX_RECORD = 1 << 30
+
+Entry = tuple[bytes, int, int]
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a create/rename/truncate of ``path`` itself durable (its directory entry)."""
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _encode_record(command: bytes, idx: int, term: int) -> bytes:
+    payload = msgpack.packb([idx, term, command], use_bin_type=True)
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path)
+
+
+class CrcJournal(Journal):
+    """pysyncobj ``Journal`` over a CRC-checked, msgpack, fsync-on-demand file.
+
+    Method names are pysyncobj's (camelCase) because pysyncobj calls them.  Everything
+    here runs on the engine's single driver thread, so there is no locking.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.meta_path = self.path.with_name(self.path.name + ".meta")
+        self._entries: list[Entry] = []
+        self._offsets: list[int] = []
+        self._dirty = False
+        self._closed = False
+        self.syncs = 0
+        self.truncated_tail_bytes = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._load_meta()
+        self._fd = self._open_log()
+
+    # ---- opening -------------------------------------------------------------------
+
+    def _load_meta(self) -> None:
+        self._term = 0
+        self._voted_for: Any = None
+        self._commit_index = 1
+        self._meta_saved_commit = 1
+        if not self.meta_path.exists():
+            return
+        raw = self.meta_path.read_bytes()
+        try:
+            meta = msgpack.unpackb(raw, raw=False)
+            term = int(meta["term"])
+            commit = int(meta["commit_index"])
+            voted = meta["voted_for"]
+        except Exception as exc:
+            raise ConsensusError(
+                f"Raft meta file {self.meta_path} is unreadable ({exc})",
+                hint="it is replaced atomically, so this is disk damage or a foreign file; "
+                "move it away only if this node's vote in the current term does not matter "
+                "(e.g. the whole swarm is stopped)",
+            ) from exc
+        self._term = term
+        self._voted_for = voted
+        self._commit_index = commit
+        self._meta_saved_commit = commit
+
+    def _open_log(self) -> int:
+        fresh = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            data = b""
+            if not fresh:
+                with open(fd, "rb", closefd=False) as f:
+                    data = f.read()
+            if len(data) < len(MAGIC):
+                if data and not MAGIC.startswith(data):
+                    self._foreign(0)
+                # New file, or a crash before the header reached the disk: start clean.
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, MAGIC, 0)
+                os.fsync(fd)
+                _fsync_dir(self.path)
+                self._end = len(MAGIC)
+                return fd
+            if data[: len(MAGIC)] != MAGIC:
+                self._foreign(0)
+            self._end = self._scan(data)
+            if self._end < len(data):
+                self.truncated_tail_bytes = len(data) - self._end
+                logger.warning(
+                    "Raft journal %s: torn record at offset %d (%d bytes) truncated; "
+                    "it was never acknowledged (crash during an append)",
+                    self.path,
+                    self._end,
+                    len(data) - self._end,
+                )
+                os.ftruncate(fd, self._end)
+                os.fsync(fd)
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _foreign(self, offset: int) -> None:
+        raise ConsensusError(
+            f"{self.path} is not a TARS Raft journal (bad magic at offset {offset})",
+            hint="point journal_path at a TARS journal, or at a new file",
+        )
+
+    def _parse_at(self, data: bytes, offset: int) -> tuple[Entry, int] | None:
+        """Decode the record at ``offset``; None if it is torn, short or fails its CRC."""
+        if offset + _HEADER.size > len(data):
+            return None
+        length, crc = _HEADER.unpack_from(data, offset)
+        start = offset + _HEADER.size
+        if length == 0 or length > _MAX_RECORD or start + length > len(data):
+            return None
+        payload = data[start : start + length]
+        if zlib.crc32(payload) != crc:
+            return None
+        try:
+            idx, term, command = msgpack.unpackb(payload, raw=False)
+        except Exception:
+            return None
+        if not (isinstance(idx, int) and isinstance(term, int) and isinstance(command, bytes)):
+            return None
+        return (command, idx, term), start + length
+
+    def _later_record_is_valid(self, data: bytes, offset: int) -> bool:
+        """Whether any well-formed record follows a bad one (then the damage is mid-file)."""
+        if offset + _HEADER.size > len(data):
+            return False
+        length, _crc = _HEADER.unpack_from(data, offset)
+        nxt = offset + _HEADER.size + length
+        if length == 0 or length > _MAX_RECORD or nxt >= len(data):
+            return False
+        while nxt < len(data):
+            parsed = self._parse_at(data, nxt)
+            if parsed is None:
+                return False
+            nxt = parsed[1]
+        return True
+
+    def _scan(self, data: bytes) -> int:
+        offset = len(MAGIC)
+        while offset < len(data):
+            parsed = self._parse_at(data, offset)
+            if parsed is None:
+                if self._later_record_is_valid(data, offset):
+                    raise ConsensusError(
+                        f"Raft journal {self.path} is corrupt at offset {offset}: a record "
+                        "fails its length/CRC check but later records are intact",
+                        hint="acknowledged entries are damaged: move the journal (and its "
+                        ".meta) away and let this node catch up from its peers as a new "
+                        "member; keep the damaged file for inspection",
+                    )
+                return offset
+            entry, nxt = parsed
+            if self._entries and entry[1] != self._entries[-1][1] + 1:
+                raise ConsensusError(
+                    f"Raft journal {self.path} is inconsistent at offset {offset}: index "
+                    f"{entry[1]} follows {self._entries[-1][1]}",
+                    hint="the file was edited or mixed with another journal; move it away "
+                    "and let this node catch up from its peers",
+                )
+            self._entries.append(entry)
+            self._offsets.append(offset)
+            offset = nxt
+        return offset
+
+    # ---- durability ------------------------------------------------------------------
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def sync(self) -> None:
+        """One fdatasync for everything appended or truncated since the last one."""
+        if self._dirty and not self._closed:
+            os.fdatasync(self._fd)
+            self._dirty = False
+            self.syncs += 1
+
+    def flush(self) -> None:
+        self.sync()
+
+    def _store_meta(self) -> None:
+        body = {
+            "term": self._term,
+            "voted_for": self._voted_for,
+            "commit_index": self._commit_index,
+        }
+        _atomic_write(self.meta_path, msgpack.packb(body, use_bin_type=True))
+        self._meta_saved_commit = self._commit_index
+
+    # ---- pysyncobj Journal interface -----------------------------------------------
+
+    def add(self, command: bytes, idx: int, term: int) -> None:
+        command = bytes(command)
+        record = _encode_record(command, idx, term)
+        written = os.pwrite(self._fd, record, self._end)
+        if written != len(record):
+            raise ConsensusError(
+                f"short write to Raft journal {self.path} at offset {self._end}",
+                hint="the disk is probably full; free space and restart the node",
+            )
+        self._offsets.append(self._end)
+        self._entries.append((command, idx, term))
+        self._end += len(record)
+        self._dirty = True
+
+    def clear(self) -> None:
+        self._truncate_at(0)
+
+    def _truncate_at(self, position: int) -> None:
+        if position >= len(self._entries):
+            return
+        self._end = self._offsets[position] if position > 0 else len(MAGIC)
+        del self._entries[position:]
+        del self._offsets[position:]
+        os.ftruncate(self._fd, self._end)
+        self._dirty = True
+
+    def deleteEntriesFrom(self, entryFrom: int) -> None:
+        start, _stop, _step = slice(entryFrom, None).indices(len(self._entries))
+        self._truncate_at(start)
+
+    def deleteEntriesTo(self, entryTo: int) -> None:
+        """Drop the first entries (log compaction); rewrites the file atomically."""
+        keep = self._entries[slice(entryTo, None)]
+        self.sync()
+        blob = bytearray(MAGIC)
+        offsets = []
+        for command, idx, term in keep:
+            offsets.append(len(blob))
+            blob += _encode_record(command, idx, term)
+        os.close(self._fd)
+        _atomic_write(self.path, bytes(blob))
+        self._fd = os.open(self.path, os.O_RDWR)
+        self._entries = list(keep)
+        self._offsets = offsets
+        self._end = len(blob)
+
+    def __getitem__(self, item: int | slice) -> Any:
+        return self._entries[item]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self._entries)
+
+    def _destroy(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Make everything durable and release the file; safe to call twice."""
+        if self._closed:
+            return
+        try:
+            self.sync()
+            if self._commit_index != self._meta_saved_commit:
+                self._store_meta()
+        finally:
+            self._closed = True
+            os.close(self._fd)
+
+    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:
+        self._commit_index = int(raftCommitIndex)
+
+    def getRaftCommitIndex(self) -> int:
+        return self._commit_index
+
+    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:
+        self._term = int(term)
+        self._voted_for = votedForNodeId
+        # Entries are synced first so the stored commit index never outruns the disk.
+        self.sync()
+        self._store_meta()
+
+    def getCurrentTerm(self) -> int:
+        return self._term
+
+    def getVotedForNodeId(self) -> Any:
+        return self._voted_for
+
+    def onOneSecondTimer(self) -> None:
+        if self._commit_index != self._meta_saved_commit and not self._closed:
+            self.sync()
+            self._store_meta()
+
+    def __enter__(self) -> CrcJournal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self.close()
