@@ -1,0 +1,299 @@
+"""Benchmark of runtime.transport against raw pyzmq in the same run; prints one JSON object.
+
+Like with like: the raw baseline is a DEALER connected to a ROUTER with CurveZMQ on, as
+ours, and it receives with the fastest raw pattern (two ``recv`` calls, not
+``recv_multipart``), so the ratios show what the transport adds: msgpack framing, the
+I/O thread hop, the identity lookup, dispatch.  The receiving (or echoing) side runs in a
+child process, as a peer node would, for both.
+
+1. one-way throughput at 100 B and 10 KiB bodies: raw ``send`` loop vs ``Transport.send``
+   (the caller retries when the send queue is full, so nothing is dropped), timed from
+   the first send to the receiver's "got them all";
+2. round trip p50/p99 at 100 B: raw DEALER send + recv against a ROUTER echo vs
+   ``Transport.request`` against a ``serve`` handler that returns the body.
+
+Usage: ``python bench/bench_transport.py [--quick]`` from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import zmq  # noqa: E402
+
+from runtime.keys import generate_keypair  # noqa: E402
+from runtime.transport import Peer, Transport  # noqa: E402
+
+SIZES = {"100B": 100, "10KiB": 10 * 1024}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------------- child side
+
+
+def child(
+    mode: str, port: int, server: tuple[str, str], client_public: str, client_port: int
+) -> None:
+    """The receiving node: counts one-way frames or echoes requests until told to stop."""
+    if mode == "raw":
+        ctx: zmq.Context[Any] = zmq.Context()
+        router = ctx.socket(zmq.ROUTER)
+        router.curve_server = True
+        router.curve_publickey = server[0].encode()
+        router.curve_secretkey = server[1].encode()
+        router.rcvhwm = router.sndhwm = 1000
+        router.bind(f"tcp://127.0.0.1:{port}")
+        print("ready", flush=True)
+        recv, send = router.recv, router.send
+        while True:
+            rid = recv()
+            data = recv()
+            if data[:1] == b"c":  # count: the next `count` frames, then say so
+                n = int(data[1:])
+                for _ in range(n):
+                    recv()
+                    recv()
+                send(rid, zmq.SNDMORE)
+                send(b"done")
+            elif data[:1] == b"e":  # echo mode: answer `count` requests
+                n = int(data[1:])
+                send(rid, zmq.SNDMORE)
+                send(b"ok")
+                for _ in range(n):
+                    rid = recv()
+                    body = recv()
+                    send(rid, zmq.SNDMORE)
+                    send(body)
+            else:
+                break
+        router.close(0)
+        ctx.term()
+        return
+    peers = [
+        Peer("sender", f"tcp://127.0.0.1:{client_port}", client_public),  # replies go there
+        Peer("receiver", f"tcp://127.0.0.1:{port}", server[0]),
+    ]
+    done = threading.Event()
+    state = {"left": 0}
+
+    def on_frame(_frame: Any) -> None:
+        state["left"] -= 1
+        if state["left"] == 0:
+            done.set()
+
+    def expect(_sender: str, n: int) -> str:
+        done.clear()
+        state["left"] = n
+        return "ok"
+
+    def wait(_sender: str, _body: Any) -> str:
+        done.wait()
+        return "done"
+
+    transport = Transport("receiver", f"tcp://127.0.0.1:{port}", server[0], server[1], peers)
+    transport.subscribe("data", on_frame)
+    transport.serve("expect", expect)
+    transport.serve("wait", wait)
+    transport.serve("echo", lambda _sender, body: body)
+    stopped = threading.Event()
+    transport.serve("quit", lambda _sender, _body: stopped.set())
+    transport.start()
+    print("ready", flush=True)
+    stopped.wait()
+    time.sleep(0.2)  # let the reply to "quit" leave
+    transport.stop()
+
+
+def spawn(
+    mode: str, port: int, server: tuple[str, str], client_public: str, client_port: int = 1
+) -> subprocess.Popen[str]:
+    # Keys go through the environment: a z85 key may start with "-", which argv parsing eats.
+    spec = json.dumps([mode, port, *server, client_public, client_port])
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "TARS_BENCH_CHILD": spec,
+        },
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise SystemExit(f"the {mode} child did not start")
+    return proc
+
+
+# ---------------------------------------------------------------- parent side
+
+
+def raw_runs(n: int, rtts: int, server: tuple[str, str], client: tuple[str, str]) -> dict[str, Any]:
+    port = free_port()
+    proc = spawn("raw", port, server, client[0])
+    ctx: zmq.Context[Any] = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.curve_serverkey = server[0].encode()
+    dealer.curve_publickey = client[0].encode()
+    dealer.curve_secretkey = client[1].encode()
+    dealer.sndhwm = dealer.rcvhwm = 1000
+    dealer.linger = 0
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+    out: dict[str, Any] = {}
+    try:
+        for label, size in SIZES.items():
+            payload = b"x" * size
+            count = n if size <= 1024 else n // 4
+            dealer.send(b"c%d" % count)
+            send = dealer.send
+            t0 = time.perf_counter()
+            for _ in range(count):
+                send(payload)
+            assert dealer.recv() == b"done"
+            out[f"throughput_{label}"] = count / (time.perf_counter() - t0)
+        dealer.send(b"e%d" % (rtts + 200))
+        assert dealer.recv() == b"ok"
+        body = b"x" * 100
+        samples = []
+        for i in range(rtts + 200):
+            t0 = time.perf_counter()
+            dealer.send(body)
+            dealer.recv()
+            if i >= 200:
+                samples.append(time.perf_counter() - t0)
+        out.update(rtt_stats(samples))
+        dealer.send(b"q")
+    finally:
+        dealer.close(0)
+        ctx.term()
+        reap(proc)
+    return out
+
+
+def transport_runs(
+    n: int, rtts: int, server: tuple[str, str], client: tuple[str, str]
+) -> dict[str, Any]:
+    port = free_port()
+    sender_port = free_port()
+    proc = spawn("transport", port, server, client[0], sender_port)
+    peers = [Peer("receiver", f"tcp://127.0.0.1:{port}", server[0])]
+    sender = Transport("sender", f"tcp://127.0.0.1:{sender_port}", *client, peers)
+    sender.start()
+    out: dict[str, Any] = {}
+    try:
+        for label, size in SIZES.items():
+            body = b"x" * size
+            count = n if size <= 1024 else n // 4
+            sender.request("receiver", "expect", count, timeout=30)
+            send = sender.send
+            t0 = time.perf_counter()
+            for _ in range(count):
+                while not send("receiver", "data", body):
+                    time.sleep(0.0001)  # queue full: back off as a real caller would
+            sender.request("receiver", "wait", None, timeout=120)
+            out[f"throughput_{label}"] = count / (time.perf_counter() - t0)
+        body100 = b"x" * 100
+        samples = []
+        for i in range(rtts + 200):
+            t0 = time.perf_counter()
+            sender.request("receiver", "echo", body100)
+            if i >= 200:
+                samples.append(time.perf_counter() - t0)
+        out.update(rtt_stats(samples))
+        out["stats"] = {k: v for k, v in sender.stats().items() if v}
+        sender.request("receiver", "quit", None)
+    finally:
+        sender.stop()
+        reap(proc)
+    return out
+
+
+def reap(proc: subprocess.Popen[str]) -> None:
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def rtt_stats(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "rtt_p50_us": statistics.median(ordered) * 1e6,
+        "rtt_p99_us": ordered[int(len(ordered) * 0.99) - 1] * 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer messages (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternate raw/transport runs")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mode, port, public, secret, client_public, client_port = json.loads(
+            os.environ["TARS_BENCH_CHILD"]
+        )
+        child(mode, int(port), (public, secret), client_public, int(client_port))
+        return
+    n = 20_000 if args.quick else 100_000
+    rtts = 500 if args.quick else 3000
+    server, client = generate_keypair(), generate_keypair()
+    raw: list[dict[str, Any]] = []
+    ours: list[dict[str, Any]] = []
+    for _ in range(1 if args.quick else args.rounds):  # interleaved: the machine is noisy
+        raw.append(raw_runs(n, rtts, server, client))
+        ours.append(transport_runs(n, rtts, server, client))
+
+    def best(runs: list[dict[str, Any]], key: str) -> float:
+        values = [r[key] for r in runs]
+        return max(values) if key.startswith("throughput") else min(values)
+
+    keys = [f"throughput_{label}" for label in SIZES] + ["rtt_p50_us", "rtt_p99_us"]
+    result: dict[str, Any] = {
+        "messages": n,
+        "round_trips": rtts,
+        "rounds": len(raw),
+        "raw": {k: round(best(raw, k), 1) for k in keys},
+        "transport": {k: round(best(ours, k), 1) for k in keys},
+        "runs": {
+            "raw": [{k: round(r[k], 1) for k in keys} for r in raw],
+            "transport": [{k: round(r[k], 1) for k in keys} for r in ours],
+        },
+        "transport_counters": ours[-1]["stats"],
+    }
+    result["overhead"] = {
+        **{
+            f"throughput_{label}": round(
+                result["raw"][f"throughput_{label}"] / result["transport"][f"throughput_{label}"],
+                2,
+            )
+            for label in SIZES
+        },
+        "rtt_p50": round(result["transport"]["rtt_p50_us"] / result["raw"]["rtt_p50_us"], 2),
+        "rtt_p99": round(result["transport"]["rtt_p99_us"] / result["raw"]["rtt_p99_us"], 2),
+        "goal": "each <= 1.3 (raw figure / transport figure for throughput, the inverse for time)",
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

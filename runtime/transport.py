@@ -1,0 +1,1355 @@
+"""The one authenticated transport between the nodes of a swarm (and the admin CLI).
+
+Why it looks the way it does (details and measurements in docs/transport.md):
+
+* **CurveZMQ, identity from the key.**  Every node listens on one ROUTER socket with
+  ``curve_server`` on; a ZAP handler (pyzmq's :class:`ThreadAuthenticator`) admits only the
+  public keys of known peers and clients and stamps each connection with a *User-Id* equal
+  to the node id that owns the key.  The sender of a frame is read from that property,
+  never from anything inside the frame, so a peer cannot speak for another.
+* **Everything a node receives arrives on its ROUTER, read by one I/O thread.**  Each node
+  reaches each peer through one DEALER (a Curve client that checks the peer's key); peers
+  answer requests and acknowledge reliable frames through *their* DEALER to us, so the
+  DEALERs are never read or polled.  That lets the calling thread send on a DEALER itself,
+  holding the link's lock (a mutex is the full memory barrier ZeroMQ asks for when a
+  socket changes threads): no hop through a queue and a second thread on the way out,
+  which measured 60-100 µs per hop on a busy two-core machine.  Only the CLI
+  :class:`Client`, which has no ROUTER, gets its replies back through our ROUTER, and
+  those (like everything else that touches the ROUTER) go through the I/O thread.
+* **Request handlers run on worker threads**, so a slow handler never stalls the receive
+  loop; one-way handlers run on the I/O thread and must be quick.
+* **A reliable channel on top.**  ZeroMQ drops whatever is queued when a connection or a
+  socket goes away, so :meth:`Transport.send_reliable` numbers frames per (peer, channel),
+  the receiver acknowledges cumulatively and delivers each number once and in order, and
+  the sender retransmits what is still unacknowledged.  A receiver that meets a stream it
+  does not know (it restarted, or the sender did) first asks the sender where the stream
+  stands, so frames a previous incarnation already delivered are not delivered again.
+* **Nothing a peer sends can crash a node**: frames that do not decode, have the wrong
+  shape, are too large or name an unknown channel are dropped and counted.
+
+Wire format: one ZeroMQ frame holding a msgpack array ``[kind, channel, ident, body]``,
+kind one of ``msg`` (one-way), ``rel`` (reliable; ident ``[epoch, seq, first_unacked]``,
+``seq == -1`` answers a sync request), ``ack`` (ident ``[epoch, last_delivered]``, or
+``[epoch, None]`` to ask for a sync), ``req`` / ``rep`` / ``err`` (ident: request id).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import queue
+import re
+import secrets
+import threading
+import time
+import types
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple, NoReturn
+
+import msgpack
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+from zmq.utils.monitor import recv_monitor_message
+
+from evolution.errors import ConfigError, TransportError
+
+__all__ = ["RETRANSMIT_INTERVAL", "Client", "Frame", "Peer", "Transport"]
+
+log = logging.getLogger(__name__)
+
+RETRANSMIT_INTERVAL = 0.2
+"""Seconds an unacknowledged reliable frame waits before it is sent again."""
+
+_BATCH = 1024  # frames read from the ROUTER, or items from the work deque, per loop turn
+_WORKERS = 4  # threads running request handlers
+_RCVHWM = 1000  # ZeroMQ's default, stated: bounded memory per inbound connection
+_STOP_LINGER_MS = 200  # lets the last acks and replies leave when a node stops
+_JOIN_TIMEOUT = 5.0
+_SLACK = 64  # bytes of framing allowed on top of a body within max_frame
+_REDIAL_AFTER = 1.0  # seconds before dialling again a peer that refused our key
+_REFUSED = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+
+_OP_REPLY, _OP_FORGET, _OP_WATCH, _OP_UNWATCH = range(4)
+_NOBLOCK = zmq.NOBLOCK
+_BACKLOG_RETRY_MS = 2  # how often the I/O thread retries a backlog while one exists
+# A batch is ["bat", "", None, [frame, ...]]: each frame is itself a packed "msg" array,
+# so a batch is the head, an array32 header and the frames concatenated.
+_BATCH_HEAD = b"\x94\xa3bat\xa0\xc0"
+
+_ENDPOINT = re.compile(r"^tcp://[^\s:/]+:\d{1,5}$")
+_NO_CLIENTS: Mapping[str, str] = types.MappingProxyType({})
+_COUNTERS = (
+    "sent",
+    "received",
+    "retransmits",
+    "duplicates",
+    "dropped_unknown_key",
+    "dropped_undecodable",
+    "dropped_oversize",
+    "dropped_queue_full",
+    "dropped_unknown_channel",
+    "dropped_unknown_peer",
+    "dropped_blocked",
+    "dropped_not_allowed",
+    "dropped_not_running",
+    "late_replies",
+    "handler_errors",
+)
+
+_tls = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    """A per-thread Packer: reusing one is about twice as fast as ``msgpack.packb``."""
+    try:
+        packer: msgpack.Packer = _tls.packer
+    except AttributeError:
+        packer = _tls.packer = msgpack.Packer(use_bin_type=True)
+    return packer
+
+
+def _unpack(data: Any) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def _prefix(kind: str, channel: str) -> bytes:
+    """The constant head of a frame: a 4-array header, the kind and the channel.
+
+    A msgpack array is its header followed by its packed elements, so a frame is built by
+    concatenating this head with the packed ident and body, and a retransmission reuses
+    the packed body.
+    """
+    pack = _packer().pack
+    return b"\x94" + pack(kind) + pack(channel)
+
+
+def _check_key(key: str, what: str) -> str:
+    try:
+        ok = isinstance(key, str) and len(key) == 40 and len(z85.decode(key)) == 32
+    except (ValueError, KeyError, IndexError, TypeError):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{what} has an invalid public key {key!r}: expected 40 z85 characters",
+            hint="run `tars keys --config cluster.yml` and copy the keys it prints",
+        )
+    return key
+
+
+def _check_endpoint(endpoint: str, what: str) -> str:
+    if not isinstance(endpoint, str) or not _ENDPOINT.match(endpoint):
+        raise ConfigError(
+            f"{what} has an invalid endpoint {endpoint!r}",
+            hint="use tcp://HOST:PORT, as built from host and port in cluster.yml",
+        )
+    return endpoint
+
+
+@dataclass(frozen=True)
+class Peer:
+    node_id: str
+    endpoint: str  # "tcp://127.0.0.1:7102"
+    public_key: str  # z85
+
+
+class Frame(NamedTuple):
+    sender: str  # node id from the authenticated Curve key (ZAP User-Id)
+    channel: str
+    body: Any
+
+
+class _Waiter:
+    """A request in flight; a pre-acquired lock is the cheapest one-shot signal."""
+
+    __slots__ = ("channel", "error", "lock", "peer", "value")
+
+    def __init__(self, peer: str, channel: str) -> None:
+        self.peer = peer
+        self.channel = channel
+        self.value: Any = None
+        self.error: str | None = None
+        self.lock = threading.Lock()
+        self.lock.acquire()
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise TransportError(
+                f"request to {self.peer} on channel {self.channel!r} failed: {self.error}",
+                hint=f"see the log of {self.peer}",
+            )
+        return self.value
+
+
+class _TxStream:
+    """Sender side of one reliable (peer, channel) stream: ``[seq, body, last_sent]`` entries."""
+
+    __slots__ = ("next_seq", "prefix", "progress", "unacked")
+
+    def __init__(self, channel: str) -> None:
+        self.next_seq = 0
+        self.prefix = _prefix("rel", channel)
+        self.unacked: deque[list[Any]] = deque()
+        self.progress = False  # acks advanced since the last retransmit tick
+
+    def first_unacked(self) -> int:
+        return int(self.unacked[0][0]) if self.unacked else self.next_seq
+
+
+class _Link:
+    """The outbound connection to one peer; ``lock`` guards the socket and the streams."""
+
+    __slots__ = (
+        "backlog",
+        "lock",
+        "monitor",
+        "peer",
+        "redial_at",
+        "refusals",
+        "retransmits",
+        "sent",
+        "sock",
+        "streams",
+    )
+
+    def __init__(self, peer: Peer, sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes]) -> None:
+        self.peer = peer
+        self.sock: zmq.Socket[bytes] | None = sock
+        self.monitor = monitor  # handshake failures; read by the I/O thread only
+        self.lock = threading.Lock()
+        self.streams: dict[str, _TxStream] = {}
+        self.sent = 0
+        self.retransmits = 0
+        self.redial_at: float | None = None
+        self.refusals = 0
+        self.backlog: list[bytes] = []  # one-way frames waiting for the socket (see send)
+
+    def send(self, payload: bytes) -> bool:
+        """Hand a frame to ZeroMQ without blocking; the caller holds ``lock``."""
+        sock = self.sock
+        if sock is None:
+            return False
+        try:
+            sock.send(payload, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        self.sent += 1
+        return True
+
+    def transmit(self, epoch: int, stream: _TxStream, entry: list[Any], now: float) -> bool:
+        """Send one reliable frame stamped with the stream's first unacked seq (lock held)."""
+        ident = _packer().pack([epoch, entry[0], stream.first_unacked()])
+        if self.send(stream.prefix + ident + entry[1]):
+            entry[2] = now
+            return True
+        return False
+
+
+class _RxStream:
+    """Receiver side of one reliable (sender, channel) stream."""
+
+    __slots__ = ("buffer", "epoch", "expected", "synced")
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.expected = 0
+        self.synced = False
+        self.buffer: dict[int, Any] = {}
+
+
+class _Authenticator(ThreadAuthenticator):
+    """pyzmq's ZAP thread, with the node id (not the key) as the connection's User-Id."""
+
+    def __init__(self, context: zmq.Context[Any], transport: Transport) -> None:
+        super().__init__(context=context, log=logging.getLogger(f"{__name__}.zap"))
+        self._transport = transport
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        return self._transport._names.get(z85.encode(client_public_key), "")
+
+
+class _Credentials:
+    """The credentials provider :meth:`ThreadAuthenticator.configure_curve_callback` asks."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return self._transport._admit(key)
+
+
+class Transport:
+    """A node's endpoint: one-way, reliable and request/reply traffic with its peers."""
+
+    def __init__(
+        self,
+        node_id: str,
+        endpoint: str,
+        public_key: str,
+        secret_key: str,
+        peers: Iterable[Peer],
+        *,
+        clients: Mapping[str, str] = _NO_CLIENTS,
+        max_frame: int = 8 << 20,
+        queue_limit: int = 10_000,
+    ) -> None:
+        self.node_id = node_id
+        self.endpoint = _check_endpoint(endpoint, f"node {node_id}")
+        self._public = _check_key(public_key, f"node {node_id}")
+        self._secret = secret_key
+        if max_frame < 2 * _SLACK or queue_limit < 1:
+            raise ConfigError(
+                f"transport of {node_id}: max_frame ({max_frame}) must be at least "
+                f"{2 * _SLACK} bytes and queue_limit ({queue_limit}) at least 1",
+                hint="use the defaults unless a measurement says otherwise",
+            )
+        self.max_frame = max_frame
+        self._max_body = max_frame - _SLACK
+        self._queue_limit = queue_limit
+        self._peers: dict[str, Peer] = {}
+        self._clients: dict[str, str] = {}
+        for name, key in clients.items():
+            self._clients[name] = _check_key(key, f"client {name}")
+        for peer in peers:
+            if peer.node_id != node_id:  # cluster.yml lists every node, this one included
+                self._check_peer(peer)
+                self._peers[peer.node_id] = peer
+        self._names: dict[bytes, str] = {}  # z85 public key -> peer or client name
+        self._rebuild_names()
+
+        self._subs: dict[str, Callable[[Frame], None]] = {}
+        self._serves: dict[str, Callable[[str, Any], Any]] = {}
+        self._blocked: frozenset[str] = frozenset()
+        self._links: dict[str, _Link] = {}  # replaced entries only under _state_lock
+        self._pending: dict[int, _Waiter] = {}
+        self._req_ids = itertools.count(1)
+        self._epoch = secrets.randbits(62)
+        self._prefixes: dict[tuple[str, str], bytes] = {}
+        self._msg_prefixes: dict[str, bytes] = {}
+        self._outbox: deque[tuple[Any, ...]] = deque()  # work for the I/O thread
+        self._rx: dict[tuple[str, str], _RxStream] = {}  # owned by the I/O thread
+        self._watched: dict[zmq.Socket[bytes], _Link] = {}  # monitors; the I/O thread's
+        self._poller = zmq.Poller()  # the I/O thread's
+
+        self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._count_lock = threading.Lock()
+        self._logged_keys: set[bytes] = set()
+
+        self._state_lock = threading.Lock()
+        self._running = False
+        self._stopping = False
+        self._ctx: zmq.Context[Any] | None = None
+        self._auth: _Authenticator | None = None
+        self._router: zmq.Socket[bytes] | None = None
+        self._wake_push: zmq.Socket[bytes] | None = None
+        self._wake_pull: zmq.Socket[bytes] | None = None
+        self._wake_lock = threading.Lock()
+        self._wake_pending = False
+        self._io_thread: threading.Thread | None = None
+        self._work: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Bind the ROUTER, connect to the peers and start the I/O, ZAP and worker threads."""
+        with self._state_lock:
+            if self._running or self._stopping:
+                raise TransportError(
+                    f"the transport of {self.node_id} was already started",
+                    hint="create a new Transport to start again",
+                )
+            ctx: zmq.Context[Any] = zmq.Context()
+            auth: _Authenticator | None = None
+            router: zmq.Socket[bytes] | None = None
+            try:
+                auth = _Authenticator(ctx, self)
+                auth.start()
+                auth.configure_curve_callback(domain="*", credentials_provider=_Credentials(self))
+                router = ctx.socket(zmq.ROUTER)
+                router.curve_server = True
+                router.curve_publickey = self._public.encode("ascii")
+                router.curve_secretkey = self._secret.encode("ascii")
+                router.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_frame)
+                router.sndhwm = self._queue_limit
+                router.rcvhwm = _RCVHWM
+                router.linger = 0
+                try:
+                    router.bind(self.endpoint)
+                except zmq.ZMQError as exc:
+                    if exc.errno == zmq.EADDRINUSE:
+                        raise TransportError(
+                            f"{self.node_id} cannot listen on {self.endpoint}: "
+                            "the port is in use by another process",
+                            hint="stop the other process or change the node's port in cluster.yml",
+                        ) from exc
+                    raise TransportError(
+                        f"{self.node_id} cannot listen on {self.endpoint}: {exc}",
+                        hint="check the node's host and port in cluster.yml",
+                    ) from exc
+            except BaseException:
+                if router is not None:
+                    router.close(0)
+                if auth is not None:
+                    auth.stop()
+                ctx.term()
+                raise
+            wake_address = f"inproc://tars-wake-{id(self)}"
+            self._wake_pull = ctx.socket(zmq.PULL)
+            self._wake_pull.linger = 0
+            self._wake_pull.bind(wake_address)
+            self._wake_push = ctx.socket(zmq.PUSH)
+            self._wake_push.linger = 0
+            self._wake_push.sndhwm = 4
+            self._wake_push.connect(wake_address)
+            self._ctx, self._auth, self._router = ctx, auth, router
+            for peer in self._peers.values():
+                self._links[peer.node_id] = self._open_link(peer)
+            self._running = True
+            self._io_thread = threading.Thread(
+                target=self._run, name=f"transport-io-{self.node_id}", daemon=True
+            )
+            self._io_thread.start()
+            for i in range(_WORKERS):
+                worker = threading.Thread(
+                    target=self._serve_loop,
+                    name=f"transport-worker-{self.node_id}-{i}",
+                    daemon=True,
+                )
+                worker.start()
+                self._workers.append(worker)
+
+    def stop(self) -> None:
+        """Stop every thread, close every socket and terminate this transport's own context."""
+        with self._state_lock:
+            if not self._running:
+                return
+            self._running = False
+            self._stopping = True
+            self._wake(force=True)
+            if self._io_thread is not None:
+                self._io_thread.join(_JOIN_TIMEOUT)
+                if self._io_thread.is_alive():
+                    log.error("the I/O thread of %s did not stop in time", self.node_id)
+            for _ in self._workers:
+                self._work.put(None)
+            for worker in self._workers:
+                worker.join(_JOIN_TIMEOUT)
+                if worker.is_alive():
+                    log.error("a request handler of %s still runs after stop()", self.node_id)
+            for link in list(self._links.values()):
+                self._close_link(link, _STOP_LINGER_MS)
+            self._links = {}
+            while self._outbox:  # the I/O thread is gone: its monitor sockets are ours now
+                item = self._outbox.popleft()
+                if item[0] in (_OP_WATCH, _OP_UNWATCH):
+                    item[1].monitor.close(0)
+            self._fail_pending(None, f"the transport of {self.node_id} stopped")
+            if self._auth is not None:
+                self._auth.stop()
+            with self._wake_lock:
+                if self._wake_push is not None:
+                    self._wake_push.close(0)
+                    self._wake_push = None
+            if self._ctx is not None:
+                self._ctx.term()
+            self._ctx = self._auth = self._router = None
+
+    def __enter__(self) -> Transport:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ registration
+
+    def subscribe(self, channel: str, handler: Callable[[Frame], None]) -> None:
+        """Deliver one-way and reliable frames on ``channel`` to ``handler`` (I/O thread)."""
+        self._subs[channel] = handler
+
+    def serve(self, channel: str, handler: Callable[[str, Any], Any]) -> None:
+        """Answer requests on ``channel`` with ``handler(sender, body)`` (a worker thread)."""
+        self._serves[channel] = handler
+
+    def add_peer(self, peer: Peer) -> None:
+        """Admit ``peer``'s key and connect to it; a known id gets its new address and key.
+
+        Unacknowledged reliable frames move to the new connection.
+        """
+        if peer.node_id == self.node_id:
+            return
+        self._check_peer(peer)
+        with self._state_lock:
+            self._peers[peer.node_id] = peer
+            self._rebuild_names()
+            if not self._running:
+                return
+            new = self._open_link(peer)
+            old = self._links.get(peer.node_id)
+            if old is not None:
+                with old.lock:
+                    new.streams = old.streams
+                    old.streams = {}
+                self._close_link(old, 0)
+            self._links[peer.node_id] = new
+
+    def remove_peer(self, node_id: str) -> None:
+        """Forget ``node_id``: refuse its key, close its link, drop its unacknowledged frames."""
+        with self._state_lock:
+            if self._peers.pop(node_id, None) is None:
+                return
+            self._rebuild_names()
+            link = self._links.pop(node_id, None)
+            if link is not None:
+                self._close_link(link, 0)
+            if self._running:
+                self._post((_OP_FORGET, node_id))
+        self._fail_pending(node_id, f"{node_id} was removed from the peers of {self.node_id}")
+
+    def block(self, peers: Iterable[str]) -> None:
+        """Fault injection: drop all traffic to and from ``peers``; ``block([])`` heals."""
+        self._blocked = frozenset(peers)
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, peer: str, channel: str, body: Any) -> bool:
+        """Send a one-way frame; False (and counted) when it cannot even be queued.
+
+        Never blocks.  It may still be lost afterwards (a peer that is down, a connection
+        that breaks): Raft tolerates that, and :meth:`send_reliable` is for the rest.
+        """
+        link = self._links.get(peer)
+        if link is None:
+            self._bump("dropped_not_running" if peer in self._peers else "dropped_unknown_peer")
+            return False
+        if peer in self._blocked:
+            self._bump("dropped_blocked")
+            return False
+        prefix = self._msg_prefixes.get(channel)
+        if prefix is None:
+            prefix = self._msg_prefixes[channel] = _prefix("msg", channel) + b"\xc0"
+        try:  # the hot path, inlined: measured against raw pyzmq in bench/bench_transport.py
+            data = _tls.packer.pack(body)
+        except Exception:  # first use in this thread, or a body msgpack refuses
+            data = self._encode(body, peer, channel)
+        if len(data) > self._max_body:
+            self._encode(body, peer, channel)  # raises, saying what and where
+        with link.lock:
+            sock = link.sock
+            if sock is not None:
+                backlog = link.backlog
+                if not backlog:
+                    try:
+                        sock.send(prefix + data, _NOBLOCK)
+                        link.sent += 1
+                        return True
+                    except zmq.Again:
+                        pass
+                if len(backlog) < self._queue_limit:
+                    # The peer is not keeping up: batch what waits, so that it pays its
+                    # per-frame costs (decryption, identity, decoding) once per batch.
+                    backlog.append(prefix + data)
+                    if len(backlog) == 1:
+                        self._wake()  # the I/O thread retries until the backlog is gone
+                    elif len(backlog) % 64 == 0:
+                        self._flush(link)
+                    return True
+        self._bump("dropped_queue_full")
+        return False
+
+    def send_reliable(self, peer: str, channel: str, body: Any) -> None:
+        """Send a frame ``peer`` delivers exactly once and in order (per channel).
+
+        Retransmitted every :data:`RETRANSMIT_INTERVAL` until acknowledged or until the
+        peer is removed.  Raises TransportError when the peer is unknown or when
+        ``queue_limit`` frames to it on this channel are still unacknowledged, rather than
+        grow without bound.
+        """
+        link = self._links.get(peer)
+        if link is None:
+            self._unknown_peer(peer, channel)
+        data = self._encode(body, peer, channel)
+        blocked = peer in self._blocked
+        with link.lock:
+            if link.sock is None:
+                self._unknown_peer(peer, channel)
+            stream = link.streams.get(channel)
+            if stream is None:
+                stream = link.streams[channel] = _TxStream(channel)
+            if len(stream.unacked) >= self._queue_limit:
+                full = True
+            else:
+                full = False
+                entry = [stream.next_seq, data, 0.0]
+                stream.next_seq += 1
+                stream.unacked.append(entry)
+                if not blocked:
+                    link.transmit(self._epoch, stream, entry, time.monotonic())
+        if full:
+            self._bump("dropped_queue_full")
+            raise TransportError(
+                f"{self.node_id} has {self._queue_limit} unacknowledged frames for {peer} on "
+                f"channel {channel!r}: refusing more",
+                hint=f"slow down until {peer} acknowledges, or check that it is up",
+            )
+        if blocked:
+            self._bump("dropped_blocked")  # kept: retransmitted once the partition heals
+
+    def request(self, peer: str, channel: str, body: Any, timeout: float = 5.0) -> Any:
+        """Send a request and wait for ``peer``'s reply body."""
+        if self._io_thread is threading.current_thread():
+            raise TransportError(
+                f"request to {peer} on channel {channel!r} from a subscribe handler would "
+                "deadlock the I/O thread",
+                hint="make the request from another thread, or use send()",
+            )
+        link = self._links.get(peer)
+        if link is None:
+            self._unknown_peer(peer, channel)
+        req_id = next(self._req_ids)
+        prefix = self._prefixes.get(("req", channel))
+        if prefix is None:
+            prefix = self._prefixes[("req", channel)] = _prefix("req", channel)
+        payload = prefix + _packer().pack(req_id) + self._encode(body, peer, channel)
+        waiter = _Waiter(peer, channel)
+        self._pending[req_id] = waiter
+        if peer in self._blocked:
+            self._bump("dropped_blocked")  # a partition: the request is lost, the caller times out
+        else:
+            with link.lock:
+                sent = link.send(payload)
+            if not sent:
+                self._pending.pop(req_id, None)
+                self._bump("dropped_queue_full")
+                raise TransportError(
+                    f"{self.node_id} cannot queue a request to {peer} on channel {channel!r}: "
+                    "its send queue is full or the transport stopped",
+                    hint=f"check that {peer} is up, retry later, or raise queue_limit",
+                )
+        if waiter.lock.acquire(timeout=max(timeout, 0.0)):
+            return waiter.result()
+        if self._pending.pop(req_id, None) is None:  # the reply won the race with the timeout
+            waiter.lock.acquire()
+            return waiter.result()
+        raise TransportError(
+            f"no reply from {peer} on channel {channel!r} within {timeout:g} s",
+            hint=f"check that {peer} is running and reachable, or raise the timeout",
+        )
+
+    def stats(self) -> dict[str, int]:
+        """Counters since start: traffic, retransmissions and every kind of dropped frame."""
+        with self._count_lock:
+            counts = dict(self._counts)
+        for link in list(self._links.values()):
+            counts["sent"] += link.sent
+            counts["retransmits"] += link.retransmits
+        return counts
+
+    # ------------------------------------------------------------------ helpers (any thread)
+
+    def _unknown_peer(self, peer: str, channel: str) -> NoReturn:
+        if peer in self._peers:
+            self._bump("dropped_not_running")
+            raise TransportError(
+                f"the transport of {self.node_id} is not running: cannot reach {peer} on "
+                f"channel {channel!r}",
+                hint="call start() first (or do not use a stopped transport)",
+            )
+        self._bump("dropped_unknown_peer")
+        raise TransportError(
+            f"{self.node_id} cannot reach {peer!r} on channel {channel!r}: not a known peer",
+            hint="add the node to cluster.yml (or call add_peer) first",
+        )
+
+    def _check_peer(self, peer: Peer) -> None:
+        if not peer.node_id or not isinstance(peer.node_id, str):
+            raise ConfigError(f"a peer of {self.node_id} has no node id", hint="fix cluster.yml")
+        _check_endpoint(peer.endpoint, f"peer {peer.node_id}")
+        _check_key(peer.public_key, f"peer {peer.node_id}")
+        if peer.node_id in self._clients:
+            raise ConfigError(
+                f"{peer.node_id!r} names both a peer and a client of {self.node_id}",
+                hint="give the client another name",
+            )
+
+    def _rebuild_names(self) -> None:
+        names: dict[bytes, str] = {}
+        owners = [(p.node_id, p.public_key) for p in self._peers.values()]
+        owners += list(self._clients.items())
+        for name, key in owners:
+            raw = key.encode("ascii")
+            if raw in names and names[raw] != name:
+                raise ConfigError(
+                    f"{names[raw]!r} and {name!r} share the public key {key}",
+                    hint="every node and client needs its own key pair: run `tars keys`",
+                )
+            names[raw] = name
+        self._names = names  # replaced whole: the ZAP thread reads it without a lock
+
+    def _admit(self, key: bytes) -> bool:
+        """ZAP verdict for a connecting key (ZAP thread)."""
+        if key in self._names:
+            return True
+        self._bump("dropped_unknown_key")
+        if key not in self._logged_keys and len(self._logged_keys) < 1024:
+            self._logged_keys.add(key)
+            log.warning(
+                "%s refused a connection with the unknown key %s; add the key to cluster.yml "
+                "if that node or client should be admitted",
+                self.node_id,
+                key.decode("ascii", "replace"),
+            )
+        return False
+
+    def _encode(self, body: Any, peer: str, channel: str) -> bytes:
+        try:
+            data: bytes = _packer().pack(body)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TransportError(
+                f"cannot encode the body for {peer} on channel {channel!r}: {exc}",
+                hint="send only msgpack types: None, bool, int, float, str, bytes, list, dict",
+            ) from exc
+        if len(data) > self._max_body:
+            raise TransportError(
+                f"the body for {peer} on channel {channel!r} is {len(data)} bytes, over the "
+                f"{self.max_frame}-byte frame limit",
+                hint="split it into chunks or raise max_frame on every node",
+            )
+        return data
+
+    def _bump(self, name: str, n: int = 1) -> None:
+        with self._count_lock:
+            self._counts[name] += n
+
+    def _open_link(self, peer: Peer) -> _Link:
+        assert self._ctx is not None
+        sock: zmq.Socket[bytes] = self._ctx.socket(zmq.DEALER)
+        sock.curve_serverkey = peer.public_key.encode("ascii")
+        sock.curve_publickey = self._public.encode("ascii")
+        sock.curve_secretkey = self._secret.encode("ascii")
+        sock.sndhwm = _RCVHWM  # beyond it, one-way frames wait in the link's backlog
+        sock.rcvhwm = 1  # never read: peers answer on our ROUTER
+        sock.linger = 0
+        # libzmq does not dial again after the peer refused our key (it may simply not know
+        # us yet, e.g. during a membership change): watch for that and re-dial ourselves.
+        monitor: zmq.Socket[bytes] = sock.get_monitor_socket(_REFUSED)
+        sock.connect(peer.endpoint)
+        link = _Link(peer, sock, monitor)
+        self._post((_OP_WATCH, link))
+        return link
+
+    def _flush(self, link: _Link) -> None:
+        """Send the link's backlog as batch frames, as far as the socket takes them (lock held)."""
+        backlog = link.backlog
+        sock = link.sock
+        limit = self._max_body
+        while backlog and sock is not None:
+            size = 0
+            count = 0
+            for frame in backlog:
+                if count and size + len(frame) > limit:
+                    break
+                size += len(frame)
+                count += 1
+            if count == 1:
+                payload = backlog[0]
+            else:
+                payload = b"".join(
+                    [_BATCH_HEAD, b"\xdd", count.to_bytes(4, "big"), *backlog[:count]]
+                )
+            try:
+                sock.send(payload, _NOBLOCK)
+            except zmq.Again:
+                return
+            del backlog[:count]
+            link.sent += count
+
+    def _close_link(self, link: _Link, linger_ms: int) -> None:
+        with link.lock:
+            if link.sock is not None:
+                link.sock.disable_monitor()
+                link.sock.close(linger_ms)
+                link.sock = None
+            sent, retransmits = link.sent, link.retransmits
+            link.sent = link.retransmits = 0
+        with self._count_lock:
+            self._counts["sent"] += sent
+            self._counts["retransmits"] += retransmits
+        self._post((_OP_UNWATCH, link))
+
+    def _fail_pending(self, peer: str | None, error: str) -> None:
+        for req_id, waiter in list(self._pending.items()):
+            if peer is None or waiter.peer == peer:
+                self._finish(req_id, None, error)
+
+    def _finish(self, req_id: int, value: Any, error: str | None) -> bool:
+        waiter = self._pending.pop(req_id, None)
+        if waiter is None:
+            return False
+        waiter.value = value
+        waiter.error = error
+        waiter.lock.release()
+        return True
+
+    def _post(self, item: tuple[Any, ...]) -> None:
+        self._outbox.append(item)
+        self._wake()
+
+    def _wake(self, force: bool = False) -> None:
+        """Wake the I/O thread; one wake-up in flight is enough, it drains everything."""
+        if self._wake_pending and not force:
+            return
+        self._wake_pending = True
+        with self._wake_lock:
+            if self._wake_push is not None:
+                # Again: wake-ups are already queued, the I/O thread will look anyway.
+                with contextlib.suppress(zmq.Again):
+                    self._wake_push.send(b"", zmq.NOBLOCK)
+
+    # ------------------------------------------------------------------ I/O thread
+
+    def _run(self) -> None:
+        router = self._router
+        wake = self._wake_pull
+        assert router is not None and wake is not None
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(wake, zmq.POLLIN)
+        self._poller = poller
+        try:
+            next_tick = time.monotonic() + RETRANSMIT_INTERVAL
+            while not self._stopping:
+                backlogged = [link for link in self._links.values() if link.backlog]
+                if self._outbox:
+                    timeout = 0
+                elif backlogged:
+                    timeout = _BACKLOG_RETRY_MS
+                else:
+                    timeout = max(0, int((next_tick - time.monotonic()) * 1000) + 1)
+                try:
+                    events = dict(poller.poll(timeout))
+                except zmq.ZMQError as exc:  # pragma: no cover - only on a broken context
+                    log.error("transport of %s: poll failed: %s", self.node_id, exc)
+                    break
+                if wake in events:
+                    while True:
+                        try:
+                            wake.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                    self._wake_pending = False
+                if router in events:
+                    try:
+                        self._drain_router(router)
+                    except Exception:
+                        log.exception("transport of %s: error while receiving", self.node_id)
+                if len(events) > (wake in events) + (router in events):
+                    self._read_monitors(events)
+                for link in backlogged:
+                    with link.lock:
+                        self._flush(link)
+                if self._outbox:
+                    try:
+                        self._drain_outbox(router)
+                    except Exception:
+                        log.exception("transport of %s: error while replying", self.node_id)
+                now = time.monotonic()
+                if now >= next_tick:
+                    try:
+                        self._retransmit(now)
+                        self._redial(now)
+                    except Exception:
+                        log.exception("transport of %s: error while retransmitting", self.node_id)
+                    next_tick = now + RETRANSMIT_INTERVAL
+        finally:
+            for item in self._outbox:  # links opened or closed since the last turn
+                if item[0] in (_OP_WATCH, _OP_UNWATCH):
+                    self._watched[item[1].monitor] = item[1]
+            for monitor in self._watched:
+                monitor.close(0)
+            self._watched.clear()
+            wake.close(0)
+            router.close(_STOP_LINGER_MS)
+
+    def _read_monitors(self, events: dict[Any, int]) -> None:
+        for monitor, link in list(self._watched.items()):
+            if monitor not in events:
+                continue
+            while True:
+                try:
+                    event = recv_monitor_message(monitor, zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if event["event"] & _REFUSED and link.redial_at is None:
+                    link.redial_at = time.monotonic() + _REDIAL_AFTER
+                    link.refusals += 1
+                    if link.refusals == 1:
+                        log.warning(
+                            "%s: %s at %s refused our key (its ZAP status: %s); dialling again "
+                            "every %g s — check that %s lists %s's public key",
+                            self.node_id,
+                            link.peer.node_id,
+                            link.peer.endpoint,
+                            event["value"],
+                            _REDIAL_AFTER,
+                            link.peer.node_id,
+                            self.node_id,
+                        )
+
+    def _redial(self, now: float) -> None:
+        for link in list(self._links.values()):
+            if link.redial_at is not None and link.redial_at <= now:
+                link.redial_at = None
+                with link.lock:
+                    if link.sock is not None:
+                        with contextlib.suppress(zmq.ZMQError):
+                            link.sock.disconnect(link.peer.endpoint)
+                        link.sock.connect(link.peer.endpoint)
+
+    def _drain_outbox(self, router: zmq.Socket[bytes]) -> None:
+        out = self._outbox
+        sent = dropped = 0
+        for _ in range(_BATCH):
+            if not out:
+                break
+            item = out.popleft()
+            if item[0] == _OP_REPLY:  # a reply to a client, through its connection to us
+                try:
+                    router.send(item[1], zmq.SNDMORE | zmq.NOBLOCK)
+                    router.send(item[2], zmq.NOBLOCK)
+                    sent += 1
+                except zmq.ZMQError:
+                    dropped += 1
+            elif item[0] == _OP_FORGET:
+                for key in [k for k in self._rx if k[0] == item[1]]:
+                    del self._rx[key]
+            elif item[0] == _OP_WATCH:
+                self._watched[item[1].monitor] = item[1]
+                self._poller.register(item[1].monitor, zmq.POLLIN)
+            elif item[0] == _OP_UNWATCH:
+                if self._watched.pop(item[1].monitor, None) is not None:
+                    self._poller.unregister(item[1].monitor)
+                item[1].monitor.close(0)
+        with self._count_lock:
+            self._counts["sent"] += sent
+            self._counts["dropped_queue_full"] += dropped
+
+    def _retransmit(self, now: float) -> None:
+        due = now - RETRANSMIT_INTERVAL
+        blocked = self._blocked
+        epoch = self._epoch
+        for link in list(self._links.values()):
+            if link.peer.node_id in blocked or not link.streams:
+                continue
+            with link.lock:
+                for stream in link.streams.values():
+                    if stream.progress:
+                        # The receiver is working through what it has: resending now would
+                        # only pile duplicates on a busy node.  A gap stops the progress,
+                        # and the next tick resends from the gap.
+                        stream.progress = False
+                        continue
+                    for entry in stream.unacked:
+                        if entry[2] > due:
+                            continue
+                        if not link.transmit(epoch, stream, entry, now):
+                            break  # the peer is not taking frames: try again next tick
+                        link.retransmits += 1
+
+    def _drain_router(self, router: zmq.Socket[bytes]) -> None:
+        """Every frame this node receives; the sender is the connection's ZAP User-Id."""
+        recv = router.recv
+        peers = self._peers
+        clients = self._clients
+        subs = self._subs
+        blocked = self._blocked
+        max_frame = self.max_frame
+        acks: dict[tuple[str, str], _RxStream] = {}
+        received = unknown_key = undecodable = oversize = unknown_channel = 0
+        dropped_blocked = not_allowed = late = 0
+        for _ in range(_BATCH):
+            if self._stopping:  # deliver nothing more: what is not acked is sent again
+                break
+            try:
+                rid = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            frame = recv(zmq.NOBLOCK, copy=False)  # the parts of a message arrive together
+            if frame.more:
+                while router.getsockopt(zmq.RCVMORE):
+                    recv(zmq.NOBLOCK)
+                undecodable += 1
+                continue
+            try:
+                sender: Any = frame.get("User-Id")
+            except zmq.ZMQError:
+                sender = ""
+            if sender in blocked:
+                dropped_blocked += 1
+                continue
+            is_peer = sender in peers
+            if not is_peer and sender not in clients:
+                unknown_key += 1  # admitted once, removed since
+                continue
+            if len(frame) > max_frame:
+                oversize += 1
+                continue
+            try:
+                msg = _unpack(frame)
+            except Exception:
+                undecodable += 1
+                continue
+            if type(msg) is not list or len(msg) != 4 or type(msg[1]) is not str:
+                undecodable += 1
+                continue
+            kind, channel, ident, body = msg
+            if kind == "msg":
+                if not is_peer:
+                    not_allowed += 1
+                    continue
+                handler = subs.get(channel)
+                if handler is None:
+                    unknown_channel += 1
+                    continue
+                received += 1
+                try:
+                    handler(Frame(sender, channel, body))
+                except Exception:
+                    self._bump("handler_errors")
+                    log.exception("%s: handler of channel %r failed", self.node_id, channel)
+            elif kind == "bat":
+                if not is_peer:
+                    not_allowed += 1
+                    continue
+                if type(body) is not list:
+                    undecodable += 1
+                    continue
+                for inner in body:
+                    if (
+                        type(inner) is not list
+                        or len(inner) != 4
+                        or inner[0] != "msg"
+                        or type(inner[1]) is not str
+                    ):
+                        undecodable += 1
+                        continue
+                    handler = subs.get(inner[1])
+                    if handler is None:
+                        unknown_channel += 1
+                        continue
+                    received += 1
+                    try:
+                        handler(Frame(sender, inner[1], inner[3]))
+                    except Exception:
+                        self._bump("handler_errors")
+                        log.exception("%s: handler of channel %r failed", self.node_id, inner[1])
+            elif kind == "req":
+                if type(ident) is not int:
+                    undecodable += 1
+                    continue
+                received += 1
+                self._on_request(rid, sender, is_peer, channel, ident, body)
+            elif kind == "rep" or kind == "err":
+                waiter = self._pending.get(ident) if type(ident) is int else None
+                if not is_peer or waiter is None or waiter.peer != sender:
+                    late += 1
+                    continue
+                if kind == "rep":
+                    self._finish(ident, body, None)
+                else:
+                    self._finish(ident, None, str(body))
+                received += 1
+            elif kind == "rel":
+                if not is_peer:
+                    not_allowed += 1
+                    continue
+                if (
+                    type(ident) is not list
+                    or len(ident) != 3
+                    or not all(type(x) is int for x in ident)
+                ):
+                    undecodable += 1
+                    continue
+                handler = subs.get(channel)
+                if handler is None:
+                    unknown_channel += 1  # not acknowledged: retransmitted until someone listens
+                    continue
+                received += 1
+                acks[(sender, channel)] = self._on_reliable(sender, channel, ident, body, handler)
+            elif kind == "ack":
+                if not is_peer:
+                    not_allowed += 1
+                    continue
+                if type(ident) is not list or len(ident) != 2:
+                    undecodable += 1
+                    continue
+                received += 1
+                self._on_ack(sender, channel, ident[0], ident[1])
+            else:
+                undecodable += 1
+        for (sender, channel), stream in acks.items():
+            self._send_ack(sender, channel, stream)
+        with self._count_lock:
+            counts = self._counts
+            counts["received"] += received
+            counts["dropped_unknown_key"] += unknown_key
+            counts["dropped_undecodable"] += undecodable
+            counts["dropped_oversize"] += oversize
+            counts["dropped_unknown_channel"] += unknown_channel
+            counts["dropped_blocked"] += dropped_blocked
+            counts["dropped_not_allowed"] += not_allowed
+            counts["late_replies"] += late
+
+    def _on_reliable(
+        self,
+        sender: str,
+        channel: str,
+        ident: list[int],
+        body: Any,
+        handler: Callable[[Frame], None],
+    ) -> _RxStream:
+        epoch, seq, first_unacked = ident
+        key = (sender, channel)
+        stream = self._rx.get(key)
+        if stream is None or stream.epoch != epoch:  # a new stream, or the sender restarted
+            stream = self._rx[key] = _RxStream(epoch)
+        buffer = stream.buffer
+        if seq < 0:  # the answer to our sync request: this is where the stream stands
+            if not stream.synced or first_unacked > stream.expected:
+                stream.expected = first_unacked
+                stream.synced = True
+                for old in [s for s in buffer if s < first_unacked]:
+                    del buffer[old]
+        elif stream.synced:
+            if first_unacked > stream.expected:  # all below it was delivered (and acked) before
+                stream.expected = first_unacked
+                for old in [s for s in buffer if s < first_unacked]:
+                    del buffer[old]
+            if seq < stream.expected:
+                self._bump("duplicates")
+                return stream
+            if seq > stream.expected:
+                if len(buffer) < self._queue_limit:
+                    buffer[seq] = body
+                return stream
+            self._deliver(sender, channel, body, handler)
+            stream.expected += 1
+        else:  # not synced yet: keep it until the sender says where the stream starts
+            if len(buffer) < self._queue_limit:
+                buffer[seq] = body
+            return stream
+        while stream.expected in buffer and not self._stopping:
+            self._deliver(sender, channel, buffer.pop(stream.expected), handler)
+            stream.expected += 1
+        return stream
+
+    def _deliver(
+        self, sender: str, channel: str, body: Any, handler: Callable[[Frame], None]
+    ) -> None:
+        try:
+            handler(Frame(sender, channel, body))
+        except Exception:  # delivered all the same: a retry would fail the same way
+            self._bump("handler_errors")
+            log.exception("%s: handler of channel %r failed", self.node_id, channel)
+
+    def _send_ack(self, sender: str, channel: str, stream: _RxStream) -> None:
+        link = self._links.get(sender)
+        if link is None:
+            return
+        prefix = self._prefixes.get(("ack", channel))
+        if prefix is None:
+            prefix = self._prefixes[("ack", channel)] = _prefix("ack", channel)
+        last = stream.expected - 1 if stream.synced else None
+        payload = prefix + _packer().pack([stream.epoch, last]) + b"\xc0"
+        with link.lock:
+            link.send(payload)  # if lost, the sender retransmits and gets another ack
+
+    def _on_ack(self, sender: str, channel: str, epoch: Any, acked: Any) -> None:
+        link = self._links.get(sender)
+        if link is None or epoch != self._epoch:
+            return
+        with link.lock:
+            stream = link.streams.get(channel)
+            if stream is None:
+                return
+            if acked is None:  # the receiver does not know this stream: say where it stands
+                ident = _packer().pack([self._epoch, -1, stream.first_unacked()])
+                link.send(stream.prefix + ident + b"\xc0")
+            elif type(acked) is int:
+                unacked = stream.unacked
+                while unacked and unacked[0][0] <= acked:
+                    unacked.popleft()
+                    stream.progress = True
+
+    def _on_request(
+        self, rid: bytes, sender: str, is_peer: bool, channel: str, req_id: int, body: Any
+    ) -> None:
+        handler = self._serves.get(channel)
+        if handler is None:
+            self._bump("dropped_unknown_channel")
+            error = f"{self.node_id} serves no channel {channel!r}"
+            self._reply(rid, sender, is_peer, "err", channel, req_id, _packer().pack(error))
+            return
+        if self._work.qsize() >= self._queue_limit:
+            self._bump("dropped_queue_full")
+            error = f"{self.node_id} is overloaded: {self._queue_limit} requests are waiting"
+            self._reply(rid, sender, is_peer, "err", channel, req_id, _packer().pack(error))
+            return
+        self._work.put((rid, sender, is_peer, channel, req_id, body, handler))
+
+    def _reply(
+        self,
+        rid: bytes,
+        sender: str,
+        is_peer: bool,
+        kind: str,
+        channel: str,
+        req_id: int,
+        data: bytes,
+    ) -> None:
+        """Answer a peer through our link to it, a client through its connection to us."""
+        prefix = self._prefixes.get((kind, channel))
+        if prefix is None:
+            prefix = self._prefixes[(kind, channel)] = _prefix(kind, channel)
+        payload = prefix + _packer().pack(req_id) + data
+        if sender in self._blocked:
+            self._bump("dropped_blocked")
+            return
+        if is_peer:
+            link = self._links.get(sender)
+            if link is not None:
+                with link.lock:
+                    if link.send(payload):
+                        return
+            self._bump("dropped_queue_full")
+            return
+        if threading.current_thread() is self._io_thread and self._router is not None:
+            try:
+                self._router.send(rid, zmq.SNDMORE | zmq.NOBLOCK)
+                self._router.send(payload, zmq.NOBLOCK)
+                self._bump("sent")
+            except zmq.ZMQError:
+                self._bump("dropped_queue_full")
+            return
+        self._outbox.append((_OP_REPLY, rid, payload))
+        if not self._wake_pending:
+            self._wake()
+
+    # ------------------------------------------------------------------ worker threads
+
+    def _serve_loop(self) -> None:
+        work = self._work
+        while True:
+            item = work.get()
+            if item is None:
+                return
+            rid, sender, is_peer, channel, req_id, body, handler = item
+            pack = _packer().pack
+            try:
+                data = pack(handler(sender, body))
+                if len(data) > self.max_frame - _SLACK:
+                    raise TransportError(
+                        f"the reply is {len(data)} bytes, over the {self.max_frame}-byte "
+                        "frame limit",
+                        hint="return less, or send it in chunks",
+                    )
+                kind = "rep"
+            except Exception as exc:
+                self._bump("handler_errors")
+                log.exception("%s: request handler of channel %r failed", self.node_id, channel)
+                kind, data = "err", pack(f"{type(exc).__name__}: {exc}")
+            try:
+                self._reply(rid, sender, is_peer, kind, channel, req_id, data)
+            except Exception:  # pragma: no cover - a closed socket during stop()
+                log.exception("%s: cannot send a reply on channel %r", self.node_id, channel)
+
+
+class Client:
+    """A non-peer (the CLI) that makes requests to one node with its own key pair.
+
+    Single-threaded on purpose: it owns one DEALER socket and no I/O thread, so it is cheap
+    to create for one command; use one Client per thread.
+    """
+
+    def __init__(
+        self, endpoint: str, server_public_key: str, public_key: str, secret_key: str
+    ) -> None:
+        self.endpoint = _check_endpoint(endpoint, "the client's server")
+        _check_key(server_public_key, f"the node at {endpoint}")
+        _check_key(public_key, "the client")
+        self._ctx: zmq.Context[Any] | None = zmq.Context()
+        self._sock: zmq.Socket[bytes] | None = self._ctx.socket(zmq.DEALER)
+        sock = self._sock
+        sock.linger = 0
+        sock.curve_serverkey = server_public_key.encode("ascii")
+        sock.curve_publickey = public_key.encode("ascii")
+        sock.curve_secretkey = secret_key.encode("ascii")
+        sock.sndhwm = _RCVHWM
+        sock.rcvhwm = _RCVHWM
+        sock.connect(endpoint)
+        self._ids = itertools.count(1)
+
+    def request(self, channel: str, body: Any, timeout: float = 5.0) -> Any:
+        """Send a request and return the reply body; TransportError on an error reply or timeout."""
+        sock = self._sock
+        if sock is None:
+            raise TransportError(
+                f"the client of {self.endpoint} is closed", hint="create a new Client"
+            )
+        req_id = next(self._ids)
+        try:
+            data = _packer().pack(["req", channel, req_id, body])
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TransportError(
+                f"cannot encode the request body for channel {channel!r}: {exc}",
+                hint="send only msgpack types: None, bool, int, float, str, bytes, list, dict",
+            ) from exc
+        deadline = time.monotonic() + timeout
+        # Again (not connected and already full): the wait below times out.
+        with contextlib.suppress(zmq.Again):
+            sock.send(data, zmq.NOBLOCK)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sock.poll(int(remaining * 1000) + 1):
+                if time.monotonic() < deadline:
+                    continue
+                raise TransportError(
+                    f"no reply from {self.endpoint} on channel {channel!r} within {timeout:g} s",
+                    hint="check that the node is running at that address and that this "
+                    "client's public key is among its allowed clients in cluster.yml",
+                )
+            try:
+                kind, _channel, ident, reply = _unpack(sock.recv())
+            except Exception:
+                continue
+            if ident != req_id:
+                continue  # the late answer to an earlier request that timed out
+            if kind == "rep":
+                return reply
+            raise TransportError(
+                f"request to {self.endpoint} on channel {channel!r} failed: {reply}",
+                hint="see the node's log",
+            )
+
+    def close(self) -> None:
+        """Close the socket and terminate the client's own context; idempotent."""
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
