@@ -183,7 +183,12 @@ class SwarmNode:
         timers = cluster.timers
         self.engine = RaftEngine(
             node_id, self.transport, cluster.ids, cluster.journal_path(node_id),
-            RaftTimers(election_min=timers.election_min, election_max=timers.election_max, heartbeat=timers.heartbeat),
+            RaftTimers(
+                election_min=timers.election_min, election_max=timers.election_max, heartbeat=timers.heartbeat,
+                # A leader that hears from no majority for two election timeouts steps
+                # down; shorter, and a leader whose followers are merely busy is deposed.
+                leader_fallback=2 * timers.election_max,
+            ),
         )
         self.engine.on_commit(self._on_commit)
         self.transport.serve("admin", self._admin)
@@ -354,7 +359,12 @@ class SwarmNode:
 
     def _evolve_loop(self) -> None:
         evolution = self.cluster.evolution
+        role = ""
         while not self.node.stopping.wait(0.2):
+            status = self.engine.status()
+            if status.get("role") != role:
+                role = str(status.get("role"))
+                log.info("%s is %s in term %s (leader %s)", self.id, role, status.get("term"), status.get("leader"))
             if not self.evolve_enabled or self.engine.leader() != self.id:
                 continue
             try:
