@@ -434,8 +434,15 @@ class SwarmNode:
         self.propose(cycle_entry(genome, node, cycle, seed, evaluated, held, adoption, time.time()))
         if adoption is None:
             return False
-        verdict = self.wait_decided(proposal_id(genome, node, cycle, adoption.version), timeout=PROPOSAL_TIMEOUT)
-        return verdict == "adopt"
+        pid = proposal_id(genome, node, cycle, adoption.version)
+        with self._changed:
+            known = pid in self._decided or pid in self.store.head(genome).proposals
+        if not known:
+            # Another leader recorded this cycle first (we were deposed mid-cycle): the
+            # ledger dropped our entry, so no vote will ever come.
+            log.info("%s: cycle %d of %s was recorded by another leader; proposal dropped", self.id, cycle, genome)
+            return False
+        return self.wait_decided(pid, timeout=PROPOSAL_TIMEOUT) == "adopt"
 
     # -- admin requests (the CLI) --
 

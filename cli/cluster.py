@@ -10,18 +10,22 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 from cli.common import console, err_console, handle_errors
 from evolution.errors import ConfigError, TarsError, TransportError
-from runtime.config import ADMIN, ClusterConfig, NodeSpec, load_cluster
-from runtime.launcher import NodeNotReady, ProcessLauncher, admin_request, launcher_for
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from runtime.config import ClusterConfig
+    from runtime.launcher import ProcessLauncher
+
+# runtime.config (pydantic, yaml) and runtime.launcher (zmq) are imported inside the
+# commands: every `tars` invocation imports this module to register its commands.
 
 app = typer.Typer(help="Start, inspect, grow and stop the swarm described by cluster.yml.", no_args_is_help=True)
 
@@ -30,11 +34,15 @@ TimeoutOpt = typer.Option(1.0, "--timeout", min=0.05, help="seconds to wait for 
 
 
 def _ask(config: ClusterConfig, node_id: str, body: dict[str, Any], timeout: float) -> Any:
+    from runtime.launcher import admin_request
+
     return admin_request(config, node_id, body, timeout=timeout)
 
 
 def _statuses(config: ClusterConfig, timeout: float) -> dict[str, dict[str, Any] | None]:
     """Every node's status, asked at once; None for a node that did not answer."""
+    from runtime.config import ADMIN
+
     config.keypair(ADMIN)  # a missing admin key is the user's to fix, not a "down" swarm
 
     def one(node_id: str) -> dict[str, Any] | None:
@@ -83,6 +91,8 @@ def _heads(heads: dict[str, Any]) -> str:
 
 
 def _table(config: ClusterConfig, rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title=escape(f"cluster {config.name} ({config.path})"))
     for column in ("node", "pid", "role", "term", "leader", "applied", "lag", "heads"):
         table.add_column(
@@ -124,6 +134,9 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object per node instead of a table"),
 ) -> None:
     """One row per node: pid, role, term, leader, applied index, lag behind the newest, each genome's head."""
+    from runtime.config import load_cluster
+    from runtime.launcher import launcher_for
+
     config = load_cluster(config_path)
     launcher = launcher_for(config)
     rows = _rows(config, launcher, _statuses(config, timeout))
@@ -143,6 +156,11 @@ def up(
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="seconds each node has to answer"),
 ) -> None:
     """Start every node of cluster.yml that is not running (making missing keys first)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from runtime.config import load_cluster
+    from runtime.launcher import NodeNotReady, launcher_for
+
     config = load_cluster(config_path)
     launcher = launcher_for(config)
     created = config.ensure_keys()
@@ -187,6 +205,9 @@ def up(
 @handle_errors
 def down(config_path: Path = ConfigOpt, timeout: float = typer.Option(10.0, "--timeout", min=0.0, help="seconds before SIGKILL")) -> None:
     """Stop every node cleanly (SIGTERM; SIGKILL after --timeout)."""
+    from runtime.config import load_cluster
+    from runtime.launcher import launcher_for
+
     config = load_cluster(config_path)
     launcher = launcher_for(config)
     pids = {node_id: launcher.pid(node_id) for node_id in config.ids}
@@ -239,6 +260,8 @@ def add(
     timeout: float = TimeoutOpt,
 ) -> None:
     """Write a node into cluster.yml (making its keys) and ask the swarm to make it a member."""
+    from runtime.config import ADMIN, NodeSpec, load_cluster
+
     config = load_cluster(config_path)
     existing = next((node for node in config.nodes if node.id == node_id), None)
     if existing is not None and (existing.host, existing.port) != (host, port):
@@ -270,6 +293,9 @@ def remove(
     timeout: float = TimeoutOpt,
 ) -> None:
     """Ask the swarm to drop a member, then remove it from cluster.yml and stop its process."""
+    from runtime.config import load_cluster
+    from runtime.launcher import launcher_for
+
     config = load_cluster(config_path)
     config.node(node_id)
     agreed, why = _change(config, "remove", node_id, timeout)
@@ -294,6 +320,11 @@ def keys(
     force: bool = typer.Option(False, "--force", help="replace existing key pairs (peers must then be restarted)"),
 ) -> None:
     """Make the CurveZMQ key pairs cluster.yml needs (every node and admin) and print the public keys."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from runtime.config import ADMIN, load_cluster
+
     config = load_cluster(config_path)
     names = [node_id] if node_id is not None else [*config.ids, ADMIN]
     created = config.ensure_keys(names, force=force)

@@ -1,4 +1,9 @@
-"""What every `tars` command shares: the console, store opening, error printing."""
+"""What every `tars` command shares: the console, store opening, error printing.
+
+Import cost matters here: every `tars` invocation imports the command modules, so they
+import only typer, rich's console and the error types at module level; each command
+imports what it needs (the store, libcst, pykka, zmq, pydantic models) when it runs.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from events.store import GenomeStore
 from evolution.errors import StoreError, TarsError
+
+if TYPE_CHECKING:
+    from events.store import GenomeStore
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
@@ -35,6 +42,8 @@ def store_url(store: str, *, must_exist: bool) -> str:
 
 @contextmanager
 def open_store(store: str, *, must_exist: bool = True) -> Iterator[GenomeStore]:
+    from events.store import GenomeStore
+
     handle = GenomeStore.open(store_url(store, must_exist=must_exist), create=not must_exist)
     try:
         yield handle

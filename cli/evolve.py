@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from actors.governor import judge
-from actors.messages import Analyze, Generate, PlanCycle
 from cli.common import DEFAULT_STORE, console, handle_errors, store_url
-from cli.progress import CycleProgress
-from evolution.analysis import Opportunity
 from evolution.errors import PatchError
-from evolution.generate import Candidate, candidate_id
-from evolution.manifest import Manifest
-from evolution.patch import apply_patch
-from evolution.planner import Outcomes, Plan
-from evolution.policy import Policy
-from evolution.tree import Tree, short, version_id
-from node import Node, NodeConfig
-from runtime.genome_files import load_genome
-from runtime.incubation import incubate
+from evolution.tree import short, version_id
+
+if TYPE_CHECKING:
+    from evolution.analysis import Opportunity
+    from evolution.manifest import Manifest
+    from evolution.planner import Plan
+    from evolution.tree import Tree
+    from node import Node
+
+# The node (pykka actors, the sandbox), the mutators (libcst) and the statistics are
+# imported by the commands that use them, so `tars log …` and `tars --help` never load them.
 
 app = typer.Typer(help="Analyse, plan, generate, validate and run evolution on one node.", no_args_is_help=True)
 
@@ -31,11 +29,16 @@ SeedOpt = typer.Option(7, "--seed", help="seed of the planner and the statistics
 
 
 def _node(store: str, workdir: Path | None = None, candidates: int = 4) -> Node:
+    from node import Node, NodeConfig
+
     base = workdir or Path(".tars")
     return Node(NodeConfig("local", store_url(store, must_exist=False), base / "work", candidates_per_cycle=candidates))
 
 
 def _opportunities(node: Node, genome: Path) -> tuple[list[Opportunity], Manifest, Tree, str]:
+    from actors.messages import Analyze
+    from runtime.genome_files import load_genome
+
     manifest, tree = load_genome(genome)
     version = version_id(tree)
     with console.status(f"profiling {manifest.name} {short(version)} in the sandbox…"):
@@ -45,6 +48,9 @@ def _opportunities(node: Node, genome: Path) -> tuple[list[Opportunity], Manifes
 
 def _plans(node: Node, genome: Path, seed: int, limit: int) -> tuple[list[Plan], Tree, str]:
     """The plans one cycle would make for the genome folder, with no history to learn from."""
+    from actors.messages import PlanCycle
+    from evolution.planner import Outcomes
+
     opportunities, manifest, tree, version = _opportunities(node, genome)
     plans = node.supervisor.ask("planner", PlanCycle(version, tree, manifest, opportunities, Outcomes(table={}), seed, 1, limit))
     return plans, tree, version
@@ -54,6 +60,8 @@ def _plans(node: Node, genome: Path, seed: int, limit: int) -> tuple[list[Plan],
 @handle_errors
 def analyze(genome: Path = GenomeOpt, store: str = StoreOpt) -> None:
     """Profile the genome and list ranked opportunities."""
+    from rich.table import Table
+
     with _node(store) as node:
         opportunities, _, _, _ = _opportunities(node, genome)
     table = Table("gain", "conf", "kind", "where", "evidence")
@@ -66,6 +74,8 @@ def analyze(genome: Path = GenomeOpt, store: str = StoreOpt) -> None:
 @handle_errors
 def plan(genome: Path = GenomeOpt, store: str = StoreOpt, seed: int = SeedOpt, limit: int = typer.Option(8, help="plans to show")) -> None:
     """Rank opportunities and choose a mutator for each."""
+    from rich.table import Table
+
     with _node(store) as node:
         plans, tree, version = _plans(node, genome, seed, limit)
     table = Table("score", "mutator", "where", "why")
@@ -83,6 +93,8 @@ def generate(
     out: Path | None = typer.Option(None, "--out", help="folder to write one .patch file per candidate"),
 ) -> None:
     """Generate candidate patches and print (or write) them."""
+    from actors.messages import Generate
+
     with _node(store) as node:
         plans, tree, version = _plans(node, genome, seed, limit)
         generated = node.supervisor.ask("generator", Generate(version, tree, plans))
@@ -106,6 +118,13 @@ def validate(
     store: str = StoreOpt, seed: int = SeedOpt,
 ) -> None:
     """Prove one patch: the genome's tests, then the benchmark A/B against the parent."""
+    from actors.governor import judge
+    from evolution.generate import Candidate, candidate_id
+    from evolution.patch import apply_patch
+    from evolution.policy import Policy
+    from runtime.genome_files import load_genome
+    from runtime.incubation import incubate
+
     manifest, tree = load_genome(genome)
     try:
         text = patch.read_text(encoding="utf-8")
@@ -134,6 +153,8 @@ def run(
     candidates: int = typer.Option(4, "--candidates", min=1, help="candidates per cycle"),
 ) -> None:
     """Evolve the genome for N cycles, recording every decision in the store."""
+    from cli.progress import CycleProgress
+
     with _node(store, candidates=candidates) as node:
         node.install_signal_handlers()
         name, _ = node.register(genome)

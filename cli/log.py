@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import typer
-from rich.tree import Tree as RichTree
 
 from cli.common import DEFAULT_STORE, console, handle_errors, open_store
-from events.projections import lineage as lineage_of
-from events.store import GenomeStore, LogEntry
 from evolution.errors import IntegrityError, TarsError, UnknownVersionError
-from evolution.patch import make_patch
 from evolution.tree import short, version_id
-from runtime.genome_files import write_tree
+
+if TYPE_CHECKING:
+    from events.store import GenomeStore, LogEntry
 
 app = typer.Typer(help="Inspect, verify, replay and export the event log.", no_args_is_help=True)
 
@@ -38,6 +36,8 @@ def _genome(store: GenomeStore, genome: str | None) -> str:
 
 def resolve_version(store: GenomeStore, genome: str, prefix: str) -> str:
     """A full version id from a unique prefix (users copy the short ids `ls` prints)."""
+    from events.projections import lineage as lineage_of
+
     versions = {node.version for node in lineage_of(store.log(genome=genome))}
     matches = sorted(v for v in versions if v.startswith(prefix.lower()))
     if len(matches) == 1:
@@ -48,18 +48,25 @@ def resolve_version(store: GenomeStore, genome: str, prefix: str) -> str:
 
 
 def _summary(entry: LogEntry) -> str:
-    data = entry.data
-    if entry.type == "CandidateEvaluated":
+    return _summary_of(entry.type, entry.data, entry.parent)
+
+
+def _summary_of(kind: str, data: dict[str, Any], parent: str | None) -> str:
+    if kind == "CandidateEvaluated":
         ratio = data.get("ratio")
         gain = f" {ratio:.2f}×" if isinstance(ratio, float) else ""
         return f"{data.get('mutator')} {data.get('verdict')}{gain}"
-    if entry.type == "VersionAdopted":
-        return f"{data.get('mutator')} {data.get('ratio', 0):.2f}× parent {short(entry.parent or '')}"
-    if entry.type == "RolledBack":
+    if kind == "VersionAdopted":
+        return f"{data.get('mutator')} {data.get('ratio', 0):.2f}× parent {short(parent or '')}"
+    if kind == "RolledBack":
         return f"to {short(data.get('to_version', ''))}: {data.get('reason', '')}"
-    if entry.type == "CycleCompleted":
+    if kind == "CycleCompleted":
         return f"cycle {data.get('cycle')}"
     return ""
+
+
+#: Nanoseconds per second: event times come as integer nanoseconds since the epoch.
+_NS = 1_000_000_000
 
 
 @app.command("ls")
@@ -68,12 +75,18 @@ def ls(store: str = StoreOpt, genome: str | None = GenomeOpt, limit: int | None 
     """One line per event, oldest first."""
     out = sys.stdout
     lines: list[str] = []
+    # Events come in bursts (a cycle writes all of its events at once), so the time of
+    # day is formatted once per distinct second, not once per line.
+    stamps: dict[int, str] = {}
     with open_store(store) as handle:
-        for entry in handle.log(genome=genome, limit=limit):
-            # isoformat is C code; strftime per line cost a third of listing 100k events.
+        for seq, kind, name, version, parent, time_ns, node, data, _ in handle.log_rows(genome=genome, limit=limit):
+            second = time_ns // _NS
+            stamp = stamps.get(second)
+            if stamp is None:
+                stamp = stamps[second] = datetime.fromtimestamp(second, UTC).isoformat(" ")[:19]
             lines.append(
-                f"{entry.seq:>7} {entry.time.isoformat(' ', 'seconds')[:19]} {entry.type:<18} {entry.genome:<12} "
-                f"{(entry.version or '')[:12]:<12} {entry.node:<8} {_summary(entry)}\n"
+                f"{seq:>7} {stamp} {kind:<18} {name:<12} {(version or '')[:12]:<12} {node:<8} "
+                f"{_summary_of(kind, data, parent)}\n"
             )
             if len(lines) >= 4096:
                 out.write("".join(lines))
@@ -100,6 +113,8 @@ def diff(
     store: str = StoreOpt, genome: str | None = GenomeOpt,
 ) -> None:
     """The unified diff between two versions."""
+    from evolution.patch import make_patch
+
     with open_store(store) as handle:
         name = _genome(handle, genome)
         a = handle.materialise(name, resolve_version(handle, name, old))
@@ -111,6 +126,10 @@ def diff(
 @handle_errors
 def lineage(store: str = StoreOpt, genome: str | None = GenomeOpt) -> None:
     """The tree of versions: who came from whom, by which mutator, at what fitness."""
+    from rich.tree import Tree as RichTree
+
+    from events.projections import lineage as lineage_of
+
     with open_store(store) as handle:
         name = _genome(handle, genome)
         nodes = lineage_of(handle.log(genome=name))
@@ -147,6 +166,8 @@ def replay(
     store: str = StoreOpt, genome: str | None = GenomeOpt,
 ) -> None:
     """Rebuild a version's exact tree from the log (snapshot plus patches)."""
+    from runtime.genome_files import write_tree
+
     with open_store(store) as handle:
         name = _genome(handle, genome)
         version = resolve_version(handle, name, to)

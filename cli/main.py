@@ -11,7 +11,6 @@ from cli import cluster, evolve, log, node
 from cli.common import DEFAULT_STORE, console, handle_errors, open_store
 from cli.log import resolve_version
 from evolution.errors import PolicyError
-from evolution.patch import apply_patch
 from evolution.tree import short, version_id
 
 app = typer.Typer(
@@ -73,6 +72,7 @@ def approve(
 ) -> None:
     """Adopt a candidate the governor held for a human decision."""
     from events.records import Adoption
+    from evolution.patch import apply_patch
 
     with open_store(store) as handle:
         head = handle.head(genome)

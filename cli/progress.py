@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from typing import TYPE_CHECKING, Any
 
 from evolution.tree import short
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class CycleProgress:
     """A progress bar over cycles whose description follows the current stage."""
 
     def __init__(self, console: Console, total: int, done: int = 0, label: str = "evolving") -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self.console = console
         self.label = label
         self._progress = Progress(

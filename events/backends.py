@@ -23,7 +23,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
-from uuid import UUID
 
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
@@ -188,8 +187,9 @@ def redact(url: str) -> str:
     return url
 
 
-#: (seq, originator id, position, topic, state) as stored, with no objects built per row.
-RawRow = tuple[int, UUID, int, str, bytes]
+#: (seq, originator id as text, position, topic, state) as stored, with no objects built
+#: per row; the id text is the key readers map to a ``UUID`` once per lineage.
+RawRow = tuple[int, str, int, str, bytes]
 
 
 def raw_notifications(recorder: object) -> Callable[[int, int], list[RawRow]] | None:
@@ -197,7 +197,7 @@ def raw_notifications(recorder: object) -> Callable[[int, int], list[RawRow]] | 
 
     Listing a long log (``tars log ls``) through eventsourcing builds a ``Notification``
     and a ``UUID`` per row, which is most of the time at 100,000 events.  For SQLite the
-    same rows come straight from one SELECT; ids are turned into UUIDs once per lineage.
+    same rows come straight from one SELECT, as SQLite returns them.
     """
     reader = _RAW_READERS.get(type(recorder))
     return None if reader is None else functools.partial(reader, recorder)
@@ -210,15 +210,8 @@ def _sqlite_rows(recorder: SQLiteApplicationRecorder, start: int, limit: int) ->
     )
     with recorder.datastore.transaction(commit=False) as cursor:
         cursor.execute(statement, (start, limit))
-        rows = cursor.fetchall()
-    ids: dict[str, UUID] = {}
-    out: list[RawRow] = []
-    for seq, originator, position, topic, state in rows:
-        ident = ids.get(originator)
-        if ident is None:
-            ident = ids[originator] = UUID(originator)
-        out.append((seq, ident, position, topic, state))
-    return out
+        rows: list[RawRow] = cursor.fetchall()
+    return rows
 
 
 _RAW_READERS: dict[type, Callable[..., list[RawRow]]] = {

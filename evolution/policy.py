@@ -20,6 +20,7 @@ Order of the tests, and why:
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -120,18 +121,21 @@ def new_imports(parent_source: str, candidate_source: str) -> tuple[str, ...]:
     return tuple(sorted(_imports(candidate_source) - _imports(parent_source)))
 
 
-def _imports(source: str) -> set[str]:
+@functools.lru_cache(maxsize=256)
+def _imports(source: str) -> frozenset[str]:
+    # Cached per text: every candidate of a version is judged against the same parent
+    # file, and a candidate generated again on an unchanged head has the same text.
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
-        return set()
+        return frozenset()
     found: set[str] = set()
     for node in ast.walk(tree):  # imports inside functions count: they run too
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             found.add("." * node.level + (node.module or ""))
-    return found
+    return frozenset(found)
 
 
 def _x(ratio: float) -> str:

@@ -25,11 +25,17 @@ bisection) so the package needs no scipy.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat, starmap
 from statistics import NormalDist
+from typing import TypeVar
+
+T = TypeVar("T")
 
 DIRECTIONS = ("minimize", "maximize")
 
@@ -37,6 +43,8 @@ DIRECTIONS = ("minimize", "maximize")
 #: expansion around the normal quantile (error < 1e-9), so the exact series, whose cost
 #: grows with the degrees of freedom, never runs long.
 _LARGE_DF = 1000
+#: Up to this many pairs the bootstrap counts distinct resamples instead of summing each.
+_FEW_PAIRS = 16
 
 
 @dataclass(frozen=True)
@@ -139,15 +147,65 @@ def compare(
 def _bootstrap(
     d: Sequence[float], confidence: float, rng: random.Random, resamples: int
 ) -> tuple[float, float]:
-    """Percentile interval of the mean log-ratio: sees the skew a t interval assumes away."""
+    """Percentile interval of the mean log-ratio: sees the skew a t interval assumes away.
+
+    The resamples are exactly those of ``rng.choices(d, k=n)`` drawn ``resamples`` times
+    (the same random numbers in the same order), and the bounds are the same order
+    statistics of their means; only the arithmetic is shared.  A resample's mean depends
+    only on which items it drew, not on their order (``math.fsum`` is exactly rounded),
+    and a handful of pairs has few such multisets, so each distinct multiset is summed
+    once and the order statistics are read off the counts instead of sorting every mean.
+    """
     n = len(d)
-    means = sorted(math.fsum(rng.choices(d, k=n)) / n for _ in range(resamples))
     alpha = (1.0 - confidence) / 2.0
     lo_index = max(0, math.floor(alpha * resamples))
     hi_index = min(resamples - 1, math.ceil((1.0 - alpha) * resamples) - 1)
-    return means[lo_index], means[hi_index]
+    if n > _FEW_PAIRS or not _DRAWS_MATCH_CHOICES or type(rng) is not random.Random:
+        means = sorted(math.fsum(rng.choices(d, k=n)) / n for _ in range(resamples))
+        return means[lo_index], means[hi_index]
+    # Item i adds 1 << (bits * i): a resample's key counts how often it drew each item.
+    bits = n.bit_length()
+    weight = [1 << (bits * i) for i in range(n)]
+    keys = Counter(map(sum, zip(*[iter(_draws(rng, weight, n * resamples))] * n, strict=True)))
+    mask = (1 << bits) - 1
+    ranked = sorted(
+        (math.fsum(d[i] for i in range(n) for _ in range((key >> (bits * i)) & mask)) / n, count)
+        for key, count in keys.items()
+    )
+    return _order_statistic(ranked, lo_index), _order_statistic(ranked, hi_index)
 
 
+def _draws(rng: random.Random, items: Sequence[T], k: int) -> list[T]:
+    """``rng.choices(items, k=k)`` as CPython computes it (``floor(random() * n)``)."""
+    n = float(len(items))
+    # The same draws as a loop of ``items[int(rng.random() * n)]``, iterated in C
+    # (``n * r == r * n`` exactly: IEEE multiplication commutes).
+    return list(map(items.__getitem__, map(int, map(n.__mul__, starmap(rng.random, repeat((), k))))))
+
+
+def _order_statistic(ranked: Sequence[tuple[float, int]], index: int) -> float:
+    """The ``index``-th smallest value (0-based) of values given with their counts, sorted."""
+    seen = 0
+    for value, count in ranked:
+        seen += count
+        if index < seen:
+            return value
+    return ranked[-1][0]
+
+
+def _draws_match_choices() -> bool:
+    """Whether :func:`_draws` reproduces this Python's ``Random.choices`` (checked once)."""
+    items = list(range(7))
+    return all(
+        _draws(random.Random(seed), items, 50) == random.Random(seed).choices(items, k=50)
+        for seed in (0, 1, "tars")
+    )
+
+
+_DRAWS_MATCH_CHOICES = _draws_match_choices()
+
+
+@functools.lru_cache(maxsize=256)
 def t_quantile(p: float, df: int) -> float:
     """The ``p`` quantile of Student's t with ``df`` degrees of freedom (no scipy in a pure package)."""
     if not 0.0 < p < 1.0:

@@ -18,6 +18,11 @@ Why it looks the way it does (details and measurements in docs/transport.md):
   those (like everything else that touches the ROUTER) go through the I/O thread.
 * **Request handlers run on worker threads**, so a slow handler never stalls the receive
   loop; one-way handlers run on the I/O thread and must be quick.
+* **Batching under pressure.**  When a peer's socket is full (it is not keeping up),
+  frames wait in a bounded backlog, and the backlog leaves as batch frames: the receiver
+  then pays its per-frame costs (decryption, the identity lookup, a decode) once per
+  batch rather than once per frame, which is what lets it catch up.  An idle link sends
+  each frame at once, so batching never adds latency.
 * **A reliable channel on top.**  ZeroMQ drops whatever is queued when a connection or a
   socket goes away, so :meth:`Transport.send_reliable` numbers frames per (peer, channel),
   the receiver acknowledges cumulatively and delivers each number once and in order, and
@@ -26,11 +31,15 @@ Why it looks the way it does (details and measurements in docs/transport.md):
   stands, so frames a previous incarnation already delivered are not delivered again.
 * **Nothing a peer sends can crash a node**: frames that do not decode, have the wrong
   shape, are too large or name an unknown channel are dropped and counted.
+* **A refused key is dialled again.**  libzmq gives up on a connection whose key the
+  peer refused; during a membership change the peer may simply not know us yet, so a
+  socket monitor notices the refusal and the link dials again every second.
 
 Wire format: one ZeroMQ frame holding a msgpack array ``[kind, channel, ident, body]``,
 kind one of ``msg`` (one-way), ``rel`` (reliable; ident ``[epoch, seq, first_unacked]``,
 ``seq == -1`` answers a sync request), ``ack`` (ident ``[epoch, last_delivered]``, or
-``[epoch, None]`` to ask for a sync), ``req`` / ``rep`` / ``err`` (ident: request id).
+``[epoch, None]`` to ask for a sync), ``req`` / ``rep`` / ``err`` (ident: request id),
+``bat`` (body: a list of such frames from one sender, in order).
 """
 
 from __future__ import annotations
@@ -67,6 +76,7 @@ RETRANSMIT_INTERVAL = 0.2
 _BATCH = 1024  # frames read from the ROUTER, or items from the work deque, per loop turn
 _WORKERS = 4  # threads running request handlers
 _RCVHWM = 1000  # ZeroMQ's default, stated: bounded memory per inbound connection
+_SNDHWM = 100  # frames in a peer's pipe before send() starts batching (see send)
 _STOP_LINGER_MS = 200  # lets the last acks and replies leave when a node stops
 _JOIN_TIMEOUT = 5.0
 _SLACK = 64  # bytes of framing allowed on top of a body within max_frame
@@ -217,10 +227,18 @@ class _Link:
         "sent",
         "sock",
         "streams",
+        "wake",
     )
 
-    def __init__(self, peer: Peer, sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes]) -> None:
+    def __init__(
+        self,
+        peer: Peer,
+        sock: zmq.Socket[bytes],
+        monitor: zmq.Socket[bytes],
+        wake: Callable[[], None],
+    ) -> None:
         self.peer = peer
+        self.wake = wake
         self.sock: zmq.Socket[bytes] | None = sock
         self.monitor = monitor  # handshake failures; read by the I/O thread only
         self.lock = threading.Lock()
@@ -229,24 +247,36 @@ class _Link:
         self.retransmits = 0
         self.redial_at: float | None = None
         self.refusals = 0
-        self.backlog: list[bytes] = []  # one-way frames waiting for the socket (see send)
+        self.backlog: list[bytes] = []  # frames waiting for the socket, sent as batches
 
-    def send(self, payload: bytes) -> bool:
-        """Hand a frame to ZeroMQ without blocking; the caller holds ``lock``."""
+    def send(self, payload: bytes, limit: int) -> bool:
+        """Hand a frame to ZeroMQ without blocking, or queue it behind the backlog.
+
+        The caller holds ``lock``.  False when the link is closed or ``limit`` frames wait.
+        """
         sock = self.sock
         if sock is None:
             return False
-        try:
-            sock.send(payload, zmq.NOBLOCK)
-        except zmq.Again:
+        if not self.backlog:
+            try:
+                sock.send(payload, zmq.NOBLOCK)
+                self.sent += 1
+                return True
+            except zmq.Again:
+                pass
+        if len(self.backlog) >= limit:
             return False
-        self.sent += 1
+        self.backlog.append(payload)
+        if len(self.backlog) == 1:
+            self.wake()  # the I/O thread retries until the backlog is gone
         return True
 
-    def transmit(self, epoch: int, stream: _TxStream, entry: list[Any], now: float) -> bool:
+    def transmit(
+        self, epoch: int, stream: _TxStream, entry: list[Any], now: float, limit: int
+    ) -> bool:
         """Send one reliable frame stamped with the stream's first unacked seq (lock held)."""
         ident = _packer().pack([epoch, entry[0], stream.first_unacked()])
-        if self.send(stream.prefix + ident + entry[1]):
+        if self.send(stream.prefix + ident + entry[1], limit):
             entry[2] = now
             return True
         return False
@@ -313,6 +343,7 @@ class Transport:
         self.max_frame = max_frame
         self._max_body = max_frame - _SLACK
         self._queue_limit = queue_limit
+        self._hard_limit = 2 * queue_limit  # backlog room for replies, acks, reliable frames
         self._peers: dict[str, Peer] = {}
         self._clients: dict[str, str] = {}
         for name, key in clients.items():
@@ -488,8 +519,7 @@ class Transport:
             return
         self._check_peer(peer)
         with self._state_lock:
-            self._peers[peer.node_id] = peer
-            self._rebuild_names()
+            self._rebuild_names({**self._peers, peer.node_id: peer})
             if not self._running:
                 return
             new = self._open_link(peer)
@@ -592,7 +622,7 @@ class Transport:
                 stream.next_seq += 1
                 stream.unacked.append(entry)
                 if not blocked:
-                    link.transmit(self._epoch, stream, entry, time.monotonic())
+                    link.transmit(self._epoch, stream, entry, time.monotonic(), self._hard_limit)
         if full:
             self._bump("dropped_queue_full")
             raise TransportError(
@@ -625,7 +655,7 @@ class Transport:
             self._bump("dropped_blocked")  # a partition: the request is lost, the caller times out
         else:
             with link.lock:
-                sent = link.send(payload)
+                sent = link.send(payload, self._hard_limit)
             if not sent:
                 self._pending.pop(req_id, None)
                 self._bump("dropped_queue_full")
@@ -680,9 +710,11 @@ class Transport:
                 hint="give the client another name",
             )
 
-    def _rebuild_names(self) -> None:
+    def _rebuild_names(self, peers: Mapping[str, Peer] | None = None) -> None:
+        """Recompute key -> name; with ``peers``, commit them only if their keys are unique."""
+        peers = self._peers if peers is None else peers
         names: dict[bytes, str] = {}
-        owners = [(p.node_id, p.public_key) for p in self._peers.values()]
+        owners = [(p.node_id, p.public_key) for p in peers.values()]
         owners += list(self._clients.items())
         for name, key in owners:
             raw = key.encode("ascii")
@@ -692,6 +724,8 @@ class Transport:
                     hint="every node and client needs its own key pair: run `tars keys`",
                 )
             names[raw] = name
+        if peers is not self._peers:
+            self._peers = dict(peers)
         self._names = names  # replaced whole: the ZAP thread reads it without a lock
 
     def _admit(self, key: bytes) -> bool:
@@ -735,14 +769,14 @@ class Transport:
         sock.curve_serverkey = peer.public_key.encode("ascii")
         sock.curve_publickey = self._public.encode("ascii")
         sock.curve_secretkey = self._secret.encode("ascii")
-        sock.sndhwm = _RCVHWM  # beyond it, one-way frames wait in the link's backlog
+        sock.sndhwm = _SNDHWM  # beyond it, frames wait in the link's backlog, batched
         sock.rcvhwm = 1  # never read: peers answer on our ROUTER
         sock.linger = 0
         # libzmq does not dial again after the peer refused our key (it may simply not know
         # us yet, e.g. during a membership change): watch for that and re-dial ourselves.
         monitor: zmq.Socket[bytes] = sock.get_monitor_socket(_REFUSED)
         sock.connect(peer.endpoint)
-        link = _Link(peer, sock, monitor)
+        link = _Link(peer, sock, monitor, self._wake)
         self._post((_OP_WATCH, link))
         return link
 
@@ -947,8 +981,8 @@ class Transport:
         blocked = self._blocked
         epoch = self._epoch
         for link in list(self._links.values()):
-            if link.peer.node_id in blocked or not link.streams:
-                continue
+            if link.peer.node_id in blocked or not link.streams or link.backlog:
+                continue  # a congested link gets no extra load: the backlog goes first
             with link.lock:
                 for stream in link.streams.values():
                     if stream.progress:
@@ -958,10 +992,12 @@ class Transport:
                         stream.progress = False
                         continue
                     for entry in stream.unacked:
+                        if link.backlog:
+                            break  # the peer stopped taking frames: try again next tick
                         if entry[2] > due:
                             continue
-                        if not link.transmit(epoch, stream, entry, now):
-                            break  # the peer is not taking frames: try again next tick
+                        if not link.transmit(epoch, stream, entry, now, self._queue_limit):
+                            break
                         link.retransmits += 1
 
     def _drain_router(self, router: zmq.Socket[bytes]) -> None:
@@ -973,8 +1009,8 @@ class Transport:
         blocked = self._blocked
         max_frame = self.max_frame
         acks: dict[tuple[str, str], _RxStream] = {}
-        received = unknown_key = undecodable = oversize = unknown_channel = 0
-        dropped_blocked = not_allowed = late = 0
+        tally: dict[str, int] = {}  # counters of the rarer outcomes
+        received = undecodable = unknown_channel = 0
         for _ in range(_BATCH):
             if self._stopping:  # deliver nothing more: what is not acked is sent again
                 break
@@ -993,14 +1029,14 @@ class Transport:
             except zmq.ZMQError:
                 sender = ""
             if sender in blocked:
-                dropped_blocked += 1
+                tally["dropped_blocked"] = tally.get("dropped_blocked", 0) + 1
                 continue
             is_peer = sender in peers
             if not is_peer and sender not in clients:
-                unknown_key += 1  # admitted once, removed since
-                continue
+                tally["dropped_unknown_key"] = tally.get("dropped_unknown_key", 0) + 1
+                continue  # admitted once, removed since
             if len(frame) > max_frame:
-                oversize += 1
+                tally["dropped_oversize"] = tally.get("dropped_oversize", 0) + 1
                 continue
             try:
                 msg = _unpack(frame)
@@ -1010,103 +1046,93 @@ class Transport:
             if type(msg) is not list or len(msg) != 4 or type(msg[1]) is not str:
                 undecodable += 1
                 continue
-            kind, channel, ident, body = msg
-            if kind == "msg":
-                if not is_peer:
-                    not_allowed += 1
-                    continue
-                handler = subs.get(channel)
+            kind = msg[0]
+            if kind == "msg" and is_peer:  # the hot path, inlined
+                handler = subs.get(msg[1])
                 if handler is None:
                     unknown_channel += 1
                     continue
                 received += 1
                 try:
-                    handler(Frame(sender, channel, body))
+                    handler(Frame(sender, msg[1], msg[3]))
                 except Exception:
                     self._bump("handler_errors")
-                    log.exception("%s: handler of channel %r failed", self.node_id, channel)
-            elif kind == "bat":
-                if not is_peer:
-                    not_allowed += 1
-                    continue
-                if type(body) is not list:
-                    undecodable += 1
-                    continue
-                for inner in body:
-                    if (
-                        type(inner) is not list
-                        or len(inner) != 4
-                        or inner[0] != "msg"
-                        or type(inner[1]) is not str
-                    ):
+                    log.exception("%s: handler of channel %r failed", self.node_id, msg[1])
+            elif kind == "bat" and is_peer and type(msg[3]) is list:
+                for inner in msg[3]:  # frames a congested peer sent together (see send)
+                    if type(inner) is not list or len(inner) != 4 or type(inner[1]) is not str:
                         undecodable += 1
-                        continue
-                    handler = subs.get(inner[1])
-                    if handler is None:
-                        unknown_channel += 1
-                        continue
-                    received += 1
-                    try:
-                        handler(Frame(sender, inner[1], inner[3]))
-                    except Exception:
-                        self._bump("handler_errors")
-                        log.exception("%s: handler of channel %r failed", self.node_id, inner[1])
-            elif kind == "req":
-                if type(ident) is not int:
-                    undecodable += 1
-                    continue
-                received += 1
-                self._on_request(rid, sender, is_peer, channel, ident, body)
-            elif kind == "rep" or kind == "err":
-                waiter = self._pending.get(ident) if type(ident) is int else None
-                if not is_peer or waiter is None or waiter.peer != sender:
-                    late += 1
-                    continue
-                if kind == "rep":
-                    self._finish(ident, body, None)
-                else:
-                    self._finish(ident, None, str(body))
-                received += 1
-            elif kind == "rel":
-                if not is_peer:
-                    not_allowed += 1
-                    continue
-                if (
-                    type(ident) is not list
-                    or len(ident) != 3
-                    or not all(type(x) is int for x in ident)
-                ):
-                    undecodable += 1
-                    continue
-                handler = subs.get(channel)
-                if handler is None:
-                    unknown_channel += 1  # not acknowledged: retransmitted until someone listens
-                    continue
-                received += 1
-                acks[(sender, channel)] = self._on_reliable(sender, channel, ident, body, handler)
-            elif kind == "ack":
-                if not is_peer:
-                    not_allowed += 1
-                    continue
-                if type(ident) is not list or len(ident) != 2:
-                    undecodable += 1
-                    continue
-                received += 1
-                self._on_ack(sender, channel, ident[0], ident[1])
+                    elif inner[0] == "msg":
+                        handler = subs.get(inner[1])
+                        if handler is None:
+                            unknown_channel += 1
+                            continue
+                        received += 1
+                        try:
+                            handler(Frame(sender, inner[1], inner[3]))
+                        except Exception:
+                            self._bump("handler_errors")
+                            log.exception(
+                                "%s: handler of channel %r failed", self.node_id, inner[1]
+                            )
+                    elif inner[0] == "bat":
+                        undecodable += 1
+                    else:
+                        outcome = self._handle(rid, sender, is_peer, inner, acks)
+                        tally[outcome] = tally.get(outcome, 0) + 1
             else:
-                undecodable += 1
+                outcome = self._handle(rid, sender, is_peer, msg, acks)
+                tally[outcome] = tally.get(outcome, 0) + 1
         for (sender, channel), stream in acks.items():
             self._send_ack(sender, channel, stream)
+        tally["received"] = tally.get("received", 0) + received
+        tally["dropped_undecodable"] = tally.get("dropped_undecodable", 0) + undecodable
+        tally["dropped_unknown_channel"] = tally.get("dropped_unknown_channel", 0) + unknown_channel
         with self._count_lock:
             counts = self._counts
-            counts["received"] += received
-            counts["dropped_unknown_key"] += unknown_key
-            counts["dropped_undecodable"] += undecodable
-            counts["dropped_oversize"] += oversize
-            counts["dropped_unknown_channel"] += unknown_channel
-            counts["dropped_blocked"] += dropped_blocked
-            counts["dropped_not_allowed"] += not_allowed
-            counts["late_replies"] += late
+            for name, n in tally.items():
+                counts[name] += n
+
+    def _handle(
+        self,
+        rid: bytes,
+        sender: str,
+        is_peer: bool,
+        msg: list[Any],
+        acks: dict[tuple[str, str], _RxStream],
+    ) -> str:
+        """Act on one decoded frame other than a peer's one-way frame; name its counter."""
+        kind, channel, ident, body = msg
+        if kind == "req":
+            if type(ident) is not int:
+                return "dropped_undecodable"
+            self._on_request(rid, sender, is_peer, channel, ident, body)
+            return "received"
+        if kind in ("msg", "rel", "ack", "rep", "err", "bat") and not is_peer:
+            return "dropped_not_allowed"  # a client may only make requests
+        if kind == "rep" or kind == "err":
+            waiter = self._pending.get(ident) if type(ident) is int else None
+            if waiter is None or waiter.peer != sender:
+                return "late_replies"
+            if kind == "rep":
+                self._finish(ident, body, None)
+            else:
+                self._finish(ident, None, str(body))
+            return "received"
+        if kind == "rel":
+            if type(ident) is not list or len(ident) != 3 or not all(type(x) is int for x in ident):
+                return "dropped_undecodable"
+            handler = self._subs.get(channel)
+            if handler is None:
+                return "dropped_unknown_channel"  # not acked: sent again until someone listens
+            acks[(sender, channel)] = self._on_reliable(sender, channel, ident, body, handler)
+            return "received"
+        if kind == "ack":
+            if type(ident) is not list or len(ident) != 2:
+                return "dropped_undecodable"
+            self._on_ack(sender, channel, ident[0], ident[1])
+            return "received"
+        return "dropped_undecodable"
 
     def _on_reliable(
         self,
@@ -1170,7 +1196,7 @@ class Transport:
         last = stream.expected - 1 if stream.synced else None
         payload = prefix + _packer().pack([stream.epoch, last]) + b"\xc0"
         with link.lock:
-            link.send(payload)  # if lost, the sender retransmits and gets another ack
+            link.send(payload, self._hard_limit)  # if lost, the frame is sent and acked again
 
     def _on_ack(self, sender: str, channel: str, epoch: Any, acked: Any) -> None:
         link = self._links.get(sender)
@@ -1182,7 +1208,7 @@ class Transport:
                 return
             if acked is None:  # the receiver does not know this stream: say where it stands
                 ident = _packer().pack([self._epoch, -1, stream.first_unacked()])
-                link.send(stream.prefix + ident + b"\xc0")
+                link.send(stream.prefix + ident + b"\xc0", self._hard_limit)
             elif type(acked) is int:
                 unacked = stream.unacked
                 while unacked and unacked[0][0] <= acked:
@@ -1227,7 +1253,7 @@ class Transport:
             link = self._links.get(sender)
             if link is not None:
                 with link.lock:
-                    if link.send(payload):
+                    if link.send(payload, self._hard_limit):
                         return
             self._bump("dropped_queue_full")
             return

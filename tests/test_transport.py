@@ -144,8 +144,12 @@ def test_one_way_frames_carry_the_authenticated_sender(swarm: Swarm) -> None:
 
 def test_request_reply_between_three_nodes(swarm: Swarm) -> None:
     nodes = {n: swarm.transport(n, ["a", "b", "c"]) for n in ("a", "b", "c")}
+
+    def whoami(name: str) -> Callable[[str, Any], Any]:
+        return lambda sender, body: {"me": name, "you": sender, "x": body}
+
     for name, node in nodes.items():
-        node.serve("whoami", lambda sender, body, name=name: {"me": name, "you": sender, "x": body})
+        node.serve("whoami", whoami(name))
     assert nodes["a"].request("b", "whoami", 1) == {"me": "b", "you": "a", "x": 1}
     assert nodes["c"].request("a", "whoami", [2]) == {"me": "a", "you": "c", "x": [2]}
     assert nodes["b"].request("c", "whoami", None) == {"me": "c", "you": "b", "x": None}
@@ -321,6 +325,65 @@ def test_send_reliable_backlog_is_bounded(swarm: Swarm) -> None:
     with pytest.raises(TransportError) as info:
         a.send_reliable("b", "log", 50)
     assert "50 unacknowledged frames for b" in str(info.value)
+
+
+def test_a_slow_receiver_gets_batches_in_order(swarm: Swarm) -> None:
+    """When b cannot keep up, a's frames wait and leave in batches: none lost, none reordered."""
+    a = swarm.transport("a", ["b"])
+    b = swarm.transport("b", ["a"])
+    inbox = Inbox()
+    release = threading.Event()
+
+    def slow(frame: Frame) -> None:
+        release.wait(30)  # b's I/O thread is stuck: its socket and a's fill up
+        inbox(frame)
+
+    b.subscribe("bulk", slow)
+    b.serve("echo", lambda _sender, body: body)
+    total = 5000
+    for i in range(total):
+        while not a.send("b", "bulk", i):
+            release.set()  # a's queue is full: let b drain it
+            time.sleep(0.001)
+        if i == 3000:
+            release.set()
+    release.set()
+    wait_for(lambda: len(inbox.frames) == total, f"{total} frames at b")
+    assert inbox.bodies() == list(range(total))
+    assert a.request("b", "echo", "after the burst") == "after the burst"
+
+
+def test_malformed_batches_are_dropped_and_counted(swarm: Swarm) -> None:
+    a = swarm.transport("a", ["b"])
+    swarm.node("mallory")
+    b = swarm.transport("b", ["a", "mallory"])
+    inbox = Inbox()
+    b.subscribe("votes", inbox)
+    b.serve("echo", lambda _sender, body: body)
+    raw = swarm.raw_dealer("b", swarm.keys["mallory"])
+    raw.send(
+        msgpack.packb(
+            [
+                "bat",
+                "",
+                None,
+                [
+                    ["msg", "votes", None, "first"],
+                    "not a frame",
+                    ["bat", "", None, []],  # no batches in batches
+                    ["msg", "no-such-channel", None, 1],
+                    ["msg", "votes", None, "second"],
+                ],
+            ]
+        )
+    )
+    raw.send(msgpack.packb(["bat", "", None, "not a list"]))
+    wait_for(lambda: inbox.bodies() == ["first", "second"], "the good frames of the batch")
+    stats = b.stats()
+    assert stats["dropped_undecodable"] == 3
+    assert stats["dropped_unknown_channel"] == 1
+    assert {f.sender for f in inbox.frames} == {"mallory"}
+    assert a.request("b", "echo", "alive") == "alive"
 
 
 # ---------------------------------------------------------------- authentication
@@ -533,6 +596,16 @@ def test_add_and_remove_peers_at_run_time(swarm: Swarm) -> None:
         "c's frames to be refused at a",
     )
     assert inbox.frames == []
+
+
+def test_add_peer_with_a_duplicate_key_changes_nothing(swarm: Swarm) -> None:
+    a = swarm.transport("a", ["b"])
+    clone = Peer("z", "tcp://127.0.0.1:1", swarm.peers["b"].public_key)
+    with pytest.raises(ConfigError) as info:
+        a.add_peer(clone)
+    assert "'b' and 'z' share the public key" in str(info.value)
+    assert not a.send("z", "raft", 1)
+    assert a.stats()["dropped_unknown_peer"] == 1
 
 
 def test_config_errors_say_what_is_wrong() -> None:

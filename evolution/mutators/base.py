@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from evolution.errors import MutationError
 from evolution.mutators.cst_tools import Edit, Index, index
@@ -59,20 +59,40 @@ class CstMutator(ABC):
         idx = index(source)
         if idx is None:
             return []
-        return [f.site for f in self.find(idx, path)]
+        return [f.site for f in self.findings(idx, path)]
+
+    def findings(self, idx: Index, path: str) -> tuple[Finding, ...]:
+        """``find`` once per parsed module and path: the scan and every later ``apply`` share it.
+
+        A finding's ``edit`` builds a fresh :class:`Edit` from the immutable module each
+        time it is called, so handing the same findings out again changes nothing.
+        """
+        key = ("findings", self.name, path)
+        found = idx.memo.get(key)
+        if found is None:
+            found = idx.memo[key] = tuple(self.find(idx, path))
+        return cast(tuple[Finding, ...], found)
 
     def apply(self, source: str, site: Site) -> str:
         idx = index(source)
         if idx is None:
             raise MutationError(f"{self.name}: {site.file} does not parse", hint="fix the syntax error first")
+        key = ("apply", self.name, site)
+        done = idx.memo.get(key)
+        if isinstance(done, str):
+            return done  # the same rewrite of the same parse: a pure function of both
         matches = [
-            f for f in self.find(idx, site.file) if f.site.function == site.function and f.site.line == site.line
+            f
+            for f in self.findings(idx, site.file)
+            if f.site.function == site.function and f.site.line == site.line
         ]
         exact = [f for f in matches if f.site.detail == site.detail]
         for finding in exact or matches:
             edit = finding.edit()
             if edit is not None:
-                return edit.run(idx.module)
+                text = edit.run(idx.module, idx)
+                idx.memo[key] = text
+                return text
         raise MutationError(
             f"{self.name}: nothing to rewrite at {site.file}:{site.line} ({site.function})",
             hint="the code changed since the analysis; re-run it on the current head",

@@ -4,6 +4,11 @@ The mutators work on libcst rather than :mod:`ast` because a concrete tree print
 byte-for-byte, so comments and layout survive everywhere a rewrite does not touch.
 Nodes are addressed by identity (``id``) inside one parsed module; the module is immutable
 and cached per source text, so a scan and the edit built from it see the same nodes.
+
+Cost: a version's files are parsed once (``index`` is cached per source text), each
+mutator's findings are kept on the :class:`Index` (the analyzer's scan and the
+generator's ``apply`` on the same version share them), and an :class:`Edit` rebuilds only
+the path from the module down to the nodes it changes instead of re-visiting every node.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 LOOPS: tuple[type[cst.CSTNode], ...] = (cst.For, cst.While)
 COMPS: tuple[type[cst.CSTNode], ...] = (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
@@ -63,11 +69,16 @@ class Located:
 
 @dataclass(frozen=True, eq=False)
 class Index:
-    """One parsed module and every node in it, in source order."""
+    """One parsed module and every node in it, in source order.
+
+    ``memo`` holds what is derived from this module alone (each mutator's findings, the
+    text of a rewrite already made), so it lives exactly as long as the parse it is about.
+    """
 
     module: cst.Module
     nodes: tuple[Located, ...]
     by_id: Mapping[int, Located]
+    memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
 
     def at(self, node: cst.CSTNode) -> Located:
         return self.by_id[id(node)]
@@ -98,6 +109,17 @@ class Index:
         return f"{base}_{n}"
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def children(node: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
+    """``node.children``, remembered: libcst rebuilds the node to list them (tens of µs).
+
+    Nodes are immutable and hash by identity, so the answer per node never changes;
+    ``index`` fills the cache for every node of a module, and every later walk of that
+    module (``subtree``, ``name_refs``, each mutator's scan) reads it from here.
+    """
+    return tuple(node.children)
+
+
 @functools.lru_cache(maxsize=64)
 def index(source: str) -> Index | None:
     """Parse once per source text; ``None`` when libcst (or Python) cannot parse it."""
@@ -106,8 +128,7 @@ def index(source: str) -> Index | None:
         module = cst.parse_module(source)
     except (SyntaxError, ValueError, cst.ParserSyntaxError):
         return None
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    positions = wrapper.resolve(PositionProvider)
+    positions = _positions(module)
     out: list[Located] = []
     stack: list[tuple[cst.CSTNode, tuple[cst.CSTNode, ...]]] = [(module, ())]
     while stack:
@@ -115,8 +136,22 @@ def index(source: str) -> Index | None:
         pos = positions.get(node)
         out.append(Located(node, parents, pos.start.line if pos is not None else 0))
         below = (*parents, node)
-        stack.extend((child, below) for child in reversed(node.children))
+        stack.extend((child, below) for child in reversed(children(node)))
     return Index(module, tuple(out), {id(loc.node): loc for loc in out})
+
+
+def _positions(module: cst.Module) -> Mapping[cst.CSTNode, CodeRange]:
+    """Every node's source range.
+
+    ``MetadataWrapper.resolve`` would also run an empty batched visit of every node after
+    the provider's own code-generation pass (a third of ``index``); the provider alone
+    gives the same ranges.
+    """
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    try:
+        return cast(Mapping[cst.CSTNode, CodeRange], PositionProvider()._gen(wrapper))
+    except AttributeError:  # a libcst without the private entry point: the public way
+        return wrapper.resolve(PositionProvider)
 
 
 # ---------------------------------------------------------------- where a node sits
@@ -197,7 +232,7 @@ def subtree(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     while stack:
         n = stack.pop()
         yield n
-        stack.extend(reversed(n.children))
+        stack.extend(reversed(children(n)))
 
 
 def contains(node: cst.CSTNode, kinds: tuple[type[cst.CSTNode], ...]) -> bool:
@@ -311,7 +346,7 @@ def name_refs(node: cst.CSTNode) -> list[tuple[cst.Name, cst.CSTNode | None]]:
             )
             if not skip:
                 out.append((n, parent))
-        stack.extend((child, n) for child in n.children)
+        stack.extend((child, n) for child in children(n))
     return out
 
 
@@ -387,14 +422,38 @@ class Edit:
         self.drop.add(id(stmt))
         return self
 
-    def run(self, module: cst.Module) -> str:
-        return module.visit(_Apply(self)).code
+    def targets(self) -> set[int]:
+        """Ids of the original nodes this edit replaces, removes or inserts beside."""
+        return {*self.nodes, *self.before, *self.after, *self.drop}
+
+    def run(self, module: cst.Module, idx: Index | None = None) -> str:
+        """The module's code with the edit applied.
+
+        With the module's ``idx`` only the ancestors of the changed nodes are visited
+        (every other subtree is kept as it is, which is what a full visit would give it
+        back anyway); without it, or if a target is not a node of ``idx``, every node is.
+        """
+        path: set[int] | None = None
+        if idx is not None and idx.module is module:
+            targets = self.targets()
+            if all(t in idx.by_id for t in targets):
+                path = set()
+                for t in targets:
+                    located = idx.by_id[t]
+                    path.add(t)
+                    path.update(id(p) for p in located.parents)
+        return module.visit(_Apply(self, path)).code
 
 
 class _Apply(cst.CSTTransformer):
-    def __init__(self, edit: Edit) -> None:
+    def __init__(self, edit: Edit, path: set[int] | None = None) -> None:
         super().__init__()
         self.edit = edit
+        self.path = path
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        # Below a node that holds no target a transformer would rebuild identical nodes.
+        return self.path is None or id(node) in self.path
 
     def on_leave(  # type: ignore[override]
         self, original_node: cst.CSTNode, updated_node: cst.CSTNode
