@@ -403,8 +403,15 @@ class SwarmNode:
         return self._coordinators[genome]
 
     def _progress(self, stage: str, info: dict[str, Any]) -> None:
-        """What the leader is doing, for its log and for `status` (the demo shows it)."""
+        """What the leader is doing, for its log and for `status` (the demo shows it).
+
+        A leader deposed mid-cycle stops at the next stage instead of benchmarking on
+        cores the new leader needs; the new leader runs the cycle from the start.
+        """
         cycle = info.get("cycle")
+        if stage in ("analyze", "generate", "incubate") and self.engine.leader() != self.id:
+            self.stage = "idle"
+            raise ConsensusError(f"{self.id} is no longer the leader; cycle {cycle} is left to the new leader")
         if stage == "analyze":
             self.stage = f"cycle {cycle}: profiling {info['version']}"
         elif stage == "generate":
