@@ -92,7 +92,7 @@ def run_demo(workdir: Path, seed: int, cycles: int, candidates: int, incubators:
         + "\n".join(f"{n}: {config.endpoint(n)}  store {stores[n].removeprefix('sqlite:///')}" for n in config.ids),
         title="tars demo",
     ))
-    launcher = ProcessLauncher(config)
+    launcher = ProcessLauncher(config, tied=True)
     try:
         with console.status("starting the nodes…"):
             launcher.up()

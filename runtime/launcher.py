@@ -62,6 +62,17 @@ def admin_request(config: ClusterConfig, node_id: str, body: dict[str, Any], *, 
         client.close()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the launching process dies (Linux prctl)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the demo's `finally` still stops its nodes on a normal exit
+
+
 def node_command(config: ClusterConfig) -> Command:
     """``tars node start`` for one node, run by this interpreter so the venv is the same."""
 
@@ -108,8 +119,13 @@ def _pid_alive(pid: int) -> bool:
 class ProcessLauncher:
     """Runs the nodes of one cluster.yml as local processes, one session each."""
 
-    def __init__(self, config: ClusterConfig, *, command: Command | None = None, probe: Probe | None = None) -> None:
+    def __init__(
+        self, config: ClusterConfig, *, command: Command | None = None, probe: Probe | None = None, tied: bool = False
+    ) -> None:
+        """``tied``: the nodes get SIGTERM when this process dies (the demo's nodes must not
+        outlive a killed demo); `tars cluster up` leaves them running on purpose."""
         self.config = config
+        self.tied = tied
         self.command = command or node_command(config)
         self._probe = probe or self._status
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -187,6 +203,7 @@ class ProcessLauncher:
                 proc = subprocess.Popen(
                     argv, cwd=self.config.base_dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=_die_with_parent if self.tied else None,  # noqa: PLW1509 (prctl only)
                 )
             except OSError as exc:
                 raise TarsError(f"cannot start {node_id}: {exc}", hint=f"check the command {argv[0]!r} exists and is executable") from exc

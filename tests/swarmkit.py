@@ -30,7 +30,7 @@ class LocalSwarm:
         self.root = root
         self.config: ClusterConfig = load_cluster(write_cluster(root, nodes, genome, cycles, candidates, seed, 1))
         self.config.ensure_keys()
-        self.launcher = ProcessLauncher(self.config)
+        self.launcher = ProcessLauncher(self.config, tied=True)
         self.genome = "tiny" if genome == TINY else genome.name
         #: every head version any node reported: none of them may ever be lost
         self.reported: set[str] = set()

@@ -310,3 +310,43 @@ def test_add_and_remove_with_no_swarm_running(config: ClusterConfig) -> None:
     forced = runner.invoke(cluster_app, ["remove", "-c", str(config.path), "--id", "node-4", "--timeout", "0.2", "--force"])
     assert forced.exit_code == 0, forced.output
     assert load_cluster(config.path).ids == ["node-1", "node-2", "node-3"]
+
+
+def test_tied_nodes_die_with_the_process_that_launched_them(config: ClusterConfig, tmp_path: Path) -> None:
+    """A killed `tars demo` must not leave its nodes running."""
+    pidfile = tmp_path / "node.pid.txt"
+    launcher_code = (
+        "import sys, time\n"
+        "from runtime.config import load_cluster\n"
+        "from runtime.launcher import ProcessLauncher\n"
+        f"code = {SLEEPER!r}\n"
+        "launcher = ProcessLauncher(load_cluster(sys.argv[1]), tied=True,\n"
+        "    command=lambda node: [sys.executable, '-c', code, node])\n"
+        "open(sys.argv[2], 'w').write(str(launcher.start('node-1')))\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", launcher_code, str(config.path), str(pidfile)], cwd=Path(__file__).resolve().parent.parent
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        node_pid = int(pidfile.read_text())
+        os.kill(node_pid, 0)  # running
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(node_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(node_pid, signal.SIGKILL)
+            raise AssertionError("the tied node outlived its launcher")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
