@@ -75,19 +75,18 @@ def ls(store: str = StoreOpt, genome: str | None = GenomeOpt, limit: int | None 
     """One line per event, oldest first."""
     out = sys.stdout
     lines: list[str] = []
-    # Events come in bursts (a cycle writes all of its events at once), so the time of
-    # day is formatted once per distinct second, not once per line.
-    stamps: dict[int, str] = {}
+    # Events come in bursts (a cycle writes all of its events at once): the columns
+    # that repeat (second, type, genome, node) are formatted once per distinct
+    # combination, not once per line.
+    heads: dict[tuple[int, str, str, str], tuple[str, str]] = {}
     with open_store(store) as handle:
         for seq, kind, name, version, parent, time_ns, node, data, _ in handle.log_rows(genome=genome, limit=limit):
             second = time_ns // _NS
-            stamp = stamps.get(second)
-            if stamp is None:
-                stamp = stamps[second] = datetime.fromtimestamp(second, UTC).isoformat(" ")[:19]
-            lines.append(
-                f"{seq:>7} {stamp} {kind:<18} {name:<12} {(version or '')[:12]:<12} {node:<8} "
-                f"{_summary_of(kind, data, parent)}\n"
-            )
+            head = heads.get((second, kind, name, node))
+            if head is None:
+                stamp = datetime.fromtimestamp(second, UTC).isoformat(" ")[:19]
+                head = heads[(second, kind, name, node)] = (f" {stamp} {kind:<18} {name:<12} ", f" {node:<8} ")
+            lines.append(f"{seq:>7}{head[0]}{(version or '')[:12]:<12}{head[1]}{_summary_of(kind, data, parent)}\n")
             if len(lines) >= 4096:
                 out.write("".join(lines))
                 lines.clear()

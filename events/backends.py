@@ -209,6 +209,7 @@ def _sqlite_rows(recorder: SQLiteApplicationRecorder, start: int, limit: int) ->
         "WHERE rowid>=? ORDER BY rowid LIMIT ?"
     )
     with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.sqlite_cursor.row_factory = None  # plain tuples (this cursor only), not sqlite3.Row
         cursor.execute(statement, (start, limit))
         rows: list[RawRow] = cursor.fetchall()
     return rows
