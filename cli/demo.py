@@ -106,17 +106,13 @@ def run_demo(workdir: Path, seed: int, cycles: int, candidates: int, incubators:
 
 
 def _status(config: Any, node_id: str) -> dict[str, Any] | None:
-    from runtime.transport import Client
+    from runtime.launcher import admin_request
 
-    public, secret = config.keypair("admin")
-    client = Client(config.endpoint(node_id), config.public_key(node_id), public, secret)
     try:
-        reply: dict[str, Any] = client.request("admin", {"op": "status"}, timeout=2.0)
-        return reply
+        reply: dict[str, Any] = admin_request(config, node_id, {"op": "status"}, timeout=2.0)
     except TransportError:
         return None
-    finally:
-        client.close()
+    return reply
 
 
 def _watch(config: Any, launcher: Any, cycles: int) -> dict[str, dict[str, Any]]:

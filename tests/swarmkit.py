@@ -17,8 +17,7 @@ from cli.demo import write_cluster
 from events.store import GenomeStore
 from evolution.errors import TransportError
 from runtime.config import ClusterConfig, load_cluster
-from runtime.launcher import ProcessLauncher
-from runtime.transport import Client
+from runtime.launcher import ProcessLauncher, admin_request
 
 TINY = Path(__file__).parent / "data" / "tiny"
 
@@ -60,12 +59,7 @@ class LocalSwarm:
     # -- admin channel --
 
     def request(self, node_id: str, body: dict[str, Any], timeout: float = 3.0) -> Any:
-        public, secret = self.config.keypair("admin")
-        client = Client(self.config.endpoint(node_id), self.config.public_key(node_id), public, secret)
-        try:
-            return client.request("admin", body, timeout=timeout)
-        finally:
-            client.close()
+        return admin_request(self.config, node_id, body, timeout=timeout)
 
     def status(self, node_id: str) -> dict[str, Any] | None:
         try:
