@@ -229,8 +229,6 @@ class SwarmNode:
     def stop(self) -> None:
         self.node.stopping.set()
         self._validations.put(None)
-        with self._changed:
-            self._changed.notify_all()
         self.engine.stop()  # no more commits after this: then the applier drains and ends
         self._commits.put(None)
         with self._changed:
