@@ -43,11 +43,12 @@ def test_same_seed_adopts_the_same_patches(tmp_path: Path) -> None:
     assert runs[0] == runs[1]
 
 
+@pytest.mark.timeout(900)
 def test_demo_improves_the_genome_and_every_version_replays(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "cli.main", "demo", "--workdir", str(workdir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, capture_output=True, text=True, timeout=840,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     match = re.search(r"improvement\s*│\s*([0-9.]+)×", proc.stdout)
