@@ -316,22 +316,7 @@ class Lineage(Aggregate):
                 f"but the head is {short(self.head)}",
                 hint="rebase the candidate on the current head and prove it again",
             )
-        self._trigger(
-            self.VersionAdopted,
-            timestamp,
-            version=adoption.version,
-            parent=adoption.parent,
-            patch=adoption.patch,
-            mutator=adoption.mutator,
-            kind=adoption.kind,
-            fitness_before=adoption.fitness_before,
-            fitness_after=adoption.fitness_after,
-            ratio=adoption.ratio,
-            low=adoption.low,
-            high=adoption.high,
-            evidence=dict(adoption.evidence),
-            node=node,
-        )
+        self._trigger(self.VersionAdopted, timestamp, node=node, **_adoption_fields(adoption))
 
     def hold(self, held: Held, node: str, *, timestamp: datetime | None = None) -> None:
         self._trigger(
@@ -411,18 +396,8 @@ class Lineage(Aggregate):
             self.ProposalSubmitted,
             timestamp,
             proposal=proposal,
-            parent=adoption.parent,
-            version=adoption.version,
-            patch=adoption.patch,
-            mutator=adoption.mutator,
-            kind=adoption.kind,
-            fitness_before=adoption.fitness_before,
-            fitness_after=adoption.fitness_after,
-            ratio=adoption.ratio,
-            low=adoption.low,
-            high=adoption.high,
-            evidence=dict(adoption.evidence),
             node=node,
+            **_adoption_fields(adoption),
         )
 
     def vote(self, proposal: str, version: str, yes: bool, reason: str, node: str, *, timestamp: datetime | None = None) -> None:
@@ -495,3 +470,20 @@ def proposals_of(aggregate: Any) -> dict[str, dict[str, Any]]:
         found = {}
         aggregate.__dict__["proposals"] = found
     return found
+
+
+def _adoption_fields(adoption: Adoption) -> dict[str, Any]:
+    """The fields an adoption and a proposal both store (the chain hashes them key-sorted)."""
+    return {
+        "version": adoption.version,
+        "parent": adoption.parent,
+        "patch": adoption.patch,
+        "mutator": adoption.mutator,
+        "kind": adoption.kind,
+        "fitness_before": adoption.fitness_before,
+        "fitness_after": adoption.fitness_after,
+        "ratio": adoption.ratio,
+        "low": adoption.low,
+        "high": adoption.high,
+        "evidence": dict(adoption.evidence),
+    }
