@@ -45,7 +45,7 @@ from evolution.policy import Policy
 from evolution.tree import Tree, short
 from runtime.config import ClusterConfig
 from runtime.genome_files import load_genome
-from runtime.incubation import measure, run_tests
+from runtime.incubation import count_instructions, effective_measure, measure, run_tests
 from runtime.sandbox import Sandbox
 
 log = logging.getLogger("tars.node")
@@ -106,6 +106,9 @@ class Node:
                 hint="fix the genome's tests or its code first; TARS only evolves a passing genome",
             )
         try:
+            if effective_measure(manifest) == "instructions":
+                # The counted run is the one every candidate of this version is compared with.
+                return count_instructions(self.sandbox, tree, manifest)
             samples = measure(self.sandbox, tree, manifest, repeats=3)
         except ValueError as exc:
             raise GenomeError(f"genome {manifest.name}: {exc}", hint="the bench command must print one JSON object with the fitness metric") from exc

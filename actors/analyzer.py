@@ -8,6 +8,7 @@ from actors.base import RoleActor
 from actors.messages import Analyze
 from evolution.analysis import Opportunity, analyze
 from evolution.profile import Profile, parse_profile
+from runtime.incubation import bench_env, effective_measure
 from runtime.sandbox import Sandbox, SandboxLimits
 
 
@@ -36,7 +37,11 @@ class Analyzer(RoleActor):
     def _profile(self, message: Analyze) -> Profile | None:
         limits = SandboxLimits.from_manifest(message.manifest.limits)
         with self.sandbox.workspace(message.tree) as workdir:
-            result, rows = self.sandbox.run_profiled(workdir, message.manifest.commands.bench, limits)
+            # Under the exact measure the plan must be exact too: an event-counting clock.
+            measure = effective_measure(message.manifest)
+            result, rows = self.sandbox.run_profiled(
+                workdir, message.manifest.commands.bench, limits, env=bench_env(measure), events=measure == "instructions"
+            )
         if not result.ok:
             return None  # static analysis alone still ranks opportunities
         data: list[dict[str, Any]] = [dict(row) for row in rows]

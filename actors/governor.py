@@ -11,7 +11,7 @@ from evolution.generate import Candidate
 from evolution.manifest import Manifest
 from evolution.patch import apply_patch, patch_size, touched_files
 from evolution.policy import Decision, Evidence, Policy, decide, new_imports
-from evolution.stats import Comparison, compare
+from evolution.stats import Comparison, compare, exact
 from evolution.tree import Tree
 from runtime.incubation import IncubationReport
 
@@ -32,7 +32,10 @@ def judge(
 ) -> tuple[Decision, Evidence]:
     """Evidence from a report, then the policy's verdict; pure apart from the seeded rng."""
     comparison: Comparison | None = None
-    if report.failure is None and len(report.parent_samples) >= 2:
+    if report.failure is None and report.measure == "instructions" and report.parent_samples and report.candidate_samples:
+        # An exact count: fewer instructions is better whatever the benchmark metric's direction.
+        comparison = exact(report.parent_samples[0], report.candidate_samples[0], direction="minimize")
+    elif report.failure is None and len(report.parent_samples) >= 2:
         comparison = compare(
             report.parent_samples,
             report.candidate_samples,

@@ -158,7 +158,7 @@ def _watch(config: Any, launcher: Any, cycles: int) -> dict[str, dict[str, Any]]
 
 def _summary(config: Any, final: dict[str, dict[str, Any]], cycles: int, started: float) -> None:
     from events.store import GenomeStore
-    from runtime.incubation import IncubationReport, incubate
+    from runtime.incubation import IncubationReport, effective_measure, incubate
     from runtime.sandbox import Sandbox
 
     genome = DEMO_GENOME.name
@@ -170,10 +170,11 @@ def _summary(config: Any, final: dict[str, dict[str, Any]], cycles: int, started
         adopted = sum(1 for e in store.log(genome=genome) if e.type == "VersionAdopted")
         votes = sum(1 for e in store.log(genome=genome) if e.type == "VoteCast")
     manifest = parse_manifest(head.manifest_text, f"{genome}/genome.toml")
-    with console.status("measuring the first version against the final head (interleaved A/B)…"), Sandbox(
+    counted = effective_measure(manifest) == "instructions"
+    with console.status("timing the first version against the final head (interleaved A/B)…"), Sandbox(
         config.state_root / "demo-sandbox"
     ) as sandbox:
-        report: IncubationReport = incubate(sandbox, manifest, "final", first_tree, head.tree, rounds=5)
+        report: IncubationReport = incubate(sandbox, manifest, "final", first_tree, head.tree, rounds=5, measure="benchmark")
     comparison = (
         compare(report.parent_samples, report.candidate_samples, direction=manifest.fitness.direction)
         if report.failure is None else None
@@ -181,11 +182,23 @@ def _summary(config: Any, final: dict[str, dict[str, Any]], cycles: int, started
     table = Table(title=f"{genome}: {adopted} versions adopted by the swarm in {cycles} cycles", show_header=False)
     table.add_row("first version", short(first.version or ""))
     table.add_row("head (every node)", short(head.version))
+    before = first.data.get("fitness")
+    if counted and isinstance(before, int | float) and head.fitness:
+        # The fitness the swarm judged by: exact counts recorded in the log, not measured again.
+        table.add_row("fitness before (instructions)", f"{before:,.0f}")
+        table.add_row("fitness after (instructions)", f"{head.fitness:,.0f}")
+        table.add_row("improvement", f"[bold green]{before / head.fitness:.2f}×[/] (exact count)")
+    unit = manifest.fitness.metric
     if comparison is not None:
-        unit = manifest.fitness.metric
-        table.add_row(f"fitness before ({unit})", f"{median(report.parent_samples):.4f}")
-        table.add_row(f"fitness after ({unit})", f"{median(report.candidate_samples):.4f}")
-        table.add_row("improvement", f"[bold green]{comparison.ratio:.2f}×[/] (95% CI {comparison.low:.2f}–{comparison.high:.2f})")
+        label = f"time ({unit}, A/B)" if counted else "improvement"
+        if not counted:
+            table.add_row(f"fitness before ({unit})", f"{median(report.parent_samples):.4f}")
+            table.add_row(f"fitness after ({unit})", f"{median(report.candidate_samples):.4f}")
+        else:
+            table.add_row(
+                f"{unit} before → after", f"{median(report.parent_samples):.4f} → {median(report.candidate_samples):.4f}"
+            )
+        table.add_row(label, f"[bold green]{comparison.ratio:.2f}×[/] (95% CI {comparison.low:.2f}–{comparison.high:.2f})")
     else:
         table.add_row("final check", f"[red]failed: {report.detail}[/]")
     table.add_row("tests of head", "pass" if report.tests_passed else "FAIL")

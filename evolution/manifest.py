@@ -56,6 +56,10 @@ class Fitness(_Strict):
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
     #: interleaved A/B rounds per candidate
     rounds: Annotated[int, Field(ge=2, le=100)] = 5
+    #: how candidates are judged: "benchmark" (interleaved A/B of ``metric``) or
+    #: "instructions" (the benchmark command's instruction count under valgrind, fewer is
+    #: better): exact and repeatable, so two runs with one seed decide alike on any machine
+    measure: Literal["benchmark", "instructions"] = "benchmark"
 
 
 class Limits(_Strict):

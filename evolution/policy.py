@@ -75,15 +75,21 @@ def decide(evidence: Evidence, policy: Policy) -> Decision:
     if comparison is None:
         return Decision("reject", ("no benchmark comparison",))
 
-    gain = f"gain {_x(comparison.ratio)}"
-    interval = f"{comparison.confidence:.0%} interval {_x(comparison.low)}–{_x(comparison.high)}"
+    exact = comparison.low == comparison.high
+    gain = f"gain {comparison.ratio:.4f}×" if exact else f"gain {_x(comparison.ratio)}"
+    interval = (
+        "an exact count" if exact
+        else f"{comparison.confidence:.0%} interval {_x(comparison.low)}–{_x(comparison.high)}"
+    )
     rejections: list[str] = []
     if comparison.confidence + 1e-9 < policy.confidence:
         rejections.append(
             f"measured at {comparison.confidence:.0%} confidence, policy requires {policy.confidence:.0%}"
         )
     if comparison.low <= 1.0:
-        rejections.append(f"not significant: {interval} includes no gain (1.00×)")
+        rejections.append(
+            f"no gain: {gain}, {interval}" if exact else f"not significant: {interval} includes no gain (1.00×)"
+        )
     if comparison.ratio < policy.threshold:
         rejections.append(f"{gain} below threshold {_x(policy.threshold)}")
     if rejections:

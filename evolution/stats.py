@@ -144,6 +144,22 @@ def compare(
     )
 
 
+def exact(parent: float, candidate: float, *, direction: str = "minimize") -> Comparison:
+    """The gain measured by a deterministic metric (an instruction count): no interval to speak of.
+
+    One measurement per side is the whole truth, so the interval collapses onto the ratio
+    and the confidence is 1: the governor's tests (significant, worth it) then depend on
+    the code alone, and every run, node and machine with the same interpreter decides alike.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'minimize' or 'maximize', not {direction!r}")
+    for name, value in (("parent", parent), ("candidate", candidate)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} measurement is {value!r}: counts must be positive finite numbers")
+    ratio = parent / candidate if direction == "minimize" else candidate / parent
+    return Comparison(ratio=ratio, low=ratio, high=ratio, rounds=1, confidence=1.0)
+
+
 def _bootstrap(
     d: Sequence[float], confidence: float, rng: random.Random, resamples: int
 ) -> tuple[float, float]:

@@ -7,13 +7,30 @@ Judging the figures is pure and lives in ``evolution.stats`` / ``evolution.polic
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import shutil
+import sys
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from evolution.manifest import Manifest
+from evolution.tree import version_id
 from runtime.sandbox import RunResult, Sandbox, SandboxLimits
+
+#: cachegrind without its cache and branch simulation is a plain instruction counter:
+#: exact to a few instructions in a billion run to run, and far faster than callgrind.
+VALGRIND_FLAGS = ("--tool=cachegrind", "--cache-sim=no", "--branch-sim=no", "--cachegrind-out-file=/dev/null")
+#: how much longer a benchmark may take under the counter than natively (measured 3-5x
+#: plus ~3.5 s of start-up here); the manifest's limits are for the native run.
+COUNTING_SLOWDOWN = 5
+_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+_COUNT_CACHE_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -30,6 +47,9 @@ class IncubationReport:
     total_seconds: float = 0.0
     runs: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+    #: how the samples were taken: "benchmark" (A/B pairs of the metric) or
+    #: "instructions" (one exact count per side)
+    measure: str = "benchmark"
 
     @property
     def overhead_seconds(self) -> float:
@@ -55,6 +75,113 @@ def read_metric(result: RunResult, metric: str) -> float:
     )
 
 
+def valgrind() -> str | None:
+    """The instruction counter's path, or None where valgrind is not installed."""
+    return shutil.which("valgrind")
+
+
+def effective_measure(manifest: Manifest) -> str:
+    """The measure actually used: "instructions" needs valgrind; without it, the A/B benchmark."""
+    if manifest.fitness.measure == "instructions" and valgrind() is not None:
+        return "instructions"
+    return "benchmark"
+
+
+def bench_env(measure: str) -> dict[str, str]:
+    """Tells the benchmark how it is measured, so under the counter it can do one pass, not best-of-N."""
+    return {"TARS_MEASURE": measure}
+
+
+def counting_limits(limits: SandboxLimits) -> SandboxLimits:
+    """The manifest's limits stretched for a run under valgrind (slower, with a larger address space)."""
+    return replace(
+        limits,
+        wall_seconds=limits.wall_seconds * COUNTING_SLOWDOWN,
+        cpu_seconds=limits.cpu_seconds * COUNTING_SLOWDOWN,
+        memory_mb=limits.memory_mb + 512,
+    )
+
+
+def read_instructions(result: RunResult) -> float:
+    """The guest instruction count valgrind printed; ValueError says what was wrong."""
+    found = _REFS.findall(result.stderr)
+    if not found:
+        raise ValueError(f"valgrind printed no instruction count (last output: {result.stderr.strip()[-200:]!r})")
+    count = float(found[-1].replace(",", ""))
+    if count <= 0:
+        raise ValueError(f"valgrind counted {count:g} instructions")
+    return count
+
+
+class _CountCache:
+    """Instruction counts by (tree, command): exact, so a parent is counted once per version.
+
+    Shared by the incubator pool (actors are threads of one process), hence the lock.
+    """
+
+    def __init__(self, size: int = _COUNT_CACHE_SIZE) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._counts: OrderedDict[tuple[str, tuple[str, ...]], float] = OrderedDict()
+
+    def get(self, key: tuple[str, tuple[str, ...]]) -> float | None:
+        with self._lock:
+            value = self._counts.get(key)
+            if value is not None:
+                self._counts.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[str, tuple[str, ...]], value: float) -> None:
+        with self._lock:
+            self._counts[key] = value
+            self._counts.move_to_end(key)
+            while len(self._counts) > self._size:
+                self._counts.popitem(last=False)
+
+
+_counts = _CountCache()
+
+
+def run_counted(sandbox: Sandbox, workdir: Path, manifest: Manifest) -> RunResult:
+    """The benchmark command under valgrind's instruction counter, in ``workdir``."""
+    counter = valgrind()
+    if counter is None:
+        raise ValueError("valgrind is not installed: install it (apt-get install valgrind) or set [fitness] measure = \"benchmark\"")
+    bench = manifest.commands.bench
+    command = [counter, *VALGRIND_FLAGS, sys.executable if bench[0] == "python" else bench[0], *bench[1:]]
+    limits = counting_limits(SandboxLimits.from_manifest(manifest.limits))
+    return sandbox.run(workdir, command, limits, env=bench_env("instructions"))
+
+
+def count_instructions(sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest) -> float:
+    """Instructions the benchmark executes on ``tree`` (cached per version); ValueError when it fails."""
+    count, _, failure = _count(sandbox, tree, manifest)
+    if count is None:
+        raise ValueError(f"benchmark failed under the instruction counter: {failure[1] if failure else '?'}")
+    return count
+
+
+def _count(
+    sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest, workdir: Path | None = None
+) -> tuple[float | None, float, tuple[str, str] | None]:
+    """(count, seconds spent in the child, (failure, detail)); a cached version costs nothing."""
+    key = (version_id(dict(tree)), tuple(manifest.commands.bench))
+    cached = _counts.get(key)
+    if cached is not None:
+        return cached, 0.0, None
+    with contextlib.ExitStack() as stack:
+        where = workdir if workdir is not None else stack.enter_context(sandbox.workspace(tree))
+        result = run_counted(sandbox, where, manifest)
+    if not result.ok:
+        return None, result.wall_seconds, (result.failure or "exit", result.detail)
+    try:
+        count = read_instructions(result)
+    except ValueError as exc:
+        return None, result.wall_seconds, ("bench-output", str(exc))
+    _counts.put(key, count)
+    return count, result.wall_seconds, None
+
+
 def run_tests(sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest) -> RunResult:
     """Run the genome's own tests on a copy of ``tree``."""
     limits = SandboxLimits.from_manifest(manifest.limits)
@@ -70,7 +197,7 @@ def measure(
     samples: list[float] = []
     with sandbox.workspace(tree) as workdir:
         for _ in range(repeats):
-            result = sandbox.run(workdir, manifest.commands.bench, limits)
+            result = sandbox.run(workdir, manifest.commands.bench, limits, env=bench_env("benchmark"))
             if not result.ok:
                 raise ValueError(f"benchmark failed: {result.detail}")
             samples.append(read_metric(result, manifest.fitness.metric))
@@ -87,12 +214,16 @@ def incubate(
     *,
     max_rounds: int | None = None,
     undecided: Callable[[Sequence[float], Sequence[float]], bool] | None = None,
+    measure: str | None = None,
 ) -> IncubationReport:
     """Tests first (all must pass), then ``rounds`` interleaved benchmark pairs (A B B A A B …).
 
     Parent and candidate run alternately so that slow drifts of the machine (another
     process, thermal state) hit both equally; pairing them is what lets the statistics
     cancel the noise instead of averaging it.
+
+    ``measure`` overrides the manifest's ("benchmark" times an A/B even for a genome
+    judged by instruction counts, as the demo's final report does).
 
     Sequential testing: after ``rounds`` pairs, while ``undecided(parent, candidate)``
     says the evidence straddles the decision (and up to ``max_rounds``), more pairs are
@@ -121,6 +252,8 @@ def incubate(
         runs += 1
         if not tests.ok:
             return report(False, tests.failure or "exit", f"tests failed: {tests.detail}")
+        if (measure or effective_measure(manifest)) == "instructions":
+            return _counted(sandbox, manifest, candidate, parent_tree, candidate_tree, cand_dir, started, child, runs)
         with sandbox.workspace(parent_tree) as parent_dir:
             pair = ((parent_dir, parent_samples, "parent"), (cand_dir, candidate_samples, "candidate"))
             limit = max(rounds, max_rounds or rounds)
@@ -128,7 +261,7 @@ def incubate(
             while index < target:
                 # A B, then B A: alternating the order cancels drift inside a pair too.
                 for workdir, samples, who in pair if index % 2 == 0 else pair[::-1]:
-                    result = sandbox.run(workdir, manifest.commands.bench, limits)
+                    result = sandbox.run(workdir, manifest.commands.bench, limits, env=bench_env("benchmark"))
                     child += result.wall_seconds
                     runs += 1
                     if not result.ok:
@@ -141,3 +274,26 @@ def incubate(
                 if index == target < limit and undecided is not None and undecided(parent_samples, candidate_samples):
                     target = min(limit, target + 2)  # two more: one A B and one B A
     return report(True, None, "ok")
+
+
+def _counted(
+    sandbox: Sandbox, manifest: Manifest, candidate: str, parent_tree: Mapping[str, str],
+    candidate_tree: Mapping[str, str], cand_dir: Path, started: float, child: float, runs: int,
+) -> IncubationReport:
+    """One exact count per side; a side counted before (the parent, mostly) comes from the cache."""
+    counts: list[float] = []
+    for who, tree, workdir in (("parent", parent_tree, None), ("candidate", candidate_tree, cand_dir)):
+        count, seconds, failure = _count(sandbox, tree, manifest, workdir)
+        child += seconds
+        runs += 1 if seconds else 0
+        if count is None:
+            kind, detail = failure or ("exit", "?")
+            return IncubationReport(
+                candidate, True, kind, f"{who} benchmark failed under the instruction counter: {detail}",
+                child_seconds=child, total_seconds=time.perf_counter() - started, runs=runs, measure="instructions",
+            )
+        counts.append(count)
+    return IncubationReport(
+        candidate, True, None, "ok", (counts[0],), (counts[1],),
+        child_seconds=child, total_seconds=time.perf_counter() - started, runs=runs, measure="instructions",
+    )

@@ -399,16 +399,28 @@ class Sandbox:
         return RunResult(argv, returncode, out.text(), stderr_text, wall, failure, detail)
 
     def run_profiled(
-        self, workdir: Path, argv: Sequence[str], limits: SandboxLimits
+        self, workdir: Path, argv: Sequence[str], limits: SandboxLimits, *,
+        env: Mapping[str, str] | None = None, events: bool = False,
     ) -> tuple[RunResult, list[dict[str, object]]]:
-        """Run a ``python`` command under cProfile; rows only for files inside ``workdir``."""
+        """Run a ``python`` command under cProfile; rows only for files inside ``workdir``.
+
+        ``events=True`` profiles with a clock that counts events instead of time: exact
+        and repeatable (see ``_sandbox_child``).
+        """
         if not argv or argv[0] != "python":
             raise SandboxError(
                 f"cannot profile {list(argv)!r}: only python commands can be profiled",
                 hint="the benchmark command must start with 'python'",
             )
         out = Path(workdir).resolve() / _TMP_NAME / f"profile-{uuid.uuid4().hex}.json"
-        result = self.run(workdir, ["python", str(_CHILD_HELPER), str(out), *argv[1:]], limits)
+        flags = ["--events"] if events else []
+        # Interpreter options (``python -S bench.py``) go before the helper, the target after it.
+        rest = list(argv[1:])
+        options: list[str] = []
+        while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c") and len(rest) > 1:
+            options.append(rest.pop(0))
+        command = ["python", *options, str(_CHILD_HELPER), str(out), *flags, *rest]
+        result = self.run(workdir, command, limits, env=env)
         result = RunResult(
             tuple(argv),
             result.returncode,

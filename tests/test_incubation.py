@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from evolution.manifest import parse_manifest
-from runtime.incubation import incubate
-from runtime.sandbox import Sandbox
+from evolution.stats import exact
+from runtime.incubation import incubate, read_instructions, run_counted
+from runtime.sandbox import RunResult, Sandbox
 
 MANIFEST = """
 [genome]
@@ -58,3 +60,66 @@ def test_close_calls_get_more_rounds_up_to_the_limit(sandbox: Sandbox) -> None:
     assert asked == [3, 5]  # two more pairs at a time (A B, B A), never past the limit
     decided = incubate(sandbox, manifest, "c", tree(2.0), tree(1.0), max_rounds=7, undecided=lambda p, c: False)
     assert len(decided.parent_samples) == 3
+
+
+# -- the exact measure: instruction counts under valgrind ------------------------------
+
+COUNTED = """
+[genome]
+name = "w"
+sources = ["w.py"]
+[commands]
+test = ["python", "-c", "import w; assert w.work() > 0"]
+bench = ["python", "-c", "import json, w; w.work(); print(json.dumps({'seconds': 1.0}))"]
+[fitness]
+measure = "instructions"
+metric = "seconds"
+direction = "minimize"
+threshold = 1.05
+"""
+
+needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed (.ci/run installs it)")
+
+
+def work_tree(loops: int, bench_ok: bool = True) -> dict[str, str]:
+    body = f"def work():\n    total = 0\n    for i in range({loops}):\n        total += i % 7\n    return total + 1\n"
+    if not bench_ok:
+        body += "\nimport os\nif os.environ.get('TARS_MEASURE') == 'instructions':\n    raise SystemExit(3)\n"
+    return {"genome.toml": COUNTED, "w.py": body}
+
+
+@needs_valgrind
+def test_instruction_counts_are_exact_and_judge_without_noise(sandbox: Sandbox) -> None:
+    manifest = parse_manifest(COUNTED)
+    report = incubate(sandbox, manifest, "half", work_tree(200_000), work_tree(100_000))
+    assert report.failure is None and report.measure == "instructions"
+    (parent,), (candidate,) = report.parent_samples, report.candidate_samples
+    assert parent > candidate > 0
+    # Half the loop is most of the program: a clear win, measured once per side.
+    comparison = exact(parent, candidate)
+    assert comparison.low == comparison.ratio == comparison.high and comparison.ratio > 1.3
+    # A fresh count of the same code (no cache: a new sandbox run) agrees to a few instructions.
+    with sandbox.workspace(work_tree(200_000)) as workdir:
+        again = read_instructions(run_counted(sandbox, workdir, manifest))
+    assert abs(again - parent) / parent < 1e-4
+    # The parent is counted once per version: the next candidate of it reuses the count.
+    second = incubate(sandbox, manifest, "same", work_tree(200_000), work_tree(200_000))
+    assert second.parent_samples == (parent,) and second.runs == 1  # only the tests ran
+
+
+@needs_valgrind
+def test_a_benchmark_failing_under_the_counter_fails_the_candidate(sandbox: Sandbox) -> None:
+    manifest = parse_manifest(COUNTED)
+    report = incubate(sandbox, manifest, "bad", work_tree(1000), work_tree(10, bench_ok=False))
+    assert report.tests_passed and report.failure == "exit"
+    assert "candidate benchmark failed under the instruction counter" in report.detail
+    assert report.parent_samples == () or report.candidate_samples == ()
+
+
+def test_the_count_is_read_from_valgrind_and_garbage_is_refused() -> None:
+    def result(stderr: str) -> RunResult:
+        return RunResult(("valgrind",), 0, "", stderr, 1.0, None, "exit code 0")
+
+    assert read_instructions(result("==7== Command: python\n==7== I   refs:      1,099,501,911\n")) == 1_099_501_911
+    with pytest.raises(ValueError, match="no instruction count"):
+        read_instructions(result("valgrind: command not found"))

@@ -81,3 +81,12 @@ def test_write_tree_refuses_non_empty_and_round_trips(tmp_path: Path) -> None:
     assert read_tree(tmp_path / "out") == tree
     with pytest.raises(GenomeError, match="not empty"):
         write_tree(tree, tmp_path / "out")
+
+
+def test_measure_defaults_to_benchmark_and_refuses_unknown_values() -> None:
+    assert parse_manifest(GOOD).fitness.measure == "benchmark"
+    counted = GOOD.replace('direction = "minimize"', 'direction = "minimize"\nmeasure = "instructions"')
+    assert parse_manifest(counted).fitness.measure == "instructions"
+    with pytest.raises(ManifestError, match="fitness.measure") as err:
+        parse_manifest(GOOD.replace('direction = "minimize"', 'direction = "minimize"\nmeasure = "cycles"'), "g/genome.toml")
+    assert "g/genome.toml" in str(err.value)

@@ -151,6 +151,21 @@ def test_hoist_invariant_moves_call_before_loop() -> None:
     same(HOIST, new, "count", ([1, 2, 3], [2, 3]), ([], [1]))
 
 
+def test_hoist_invariant_sees_through_bisect_searches() -> None:
+    code = HEADER + src('''
+    import bisect
+
+    def histogram(values, bounds):
+        counts = [0] * (len(bounds) + 1)
+        for v in values:
+            counts[bisect.bisect_left(sorted(bounds), v)] += 1
+        return counts
+    ''')
+    new = rewrite("hoist_invariant", code)
+    assert "_hoisted_0 = sorted(bounds)" in new and "bisect.bisect_left(_hoisted_0, v)" in new
+    same(code, new, "histogram", ([5, 1, 9, 3], [4, 2, 8]), ([], [1]))
+
+
 def test_hoist_invariant_while_test() -> None:
     code = src('''
     def total(items):

@@ -197,3 +197,17 @@ def test_scaling_the_candidate_scales_the_ratio(pairs: list[tuple[float, float]]
 def test_log_ratios_sign() -> None:
     assert log_ratios([2.0, 2.0], [1.0, 1.0], direction="minimize")[0] > 0
     assert log_ratios([2.0, 2.0], [1.0, 1.0], direction="maximize")[0] < 0
+
+
+def test_exact_comparison_has_no_interval_and_knows_direction() -> None:
+    from evolution.stats import exact
+
+    fewer = exact(1_200_000.0, 1_000_000.0)
+    assert fewer.ratio == fewer.low == fewer.high == pytest.approx(1.2)
+    assert fewer.confidence == 1.0 and fewer.rounds == 1 and fewer.significant
+    assert not exact(1_000.0, 1_000.0).significant
+    assert exact(10.0, 12.0, direction="maximize").ratio == pytest.approx(1.2)
+    with pytest.raises(ValueError, match="positive finite"):
+        exact(0.0, 5.0)
+    with pytest.raises(ValueError, match="direction"):
+        exact(1.0, 1.0, direction="up")

@@ -46,6 +46,8 @@ PURE_METHODS = frozenset(
         "items", "copy", "group", "groups", "groupdict", "start", "end", "span", "match",
         "search", "fullmatch", "findall", "finditer", "sub", "subn", "removeprefix",
         "removesuffix", "expandtabs", "translate",
+        # bisect's searches read their list and change nothing (its insort* mutate: not here)
+        "bisect_left", "bisect_right",
     }
 )
 
