@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +22,13 @@ from evolution.errors import StoreError, TarsError
 
 if TYPE_CHECKING:
     from events.store import GenomeStore
+
+try:  # typer >= 0.2x converts every parameter value through a pydantic TypeAdapter
+    from typer._coercion import RuntimeParam
+    from typer._param_types import coerce_cli_path
+    from typer.core import TyperCommand, TyperGroup
+except ImportError:  # an older typer converts with click and never imports pydantic
+    RuntimeParam = None  # type: ignore[assignment,misc]
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
@@ -70,3 +78,81 @@ def handle_errors(func: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+#: Boolean words pydantic (so typer) accepts, lower case.
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"", "0", "f", "false", "n", "no", "off"})
+#: Parameter types converted without pydantic.
+_PLAIN = (str, int, bool, Path)
+
+
+if RuntimeParam is not None:
+
+    @dataclass(frozen=True)
+    class _PlainParam(RuntimeParam):
+        """Conversion of a plain ``str``, ``int``, ``bool`` or ``Path`` value, as typer does it, minus pydantic."""
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            kind = self.annotation
+            if kind is Path:
+                return coerce_cli_path(Path(value), self.parameter_info, path_type=Path, param=param, ctx=ctx)
+            if isinstance(value, kind):
+                return value
+            if kind is bool and isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+                return value.strip().lower() in _TRUE
+            if kind is str and isinstance(value, bytes):
+                return value.decode(sys.getfilesystemencoding(), "surrogateescape")
+            if kind is not bool:
+                try:
+                    return kind(value)
+                except (TypeError, ValueError):
+                    pass
+            raise typer.BadParameter(f"{value!r} is not a valid {kind.__name__}", ctx=ctx, param=param)
+
+    def _plain_params(params: list[Any]) -> None:
+        """Give typer's ``str``/``int``/``bool``/``Path`` parameters the converter without pydantic."""
+        for param in params:
+            descriptor: Any = getattr(param, "type_descriptor", None)
+            info = getattr(descriptor, "parameter_info", None)
+            if (
+                info is None
+                or getattr(param, "_runtime_param", False) is not None
+                or descriptor.annotation not in _PLAIN
+                or param.nargs != 1
+                or getattr(param, "multiple", False)
+                or info.parser is not None
+                or info.min is not None
+                or info.max is not None
+            ):
+                continue
+            param._runtime_param = _PlainParam(parameter_info=info, annotation=descriptor.annotation)
+
+    class PlainCommand(TyperCommand):
+        """A typer command whose plain parameters are converted without pydantic.
+
+        typer (0.2x) builds a pydantic ``TypeAdapter`` for every parameter it converts, so
+        any command with an option imports pydantic: 0.1–0.15 s of a `tars log ls` that
+        should take a fraction of a second.  For ``str``, ``int``, ``bool`` and ``Path``
+        parameters with no parser, bounds or several values, this command sets typer's
+        (lazily built, private) converter to :class:`_PlainParam`; every other parameter
+        keeps typer's own.  If typer's internals move, commands still work and only import
+        pydantic again (``tests/test_cli.py`` checks that `tars log ls` does not).
+        """
+
+        def get_params(self, ctx: Any) -> list[Any]:  # --help is made here, per context
+            params: list[Any] = super().get_params(ctx)
+            _plain_params(params)
+            return params
+
+    class PlainGroup(TyperGroup):
+        """A typer group (its own options: --help, completion) converted like :class:`PlainCommand`."""
+
+        def get_params(self, ctx: Any) -> list[Any]:  # --help is made here, per context
+            params: list[Any] = super().get_params(ctx)
+            _plain_params(params)
+            return params
+
+else:  # pragma: no cover - an older typer: the defaults (which need no pydantic)
+    PlainCommand = None  # type: ignore[assignment,misc]
+    PlainGroup = None  # type: ignore[assignment,misc]

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import typer
 
-from cli.common import DEFAULT_STORE, console, handle_errors, open_store
+from cli.common import DEFAULT_STORE, PlainCommand, PlainGroup, console, handle_errors, open_store
 from evolution.errors import IntegrityError, TarsError, UnknownVersionError
 from evolution.tree import short, version_id
 
 if TYPE_CHECKING:
-    from events.store import GenomeStore, LogEntry
+    from events.store import GenomeStore, LogEntry, LogRow
 
-app = typer.Typer(help="Inspect, verify, replay and export the event log.", no_args_is_help=True)
+app = typer.Typer(help="Inspect, verify, replay and export the event log.", no_args_is_help=True, cls=PlainGroup)
 
 StoreOpt = typer.Option(str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL")
 GenomeOpt = typer.Option(None, "--genome", "-g", help="genome name (default: the only one in the store)")
@@ -67,33 +68,62 @@ def _summary_of(kind: str, data: dict[str, Any], parent: str | None) -> str:
 
 #: Nanoseconds per second: event times come as integer nanoseconds since the epoch.
 _NS = 1_000_000_000
+#: Events `tars log ls` prints without --limit or --all: the newest ones, a screenful.
+DEFAULT_LIMIT = 50
 
 
-@app.command("ls")
+@app.command("ls", cls=PlainCommand)
 @handle_errors
-def ls(store: str = StoreOpt, genome: str | None = GenomeOpt, limit: int | None = typer.Option(None, help="at most N events")) -> None:
-    """One line per event, oldest first."""
-    out = sys.stdout
+def ls(
+    store: str = StoreOpt,
+    genome: str | None = GenomeOpt,
+    limit: int | None = typer.Option(None, "--limit", "-n", help=f"the newest N events (default {DEFAULT_LIMIT})"),
+    every: bool = typer.Option(False, "--all", help="every event (pipe it to a pager or grep)"),
+) -> None:
+    """The newest events, one line each, oldest first (the newest is the last line).
+
+    Without --all, a note on stderr says how many earlier events were left out.
+    """
+    if every and limit is not None:
+        raise TarsError("--all and --limit together", hint="--all lists every event; --limit N the newest N")
+    if limit is not None and limit < 0:
+        raise TarsError(f"--limit {limit} is negative", hint="give the number of newest events to list")
+    with open_store(store) as handle:
+        if every:
+            _write_rows(handle.log_rows(genome=genome), sys.stdout)
+            return
+        count = DEFAULT_LIMIT if limit is None else limit
+        rows, earlier = handle.log_tail(count, genome=genome)
+    _write_rows(rows, sys.stdout)
+    if earlier:
+        sys.stdout.flush()
+        sys.stderr.write(
+            f"({earlier:,} earlier event{'s' if earlier != 1 else ''} not shown: "
+            f"--all lists every event, --limit N the newest N)\n"
+        )
+
+
+def _write_rows(rows: Iterable[LogRow], out: TextIO) -> None:
+    """One line per row, written in blocks: ``seq time type genome version node summary``."""
     lines: list[str] = []
     # Events come in bursts (a cycle writes all of its events at once): the columns
     # that repeat (second, type, genome, node) are formatted once per distinct
     # combination, not once per line.
     heads: dict[tuple[int, str, str, str], tuple[str, str]] = {}
-    with open_store(store) as handle:
-        for seq, kind, name, version, parent, time_ns, node, data, _ in handle.log_rows(genome=genome, limit=limit):
-            second = time_ns // _NS
-            head = heads.get((second, kind, name, node))
-            if head is None:
-                stamp = datetime.fromtimestamp(second, UTC).isoformat(" ")[:19]
-                head = heads[(second, kind, name, node)] = (f" {stamp} {kind:<18} {name:<12} ", f" {node:<8} ")
-            lines.append(f"{seq:>7}{head[0]}{(version or '')[:12]:<12}{head[1]}{_summary_of(kind, data, parent)}\n")
-            if len(lines) >= 4096:
-                out.write("".join(lines))
-                lines.clear()
+    for seq, kind, name, version, parent, time_ns, node, data, _ in rows:
+        second = time_ns // _NS
+        head = heads.get((second, kind, name, node))
+        if head is None:
+            stamp = datetime.fromtimestamp(second, UTC).isoformat(" ")[:19]
+            head = heads[(second, kind, name, node)] = (f" {stamp} {kind:<18} {name:<12} ", f" {node:<8} ")
+        lines.append(f"{seq:>7}{head[0]}{(version or '')[:12]:<12}{head[1]}{_summary_of(kind, data, parent)}\n")
+        if len(lines) >= 4096:
+            out.write("".join(lines))
+            lines.clear()
     out.write("".join(lines))
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @handle_errors
 def show(seq: int = typer.Argument(..., help="event sequence number (from `tars log ls`)"), store: str = StoreOpt) -> None:
     """Every field of one event."""
@@ -105,7 +135,7 @@ def show(seq: int = typer.Argument(..., help="event sequence number (from `tars 
     raise TarsError(f"no event with seq {seq}", hint="`tars log ls` lists the events")
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @handle_errors
 def diff(
     old: str = typer.Argument(..., help="version (prefix)"), new: str = typer.Argument(..., help="version (prefix)"),
@@ -121,7 +151,7 @@ def diff(
     sys.stdout.write(make_patch(a, b))
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @handle_errors
 def lineage(store: str = StoreOpt, genome: str | None = GenomeOpt) -> None:
     """The tree of versions: who came from whom, by which mutator, at what fitness."""
@@ -144,7 +174,7 @@ def lineage(store: str = StoreOpt, genome: str | None = GenomeOpt) -> None:
     console.print(root)
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @handle_errors
 def verify(store: str = StoreOpt) -> None:
     """Recompute the hash chain of every event; fail naming the first one that was edited."""
@@ -157,7 +187,7 @@ def verify(store: str = StoreOpt) -> None:
     console.print(f"[green]OK[/] {report}")
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @handle_errors
 def replay(
     to: str = typer.Option(..., "--to", help="version (prefix) to rebuild"),
@@ -177,7 +207,7 @@ def replay(
     console.print(f"wrote {len(tree)} files of {name} {short(version)} to {out} (tree hash verified)")
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @handle_errors
 def export(
     fmt: str = typer.Option("jsonl", "--format", help="jsonl: one JSON object per event"),

@@ -8,13 +8,14 @@ from pathlib import Path
 import typer
 
 from cli import cluster, evolve, log, node
-from cli.common import DEFAULT_STORE, console, handle_errors, open_store
+from cli.common import DEFAULT_STORE, PlainGroup, console, handle_errors, open_store
 from cli.log import resolve_version
 from evolution.errors import PolicyError
 from evolution.tree import short, version_id
 
 app = typer.Typer(
-    name="tars", help="TARS: a swarm of self-improving replicas.", no_args_is_help=True, pretty_exceptions_enable=False
+    name="tars", help="TARS: a swarm of self-improving replicas.", no_args_is_help=True, pretty_exceptions_enable=False,
+    cls=PlainGroup,  # converts its own options without importing pydantic (see cli.common)
 )
 app.add_typer(evolve.app, name="evolve")
 app.add_typer(log.app, name="log")

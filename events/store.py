@@ -444,6 +444,52 @@ class GenomeStore:
         # an unknown genome raises now, not at the first row
         return cast(Iterator[LogRow], self._decoded(self._target(genome), start, limit, unpackb_ns))
 
+    def log_tail(self, count: int, *, genome: str | None = None) -> tuple[list[LogRow], int]:
+        """The newest ``count`` events (of one genome, or of all) as :meth:`log_rows` rows, in
+        store order, and how many earlier events there are.
+
+        It reads the log backwards in growing windows of sequence numbers from the newest,
+        so it costs the events it returns (plus, with ``genome``, the other genomes' rows in
+        those windows, which are skipped undecoded), not the length of the log.  The count
+        of earlier events comes from lineage positions, which are dense: with ``genome``,
+        the first row's position minus one; without, that of every lineage whose events
+        are shown, plus the whole length of every other lineage.
+        """
+        target = self._target(genome)  # an unknown genome raises now
+        top = self._app.recorder.max_notification_id()
+        if top is None:
+            return [], 0
+        chunks: list[list[LogRow]] = []
+        found = 0
+        stop = top
+        window = max(count, 64)
+        while count > 0 and found < count and stop >= 1:
+            start = max(1, stop - window + 1)
+            chunk = cast(list[LogRow], list(self._decoded(target, start, None, unpackb_ns, stop)))
+            chunks.append(chunk)
+            found += len(chunk)
+            stop = start - 1
+            window *= 2
+        rows = [row for chunk in reversed(chunks) for row in chunk][-count:] if count > 0 else []
+        return rows, self._earlier(target, rows)
+
+    def _earlier(self, target: UUID | None, rows: list[LogRow]) -> int:
+        """How many events (of ``target``, or of every lineage) come before ``rows``."""
+        if target is not None:
+            return rows[0][8] - 1 if rows else self._length(target)
+        first: dict[str, int] = {}  # genome -> its first position among the rows
+        for row in rows:
+            first.setdefault(row[2], row[8])
+        self._refresh_names()
+        return sum(
+            first[name] - 1 if name in first else self._length(ident) for ident, name in self._names.items()
+        )
+
+    def _length(self, ident: UUID) -> int:
+        """The number of events of one lineage (its last position)."""
+        last = self._app.recorder.select_events(ident, desc=True, limit=1)
+        return last[0].originator_version if last else 0
+
     def verify(self) -> VerifyReport:
         """Recompute every chain from the raw stored rows; raise naming the first bad event."""
         self._refresh_names()
@@ -613,6 +659,9 @@ class GenomeStore:
 
     def _refresh_names(self) -> None:
         """Learn genome names from Registered events not yet seen (ids are hashes of names)."""
+        # The topic filter is a scan of the events after ``start``: remember how far it went
+        # (at least to the newest event when it began) so the next call starts there.
+        top = self._app.recorder.max_notification_id() or 0
         start = self._names_upto + 1
         while True:
             notes = self._app.recorder.select_notifications(
@@ -623,10 +672,10 @@ class GenomeStore:
                     self._names[cast(UUID, note.originator_id)] = unpackb(note.state)["name"]
                 except Exception:  # noqa: S112 - verify names the damaged event
                     continue
-            if not notes:
-                return
-            self._names_upto = notes[-1].id
+            if notes:
+                self._names_upto = notes[-1].id
             if len(notes) < PAGE:
+                self._names_upto = max(self._names_upto, top)
                 return
             start = notes[-1].id + 1
 
@@ -642,18 +691,26 @@ class GenomeStore:
                 return
             start = notes[-1].id + 1
 
-    def _rows(self, start: int) -> Iterator[RawRow]:
-        """The log as raw rows: the backend's fast reader where it has one."""
+    def _rows(self, start: int, stop: int | None = None) -> Iterator[RawRow]:
+        """The log as raw rows from ``start`` (up to ``stop`` inclusive): the backend's fast reader where it has one."""
         fast = raw_notifications(self._app.recorder)
         if fast is None:
             for note in self._notifications(start):
+                if stop is not None and note.id > stop:
+                    return
                 ident = cast(UUID, note.originator_id)
                 yield (note.id, ident.hex, note.originator_version, note.topic, note.state)
             return
         while True:
-            rows = fast(start, PAGE)
+            page = PAGE if stop is None else min(PAGE, stop - start + 1)
+            if page <= 0:
+                return
+            rows = fast(start, page)
+            if stop is not None and rows and rows[-1][0] > stop:  # ids have gaps: a page can pass stop
+                yield from (row for row in rows if row[0] <= stop)
+                return
             yield from rows
-            if len(rows) < PAGE:
+            if len(rows) < page:
                 return
             start = rows[-1][0] + 1
 
@@ -674,9 +731,11 @@ class GenomeStore:
         start: int,
         limit: int | None,
         decode: Callable[[bytes], dict[str, Any]],
+        stop: int | None = None,
     ) -> Iterator[tuple[int, str, str, str | None, str | None, Any, str, dict[str, Any], int]]:
         """``(seq, type, genome, version, parent, time, node, data, position)`` per stored event.
 
+        Events from sequence number ``start`` up to ``stop`` (inclusive; ``None``: the end).
         The time is whatever ``decode`` makes of the stored timestamp.  Per row there are
         only dictionary lookups keyed by the stored id text and the topic: the ``UUID``,
         whether it is the wanted lineage, its genome name and the type's version fields
@@ -688,7 +747,7 @@ class GenomeStore:
         kinds: dict[str, tuple[str, str | None, str | None]] = {}
         lineages: dict[str, tuple[UUID, bool]] = {}
         labels: dict[str, str] = {}
-        for seq, key, position, topic, raw in self._rows(max(start, 1)):
+        for seq, key, position, topic, raw in self._rows(max(start, 1), stop):
             known = lineages.get(key)
             if known is None:
                 ident = UUID(key)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).parent / "data" / "tiny"
 runner = CliRunner()
 
@@ -97,6 +100,47 @@ def test_log_commands_on_an_evolved_store(evolved: Path, tmp_path: Path) -> None
     assert (tmp_path / "tree" / "tiny" / "core.py").is_file()
     code, out, _ = tars("log", "lineage", "--store", str(evolved))
     assert code == 0 and head[:12] in out
+
+
+def test_log_ls_lists_the_newest_events_unless_all(tmp_path: Path) -> None:
+    from events.store import GenomeStore
+
+    store = tmp_path / "many.db"
+    with GenomeStore.open(f"sqlite:///{store}") as handle:
+        handle.register("g", "", {"g.py": "x = 0\n"}, 1.0, "n1")
+        for cycle in range(1, 80):
+            handle.record_cycle("g", "n1", cycle=cycle)
+    code, out, err = tars("log", "ls", "--store", str(store))
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 50
+    assert [int(line.split()[0]) for line in lines] == list(range(31, 81))  # the newest, oldest first
+    assert "30 earlier events not shown" in err and "--all" in err
+    code, out, err = tars("log", "ls", "--store", str(store), "--limit", "3")
+    assert code == 0 and [int(line.split()[0]) for line in out.splitlines()] == [78, 79, 80]
+    assert "77 earlier events" in err
+    code, out, err = tars("log", "ls", "--store", str(store), "--all")
+    assert code == 0 and [int(line.split()[0]) for line in out.splitlines()] == list(range(1, 81))
+    assert err == ""
+    code, _, err = tars("log", "ls", "--store", str(store), "--all", "--limit", "3")
+    assert code == 1
+    one_line_error(err, "--all and --limit")
+    code, _, err = tars("log", "ls", "--store", str(store), "--limit", "x")
+    assert code != 0 and "--limit" in err
+
+
+def test_tars_log_imports_no_pydantic_nor_node_machinery(evolved: Path) -> None:
+    """Start-up is most of `tars log ls`: typer would import pydantic to convert the options."""
+    code = (
+        "import sys\n"
+        "from cli.main import main\n"
+        f"sys.argv = ['tars', 'log', 'ls', '--store', {str(evolved)!r}, '--limit', '3']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "heavy = ['pydantic', 'libcst', 'pykka', 'zmq', 'yaml', 'actors', 'runtime.sandbox', 'runtime.config']\n"
+        "print('LOADED', [m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.splitlines()[-1] == "LOADED []", out.stdout + out.stderr
+    assert len(out.stdout.splitlines()) == 4  # three events, then the check
 
 
 def test_verify_names_an_edited_event(evolved: Path, tmp_path: Path) -> None:

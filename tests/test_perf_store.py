@@ -3,7 +3,9 @@
 * writes reuse the lineage the store saved last instead of reloading it; another writer
   in between must still be seen (a conflict, or a refusal re-checked on a fresh load);
 * ``log_rows`` lists exactly what ``log`` lists, times as nanoseconds;
-* ``tars log ls`` prints exactly the lines the plain per-entry formatting printed.
+* ``log_tail`` gives the end of what ``log_rows`` lists, and how many events come before;
+* ``tars log ls`` prints exactly the lines the plain per-entry formatting printed (the
+  newest ``DEFAULT_LIMIT``, or every one with ``--all``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.log import _summary, ls
+from cli.log import DEFAULT_LIMIT, _summary, ls
 from events.chain import micros
 from events.records import Adoption, CandidateRecord, Held, LogEntry
 from events.store import GenomeStore
@@ -169,10 +171,40 @@ def test_ls_prints_what_it_printed(tmp_path: Path) -> None:
             tree = new
         store.rollback(GENOME, version_id(TREE0), "a reason", "cli")
         entries = list(store.log())
-    for genome, limit in ((None, None), (GENOME, 7)):
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            ls(store=str(path), genome=genome, limit=limit)
-        expected = reference_ls(entries[:limit] if limit else entries)
-        assert out.getvalue() == expected
-    assert short(version_id(TREE0)) in out.getvalue()
+    for genome, limit, every in ((None, None, True), (GENOME, 7, False), (None, None, False)):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            ls(store=str(path), genome=genome, limit=limit, every=every)
+        shown = entries if every else entries[-(limit or DEFAULT_LIMIT):]
+        assert out.getvalue() == reference_ls(shown)
+        if every:
+            assert err.getvalue() == ""
+        else:  # the newest events, and a note on stderr saying how many were left out
+            assert shown[-1].seq == entries[-1].seq
+            assert f"{len(entries) - len(shown):,} earlier events not shown" in err.getvalue()
+            assert "--all" in err.getvalue()
+    assert short(version_id(TREE0)) in out.getvalue()  # the rollback, the newest event
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])  # the fast SQLite reader and the generic one
+def test_log_tail_is_the_end_of_log_rows(url: str, backend: str) -> None:
+    with GenomeStore.open(url if backend == "sqlite" else "memory://") as store:
+        assert store.log_tail(5) == ([], 0)
+        store.register(GENOME, "", TREE0, 1.0, "n1")
+        store.register("other", "", {"a.py": "x = 1\n"}, None, "n9")
+        tree = TREE0
+        for i in range(1, 30):
+            new = evolve(TREE0, i)
+            if i % 3:
+                store.record_cycle(GENOME, "n1", evaluated=[record(tree, new)], cycle=i)
+            else:  # the other genome's events interleave with g's
+                store.record_cycle("other", "n9", cycle=i)
+        for genome in (None, GENOME, "other"):
+            rows = list(store.log_rows(genome=genome))
+            for count in (0, 1, 5, 63, 64, 65, len(rows) - 1, len(rows), len(rows) + 10):
+                tail, earlier = store.log_tail(count, genome=genome)
+                assert tail == (rows[-count:] if count else [])
+                assert earlier == len(rows) - len(tail)
+        with pytest.raises(Exception, match="nope"):
+            store.log_tail(3, genome="nope")
+
