@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from actors.messages import Analyze, Generate, Generated, Incubate, Judge, PlanCycle
 from actors.supervisor import Supervisor
-from events.projections import mutator_stats
+from events.projections import evaluated_on, mutator_stats
 from events.records import Adoption, CandidateRecord, Held
 from events.store import GenomeStore
 from evolution.errors import TarsError
@@ -120,7 +120,9 @@ class Coordinator:
         fitness = self.manifest.fitness
         self.policy = policy or Policy(threshold=fitness.threshold, confidence=fitness.confidence)
         # Built once from the log, then kept up to date in memory: per-cycle cost stays flat as history grows.
-        self.outcomes = Outcomes(table=dict(mutator_stats(store.log(genome=genome))))
+        entries = list(store.log(genome=genome))
+        self.outcomes = Outcomes(table=dict(mutator_stats(entries)))
+        self._evaluated: dict[str, set[str]] = evaluated_on(entries)
         self._tried: dict[tuple[str, str], dict[float, float | None]] = {}
         # candidate id -> (the search's memory for its parent, value tried): fed the measured gain.
         self._tuning_values: dict[str, tuple[dict[float, float | None], float]] = {}
@@ -141,12 +143,16 @@ class Coordinator:
         tree, version, manifest = head.tree, head.version, self.manifest
         self.progress("analyze", {"cycle": cycle, "version": short(version)})
         opportunities = self.supervisor.ask("analyzer", Analyze(version, tree, manifest))
+        # Candidates already judged on this version are skipped (and their slots go to the
+        # next plans): a verdict stands until the head moves.
+        done = self._evaluated.get(version, set())
         plans: list[Plan] = self.supervisor.ask(
-            "planner", PlanCycle(version, tree, manifest, opportunities, self.outcomes, seed, cycle, self.candidates_per_cycle)
+            "planner",
+            PlanCycle(version, tree, manifest, opportunities, self.outcomes, seed, cycle, self.candidates_per_cycle + len(done)),
         )
         self.progress("generate", {"cycle": cycle, "plans": len(plans), "opportunities": len(opportunities)})
         generated: Generated = self.supervisor.ask("generator", Generate(version, tree, plans))
-        candidates = list(generated.candidates)
+        candidates = _fresh(generated.candidates, done)[: self.candidates_per_cycle]
         if len(candidates) < self.candidates_per_cycle:
             candidates += self._tuning(tree, version, seed, cycle, self.candidates_per_cycle - len(candidates))
         self.progress("incubate", {"cycle": cycle, "candidates": len(candidates)})
@@ -158,6 +164,7 @@ class Coordinator:
         )
         records, adoption, held = self._decide(candidates, reports, judged, version, tree)
         became_head = self.recorder(self.genome, self.node, cycle, seed, records, adoption, held)
+        self._evaluated.setdefault(version, set()).update(c.id for c in candidates)
         if not became_head:
             adoption = None
         for record in records:
@@ -252,6 +259,17 @@ class Coordinator:
                 self._tuning_values[candidate.id] = (tried, value)
                 out.append(candidate)
         return out
+
+
+def _fresh(candidates: Sequence[Candidate], done: set[str]) -> list[Candidate]:
+    """Candidates not judged before on this version, each patch once, in plan order."""
+    out: list[Candidate] = []
+    seen = set(done)
+    for candidate in candidates:
+        if candidate.id not in seen:
+            seen.add(candidate.id)
+            out.append(candidate)
+    return out
 
 
 def _setter(name: str, value: float, kind: str) -> Callable[[str], str]:

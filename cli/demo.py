@@ -92,6 +92,7 @@ def run_demo(workdir: Path, seed: int, cycles: int, candidates: int, incubators:
         + "\n".join(f"{n}: {config.endpoint(n)}  store {stores[n].removeprefix('sqlite:///')}" for n in config.ids),
         title="tars demo",
     ))
+    _warn_without_counter()
     launcher = ProcessLauncher(config, tied=True)
     try:
         with console.status("starting the nodes…"):
@@ -103,6 +104,19 @@ def run_demo(workdir: Path, seed: int, cycles: int, candidates: int, incubators:
         with console.status("stopping the nodes…"):
             launcher.down()
     _summary(config, final, cycles, started)
+
+
+def _warn_without_counter() -> None:
+    """The demo genome is judged by instruction counts; say so when they cannot be taken."""
+    from runtime.incubation import valgrind
+
+    manifest = parse_manifest((DEMO_GENOME / "genome.toml").read_text(encoding="utf-8"), str(DEMO_GENOME / "genome.toml"))
+    if manifest.fitness.measure == "instructions" and valgrind() is None:
+        console.print(
+            "[yellow]valgrind is not installed: candidates are judged by timed A/B benchmarks instead of exact "
+            "instruction counts, so two runs with one seed may adopt different patches "
+            "(install it: apt-get install valgrind)[/]"
+        )
 
 
 def _status(config: Any, node_id: str) -> dict[str, Any] | None:

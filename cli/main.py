@@ -31,9 +31,11 @@ StoreOpt = typer.Option(str(DEFAULT_STORE), "--store", help="event store: a SQLi
 def demo(
     workdir: Path = typer.Option(Path("tars-demo"), "--workdir", help="where the nodes keep their stores, journals, keys and logs"),
     seed: int = typer.Option(7, "--seed", help="seed of the planner and the statistics"),
-    cycles: int = typer.Option(8, "--cycles", min=1, help="evolution cycles"),
-    candidates: int = typer.Option(2, "--candidates", min=1, help="candidates proven per cycle"),
-    incubators: int = typer.Option(1, "--incubators", min=1, help="candidates proven at once (more is faster but noisier)"),
+    cycles: int = typer.Option(10, "--cycles", min=1, help="evolution cycles"),
+    candidates: int = typer.Option(3, "--candidates", min=1, help="candidates proven per cycle"),
+    incubators: int = typer.Option(
+        2, "--incubators", min=1, help="candidates proven at once (one per core; a timed A/B gets noisier with more)"
+    ),
     nodes: int = typer.Option(3, "--nodes", min=1, max=9, help="nodes of the local swarm"),
 ) -> None:
     """A local swarm evolves the shipped demo genome through the Raft ledger; shows what changed."""

@@ -106,3 +106,17 @@ def mutator_stats(entries: Iterable[LogEntry]) -> dict[tuple[str, str], tuple[in
         tries, wins = stats.get(key, (0, 0))
         stats[key] = (tries + 1, wins + (entry.data.get("verdict") == "adopt"))
     return stats
+
+
+def evaluated_on(entries: Iterable[LogEntry]) -> dict[str, set[str]]:
+    """Parent version → ids of the candidates already evaluated on it.
+
+    A candidate id is its parent and patch, so one seen here has had its verdict: with an
+    exact measure, trying it again would repeat the same numbers; with a timed one, it
+    would give noise a second chance to adopt what was rejected.
+    """
+    seen: dict[str, set[str]] = {}
+    for entry in entries:
+        if entry.type == "CandidateEvaluated":
+            seen.setdefault(str(entry.data.get("parent")), set()).add(str(entry.data.get("candidate")))
+    return seen

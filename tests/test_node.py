@@ -84,3 +84,19 @@ def test_crashed_generator_is_restarted_and_the_cycle_completes(node: Node, monk
     node.evolve(name, cycles=1, seed=3)
     assert node.supervisor.restarts("generator") == 1
     assert node.store.head(name).cycles_completed == 1
+
+
+def test_a_candidate_judged_on_a_version_is_not_tried_again(node: Node) -> None:
+    from evolution.policy import Policy
+
+    name, _ = node.register(TINY)
+    # Nothing can meet a 100x threshold: the head never moves, so every cycle plans on it.
+    node.coordinator(name, policy=Policy(threshold=100.0)).run(3, seed=3)
+    evaluated = [(e.data["parent"], e.data["candidate"]) for e in node.store.log(genome=name) if e.type == "CandidateEvaluated"]
+    assert len(evaluated) == len(set(evaluated)), "a verdict stands until the head moves"
+    assert len(evaluated) > 2, "later cycles move on to the next plans"
+    # A coordinator built afresh from the log (a restart, a new leader) knows them too.
+    before = len(evaluated)
+    node.coordinator(name, policy=Policy(threshold=100.0)).run(4, seed=3)
+    again = [(e.data["parent"], e.data["candidate"]) for e in node.store.log(genome=name) if e.type == "CandidateEvaluated"]
+    assert len(again) == len(set(again)) and len(again) >= before
