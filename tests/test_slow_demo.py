@@ -72,11 +72,14 @@ def test_demo_improves_the_genome_and_every_version_replays(tmp_path: Path) -> N
         cwd=ROOT, capture_output=True, text=True, timeout=840,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    match = re.search(r"improvement\s*│\s*([0-9.]+)×", proc.stdout)
+    # The swarm judges by exact instruction counts (valgrind), so the gain is the same on
+    # every run: 1.64x here with seed 7. The timed A/B is noisy (±15 % per run on this
+    # VM) and only has to agree that the head is clearly faster.
+    match = re.search(r"improvement\s*│\s*([0-9.]+)× \(exact count\)", proc.stdout)
     assert match, proc.stdout[-2000:]
-    # The goal is 1.5x; on this shared 2-core machine runs measured 1.70x and 1.93x. The
-    # floor below leaves room for machine noise while still failing a demo that stalls.
-    assert float(match.group(1)) >= 1.4, proc.stdout[-2000:]
+    assert float(match.group(1)) >= 1.5, proc.stdout[-2000:]
+    timed = re.search(r"time \(seconds, A/B\)\s*│\s*([0-9.]+)×", proc.stdout)
+    assert timed and float(timed.group(1)) >= 1.2, proc.stdout[-2000:]
     assert re.search(r"tests of head\s*│\s*pass", proc.stdout)
     store = workdir / "node-1" / "store.db"
     with GenomeStore.open(f"sqlite:///{store}") as handle:
