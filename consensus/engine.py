@@ -218,6 +218,13 @@ _SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
         "last_log_term": (_INT, True),
     },
     "response_vote": {"term": (_INT, True)},
+    # Pre-vote (ours, not pysyncobj's): handled by the engine, never handed to pysyncobj.
+    "pre_vote": {
+        "term": (_INT, True),
+        "last_log_index": (_INT, True),
+        "last_log_term": (_INT, True),
+    },
+    "pre_vote_response": {"term": (_INT, True), "granted": (_BOOL, True)},
     "timeout_now": {"term": (_INT, True)},
     "append_entries": {
         "term": (_INT, True),
@@ -361,6 +368,10 @@ class _RaftWire(Transport):  # type: ignore[misc]
         self.dropped_invalid = 0
         self.send_errors = 0
         self._chunks: dict[str, bytearray] = {}
+        #: when this node last heard a leader's append_entries (monotonic), for pre-vote
+        self.leader_heard_at = 0.0
+        #: the engine's pre-vote handler: pre-vote frames never reach pysyncobj
+        self.on_pre_vote: Callable[[RaftNode, dict[str, Any]], None] | None = None
 
     def connect_all(self) -> None:
         for node in list(self._members.values()):
@@ -452,9 +463,20 @@ class _RaftWire(Transport):  # type: ignore[misc]
             self.dropped_invalid += 1
             logger.warning("raft: dropped an invalid frame from %s", sender)
             return
-        if message["type"] == "append_entries" and message.get("entries"):
-            self._skip_entries_we_have(message)
+        kind = message["type"]
+        if kind in ("pre_vote", "pre_vote_response"):
+            if self.on_pre_vote is not None:
+                self.on_pre_vote(node, message)
+            return
+        if kind == "append_entries":
+            self.leader_heard_at = time.monotonic()
+            if message.get("entries"):
+                self._skip_entries_we_have(message)
         self._onMessageReceived(node, message)
+
+    def voters(self) -> list[RaftNode]:
+        """The other voting members (a removed node in its grace period is not one)."""
+        return list(self._members.values())
 
     def _skip_entries_we_have(self, message: dict[str, Any]) -> None:
         """Drop the leading entries this node already holds (same index, term, bytes).
@@ -494,6 +516,46 @@ class _Core(SyncObj):  # type: ignore[misc]
 
 
 # ---- requests ---------------------------------------------------------------------------
+
+
+_RAFT_LEADER = pso_syncobj._RAFT_STATE.LEADER
+
+
+def would_vote(
+    *, candidate_term: int, candidate_log: tuple[int, int], term: int, log: tuple[int, int], leader_alive: bool
+) -> bool:
+    """Raft's pre-vote answer: could this candidate win my vote, and do I need a new leader?
+
+    Yes only if its proposed term is ahead of mine, its log (last term, last index) is at
+    least as up to date as mine, and I have not heard from a live leader within the
+    minimum election timeout.  Pure, so the rule is tested without a cluster.
+    """
+    return candidate_term > term and candidate_log >= log and not leader_alive
+
+
+class _PreVote:
+    """One node's pre-vote round: the term it would campaign for and who said yes."""
+
+    def __init__(self) -> None:
+        self.term = 0
+        self.grants: set[str] = set()
+        self.cleared_until = 0.0
+        self.rounds = 0
+        self.granted = 0
+        self.refused = 0
+
+    def start(self, term: int, me: str) -> None:
+        self.term, self.grants = term, {me}
+        self.rounds += 1
+
+    def won(self, voters: int) -> bool:
+        return len(self.grants) * 2 > voters
+
+    def answered(self, granted: bool) -> None:
+        if granted:
+            self.granted += 1
+        else:
+            self.refused += 1
 
 
 class _Request:
@@ -561,6 +623,7 @@ class RaftEngine:
         self._role = 0
         self._removed = False
         self._tick_errors = 0
+        self._pre_vote = _PreVote()
         self._apply_error: str | None = None
         self._applied_by_callback = 0
         self._snapshot: dict[str, Any] = {}
@@ -624,6 +687,7 @@ class RaftEngine:
             journal.close()
             raise
         self._journal, self._wire, self._core = journal, wire, core
+        wire.on_pre_vote = self._on_pre_vote
         wire.connect_all()
         self._publish()
         self._transport.subscribe(CHANNEL, self._on_frame)
@@ -707,6 +771,7 @@ class RaftEngine:
                 wire.expire()
                 self._submit_requests()
                 try:
+                    self._pre_vote_gate(core, wire)
                     core.doTick(0.0)
                 except Exception:
                     self._tick_errors += 1
@@ -722,6 +787,70 @@ class RaftEngine:
                 self._finish(self._completed.pop(), None)
             self._shutdown_core()
             self._publish()
+
+    # ---- pre-vote (Raft thesis §9.6; etcd's PreVote) ----------------------------------
+
+    def _pre_vote_gate(self, core: Any, wire: _RaftWire) -> None:
+        """Hold an election pysyncobj is about to start until a majority says it could win.
+
+        pysyncobj campaigns as soon as its election timer runs out, bumping its term; a
+        node cut off from the others (or just added, or restarted behind) would then come
+        back with a higher term and depose a healthy leader.  So when the timer runs out
+        the engine first asks every voter, without touching any term, whether it *would*
+        vote; only on a majority of yes does the election go ahead.  A leadership
+        transfer (``timeout_now`` from the leader) campaigns at once, as Raft intends.
+        """
+        state = core._SyncObj__raftState
+        if state == _RAFT_LEADER or core._SyncObj__selfNode is None:
+            return
+        # pysyncobj's deadlines are on CLOCK_MONOTONIC_RAW, not time.monotonic's clock.
+        raw_now = pso_syncobj.monotonicTime()
+        if core._SyncObj__raftElectionDeadline >= raw_now or core._SyncObj__transferInProgress:
+            return
+        now = time.monotonic()
+        pv = self._pre_vote
+        if now < pv.cleared_until:  # a majority said yes: let this tick campaign
+            pv.cleared_until = 0.0
+            return
+        core._SyncObj__raftElectionDeadline = raw_now + core._SyncObj__generateRaftTimeout()
+        pv.start(core._SyncObj__raftCurrentTerm + 1, self.node_id)
+        voters = wire.voters()
+        if pv.won(len(voters) + 1):
+            pv.cleared_until = now + self._timers.election_min
+            core._SyncObj__raftElectionDeadline = 0.0
+            return
+        ask = {
+            "type": "pre_vote",
+            "term": pv.term,
+            "last_log_index": core._SyncObj__getCurrentLogIndex(),
+            "last_log_term": core._SyncObj__getCurrentLogTerm(),
+        }
+        for node in voters:
+            wire.send(node, dict(ask))
+
+    def _on_pre_vote(self, node: RaftNode, message: dict[str, Any]) -> None:
+        core, wire = self._core, self._wire
+        assert core is not None and wire is not None
+        pv = self._pre_vote
+        state = core._SyncObj__raftState
+        if message["type"] == "pre_vote":
+            heard = time.monotonic() - wire.leader_heard_at
+            granted = would_vote(
+                candidate_term=message["term"],
+                candidate_log=(message["last_log_term"], message["last_log_index"]),
+                term=core._SyncObj__raftCurrentTerm,
+                log=(core._SyncObj__getCurrentLogTerm(), core._SyncObj__getCurrentLogIndex()),
+                leader_alive=state == _RAFT_LEADER or heard < self._timers.election_min,
+            )
+            pv.answered(granted)
+            wire.send(node, {"type": "pre_vote_response", "term": message["term"], "granted": granted})
+            return
+        if state == _RAFT_LEADER or not message["granted"] or message["term"] != pv.term:
+            return
+        pv.grants.add(node.id)
+        if pv.won(len(wire.voters()) + 1) and not pv.cleared_until:
+            pv.cleared_until = time.monotonic() + self._timers.election_min
+            core._SyncObj__raftElectionDeadline = 0.0
 
     def _submit_requests(self) -> None:
         core = self._core
@@ -853,6 +982,9 @@ class RaftEngine:
             "skipped_resent_entries": wire.skipped_entries,
             "tick_errors": self._tick_errors,
             "apply_error": self._apply_error,
+            "pre_vote_rounds": self._pre_vote.rounds,
+            "pre_votes_granted": self._pre_vote.granted,
+            "pre_votes_refused": self._pre_vote.refused,
         }
 
     # ---- applier thread ---------------------------------------------------------------

@@ -506,6 +506,8 @@ def test_wire_roundtrip_of_every_message_type() -> None:
         {"type": "apply_command_response", "request_id": 7, "log_idx": 5, "log_term": 3},
         {"type": "apply_command_response", "request_id": 7, "error": 2},
         {"type": "next_node_idx", "next_node_idx": 6, "reset": False, "success": True},
+        {"type": "pre_vote", "term": 4, "last_log_index": 9, "last_log_term": 2},
+        {"type": "pre_vote_response", "term": 4, "granted": True},
     ]
     import msgpack
 
@@ -574,3 +576,35 @@ def test_resent_entries_we_hold_are_skipped_not_truncated(tmp_path: Path) -> Non
         assert wire.dropped_unknown == 1 and len(got) == 2
     finally:
         journal.close()
+
+
+def test_pre_vote_rule() -> None:
+    from consensus.engine import would_vote
+
+    ok = {"candidate_term": 5, "candidate_log": (3, 10), "term": 4, "log": (3, 10), "leader_alive": False}
+    assert would_vote(**ok)  # type: ignore[arg-type]
+    assert not would_vote(**{**ok, "leader_alive": True})  # type: ignore[arg-type]
+    assert not would_vote(**{**ok, "candidate_term": 4})  # type: ignore[arg-type]
+    assert not would_vote(**{**ok, "candidate_log": (3, 9)})  # type: ignore[arg-type]
+    assert not would_vote(**{**ok, "candidate_log": (2, 99)})  # type: ignore[arg-type]
+    assert would_vote(**{**ok, "candidate_log": (4, 1)})  # type: ignore[arg-type]
+
+
+def test_a_cut_off_follower_does_not_depose_the_leader_when_it_returns(cluster: Cluster) -> None:
+    """Pre-vote: a node that cannot win never raises its term, so healing it costs no election."""
+    for n in ABC:
+        cluster.start(n, ABC)
+    leader = cluster.leader()
+    propose_until_committed(cluster.engines[leader], b"before")
+    term = cluster.engines[leader].status()["term"]
+    lonely = cluster.follower()
+    cluster.block(lonely, [n for n in ABC if n != lonely])
+    # Many election timeouts alone: it keeps asking, and its term stays where it was.
+    wait_until(lambda: cluster.engines[lonely].status()["pre_vote_rounds"] >= 5, "pre-vote rounds while cut off")
+    assert cluster.engines[lonely].status()["term"] == term
+    cluster.heal(lonely)
+    propose_until_committed(cluster.engines[leader], b"after heal")
+    cluster.converged(ABC, 2)
+    assert cluster.leader() == leader
+    assert {cluster.engines[n].status()["term"] for n in ABC} == {term}
+    assert cluster.engines[leader].status()["pre_votes_granted"] == 0
