@@ -156,7 +156,7 @@ def _watch(config: Any, launcher: Any, cycles: int) -> dict[str, dict[str, Any]]
             if adopted > seen_adopted:
                 progress.console.print(
                     f"  version {adopted} adopted by the swarm: [green]{short(head['version'])}[/] "
-                    f"(fitness {head['fitness']:.4g}, leader {leader['node']}, term {leader['term']})"
+                    f"(fitness {_fitness(head['fitness'])}, leader {leader['node']}, term {leader['term']})"
                 )
                 seen_adopted = adopted
             votes = f", {head['waiting']} proposal waiting for votes" if head["waiting"] else ""
@@ -168,6 +168,13 @@ def _watch(config: Any, launcher: Any, cycles: int) -> dict[str, dict[str, Any]]
             if head["cycles"] >= cycles and not head["waiting"] and len(live) == len(config.ids) and len(heads) == 1:
                 return live
             time.sleep(0.5)
+
+
+def _fitness(value: float | None) -> str:
+    """A count in millions (instructions), anything else as it is (seconds)."""
+    if value is None:
+        return "?"
+    return f"{value / 1e6:,.0f} M" if value >= 1e6 else f"{value:.4g}"
 
 
 def _summary(config: Any, final: dict[str, dict[str, Any]], cycles: int, started: float) -> None:
