@@ -1,18 +1,21 @@
 """Benchmark of runtime.transport against raw pyzmq in the same run; prints one JSON object.
 
 Like with like: the raw baseline is a DEALER connected to a ROUTER with CurveZMQ on, as
-ours, and it receives with the fastest raw pattern (two ``recv`` calls, not
-``recv_multipart``), so the ratios show what the transport adds: msgpack framing, the
-thread hops (receive thread, request workers), the identity lookup, dispatch.  The
+ours, one frame per message, the same body sizes, and it receives with the fastest raw
+pattern (two ``recv`` calls, not ``recv_multipart``), so the ratios show what the
+transport adds: msgpack framing, the identity lookup, dispatch, thread hops.  The
 receiving (or echoing) side runs in a child process, as a peer node would, for both.
 Rounds alternate raw and transport; each ratio is taken within a round and the median of
 the rounds is reported, because the machine is shared and noisy.
 
 1. one-way throughput at 100 B and 10 KiB bodies: raw ``send`` loop vs ``Transport.send``
    (the caller retries when the send queue is full, so nothing is dropped), timed from
-   the first send to the receiver's "got them all";
-2. round trip p50/p99 at 100 B: raw DEALER send + recv against a ROUTER echo vs
-   ``Transport.request`` against a ``serve`` handler that returns the body.
+   the first send to the receiver's "got them all"; then the same with the opt-in burst
+   window ``Transport(coalesce=20e-6)`` ("throughput_coalesced_*");
+2. round trip p50/p99 at 100 B: raw DEALER send + recv against a ROUTER echo that answers
+   on its receive thread vs ``Transport.request`` against ``serve(..., inline=True)``,
+   which also answers on the receive thread ("rtt"); and against a default ``serve``
+   handler, which runs on a worker thread ("rtt_worker", compared with the same raw echo).
 
 Usage: ``python bench/bench_transport.py [--quick]`` from the repository root.
 """
@@ -39,6 +42,7 @@ from runtime.keys import generate_keypair  # noqa: E402
 from runtime.transport import Peer, Transport  # noqa: E402
 
 SIZES = {"100B": 100, "10KiB": 10 * 1024}
+COALESCE = 20e-6  # the burst window of the "coalesced" throughput runs, in seconds
 
 
 def free_port() -> int:
@@ -113,7 +117,11 @@ def child(
     transport.subscribe("data", on_frame)
     transport.serve("expect", expect)
     transport.serve("wait", wait)
-    transport.serve("echo", lambda _sender, body: body)
+    # Like the raw echo, which answers on its receive thread: an inline handler.  The
+    # default (a worker thread, so a slow handler cannot stall the receive loop) is timed
+    # as well, as "rtt_worker".
+    transport.serve("echo", lambda _sender, body: body, inline=True)
+    transport.serve("echo_worker", lambda _sender, body: body)
     stopped = threading.Event()
     transport.serve("quit", lambda _sender, _body: stopped.set())
     transport.start()
@@ -191,13 +199,20 @@ def raw_runs(n: int, rtts: int, server: tuple[str, str], client: tuple[str, str]
 
 
 def transport_runs(
-    n: int, rtts: int, server: tuple[str, str], client: tuple[str, str]
+    n: int,
+    rtts: int,
+    server: tuple[str, str],
+    client: tuple[str, str],
+    coalesce: float = 0.0,
 ) -> dict[str, Any]:
+    """Throughput (and, unless ``rtts`` is 0, round trips) of one sender Transport."""
     port = free_port()
     sender_port = free_port()
     proc = spawn("transport", port, server, client[0], sender_port)
     peers = [Peer("receiver", f"tcp://127.0.0.1:{port}", server[0])]
-    sender = Transport("sender", f"tcp://127.0.0.1:{sender_port}", *client, peers)
+    sender = Transport(
+        "sender", f"tcp://127.0.0.1:{sender_port}", *client, peers, coalesce=coalesce
+    )
     sender.start()
     out: dict[str, Any] = {}
     try:
@@ -213,13 +228,14 @@ def transport_runs(
             sender.request("receiver", "wait", None, timeout=120)
             out[f"throughput_{label}"] = count / (time.perf_counter() - t0)
         body100 = b"x" * 100
-        samples = []
-        for i in range(rtts + 200):
-            t0 = time.perf_counter()
-            sender.request("receiver", "echo", body100)
-            if i >= 200:
-                samples.append(time.perf_counter() - t0)
-        out.update(rtt_stats(samples))
+        for channel, prefix in (("echo", "rtt"), ("echo_worker", "rtt_worker")) if rtts else ():
+            samples = []
+            for i in range(rtts + 200):
+                t0 = time.perf_counter()
+                sender.request("receiver", channel, body100)
+                if i >= 200:
+                    samples.append(time.perf_counter() - t0)
+            out.update(rtt_stats(samples, prefix))
         out["stats"] = {k: v for k, v in sender.stats().items() if v}
         sender.request("receiver", "quit", None)
     finally:
@@ -236,11 +252,11 @@ def reap(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-def rtt_stats(samples: list[float]) -> dict[str, float]:
+def rtt_stats(samples: list[float], prefix: str = "rtt") -> dict[str, float]:
     ordered = sorted(samples)
     return {
-        "rtt_p50_us": statistics.median(ordered) * 1e6,
-        "rtt_p99_us": ordered[int(len(ordered) * 0.99) - 1] * 1e6,
+        f"{prefix}_p50_us": statistics.median(ordered) * 1e6,
+        f"{prefix}_p99_us": ordered[int(len(ordered) * 0.99) - 1] * 1e6,
     }
 
 
@@ -267,33 +283,47 @@ def main() -> None:
     for _ in range(rounds):  # interleaved: the machine is noisy
         raw.append(raw_runs(n, rtts, server, client))
         ours.append(transport_runs(n, rtts, server, client))
+        # The same one-way throughput with the opt-in burst window (Transport(coalesce=)).
+        burst = transport_runs(n, 0, server, client, coalesce=COALESCE)
+        for label in SIZES:
+            ours[-1][f"throughput_coalesced_{label}"] = burst[f"throughput_{label}"]
+        ours[-1]["stats_coalesced"] = burst["stats"]
 
     keys = [f"throughput_{label}" for label in SIZES] + ["rtt_p50_us", "rtt_p99_us"]
+    ours_keys = [
+        *keys,
+        *(f"throughput_coalesced_{label}" for label in SIZES),
+        "rtt_worker_p50_us",
+        "rtt_worker_p99_us",
+    ]
 
     def ratio(r: dict[str, Any], o: dict[str, Any], key: str) -> float:
         # >1 means the transport is slower: raw/ours for rates, ours/raw for times.
-        return float(r[key] / o[key] if key.startswith("throughput") else o[key] / r[key])
+        # The worker-served round trip is compared with the same raw echo.
+        raw_key = key.replace("rtt_worker", "rtt").replace("_coalesced", "")
+        return float(r[raw_key] / o[key] if key.startswith("throughput") else o[key] / r[raw_key])
 
     result: dict[str, Any] = {
         "messages": n,
         "round_trips": rtts,
         "rounds": len(raw),
         "raw_median": {k: round(statistics.median(r[k] for r in raw), 1) for k in keys},
-        "transport_median": {k: round(statistics.median(o[k] for o in ours), 1) for k in keys},
+        "transport_median": {k: round(statistics.median(o[k] for o in ours), 1) for k in ours_keys},
         # Each round runs raw then transport back to back; the ratio is taken per round,
         # so a noisy neighbour hurts both sides of one ratio rather than one side of all.
         "overhead_median": {
             k.removesuffix("_us"): round(
                 statistics.median(ratio(r, o, k) for r, o in zip(raw, ours, strict=True)), 2
             )
-            for k in keys
+            for k in ours_keys
         },
         "goal": "overhead <= 1.3 (raw/transport for throughput, transport/raw for round trips)",
         "runs": {
             "raw": [{k: round(r[k], 1) for k in keys} for r in raw],
-            "transport": [{k: round(o[k], 1) for k in keys} for o in ours],
+            "transport": [{k: round(o[k], 1) for k in ours_keys} for o in ours],
         },
         "transport_counters_last_run": ours[-1]["stats"],
+        "transport_counters_last_run_coalesced": ours[-1]["stats_coalesced"],
     }
     print(json.dumps(result, indent=2))
 

@@ -13,16 +13,21 @@ Why it looks the way it does (details and measurements in docs/transport.md):
   DEALERs are never read or polled.  That lets the calling thread send on a DEALER itself,
   holding the link's lock (a mutex is the full memory barrier ZeroMQ asks for when a
   socket changes threads): no hop through a queue and a second thread on the way out,
-  which measured 60-100 µs per hop on a busy two-core machine.  Only the CLI
-  :class:`Client`, which has no ROUTER, gets its replies back through our ROUTER, and
-  those (like everything else that touches the ROUTER) go through the I/O thread.
+  which measured 60-100 µs per hop on a busy two-core machine.
+* **A request travels on the caller's own socket.**  Each thread that calls
+  :meth:`Transport.request` gets its own DEALER to that peer; the peer answers through its
+  ROUTER to that connection, and the caller reads the reply itself, as in a raw
+  DEALER/ROUTER round trip.  Every reply leaves through the ROUTER, so the I/O thread
+  sends it (a worker's reply through the outbox).
 * **Request handlers run on worker threads**, so a slow handler never stalls the receive
-  loop; one-way handlers run on the I/O thread and must be quick.
+  loop; ``serve(..., inline=True)`` runs a quick one on the I/O thread instead, two thread
+  hops fewer.  One-way handlers run on the I/O thread and must be quick.
 * **Batching under pressure.**  When a peer's socket is full (it is not keeping up),
   frames wait in a bounded backlog, and the backlog leaves as batch frames: the receiver
   then pays its per-frame costs (decryption, the identity lookup, a decode) once per
   batch rather than once per frame, which is what lets it catch up.  An idle link sends
-  each frame at once, so batching never adds latency.
+  each frame at once, so batching never adds latency (unless the opt-in ``coalesce``
+  window asks for it).  The sender's identity is cached per connection.
 * **A reliable channel on top.**  ZeroMQ drops whatever is queued when a connection or a
   socket goes away, so :meth:`Transport.send_reliable` numbers frames per (peer, channel),
   the receiver acknowledges cumulatively and delivers each number once and in order, and
@@ -56,6 +61,7 @@ import types
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, NamedTuple, NoReturn
 
 import msgpack
@@ -87,8 +93,16 @@ _REFUSED = (
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
 
-_OP_REPLY, _OP_FORGET, _OP_WATCH, _OP_UNWATCH = range(4)
-_NOBLOCK = zmq.NOBLOCK
+_OP_REPLY, _OP_FORGET, _OP_WATCH, _OP_UNWATCH, _OP_ADOPT = range(5)
+_MAX_IDENTITIES = 4096  # cached routing id -> sender entries (one per connection)
+_ORPHAN_TTL = 30.0  # seconds the I/O thread waits for the late reply of a timed-out request
+_MAX_ORPHANS = 64  # timed-out request sockets it keeps waiting on; beyond that, oldest close
+# Plain ints: an enum.Flag costs a few µs per `|` and per conversion on the hot paths.
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_CALLER_TICK_MS = 100  # a waiting caller looks at stop() and remove_peer() this often
 _BACKLOG_RETRY_MS = 2  # how often the I/O thread retries a backlog while one exists
 # A batch is ["bat", "", None, [frame, ...]]: each frame is itself a packed "msg" array,
 # so a batch is the head, an array32 header and the frames concatenated.
@@ -198,6 +212,31 @@ class _Waiter:
         return self.value
 
 
+class _Caller:
+    """One thread's request socket to one peer: the caller reads its own replies.
+
+    A DEALER of its own (a Curve client with the node's key, so the peer's ZAP handler
+    names it like the node's link) means the reply comes straight back to the thread that
+    waits for it, as in a raw DEALER round trip, instead of through our ROUTER, the I/O
+    thread and a hand-over.  ``lock`` is held for a whole request; ``stop()`` takes it
+    before closing the socket.
+    """
+
+    __slots__ = ("link", "lock", "sock", "thread")
+
+    def __init__(self, sock: zmq.Socket[bytes], link: _Link, thread: threading.Thread) -> None:
+        self.sock: zmq.Socket[bytes] | None = sock
+        self.link = link  # the link it was opened for: a new link (new key, address) = new socket
+        self.thread = thread
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the socket (the caller holds ``lock``, or the owner thread is gone)."""
+        if self.sock is not None:
+            self.sock.close(0)
+            self.sock = None
+
+
 class _TxStream:
     """Sender side of one reliable (peer, channel) stream: ``[seq, body, last_sent]`` entries."""
 
@@ -218,6 +257,7 @@ class _Link:
 
     __slots__ = (
         "backlog",
+        "last",
         "lock",
         "monitor",
         "peer",
@@ -248,6 +288,7 @@ class _Link:
         self.redial_at: float | None = None
         self.refusals = 0
         self.backlog: list[bytes] = []  # frames waiting for the socket, sent as batches
+        self.last = 0.0  # perf_counter() of the last one-way send to the socket (coalescing)
 
     def send(self, payload: bytes, limit: int) -> bool:
         """Hand a frame to ZeroMQ without blocking, or queue it behind the backlog.
@@ -329,6 +370,7 @@ class Transport:
         clients: Mapping[str, str] = _NO_CLIENTS,
         max_frame: int = 8 << 20,
         queue_limit: int = 10_000,
+        coalesce: float = 0.0,
     ) -> None:
         self.node_id = node_id
         self.endpoint = _check_endpoint(endpoint, f"node {node_id}")
@@ -342,6 +384,12 @@ class Transport:
             )
         self.max_frame = max_frame
         self._max_body = max_frame - _SLACK
+        if not 0.0 <= coalesce <= 0.01:
+            raise ConfigError(
+                f"transport of {node_id}: coalesce ({coalesce}) must be between 0 and 0.01 s",
+                hint="0 (the default) sends every frame at once; 20e-6 is a good burst window",
+            )
+        self._coalesce = coalesce
         self._queue_limit = queue_limit
         self._hard_limit = 2 * queue_limit  # backlog room for replies, acks, reliable frames
         self._peers: dict[str, Peer] = {}
@@ -357,6 +405,9 @@ class Transport:
 
         self._subs: dict[str, Callable[[Frame], None]] = {}
         self._serves: dict[str, Callable[[str, Any], Any]] = {}
+        self._inline: frozenset[str] = frozenset()  # served on the I/O thread (serve(inline=))
+        self._local = threading.local()  # per thread: {peer: _Caller}
+        self._callers: list[_Caller] = []  # every request socket, under _state_lock
         self._blocked: frozenset[str] = frozenset()
         self._links: dict[str, _Link] = {}  # replaced entries only under _state_lock
         self._pending: dict[int, _Waiter] = {}
@@ -366,8 +417,11 @@ class Transport:
         self._msg_prefixes: dict[str, bytes] = {}
         self._outbox: deque[tuple[Any, ...]] = deque()  # work for the I/O thread
         self._rx: dict[tuple[str, str], _RxStream] = {}  # owned by the I/O thread
+        self._identities: dict[bytes, str] = {}  # routing id -> User-Id; the I/O thread's
         self._watched: dict[zmq.Socket[bytes], _Link] = {}  # monitors; the I/O thread's
-        self._poller = zmq.Poller()  # the I/O thread's
+        # timed-out request sockets -> (peer, expiry): the I/O thread's
+        self._orphans: dict[zmq.Socket[bytes], tuple[str, float]] = {}
+        self._poller = zmq.Poller()  # the I/O thread's: monitors and orphans, read each tick
 
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._count_lock = threading.Lock()
@@ -478,10 +532,13 @@ class Transport:
             for link in list(self._links.values()):
                 self._close_link(link, _STOP_LINGER_MS)
             self._links = {}
+            self._close_callers(None, 1.0)  # waiting callers see _stopping within a tick
             while self._outbox:  # the I/O thread is gone: its monitor sockets are ours now
                 item = self._outbox.popleft()
                 if item[0] in (_OP_WATCH, _OP_UNWATCH):
                     item[1].monitor.close(0)
+                elif item[0] == _OP_ADOPT:
+                    item[1].close(0)
             self._fail_pending(None, f"the transport of {self.node_id} stopped")
             if self._auth is not None:
                 self._auth.stop()
@@ -506,9 +563,22 @@ class Transport:
         """Deliver one-way and reliable frames on ``channel`` to ``handler`` (I/O thread)."""
         self._subs[channel] = handler
 
-    def serve(self, channel: str, handler: Callable[[str, Any], Any]) -> None:
-        """Answer requests on ``channel`` with ``handler(sender, body)`` (a worker thread)."""
+    def serve(
+        self, channel: str, handler: Callable[[str, Any], Any], *, inline: bool = False
+    ) -> None:
+        """Answer requests on ``channel`` with ``handler(sender, body)``.
+
+        The handler runs on a worker thread, so a slow one never stalls the receive loop.
+        With ``inline=True`` it runs on the I/O thread instead, as it arrives, and the
+        reply leaves at once: one thread hop fewer per request (the round trip of a raw
+        DEALER/ROUTER echo), for handlers that are quick and never block, since nothing
+        else is received while one runs.
+        """
         self._serves[channel] = handler
+        if inline:
+            self._inline = self._inline | {channel}
+        else:
+            self._inline = self._inline - {channel}
 
     def add_peer(self, peer: Peer) -> None:
         """Admit ``peer``'s key and connect to it; a known id gets its new address and key.
@@ -530,6 +600,7 @@ class Transport:
                     old.streams = {}
                 self._close_link(old, 0)
             self._links[peer.node_id] = new
+            self._close_callers(peer.node_id, 0)  # the ones in use: their owners reopen
 
     def remove_peer(self, node_id: str) -> None:
         """Forget ``node_id``: refuse its key, close its link, drop its unacknowledged frames."""
@@ -540,6 +611,7 @@ class Transport:
             link = self._links.pop(node_id, None)
             if link is not None:
                 self._close_link(link, 0)
+            self._close_callers(node_id, 0)
             if self._running:
                 self._post((_OP_FORGET, node_id))
         self._fail_pending(node_id, f"{node_id} was removed from the peers of {self.node_id}")
@@ -576,7 +648,13 @@ class Transport:
             sock = link.sock
             if sock is not None:
                 backlog = link.backlog
-                if not backlog:
+                if self._coalesce:  # opt-in: hold frames that follow each other closely
+                    now = perf_counter()
+                    burst = now - link.last < self._coalesce
+                    link.last = now
+                else:
+                    burst = False
+                if not backlog and not burst:
                     try:
                         sock.send(prefix + data, _NOBLOCK)
                         link.sent += 1
@@ -634,7 +712,11 @@ class Transport:
             self._bump("dropped_blocked")  # kept: retransmitted once the partition heals
 
     def request(self, peer: str, channel: str, body: Any, timeout: float = 5.0) -> Any:
-        """Send a request and wait for ``peer``'s reply body."""
+        """Send a request and wait for ``peer``'s reply body.
+
+        The request leaves on this thread's own socket to ``peer`` and the reply comes back
+        on it, read by this thread: no other thread of ours is woken on the way.
+        """
         if self._io_thread is threading.current_thread():
             raise TransportError(
                 f"request to {peer} on channel {channel!r} from a subscribe handler would "
@@ -644,35 +726,158 @@ class Transport:
         link = self._links.get(peer)
         if link is None:
             self._unknown_peer(peer, channel)
-        req_id = next(self._req_ids)
         prefix = self._prefixes.get(("req", channel))
         if prefix is None:
             prefix = self._prefixes[("req", channel)] = _prefix("req", channel)
-        payload = prefix + _packer().pack(req_id) + self._encode(body, peer, channel)
+        data = self._encode(body, peer, channel)
+        try:
+            caller: _Caller | None = self._local.callers.get(peer)
+        except AttributeError:
+            self._local.callers = {}
+            caller = None
+        if caller is None or caller.link is not link or caller.sock is None:
+            caller = self._open_caller(peer, channel, link, caller)
+        req_id = next(self._req_ids)
         waiter = _Waiter(peer, channel)
         self._pending[req_id] = waiter
-        if peer in self._blocked:
-            self._bump("dropped_blocked")  # a partition: the request is lost, the caller times out
-        else:
-            with link.lock:
-                sent = link.send(payload, self._hard_limit)
-            if not sent:
-                self._pending.pop(req_id, None)
-                self._bump("dropped_queue_full")
+        try:
+            with caller.lock:
+                sock = caller.sock
+                if sock is None:  # stop() closed it
+                    self._unknown_peer(peer, channel)
+                if peer in self._blocked:
+                    self._bump("dropped_blocked")  # a partition: lost, the caller times out
+                else:
+                    try:
+                        sock.send(prefix + _packer().pack(req_id) + data, _NOBLOCK)
+                        self._bump("sent")
+                    except zmq.Again:
+                        self._bump("dropped_queue_full")
+                        raise TransportError(
+                            f"{self.node_id} cannot queue a request to {peer} on channel "
+                            f"{channel!r}: {_RCVHWM} requests to it are waiting",
+                            hint=f"check that {peer} is up, retry later",
+                        ) from None
+                return self._await_reply(caller, sock, waiter, req_id, timeout)
+        finally:
+            self._pending.pop(req_id, None)
+
+    def _await_reply(
+        self,
+        caller: _Caller,
+        sock: zmq.Socket[bytes],
+        waiter: _Waiter,
+        req_id: int,
+        timeout: float,
+    ) -> Any:
+        """Read this caller's socket until the reply to ``req_id`` (``caller.lock`` held)."""
+        deadline = time.monotonic() + timeout
+        recv = sock.recv
+        tick = _CALLER_TICK_MS / 1000
+        while True:
+            if not waiter.lock.locked():  # failed by stop() or remove_peer()
+                return waiter.result()
+            if self._stopping:
+                waiter.error = f"the transport of {self.node_id} stopped"
+                return waiter.result()
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining >= tick:
+                    raw = recv()  # RCVTIMEO: wakes every tick to look at the above
+                elif remaining > 0 and sock.poll(int(remaining * 1000) + 1):
+                    raw = recv(_NOBLOCK)
+                else:
+                    raise zmq.Again
+            except zmq.Again:
+                if time.monotonic() < deadline:
+                    continue
+                # Lost, or the peer refused this socket's key (libzmq will not dial again):
+                # the next request starts on a fresh connection, and the I/O thread takes
+                # this one over to count the late reply, if one comes.
+                self._adopt(caller)
                 raise TransportError(
-                    f"{self.node_id} cannot queue a request to {peer} on channel {channel!r}: "
-                    "its send queue is full or the transport stopped",
-                    hint=f"check that {peer} is up, retry later, or raise queue_limit",
-                )
-        if waiter.lock.acquire(timeout=max(timeout, 0.0)):
-            return waiter.result()
-        if self._pending.pop(req_id, None) is None:  # the reply won the race with the timeout
-            waiter.lock.acquire()
-            return waiter.result()
-        raise TransportError(
-            f"no reply from {peer} on channel {channel!r} within {timeout:g} s",
-            hint=f"check that {peer} is running and reachable, or raise the timeout",
-        )
+                    f"no reply from {waiter.peer} on channel {waiter.channel!r} within "
+                    f"{timeout:g} s",
+                    hint=f"check that {waiter.peer} is running and reachable, or raise the timeout",
+                ) from None
+            try:
+                kind, _channel, ident, reply = _unpack(raw)
+            except Exception:
+                self._bump("dropped_undecodable")
+                continue
+            if ident != req_id or (kind != "rep" and kind != "err"):
+                self._bump("late_replies")  # the answer to an earlier request that timed out
+                continue
+            if waiter.peer in self._blocked:
+                self._bump("dropped_blocked")
+                continue
+            self._bump("received")
+            if kind == "err":
+                waiter.error = str(reply)
+            return waiter.result() if kind == "err" else reply
+
+    def _open_caller(self, peer: str, channel: str, link: _Link, old: _Caller | None) -> _Caller:
+        """This thread's request socket to ``peer`` (a new one: none yet, or a new link)."""
+        me = threading.current_thread()
+        with self._state_lock:
+            if old is not None:
+                old.close()  # ours: this thread is its owner and is not in a request
+            # Sockets of threads that have ended (and were not in a request) go now.
+            keep = []
+            for caller in self._callers:
+                if caller.sock is None:
+                    continue
+                if not caller.thread.is_alive() and caller.lock.acquire(blocking=False):
+                    caller.close()
+                    caller.lock.release()
+                    continue
+                keep.append(caller)
+            self._callers = keep
+            if not self._running or self._ctx is None:
+                self._unknown_peer(peer, channel)
+            sock: zmq.Socket[bytes] = self._ctx.socket(zmq.DEALER)
+            sock.curve_serverkey = link.peer.public_key.encode("ascii")
+            sock.curve_publickey = self._public.encode("ascii")
+            sock.curve_secretkey = self._secret.encode("ascii")
+            sock.sndhwm = _RCVHWM
+            sock.rcvhwm = _RCVHWM
+            sock.rcvtimeo = _CALLER_TICK_MS
+            sock.linger = 0
+            sock.connect(link.peer.endpoint)
+            caller = _Caller(sock, link, me)
+            self._callers.append(caller)
+        self._local.callers[peer] = caller
+        return caller
+
+    def _adopt(self, caller: _Caller) -> None:
+        """Hand a timed-out caller's socket to the I/O thread (``caller.lock`` held)."""
+        sock, caller.sock = caller.sock, None
+        if sock is None:
+            return
+        if self._running:
+            self._post((_OP_ADOPT, sock, caller.link.peer.node_id))
+        else:
+            sock.close(0)
+
+    def _close_callers(self, peer: str | None, wait: float) -> None:
+        """Close the request sockets (to ``peer``, or all); ``_state_lock`` held.
+
+        A socket in use is closed once its caller lets go (within ``_CALLER_TICK_MS``), or
+        left to its owner when ``wait`` is 0: the owner opens a new one for the new link.
+        """
+        keep = []
+        for caller in self._callers:
+            if peer is not None and caller.link.peer.node_id != peer:
+                keep.append(caller)
+            elif caller.lock.acquire(timeout=wait) if wait > 0 else caller.lock.acquire(False):
+                caller.close()
+                caller.lock.release()
+            elif wait > 0:
+                log.error("a request of %s still runs after stop()", self.node_id)
+                caller.close()
+            else:
+                keep.append(caller)
+        self._callers = keep
 
     def stats(self) -> dict[str, int]:
         """Counters since start: traffic, retransmissions and every kind of dropped frame."""
@@ -854,18 +1059,23 @@ class Transport:
         router = self._router
         wake = self._wake_pull
         assert router is not None and wake is not None
+        # Only the ROUTER and the wake-up socket are polled on every turn: each socket in a
+        # zmq_poll costs a few µs of event checks, and a request pays them twice.  The
+        # socket monitors and the sockets of timed-out requests wait for the next tick.
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(wake, zmq.POLLIN)
-        self._poller = poller
+        # A connection that goes away may leave its routing id to a later one: forget
+        # every cached identity then (see _drain_router).
+        gone: zmq.Socket[bytes] = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._poller.register(gone, zmq.POLLIN)
         try:
             next_tick = time.monotonic() + RETRANSMIT_INTERVAL
             while not self._stopping:
-                backlogged = [link for link in self._links.values() if link.backlog]
                 if self._outbox:
                     timeout = 0
-                elif backlogged:
-                    timeout = _BACKLOG_RETRY_MS
+                elif any(link.backlog for link in list(self._links.values())):
+                    timeout = 1 if self._coalesce else _BACKLOG_RETRY_MS
                 else:
                     timeout = max(0, int((next_tick - time.monotonic()) * 1000) + 1)
                 try:
@@ -885,11 +1095,12 @@ class Transport:
                         self._drain_router(router)
                     except Exception:
                         log.exception("transport of %s: error while receiving", self.node_id)
-                if len(events) > (wake in events) + (router in events):
-                    self._read_monitors(events)
-                for link in backlogged:
-                    with link.lock:
-                        self._flush(link)
+                coalesce = self._coalesce
+                for link in list(self._links.values()):
+                    # A coalesced burst leaves once it is over: no frame for `coalesce` s.
+                    if link.backlog and (not coalesce or perf_counter() - link.last >= coalesce):
+                        with link.lock:
+                            self._flush(link)
                 if self._outbox:
                     try:
                         self._drain_outbox(router)
@@ -898,8 +1109,22 @@ class Transport:
                 now = time.monotonic()
                 if now >= next_tick:
                     try:
+                        side = dict(self._poller.poll(0))
+                        if gone in side:
+                            while True:
+                                try:
+                                    gone.recv(zmq.NOBLOCK)
+                                except zmq.Again:
+                                    break
+                            self._identities.clear()
+                        if side:
+                            self._read_monitors(side)
+                            if self._orphans:
+                                self._read_orphans(side)
                         self._retransmit(now)
                         self._redial(now)
+                        if self._orphans:
+                            self._expire_orphans(now)
                     except Exception:
                         log.exception("transport of %s: error while retransmitting", self.node_id)
                     next_tick = now + RETRANSMIT_INTERVAL
@@ -910,7 +1135,12 @@ class Transport:
             for monitor in self._watched:
                 monitor.close(0)
             self._watched.clear()
+            for sock in self._orphans:
+                sock.close(0)
+            self._orphans.clear()
             wake.close(0)
+            router.disable_monitor()
+            gone.close(0)
             router.close(_STOP_LINGER_MS)
 
     def _read_monitors(self, events: dict[Any, int]) -> None:
@@ -938,6 +1168,29 @@ class Transport:
                             self.node_id,
                         )
 
+    def _read_orphans(self, events: dict[Any, int]) -> None:
+        """Count the late replies that reach timed-out request sockets, then close them."""
+        for sock in [s for s in self._orphans if s in events]:
+            late = 0
+            while True:
+                try:
+                    sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                late += 1
+            self._bump("late_replies", late)
+            self._drop_orphan(sock)
+
+    def _expire_orphans(self, now: float) -> None:
+        for sock, (peer, expires) in list(self._orphans.items()):
+            if expires <= now or peer not in self._links:
+                self._drop_orphan(sock)
+
+    def _drop_orphan(self, sock: zmq.Socket[bytes]) -> None:
+        if self._orphans.pop(sock, None) is not None:
+            self._poller.unregister(sock)
+            sock.close(0)
+
     def _redial(self, now: float) -> None:
         for link in list(self._links.values()):
             if link.redial_at is not None and link.redial_at <= now:
@@ -957,8 +1210,8 @@ class Transport:
             item = out.popleft()
             if item[0] == _OP_REPLY:  # a reply to a client, through its connection to us
                 try:
-                    router.send(item[1], zmq.SNDMORE | zmq.NOBLOCK)
-                    router.send(item[2], zmq.NOBLOCK)
+                    router.send(item[1], _MORE_NOBLOCK)
+                    router.send(item[2], _NOBLOCK)
                     sent += 1
                 except zmq.ZMQError:
                     dropped += 1
@@ -972,6 +1225,11 @@ class Transport:
                 if self._watched.pop(item[1].monitor, None) is not None:
                     self._poller.unregister(item[1].monitor)
                 item[1].monitor.close(0)
+            elif item[0] == _OP_ADOPT:
+                self._orphans[item[1]] = (item[2], time.monotonic() + _ORPHAN_TTL)
+                self._poller.register(item[1], zmq.POLLIN)
+                if len(self._orphans) > _MAX_ORPHANS:
+                    self._drop_orphan(next(iter(self._orphans)))
         with self._count_lock:
             self._counts["sent"] += sent
             self._counts["dropped_queue_full"] += dropped
@@ -1008,26 +1266,39 @@ class Transport:
         subs = self._subs
         blocked = self._blocked
         max_frame = self.max_frame
+        identities = self._identities
+        serves = self._serves
         acks: dict[tuple[str, str], _RxStream] = {}
         tally: dict[str, int] = {}  # counters of the rarer outcomes
         received = undecodable = unknown_channel = 0
-        for _ in range(_BATCH):
+        for i in range(_BATCH):
             if self._stopping:  # deliver nothing more: what is not acked is sent again
                 break
+            # One frame is the common case when idle (a request, a heartbeat): asking the
+            # socket is cheaper than the exception an empty recv() raises.
+            if i == 1 and not int(router.getsockopt(_EVENTS)) & _POLLIN:
+                break
             try:
-                rid = recv(zmq.NOBLOCK)
+                rid = recv(_NOBLOCK)
             except zmq.Again:
                 break
-            frame = recv(zmq.NOBLOCK, copy=False)  # the parts of a message arrive together
+            frame = recv(_NOBLOCK, copy=False)  # the parts of a message arrive together
             if frame.more:
                 while router.getsockopt(zmq.RCVMORE):
                     recv(zmq.NOBLOCK)
                 undecodable += 1
                 continue
-            try:
-                sender: Any = frame.get("User-Id")
-            except zmq.ZMQError:
-                sender = ""
+            sender: Any = identities.get(rid)
+            if sender is None:
+                try:
+                    sender = frame.get("User-Id")  # about 1.5 µs: once per connection
+                except zmq.ZMQError:
+                    sender = ""
+                # Only ids the ROUTER made itself (a zero byte and a counter that starts at
+                # random): a peer can choose its own id, but not one of those while it is
+                # in use, and the cache is cleared whenever a connection goes away.
+                if sender and len(rid) == 5 and rid[0] == 0 and len(identities) < _MAX_IDENTITIES:
+                    identities[rid] = sender
             if sender in blocked:
                 tally["dropped_blocked"] = tally.get("dropped_blocked", 0) + 1
                 continue
@@ -1058,6 +1329,15 @@ class Transport:
                 except Exception:
                     self._bump("handler_errors")
                     log.exception("%s: handler of channel %r failed", self.node_id, msg[1])
+            elif kind == "req" and msg[1] in self._inline and type(msg[2]) is int:
+                answer = serves.get(msg[1])  # a request for an inline handler: answer it now
+                if answer is not None:
+                    received += 1
+                    reply_kind, data = self._answer(answer, sender, msg[1], msg[3])
+                    self._reply(rid, sender, is_peer, reply_kind, msg[1], msg[2], data, True)
+                else:  # not served after all: the error reply, counted
+                    outcome = self._handle(rid, sender, is_peer, msg, acks)
+                    tally[outcome] = tally.get(outcome, 0) + 1
             elif kind == "bat" and is_peer and type(msg[3]) is list:
                 for inner in msg[3]:  # frames a congested peer sent together (see send)
                     if type(inner) is not list or len(inner) != 4 or type(inner[1]) is not str:
@@ -1229,6 +1509,10 @@ class Transport:
             error = f"{self.node_id} is overloaded: {self._queue_limit} requests are waiting"
             self._reply(rid, sender, is_peer, "err", channel, req_id, _packer().pack(error))
             return
+        if channel in self._inline:  # quick handlers: answered here, on the I/O thread
+            kind, data = self._answer(handler, sender, channel, body)
+            self._reply(rid, sender, is_peer, kind, channel, req_id, data)
+            return
         self._work.put((rid, sender, is_peer, channel, req_id, body, handler))
 
     def _reply(
@@ -1240,8 +1524,14 @@ class Transport:
         channel: str,
         req_id: int,
         data: bytes,
+        on_io_thread: bool = False,
     ) -> None:
-        """Answer a peer through our link to it, a client through its connection to us."""
+        """Answer through the connection the request came on, as ZeroMQ's ROUTER does.
+
+        For a peer that is the requesting thread's own socket (see :class:`_Caller`), for
+        a client its DEALER.  Only the I/O thread touches the ROUTER: a worker's reply goes
+        through the outbox.
+        """
         prefix = self._prefixes.get((kind, channel))
         if prefix is None:
             prefix = self._prefixes[(kind, channel)] = _prefix(kind, channel)
@@ -1249,18 +1539,12 @@ class Transport:
         if sender in self._blocked:
             self._bump("dropped_blocked")
             return
-        if is_peer:
-            link = self._links.get(sender)
-            if link is not None:
-                with link.lock:
-                    if link.send(payload, self._hard_limit):
-                        return
-            self._bump("dropped_queue_full")
-            return
-        if threading.current_thread() is self._io_thread and self._router is not None:
+        if self._router is not None and (
+            on_io_thread or threading.current_thread() is self._io_thread
+        ):
             try:
-                self._router.send(rid, zmq.SNDMORE | zmq.NOBLOCK)
-                self._router.send(payload, zmq.NOBLOCK)
+                self._router.send(rid, _MORE_NOBLOCK)
+                self._router.send(payload, _NOBLOCK)
                 self._bump("sent")
             except zmq.ZMQError:
                 self._bump("dropped_queue_full")
@@ -1271,6 +1555,24 @@ class Transport:
 
     # ------------------------------------------------------------------ worker threads
 
+    def _answer(
+        self, handler: Callable[[str, Any], Any], sender: str, channel: str, body: Any
+    ) -> tuple[str, bytes]:
+        """Run a request handler: ``("rep", packed reply)`` or ``("err", packed text)``."""
+        pack = _packer().pack
+        try:
+            data: bytes = pack(handler(sender, body))
+            if len(data) > self.max_frame - _SLACK:
+                raise TransportError(
+                    f"the reply is {len(data)} bytes, over the {self.max_frame}-byte frame limit",
+                    hint="return less, or send it in chunks",
+                )
+            return "rep", data
+        except Exception as exc:
+            self._bump("handler_errors")
+            log.exception("%s: request handler of channel %r failed", self.node_id, channel)
+            return "err", pack(f"{type(exc).__name__}: {exc}")
+
     def _serve_loop(self) -> None:
         work = self._work
         while True:
@@ -1278,20 +1580,7 @@ class Transport:
             if item is None:
                 return
             rid, sender, is_peer, channel, req_id, body, handler = item
-            pack = _packer().pack
-            try:
-                data = pack(handler(sender, body))
-                if len(data) > self.max_frame - _SLACK:
-                    raise TransportError(
-                        f"the reply is {len(data)} bytes, over the {self.max_frame}-byte "
-                        "frame limit",
-                        hint="return less, or send it in chunks",
-                    )
-                kind = "rep"
-            except Exception as exc:
-                self._bump("handler_errors")
-                log.exception("%s: request handler of channel %r failed", self.node_id, channel)
-                kind, data = "err", pack(f"{type(exc).__name__}: {exc}")
+            kind, data = self._answer(handler, sender, channel, body)
             try:
                 self._reply(rid, sender, is_peer, kind, channel, req_id, data)
             except Exception:  # pragma: no cover - a closed socket during stop()

@@ -663,3 +663,158 @@ def test_request_from_a_subscribe_handler_is_refused(swarm: Swarm) -> None:
     assert a.send("b", "raft", 1)
     wait_for(lambda: len(errors) == 1, "the refusal")
     assert "deadlock" in errors[0]
+
+
+# ---------------------------------------------------------------- fast paths
+
+
+def test_inline_handler_answers_on_the_receive_thread(swarm: Swarm) -> None:
+    a = swarm.transport("a", ["b"])
+    b = swarm.transport("b", ["a"])
+    threads: list[str] = []
+
+    def where(sender: str, body: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return [sender, body]
+
+    def broken(_sender: str, _body: Any) -> None:
+        raise ValueError("bad inline input")
+
+    b.serve("where", where, inline=True)
+    b.serve("broken", broken, inline=True)
+    assert a.request("b", "where", 7) == ["a", 7]
+    assert threads == ["transport-io-b"]
+    with pytest.raises(TransportError) as info:
+        a.request("b", "broken", None)
+    assert "ValueError: bad inline input" in str(info.value)
+    assert b.stats()["handler_errors"] == 1
+    # serve() again without inline moves the channel back to the workers.
+    b.serve("where", where)
+    assert a.request("b", "where", 8) == ["a", 8]
+    assert threads[-1].startswith("transport-worker-b"), (threads, b._inline)
+
+
+def test_each_calling_thread_has_its_own_request_socket(swarm: Swarm) -> None:
+    """Replies come back to the thread that asked, on its own socket, whoever asks."""
+    a = swarm.transport("a", ["b", "c"])
+    b = swarm.transport("b", ["a", "c"])
+    c = swarm.transport("c", ["a", "b"])
+    b.serve("who", lambda sender, body: ["b", sender, body])
+    c.serve("who", lambda sender, body: ["c", sender, body], inline=True)
+    results: dict[tuple[int, str], Any] = {}
+
+    def ask(i: int) -> None:
+        for peer in ("b", "c", "b"):
+            results[(i, peer)] = a.request(peer, "who", i, timeout=20)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {(i, p): [p, "a", i] for i in range(8) for p in ("b", "c")}
+    # The sockets of threads that ended are closed when the next one is opened.
+    assert a.request("b", "who", "main") == ["b", "a", "main"]
+    assert len(a._callers) <= 2  # this thread's, plus at most one for c
+
+
+def test_stop_fails_a_request_in_flight(swarm: Swarm) -> None:
+    a = swarm.transport("a", ["b"])
+    b = swarm.transport("b", ["a"])
+    release = threading.Event()
+    b.serve("stuck", lambda _sender, _body: release.wait(30))
+    errors: list[str] = []
+
+    def ask() -> None:
+        try:
+            a.request("b", "stuck", None, timeout=30)
+        except TransportError as exc:
+            errors.append(str(exc))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        wait_for(lambda: b.stats()["received"] >= 1, "the request at b")
+        a.stop()
+        asker.join(10)
+        assert not asker.is_alive()
+        assert len(errors) == 1 and "stopped" in errors[0]
+    finally:
+        release.set()
+
+
+def test_remove_peer_fails_a_request_in_flight(swarm: Swarm) -> None:
+    a = swarm.transport("a", ["b"])
+    b = swarm.transport("b", ["a"])
+    release = threading.Event()
+    b.serve("stuck", lambda _sender, _body: release.wait(30))
+    errors: list[str] = []
+
+    def ask() -> None:
+        try:
+            a.request("b", "stuck", None, timeout=30)
+        except TransportError as exc:
+            errors.append(str(exc))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        wait_for(lambda: b.stats()["received"] >= 1, "the request at b")
+        a.remove_peer("b")
+        asker.join(10)
+        assert not asker.is_alive()
+        assert len(errors) == 1 and "was removed" in errors[0]
+    finally:
+        release.set()
+
+
+def test_coalesced_bursts_arrive_complete_and_in_order(swarm: Swarm) -> None:
+    a = swarm.transport("a", ["b"], coalesce=0.001)
+    b = swarm.transport("b", ["a"])
+    inbox = Inbox()
+    b.subscribe("bulk", inbox)
+    total = 3000
+    for i in range(total):
+        while not a.send("b", "bulk", i):
+            time.sleep(0.001)
+    wait_for(lambda: len(inbox.frames) == total, f"{total} frames at b")
+    assert inbox.bodies() == list(range(total))
+    assert {f.sender for f in inbox.frames} == {"a"}
+    # A lone frame after a pause leaves at once, and so does the straggler of a burst.
+    time.sleep(0.01)
+    assert a.send("b", "bulk", "alone")
+    wait_for(lambda: inbox.bodies()[-1] == "alone", "the lone frame")
+    assert a.stats()["sent"] >= total + 1
+    with pytest.raises(ConfigError):
+        Transport("x", "tcp://127.0.0.1:1", *swarm.keys["a"], [], coalesce=1.0)
+
+
+def test_identity_survives_reconnections(swarm: Swarm) -> None:
+    """Cached sender identities follow connections: restarted peers are still themselves."""
+    a = swarm.transport("a", ["b", "c"])
+    b = swarm.transport("b", ["a", "c"])
+    c = swarm.transport("c", ["a", "b"])
+    inbox = Inbox()
+    b.subscribe("votes", inbox)
+    assert a.send("b", "votes", "a1")
+    assert c.send("b", "votes", "c1")
+    wait_for(lambda: len(inbox.frames) == 2, "the first frames")
+    a.stop()
+    c.stop()
+    restarted = {}
+    for name in ("c", "a"):  # new connections, new routing ids, in the other order
+        others = [swarm.peers[p] for p in ("a", "b", "c") if p != name]
+        node = Transport(name, swarm.peers[name].endpoint, *swarm.keys[name], others)
+        swarm.started.append(node)
+        node.start()
+        restarted[name] = node
+
+    def both_arrived() -> bool:
+        bodies = inbox.bodies()
+        for name, node in restarted.items():
+            if f"{name}2" not in bodies:
+                node.send("b", "votes", f"{name}2")
+        return {"a2", "c2"} <= set(inbox.bodies())
+
+    wait_for(both_arrived, "frames from the restarted nodes")
+    assert all(f.sender == str(f.body)[0] for f in inbox.frames)
