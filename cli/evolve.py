@@ -123,7 +123,7 @@ def validate(
     from evolution.patch import apply_patch
     from evolution.policy import Policy
     from runtime.genome_files import load_genome
-    from runtime.incubation import incubate
+    from runtime.incubation import effective_measure, incubate
 
     manifest, tree = load_genome(genome)
     try:
@@ -133,13 +133,17 @@ def validate(
     candidate_tree = apply_patch(tree, text)
     version = version_id(tree)
     candidate = Candidate(candidate_id(version, text), version, text, "manual", "manual", "", "", 0, f"patch {patch}")
-    with _node(store) as node, console.status(f"proving {patch} ({manifest.fitness.rounds} A/B rounds)…"):
+    how = "instruction counts" if effective_measure(manifest) == "instructions" else f"{manifest.fitness.rounds} A/B rounds"
+    with _node(store) as node, console.status(f"proving {patch} ({how})…"):
         report = incubate(node.sandbox, manifest, candidate.id, tree, candidate_tree)
     decision, evidence = judge(manifest, tree, candidate, report, Policy(manifest.fitness.threshold, manifest.fitness.confidence), seed)
     console.print(f"tests: {'[green]pass[/]' if report.tests_passed else '[red]fail[/]'}  {report.detail}")
     if evidence.comparison:
         c = evidence.comparison
-        console.print(f"gain: {c.ratio:.3f}× [{c.low:.3f}, {c.high:.3f}] at {c.confidence:.0%} over {c.rounds} rounds")
+        if report.measure == "instructions":
+            console.print(f"gain: {c.ratio:.4f}× fewer instructions ({report.parent_samples[0]:,.0f} → {report.candidate_samples[0]:,.0f})")
+        else:
+            console.print(f"gain: {c.ratio:.3f}× [{c.low:.3f}, {c.high:.3f}] at {c.confidence:.0%} over {c.rounds} rounds")
     console.print(f"verdict: [bold]{decision.verdict}[/] — {'; '.join(decision.reasons)}")
     if decision.verdict == "reject":
         raise typer.Exit(2)

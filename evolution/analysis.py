@@ -66,7 +66,7 @@ def _score(site: Site, profile: Profile | None) -> tuple[float, float, str]:
     heat = profile.heat(site.file, site.function)
     gain = amdahl(heat, site.weight)
     confidence = min(0.95, 0.6 + heat) if heat >= _HOT else 0.2 + 0.4 * heat / _HOT
-    return gain, confidence, f"; {heat:.0%} of bench time"
+    return gain, confidence, f"; {heat:.0%} of the bench's profile"
 
 
 def analyze(

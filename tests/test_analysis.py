@@ -103,7 +103,7 @@ def test_profile_ranks_hot_function_first() -> None:
     cold = next(o for o in found if o.kind == "min_max_sorted")
     assert hot.expected_gain > cold.expected_gain
     assert hot.confidence > cold.confidence
-    assert "80% of bench time" in hot.evidence
+    assert "80% of the bench's profile" in hot.evidence
     render = next(o for o in found if o.function == "render")
     assert render.expected_gain == 1.0  # the profile never saw it run
 
