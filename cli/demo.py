@@ -83,6 +83,7 @@ def run_demo(workdir: Path, seed: int, cycles: int, candidates: int, incubators:
 
     started = time.monotonic()
     workdir = workdir.resolve()
+    earlier = sorted(workdir.glob("node-*/store.db"))
     config = load_cluster(write_cluster(workdir, nodes, DEMO_GENOME, cycles, candidates, seed, incubators))
     created = config.ensure_keys()
     stores = {n: config.store_url(n) for n in config.ids}
@@ -92,6 +93,11 @@ def run_demo(workdir: Path, seed: int, cycles: int, candidates: int, incubators:
         + "\n".join(f"{n}: {config.endpoint(n)}  store {stores[n].removeprefix('sqlite:///')}" for n in config.ids),
         title="tars demo",
     ))
+    if earlier:
+        console.print(
+            f"[yellow]{workdir} holds an earlier demo: the swarm resumes it (cycles already recorded are not run "
+            "again). For a fresh run, pass a new --workdir or remove this one.[/]"
+        )
     _warn_without_counter()
     launcher = ProcessLauncher(config, tied=True)
     try:
