@@ -11,7 +11,9 @@ the rounds is reported, because the machine is shared and noisy.
 1. one-way throughput at 100 B and 10 KiB bodies: raw ``send`` loop vs ``Transport.send``
    (the caller retries when the send queue is full, so nothing is dropped), timed from
    the first send to the receiver's "got them all"; then the same with the opt-in burst
-   window ``Transport(coalesce=20e-6)`` ("throughput_coalesced_*");
+   window ``Transport(coalesce=20e-6)`` ("throughput_coalesced_*"); and the same frames
+   through ``Transport.send_many`` in calls of 64 ("throughput_many_*"), still against
+   raw pyzmq sending them one by one (what a raw caller has: no batch frame);
 2. round trip p50/p99 at 100 B: raw DEALER send + recv against a ROUTER echo that answers
    on its receive thread vs ``Transport.request`` against ``serve(..., inline=True)``,
    which also answers on the receive thread ("rtt"); and against a default ``serve``
@@ -227,6 +229,21 @@ def transport_runs(
                     time.sleep(0.0001)  # queue full: back off as a real caller would
             sender.request("receiver", "wait", None, timeout=120)
             out[f"throughput_{label}"] = count / (time.perf_counter() - t0)
+            if not rtts:
+                continue
+            # The same frames again through send_many, 64 per call (raw still sends them
+            # one by one: a raw pyzmq caller has no batch frame to put them in).
+            chunk = [body] * 64
+            sender.request("receiver", "expect", count, timeout=30)
+            t0 = time.perf_counter()
+            done = 0
+            while done < count:
+                taken = sender.send_many("receiver", "data", chunk[: count - done])
+                done += taken
+                if taken < min(64, count - done + taken):
+                    time.sleep(0.0001)  # backlog full: back off as a real caller would
+            sender.request("receiver", "wait", None, timeout=120)
+            out[f"throughput_many_{label}"] = count / (time.perf_counter() - t0)
         body100 = b"x" * 100
         for channel, prefix in (("echo", "rtt"), ("echo_worker", "rtt_worker")) if rtts else ():
             samples = []
@@ -293,6 +310,7 @@ def main() -> None:
     ours_keys = [
         *keys,
         *(f"throughput_coalesced_{label}" for label in SIZES),
+        *(f"throughput_many_{label}" for label in SIZES),
         "rtt_worker_p50_us",
         "rtt_worker_p99_us",
     ]
@@ -300,7 +318,7 @@ def main() -> None:
     def ratio(r: dict[str, Any], o: dict[str, Any], key: str) -> float:
         # >1 means the transport is slower: raw/ours for rates, ours/raw for times.
         # The worker-served round trip is compared with the same raw echo.
-        raw_key = key.replace("rtt_worker", "rtt").replace("_coalesced", "")
+        raw_key = key.replace("rtt_worker", "rtt").replace("_coalesced", "").replace("_many", "")
         return float(r[raw_key] / o[key] if key.startswith("throughput") else o[key] / r[raw_key])
 
     result: dict[str, Any] = {

@@ -818,3 +818,31 @@ def test_identity_survives_reconnections(swarm: Swarm) -> None:
 
     wait_for(both_arrived, "frames from the restarted nodes")
     assert all(f.sender == str(f.body)[0] for f in inbox.frames)
+
+
+def test_send_many_delivers_each_frame_in_order(swarm: Swarm) -> None:
+    """send_many: the same frames as send() calls, in order, one handler call each."""
+    a = swarm.transport("a", ["b"])
+    b = swarm.transport("b", ["a"])
+    inbox = Inbox()
+    b.subscribe("bulk", inbox)
+    total, sent = 5000, 0
+    while sent < total:
+        taken = a.send_many("b", "bulk", range(sent, min(sent + 300, total)))
+        sent += taken
+        if taken == 0:
+            time.sleep(0.001)
+    assert a.send_many("b", "bulk", ["last"]) == 1  # a single frame leaves as a plain one
+    wait_for(lambda: len(inbox.frames) == total + 1, f"{total + 1} frames at b")
+    assert inbox.bodies() == [*range(total), "last"]
+    assert {f.sender for f in inbox.frames} == {"a"}
+    assert a.send_many("b", "bulk", []) == 0
+    with pytest.raises(TransportError):  # refused before anything leaves
+        a.send_many("b", "bulk", [1, object()])
+    with pytest.raises(TransportError):
+        a.send_many("b", "bulk", [b"x" * (a.max_frame + 1)])
+    assert a.send_many("nobody", "bulk", [1]) == 0
+    a.block(["b"])
+    assert a.send_many("b", "bulk", [1, 2]) == 0
+    stats = a.stats()
+    assert stats["dropped_unknown_peer"] == 1 and stats["dropped_blocked"] == 1
