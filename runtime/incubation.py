@@ -29,6 +29,11 @@ VALGRIND_FLAGS = ("--tool=cachegrind", "--cache-sim=no", "--branch-sim=no", "--c
 #: how much longer a benchmark may take under the counter than natively (measured 3-5x
 #: plus ~3.5 s of start-up here); the manifest's limits are for the native run.
 COUNTING_SLOWDOWN = 5
+#: a candidate may take this many times its parent's counted run, with the floor below,
+#: before it is stopped: it is only there to be faster, and a benchmark that hangs under
+#: the counter should cost seconds, not the manifest's limit times COUNTING_SLOWDOWN
+CANDIDATE_WALL_FACTOR = 4.0
+CANDIDATE_WALL_FLOOR = 20.0
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 _COUNT_CACHE_SIZE = 64
 
@@ -114,7 +119,7 @@ def read_instructions(result: RunResult) -> float:
 
 
 class _CountCache:
-    """Instruction counts by (tree, command): exact, so a parent is counted once per version.
+    """(instructions, wall seconds) by (tree, command): exact, so a parent is counted once per version.
 
     Shared by the incubator pool (actors are threads of one process), hence the lock.
     """
@@ -122,16 +127,16 @@ class _CountCache:
     def __init__(self, size: int = _COUNT_CACHE_SIZE) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._counts: OrderedDict[tuple[str, tuple[str, ...]], float] = OrderedDict()
+        self._counts: OrderedDict[tuple[str, tuple[str, ...]], tuple[float, float]] = OrderedDict()
 
-    def get(self, key: tuple[str, tuple[str, ...]]) -> float | None:
+    def get(self, key: tuple[str, tuple[str, ...]]) -> tuple[float, float] | None:
         with self._lock:
             value = self._counts.get(key)
             if value is not None:
                 self._counts.move_to_end(key)
             return value
 
-    def put(self, key: tuple[str, tuple[str, ...]], value: float) -> None:
+    def put(self, key: tuple[str, tuple[str, ...]], value: tuple[float, float]) -> None:
         with self._lock:
             self._counts[key] = value
             self._counts.move_to_end(key)
@@ -142,44 +147,54 @@ class _CountCache:
 _counts = _CountCache()
 
 
-def run_counted(sandbox: Sandbox, workdir: Path, manifest: Manifest) -> RunResult:
-    """The benchmark command under valgrind's instruction counter, in ``workdir``."""
+def run_counted(sandbox: Sandbox, workdir: Path, manifest: Manifest, wall_limit: float | None = None) -> RunResult:
+    """The benchmark command under valgrind's instruction counter, in ``workdir``.
+
+    ``wall_limit`` tightens the (stretched) manifest wall limit, never loosens it.
+    """
     counter = valgrind()
     if counter is None:
         raise ValueError("valgrind is not installed: install it (apt-get install valgrind) or set [fitness] measure = \"benchmark\"")
     bench = manifest.commands.bench
     command = [counter, *VALGRIND_FLAGS, sys.executable if bench[0] == "python" else bench[0], *bench[1:]]
     limits = counting_limits(SandboxLimits.from_manifest(manifest.limits))
+    if wall_limit is not None and wall_limit < limits.wall_seconds:
+        limits = replace(limits, wall_seconds=wall_limit)
     return sandbox.run(workdir, command, limits, env=bench_env("instructions"))
 
 
 def count_instructions(sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest) -> float:
     """Instructions the benchmark executes on ``tree`` (cached per version); ValueError when it fails."""
-    count, _, failure = _count(sandbox, tree, manifest)
+    count, _, _, failure = _count(sandbox, tree, manifest)
     if count is None:
         raise ValueError(f"benchmark failed under the instruction counter: {failure[1] if failure else '?'}")
     return count
 
 
 def _count(
-    sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest, workdir: Path | None = None
-) -> tuple[float | None, float, tuple[str, str] | None]:
-    """(count, seconds spent in the child, (failure, detail)); a cached version costs nothing."""
+    sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest, workdir: Path | None = None,
+    wall_limit: float | None = None,
+) -> tuple[float | None, float, float, tuple[str, str] | None]:
+    """(count, seconds spent now, seconds the counted run takes, (failure, detail)).
+
+    A version counted before costs nothing now; its run's duration comes from the cache.
+    """
     key = (version_id(dict(tree)), tuple(manifest.commands.bench))
     cached = _counts.get(key)
     if cached is not None:
-        return cached, 0.0, None
+        return cached[0], 0.0, cached[1], None
     with contextlib.ExitStack() as stack:
         where = workdir if workdir is not None else stack.enter_context(sandbox.workspace(tree))
-        result = run_counted(sandbox, where, manifest)
+        result = run_counted(sandbox, where, manifest, wall_limit)
+    wall = result.wall_seconds
     if not result.ok:
-        return None, result.wall_seconds, (result.failure or "exit", result.detail)
+        return None, wall, wall, (result.failure or "exit", result.detail)
     try:
         count = read_instructions(result)
     except ValueError as exc:
-        return None, result.wall_seconds, ("bench-output", str(exc))
-    _counts.put(key, count)
-    return count, result.wall_seconds, None
+        return None, wall, wall, ("bench-output", str(exc))
+    _counts.put(key, (count, wall))
+    return count, wall, wall, None
 
 
 def run_tests(sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest) -> RunResult:
@@ -280,20 +295,35 @@ def _counted(
     sandbox: Sandbox, manifest: Manifest, candidate: str, parent_tree: Mapping[str, str],
     candidate_tree: Mapping[str, str], cand_dir: Path, started: float, child: float, runs: int,
 ) -> IncubationReport:
-    """One exact count per side; a side counted before (the parent, mostly) comes from the cache."""
-    counts: list[float] = []
-    for who, tree, workdir in (("parent", parent_tree, None), ("candidate", candidate_tree, cand_dir)):
-        count, seconds, failure = _count(sandbox, tree, manifest, workdir)
-        child += seconds
-        runs += 1 if seconds else 0
-        if count is None:
-            kind, detail = failure or ("exit", "?")
-            return IncubationReport(
-                candidate, True, kind, f"{who} benchmark failed under the instruction counter: {detail}",
-                child_seconds=child, total_seconds=time.perf_counter() - started, runs=runs, measure="instructions",
-            )
-        counts.append(count)
+    """One exact count per side; a side counted before (the parent, mostly) comes from the cache.
+
+    The candidate's run is stopped at CANDIDATE_WALL_FACTOR times its parent's (at least
+    CANDIDATE_WALL_FLOOR seconds), so a benchmark that hangs fails in seconds.
+    """
+
+    def failed(kind: str, detail: str) -> IncubationReport:
+        return IncubationReport(
+            candidate, True, kind, detail,
+            child_seconds=child, total_seconds=time.perf_counter() - started, runs=runs, measure="instructions",
+        )
+
+    parent, spent, parent_wall, failure = _count(sandbox, parent_tree, manifest)
+    child += spent
+    runs += 1 if spent else 0
+    if parent is None:
+        kind, detail = failure or ("exit", "?")
+        return failed(kind, f"parent benchmark failed under the instruction counter: {detail}")
+    limit = max(CANDIDATE_WALL_FLOOR, CANDIDATE_WALL_FACTOR * parent_wall)
+    count, spent, _, failure = _count(sandbox, candidate_tree, manifest, cand_dir, wall_limit=limit)
+    child += spent
+    runs += 1 if spent else 0
+    if count is None:
+        kind, detail = failure or ("exit", "?")
+        return failed(
+            kind, f"candidate benchmark failed under the instruction counter: {detail} "
+            f"(a candidate may take {CANDIDATE_WALL_FACTOR:g}× its parent's {parent_wall:.1f} s, at least {CANDIDATE_WALL_FLOOR:g} s)",
+        )
     return IncubationReport(
-        candidate, True, None, "ok", (counts[0],), (counts[1],),
+        candidate, True, None, "ok", (parent,), (count,),
         child_seconds=child, total_seconds=time.perf_counter() - started, runs=runs, measure="instructions",
     )

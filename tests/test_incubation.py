@@ -123,3 +123,20 @@ def test_the_count_is_read_from_valgrind_and_garbage_is_refused() -> None:
     assert read_instructions(result("==7== Command: python\n==7== I   refs:      1,099,501,911\n")) == 1_099_501_911
     with pytest.raises(ValueError, match="no instruction count"):
         read_instructions(result("valgrind: command not found"))
+
+
+@needs_valgrind
+def test_a_benchmark_that_hangs_under_the_counter_is_stopped_at_a_multiple_of_its_parent(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runtime.incubation as incubation
+
+    monkeypatch.setattr(incubation, "CANDIDATE_WALL_FLOOR", 3.0)
+    manifest = parse_manifest(COUNTED)
+    hang = work_tree(10)
+    hang["w.py"] += "\nimport os, time\nif os.environ.get('TARS_MEASURE') == 'instructions':\n    time.sleep(3600)\n"
+    report = incubate(sandbox, manifest, "hangs", work_tree(2000), hang)
+    assert report.tests_passed and report.failure == "timeout"
+    assert "its parent's" in report.detail
+    # Stopped near 4x the parent's counted run, not at the manifest's 60 s x 5.
+    assert report.child_seconds < incubation.COUNTING_SLOWDOWN * 60
