@@ -138,5 +138,5 @@ def test_a_benchmark_that_hangs_under_the_counter_is_stopped_at_a_multiple_of_it
     report = incubate(sandbox, manifest, "hangs", work_tree(2000), hang)
     assert report.tests_passed and report.failure == "timeout"
     assert "its parent's" in report.detail
-    # Stopped near 4x the parent's counted run, not at the manifest's 60 s x 5.
-    assert report.child_seconds < incubation.COUNTING_SLOWDOWN * 60
+    # Stopped near 4x the parent's counted run (a few seconds), not at the manifest's 60 s x 5.
+    assert report.child_seconds < 60
