@@ -27,13 +27,19 @@ CPUACCT_ROOT = Path("/sys/fs/cgroup/cpuacct")
 _PROBE_TIMEOUT = 10.0
 
 
+#: Where the workdir appears inside bwrap, whatever its path on the host: a candidate's
+#: run must not depend on where the node keeps its state (an instruction count moved by
+#: up to 0.75 % with the length of that path).
+INSIDE = Path("/tmp/tars-ws")
+
+
 def bwrap_args(bwrap: str, workdir: Path, tmp_bytes: int) -> list[str]:
-    """The bwrap prefix: read-only host, private bounded /tmp, only ``workdir`` writable.
+    """The bwrap prefix: read-only host, private bounded /tmp, only ``workdir`` writable (as INSIDE).
 
     ``--cap-drop ALL`` matters because bwrap run as root keeps every capability, and a
     root child with CAP_SYS_ADMIN could simply remount ``/`` read-write.
     """
-    wd = str(workdir)
+    wd, inside = str(workdir), str(INSIDE)
     return [
         bwrap,
         "--ro-bind", "/", "/",
@@ -41,8 +47,8 @@ def bwrap_args(bwrap: str, workdir: Path, tmp_bytes: int) -> list[str]:
         "--proc", "/proc",
         "--size", str(tmp_bytes), "--tmpfs", "/tmp",
         *_interpreter_binds(),
-        "--bind", wd, wd,
-        "--chdir", wd,
+        "--bind", wd, inside,
+        "--chdir", inside,
         "--unshare-net",
         "--unshare-pid",
         "--unshare-ipc",
@@ -103,6 +109,10 @@ class Isolation:
     cgroups: bool
     root: bool
     notes: tuple[str, ...]
+
+    def inside(self, workdir: Path) -> Path:
+        """The workdir's path as the candidate sees it (fixed under bwrap, the host path otherwise)."""
+        return INSIDE if self.mode == "bwrap" else workdir
 
     @property
     def wrapper_processes(self) -> int:

@@ -154,7 +154,10 @@ def classify(
 
 
 def _clean_env(workdir: Path, extra: Mapping[str, str] | None) -> dict[str, str]:
-    """Nothing of the node's environment leaks in (tokens, proxies, PYTHONPATH)."""
+    """Nothing of the node's environment leaks in (tokens, proxies, PYTHONPATH).
+
+    ``workdir`` is the path the child sees (under bwrap, ``isolation.INSIDE``).
+    """
     bindir = str(Path(sys.executable).parent)
     env = {
         "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
@@ -229,7 +232,10 @@ class Sandbox:
     """
 
     def __init__(self, root: Path, isolation: str = "auto") -> None:
-        self.root = Path(root)
+        # Absolute, always: bwrap's probe binds the root, and a relative path (the CLI's
+        # default `.tars/work`) made it refuse, so `tars evolve` quietly ran candidates
+        # with the weaker `unshare` isolation.
+        self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._requested = isolation
         self._probed: Isolation | None = None
@@ -301,7 +307,7 @@ class Sandbox:
         cgroup = RunCgroup(nproc) if iso.cgroups else None
         try:
             full, preexec = self._command(iso, workdir, command, limits, nproc, cgroup)
-            return self._supervise(full, tuple(argv), workdir, limits, env, stdin, preexec, cgroup)
+            return self._supervise(full, tuple(argv), workdir, iso.inside(workdir), limits, env, stdin, preexec, cgroup)
         finally:
             if cgroup is not None:
                 cgroup.kill_all()
@@ -342,6 +348,7 @@ class Sandbox:
         full: list[str],
         argv: tuple[str, ...],
         workdir: Path,
+        inside: Path,
         limits: SandboxLimits,
         env: Mapping[str, str] | None,
         stdin: str | None,
@@ -352,7 +359,7 @@ class Sandbox:
         start = time.perf_counter()
         try:
             proc = subprocess.Popen(
-                full, cwd=workdir, env=_clean_env(workdir, env), start_new_session=True,
+                full, cwd=workdir, env=_clean_env(inside, env), start_new_session=True,
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
                 preexec_fn=preexec,
@@ -412,14 +419,16 @@ class Sandbox:
                 f"cannot profile {list(argv)!r}: only python commands can be profiled",
                 hint="the benchmark command must start with 'python'",
             )
-        out = Path(workdir).resolve() / _TMP_NAME / f"profile-{uuid.uuid4().hex}.json"
+        name = f"profile-{uuid.uuid4().hex}.json"
+        out = Path(workdir).resolve() / _TMP_NAME / name  # read here, written by the child at:
+        seen = self._iso().inside(Path(workdir).resolve()) / _TMP_NAME / name
         flags = ["--events"] if events else []
         # Interpreter options (``python -S bench.py``) go before the helper, the target after it.
         rest = list(argv[1:])
         options: list[str] = []
         while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c") and len(rest) > 1:
             options.append(rest.pop(0))
-        command = ["python", *options, str(_CHILD_HELPER), str(out), *flags, *rest]
+        command = ["python", *options, str(_CHILD_HELPER), str(seen), *flags, *rest]
         result = self.run(workdir, command, limits, env=env)
         result = RunResult(
             tuple(argv),

@@ -259,7 +259,9 @@ def test_writes_outside_the_workdir_do_not_land(
     escape_tmp = Path(f"/tmp/tars-escape-{token}")
     code = f"""
         import os, pathlib
-        targets = ['/tmp/tars-escape-{token}', os.path.join(os.path.dirname(os.getcwd()), 'escape-{token}')]
+        # the workdir's neighbour on the host (the child sees its workdir at a fixed path,
+        # but a candidate could guess the host's)
+        targets = ['/tmp/tars-escape-{token}', NEIGHBOUR]
         for target in targets:
             try:
                 pathlib.Path(target).write_text('escaped')
@@ -269,9 +271,10 @@ def test_writes_outside_the_workdir_do_not_land(
         pathlib.Path('inside.txt').write_text('fine')
     """
     try:
-        with sb.workspace({"candidate.py": textwrap.dedent(code)}) as workdir:
-            result = sb.run(workdir, ["python", "candidate.py"], SMALL)
+        with sb.workspace({}) as workdir:
             neighbour = workdir.parent / f"escape-{token}"
+            (workdir / "candidate.py").write_text(textwrap.dedent(code).replace("NEIGHBOUR", repr(str(neighbour))))
+            result = sb.run(workdir, ["python", "candidate.py"], SMALL)
             assert (workdir / "inside.txt").read_text() == "fine"
         assert result.ok, result
         assert not escape_tmp.exists()
