@@ -147,6 +147,12 @@ class _CountCache:
 _counts = _CountCache()
 
 
+def forget_counts() -> None:
+    """Empty the count cache (a test that compares two runs must count each afresh)."""
+    global _counts
+    _counts = _CountCache()
+
+
 def run_counted(sandbox: Sandbox, workdir: Path, manifest: Manifest, wall_limit: float | None = None) -> RunResult:
     """The benchmark command under valgrind's instruction counter, in ``workdir``.
 

@@ -14,6 +14,7 @@ from events.store import GenomeStore
 from evolution.patch import apply_patch
 from evolution.tree import version_id
 from node import Node, NodeConfig
+from runtime.incubation import forget_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).parent / "data" / "tiny"
@@ -44,6 +45,7 @@ def test_same_seed_adopts_the_same_patches(tmp_path: Path) -> None:
     genome = _counted_tiny(tmp_path)
     runs = []
     for name in ("a", "b"):
+        forget_counts()  # the second run counts everything again, in its own sandbox
         url = f"sqlite:///{tmp_path / name / 'store.db'}"
         config = NodeConfig(name, url, tmp_path / name, incubators=2, candidates_per_cycle=2)
         with Node(config) as node:
