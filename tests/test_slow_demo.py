@@ -53,14 +53,18 @@ def test_same_seed_adopts_the_same_patches(tmp_path: Path) -> None:
             node.evolve(registered, cycles=3, seed=11)
         runs.append(_decisions(url, "tiny"))
     assert [p for kind, p, _, _ in runs[0] if kind == "VersionAdopted"], "the tiny genome has clear wins"
-    assert runs[0] == runs[1]
+    # Same candidates, same verdicts, same adoptions, in the same order...
+    assert [d[:3] for d in runs[0]] == [d[:3] for d in runs[1]]
+    # ...from counts that agree far inside any threshold (a count varies by a few
+    # hundred instructions in 10^8 from run to run: the 4th decimal of a ratio can move).
+    assert all(abs(a[3] - b[3]) < 1e-3 for a, b in zip(runs[0], runs[1], strict=True))
 
 
 def _decisions(store_url: str, genome: str) -> list[tuple[str, str, str, float]]:
     """Every candidate's verdict and gain, and every adoption, in log order."""
     with GenomeStore.open(store_url) as store:
         return [
-            (e.type, e.data["patch"], str(e.data.get("verdict", "")), round(e.data.get("ratio") or 0.0, 4))
+            (e.type, e.data["patch"], str(e.data.get("verdict", "")), float(e.data.get("ratio") or 0.0))
             for e in store.log(genome=genome)
             if e.type in ("VersionAdopted", "CandidateEvaluated")
         ]
