@@ -718,7 +718,14 @@ def test_each_calling_thread_has_its_own_request_socket(swarm: Swarm) -> None:
     assert len(a._callers) <= 2  # this thread's, plus at most one for c
 
 
-def test_stop_fails_a_request_in_flight(swarm: Swarm) -> None:
+@pytest.mark.parametrize(
+    ("cut", "says"),
+    [(lambda a: a.stop(), "stopped"), (lambda a: a.remove_peer("b"), "was removed")],
+    ids=["stop", "remove_peer"],
+)
+def test_cutting_the_caller_off_fails_a_request_in_flight(
+    swarm: Swarm, cut: Callable[[Any], None], says: str
+) -> None:
     a = swarm.transport("a", ["b"])
     b = swarm.transport("b", ["a"])
     release = threading.Event()
@@ -735,35 +742,10 @@ def test_stop_fails_a_request_in_flight(swarm: Swarm) -> None:
     asker.start()
     try:
         wait_for(lambda: b.stats()["received"] >= 1, "the request at b")
-        a.stop()
+        cut(a)
         asker.join(10)
         assert not asker.is_alive()
-        assert len(errors) == 1 and "stopped" in errors[0]
-    finally:
-        release.set()
-
-
-def test_remove_peer_fails_a_request_in_flight(swarm: Swarm) -> None:
-    a = swarm.transport("a", ["b"])
-    b = swarm.transport("b", ["a"])
-    release = threading.Event()
-    b.serve("stuck", lambda _sender, _body: release.wait(30))
-    errors: list[str] = []
-
-    def ask() -> None:
-        try:
-            a.request("b", "stuck", None, timeout=30)
-        except TransportError as exc:
-            errors.append(str(exc))
-
-    asker = threading.Thread(target=ask)
-    asker.start()
-    try:
-        wait_for(lambda: b.stats()["received"] >= 1, "the request at b")
-        a.remove_peer("b")
-        asker.join(10)
-        assert not asker.is_alive()
-        assert len(errors) == 1 and "was removed" in errors[0]
+        assert len(errors) == 1 and says in errors[0]
     finally:
         release.set()
 
