@@ -217,14 +217,14 @@ def _summary(config: Any, final: dict[str, dict[str, Any]], cycles: int, started
         table.add_row("improvement", f"[bold green]{before / head.fitness:.2f}×[/] (exact count)")
     unit = manifest.fitness.metric
     if comparison is not None:
-        label = f"time ({unit}, A/B)" if counted else "improvement"
-        if not counted:
-            table.add_row(f"fitness before ({unit})", f"{median(report.parent_samples):.4f}")
-            table.add_row(f"fitness after ({unit})", f"{median(report.candidate_samples):.4f}")
+        before_s, after_s = median(report.parent_samples), median(report.candidate_samples)
+        if counted:  # the timing is shown beside the fitness, not as it
+            table.add_row(f"{unit} before → after", f"{before_s:.4f} → {after_s:.4f}")
+            label = f"time ({unit}, A/B)"
         else:
-            table.add_row(
-                f"{unit} before → after", f"{median(report.parent_samples):.4f} → {median(report.candidate_samples):.4f}"
-            )
+            table.add_row(f"fitness before ({unit})", f"{before_s:.4f}")
+            table.add_row(f"fitness after ({unit})", f"{after_s:.4f}")
+            label = "improvement"
         table.add_row(label, f"[bold green]{comparison.ratio:.2f}×[/] (95% CI {comparison.low:.2f}–{comparison.high:.2f})")
     else:
         table.add_row("final check", f"[red]failed: {report.detail}[/]")
