@@ -27,6 +27,8 @@ from actors.messages import Validate, Verdict
 from actors.planner import Planner
 from actors.supervisor import Supervisor
 from actors.validator import Validator
+from consensus import transfer
+from consensus.interface import Snapshot
 from consensus.ledger import (
     Applied,
     LedgerState,
@@ -194,13 +196,18 @@ class SwarmNode:
             ),
         )
         self.engine.on_commit(self._on_commit)
+        compaction = cluster.compaction
+        self.engine.on_snapshot(self, compact_after=compaction.after, keep=compaction.keep)
         self.transport.serve("admin", self._admin)
+        self.transport.serve(transfer.CHANNEL, transfer.serve(self.state))
         self.node.supervisor.start("validator", lambda: Validator.start(self.node.sandbox))
         self._changed = threading.Condition()
         self._applied = self.state.applied_index
         self._decided: dict[str, str] = {}
         self._validations: queue.Queue[tuple[str, str, str] | None] = queue.Queue()
         self._commits: queue.Queue[Any] = queue.Queue()
+        self._held: Any = None  # taken off the queue but due after the batch in hand
+        self._stopped = False
         #: why this node stopped applying the ledger (None while healthy)
         self.halted: str | None = None
         #: what this node's evolution is doing now (shown by `status`)
@@ -209,6 +216,8 @@ class SwarmNode:
         self._threads: list[threading.Thread] = []
         self._coordinators: dict[str, Coordinator] = {}
         self.counters: dict[str, int] = {"adopted": 0, "rejected": 0, "votes": 0, "cycle_errors": 0}
+        #: the last state transfer this node received (shown by `status`)
+        self.last_transfer: transfer.Fetched | None = None
 
     # -- lifecycle --
 
@@ -230,6 +239,9 @@ class SwarmNode:
         log.info("node %s started: store %s, members %s", self.id, self.store.url, ", ".join(self.state.members))
 
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         self.node.stopping.set()
         self._validations.put(None)
         self.engine.stop()  # no more commits after this: then the applier drains and ends
@@ -253,6 +265,49 @@ class SwarmNode:
         """The engine's applier hands entries over in order; ours applies them in runs."""
         self._commits.put(committed)
 
+    # -- snapshots (the engine's SnapshotApp) --
+
+    def applied_index(self) -> int:
+        return self.state.applied_index
+
+    def snapshot_state(self, index: int) -> bytes:
+        return self.state.snapshot_state(index)
+
+    def install_snapshot(self, snapshot: Snapshot) -> None:
+        """In log order with the entries: the apply loop stands on it before going on."""
+        self._commits.put(snapshot)
+
+    def _stand_on(self, snapshot: Snapshot) -> None:
+        """Reach the snapshot's index: from this store if it has it, else from a peer."""
+        if self.state.applied_index >= snapshot.index:
+            if snapshot.source is None:  # our own snapshot at start: its member list
+                self.state.restore(snapshot.index, snapshot.state)
+            return
+        behind = self.state.applied_index
+        log.warning(
+            "%s: the ledger before index %d was compacted and this store is at %d: fetching the state from a peer",
+            self.id, snapshot.index, behind,
+        )
+        self.stage = f"fetching state (index {snapshot.index})"
+
+        def peers() -> list[str]:
+            others = [m for m in self.engine.members() if m != self.id]
+            leader = self.engine.leader()
+            first = [p for p in (snapshot.source, leader) if p and p in others]
+            return list(dict.fromkeys([*first, *others]))
+
+        got = transfer.fetch_from_any(self.transport, self.state, peers, snapshot.index, self.node.stopping)
+        self.stage = "idle"
+        if got is not None:
+            self.last_transfer = got
+            log.info(
+                "%s: fetched %d events (%.1f MB) up to index %d from %s in %.1f s",
+                self.id, got.events, got.size / 1e6, got.index, got.peer, got.seconds,
+            )
+            with self._changed:
+                self._applied = max(self._applied, got.index)
+                self._changed.notify_all()
+
     def _apply_loop(self) -> None:
         """Apply committed entries, as many as are waiting, in one store transaction.
 
@@ -261,17 +316,21 @@ class SwarmNode:
         the journal and applies what is missing.
         """
         while True:
-            first = self._commits.get()
+            first, self._held = (self._held, None) if self._held is not None else (self._commits.get(), None)
             if first is None:
                 return
+            if isinstance(first, Snapshot):
+                if not self.halted:
+                    self._stand_on(first)
+                continue
             batch = [first]
             while len(batch) < APPLY_BATCH:
                 try:
                     more = self._commits.get_nowait()
                 except queue.Empty:
                     break
-                if more is None:
-                    self._commits.put(None)
+                if more is None or isinstance(more, Snapshot):
+                    self._held = more  # handled next, in order
                     break
                 batch.append(more)
             if self.halted:
@@ -468,6 +527,11 @@ class SwarmNode:
             "commit_index": engine.get("commit_index", 0), "applied_index": self._applied,
             "members": self.state.members, "heads": heads, "halted": self.halted, "stage": self.stage,
             "counters": {**self.counters, **self.transport.stats(), "skipped_entries": self.state.rejected_entries},
+            "log": {
+                key: engine.get(key, 0)
+                for key in ("log_start", "log_len", "snapshot_index", "compactions", "snapshots_installed")
+            },
+            "last_transfer": self.last_transfer._asdict() if self.last_transfer is not None else None,
         }
 
     def _admin(self, sender: str, body: Any) -> Any:

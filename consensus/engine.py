@@ -26,8 +26,14 @@ thread.  This module keeps its Raft core and replaces everything around it:
 * **Threads** — ``autoTick=False``; one driver thread drains inbound frames, submits
   proposals, ticks the core and then sleeps on a wake-up event; a separate applier
   thread calls ``on_commit`` so a slow store write never delays heartbeats.
-* **Compaction is off** (the log grows; a new node receives the whole log through
-  append_entries), batching is off, timers come from :class:`RaftTimers`.
+* **Compaction** — pysyncobj never compacts on its own (its dump is a pickle of the
+  whole object).  When the application registers :meth:`RaftEngine.on_snapshot`, the
+  driver drops the log before a point the application has durably applied and writes a
+  small msgpack manifest (:mod:`consensus.snapshot`) as pysyncobj's "full dump" file;
+  pysyncobj ships that file to a follower whose log no longer overlaps, and the engine
+  lets the follower install it only once its application has fetched the state up to
+  that point from a peer (``install_snapshot``).  Batching is off, timers come from
+  :class:`RaftTimers`.
 """
 
 from __future__ import annotations
@@ -56,7 +62,8 @@ from pysyncobj.config import FAIL_REASON
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
-from consensus.interface import Committed, Frame, MessageTransport
+from consensus import snapshot
+from consensus.interface import Committed, Frame, MessageTransport, Snapshot, SnapshotApp
 from consensus.journal import CrcJournal
 from evolution.errors import ConfigError, ConsensusError, NotCommittedError
 
@@ -210,6 +217,7 @@ _OPT_INT = "opt_int"
 _BOOL = "bool"
 _BYTES = "bytes"
 _ENTRIES = "entries"
+_SNAP = "snapshot_chunk"
 _SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
     # type -> field -> (kind, required)
     "request_vote": {
@@ -229,9 +237,12 @@ _SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
     "append_entries": {
         "term": (_INT, True),
         "commit_index": (_INT, True),
-        "prevLogIdx": (_OPT_INT, True),
-        "prevLogTerm": (_OPT_INT, True),
+        # absent in a snapshot offer, which carries ``serialized`` instead
+        "prevLogIdx": (_OPT_INT, False),
+        "prevLogTerm": (_OPT_INT, False),
         "entries": (_ENTRIES, False),
+        # a chunk of the snapshot file: [bytes, is_first, is_last], or None (busy)
+        "serialized": (_SNAP, False),
     },
     "apply_command": {"command": (_BYTES, True), "request_id": (_INT, False)},
     "apply_command_response": {
@@ -278,6 +289,14 @@ def _field_ok(kind: str, value: Any) -> bool:
         return isinstance(value, bool)
     if kind == _BYTES:
         return _command_ok(value)
+    if kind == _SNAP:
+        return value is None or (
+            isinstance(value, list | tuple)
+            and len(value) == 3
+            and isinstance(value[0], bytes)
+            and isinstance(value[1], bool)
+            and isinstance(value[2], bool)
+        )
     return isinstance(value, list | tuple) and all(
         isinstance(e, list | tuple)
         and len(e) == 3
@@ -305,6 +324,10 @@ def to_wire(message: dict[str, Any]) -> dict[str, Any] | None:
             value = [[bytes(c), i, t] for c, i, t in value]
         elif fkind == _BYTES:
             value = bytes(value)
+        elif fkind == _SNAP:
+            if not _field_ok(_SNAP, value):
+                return None  # only our manifest's chunks, never a pickle
+            value = None if value is None else list(value)
         body[field] = value
     return body
 
@@ -328,7 +351,13 @@ def from_wire(body: Any) -> dict[str, Any] | None:
             return None
         if fkind == _ENTRIES:
             value = [(c, i, t) for c, i, t in value]
+        elif fkind == _SNAP and value is not None:
+            value = tuple(value)
         message[field] = value
+    if kind == "append_entries" and ("prevLogIdx" in message) == ("serialized" in message):
+        return None  # either entries after a previous one, or a snapshot chunk
+    if ("prevLogIdx" in message) != ("prevLogTerm" in message):
+        return None
     return message
 
 
@@ -372,6 +401,8 @@ class _RaftWire(Transport):  # type: ignore[misc]
         self.leader_heard_at = 0.0
         #: the engine's pre-vote handler: pre-vote frames never reach pysyncobj
         self.on_pre_vote: Callable[[RaftNode, dict[str, Any]], None] | None = None
+        #: the engine's snapshot-offer handler: it decides when pysyncobj may install one
+        self.on_snapshot_offer: Callable[[RaftNode, dict[str, Any]], None] | None = None
 
     def connect_all(self) -> None:
         for node in list(self._members.values()):
@@ -470,6 +501,12 @@ class _RaftWire(Transport):  # type: ignore[misc]
             return
         if kind == "append_entries":
             self.leader_heard_at = time.monotonic()
+            if "serialized" in message:
+                if self.on_snapshot_offer is not None:
+                    self.on_snapshot_offer(node, message)
+                else:
+                    self.dropped_invalid += 1
+                return
             if message.get("entries"):
                 self._skip_entries_we_have(message)
         self._onMessageReceived(node, message)
@@ -513,6 +550,11 @@ class _RaftWire(Transport):  # type: ignore[misc]
 
 class _Core(SyncObj):  # type: ignore[misc]
     """The Raft core, without replicated methods: our entries bypass them."""
+
+
+def _never_serialize(file_name: str, data: Any) -> None:
+    """pysyncobj's serializer hook: compaction is the driver's job, never pysyncobj's."""
+    raise ConsensusError("pysyncobj tried to compact the log by itself")
 
 
 # ---- requests ---------------------------------------------------------------------------
@@ -618,7 +660,7 @@ class RaftEngine:
         self._stopped = False
         self._driver: threading.Thread | None = None
         self._applier: threading.Thread | None = None
-        self._apply_queue: queue.SimpleQueue[Committed | None] = queue.SimpleQueue()
+        self._apply_queue: queue.SimpleQueue[Committed | Snapshot | None] = queue.SimpleQueue()
         self._delivered = 0
         self._role = 0
         self._removed = False
@@ -627,6 +669,16 @@ class RaftEngine:
         self._apply_error: str | None = None
         self._applied_by_callback = 0
         self._snapshot: dict[str, Any] = {}
+        self._app: SnapshotApp | None = None
+        self._compact_after = 0
+        self._keep = 0
+        self._snapshot_path = self._journal_path.with_name(self._journal_path.name + ".snap")
+        self._snapshot_index = 0
+        self._offer: bytearray | None = None
+        self._install_wanted = 0
+        self._compactions = 0
+        self._installs = 0
+        self._offers_deferred = 0
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -639,6 +691,53 @@ class RaftEngine:
             )
         self._callback = callback
 
+    def on_snapshot(self, app: SnapshotApp, *, compact_after: int = 10_000, keep: int = 1_000) -> None:
+        if self._started:
+            raise ConsensusError(
+                f"on_snapshot called after start on node {self.node_id}",
+                hint="register the snapshot application before start()",
+            )
+        if keep < 2 or compact_after <= keep:
+            raise ConfigError(
+                f"compaction of node {self.node_id}: compact_after ({compact_after}) must "
+                f"exceed keep ({keep}), and keep must be at least 2",
+                hint="e.g. compact_after=10000, keep=1000",
+            )
+        self._app, self._compact_after, self._keep = app, compact_after, keep
+
+    def _load_snapshot(self, journal: CrcJournal) -> None:
+        """At start: stand on this node's own snapshot file, if the log was compacted."""
+        first = journal[0][1] if len(journal) else 1
+        if not self._snapshot_path.exists():
+            if first > 1:
+                raise ConsensusError(
+                    f"Raft journal {self._journal_path} starts at index {first}, but its "
+                    f"snapshot file {self._snapshot_path} is missing",
+                    hint="the log before that index is gone; move the journal away and let "
+                    "this node rejoin as a new member (it then fetches a snapshot)",
+                )
+            return
+        manifest = snapshot.read(self._snapshot_path, _command_ok)
+        if self._app is None:
+            raise ConsensusError(
+                f"{self._snapshot_path}: this node's log was compacted, but nothing was "
+                "registered with on_snapshot to restore the state before it",
+                hint="call engine.on_snapshot(app) before start()",
+            )
+        self._snapshot_index = manifest.index
+        self._delivered = manifest.index
+        self._install_wanted = manifest.index
+        self._apply_queue.put(Snapshot(manifest.index, manifest.term, manifest.state, None))
+
+    def _deserialize(self, file_name: str) -> tuple[Any, Any, list[RaftNode]]:
+        """pysyncobj's custom deserializer: the last two entries and the membership."""
+        manifest = snapshot.read(Path(file_name), _command_ok)
+        return (
+            manifest.entries[1],
+            manifest.entries[0],
+            [RaftNode(m) for m in manifest.members],
+        )
+
     def start(self) -> None:
         if self._started:
             raise ConsensusError(
@@ -647,6 +746,11 @@ class RaftEngine:
             )
         install_pysyncobj_patches()
         journal = CrcJournal(self._journal_path)
+        try:
+            self._load_snapshot(journal)
+        except BaseException:
+            journal.close()
+            raise
         token = f"{_JOURNAL_PREFIX}{id(journal)}:{self._journal_path}"
         with _patch_lock:
             _pending_journals[token] = journal
@@ -666,9 +770,14 @@ class RaftEngine:
             leaderFallbackTimeout=t.leader_fallback,
             connectionTimeout=max(3.5, t.election_max),
             journalFile=token,
-            fullDumpFile=None,
+            # pysyncobj never compacts by itself (the driver does, see _maybe_compact);
+            # the dump file is our manifest, shipped to followers that are too far behind
+            fullDumpFile=str(self._snapshot_path),
+            serializer=_never_serialize,
+            deserializer=self._deserialize,
             logCompactionMinEntries=2**62,
             logCompactionMinTime=1e12,
+            logCompactionBatchSize=_BATCH_BYTES,
             useFork=False,
             commandsWaitLeader=True,
             onStateChanged=self._on_state_changed,
@@ -688,6 +797,7 @@ class RaftEngine:
             raise
         self._journal, self._wire, self._core = journal, wire, core
         wire.on_pre_vote = self._on_pre_vote
+        wire.on_snapshot_offer = self._on_snapshot_offer
         wire.connect_all()
         self._publish()
         self._transport.subscribe(CHANNEL, self._on_frame)
@@ -777,6 +887,7 @@ class RaftEngine:
                     self._tick_errors += 1
                     logger.exception("raft %s: tick failed", self.node_id)
                 self._collect_applied()
+                self._maybe_compact(core)
                 self._publish()
                 while self._completed:
                     self._finish(self._completed.pop(), None)
@@ -985,9 +1096,125 @@ class RaftEngine:
             "pre_vote_rounds": self._pre_vote.rounds,
             "pre_votes_granted": self._pre_vote.granted,
             "pre_votes_refused": self._pre_vote.refused,
+            "log_start": journal[0][1] if len(journal) else 0,
+            "snapshot_index": self._snapshot_index,
+            "compactions": self._compactions,
+            "snapshots_installed": self._installs,
+            "snapshot_offers_deferred": self._offers_deferred,
         }
 
+    # ---- compaction and snapshots (driver thread) ----------------------------------
+
+    def _maybe_compact(self, core: Any) -> None:
+        """Drop the log before ``keep`` entries behind what the application made durable.
+
+        The manifest is written (and fsynced) before the journal loses anything, so a
+        crash in between leaves a snapshot whose entries are still in the log: on
+        restart pysyncobj sees they match and keeps the log as it is.
+        """
+        app, journal = self._app, self._journal
+        if app is None or journal is None or len(journal) <= self._compact_after:
+            return
+        first = journal[0][1]
+        upto = min(app.applied_index(), int(core.raftLastApplied)) - self._keep
+        if upto <= first + 1:
+            return
+        prev, last = journal[upto - 1 - first], journal[upto - first]
+        members = sorted([self.node_id, *(n.id for n in core.otherNodes)])
+        try:
+            data = snapshot.encode([prev, last], members, app.snapshot_state(upto))
+            snapshot.write(self._snapshot_path, data)
+        except Exception:
+            self._tick_errors += 1
+            logger.exception("raft %s: writing the snapshot at index %d failed; the log is kept", self.node_id, upto)
+            return
+        core._SyncObj__deleteEntriesTo(upto - 1)
+        self._snapshot_index = upto
+        self._compactions += 1
+        logger.info(
+            "raft %s: log compacted up to index %d (%d entries left, snapshot %d bytes)",
+            self.node_id, upto, len(journal), len(data),
+        )
+
+    def _on_snapshot_offer(self, node: RaftNode, message: dict[str, Any]) -> None:
+        """A leader whose log no longer reaches ours offers its snapshot, chunk by chunk.
+
+        pysyncobj would install it at once, but the application's state must reach the
+        snapshot's index first, or the entries after it would be applied on top of a
+        hole.  So the engine collects the chunks, checks the manifest, and either hands
+        it to pysyncobj (the application already has that state) or asks the
+        application to fetch the state and meanwhile treats the offer as a heartbeat
+        (leader known, election timer reset, commit index untouched).  The leader
+        offers again at its next heartbeat.
+        """
+        wire = self._wire
+        assert wire is not None
+        heartbeat = {"type": "append_entries", "term": message["term"], "commit_index": 0}
+        chunk = message["serialized"]
+        if chunk is None:
+            wire._onMessageReceived(node, heartbeat)
+            return
+        data, first, last = chunk
+        if first:
+            self._offer = bytearray()
+        if self._offer is None:  # a chunk without its start: wait for the next offer
+            wire._onMessageReceived(node, heartbeat)
+            return
+        self._offer += data
+        if len(self._offer) > snapshot.MAX_BYTES:
+            self._offer = None
+            wire.dropped_invalid += 1
+            return
+        if not last:
+            wire._onMessageReceived(node, heartbeat)
+            return
+        blob, self._offer = bytes(self._offer), None
+        try:
+            manifest = snapshot.decode(blob, f"leader {node.id}", _command_ok)
+        except ConsensusError as exc:
+            wire.dropped_invalid += 1
+            logger.warning("raft %s: dropped a snapshot offer: %s", self.node_id, exc)
+            return
+        app = self._app
+        if app is None:
+            logger.error(
+                "raft %s: %s offers a snapshot at index %d but compaction is not enabled here",
+                self.node_id, node.id, manifest.index,
+            )
+            return
+        if app.applied_index() < manifest.index:
+            self._offers_deferred += 1
+            wire._onMessageReceived(node, heartbeat)
+            if manifest.index > self._install_wanted:
+                self._install_wanted = manifest.index
+                self._apply_queue.put(Snapshot(manifest.index, manifest.term, manifest.state, node.id))
+            return
+        # The application has the state: install the snapshot as the log's new start.
+        head = {"type": "append_entries", "term": message["term"]}
+        wire._onMessageReceived(node, {**head, "commit_index": 0, "serialized": (blob, True, False)})
+        wire._onMessageReceived(
+            node, {**head, "commit_index": message["commit_index"], "serialized": (b"", False, True)}
+        )
+        self._delivered = max(self._delivered, manifest.index)
+        self._snapshot_index = manifest.index
+        self._installs += 1
+        logger.info("raft %s: installed %s's snapshot at index %d", self.node_id, node.id, manifest.index)
+
     # ---- applier thread ---------------------------------------------------------------
+
+    def _install(self, item: Snapshot) -> None:
+        app = self._app
+        assert app is not None
+        try:
+            app.install_snapshot(item)
+        except Exception as exc:
+            if self._stopping.is_set():
+                return
+            self._apply_error = f"snapshot at index {item.index}: {exc!r}"
+            logger.exception(
+                "raft %s: installing the snapshot at index %d failed; delivery halted until restart",
+                self.node_id, item.index,
+            )
 
     def _apply_loop(self) -> None:
         while True:
@@ -995,6 +1222,9 @@ class RaftEngine:
             if item is None:
                 return
             if self._apply_error is not None or self._callback is None:
+                continue
+            if isinstance(item, Snapshot):
+                self._install(item)
                 continue
             try:
                 self._callback(item)

@@ -34,6 +34,46 @@ class Committed(NamedTuple):
     data: bytes
 
 
+class Snapshot(NamedTuple):
+    """The point up to which a node's state stands in for the log (Raft's snapshot).
+
+    The log before ``index`` may be gone (compacted), so an application whose own state
+    is behind ``index`` cannot catch up by replay: it must fetch that state from a peer
+    (``source``, the leader that offered the snapshot, or ``None`` when a node restarts
+    from its own snapshot file) before later entries are applied.  ``state`` is the
+    small blob the application gave when the snapshot was taken (for the ledger: the
+    member list); the bulk of the state travels over the application's own channel.
+    """
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose
+    term: int
+    state: bytes
+    source: str | None
+
+
+class SnapshotApp(Protocol):
+    """The application's side of log compaction.
+
+    ``install_snapshot`` is called in log order, from the thread that calls the
+    ``on_commit`` callback, when this node must stand on a snapshot: at start from its
+    own snapshot file, or when a leader offers one because its log no longer reaches
+    back to this node's.  The application fetches whatever it lacks (the ledger: the
+    stored events, from a peer) and returns; the engine accepts the leader's snapshot
+    once :meth:`applied_index` reports an index at or past it, and delivers the entries
+    after it as usual.
+    """
+
+    def applied_index(self) -> int:
+        """The highest index whose effects are durable (what a crash cannot lose)."""
+        ...
+
+    def snapshot_state(self, index: int) -> bytes:
+        """The application's small state blob as of ``index`` (<= ``applied_index()``)."""
+        ...
+
+    def install_snapshot(self, snapshot: Snapshot) -> None: ...
+
+
 @runtime_checkable
 class Consensus(Protocol):
     """A replicated, ordered log of opaque entries."""
@@ -55,6 +95,15 @@ class Consensus(Protocol):
 
         It is called from one thread, in log order, from the first entry after every
         start: the applier skips indexes it has already applied.
+        """
+        ...
+
+    def on_snapshot(self, app: SnapshotApp, *, compact_after: int = 10_000, keep: int = 1_000) -> None:
+        """Enable log compaction (before start); see :class:`SnapshotApp`.
+
+        Once the log holds more than ``compact_after`` entries, the engine drops those
+        before ``keep`` entries behind what ``app`` has durably applied (followers a
+        little behind still catch up from the log, not from a snapshot).
         """
         ...
 

@@ -22,6 +22,7 @@ Entry types (fields beyond ``type``; ``at`` is the proposer's clock, epoch secon
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -142,6 +143,12 @@ class LedgerState:
         self.members: list[str] = sorted(set(members))
         self.rejected_entries = 0
         self._applied = store.applied(ledger) or 0
+        #: (index, members from that index on), for the snapshot blob at any index since
+        #: this object was made or last restored (the log before it may be compacted)
+        self._member_changes: list[tuple[int, list[str]]] = [(0, self.members)]
+        #: held while a run is applied, so a peer's state transfer reads the store's
+        #: applied index and its lineages' positions at one point of the log
+        self.lock = threading.Lock()
         #: trees of recent heads by version: a rebase's parent is usually one of them,
         #: possibly adopted earlier in the same (not yet stored) run of entries
         self._trees: dict[str, Tree] = {}
@@ -166,10 +173,52 @@ class LedgerState:
         skip is deterministic too (every node decodes the same bytes and fails the same
         way), so a poisoned entry cannot stop the swarm or split its history.
         """
-        run = _Run(self)
-        out = [self._apply_one(run, index, data) for index, data in batch]
-        run.flush()
+        with self.lock:
+            run = _Run(self)
+            out = [self._apply_one(run, index, data) for index, data in batch]
+            run.flush()
         return out
+
+    # -- snapshots: what stands in for a compacted log --
+
+    def members_at(self, index: int) -> list[str]:
+        """The member list in force after applying ``index``."""
+        for since, members in reversed(self._member_changes):
+            if since <= index:
+                return members
+        return self._member_changes[0][1]
+
+    def snapshot_state(self, index: int) -> bytes:
+        """The part of the ledger's state that is not in the store: the member list."""
+        return msgpack.packb({"members": self.members_at(index)}, use_bin_type=True)
+
+    def restore(self, index: int, state: bytes) -> None:
+        """Take the member list of a snapshot at ``index``; later entries replay over it."""
+        try:
+            members = msgpack.unpackb(state, raw=False)["members"]
+            if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+                raise TypeError("members is not a list of node ids")
+        except Exception as exc:
+            raise ConsensusError(f"snapshot state at ledger index {index} is malformed: {exc}") from exc
+        with self.lock:
+            self.members = sorted(set(members)) or self.members
+            self._member_changes = [(index, self.members)]
+
+    def export_begin(self) -> tuple[int, dict[str, int], bytes]:
+        """(applied index, lineage positions, state blob) at one point of the log, for a peer."""
+        with self.lock:
+            index = self._applied
+            return index, self.store.positions(), self.snapshot_state(index)
+
+    def import_state(self, events: Sequence[tuple[str, int, str, bytes]], index: int, state: bytes) -> int:
+        """Store a peer's events up to ``index`` (checked, one transaction), then its members."""
+        with self.lock:
+            stored = self.store.import_events(events, (self.ledger, index))
+            self._applied = max(self._applied, index)
+            self._live.clear()
+            self._trees.clear()
+        self.restore(index, state)
+        return stored
 
     def _apply_one(self, run: _Run, index: int, data: bytes) -> Applied:
         try:
@@ -179,6 +228,7 @@ class LedgerState:
         kind = entry["type"]
         if kind == "members":
             self.members = sorted({str(m) for m in entry.get("members", [])}) or self.members
+            self._member_changes.append((index, self.members))
         genome = entry.get("genome") if isinstance(entry.get("genome"), str) else None
         if index <= max(self._applied, run.last_index):
             # A re-delivery after a restart: only the last applied entry reports what

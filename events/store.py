@@ -34,6 +34,7 @@ from eventsourcing.persistence import (
     PersistenceError,
     ProcessRecorder,
     RecordConflictError,
+    StoredEvent,
     Tracking,
 )
 from eventsourcing.persistence import IntegrityError as IntegrityError_
@@ -100,6 +101,24 @@ _HEAD_FIELDS = {"Registered": "version", "VersionAdopted": "version", "RolledBac
 
 _INTEGRITY_HINT = "the store was changed outside TARS; rebuild it from the ledger and the peers, or restore a backup"
 
+#: The only topics ``import_events`` accepts: those of the lineage events this code
+#: stores.  eventsourcing turns a stored topic into a class by importing its module, so a
+#: topic a peer names must never reach it unchecked (``Lineage.Created`` is the library's
+#: generic creation event, which TARS never stores: ``Registered`` creates a lineage).
+IMPORTABLE_TOPICS: frozenset[str] = frozenset(
+    get_topic(cls)
+    for cls in vars(Lineage).values()
+    if isinstance(cls, type)
+    and issubclass(cls, Lineage.Event)
+    and cls not in (Lineage.Event, Lineage.Created)
+)
+#: The aggregate class topic a ``Registered`` event must carry: eventsourcing resolves it
+#: to build the aggregate, and the chain does not cover it (see ``events.chain``).
+_LINEAGE_TOPIC = get_topic(Lineage)
+#: Stored events fetched per query by ``export_events``.
+EXPORT_PAGE = 500
+_IMPORT_HINT = "nothing was imported; fetch the events again, from another peer if this one keeps sending them"
+
 
 def _project(aggregate: Lineage | None, events: Iterable[Lineage.Event]) -> Lineage | None:
     """eventsourcing's ``project_aggregate`` without its per-event ``isinstance`` of a
@@ -107,6 +126,19 @@ def _project(aggregate: Lineage | None, events: Iterable[Lineage.Event]) -> Line
     for event in events:
         aggregate = event.mutate(aggregate)
     return aggregate
+
+
+def _lineage_uuid(text: object, where: str) -> UUID:
+    """A lineage id given as 32-hex text (as ``positions`` gives it); a peer sent anything else."""
+    try:
+        ident = UUID(hex=cast(str, text))
+    except (TypeError, ValueError, AttributeError):
+        ident = None
+    if ident is None or ident.hex != text:
+        raise IntegrityError(
+            f"{where}: {text!r} is not a lineage id (32 lowercase hex digits)", hint=_IMPORT_HINT
+        )
+    return ident
 
 
 class GenomesApplication(Application[UUID]):
@@ -174,6 +206,8 @@ class GenomeStore:
         self._app = app
         self.url = redact(url)
         self._names: dict[UUID, str] = {}
+        # lineages whose Registered event does not decode: no name, but ``positions`` lists them
+        self._unnamed: set[UUID] = set()
         self._names_upto = 0
         self._index: dict[str, tuple[dict[str, int], int]] = {}
         # name -> the lineage as this object last stored it, reused by the next write
@@ -364,6 +398,265 @@ class GenomeStore:
     def applied(self, ledger: str) -> int | None:
         """The highest tracking index recorded for ``ledger`` (``None`` if none)."""
         return cast(ProcessRecorder, self._app.recorder).max_tracking_id(ledger)
+
+    # ---- transfer between nodes (catching up past a compacted ledger) ----
+    #
+    # Every node stores the same events per lineage (same positions, bytes and chain),
+    # because the ledger applies the same entries deterministically; the notification
+    # order *across* lineages depends on how each node batched its writes.  So what one
+    # node sends another is "lineage X after position P": never a range of sequence
+    # numbers.  These methods are not thread-safe against other writes through the same
+    # object: the caller pauses the ledger's writer around them.
+
+    def positions(self) -> dict[str, int]:
+        """Every lineage in the store (lineage id as 32-hex text) -> its last position.
+
+        What a node behind a compacted ledger compares with a peer's to know which events
+        to fetch.  Lineages are found from their ``Registered`` events (every lineage
+        starts with one, which ``verify`` checks), with the same incremental scan that
+        learns genome names, then one indexed query per lineage for its last position;
+        a lineage whose ``Registered`` event does not decode is still listed.
+        """
+        try:
+            self._refresh_names()
+            found = {ident.hex: self._length(ident) for ident in set(self._names) | self._unnamed}
+        except PersistenceError as exc:
+            raise StoreError(
+                f"store {self.url}: cannot list lineage positions: {exc}", hint="check the database"
+            ) from exc
+        return {key: found[key] for key in sorted(found) if found[key] > 0}
+
+    def export_events(
+        self, lineage: str, after: int, upto: int, max_bytes: int = 1 << 20
+    ) -> list[tuple[int, str, bytes]]:
+        """Raw stored events ``(position, topic, state)`` of one lineage with
+        ``after < position <= upto``, in position order, exactly the bytes stored.
+
+        At most ``max_bytes`` of state in all, except that the first event is always
+        returned however large, so a caller that asks again from the last position it got
+        always progresses.  Fewer events than asked (and no error) where the lineage
+        ends before ``upto`` or does not exist here.  Rows at or below a position never
+        change once written, so no transaction is needed across the pages read.
+        """
+        ident = _lineage_uuid(lineage, f"store {self.url}: export")
+        out: list[tuple[int, str, bytes]] = []
+        size = 0
+        gt = after
+        page = 64  # grows: a small max_bytes should not read hundreds of rows
+        recorder = self._app.recorder
+        while gt < upto:
+            try:
+                rows = recorder.select_events(ident, gt=gt, lte=upto, limit=page)
+            except PersistenceError as exc:
+                raise StoreError(
+                    f"store {self.url}: cannot read lineage {lineage} after position {gt}: {exc}",
+                    hint="check the database",
+                ) from exc
+            for row in rows:
+                state = bytes(row.state)
+                if out and size + len(state) > max_bytes:
+                    return out
+                out.append((row.originator_version, row.topic, state))
+                size += len(state)
+            if len(rows) < page:
+                return out
+            gt = rows[-1].originator_version
+            page = min(page * 2, EXPORT_PAGE)
+        return out
+
+    def import_events(
+        self, events: Sequence[tuple[str, int, str, bytes]], tracking: tuple[str, int]
+    ) -> int:
+        """Store events a peer exported, ``(lineage hex, position, topic, state)``, and the
+        tracking record ``(ledger, index)`` in ONE transaction; return how many were stored.
+
+        A peer is trusted with nothing, so everything is checked before anything is
+        written, and any failure raises :class:`IntegrityError` naming the lineage, the
+        position and what is wrong, with nothing stored:
+
+        - the tracking index is above ``applied(ledger)`` (an import never moves back);
+        - per lineage, positions are contiguous and start right after the store's last
+          position of that lineage (at 1, with ``Registered``, for a new lineage);
+        - the topic is one of :data:`IMPORTABLE_TOPICS` (eventsourcing imports the module a
+          topic names) and a ``Registered`` event names the ``Lineage`` class and a genome
+          whose id is this lineage;
+        - the state decodes and its ``chain`` is the link recomputed from the previous
+          event's chain, as ``verify`` computes it;
+        - the events replay onto the lineage as eventsourcing will load them (a patch gives
+          its version, a rollback's tree hashes to its version, ...).
+
+        A chain proves the events fit what this store holds, not that they are the swarm's:
+        compare the lineage's last chain with one the ledger committed where it matters.
+        After the commit the caches of this object are updated and, for a lineage whose
+        import crossed a multiple of :data:`SNAPSHOT_INTERVAL`, a snapshot of its new state
+        is stored (a failure there is only logged: the events are committed).
+        """
+        ledger, index = tracking
+        where_tracking = f"store {self.url}: import up to {ledger} index {index}"
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise IntegrityError(f"{where_tracking}: the index is not an integer", hint=_IMPORT_HINT)
+        applied = self.applied(ledger) or 0
+        if index <= applied:
+            raise IntegrityError(
+                f"{where_tracking} refused: this store has already applied {ledger} up to index {applied}",
+                hint="nothing was imported; read applied() and positions() again and fetch only what is missing",
+            )
+        self._refresh_names()
+        batch: dict[UUID, list[StoredEvent]] = {}  # per lineage, in order
+        tips: dict[UUID, tuple[int, str]] = {}  # lineage -> (last position, its chain) so far
+        names: dict[UUID, str] = {}  # genome names of lineages the batch registers
+        for number, item in enumerate(events):
+            ident, position, topic, state = self._checked_event(number, item, tips, names)
+            batch.setdefault(ident, []).append(
+                StoredEvent(originator_id=ident, originator_version=position, topic=topic, state=state)
+            )
+        lineages = {ident: self._replayed(ident, rows, names) for ident, rows in batch.items()}
+        stored = [event for rows in batch.values() for event in rows]
+        recorder = cast(ProcessRecorder, self._app.recorder)
+        try:
+            recorder.insert_events(stored, tracking=Tracking(ledger, index))
+        except (RecordConflictError, IntegrityError_) as exc:
+            raise StoreError(
+                f"{where_tracking}: the store changed while importing ({exc})",
+                hint="nothing was imported; pause the ledger's writer, read applied() and positions() again and fetch what is missing",
+            ) from exc
+        except PersistenceError as exc:
+            raise StoreError(
+                f"{where_tracking}: cannot write {len(stored)} events: {exc}",
+                hint="check free disk space, permissions and that the database is running; nothing of this write was stored",
+            ) from exc
+        for ident, lineage in lineages.items():
+            self._names[ident] = lineage.name
+            self._unnamed.discard(ident)
+            self._working.pop(lineage.name, None)  # older than the store now
+            self._index.pop(lineage.name, None)
+            first = batch[ident][0].originator_version
+            if (first - 1) // SNAPSHOT_INTERVAL == lineage.version // SNAPSHOT_INTERVAL:
+                continue
+            try:
+                if self._app.snapshots is not None:
+                    self._app.snapshots.put([Lineage.Snapshot.take(lineage)])
+            except Exception:  # snapshots are an optimisation; the events are committed
+                logger.warning("snapshot of %s after import failed", lineage.name, exc_info=True)
+        return len(stored)
+
+    def _checked_event(
+        self,
+        number: int,
+        item: object,
+        tips: dict[UUID, tuple[int, str]],
+        names: dict[UUID, str],
+    ) -> tuple[UUID, int, str, bytes]:
+        """One imported event checked against the lineage so far (``tips``, updated)."""
+        try:
+            lineage, position, topic, raw = cast(tuple[Any, Any, Any, Any], item)
+        except (TypeError, ValueError):
+            raise IntegrityError(
+                f"store {self.url}: imported event #{number} is not (lineage, position, topic, state)",
+                hint=_IMPORT_HINT,
+            ) from None
+        ident = _lineage_uuid(lineage, f"store {self.url}: imported event #{number}")
+        label = names.get(ident) or self._names.get(ident) or f"lineage {ident.hex}"
+
+        def refuse(what: str) -> IntegrityError:
+            return IntegrityError(
+                f"store {self.url}: import of {label} position {position}: {what}", hint=_IMPORT_HINT
+            )
+
+        if not isinstance(position, int) or isinstance(position, bool):
+            raise refuse("the position is not an integer")
+        if not isinstance(topic, str) or topic not in IMPORTABLE_TOPICS:
+            raise refuse(f"unknown topic {topic!r}: only the Lineage events TARS stores are imported")
+        if not isinstance(raw, bytes | bytearray | memoryview):
+            raise refuse(f"the state is {type(raw).__name__}, not bytes")
+        state_bytes = bytes(raw)
+        kind = event_type(topic)
+        if ident not in tips:
+            tips[ident] = self._tip(ident, label)
+            last = tips[ident][0]
+            if position != last + 1:
+                raise refuse(
+                    f"the store's last position of this lineage is {last}, so its events must start at {last + 1}"
+                )
+        last, previous = tips[ident]
+        if position != last + 1:
+            missing = "out of order" if position <= last else f"position {last + 1} missing"
+            raise refuse(f"positions must be contiguous: {missing} (after {last})")
+        if (position == 1) != (kind == "Registered"):
+            raise refuse(
+                f"{kind} at position {position}: a lineage starts with Registered, and only there"
+            )
+        try:
+            state = unpackb(state_bytes)
+            stored = state["chain"]
+            recomputed = link(previous, kind, ident, position, state["timestamp"], payload_of(state))
+        except Exception as exc:
+            raise refuse(f"{kind} does not decode ({type(exc).__name__}: {exc})") from exc
+        if stored != recomputed:
+            raise refuse(
+                f"{kind}: hash chain broken — stored chain {str(stored)[:12]}… != recomputed {recomputed[:12]}…"
+            )
+        if kind == "Registered":
+            name = state.get("name")
+            if not isinstance(name, str) or lineage_id(name) != ident:
+                raise refuse(f"Registered names genome {name!r}, whose lineage is not this one")
+            label = name
+            if state.get("originator_topic") != _LINEAGE_TOPIC:
+                raise refuse(f"Registered names aggregate class {state.get('originator_topic')!r}, not {_LINEAGE_TOPIC}")
+            names[ident] = name
+        tips[ident] = (position, stored)
+        return ident, position, topic, state_bytes
+
+    def _tip(self, ident: UUID, label: str) -> tuple[int, str]:
+        """The store's last position of a lineage and that event's chain ((0, GENESIS) if none)."""
+        try:
+            rows = self._app.recorder.select_events(ident, desc=True, limit=1)
+        except PersistenceError as exc:
+            raise StoreError(f"store {self.url}: cannot read {label}: {exc}", hint="check the database") from exc
+        if not rows:
+            return 0, GENESIS
+        try:
+            return rows[0].originator_version, str(unpackb(rows[0].state)["chain"])
+        except Exception as exc:
+            raise IntegrityError(
+                f"store {self.url}: the stored event of {label} at position {rows[0].originator_version} "
+                f"does not decode ({type(exc).__name__}: {exc})",
+                hint=_INTEGRITY_HINT,
+            ) from exc
+
+    def _replayed(self, ident: UUID, stored: list[StoredEvent], names: dict[UUID, str]) -> Lineage:
+        """The lineage after the imported events, replayed as eventsourcing loads them.
+
+        Proves the events are meaningful, not only chained (a patch gives its version…),
+        before anything is written, and gives the state to snapshot after the commit.
+        """
+        first = stored[0].originator_version
+        label = names.get(ident) or self._names.get(ident) or f"lineage {ident.hex}"
+        lineage: Lineage | None = None
+        if first > 1:
+            try:
+                lineage = cast(
+                    Lineage, self._app.repository.get(ident, projector_func=_project)
+                )
+            except (AggregateNotFoundError, PersistenceError) as exc:
+                raise StoreError(f"store {self.url}: cannot load {label}: {exc}", hint="run `tars log verify`") from exc
+            if lineage.version != first - 1:
+                raise StoreError(
+                    f"store {self.url}: {label} changed while importing (now at position {lineage.version})",
+                    hint="nothing was imported; pause the ledger's writer while importing",
+                )
+        for row in stored:
+            try:
+                event = cast(Lineage.Event, self._app.mapper.to_domain_event(row))
+                lineage = cast(Lineage, event.mutate(lineage))
+            except Exception as exc:
+                raise IntegrityError(
+                    f"store {self.url}: import of {label} position {row.originator_version}: "
+                    f"{event_type(row.topic)} does not apply to the lineage ({type(exc).__name__}: {exc})",
+                    hint=_IMPORT_HINT,
+                ) from exc
+        assert lineage is not None  # stored is never empty
+        return lineage
 
     # ---- reads ----
 
@@ -671,6 +964,7 @@ class GenomeStore:
                 try:
                     self._names[cast(UUID, note.originator_id)] = unpackb(note.state)["name"]
                 except Exception:  # noqa: S112 - verify names the damaged event
+                    self._unnamed.add(cast(UUID, note.originator_id))
                     continue
             if notes:
                 self._names_upto = notes[-1].id

@@ -60,12 +60,32 @@ class Timers(_Strict):
         return self
 
 
+class Compaction(_Strict):
+    """When a node drops the Raft log before what its store has applied.
+
+    Once the log holds more than ``after`` entries, the entries older than ``keep``
+    entries behind the store's applied index are replaced by a snapshot.  A follower
+    within ``keep`` entries catches up from the log; one further behind fetches the
+    stored events from a peer (bulk transfer) instead.
+    """
+
+    after: Annotated[int, Field(ge=3)] = 10_000
+    keep: Annotated[int, Field(ge=2)] = 1_000
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Compaction:
+        if self.after <= self.keep:
+            raise ValueError(f"after ({self.after}) must be more than keep ({self.keep})")
+        return self
+
+
 class ClusterSection(_Strict):
     name: Annotated[str, Field(min_length=1)] = "local"
     backend: Literal["process", "docker"] = "process"
     state: Annotated[str, Field(min_length=1)] = "tars-cluster"
     keys: Annotated[str, Field(min_length=1)] = "tars-cluster/keys"
     timers: Timers = Timers()
+    compaction: Compaction = Compaction()
 
 
 class NodeSpec(_Strict):
@@ -106,6 +126,7 @@ _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     (): ClusterFile,
     ("cluster",): ClusterSection,
     ("cluster", "timers"): Timers,
+    ("cluster", "compaction"): Compaction,
     ("nodes",): NodeSpec,
     ("evolution",): EvolutionSection,
 }
@@ -116,6 +137,7 @@ _KEY_FIXES = {
     "port": "use a free TCP port between 1 and 65535",
     "public_key": "paste the line `tars keys` prints for the node, or remove the key to read <keys>/<id>.key",
     "timers": "for example {election_min: 0.15, election_max: 0.30, heartbeat: 0.03}",
+    "compaction": "for example {after: 10000, keep: 1000}",
     "nodes": "list at least one node with id, host and port",
 }
 
@@ -327,6 +349,10 @@ class ClusterConfig:
         return self.model.cluster.timers
 
     @property
+    def compaction(self) -> Compaction:
+        return self.model.cluster.compaction
+
+    @property
     def evolution(self) -> EvolutionSection:
         return self.model.evolution
 
@@ -457,6 +483,7 @@ class ClusterConfig:
         evolution: EvolutionSection | None = None,
         timers: Timers | None = None,
         name: str | None = None,
+        compaction: Compaction | None = None,
     ) -> ClusterConfig:
         """A copy with other nodes (and optionally other folders), every path made absolute.
 
@@ -470,6 +497,8 @@ class ClusterConfig:
         cluster["keys"] = str(keys.expanduser().absolute() if keys is not None else self.keys_dir)
         if timers is not None:
             cluster["timers"] = timers.model_dump(mode="json")
+        if compaction is not None:
+            cluster["compaction"] = compaction.model_dump(mode="json")
         if name is not None:
             cluster["name"] = name
         if evolution is not None:

@@ -523,6 +523,12 @@ def test_wire_refuses_what_must_not_travel() -> None:
         to_wire({"type": "append_entries", "term": 1, "commit_index": 1, "serialized": b"pickle"})
         is None
     )
+    # a snapshot chunk travels only as [bytes, is_first, is_last], and never with entries
+    chunk = {"type": "append_entries", "term": 1, "commit_index": 1, "serialized": (b"x", True, False)}
+    assert to_wire(chunk) == {**chunk, "serialized": [b"x", True, False]}
+    assert from_wire({**chunk, "serialized": [b"x", 1, 0]}) is None
+    assert from_wire({**chunk, "prevLogIdx": 1, "prevLogTerm": 1}) is None
+    assert from_wire({"type": "append_entries", "term": 1, "commit_index": 1}) is None
     assert to_wire({"type": "whatever"}) is None
     assert from_wire({"type": "apply_command", "command": b"\x00" + pickle.dumps(1)}) is None
     assert from_wire({"type": "apply_command", "command": b"\x03" + pickle.dumps(1)}) is None

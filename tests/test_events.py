@@ -10,9 +10,12 @@ from __future__ import annotations
 import pickle
 import re
 import sqlite3
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
+from itertools import islice, zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,8 @@ from events.chain import GENESIS, event_type, link, payload_of
 from events.domain import Lineage, lineage_id
 from events.projections import fitness_history, lineage, mutator_stats
 from events.records import Adoption, CandidateRecord, Held
-from events.store import GenomeStore
-from events.transcoder import MsgpackTranscoder, unpackb
+from events.store import _VERSION_FIELDS, IMPORTABLE_TOPICS, SNAPSHOT_INTERVAL, GenomeStore
+from events.transcoder import MsgpackTranscoder, packb, unpackb
 from evolution.errors import (
     IntegrityError,
     PatchError,
@@ -41,6 +44,16 @@ TREE0 = {
     "logstats/core.py": "def f(x):\n    return x\n\nLIMIT = 0\n",
     "tests/test_core.py": "def test():\n    pass\n",
 }
+
+OTHER = "parser"
+OTHER_TREE = {**TREE0, "logstats/core.py": "def g(y):\n    return y\n\nLIMIT = 500\n"}
+
+
+def batched(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in lists of ``size`` (itertools.batched is Python 3.12)."""
+    it: Iterable[Any] = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 def evolve(tree: dict[str, str], i: int) -> dict[str, str]:
@@ -104,6 +117,15 @@ class StoreTestCase:
     def open_again(self) -> GenomeStore:
         raise NotImplementedError
 
+    def create_peer(self, n: int) -> GenomeStore:
+        """Another, empty store of the same backend (the ``n``-th of this test)."""
+        raise NotImplementedError
+
+    def peer(self) -> GenomeStore:
+        store = self.create_peer(len(self.opened))
+        self.opened.append(store)
+        return store
+
     def store(self) -> GenomeStore:
         store = self.create_store()
         self.opened.append(store)
@@ -115,15 +137,20 @@ class StoreTestCase:
         return store
 
     def grow(
-        self, store: GenomeStore, n: int, tree: dict[str, str] | None = None
+        self,
+        store: GenomeStore,
+        n: int,
+        tree: dict[str, str] | None = None,
+        *,
+        genome: str = GENOME,
     ) -> list[dict[str, str]]:
         """Adopt ``n`` versions, one cycle each (evaluation + adoption + cycle); return the trees."""
-        tree = dict(tree or store.head(GENOME).tree)
+        tree = dict(tree or store.head(genome).tree)
         trees = [tree]
         for i in range(n):
             new = evolve(tree, len(trees) + i * 1000)
             store.record_cycle(
-                GENOME,
+                genome,
                 "n1",
                 evaluated=[record_of(tree, new)],
                 adopted=adoption_of(tree, new),
@@ -389,10 +416,241 @@ class StoreTestCase:
         assert again.verify().events == 10
 
 
+    # ---- transfer between nodes: export and import per lineage ----
+
+    def history(self) -> GenomeStore:
+        """A store with real history: two genomes, one with 200+ events (snapshot intervals
+        crossed), a held and approved candidate, a rollback, and ledger index 40 applied."""
+        store = self.registered()
+        store.register(OTHER, "[other]\n", OTHER_TREE, 1.0, "n2")
+        trees = self.grow(store, 40)
+        self.grow(store, 3, genome=OTHER)
+        head = store.head(GENOME).tree
+        new = evolve(head, 4242)
+        held = Held(version_id(new), version_id(head), make_patch(head, new), "llm", "rewrite", ["big"], {"r": 1.3})
+        store.record_cycle(GENOME, "n1", evaluated=[record_of(head, new, "hold")], held=[held], cycle=41)
+        store.approve(GENOME, held.candidate, "cli")
+        store.rollback(GENOME, version_id(trees[20]), "regression", "n2")
+        self.grow(store, 30)
+        store.record_cycle(OTHER, "n2", cycle=9, seed=3, tracking=("ledger", 40))
+        assert store.positions()[lineage_id(GENOME).hex] > 2 * SNAPSHOT_INTERVAL
+        return store
+
+    def exported(
+        self, source: GenomeStore, target: GenomeStore, upto: dict[str, int] | None = None, max_bytes: int = 4096
+    ) -> list[tuple[str, int, str, bytes]]:
+        """What ``target`` lacks of ``source`` (each lineage up to ``upto``), fetched in
+        ``max_bytes`` chunks and interleaved across lineages as a transfer may send them."""
+        have = target.positions()
+        chunks: list[list[tuple[str, int, str, bytes]]] = []
+        for key, last in source.positions().items():
+            stop = (upto or {}).get(key, last)
+            after = have.get(key, 0)
+            mine = []
+            while after < stop:
+                got = source.export_events(key, after, stop, max_bytes)
+                assert got and got[0][0] == after + 1
+                mine.append([(key, position, topic, state) for position, topic, state in got])
+                after = got[-1][0]
+            chunks.append([event for chunk in mine for event in chunk])
+        batch: list[tuple[str, int, str, bytes]] = []
+        for group in zip_longest(*(batched(c, 25) for c in chunks)):
+            for part in group:
+                batch.extend(part or ())
+        return batch
+
+    def assert_same(self, source: GenomeStore, target: GenomeStore) -> None:
+        assert target.genomes() == source.genomes()
+        assert target.positions() == source.positions()
+        for genome in source.genomes():
+            assert target.head(genome) == source.head(genome)
+            assert target.chain(genome) == source.chain(genome)
+            theirs = [replace(e, seq=0) for e in source.log(genome=genome)]
+            assert [replace(e, seq=0) for e in target.log(genome=genome)] == theirs
+            adopted = [e.version for e in theirs if e.type == "VersionAdopted" and e.version]
+            for version in adopted[::10]:
+                assert target.materialise(genome, version) == source.materialise(genome, version)
+        assert target.verify().heads == source.verify().heads
+
+    def state(self, store: GenomeStore) -> tuple[dict[str, int], int | None, int]:
+        return store.positions(), store.applied("ledger"), self.count(store)
+
+    def test_positions(self) -> None:
+        source = self.history()
+        last: dict[str, int] = {}
+        for entry in source.log():
+            last[lineage_id(entry.genome).hex] = entry.position
+        assert source.positions() == last
+        assert self.peer().positions() == {}
+
+    def test_import_into_empty_store(self) -> None:
+        source = self.history()
+        target = self.peer()
+        batch = self.exported(source, target)
+        assert len({key for key, *_ in batch[:60]}) == 2  # lineages interleaved
+        assert target.import_events(batch, ("ledger", 40)) == len(batch) == self.count(source)
+        self.assert_same(source, target)
+        assert target.applied("ledger") == 40
+        report = target.verify()
+        assert report.events == len(batch) and report.snapshots >= 1
+        # the import snapshotted the long lineage at its end: a first load replays nothing
+        snapshots = target._app.snapshots
+        assert snapshots is not None
+        taken = snapshots.recorder.select_events(lineage_id(GENOME), desc=True, limit=1)
+        assert taken[0].originator_version == source.positions()[lineage_id(GENOME).hex]
+        # and the importing store goes on as a normal store
+        self.grow(target, 1)
+        target.verify()
+
+    def test_import_the_missing_part(self) -> None:
+        source = self.history()
+        target = self.peer()
+        genome, other = lineage_id(GENOME).hex, lineage_id(OTHER).hex
+        first = self.exported(source, target, upto={genome: 50, other: 0})
+        assert target.import_events(first, ("ledger", 20)) == 50
+        assert target.positions() == {genome: 50}
+        assert target.genomes() == [GENOME]
+        early = target.head(GENOME)  # caches now hold the lineage at 50
+        rest = self.exported(source, target)
+        assert rest[0][1] in (1, 51) and min(p for k, p, *_ in rest if k == genome) == 51
+        assert target.import_events(rest, ("ledger", 40)) == len(rest)
+        assert target.head(GENOME) != early
+        self.assert_same(source, target)
+        assert target.applied("ledger") == 40
+
+    def test_tampered_byte_refused_and_nothing_stored(self) -> None:
+        source = self.history()
+        target = self.peer()
+        genome = lineage_id(GENOME).hex
+        target.import_events(self.exported(source, target, upto={genome: 50}), ("ledger", 20))
+        before = self.state(target)
+        batch = self.exported(source, target)
+        i, (key, position, topic, state) = next(
+            (i, e) for i, e in enumerate(batch) if e[0] == genome and e[1] > 60 and e[2].endswith("VersionAdopted")
+        )
+        at = state.index(b"LIMIT = ")  # inside the patch text
+        batch[i] = (key, position, topic, state[: at + 6] + bytes([state[at + 6] ^ 1]) + state[at + 7 :])
+        with pytest.raises(
+            IntegrityError, match=rf"import of {GENOME} position {position}: VersionAdopted: hash chain broken"
+        ):
+            target.import_events(batch, ("ledger", 40))
+        assert self.state(target) == before
+        target.verify()
+
+    def test_forged_chain_refused_by_replay(self) -> None:
+        """A peer that recomputes the chain over an event it changed passes the chain check;
+        replaying the events (as a load will) before writing still refuses it."""
+        source = self.history()
+        target = self.peer()
+        genome = lineage_id(GENOME).hex
+        batch = self.exported(source, target, upto={genome: 30, lineage_id(OTHER).hex: 0})
+        key, position, topic, raw = batch[-1]
+        assert (position, event_type(topic)) == (30, "VersionAdopted")
+        state = unpackb(raw)
+        state["version"] = version_id(evolve(TREE0, 31337))
+        previous = unpackb(batch[-2][3])["chain"]
+        state["chain"] = link(previous, "VersionAdopted", lineage_id(GENOME), 30, state["timestamp"], payload_of(state))
+        batch[-1] = (key, position, topic, packb(state))
+        with pytest.raises(IntegrityError, match=rf"import of {GENOME} position 30: VersionAdopted does not apply"):
+            target.import_events(batch, ("ledger", 40))
+        assert self.state(target) == ({}, None, 0)
+        # a Registered event under another lineage id, its chain recomputed for that id
+        ghost = lineage_id("ghost")
+        state = unpackb(batch[0][3])
+        state["chain"] = link(GENESIS, "Registered", ghost, 1, state["timestamp"], payload_of(state))
+        with pytest.raises(
+            IntegrityError, match=rf"lineage {ghost.hex} position 1: Registered names genome '{GENOME}', whose lineage"
+        ):
+            target.import_events([(ghost.hex, 1, batch[0][2], packb(state))], ("ledger", 40))
+        assert self.state(target) == ({}, None, 0)
+
+    def test_gap_and_disorder_refused(self) -> None:
+        source = self.history()
+        target = self.peer()
+        genome = lineage_id(GENOME).hex
+        batch = self.exported(source, target, upto={genome: 20, lineage_id(OTHER).hex: 0})
+        with pytest.raises(IntegrityError, match=rf"{GENOME} position 11: positions must be contiguous: position 10 missing"):
+            target.import_events(batch[:9] + batch[10:], ("ledger", 40))
+        with pytest.raises(IntegrityError, match=rf"{GENOME} position 10: positions must be contiguous: out of order"):
+            target.import_events(batch[:10] + batch[9:], ("ledger", 40))
+        assert self.state(target) == ({}, None, 0)
+
+    def test_batch_must_start_after_the_store(self) -> None:
+        source = self.history()
+        target = self.peer()
+        genome, other = lineage_id(GENOME).hex, lineage_id(OTHER).hex
+        with pytest.raises(IntegrityError, match=rf"lineage {genome} position 2: .* last position of this lineage is 0, so its events must start at 1"):
+            target.import_events(self.exported(source, target, upto={other: 0})[1:], ("ledger", 40))
+        target.import_events(self.exported(source, target, upto={genome: 50, other: 0}), ("ledger", 20))
+        before = self.state(target)
+        rest = [e for e in self.exported(source, target) if e[0] == genome]
+        with pytest.raises(IntegrityError, match=rf"{GENOME} position 52: .* must start at 51"):
+            target.import_events(rest[1:], ("ledger", 40))
+        overlap = [(genome, p, t, s) for p, t, s in source.export_events(genome, 49, 60)]
+        with pytest.raises(IntegrityError, match=rf"{GENOME} position 50: .* must start at 51"):
+            target.import_events(overlap, ("ledger", 40))
+        assert self.state(target) == before
+
+    def test_unknown_topic_refused_unresolved(self) -> None:
+        source = self.history()
+        target = self.peer()
+        batch = self.exported(source, target, upto={lineage_id(OTHER).hex: 0})
+        for topic in ("os:system", "tars_no_such_module:Thing"):
+            key, position, _, state = batch[5]
+            forged = [*batch[:5], (key, position, topic, state), *batch[6:]]
+            with pytest.raises(IntegrityError, match=rf"{GENOME} position 6: unknown topic '{topic}'"):
+                target.import_events(forged, ("ledger", 40))
+        assert "tars_no_such_module" not in sys.modules
+        # the aggregate class a Registered event names is outside the chain: checked too
+        key, position, topic, raw = batch[0]
+        state = unpackb(raw)
+        state["originator_topic"] = "os:system"
+        with pytest.raises(IntegrityError, match=rf"{GENOME} position 1: Registered names aggregate class 'os:system'"):
+            target.import_events([(key, position, topic, packb(state)), *batch[1:]], ("ledger", 40))
+        with pytest.raises(IntegrityError, match="is not a lineage id"):
+            target.import_events([("../etc", 1, topic, raw)], ("ledger", 40))
+        assert self.state(target) == ({}, None, 0)
+
+    def test_tracking_must_be_ahead(self) -> None:
+        source = self.history()
+        target = self.peer()
+        genome = lineage_id(GENOME).hex
+        target.import_events(self.exported(source, target, upto={genome: 50}), ("ledger", 20))
+        before = self.state(target)
+        rest = self.exported(source, target)
+        for index in (20, 5):
+            with pytest.raises(IntegrityError, match="already applied ledger up to index 20"):
+                target.import_events(rest, ("ledger", index))
+        assert self.state(target) == before
+        assert target.import_events([], ("ledger", 21)) == 0  # only the tracking record
+        assert target.applied("ledger") == 21
+
+    def test_export_bounds(self) -> None:
+        source = self.history()
+        genome = lineage_id(GENOME).hex
+        last = source.positions()[genome]
+        everything = source.export_events(genome, 0, last + 100, max_bytes=1 << 30)
+        assert [p for p, _, _ in everything] == list(range(1, last + 1))  # several pages
+        raw = source._app.recorder.select_events(lineage_id(GENOME))
+        assert everything == [(r.originator_version, r.topic, bytes(r.state)) for r in raw]
+        assert [p for p, _, _ in source.export_events(genome, 10, 20)] == list(range(11, 21))
+        sizes = [len(state) for _, _, state in everything[10:13]]
+        assert [p for p, _, _ in source.export_events(genome, 10, 100, max_bytes=sum(sizes))] == [11, 12, 13]
+        assert [p for p, _, _ in source.export_events(genome, 10, 100, max_bytes=sum(sizes) - 1)] == [11, 12]
+        assert [p for p, _, _ in source.export_events(genome, 10, 100, max_bytes=1)] == [11]
+        assert source.export_events(genome, last, last + 10) == []
+        assert source.export_events(genome, 20, 10) == []
+        assert source.export_events(lineage_id("nope").hex, 0, 10) == []
+        with pytest.raises(IntegrityError, match="is not a lineage id"):
+            source.export_events(str(lineage_id(GENOME)), 0, 10)  # dashed form: not what positions() gives
+
 class TestMemoryStore(StoreTestCase):
     reopenable = False
 
     def create_store(self) -> GenomeStore:
+        return GenomeStore.open("memory://")
+
+    def create_peer(self, n: int) -> GenomeStore:
         return GenomeStore.open("memory://")
 
 
@@ -402,6 +660,9 @@ class TestSQLiteStore(StoreTestCase):
 
     def create_store(self) -> GenomeStore:
         return GenomeStore.open(self.url())
+
+    def create_peer(self, n: int) -> GenomeStore:
+        return GenomeStore.open(f"sqlite:///{self.tmp_path / f'peer{n}.db'}")
 
     def open_again(self) -> GenomeStore:
         return GenomeStore.open(self.url(), create=False)
@@ -504,6 +765,27 @@ class TestSQLiteStore(StoreTestCase):
             assert db.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0] == 1
         assert store.head(GENOME).version == version_id(TREE0)
 
+    def test_import_write_failure_stores_nothing(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        source = self.history()
+        target = self.peer()
+        genome = lineage_id(GENOME).hex
+        target.import_events(self.exported(source, target, upto={genome: 50}), ("ledger", 20))
+        before = self.state(target)
+        recorder = target._app.recorder
+        original = recorder._insert_events  # type: ignore[attr-defined]
+
+        def half_then_fail(cursor: Any, stored_events: Any, **kwargs: Any) -> Any:
+            original(cursor, stored_events[:2], **kwargs)
+            raise sqlite3.OperationalError("disk I/O error (simulated)")
+
+        monkeypatch.setattr(recorder, "_insert_events", half_then_fail)
+        with pytest.raises(StoreError, match="cannot write .* nothing of this write was stored"):
+            target.import_events(self.exported(source, target), ("ledger", 40))
+        monkeypatch.undo()
+        assert self.state(target) == before
+        target.import_events(self.exported(source, target), ("ledger", 40))
+        self.assert_same(source, target)
+
     def test_missing_directory(self) -> None:
         missing = self.tmp_path / "no" / "such"
         with pytest.raises(StoreError, match=f"store {missing}/s.db: directory does not exist"):
@@ -540,15 +822,27 @@ class TestPostgresStore(StoreTestCase):
             admin.execute(f'CREATE DATABASE "{name}"')
         base = postgres_dsn.rsplit("/", 1)[0]
         self.pg_url = f"{base}/{name}"
+        self.pg_dsn = postgres_dsn
+        self.pg_names = [name]
         yield
         for store in self.opened:
             store.close()
         self.opened.clear()
         with psycopg.connect(postgres_dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for db in self.pg_names:
+                admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
     def create_store(self) -> GenomeStore:
         return GenomeStore.open(self.pg_url)
+
+    def create_peer(self, n: int) -> GenomeStore:
+        import psycopg
+
+        name = f"{self.pg_names[0]}_peer{n}"
+        with psycopg.connect(self.pg_dsn, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        self.pg_names.append(name)
+        return GenomeStore.open(f"{self.pg_url.rsplit('/', 1)[0]}/{name}")
 
     def open_again(self) -> GenomeStore:
         return GenomeStore.open(self.pg_url)
@@ -621,3 +915,9 @@ def test_no_pickle_in_the_events_package() -> None:
     importing = re.compile(r"^\s*(import|from)\s+(_?c?pickle|dill|cloudpickle|shelve)\b", re.M)
     for source in Path(__file__).resolve().parents[1].joinpath("events").glob("*.py"):
         assert not importing.search(source.read_text()), source
+
+
+def test_importable_topics_are_the_lineage_events_stored() -> None:
+    """The import whitelist is every lineage event type the store knows, and nothing else."""
+    assert {event_type(topic) for topic in IMPORTABLE_TOPICS} == set(_VERSION_FIELDS)
+    assert all(topic.startswith("events.domain:Lineage.") for topic in IMPORTABLE_TOPICS)
