@@ -23,7 +23,7 @@ from actors.coordinator import Coordinator, Progress, RunSummary, _quiet
 from actors.generator import Generator
 from actors.governor import Governor
 from actors.incubator import Incubator
-from actors.messages import Validate, Verdict
+from actors.messages import REMOTE_TYPES, Incubate, Validate, Verdict
 from actors.planner import Planner
 from actors.supervisor import Supervisor
 from actors.validator import Validator
@@ -45,6 +45,7 @@ from evolution.errors import ConsensusError, GenomeError, PolicyError, TarsError
 from evolution.manifest import Manifest, parse_manifest
 from evolution.policy import Policy
 from evolution.tree import Tree, short
+from runtime import remote
 from runtime.config import ClusterConfig
 from runtime.genome_files import load_genome
 from runtime.incubation import count_instructions, effective_measure, measure, run_tests
@@ -200,6 +201,10 @@ class SwarmNode:
         self.engine.on_snapshot(self, compact_after=compaction.after, keep=compaction.keep)
         self.transport.serve("admin", self._admin)
         self.transport.serve(transfer.CHANNEL, transfer.serve(self.state))
+        # Remote actor messages: peers may ask this node's incubators to prove a candidate.
+        self._codec = remote.Codec(REMOTE_TYPES)
+        remote.serve(self.transport, self._codec, asks={"incubator": self._incubate_for_peer}, accepts={"incubator": (Incubate,)})
+        self._remote_incubators: list[remote.RemoteActorRef] = []
         self.node.supervisor.start("validator", lambda: Validator.start(self.node.sandbox))
         self._changed = threading.Condition()
         self._applied = self.state.applied_index
@@ -215,7 +220,9 @@ class SwarmNode:
         self._queued: set[tuple[str, str]] = set()
         self._threads: list[threading.Thread] = []
         self._coordinators: dict[str, Coordinator] = {}
-        self.counters: dict[str, int] = {"adopted": 0, "rejected": 0, "votes": 0, "cycle_errors": 0}
+        self.counters: dict[str, int] = {
+            "adopted": 0, "rejected": 0, "votes": 0, "cycle_errors": 0, "incubated_for_peers": 0,
+        }
         #: the last state transfer this node received (shown by `status`)
         self.last_transfer: transfer.Fetched | None = None
 
@@ -232,6 +239,12 @@ class SwarmNode:
                 if self.id not in data["votes"]:
                     self._queued.add((proposal, data["version"]))
                     self._validations.put((genome, proposal, data["version"]))
+        if self.cluster.evolution.spread:  # the leader's candidates are proven on every node
+            for peer in self.cluster.ids:
+                if peer != self.id:
+                    ref = remote.RemoteActorRef(self.transport, peer, "incubator", self._codec)
+                    self._remote_incubators.append(ref)
+                    self.node.supervisor.add("incubator", ref)
         for name, target in (("apply", self._apply_loop), ("validate", self._validate_loop), ("evolve", self._evolve_loop)):
             thread = threading.Thread(target=target, name=f"{self.id}-{name}", daemon=True)
             thread.start()
@@ -264,6 +277,11 @@ class SwarmNode:
     def _on_commit(self, committed: Any) -> None:
         """The engine's applier hands entries over in order; ours applies them in runs."""
         self._commits.put(committed)
+
+    def _incubate_for_peer(self, message: Incubate) -> Any:
+        """A peer's candidate, proven on this node's incubators (a transport worker waits)."""
+        self.counters["incubated_for_peers"] += 1
+        return self.node.supervisor.ask("incubator", message)
 
     # -- snapshots (the engine's SnapshotApp) --
 
@@ -526,7 +544,10 @@ class SwarmNode:
             "node": self.id, "role": engine.get("role"), "leader": engine.get("leader"), "term": engine.get("term", 0),
             "commit_index": engine.get("commit_index", 0), "applied_index": self._applied,
             "members": self.state.members, "heads": heads, "halted": self.halted, "stage": self.stage,
-            "counters": {**self.counters, **self.transport.stats(), "skipped_entries": self.state.rejected_entries},
+            "counters": {
+                **self.counters, **self.transport.stats(), "skipped_entries": self.state.rejected_entries,
+                "incubated_on_peers": sum(ref.asks for ref in self._remote_incubators),
+            },
             "log": {
                 key: engine.get(key, 0)
                 for key in ("log_start", "log_len", "snapshot_index", "compactions", "snapshots_installed")

@@ -96,3 +96,8 @@ class Verdict(NamedTuple):
     version: str
     yes: bool
     reason: str
+
+
+#: The messages (and the types inside them) that may cross the wire to another node's
+#: actors, as msgpack (runtime/remote.py builds only these on the receiving side).
+REMOTE_TYPES: tuple[type, ...] = (Incubate, Manifest, Candidate, IncubationReport)

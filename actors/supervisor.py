@@ -47,6 +47,11 @@ class Supervisor:
         entry.refs = [factory() for _ in range(size)]
         self._roles[role] = entry
 
+    def add(self, role: str, ref: Any) -> None:
+        """Add an actor to a role's pool: a remote one (``runtime.remote.RemoteActorRef``)
+        included.  If it fails, it is replaced by a fresh local actor from the role's factory."""
+        self._roles[role].refs.append(ref)
+
     def restarts(self, role: str) -> int:
         return self._roles[role].restarts
 

@@ -74,6 +74,7 @@ def _rows(config: ClusterConfig, launcher: ProcessLauncher, statuses: dict[str, 
                 commit_index=status.get("commit_index"), applied_index=status.get("applied_index"),
                 lag=newest - _int(status.get("applied_index")), members=status.get("members", []),
                 heads=status.get("heads", {}), counters=status.get("counters", {}),
+                log=status.get("log", {}), last_transfer=status.get("last_transfer"),
             )
         rows.append(row)
     return rows
@@ -90,11 +91,22 @@ def _heads(heads: dict[str, Any]) -> str:
     return "\n".join(parts) or "-"
 
 
+def _log(row: dict[str, Any]) -> str:
+    """Where the node's Raft log starts: the whole log, or a snapshot and what was fetched."""
+    log = row.get("log") or {}
+    snapshot = _int(log.get("snapshot_index"))
+    shown = f"from {snapshot}" if snapshot else "whole"
+    fetched = row.get("last_transfer")
+    if isinstance(fetched, dict):
+        shown += f"\nfetched {_int(fetched.get('events'))} events from {fetched.get('peer')}"
+    return shown
+
+
 def _table(config: ClusterConfig, rows: list[dict[str, Any]]) -> Table:
     from rich.table import Table
 
     table = Table(title=escape(f"cluster {config.name} ({config.path})"))
-    for column in ("node", "pid", "role", "term", "leader", "applied", "lag", "heads"):
+    for column in ("node", "pid", "role", "term", "leader", "applied", "lag", "log", "heads"):
         table.add_column(
             column, justify="right" if column in ("pid", "term", "applied", "lag") else "left", no_wrap=column != "heads"
         )
@@ -102,13 +114,13 @@ def _table(config: ClusterConfig, rows: list[dict[str, Any]]) -> Table:
         pid = str(row["pid"]) if row["pid"] is not None else "-"
         if not row["up"]:
             role = "[yellow]not answering[/]" if row["pid"] is not None else "[red]down[/]"
-            table.add_row(row["node"], pid, role, "-", "-", "-", "-", "-")
+            table.add_row(row["node"], pid, role, "-", "-", "-", "-", "-", "-")
             continue
         role = escape(str(row["role"] or "?"))
         styled = f"[bold green]{role}[/]" if role == "leader" else role
         table.add_row(
             row["node"], pid, styled, str(row["term"]), escape(str(row["leader"] or "-")), str(row["applied_index"]),
-            str(row["lag"]), escape(_heads(row["heads"])),
+            str(row["lag"]), escape(_log(row)), escape(_heads(row["heads"])),
         )
     return table
 

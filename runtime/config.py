@@ -109,6 +109,9 @@ class EvolutionSection(_Strict):
     seed: int = 7
     #: candidates proven at once on each node; 0 means one per core
     incubators: Annotated[int, Field(ge=0)] = 1
+    #: also prove the leader's candidates on the other nodes' incubators (remote actor
+    #: messages); a node that cannot be reached is replaced by a local incubator
+    spread: bool = False
 
 
 class ClusterFile(_Strict):

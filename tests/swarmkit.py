@@ -16,10 +16,11 @@ from typing import Any
 from cli.demo import write_cluster
 from events.store import GenomeStore
 from evolution.errors import TransportError
-from runtime.config import ClusterConfig, load_cluster
+from runtime.config import ClusterConfig, Compaction, load_cluster
 from runtime.launcher import ProcessLauncher, admin_request
 
 TINY = Path(__file__).parent / "data" / "tiny"
+COMPACTION = Compaction(after=12, keep=4)
 
 
 class LocalSwarm:
@@ -27,7 +28,10 @@ class LocalSwarm:
 
     def __init__(self, root: Path, *, nodes: int = 3, genome: Path = TINY, cycles: int = 1000, candidates: int = 2, seed: int = 3) -> None:
         self.root = root
-        self.config: ClusterConfig = load_cluster(write_cluster(root, nodes, genome, cycles, candidates, seed, 1))
+        written = load_cluster(write_cluster(root, nodes, genome, cycles, candidates, seed, 1))
+        # Compaction after a dozen entries: faults then land on compacted logs, and nodes
+        # that lost their store or journal catch up by state transfer, not by replay.
+        self.config: ClusterConfig = written.with_nodes(compaction=COMPACTION).dump(written.path)
         self.config.ensure_keys()
         self.launcher = ProcessLauncher(self.config, tied=True)
         self.genome = "tiny" if genome == TINY else genome.name

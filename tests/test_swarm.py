@@ -274,3 +274,33 @@ def test_a_node_behind_the_compacted_ledger_fetches_the_state_from_a_peer(tmp_pa
     finally:
         for node in nodes.values():
             node.stop()
+
+
+def test_spread_proves_the_leaders_candidates_on_the_other_nodes(tmp_path: Path) -> None:
+    """`evolution.spread`: the leader's incubator pool includes its peers' incubators (remote actor messages)."""
+    from runtime.config import EvolutionSection
+
+    config = load_cluster(write_cluster(tmp_path, 3, TINY, 3, 3, 3, 1))
+    config.ensure_keys()
+    config = config.with_nodes(evolution=EvolutionSection(cycles=3, candidates_per_cycle=3, seed=3, incubators=1, spread=True))
+    nodes = [SwarmNode(config, node_id) for node_id in config.ids]
+    try:
+        for node in nodes:
+            node.start()
+
+        def served() -> int:
+            return sum(n.status()["counters"]["incubated_for_peers"] for n in nodes)
+
+        wait(lambda: served() >= 2, timeout=240, what="peers to prove some of the leader's candidates")
+        asked = [n.status()["counters"]["incubated_on_peers"] for n in nodes]
+        assert sum(asked) >= 2, "what the peers proved, the evolving node asked for"
+        wait(
+            lambda: len({n.store.chain("tiny") for n in nodes if "tiny" in n.store.genomes()}) == 1
+            and all(n.store.head("tiny").cycles_completed >= 1 for n in nodes if "tiny" in n.store.genomes()),
+            timeout=240, what="a cycle recorded on every node",
+        )
+        records = [e for e in nodes[0].store.log(genome="tiny") if e.type == "CandidateEvaluated"]
+        assert records, "the cycle recorded its candidates, whoever proved them"
+    finally:
+        for node in nodes:
+            node.stop()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from swarmkit import LocalSwarm
+from swarmkit import COMPACTION, LocalSwarm
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -31,6 +31,11 @@ def swarm(tmp_path: Path) -> Iterator[LocalSwarm]:
         yield cluster
     finally:
         cluster.down()
+
+
+def compactions(swarm: LocalSwarm, node_id: str) -> int:
+    status = swarm.status(node_id)
+    return int(status["log"]["compactions"]) if status else 0
 
 
 def progressed(swarm: LocalSwarm, node_id: str, beyond: int, timeout: float = 90.0) -> None:
@@ -96,21 +101,26 @@ def test_cold_restart_of_the_whole_cluster(swarm: LocalSwarm) -> None:
 
 
 def test_deleted_store_is_rebuilt_from_the_ledger(swarm: LocalSwarm) -> None:
+    """The journal is compacted by then, so the store comes back by state transfer."""
     leader = swarm.leader()
     victim = next(n for n in swarm.ids if n != leader)
-    progressed(swarm, victim, 4)
+    progressed(swarm, victim, COMPACTION.after + COMPACTION.keep)
+    swarm.wait_for(lambda: compactions(swarm, victim) >= 1, 30, f"{victim} to compact its log")
     swarm.launcher.stop(victim)
     store = Path(swarm.config.store_url(victim).removeprefix("sqlite:///"))
     for path in store.parent.glob(store.name + "*"):
         path.unlink()
     swarm.up([victim])
     swarm.check_invariants(CONVERGE)
+    status = swarm.status(victim)
+    assert status is not None and status["last_transfer"] is not None, "the store was fetched from a peer"
 
 
 def test_node_with_all_state_deleted_rejoins(swarm: LocalSwarm) -> None:
     leader = swarm.leader()
     victim = next(n for n in swarm.ids if n != leader)
-    progressed(swarm, victim, 3)
+    progressed(swarm, victim, COMPACTION.after + COMPACTION.keep)
+    swarm.wait_for(lambda: compactions(swarm, leader) >= 1, 30, f"{leader} to compact its log")
     swarm.launcher.stop(victim)
     state = swarm.config.state_dir(victim)
     for child in state.iterdir():
@@ -118,6 +128,8 @@ def test_node_with_all_state_deleted_rejoins(swarm: LocalSwarm) -> None:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     swarm.up([victim])
     swarm.check_invariants(CONVERGE)
+    status = swarm.status(victim)
+    assert status is not None and status["last_transfer"] is not None, "the leader's log no longer reaches back"
 
 
 def test_seeded_random_fault_schedule(swarm: LocalSwarm) -> None:
