@@ -107,8 +107,11 @@ def fetch(
                 timeout=REQUEST_TIMEOUT,
             )
             rows = _event_rows(peer, reply)
-            if not rows or rows[0][0] != after + 1:
-                raise ConsensusError(f"{peer} answered lineage {lineage[:12]} after {after} with a gap")
+            if not rows or rows[0][0] != after + 1 or rows[-1][0] > upto:
+                raise ConsensusError(
+                    f"{peer} answered lineage {lineage[:12]} after {after} (up to {upto}) "
+                    f"with positions {rows[0][0] if rows else '-'}–{rows[-1][0] if rows else '-'}"
+                )
             for position, topic, raw in rows:
                 events.append((lineage, position, topic, raw))
                 size += len(raw)

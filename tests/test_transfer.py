@@ -1,0 +1,152 @@
+"""The ledger's state transfer (consensus/transfer.py) between two real SQLite stores.
+
+The peer here is the real ``transfer.serve`` handler called in-process, so the protocol
+and the checks are tested apart from the network (tests/test_swarm.py runs it over
+ZeroMQ between real nodes); ``Tampering`` stands for a peer that answers wrongly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_ledger import BASE, MEMBERS, adoption, edit
+
+from consensus import ledger as L
+from consensus import transfer
+from events.store import GenomeStore
+from evolution.errors import ConsensusError, IntegrityError
+
+Rewrite = Callable[[dict[str, Any], Any, Callable[[str, Any], Any]], Any]
+
+
+class Peer:
+    """A requester that reaches ``state``'s bulk handler, optionally rewriting its replies."""
+
+    def __init__(self, state: L.LedgerState, rewrite: Rewrite | None = None) -> None:
+        self.handle = transfer.serve(state)
+        self.rewrite = rewrite
+        self.requests = 0
+
+    def request(self, peer: str, channel: str, body: Any, timeout: float = 5.0) -> Any:
+        assert channel == transfer.CHANNEL
+        self.requests += 1
+        reply = self.handle("node-1", body)
+        return self.rewrite(body, reply, self.handle) if self.rewrite else reply
+
+
+def open_state(path: Path, members: list[str] = MEMBERS) -> L.LedgerState:
+    return L.LedgerState(GenomeStore.open(f"sqlite:///{path}"), members)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Iterator[L.LedgerState]:
+    """A ledger with a registration, a members change and 60 cycles, one adoption among them."""
+    state = open_state(tmp_path / "source.db")
+    entries = [L.register_entry("g", BASE["genome.toml"], BASE, 1.0, "node-1", 1000.0)]
+    entries.append(L.members_entry([*MEMBERS, "node-4"], "node-1", 1001.0))
+    child = edit(BASE, "return 1", "return 10")
+    entries.append(L.cycle_entry("g", "node-1", 1, 7, [], [], adoption(BASE, child), 1002.0))
+    for voter in ("node-2", "node-3"):
+        entries.append(L.vote_entry("g", L.proposal_id("g", "node-1", 1, adoption(BASE, child).version), adoption(BASE, child).version, voter, True, "ok", 1003.0))
+    for cycle in range(2, 61):
+        entries.append(L.cycle_entry("g", "node-1", cycle, 7, [], [], None, 1003.0 + cycle))
+    state.apply_batch(list(enumerate(entries, 1)))
+    yield state
+    state.store.close()
+
+
+def test_an_empty_node_fetches_everything_and_the_member_list(source: L.LedgerState, tmp_path: Path) -> None:
+    target = open_state(tmp_path / "target.db")
+    got = transfer.fetch(Peer(source), target, "node-1", at_least=10)
+    assert got is not None and got.index == source.applied_index and got.events == len(list(source.store.log()))
+    assert target.store.chain("g") == source.store.chain("g")
+    assert target.store.head("g").version == source.store.head("g").version
+    assert target.applied_index == source.applied_index
+    assert target.store.applied(L.LEDGER) == source.applied_index
+    assert target.members == sorted([*MEMBERS, "node-4"])  # from the peer, not from this node's config
+    target.store.verify()
+    # and the ledger goes on from there: the next entry applies on top
+    nxt = L.cycle_entry("g", "node-1", 61, 7, [], [], None, 2000.0)
+    for state in (source, target):
+        state.apply(source.applied_index + 1, nxt)
+    assert target.store.chain("g") == source.store.chain("g")
+    target.store.close()
+
+
+def test_a_node_with_a_prefix_fetches_only_what_it_lacks(source: L.LedgerState, tmp_path: Path) -> None:
+    target = open_state(tmp_path / "target.db")
+    first = [L.register_entry("g", BASE["genome.toml"], BASE, 1.0, "node-1", 1000.0)]
+    target.apply_batch(list(enumerate(first, 1)))
+    have = len(list(target.store.log()))
+    peer = Peer(source)
+    got = transfer.fetch(peer, target, "node-1", at_least=10)
+    assert got is not None and got.events == len(list(source.store.log())) - have
+    assert target.store.chain("g") == source.store.chain("g")
+    target.store.close()
+
+
+def test_a_peer_not_far_enough_is_skipped_and_nothing_changes(source: L.LedgerState, tmp_path: Path) -> None:
+    target = open_state(tmp_path / "target.db")
+    assert transfer.fetch(Peer(source), target, "node-1", at_least=source.applied_index + 1) is None
+    assert target.store.positions() == {} and target.applied_index == 0
+    target.store.close()
+
+
+def _past_upto(body: dict[str, Any], reply: Any, handle: Callable[[str, Any], Any]) -> Any:
+    if body.get("op") == "events":  # a peer that sends more than it announced at begin
+        return handle("node-1", {**body, "upto": body["upto"] + 5})
+    if body.get("op") == "begin":
+        return {**reply, "positions": {k: v - 5 for k, v in reply["positions"].items()}}
+    return reply
+
+
+def _gap(body: dict[str, Any], reply: Any, handle: Callable[[str, Any], Any]) -> Any:
+    if body.get("op") == "events" and len(reply["events"]) > 2:
+        return {"events": [reply["events"][0], *reply["events"][2:]]}
+    return reply
+
+
+def _flipped(body: dict[str, Any], reply: Any, handle: Callable[[str, Any], Any]) -> Any:
+    if body.get("op") == "events":
+        rows = [list(r) for r in reply["events"]]
+        raw = bytearray(rows[-1][2])
+        raw[-3] ^= 0x01
+        rows[-1][2] = bytes(raw)
+        return {"events": rows}
+    return reply
+
+
+def _malformed(body: dict[str, Any], reply: Any, handle: Callable[[str, Any], Any]) -> Any:
+    return {"index": "ten"} if body.get("op") == "begin" else reply
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "error", "match"),
+    [
+        (_past_upto, ConsensusError, r"\(up to \d+\) with positions"),
+        (_gap, ConsensusError, "out of order"),
+        (_flipped, IntegrityError, "position"),
+        (_malformed, ConsensusError, "malformed reply"),
+    ],
+)
+def test_a_peer_that_answers_wrongly_stores_nothing(
+    source: L.LedgerState, tmp_path: Path, rewrite: Rewrite, error: type, match: str
+) -> None:
+    target = open_state(tmp_path / "target.db")
+    with pytest.raises(error, match=match):
+        transfer.fetch(Peer(source, rewrite), target, "node-1", at_least=10)
+    assert target.store.positions() == {} and target.applied_index == 0 and target.store.applied(L.LEDGER) is None
+    target.store.close()
+
+
+def test_the_bulk_handler_refuses_what_it_does_not_know(source: L.LedgerState) -> None:
+    handle = transfer.serve(source)
+    with pytest.raises(ConsensusError, match="unknown op"):
+        handle("node-2", {"op": "drop tables"})
+    with pytest.raises(ConsensusError, match="lineage, after and upto are required"):
+        handle("node-2", {"op": "events", "lineage": "x"})
+    with pytest.raises(ConsensusError, match="not a map"):
+        handle("node-2", [1, 2])
