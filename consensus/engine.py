@@ -718,6 +718,7 @@ class RaftEngine:
                 )
             return
         manifest = snapshot.read(self._snapshot_path, _command_ok)
+        self._finish_compaction(journal, manifest)
         if self._app is None:
             raise ConsensusError(
                 f"{self._snapshot_path}: this node's log was compacted, but nothing was "
@@ -728,6 +729,26 @@ class RaftEngine:
         self._delivered = manifest.index
         self._install_wanted = manifest.index
         self._apply_queue.put(Snapshot(manifest.index, manifest.term, manifest.state, None))
+
+    def _finish_compaction(self, journal: CrcJournal, manifest: snapshot.Manifest) -> None:
+        """Drop the log's head a crash left behind the snapshot, as the compaction meant to.
+
+        The snapshot file is written before the journal is cut; a crash in between leaves
+        a log that still starts before the snapshot's two entries, and pysyncobj, seeing
+        its first entries differ from them, would clear the whole log, entries after the
+        snapshot included (acknowledged ones, which Raft must never lose).
+        """
+        if not len(journal):
+            return
+        position = manifest.index - 1 - journal[0][1]
+        if position <= 0 or position + 1 >= len(journal):
+            return
+        if journal[position] == manifest.entries[0] and journal[position + 1] == manifest.entries[1]:
+            logger.warning(
+                "raft %s: finishing a compaction a crash interrupted (log cut before index %d)",
+                self.node_id, manifest.index - 1,
+            )
+            journal.deleteEntriesTo(position)
 
     def _deserialize(self, file_name: str) -> tuple[Any, Any, list[RaftNode]]:
         """pysyncobj's custom deserializer: the last two entries and the membership."""
@@ -1109,8 +1130,8 @@ class RaftEngine:
         """Drop the log before ``keep`` entries behind what the application made durable.
 
         The manifest is written (and fsynced) before the journal loses anything, so a
-        crash in between leaves a snapshot whose entries are still in the log: on
-        restart pysyncobj sees they match and keeps the log as it is.
+        crash in between leaves a snapshot whose entries are still in the log, and the
+        restart finishes the cut (:meth:`_finish_compaction`).
         """
         app, journal = self._app, self._journal
         if app is None or journal is None or len(journal) <= self._compact_after:

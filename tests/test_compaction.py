@@ -246,3 +246,40 @@ def test_compaction_settings_are_checked(tmp_path: Path) -> None:
     engine = RaftEngine("a", LocalHub().transport("a"), ["a"], tmp_path / "a.journal")
     with pytest.raises(Exception, match="must exceed keep"):
         engine.on_snapshot(App("a", {}), compact_after=10, keep=10)
+
+
+def test_a_crash_between_snapshot_and_cut_loses_no_entry(tmp_path: Path) -> None:
+    """The snapshot file is written before the log is cut: a restart finishes the cut."""
+    hub = LocalHub()
+    app = App("a", {})
+    engine = RaftEngine("a", hub.transport("a"), ["a"], tmp_path / "a.journal")
+    engine.on_commit(app.on_commit)
+    engine.start()  # no compaction: the whole log stays
+    try:
+        fill(engine, 30, "x")
+    finally:
+        engine.stop()
+    entries = app.view()
+    last = max(entries)
+    # What the driver writes first when it compacts at index last - 10 ... then "crashes".
+    from consensus.journal import CrcJournal
+
+    with CrcJournal(tmp_path / "a.journal") as journal:
+        first = journal[0][1]
+        cut = last - 10
+        data = snapshot.encode([journal[cut - 1 - first], journal[cut - first]], ["a"], b"state")
+    snapshot.write(tmp_path / "a.journal.snap", data)
+
+    app.delivered.clear()
+    engine = RaftEngine("a", hub.transport("a"), ["a"], tmp_path / "a.journal")
+    engine.on_commit(app.on_commit)
+    engine.on_snapshot(app, compact_after=AFTER, keep=KEEP)
+    engine.start()
+    try:
+        wait_until(lambda: app.delivered and app.delivered[-1] == last, "the entries after the snapshot")
+        assert engine.status()["log_start"] == cut - 1
+        assert sorted(set(app.delivered)) == [i for i in sorted(entries) if i > cut]
+        index = propose_until_committed(engine, b"after-restart")
+        wait_until(lambda: app.view().get(index) == b"after-restart", "the new entry to be applied")
+    finally:
+        engine.stop()
