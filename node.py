@@ -314,6 +314,15 @@ class SwarmNode:
             first = [p for p in (snapshot.source, leader) if p and p in others]
             return list(dict.fromkeys([*first, *others]))
 
+        if not peers():
+            self.halted = (
+                f"the store is at ledger index {behind}, behind this node's snapshot at {snapshot.index}, and no "
+                "peer can send the state: restore the store from a backup, or move the journal and its .snap away "
+                "to start a new ledger"
+            )
+            log.critical("%s: %s", self.id, self.halted)
+            self.stage = "halted"
+            return
         got = transfer.fetch_from_any(self.transport, self.state, peers, snapshot.index, self.node.stopping)
         self.stage = "idle"
         if got is not None:

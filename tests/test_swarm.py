@@ -304,3 +304,32 @@ def test_spread_proves_the_leaders_candidates_on_the_other_nodes(tmp_path: Path)
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_a_lone_node_whose_store_is_behind_its_snapshot_halts_with_a_clear_reason(tmp_path: Path) -> None:
+    from events.backends import sqlite_path
+    from runtime.config import Compaction
+
+    config = load_cluster(write_cluster(tmp_path, 1, TINY, 1, 1, 3, 1))
+    config.ensure_keys()
+    config = config.with_nodes(compaction=Compaction(after=30, keep=5))
+    node = SwarmNode(config, "node-1", evolve=False)
+    node.start()
+    try:
+        registered([node])
+        for cycle in range(1, 41):
+            propose_retrying(node, cycle_entry("tiny", node.id, cycle, 3, [], [], None, time.time()))
+        wait(lambda: node.engine.status()["compactions"] >= 1, what="a compaction")
+    finally:
+        node.stop()
+    store = sqlite_path(config.store_url("node-1"))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{store}{suffix}").unlink(missing_ok=True)
+    again = SwarmNode(config, "node-1", evolve=False)
+    again.start()
+    try:
+        wait(lambda: again.halted is not None, what="the node to halt")
+        assert "behind this node's snapshot" in str(again.halted) and "no peer" in str(again.halted)
+        assert again.status()["halted"] == again.halted
+    finally:
+        again.stop()
