@@ -50,7 +50,7 @@ _MAX_RECORD = 1 << 30
 Entry = tuple[bytes, int, int]
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make a create/rename/truncate of ``path`` itself durable (its directory entry)."""
     fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -64,7 +64,8 @@ def _encode_record(command: bytes, idx: int, term: int) -> bytes:
     return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` durably: tmp, fsync, rename, fsync of the directory."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -75,7 +76,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(path)
+    fsync_dir(path)
 
 
 class CrcJournal(Journal):
@@ -140,7 +141,7 @@ class CrcJournal(Journal):
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, MAGIC, 0)
                 os.fsync(fd)
-                _fsync_dir(self.path)
+                fsync_dir(self.path)
                 self._end = len(MAGIC)
                 return fd
             if data[: len(MAGIC)] != MAGIC:
@@ -251,7 +252,7 @@ class CrcJournal(Journal):
             "voted_for": self._voted_for,
             "commit_index": self._commit_index,
         }
-        _atomic_write(self.meta_path, msgpack.packb(body, use_bin_type=True))
+        atomic_write(self.meta_path, msgpack.packb(body, use_bin_type=True))
         self._meta_saved_commit = self._commit_index
 
     # ---- pysyncobj Journal interface -----------------------------------------------
@@ -296,7 +297,7 @@ class CrcJournal(Journal):
             offsets.append(len(blob))
             blob += _encode_record(command, idx, term)
         os.close(self._fd)
-        _atomic_write(self.path, bytes(blob))
+        atomic_write(self.path, bytes(blob))
         self._fd = os.open(self.path, os.O_RDWR)
         self._entries = list(keep)
         self._offsets = offsets

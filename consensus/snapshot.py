@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from consensus.journal import atomic_write, fsync_dir
 from evolution.errors import ConsensusError
 
 MAGIC = b"TRSSNAP1"
@@ -101,26 +102,8 @@ def decode(data: bytes, where: str, command_ok: Callable[[Any], bool]) -> Manife
 
 
 def write(path: Path, data: bytes) -> None:
-    """Replace the snapshot file durably: tmp, fsync, rename, fsync of the directory."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    sync_dir(path)
-
-
-def sync_dir(path: Path) -> None:
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Replace the snapshot file durably (tmp, fsync, rename, fsync of the directory)."""
+    atomic_write(path, data)
 
 
 def read(path: Path, command_ok: Callable[[Any], bool]) -> Manifest:
@@ -134,5 +117,5 @@ def read(path: Path, command_ok: Callable[[Any], bool]) -> Manifest:
         os.fsync(fd)
     finally:
         os.close(fd)
-    sync_dir(path)
+    fsync_dir(path)
     return decode(data, str(path), command_ok)

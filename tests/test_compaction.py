@@ -18,6 +18,7 @@ from test_consensus import (
     KINDS,
     WAIT,
     Cluster,
+    no_leaked_threads,
     propose_until_committed,
     wait_until,
     zmq_transport,
@@ -103,18 +104,12 @@ class Swarm(Cluster):
 def swarm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Swarm]:
     if request.param == "zmq" and zmq_transport is None:
         pytest.skip("no ZeroMQ transport")
-    before = {t.ident for t in threading.enumerate()}
-    s = Swarm(tmp_path, request.param)
-    try:
-        yield s
-    finally:
-        s.close()
-        leaked = [
-            t.name
-            for t in threading.enumerate()
-            if t.ident not in before and t.is_alive() and t.name.startswith(("raft-", "hub-", "transport-"))
-        ]
-        assert not leaked, f"threads left running: {leaked}"
+    with no_leaked_threads():
+        s = Swarm(tmp_path, request.param)
+        try:
+            yield s
+        finally:
+            s.close()
 
 
 def fill(engine: RaftEngine, count: int, tag: str) -> None:

@@ -193,24 +193,29 @@ def propose_until_committed(engine: RaftEngine, data: bytes) -> int:
 KINDS = ["hub", "zmq"]
 
 
+@contextlib.contextmanager
+def no_leaked_threads() -> Iterator[None]:
+    """Fail the test if an engine, hub or transport thread it started outlives it."""
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    leaked = [
+        t.name
+        for t in threading.enumerate()
+        if t.ident not in before and t.is_alive() and t.name.startswith(("raft-", "hub-", "transport-"))
+    ]
+    assert not leaked, f"threads left running: {leaked}"
+
+
 @pytest.fixture(params=KINDS)
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     if request.param == "zmq" and zmq_transport is None:
         pytest.skip("runtime/transport.py (the ZeroMQ transport) is not in the tree yet")
-    before = {t.ident for t in threading.enumerate()}
-    c = Cluster(tmp_path, request.param)
-    try:
-        yield c
-    finally:
-        c.close()
-        leaked = [
-            t.name
-            for t in threading.enumerate()
-            if t.ident not in before
-            and t.is_alive()
-            and t.name.startswith(("raft-", "hub-", "transport-"))
-        ]
-        assert not leaked, f"threads left running: {leaked}"
+    with no_leaked_threads():
+        c = Cluster(tmp_path, request.param)
+        try:
+            yield c
+        finally:
+            c.close()
 
 
 ABC = ["a", "b", "c"]
