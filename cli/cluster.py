@@ -98,7 +98,7 @@ def _log(row: dict[str, Any]) -> str:
     shown = f"from {snapshot}" if snapshot else "whole"
     fetched = row.get("last_transfer")
     if isinstance(fetched, dict):
-        shown += f"\nfetched {_int(fetched.get('events'))} events from {fetched.get('peer')}"
+        shown += f"\nfetched {_int(fetched.get('events'))}"
     return shown
 
 

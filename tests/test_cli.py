@@ -167,3 +167,13 @@ def test_rollback_appends_and_erases_nothing(evolved: Path, tmp_path: Path) -> N
     _, after, _ = tars("log", "export", "--store", str(copy))
     assert after.startswith(before)
     assert json.loads(after.splitlines()[-1])["type"] == "RolledBack"
+
+
+def test_cluster_status_says_where_each_log_starts() -> None:
+    from cli.cluster import _log
+
+    assert _log({"log": {"snapshot_index": 0}}) == "whole"
+    assert _log({"log": {"snapshot_index": 4811}, "last_transfer": None}) == "from 4811"
+    fetched = {"peer": "node-2", "index": 4900, "events": 64, "size": 10, "seconds": 0.1}
+    assert _log({"log": {"snapshot_index": 4811}, "last_transfer": fetched}) == "from 4811\nfetched 64"
+    assert _log({}) == "whole"  # a node of an older version sends no log section
