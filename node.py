@@ -323,7 +323,17 @@ class SwarmNode:
             log.critical("%s: %s", self.id, self.halted)
             self.stage = "halted"
             return
-        got = transfer.fetch_from_any(self.transport, self.state, peers, snapshot.index, self.node.stopping)
+        shown = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            self.stage = f"fetching state: {done} of {total} events"
+            if time.monotonic() - shown[0] >= 2.0:  # a long transfer is never silent in the log
+                shown[0] = time.monotonic()
+                log.info("%s: %s", self.id, self.stage)
+
+        got = transfer.fetch_from_any(
+            self.transport, self.state, peers, snapshot.index, self.node.stopping, progress=progress
+        )
         self.stage = "idle"
         if got is not None:
             self.last_transfer = got

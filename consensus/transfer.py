@@ -76,6 +76,7 @@ def fetch(
     state: LedgerState,
     peer: str,
     at_least: int,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Fetched | None:
     """Fetch and store ``peer``'s state if it has applied at least ``at_least``.
 
@@ -91,6 +92,7 @@ def fetch(
     mine = state.store.positions()
     events: list[tuple[str, int, str, bytes]] = []
     size = 0
+    total = sum(max(0, upto - mine.get(lineage, 0)) for lineage, upto in positions.items())
     for lineage, upto in sorted(positions.items()):
         after = mine.get(lineage, 0)
         if after > upto:
@@ -116,6 +118,8 @@ def fetch(
                 events.append((lineage, position, topic, raw))
                 size += len(raw)
             after = rows[-1][0]
+            if progress is not None:
+                progress(len(events), total)
     if index <= state.applied_index:
         return None  # caught up meanwhile (another fetch, or the log)
     stored = state.import_state(events, index, blob)
@@ -129,6 +133,7 @@ def fetch_from_any(
     at_least: int,
     stopping: threading.Event,
     retry: float = 0.5,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Fetched | None:
     """Try peers in turn (the caller puts the likeliest first) until one serves ``at_least``.
 
@@ -142,7 +147,7 @@ def fetch_from_any(
             if stopping.is_set():
                 return None
             try:
-                got = fetch(transport, state, peer, at_least)
+                got = fetch(transport, state, peer, at_least, progress)
             except TarsError as exc:
                 logger.warning("state transfer from %s failed: %s", peer, exc)
                 continue

@@ -60,8 +60,10 @@ def source(tmp_path: Path) -> Iterator[L.LedgerState]:
 
 def test_an_empty_node_fetches_everything_and_the_member_list(source: L.LedgerState, tmp_path: Path) -> None:
     target = open_state(tmp_path / "target.db")
-    got = transfer.fetch(Peer(source), target, "node-1", at_least=10)
+    seen: list[tuple[int, int]] = []
+    got = transfer.fetch(Peer(source), target, "node-1", at_least=10, progress=lambda *p: seen.append(p))
     assert got is not None and got.index == source.applied_index and got.events == len(list(source.store.log()))
+    assert seen and seen[-1] == (got.events, got.events)  # progress ends at the total it announced
     assert target.store.chain("g") == source.store.chain("g")
     assert target.store.head("g").version == source.store.head("g").version
     assert target.applied_index == source.applied_index
