@@ -25,8 +25,9 @@ from test_consensus import (
 )
 
 from consensus import snapshot
-from consensus.engine import RaftEngine, _command_ok
+from consensus.engine import RaftEngine
 from consensus.interface import Committed, LocalHub, Snapshot
+from consensus.wire import _command_ok
 from evolution.errors import ConsensusError
 
 ABC = ["a", "b", "c"]

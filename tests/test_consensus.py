@@ -19,19 +19,10 @@ from typing import Any
 
 import pytest
 
-from consensus.engine import (
-    CHANNEL,
-    TAG,
-    RaftEngine,
-    RaftNode,
-    RaftTimers,
-    _RaftWire,
-    from_wire,
-    safe_loads,
-    to_wire,
-)
+from consensus.engine import RaftEngine, RaftTimers
 from consensus.interface import Committed, Consensus, LocalHub
 from consensus.journal import CrcJournal
+from consensus.wire import CHANNEL, TAG, RaftNode, _RaftWire, from_wire, safe_loads, to_wire
 from evolution.errors import ConfigError, ConsensusError, NotCommittedError
 
 try:  # the ZeroMQ transport is written in parallel; test over it once it exists
