@@ -108,6 +108,8 @@ def test_store_urls(tmp_path: Path, store: str, url: str) -> None:
         (lambda t: t.replace("[genome]", "[genome, nowhere]"), ["cluster.yml:14:", "genomes[1]", "nowhere does not exist"]),
         (lambda t: t.replace("heartbeat: 0.05", "heartbeat: 0.1"), ["cluster.timers", "3 × heartbeat"]),
         (lambda t: t.replace("election_max: 0.4", "election_max: 0.1"), ["cluster.timers", "election_max"]),
+        (lambda t: t.replace("  name: test", "  name: test\n  compaction: {after: 5, keep: 10}"), ["cluster.compaction", "after (5) must be more than keep (10)", "after: 10000"]),
+        (lambda t: t.replace("  name: test", "  name: test\n  compaction: {aftre: 50}"), ["cluster.compaction.aftre", "unknown key", "allowed here: after, keep"]),
         (lambda t: t.replace("  name: test", "  name: test\n  backend: k8s"), ["cluster.yml:4:", "cluster.backend", "'process' or 'docker'"]),
         (lambda t: t.split("nodes:")[0] + "nodes: []\ngenomes: [genome]\n", ["nodes", "at least 1"]),
         (lambda t: t.replace("    port: 7101\n", "    port: 7101\n    public_key: short\n"), ["nodes[0].public_key", "Z85"]),
@@ -119,6 +121,7 @@ def test_store_urls(tmp_path: Path, store: str, url: str) -> None:
     ids=[
         "yaml-syntax", "port-range", "port-type", "unknown-node-key", "unknown-cluster-key", "missing-port",
         "duplicate-id", "duplicate-port", "bad-id", "admin-id", "missing-genome", "heartbeat", "election-max",
+        "compaction-order", "compaction-key",
         "backend", "no-nodes", "public-key", "store-scheme", "duplicate-key", "empty", "not-a-mapping",
     ],
 )
