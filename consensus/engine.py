@@ -312,6 +312,7 @@ class RaftEngine:
         self._snapshot_index = 0
         self._offer: bytearray | None = None
         self._install_wanted = 0
+        self._offer_wanted = 0  # a leader's snapshot this node is fetching the state of
         self._compactions = 0
         self._installs = 0
         self._offers_deferred = 0
@@ -455,6 +456,7 @@ class RaftEngine:
         self._journal, self._wire, self._core = journal, wire, core
         wire.on_pre_vote = self._on_pre_vote
         wire.on_snapshot_offer = self._on_snapshot_offer
+        wire.holding = self._holding
         wire.connect_all()
         self._publish()
         self._transport.subscribe(CHANNEL, self._on_frame)
@@ -758,6 +760,7 @@ class RaftEngine:
             "compactions": self._compactions,
             "snapshots_installed": self._installs,
             "snapshot_offers_deferred": self._offers_deferred,
+            "held_append_entries": wire.held,
         }
 
     # ---- compaction and snapshots (driver thread) ----------------------------------
@@ -792,6 +795,11 @@ class RaftEngine:
             "raft %s: log compacted up to index %d (%d entries left, snapshot %d bytes)",
             self.node_id, upto, len(journal), len(data),
         )
+
+    def _holding(self) -> bool:
+        """Whether the application is still fetching the state of a leader's snapshot."""
+        app = self._app
+        return app is not None and self._offer_wanted > app.applied_index()
 
     def _on_snapshot_offer(self, node: RaftNode, message: dict[str, Any]) -> None:
         """A leader whose log no longer reaches ours offers its snapshot, chunk by chunk.
@@ -842,6 +850,7 @@ class RaftEngine:
         if app.applied_index() < manifest.index:
             self._offers_deferred += 1
             wire._onMessageReceived(node, heartbeat)
+            self._offer_wanted = max(self._offer_wanted, manifest.index)
             if manifest.index > self._install_wanted:
                 self._install_wanted = manifest.index
                 self._apply_queue.put(Snapshot(manifest.index, manifest.term, manifest.state, node.id))

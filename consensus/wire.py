@@ -254,6 +254,9 @@ class _RaftWire(Transport):  # type: ignore[misc]
         self.on_pre_vote: Callable[[RaftNode, dict[str, Any]], None] | None = None
         #: the engine's snapshot-offer handler: it decides when pysyncobj may install one
         self.on_snapshot_offer: Callable[[RaftNode, dict[str, Any]], None] | None = None
+        #: true while the engine waits for the application to fetch an offered snapshot's state
+        self.holding: Callable[[], bool] | None = None
+        self.held = 0
 
     def connect_all(self) -> None:
         for node in list(self._members.values()):
@@ -358,7 +361,13 @@ class _RaftWire(Transport):  # type: ignore[misc]
                 else:
                     self.dropped_invalid += 1
                 return
-            if message.get("entries"):
+            if self.holding is not None and self.holding():
+                # This node is fetching the state a snapshot offer asked for: answering
+                # would send the leader back to offering the snapshot at every heartbeat.
+                # Only the heartbeat part goes through (leader known, timer reset).
+                self.held += 1
+                message = {"type": "append_entries", "term": message["term"], "commit_index": 0}
+            elif message.get("entries"):
                 self._skip_entries_we_have(message)
         self._onMessageReceived(node, message)
 

@@ -10,6 +10,7 @@ is tested in ``tests/test_swarm.py``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -279,3 +280,33 @@ def test_a_crash_between_snapshot_and_cut_loses_no_entry(tmp_path: Path) -> None
         wait_until(lambda: app.view().get(index) == b"after-restart", "the new entry to be applied")
     finally:
         engine.stop()
+
+
+class SlowApp(App):
+    """Fetching the state takes a while, as a real transfer of a big store does."""
+
+    def install_snapshot(self, snap: Snapshot) -> None:
+        if self.applied < snap.index:
+            time.sleep(1.5)
+        super().install_snapshot(snap)
+
+
+def test_while_the_state_is_fetched_the_leader_is_not_asked_to_offer_again(swarm: Swarm) -> None:
+    """The leader re-offers its snapshot whenever the follower rejects its entries; the
+    follower holds its answers while it fetches, so one offer is enough."""
+    for node in ABC:
+        swarm.start_app(node, ABC, SlowApp(node, swarm.apps))
+    leader = swarm.leader()
+    lagging = next(n for n in ABC if n != leader)
+    swarm.block(lagging, [n for n in ABC if n != lagging])
+    fill(swarm.engines[leader], 3 * AFTER, "while-away")
+    wait_until(lambda: swarm.engines[leader].status()["compactions"], "the leader to compact")
+    swarm.heal(lagging)
+    wait_until(
+        lambda: swarm.engines[lagging].status()["snapshots_installed"]
+        and swarm.apps[lagging].view() == swarm.apps[leader].view(),
+        "the follower to install the snapshot and hold every entry",
+    )
+    status = swarm.engines[lagging].status()
+    assert status["held_append_entries"] >= 1  # heartbeats came while it fetched
+    assert status["snapshot_offers_deferred"] <= 2  # at 30 ms heartbeats, 1.5 s would be ~50 without holding
