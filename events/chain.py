@@ -57,8 +57,28 @@ def event_type(topic: str) -> str:
     return topic.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
 
 
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
+
+
 def canonical(value: Any) -> Any:
     """A value with every mapping key-sorted and every sequence a list, ready to pack."""
+    kind = type(value)
+    if kind in _PLAIN:  # exact types first: most of an event, and the cheapest test
+        return value
+    if kind is dict:
+        keys = list(value)
+        for key in keys:
+            if type(key) is not str:
+                return _canonical(value)  # the general path raises, or accepts a str subclass
+        keys.sort()
+        return {key: canonical(value[key]) for key in keys}
+    if kind is list or kind is tuple:
+        return [canonical(item) for item in value]
+    return _canonical(value)
+
+
+def _canonical(value: Any) -> Any:
+    """The general case of :func:`canonical` (subclasses, times, ids, errors)."""
     if value is None or isinstance(
         value, str | bool | int | float | bytes
     ):  # the common case first
