@@ -335,6 +335,11 @@ class SwarmNode:
             self.transport, self.state, peers, snapshot.index, self.node.stopping, progress=progress
         )
         self.stage = "idle"
+        if self.state.applied_index < snapshot.index:
+            # Stopping mid-fetch: the entries queued after the snapshot must not be applied
+            # over the hole; the next start fetches again.
+            self.halted = f"stopped before the state up to ledger index {snapshot.index} arrived"
+            return
         if got is not None:
             self.last_transfer = got
             log.info(
