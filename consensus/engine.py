@@ -66,8 +66,8 @@ from consensus.wire import (
     CHANNEL,
     TAG,
     RaftNode,
-    _command_ok,
     _RaftWire,
+    command_ok,
     safe_load,
     safe_loads,
 )
@@ -354,7 +354,7 @@ class RaftEngine:
                     "this node rejoin as a new member (it then fetches a snapshot)",
                 )
             return
-        manifest = snapshot.read(self._snapshot_path, _command_ok)
+        manifest = snapshot.read(self._snapshot_path, command_ok)
         self._finish_compaction(journal, manifest)
         if self._app is None:
             raise ConsensusError(
@@ -389,7 +389,7 @@ class RaftEngine:
 
     def _deserialize(self, file_name: str) -> tuple[Any, Any, list[RaftNode]]:
         """pysyncobj's custom deserializer: the last two entries and the membership."""
-        manifest = snapshot.read(Path(file_name), _command_ok)
+        manifest = snapshot.read(Path(file_name), command_ok)
         return (
             manifest.entries[1],
             manifest.entries[0],
@@ -835,7 +835,7 @@ class RaftEngine:
             return
         blob, self._offer = bytes(self._offer), None
         try:
-            manifest = snapshot.decode(blob, f"leader {node.id}", _command_ok)
+            manifest = snapshot.decode(blob, f"leader {node.id}", command_ok)
         except ConsensusError as exc:
             wire.dropped_invalid += 1
             logger.warning("raft %s: dropped a snapshot offer: %s", self.node_id, exc)

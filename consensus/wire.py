@@ -110,7 +110,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
 }
 
 
-def _command_ok(command: Any) -> bool:
+def command_ok(command: Any) -> bool:
     """Only commands this engine creates may enter a log: ours, no-ops, membership."""
     if not isinstance(command, bytes) or not command:
         return False
@@ -139,7 +139,7 @@ def _field_ok(kind: str, value: Any) -> bool:
     if kind == _BOOL:
         return isinstance(value, bool)
     if kind == _BYTES:
-        return _command_ok(value)
+        return command_ok(value)
     if kind == _SNAP:
         return value is None or (
             isinstance(value, list | tuple)
@@ -151,7 +151,7 @@ def _field_ok(kind: str, value: Any) -> bool:
     return isinstance(value, list | tuple) and all(
         isinstance(e, list | tuple)
         and len(e) == 3
-        and _command_ok(e[0])
+        and command_ok(e[0])
         and type(e[1]) is int
         and type(e[2]) is int
         for e in value

@@ -28,7 +28,7 @@ from test_consensus import (
 from consensus import snapshot
 from consensus.engine import RaftEngine
 from consensus.interface import Committed, LocalHub, Snapshot
-from consensus.wire import _command_ok
+from consensus.wire import command_ok
 from evolution.errors import ConsensusError
 
 ABC = ["a", "b", "c"]
@@ -135,7 +135,7 @@ def test_a_follower_behind_the_compacted_log_installs_the_leaders_snapshot(swarm
     # what the follower lacks is no longer in the leader's log
     assert status["log_start"] > swarm.apps[lagging].applied + 1
     assert status["log_len"] <= AFTER + 2
-    assert snapshot.read(swarm.root / f"{leader}.journal.snap", _command_ok).index == status["snapshot_index"]
+    assert snapshot.read(swarm.root / f"{leader}.journal.snap", command_ok).index == status["snapshot_index"]
 
     swarm.heal(lagging)
     wait_until(
@@ -179,7 +179,7 @@ def test_a_restart_stands_on_its_own_snapshot_and_replays_only_what_follows(tmp_
     finally:
         engine.stop()
     entries = app.view()
-    cut = snapshot.read(tmp_path / "a.journal.snap", _command_ok).index
+    cut = snapshot.read(tmp_path / "a.journal.snap", command_ok).index
     app.delivered.clear()
     engine = start()
     try:
