@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from test_ledger import BASE, MEMBERS, adoption, edit
 
@@ -152,3 +153,16 @@ def test_the_bulk_handler_refuses_what_it_does_not_know(source: L.LedgerState) -
         handle("node-2", {"op": "events", "lineage": "x"})
     with pytest.raises(ConsensusError, match="not a map"):
         handle("node-2", [1, 2])
+
+
+def test_the_member_list_at_any_index_since_the_last_restore(source: L.LedgerState) -> None:
+    """The snapshot blob at an index holds the members in force there (entry 2 added node-4)."""
+    assert source.members_at(1) == MEMBERS
+    assert source.members_at(2) == sorted([*MEMBERS, "node-4"])
+    assert msgpack.unpackb(source.snapshot_state(1))["members"] == MEMBERS
+    source.restore(40, source.snapshot_state(1))
+    assert source.members == MEMBERS and source.members_at(39) == MEMBERS
+    with pytest.raises(ConsensusError, match="snapshot state at ledger index 41 is malformed"):
+        source.restore(41, b"\xc1")
+    with pytest.raises(ConsensusError, match="malformed"):
+        source.restore(41, msgpack.packb({"members": [1, 2]}))
