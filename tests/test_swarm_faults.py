@@ -133,10 +133,10 @@ def test_node_with_all_state_deleted_rejoins(swarm: LocalSwarm) -> None:
 
 
 def test_seeded_random_fault_schedule(swarm: LocalSwarm) -> None:
-    """20 rounds of kill -9 / partition / restart, chosen by a seed; invariants after each."""
+    """20 rounds of kill -9 / partition / restart / a deleted store, chosen by a seed; invariants after each."""
     rng = random.Random(20261123)
     start = swarm.applied(swarm.leader())
-    faults = ["kill_leader", "kill_follower", "partition", "partition_leader", "restart_all", "none"]
+    faults = ["kill_leader", "kill_follower", "partition", "partition_leader", "restart_all", "delete_store", "none"]
     history = []
     for round_number in range(20):
         fault = rng.choice(faults)
@@ -160,6 +160,13 @@ def test_seeded_random_fault_schedule(swarm: LocalSwarm) -> None:
         elif fault == "restart_all":
             swarm.down()
             swarm.up()
+        elif fault == "delete_store":  # rebuilt by replay, or by state transfer once compacted
+            victim = rng.choice(others)
+            swarm.kill(victim)
+            store = Path(swarm.config.store_url(victim).removeprefix("sqlite:///"))
+            for path in store.parent.glob(store.name + "*"):
+                path.unlink()
+            swarm.up([victim])
         else:
             time.sleep(rng.uniform(0.5, 1.5))
         try:
