@@ -138,6 +138,7 @@ def test_seeded_random_fault_schedule(swarm: LocalSwarm) -> None:
     start = swarm.applied(swarm.leader())
     faults = ["kill_leader", "kill_follower", "partition", "partition_leader", "restart_all", "delete_store", "none"]
     history = []
+    transfers = 0  # deleted stores that came back by state transfer rather than replay
     for round_number in range(20):
         fault = rng.choice(faults)
         history.append(fault)
@@ -171,6 +172,9 @@ def test_seeded_random_fault_schedule(swarm: LocalSwarm) -> None:
             time.sleep(rng.uniform(0.5, 1.5))
         try:
             swarm.check_invariants(CONVERGE)
+            if fault == "delete_store":
+                status = swarm.status(victim)
+                transfers += bool(status and status["last_transfer"])
             # and the swarm works on between faults: the next entry commits and applies
             leader = swarm.leader()
             progressed(swarm, leader, swarm.applied(leader), timeout=120)
@@ -179,3 +183,4 @@ def test_seeded_random_fault_schedule(swarm: LocalSwarm) -> None:
     # The faults did not stop the work: the ledger moved on and versions were adopted.
     assert swarm.applied(swarm.leader()) >= start + 20
     assert len(swarm.reported) >= 2, "the tiny genome's clear wins are adopted despite the faults"
+    assert transfers >= 1, f"no deleted store came back by state transfer ({history.count('delete_store')} deleted)"
