@@ -694,6 +694,18 @@ def test_inline_handler_answers_on_the_receive_thread(swarm: Swarm) -> None:
     assert threads[-1].startswith("transport-worker-b"), (threads, b._inline)
 
 
+def test_an_oversized_inline_reply_becomes_an_error(swarm: Swarm) -> None:
+    a = swarm.transport("a", ["b"])
+    b = swarm.transport("b", ["a"], max_frame=4096)
+    b.serve("big", lambda _sender, body: b"x" * body, inline=True)
+    assert a.request("b", "big", 100) == b"x" * 100
+    with pytest.raises(TransportError) as info:
+        a.request("b", "big", 5000)
+    assert "over the 4096-byte frame limit" in str(info.value)
+    assert b.stats()["handler_errors"] == 1
+    assert a.request("b", "big", 10) == b"x" * 10  # and the node carries on
+
+
 def test_each_calling_thread_has_its_own_request_socket(swarm: Swarm) -> None:
     """Replies come back to the thread that asked, on its own socket, whoever asks."""
     a = swarm.transport("a", ["b", "c"])
@@ -716,6 +728,13 @@ def test_each_calling_thread_has_its_own_request_socket(swarm: Swarm) -> None:
     # The sockets of threads that ended are closed when the next one is opened.
     assert a.request("b", "who", "main") == ["b", "a", "main"]
     assert len(a._callers) <= 2  # this thread's, plus at most one for c
+    # Requests are counted on the caller's socket, and the counts of closed ones are kept.
+    assert a.stats()["received"] == 25
+    assert a.stats()["sent"] >= 25
+    wait_for(lambda: b.stats()["sent"] == 17 and c.stats()["sent"] == 8, "the replies counted")
+    # Each worker reply woke b's I/O thread through its ROUTER: none of them is a frame.
+    assert b.stats()["dropped_unknown_key"] == 0
+    assert b.stats()["received"] == 17
 
 
 @pytest.mark.parametrize(
