@@ -19,10 +19,9 @@ from test_consensus import (
     KINDS,
     WAIT,
     Cluster,
-    no_leaked_threads,
     propose_until_committed,
+    running,
     wait_until,
-    zmq_transport,
 )
 
 from consensus import snapshot
@@ -104,14 +103,7 @@ class Swarm(Cluster):
 
 @pytest.fixture(params=KINDS)
 def swarm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Swarm]:
-    if request.param == "zmq" and zmq_transport is None:
-        pytest.skip("no ZeroMQ transport")
-    with no_leaked_threads():
-        s = Swarm(tmp_path, request.param)
-        try:
-            yield s
-        finally:
-            s.close()
+    yield from running(Swarm, request, tmp_path)
 
 
 def fill(engine: RaftEngine, count: int, tag: str) -> None:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -197,16 +197,24 @@ def no_leaked_threads() -> Iterator[None]:
     assert not leaked, f"threads left running: {leaked}"
 
 
-@pytest.fixture(params=KINDS)
-def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+C = TypeVar("C", bound=Cluster)
+
+
+def running(kind: type[C], request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[C]:
+    """A cluster of ``kind`` on the fixture's transport, closed and checked for leaked threads."""
     if request.param == "zmq" and zmq_transport is None:
         pytest.skip("runtime/transport.py (the ZeroMQ transport) is not in the tree yet")
     with no_leaked_threads():
-        c = Cluster(tmp_path, request.param)
+        c = kind(tmp_path, request.param)
         try:
             yield c
         finally:
             c.close()
+
+
+@pytest.fixture(params=KINDS)
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    yield from running(Cluster, request, tmp_path)
 
 
 ABC = ["a", "b", "c"]
