@@ -103,7 +103,9 @@ class Node:
         """The genome must pass its own tests before any change; its first fitness."""
         tests = run_tests(self.sandbox, tree, manifest)
         if not tests.ok:
-            last = (tests.stderr.strip().splitlines() or tests.stdout.strip().splitlines() or [""])[-1]
+            last = (tests.stderr.strip().splitlines() or tests.stdout.strip().splitlines() or [""])[
+                -1
+            ]
             raise GenomeError(
                 f"genome {manifest.name}: its own tests fail before any change ({tests.detail}; {last[:160]})",
                 hint="fix the genome's tests or its code first; TARS only evolves a passing genome",
@@ -114,16 +116,28 @@ class Node:
                 return count_instructions(self.sandbox, tree, manifest)
             samples = measure(self.sandbox, tree, manifest, repeats=3)
         except ValueError as exc:
-            raise GenomeError(f"genome {manifest.name}: {exc}", hint="the bench command must print one JSON object with the fitness metric") from exc
+            raise GenomeError(
+                f"genome {manifest.name}: {exc}",
+                hint="the bench command must print one JSON object with the fitness metric",
+            ) from exc
         return sorted(samples)[1]
 
-    def coordinator(self, genome: str, *, progress: Progress = _quiet, policy: Policy | None = None) -> Coordinator:
+    def coordinator(
+        self, genome: str, *, progress: Progress = _quiet, policy: Policy | None = None
+    ) -> Coordinator:
         return Coordinator(
-            self.store, self.supervisor, genome, self.config.node_id,
-            policy=policy, candidates_per_cycle=self.config.candidates_per_cycle, progress=progress,
+            self.store,
+            self.supervisor,
+            genome,
+            self.config.node_id,
+            policy=policy,
+            candidates_per_cycle=self.config.candidates_per_cycle,
+            progress=progress,
         )
 
-    def evolve(self, genome: str, cycles: int, seed: int, progress: Progress = _quiet) -> RunSummary:
+    def evolve(
+        self, genome: str, cycles: int, seed: int, progress: Progress = _quiet
+    ) -> RunSummary:
         return self.coordinator(genome, progress=progress).run(cycles, seed)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -146,7 +160,12 @@ class Node:
     def __enter__(self) -> Node:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> Any:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Any:
         self.close()
         return None
 
@@ -174,23 +193,43 @@ class SwarmNode:
         self.evolve_enabled = evolve
         evolution = cluster.evolution
         public, secret = cluster.keypair(node_id)
-        admin_public = cluster.keypair("admin")[0] if (cluster.keys_dir / "admin.key").exists() else None
-        peers = [Peer(n.id, cluster.endpoint(n.id), cluster.public_key(n.id)) for n in cluster.nodes if n.id != node_id]
+        admin_public = (
+            cluster.keypair("admin")[0] if (cluster.keys_dir / "admin.key").exists() else None
+        )
+        peers = [
+            Peer(n.id, cluster.endpoint(n.id), cluster.public_key(n.id))
+            for n in cluster.nodes
+            if n.id != node_id
+        ]
         self.transport = Transport(
-            node_id, f"tcp://{spec.host}:{spec.port}", public, secret, peers,
+            node_id,
+            f"tcp://{spec.host}:{spec.port}",
+            public,
+            secret,
+            peers,
             clients={"admin": admin_public} if admin_public else {},
         )
-        self.node = Node(NodeConfig(
-            node_id, cluster.store_url(node_id), cluster.state_dir(node_id),
-            incubators=evolution.incubators, candidates_per_cycle=evolution.candidates_per_cycle,
-        ))
+        self.node = Node(
+            NodeConfig(
+                node_id,
+                cluster.store_url(node_id),
+                cluster.state_dir(node_id),
+                incubators=evolution.incubators,
+                candidates_per_cycle=evolution.candidates_per_cycle,
+            )
+        )
         self.store = self.node.store
         self.state = LedgerState(self.store, cluster.ids)
         timers = cluster.timers
         self.engine = RaftEngine(
-            node_id, self.transport, cluster.ids, cluster.journal_path(node_id),
+            node_id,
+            self.transport,
+            cluster.ids,
+            cluster.journal_path(node_id),
             RaftTimers(
-                election_min=timers.election_min, election_max=timers.election_max, heartbeat=timers.heartbeat,
+                election_min=timers.election_min,
+                election_max=timers.election_max,
+                heartbeat=timers.heartbeat,
                 # A leader that hears from no majority for two election timeouts steps
                 # down; shorter, and a leader whose followers are merely busy is deposed.
                 leader_fallback=2 * timers.election_max,
@@ -203,7 +242,12 @@ class SwarmNode:
         self.transport.serve(transfer.CHANNEL, transfer.serve(self.state))
         # Remote actor messages: peers may ask this node's incubators to prove a candidate.
         self._codec = remote.Codec(REMOTE_TYPES)
-        remote.serve(self.transport, self._codec, asks={"incubator": self._incubate_for_peer}, accepts={"incubator": (Incubate,)})
+        remote.serve(
+            self.transport,
+            self._codec,
+            asks={"incubator": self._incubate_for_peer},
+            accepts={"incubator": (Incubate,)},
+        )
         self._remote_incubators: list[remote.RemoteActorRef] = []
         self.node.supervisor.start("validator", lambda: Validator.start(self.node.sandbox))
         self._changed = threading.Condition()
@@ -221,7 +265,11 @@ class SwarmNode:
         self._threads: list[threading.Thread] = []
         self._coordinators: dict[str, Coordinator] = {}
         self.counters: dict[str, int] = {
-            "adopted": 0, "rejected": 0, "votes": 0, "cycle_errors": 0, "incubated_for_peers": 0,
+            "adopted": 0,
+            "rejected": 0,
+            "votes": 0,
+            "cycle_errors": 0,
+            "incubated_for_peers": 0,
         }
         #: the last state transfer this node received (shown by `status`)
         self.last_transfer: transfer.Fetched | None = None
@@ -232,9 +280,14 @@ class SwarmNode:
         """Listen, join the ledger, then start voting and evolving; a taken port fails here."""
         self.transport.start()
         if self.state.applied_index == 0 and self.cluster.journal_path(self.id).exists():
-            log.warning("%s: the store is empty but a ledger journal exists: rebuilding the store from the ledger", self.id)
+            log.warning(
+                "%s: the store is empty but a ledger journal exists: rebuilding the store from the ledger",
+                self.id,
+            )
         self.engine.start()
-        for genome in self.store.genomes():  # proposals that waited for this node's vote while it was down
+        for (
+            genome
+        ) in self.store.genomes():  # proposals that waited for this node's vote while it was down
             for proposal, data in self.store.head(genome).proposals.items():
                 if self.id not in data["votes"]:
                     self._queued.add((proposal, data["version"]))
@@ -245,11 +298,20 @@ class SwarmNode:
                     ref = remote.RemoteActorRef(self.transport, peer, "incubator", self._codec)
                     self._remote_incubators.append(ref)
                     self.node.supervisor.add("incubator", ref)
-        for name, target in (("apply", self._apply_loop), ("validate", self._validate_loop), ("evolve", self._evolve_loop)):
+        for name, target in (
+            ("apply", self._apply_loop),
+            ("validate", self._validate_loop),
+            ("evolve", self._evolve_loop),
+        ):
             thread = threading.Thread(target=target, name=f"{self.id}-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        log.info("node %s started: store %s, members %s", self.id, self.store.url, ", ".join(self.state.members))
+        log.info(
+            "node %s started: store %s, members %s",
+            self.id,
+            self.store.url,
+            ", ".join(self.state.members),
+        )
 
     def stop(self) -> None:
         if self._stopped:
@@ -304,7 +366,9 @@ class SwarmNode:
         behind = self.state.applied_index
         log.warning(
             "%s: the ledger before index %d was compacted and this store is at %d: fetching the state from a peer",
-            self.id, snapshot.index, behind,
+            self.id,
+            snapshot.index,
+            behind,
         )
         self.stage = f"fetching state (index {snapshot.index})"
 
@@ -344,7 +408,12 @@ class SwarmNode:
             self.last_transfer = got
             log.info(
                 "%s: fetched %d events (%.1f MB) up to index %d from %s in %.1f s",
-                self.id, got.events, got.size / 1e6, got.index, got.peer, got.seconds,
+                self.id,
+                got.events,
+                got.size / 1e6,
+                got.index,
+                got.peer,
+                got.seconds,
             )
             with self._changed:
                 self._applied = max(self._applied, got.index)
@@ -358,7 +427,9 @@ class SwarmNode:
         the journal and applies what is missing.
         """
         while True:
-            first, self._held = (self._held, None) if self._held is not None else (self._commits.get(), None)
+            first, self._held = (
+                (self._held, None) if self._held is not None else (self._commits.get(), None)
+            )
             if first is None:
                 return
             if isinstance(first, Snapshot):
@@ -380,8 +451,12 @@ class SwarmNode:
             try:
                 results = self.state.apply_batch([(c.index, c.data) for c in batch])
             except Exception as exc:
-                self.halted = f"applying ledger entries {batch[0].index}–{batch[-1].index} failed: {exc}"
-                log.critical("%s: %s; this node stops applying until it is restarted", self.id, self.halted)
+                self.halted = (
+                    f"applying ledger entries {batch[0].index}–{batch[-1].index} failed: {exc}"
+                )
+                log.critical(
+                    "%s: %s; this node stops applying until it is restarted", self.id, self.halted
+                )
                 continue
             self._after_apply(results, batch[-1].index)
 
@@ -407,7 +482,9 @@ class SwarmNode:
             while self._applied < index:
                 left = deadline - time.monotonic()
                 if left <= 0 or self.node.stopping.is_set():
-                    raise ConsensusError(f"{self.id}: ledger entry {index} committed but not applied within {timeout:.0f} s")
+                    raise ConsensusError(
+                        f"{self.id}: ledger entry {index} committed but not applied within {timeout:.0f} s"
+                    )
                 self._changed.wait(left)
 
     def propose(self, data: bytes, timeout: float = 10.0) -> int:
@@ -448,13 +525,26 @@ class SwarmNode:
         data = head.proposals.get(proposal)
         if data is None or data["version"] != version or self.id in data["votes"]:
             return  # decided, rebased or voted meanwhile
-        parent = head.tree if data["parent"] == head.version else self.store.materialise(genome, data["parent"])
+        parent = (
+            head.tree
+            if data["parent"] == head.version
+            else self.store.materialise(genome, data["parent"])
+        )
         manifest = parse_manifest(head.manifest_text, f"{genome}/genome.toml")
         verdict: Verdict = self.node.supervisor.ask(
             "validator", Validate(genome, proposal, version, manifest, parent, data["patch"])
         )
-        log.info("%s votes %s on %s (%s): %s", self.id, "yes" if verdict.yes else "no", proposal, short(version), verdict.reason)
-        self.propose(vote_entry(genome, proposal, version, self.id, verdict.yes, verdict.reason, time.time()))
+        log.info(
+            "%s votes %s on %s (%s): %s",
+            self.id,
+            "yes" if verdict.yes else "no",
+            proposal,
+            short(version),
+            verdict.reason,
+        )
+        self.propose(
+            vote_entry(genome, proposal, version, self.id, verdict.yes, verdict.reason, time.time())
+        )
         self.counters["votes"] += 1
 
     # -- evolution (the leader's job) --
@@ -466,7 +556,13 @@ class SwarmNode:
             status = self.engine.status()
             if status.get("role") != role:
                 role = str(status.get("role"))
-                log.info("%s is %s in term %s (leader %s)", self.id, role, status.get("term"), status.get("leader"))
+                log.info(
+                    "%s is %s in term %s (leader %s)",
+                    self.id,
+                    role,
+                    status.get("term"),
+                    status.get("leader"),
+                )
             if not self.evolve_enabled or self.engine.leader() != self.id:
                 continue
             try:
@@ -492,14 +588,20 @@ class SwarmNode:
         except UnknownGenomeError:
             pass
         fitness = self.node.baseline(manifest, tree)
-        self.propose(register_entry(manifest.name, tree["genome.toml"], tree, fitness, self.id, time.time()))
+        self.propose(
+            register_entry(manifest.name, tree["genome.toml"], tree, fitness, self.id, time.time())
+        )
         return manifest.name
 
     def _coordinator(self, genome: str) -> Coordinator:
         if genome not in self._coordinators:
             self._coordinators[genome] = Coordinator(
-                self.store, self.node.supervisor, genome, self.id,
-                candidates_per_cycle=self.cluster.evolution.candidates_per_cycle, recorder=self._record,
+                self.store,
+                self.node.supervisor,
+                genome,
+                self.id,
+                candidates_per_cycle=self.cluster.evolution.candidates_per_cycle,
+                recorder=self._record,
                 progress=self._progress,
             )
         return self._coordinators[genome]
@@ -513,11 +615,15 @@ class SwarmNode:
         cycle = info.get("cycle")
         if stage in ("analyze", "generate", "incubate") and self.engine.leader() != self.id:
             self.stage = "idle"
-            raise ConsensusError(f"{self.id} is no longer the leader; cycle {cycle} is left to the new leader")
+            raise ConsensusError(
+                f"{self.id} is no longer the leader; cycle {cycle} is left to the new leader"
+            )
         if stage == "analyze":
             self.stage = f"cycle {cycle}: profiling {info['version']}"
         elif stage == "generate":
-            self.stage = f"cycle {cycle}: {info['opportunities']} opportunities, {info['plans']} plans"
+            self.stage = (
+                f"cycle {cycle}: {info['opportunities']} opportunities, {info['plans']} plans"
+            )
         elif stage == "incubate":
             self.stage = f"cycle {cycle}: proving {info['candidates']} candidates in the sandbox"
         elif stage == "cycle":
@@ -525,7 +631,11 @@ class SwarmNode:
             self.stage = f"cycle {cycle}: done"
             log.info(
                 "%s: cycle %s took %.1f s (%.1f s in the genome's processes), %d candidates, adopted %s",
-                self.id, cycle, result.wall_seconds, result.child_seconds, result.candidates,
+                self.id,
+                cycle,
+                result.wall_seconds,
+                result.child_seconds,
+                result.candidates,
                 short(result.adopted) if result.adopted else "nothing",
             )
             return
@@ -534,8 +644,14 @@ class SwarmNode:
         log.info("%s: %s", self.id, self.stage)
 
     def _record(
-        self, genome: str, node: str, cycle: int, seed: int,
-        evaluated: list[CandidateRecord], adoption: Adoption | None, held: list[Held],
+        self,
+        genome: str,
+        node: str,
+        cycle: int,
+        seed: int,
+        evaluated: list[CandidateRecord],
+        adoption: Adoption | None,
+        held: list[Held],
     ) -> bool:
         """A cycle's results go to the ledger; a winner waits for the swarm's votes."""
         if adoption is not None:
@@ -549,7 +665,12 @@ class SwarmNode:
         if not known:
             # Another leader recorded this cycle first (we were deposed mid-cycle): the
             # ledger dropped our entry, so no vote will ever come.
-            log.info("%s: cycle %d of %s was recorded by another leader; proposal dropped", self.id, cycle, genome)
+            log.info(
+                "%s: cycle %d of %s was recorded by another leader; proposal dropped",
+                self.id,
+                cycle,
+                genome,
+            )
             return False
         return self.wait_decided(pid, timeout=PROPOSAL_TIMEOUT) == "adopt"
 
@@ -561,22 +682,43 @@ class SwarmNode:
         for name in self.store.genomes():
             head = self.store.head(name)
             heads[name] = {
-                "version": head.version, "fitness": head.fitness, "versions": head.versions_count,
-                "cycles": head.cycles_completed, "waiting": len(head.proposals), "chain": self.store.chain(name),
+                "version": head.version,
+                "fitness": head.fitness,
+                "versions": head.versions_count,
+                "cycles": head.cycles_completed,
+                "waiting": len(head.proposals),
+                "chain": self.store.chain(name),
             }
         return {
-            "node": self.id, "role": engine.get("role"), "leader": engine.get("leader"), "term": engine.get("term", 0),
-            "commit_index": engine.get("commit_index", 0), "applied_index": self._applied,
-            "members": self.state.members, "heads": heads, "halted": self.halted, "stage": self.stage,
+            "node": self.id,
+            "role": engine.get("role"),
+            "leader": engine.get("leader"),
+            "term": engine.get("term", 0),
+            "commit_index": engine.get("commit_index", 0),
+            "applied_index": self._applied,
+            "members": self.state.members,
+            "heads": heads,
+            "halted": self.halted,
+            "stage": self.stage,
             "counters": {
-                **self.counters, **self.transport.stats(), "skipped_entries": self.state.rejected_entries,
+                **self.counters,
+                **self.transport.stats(),
+                "skipped_entries": self.state.rejected_entries,
                 "incubated_on_peers": sum(ref.asks for ref in self._remote_incubators),
             },
             "log": {
                 key: engine.get(key, 0)
-                for key in ("log_start", "log_len", "snapshot_index", "compactions", "snapshots_installed")
+                for key in (
+                    "log_start",
+                    "log_len",
+                    "snapshot_index",
+                    "compactions",
+                    "snapshots_installed",
+                )
             },
-            "last_transfer": self.last_transfer._asdict() if self.last_transfer is not None else None,
+            "last_transfer": self.last_transfer._asdict()
+            if self.last_transfer is not None
+            else None,
         }
 
     def _admin(self, sender: str, body: Any) -> Any:
@@ -592,7 +734,10 @@ class SwarmNode:
             try:
                 target = self.store.resolve(genome, to)
                 if target == self.store.head(genome).version:
-                    raise PolicyError(f"{genome} is already at {short(target)}", hint="roll back to an earlier version (`tars log lineage` lists them)")
+                    raise PolicyError(
+                        f"{genome} is already at {short(target)}",
+                        hint="roll back to an earlier version (`tars log lineage` lists them)",
+                    )
                 reason = str(body.get("reason", "manual rollback"))
                 index = self.propose(rollback_entry(genome, target, reason, sender, time.time()))
             except TarsError as exc:
@@ -603,9 +748,15 @@ class SwarmNode:
             # these peers at the transport, as a cut network would; [] heals.
             peers = [str(p) for p in body.get("peers", [])]
             self.transport.block(peers)
-            log.warning("%s: traffic with %s blocked by an admin request", self.id, ", ".join(peers) or "nobody")
+            log.warning(
+                "%s: traffic with %s blocked by an admin request",
+                self.id,
+                ", ".join(peers) or "nobody",
+            )
             return {"ok": True, "blocked": peers}
-        raise TarsError(f"unknown admin op {op!r}", hint="ops: status, add, remove, rollback, block")
+        raise TarsError(
+            f"unknown admin op {op!r}", hint="ops: status, add, remove, rollback, block"
+        )
 
     def _change_members(self, op: str, member: str) -> dict[str, Any]:
         from runtime.config import load_cluster
@@ -614,7 +765,9 @@ class SwarmNode:
         try:
             if op == "add":
                 fresh = load_cluster(self.cluster.path)
-                self.transport.add_peer(Peer(member, fresh.endpoint(member), fresh.public_key(member)))
+                self.transport.add_peer(
+                    Peer(member, fresh.endpoint(member), fresh.public_key(member))
+                )
                 self.engine.add_member(member)
                 members = sorted(set(self.state.members) | {member})
             else:

@@ -40,7 +40,11 @@ class Analyzer(RoleActor):
             # Under the exact measure the plan must be exact too: an event-counting clock.
             measure = effective_measure(message.manifest)
             result, rows = self.sandbox.run_profiled(
-                workdir, message.manifest.commands.bench, limits, env=bench_env(measure), events=measure == "instructions"
+                workdir,
+                message.manifest.commands.bench,
+                limits,
+                env=bench_env(measure),
+                events=measure == "instructions",
             )
         if not result.ok:
             return None  # static analysis alone still ranks opportunities

@@ -56,10 +56,17 @@ def store_recorder(store: GenomeStore) -> Recorder:
     """One node alone: the whole cycle in one store transaction."""
 
     def record(
-        genome: str, node: str, cycle: int, seed: int,
-        evaluated: list[CandidateRecord], adoption: Adoption | None, held: list[Held],
+        genome: str,
+        node: str,
+        cycle: int,
+        seed: int,
+        evaluated: list[CandidateRecord],
+        adoption: Adoption | None,
+        held: list[Held],
     ) -> bool:
-        store.record_cycle(genome, node, evaluated=evaluated, adopted=adoption, held=held, cycle=cycle, seed=seed)
+        store.record_cycle(
+            genome, node, evaluated=evaluated, adopted=adoption, held=held, cycle=cycle, seed=seed
+        )
         return adoption is not None
 
     return record
@@ -148,19 +155,36 @@ class Coordinator:
         done = self._evaluated.get(version, set())
         plans: list[Plan] = self.supervisor.ask(
             "planner",
-            PlanCycle(version, tree, manifest, opportunities, self.outcomes, seed, cycle, self.candidates_per_cycle + len(done)),
+            PlanCycle(
+                version,
+                tree,
+                manifest,
+                opportunities,
+                self.outcomes,
+                seed,
+                cycle,
+                self.candidates_per_cycle + len(done),
+            ),
         )
-        self.progress("generate", {"cycle": cycle, "plans": len(plans), "opportunities": len(opportunities)})
+        self.progress(
+            "generate", {"cycle": cycle, "plans": len(plans), "opportunities": len(opportunities)}
+        )
         generated: Generated = self.supervisor.ask("generator", Generate(version, tree, plans))
         candidates = _fresh(generated.candidates, done)[: self.candidates_per_cycle]
         if len(candidates) < self.candidates_per_cycle:
-            candidates += self._tuning(tree, version, seed, cycle, self.candidates_per_cycle - len(candidates))
+            candidates += self._tuning(
+                tree, version, seed, cycle, self.candidates_per_cycle - len(candidates)
+            )
         self.progress("incubate", {"cycle": cycle, "candidates": len(candidates)})
         reports: list[IncubationReport] = self.supervisor.ask_all(
             "incubator", [Incubate(manifest, tree, c, manifest.fitness.rounds) for c in candidates]
         )
         judged: list[tuple[Decision, Evidence]] = (
-            self.supervisor.ask("governor", Judge(manifest, tree, candidates, reports, self.policy, seed)) if candidates else []
+            self.supervisor.ask(
+                "governor", Judge(manifest, tree, candidates, reports, self.policy, seed)
+            )
+            if candidates
+            else []
         )
         records, adoption, held = self._decide(candidates, reports, judged, version, tree)
         became_head = self.recorder(self.genome, self.node, cycle, seed, records, adoption, held)
@@ -171,13 +195,28 @@ class Coordinator:
             if record.candidate in self._tuning_values:
                 tried, value = self._tuning_values.pop(record.candidate)
                 tried[value] = record.ratio
-            self.outcomes.record(record.mutator, record.kind, record.verdict == "adopt" and adoption is not None and adoption.patch == record.patch)
-        overhead = sum(r.overhead_seconds for r in reports) / len(reports) * 1000 if reports else 0.0
-        result = CycleResult(
-            cycle, len(candidates), adoption.version if adoption else None, len(held), overhead,
-            wall_seconds=time.perf_counter() - started, child_seconds=sum(r.child_seconds for r in reports),
+            self.outcomes.record(
+                record.mutator,
+                record.kind,
+                record.verdict == "adopt"
+                and adoption is not None
+                and adoption.patch == record.patch,
+            )
+        overhead = (
+            sum(r.overhead_seconds for r in reports) / len(reports) * 1000 if reports else 0.0
         )
-        self.progress("cycle", {"cycle": cycle, "result": result, "adoption": adoption, "records": records})
+        result = CycleResult(
+            cycle,
+            len(candidates),
+            adoption.version if adoption else None,
+            len(held),
+            overhead,
+            wall_seconds=time.perf_counter() - started,
+            child_seconds=sum(r.child_seconds for r in reports),
+        )
+        self.progress(
+            "cycle", {"cycle": cycle, "result": result, "adoption": adoption, "records": records}
+        )
         return result
 
     def _decide(
@@ -194,7 +233,9 @@ class Coordinator:
         records: list[CandidateRecord] = []
         adoption: Adoption | None = None
         held: list[Held] = []
-        for candidate, report, (decision, evidence) in zip(candidates, reports, judged, strict=True):
+        for candidate, report, (decision, evidence) in zip(
+            candidates, reports, judged, strict=True
+        ):
             comparison = evidence.comparison
             records.append(
                 CandidateRecord(
@@ -213,7 +254,17 @@ class Coordinator:
             )
             ev = _evidence_dict(candidate, report, evidence)
             if decision.verdict == "hold":
-                held.append(Held(candidate.id, version, candidate.patch, candidate.mutator, candidate.kind, list(decision.reasons), ev))
+                held.append(
+                    Held(
+                        candidate.id,
+                        version,
+                        candidate.patch,
+                        candidate.mutator,
+                        candidate.kind,
+                        list(decision.reasons),
+                        ev,
+                    )
+                )
             # Plan order, not the measured ratio, picks among winners: the ratio is noisy and
             # would make two runs with the same seed adopt different patches.
             if decision.verdict == "adopt" and adoption is None and comparison is not None:
@@ -233,7 +284,9 @@ class Coordinator:
                 )
         return records, adoption, held
 
-    def _tuning(self, tree: dict[str, str], version: str, seed: int, cycle: int, count: int) -> list[Candidate]:
+    def _tuning(
+        self, tree: dict[str, str], version: str, seed: int, cycle: int, count: int
+    ) -> list[Candidate]:
         """Parameter-search candidates for the manifest's tunable constants."""
         out: list[Candidate] = []
         rng = random.Random(f"tune:{seed}:{cycle}:{version}")
@@ -245,13 +298,18 @@ class Coordinator:
             if current is None:
                 continue
             tried = self._tried.setdefault((version, tunable.name), {})
-            for value in propose(current, tunable.min, tunable.max, tunable.kind, tried, rng, count=count - len(out)):
+            for value in propose(
+                current, tunable.min, tunable.max, tunable.kind, tried, rng, count=count - len(out)
+            ):
                 tried[value] = None
                 try:
                     candidate = from_rewrite(
-                        tree, version, tunable.file,
+                        tree,
+                        version,
+                        tunable.file,
                         _setter(tunable.name, value, tunable.kind),
-                        mutator="tune", kind="tunable",
+                        mutator="tune",
+                        kind="tunable",
                         description=f"tune {tunable.name} {current:g} → {value:g} in {tunable.file}",
                     )
                 except TarsError:
@@ -279,7 +337,9 @@ def _setter(name: str, value: float, kind: str) -> Callable[[str], str]:
     return rewrite
 
 
-def _evidence_dict(candidate: Candidate, report: IncubationReport, evidence: Evidence) -> dict[str, Any]:
+def _evidence_dict(
+    candidate: Candidate, report: IncubationReport, evidence: Evidence
+) -> dict[str, Any]:
     comparison = evidence.comparison
     return {
         "candidate": candidate.id,

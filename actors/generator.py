@@ -37,7 +37,15 @@ class Generator(RoleActor):
         for item in message.plans:
             made = self._remembered(message.version)
             opp = item.opportunity
-            key = (item.mutator, opp.file, opp.function, opp.line, opp.kind, opp.evidence, opp.expected_gain)
+            key = (
+                item.mutator,
+                opp.file,
+                opp.function,
+                opp.line,
+                opp.kind,
+                opp.evidence,
+                opp.expected_gain,
+            )
             candidate_or_error = made.get(key)
             if candidate_or_error is None:
                 try:
@@ -65,7 +73,14 @@ class Generator(RoleActor):
     def _one(self, message: Generate, item: Plan) -> Candidate:
         opp = item.opportunity
         mutator = by_name(item.mutator)
-        site = Site(file=opp.file, function=opp.function, line=opp.line, kind=opp.kind, detail=opp.evidence, weight=opp.expected_gain)
+        site = Site(
+            file=opp.file,
+            function=opp.function,
+            line=opp.line,
+            kind=opp.kind,
+            detail=opp.evidence,
+            weight=opp.expected_gain,
+        )
         return from_rewrite(
             message.tree,
             message.version,

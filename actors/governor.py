@@ -28,13 +28,25 @@ class Governor(RoleActor):
 
 
 def judge(
-    manifest: Manifest, tree: Tree, candidate: Candidate, report: IncubationReport, policy: Policy, seed: int
+    manifest: Manifest,
+    tree: Tree,
+    candidate: Candidate,
+    report: IncubationReport,
+    policy: Policy,
+    seed: int,
 ) -> tuple[Decision, Evidence]:
     """Evidence from a report, then the policy's verdict; pure apart from the seeded rng."""
     comparison: Comparison | None = None
-    if report.failure is None and report.measure == "instructions" and report.parent_samples and report.candidate_samples:
+    if (
+        report.failure is None
+        and report.measure == "instructions"
+        and report.parent_samples
+        and report.candidate_samples
+    ):
         # An exact count: fewer instructions is better whatever the benchmark metric's direction.
-        comparison = exact(report.parent_samples[0], report.candidate_samples[0], direction="minimize")
+        comparison = exact(
+            report.parent_samples[0], report.candidate_samples[0], direction="minimize"
+        )
     elif report.failure is None and len(report.parent_samples) >= 2:
         comparison = compare(
             report.parent_samples,

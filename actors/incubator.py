@@ -28,10 +28,18 @@ class Incubator(RoleActor):
         policy = Policy(threshold=fitness.threshold, confidence=fitness.confidence)
 
         def undecided(parent: Sequence[float], candidate: Sequence[float]) -> bool:
-            comparison = compare(parent, candidate, direction=fitness.direction, confidence=fitness.confidence)
+            comparison = compare(
+                parent, candidate, direction=fitness.direction, confidence=fitness.confidence
+            )
             return needs_more_rounds(comparison, policy)
 
         return incubate(
-            self.sandbox, message.manifest, message.candidate.id, message.parent_tree, candidate_tree, message.rounds,
-            max_rounds=message.rounds * 2, undecided=undecided,
+            self.sandbox,
+            message.manifest,
+            message.candidate.id,
+            message.parent_tree,
+            candidate_tree,
+            message.rounds,
+            max_rounds=message.rounds * 2,
+            undecided=undecided,
         )

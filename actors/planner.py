@@ -19,4 +19,6 @@ class Planner(RoleActor):
         # Seeded per cycle: the same seed gives the same plans on a re-run or a resumed run.
         rng = random.Random(f"{message.seed}:{message.cycle}:{message.version}")
         risks = {m.name: m.risk for m in ALL_MUTATORS}
-        return plan(message.opportunities, message.outcomes, risks=risks, rng=rng, limit=message.limit)
+        return plan(
+            message.opportunities, message.outcomes, risks=risks, rng=rng, limit=message.limit
+        )

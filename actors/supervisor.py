@@ -62,7 +62,9 @@ class Supervisor:
         """Ask one actor of ``role``; restart and retry on a crash."""
         return self.ask_all(role, [message], timeout)[0]
 
-    def ask_all(self, role: str, messages: Sequence[Any], timeout: float | None = None) -> list[Any]:
+    def ask_all(
+        self, role: str, messages: Sequence[Any], timeout: float | None = None
+    ) -> list[Any]:
         """Spread messages over the role's pool, wait for every answer, in order."""
         entry = self._roles[role]
         results: list[Any] = [None] * len(messages)

@@ -36,7 +36,9 @@ class Validator(RoleActor):
         except PatchError as exc:
             return verdict(False, f"patch does not apply: {exc}")
         if version_id(tree) != message.version:
-            return verdict(False, f"patch gives {short(version_id(tree))}, not {short(message.version)}")
+            return verdict(
+                False, f"patch gives {short(version_id(tree))}, not {short(message.version)}"
+            )
         result = run_tests(self.sandbox, tree, message.manifest)
         if not result.ok:
             return verdict(False, f"tests fail: {result.detail}")

@@ -61,7 +61,9 @@ SOURCE, RECEIVER = "node-1", "node-2"
 
 
 def tree_at(step: int) -> dict[str, str]:
-    body = "".join(f"def f{i}():\n    return {i if i != step % 40 else step}\n\n\n" for i in range(40))
+    body = "".join(
+        f"def f{i}():\n    return {i if i != step % 40 else step}\n\n\n" for i in range(40)
+    )
     return {"genome.toml": '[genome]\nname = "g"\n', "core.py": body}
 
 
@@ -71,12 +73,52 @@ def build(cycles: int) -> list[bytes]:
     for cycle in range(1, cycles + 1):
         child = tree_at(cycle)
         patch = make_patch(tree, child)
-        win = Adoption(version_id(child), version_id(tree), patch, "memoize", "hot", 1.0, 0.9, 1.1, 1.05, 1.15, {"n": cycle})
-        loser = CandidateRecord(f"c{cycle}", version_id(tree), patch, "join_concat", "concat", "reject", ["no gain"], 1.0, 0.9, 1.1, True)
-        winner = CandidateRecord(win.version, version_id(tree), patch, "memoize", "hot", "adopt", [], 1.1, 1.05, 1.15, True)
-        entries.append(L.cycle_entry("g", "node-1", cycle, 7, [loser, winner], [], win, 1000.0 + cycle))
+        win = Adoption(
+            version_id(child),
+            version_id(tree),
+            patch,
+            "memoize",
+            "hot",
+            1.0,
+            0.9,
+            1.1,
+            1.05,
+            1.15,
+            {"n": cycle},
+        )
+        loser = CandidateRecord(
+            f"c{cycle}",
+            version_id(tree),
+            patch,
+            "join_concat",
+            "concat",
+            "reject",
+            ["no gain"],
+            1.0,
+            0.9,
+            1.1,
+            True,
+        )
+        winner = CandidateRecord(
+            win.version,
+            version_id(tree),
+            patch,
+            "memoize",
+            "hot",
+            "adopt",
+            [],
+            1.1,
+            1.05,
+            1.15,
+            True,
+        )
+        entries.append(
+            L.cycle_entry("g", "node-1", cycle, 7, [loser, winner], [], win, 1000.0 + cycle)
+        )
         pid = L.proposal_id("g", "node-1", cycle, win.version)
-        entries.append(L.vote_entry("g", pid, win.version, "node-2", True, "tests pass", 1000.5 + cycle))
+        entries.append(
+            L.vote_entry("g", pid, win.version, "node-2", True, "tests pass", 1000.5 + cycle)
+        )
         tree = child
     return entries
 
@@ -102,7 +144,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def transfer_round(transport: Transport, url: str, source: GenomeStore, index: int) -> dict[str, Any]:
+def transfer_round(
+    transport: Transport, url: str, source: GenomeStore, index: int
+) -> dict[str, Any]:
     """One state transfer into a fresh store at ``url``, timed end to end, then checked."""
     with GenomeStore.open(url) as store:
         state = L.LedgerState(store, MEMBERS)
@@ -124,8 +168,15 @@ def transfer_round(transport: Transport, url: str, source: GenomeStore, index: i
             raise SystemExit(f"state transfer returned None: {SOURCE} has not applied {index}?")
         check_copy("transfer", store, source, index)
         if state.applied_index != index or got.index != index:
-            raise SystemExit(f"transfer: applied index {state.applied_index} / {got.index}, expected {index}")
-        return {"events": got.events, "bytes": got.size, "seconds": seconds, "import_seconds": spent[0]}
+            raise SystemExit(
+                f"transfer: applied index {state.applied_index} / {got.index}, expected {index}"
+            )
+        return {
+            "events": got.events,
+            "bytes": got.size,
+            "seconds": seconds,
+            "import_seconds": spent[0],
+        }
 
 
 def raw_round(url: str, source: GenomeStore, index: int) -> dict[str, Any]:
@@ -141,7 +192,9 @@ def raw_round(url: str, source: GenomeStore, index: int) -> dict[str, Any]:
                 after = chunk[-1][0]
         exported = time.perf_counter()
         stored = [
-            StoredEvent(originator_id=UUID(lineage), originator_version=position, topic=topic, state=raw)
+            StoredEvent(
+                originator_id=UUID(lineage), originator_version=position, topic=topic, state=raw
+            )
             for lineage, position, topic, raw in rows
         ]
         recorder = store._app.recorder  # noqa: SLF001  (the raw baseline on purpose)
@@ -168,7 +221,9 @@ def check_copy(what: str, copy: GenomeStore, source: GenomeStore, index: int) ->
         raise SystemExit(f"{what}: applied index {copy.applied(L.LEDGER)}, expected {index}")
 
 
-def rounds_of(tmp: str, source_state: L.LedgerState, entries: list[bytes], rounds: int) -> dict[str, Any]:
+def rounds_of(
+    tmp: str, source_state: L.LedgerState, entries: list[bytes], rounds: int
+) -> dict[str, Any]:
     """Replay, transfer and raw rounds, interleaved; ``source_state`` is round 1's replay."""
     source, index = source_state.store, source_state.applied_index
     source_port, receiver_port = free_port(), free_port()
@@ -192,7 +247,9 @@ def rounds_of(tmp: str, source_state: L.LedgerState, entries: list[bytes], round
                 with store:
                     check_copy("replay", store, source, index)
                 replayed.append(seconds)
-            fetched.append(transfer_round(client, f"sqlite:///{tmp}/transfer-{n}.db", source, index))
+            fetched.append(
+                transfer_round(client, f"sqlite:///{tmp}/transfer-{n}.db", source, index)
+            )
             raw.append(raw_round(f"sqlite:///{tmp}/raw-{n}.db", source, index))
     finally:
         client.stop()
@@ -209,7 +266,12 @@ def median(rounds: list[dict[str, Any]], key: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cycles", type=int, default=1500)
-    parser.add_argument("--rounds", type=int, default=3, help="replays, state transfers and raw inserts, interleaved")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="replays, state transfers and raw inserts, interleaved",
+    )
     args = parser.parse_args()
     if args.cycles < 1 or args.rounds < 1:
         parser.error("--cycles and --rounds must be at least 1")
@@ -232,7 +294,19 @@ def main() -> None:
             for cycle in range(1, args.cycles + 1):
                 child = tree_at(cycle)
                 patch = make_patch(tree, child)
-                win = Adoption(version_id(child), version_id(tree), patch, "memoize", "hot", 1.0, 0.9, 1.1, 1.05, 1.15, {})
+                win = Adoption(
+                    version_id(child),
+                    version_id(tree),
+                    patch,
+                    "memoize",
+                    "hot",
+                    1.0,
+                    0.9,
+                    1.1,
+                    1.05,
+                    1.15,
+                    {},
+                )
                 store.record_cycle("g", "node-1", evaluated=[], adopted=win, cycle=cycle, seed=7)
                 tree = child
             direct_seconds = time.perf_counter() - started
@@ -243,35 +317,48 @@ def main() -> None:
     # per round: events/s of the transfer over that of the replay, and of the raw insert
     vs_replay = [replayed / r["seconds"] for replayed, r in zip(replay_s, fetched, strict=True)]
     vs_raw = [r["seconds"] / t["seconds"] for r, t in zip(raw, fetched, strict=True)]
-    catchup_s, transfer_s, raw_s = statistics.median(replay_s), median(fetched, "seconds"), median(raw, "seconds")
-    print(json.dumps({
-        "entries": len(entries),
-        "events": events,
-        "rounds": args.rounds,
-        "catchup_events_per_s": round(events / catchup_s),
-        "catchup_entries_per_s": round(len(entries) / catchup_s),
-        "catchup_seconds_per_round": [round(x, 3) for x in replay_s],
-        "redelivery_skipped_entries_per_s": round(len(entries) / redelivery_seconds),
-        "direct_record_cycle_events_per_s": round(direct_events / direct_seconds),
-        "transfer": {
-            "events": moved_events,
-            "state_mb": round(moved_bytes / 1e6, 2),
-            "events_per_s": round(moved_events / transfer_s),
-            "mb_per_s": round(moved_bytes / 1e6 / transfer_s, 2),
-            "seconds_per_round": [round(r["seconds"], 3) for r in fetched],
-            "checked_import_share": round(median(fetched, "import_seconds") / transfer_s, 2),
-            "vs_replay": round(statistics.median(vs_replay), 2),
-            "vs_replay_per_round": [round(x, 2) for x in vs_replay],
-            "raw_export_insert_events_per_s": round(moved_events / raw_s),
-            "raw_export_insert_mb_per_s": round(moved_bytes / 1e6 / raw_s, 2),
-            "raw_insert_only_events_per_s": round(moved_events / median(raw, "insert_seconds")),
-            "raw_seconds_per_round": [round(r["seconds"], 3) for r in raw],
-            "vs_raw": round(statistics.median(vs_raw), 2),
-            "vs_raw_per_round": [round(x, 2) for x in vs_raw],
-            "chain_equal": True,
-        },
-        "goal_events_per_s": 5000,
-    }, indent=2))
+    catchup_s, transfer_s, raw_s = (
+        statistics.median(replay_s),
+        median(fetched, "seconds"),
+        median(raw, "seconds"),
+    )
+    print(
+        json.dumps(
+            {
+                "entries": len(entries),
+                "events": events,
+                "rounds": args.rounds,
+                "catchup_events_per_s": round(events / catchup_s),
+                "catchup_entries_per_s": round(len(entries) / catchup_s),
+                "catchup_seconds_per_round": [round(x, 3) for x in replay_s],
+                "redelivery_skipped_entries_per_s": round(len(entries) / redelivery_seconds),
+                "direct_record_cycle_events_per_s": round(direct_events / direct_seconds),
+                "transfer": {
+                    "events": moved_events,
+                    "state_mb": round(moved_bytes / 1e6, 2),
+                    "events_per_s": round(moved_events / transfer_s),
+                    "mb_per_s": round(moved_bytes / 1e6 / transfer_s, 2),
+                    "seconds_per_round": [round(r["seconds"], 3) for r in fetched],
+                    "checked_import_share": round(
+                        median(fetched, "import_seconds") / transfer_s, 2
+                    ),
+                    "vs_replay": round(statistics.median(vs_replay), 2),
+                    "vs_replay_per_round": [round(x, 2) for x in vs_replay],
+                    "raw_export_insert_events_per_s": round(moved_events / raw_s),
+                    "raw_export_insert_mb_per_s": round(moved_bytes / 1e6 / raw_s, 2),
+                    "raw_insert_only_events_per_s": round(
+                        moved_events / median(raw, "insert_seconds")
+                    ),
+                    "raw_seconds_per_round": [round(r["seconds"], 3) for r in raw],
+                    "vs_raw": round(statistics.median(vs_raw), 2),
+                    "vs_raw_per_round": [round(x, 2) for x in vs_raw],
+                    "chain_equal": True,
+                },
+                "goal_events_per_s": 5000,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

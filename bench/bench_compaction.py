@@ -104,7 +104,9 @@ def raw(root: Path, after: int, keep: int) -> list[float]:
             cut = after + 1 - keep
             started = time.perf_counter()
             first = journal[0][1]
-            data = snapshot.encode([journal[cut - 1 - first], journal[cut - first]], ["a"], b"members")
+            data = snapshot.encode(
+                [journal[cut - 1 - first], journal[cut - first]], ["a"], b"members"
+            )
             snapshot.write(root / f"raw-{trial}.snap", data)
             journal.deleteEntriesTo(cut - 1 - first)
             times.append(time.perf_counter() - started)

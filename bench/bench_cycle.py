@@ -60,7 +60,19 @@ def build_history(store_url: str, folder: Path, versions: int) -> None:
             patch = make_patch(tree, new)
             store.adopt(
                 manifest.name,
-                Adoption(version_id(new), version_id(tree), patch, "bench", "bench", 0.05, 0.05, 1.0, 1.0, 1.0, {}),
+                Adoption(
+                    version_id(new),
+                    version_id(tree),
+                    patch,
+                    "bench",
+                    "bench",
+                    0.05,
+                    0.05,
+                    1.0,
+                    1.0,
+                    1.0,
+                    {},
+                ),
                 "bench",
             )
             tree = new
@@ -110,7 +122,9 @@ class StageTimer:
         def timed_run(sandbox: Sandbox, *args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             result = run(sandbox, *args, **kwargs)
-            self._add("sandbox run outside the child", time.perf_counter() - started - result.wall_seconds)
+            self._add(
+                "sandbox run outside the child", time.perf_counter() - started - result.wall_seconds
+            )
             return result
 
         @contextlib.contextmanager
@@ -159,7 +173,9 @@ def measure(versions: int, cycles: int, stages: bool = False) -> dict[str, Any]:
                     result = coordinator.cycle(n, seed=1)
                     if result.candidates:
                         candidates += result.candidates
-                        per_candidate.append((result.wall_seconds - result.child_seconds) / result.candidates * 1000)
+                        per_candidate.append(
+                            (result.wall_seconds - result.child_seconds) / result.candidates * 1000
+                        )
             finally:
                 if timer is not None:
                     timer.remove()
@@ -168,11 +184,15 @@ def measure(versions: int, cycles: int, stages: bool = False) -> dict[str, Any]:
             "history_build_s": round(built, 2),
             "cycles": cycles,
             "overhead_ms_per_candidate_median": round(statistics.median(per_candidate), 2),
-            "overhead_ms_per_candidate_range": [round(min(per_candidate), 2), round(max(per_candidate), 2)],
+            "overhead_ms_per_candidate_range": [
+                round(min(per_candidate), 2),
+                round(max(per_candidate), 2),
+            ],
         }
         if timer is not None and candidates:
             out["stages_ms_per_candidate"] = {
-                label: round(seconds / candidates * 1000, 2) for label, seconds in sorted(timer.seconds.items())
+                label: round(seconds / candidates * 1000, 2)
+                for label, seconds in sorted(timer.seconds.items())
             }
         return out
 
@@ -230,7 +250,9 @@ def sandbox_cost(runs: int) -> dict[str, Any]:
             "isolation": sandbox.isolation,
             "raw_run_ms": round(statistics.median(raw) * 1000, 1),
             "sandbox_run_ms": round(statistics.median(boxed) * 1000, 1),
-            "sandbox_cost_ms_per_run": round((statistics.median(boxed) - statistics.median(raw)) * 1000, 1),
+            "sandbox_cost_ms_per_run": round(
+                (statistics.median(boxed) - statistics.median(raw)) * 1000, 1
+            ),
             "ratio_sandbox_vs_raw": round(statistics.median(boxed) / statistics.median(raw), 3),
         }
 
@@ -238,7 +260,9 @@ def sandbox_cost(runs: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 versions instead of 10,000")
-    parser.add_argument("--cycles", type=int, default=6, help="measured cycles per history (default 6)")
+    parser.add_argument(
+        "--cycles", type=int, default=6, help="measured cycles per history (default 6)"
+    )
     args = parser.parse_args()
     big = 1_000 if args.quick else 10_000
     small_run = measure(10, cycles=args.cycles)
@@ -249,7 +273,9 @@ def main() -> None:
         "small_history": small_run,
         "large_history": big_run,
         "growth_ratio_large_vs_small": round(
-            big_run["overhead_ms_per_candidate_median"] / small_run["overhead_ms_per_candidate_median"], 3
+            big_run["overhead_ms_per_candidate_median"]
+            / small_run["overhead_ms_per_candidate_median"],
+            3,
         ),
         "breakdown (10 versions, timers on)": measure(10, cycles=args.cycles, stages=True),
         "first_sight_of_a_version": first_sight(),

@@ -48,8 +48,19 @@ GENOME = ROOT / "genomes" / "logstats"
 
 def raw_count(counter: str, folder: Path, bench: list[str]) -> tuple[float, float]:
     """valgrind straight on a plain copy: (instructions, wall seconds)."""
-    argv = [counter, *VALGRIND_FLAGS, sys.executable if bench[0] == "python" else bench[0], *bench[1:]]
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(folder), "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", **bench_env("instructions")}
+    argv = [
+        counter,
+        *VALGRIND_FLAGS,
+        sys.executable if bench[0] == "python" else bench[0],
+        *bench[1:],
+    ]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(folder),
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **bench_env("instructions"),
+    }
     started = time.perf_counter()
     proc = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
@@ -67,7 +78,11 @@ def main() -> None:
         print(json.dumps({"error": "valgrind is not installed (apt-get install valgrind)"}))
         sys.exit(2)
     manifest, tree = load_genome(GENOME)
-    timed_manifest = parse_manifest((GENOME / "genome.toml").read_text(encoding="utf-8").replace('measure = "instructions"', 'measure = "benchmark"'))
+    timed_manifest = parse_manifest(
+        (GENOME / "genome.toml")
+        .read_text(encoding="utf-8")
+        .replace('measure = "instructions"', 'measure = "benchmark"')
+    )
     work = Path(tempfile.mkdtemp(prefix="bench-measure-"))
     plain = work / "plain"
     shutil.copytree(GENOME, plain)
@@ -86,39 +101,56 @@ def main() -> None:
                 ours_counts.append(read_instructions(result))
                 ours_walls.append(result.wall_seconds)
             started = time.perf_counter()
-            timed = incubate(sandbox, timed_manifest, "self", tree, tree, rounds=args.rounds, measure="benchmark")
+            timed = incubate(
+                sandbox, timed_manifest, "self", tree, tree, rounds=args.rounds, measure="benchmark"
+            )
             timed_wall = time.perf_counter() - started
             started = time.perf_counter()
             counted = incubate(sandbox, manifest, "self", tree, tree, measure="instructions")
             counted_wall = time.perf_counter() - started
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    d = [math.log(p / c) for p, c in zip(timed.parent_samples, timed.candidate_samples, strict=True)]
-    print(json.dumps({
-        "counter": {
-            "ours_wall_median_s": round(statistics.median(ours_walls), 3),
-            "raw_wall_median_s": round(statistics.median(raw_walls), 3),
-            "overhead_ratio": round(statistics.median(ours_walls) / statistics.median(raw_walls), 3),
-            "ours_count": int(statistics.median(ours_counts)),
-            "raw_count": int(statistics.median(raw_counts)),
-            "count_difference_relative": round(abs(statistics.median(ours_counts) - statistics.median(raw_counts)) / statistics.median(raw_counts), 6),
-        },
-        "repeatability": {
-            "counts": [int(c) for c in ours_counts],
-            "spread_relative": round((max(ours_counts) - min(ours_counts)) / min(ours_counts), 9),
-        },
-        "timed": {
-            "pairs": len(d),
-            "log_ratio_sd": round(statistics.stdev(d), 4) if len(d) > 1 else None,
-            "same_code_ratio": round(math.exp(statistics.mean(d)), 4) if d else None,
-        },
-        "decision": {
-            "counted_s": round(counted_wall, 2),
-            "timed_s": round(timed_wall, 2),
-            "counted_runs": counted.runs,
-            "timed_runs": timed.runs,
-        },
-    }, indent=2))
+    d = [
+        math.log(p / c) for p, c in zip(timed.parent_samples, timed.candidate_samples, strict=True)
+    ]
+    print(
+        json.dumps(
+            {
+                "counter": {
+                    "ours_wall_median_s": round(statistics.median(ours_walls), 3),
+                    "raw_wall_median_s": round(statistics.median(raw_walls), 3),
+                    "overhead_ratio": round(
+                        statistics.median(ours_walls) / statistics.median(raw_walls), 3
+                    ),
+                    "ours_count": int(statistics.median(ours_counts)),
+                    "raw_count": int(statistics.median(raw_counts)),
+                    "count_difference_relative": round(
+                        abs(statistics.median(ours_counts) - statistics.median(raw_counts))
+                        / statistics.median(raw_counts),
+                        6,
+                    ),
+                },
+                "repeatability": {
+                    "counts": [int(c) for c in ours_counts],
+                    "spread_relative": round(
+                        (max(ours_counts) - min(ours_counts)) / min(ours_counts), 9
+                    ),
+                },
+                "timed": {
+                    "pairs": len(d),
+                    "log_ratio_sd": round(statistics.stdev(d), 4) if len(d) > 1 else None,
+                    "same_code_ratio": round(math.exp(statistics.mean(d)), 4) if d else None,
+                },
+                "decision": {
+                    "counted_s": round(counted_wall, 2),
+                    "timed_s": round(timed_wall, 2),
+                    "counted_runs": counted.runs,
+                    "timed_runs": timed.runs,
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -82,7 +82,9 @@ def _raw_sqlite(path: Path, ddl: str) -> sqlite3.Connection:
     return raw
 
 
-def bench_appends(root: Path, calls: int, rounds: int, batches: tuple[int, ...] = (1, 5, 100)) -> dict[str, Any]:
+def bench_appends(
+    root: Path, calls: int, rounds: int, batches: tuple[int, ...] = (1, 5, 100)
+) -> dict[str, Any]:
     """Store appends against raw SQLite inserts doing the same, interleaved round by round.
 
     Like with like: the raw side writes into a table made with the store's own DDL (read
@@ -108,7 +110,9 @@ def bench_appends(root: Path, calls: int, rounds: int, batches: tuple[int, ...] 
     def run_store(batch: int, writes: int) -> float:
         started = time.perf_counter()
         for i in range(writes):
-            store.record_cycle("g", "n1", evaluated=records[:batch] if batch > 1 else [records[i % 100]])
+            store.record_cycle(
+                "g", "n1", evaluated=records[:batch] if batch > 1 else [records[i % 100]]
+            )
         return rate(writes * batch, time.perf_counter() - started)
 
     def run_raw(batch: int, writes: int) -> float:
@@ -118,7 +122,9 @@ def bench_appends(root: Path, calls: int, rounds: int, batches: tuple[int, ...] 
         started = time.perf_counter()
         for i in range(writes):
             raw.execute("BEGIN")
-            raw.executemany("INSERT INTO stored_events VALUES (?,?,?,?)", rows[i * batch : (i + 1) * batch])
+            raw.executemany(
+                "INSERT INTO stored_events VALUES (?,?,?,?)", rows[i * batch : (i + 1) * batch]
+            )
             raw.execute("COMMIT")
         return rate(writes * batch, time.perf_counter() - started)
 
@@ -285,7 +291,9 @@ def _command_runs(argv: list[str], runs: int) -> tuple[list[float], list[float]]
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=ROOT)
+        subprocess.run(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=ROOT
+        )
         walls.append(time.perf_counter() - started)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -293,7 +301,10 @@ def _command_runs(argv: list[str], runs: int) -> tuple[list[float], list[float]]
 
 
 def _spread(values: list[float]) -> dict[str, Any]:
-    return {"median": round(statistics.median(values), 3), "range": [round(min(values), 3), round(max(values), 3)]}
+    return {
+        "median": round(statistics.median(values), 3),
+        "range": [round(min(values), 3), round(max(values), 3)],
+    }
 
 
 def bench_log(root: Path, events: int, runs: int) -> dict[str, Any]:
@@ -334,7 +345,11 @@ def bench_log(root: Path, events: int, runs: int) -> dict[str, Any]:
     from cli.log import ls
 
     in_process, in_process_all = [], []
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+    with (
+        open(os.devnull, "w") as sink,
+        contextlib.redirect_stdout(sink),
+        contextlib.redirect_stderr(sink),
+    ):
         for _ in range(3):
             started = time.perf_counter()
             ls(store=str(path), genome=None, limit=None, every=False)
@@ -345,7 +360,9 @@ def bench_log(root: Path, events: int, runs: int) -> dict[str, Any]:
     tars = _tars_command()
     walls, cpus = _command_runs([*tars, "log", "ls", "--store", str(path)], runs)
     all_walls, all_cpus = _command_runs([*tars, "log", "ls", "--store", str(path), "--all"], runs)
-    start_walls, start_cpus = _command_runs([*tars, "log", "ls", "--store", str(path), "--limit", "1"], runs)
+    start_walls, start_cpus = _command_runs(
+        [*tars, "log", "ls", "--store", str(path), "--limit", "1"], runs
+    )
     return {
         "events": count,
         "build_s": round(build_s, 2),
@@ -366,7 +383,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller run (a few seconds)")
     parser.add_argument(
-        "--only", choices=["appends", "transcoder", "head", "log"], action="append", help="run only these parts (repeatable)"
+        "--only",
+        choices=["appends", "transcoder", "head", "log"],
+        action="append",
+        help="run only these parts (repeatable)",
     )
     args = parser.parse_args()
     quick = args.quick

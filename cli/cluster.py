@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 # runtime.config (pydantic, yaml) and runtime.launcher (zmq) are imported inside the
 # commands: every `tars` invocation imports this module to register its commands.
 
-app = typer.Typer(help="Start, inspect, grow and stop the swarm described by cluster.yml.", no_args_is_help=True)
+app = typer.Typer(
+    help="Start, inspect, grow and stop the swarm described by cluster.yml.", no_args_is_help=True
+)
 
 ConfigOpt = typer.Option(Path("cluster.yml"), "--config", "-c", help="the swarm's cluster.yml")
 TimeoutOpt = typer.Option(1.0, "--timeout", min=0.05, help="seconds to wait for each node's answer")
@@ -60,21 +62,34 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
 
-def _rows(config: ClusterConfig, launcher: ProcessLauncher, statuses: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+def _rows(
+    config: ClusterConfig, launcher: ProcessLauncher, statuses: dict[str, dict[str, Any] | None]
+) -> list[dict[str, Any]]:
     applied = [_int(s.get("applied_index")) for s in statuses.values() if s is not None]
     newest = max(applied, default=0)
     rows = []
     for node_id in config.ids:
         status = statuses.get(node_id)
         pid = launcher.pid(node_id)
-        row: dict[str, Any] = {"node": node_id, "endpoint": config.endpoint(node_id), "pid": pid, "up": status is not None}
+        row: dict[str, Any] = {
+            "node": node_id,
+            "endpoint": config.endpoint(node_id),
+            "pid": pid,
+            "up": status is not None,
+        }
         if status is not None:
             row.update(
-                role=status.get("role"), term=status.get("term"), leader=status.get("leader"),
-                commit_index=status.get("commit_index"), applied_index=status.get("applied_index"),
-                lag=newest - _int(status.get("applied_index")), members=status.get("members", []),
-                heads=status.get("heads", {}), counters=status.get("counters", {}),
-                log=status.get("log", {}), last_transfer=status.get("last_transfer"),
+                role=status.get("role"),
+                term=status.get("term"),
+                leader=status.get("leader"),
+                commit_index=status.get("commit_index"),
+                applied_index=status.get("applied_index"),
+                lag=newest - _int(status.get("applied_index")),
+                members=status.get("members", []),
+                heads=status.get("heads", {}),
+                counters=status.get("counters", {}),
+                log=status.get("log", {}),
+                last_transfer=status.get("last_transfer"),
             )
         rows.append(row)
     return rows
@@ -108,7 +123,9 @@ def _table(config: ClusterConfig, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=escape(f"cluster {config.name} ({config.path})"))
     for column in ("node", "pid", "role", "term", "leader", "applied", "lag", "log", "heads"):
         table.add_column(
-            column, justify="right" if column in ("pid", "term", "applied", "lag") else "left", no_wrap=column != "heads"
+            column,
+            justify="right" if column in ("pid", "term", "applied", "lag") else "left",
+            no_wrap=column != "heads",
         )
     for row in rows:
         pid = str(row["pid"]) if row["pid"] is not None else "-"
@@ -119,8 +136,15 @@ def _table(config: ClusterConfig, rows: list[dict[str, Any]]) -> Table:
         role = escape(str(row["role"] or "?"))
         styled = f"[bold green]{role}[/]" if role == "leader" else role
         table.add_row(
-            row["node"], pid, styled, str(row["term"]), escape(str(row["leader"] or "-")), str(row["applied_index"]),
-            str(row["lag"]), escape(_log(row)), escape(_heads(row["heads"])),
+            row["node"],
+            pid,
+            styled,
+            str(row["term"]),
+            escape(str(row["leader"] or "-")),
+            str(row["applied_index"]),
+            str(row["lag"]),
+            escape(_log(row)),
+            escape(_heads(row["heads"])),
         )
     return table
 
@@ -130,7 +154,9 @@ def _summary(config: ClusterConfig, rows: list[dict[str, Any]]) -> None:
     console.print(f"{len(up)} of {len(rows)} nodes answering", highlight=False, markup=False)
     leaders = {row["leader"] for row in up if row.get("leader")}
     if len(leaders) > 1:
-        console.print(f"[yellow]nodes disagree on the leader: {escape(', '.join(sorted(map(str, leaders))))}[/] (an election is in progress)")
+        console.print(
+            f"[yellow]nodes disagree on the leader: {escape(', '.join(sorted(map(str, leaders))))}[/] (an election is in progress)"
+        )
     members = next((row["members"] for row in up if row.get("role") == "leader"), None)
     if members is not None and sorted(members) != sorted(config.ids):
         console.print(
@@ -142,8 +168,11 @@ def _summary(config: ClusterConfig, rows: list[dict[str, Any]]) -> None:
 @app.command()
 @handle_errors
 def status(
-    config_path: Path = ConfigOpt, timeout: float = TimeoutOpt,
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object per node instead of a table"),
+    config_path: Path = ConfigOpt,
+    timeout: float = TimeoutOpt,
+    as_json: bool = typer.Option(
+        False, "--json", help="print one JSON object per node instead of a table"
+    ),
 ) -> None:
     """One row per node: pid, role, term, leader, applied index, lag behind the newest, each genome's head."""
     from runtime.config import load_cluster
@@ -164,8 +193,12 @@ def status(
 @handle_errors
 def up(
     config_path: Path = ConfigOpt,
-    wait: bool = typer.Option(True, "--wait/--no-wait", help="wait until every node answers status"),
-    timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="seconds each node has to answer"),
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="wait until every node answers status"
+    ),
+    timeout: float = typer.Option(
+        30.0, "--timeout", min=0.1, help="seconds each node has to answer"
+    ),
 ) -> None:
     """Start every node of cluster.yml that is not running (making missing keys first)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -177,28 +210,49 @@ def up(
     launcher = launcher_for(config)
     created = config.ensure_keys()
     if created:
-        console.print(f"made key pairs for {', '.join(created)} in {config.keys_dir}", highlight=False, markup=False)
+        console.print(
+            f"made key pairs for {', '.join(created)} in {config.keys_dir}",
+            highlight=False,
+            markup=False,
+        )
     for node_id in config.ids:
         running = launcher.pid(node_id)
         if running is not None:
-            console.print(f"{node_id} already running (pid {running})", highlight=False, markup=False)
+            console.print(
+                f"{node_id} already running (pid {running})", highlight=False, markup=False
+            )
         else:
             pid = launcher.start(node_id)
-            console.print(f"started {node_id} (pid {pid}) on {config.endpoint(node_id)}, log {config.log_path(node_id)}", highlight=False, markup=False)
+            console.print(
+                f"started {node_id} (pid {pid}) on {config.endpoint(node_id)}, log {config.log_path(node_id)}",
+                highlight=False,
+                markup=False,
+            )
     if not wait:
         return
     failures: dict[str, TarsError] = {}
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
-        tasks = {node_id: progress.add_task(f"{node_id}: waiting for an answer", total=1) for node_id in config.ids}
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as progress:
+        tasks = {
+            node_id: progress.add_task(f"{node_id}: waiting for an answer", total=1)
+            for node_id in config.ids
+        }
 
         def ready(node_id: str) -> None:
             try:
                 answer = launcher.wait_ready(node_id, timeout)
             except TarsError as exc:
                 failures[node_id] = exc
-                progress.update(tasks[node_id], description=f"[red]{node_id}: failed[/]", completed=1)
+                progress.update(
+                    tasks[node_id], description=f"[red]{node_id}: failed[/]", completed=1
+                )
                 return
-            progress.update(tasks[node_id], description=f"{node_id}: [green]ready[/] ({answer.get('role', '?')})", completed=1)
+            progress.update(
+                tasks[node_id],
+                description=f"{node_id}: [green]ready[/] ({answer.get('role', '?')})",
+                completed=1,
+            )
 
         with ThreadPoolExecutor(max_workers=len(config.ids)) as pool:
             list(pool.map(ready, config.ids))
@@ -206,16 +260,26 @@ def up(
     if failures:
         for node_id, exc in failures.items():
             reason = exc.reason if isinstance(exc, NodeNotReady) else exc.message
-            err_console.print(f"[bold red]error:[/] {escape(f'{node_id} {reason}; the end of {config.log_path(node_id)}:')}", highlight=False)
+            err_console.print(
+                f"[bold red]error:[/] {escape(f'{node_id} {reason}; the end of {config.log_path(node_id)}:')}",
+                highlight=False,
+            )
             for line in launcher.log_tail(node_id, 15):
                 err_console.print(f"  {line}", highlight=False, markup=False)
-        err_console.print(f"the other nodes keep running; `tars cluster down --config {config.path}` stops them", highlight=False, markup=False)
+        err_console.print(
+            f"the other nodes keep running; `tars cluster down --config {config.path}` stops them",
+            highlight=False,
+            markup=False,
+        )
         raise typer.Exit(1)
 
 
 @app.command()
 @handle_errors
-def down(config_path: Path = ConfigOpt, timeout: float = typer.Option(10.0, "--timeout", min=0.0, help="seconds before SIGKILL")) -> None:
+def down(
+    config_path: Path = ConfigOpt,
+    timeout: float = typer.Option(10.0, "--timeout", min=0.0, help="seconds before SIGKILL"),
+) -> None:
     """Stop every node cleanly (SIGTERM; SIGKILL after --timeout)."""
     from runtime.config import load_cluster
     from runtime.launcher import launcher_for
@@ -236,7 +300,11 @@ def _leader_first(config: ClusterConfig, skip: str, timeout: float) -> list[str]
     """Nodes to ask for a membership change: the leader first, then every other answering node."""
     statuses = {k: v for k, v in _statuses(config, timeout).items() if k != skip}
     answering = [node_id for node_id, status in statuses.items() if status is not None]
-    leaders = [status.get("leader") for status in statuses.values() if status is not None and status.get("leader")]
+    leaders = [
+        status.get("leader")
+        for status in statuses.values()
+        if status is not None and status.get("leader")
+    ]
     leader = leaders[0] if leaders else None
     if leader in answering:
         answering.remove(leader)
@@ -244,7 +312,9 @@ def _leader_first(config: ClusterConfig, skip: str, timeout: float) -> list[str]
     return answering
 
 
-def _change(config: ClusterConfig, op: str, node_id: str, timeout: float) -> tuple[str | None, str | None]:
+def _change(
+    config: ClusterConfig, op: str, node_id: str, timeout: float
+) -> tuple[str | None, str | None]:
     """Ask the swarm to add or remove a member: (node that agreed, None) or (None, why not)."""
     asked = _leader_first(config, node_id, timeout)
     if not asked:
@@ -283,17 +353,27 @@ def add(
         )
     if existing is None:
         config = config.add_node(NodeSpec(id=node_id, host=host, port=port))
-        console.print(f"wrote {node_id} ({host}:{port}) into {config.path}", highlight=False, markup=False)
+        console.print(
+            f"wrote {node_id} ({host}:{port}) into {config.path}", highlight=False, markup=False
+        )
     created = config.ensure_keys([node_id, ADMIN])
     if created:
-        console.print(f"made key pairs for {', '.join(created)} in {config.keys_dir}", highlight=False, markup=False)
+        console.print(
+            f"made key pairs for {', '.join(created)} in {config.keys_dir}",
+            highlight=False,
+            markup=False,
+        )
     agreed, why = _change(config, "add", node_id, timeout)
     if agreed is None:
         raise TransportError(
             f"{node_id} is in {config.path} but the swarm did not add it: {why}",
             hint="start the swarm with `tars cluster up`, then run this `tars cluster add` again",
         )
-    console.print(f"the swarm added {node_id} (via {agreed}); start it with `tars cluster up --config {config.path}`", highlight=False, markup=False)
+    console.print(
+        f"the swarm added {node_id} (via {agreed}); start it with `tars cluster up --config {config.path}`",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()
@@ -301,7 +381,9 @@ def add(
 def remove(
     config_path: Path = ConfigOpt,
     node_id: str = typer.Option(..., "--id", help="id of the node to remove"),
-    force: bool = typer.Option(False, "--force", help="remove it from cluster.yml even if no node answers"),
+    force: bool = typer.Option(
+        False, "--force", help="remove it from cluster.yml even if no node answers"
+    ),
     timeout: float = TimeoutOpt,
 ) -> None:
     """Ask the swarm to drop a member, then remove it from cluster.yml and stop its process."""
@@ -322,14 +404,20 @@ def remove(
     if launcher.stop(node_id):
         console.print(f"stopped {node_id}", highlight=False, markup=False)
     config.remove_node(node_id)
-    console.print(f"removed {node_id} from {config.path} (its state stays in {config.state_dir(node_id)})", highlight=False, markup=False)
+    console.print(
+        f"removed {node_id} from {config.path} (its state stays in {config.state_dir(node_id)})",
+        highlight=False,
+        markup=False,
+    )
 
 
 @handle_errors
 def keys(
     config_path: Path = ConfigOpt,
     node_id: str | None = typer.Option(None, "--id", help="only this node (or 'admin')"),
-    force: bool = typer.Option(False, "--force", help="replace existing key pairs (peers must then be restarted)"),
+    force: bool = typer.Option(
+        False, "--force", help="replace existing key pairs (peers must then be restarted)"
+    ),
 ) -> None:
     """Make the CurveZMQ key pairs cluster.yml needs (every node and admin) and print the public keys."""
     from rich.table import Table

@@ -44,7 +44,10 @@ def store_url(store: str, *, must_exist: bool) -> str:
         return store
     path = Path(store).expanduser()
     if must_exist and not path.exists():
-        raise StoreError(f"store {path} does not exist", hint="pass --store PATH of a store a node or `tars demo` wrote")
+        raise StoreError(
+            f"store {path} does not exist",
+            hint="pass --store PATH of a store a node or `tars demo` wrote",
+        )
     return f"sqlite:///{path.resolve()}"
 
 
@@ -74,7 +77,9 @@ def handle_errors(func: F) -> F:
         except TarsError as exc:
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: the store holds every completed cycle; run the same command to resume")
+            err_console.print(
+                "[yellow]interrupted[/]: the store holds every completed cycle; run the same command to resume"
+            )
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
@@ -96,7 +101,9 @@ if RuntimeParam is not None:
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
             kind = self.annotation
             if kind is Path:
-                return coerce_cli_path(Path(value), self.parameter_info, path_type=Path, param=param, ctx=ctx)
+                return coerce_cli_path(
+                    Path(value), self.parameter_info, path_type=Path, param=param, ctx=ctx
+                )
             if isinstance(value, kind):
                 return value
             if kind is bool and isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
@@ -108,7 +115,9 @@ if RuntimeParam is not None:
                     return kind(value)
                 except (TypeError, ValueError):
                     pass
-            raise typer.BadParameter(f"{value!r} is not a valid {kind.__name__}", ctx=ctx, param=param)
+            raise typer.BadParameter(
+                f"{value!r} is not a valid {kind.__name__}", ctx=ctx, param=param
+            )
 
     def _plain_params(params: list[Any]) -> None:
         """Give typer's ``str``/``int``/``bool``/``Path`` parameters the converter without pydantic."""
@@ -126,7 +135,9 @@ if RuntimeParam is not None:
                 or info.max is not None
             ):
                 continue
-            param._runtime_param = _PlainParam(parameter_info=info, annotation=descriptor.annotation)
+            param._runtime_param = _PlainParam(
+                parameter_info=info, annotation=descriptor.annotation
+            )
 
     class PlainCommand(TyperCommand):
         """A typer command whose plain parameters are converted without pydantic.

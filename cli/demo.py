@@ -49,7 +49,15 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def write_cluster(workdir: Path, nodes: int, genome: Path, cycles: int, candidates: int, seed: int, incubators: int) -> Path:
+def write_cluster(
+    workdir: Path,
+    nodes: int,
+    genome: Path,
+    cycles: int,
+    candidates: int,
+    seed: int,
+    incubators: int,
+) -> Path:
     """A cluster.yml for the demo, every path absolute, ports free."""
     lines = [
         "# Written by `tars demo`: a local swarm on 127.0.0.1.",
@@ -77,22 +85,31 @@ def write_cluster(workdir: Path, nodes: int, genome: Path, cycles: int, candidat
     return path
 
 
-def run_demo(workdir: Path, seed: int, cycles: int, candidates: int, incubators: int = 1, nodes: int = 3) -> None:
+def run_demo(
+    workdir: Path, seed: int, cycles: int, candidates: int, incubators: int = 1, nodes: int = 3
+) -> None:
     from runtime.config import load_cluster
     from runtime.launcher import ProcessLauncher
 
     started = time.monotonic()
     workdir = workdir.resolve()
     earlier = sorted(workdir.glob("node-*/store.db"))
-    config = load_cluster(write_cluster(workdir, nodes, DEMO_GENOME, cycles, candidates, seed, incubators))
+    config = load_cluster(
+        write_cluster(workdir, nodes, DEMO_GENOME, cycles, candidates, seed, incubators)
+    )
     created = config.ensure_keys()
     stores = {n: config.store_url(n) for n in config.ids}
-    console.print(Panel.fit(
-        f"TARS demo: a {nodes}-node swarm evolves [bold]{DEMO_GENOME.name}[/] for {cycles} cycles (seed {seed})\n"
-        f"cluster: {config.path}  ({len(created)} key pairs made)\n"
-        + "\n".join(f"{n}: {config.endpoint(n)}  store {stores[n].removeprefix('sqlite:///')}" for n in config.ids),
-        title="tars demo",
-    ))
+    console.print(
+        Panel.fit(
+            f"TARS demo: a {nodes}-node swarm evolves [bold]{DEMO_GENOME.name}[/] for {cycles} cycles (seed {seed})\n"
+            f"cluster: {config.path}  ({len(created)} key pairs made)\n"
+            + "\n".join(
+                f"{n}: {config.endpoint(n)}  store {stores[n].removeprefix('sqlite:///')}"
+                for n in config.ids
+            ),
+            title="tars demo",
+        )
+    )
     if earlier:
         console.print(
             f"[yellow]{workdir} holds an earlier demo: the swarm resumes it (cycles already recorded are not run "
@@ -116,7 +133,9 @@ def _warn_without_counter() -> None:
     """The demo genome is judged by instruction counts; say so when they cannot be taken."""
     from runtime.incubation import valgrind
 
-    manifest = parse_manifest((DEMO_GENOME / "genome.toml").read_text(encoding="utf-8"), str(DEMO_GENOME / "genome.toml"))
+    manifest = parse_manifest(
+        (DEMO_GENOME / "genome.toml").read_text(encoding="utf-8"), str(DEMO_GENOME / "genome.toml")
+    )
     if manifest.fitness.measure == "instructions" and valgrind() is None:
         console.print(
             "[yellow]valgrind is not installed: candidates are judged by timed A/B benchmarks instead of exact "
@@ -139,8 +158,12 @@ def _watch(config: Any, launcher: Any, cycles: int) -> dict[str, dict[str, Any]]
     """Follow the swarm until the last cycle is recorded and every node has the same head."""
     genome = DEMO_GENOME.name
     progress = Progress(
-        SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console,
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
     )
     task = progress.add_task("waiting for a leader", total=cycles)
     seen_adopted = 0
@@ -150,10 +173,17 @@ def _watch(config: Any, launcher: Any, cycles: int) -> dict[str, dict[str, Any]]
             live = {n: s for n, s in statuses.items() if s is not None}
             for node_id in config.ids:
                 if not launcher.alive(node_id):
-                    raise TarsError(f"{node_id} died during the demo", hint=f"see its log: {config.log_path(node_id)}")
+                    raise TarsError(
+                        f"{node_id} died during the demo",
+                        hint=f"see its log: {config.log_path(node_id)}",
+                    )
             leader = next((s for s in live.values() if s["role"] == "leader"), None)
             if leader is None or genome not in leader["heads"]:
-                what = "registering the genome (its tests and baseline benchmark)" if leader else "electing a leader"
+                what = (
+                    "registering the genome (its tests and baseline benchmark)"
+                    if leader
+                    else "electing a leader"
+                )
                 progress.update(task, description=what)
                 time.sleep(0.5)
                 continue
@@ -167,11 +197,17 @@ def _watch(config: Any, launcher: Any, cycles: int) -> dict[str, dict[str, Any]]
                 seen_adopted = adopted
             votes = f", {head['waiting']} proposal waiting for votes" if head["waiting"] else ""
             progress.update(
-                task, completed=min(head["cycles"], cycles),
+                task,
+                completed=min(head["cycles"], cycles),
                 description=f"{leader['node']} (leader) {leader.get('stage', '')}{votes}",
             )
             heads = {s["heads"].get(genome, {}).get("chain") for s in live.values()}
-            if head["cycles"] >= cycles and not head["waiting"] and len(live) == len(config.ids) and len(heads) == 1:
+            if (
+                head["cycles"] >= cycles
+                and not head["waiting"]
+                and len(live) == len(config.ids)
+                and len(heads) == 1
+            ):
                 return live
             time.sleep(0.5)
 
@@ -198,15 +234,24 @@ def _summary(config: Any, final: dict[str, dict[str, Any]], cycles: int, started
         votes = sum(1 for e in store.log(genome=genome) if e.type == "VoteCast")
     manifest = parse_manifest(head.manifest_text, f"{genome}/genome.toml")
     counted = effective_measure(manifest) == "instructions"
-    with console.status("timing the first version against the final head (interleaved A/B)…"), Sandbox(
-        config.state_root / "demo-sandbox"
-    ) as sandbox:
-        report: IncubationReport = incubate(sandbox, manifest, "final", first_tree, head.tree, rounds=5, measure="benchmark")
+    with (
+        console.status("timing the first version against the final head (interleaved A/B)…"),
+        Sandbox(config.state_root / "demo-sandbox") as sandbox,
+    ):
+        report: IncubationReport = incubate(
+            sandbox, manifest, "final", first_tree, head.tree, rounds=5, measure="benchmark"
+        )
     comparison = (
-        compare(report.parent_samples, report.candidate_samples, direction=manifest.fitness.direction)
-        if report.failure is None else None
+        compare(
+            report.parent_samples, report.candidate_samples, direction=manifest.fitness.direction
+        )
+        if report.failure is None
+        else None
     )
-    table = Table(title=f"{genome}: {adopted} versions adopted by the swarm in {cycles} cycles", show_header=False)
+    table = Table(
+        title=f"{genome}: {adopted} versions adopted by the swarm in {cycles} cycles",
+        show_header=False,
+    )
     table.add_row("first version", short(first.version or ""))
     table.add_row("head (every node)", short(head.version))
     before = first.data.get("fitness")
@@ -225,13 +270,19 @@ def _summary(config: Any, final: dict[str, dict[str, Any]], cycles: int, started
             table.add_row(f"fitness before ({unit})", f"{before_s:.4f}")
             table.add_row(f"fitness after ({unit})", f"{after_s:.4f}")
             label = "improvement"
-        table.add_row(label, f"[bold green]{comparison.ratio:.2f}×[/] (95% CI {comparison.low:.2f}–{comparison.high:.2f})")
+        table.add_row(
+            label,
+            f"[bold green]{comparison.ratio:.2f}×[/] (95% CI {comparison.low:.2f}–{comparison.high:.2f})",
+        )
     else:
         table.add_row("final check", f"[red]failed: {report.detail}[/]")
     table.add_row("tests of head", "pass" if report.tests_passed else "FAIL")
     table.add_row("votes cast", str(votes))
     for node_id, status in sorted(final.items()):
-        table.add_row(f"{node_id} ({status['role']})", f"ledger index {status['applied_index']}, log {config.store_url(node_id).removeprefix('sqlite:///')}")
+        table.add_row(
+            f"{node_id} ({status['role']})",
+            f"ledger index {status['applied_index']}, log {config.store_url(node_id).removeprefix('sqlite:///')}",
+        )
     table.add_row("took", f"{time.monotonic() - started:.0f} s")
     console.print(table)
     path = config.store_url(first_node).removeprefix("sqlite:///")

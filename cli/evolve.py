@@ -21,10 +21,14 @@ if TYPE_CHECKING:
 # The node (pykka actors, the sandbox), the mutators (libcst) and the statistics are
 # imported by the commands that use them, so `tars log …` and `tars --help` never load them.
 
-app = typer.Typer(help="Analyse, plan, generate, validate and run evolution on one node.", no_args_is_help=True)
+app = typer.Typer(
+    help="Analyse, plan, generate, validate and run evolution on one node.", no_args_is_help=True
+)
 
 GenomeOpt = typer.Option(..., "--genome", "-g", help="genome folder (with a genome.toml)")
-StoreOpt = typer.Option(str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL")
+StoreOpt = typer.Option(
+    str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL"
+)
 SeedOpt = typer.Option(7, "--seed", help="seed of the planner and the statistics")
 
 
@@ -32,7 +36,14 @@ def _node(store: str, workdir: Path | None = None, candidates: int = 4) -> Node:
     from node import Node, NodeConfig
 
     base = workdir or Path(".tars")
-    return Node(NodeConfig("local", store_url(store, must_exist=False), base / "work", candidates_per_cycle=candidates))
+    return Node(
+        NodeConfig(
+            "local",
+            store_url(store, must_exist=False),
+            base / "work",
+            candidates_per_cycle=candidates,
+        )
+    )
 
 
 def _opportunities(node: Node, genome: Path) -> tuple[list[Opportunity], Manifest, Tree, str]:
@@ -52,7 +63,10 @@ def _plans(node: Node, genome: Path, seed: int, limit: int) -> tuple[list[Plan],
     from evolution.planner import Outcomes
 
     opportunities, manifest, tree, version = _opportunities(node, genome)
-    plans = node.supervisor.ask("planner", PlanCycle(version, tree, manifest, opportunities, Outcomes(table={}), seed, 1, limit))
+    plans = node.supervisor.ask(
+        "planner",
+        PlanCycle(version, tree, manifest, opportunities, Outcomes(table={}), seed, 1, limit),
+    )
     return plans, tree, version
 
 
@@ -66,13 +80,24 @@ def analyze(genome: Path = GenomeOpt, store: str = StoreOpt) -> None:
         opportunities, _, _, _ = _opportunities(node, genome)
     table = Table("gain", "conf", "kind", "where", "evidence")
     for opp in opportunities:
-        table.add_row(f"{opp.expected_gain:.2f}×", f"{opp.confidence:.2f}", opp.kind, f"{opp.file}:{opp.line} {opp.function}", opp.evidence)
+        table.add_row(
+            f"{opp.expected_gain:.2f}×",
+            f"{opp.confidence:.2f}",
+            opp.kind,
+            f"{opp.file}:{opp.line} {opp.function}",
+            opp.evidence,
+        )
     console.print(table)
 
 
 @app.command()
 @handle_errors
-def plan(genome: Path = GenomeOpt, store: str = StoreOpt, seed: int = SeedOpt, limit: int = typer.Option(8, help="plans to show")) -> None:
+def plan(
+    genome: Path = GenomeOpt,
+    store: str = StoreOpt,
+    seed: int = SeedOpt,
+    limit: int = typer.Option(8, help="plans to show"),
+) -> None:
     """Rank opportunities and choose a mutator for each."""
     from rich.table import Table
 
@@ -81,16 +106,22 @@ def plan(genome: Path = GenomeOpt, store: str = StoreOpt, seed: int = SeedOpt, l
     table = Table("score", "mutator", "where", "why")
     for item in plans:
         opp = item.opportunity
-        table.add_row(f"{item.score:.3f}", item.mutator, f"{opp.file}:{opp.line} {opp.function}", item.reason)
+        table.add_row(
+            f"{item.score:.3f}", item.mutator, f"{opp.file}:{opp.line} {opp.function}", item.reason
+        )
     console.print(table)
 
 
 @app.command()
 @handle_errors
 def generate(
-    genome: Path = GenomeOpt, store: str = StoreOpt, seed: int = SeedOpt,
+    genome: Path = GenomeOpt,
+    store: str = StoreOpt,
+    seed: int = SeedOpt,
     limit: int = typer.Option(4, help="candidates to generate"),
-    out: Path | None = typer.Option(None, "--out", help="folder to write one .patch file per candidate"),
+    out: Path | None = typer.Option(
+        None, "--out", help="folder to write one .patch file per candidate"
+    ),
 ) -> None:
     """Generate candidate patches and print (or write) them."""
     from actors.messages import Generate
@@ -115,7 +146,8 @@ def generate(
 def validate(
     genome: Path = GenomeOpt,
     patch: Path = typer.Option(..., "--patch", help="unified diff against the genome folder"),
-    store: str = StoreOpt, seed: int = SeedOpt,
+    store: str = StoreOpt,
+    seed: int = SeedOpt,
 ) -> None:
     """Prove one patch: the genome's tests, then the benchmark A/B against the parent."""
     from actors.governor import judge
@@ -129,21 +161,43 @@ def validate(
     try:
         text = patch.read_text(encoding="utf-8")
     except OSError as exc:
-        raise PatchError(f"patch {patch} cannot be read ({exc.strerror})", hint="pass --patch PATH to a readable file") from exc
+        raise PatchError(
+            f"patch {patch} cannot be read ({exc.strerror})",
+            hint="pass --patch PATH to a readable file",
+        ) from exc
     candidate_tree = apply_patch(tree, text)
     version = version_id(tree)
-    candidate = Candidate(candidate_id(version, text), version, text, "manual", "manual", "", "", 0, f"patch {patch}")
-    how = "instruction counts" if effective_measure(manifest) == "instructions" else f"{manifest.fitness.rounds} A/B rounds"
+    candidate = Candidate(
+        candidate_id(version, text), version, text, "manual", "manual", "", "", 0, f"patch {patch}"
+    )
+    how = (
+        "instruction counts"
+        if effective_measure(manifest) == "instructions"
+        else f"{manifest.fitness.rounds} A/B rounds"
+    )
     with _node(store) as node, console.status(f"proving {patch} ({how})…"):
         report = incubate(node.sandbox, manifest, candidate.id, tree, candidate_tree)
-    decision, evidence = judge(manifest, tree, candidate, report, Policy(manifest.fitness.threshold, manifest.fitness.confidence), seed)
-    console.print(f"tests: {'[green]pass[/]' if report.tests_passed else '[red]fail[/]'}  {report.detail}")
+    decision, evidence = judge(
+        manifest,
+        tree,
+        candidate,
+        report,
+        Policy(manifest.fitness.threshold, manifest.fitness.confidence),
+        seed,
+    )
+    console.print(
+        f"tests: {'[green]pass[/]' if report.tests_passed else '[red]fail[/]'}  {report.detail}"
+    )
     if evidence.comparison:
         c = evidence.comparison
         if report.measure == "instructions":
-            console.print(f"gain: {c.ratio:.4f}× fewer instructions ({report.parent_samples[0]:,.0f} → {report.candidate_samples[0]:,.0f})")
+            console.print(
+                f"gain: {c.ratio:.4f}× fewer instructions ({report.parent_samples[0]:,.0f} → {report.candidate_samples[0]:,.0f})"
+            )
         else:
-            console.print(f"gain: {c.ratio:.3f}× [{c.low:.3f}, {c.high:.3f}] at {c.confidence:.0%} over {c.rounds} rounds")
+            console.print(
+                f"gain: {c.ratio:.3f}× [{c.low:.3f}, {c.high:.3f}] at {c.confidence:.0%} over {c.rounds} rounds"
+            )
     console.print(f"verdict: [bold]{decision.verdict}[/] — {'; '.join(decision.reasons)}")
     if decision.verdict == "reject":
         raise typer.Exit(2)
@@ -152,8 +206,12 @@ def validate(
 @app.command()
 @handle_errors
 def run(
-    genome: Path = GenomeOpt, store: str = StoreOpt, seed: int = SeedOpt,
-    cycles: int = typer.Option(5, "--cycles", "-n", min=1, help="cycles to reach (a resumed run continues its count)"),
+    genome: Path = GenomeOpt,
+    store: str = StoreOpt,
+    seed: int = SeedOpt,
+    cycles: int = typer.Option(
+        5, "--cycles", "-n", min=1, help="cycles to reach (a resumed run continues its count)"
+    ),
     candidates: int = typer.Option(4, "--candidates", min=1, help="candidates per cycle"),
 ) -> None:
     """Evolve the genome for N cycles, recording every decision in the store."""
@@ -167,4 +225,6 @@ def run(
             console.print(f"resuming {name} at cycle {done + 1} of {cycles}")
         with CycleProgress(console, cycles, done, label=name) as progress:
             summary = node.evolve(name, cycles, seed, progress=progress)
-        console.print(f"{name}: {len(summary.adopted)} versions adopted this run; head {short(summary.head)}")
+        console.print(
+            f"{name}: {len(summary.adopted)} versions adopted this run; head {short(summary.head)}"
+        )

@@ -18,20 +18,32 @@ from evolution.tree import short, version_id
 if TYPE_CHECKING:
     from events.store import GenomeStore, LogEntry, LogRow
 
-app = typer.Typer(help="Inspect, verify, replay and export the event log.", no_args_is_help=True, cls=PlainGroup)
+app = typer.Typer(
+    help="Inspect, verify, replay and export the event log.", no_args_is_help=True, cls=PlainGroup
+)
 
-StoreOpt = typer.Option(str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL")
-GenomeOpt = typer.Option(None, "--genome", "-g", help="genome name (default: the only one in the store)")
+StoreOpt = typer.Option(
+    str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL"
+)
+GenomeOpt = typer.Option(
+    None, "--genome", "-g", help="genome name (default: the only one in the store)"
+)
 
 
 def _genome(store: GenomeStore, genome: str | None) -> str:
     names = store.genomes()
     if genome is not None:
         if genome not in names:
-            raise TarsError(f"genome {genome!r} is not in the store", hint=f"genomes here: {', '.join(names) or 'none'}")
+            raise TarsError(
+                f"genome {genome!r} is not in the store",
+                hint=f"genomes here: {', '.join(names) or 'none'}",
+            )
         return genome
     if len(names) != 1:
-        raise TarsError(f"the store holds {len(names)} genomes", hint=f"pass --genome NAME ({', '.join(names) or 'none'})")
+        raise TarsError(
+            f"the store holds {len(names)} genomes",
+            hint=f"pass --genome NAME ({', '.join(names) or 'none'})",
+        )
     return names[0]
 
 
@@ -44,8 +56,14 @@ def resolve_version(store: GenomeStore, genome: str, prefix: str) -> str:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise UnknownVersionError(f"version {prefix} is not a version of {genome}", hint="`tars log lineage` lists its versions")
-    raise UnknownVersionError(f"version prefix {prefix} is ambiguous ({len(matches)} versions)", hint="give more characters")
+        raise UnknownVersionError(
+            f"version {prefix} is not a version of {genome}",
+            hint="`tars log lineage` lists its versions",
+        )
+    raise UnknownVersionError(
+        f"version prefix {prefix} is ambiguous ({len(matches)} versions)",
+        hint="give more characters",
+    )
 
 
 def _summary(entry: LogEntry) -> str:
@@ -77,7 +95,9 @@ DEFAULT_LIMIT = 50
 def ls(
     store: str = StoreOpt,
     genome: str | None = GenomeOpt,
-    limit: int | None = typer.Option(None, "--limit", "-n", help=f"the newest N events (default {DEFAULT_LIMIT})"),
+    limit: int | None = typer.Option(
+        None, "--limit", "-n", help=f"the newest N events (default {DEFAULT_LIMIT})"
+    ),
     every: bool = typer.Option(False, "--all", help="every event (pipe it to a pager or grep)"),
 ) -> None:
     """The newest events, one line each, oldest first (the newest is the last line).
@@ -85,9 +105,13 @@ def ls(
     Without --all, a note on stderr says how many earlier events were left out.
     """
     if every and limit is not None:
-        raise TarsError("--all and --limit together", hint="--all lists every event; --limit N the newest N")
+        raise TarsError(
+            "--all and --limit together", hint="--all lists every event; --limit N the newest N"
+        )
     if limit is not None and limit < 0:
-        raise TarsError(f"--limit {limit} is negative", hint="give the number of newest events to list")
+        raise TarsError(
+            f"--limit {limit} is negative", hint="give the number of newest events to list"
+        )
     with open_store(store) as handle:
         if every:
             _write_rows(handle.log_rows(genome=genome), sys.stdout)
@@ -115,8 +139,13 @@ def _write_rows(rows: Iterable[LogRow], out: TextIO) -> None:
         head = heads.get((second, kind, name, node))
         if head is None:
             stamp = datetime.fromtimestamp(second, UTC).isoformat(" ")[:19]
-            head = heads[(second, kind, name, node)] = (f" {stamp} {kind:<18} {name:<12} ", f" {node:<8} ")
-        lines.append(f"{seq:>7}{head[0]}{(version or '')[:12]:<12}{head[1]}{_summary_of(kind, data, parent)}\n")
+            head = heads[(second, kind, name, node)] = (
+                f" {stamp} {kind:<18} {name:<12} ",
+                f" {node:<8} ",
+            )
+        lines.append(
+            f"{seq:>7}{head[0]}{(version or '')[:12]:<12}{head[1]}{_summary_of(kind, data, parent)}\n"
+        )
         if len(lines) >= 4096:
             out.write("".join(lines))
             lines.clear()
@@ -125,7 +154,10 @@ def _write_rows(rows: Iterable[LogRow], out: TextIO) -> None:
 
 @app.command(cls=PlainCommand)
 @handle_errors
-def show(seq: int = typer.Argument(..., help="event sequence number (from `tars log ls`)"), store: str = StoreOpt) -> None:
+def show(
+    seq: int = typer.Argument(..., help="event sequence number (from `tars log ls`)"),
+    store: str = StoreOpt,
+) -> None:
     """Every field of one event."""
     with open_store(store) as handle:
         for entry in handle.log(start=seq, limit=1):
@@ -138,8 +170,10 @@ def show(seq: int = typer.Argument(..., help="event sequence number (from `tars 
 @app.command(cls=PlainCommand)
 @handle_errors
 def diff(
-    old: str = typer.Argument(..., help="version (prefix)"), new: str = typer.Argument(..., help="version (prefix)"),
-    store: str = StoreOpt, genome: str | None = GenomeOpt,
+    old: str = typer.Argument(..., help="version (prefix)"),
+    new: str = typer.Argument(..., help="version (prefix)"),
+    store: str = StoreOpt,
+    genome: str | None = GenomeOpt,
 ) -> None:
     """The unified diff between two versions."""
     from evolution.patch import make_patch
@@ -192,7 +226,8 @@ def verify(store: str = StoreOpt) -> None:
 def replay(
     to: str = typer.Option(..., "--to", help="version (prefix) to rebuild"),
     out: Path = typer.Option(..., "--out", help="new or empty folder to write the tree into"),
-    store: str = StoreOpt, genome: str | None = GenomeOpt,
+    store: str = StoreOpt,
+    genome: str | None = GenomeOpt,
 ) -> None:
     """Rebuild a version's exact tree from the log (snapshot plus patches)."""
     from runtime.genome_files import write_tree
@@ -202,9 +237,14 @@ def replay(
         version = resolve_version(handle, name, to)
         tree = handle.materialise(name, version)
     if version_id(tree) != version:
-        raise IntegrityError(f"replay of {short(version)} gives tree {short(version_id(tree))}", hint="run `tars log verify`")
+        raise IntegrityError(
+            f"replay of {short(version)} gives tree {short(version_id(tree))}",
+            hint="run `tars log verify`",
+        )
     write_tree(tree, out)
-    console.print(f"wrote {len(tree)} files of {name} {short(version)} to {out} (tree hash verified)")
+    console.print(
+        f"wrote {len(tree)} files of {name} {short(version)} to {out} (tree hash verified)"
+    )
 
 
 @app.command(cls=PlainCommand)
@@ -212,7 +252,8 @@ def replay(
 def export(
     fmt: str = typer.Option("jsonl", "--format", help="jsonl: one JSON object per event"),
     out: Path | None = typer.Option(None, "--out", help="file to write (default: stdout)"),
-    store: str = StoreOpt, genome: str | None = GenomeOpt,
+    store: str = StoreOpt,
+    genome: str | None = GenomeOpt,
 ) -> None:
     """Every event as one JSON object per line."""
     if fmt != "jsonl":

@@ -14,7 +14,10 @@ from evolution.errors import PolicyError
 from evolution.tree import short, version_id
 
 app = typer.Typer(
-    name="tars", help="TARS: a swarm of self-improving replicas.", no_args_is_help=True, pretty_exceptions_enable=False,
+    name="tars",
+    help="TARS: a swarm of self-improving replicas.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
     cls=PlainGroup,  # converts its own options without importing pydantic (see cli.common)
 )
 app.add_typer(evolve.app, name="evolve")
@@ -23,18 +26,27 @@ app.add_typer(node.app, name="node")
 app.add_typer(cluster.app, name="cluster")
 app.command("keys")(cluster.keys)
 
-StoreOpt = typer.Option(str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL")
+StoreOpt = typer.Option(
+    str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL"
+)
 
 
 @app.command()
 @handle_errors
 def demo(
-    workdir: Path = typer.Option(Path("tars-demo"), "--workdir", help="where the nodes keep their stores, journals, keys and logs"),
+    workdir: Path = typer.Option(
+        Path("tars-demo"),
+        "--workdir",
+        help="where the nodes keep their stores, journals, keys and logs",
+    ),
     seed: int = typer.Option(7, "--seed", help="seed of the planner and the statistics"),
     cycles: int = typer.Option(10, "--cycles", min=1, help="evolution cycles"),
     candidates: int = typer.Option(3, "--candidates", min=1, help="candidates proven per cycle"),
     incubators: int = typer.Option(
-        2, "--incubators", min=1, help="candidates proven at once (one per core; a timed A/B gets noisier with more)"
+        2,
+        "--incubators",
+        min=1,
+        help="candidates proven at once (one per core; a timed A/B gets noisier with more)",
     ),
     nodes: int = typer.Option(3, "--nodes", min=1, max=9, help="nodes of the local swarm"),
 ) -> None:
@@ -52,7 +64,10 @@ def rollback(
     reason: str = typer.Option("manual rollback", "--reason"),
     store: str = StoreOpt,
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="roll the whole running swarm of this cluster.yml back, through the ledger"
+        None,
+        "--config",
+        "-c",
+        help="roll the whole running swarm of this cluster.yml back, through the ledger",
     ),
 ) -> None:
     """Make an earlier version the head again (appends an event; erases nothing)."""
@@ -80,16 +95,27 @@ def approve(
     with open_store(store) as handle:
         head = handle.head(genome)
         if candidate not in head.pending:
-            raise PolicyError(f"no held candidate {candidate} for {genome}", hint=f"held: {', '.join(head.pending) or 'none'}")
+            raise PolicyError(
+                f"no held candidate {candidate} for {genome}",
+                hint=f"held: {', '.join(head.pending) or 'none'}",
+            )
         held = handle.approve(genome, candidate, "cli")
         tree = apply_patch(head.tree, held.patch)
         evidence = dict(held.evidence)
         handle.adopt(
             genome,
             Adoption(
-                version=version_id(tree), parent=head.version, patch=held.patch, mutator=held.mutator, kind=held.kind,
-                fitness_before=None, fitness_after=None, ratio=evidence.get("ratio"), low=evidence.get("low"),
-                high=evidence.get("high"), evidence=evidence | {"approved_by": "cli"},
+                version=version_id(tree),
+                parent=head.version,
+                patch=held.patch,
+                mutator=held.mutator,
+                kind=held.kind,
+                fitness_before=None,
+                fitness_after=None,
+                ratio=evidence.get("ratio"),
+                low=evidence.get("low"),
+                high=evidence.get("high"),
+                evidence=evidence | {"approved_by": "cli"},
             ),
             "cli",
         )
@@ -106,16 +132,24 @@ def _swarm_rollback(config_path: Path, genome: str, to: str, reason: str) -> Non
     errors = []
     for node_id in config.ids:
         try:
-            reply = admin_request(config, node_id, {"op": "rollback", "genome": genome, "to": to, "reason": reason}, timeout=15.0)
+            reply = admin_request(
+                config,
+                node_id,
+                {"op": "rollback", "genome": genome, "to": to, "reason": reason},
+                timeout=15.0,
+            )
         except TransportError as exc:
             errors.append(f"{node_id}: {exc.message}")
             continue
         if not reply.get("ok"):
             raise PolicyError(f"the swarm refused the rollback: {reply.get('error')}")
-        console.print(f"{genome}: rollback committed at ledger index {reply['index']} via {node_id}; head is now {short(reply['head'])} on every node")
+        console.print(
+            f"{genome}: rollback committed at ledger index {reply['index']} via {node_id}; head is now {short(reply['head'])} on every node"
+        )
         return
     raise TransportError(
-        f"no node of {config_path} answered ({'; '.join(errors)})", hint="start the swarm with `tars cluster up`"
+        f"no node of {config_path} answered ({'; '.join(errors)})",
+        hint="start the swarm with `tars cluster up`",
     )
 
 

@@ -18,10 +18,16 @@ app = typer.Typer(help="Run one node of the swarm.", no_args_is_help=True)
 @app.command("start")
 @handle_errors
 def start(
-    config: Path = typer.Option(Path("cluster.yml"), "--config", "-c", help="the cluster's cluster.yml"),
+    config: Path = typer.Option(
+        Path("cluster.yml"), "--config", "-c", help="the cluster's cluster.yml"
+    ),
     node_id: str = typer.Option(..., "--id", help="this node's id in cluster.yml"),
-    evolve: bool = typer.Option(True, "--evolve/--no-evolve", help="evolve genomes when this node leads"),
-    verbose: bool = typer.Option(True, "--verbose/--quiet", help="log the node's decisions to stderr"),
+    evolve: bool = typer.Option(
+        True, "--evolve/--no-evolve", help="evolve genomes when this node leads"
+    ),
+    verbose: bool = typer.Option(
+        True, "--verbose/--quiet", help="log the node's decisions to stderr"
+    ),
 ) -> None:
     """Start a node: listen, join the ledger, vote on proposals, evolve when leader."""
     from node import SwarmNode
@@ -43,7 +49,10 @@ def start(
     node = SwarmNode(cluster, node_id, evolve=evolve)
     try:
         node.start()
-        console.print(f"{node_id} ready on {cluster.endpoint(node_id)} (store {node.store.url})", highlight=False)
+        console.print(
+            f"{node_id} ready on {cluster.endpoint(node_id)} (store {node.store.url})",
+            highlight=False,
+        )
         while not stop.wait(1.0):
             pass
     finally:

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 class CycleProgress:
     """A progress bar over cycles whose description follows the current stage."""
 
-    def __init__(self, console: Console, total: int, done: int = 0, label: str = "evolving") -> None:
+    def __init__(
+        self, console: Console, total: int, done: int = 0, label: str = "evolving"
+    ) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -27,8 +29,13 @@ class CycleProgress:
         self.console = console
         self.label = label
         self._progress = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, transient=False,
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
         )
         self._task = self._progress.add_task(label, total=total, completed=done)
 
@@ -36,7 +43,12 @@ class CycleProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._progress.stop()
 
     def __call__(self, stage: str, info: dict[str, Any]) -> None:
@@ -45,9 +57,15 @@ class CycleProgress:
         if stage == "analyze":
             self._progress.update(self._task, description=f"{prefix}: profiling {info['version']}")
         elif stage == "generate":
-            self._progress.update(self._task, description=f"{prefix}: {info['opportunities']} opportunities, {info['plans']} plans")
+            self._progress.update(
+                self._task,
+                description=f"{prefix}: {info['opportunities']} opportunities, {info['plans']} plans",
+            )
         elif stage == "incubate":
-            self._progress.update(self._task, description=f"{prefix}: proving {info['candidates']} candidates in the sandbox")
+            self._progress.update(
+                self._task,
+                description=f"{prefix}: proving {info['candidates']} candidates in the sandbox",
+            )
         elif stage == "cycle":
             result = info["result"]
             adoption = info.get("adoption")
@@ -57,10 +75,18 @@ class CycleProgress:
                     f"({adoption.mutator}, {adoption.ratio:.2f}× [{adoption.low:.2f}, {adoption.high:.2f}])"
                 )
             else:
-                verdicts = ", ".join(f"{r.mutator}:{r.verdict}" for r in info.get("records", [])) or "no candidates"
+                verdicts = (
+                    ", ".join(f"{r.mutator}:{r.verdict}" for r in info.get("records", []))
+                    or "no candidates"
+                )
                 self.console.print(f"  cycle {result.cycle}: nothing adopted ({verdicts})")
             self._progress.advance(self._task)
         elif stage == "baseline":
-            self._progress.update(self._task, description=f"{self.label}: running {info['genome']}'s own tests and baseline benchmark")
+            self._progress.update(
+                self._task,
+                description=f"{self.label}: running {info['genome']}'s own tests and baseline benchmark",
+            )
         elif stage == "registered":
-            self.console.print(f"  registered {info['genome']} at {short(info['version'])} (fitness {info['fitness']:.4g})")
+            self.console.print(
+                f"  registered {info['genome']} at {short(info['version'])} (fitness {info['fitness']:.4g})"
+            )

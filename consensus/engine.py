@@ -200,7 +200,12 @@ _RAFT_LEADER = pso_syncobj._RAFT_STATE.LEADER
 
 
 def would_vote(
-    *, candidate_term: int, candidate_log: tuple[int, int], term: int, log: tuple[int, int], leader_alive: bool
+    *,
+    candidate_term: int,
+    candidate_log: tuple[int, int],
+    term: int,
+    log: tuple[int, int],
+    leader_alive: bool,
 ) -> bool:
     """Raft's pre-vote answer: could this candidate win my vote, and do I need a new leader?
 
@@ -328,7 +333,9 @@ class RaftEngine:
             )
         self._callback = callback
 
-    def on_snapshot(self, app: SnapshotApp, *, compact_after: int = 10_000, keep: int = 1_000) -> None:
+    def on_snapshot(
+        self, app: SnapshotApp, *, compact_after: int = 10_000, keep: int = 1_000
+    ) -> None:
         if self._started:
             raise ConsensusError(
                 f"on_snapshot called after start on node {self.node_id}",
@@ -380,10 +387,14 @@ class RaftEngine:
         position = manifest.index - 1 - journal[0][1]
         if position <= 0 or position + 1 >= len(journal):
             return
-        if journal[position] == manifest.entries[0] and journal[position + 1] == manifest.entries[1]:
+        if (
+            journal[position] == manifest.entries[0]
+            and journal[position + 1] == manifest.entries[1]
+        ):
             logger.warning(
                 "raft %s: finishing a compaction a crash interrupted (log cut before index %d)",
-                self.node_id, manifest.index - 1,
+                self.node_id,
+                manifest.index - 1,
             )
             journal.deleteEntriesTo(position)
 
@@ -613,7 +624,9 @@ class RaftEngine:
                 leader_alive=state == _RAFT_LEADER or heard < self._timers.election_min,
             )
             pv.answered(granted)
-            wire.send(node, {"type": "pre_vote_response", "term": message["term"], "granted": granted})
+            wire.send(
+                node, {"type": "pre_vote_response", "term": message["term"], "granted": granted}
+            )
             return
         if state == _RAFT_LEADER or not message["granted"] or message["term"] != pv.term:
             return
@@ -786,14 +799,21 @@ class RaftEngine:
             snapshot.write(self._snapshot_path, data)
         except Exception:
             self._tick_errors += 1
-            logger.exception("raft %s: writing the snapshot at index %d failed; the log is kept", self.node_id, upto)
+            logger.exception(
+                "raft %s: writing the snapshot at index %d failed; the log is kept",
+                self.node_id,
+                upto,
+            )
             return
         core._SyncObj__deleteEntriesTo(upto - 1)
         self._snapshot_index = upto
         self._compactions += 1
         logger.info(
             "raft %s: log compacted up to index %d (%d entries left, snapshot %d bytes)",
-            self.node_id, upto, len(journal), len(data),
+            self.node_id,
+            upto,
+            len(journal),
+            len(data),
         )
 
     def _holding(self) -> bool:
@@ -844,7 +864,9 @@ class RaftEngine:
         if app is None:
             logger.error(
                 "raft %s: %s offers a snapshot at index %d but compaction is not enabled here",
-                self.node_id, node.id, manifest.index,
+                self.node_id,
+                node.id,
+                manifest.index,
             )
             return
         if app.applied_index() < manifest.index:
@@ -853,18 +875,25 @@ class RaftEngine:
             self._offer_wanted = max(self._offer_wanted, manifest.index)
             if manifest.index > self._install_wanted:
                 self._install_wanted = manifest.index
-                self._apply_queue.put(Snapshot(manifest.index, manifest.term, manifest.state, node.id))
+                self._apply_queue.put(
+                    Snapshot(manifest.index, manifest.term, manifest.state, node.id)
+                )
             return
         # The application has the state: install the snapshot as the log's new start.
         head = {"type": "append_entries", "term": message["term"]}
-        wire._onMessageReceived(node, {**head, "commit_index": 0, "serialized": (blob, True, False)})
         wire._onMessageReceived(
-            node, {**head, "commit_index": message["commit_index"], "serialized": (b"", False, True)}
+            node, {**head, "commit_index": 0, "serialized": (blob, True, False)}
+        )
+        wire._onMessageReceived(
+            node,
+            {**head, "commit_index": message["commit_index"], "serialized": (b"", False, True)},
         )
         self._delivered = max(self._delivered, manifest.index)
         self._snapshot_index = manifest.index
         self._installs += 1
-        logger.info("raft %s: installed %s's snapshot at index %d", self.node_id, node.id, manifest.index)
+        logger.info(
+            "raft %s: installed %s's snapshot at index %d", self.node_id, node.id, manifest.index
+        )
 
     # ---- applier thread ---------------------------------------------------------------
 
@@ -879,7 +908,8 @@ class RaftEngine:
             self._apply_error = f"snapshot at index {item.index}: {exc!r}"
             logger.exception(
                 "raft %s: installing the snapshot at index %d failed; delivery halted until restart",
-                self.node_id, item.index,
+                self.node_id,
+                item.index,
             )
 
     def _apply_loop(self) -> None:

@@ -98,7 +98,9 @@ class Consensus(Protocol):
         """
         ...
 
-    def on_snapshot(self, app: SnapshotApp, *, compact_after: int = 10_000, keep: int = 1_000) -> None:
+    def on_snapshot(
+        self, app: SnapshotApp, *, compact_after: int = 10_000, keep: int = 1_000
+    ) -> None:
         """Enable log compaction (before start); see :class:`SnapshotApp`.
 
         Once the log holds more than ``compact_after`` entries, the engine drops those

@@ -72,7 +72,9 @@ def encode(kind: str, **fields: Any) -> bytes:
 def decode(data: bytes) -> dict[str, Any]:
     """Parse an entry; a malformed one is a :class:`ConsensusError` (never a crash of the applier)."""
     if len(data) > MAX_ENTRY:
-        raise ConsensusError(f"ledger entry of {len(data)} bytes is over the {MAX_ENTRY} byte limit")
+        raise ConsensusError(
+            f"ledger entry of {len(data)} bytes is over the {MAX_ENTRY} byte limit"
+        )
     try:
         entry = msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types
@@ -82,8 +84,18 @@ def decode(data: bytes) -> dict[str, Any]:
     return entry
 
 
-def register_entry(genome: str, manifest: str, tree: Mapping[str, str], fitness: float | None, node: str, at: float) -> bytes:
-    return encode("register", genome=genome, manifest=manifest, tree=dict(tree), fitness=fitness, node=node, at=at)
+def register_entry(
+    genome: str, manifest: str, tree: Mapping[str, str], fitness: float | None, node: str, at: float
+) -> bytes:
+    return encode(
+        "register",
+        genome=genome,
+        manifest=manifest,
+        tree=dict(tree),
+        fitness=fitness,
+        node=node,
+        at=at,
+    )
 
 
 def cycle_entry(
@@ -114,8 +126,19 @@ def cycle_entry(
     )
 
 
-def vote_entry(genome: str, proposal: str, version: str, node: str, yes: bool, reason: str, at: float) -> bytes:
-    return encode("vote", genome=genome, proposal=proposal, version=version, node=node, yes=yes, reason=reason, at=at)
+def vote_entry(
+    genome: str, proposal: str, version: str, node: str, yes: bool, reason: str, at: float
+) -> bytes:
+    return encode(
+        "vote",
+        genome=genome,
+        proposal=proposal,
+        version=version,
+        node=node,
+        yes=yes,
+        reason=reason,
+        at=at,
+    )
 
 
 def rollback_entry(genome: str, to: str, reason: str, node: str, at: float) -> bytes:
@@ -128,7 +151,9 @@ def members_entry(members: Sequence[str], node: str, at: float) -> bytes:
 
 def proposal_id(genome: str, node: str, cycle: int, version: str) -> str:
     """The same id on every node, and a different one for every proposal a node makes."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"tars:proposal:{genome}:{node}:{cycle}:{version}").hex[:16]
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"tars:proposal:{genome}:{node}:{cycle}:{version}").hex[
+        :16
+    ]
 
 
 # ---- the state machine -----------------------------------------------------------------
@@ -199,7 +224,9 @@ class LedgerState:
             if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
                 raise TypeError("members is not a list of node ids")
         except Exception as exc:
-            raise ConsensusError(f"snapshot state at ledger index {index} is malformed: {exc}") from exc
+            raise ConsensusError(
+                f"snapshot state at ledger index {index} is malformed: {exc}"
+            ) from exc
         with self.lock:
             self.members = sorted(set(members)) or self.members
             self._member_changes = [(index, self.members)]
@@ -210,7 +237,9 @@ class LedgerState:
             index = self._applied
             return index, self.store.positions(), self.snapshot_state(index)
 
-    def import_state(self, events: Sequence[tuple[str, int, str, bytes]], index: int, state: bytes) -> int:
+    def import_state(
+        self, events: Sequence[tuple[str, int, str, bytes]], index: int, state: bytes
+    ) -> int:
         """Store a peer's events up to ``index`` (checked, one transaction), then its members."""
         with self.lock:
             stored = self.store.import_events(events, (self.ledger, index))
@@ -233,7 +262,9 @@ class LedgerState:
         if index <= max(self._applied, run.last_index):
             # A re-delivery after a restart: only the last applied entry reports what
             # waits for votes, so replaying a long ledger stays one cheap check per entry.
-            waiting = self._stored_waiting(genome) if index == self._applied and not run.dirty else {}
+            waiting = (
+                self._stored_waiting(genome) if index == self._applied and not run.dirty else {}
+            )
             return Applied(index, kind, genome, False, waiting, {})
         handler = _HANDLERS.get(kind)
         if handler is None:
@@ -256,7 +287,14 @@ class LedgerState:
         tree = entry["tree"]
         existing = run.lineage(name, missing_ok=True)
         if existing is None:
-            lineage = Lineage.register(name, entry["manifest"], tree, entry["fitness"], entry["node"], timestamp=_when(entry))
+            lineage = Lineage.register(
+                name,
+                entry["manifest"],
+                tree,
+                entry["fitness"],
+                entry["node"],
+                timestamp=_when(entry),
+            )
             run.add(lineage)
             self._remember(lineage)
         elif version_id(tree) not in (existing.registered_version, existing.head):
@@ -269,7 +307,11 @@ class LedgerState:
         lineage = run.lineage(entry["genome"])
         if lineage.cycles_completed >= int(entry["cycle"]):
             # A retried proposal, or a deposed leader's late cycle: recorded once only.
-            logger.info("cycle %s of %s is already recorded; the entry changes nothing", entry["cycle"], lineage.name)
+            logger.info(
+                "cycle %s of %s is already recorded; the entry changes nothing",
+                entry["cycle"],
+                lineage.name,
+            )
             return {}
         for raw_record in entry.get("evaluated") or []:
             lineage.evaluate(CandidateRecord(**raw_record), node, timestamp=at)
@@ -281,7 +323,14 @@ class LedgerState:
             pid = fields.pop("id")
             lineage.submit(pid, Adoption(**fields), node, timestamp=at)
             lineage.vote(pid, fields["version"], True, "proven by its proposer", node, timestamp=at)
-        lineage.complete_cycle(int(entry["cycle"]), None, len(entry.get("evaluated") or []), int(entry["seed"]), node, timestamp=at)
+        lineage.complete_cycle(
+            int(entry["cycle"]),
+            None,
+            len(entry.get("evaluated") or []),
+            int(entry["seed"]),
+            node,
+            timestamp=at,
+        )
         return self._resolve(lineage, at)
 
     def _vote(self, run: _Run, entry: dict[str, Any]) -> dict[str, str]:
@@ -294,7 +343,14 @@ class LedgerState:
         if found["votes"].get(entry["node"]) == bool(entry["yes"]):
             return {}  # the same vote again (a retried proposal): nothing new to record
         at = _when(entry)
-        lineage.vote(entry["proposal"], entry["version"], bool(entry["yes"]), str(entry.get("reason", "")), entry["node"], timestamp=at)
+        lineage.vote(
+            entry["proposal"],
+            entry["version"],
+            bool(entry["yes"]),
+            str(entry.get("reason", "")),
+            entry["node"],
+            timestamp=at,
+        )
         return self._resolve(lineage, at)
 
     def _rollback(self, run: _Run, entry: dict[str, Any]) -> dict[str, str]:
@@ -302,7 +358,9 @@ class LedgerState:
         name, target = entry["genome"], entry["to"]
         lineage = run.lineage(name)
         tree, fitness = self.store.at_version(name, target)  # the run was stored before this entry
-        lineage.rollback(target, tree, fitness, str(entry.get("reason", "")), entry["node"], timestamp=at)
+        lineage.rollback(
+            target, tree, fitness, str(entry.get("reason", "")), entry["node"], timestamp=at
+        )
         self._remember(lineage)
         return self._resolve(lineage, at)
 
@@ -338,25 +396,41 @@ class LedgerState:
                     break
                 if verdict == "reject":
                     noes = sorted(n for n, v in data["votes"].items() if not v)
-                    lineage.reject_proposal(pid, f"voted down by {', '.join(noes)}", proposer, timestamp=at)
+                    lineage.reject_proposal(
+                        pid, f"voted down by {', '.join(noes)}", proposer, timestamp=at
+                    )
                     decided[pid] = "reject"
                     moved = True
                     break
         return decided
 
-    def _rebase(self, lineage: Lineage, pid: str, data: dict[str, Any], proposer: str, at: datetime, decided: dict[str, str]) -> None:
+    def _rebase(
+        self,
+        lineage: Lineage,
+        pid: str,
+        data: dict[str, Any],
+        proposer: str,
+        at: datetime,
+        decided: dict[str, str],
+    ) -> None:
         base = self._tree(lineage, data["parent"])
         candidate = apply_patch(base, data["patch"])
         merged = rebase(base, dict(lineage.head_tree), candidate)
         if merged is None:
-            lineage.reject_proposal(pid, f"conflicts with head {short(lineage.head)}", proposer, timestamp=at)
+            lineage.reject_proposal(
+                pid, f"conflicts with head {short(lineage.head)}", proposer, timestamp=at
+            )
             decided[pid] = "reject"
             return
         if merged == lineage.head_tree:
-            lineage.reject_proposal(pid, f"already in head {short(lineage.head)}", proposer, timestamp=at)
+            lineage.reject_proposal(
+                pid, f"already in head {short(lineage.head)}", proposer, timestamp=at
+            )
             decided[pid] = "reject"
             return
-        lineage.rebase_proposal(pid, merged, make_patch(dict(lineage.head_tree), merged), proposer, timestamp=at)
+        lineage.rebase_proposal(
+            pid, merged, make_patch(dict(lineage.head_tree), merged), proposer, timestamp=at
+        )
 
     def _remember(self, lineage: Lineage) -> None:
         self._trees[lineage.head] = dict(lineage.head_tree)
@@ -443,7 +517,9 @@ class _Run:
         pending = [lineage for lineage in self.lineages.values() if lineage._pending_events]
         if pending or self.dirty:
             try:
-                self.state.store.commit(pending, (self.state.ledger, self.last_index) if self.dirty else None)
+                self.state.store.commit(
+                    pending, (self.state.ledger, self.last_index) if self.dirty else None
+                )
             except BaseException:
                 self.state._live.clear()  # nothing was stored: in-memory lineages are ahead of the store
                 raise

@@ -47,12 +47,12 @@ class Manifest(NamedTuple):
     state: bytes
 
 
-def encode(
-    entries: Sequence[Entry], members: Sequence[str], state: bytes
-) -> bytes:
+def encode(entries: Sequence[Entry], members: Sequence[str], state: bytes) -> bytes:
     """The file bytes of a snapshot ending at ``entries[-1]`` (``entries``: the last two)."""
     if len(entries) != 2 or entries[1][1] != entries[0][1] + 1:
-        raise ConsensusError(f"a snapshot needs two consecutive entries, got {[e[1] for e in entries]}")
+        raise ConsensusError(
+            f"a snapshot needs two consecutive entries, got {[e[1] for e in entries]}"
+        )
     last = entries[1]
     payload = msgpack.packb(
         {
@@ -71,7 +71,9 @@ def decode(data: bytes, where: str, command_ok: Callable[[Any], bool]) -> Manife
     """Parse and check snapshot bytes; ``where`` names the file or the peer in errors."""
     head = len(MAGIC) + _CRC.size
     if len(data) > MAX_BYTES:
-        raise ConsensusError(f"snapshot from {where} is {len(data)} bytes, over the {MAX_BYTES} limit")
+        raise ConsensusError(
+            f"snapshot from {where} is {len(data)} bytes, over the {MAX_BYTES} limit"
+        )
     if len(data) < head or data[: len(MAGIC)] != MAGIC:
         raise ConsensusError(f"snapshot from {where} is not a TARS snapshot (bad magic)")
     payload = data[head:]

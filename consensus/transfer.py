@@ -63,7 +63,9 @@ def serve(state: LedgerState) -> Callable[[str, Any], Any]:
         if op == "events":
             lineage, after, upto = body.get("lineage"), body.get("after"), body.get("upto")
             if not isinstance(lineage, str) or type(after) is not int or type(upto) is not int:
-                raise ConsensusError(f"bulk request from {sender}: lineage, after and upto are required")
+                raise ConsensusError(
+                    f"bulk request from {sender}: lineage, after and upto are required"
+                )
             rows = state.store.export_events(lineage, after, upto, CHUNK_BYTES)
             return {"events": [[position, topic, raw] for position, topic, raw in rows]}
         raise ConsensusError(f"bulk request from {sender}: unknown op {op!r}")

@@ -249,7 +249,12 @@ class Lineage(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             found = proposals_of(aggregate)[self.proposal]
-            found.update(parent=self.parent, version=self.version, patch=self.patch, fitness_before=self.fitness_before)
+            found.update(
+                parent=self.parent,
+                version=self.version,
+                patch=self.patch,
+                fitness_before=self.fitness_before,
+            )
             found["votes"] = {}
 
     class ProposalRejected(Event):
@@ -388,7 +393,9 @@ class Lineage(Aggregate):
             node=node,
         )
 
-    def submit(self, proposal: str, adoption: Adoption, node: str, *, timestamp: datetime | None = None) -> None:
+    def submit(
+        self, proposal: str, adoption: Adoption, node: str, *, timestamp: datetime | None = None
+    ) -> None:
         """Put a proven candidate before the swarm (its parent need not be the head any more)."""
         if proposal in proposals_of(self):
             raise PolicyError(f"proposal {proposal} of {self.name} is already waiting for votes")
@@ -400,14 +407,39 @@ class Lineage(Aggregate):
             **_adoption_fields(adoption),
         )
 
-    def vote(self, proposal: str, version: str, yes: bool, reason: str, node: str, *, timestamp: datetime | None = None) -> None:
+    def vote(
+        self,
+        proposal: str,
+        version: str,
+        yes: bool,
+        reason: str,
+        node: str,
+        *,
+        timestamp: datetime | None = None,
+    ) -> None:
         found = proposals_of(self).get(proposal)
         if found is None or found["version"] != version:
-            raise PolicyError(f"proposal {proposal} of {self.name} is not waiting for votes on {short(version)}")
-        self._trigger(self.VoteCast, timestamp, proposal=proposal, version=version, yes=yes, reason=reason, node=node)
+            raise PolicyError(
+                f"proposal {proposal} of {self.name} is not waiting for votes on {short(version)}"
+            )
+        self._trigger(
+            self.VoteCast,
+            timestamp,
+            proposal=proposal,
+            version=version,
+            yes=yes,
+            reason=reason,
+            node=node,
+        )
 
     def rebase_proposal(
-        self, proposal: str, tree: Mapping[str, str], patch: str, node: str, *, timestamp: datetime | None = None
+        self,
+        proposal: str,
+        tree: Mapping[str, str],
+        patch: str,
+        node: str,
+        *,
+        timestamp: datetime | None = None,
     ) -> None:
         self._trigger(
             self.ProposalRebased,
@@ -420,9 +452,18 @@ class Lineage(Aggregate):
             node=node,
         )
 
-    def reject_proposal(self, proposal: str, reason: str, node: str, *, timestamp: datetime | None = None) -> None:
+    def reject_proposal(
+        self, proposal: str, reason: str, node: str, *, timestamp: datetime | None = None
+    ) -> None:
         found = proposals_of(self)[proposal]
-        self._trigger(self.ProposalRejected, timestamp, proposal=proposal, version=found["version"], reason=reason, node=node)
+        self._trigger(
+            self.ProposalRejected,
+            timestamp,
+            proposal=proposal,
+            version=found["version"],
+            reason=reason,
+            node=node,
+        )
 
     def proposal(self, proposal: str) -> Adoption:
         """A waiting proposal as the adoption it would become."""

@@ -118,5 +118,7 @@ def evaluated_on(entries: Iterable[LogEntry]) -> dict[str, set[str]]:
     seen: dict[str, set[str]] = {}
     for entry in entries:
         if entry.type == "CandidateEvaluated":
-            seen.setdefault(str(entry.data.get("parent")), set()).add(str(entry.data.get("candidate")))
+            seen.setdefault(str(entry.data.get("parent")), set()).add(
+                str(entry.data.get("candidate"))
+            )
     return seen

@@ -117,7 +117,9 @@ IMPORTABLE_TOPICS: frozenset[str] = frozenset(
 _LINEAGE_TOPIC = get_topic(Lineage)
 #: Stored events fetched per query by ``export_events``.
 EXPORT_PAGE = 500
-_IMPORT_HINT = "nothing was imported; fetch the events again, from another peer if this one keeps sending them"
+_IMPORT_HINT = (
+    "nothing was imported; fetch the events again, from another peer if this one keeps sending them"
+)
 
 
 def _project(aggregate: Lineage | None, events: Iterable[Lineage.Event]) -> Lineage | None:
@@ -169,9 +171,12 @@ class GenomesApplication(Application[UUID]):
         try:
             self._snapshot_in_memory(processing)
         except Exception:  # snapshots are an optimisation; the events are committed
-            logger.warning("snapshot of %s failed after commit", ", ".join(x.name for x in lineages), exc_info=True)
+            logger.warning(
+                "snapshot of %s failed after commit",
+                ", ".join(x.name for x in lineages),
+                exc_info=True,
+            )
         self._notify(recordings)
-
 
     def _snapshot_in_memory(self, processing: ProcessingEvent[UUID]) -> None:
         """Snapshot a lineage whose new events crossed a multiple of the interval.
@@ -494,7 +499,9 @@ class GenomeStore:
         ledger, index = tracking
         where_tracking = f"store {self.url}: import up to {ledger} index {index}"
         if not isinstance(index, int) or isinstance(index, bool):
-            raise IntegrityError(f"{where_tracking}: the index is not an integer", hint=_IMPORT_HINT)
+            raise IntegrityError(
+                f"{where_tracking}: the index is not an integer", hint=_IMPORT_HINT
+            )
         applied = self.applied(ledger) or 0
         if index <= applied:
             raise IntegrityError(
@@ -508,7 +515,9 @@ class GenomeStore:
         for number, item in enumerate(events):
             ident, position, topic, state = self._checked_event(number, item, tips, names)
             batch.setdefault(ident, []).append(
-                StoredEvent(originator_id=ident, originator_version=position, topic=topic, state=state)
+                StoredEvent(
+                    originator_id=ident, originator_version=position, topic=topic, state=state
+                )
             )
         lineages = {ident: self._replayed(ident, rows, names) for ident, rows in batch.items()}
         stored = [event for rows in batch.values() for event in rows]
@@ -560,13 +569,16 @@ class GenomeStore:
 
         def refuse(what: str) -> IntegrityError:
             return IntegrityError(
-                f"store {self.url}: import of {label} position {position}: {what}", hint=_IMPORT_HINT
+                f"store {self.url}: import of {label} position {position}: {what}",
+                hint=_IMPORT_HINT,
             )
 
         if not isinstance(position, int) or isinstance(position, bool):
             raise refuse("the position is not an integer")
         if not isinstance(topic, str) or topic not in IMPORTABLE_TOPICS:
-            raise refuse(f"unknown topic {topic!r}: only the Lineage events TARS stores are imported")
+            raise refuse(
+                f"unknown topic {topic!r}: only the Lineage events TARS stores are imported"
+            )
         if not isinstance(raw, bytes | bytearray | memoryview):
             raise refuse(f"the state is {type(raw).__name__}, not bytes")
         state_bytes = bytes(raw)
@@ -589,7 +601,9 @@ class GenomeStore:
         try:
             state = unpackb(state_bytes)
             stored = state["chain"]
-            recomputed = link(previous, kind, ident, position, state["timestamp"], payload_of(state))
+            recomputed = link(
+                previous, kind, ident, position, state["timestamp"], payload_of(state)
+            )
         except Exception as exc:
             raise refuse(f"{kind} does not decode ({type(exc).__name__}: {exc})") from exc
         if stored != recomputed:
@@ -602,7 +616,9 @@ class GenomeStore:
                 raise refuse(f"Registered names genome {name!r}, whose lineage is not this one")
             label = name
             if state.get("originator_topic") != _LINEAGE_TOPIC:
-                raise refuse(f"Registered names aggregate class {state.get('originator_topic')!r}, not {_LINEAGE_TOPIC}")
+                raise refuse(
+                    f"Registered names aggregate class {state.get('originator_topic')!r}, not {_LINEAGE_TOPIC}"
+                )
             names[ident] = name
         tips[ident] = (position, stored)
         return ident, position, topic, state_bytes
@@ -612,7 +628,9 @@ class GenomeStore:
         try:
             rows = self._app.recorder.select_events(ident, desc=True, limit=1)
         except PersistenceError as exc:
-            raise StoreError(f"store {self.url}: cannot read {label}: {exc}", hint="check the database") from exc
+            raise StoreError(
+                f"store {self.url}: cannot read {label}: {exc}", hint="check the database"
+            ) from exc
         if not rows:
             return 0, GENESIS
         try:
@@ -635,11 +653,11 @@ class GenomeStore:
         lineage: Lineage | None = None
         if first > 1:
             try:
-                lineage = cast(
-                    Lineage, self._app.repository.get(ident, projector_func=_project)
-                )
+                lineage = cast(Lineage, self._app.repository.get(ident, projector_func=_project))
             except (AggregateNotFoundError, PersistenceError) as exc:
-                raise StoreError(f"store {self.url}: cannot load {label}: {exc}", hint="run `tars log verify`") from exc
+                raise StoreError(
+                    f"store {self.url}: cannot load {label}: {exc}", hint="run `tars log verify`"
+                ) from exc
             if lineage.version != first - 1:
                 raise StoreError(
                     f"store {self.url}: {label} changed while importing (now at position {lineage.version})",
@@ -775,7 +793,8 @@ class GenomeStore:
             first.setdefault(row[2], row[8])
         self._refresh_names()
         return sum(
-            first[name] - 1 if name in first else self._length(ident) for ident, name in self._names.items()
+            first[name] - 1 if name in first else self._length(ident)
+            for ident, name in self._names.items()
         )
 
     def _length(self, ident: UUID) -> int:
@@ -845,7 +864,9 @@ class GenomeStore:
 
     def _get(self, name: str) -> Lineage:
         try:
-            return cast(Lineage, self._app.repository.get(lineage_id(name), projector_func=_project))
+            return cast(
+                Lineage, self._app.repository.get(lineage_id(name), projector_func=_project)
+            )
         except AggregateNotFoundError:
             raise self._unknown(name) from None
         except PersistenceError as exc:
@@ -1000,7 +1021,9 @@ class GenomeStore:
             if page <= 0:
                 return
             rows = fast(start, page)
-            if stop is not None and rows and rows[-1][0] > stop:  # ids have gaps: a page can pass stop
+            if (
+                stop is not None and rows and rows[-1][0] > stop
+            ):  # ids have gaps: a page can pass stop
                 yield from (row for row in rows if row[0] <= stop)
                 return
             yield from rows

@@ -50,14 +50,22 @@ def from_rewrite(
 ) -> Candidate:
     """Apply ``rewrite`` to one file of the tree and wrap the result as a candidate."""
     if file not in tree:
-        raise MutationError(f"{mutator}: file {file} is not in version {parent[:12]}", hint="re-run the analysis on the current head")
+        raise MutationError(
+            f"{mutator}: file {file} is not in version {parent[:12]}",
+            hint="re-run the analysis on the current head",
+        )
     new_source = rewrite(tree[file])
     if new_source == tree[file]:
-        raise MutationError(f"{mutator}: no change at {file}:{line}", hint="the opportunity is already taken")
+        raise MutationError(
+            f"{mutator}: no change at {file}:{line}", hint="the opportunity is already taken"
+        )
     try:
         compile(new_source, file, "exec")
     except SyntaxError as exc:
-        raise MutationError(f"{mutator}: rewrite of {file}:{line} does not compile ({exc.msg})", hint="report this mutator bug") from exc
+        raise MutationError(
+            f"{mutator}: rewrite of {file}:{line} does not compile ({exc.msg})",
+            hint="report this mutator bug",
+        ) from exc
     new_tree: Tree = dict(tree)
     new_tree[file] = new_source
     patch = make_patch(tree, new_tree)

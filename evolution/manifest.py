@@ -43,7 +43,7 @@ class Commands(_Strict):
     @classmethod
     def _non_empty(cls, value: list[str]) -> list[str]:
         if not value:
-            raise ValueError("must name a command, for example \"python -m unittest\"")
+            raise ValueError('must name a command, for example "python -m unittest"')
         return value
 
 
@@ -119,7 +119,9 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> Manifest:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ManifestError(f"{source}: not valid TOML ({exc})", hint="fix the syntax at the line shown") from exc
+        raise ManifestError(
+            f"{source}: not valid TOML ({exc})", hint="fix the syntax at the line shown"
+        ) from exc
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:

@@ -57,7 +57,11 @@ def make_patch(old: Mapping[str, str], new: Mapping[str, str]) -> str:
         from_name = f"a/{path}" if before is not None else DEV_NULL
         to_name = f"b/{path}" if after is not None else DEV_NULL
         chunks.append(
-            "".join(difflib.unified_diff(_lines(before or ""), _lines(after or ""), from_name, to_name, n=3))
+            "".join(
+                difflib.unified_diff(
+                    _lines(before or ""), _lines(after or ""), from_name, to_name, n=3
+                )
+            )
         )
     return "".join(chunks)
 
@@ -72,17 +76,25 @@ def parse_patch(patch: str) -> list[FileDiff]:
         if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
             current = FileDiff(_path(line[4:]), _path(lines[i + 1][4:]))
             if current.old_path is None and current.new_path is None:
-                raise PatchError(f"patch line {i + 1} names no file", hint="pass a unified diff with ---/+++ headers")
+                raise PatchError(
+                    f"patch line {i + 1} names no file",
+                    hint="pass a unified diff with ---/+++ headers",
+                )
             files.append(current)
             i += 2
             while i < len(lines) and lines[i].startswith("@@"):
                 i = _read_hunk(lines, i, current)
             continue
         if line.startswith("@@"):
-            raise PatchError(f"patch line {i + 1} has a hunk without a file header", hint="pass a unified diff with ---/+++ headers")
+            raise PatchError(
+                f"patch line {i + 1} has a hunk without a file header",
+                hint="pass a unified diff with ---/+++ headers",
+            )
         i += 1  # preamble such as "diff --git" or "index" lines
     if not files and patch.strip():
-        raise PatchError("patch contains no file diffs", hint="pass a unified diff with ---/+++ headers")
+        raise PatchError(
+            "patch contains no file diffs", hint="pass a unified diff with ---/+++ headers"
+        )
     return files
 
 
@@ -92,11 +104,17 @@ def apply_patch(tree: Mapping[str, str], patch: str) -> Tree:
     for diff in parse_patch(patch):
         if diff.old_path is None:
             if diff.path in result:
-                raise PatchError(f"patch creates {diff.path}, which already exists", hint="rebase the patch on the current version")
+                raise PatchError(
+                    f"patch creates {diff.path}, which already exists",
+                    hint="rebase the patch on the current version",
+                )
             source: list[str] = []
         else:
             if diff.old_path not in result:
-                raise PatchError(f"patch changes {diff.old_path}, which is not in the version", hint="check the parent version of the patch")
+                raise PatchError(
+                    f"patch changes {diff.old_path}, which is not in the version",
+                    hint="check the parent version of the patch",
+                )
             source = result[diff.old_path].splitlines()
         patched = _apply_file(diff, source)
         if diff.old_path is not None:
@@ -116,13 +134,17 @@ def touched_files(patch: str) -> list[str]:
 
 def patch_size(patch: str) -> int:
     """Lines added plus lines removed: the size the governor's risk policy weighs."""
-    return sum(1 for d in parse_patch(patch) for h in d.hunks for line in h.lines if line[:1] in "+-")
+    return sum(
+        1 for d in parse_patch(patch) for h in d.hunks for line in h.lines if line[:1] in "+-"
+    )
 
 
 def _read_hunk(lines: list[str], i: int, current: FileDiff) -> int:
     match = _HUNK.match(lines[i])
     if match is None:
-        raise PatchError(f"patch line {i + 1} is not a hunk header: {lines[i]!r}", hint="regenerate the patch")
+        raise PatchError(
+            f"patch line {i + 1} is not a hunk header: {lines[i]!r}", hint="regenerate the patch"
+        )
     old_start, old_len, new_start, new_len = (
         int(match.group(1)),
         int(match.group(2) if match.group(2) is not None else 1),
@@ -134,14 +156,20 @@ def _read_hunk(lines: list[str], i: int, current: FileDiff) -> int:
     seen_old = seen_new = 0
     while seen_old < old_len or seen_new < new_len:
         if i >= len(lines):
-            raise PatchError(f"patch for {current.path} ends inside a hunk", hint="the patch was truncated; regenerate it")
+            raise PatchError(
+                f"patch for {current.path} ends inside a hunk",
+                hint="the patch was truncated; regenerate it",
+            )
         line = lines[i]
         if line.startswith("\\"):  # "\ No newline at end of file"
             i += 1
             continue
         tag = line[:1] or " "
         if tag not in " -+":
-            raise PatchError(f"patch line {i + 1} in {current.path} is not a diff line: {line!r}", hint="regenerate the patch")
+            raise PatchError(
+                f"patch line {i + 1} in {current.path} is not a diff line: {line!r}",
+                hint="regenerate the patch",
+            )
         if tag in " -":
             seen_old += 1
         if tag in " +":
@@ -160,7 +188,10 @@ def _apply_file(diff: FileDiff, source: list[str]) -> list[str]:
     for number, hunk in enumerate(diff.hunks, start=1):
         start = hunk.old_start - 1 if hunk.old_len else hunk.old_start
         if start < cursor or start > len(source):
-            raise PatchError(f"hunk #{number} of {diff.path} starts at line {hunk.old_start}, outside the file", hint="rebase the patch on the current version")
+            raise PatchError(
+                f"hunk #{number} of {diff.path} starts at line {hunk.old_start}, outside the file",
+                hint="rebase the patch on the current version",
+            )
         out.extend(source[cursor:start])
         cursor = start
         for line in hunk.lines:
@@ -197,4 +228,7 @@ def _path(raw: str) -> str | None:
     try:
         return normalise_path(raw)
     except ValueError as exc:
-        raise PatchError(f"patch names an unsafe path {raw!r}", hint="patches may only touch files inside the genome") from exc
+        raise PatchError(
+            f"patch names an unsafe path {raw!r}",
+            hint="patches may only touch files inside the genome",
+        ) from exc

@@ -78,7 +78,8 @@ def decide(evidence: Evidence, policy: Policy) -> Decision:
     exact = comparison.low == comparison.high
     gain = f"gain {comparison.ratio:.4f}×" if exact else f"gain {_x(comparison.ratio)}"
     interval = (
-        "an exact count" if exact
+        "an exact count"
+        if exact
         else f"{comparison.confidence:.0%} interval {_x(comparison.low)}–{_x(comparison.high)}"
     )
     rejections: list[str] = []
@@ -88,7 +89,9 @@ def decide(evidence: Evidence, policy: Policy) -> Decision:
         )
     if comparison.low <= 1.0:
         rejections.append(
-            f"no gain: {gain}, {interval}" if exact else f"not significant: {interval} includes no gain (1.00×)"
+            f"no gain: {gain}, {interval}"
+            if exact
+            else f"not significant: {interval} includes no gain (1.00×)"
         )
     if comparison.ratio < policy.threshold:
         rejections.append(f"{gain} below threshold {_x(policy.threshold)}")

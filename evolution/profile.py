@@ -40,7 +40,11 @@ class Profile:
         if exact:
             return max(exact)
         last = function.rsplit(".", 1)[-1]
-        loose = [h.share for h in self.hotspots if h.file == file and h.function.rsplit(".", 1)[-1] == last]
+        loose = [
+            h.share
+            for h in self.hotspots
+            if h.file == file and h.function.rsplit(".", 1)[-1] == last
+        ]
         return max(loose, default=0.0)
 
 
@@ -54,11 +58,21 @@ def _number(value: object) -> float | None:
 def _row(row: object) -> tuple[str, str, int, int, float, float] | None:
     if not isinstance(row, Mapping):
         return None
-    file, function, line, calls = row.get("file"), row.get("function"), row.get("line"), row.get("calls")
+    file, function, line, calls = (
+        row.get("file"),
+        row.get("function"),
+        row.get("line"),
+        row.get("calls"),
+    )
     tottime, cumtime = _number(row.get("tottime")), _number(row.get("cumtime"))
     if not isinstance(file, str) or not file or not isinstance(function, str) or not function:
         return None
-    if isinstance(line, bool) or not isinstance(line, int) or isinstance(calls, bool) or not isinstance(calls, int):
+    if (
+        isinstance(line, bool)
+        or not isinstance(line, int)
+        or isinstance(calls, bool)
+        or not isinstance(calls, int)
+    ):
         return None
     if tottime is None or cumtime is None or calls < 0:
         return None
@@ -78,7 +92,15 @@ def parse_profile(rows: Sequence[Mapping[str, object]], total: float | None = No
     )
     run = total if total is not None and total > 0 else estimate
     hotspots = [
-        Hotspot(file, function, line, calls, tottime, cumtime, min(1.0, cumtime / run) if run > 0 else 0.0)
+        Hotspot(
+            file,
+            function,
+            line,
+            calls,
+            tottime,
+            cumtime,
+            min(1.0, cumtime / run) if run > 0 else 0.0,
+        )
         for file, function, line, calls, tottime, cumtime in parsed
     ]
     hotspots.sort(key=lambda h: (-h.cumtime, h.file, h.line, h.function))

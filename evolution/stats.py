@@ -155,7 +155,9 @@ def exact(parent: float, candidate: float, *, direction: str = "minimize") -> Co
         raise ValueError(f"direction must be 'minimize' or 'maximize', not {direction!r}")
     for name, value in (("parent", parent), ("candidate", candidate)):
         if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} measurement is {value!r}: counts must be positive finite numbers")
+            raise ValueError(
+                f"{name} measurement is {value!r}: counts must be positive finite numbers"
+            )
     ratio = parent / candidate if direction == "minimize" else candidate / parent
     return Comparison(ratio=ratio, low=ratio, high=ratio, rounds=1, confidence=1.0)
 
@@ -196,7 +198,9 @@ def _draws(rng: random.Random, items: Sequence[T], k: int) -> list[T]:
     n = float(len(items))
     # The same draws as a loop of ``items[int(rng.random() * n)]``, iterated in C
     # (``n * r == r * n`` exactly: IEEE multiplication commutes).
-    return list(map(items.__getitem__, map(int, map(n.__mul__, starmap(rng.random, repeat((), k))))))
+    return list(
+        map(items.__getitem__, map(int, map(n.__mul__, starmap(rng.random, repeat((), k)))))
+    )
 
 
 def _order_statistic(ranked: Sequence[tuple[float, int]], index: int) -> float:

@@ -67,7 +67,9 @@ def rebase(base: Tree, head: Tree, candidate: Tree) -> Tree | None:
 
 def _merge_text(base: str, head: str, candidate: str) -> str | None:
     merge = Merge3(
-        base.splitlines(keepends=True), head.splitlines(keepends=True), candidate.splitlines(keepends=True)
+        base.splitlines(keepends=True),
+        head.splitlines(keepends=True),
+        candidate.splitlines(keepends=True),
     )
     out: list[str] = []
     for region in merge.merge_regions():

@@ -36,7 +36,9 @@ def short(version: str) -> str:
 
 def normalise_path(path: str) -> str:
     """Reject paths that could escape a genome folder; return the POSIX form."""
-    clean = path.replace("\\", "/").lstrip("./") if path.startswith("./") else path.replace("\\", "/")
+    clean = (
+        path.replace("\\", "/").lstrip("./") if path.startswith("./") else path.replace("\\", "/")
+    )
     parts = [p for p in clean.split("/") if p not in ("", ".")]
     if not parts or any(p == ".." for p in parts) or clean.startswith("/"):
         raise ValueError(f"path {path!r} is not a relative path inside the genome")

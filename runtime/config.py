@@ -174,7 +174,11 @@ def _line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
                     break
             else:
                 return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
             node = node.value[part]
             line = node.start_mark.line + 1
         else:
@@ -182,7 +186,9 @@ def _line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
     return line
 
 
-def _error(source: str, root: yaml.Node | None, loc: Sequence[str | int], message: str, hint: str) -> ConfigError:
+def _error(
+    source: str, root: yaml.Node | None, loc: Sequence[str | int], message: str, hint: str
+) -> ConfigError:
     line = _line_of(root, loc)
     where = f"{source}:{line}" if line is not None else source
     return ConfigError(f"{where}: {_key_path(loc)}: {message}", hint=hint)
@@ -198,7 +204,9 @@ def _from_validation(source: str, root: yaml.Node | None, exc: ValidationError) 
         section = tuple(part for part in loc[:-1] if isinstance(part, str))
         model = _SECTIONS.get(section)
         allowed = ", ".join(model.model_fields) if model else ""
-        fix = f"remove it or check its spelling (allowed here: {allowed})" if allowed else "remove it"
+        fix = (
+            f"remove it or check its spelling (allowed here: {allowed})" if allowed else "remove it"
+        )
         return _error(source, root, loc, f"unknown key {loc[-1]!r}", fix)
     named = next((part for part in reversed(loc) if isinstance(part, str)), "")
     fix = _KEY_FIXES.get(named) or _TYPE_FIXES.get(first["type"]) or "see docs/cluster.md"
@@ -213,28 +221,52 @@ def _check(model: ClusterFile, base_dir: Path, source: str, root: yaml.Node | No
     seen_addresses: dict[tuple[str, int], str] = {}
     for index, node in enumerate(model.nodes):
         if node.id == ADMIN:
-            raise _error(source, root, ("nodes", index, "id"), f"{ADMIN!r} is reserved for the CLI's key pair",
-                         "give the node another id, such as node-4")
+            raise _error(
+                source,
+                root,
+                ("nodes", index, "id"),
+                f"{ADMIN!r} is reserved for the CLI's key pair",
+                "give the node another id, such as node-4",
+            )
         if node.id in seen_ids:
-            raise _error(source, root, ("nodes", index, "id"),
-                         f"{node.id!r} is used twice (also nodes[{seen_ids[node.id]}])", "give every node its own id")
+            raise _error(
+                source,
+                root,
+                ("nodes", index, "id"),
+                f"{node.id!r} is used twice (also nodes[{seen_ids[node.id]}])",
+                "give every node its own id",
+            )
         seen_ids[node.id] = index
         address = (node.host, node.port)
         if address in seen_addresses:
-            raise _error(source, root, ("nodes", index, "port"),
-                         f"{node.host}:{node.port} is already taken by {seen_addresses[address]}",
-                         "give every node on a host its own port")
+            raise _error(
+                source,
+                root,
+                ("nodes", index, "port"),
+                f"{node.host}:{node.port} is already taken by {seen_addresses[address]}",
+                "give every node on a host its own port",
+            )
         seen_addresses[address] = node.id
         if node.store is not None:
             scheme = node.store.split("://", 1)[0].lower() if "://" in node.store else ""
             if scheme and scheme not in ("sqlite", "postgresql", "postgres", "memory"):
-                raise _error(source, root, ("nodes", index, "store"), f"unknown kind of store {scheme}://",
-                             "use sqlite:///path/store.db (relative to cluster.yml) or postgresql://user@host/db")
+                raise _error(
+                    source,
+                    root,
+                    ("nodes", index, "store"),
+                    f"unknown kind of store {scheme}://",
+                    "use sqlite:///path/store.db (relative to cluster.yml) or postgresql://user@host/db",
+                )
     for index, folder in enumerate(model.genomes):
         path = _resolve(base_dir, folder)
         if not path.is_dir():
-            raise _error(source, root, ("genomes", index), f"folder {path} does not exist",
-                         f"name a genome folder, relative to {base_dir} or absolute")
+            raise _error(
+                source,
+                root,
+                ("genomes", index),
+                f"folder {path} does not exist",
+                f"name a genome folder, relative to {base_dir} or absolute",
+            )
 
 
 def _resolve(base_dir: Path, value: str | Path) -> Path:
@@ -251,10 +283,14 @@ def load_cluster(path: Path) -> ClusterConfig:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{source}: no such file",
-                          hint="pass --config PATH of a cluster.yml (TARS ships one at its top level)") from None
+        raise ConfigError(
+            f"{source}: no such file",
+            hint="pass --config PATH of a cluster.yml (TARS ships one at its top level)",
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: cannot read ({exc})", hint="check the path and its permissions") from exc
+        raise ConfigError(
+            f"{source}: cannot read ({exc})", hint="check the path and its permissions"
+        ) from exc
     return parse_cluster(text, Path(path), source=source)
 
 
@@ -268,15 +304,22 @@ def parse_cluster(text: str, path: Path, *, source: str | None = None) -> Cluste
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = exc.problem or exc.context or "syntax error"
-        raise ConfigError(f"{where}: not valid YAML ({problem})", hint="fix the syntax at the line and column shown") from exc
+        raise ConfigError(
+            f"{where}: not valid YAML ({problem})",
+            hint="fix the syntax at the line and column shown",
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML ({exc})", hint="fix the syntax") from exc
     _no_duplicate_keys(root, source)
     if data is None:
-        raise ConfigError(f"{source}: is empty", hint="write at least a nodes: list (see docs/cluster.md)")
+        raise ConfigError(
+            f"{source}: is empty", hint="write at least a nodes: list (see docs/cluster.md)"
+        )
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of cluster, nodes, genomes and evolution, got {type(data).__name__}",
-                          hint="see docs/cluster.md for the layout")
+        raise ConfigError(
+            f"{source}: expected a mapping of cluster, nodes, genomes and evolution, got {type(data).__name__}",
+            hint="see docs/cluster.md for the layout",
+        )
     try:
         model = ClusterFile.model_validate(data)
     except ValidationError as exc:
@@ -286,15 +329,19 @@ def parse_cluster(text: str, path: Path, *, source: str | None = None) -> Cluste
     return ClusterConfig(model, absolute, header=_header(text))
 
 
-def _no_duplicate_keys(node: yaml.Node | None, source: str, loc: tuple[str | int, ...] = ()) -> None:
+def _no_duplicate_keys(
+    node: yaml.Node | None, source: str, loc: tuple[str | int, ...] = ()
+) -> None:
     """PyYAML keeps the last of two equal keys silently; a doubled ``port:`` is a mistake to report."""
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key, value in node.value:
             name = str(getattr(key, "value", ""))
             if name in seen:
-                raise ConfigError(f"{source}:{key.start_mark.line + 1}: {_key_path((*loc, name))}: given twice",
-                                  hint="keep one of the two lines")
+                raise ConfigError(
+                    f"{source}:{key.start_mark.line + 1}: {_key_path((*loc, name))}: given twice",
+                    hint="keep one of the two lines",
+                )
             seen.add(name)
             _no_duplicate_keys(value, source, (*loc, name))
     elif isinstance(node, yaml.SequenceNode):
@@ -318,7 +365,7 @@ def _sqlite_url(base_dir: Path, url: str) -> str:
         return f"sqlite:///{_resolve(base_dir, url)}"
     if not url.lower().startswith("sqlite:///"):
         return url
-    rest = unquote(url[len("sqlite:///"):])
+    rest = unquote(url[len("sqlite:///") :])
     return f"sqlite:///{_resolve(base_dir, rest)}"
 
 
@@ -496,7 +543,9 @@ class ClusterConfig:
         """
         data = self._data()
         cluster = data.setdefault("cluster", {})
-        cluster["state"] = str(state.expanduser().absolute() if state is not None else self.state_root)
+        cluster["state"] = str(
+            state.expanduser().absolute() if state is not None else self.state_root
+        )
         cluster["keys"] = str(keys.expanduser().absolute() if keys is not None else self.keys_dir)
         if timers is not None:
             cluster["timers"] = timers.model_dump(mode="json")
@@ -506,7 +555,11 @@ class ClusterConfig:
             cluster["name"] = name
         if evolution is not None:
             data["evolution"] = evolution.model_dump(mode="json")
-        folders = [g.expanduser().absolute() for g in genomes] if genomes is not None else self.genome_dirs
+        folders = (
+            [g.expanduser().absolute() for g in genomes]
+            if genomes is not None
+            else self.genome_dirs
+        )
         data["genomes"] = [str(folder) for folder in folders]
         chosen = list(nodes) if nodes is not None else self.model.nodes
         data["nodes"] = []
@@ -521,7 +574,11 @@ class ClusterConfig:
     def dump(self, path: Path) -> ClusterConfig:
         """Write this configuration to ``path`` with absolute paths; returns it as loaded from there."""
         target = Path(path).expanduser().absolute()
-        _write(target, self.with_nodes()._data(), f"# Written by TARS from {self.path}; every path is absolute.\n")
+        _write(
+            target,
+            self.with_nodes()._data(),
+            f"# Written by TARS from {self.path}; every path is absolute.\n",
+        )
         return load_cluster(target)
 
     def add_node(self, spec: NodeSpec) -> ClusterConfig:
@@ -536,7 +593,10 @@ class ClusterConfig:
         """Drop a node and write cluster.yml back; removing the last node is refused."""
         self.node(node_id)
         if len(self.model.nodes) == 1:
-            raise ConfigError(f"{self.path}: {node_id} is the only node", hint="a swarm needs at least one node; stop it with `tars cluster down` instead")
+            raise ConfigError(
+                f"{self.path}: {node_id} is the only node",
+                hint="a swarm needs at least one node; stop it with `tars cluster down` instead",
+            )
         data = self._data()
         data["nodes"] = [entry for entry in data["nodes"] if entry["id"] != node_id]
         updated = self._validated(data, self.path)
@@ -546,7 +606,9 @@ class ClusterConfig:
 
 def _write(path: Path, data: dict[str, Any], header: str) -> None:
     """Write atomically: a crash mid-write must not leave a half cluster.yml behind."""
-    text = header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    text = header + yaml.safe_dump(
+        data, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

@@ -25,7 +25,12 @@ from runtime.sandbox import RunResult, Sandbox, SandboxLimits
 
 #: cachegrind without its cache and branch simulation is a plain instruction counter:
 #: exact to a few instructions in a billion run to run, and far faster than callgrind.
-VALGRIND_FLAGS = ("--tool=cachegrind", "--cache-sim=no", "--branch-sim=no", "--cachegrind-out-file=/dev/null")
+VALGRIND_FLAGS = (
+    "--tool=cachegrind",
+    "--cache-sim=no",
+    "--branch-sim=no",
+    "--cachegrind-out-file=/dev/null",
+)
 #: how much longer a benchmark may take under the counter than natively (measured 3-5x
 #: plus ~3.5 s of start-up here); the manifest's limits are for the native run.
 COUNTING_SLOWDOWN = 5
@@ -111,7 +116,9 @@ def read_instructions(result: RunResult) -> float:
     """The guest instruction count valgrind printed; ValueError says what was wrong."""
     found = _REFS.findall(result.stderr)
     if not found:
-        raise ValueError(f"valgrind printed no instruction count (last output: {result.stderr.strip()[-200:]!r})")
+        raise ValueError(
+            f"valgrind printed no instruction count (last output: {result.stderr.strip()[-200:]!r})"
+        )
     count = float(found[-1].replace(",", ""))
     if count <= 0:
         raise ValueError(f"valgrind counted {count:g} instructions")
@@ -153,16 +160,25 @@ def forget_counts() -> None:
     _counts = _CountCache()
 
 
-def run_counted(sandbox: Sandbox, workdir: Path, manifest: Manifest, wall_limit: float | None = None) -> RunResult:
+def run_counted(
+    sandbox: Sandbox, workdir: Path, manifest: Manifest, wall_limit: float | None = None
+) -> RunResult:
     """The benchmark command under valgrind's instruction counter, in ``workdir``.
 
     ``wall_limit`` tightens the (stretched) manifest wall limit, never loosens it.
     """
     counter = valgrind()
     if counter is None:
-        raise ValueError("valgrind is not installed: install it (apt-get install valgrind) or set [fitness] measure = \"benchmark\"")
+        raise ValueError(
+            'valgrind is not installed: install it (apt-get install valgrind) or set [fitness] measure = "benchmark"'
+        )
     bench = manifest.commands.bench
-    command = [counter, *VALGRIND_FLAGS, sys.executable if bench[0] == "python" else bench[0], *bench[1:]]
+    command = [
+        counter,
+        *VALGRIND_FLAGS,
+        sys.executable if bench[0] == "python" else bench[0],
+        *bench[1:],
+    ]
     limits = counting_limits(SandboxLimits.from_manifest(manifest.limits))
     if wall_limit is not None and wall_limit < limits.wall_seconds:
         limits = replace(limits, wall_seconds=wall_limit)
@@ -173,12 +189,17 @@ def count_instructions(sandbox: Sandbox, tree: Mapping[str, str], manifest: Mani
     """Instructions the benchmark executes on ``tree`` (cached per version); ValueError when it fails."""
     count, _, _, failure = _count(sandbox, tree, manifest)
     if count is None:
-        raise ValueError(f"benchmark failed under the instruction counter: {failure[1] if failure else '?'}")
+        raise ValueError(
+            f"benchmark failed under the instruction counter: {failure[1] if failure else '?'}"
+        )
     return count
 
 
 def _count(
-    sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest, workdir: Path | None = None,
+    sandbox: Sandbox,
+    tree: Mapping[str, str],
+    manifest: Manifest,
+    workdir: Path | None = None,
     wall_limit: float | None = None,
 ) -> tuple[float | None, float, float, tuple[str, str] | None]:
     """(count, seconds spent now, seconds the counted run takes, (failure, detail)).
@@ -218,7 +239,9 @@ def measure(
     samples: list[float] = []
     with sandbox.workspace(tree) as workdir:
         for _ in range(repeats):
-            result = sandbox.run(workdir, manifest.commands.bench, limits, env=bench_env("benchmark"))
+            result = sandbox.run(
+                workdir, manifest.commands.bench, limits, env=bench_env("benchmark")
+            )
             if not result.ok:
                 raise ValueError(f"benchmark failed: {result.detail}")
             samples.append(read_metric(result, manifest.fitness.metric))
@@ -261,10 +284,15 @@ def incubate(
 
     def report(tests_passed: bool, failure: str | None, detail: str) -> IncubationReport:
         return IncubationReport(
-            candidate, tests_passed, failure, detail,
+            candidate,
+            tests_passed,
+            failure,
+            detail,
             tuple(parent_samples) if failure is None else (),
             tuple(candidate_samples) if failure is None else (),
-            child_seconds=child, total_seconds=time.perf_counter() - started, runs=runs,
+            child_seconds=child,
+            total_seconds=time.perf_counter() - started,
+            runs=runs,
         )
 
     with sandbox.workspace(candidate_tree) as cand_dir:
@@ -274,32 +302,62 @@ def incubate(
         if not tests.ok:
             return report(False, tests.failure or "exit", f"tests failed: {tests.detail}")
         if (measure or effective_measure(manifest)) == "instructions":
-            return _counted(sandbox, manifest, candidate, parent_tree, candidate_tree, cand_dir, started, child, runs)
+            return _counted(
+                sandbox,
+                manifest,
+                candidate,
+                parent_tree,
+                candidate_tree,
+                cand_dir,
+                started,
+                child,
+                runs,
+            )
         with sandbox.workspace(parent_tree) as parent_dir:
-            pair = ((parent_dir, parent_samples, "parent"), (cand_dir, candidate_samples, "candidate"))
+            pair = (
+                (parent_dir, parent_samples, "parent"),
+                (cand_dir, candidate_samples, "candidate"),
+            )
             limit = max(rounds, max_rounds or rounds)
             index, target = 0, rounds
             while index < target:
                 # A B, then B A: alternating the order cancels drift inside a pair too.
                 for workdir, samples, who in pair if index % 2 == 0 else pair[::-1]:
-                    result = sandbox.run(workdir, manifest.commands.bench, limits, env=bench_env("benchmark"))
+                    result = sandbox.run(
+                        workdir, manifest.commands.bench, limits, env=bench_env("benchmark")
+                    )
                     child += result.wall_seconds
                     runs += 1
                     if not result.ok:
-                        return report(True, result.failure or "exit", f"{who} benchmark failed: {result.detail}")
+                        return report(
+                            True,
+                            result.failure or "exit",
+                            f"{who} benchmark failed: {result.detail}",
+                        )
                     try:
                         samples.append(read_metric(result, manifest.fitness.metric))
                     except ValueError as exc:
                         return report(True, "bench-output", f"{who} {exc}")
                 index += 1
-                if index == target < limit and undecided is not None and undecided(parent_samples, candidate_samples):
+                if (
+                    index == target < limit
+                    and undecided is not None
+                    and undecided(parent_samples, candidate_samples)
+                ):
                     target = min(limit, target + 2)  # two more: one A B and one B A
     return report(True, None, "ok")
 
 
 def _counted(
-    sandbox: Sandbox, manifest: Manifest, candidate: str, parent_tree: Mapping[str, str],
-    candidate_tree: Mapping[str, str], cand_dir: Path, started: float, child: float, runs: int,
+    sandbox: Sandbox,
+    manifest: Manifest,
+    candidate: str,
+    parent_tree: Mapping[str, str],
+    candidate_tree: Mapping[str, str],
+    cand_dir: Path,
+    started: float,
+    child: float,
+    runs: int,
 ) -> IncubationReport:
     """One exact count per side; a side counted before (the parent, mostly) comes from the cache.
 
@@ -309,8 +367,14 @@ def _counted(
 
     def failed(kind: str, detail: str) -> IncubationReport:
         return IncubationReport(
-            candidate, True, kind, detail,
-            child_seconds=child, total_seconds=time.perf_counter() - started, runs=runs, measure="instructions",
+            candidate,
+            True,
+            kind,
+            detail,
+            child_seconds=child,
+            total_seconds=time.perf_counter() - started,
+            runs=runs,
+            measure="instructions",
         )
 
     parent, spent, parent_wall, failure = _count(sandbox, parent_tree, manifest)
@@ -326,10 +390,19 @@ def _counted(
     if count is None:
         kind, detail = failure or ("exit", "?")
         return failed(
-            kind, f"candidate benchmark failed under the instruction counter: {detail} "
+            kind,
+            f"candidate benchmark failed under the instruction counter: {detail} "
             f"(a candidate may take {CANDIDATE_WALL_FACTOR:g}× its parent's {parent_wall:.1f} s, at least {CANDIDATE_WALL_FLOOR:g} s)",
         )
     return IncubationReport(
-        candidate, True, None, "ok", (parent,), (count,),
-        child_seconds=child, total_seconds=time.perf_counter() - started, runs=runs, measure="instructions",
+        candidate,
+        True,
+        None,
+        "ok",
+        (parent,),
+        (count,),
+        child_seconds=child,
+        total_seconds=time.perf_counter() - started,
+        runs=runs,
+        measure="instructions",
     )

@@ -67,8 +67,13 @@ def _interpreter_binds() -> list[str]:
     (seen in a CI clone under /tmp).
     """
     paths = {
-        sys.prefix, sys.exec_prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)),
-        os.path.dirname(os.path.abspath(__file__)),  # runtime/_sandbox_child.py, the profiler's helper
+        sys.prefix,
+        sys.exec_prefix,
+        sys.base_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+        os.path.dirname(
+            os.path.abspath(__file__)
+        ),  # runtime/_sandbox_child.py, the profiler's helper
     }
     args: list[str] = []
     for path in sorted(paths):

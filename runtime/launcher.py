@@ -41,8 +41,12 @@ START_MARK = "\n--- tars launcher: "
 class NodeNotReady(TransportError):
     """A started node died or stayed silent; carries its log's tail for the CLI to show."""
 
-    def __init__(self, node_id: str, reason: str, log_path: Path, tail: list[str], *, hint: str) -> None:
-        shown = f"log {log_path} ends: {' | '.join(tail[-3:])}" if tail else f"log {log_path} is empty"
+    def __init__(
+        self, node_id: str, reason: str, log_path: Path, tail: list[str], *, hint: str
+    ) -> None:
+        shown = (
+            f"log {log_path} ends: {' | '.join(tail[-3:])}" if tail else f"log {log_path} is empty"
+        )
         super().__init__(f"{node_id} {reason}; {shown}", hint=hint)
         self.node_id = node_id
         self.reason = reason
@@ -50,7 +54,9 @@ class NodeNotReady(TransportError):
         self.tail = tail
 
 
-def admin_request(config: ClusterConfig, node_id: str, body: dict[str, Any], *, timeout: float = 5.0) -> Any:
+def admin_request(
+    config: ClusterConfig, node_id: str, body: dict[str, Any], *, timeout: float = 5.0
+) -> Any:
     """One request on a node's ``admin`` channel, signed with the CLI's ``admin`` key pair."""
     from runtime.transport import Client
 
@@ -77,7 +83,17 @@ def node_command(config: ClusterConfig) -> Command:
     """``tars node start`` for one node, run by this interpreter so the venv is the same."""
 
     def command(node_id: str) -> list[str]:
-        return [sys.executable, "-m", "cli.main", "node", "start", "--config", str(config.path), "--id", node_id]
+        return [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "node",
+            "start",
+            "--config",
+            str(config.path),
+            "--id",
+            node_id,
+        ]
 
     return command
 
@@ -120,7 +136,12 @@ class ProcessLauncher:
     """Runs the nodes of one cluster.yml as local processes, one session each."""
 
     def __init__(
-        self, config: ClusterConfig, *, command: Command | None = None, probe: Probe | None = None, tied: bool = False
+        self,
+        config: ClusterConfig,
+        *,
+        command: Command | None = None,
+        probe: Probe | None = None,
+        tied: bool = False,
     ) -> None:
         """``tied``: the nodes get SIGTERM when this process dies (the demo's nodes must not
         outlive a killed demo); `tars cluster up` leaves them running on purpose."""
@@ -201,12 +222,20 @@ class ProcessLauncher:
             log.flush()
             try:
                 proc = subprocess.Popen(
-                    argv, cwd=self.config.base_dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True,
+                    argv,
+                    cwd=self.config.base_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                     preexec_fn=_die_with_parent if self.tied else None,  # noqa: PLW1509 (prctl only)
                 )
             except OSError as exc:
-                raise TarsError(f"cannot start {node_id}: {exc}", hint=f"check the command {argv[0]!r} exists and is executable") from exc
+                raise TarsError(
+                    f"cannot start {node_id}: {exc}",
+                    hint=f"check the command {argv[0]!r} exists and is executable",
+                ) from exc
         self._procs[node_id] = proc
         self._write_pid(node_id, proc.pid)
         return proc.pid
@@ -264,7 +293,10 @@ class ProcessLauncher:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if not self._wait_dead(node_id, pid, 10.0):
-            raise TarsError(f"{node_id} (pid {pid}) survived SIGKILL", hint="it is stuck in the kernel; check `ps -o stat -p PID`")
+            raise TarsError(
+                f"{node_id} (pid {pid}) survived SIGKILL",
+                hint="it is stuck in the kernel; check `ps -o stat -p PID`",
+            )
 
     def stop(self, node_id: str, timeout: float = 10.0) -> bool:
         """SIGTERM, then SIGKILL after ``timeout``; False when it was not running."""
@@ -301,13 +333,19 @@ class ProcessLauncher:
         """
         pid = self.pid(node_id)
         if pid is None:
-            raise TarsError(f"{node_id} is not running", hint=f"start it with `tars cluster up --config {self.config.path}`")
+            raise TarsError(
+                f"{node_id} is not running",
+                hint=f"start it with `tars cluster up --config {self.config.path}`",
+            )
         try:
             os.killpg(pid, sig)
         except OSError:
             os.kill(pid, sig)
         if sig == signal.SIGKILL and not self._wait_dead(node_id, pid, 10.0):
-            raise TarsError(f"{node_id} (pid {pid}) survived SIGKILL", hint="it is stuck in the kernel; check `ps -o stat -p PID`")
+            raise TarsError(
+                f"{node_id} (pid {pid}) survived SIGKILL",
+                hint="it is stuck in the kernel; check `ps -o stat -p PID`",
+            )
         return pid
 
     # -- readiness -------------------------------------------------------------------------
@@ -315,8 +353,10 @@ class ProcessLauncher:
     def _status(self, node_id: str, timeout: float) -> dict[str, Any]:
         reply = admin_request(self.config, node_id, {"op": "status"}, timeout=timeout)
         if not isinstance(reply, dict):
-            raise TransportError(f"{node_id} answered status with {type(reply).__name__}, not a mapping",
-                                 hint="the node and this CLI are different versions of TARS")
+            raise TransportError(
+                f"{node_id} answered status with {type(reply).__name__}, not a mapping",
+                hint="the node and this CLI are different versions of TARS",
+            )
         return reply
 
     def wait_ready(self, node_id: str, timeout: float = 30.0) -> dict[str, Any]:
@@ -329,14 +369,20 @@ class ProcessLauncher:
                 code = self.exit_code(node_id)
                 how = f"exited with code {code}" if code is not None else "is not running"
                 raise NodeNotReady(
-                    node_id, f"{how} before it answered", log, self.log_tail(node_id),
+                    node_id,
+                    f"{how} before it answered",
+                    log,
+                    self.log_tail(node_id),
                     hint=f"read {log}, fix the cause and run `tars cluster up` again",
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 why = f" (last: {last.message})" if last is not None else ""
                 raise NodeNotReady(
-                    node_id, f"did not answer status within {timeout:g}s{why}", log, self.log_tail(node_id),
+                    node_id,
+                    f"did not answer status within {timeout:g}s{why}",
+                    log,
+                    self.log_tail(node_id),
                     hint=f"check {self.config.endpoint(node_id)} is free and reachable, or wait longer with --timeout",
                 )
             try:

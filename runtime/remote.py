@@ -65,16 +65,26 @@ class Codec:
     def __init__(self, types: Iterable[type]) -> None:
         self._by_name: dict[str, type] = {}
         for kind in types:
-            if not (_is_namedtuple(kind) or dataclasses.is_dataclass(kind) or issubclass(kind, BaseModel)):
-                raise TypeError(f"{kind.__name__} is not a NamedTuple, a dataclass or a pydantic model")
+            if not (
+                _is_namedtuple(kind)
+                or dataclasses.is_dataclass(kind)
+                or issubclass(kind, BaseModel)
+            ):
+                raise TypeError(
+                    f"{kind.__name__} is not a NamedTuple, a dataclass or a pydantic model"
+                )
             self._by_name[kind.__name__] = kind
         self._names = {kind: name for name, kind in self._by_name.items()}
 
     def encode(self, value: Any) -> bytes:
         try:
-            packed: bytes = msgpack.packb(value, default=self._default, use_bin_type=True, strict_types=True)
+            packed: bytes = msgpack.packb(
+                value, default=self._default, use_bin_type=True, strict_types=True
+            )
         except (TypeError, ValueError) as exc:
-            raise TransportError(f"cannot send {type(value).__name__} to a remote actor: {exc}") from exc
+            raise TransportError(
+                f"cannot send {type(value).__name__} to a remote actor: {exc}"
+            ) from exc
         return packed
 
     def decode(self, data: bytes) -> Any:
@@ -109,7 +119,12 @@ class Codec:
         if code != OBJECT:
             raise TransportError(f"unknown msgpack extension {code} in a remote actor message")
         body = self.decode(data)
-        if not (isinstance(body, list) and len(body) == 2 and isinstance(body[0], str) and isinstance(body[1], dict)):
+        if not (
+            isinstance(body, list)
+            and len(body) == 2
+            and isinstance(body[0], str)
+            and isinstance(body[1], dict)
+        ):
             raise TransportError("a remote object is not [type, fields]")
         kind = self._by_name.get(body[0])
         if kind is None:
@@ -123,7 +138,13 @@ class RemoteActorRef:
     """An actor on another node, used like a ``pykka.ActorRef``."""
 
     def __init__(
-        self, transport: MessageTransport, peer: str, actor: str, codec: Codec, *, timeout: float = 600.0
+        self,
+        transport: MessageTransport,
+        peer: str,
+        actor: str,
+        codec: Codec,
+        *,
+        timeout: float = 600.0,
     ) -> None:
         self.transport = transport
         self.peer = peer
@@ -164,7 +185,9 @@ class RemoteActorRef:
             except BaseException as exc:  # the future carries it to the caller
                 future.set_exception((type(exc), exc, exc.__traceback__))
 
-        threading.Thread(target=run, name=f"remote-ask-{self.actor}@{self.peer}", daemon=True).start()
+        threading.Thread(
+            target=run, name=f"remote-ask-{self.actor}@{self.peer}", daemon=True
+        ).start()
         return future
 
     def _ask(self, body: dict[str, Any], timeout: float) -> Any:
@@ -203,11 +226,15 @@ def serve(
         name = str(body.get("actor"))
         target = table.get(name)
         if target is None:
-            raise TransportError(f"no actor {name!r} takes remote messages here (known: {', '.join(sorted(table))})")
+            raise TransportError(
+                f"no actor {name!r} takes remote messages here (known: {', '.join(sorted(table))})"
+            )
         message = codec.decode(body["message"])
         allowed = accepts.get(name)
         if allowed is not None and not isinstance(message, allowed):
-            raise TransportError(f"actor {name!r} does not take {type(message).__name__} from peers")
+            raise TransportError(
+                f"actor {name!r} does not take {type(message).__name__} from peers"
+            )
         return target, message
 
     def on_ask(sender: str, body: Any) -> Any:

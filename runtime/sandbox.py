@@ -307,7 +307,9 @@ class Sandbox:
         cgroup = RunCgroup(nproc) if iso.cgroups else None
         try:
             full, preexec = self._command(iso, workdir, command, limits, nproc, cgroup)
-            return self._supervise(full, tuple(argv), workdir, iso.inside(workdir), limits, env, stdin, preexec, cgroup)
+            return self._supervise(
+                full, tuple(argv), workdir, iso.inside(workdir), limits, env, stdin, preexec, cgroup
+            )
         finally:
             if cgroup is not None:
                 cgroup.kill_all()
@@ -406,8 +408,13 @@ class Sandbox:
         return RunResult(argv, returncode, out.text(), stderr_text, wall, failure, detail)
 
     def run_profiled(
-        self, workdir: Path, argv: Sequence[str], limits: SandboxLimits, *,
-        env: Mapping[str, str] | None = None, events: bool = False,
+        self,
+        workdir: Path,
+        argv: Sequence[str],
+        limits: SandboxLimits,
+        *,
+        env: Mapping[str, str] | None = None,
+        events: bool = False,
     ) -> tuple[RunResult, list[dict[str, object]]]:
         """Run a ``python`` command under cProfile; rows only for files inside ``workdir``.
 

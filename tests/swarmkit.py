@@ -26,7 +26,16 @@ COMPACTION = Compaction(after=12, keep=4)
 class LocalSwarm:
     """A cluster.yml in a temporary folder and the node processes it lists."""
 
-    def __init__(self, root: Path, *, nodes: int = 3, genome: Path = TINY, cycles: int = 1000, candidates: int = 2, seed: int = 3) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        nodes: int = 3,
+        genome: Path = TINY,
+        cycles: int = 1000,
+        candidates: int = 2,
+        seed: int = 3,
+    ) -> None:
         self.root = root
         written = load_cluster(write_cluster(root, nodes, genome, cycles, candidates, seed, 1))
         # Compaction after a dozen entries: faults then land on compacted logs, and nodes
@@ -142,7 +151,11 @@ class LocalSwarm:
         logs = {n: self.store_log(n) for n in self.ids}
         longest = max(logs.values(), key=len)
         for node_id, events in logs.items():
-            assert events == longest[: len(events)], f"{node_id}'s log is not a prefix of the longest"
-        versions = {v for kind, v, _, _ in longest if kind in ("Registered", "VersionAdopted", "RolledBack")}
+            assert events == longest[: len(events)], (
+                f"{node_id}'s log is not a prefix of the longest"
+            )
+        versions = {
+            v for kind, v, _, _ in longest if kind in ("Registered", "VersionAdopted", "RolledBack")
+        }
         lost = self.reported - versions
         assert not lost, f"versions reported as heads but missing from the log: {sorted(lost)}"

@@ -27,7 +27,7 @@ MANIFEST = parse_manifest(
 )
 
 HOT = textwrap.dedent(
-    '''
+    """
     STOP = ["a", "an", "the", "of", "to", "in"]
 
 
@@ -37,11 +37,11 @@ HOT = textwrap.dedent(
             if w not in STOP:
                 out.append(w)
         return out
-    '''
+    """
 )
 
 COLD = textwrap.dedent(
-    '''
+    """
     def top(xs):
         return sorted(xs)[0]
 
@@ -51,7 +51,7 @@ COLD = textwrap.dedent(
         for r in rows:
             text += r
         return text
-    '''
+    """
 )
 
 TREE = {
@@ -85,12 +85,40 @@ def test_analyze_is_sorted_and_deterministic() -> None:
 
 def test_profile_ranks_hot_function_first() -> None:
     rows = [
-        {"file": "bench.py", "function": "<module>", "line": 1, "calls": 1, "tottime": 0.01, "cumtime": 1.0},
-        {"file": "pkg/hot.py", "function": "tokens", "line": 5, "calls": 100, "tottime": 0.7, "cumtime": 0.8},
-        {"file": "pkg/cold.py", "function": "top", "line": 2, "calls": 1, "tottime": 0.001, "cumtime": 0.001},
+        {
+            "file": "bench.py",
+            "function": "<module>",
+            "line": 1,
+            "calls": 1,
+            "tottime": 0.01,
+            "cumtime": 1.0,
+        },
+        {
+            "file": "pkg/hot.py",
+            "function": "tokens",
+            "line": 5,
+            "calls": 100,
+            "tottime": 0.7,
+            "cumtime": 0.8,
+        },
+        {
+            "file": "pkg/cold.py",
+            "function": "top",
+            "line": 2,
+            "calls": 1,
+            "tottime": 0.001,
+            "cumtime": 0.001,
+        },
         {"file": "pkg/cold.py", "function": "render"},  # junk: skipped
         "not a row",
-        {"file": "pkg/x.py", "function": "f", "line": True, "calls": 1, "tottime": 0.1, "cumtime": 0.1},
+        {
+            "file": "pkg/x.py",
+            "function": "f",
+            "line": True,
+            "calls": 1,
+            "tottime": 0.1,
+            "cumtime": 0.1,
+        },
     ]
     profile = parse_profile(rows)  # type: ignore[arg-type]
     assert len(profile.hotspots) == 3 and profile.total == 1.0

@@ -36,7 +36,18 @@ def one_line_error(stderr: str, *needles: str) -> None:
 def evolved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store after two cycles of the tiny genome (shared by the read-only log tests)."""
     store = tmp_path_factory.mktemp("evolved") / "store.db"
-    code, out, err = tars("evolve", "run", "--genome", str(TINY), "--store", str(store), "--cycles", "2", "--candidates", "2")
+    code, out, err = tars(
+        "evolve",
+        "run",
+        "--genome",
+        str(TINY),
+        "--store",
+        str(store),
+        "--cycles",
+        "2",
+        "--candidates",
+        "2",
+    )
     assert code == 0, out + err
     return store
 
@@ -52,15 +63,28 @@ def test_missing_manifest_key(tmp_path: Path) -> None:
 
 
 def test_unwritable_store_path(tmp_path: Path) -> None:
-    code, _, err = tars("evolve", "run", "--genome", str(TINY), "--store", "/proc/tars-nowhere/store.db")
+    code, _, err = tars(
+        "evolve", "run", "--genome", str(TINY), "--store", "/proc/tars-nowhere/store.db"
+    )
     assert code != 0
     one_line_error(err, "/proc/tars-nowhere")
 
 
 def test_patch_that_does_not_apply(tmp_path: Path) -> None:
     patch = tmp_path / "bad.patch"
-    patch.write_text("--- a/tiny/core.py\n+++ b/tiny/core.py\n@@ -1,1 +1,1 @@\n-not the first line\n+x\n")
-    code, _, err = tars("evolve", "validate", "--genome", str(TINY), "--patch", str(patch), "--store", str(tmp_path / "s.db"))
+    patch.write_text(
+        "--- a/tiny/core.py\n+++ b/tiny/core.py\n@@ -1,1 +1,1 @@\n-not the first line\n+x\n"
+    )
+    code, _, err = tars(
+        "evolve",
+        "validate",
+        "--genome",
+        str(TINY),
+        "--patch",
+        str(patch),
+        "--store",
+        str(tmp_path / "s.db"),
+    )
     assert code != 0
     one_line_error(err, "tiny/core.py", "does not apply", "rebase")
 
@@ -73,7 +97,9 @@ def test_store_that_does_not_exist(tmp_path: Path) -> None:
 
 
 def test_unknown_version(evolved: Path, tmp_path: Path) -> None:
-    code, _, err = tars("log", "replay", "--to", "deadbeef", "--out", str(tmp_path / "o"), "--store", str(evolved))
+    code, _, err = tars(
+        "log", "replay", "--to", "deadbeef", "--out", str(tmp_path / "o"), "--store", str(evolved)
+    )
     assert code != 0
     one_line_error(err, "deadbeef", "tars log lineage")
     code, _, err = tars("rollback", "--genome", "tiny", "--to", "deadbeef", "--store", str(evolved))
@@ -94,7 +120,9 @@ def test_log_commands_on_an_evolved_store(evolved: Path, tmp_path: Path) -> None
     adoptions = [r for r in rows if r["type"] == "VersionAdopted"]
     assert adoptions and all("fitness_before" in r and "fitness_after" in r for r in adoptions)
     head = adoptions[-1]["version"]
-    code, out, err = tars("log", "replay", "--to", head[:12], "--out", str(tmp_path / "tree"), "--store", str(evolved))
+    code, out, err = tars(
+        "log", "replay", "--to", head[:12], "--out", str(tmp_path / "tree"), "--store", str(evolved)
+    )
     assert code == 0, err
     assert "tree hash verified" in out
     assert (tmp_path / "tree" / "tiny" / "core.py").is_file()
@@ -113,7 +141,9 @@ def test_log_ls_lists_the_newest_events_unless_all(tmp_path: Path) -> None:
     code, out, err = tars("log", "ls", "--store", str(store))
     lines = out.splitlines()
     assert code == 0 and len(lines) == 50
-    assert [int(line.split()[0]) for line in lines] == list(range(31, 81))  # the newest, oldest first
+    assert [int(line.split()[0]) for line in lines] == list(
+        range(31, 81)
+    )  # the newest, oldest first
     assert "30 earlier events not shown" in err and "--all" in err
     code, out, err = tars("log", "ls", "--store", str(store), "--limit", "3")
     assert code == 0 and [int(line.split()[0]) for line in out.splitlines()] == [78, 79, 80]
@@ -138,7 +168,9 @@ def test_tars_log_imports_no_pydantic_nor_node_machinery(evolved: Path) -> None:
         "heavy = ['pydantic', 'libcst', 'pykka', 'zmq', 'yaml', 'actors', 'runtime.sandbox', 'runtime.config']\n"
         "print('LOADED', [m for m in heavy if m in sys.modules])\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert out.stdout.splitlines()[-1] == "LOADED []", out.stdout + out.stderr
     assert len(out.stdout.splitlines()) == 4  # three events, then the check
 
@@ -148,7 +180,9 @@ def test_verify_names_an_edited_event(evolved: Path, tmp_path: Path) -> None:
     shutil.copy(evolved, copy)
     with sqlite3.connect(copy) as db:
         table = "stored_events"
-        rowid, state = db.execute(f"SELECT rowid, state FROM {table} ORDER BY rowid LIMIT 1 OFFSET 2").fetchone()
+        rowid, state = db.execute(
+            f"SELECT rowid, state FROM {table} ORDER BY rowid LIMIT 1 OFFSET 2"
+        ).fetchone()
         edited = bytearray(state)
         edited[len(edited) // 2] ^= 0x01
         db.execute(f"UPDATE {table} SET state = ? WHERE rowid = ?", (bytes(edited), rowid))
@@ -175,5 +209,7 @@ def test_cluster_status_says_where_each_log_starts() -> None:
     assert _log({"log": {"snapshot_index": 0}}) == "whole"
     assert _log({"log": {"snapshot_index": 4811}, "last_transfer": None}) == "from 4811"
     fetched = {"peer": "node-2", "index": 4900, "events": 64, "size": 10, "seconds": 0.1}
-    assert _log({"log": {"snapshot_index": 4811}, "last_transfer": fetched}) == "from 4811\nfetched 64"
+    assert (
+        _log({"log": {"snapshot_index": 4811}, "last_transfer": fetched}) == "from 4811\nfetched 64"
+    )
     assert _log({}) == "whole"  # a node of an older version sends no log section

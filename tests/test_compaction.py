@@ -117,7 +117,9 @@ def test_a_follower_behind_the_compacted_log_installs_the_leaders_snapshot(swarm
     leader = swarm.leader()
     lagging = next(n for n in ABC if n != leader)
     fill(swarm.engines[leader], 5, "early")
-    wait_until(lambda: len(swarm.apps[lagging].view()) >= 5, "the follower to apply the first entries")
+    wait_until(
+        lambda: len(swarm.apps[lagging].view()) >= 5, "the follower to apply the first entries"
+    )
     swarm.block(lagging, [n for n in ABC if n != lagging])
     fill(swarm.engines[leader], 3 * AFTER, "while-away")
 
@@ -127,7 +129,10 @@ def test_a_follower_behind_the_compacted_log_installs_the_leaders_snapshot(swarm
     # what the follower lacks is no longer in the leader's log
     assert status["log_start"] > swarm.apps[lagging].applied + 1
     assert status["log_len"] <= AFTER + 2
-    assert snapshot.read(swarm.root / f"{leader}.journal.snap", command_ok).index == status["snapshot_index"]
+    assert (
+        snapshot.read(swarm.root / f"{leader}.journal.snap", command_ok).index
+        == status["snapshot_index"]
+    )
 
     swarm.heal(lagging)
     wait_until(
@@ -143,11 +148,15 @@ def test_a_follower_behind_the_compacted_log_installs_the_leaders_snapshot(swarm
     # entries after the snapshot arrive through the log as usual, and only once
     fill(swarm.engines[leader], 3, "after")
     wait_until(
-        lambda: all(swarm.apps[n].view() == swarm.apps[leader].view() for n in ABC)
-        and len(swarm.apps[leader].view()) == 5 + 3 * AFTER + 3,
+        lambda: (
+            all(swarm.apps[n].view() == swarm.apps[leader].view() for n in ABC)
+            and len(swarm.apps[leader].view()) == 5 + 3 * AFTER + 3
+        ),
         "every node to hold every entry",
     )
-    delivered = [i for i in swarm.apps[lagging].delivered if i > swarm.apps[lagging].installs[-1].index]
+    delivered = [
+        i for i in swarm.apps[lagging].delivered if i > swarm.apps[lagging].installs[-1].index
+    ]
     assert len(delivered) == len(set(delivered))
 
 
@@ -175,8 +184,13 @@ def test_a_restart_stands_on_its_own_snapshot_and_replays_only_what_follows(tmp_
     app.delivered.clear()
     engine = start()
     try:
-        wait_until(lambda: app.delivered and app.delivered[-1] == max(entries), "the log after the snapshot")
-        assert app.installs[-1] == Snapshot(app.installs[-1].index, app.installs[-1].term, b"state@%d" % cut, None)
+        wait_until(
+            lambda: app.delivered and app.delivered[-1] == max(entries),
+            "the log after the snapshot",
+        )
+        assert app.installs[-1] == Snapshot(
+            app.installs[-1].index, app.installs[-1].term, b"state@%d" % cut, None
+        )
         assert app.installs[-1].index == cut
         assert min(app.delivered) > cut  # nothing before the snapshot is delivered again
         assert app.view() == entries
@@ -192,7 +206,9 @@ def test_a_restart_stands_on_its_own_snapshot_and_replays_only_what_follows(tmp_
     engine.on_snapshot(fresh, compact_after=AFTER, keep=KEEP)
     engine.start()
     try:
-        wait_until(lambda: fresh.view() == entries, "the state to be fetched from the peer copy", WAIT)
+        wait_until(
+            lambda: fresh.view() == entries, "the state to be fetched from the peer copy", WAIT
+        )
     finally:
         engine.stop()
 
@@ -225,7 +241,9 @@ def test_a_missing_or_damaged_snapshot_file_is_a_clear_error(tmp_path: Path) -> 
     with pytest.raises(ConsensusError, match=r"a\.journal\.snap is damaged"):
         restart()
     snap.unlink()
-    with pytest.raises(ConsensusError, match=r"starts at index \d+, but its snapshot file .* is missing"):
+    with pytest.raises(
+        ConsensusError, match=r"starts at index \d+, but its snapshot file .* is missing"
+    ):
         restart()
     snap.write_bytes(good)
     restart()  # intact again: starts
@@ -265,7 +283,9 @@ def test_a_crash_between_snapshot_and_cut_loses_no_entry(tmp_path: Path) -> None
     engine.on_snapshot(app, compact_after=AFTER, keep=KEEP)
     engine.start()
     try:
-        wait_until(lambda: app.delivered and app.delivered[-1] == last, "the entries after the snapshot")
+        wait_until(
+            lambda: app.delivered and app.delivered[-1] == last, "the entries after the snapshot"
+        )
         assert engine.status()["log_start"] == cut - 1
         assert sorted(set(app.delivered)) == [i for i in sorted(entries) if i > cut]
         index = propose_until_committed(engine, b"after-restart")
@@ -295,10 +315,14 @@ def test_while_the_state_is_fetched_the_leader_is_not_asked_to_offer_again(swarm
     wait_until(lambda: swarm.engines[leader].status()["compactions"], "the leader to compact")
     swarm.heal(lagging)
     wait_until(
-        lambda: swarm.engines[lagging].status()["snapshots_installed"]
-        and swarm.apps[lagging].view() == swarm.apps[leader].view(),
+        lambda: (
+            swarm.engines[lagging].status()["snapshots_installed"]
+            and swarm.apps[lagging].view() == swarm.apps[leader].view()
+        ),
         "the follower to install the snapshot and hold every entry",
     )
     status = swarm.engines[lagging].status()
     assert status["held_append_entries"] >= 1  # heartbeats came while it fetched
-    assert status["snapshot_offers_deferred"] <= 2  # at 30 ms heartbeats, 1.5 s would be ~50 without holding
+    assert (
+        status["snapshot_offers_deferred"] <= 2
+    )  # at 30 ms heartbeats, 1.5 s would be ~50 without holding

@@ -64,7 +64,9 @@ def test_shipped_cluster_yml_loads() -> None:
     assert config.evolution.cycles == 8
 
 
-def test_paths_resolve_against_the_files_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_paths_resolve_against_the_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir("/")
     text = GOOD.replace("    port: 7102\n", "    port: 7102\n    store: sqlite:///db/two.db\n")
     config = load_cluster(write(tmp_path, text))
@@ -73,7 +75,11 @@ def test_paths_resolve_against_the_files_folder(tmp_path: Path, monkeypatch: pyt
     assert config.state_dir("node-1") == tmp_path / "state" / "node-1"
     assert config.store_url("node-1") == f"sqlite:///{tmp_path}/state/node-1/store.db"
     assert config.store_url("node-2") == f"sqlite:///{tmp_path}/db/two.db"
-    assert config.log_path("node-1").parent == config.pid_path("node-1").parent == tmp_path / "state" / "node-1"
+    assert (
+        config.log_path("node-1").parent
+        == config.pid_path("node-1").parent
+        == tmp_path / "state" / "node-1"
+    )
     assert config.genome_dirs == [tmp_path / "genome"]
 
 
@@ -96,33 +102,116 @@ def test_store_urls(tmp_path: Path, store: str, url: str) -> None:
     ("edit", "needles"),
     [
         (lambda t: t.replace("nodes:\n", "nodes: [\n", 1), ["cluster.yml:", "not valid YAML"]),
-        (lambda t: t.replace("port: 7102", "port: 70000"), ["cluster.yml:13:", "nodes[1].port", "less than or equal to 65535", "between 1 and 65535"]),
-        (lambda t: t.replace("port: 7102", "port: many"), ["nodes[1].port", "valid integer", "between 1 and 65535"]),
-        (lambda t: t.replace("    host: 127.0.0.1\n    port: 7101", "    host: 127.0.0.1\n    prot: 7101"), ["cluster.yml:10:", "nodes[0].prot", "unknown key 'prot'", "allowed here: id, host, port"]),
-        (lambda t: t.replace("  name: test", "  name: test\n  colour: red"), ["cluster.colour", "unknown key", "allowed here: name, backend"]),
+        (
+            lambda t: t.replace("port: 7102", "port: 70000"),
+            [
+                "cluster.yml:13:",
+                "nodes[1].port",
+                "less than or equal to 65535",
+                "between 1 and 65535",
+            ],
+        ),
+        (
+            lambda t: t.replace("port: 7102", "port: many"),
+            ["nodes[1].port", "valid integer", "between 1 and 65535"],
+        ),
+        (
+            lambda t: t.replace(
+                "    host: 127.0.0.1\n    port: 7101", "    host: 127.0.0.1\n    prot: 7101"
+            ),
+            [
+                "cluster.yml:10:",
+                "nodes[0].prot",
+                "unknown key 'prot'",
+                "allowed here: id, host, port",
+            ],
+        ),
+        (
+            lambda t: t.replace("  name: test", "  name: test\n  colour: red"),
+            ["cluster.colour", "unknown key", "allowed here: name, backend"],
+        ),
         (lambda t: t.replace("    port: 7101\n", ""), ["nodes[0]", "port", "add it"]),
-        (lambda t: t.replace("id: node-2", "id: node-1"), ["cluster.yml:11:", "nodes[1].id", "'node-1' is used twice", "own id"]),
-        (lambda t: t.replace("port: 7102", "port: 7101"), ["cluster.yml:13:", "nodes[1].port", "127.0.0.1:7101 is already taken by node-1", "own port"]),
+        (
+            lambda t: t.replace("id: node-2", "id: node-1"),
+            ["cluster.yml:11:", "nodes[1].id", "'node-1' is used twice", "own id"],
+        ),
+        (
+            lambda t: t.replace("port: 7102", "port: 7101"),
+            [
+                "cluster.yml:13:",
+                "nodes[1].port",
+                "127.0.0.1:7101 is already taken by node-1",
+                "own port",
+            ],
+        ),
         (lambda t: t.replace("id: node-2", "id: Node_2"), ["nodes[1].id", "lowercase letters"]),
         (lambda t: t.replace("id: node-2", "id: admin"), ["nodes[1].id", "reserved"]),
-        (lambda t: t.replace("[genome]", "[genome, nowhere]"), ["cluster.yml:14:", "genomes[1]", "nowhere does not exist"]),
-        (lambda t: t.replace("heartbeat: 0.05", "heartbeat: 0.1"), ["cluster.timers", "3 × heartbeat"]),
-        (lambda t: t.replace("election_max: 0.4", "election_max: 0.1"), ["cluster.timers", "election_max"]),
-        (lambda t: t.replace("  name: test", "  name: test\n  compaction: {after: 5, keep: 10}"), ["cluster.compaction", "after (5) must be more than keep (10)", "after: 10000"]),
-        (lambda t: t.replace("  name: test", "  name: test\n  compaction: {aftre: 50}"), ["cluster.compaction.aftre", "unknown key", "allowed here: after, keep"]),
-        (lambda t: t.replace("  name: test", "  name: test\n  backend: k8s"), ["cluster.yml:4:", "cluster.backend", "'process' or 'docker'"]),
-        (lambda t: t.split("nodes:")[0] + "nodes: []\ngenomes: [genome]\n", ["nodes", "at least 1"]),
-        (lambda t: t.replace("    port: 7101\n", "    port: 7101\n    public_key: short\n"), ["nodes[0].public_key", "Z85"]),
-        (lambda t: t.replace("    port: 7101\n", "    port: 7101\n    store: ftp://x/y\n"), ["nodes[0].store", "ftp://"]),
-        (lambda t: t.replace("    port: 7102\n", "    port: 7102\n    port: 7103\n"), ["cluster.yml:14:", "nodes[1].port: given twice", "keep one"]),
+        (
+            lambda t: t.replace("[genome]", "[genome, nowhere]"),
+            ["cluster.yml:14:", "genomes[1]", "nowhere does not exist"],
+        ),
+        (
+            lambda t: t.replace("heartbeat: 0.05", "heartbeat: 0.1"),
+            ["cluster.timers", "3 × heartbeat"],
+        ),
+        (
+            lambda t: t.replace("election_max: 0.4", "election_max: 0.1"),
+            ["cluster.timers", "election_max"],
+        ),
+        (
+            lambda t: t.replace("  name: test", "  name: test\n  compaction: {after: 5, keep: 10}"),
+            ["cluster.compaction", "after (5) must be more than keep (10)", "after: 10000"],
+        ),
+        (
+            lambda t: t.replace("  name: test", "  name: test\n  compaction: {aftre: 50}"),
+            ["cluster.compaction.aftre", "unknown key", "allowed here: after, keep"],
+        ),
+        (
+            lambda t: t.replace("  name: test", "  name: test\n  backend: k8s"),
+            ["cluster.yml:4:", "cluster.backend", "'process' or 'docker'"],
+        ),
+        (
+            lambda t: t.split("nodes:")[0] + "nodes: []\ngenomes: [genome]\n",
+            ["nodes", "at least 1"],
+        ),
+        (
+            lambda t: t.replace("    port: 7101\n", "    port: 7101\n    public_key: short\n"),
+            ["nodes[0].public_key", "Z85"],
+        ),
+        (
+            lambda t: t.replace("    port: 7101\n", "    port: 7101\n    store: ftp://x/y\n"),
+            ["nodes[0].store", "ftp://"],
+        ),
+        (
+            lambda t: t.replace("    port: 7102\n", "    port: 7102\n    port: 7103\n"),
+            ["cluster.yml:14:", "nodes[1].port: given twice", "keep one"],
+        ),
         (lambda t: "", ["is empty"]),
         (lambda t: "- just\n- a list\n", ["expected a mapping"]),
     ],
     ids=[
-        "yaml-syntax", "port-range", "port-type", "unknown-node-key", "unknown-cluster-key", "missing-port",
-        "duplicate-id", "duplicate-port", "bad-id", "admin-id", "missing-genome", "heartbeat", "election-max",
-        "compaction-order", "compaction-key",
-        "backend", "no-nodes", "public-key", "store-scheme", "duplicate-key", "empty", "not-a-mapping",
+        "yaml-syntax",
+        "port-range",
+        "port-type",
+        "unknown-node-key",
+        "unknown-cluster-key",
+        "missing-port",
+        "duplicate-id",
+        "duplicate-port",
+        "bad-id",
+        "admin-id",
+        "missing-genome",
+        "heartbeat",
+        "election-max",
+        "compaction-order",
+        "compaction-key",
+        "backend",
+        "no-nodes",
+        "public-key",
+        "store-scheme",
+        "duplicate-key",
+        "empty",
+        "not-a-mapping",
     ],
 )
 def test_bad_input_names_key_line_and_fix(tmp_path: Path, edit: object, needles: list[str]) -> None:
@@ -188,7 +277,9 @@ def test_dump_load_round_trip(tmp_path: Path) -> None:
     source.mkdir()
     config = load_cluster(write(source))
     nodes = [NodeSpec(id=f"n{i}", host="127.0.0.1", port=9000 + i) for i in range(3)]
-    generated = config.with_nodes(nodes, state=tmp_path / "work" / "state", evolution=EvolutionSection(cycles=2))
+    generated = config.with_nodes(
+        nodes, state=tmp_path / "work" / "state", evolution=EvolutionSection(cycles=2)
+    )
     loaded = generated.dump(tmp_path / "work" / "cluster.yml")
     assert loaded.path == tmp_path / "work" / "cluster.yml"
     assert loaded.ids == ["n0", "n1", "n2"]
@@ -242,6 +333,7 @@ def test_parse_without_a_file(tmp_path: Path) -> None:
 
 # -- `tars keys` ------------------------------------------------------------------------
 
+
 def keys_app() -> typer.Typer:
     app = typer.Typer()
     app.command("keys")(keys_command)
@@ -263,7 +355,11 @@ def test_keys_command_makes_and_prints_keys(tmp_path: Path) -> None:
         assert config.keypair(name)[0] in first.stdout
     assert first.stdout.count("made") == 3
     again = runner.invoke(keys_app(), ["keys", "--config", str(path), "--id", "node-1"])
-    assert again.exit_code == 0 and "kept" in again.stdout and config.public_key("node-1") in again.stdout
+    assert (
+        again.exit_code == 0
+        and "kept" in again.stdout
+        and config.public_key("node-1") in again.stdout
+    )
 
 
 def test_keys_command_bad_id_is_one_line(tmp_path: Path) -> None:

@@ -192,7 +192,9 @@ def no_leaked_threads() -> Iterator[None]:
     leaked = [
         t.name
         for t in threading.enumerate()
-        if t.ident not in before and t.is_alive() and t.name.startswith(("raft-", "hub-", "transport-"))
+        if t.ident not in before
+        and t.is_alive()
+        and t.name.startswith(("raft-", "hub-", "transport-"))
     ]
     assert not leaked, f"threads left running: {leaked}"
 
@@ -528,7 +530,12 @@ def test_wire_refuses_what_must_not_travel() -> None:
         is None
     )
     # a snapshot chunk travels only as [bytes, is_first, is_last], and never with entries
-    chunk = {"type": "append_entries", "term": 1, "commit_index": 1, "serialized": (b"x", True, False)}
+    chunk = {
+        "type": "append_entries",
+        "term": 1,
+        "commit_index": 1,
+        "serialized": (b"x", True, False),
+    }
     assert to_wire(chunk) == {**chunk, "serialized": [b"x", True, False]}
     assert from_wire({**chunk, "serialized": [b"x", 1, 0]}) is None
     assert from_wire({**chunk, "prevLogIdx": 1, "prevLogTerm": 1}) is None
@@ -591,7 +598,13 @@ def test_resent_entries_we_hold_are_skipped_not_truncated(tmp_path: Path) -> Non
 def test_pre_vote_rule() -> None:
     from consensus.engine import would_vote
 
-    ok = {"candidate_term": 5, "candidate_log": (3, 10), "term": 4, "log": (3, 10), "leader_alive": False}
+    ok = {
+        "candidate_term": 5,
+        "candidate_log": (3, 10),
+        "term": 4,
+        "log": (3, 10),
+        "leader_alive": False,
+    }
     assert would_vote(**ok)  # type: ignore[arg-type]
     assert not would_vote(**{**ok, "leader_alive": True})  # type: ignore[arg-type]
     assert not would_vote(**{**ok, "candidate_term": 4})  # type: ignore[arg-type]
@@ -611,12 +624,19 @@ def test_a_cut_off_follower_does_not_depose_the_leader_when_it_returns(cluster: 
     granted = cluster.engines[lonely].status()["pre_votes_granted"]  # the first election's
     cluster.block(lonely, [n for n in ABC if n != lonely])
     # Many election timeouts alone: it keeps asking, and its term stays where it was.
-    wait_until(lambda: cluster.engines[lonely].status()["pre_vote_rounds"] >= 5, "pre-vote rounds while cut off")
+    wait_until(
+        lambda: cluster.engines[lonely].status()["pre_vote_rounds"] >= 5,
+        "pre-vote rounds while cut off",
+    )
     assert cluster.engines[lonely].status()["term"] == term
-    assert cluster.engines[lonely].status()["pre_votes_granted"] == granted  # cut off: nobody can ask
+    assert (
+        cluster.engines[lonely].status()["pre_votes_granted"] == granted
+    )  # cut off: nobody can ask
     cluster.heal(lonely)
     # It rejoins as a follower of the same swarm (a heavily loaded machine may still hold
     # an ordinary election of its own; the term the lonely node brings back is not a cause).
     propose_until_committed(cluster.engines[cluster.leader()], b"after heal")
     cluster.converged(ABC, 2)
-    wait_until(lambda: len({cluster.engines[n].status()["term"] for n in ABC}) == 1, "one term everywhere")
+    wait_until(
+        lambda: len({cluster.engines[n].status()["term"] for n in ABC}) == 1, "one term everywhere"
+    )

@@ -415,7 +415,6 @@ class StoreTestCase:
         assert again.materialise(GENOME, version_id(trees[1])) == trees[1]
         assert again.verify().events == 10
 
-
     # ---- transfer between nodes: export and import per lineage ----
 
     def history(self) -> GenomeStore:
@@ -427,8 +426,18 @@ class StoreTestCase:
         self.grow(store, 3, genome=OTHER)
         head = store.head(GENOME).tree
         new = evolve(head, 4242)
-        held = Held(version_id(new), version_id(head), make_patch(head, new), "llm", "rewrite", ["big"], {"r": 1.3})
-        store.record_cycle(GENOME, "n1", evaluated=[record_of(head, new, "hold")], held=[held], cycle=41)
+        held = Held(
+            version_id(new),
+            version_id(head),
+            make_patch(head, new),
+            "llm",
+            "rewrite",
+            ["big"],
+            {"r": 1.3},
+        )
+        store.record_cycle(
+            GENOME, "n1", evaluated=[record_of(head, new, "hold")], held=[held], cycle=41
+        )
         store.approve(GENOME, held.candidate, "cli")
         store.rollback(GENOME, version_id(trees[20]), "regression", "n2")
         self.grow(store, 30)
@@ -437,7 +446,11 @@ class StoreTestCase:
         return store
 
     def exported(
-        self, source: GenomeStore, target: GenomeStore, upto: dict[str, int] | None = None, max_bytes: int = 4096
+        self,
+        source: GenomeStore,
+        target: GenomeStore,
+        upto: dict[str, int] | None = None,
+        max_bytes: int = 4096,
     ) -> list[tuple[str, int, str, bytes]]:
         """What ``target`` lacks of ``source`` (each lineage up to ``upto``), fetched in
         ``max_bytes`` chunks and interleaved across lineages as a transfer may send them."""
@@ -526,12 +539,20 @@ class StoreTestCase:
         before = self.state(target)
         batch = self.exported(source, target)
         i, (key, position, topic, state) = next(
-            (i, e) for i, e in enumerate(batch) if e[0] == genome and e[1] > 60 and e[2].endswith("VersionAdopted")
+            (i, e)
+            for i, e in enumerate(batch)
+            if e[0] == genome and e[1] > 60 and e[2].endswith("VersionAdopted")
         )
         at = state.index(b"LIMIT = ")  # inside the patch text
-        batch[i] = (key, position, topic, state[: at + 6] + bytes([state[at + 6] ^ 1]) + state[at + 7 :])
+        batch[i] = (
+            key,
+            position,
+            topic,
+            state[: at + 6] + bytes([state[at + 6] ^ 1]) + state[at + 7 :],
+        )
         with pytest.raises(
-            IntegrityError, match=rf"import of {GENOME} position {position}: VersionAdopted: hash chain broken"
+            IntegrityError,
+            match=rf"import of {GENOME} position {position}: VersionAdopted: hash chain broken",
         ):
             target.import_events(batch, ("ledger", 40))
         assert self.state(target) == before
@@ -549,17 +570,29 @@ class StoreTestCase:
         state = unpackb(raw)
         state["version"] = version_id(evolve(TREE0, 31337))
         previous = unpackb(batch[-2][3])["chain"]
-        state["chain"] = link(previous, "VersionAdopted", lineage_id(GENOME), 30, state["timestamp"], payload_of(state))
+        state["chain"] = link(
+            previous,
+            "VersionAdopted",
+            lineage_id(GENOME),
+            30,
+            state["timestamp"],
+            payload_of(state),
+        )
         batch[-1] = (key, position, topic, packb(state))
-        with pytest.raises(IntegrityError, match=rf"import of {GENOME} position 30: VersionAdopted does not apply"):
+        with pytest.raises(
+            IntegrityError, match=rf"import of {GENOME} position 30: VersionAdopted does not apply"
+        ):
             target.import_events(batch, ("ledger", 40))
         assert self.state(target) == ({}, None, 0)
         # a Registered event under another lineage id, its chain recomputed for that id
         ghost = lineage_id("ghost")
         state = unpackb(batch[0][3])
-        state["chain"] = link(GENESIS, "Registered", ghost, 1, state["timestamp"], payload_of(state))
+        state["chain"] = link(
+            GENESIS, "Registered", ghost, 1, state["timestamp"], payload_of(state)
+        )
         with pytest.raises(
-            IntegrityError, match=rf"lineage {ghost.hex} position 1: Registered names genome '{GENOME}', whose lineage"
+            IntegrityError,
+            match=rf"lineage {ghost.hex} position 1: Registered names genome '{GENOME}', whose lineage",
         ):
             target.import_events([(ghost.hex, 1, batch[0][2], packb(state))], ("ledger", 40))
         assert self.state(target) == ({}, None, 0)
@@ -569,9 +602,15 @@ class StoreTestCase:
         target = self.peer()
         genome = lineage_id(GENOME).hex
         batch = self.exported(source, target, upto={genome: 20, lineage_id(OTHER).hex: 0})
-        with pytest.raises(IntegrityError, match=rf"{GENOME} position 11: positions must be contiguous: position 10 missing"):
+        with pytest.raises(
+            IntegrityError,
+            match=rf"{GENOME} position 11: positions must be contiguous: position 10 missing",
+        ):
             target.import_events(batch[:9] + batch[10:], ("ledger", 40))
-        with pytest.raises(IntegrityError, match=rf"{GENOME} position 10: positions must be contiguous: out of order"):
+        with pytest.raises(
+            IntegrityError,
+            match=rf"{GENOME} position 10: positions must be contiguous: out of order",
+        ):
             target.import_events(batch[:10] + batch[9:], ("ledger", 40))
         assert self.state(target) == ({}, None, 0)
 
@@ -579,9 +618,14 @@ class StoreTestCase:
         source = self.history()
         target = self.peer()
         genome, other = lineage_id(GENOME).hex, lineage_id(OTHER).hex
-        with pytest.raises(IntegrityError, match=rf"lineage {genome} position 2: .* last position of this lineage is 0, so its events must start at 1"):
+        with pytest.raises(
+            IntegrityError,
+            match=rf"lineage {genome} position 2: .* last position of this lineage is 0, so its events must start at 1",
+        ):
             target.import_events(self.exported(source, target, upto={other: 0})[1:], ("ledger", 40))
-        target.import_events(self.exported(source, target, upto={genome: 50, other: 0}), ("ledger", 20))
+        target.import_events(
+            self.exported(source, target, upto={genome: 50, other: 0}), ("ledger", 20)
+        )
         before = self.state(target)
         rest = [e for e in self.exported(source, target) if e[0] == genome]
         with pytest.raises(IntegrityError, match=rf"{GENOME} position 52: .* must start at 51"):
@@ -598,14 +642,19 @@ class StoreTestCase:
         for topic in ("os:system", "tars_no_such_module:Thing"):
             key, position, _, state = batch[5]
             forged = [*batch[:5], (key, position, topic, state), *batch[6:]]
-            with pytest.raises(IntegrityError, match=rf"{GENOME} position 6: unknown topic '{topic}'"):
+            with pytest.raises(
+                IntegrityError, match=rf"{GENOME} position 6: unknown topic '{topic}'"
+            ):
                 target.import_events(forged, ("ledger", 40))
         assert "tars_no_such_module" not in sys.modules
         # the aggregate class a Registered event names is outside the chain: checked too
         key, position, topic, raw = batch[0]
         state = unpackb(raw)
         state["originator_topic"] = "os:system"
-        with pytest.raises(IntegrityError, match=rf"{GENOME} position 1: Registered names aggregate class 'os:system'"):
+        with pytest.raises(
+            IntegrityError,
+            match=rf"{GENOME} position 1: Registered names aggregate class 'os:system'",
+        ):
             target.import_events([(key, position, topic, packb(state)), *batch[1:]], ("ledger", 40))
         with pytest.raises(IntegrityError, match="is not a lineage id"):
             target.import_events([("../etc", 1, topic, raw)], ("ledger", 40))
@@ -635,14 +684,23 @@ class StoreTestCase:
         assert everything == [(r.originator_version, r.topic, bytes(r.state)) for r in raw]
         assert [p for p, _, _ in source.export_events(genome, 10, 20)] == list(range(11, 21))
         sizes = [len(state) for _, _, state in everything[10:13]]
-        assert [p for p, _, _ in source.export_events(genome, 10, 100, max_bytes=sum(sizes))] == [11, 12, 13]
-        assert [p for p, _, _ in source.export_events(genome, 10, 100, max_bytes=sum(sizes) - 1)] == [11, 12]
+        assert [p for p, _, _ in source.export_events(genome, 10, 100, max_bytes=sum(sizes))] == [
+            11,
+            12,
+            13,
+        ]
+        assert [
+            p for p, _, _ in source.export_events(genome, 10, 100, max_bytes=sum(sizes) - 1)
+        ] == [11, 12]
         assert [p for p, _, _ in source.export_events(genome, 10, 100, max_bytes=1)] == [11]
         assert source.export_events(genome, last, last + 10) == []
         assert source.export_events(genome, 20, 10) == []
         assert source.export_events(lineage_id("nope").hex, 0, 10) == []
         with pytest.raises(IntegrityError, match="is not a lineage id"):
-            source.export_events(str(lineage_id(GENOME)), 0, 10)  # dashed form: not what positions() gives
+            source.export_events(
+                str(lineage_id(GENOME)), 0, 10
+            )  # dashed form: not what positions() gives
+
 
 class TestMemoryStore(StoreTestCase):
     reopenable = False

@@ -37,7 +37,9 @@ def test_manifest_parses_and_names_its_folder(name):
     folder = GENOMES_DIR / name
     sources = [p.relative_to(folder).as_posix() for p in folder.rglob("*.py")]
     assert any(manifest.is_source(s) for s in sources)
-    assert not any(manifest.is_source(s) for s in sources if s.startswith("tests/") or s == "bench.py")
+    assert not any(
+        manifest.is_source(s) for s in sources if s.startswith("tests/") or s == "bench.py"
+    )
     for tunable in manifest.tunable:
         text = (folder / tunable.file).read_text(encoding="utf-8")
         assert f"\n{tunable.name} = " in text, f"{tunable.file} has no module-level {tunable.name}"
@@ -47,7 +49,11 @@ def test_manifest_parses_and_names_its_folder(name):
 def test_genome_tests_pass(name):
     manifest = _manifest(name)
     proc = subprocess.run(
-        _argv(manifest.commands.test), cwd=GENOMES_DIR / name, capture_output=True, text=True, timeout=120
+        _argv(manifest.commands.test),
+        cwd=GENOMES_DIR / name,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -56,7 +62,11 @@ def test_genome_tests_pass(name):
 def test_bench_prints_metric(name):
     manifest = _manifest(name)
     proc = subprocess.run(
-        _argv(manifest.commands.bench), cwd=GENOMES_DIR / name, capture_output=True, text=True, timeout=120
+        _argv(manifest.commands.bench),
+        cwd=GENOMES_DIR / name,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]

@@ -55,10 +55,14 @@ def test_close_calls_get_more_rounds_up_to_the_limit(sandbox: Sandbox) -> None:
         asked.append(len(parent))
         return True
 
-    report = incubate(sandbox, manifest, "c", tree(2.0), tree(1.0), max_rounds=7, undecided=undecided)
+    report = incubate(
+        sandbox, manifest, "c", tree(2.0), tree(1.0), max_rounds=7, undecided=undecided
+    )
     assert len(report.parent_samples) == 7
     assert asked == [3, 5]  # two more pairs at a time (A B, B A), never past the limit
-    decided = incubate(sandbox, manifest, "c", tree(2.0), tree(1.0), max_rounds=7, undecided=lambda p, c: False)
+    decided = incubate(
+        sandbox, manifest, "c", tree(2.0), tree(1.0), max_rounds=7, undecided=lambda p, c: False
+    )
     assert len(decided.parent_samples) == 3
 
 
@@ -78,7 +82,9 @@ direction = "minimize"
 threshold = 1.05
 """
 
-needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed (.ci/run installs it)")
+needs_valgrind = pytest.mark.skipif(
+    shutil.which("valgrind") is None, reason="valgrind not installed (.ci/run installs it)"
+)
 
 
 def work_tree(loops: int, bench_ok: bool = True) -> dict[str, str]:
@@ -120,7 +126,10 @@ def test_the_count_is_read_from_valgrind_and_garbage_is_refused() -> None:
     def result(stderr: str) -> RunResult:
         return RunResult(("valgrind",), 0, "", stderr, 1.0, None, "exit code 0")
 
-    assert read_instructions(result("==7== Command: python\n==7== I   refs:      1,099,501,911\n")) == 1_099_501_911
+    assert (
+        read_instructions(result("==7== Command: python\n==7== I   refs:      1,099,501,911\n"))
+        == 1_099_501_911
+    )
     with pytest.raises(ValueError, match="no instruction count"):
         read_instructions(result("valgrind: command not found"))
 
@@ -134,7 +143,9 @@ def test_a_benchmark_that_hangs_under_the_counter_is_stopped_at_a_multiple_of_it
     monkeypatch.setattr(incubation, "CANDIDATE_WALL_FLOOR", 3.0)
     manifest = parse_manifest(COUNTED)
     hang = work_tree(10)
-    hang["w.py"] += "\nimport os, time\nif os.environ.get('TARS_MEASURE') == 'instructions':\n    time.sleep(3600)\n"
+    hang["w.py"] += (
+        "\nimport os, time\nif os.environ.get('TARS_MEASURE') == 'instructions':\n    time.sleep(3600)\n"
+    )
     report = incubate(sandbox, manifest, "hangs", work_tree(2000), hang)
     assert report.tests_passed and report.failure == "timeout"
     assert "its parent's" in report.detail

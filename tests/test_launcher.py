@@ -69,7 +69,13 @@ def launchers(config: ClusterConfig) -> Iterator[list[ProcessLauncher]]:
         launcher.down(timeout=0.5)
 
 
-def make(launchers: list[ProcessLauncher], config: ClusterConfig, code: str = SLEEPER, *extra: str, **kw: Any) -> ProcessLauncher:
+def make(
+    launchers: list[ProcessLauncher],
+    config: ClusterConfig,
+    code: str = SLEEPER,
+    *extra: str,
+    **kw: Any,
+) -> ProcessLauncher:
     launcher = ProcessLauncher(config, command=script(code, *extra), **kw)
     launchers.append(launcher)
     return launcher
@@ -100,14 +106,18 @@ def wait_for_log(config: ClusterConfig, node_id: str, text: str) -> str:
     raise AssertionError(f"{text!r} never reached the log")
 
 
-def test_start_writes_pid_and_log_and_refuses_a_second_start(config: ClusterConfig, launchers: list[ProcessLauncher]) -> None:
+def test_start_writes_pid_and_log_and_refuses_a_second_start(
+    config: ClusterConfig, launchers: list[ProcessLauncher]
+) -> None:
     launcher = make(launchers, config)
     pid = launcher.start("node-1")
     assert launcher.alive("node-1") and launcher.pid("node-1") == pid
     assert config.pid_path("node-1").read_text().split()[0] == str(pid)
     log = wait_for_log(config, "node-1", "fake node node-1")
     assert "tars launcher: starting node-1" in log
-    assert os.getsid(pid) == pid  # its own session: a Ctrl-C in the CLI's terminal does not reach it
+    assert (
+        os.getsid(pid) == pid
+    )  # its own session: a Ctrl-C in the CLI's terminal does not reach it
     with pytest.raises(ConfigError, match=rf"node-1 is already running \(pid {pid}\)"):
         launcher.start("node-1")
     # Another launcher (a later `tars cluster …` command) finds it through the pid file.
@@ -120,7 +130,9 @@ def test_start_writes_pid_and_log_and_refuses_a_second_start(config: ClusterConf
     assert launcher.stop("node-1") is False
 
 
-def test_stop_from_another_launcher_reaps(config: ClusterConfig, launchers: list[ProcessLauncher]) -> None:
+def test_stop_from_another_launcher_reaps(
+    config: ClusterConfig, launchers: list[ProcessLauncher]
+) -> None:
     first = make(launchers, config)
     pid = first.start("node-2")
     second = make(launchers, config)
@@ -129,7 +141,9 @@ def test_stop_from_another_launcher_reaps(config: ClusterConfig, launchers: list
     assert not first.alive("node-2")
 
 
-def test_kill_leaves_a_stale_pid_file_that_start_ignores(config: ClusterConfig, launchers: list[ProcessLauncher]) -> None:
+def test_kill_leaves_a_stale_pid_file_that_start_ignores(
+    config: ClusterConfig, launchers: list[ProcessLauncher]
+) -> None:
     launcher = make(launchers, config)
     pid = launcher.start("node-1")
     assert launcher.kill("node-1") == pid
@@ -139,15 +153,21 @@ def test_kill_leaves_a_stale_pid_file_that_start_ignores(config: ClusterConfig, 
     again = launcher.start("node-1")
     assert again != pid and launcher.alive("node-1")
     wait_for_log(config, "node-1", "fake node node-1\n")
-    assert config.log_path("node-1").read_text().count("tars launcher: starting node-1") == 2  # appended, not replaced
+    assert (
+        config.log_path("node-1").read_text().count("tars launcher: starting node-1") == 2
+    )  # appended, not replaced
 
 
-def test_kill_of_a_stopped_node_is_an_error(config: ClusterConfig, launchers: list[ProcessLauncher]) -> None:
+def test_kill_of_a_stopped_node_is_an_error(
+    config: ClusterConfig, launchers: list[ProcessLauncher]
+) -> None:
     with pytest.raises(TarsError, match="node-3 is not running"):
         make(launchers, config).kill("node-3")
 
 
-def test_pause_and_resume_with_signals(config: ClusterConfig, launchers: list[ProcessLauncher]) -> None:
+def test_pause_and_resume_with_signals(
+    config: ClusterConfig, launchers: list[ProcessLauncher]
+) -> None:
     launcher = make(launchers, config)
     launcher.start("node-1")
     launcher.kill("node-1", signal.SIGSTOP)
@@ -156,7 +176,9 @@ def test_pause_and_resume_with_signals(config: ClusterConfig, launchers: list[Pr
     assert launcher.stop("node-1")
 
 
-def test_pid_file_of_a_dead_or_reused_pid_is_stale(config: ClusterConfig, launchers: list[ProcessLauncher]) -> None:
+def test_pid_file_of_a_dead_or_reused_pid_is_stale(
+    config: ClusterConfig, launchers: list[ProcessLauncher]
+) -> None:
     launcher = make(launchers, config)
     config.state_dir("node-1").mkdir(parents=True)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -180,7 +202,9 @@ def test_stop_escalates_to_sigkill(config: ClusterConfig, launchers: list[Proces
     assert not launcher.alive("node-1") and gone(pid)
 
 
-def test_stop_takes_the_nodes_children_along(config: ClusterConfig, launchers: list[ProcessLauncher], tmp_path: Path) -> None:
+def test_stop_takes_the_nodes_children_along(
+    config: ClusterConfig, launchers: list[ProcessLauncher], tmp_path: Path
+) -> None:
     marker = tmp_path / "child.pid"
     launcher = make(launchers, config, PARENT, str(marker))
     launcher.start("node-1")
@@ -210,14 +234,18 @@ def test_unknown_node_id(config: ClusterConfig, launchers: list[ProcessLauncher]
         make(launchers, config).start("node-9")
 
 
-def test_a_command_that_does_not_exist(config: ClusterConfig, launchers: list[ProcessLauncher]) -> None:
+def test_a_command_that_does_not_exist(
+    config: ClusterConfig, launchers: list[ProcessLauncher]
+) -> None:
     launcher = ProcessLauncher(config, command=lambda node_id: ["/nonexistent/tars-node"])
     launchers.append(launcher)
     with pytest.raises(TarsError, match="cannot start node-1"):
         launcher.start("node-1")
 
 
-def test_wait_ready_returns_the_status(config: ClusterConfig, launchers: list[ProcessLauncher]) -> None:
+def test_wait_ready_returns_the_status(
+    config: ClusterConfig, launchers: list[ProcessLauncher]
+) -> None:
     calls: list[float] = []
 
     def probe(node_id: str, timeout: float) -> dict[str, Any]:
@@ -232,7 +260,9 @@ def test_wait_ready_returns_the_status(config: ClusterConfig, launchers: list[Pr
     assert len(calls) == 3 and all(0 < t <= 1.0 for t in calls)
 
 
-def test_wait_ready_reports_a_crash_with_the_log(config: ClusterConfig, launchers: list[ProcessLauncher]) -> None:
+def test_wait_ready_reports_a_crash_with_the_log(
+    config: ClusterConfig, launchers: list[ProcessLauncher]
+) -> None:
     def probe(node_id: str, timeout: float) -> dict[str, Any]:
         raise TransportError("no reply")
 
@@ -241,7 +271,11 @@ def test_wait_ready_reports_a_crash_with_the_log(config: ClusterConfig, launcher
     with pytest.raises(TransportError) as caught:
         launcher.wait_ready("node-1", timeout=60)
     message = str(caught.value)
-    assert "node-1 exited with code 3" in message and "boom: cannot bind" in message and "\n" not in message
+    assert (
+        "node-1 exited with code 3" in message
+        and "boom: cannot bind" in message
+        and "\n" not in message
+    )
     assert str(config.log_path("node-1")) in message
     launcher.start("node-1")  # the pid file of the crashed run is stale
     with pytest.raises(TransportError):
@@ -250,13 +284,18 @@ def test_wait_ready_reports_a_crash_with_the_log(config: ClusterConfig, launcher
     assert launcher.log_tail("node-1").count("boom: cannot bind") == 1  # the latest run only
 
 
-def test_wait_ready_times_out_with_the_last_error(config: ClusterConfig, launchers: list[ProcessLauncher]) -> None:
+def test_wait_ready_times_out_with_the_last_error(
+    config: ClusterConfig, launchers: list[ProcessLauncher]
+) -> None:
     def probe(node_id: str, timeout: float) -> dict[str, Any]:
         raise TransportError("request to tcp://127.0.0.1:17102 timed out")
 
     launcher = make(launchers, config, probe=probe)
     launcher.start("node-2")
-    with pytest.raises(TransportError, match=r"node-2 did not answer status within 0.3s \(last: request to .* timed out\).*fake node"):
+    with pytest.raises(
+        TransportError,
+        match=r"node-2 did not answer status within 0.3s \(last: request to .* timed out\).*fake node",
+    ):
         launcher.wait_ready("node-2", timeout=0.3)
     assert launcher.alive("node-2")  # waiting never kills
 
@@ -271,22 +310,35 @@ def test_docker_backend_has_no_launcher_yet(tmp_path: Path) -> None:
 # -- `tars cluster status|down` with nodes that are not running ----------------------------------
 
 
-def test_status_shows_down_nodes_and_exits_zero(config: ClusterConfig, launchers: list[ProcessLauncher]) -> None:
+def test_status_shows_down_nodes_and_exits_zero(
+    config: ClusterConfig, launchers: list[ProcessLauncher]
+) -> None:
     config.ensure_keys()
     launcher = make(launchers, config)
     pid = launcher.start("node-3")  # running, but not a node: it never answers
     runner = CliRunner()
-    result = runner.invoke(cluster_app, ["status", "--config", str(config.path), "--timeout", "0.2"])
+    result = runner.invoke(
+        cluster_app, ["status", "--config", str(config.path), "--timeout", "0.2"]
+    )
     assert result.exit_code == 0, result.output
-    rows = {line.split()[1]: line for line in result.stdout.splitlines() if "node-" in line and "│" in line}
+    rows = {
+        line.split()[1]: line
+        for line in result.stdout.splitlines()
+        if "node-" in line and "│" in line
+    }
     assert "down" in rows["node-1"] and "down" in rows["node-2"]
     assert "not answering" in rows["node-3"] and str(pid) in rows["node-3"]
     assert "0 of 3 nodes answering" in result.stdout
-    as_json = runner.invoke(cluster_app, ["status", "--config", str(config.path), "--timeout", "0.2", "--json"])
+    as_json = runner.invoke(
+        cluster_app, ["status", "--config", str(config.path), "--timeout", "0.2", "--json"]
+    )
     assert as_json.exit_code == 0 and as_json.stdout.count('"up": false') == 3
     stopped = runner.invoke(cluster_app, ["down", "--config", str(config.path)])
     assert stopped.exit_code == 0, stopped.output
-    assert f"stopped node-3 (pid {pid})" in stopped.stdout and "node-1 was not running" in stopped.stdout
+    assert (
+        f"stopped node-3 (pid {pid})" in stopped.stdout
+        and "node-1 was not running" in stopped.stdout
+    )
 
 
 def test_status_without_admin_keys_is_one_line(config: ClusterConfig) -> None:
@@ -298,21 +350,31 @@ def test_status_without_admin_keys_is_one_line(config: ClusterConfig) -> None:
 
 def test_add_and_remove_with_no_swarm_running(config: ClusterConfig) -> None:
     runner = CliRunner()
-    added = runner.invoke(cluster_app, ["add", "-c", str(config.path), "--id", "node-4", "--port", "17104", "--timeout", "0.2"])
+    added = runner.invoke(
+        cluster_app,
+        ["add", "-c", str(config.path), "--id", "node-4", "--port", "17104", "--timeout", "0.2"],
+    )
     assert added.exit_code != 0
     assert "wrote node-4 (127.0.0.1:17104)" in added.stdout
     assert "node-4 is in" in added.stderr and "did not add it" in added.stderr
     grown = load_cluster(config.path)
     assert grown.ids[-1] == "node-4" and grown.keypair("node-4")[0]
-    refused = runner.invoke(cluster_app, ["remove", "-c", str(config.path), "--id", "node-4", "--timeout", "0.2"])
+    refused = runner.invoke(
+        cluster_app, ["remove", "-c", str(config.path), "--id", "node-4", "--timeout", "0.2"]
+    )
     assert refused.exit_code != 0 and "--force" in refused.stderr
     assert "node-4" in load_cluster(config.path).ids
-    forced = runner.invoke(cluster_app, ["remove", "-c", str(config.path), "--id", "node-4", "--timeout", "0.2", "--force"])
+    forced = runner.invoke(
+        cluster_app,
+        ["remove", "-c", str(config.path), "--id", "node-4", "--timeout", "0.2", "--force"],
+    )
     assert forced.exit_code == 0, forced.output
     assert load_cluster(config.path).ids == ["node-1", "node-2", "node-3"]
 
 
-def test_tied_nodes_die_with_the_process_that_launched_them(config: ClusterConfig, tmp_path: Path) -> None:
+def test_tied_nodes_die_with_the_process_that_launched_them(
+    config: ClusterConfig, tmp_path: Path
+) -> None:
     """A killed `tars demo` must not leave its nodes running."""
     pidfile = tmp_path / "node.pid.txt"
     launcher_code = (
@@ -326,7 +388,8 @@ def test_tied_nodes_die_with_the_process_that_launched_them(config: ClusterConfi
         "time.sleep(600)\n"
     )
     parent = subprocess.Popen(
-        [sys.executable, "-c", launcher_code, str(config.path), str(pidfile)], cwd=Path(__file__).resolve().parent.parent
+        [sys.executable, "-c", launcher_code, str(config.path), str(pidfile)],
+        cwd=Path(__file__).resolve().parent.parent,
     )
     try:
         deadline = time.monotonic() + 30

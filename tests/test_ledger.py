@@ -29,16 +29,33 @@ def edit(tree: dict[str, str], old: str, new: str) -> dict[str, str]:
 
 def adoption(parent: dict[str, str], child: dict[str, str], ratio: float = 1.5) -> Adoption:
     return Adoption(
-        version=version_id(child), parent=version_id(parent), patch=make_patch(parent, child),
-        mutator="memoize", kind="hot", fitness_before=1.0, fitness_after=1.0 / ratio,
-        ratio=ratio, low=ratio - 0.1, high=ratio + 0.1, evidence={"note": "test"},
+        version=version_id(child),
+        parent=version_id(parent),
+        patch=make_patch(parent, child),
+        mutator="memoize",
+        kind="hot",
+        fitness_before=1.0,
+        fitness_after=1.0 / ratio,
+        ratio=ratio,
+        low=ratio - 0.1,
+        high=ratio + 0.1,
+        evidence={"note": "test"},
     )
 
 
 def record(parent: dict[str, str], child: dict[str, str]) -> CandidateRecord:
     return CandidateRecord(
-        candidate=version_id(child), parent=version_id(parent), patch=make_patch(parent, child), mutator="memoize",
-        kind="hot", verdict="adopt", reasons=[], ratio=1.5, low=1.4, high=1.6, tests_passed=True,
+        candidate=version_id(child),
+        parent=version_id(parent),
+        patch=make_patch(parent, child),
+        mutator="memoize",
+        kind="hot",
+        verdict="adopt",
+        reasons=[],
+        ratio=1.5,
+        low=1.4,
+        high=1.6,
+        tests_passed=True,
     )
 
 
@@ -72,10 +89,14 @@ def base_entries() -> list[bytes]:
 def test_proposal_waits_for_a_majority_then_every_replica_adopts(replicas: list[Replica]) -> None:
     child = edit(BASE, "return 1", "return 10")
     win = adoption(BASE, child)
-    entries = base_entries() + [L.cycle_entry("g", "node-1", 1, 7, [record(BASE, child)], [], win, 1001.0)]
+    entries = base_entries() + [
+        L.cycle_entry("g", "node-1", 1, 7, [record(BASE, child)], [], win, 1001.0)
+    ]
     for r in replicas:
         applied = r.feed(entries)
-        assert r.store.head("g").version == version_id(BASE), "one yes of three members is no majority"
+        assert r.store.head("g").version == version_id(BASE), (
+            "one yes of three members is no majority"
+        )
         (pid,) = applied[-1].waiting
     entries.append(L.vote_entry("g", pid, win.version, "node-2", True, "tests pass", 1002.0))
     for r in replicas:
@@ -84,7 +105,9 @@ def test_proposal_waits_for_a_majority_then_every_replica_adopts(replicas: list[
         assert head.version == win.version and head.proposals == {}
     first = replicas[0].store
     assert all(log_of(r.store) == log_of(first) for r in replicas)
-    assert len({r.store.verify().heads["g"] for r in replicas}) == 1, "same events, same timestamps, same chain"
+    assert len({r.store.verify().heads["g"] for r in replicas}) == 1, (
+        "same events, same timestamps, same chain"
+    )
 
 
 def test_redelivery_after_a_restart_writes_nothing_twice(replicas: list[Replica]) -> None:
@@ -121,7 +144,9 @@ def test_a_majority_of_no_votes_rejects(replicas: list[Replica]) -> None:
     assert "ProposalRejected" in [t for t, _, _ in log_of(r.store)]
 
 
-def test_second_proposal_on_a_moved_head_is_rebased_and_needs_new_votes(replicas: list[Replica]) -> None:
+def test_second_proposal_on_a_moved_head_is_rebased_and_needs_new_votes(
+    replicas: list[Replica],
+) -> None:
     one = edit(BASE, "return 1", "return 10")
     two = edit(BASE, "return 3", "return 30")
     r = replicas[0]
@@ -152,10 +177,13 @@ def test_conflicting_proposal_is_rejected(replicas: list[Replica]) -> None:
     one = edit(BASE, "return 1", "return 10")
     two = edit(BASE, "return 1", "return 11")
     r = replicas[0]
-    applied = r.feed(base_entries() + [
-        L.cycle_entry("g", "node-1", 1, 7, [], [], adoption(BASE, one), 1001.0),
-        L.cycle_entry("g", "node-2", 2, 7, [], [], adoption(BASE, two), 1002.0),
-    ])
+    applied = r.feed(
+        base_entries()
+        + [
+            L.cycle_entry("g", "node-1", 1, 7, [], [], adoption(BASE, one), 1001.0),
+            L.cycle_entry("g", "node-2", 2, 7, [], [], adoption(BASE, two), 1002.0),
+        ]
+    )
     p1, p2 = list(applied[-1].waiting)
     out = r.feed([L.vote_entry("g", p1, version_id(one), "node-3", True, "ok", 1003.0)], start=4)
     assert out[0].decided == {p1: "adopt", p2: "reject"}
@@ -165,8 +193,12 @@ def test_conflicting_proposal_is_rejected(replicas: list[Replica]) -> None:
 def test_rollback_through_the_ledger(replicas: list[Replica]) -> None:
     one = edit(BASE, "return 1", "return 10")
     win = adoption(BASE, one)
-    single = L.LedgerState(replicas[0].store, ["node-1"])  # one member: the proposer's vote is a majority
-    for i, data in enumerate(base_entries() + [L.cycle_entry("g", "node-1", 1, 7, [], [], win, 1001.0)], 1):
+    single = L.LedgerState(
+        replicas[0].store, ["node-1"]
+    )  # one member: the proposer's vote is a majority
+    for i, data in enumerate(
+        base_entries() + [L.cycle_entry("g", "node-1", 1, 7, [], [], win, 1001.0)], 1
+    ):
         single.apply(i, data)
     assert replicas[0].store.head("g").version == win.version
     single.apply(3, L.rollback_entry("g", version_id(BASE), "regression", "node-2", 1002.0))
@@ -251,7 +283,9 @@ def test_a_batch_stores_the_same_events_as_one_entry_at_a_time(tmp_path: Path) -
     try:
         one_by_one = single.feed(entries)
         together = batched.state.apply_batch(list(enumerate(entries, 1)))
-        assert [(a.written, a.decided) for a in one_by_one] == [(a.written, a.decided) for a in together]
+        assert [(a.written, a.decided) for a in one_by_one] == [
+            (a.written, a.decided) for a in together
+        ]
         assert log_of(single.store) == log_of(batched.store)
         assert single.store.chain("g") == batched.store.chain("g")
         assert batched.state.applied_index == len(entries) == batched.store.applied(L.LEDGER)
@@ -265,11 +299,22 @@ def test_a_failing_entry_in_a_batch_loses_only_its_own_events(replicas: list[Rep
     one = edit(BASE, "return 1", "return 10")
     r = replicas[0]
     bad_proposal = adoption(BASE, one)
-    broken = Adoption(**{**bad_proposal.__dict__, "patch": "--- a/nothing\n+++ b/nothing\n@@ -1 +1 @@\n-x\n+y\n"})
+    broken = Adoption(
+        **{**bad_proposal.__dict__, "patch": "--- a/nothing\n+++ b/nothing\n@@ -1 +1 @@\n-x\n+y\n"}
+    )
     entries = base_entries() + [
         L.cycle_entry("g", "node-1", 1, 7, [record(BASE, one)], [], adoption(BASE, one), 1001.0),
         # evaluations are triggered, then the proposal's patch fails on rebase: all of this entry goes
-        L.cycle_entry("g", "node-2", 2, 7, [record(BASE, one)], [], Adoption(**{**broken.__dict__, "parent": "0" * 64}), 1002.0),
+        L.cycle_entry(
+            "g",
+            "node-2",
+            2,
+            7,
+            [record(BASE, one)],
+            [],
+            Adoption(**{**broken.__dict__, "parent": "0" * 64}),
+            1002.0,
+        ),
         L.cycle_entry("g", "node-3", 3, 7, [], [], None, 1003.0),
     ]
     out = r.state.apply_batch(list(enumerate(entries, 1)))

@@ -41,7 +41,11 @@ def test_good_manifest() -> None:
     [
         (lambda t: t.replace('metric = "seconds"\n', ""), "fitness.metric", "add it"),
         (lambda t: t.replace('"minimize"', '"smaller"'), "fitness.direction", "allowed values"),
-        (lambda t: t.replace("[commands]", "[commands]\ncolour = 1"), "commands.colour", "spelling"),
+        (
+            lambda t: t.replace("[commands]", "[commands]\ncolour = 1"),
+            "commands.colour",
+            "spelling",
+        ),
         (lambda t: t.replace("max = 64", "max = 0"), "tunable.0", "see docs"),
         (lambda t: t.replace('name = "demo"', 'name = "bad name!"'), "genome.name", "letters"),
     ],
@@ -85,8 +89,13 @@ def test_write_tree_refuses_non_empty_and_round_trips(tmp_path: Path) -> None:
 
 def test_measure_defaults_to_benchmark_and_refuses_unknown_values() -> None:
     assert parse_manifest(GOOD).fitness.measure == "benchmark"
-    counted = GOOD.replace('direction = "minimize"', 'direction = "minimize"\nmeasure = "instructions"')
+    counted = GOOD.replace(
+        'direction = "minimize"', 'direction = "minimize"\nmeasure = "instructions"'
+    )
     assert parse_manifest(counted).fitness.measure == "instructions"
     with pytest.raises(ManifestError, match="fitness.measure") as err:
-        parse_manifest(GOOD.replace('direction = "minimize"', 'direction = "minimize"\nmeasure = "cycles"'), "g/genome.toml")
+        parse_manifest(
+            GOOD.replace('direction = "minimize"', 'direction = "minimize"\nmeasure = "cycles"'),
+            "g/genome.toml",
+        )
     assert "g/genome.toml" in str(err.value)

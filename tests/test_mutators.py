@@ -68,7 +68,7 @@ import re
 
 # ---------------------------------------------------------------- set_membership
 
-SET_MODULE = HEADER + src('''
+SET_MODULE = HEADER + src("""
 STOP = ["a", "an", "the", "of"]  # the stopwords
 
 
@@ -79,19 +79,19 @@ def keep(words):
         if w not in STOP:
             out.append(w)
     return out
-''')
+""")
 
 
 def test_set_membership_module_list() -> None:
     new = rewrite("set_membership", SET_MODULE)
-    assert 'STOP_SET = frozenset(STOP)\n' in new
+    assert "STOP_SET = frozenset(STOP)\n" in new
     assert "if w not in STOP_SET:" in new
     assert new.index("STOP_SET = frozenset") > new.index("STOP = [")
     same(SET_MODULE, new, "keep", (["a", "b", "the", "c"],), ([],))
 
 
 def test_set_membership_local_and_literal() -> None:
-    code = src('''
+    code = src("""
     def count(words):
         names = ("x", "y", 3)
         n = 0
@@ -101,7 +101,7 @@ def test_set_membership_local_and_literal() -> None:
             if w in [1, 2, "z"]:
                 n += 10
         return n
-    ''')
+    """)
     sites = by_name("set_membership").scan(PATH, code)
     assert len(sites) == 2
     new = rewrite("set_membership", code, 0)
@@ -112,28 +112,37 @@ def test_set_membership_local_and_literal() -> None:
 
 
 def test_set_membership_declines_mutated_or_unsafe() -> None:
-    declines("set_membership", src('''
+    declines(
+        "set_membership",
+        src("""
     STOP = ["a", "b"]
 
     def keep(words):
         STOP.append("c")
         return [w for w in words if w not in STOP]
-    '''))
-    declines("set_membership", src('''
+    """),
+    )
+    declines(
+        "set_membership",
+        src("""
     def keep(words, extra):
         names = ["a", "b"]
         names = names + extra
         return [w for w in words if w not in names]
-    '''))
-    declines("set_membership", src('''
+    """),
+    )
+    declines(
+        "set_membership",
+        src("""
     def keep(words, names):
         return [w for w in words if w not in names]
-    '''))
+    """),
+    )
 
 
 # ---------------------------------------------------------------- hoist_invariant
 
-HOIST = HEADER + src('''
+HOIST = HEADER + src("""
 def count(rows, allowed):
     # count rows whose kind is allowed
     n = 0
@@ -141,7 +150,7 @@ def count(rows, allowed):
         if row in set(allowed):
             n += 1
     return n
-''')
+""")
 
 
 def test_hoist_invariant_moves_call_before_loop() -> None:
@@ -152,7 +161,7 @@ def test_hoist_invariant_moves_call_before_loop() -> None:
 
 
 def test_hoist_invariant_sees_through_bisect_searches() -> None:
-    code = HEADER + src('''
+    code = HEADER + src("""
     import bisect
 
     def histogram(values, bounds):
@@ -160,14 +169,14 @@ def test_hoist_invariant_sees_through_bisect_searches() -> None:
         for v in values:
             counts[bisect.bisect_left(sorted(bounds), v)] += 1
         return counts
-    ''')
+    """)
     new = rewrite("hoist_invariant", code)
     assert "_hoisted_0 = sorted(bounds)" in new and "bisect.bisect_left(_hoisted_0, v)" in new
     same(code, new, "histogram", ([5, 1, 9, 3], [4, 2, 8]), ([], [1]))
 
 
 def test_hoist_invariant_while_test() -> None:
-    code = src('''
+    code = src("""
     def total(items):
         i = 0
         s = 0
@@ -175,47 +184,59 @@ def test_hoist_invariant_while_test() -> None:
             s += items[i]
             i += 1
         return s
-    ''')
+    """)
     new = rewrite("hoist_invariant", code)
     assert "_hoisted_0 = len(items)" in new and "while i < _hoisted_0:" in new
     same(code, new, "total", ([1, 2, 3],), ([],))
 
 
 def test_hoist_invariant_declines() -> None:
-    declines("hoist_invariant", src('''
+    declines(
+        "hoist_invariant",
+        src("""
     def f(rows, seen):
         n = 0
         for row in rows:
             n += len(seen)
             seen.append(row)
         return n
-    '''))
-    declines("hoist_invariant", src('''
+    """),
+    )
+    declines(
+        "hoist_invariant",
+        src("""
     def f(rows):
         n = 0
         for row in rows:
             n += len(row)
         return n
-    '''))
-    declines("hoist_invariant", src('''
+    """),
+    )
+    declines(
+        "hoist_invariant",
+        src("""
     def f(rows, other):
         n = 0
         for row in rows:
             if other is not None:
                 n += len(other)
         return n
-    '''))
-    declines("hoist_invariant", src('''
+    """),
+    )
+    declines(
+        "hoist_invariant",
+        src("""
     def f(rows, limits):
         for row in rows:
             if row > max(limits):
                 return row
-    '''))
+    """),
+    )
 
 
 # ---------------------------------------------------------------- join_concat
 
-JOIN = HEADER + src('''
+JOIN = HEADER + src("""
 def render(rows):
     text = ""
     # one line per row
@@ -225,7 +246,7 @@ def render(rows):
         else:
             text += k + "\\n"
     return text
-''')
+""")
 
 
 def test_join_concat() -> None:
@@ -238,7 +259,9 @@ def test_join_concat() -> None:
 
 
 def test_join_concat_declines_when_read_in_loop() -> None:
-    declines("join_concat", src('''
+    declines(
+        "join_concat",
+        src("""
     def render(rows):
         text = ""
         for r in rows:
@@ -246,19 +269,23 @@ def test_join_concat_declines_when_read_in_loop() -> None:
                 break
             text += r
         return text
-    '''))
-    declines("join_concat", src('''
+    """),
+    )
+    declines(
+        "join_concat",
+        src("""
     def render(rows):
         text = "start"
         for r in rows:
             text += r
         return text
-    '''))
+    """),
+    )
 
 
 # ---------------------------------------------------------------- precompile_regex
 
-REGEX = HEADER + src('''
+REGEX = HEADER + src("""
 
 def digits(lines):
     # keep digit runs
@@ -272,7 +299,7 @@ def digits(lines):
         ):
             out.append("xy")
     return out
-''')
+""")
 
 
 def test_precompile_regex() -> None:
@@ -286,30 +313,39 @@ def test_precompile_regex() -> None:
 
 
 def test_precompile_regex_declines() -> None:
-    declines("precompile_regex", src('''
+    declines(
+        "precompile_regex",
+        src("""
     import re
 
     def f(pat, s):
         return re.match(pat, s)
-    '''))
-    declines("precompile_regex", src('''
+    """),
+    )
+    declines(
+        "precompile_regex",
+        src("""
     import re
 
     def f(s):
         return re.match("(unclosed", s)
-    '''))
-    declines("precompile_regex", src('''
+    """),
+    )
+    declines(
+        "precompile_regex",
+        src("""
     import re
 
     def f(s, fl):
         return re.match("a", s, flags=fl)
-    '''))
+    """),
+    )
     declines("precompile_regex", "import re\nM = re.match('a', 'a')\n")
 
 
 # ---------------------------------------------------------------- memoize
 
-MEMO = HEADER + src('''
+MEMO = HEADER + src("""
 def fib(n):
     # the classic
     if n < 2:
@@ -323,7 +359,7 @@ def shout(word):
 
 def all_shout(words):
     return [shout(w) for w in words]
-''')
+""")
 
 
 def test_memoize_recursive_and_in_loop() -> None:
@@ -368,7 +404,7 @@ def test_memoize_needs_repeated_calls() -> None:
 
 # ---------------------------------------------------------------- local_alias
 
-ALIAS = HEADER + src('''
+ALIAS = HEADER + src("""
 import math
 
 
@@ -379,7 +415,7 @@ def roots(values):
         out.append(math.sqrt(v))
         out.append(v)
     return out
-''')
+""")
 
 
 def test_local_alias() -> None:
@@ -397,25 +433,31 @@ def test_local_alias() -> None:
 
 
 def test_local_alias_declines_rebound() -> None:
-    declines("local_alias", src('''
+    declines(
+        "local_alias",
+        src("""
     def f(groups):
         for g in groups:
             g.sort()
         return groups
-    '''))
-    declines("local_alias", src('''
+    """),
+    )
+    declines(
+        "local_alias",
+        src("""
     def f(values):
         out = []
         for v in values:
             out.append(v)
             out = list(out)
         return out
-    '''))
+    """),
+    )
 
 
 # ---------------------------------------------------------------- min_max_sorted
 
-SORTED = HEADER + src('''
+SORTED = HEADER + src("""
 def ends(xs, words, n):
     # both ends
     lo = sorted(xs)[0]
@@ -425,7 +467,7 @@ def ends(xs, words, n):
     best = sorted(words, key=len, reverse=True)[:n]
     least = sorted(xs)[:2]
     return lo, hi, top, longest, best, least
-''')
+""")
 
 
 def test_min_max_sorted_all_shapes() -> None:
@@ -443,7 +485,10 @@ def test_min_max_sorted_all_shapes() -> None:
 
 
 def test_min_max_sorted_declines() -> None:
-    declines("min_max_sorted", "def f(xs):\n    try:\n        return sorted(xs)[0]\n    except IndexError:\n        return None\n")
+    declines(
+        "min_max_sorted",
+        "def f(xs):\n    try:\n        return sorted(xs)[0]\n    except IndexError:\n        return None\n",
+    )
     declines("min_max_sorted", "def f(xs):\n    return sorted(xs, key=len)[-1]\n")
     declines("min_max_sorted", "def f(xs):\n    return sorted(xs)[1]\n")
     declines("min_max_sorted", "def f(xs, n):\n    return sorted(xs)[n:]\n")
@@ -451,7 +496,7 @@ def test_min_max_sorted_declines() -> None:
 
 # ---------------------------------------------------------------- comprehension
 
-COMP = HEADER + src('''
+COMP = HEADER + src("""
 def evens(xs):
     # keep the even squares
     out = []
@@ -466,7 +511,7 @@ def pairs(d):
     for k, v in d.items():
         res.append((k, v))
     return res
-''')
+""")
 
 
 def test_comprehension() -> None:
@@ -479,37 +524,46 @@ def test_comprehension() -> None:
 
 
 def test_comprehension_declines() -> None:
-    declines("comprehension", src('''
+    declines(
+        "comprehension",
+        src("""
     def f(xs):
         out = []
         for x in xs:
             out.append(x)
         return out, x
-    '''))
-    declines("comprehension", src('''
+    """),
+    )
+    declines(
+        "comprehension",
+        src("""
     def f(xs):
         out = []
         for x in xs:
             out.append(x)
             print(x)
         return out
-    '''))
-    declines("comprehension", src('''
+    """),
+    )
+    declines(
+        "comprehension",
+        src("""
     def f(xs):
         out = []
         for x in xs:
             out.append(len(out))
         return out
-    '''))
+    """),
+    )
 
 
 # ---------------------------------------------------------------- any_all_generator
 
-ANYALL = HEADER + src('''
+ANYALL = HEADER + src("""
 def has(words, wanted):
     # short-circuit me
     return any([w in words for w in wanted]), all([w.startswith("a") for w in wanted],)
-''')
+""")
 
 
 def test_any_all_generator() -> None:

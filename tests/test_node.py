@@ -21,7 +21,13 @@ TINY = Path(__file__).parent / "data" / "tiny"
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    config = NodeConfig("n1", f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "work", incubators=2, candidates_per_cycle=2)
+    config = NodeConfig(
+        "n1",
+        f"sqlite:///{tmp_path / 'store.db'}",
+        tmp_path / "work",
+        incubators=2,
+        candidates_per_cycle=2,
+    )
     with Node(config) as handle:
         yield handle
     assert pykka.ActorRegistry.get_all() == []
@@ -29,7 +35,9 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 def _adoptions(store: GenomeStore, genome: str) -> list[tuple[str, str, str]]:
     return [
-        (e.version or "", e.parent or "", e.data["patch"]) for e in store.log(genome=genome) if e.type == "VersionAdopted"
+        (e.version or "", e.parent or "", e.data["patch"])
+        for e in store.log(genome=genome)
+        if e.type == "VersionAdopted"
     ]
 
 
@@ -59,7 +67,9 @@ def test_registering_twice_resumes(node: Node) -> None:
     assert node.register(TINY) == ("tiny", False)
 
 
-def test_genome_whose_tests_fail_is_refused_and_nothing_is_written(node: Node, tmp_path: Path) -> None:
+def test_genome_whose_tests_fail_is_refused_and_nothing_is_written(
+    node: Node, tmp_path: Path
+) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(TINY, broken)
     test = broken / "tests" / "test_core.py"
@@ -69,7 +79,9 @@ def test_genome_whose_tests_fail_is_refused_and_nothing_is_written(node: Node, t
     assert list(node.store.log()) == []
 
 
-def test_crashed_generator_is_restarted_and_the_cycle_completes(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crashed_generator_is_restarted_and_the_cycle_completes(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
     name, _ = node.register(TINY)
     calls = {"n": 0}
     original = Generator.on_generate
@@ -92,11 +104,19 @@ def test_a_candidate_judged_on_a_version_is_not_tried_again(node: Node) -> None:
     name, _ = node.register(TINY)
     # Nothing can meet a 100x threshold: the head never moves, so every cycle plans on it.
     node.coordinator(name, policy=Policy(threshold=100.0)).run(3, seed=3)
-    evaluated = [(e.data["parent"], e.data["candidate"]) for e in node.store.log(genome=name) if e.type == "CandidateEvaluated"]
+    evaluated = [
+        (e.data["parent"], e.data["candidate"])
+        for e in node.store.log(genome=name)
+        if e.type == "CandidateEvaluated"
+    ]
     assert len(evaluated) == len(set(evaluated)), "a verdict stands until the head moves"
     assert len(evaluated) > 2, "later cycles move on to the next plans"
     # A coordinator built afresh from the log (a restart, a new leader) knows them too.
     before = len(evaluated)
     node.coordinator(name, policy=Policy(threshold=100.0)).run(4, seed=3)
-    again = [(e.data["parent"], e.data["candidate"]) for e in node.store.log(genome=name) if e.type == "CandidateEvaluated"]
+    again = [
+        (e.data["parent"], e.data["candidate"])
+        for e in node.store.log(genome=name)
+        if e.type == "CandidateEvaluated"
+    ]
     assert len(again) == len(set(again)) and len(again) >= before

@@ -10,7 +10,9 @@ from evolution.errors import PatchError
 from evolution.patch import apply_patch, make_patch, patch_size, touched_files
 from evolution.tree import version_id
 
-lines = st.lists(st.sampled_from(["a", "b", "-- x", "--- y", "+++ z", "@@ w", "", " sp", "\\ q"]), max_size=30)
+lines = st.lists(
+    st.sampled_from(["a", "b", "-- x", "--- y", "+++ z", "@@ w", "", " sp", "\\ q"]), max_size=30
+)
 
 
 @given(lines, lines)

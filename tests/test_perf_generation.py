@@ -27,7 +27,11 @@ from evolution.tree import version_id
 from runtime.genome_files import load_genome
 
 ROOT = Path(__file__).resolve().parent.parent
-GENOMES = [ROOT / "tests" / "data" / "tiny", ROOT / "genomes" / "logstats", ROOT / "genomes" / "textindex"]
+GENOMES = [
+    ROOT / "tests" / "data" / "tiny",
+    ROOT / "genomes" / "logstats",
+    ROOT / "genomes" / "textindex",
+]
 
 
 @pytest.mark.parametrize("folder", GENOMES, ids=lambda p: p.name)
@@ -99,5 +103,7 @@ def test_cli_main_imports_nothing_heavy() -> None:
         " 'evolution.analysis', 'rich.progress', 'yaml']\n"
         "print([m for m in heavy if m in sys.modules])\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert out.stdout.strip() == "[]"

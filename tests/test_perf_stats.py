@@ -13,7 +13,9 @@ from evolution import stats
 from evolution.stats import compare
 
 
-def reference_bootstrap(d: list[float], confidence: float, rng: random.Random, resamples: int) -> tuple[float, float]:
+def reference_bootstrap(
+    d: list[float], confidence: float, rng: random.Random, resamples: int
+) -> tuple[float, float]:
     """The bootstrap as it was first written: one ``rng.choices`` per resample, every mean sorted."""
     n = len(d)
     means = sorted(math.fsum(rng.choices(d, k=n)) / n for _ in range(resamples))

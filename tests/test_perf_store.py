@@ -35,13 +35,35 @@ def evolve(tree: dict[str, str], i: int) -> dict[str, str]:
 
 
 def record(tree: dict[str, str], new: dict[str, str], verdict: str = "reject") -> CandidateRecord:
-    return CandidateRecord(version_id(new), version_id(tree), make_patch(tree, new), "tune", "constant",
-                           verdict, ["no gain"], 1.01, 0.97, 1.04, True)
+    return CandidateRecord(
+        version_id(new),
+        version_id(tree),
+        make_patch(tree, new),
+        "tune",
+        "constant",
+        verdict,
+        ["no gain"],
+        1.01,
+        0.97,
+        1.04,
+        True,
+    )
 
 
 def adoption(tree: dict[str, str], new: dict[str, str]) -> Adoption:
-    return Adoption(version_id(new), version_id(tree), make_patch(tree, new), "tune", "constant",
-                    1.0, 0.9, 1.11, 1.05, 1.2, {"note": "ok"})
+    return Adoption(
+        version_id(new),
+        version_id(tree),
+        make_patch(tree, new),
+        "tune",
+        "constant",
+        1.0,
+        0.9,
+        1.11,
+        1.05,
+        1.2,
+        {"note": "ok"},
+    )
 
 
 @pytest.fixture
@@ -71,20 +93,27 @@ def test_a_write_by_another_writer_is_not_lost(two: tuple[GenomeStore, GenomeSto
     events = list(a.log(genome=GENOME))
     assert [(e.type, e.node) for e in events] == [
         ("Registered", "n1"),
-        ("CandidateEvaluated", "n1"), ("CycleCompleted", "n1"),
-        ("CandidateEvaluated", "n2"), ("CycleCompleted", "n2"),
-        ("CandidateEvaluated", "n1"), ("CycleCompleted", "n1"),
+        ("CandidateEvaluated", "n1"),
+        ("CycleCompleted", "n1"),
+        ("CandidateEvaluated", "n2"),
+        ("CycleCompleted", "n2"),
+        ("CandidateEvaluated", "n1"),
+        ("CycleCompleted", "n1"),
     ]
     assert [e.position for e in events] == list(range(1, 8))
     assert a.head(GENOME).cycles_completed == b.head(GENOME).cycles_completed == 3
     assert a.verify().events == 7
 
 
-def test_a_refusal_made_on_stale_state_is_checked_again(two: tuple[GenomeStore, GenomeStore]) -> None:
+def test_a_refusal_made_on_stale_state_is_checked_again(
+    two: tuple[GenomeStore, GenomeStore],
+) -> None:
     a, b = two
     new = evolve(TREE0, 1)
     a.record_cycle(GENOME, "n1", evaluated=[record(TREE0, evolve(TREE0, 9))], cycle=1)
-    held = Held(version_id(new), version_id(TREE0), make_patch(TREE0, new), "llm", "rewrite", ["big"], {})
+    held = Held(
+        version_id(new), version_id(TREE0), make_patch(TREE0, new), "llm", "rewrite", ["big"], {}
+    )
     b.record_cycle(GENOME, "n2", evaluated=[record(TREE0, new, "hold")], held=[held], cycle=2)
     # a's own last lineage has no such candidate; the fresh one does
     assert a.approve(GENOME, held.candidate, "cli") == held
@@ -98,7 +127,9 @@ def test_a_refusal_made_on_stale_state_is_checked_again(two: tuple[GenomeStore, 
     assert a.verify().events == sum(1 for _ in a.log())
 
 
-def test_a_decision_that_stores_nothing_is_made_on_fresh_state(two: tuple[GenomeStore, GenomeStore]) -> None:
+def test_a_decision_that_stores_nothing_is_made_on_fresh_state(
+    two: tuple[GenomeStore, GenomeStore],
+) -> None:
     a, b = two
     a.record_cycle(GENOME, "n1", cycle=1)
     b.record_cycle(GENOME, "n2", cycle=2)
@@ -133,16 +164,46 @@ def test_log_rows_list_what_log_lists(url: str) -> None:
         tree = TREE0
         for i in range(1, 4):
             new = evolve(TREE0, i)
-            store.record_cycle(GENOME, "n1", evaluated=[record(tree, new, "adopt")], adopted=adoption(tree, new), cycle=i)
+            store.record_cycle(
+                GENOME,
+                "n1",
+                evaluated=[record(tree, new, "adopt")],
+                adopted=adoption(tree, new),
+                cycle=i,
+            )
             tree = new
         store.rollback(GENOME, version_id(TREE0), "regression", "n2")
-        for genome, start, limit in ((None, 1, None), (GENOME, 1, None), ("other", 1, None), (None, 4, 3), (None, 1, 0)):
+        for genome, start, limit in (
+            (None, 1, None),
+            (GENOME, 1, None),
+            ("other", 1, None),
+            (None, 4, 3),
+            (None, 1, 0),
+        ):
             entries = list(store.log(genome=genome, start=start, limit=limit))
             rows = list(store.log_rows(genome=genome, start=start, limit=limit))
             assert len(rows) == len(entries)
-            for entry, (seq, kind, name, version, parent, time_ns, node, data, position) in zip(entries, rows, strict=True):
-                assert (entry.seq, entry.type, entry.genome, entry.version, entry.parent, entry.node, entry.data, entry.position) == (
-                    seq, kind, name, version, parent, node, data, position,
+            for entry, (seq, kind, name, version, parent, time_ns, node, data, position) in zip(
+                entries, rows, strict=True
+            ):
+                assert (
+                    entry.seq,
+                    entry.type,
+                    entry.genome,
+                    entry.version,
+                    entry.parent,
+                    entry.node,
+                    entry.data,
+                    entry.position,
+                ) == (
+                    seq,
+                    kind,
+                    name,
+                    version,
+                    parent,
+                    node,
+                    data,
+                    position,
                 )
                 assert micros(entry.time) == time_ns // 1000
         with pytest.raises(Exception, match="nope"):
@@ -165,9 +226,17 @@ def test_ls_prints_what_it_printed(tmp_path: Path) -> None:
         tree = TREE0
         for i in range(1, 40):
             new = evolve(TREE0, i)
-            at = datetime(2025, 1, 1, 12, 0, i // 3, i * 1000, tzinfo=UTC)  # several events per second
-            store.record_cycle(GENOME, "node-1", evaluated=[record(tree, new, "adopt")], adopted=adoption(tree, new),
-                               cycle=i, at=at)
+            at = datetime(
+                2025, 1, 1, 12, 0, i // 3, i * 1000, tzinfo=UTC
+            )  # several events per second
+            store.record_cycle(
+                GENOME,
+                "node-1",
+                evaluated=[record(tree, new, "adopt")],
+                adopted=adoption(tree, new),
+                cycle=i,
+                at=at,
+            )
             tree = new
         store.rollback(GENOME, version_id(TREE0), "a reason", "cli")
         entries = list(store.log())
@@ -175,7 +244,7 @@ def test_ls_prints_what_it_printed(tmp_path: Path) -> None:
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             ls(store=str(path), genome=genome, limit=limit, every=every)
-        shown = entries if every else entries[-(limit or DEFAULT_LIMIT):]
+        shown = entries if every else entries[-(limit or DEFAULT_LIMIT) :]
         assert out.getvalue() == reference_ls(shown)
         if every:
             assert err.getvalue() == ""
@@ -186,7 +255,9 @@ def test_ls_prints_what_it_printed(tmp_path: Path) -> None:
     assert short(version_id(TREE0)) in out.getvalue()  # the rollback, the newest event
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "memory"])  # the fast SQLite reader and the generic one
+@pytest.mark.parametrize(
+    "backend", ["sqlite", "memory"]
+)  # the fast SQLite reader and the generic one
 def test_log_tail_is_the_end_of_log_rows(url: str, backend: str) -> None:
     with GenomeStore.open(url if backend == "sqlite" else "memory://") as store:
         assert store.log_tail(5) == ([], 0)
@@ -207,4 +278,3 @@ def test_log_tail_is_the_end_of_log_rows(url: str, backend: str) -> None:
                 assert earlier == len(rows) - len(tail)
         with pytest.raises(Exception, match="nope"):
             store.log_tail(3, genome="nope")
-

@@ -191,8 +191,12 @@ def test_close_calls_need_more_rounds_clear_cases_do_not() -> None:
     from evolution.policy import needs_more_rounds
 
     policy = Policy(threshold=1.05)
-    assert needs_more_rounds(Comparison(1.2, 0.98, 1.4, 5, 0.95), policy)  # promising, not significant
-    assert not needs_more_rounds(Comparison(1.04, 0.9, 1.2, 5, 0.95), policy)  # below threshold: a loss anyway
+    assert needs_more_rounds(
+        Comparison(1.2, 0.98, 1.4, 5, 0.95), policy
+    )  # promising, not significant
+    assert not needs_more_rounds(
+        Comparison(1.04, 0.9, 1.2, 5, 0.95), policy
+    )  # below threshold: a loss anyway
     assert not needs_more_rounds(Comparison(1.2, 1.1, 1.3, 5, 0.95), policy)  # clear win
     assert not needs_more_rounds(Comparison(0.9, 0.8, 1.0, 5, 0.95), policy)  # clear loss
 
@@ -202,8 +206,12 @@ def test_exact_counts_are_judged_on_threshold_alone() -> None:
 
     policy = Policy(threshold=1.02)
     win = decide(evidence(comparison=exact(1_030.0, 1_000.0)), policy)
-    assert win.verdict == "adopt" and "exact count" in win.reasons[0] and "1.0300×" in win.reasons[0]
+    assert (
+        win.verdict == "adopt" and "exact count" in win.reasons[0] and "1.0300×" in win.reasons[0]
+    )
     small = decide(evidence(comparison=exact(1_010.0, 1_000.0)), policy)
     assert small.verdict == "reject" and small.reasons == ("gain 1.0100× below threshold 1.02×",)
     worse = decide(evidence(comparison=exact(990.0, 1_000.0)), policy)
-    assert worse.verdict == "reject" and worse.reasons[0].startswith("no gain: gain 0.9900×, an exact count")
+    assert worse.verdict == "reject" and worse.reasons[0].startswith(
+        "no gain: gain 0.9900×, an exact count"
+    )

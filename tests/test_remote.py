@@ -49,7 +49,9 @@ class Note(NamedTuple):
     text: str
 
 
-CODEC = Codec([Double, Doubled, Note, Incubate, IncubationReport, Candidate, type(parse_manifest(MANIFEST))])
+CODEC = Codec(
+    [Double, Doubled, Note, Incubate, IncubationReport, Candidate, type(parse_manifest(MANIFEST))]
+)
 
 
 class Doubler(pykka.ThreadingActor):
@@ -84,7 +86,13 @@ class Pair:
         keys = {n: generate_keypair() for n in "ab"}
         ends = {n: f"tcp://127.0.0.1:{_free_port()}" for n in "ab"}
         self.transports = {
-            n: Transport(n, ends[n], keys[n][0], keys[n][1], [Peer(p, ends[p], keys[p][0]) for p in "ab" if p != n])
+            n: Transport(
+                n,
+                ends[n],
+                keys[n][0],
+                keys[n][1],
+                [Peer(p, ends[p], keys[p][0]) for p in "ab" if p != n],
+            )
             for n in "ab"
         }
         self.notes: list[str] = []
@@ -124,7 +132,9 @@ def test_the_codec_keeps_types_tuples_and_models() -> None:
     message = Incubate(manifest, {"g/x.py": "x = 1\n"}, candidate, 5)
     back = CODEC.decode(CODEC.encode(message))
     assert back == message and type(back.manifest) is type(manifest)
-    report = IncubationReport("c1", True, None, "", (1.0, 2.0), (0.5,), 1.0, 2.0, 3, {"k": 1.0}, "instructions")
+    report = IncubationReport(
+        "c1", True, None, "", (1.0, 2.0), (0.5,), 1.0, 2.0, 3, {"k": 1.0}, "instructions"
+    )
     again = CODEC.decode(CODEC.encode(report))
     assert again == report and isinstance(again.parent_samples, tuple)
 
@@ -138,7 +148,9 @@ def test_the_codec_builds_only_registered_types() -> None:
     forged = msgpack.packb(msgpack.ExtType(OBJECT, msgpack.packb(["system", {"x": 1}])))
     with pytest.raises(TransportError, match="'system' is not a message type"):
         CODEC.decode(forged)
-    extra = msgpack.packb(msgpack.ExtType(OBJECT, msgpack.packb(["Double", {"value": 1, "evil": 2}])))
+    extra = msgpack.packb(
+        msgpack.ExtType(OBJECT, msgpack.packb(["Double", {"value": 1, "evil": 2}]))
+    )
     with pytest.raises(TransportError, match="does not decode"):
         CODEC.decode(extra)
     with pytest.raises(TransportError, match="does not decode"):
@@ -184,9 +196,15 @@ def test_a_pool_falls_back_to_a_local_actor_when_the_remote_one_is_gone(pair: Pa
     supervisor.start("doubler", LocalDoubler.start, size=1)
     try:
         supervisor.add("doubler", pair.ref(timeout=0.5))
-        assert supervisor.ask_all("doubler", [Double(1), Double(2)]) == [Doubled(2, "local"), Doubled(4, "b")]
+        assert supervisor.ask_all("doubler", [Double(1), Double(2)]) == [
+            Doubled(2, "local"),
+            Doubled(4, "b"),
+        ]
         pair.transports["b"].stop()
-        assert supervisor.ask_all("doubler", [Double(1), Double(2)]) == [Doubled(2, "local"), Doubled(4, "local")]
+        assert supervisor.ask_all("doubler", [Double(1), Double(2)]) == [
+            Doubled(2, "local"),
+            Doubled(4, "local"),
+        ]
         assert supervisor.restarts("doubler") == 1
         assert not any(isinstance(r, RemoteActorRef) for r in supervisor.refs("doubler"))
     finally:

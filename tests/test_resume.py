@@ -20,9 +20,27 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _run(store: Path, cycles: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "evolve", "run", "--genome", str(TINY), "--store", str(store),
-         "--cycles", str(cycles), "--candidates", "2", "--seed", "5"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "evolve",
+            "run",
+            "--genome",
+            str(TINY),
+            "--store",
+            str(store),
+            "--cycles",
+            str(cycles),
+            "--candidates",
+            "2",
+            "--seed",
+            "5",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
 
 
@@ -31,7 +49,11 @@ def _count(store: Path, kind: str) -> int:
         return 0
     try:
         with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
-            return sum(1 for (topic,) in db.execute("SELECT topic FROM stored_events") if topic.endswith(kind))
+            return sum(
+                1
+                for (topic,) in db.execute("SELECT topic FROM stored_events")
+                if topic.endswith(kind)
+            )
     except sqlite3.Error:
         return 0
 
@@ -40,7 +62,9 @@ def test_kill_9_mid_cycle_then_resume(tmp_path: Path) -> None:
     store = tmp_path / "store.db"
     proc = _run(store, cycles=4)
     deadline = time.monotonic() + 120
-    while _count(store, "CycleCompleted") < 1 and time.monotonic() < deadline and proc.poll() is None:
+    while (
+        _count(store, "CycleCompleted") < 1 and time.monotonic() < deadline and proc.poll() is None
+    ):
         time.sleep(0.05)
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     time.sleep(0.5)  # into the next cycle: candidates in the sandbox
@@ -49,7 +73,9 @@ def test_kill_9_mid_cycle_then_resume(tmp_path: Path) -> None:
     if proc.stderr:
         proc.stderr.close()
     with GenomeStore.open(f"sqlite:///{store}") as handle:
-        adopted_before = [e.version for e in handle.log(genome="tiny") if e.type == "VersionAdopted"]
+        adopted_before = [
+            e.version for e in handle.log(genome="tiny") if e.type == "VersionAdopted"
+        ]
         done = handle.head("tiny").cycles_completed
     assert 1 <= done < 4
 

@@ -273,7 +273,9 @@ def test_writes_outside_the_workdir_do_not_land(
     try:
         with sb.workspace({}) as workdir:
             neighbour = workdir.parent / f"escape-{token}"
-            (workdir / "candidate.py").write_text(textwrap.dedent(code).replace("NEIGHBOUR", repr(str(neighbour))))
+            (workdir / "candidate.py").write_text(
+                textwrap.dedent(code).replace("NEIGHBOUR", repr(str(neighbour)))
+            )
             result = sb.run(workdir, ["python", "candidate.py"], SMALL)
             assert (workdir / "inside.txt").read_text() == "fine"
         assert result.ok, result
@@ -423,7 +425,9 @@ def test_isolation_line_states_refusals() -> None:
     assert "unshare refused (Operation not permitted); network not isolated" in line
 
 
-def test_an_interpreter_under_tmp_stays_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interpreter_under_tmp_stays_visible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A node installed under /tmp (a CI clone) must still find its Python inside bwrap."""
     from runtime.isolation import bwrap_args
 

@@ -22,7 +22,9 @@ TINY = Path(__file__).parent / "data" / "tiny"
 pytestmark = pytest.mark.slow
 
 
-needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed (.ci/run installs it)")
+needs_valgrind = pytest.mark.skipif(
+    shutil.which("valgrind") is None, reason="valgrind not installed (.ci/run installs it)"
+)
 
 
 def _counted_tiny(root: Path) -> Path:
@@ -31,7 +33,7 @@ def _counted_tiny(root: Path) -> Path:
     shutil.copytree(TINY, genome)
     manifest = genome / "genome.toml"
     text = manifest.read_text().replace("[fitness]\n", '[fitness]\nmeasure = "instructions"\n')
-    manifest.write_text(text.replace('threshold = 1.10', 'threshold = 1.02'))
+    manifest.write_text(text.replace("threshold = 1.10", "threshold = 1.02"))
     return genome
 
 
@@ -52,7 +54,9 @@ def test_same_seed_adopts_the_same_patches(tmp_path: Path) -> None:
             registered, _ = node.register(genome)
             node.evolve(registered, cycles=3, seed=11)
         runs.append(_decisions(url, "tiny"))
-    assert [p for kind, p, _, _ in runs[0] if kind == "VersionAdopted"], "the tiny genome has clear wins"
+    assert [p for kind, p, _, _ in runs[0] if kind == "VersionAdopted"], (
+        "the tiny genome has clear wins"
+    )
     # Same candidates, same verdicts, same adoptions, in the same order...
     assert [d[:3] for d in runs[0]] == [d[:3] for d in runs[1]]
     # ...from counts that agree far inside any threshold (a count varies by a few
@@ -64,7 +68,12 @@ def _decisions(store_url: str, genome: str) -> list[tuple[str, str, str, float]]
     """Every candidate's verdict and gain, and every adoption, in log order."""
     with GenomeStore.open(store_url) as store:
         return [
-            (e.type, e.data["patch"], str(e.data.get("verdict", "")), float(e.data.get("ratio") or 0.0))
+            (
+                e.type,
+                e.data["patch"],
+                str(e.data.get("verdict", "")),
+                float(e.data.get("ratio") or 0.0),
+            )
             for e in store.log(genome=genome)
             if e.type in ("VersionAdopted", "CandidateEvaluated")
         ]
@@ -75,7 +84,10 @@ def test_demo_improves_the_genome_and_every_version_replays(tmp_path: Path) -> N
     workdir = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "cli.main", "demo", "--workdir", str(workdir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=840,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=840,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     # The swarm judges by exact instruction counts (valgrind), so the gain is the same on

@@ -55,8 +55,17 @@ def candidate(tree: dict[str, str], old: str, new: str) -> tuple[dict[str, str],
     child["tiny/core.py"] = child["tiny/core.py"].replace(old, new)
     assert child != tree
     return child, Adoption(
-        version=version_id(child), parent=version_id(tree), patch=make_patch(tree, child), mutator="test",
-        kind="test", fitness_before=1.0, fitness_after=0.5, ratio=2.0, low=1.8, high=2.2, evidence={},
+        version=version_id(child),
+        parent=version_id(tree),
+        patch=make_patch(tree, child),
+        mutator="test",
+        kind="test",
+        fitness_before=1.0,
+        fitness_after=0.5,
+        ratio=2.0,
+        low=1.8,
+        high=2.2,
+        evidence={},
     )
 
 
@@ -66,14 +75,21 @@ def heads(nodes: list[SwarmNode]) -> set[str]:
 
 def registered(nodes: list[SwarmNode]) -> dict[str, str]:
     _, tree = load_genome(TINY)
-    nodes[0].propose(register_entry("tiny", tree["genome.toml"], tree, 1.0, nodes[0].id, time.time()))
-    wait(lambda: all("tiny" in n.store.genomes() for n in nodes), what="registration applied everywhere")
+    nodes[0].propose(
+        register_entry("tiny", tree["genome.toml"], tree, 1.0, nodes[0].id, time.time())
+    )
+    wait(
+        lambda: all("tiny" in n.store.genomes() for n in nodes),
+        what="registration applied everywhere",
+    )
     return tree
 
 
 def test_peers_validate_and_the_majority_adopts_on_every_node(swarm: list[SwarmNode]) -> None:
     tree = registered(swarm)
-    child, win = candidate(tree, '"""How many of ``words`` are common words."""', '"""Count the common words."""')
+    child, win = candidate(
+        tree, '"""How many of ``words`` are common words."""', '"""Count the common words."""'
+    )
     swarm[1].propose(cycle_entry("tiny", swarm[1].id, 1, 3, [], [], win, time.time()))
     wait(lambda: heads(swarm) == {win.version}, what="adoption on all three nodes")
     for node in swarm:
@@ -94,18 +110,28 @@ def test_a_proposal_that_breaks_the_tests_is_voted_down(swarm: list[SwarmNode]) 
         what="rejection on all nodes",
     )
     assert heads(swarm) == {version_id(tree)}
-    reasons = [e.data["reason"] for e in swarm[2].store.log(genome="tiny") if e.type == "VoteCast" and not e.data["yes"]]
+    reasons = [
+        e.data["reason"]
+        for e in swarm[2].store.log(genome="tiny")
+        if e.type == "VoteCast" and not e.data["yes"]
+    ]
     assert reasons and all("tests fail" in r for r in reasons)
 
 
 def test_rollback_through_the_ledger_rolls_every_node_back(swarm: list[SwarmNode]) -> None:
     tree = registered(swarm)
-    _, win = candidate(tree, '"""How many of ``words`` are common words."""', '"""Count the common words."""')
+    _, win = candidate(
+        tree, '"""How many of ``words`` are common words."""', '"""Count the common words."""'
+    )
     swarm[0].propose(cycle_entry("tiny", swarm[0].id, 1, 3, [], [], win, time.time()))
     wait(lambda: heads(swarm) == {win.version}, what="adoption")
-    reply = swarm[2]._admin("admin", {"op": "rollback", "genome": "tiny", "to": version_id(tree)[:10], "reason": "test"})
+    reply = swarm[2]._admin(
+        "admin", {"op": "rollback", "genome": "tiny", "to": version_id(tree)[:10], "reason": "test"}
+    )
     assert reply["ok"]
-    refused = swarm[1]._admin("admin", {"op": "rollback", "genome": "tiny", "to": "ffffffffff", "reason": "test"})
+    refused = swarm[1]._admin(
+        "admin", {"op": "rollback", "genome": "tiny", "to": "ffffffffff", "reason": "test"}
+    )
     assert not refused["ok"] and "ffffffffff" in refused["error"]
     wait(lambda: heads(swarm) == {version_id(tree)}, what="rollback on all nodes")
     assert all(any(e.type == "RolledBack" for e in n.store.log(genome="tiny")) for n in swarm)
@@ -147,10 +173,13 @@ def test_bad_frames_are_dropped_counted_and_harmless(swarm: list[SwarmNode]) -> 
         admin.send(msgpack.packb(["req", "admin", 1, {"op": "status"}])[:-3])
         admin.send(msgpack.packb(["msg", "raft", 0, "x" * (9 << 20)]))
         wait(
-            lambda: target.transport.stats()["dropped_unknown_key"] >= 1
-            and target.transport.stats()["dropped_undecodable"] >= 2
-            and target.transport.stats()["dropped_oversize"] >= 1,
-            timeout=20, what="bad frames counted",
+            lambda: (
+                target.transport.stats()["dropped_unknown_key"] >= 1
+                and target.transport.stats()["dropped_undecodable"] >= 2
+                and target.transport.stats()["dropped_oversize"] >= 1
+            ),
+            timeout=20,
+            what="bad frames counted",
         )
         stranger.close()
         admin.close()
@@ -158,7 +187,9 @@ def test_bad_frames_are_dropped_counted_and_harmless(swarm: list[SwarmNode]) -> 
         ctx.term()
     # The node is unharmed: the ledger still commits through it.
     _, tree = load_genome(TINY)
-    _, win = candidate(tree, '"""How many of ``words`` are common words."""', '"""Count the common words."""')
+    _, win = candidate(
+        tree, '"""How many of ``words`` are common words."""', '"""Count the common words."""'
+    )
     target.propose(cycle_entry("tiny", target.id, 1, 3, [], [], win, time.time()))
     wait(lambda: heads(swarm) == {win.version}, what="adoption after the bad frames")
 
@@ -235,7 +266,10 @@ def test_a_node_behind_the_compacted_ledger_fetches_the_state_from_a_peer(tmp_pa
         up = [nodes["node-1"], nodes["node-2"]]
         behind = nodes["node-3"].state.applied_index
         for cycle in range(1, cycles + 1):
-            propose_retrying(up[cycle % 2], cycle_entry("tiny", up[cycle % 2].id, cycle, 3, [], [], None, time.time()))
+            propose_retrying(
+                up[cycle % 2],
+                cycle_entry("tiny", up[cycle % 2].id, cycle, 3, [], [], None, time.time()),
+            )
         wait(
             lambda: all(n.engine.status()["log_start"] > behind + 1 for n in up),
             what="both running nodes to compact past what node-3 has",
@@ -244,18 +278,28 @@ def test_a_node_behind_the_compacted_ledger_fetches_the_state_from_a_peer(tmp_pa
             path.unlink()
 
         def same_as_peers(node: SwarmNode) -> bool:
-            return node.store.chain("tiny") == up[0].store.chain("tiny") == up[1].store.chain("tiny")
+            return (
+                node.store.chain("tiny") == up[0].store.chain("tiny") == up[1].store.chain("tiny")
+            )
 
         nodes["node-3"] = back = SwarmNode(config, "node-3", evolve=False)
         back.start()
         wait(lambda: same_as_peers(back), what="node-3 to catch up")
         assert back.last_transfer is not None and back.last_transfer.peer in ("node-1", "node-2")
         assert back.last_transfer.events == cycles  # only what its store lacked
-        wait(lambda: back.engine.status()["snapshots_installed"] >= 1, what="node-3 to stand on the snapshot")
+        wait(
+            lambda: back.engine.status()["snapshots_installed"] >= 1,
+            what="node-3 to stand on the snapshot",
+        )
         assert back.store.head("tiny").cycles_completed == cycles
         assert back.store.verify().heads == up[0].store.verify().heads
-        wait(lambda: back.engine.status()["compactions"] >= 1 or journal.with_name(journal.name + ".snap").exists(),
-             what="node-3 to hold a snapshot file of its own")
+        wait(
+            lambda: (
+                back.engine.status()["compactions"] >= 1
+                or journal.with_name(journal.name + ".snap").exists()
+            ),
+            what="node-3 to hold a snapshot file of its own",
+        )
 
         # The store deleted: the node restarts on its own snapshot and fetches everything.
         back.stop()
@@ -263,11 +307,18 @@ def test_a_node_behind_the_compacted_ledger_fetches_the_state_from_a_peer(tmp_pa
             Path(f"{store}{suffix}").unlink(missing_ok=True)
         nodes["node-3"] = again = SwarmNode(config, "node-3", evolve=False)
         again.start()
-        wait(lambda: "tiny" in again.store.genomes() and same_as_peers(again), what="node-3 to rebuild its store")
-        assert again.last_transfer is not None and again.last_transfer.events == cycles + 1
-        propose_retrying(up[0], cycle_entry("tiny", up[0].id, cycles + 1, 3, [], [], None, time.time()))
         wait(
-            lambda: all(n.store.head("tiny").cycles_completed == cycles + 1 for n in nodes.values()),
+            lambda: "tiny" in again.store.genomes() and same_as_peers(again),
+            what="node-3 to rebuild its store",
+        )
+        assert again.last_transfer is not None and again.last_transfer.events == cycles + 1
+        propose_retrying(
+            up[0], cycle_entry("tiny", up[0].id, cycles + 1, 3, [], [], None, time.time())
+        )
+        wait(
+            lambda: all(
+                n.store.head("tiny").cycles_completed == cycles + 1 for n in nodes.values()
+            ),
             what="a new entry everywhere",
         )
         assert again.store.verify().heads == up[0].store.verify().heads
@@ -282,7 +333,11 @@ def test_spread_proves_the_leaders_candidates_on_the_other_nodes(tmp_path: Path)
 
     config = load_cluster(write_cluster(tmp_path, 3, TINY, 3, 3, 3, 1))
     config.ensure_keys()
-    config = config.with_nodes(evolution=EvolutionSection(cycles=3, candidates_per_cycle=3, seed=3, incubators=1, spread=True))
+    config = config.with_nodes(
+        evolution=EvolutionSection(
+            cycles=3, candidates_per_cycle=3, seed=3, incubators=1, spread=True
+        )
+    )
     nodes = [SwarmNode(config, node_id) for node_id in config.ids]
     try:
         for node in nodes:
@@ -291,13 +346,24 @@ def test_spread_proves_the_leaders_candidates_on_the_other_nodes(tmp_path: Path)
         def served() -> int:
             return sum(n.status()["counters"]["incubated_for_peers"] for n in nodes)
 
-        wait(lambda: served() >= 2, timeout=240, what="peers to prove some of the leader's candidates")
+        wait(
+            lambda: served() >= 2,
+            timeout=240,
+            what="peers to prove some of the leader's candidates",
+        )
         asked = [n.status()["counters"]["incubated_on_peers"] for n in nodes]
         assert sum(asked) >= 2, "what the peers proved, the evolving node asked for"
         wait(
-            lambda: len({n.store.chain("tiny") for n in nodes if "tiny" in n.store.genomes()}) == 1
-            and all(n.store.head("tiny").cycles_completed >= 1 for n in nodes if "tiny" in n.store.genomes()),
-            timeout=240, what="a cycle recorded on every node",
+            lambda: (
+                len({n.store.chain("tiny") for n in nodes if "tiny" in n.store.genomes()}) == 1
+                and all(
+                    n.store.head("tiny").cycles_completed >= 1
+                    for n in nodes
+                    if "tiny" in n.store.genomes()
+                )
+            ),
+            timeout=240,
+            what="a cycle recorded on every node",
         )
         records = [e for e in nodes[0].store.log(genome="tiny") if e.type == "CandidateEvaluated"]
         assert records, "the cycle recorded its candidates, whoever proved them"
@@ -306,7 +372,9 @@ def test_spread_proves_the_leaders_candidates_on_the_other_nodes(tmp_path: Path)
             node.stop()
 
 
-def test_a_lone_node_whose_store_is_behind_its_snapshot_halts_with_a_clear_reason(tmp_path: Path) -> None:
+def test_a_lone_node_whose_store_is_behind_its_snapshot_halts_with_a_clear_reason(
+    tmp_path: Path,
+) -> None:
     from events.backends import sqlite_path
     from runtime.config import Compaction
 
@@ -318,7 +386,9 @@ def test_a_lone_node_whose_store_is_behind_its_snapshot_halts_with_a_clear_reaso
     try:
         registered([node])
         for cycle in range(1, 41):
-            propose_retrying(node, cycle_entry("tiny", node.id, cycle, 3, [], [], None, time.time()))
+            propose_retrying(
+                node, cycle_entry("tiny", node.id, cycle, 3, [], [], None, time.time())
+            )
         wait(lambda: node.engine.status()["compactions"] >= 1, what="a compaction")
     finally:
         node.stop()

@@ -39,7 +39,11 @@ def compactions(swarm: LocalSwarm, node_id: str) -> int:
 
 
 def progressed(swarm: LocalSwarm, node_id: str, beyond: int, timeout: float = 90.0) -> None:
-    swarm.wait_for(lambda: swarm.applied(node_id) > beyond, timeout, f"{node_id} applies entries beyond {beyond}")
+    swarm.wait_for(
+        lambda: swarm.applied(node_id) > beyond,
+        timeout,
+        f"{node_id} applies entries beyond {beyond}",
+    )
 
 
 def test_kill_leader_while_evolving(swarm: LocalSwarm) -> None:
@@ -60,7 +64,11 @@ def test_kill_follower_mid_apply(swarm: LocalSwarm) -> None:
     progressed(swarm, follower, 2)
     for _ in range(3):
         seen = swarm.applied(follower)
-        swarm.wait_for(lambda seen=seen: swarm.applied(follower) > seen, 90, "the follower applies another entry")
+        swarm.wait_for(
+            lambda seen=seen: swarm.applied(follower) > seen,
+            90,
+            "the follower applies another entry",
+        )
         swarm.kill(follower)  # right after an apply: the next one is usually under way
         swarm.up([follower])
     swarm.check_invariants(CONVERGE)
@@ -72,7 +80,9 @@ def test_partitioned_node_catches_up_after_heal(swarm: LocalSwarm) -> None:
     progressed(swarm, leader, 2)
     swarm.partition(victim)
     cut_at = swarm.applied(victim)
-    progressed(swarm, leader, swarm.applied(leader) + 1, timeout=90)  # the majority goes on without it
+    progressed(
+        swarm, leader, swarm.applied(leader) + 1, timeout=90
+    )  # the majority goes on without it
     assert swarm.applied(victim) <= swarm.applied(leader)
     swarm.heal()
     swarm.check_invariants(CONVERGE)
@@ -113,7 +123,9 @@ def test_deleted_store_is_rebuilt_from_the_ledger(swarm: LocalSwarm) -> None:
     swarm.up([victim])
     swarm.check_invariants(CONVERGE)
     status = swarm.status(victim)
-    assert status is not None and status["last_transfer"] is not None, "the store was fetched from a peer"
+    assert status is not None and status["last_transfer"] is not None, (
+        "the store was fetched from a peer"
+    )
 
 
 def test_node_with_all_state_deleted_rejoins(swarm: LocalSwarm) -> None:
@@ -129,14 +141,24 @@ def test_node_with_all_state_deleted_rejoins(swarm: LocalSwarm) -> None:
     swarm.up([victim])
     swarm.check_invariants(CONVERGE)
     status = swarm.status(victim)
-    assert status is not None and status["last_transfer"] is not None, "the leader's log no longer reaches back"
+    assert status is not None and status["last_transfer"] is not None, (
+        "the leader's log no longer reaches back"
+    )
 
 
 def test_seeded_random_fault_schedule(swarm: LocalSwarm) -> None:
     """20 rounds of kill -9 / partition / restart / a deleted store, chosen by a seed; invariants after each."""
     rng = random.Random(20261123)
     start = swarm.applied(swarm.leader())
-    faults = ["kill_leader", "kill_follower", "partition", "partition_leader", "restart_all", "delete_store", "none"]
+    faults = [
+        "kill_leader",
+        "kill_follower",
+        "partition",
+        "partition_leader",
+        "restart_all",
+        "delete_store",
+        "none",
+    ]
     history = []
     transfers = 0  # deleted stores that came back by state transfer rather than replay
     for round_number in range(20):
@@ -183,4 +205,6 @@ def test_seeded_random_fault_schedule(swarm: LocalSwarm) -> None:
     # The faults did not stop the work: the ledger moved on and versions were adopted.
     assert swarm.applied(swarm.leader()) >= start + 20
     assert len(swarm.reported) >= 2, "the tiny genome's clear wins are adopted despite the faults"
-    assert transfers >= 1, f"no deleted store came back by state transfer ({history.count('delete_store')} deleted)"
+    assert transfers >= 1, (
+        f"no deleted store came back by state transfer ({history.count('delete_store')} deleted)"
+    )

@@ -51,7 +51,17 @@ def source(tmp_path: Path) -> Iterator[L.LedgerState]:
     child = edit(BASE, "return 1", "return 10")
     entries.append(L.cycle_entry("g", "node-1", 1, 7, [], [], adoption(BASE, child), 1002.0))
     for voter in ("node-2", "node-3"):
-        entries.append(L.vote_entry("g", L.proposal_id("g", "node-1", 1, adoption(BASE, child).version), adoption(BASE, child).version, voter, True, "ok", 1003.0))
+        entries.append(
+            L.vote_entry(
+                "g",
+                L.proposal_id("g", "node-1", 1, adoption(BASE, child).version),
+                adoption(BASE, child).version,
+                voter,
+                True,
+                "ok",
+                1003.0,
+            )
+        )
     for cycle in range(2, 61):
         entries.append(L.cycle_entry("g", "node-1", cycle, 7, [], [], None, 1003.0 + cycle))
     state.apply_batch(list(enumerate(entries, 1)))
@@ -59,17 +69,27 @@ def source(tmp_path: Path) -> Iterator[L.LedgerState]:
     state.store.close()
 
 
-def test_an_empty_node_fetches_everything_and_the_member_list(source: L.LedgerState, tmp_path: Path) -> None:
+def test_an_empty_node_fetches_everything_and_the_member_list(
+    source: L.LedgerState, tmp_path: Path
+) -> None:
     target = open_state(tmp_path / "target.db")
     seen: list[tuple[int, int]] = []
-    got = transfer.fetch(Peer(source), target, "node-1", at_least=10, progress=lambda *p: seen.append(p))
-    assert got is not None and got.index == source.applied_index and got.events == len(list(source.store.log()))
+    got = transfer.fetch(
+        Peer(source), target, "node-1", at_least=10, progress=lambda *p: seen.append(p)
+    )
+    assert (
+        got is not None
+        and got.index == source.applied_index
+        and got.events == len(list(source.store.log()))
+    )
     assert seen and seen[-1] == (got.events, got.events)  # progress ends at the total it announced
     assert target.store.chain("g") == source.store.chain("g")
     assert target.store.head("g").version == source.store.head("g").version
     assert target.applied_index == source.applied_index
     assert target.store.applied(L.LEDGER) == source.applied_index
-    assert target.members == sorted([*MEMBERS, "node-4"])  # from the peer, not from this node's config
+    assert target.members == sorted(
+        [*MEMBERS, "node-4"]
+    )  # from the peer, not from this node's config
     target.store.verify()
     # and the ledger goes on from there: the next entry applies on top
     nxt = L.cycle_entry("g", "node-1", 61, 7, [], [], None, 2000.0)
@@ -79,7 +99,9 @@ def test_an_empty_node_fetches_everything_and_the_member_list(source: L.LedgerSt
     target.store.close()
 
 
-def test_a_node_with_a_prefix_fetches_only_what_it_lacks(source: L.LedgerState, tmp_path: Path) -> None:
+def test_a_node_with_a_prefix_fetches_only_what_it_lacks(
+    source: L.LedgerState, tmp_path: Path
+) -> None:
     target = open_state(tmp_path / "target.db")
     first = [L.register_entry("g", BASE["genome.toml"], BASE, 1.0, "node-1", 1000.0)]
     target.apply_batch(list(enumerate(first, 1)))
@@ -91,7 +113,9 @@ def test_a_node_with_a_prefix_fetches_only_what_it_lacks(source: L.LedgerState, 
     target.store.close()
 
 
-def test_a_peer_not_far_enough_is_skipped_and_nothing_changes(source: L.LedgerState, tmp_path: Path) -> None:
+def test_a_peer_not_far_enough_is_skipped_and_nothing_changes(
+    source: L.LedgerState, tmp_path: Path
+) -> None:
     target = open_state(tmp_path / "target.db")
     assert transfer.fetch(Peer(source), target, "node-1", at_least=source.applied_index + 1) is None
     assert target.store.positions() == {} and target.applied_index == 0
@@ -141,7 +165,11 @@ def test_a_peer_that_answers_wrongly_stores_nothing(
     target = open_state(tmp_path / "target.db")
     with pytest.raises(error, match=match):
         transfer.fetch(Peer(source, rewrite), target, "node-1", at_least=10)
-    assert target.store.positions() == {} and target.applied_index == 0 and target.store.applied(L.LEDGER) is None
+    assert (
+        target.store.positions() == {}
+        and target.applied_index == 0
+        and target.store.applied(L.LEDGER) is None
+    )
     target.store.close()
 
 

@@ -30,7 +30,11 @@ def _side_effect_free(idx: Index, comp: cst.ListComp) -> bool:
         if not isinstance(n, cst.Call):
             continue
         func = n.func
-        if isinstance(func, cst.Name) and func.value in PURE_BUILTINS and not shadowed(idx, func.value):
+        if (
+            isinstance(func, cst.Name)
+            and func.value in PURE_BUILTINS
+            and not shadowed(idx, func.value)
+        ):
             continue
         if isinstance(func, cst.Attribute) and func.attr.value in PURE_METHODS:
             continue
@@ -63,7 +67,9 @@ class AnyAllGenerator(CstMutator):
 
             def edit(arg: cst.Arg = arg, comp: cst.ListComp = comp) -> Edit:
                 gen = cst.GeneratorExp(elt=comp.elt, for_in=comp.for_in, lpar=[], rpar=[])
-                return Edit().replace(arg, arg.with_changes(value=gen, comma=cst.MaybeSentinel.DEFAULT))
+                return Edit().replace(
+                    arg, arg.with_changes(value=gen, comma=cst.MaybeSentinel.DEFAULT)
+                )
 
             detail = f"`{short(idx.code(call))}` builds a list before testing it"
             out.append(Finding(self.site(path, qualname(loc.parents), loc.line, detail, 1.3), edit))

@@ -76,7 +76,9 @@ class CstMutator(ABC):
     def apply(self, source: str, site: Site) -> str:
         idx = index(source)
         if idx is None:
-            raise MutationError(f"{self.name}: {site.file} does not parse", hint="fix the syntax error first")
+            raise MutationError(
+                f"{self.name}: {site.file} does not parse", hint="fix the syntax error first"
+            )
         key = ("apply", self.name, site)
         done = idx.memo.get(key)
         if isinstance(done, str):

@@ -76,7 +76,11 @@ class Comprehension(CstMutator):
             return None
         func = innermost_scope(loc.parents)
         block = block_of(loc)
-        if not isinstance(func, cst.FunctionDef) or block is None or has_ancestor(loc, (cst.Try, cst.TryStar), func):
+        if (
+            not isinstance(func, cst.FunctionDef)
+            or block is None
+            or has_ancestor(loc, (cst.Try, cst.TryStar), func)
+        ):
             return None
         out = small.targets[0].target.value
         body = list(block.body)  # type: ignore[attr-defined]
@@ -84,9 +88,15 @@ class Comprehension(CstMutator):
         if at + 1 >= len(body):
             return None
         loop = body[at + 1]
-        if not isinstance(loop, cst.For) or loop.orelse is not None or loop.asynchronous is not None:
+        if (
+            not isinstance(loop, cst.For)
+            or loop.orelse is not None
+            or loop.asynchronous is not None
+        ):
             return None
-        if any(line.comment is not None for line in loop.leading_lines) or contains(loop, (cst.Comment,)):
+        if any(line.comment is not None for line in loop.leading_lines) or contains(
+            loop, (cst.Comment,)
+        ):
             return None
         if contains(loop, (cst.NamedExpr, cst.Yield, cst.Await, cst.Lambda)):
             return None
@@ -95,7 +105,11 @@ class Comprehension(CstMutator):
         inner = loop.body.body[0]
         cond: cst.BaseExpression | None = None
         if isinstance(inner, cst.If):
-            if inner.orelse is not None or not isinstance(inner.body, cst.IndentedBlock) or len(inner.body.body) != 1:
+            if (
+                inner.orelse is not None
+                or not isinstance(inner.body, cst.IndentedBlock)
+                or len(inner.body.body) != 1
+            ):
                 return None
             cond = inner.test
             inner = inner.body.body[0]
@@ -118,7 +132,11 @@ class Comprehension(CstMutator):
         assign = small
 
         def edit() -> Edit:
-            return Edit().replace(assign, assign.with_changes(value=cst.parse_expression(code))).remove(loop)
+            return (
+                Edit()
+                .replace(assign, assign.with_changes(value=cst.parse_expression(code)))
+                .remove(loop)
+            )
 
         detail = f"`{out}` is built by append in a loop of one statement"
         return Finding(self.site(path, qualname(loc.parents), loc.line, detail, 1.25), edit)

@@ -28,26 +28,108 @@ SCOPES: tuple[type[cst.CSTNode], ...] = (cst.FunctionDef, cst.Lambda, cst.ClassD
 #: builtins that only read their arguments and return a fresh value
 PURE_BUILTINS = frozenset(
     {
-        "abs", "all", "any", "bool", "chr", "divmod", "enumerate", "float", "format", "frozenset",
-        "hash", "int", "isinstance", "len", "list", "max", "min", "ord", "pow", "range", "repr",
-        "reversed", "round", "set", "sorted", "str", "sum", "tuple", "zip", "dict", "bin", "hex",
-        "oct", "issubclass",
+        "abs",
+        "all",
+        "any",
+        "bool",
+        "chr",
+        "divmod",
+        "enumerate",
+        "float",
+        "format",
+        "frozenset",
+        "hash",
+        "int",
+        "isinstance",
+        "len",
+        "list",
+        "max",
+        "min",
+        "ord",
+        "pow",
+        "range",
+        "repr",
+        "reversed",
+        "round",
+        "set",
+        "sorted",
+        "str",
+        "sum",
+        "tuple",
+        "zip",
+        "dict",
+        "bin",
+        "hex",
+        "oct",
+        "issubclass",
     }
 )
 
 #: methods that read their receiver and never change it (str, dict reads, re patterns/matches)
 PURE_METHODS = frozenset(
     {
-        "lower", "upper", "strip", "lstrip", "rstrip", "split", "rsplit", "splitlines",
-        "startswith", "endswith", "find", "rfind", "index", "rindex", "count", "replace",
-        "join", "isdigit", "isalpha", "isalnum", "isspace", "isupper", "islower", "isnumeric",
-        "isdecimal", "format", "encode", "decode", "partition", "rpartition", "casefold",
-        "title", "capitalize", "zfill", "ljust", "rjust", "center", "get", "keys", "values",
-        "items", "copy", "group", "groups", "groupdict", "start", "end", "span", "match",
-        "search", "fullmatch", "findall", "finditer", "sub", "subn", "removeprefix",
-        "removesuffix", "expandtabs", "translate",
+        "lower",
+        "upper",
+        "strip",
+        "lstrip",
+        "rstrip",
+        "split",
+        "rsplit",
+        "splitlines",
+        "startswith",
+        "endswith",
+        "find",
+        "rfind",
+        "index",
+        "rindex",
+        "count",
+        "replace",
+        "join",
+        "isdigit",
+        "isalpha",
+        "isalnum",
+        "isspace",
+        "isupper",
+        "islower",
+        "isnumeric",
+        "isdecimal",
+        "format",
+        "encode",
+        "decode",
+        "partition",
+        "rpartition",
+        "casefold",
+        "title",
+        "capitalize",
+        "zfill",
+        "ljust",
+        "rjust",
+        "center",
+        "get",
+        "keys",
+        "values",
+        "items",
+        "copy",
+        "group",
+        "groups",
+        "groupdict",
+        "start",
+        "end",
+        "span",
+        "match",
+        "search",
+        "fullmatch",
+        "findall",
+        "finditer",
+        "sub",
+        "subn",
+        "removeprefix",
+        "removesuffix",
+        "expandtabs",
+        "translate",
         # bisect's searches read their list and change nothing (its insort* mutate: not here)
-        "bisect_left", "bisect_right",
+        "bisect_left",
+        "bisect_right",
     }
 )
 
@@ -185,7 +267,12 @@ def enclosing_loops(loc: Located) -> list[cst.CSTNode]:
         p, c = chain[i], chain[i + 1]
         if isinstance(p, SCOPES):
             break
-        if isinstance(p, (cst.For, cst.While)) and c is p.body or isinstance(p, cst.While) and c is p.test:
+        if (
+            isinstance(p, (cst.For, cst.While))
+            and c is p.body
+            or isinstance(p, cst.While)
+            and c is p.test
+        ):
             found.append(p)
         elif isinstance(p, COMPS):
             first: cst.CompFor = p.for_in  # type: ignore[attr-defined]
@@ -195,7 +282,9 @@ def enclosing_loops(loc: Located) -> list[cst.CSTNode]:
     return found
 
 
-def has_ancestor(loc: Located, kinds: tuple[type[cst.CSTNode], ...], stop: cst.CSTNode | None = None) -> bool:
+def has_ancestor(
+    loc: Located, kinds: tuple[type[cst.CSTNode], ...], stop: cst.CSTNode | None = None
+) -> bool:
     """Whether an ancestor of one of ``kinds`` sits between ``stop`` (exclusive) and ``loc``."""
     for node in reversed(loc.parents):
         if node is stop:
@@ -268,13 +357,18 @@ def _bindings(node: cst.CSTNode) -> tuple[str, ...]:
         if isinstance(n, cst.Assign):
             for t in n.targets:
                 out.extend(target_names(t.target))
-        elif isinstance(n, (cst.AnnAssign, cst.AugAssign, cst.NamedExpr, cst.For, cst.CompFor, cst.Del)):
+        elif isinstance(
+            n, (cst.AnnAssign, cst.AugAssign, cst.NamedExpr, cst.For, cst.CompFor, cst.Del)
+        ):
             out.extend(target_names(n.target))
         elif isinstance(n, cst.AsName):
             out.extend(target_names(n.name))
         elif isinstance(n, cst.Import):
-            out.extend(a.name.value.split(".")[0] if isinstance(a.name, cst.Name) else _dotted_head(a.name)
-                       for a in n.names if a.asname is None)
+            out.extend(
+                a.name.value.split(".")[0] if isinstance(a.name, cst.Name) else _dotted_head(a.name)
+                for a in n.names
+                if a.asname is None
+            )
         elif isinstance(n, cst.ImportFrom):
             if not isinstance(n.names, cst.ImportStar):
                 out.extend(_alias_value(a.name) for a in n.names if a.asname is None)
@@ -360,7 +454,9 @@ def is_constant(expr: cst.CSTNode) -> bool:
     if isinstance(expr, (cst.SimpleString, cst.Integer, cst.Float, cst.Imaginary)):
         return True
     if isinstance(expr, cst.ConcatenatedString):
-        return all(isinstance(p, cst.SimpleString) for p in subtree(expr) if isinstance(p, cst.BaseString))
+        return all(
+            isinstance(p, cst.SimpleString) for p in subtree(expr) if isinstance(p, cst.BaseString)
+        )
     if isinstance(expr, cst.Name):
         return expr.value in ("True", "False", "None")
     if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, (cst.Minus, cst.Plus)):
@@ -390,7 +486,8 @@ def imports_module(idx: Index, name: str) -> bool:
         small = stmt.body if isinstance(stmt, cst.SimpleStatementLine) else ()
         for s in small:
             if isinstance(s, cst.Import) and any(
-                isinstance(a.name, cst.Name) and a.name.value == name and a.asname is None for a in s.names
+                isinstance(a.name, cst.Name) and a.name.value == name and a.asname is None
+                for a in s.names
             ):
                 return True
     return False
@@ -497,7 +594,12 @@ def import_anchor(idx: Index) -> cst.BaseStatement | None:
     anchor: cst.BaseStatement | None = None
     for i, stmt in enumerate(idx.module.body):
         if isinstance(stmt, cst.SimpleStatementLine):
-            if any(isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body) or i == 0 and isinstance(stmt.body[0], cst.Expr) and isinstance(stmt.body[0].value, cst.BaseString):
+            if (
+                any(isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body)
+                or i == 0
+                and isinstance(stmt.body[0], cst.Expr)
+                and isinstance(stmt.body[0].value, cst.BaseString)
+            ):
                 anchor = stmt
         elif isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
             break

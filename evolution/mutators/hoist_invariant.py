@@ -37,8 +37,14 @@ from evolution.mutators.cst_tools import (
 
 #: builtin callee → static weight of hoisting it (O(n) work saved per iteration weighs more)
 _BUILTINS = {
-    "len": 1.1, "sorted": 2.0, "set": 1.6, "frozenset": 1.6, "tuple": 1.4,
-    "min": 1.5, "max": 1.5, "sum": 1.5,
+    "len": 1.1,
+    "sorted": 2.0,
+    "set": 1.6,
+    "frozenset": 1.6,
+    "tuple": 1.4,
+    "min": 1.5,
+    "max": 1.5,
+    "sum": 1.5,
 }
 _STR_METHODS = frozenset({"lower", "upper", "strip", "split"})
 
@@ -72,9 +78,15 @@ def _inputs(call: cst.Call) -> set[str] | None:
     for arg in call.args:
         if arg.star or not _simple_arg(arg.value):
             return None
-        names.update(n.value for n in subtree(arg.value) if isinstance(n, cst.Name) and n.value != "re")
+        names.update(
+            n.value for n in subtree(arg.value) if isinstance(n, cst.Name) and n.value != "re"
+        )
     func = call.func
-    if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value != "re":
+    if (
+        isinstance(func, cst.Attribute)
+        and isinstance(func.value, cst.Name)
+        and func.value.value != "re"
+    ):
         names.add(func.value.value)
     return names
 
@@ -123,7 +135,11 @@ def _only_local_effects(idx: Index, loop: cst.CSTNode, fresh_locals: set[str]) -
         if not isinstance(n, cst.Call):
             continue
         func = n.func
-        if isinstance(func, cst.Name) and func.value in PURE_BUILTINS and not shadowed(idx, func.value):
+        if (
+            isinstance(func, cst.Name)
+            and func.value in PURE_BUILTINS
+            and not shadowed(idx, func.value)
+        ):
             continue
         if isinstance(func, cst.Attribute):
             if func.attr.value in PURE_METHODS:
@@ -171,7 +187,9 @@ class HoistInvariant(CstMutator):
                 out.append(finding[1])
         return out
 
-    def _one(self, idx: Index, path: str, loc: Located, call: cst.Call) -> tuple[cst.CSTNode, Finding] | None:
+    def _one(
+        self, idx: Index, path: str, loc: Located, call: cst.Call
+    ) -> tuple[cst.CSTNode, Finding] | None:
         callee = _callee(idx, call)
         names = _inputs(call)
         if callee is None or names is None:
@@ -182,7 +200,11 @@ class HoistInvariant(CstMutator):
             return None  # min()/max() of an empty input raises; the loop might never run
         loops = enclosing_loops(loc)
         func = innermost_scope(loc.parents)
-        if not loops or not isinstance(loops[0], (cst.For, cst.While)) or not isinstance(func, cst.FunctionDef):
+        if (
+            not loops
+            or not isinstance(loops[0], (cst.For, cst.While))
+            or not isinstance(func, cst.FunctionDef)
+        ):
             return None
         loop = loops[0]
         if block_of(idx.at(loop)) is None or not _unconditional(between(loc, loop), loop):
@@ -210,7 +232,9 @@ class HoistInvariant(CstMutator):
             for other in subtree(loop):
                 if not (isinstance(other, cst.Call) and other.deep_equals(call)):
                     continue
-                if not any(isinstance(p, (*COMPS, *SCOPES)) for p in between(idx.at(other), loop)[1:-1]):
+                if not any(
+                    isinstance(p, (*COMPS, *SCOPES)) for p in between(idx.at(other), loop)[1:-1]
+                ):
                     e.replace(other, cst.Name(alias, lpar=other.lpar, rpar=other.rpar))
             return e
 

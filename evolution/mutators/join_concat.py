@@ -79,11 +79,19 @@ class JoinConcat(CstMutator):
         out: list[Finding] = []
         for loc in idx.nodes:
             loop = loc.node
-            if not isinstance(loop, cst.For) or loop.orelse is not None or loop.asynchronous is not None:
+            if (
+                not isinstance(loop, cst.For)
+                or loop.orelse is not None
+                or loop.asynchronous is not None
+            ):
                 continue
             func = innermost_scope(loc.parents)
             block = block_of(loc)
-            if not isinstance(func, cst.FunctionDef) or block is None or has_ancestor(loc, (cst.Try, cst.TryStar), func):
+            if (
+                not isinstance(func, cst.FunctionDef)
+                or block is None
+                or has_ancestor(loc, (cst.Try, cst.TryStar), func)
+            ):
                 continue
             for acc, sites in _appends(loop).items():
                 finding = self._one(idx, path, loc, loop, func, block, acc, sites)
@@ -105,7 +113,10 @@ class JoinConcat(CstMutator):
         targets = {id(s.target) for s in sites}
         if any(ref.value == acc and id(ref) not in targets for ref, _ in name_refs(loop)):
             return None
-        if any(isinstance(n, (cst.Global, cst.Nonlocal)) and acc in binding_names(n) for n in subtree(func)):
+        if any(
+            isinstance(n, (cst.Global, cst.Nonlocal)) and acc in binding_names(n)
+            for n in subtree(func)
+        ):
             return None
         for ref, _ in name_refs(func.body):  # a closure reading acc would see the wrong value
             if ref.value == acc and has_ancestor(idx.at(ref), SCOPES, func):
@@ -133,7 +144,8 @@ class JoinConcat(CstMutator):
             e = Edit().replace(init, annotated)
             for aug in sites:
                 append = cst.Call(
-                    func=cst.Attribute(cst.Name(parts), cst.Name("append")), args=[cst.Arg(aug.value)]
+                    func=cst.Attribute(cst.Name(parts), cst.Name("append")),
+                    args=[cst.Arg(aug.value)],
                 )
                 e.replace(aug, cst.Expr(append, semicolon=aug.semicolon))
             e.insert_after(loop, statement(f"{acc} = {quote}.join({parts})"))
@@ -141,4 +153,3 @@ class JoinConcat(CstMutator):
 
         detail = f"`{acc} += ...` concatenates strings in a loop ({len(sites)} place(s))"
         return Finding(self.site(path, qualname(loc.parents), loc.line, detail, 1.3), edit)
-

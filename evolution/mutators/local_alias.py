@@ -41,7 +41,11 @@ def _assigns_attr(loop: cst.CSTNode, owner: str, attr: str) -> bool:
                     and part.attr.value == attr
                 ):
                     return True
-        if isinstance(n, cst.Call) and isinstance(n.func, cst.Name) and n.func.value in ("setattr", "delattr"):
+        if (
+            isinstance(n, cst.Call)
+            and isinstance(n.func, cst.Name)
+            and n.func.value in ("setattr", "delattr")
+        ):
             return True
     return False
 
@@ -110,7 +114,9 @@ class LocalAlias(CstMutator):
                 return p
         return None
 
-    def _known(self, idx: Index, func: cst.FunctionDef, owner: str, chain: list[cst.CSTNode]) -> bool:
+    def _known(
+        self, idx: Index, func: cst.FunctionDef, owner: str, chain: list[cst.CSTNode]
+    ) -> bool:
         """``owner`` is a parameter, a local bound before the loop, or a module-level name."""
         if owner in binding_names(func.params):
             return True
@@ -120,7 +126,9 @@ class LocalAlias(CstMutator):
                 return False
             start = idx.at(first_loop).line
             return any(
-                isinstance(n, (cst.Assign, cst.AnnAssign)) and owner in binding_names(n) and idx.at(n).line < start
+                isinstance(n, (cst.Assign, cst.AnnAssign))
+                and owner in binding_names(n)
+                and idx.at(n).line < start
                 for n in subtree(func.body)
             )
         return any(
@@ -148,6 +156,8 @@ class LocalAlias(CstMutator):
             return e
 
         first = idx.at(calls[0]).line
-        detail = f"`{owner}.{attr}` is looked up on every iteration ({len(calls)} call(s) in the loop)"
+        detail = (
+            f"`{owner}.{attr}` is looked up on every iteration ({len(calls)} call(s) in the loop)"
+        )
         weight = min(1.3, 1.05 + 0.05 * len(calls))
         return Finding(self.site(path, qualname(loc.parents), first, detail, weight), edit)

@@ -32,30 +32,113 @@ from evolution.mutators.cst_tools import (
 )
 
 #: standard modules whose functions neither do I/O nor keep state between calls
-_PURE_MODULES = frozenset({"math", "cmath", "re", "string", "operator", "statistics", "unicodedata", "json"})
+_PURE_MODULES = frozenset(
+    {"math", "cmath", "re", "string", "operator", "statistics", "unicodedata", "json"}
+)
 #: functions that are pure when imported by name (``from urllib.parse import unquote``)
 _PURE_FROM_IMPORTS = frozenset(
-    {("urllib.parse", n) for n in ("unquote", "unquote_plus", "quote", "quote_plus", "urlsplit", "urlparse")}
-    | {("math", n) for n in ("sqrt", "log", "log2", "log10", "exp", "floor", "ceil", "isclose", "fabs", "gcd")}
+    {
+        ("urllib.parse", n)
+        for n in ("unquote", "unquote_plus", "quote", "quote_plus", "urlsplit", "urlparse")
+    }
+    | {
+        ("math", n)
+        for n in ("sqrt", "log", "log2", "log10", "exp", "floor", "ceil", "isclose", "fabs", "gcd")
+    }
     | {("unicodedata", n) for n in ("normalize", "category", "name")}
     | {("os.path", n) for n in ("splitext", "basename", "dirname", "normpath", "join")}
 )
 #: callees whose result is immutable (or shared already without the cache)
 _IMMUTABLE_CALLS = frozenset(
-    {"len", "int", "float", "str", "bool", "abs", "round", "min", "max", "sum", "tuple", "frozenset",
-     "ord", "chr", "hash", "repr", "divmod", "pow", "hex", "bin", "oct", "format", "isinstance"}
+    {
+        "len",
+        "int",
+        "float",
+        "str",
+        "bool",
+        "abs",
+        "round",
+        "min",
+        "max",
+        "sum",
+        "tuple",
+        "frozenset",
+        "ord",
+        "chr",
+        "hash",
+        "repr",
+        "divmod",
+        "pow",
+        "hex",
+        "bin",
+        "oct",
+        "format",
+        "isinstance",
+    }
 )
 #: methods returning a str, bool or int
 _IMMUTABLE_METHODS = frozenset(
-    {"lower", "upper", "strip", "lstrip", "rstrip", "replace", "join", "format", "casefold", "title",
-     "capitalize", "zfill", "ljust", "rjust", "center", "startswith", "endswith", "find", "rfind",
-     "count", "index", "rindex", "isdigit", "isalpha", "isalnum", "isspace", "isupper", "islower",
-     "isnumeric", "isdecimal", "encode", "decode", "removeprefix", "removesuffix", "get", "group"}
+    {
+        "lower",
+        "upper",
+        "strip",
+        "lstrip",
+        "rstrip",
+        "replace",
+        "join",
+        "format",
+        "casefold",
+        "title",
+        "capitalize",
+        "zfill",
+        "ljust",
+        "rjust",
+        "center",
+        "startswith",
+        "endswith",
+        "find",
+        "rfind",
+        "count",
+        "index",
+        "rindex",
+        "isdigit",
+        "isalpha",
+        "isalnum",
+        "isspace",
+        "isupper",
+        "islower",
+        "isnumeric",
+        "isdecimal",
+        "encode",
+        "decode",
+        "removeprefix",
+        "removesuffix",
+        "get",
+        "group",
+    }
 )
 #: calls and methods that suggest their argument is a container
 _CONTAINER_READERS = frozenset(
-    {"len", "sorted", "sum", "min", "max", "list", "tuple", "set", "frozenset", "dict", "enumerate",
-     "zip", "any", "all", "iter", "reversed", "map", "filter"}
+    {
+        "len",
+        "sorted",
+        "sum",
+        "min",
+        "max",
+        "list",
+        "tuple",
+        "set",
+        "frozenset",
+        "dict",
+        "enumerate",
+        "zip",
+        "any",
+        "all",
+        "iter",
+        "reversed",
+        "map",
+        "filter",
+    }
 )
 _CONTAINER_METHODS = frozenset({"get", "keys", "values", "items", "copy"})
 _MUTABLE_MAKERS = (cst.List, cst.Dict, cst.Set, cst.ListComp, cst.DictComp, cst.SetComp)
@@ -87,16 +170,24 @@ def _facts(idx: Index) -> _Module:
             for small in stmt.body:
                 if isinstance(small, (cst.Import, cst.ImportFrom)):
                     imports.update(binding_names(small))
-                    if isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+                    if isinstance(small, cst.ImportFrom) and not isinstance(
+                        small.names, cst.ImportStar
+                    ):
                         module = _dotted(small.module) if small.module is not None else ""
                         for alias in small.names:
-                            if alias.asname is None and isinstance(alias.name, cst.Name) and (module, alias.name.value) in _PURE_FROM_IMPORTS:
+                            if (
+                                alias.asname is None
+                                and isinstance(alias.name, cst.Name)
+                                and (module, alias.name.value) in _PURE_FROM_IMPORTS
+                            ):
                                 pure_imported.add(alias.name.value)
                 elif isinstance(small, (cst.Assign, cst.AnnAssign)):
                     assigned.update(binding_names(small))
     changed = mutated_roots(idx.module)
     constants = {n for n in assigned if idx.module_bindings.get(n, 0) == 1 and n not in changed}
-    return _Module(defs, frozenset(imports), frozenset(constants), frozenset(classes), frozenset(pure_imported))
+    return _Module(
+        defs, frozenset(imports), frozenset(constants), frozenset(classes), frozenset(pure_imported)
+    )
 
 
 def _dotted(node: cst.CSTNode) -> str:
@@ -130,7 +221,11 @@ class _Judge:
         return self.verdicts[name]
 
     def _pure(self, f: cst.FunctionDef) -> bool:
-        if f.asynchronous is not None or f.decorators or self.idx.module_bindings.get(f.name.value, 0) != 1:
+        if (
+            f.asynchronous is not None
+            or f.decorators
+            or self.idx.module_bindings.get(f.name.value, 0) != 1
+        ):
             return False
         params = [*f.params.posonly_params, *f.params.params, *f.params.kwonly_params]
         for p in params:
@@ -138,7 +233,15 @@ class _Judge:
                 return False
         pnames = set(binding_names(f.params))
         body = list(subtree(f.body))
-        banned = (cst.Global, cst.Nonlocal, cst.Yield, cst.Await, cst.FunctionDef, cst.ClassDef, cst.Lambda)
+        banned = (
+            cst.Global,
+            cst.Nonlocal,
+            cst.Yield,
+            cst.Await,
+            cst.FunctionDef,
+            cst.ClassDef,
+            cst.Lambda,
+        )
         if any(isinstance(n, banned) for n in body):
             return False
         local = set(binding_names(f.body))
@@ -163,7 +266,10 @@ class _Judge:
                 targets = [n.target]
             for t in targets:
                 for part in subtree(t):
-                    if isinstance(part, (cst.Attribute, cst.Subscript)) and root_name(part) not in fresh:
+                    if (
+                        isinstance(part, (cst.Attribute, cst.Subscript))
+                        and root_name(part) not in fresh
+                    ):
                         return False
         return True
 
@@ -203,7 +309,9 @@ class _Judge:
                 return False
             if isinstance(parent, (cst.For, cst.CompFor)) and parent.iter is ref:
                 return False
-            if isinstance(parent, cst.ComparisonTarget) and isinstance(parent.operator, (cst.In, cst.NotIn)):
+            if isinstance(parent, cst.ComparisonTarget) and isinstance(
+                parent.operator, (cst.In, cst.NotIn)
+            ):
                 return False
             if (
                 isinstance(parent, cst.Arg)
@@ -218,7 +326,9 @@ class _Judge:
 
     def _reads_ok(self, f: cst.FunctionDef, pnames: set[str], local: set[str]) -> bool:
         """Globals read must never change; parameters' attributes (object state) are not read."""
-        allowed = self.facts.constants | self.facts.imports | self.facts.classes | set(self.facts.defs)
+        allowed = (
+            self.facts.constants | self.facts.imports | self.facts.classes | set(self.facts.defs)
+        )
         for ref, parent in name_refs(f.body):
             name = ref.value
             if name in pnames:
@@ -234,17 +344,29 @@ class _Judge:
         return True
 
     def _returns_ok(
-        self, f: cst.FunctionDef, body: list[cst.CSTNode], pnames: set[str], local: set[str], fresh: set[str]
+        self,
+        f: cst.FunctionDef,
+        body: list[cst.CSTNode],
+        pnames: set[str],
+        local: set[str],
+        fresh: set[str],
     ) -> bool:
         returns = [n for n in body if isinstance(n, cst.Return)]
         if not returns or any(r.value is None for r in returns):
             return False
         return all(
-            r.value is not None and self._immutable(r.value, f, pnames, local, fresh, 0) for r in returns
+            r.value is not None and self._immutable(r.value, f, pnames, local, fresh, 0)
+            for r in returns
         )
 
     def _immutable(
-        self, e: cst.CSTNode, f: cst.FunctionDef, pnames: set[str], local: set[str], fresh: set[str], depth: int
+        self,
+        e: cst.CSTNode,
+        f: cst.FunctionDef,
+        pnames: set[str],
+        local: set[str],
+        fresh: set[str],
+        depth: int,
     ) -> bool:
         if depth > 4:
             return False
@@ -280,15 +402,23 @@ class _Judge:
             return root_name(e) in self.facts.imports
         return False
 
-    def _local_immutable(self, name: str, f: cst.FunctionDef, check: Callable[[cst.CSTNode], bool]) -> bool:
+    def _local_immutable(
+        self, name: str, f: cst.FunctionDef, check: Callable[[cst.CSTNode], bool]
+    ) -> bool:
         for n in subtree(f.body):
             if isinstance(n, cst.Assign) and any(name in binding_names(t) for t in n.targets):
                 if not all(isinstance(t.target, cst.Name) for t in n.targets) or not check(n.value):
                     return False
-            elif isinstance(n, cst.AugAssign) and isinstance(n.target, cst.Name) and n.target.value == name:
+            elif (
+                isinstance(n, cst.AugAssign)
+                and isinstance(n.target, cst.Name)
+                and n.target.value == name
+            ):
                 if not check(n.value):
                     return False
-            elif isinstance(n, (cst.AnnAssign, cst.NamedExpr, cst.AsName, cst.Del)) and name in binding_names(n):
+            elif isinstance(
+                n, (cst.AnnAssign, cst.NamedExpr, cst.AsName, cst.Del)
+            ) and name in binding_names(n):
                 return False
         return True
 
@@ -308,7 +438,9 @@ def _fresh(f: cst.FunctionDef, local: set[str]) -> set[str]:
                 for name in binding_names(t):
                     if not _makes_container(n.value):
                         fresh.discard(name)
-        elif isinstance(n, (cst.AugAssign, cst.AnnAssign, cst.For, cst.CompFor, cst.NamedExpr, cst.AsName)):
+        elif isinstance(
+            n, (cst.AugAssign, cst.AnnAssign, cst.For, cst.CompFor, cst.NamedExpr, cst.AsName)
+        ):
             for name in target_names_of(n):
                 fresh.discard(name)
     return fresh
@@ -340,12 +472,20 @@ class Memoize(CstMutator):
         in_loop: set[str] = set()
         for loc in idx.nodes:
             call = loc.node
-            if isinstance(call, cst.Call) and isinstance(call.func, cst.Name) and enclosing_loops(loc):
+            if (
+                isinstance(call, cst.Call)
+                and isinstance(call.func, cst.Name)
+                and enclosing_loops(loc)
+            ):
                 in_loop.add(call.func.value)
         # Called in a loop, or by a function that is: normalise_record(rec) called per
         # line makes the helpers it calls just as hot.
         callees = {
-            name: {n.func.value for n in subtree(f.body) if isinstance(n, cst.Call) and isinstance(n.func, cst.Name)}
+            name: {
+                n.func.value
+                for n in subtree(f.body)
+                if isinstance(n, cst.Call) and isinstance(n.func, cst.Name)
+            }
             for name, f in judge.facts.defs.items()
         }
         frontier = [n for n in in_loop if n in callees]
@@ -366,7 +506,9 @@ class Memoize(CstMutator):
             weight = 1.2 + 0.1 * min(stmts, 10) + (1.5 if recursive else 0.0)
             why = "recursive" if recursive else "called (directly or through its callers) in a loop"
             detail = f"`{name}` is pure and {why}; {stmts} statement(s) per call"
-            out.append(Finding(self.site(path, name, idx.at(f).line, detail, weight), self._edit(idx, f)))
+            out.append(
+                Finding(self.site(path, name, idx.at(f).line, detail, weight), self._edit(idx, f))
+            )
         return out
 
     def _edit(self, idx: Index, f: cst.FunctionDef) -> Callable[[], Edit | None]:

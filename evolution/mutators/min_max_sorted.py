@@ -66,7 +66,11 @@ class MinMaxSorted(CstMutator):
 
     def _one(self, idx: Index, path: str, loc: Located, sub: cst.Subscript) -> Finding | None:
         call = sub.value
-        if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Name) and call.func.value == "sorted"):
+        if not (
+            isinstance(call, cst.Call)
+            and isinstance(call.func, cst.Name)
+            and call.func.value == "sorted"
+        ):
             return None
         if sub.lpar or has_ancestor(loc, (cst.Try, cst.TryStar)):
             return None

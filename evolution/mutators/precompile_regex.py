@@ -28,14 +28,27 @@ from evolution.mutators.cst_tools import (
 )
 
 #: re function → how many positional arguments it takes after the pattern, before flags
-_METHODS = {"match": 1, "search": 1, "fullmatch": 1, "findall": 1, "finditer": 1, "sub": 3, "subn": 3, "split": 2}
+_METHODS = {
+    "match": 1,
+    "search": 1,
+    "fullmatch": 1,
+    "findall": 1,
+    "finditer": 1,
+    "sub": 3,
+    "subn": 3,
+    "split": 2,
+}
 
 
 def _flags_value(expr: cst.CSTNode) -> int | None:
     """The value of a constant flags expression such as ``re.I | re.M``, else ``None``."""
     if isinstance(expr, cst.Integer):
         return int(expr.evaluated_value)
-    if isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name) and expr.value.value == "re":
+    if (
+        isinstance(expr, cst.Attribute)
+        and isinstance(expr.value, cst.Name)
+        and expr.value.value == "re"
+    ):
         value = getattr(re, expr.attr.value, None)
         return int(value) if isinstance(value, (int, re.RegexFlag)) else None
     if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.BitOr):
@@ -58,7 +71,10 @@ def _pattern_ok(idx: Index, pattern: cst.CSTNode, flags: int) -> bool:
 def _imports_re(stmt: cst.CSTNode) -> bool:
     return isinstance(stmt, cst.SimpleStatementLine) and any(
         isinstance(small, cst.Import)
-        and any(isinstance(a.name, cst.Name) and a.name.value == "re" and a.asname is None for a in small.names)
+        and any(
+            isinstance(a.name, cst.Name) and a.name.value == "re" and a.asname is None
+            for a in small.names
+        )
         for small in stmt.body
     )
 
@@ -121,9 +137,13 @@ class PrecompileRegex(CstMutator):
             return None
         method = func.attr.value
         positional = [a for a in call.args if a.keyword is None]
-        if not positional or any(a.star for a in call.args) or len(positional) - 1 > _METHODS[method]:
+        if (
+            not positional
+            or any(a.star for a in call.args)
+            or len(positional) - 1 > _METHODS[method]
+        ):
             return None
-        if any(a.keyword is None for a in call.args[len(positional):]):
+        if any(a.keyword is None for a in call.args[len(positional) :]):
             return None
         flags_arg = [a for a in call.args if a.keyword is not None and a.keyword.value == "flags"]
         if any(a.keyword is not None and a.keyword.value == "pattern" for a in call.args):
@@ -143,11 +163,19 @@ class PrecompileRegex(CstMutator):
             const = f"_RE_{simple}_{n}"
             flags_code = f", {idx.code(flags_arg[0].value)}" if flags_arg else ""
             pattern_code = " ".join(idx.code(p).strip() for p in _parts(pattern))
-            e = Edit().insert_after(anchor, statement(f"{const} = re.compile({pattern_code}{flags_code})"))
-            kept = [a for a in call.args if a is not positional[0] and all(a is not f for f in flags_arg)]
+            e = Edit().insert_after(
+                anchor, statement(f"{const} = re.compile({pattern_code}{flags_code})")
+            )
+            kept = [
+                a
+                for a in call.args
+                if a is not positional[0] and all(a is not f for f in flags_arg)
+            ]
             if kept and call.args and kept[-1] is not call.args[-1]:
                 kept[-1] = kept[-1].with_changes(comma=call.args[-1].comma)
-            new = call.with_changes(func=cst.Attribute(cst.Name(const), cst.Name(method)), args=kept)
+            new = call.with_changes(
+                func=cst.Attribute(cst.Name(const), cst.Name(method)), args=kept
+            )
             return e.replace(call, new)
 
         detail = f"`{short(idx.code(call))}` compiles (or looks up) its pattern on every call"

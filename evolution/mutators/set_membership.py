@@ -91,7 +91,12 @@ def _existing_set(body: Sequence[cst.BaseStatement], name: str) -> str | None:
 
 
 def _frozenset_edit(
-    idx: Index, body: Sequence[cst.BaseStatement], name: str, hint: str, ref: cst.Name, anchor: cst.CSTNode
+    idx: Index,
+    body: Sequence[cst.BaseStatement],
+    name: str,
+    hint: str,
+    ref: cst.Name,
+    anchor: cst.CSTNode,
 ) -> Callable[[], Edit]:
     """Use a frozenset of ``name`` at ``ref``: the one already beside it, or a new one after ``anchor``."""
 
@@ -114,22 +119,33 @@ class SetMembership(CstMutator):
         out: list[Finding] = []
         for loc in idx.nodes:
             target = loc.node
-            if not isinstance(target, cst.ComparisonTarget) or not isinstance(target.operator, (cst.In, cst.NotIn)):
+            if not isinstance(target, cst.ComparisonTarget) or not isinstance(
+                target.operator, (cst.In, cst.NotIn)
+            ):
                 continue
             comparison = loc.parent
             if not isinstance(comparison, cst.Comparison):
                 continue
-            finding = self._literal(idx, path, loc, comparison, target) or self._named(idx, path, loc, comparison, target)
+            finding = self._literal(idx, path, loc, comparison, target) or self._named(
+                idx, path, loc, comparison, target
+            )
             if finding is not None:
                 out.append(finding)
         return out
 
     def _literal(
-        self, idx: Index, path: str, loc: Located, comparison: cst.Comparison, target: cst.ComparisonTarget
+        self,
+        idx: Index,
+        path: str,
+        loc: Located,
+        comparison: cst.Comparison,
+        target: cst.ComparisonTarget,
     ) -> Finding | None:
         seq = target.comparator
         count = constant_sequence(seq)
-        if count is None or not (enclosing_loops(loc) or isinstance(innermost_scope(loc.parents), cst.FunctionDef)):
+        if count is None or not (
+            enclosing_loops(loc) or isinstance(innermost_scope(loc.parents), cst.FunctionDef)
+        ):
             return None
         if isinstance(seq, cst.Tuple) and not seq.lpar:
             return None
@@ -156,22 +172,35 @@ class SetMembership(CstMutator):
             return Edit().replace(seq, new)
 
         detail = f"`{short(idx.code(comparison))}` scans a {count}-item literal; a set literal is a constant frozenset"
-        return Finding(self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit)
+        return Finding(
+            self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit
+        )
 
     def _named(
-        self, idx: Index, path: str, loc: Located, comparison: cst.Comparison, target: cst.ComparisonTarget
+        self,
+        idx: Index,
+        path: str,
+        loc: Located,
+        comparison: cst.Comparison,
+        target: cst.ComparisonTarget,
     ) -> Finding | None:
         ref = target.comparator
         if not isinstance(ref, cst.Name) or not enclosing_loops(loc):
             return None
         name = ref.value
-        scopes = [n for n in loc.parents if isinstance(n, (cst.FunctionDef, cst.Lambda, cst.ClassDef))]
+        scopes = [
+            n for n in loc.parents if isinstance(n, (cst.FunctionDef, cst.Lambda, cst.ClassDef))
+        ]
         binders = [s for s in scopes if name in binding_names(s)]
         detail_head = f"`{short(idx.code(comparison))}` scans"
         if not binders:
             return self._module_level(idx, path, loc, ref, detail_head)
         func = scopes[-1]
-        if binders != [func] or not isinstance(func, cst.FunctionDef) or binding_names(func).count(name) != 1:
+        if (
+            binders != [func]
+            or not isinstance(func, cst.FunctionDef)
+            or binding_names(func).count(name) != 1
+        ):
             return None
         body = func.body
         if not isinstance(body, cst.IndentedBlock):
@@ -192,9 +221,13 @@ class SetMembership(CstMutator):
         edit = _frozenset_edit(idx, body.body, name, f"_{name.lower()}_set", ref, anchor)
 
         detail = f"{detail_head} a {count}-item local list in a loop"
-        return Finding(self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit)
+        return Finding(
+            self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit
+        )
 
-    def _module_level(self, idx: Index, path: str, loc: Located, ref: cst.Name, detail_head: str) -> Finding | None:
+    def _module_level(
+        self, idx: Index, path: str, loc: Located, ref: cst.Name, detail_head: str
+    ) -> Finding | None:
         name = ref.value
         if idx.module_bindings.get(name, 0) != 1:
             return None
@@ -212,4 +245,6 @@ class SetMembership(CstMutator):
         edit = _frozenset_edit(idx, idx.module.body, name, f"{name.upper()}_SET", ref, anchor)
 
         detail = f"{detail_head} a {count}-item module list in a loop"
-        return Finding(self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit)
+        return Finding(
+            self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit
+        )
