@@ -1,13 +1,20 @@
 """The values that cross the store's boundary: what callers hand in and get back.
 
-They are frozen dataclasses, separate from the aggregate's events, so the actors and the
-CLI never hold a domain object they could mutate, and the event classes can evolve
-(upcasting) without every caller changing.  Field names mirror the event fields.
+They are frozen dataclasses, so the actors and the CLI never hold a domain object they
+could mutate.  :class:`CandidateRecord`, :class:`Adoption` and :class:`Held` are also the
+one definition of their field lists: the lineage's events that store them
+(``CandidateEvaluated``, ``VersionAdopted`` and ``ProposalSubmitted``,
+``ApprovalRequested``) inherit these fields, and the aggregate reads waiting proposals
+and approvals back through :func:`stored_fields`.  A field added here is therefore a
+field of every such event stored from then on: events stored before lack it, so it needs
+a default, or an upcast on the event class (eventsourcing's ``class_version``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +66,34 @@ class Held:
     kind: str
     reasons: list[str]
     evidence: dict[str, Any] = field(default_factory=dict)
+
+
+#: How :func:`stored_fields` copies a field, by its declared type: events never share a
+#: list or dict with the record they were made from, and a flag is stored as a bool.
+_COPIES: dict[str, Callable[[Any], Any]] = {
+    "list[str]": list,
+    "dict[str, Any]": dict,
+    "bool": bool,
+}
+
+
+@functools.cache
+def _copiers(record_type: type) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    return tuple((f.name, _COPIES.get(str(f.type))) for f in fields(record_type))
+
+
+def stored_fields(
+    record_type: type, source: Any, *, get: Callable[[Any, str], Any] = getattr
+) -> dict[str, Any]:
+    """The fields of ``record_type`` read from ``source`` (a record or an event by default;
+    a stored dict with ``get=dict.__getitem__``), in declaration order, lists and dicts
+    copied and flags made bools: what an event stores and what a record is rebuilt from.
+    """
+    out: dict[str, Any] = {}
+    for name, copy in _copiers(record_type):
+        value = get(source, name)
+        out[name] = value if copy is None else copy(value)
+    return out
 
 
 @dataclass(frozen=True)

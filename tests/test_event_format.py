@@ -140,6 +140,10 @@ def test_todays_code_stores_the_same_fields_and_chains() -> None:
     assert [(p, topic) for p, topic, _ in now] == [(p, topic) for p, topic, _ in golden]
     for (position, topic, state), (_, _, old) in zip(now, golden, strict=True):
         assert unpackb(state) == unpackb(old), f"{topic} at position {position}"
+        if not topic.endswith(".ProposalSubmitted"):
+            # the same bytes; ProposalSubmitted now stores the Adoption's field order
+            # (version before parent), which the key-sorted chain does not see
+            assert state == old, f"{topic} at position {position}"
 
 
 def test_waiting_proposal_and_pending_approval_read_back() -> None:
