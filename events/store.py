@@ -270,28 +270,16 @@ class GenomeStore:
     # ---- transfer between nodes (catching up past a compacted ledger): events.transfer ----
 
     def positions(self) -> dict[str, int]:
-        """Every lineage in the store (lineage id as 32-hex text) -> its last position.
-
-        What a node behind a compacted ledger compares with a peer's to know which events
-        to fetch.  Lineages are found from their ``Registered`` events (every lineage
-        starts with one, which ``verify`` checks), with the same incremental scan that
-        learns genome names, then one indexed query per lineage for its last position;
-        a lineage whose ``Registered`` event does not decode is still listed.
-        """
+        """Every lineage in the store (lineage id as 32-hex text) -> its last position: what a
+        node behind a compacted ledger compares with a peer's (see :mod:`events.transfer`)."""
         return self._transfer.positions()
 
     def export_events(
         self, lineage: str, after: int, upto: int, max_bytes: int = 1 << 20
     ) -> list[tuple[int, str, bytes]]:
         """Raw stored events ``(position, topic, state)`` of one lineage with
-        ``after < position <= upto``, in position order, exactly the bytes stored.
-
-        At most ``max_bytes`` of state in all, except that the first event is always
-        returned however large, so a caller that asks again from the last position it got
-        always progresses.  Fewer events than asked (and no error) where the lineage
-        ends before ``upto`` or does not exist here.  Rows at or below a position never
-        change once written, so no transaction is needed across the pages read.
-        """
+        ``after < position <= upto``, in position order, exactly the bytes stored; at most
+        ``max_bytes`` of state except that the first event always comes."""
         return self._transfer.export_events(lineage, after, upto, max_bytes)
 
     def import_events(
@@ -300,26 +288,9 @@ class GenomeStore:
         """Store events a peer exported, ``(lineage hex, position, topic, state)``, and the
         tracking record ``(ledger, index)`` in ONE transaction; return how many were stored.
 
-        A peer is trusted with nothing, so everything is checked before anything is
-        written, and any failure raises :class:`IntegrityError` naming the lineage, the
-        position and what is wrong, with nothing stored:
-
-        - the tracking index is above ``applied(ledger)`` (an import never moves back);
-        - per lineage, positions are contiguous and start right after the store's last
-          position of that lineage (at 1, with ``Registered``, for a new lineage);
-        - the topic is one of :data:`IMPORTABLE_TOPICS` (eventsourcing imports the module a
-          topic names) and a ``Registered`` event names the ``Lineage`` class and a genome
-          whose id is this lineage;
-        - the state decodes and its ``chain`` is the link recomputed from the previous
-          event's chain, as ``verify`` computes it;
-        - the events replay onto the lineage as eventsourcing will load them (a patch gives
-          its version, a rollback's tree hashes to its version, ...).
-
-        A chain proves the events fit what this store holds, not that they are the swarm's:
-        compare the lineage's last chain with one the ledger committed where it matters.
-        After the commit the caches of this object are updated and, for a lineage whose
-        import crossed a multiple of :data:`SNAPSHOT_INTERVAL`, a snapshot of its new state
-        is stored (a failure there is only logged: the events are committed).
+        Everything is checked before anything is written (``Transfer.import_events`` lists
+        the checks); any failure raises :class:`IntegrityError` with nothing stored.  After
+        the commit this object's caches of the lineages imported are dropped.
         """
         count, lineages = self._transfer.import_events(events, tracking)
         for lineage in lineages:

@@ -82,7 +82,13 @@ class Transfer:
         self._url = url
 
     def positions(self) -> dict[str, int]:
-        """Every lineage in the store (lineage id as 32-hex text) -> its last position."""
+        """Every lineage in the store (lineage id as 32-hex text) -> its last position.
+
+        Lineages are found from their ``Registered`` events (every lineage starts with one,
+        which ``verify`` checks), with the same incremental scan that learns genome names,
+        then one indexed query per lineage for its last position; a lineage whose
+        ``Registered`` event does not decode is still listed.
+        """
         names = self._names
         with translated(f"store {self._url}: cannot list lineage positions", "check the database"):
             names.refresh()
@@ -92,7 +98,15 @@ class Transfer:
     def export_events(
         self, lineage: str, after: int, upto: int, max_bytes: int
     ) -> list[tuple[int, str, bytes]]:
-        """Raw stored events ``(position, topic, state)`` of one lineage, ``after < position <= upto``."""
+        """Raw stored events ``(position, topic, state)`` of one lineage with
+        ``after < position <= upto``, in position order, exactly the bytes stored.
+
+        At most ``max_bytes`` of state in all, except that the first event is always
+        returned however large, so a caller that asks again from the last position it got
+        always progresses.  Fewer events than asked (and no error) where the lineage
+        ends before ``upto`` or does not exist here.  Rows at or below a position never
+        change once written, so no transaction is needed across the pages read.
+        """
         ident = lineage_uuid(lineage, f"store {self._url}: export")
         out: list[tuple[int, str, bytes]] = []
         size = 0
@@ -123,7 +137,26 @@ class Transfer:
         """Check and store a peer's events with the tracking record in ONE transaction.
 
         Returns how many events were stored and the lineages they changed (as they are
-        now), for the caller's caches; see ``GenomeStore.import_events`` for the checks.
+        now), for the caller's caches.  A peer is trusted with nothing, so everything is
+        checked before anything is written, and any failure raises
+        :class:`IntegrityError` naming the lineage, the position and what is wrong, with
+        nothing stored:
+
+        - the tracking index is above ``applied(ledger)`` (an import never moves back);
+        - per lineage, positions are contiguous and start right after the store's last
+          position of that lineage (at 1, with ``Registered``, for a new lineage);
+        - the topic is one of :data:`IMPORTABLE_TOPICS` (eventsourcing imports the module a
+          topic names) and a ``Registered`` event names the ``Lineage`` class and a genome
+          whose id is this lineage;
+        - the state decodes and its ``chain`` is the link recomputed from the previous
+          event's chain, as ``verify`` computes it;
+        - the events replay onto the lineage as eventsourcing will load them (a patch gives
+          its version, a rollback's tree hashes to its version, ...).
+
+        A chain proves the events fit what this store holds, not that they are the swarm's:
+        compare the lineage's last chain with one the ledger committed where it matters.
+        A lineage whose import crossed a multiple of ``SNAPSHOT_INTERVAL`` is snapshotted
+        at its new end after the commit (a failure there is only logged).
         """
         ledger, index = tracking
         where_tracking = f"store {self._url}: import up to {ledger} index {index}"
