@@ -399,11 +399,8 @@ class Lineage(Aggregate):
 
     def held(self, candidate: str) -> Held:
         """The pending approval ``candidate`` as a record."""
-        return Held(
-            **stored_fields(
-                Held, {**self.pending[candidate], "candidate": candidate}, get=dict.__getitem__
-            )
-        )
+        stored = {**self.pending[candidate], "candidate": candidate}
+        return Held(**stored_fields(Held, stored, get=dict.__getitem__))
 
     def _trigger(
         self, event_class: type[Lineage.Event], timestamp: datetime | None, **fields: Any

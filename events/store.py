@@ -22,18 +22,12 @@ import copy
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TypeVar, cast
+from typing import TypeVar
 
-from events._eventsourcing import (
-    AggregateMissing,
-    ProcessRecorder,
-    Tracking,
-    WriteConflict,
-    translated,
-)
-from events.application import SNAPSHOT_INTERVAL, GenomesApplication, project
+from events._eventsourcing import Tracking, WriteConflict, translated
+from events.application import SNAPSHOT_INTERVAL, GenomesApplication
 from events.backends import backend_env, redact
-from events.domain import Lineage, lineage_id, proposals_of
+from events.domain import Lineage, proposals_of
 from events.listing import VERSION_FIELDS as _VERSION_FIELDS
 from events.listing import LogReader, LogRow
 from events.names import PAGE, GenomeNames
@@ -41,6 +35,7 @@ from events.records import Adoption, CandidateRecord, Head, Held, LogEntry, Veri
 from events.transfer import EXPORT_PAGE, IMPORTABLE_TOPICS, Transfer
 from events.verify import verify
 from events.versions import VersionIndex
+from events.writer import RETRIES, WRITE_HINT, LineageWriter
 from evolution.errors import GenomeError, StoreError, TarsError, UnknownGenomeError
 from evolution.tree import Tree, short, version_id
 
@@ -66,11 +61,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Attempts of a write that lost a race with another writer of the same lineage.
-RETRIES = 5
-
-_WRITE_HINT = "check free disk space, permissions and that the database is running; nothing of this write was stored"
-
 
 class GenomeStore:
     """Every genome's lineage in one event store; the only store object TARS code holds."""
@@ -82,9 +72,9 @@ class GenomeStore:
         self._versions = VersionIndex(app)
         self._log = LogReader(app, self._names)
         self._transfer = Transfer(app, self._names, self.url)
-        # name -> the lineage as this object last stored it, reused by the next write
-        # instead of a load (a cache read, a query for newer events and a deep copy).
-        self._working: dict[str, Lineage] = {}
+        self._writer = LineageWriter(app, self._names, self.url)
+        self._get = self._writer.get
+        self._write = self._writer.write
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> GenomeStore:
@@ -133,7 +123,7 @@ class GenomeStore:
             except UnknownGenomeError:
                 lineage = Lineage.register(name, manifest_text, tree, fitness, node, timestamp=at)
                 try:
-                    self._save(lineage, Tracking(*tracking) if tracking else None)
+                    self._writer.save(lineage, Tracking(*tracking) if tracking else None)
                 except WriteConflict:
                     continue  # another writer registered it first: compare with theirs
                 self._names.learn(lineage.id, name)
@@ -241,18 +231,18 @@ class GenomeStore:
             return
         record = Tracking(*tracking) if tracking is not None else None
         with translated(
-            f"store {self.url}: cannot write ledger entries up to {tracking}", _WRITE_HINT
+            f"store {self.url}: cannot write ledger entries up to {tracking}", WRITE_HINT
         ):
             self._app.record(*lineages, tracking=record)
         for lineage in lineages:
             self._names.learn(lineage.id, lineage.name)
-            self._working.pop(lineage.name, None)  # the caller's lineage is now the newer one
+            self._writer.forget(lineage.name)  # the caller's lineage is now the newer one
 
     def mark_applied(self, ledger: str, index: int) -> None:
         """Record that a ledger entry was applied although it changed no genome."""
         if (self.applied(ledger) or 0) >= index:
             return
-        recorder = cast(ProcessRecorder, self._app.recorder)
+        recorder = self._app.recorder
         try:
             with translated(
                 f"store {self.url}: cannot record ledger index {index}",
@@ -265,7 +255,7 @@ class GenomeStore:
 
     def applied(self, ledger: str) -> int | None:
         """The highest tracking index recorded for ``ledger`` (``None`` if none)."""
-        return cast(ProcessRecorder, self._app.recorder).max_tracking_id(ledger)
+        return self._writer.applied(ledger)
 
     # ---- transfer between nodes (catching up past a compacted ledger): events.transfer ----
 
@@ -294,7 +284,7 @@ class GenomeStore:
         """
         count, lineages = self._transfer.import_events(events, tracking)
         for lineage in lineages:
-            self._working.pop(lineage.name, None)  # older than the store now
+            self._writer.forget(lineage.name)  # older than the store now
             self._versions.forget(lineage.name)
         return count
 
@@ -369,58 +359,3 @@ class GenomeStore:
     def verify(self) -> VerifyReport:
         """Recompute every chain from the raw stored rows; raise naming the first bad event."""
         return verify(self._app, self._names, self._log)
-
-    # ---- internals ----
-
-    def _get(self, name: str) -> Lineage:
-        try:
-            with translated(f"store {self.url}: cannot read {name}", "check the database"):
-                return cast(
-                    Lineage, self._app.repository.get(lineage_id(name), projector_func=project)
-                )
-        except AggregateMissing:
-            raise self._names.unknown(name) from None
-
-    def _write(
-        self, name: str, decide: Callable[[Lineage], T], tracking: tuple[str, int] | None
-    ) -> T:
-        """Load the lineage, let ``decide`` trigger events, store them; redo if another writer won the race."""
-        record = Tracking(*tracking) if tracking is not None else None
-        for _ in range(RETRIES):
-            if (
-                record is not None
-                and (self.applied(record.application_name) or 0) >= record.notification_id
-            ):
-                return cast(T, None)  # this ledger entry is already in the store
-            # The lineage this object saved last is the state after its own last write.  If
-            # anyone wrote since, storing events on top of it conflicts and the loop
-            # reloads; a decision that refuses (raises), or that stores nothing (so nothing
-            # could conflict), is only trusted when made on a fresh load.
-            lineage = self._working.pop(name, None)
-            if lineage is not None:
-                try:
-                    result = decide(lineage)
-                except Exception:  # decided again on a fresh load, which raises for real
-                    lineage = None
-                else:
-                    if not lineage.pending_events:
-                        lineage = None
-            if lineage is None:
-                lineage = self._get(name)
-                result = decide(lineage)
-            try:
-                self._save(lineage, record)
-            except WriteConflict:
-                continue
-            self._working[name] = lineage
-            return result
-        raise StoreError(
-            f"store {self.url}: writes to {name} kept conflicting with another writer", hint="retry"
-        )
-
-    def _save(self, lineage: Lineage, tracking: Tracking | None) -> None:
-        """Store the lineage's pending events; :class:`WriteConflict` if another writer won."""
-        with translated(
-            f"store {self.url}: cannot write {lineage.name}", _WRITE_HINT, conflicts=True
-        ):
-            self._app.record(lineage, tracking=tracking)
