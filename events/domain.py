@@ -393,14 +393,14 @@ class Lineage(Aggregate):
 
     def proposal(self, proposal: str) -> Adoption:
         """A waiting proposal as the adoption it would become."""
-        fields = stored_fields(Adoption, proposals_of(self)[proposal], get=dict.__getitem__)
+        fields = stored_fields(Adoption, proposals_of(self)[proposal], items=True)
         fields["evidence"]["proposal"] = proposal  # a copy: the waiting proposal is unchanged
         return Adoption(**fields)
 
     def held(self, candidate: str) -> Held:
         """The pending approval ``candidate`` as a record."""
         stored = {**self.pending[candidate], "candidate": candidate}
-        return Held(**stored_fields(Held, stored, get=dict.__getitem__))
+        return Held(**stored_fields(Held, stored, items=True))
 
     def _trigger(
         self, event_class: type[Lineage.Event], timestamp: datetime | None, **fields: Any

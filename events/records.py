@@ -12,7 +12,6 @@ a default, or an upcast on the event class (eventsourcing's ``class_version``).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -77,22 +76,35 @@ _COPIES: dict[str, Callable[[Any], Any]] = {
 }
 
 
-@functools.cache
-def _copiers(record_type: type) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
-    return tuple((f.name, _COPIES.get(str(f.type))) for f in fields(record_type))
+_FIELDS: dict[type, tuple[tuple[str, ...], tuple[tuple[str, Callable[[Any], Any]], ...]]] = {}
 
 
-def stored_fields(
-    record_type: type, source: Any, *, get: Callable[[Any, str], Any] = getattr
-) -> dict[str, Any]:
-    """The fields of ``record_type`` read from ``source`` (a record or an event by default;
-    a stored dict with ``get=dict.__getitem__``), in declaration order, lists and dicts
-    copied and flags made bools: what an event stores and what a record is rebuilt from.
+def _fields_of(
+    record_type: type,
+) -> tuple[tuple[str, ...], tuple[tuple[str, Callable[[Any], Any]], ...]]:
+    """A record type's field names in order, and the copies :func:`stored_fields` makes."""
+    known = _FIELDS.get(record_type)
+    if known is None:
+        declared = fields(record_type)
+        copies = tuple((f.name, _COPIES[str(f.type)]) for f in declared if str(f.type) in _COPIES)
+        known = _FIELDS[record_type] = (tuple(f.name for f in declared), copies)
+    return known
+
+
+def stored_fields(record_type: type, source: Any, *, items: bool = False) -> dict[str, Any]:
+    """The fields of ``record_type`` read from ``source`` (a record or an event, or a stored
+    dict with ``items=True``), in declaration order, lists and dicts copied and flags made
+    bools: what an event stores and what a record is rebuilt from.
     """
-    out: dict[str, Any] = {}
-    for name, copy in _copiers(record_type):
-        value = get(source, name)
-        out[name] = value if copy is None else copy(value)
+    names, copies = _fields_of(record_type)
+    if type(source) is record_type:  # a frozen dataclass holds exactly its fields, in order
+        out = dict(source.__dict__)
+    elif items:
+        out = {name: source[name] for name in names}
+    else:
+        out = {name: getattr(source, name) for name in names}
+    for name, copy in copies:
+        out[name] = copy(out[name])
     return out
 
 
