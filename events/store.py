@@ -11,9 +11,9 @@ is :mod:`events.transfer`.
 The facade is composed, not a stack of mixins: each part receives what it uses (the
 application, the shared :class:`~events.names.GenomeNames`, the URL) in its constructor,
 so its whole state is in one place and it can be read and tested on its own.  What stays
-here is the write path (decisions on the lineage, retries when another writer won the
-race, the lineage this object wrote last), the version index's use, and the caches an
-import must invalidate.
+here is the API itself: each write method states its decision on the lineage and hands it
+to :class:`~events.writer.LineageWriter` (load, decide, store, redo on a lost race), the
+reads of the head, and dropping the parts' caches after a batch commit or an import.
 """
 
 from __future__ import annotations
@@ -73,8 +73,6 @@ class GenomeStore:
         self._log = LogReader(app, self._names)
         self._transfer = Transfer(app, self._names, self.url)
         self._writer = LineageWriter(app, self._names, self.url)
-        self._get = self._writer.get
-        self._write = self._writer.write
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> GenomeStore:
@@ -119,7 +117,7 @@ class GenomeStore:
             if tracking is not None and (self.applied(tracking[0]) or 0) >= tracking[1]:
                 return version
             try:
-                existing = self._get(name)
+                existing = self._writer.get(name)
             except UnknownGenomeError:
                 lineage = Lineage.register(name, manifest_text, tree, fitness, node, timestamp=at)
                 try:
@@ -179,13 +177,13 @@ class GenomeStore:
 
         if not evaluated and adopted is None and not held and cycle is None and tracking is None:
             return
-        self._write(name, decide, tracking)
+        self._writer.write(name, decide, tracking)
 
     def adopt(
         self, name: str, adoption: Adoption, node: str, *, at: datetime | None = None
     ) -> None:
         """Make ``adoption.version`` the head (its parent must be the head, its patch must give it)."""
-        self._write(name, lambda lineage: lineage.adopt(adoption, node, timestamp=at), None)
+        self._writer.write(name, lambda lineage: lineage.adopt(adoption, node, timestamp=at), None)
 
     def rollback(
         self, name: str, to_version: str, reason: str, node: str, *, at: datetime | None = None
@@ -197,11 +195,11 @@ class GenomeStore:
             past = self._versions.lineage_at(name, full) if full != lineage.head else lineage
             lineage.rollback(full, past.head_tree, past.head_fitness, reason, node, timestamp=at)
 
-        self._write(name, decide, None)
+        self._writer.write(name, decide, None)
 
     def approve(self, name: str, candidate: str, node: str, *, at: datetime | None = None) -> Held:
         """Record a human approval of a held candidate and return it (adopting is separate)."""
-        return self._write(
+        return self._writer.write(
             name, lambda lineage: lineage.approve(candidate, node, timestamp=at), None
         )
 
@@ -214,11 +212,11 @@ class GenomeStore:
         same transaction, and an index already applied is skipped (returns ``None``), so
         re-delivering committed entries after a crash never doubles an event.
         """
-        return self._write(name, decide, tracking)
+        return self._writer.write(name, decide, tracking)
 
     def load(self, name: str) -> Lineage:
         """The genome's lineage aggregate, for a caller that batches decisions (the ledger)."""
-        return self._get(name)
+        return self._writer.get(name)
 
     def commit(self, lineages: Sequence[Lineage], tracking: tuple[str, int] | None) -> None:
         """Store the pending events of several lineages and the tracking record in ONE transaction.
@@ -294,7 +292,7 @@ class GenomeStore:
         return self._names.names()
 
     def head(self, name: str) -> Head:
-        lineage = self._get(name)
+        lineage = self._writer.get(name)
         return Head(
             name=lineage.name,
             version=lineage.head,
@@ -313,7 +311,7 @@ class GenomeStore:
 
     def chain(self, name: str) -> str:
         """The genome's last hash-chain link: equal on two nodes iff their histories are equal."""
-        return self._get(name).chain
+        return self._writer.get(name).chain
 
     def at_version(self, name: str, version: str) -> tuple[Tree, float | None]:
         """The tree and fitness the genome had when ``version`` was its head."""
@@ -323,7 +321,7 @@ class GenomeStore:
 
     def materialise(self, name: str, version: str) -> Tree:
         """The tree of any version the genome ever had (full id or unique prefix)."""
-        lineage = self._get(name)
+        lineage = self._writer.get(name)
         if version == lineage.head:
             return dict(lineage.head_tree)
         full = self._versions.resolve(name, version)
