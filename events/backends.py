@@ -2,9 +2,11 @@
 
 The store never branches on the backend: a URL becomes an eventsourcing environment
 (``PERSISTENCE_MODULE`` and that module's settings) and eventsourcing builds the
-recorders.  The only code of our own here is a SQLite factory that pins
-``synchronous=FULL`` on every connection: WAL mode's default durability depends on how
-SQLite was compiled, and a decision the swarm committed must survive a power cut.
+recorders.  The one piece of our own is a SQLite factory that pins ``synchronous=FULL`` on
+every connection (WAL mode's default durability depends on how SQLite was compiled, and a
+decision the swarm committed must survive a power cut); it reaches into eventsourcing's
+SQLite internals, so it lives in :mod:`events._eventsourcing` and is re-exported here,
+with the raw notification reader.
 
 URLs:
 
@@ -17,23 +19,24 @@ URLs:
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from eventsourcing.sqlite import (
-    SQLiteApplicationRecorder,
-    SQLiteConnection,
-    SQLiteConnectionPool,
-    SQLiteFactory,
-    SQLiteProcessRecorder,
-)
-from eventsourcing.utils import Environment, EnvType
-
+from events._eventsourcing import DurableSQLiteFactory, RawRow, raw_notifications
 from evolution.errors import StoreError
+
+__all__ = [
+    "COMMON_ENV",
+    "DurableSQLiteFactory",
+    "RawRow",
+    "backend_env",
+    "check_sqlite_path",
+    "raw_notifications",
+    "redact",
+    "sqlite_path",
+]
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -49,27 +52,6 @@ COMMON_ENV = {
 }
 
 
-class DurableSQLiteConnectionPool(SQLiteConnectionPool):
-    """eventsourcing's pool, with ``synchronous=FULL`` set on each new connection."""
-
-    def _create_connection(self) -> SQLiteConnection:
-        connection = super()._create_connection()
-        connection._sqlite_conn.execute("PRAGMA synchronous=FULL")
-        return connection
-
-
-class DurableSQLiteFactory(SQLiteFactory):
-    """``SQLiteFactory`` whose connections are WAL (eventsourcing's choice) and fsync on every commit."""
-
-    def __init__(self, env: Environment | EnvType | None):
-        super().__init__(env)
-        old = self.datastore.pool
-        self.datastore.pool = DurableSQLiteConnectionPool(
-            db_name=old.db_name, lock_timeout=old.lock_timeout
-        )
-        old.close()
-
-
 def backend_env(url: str, *, create: bool = True) -> dict[str, str]:
     """The eventsourcing environment for a store URL; checks what can be checked before writing."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
@@ -80,7 +62,7 @@ def backend_env(url: str, *, create: bool = True) -> dict[str, str]:
         check_sqlite_path(path, create=create)
         return {
             **COMMON_ENV,
-            "PERSISTENCE_MODULE": "events.backends:DurableSQLiteFactory",
+            "PERSISTENCE_MODULE": "events._eventsourcing:DurableSQLiteFactory",
             "SQLITE_DBNAME": str(path),
             "SQLITE_LOCK_TIMEOUT": "30",
         }
@@ -185,37 +167,3 @@ def redact(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return url
-
-
-#: (seq, originator id as text, position, topic, state) as stored, with no objects built
-#: per row; the id text is the key readers map to a ``UUID`` once per lineage.
-RawRow = tuple[int, str, int, str, bytes]
-
-
-def raw_notifications(recorder: object) -> Callable[[int, int], list[RawRow]] | None:
-    """A fast reader of the notification log for backends that have one, else None.
-
-    Listing a long log (``tars log ls``) through eventsourcing builds a ``Notification``
-    and a ``UUID`` per row, which is most of the time at 100,000 events.  For SQLite the
-    same rows come straight from one SELECT, as SQLite returns them.
-    """
-    reader = _RAW_READERS.get(type(recorder))
-    return None if reader is None else functools.partial(reader, recorder)
-
-
-def _sqlite_rows(recorder: SQLiteApplicationRecorder, start: int, limit: int) -> list[RawRow]:
-    statement = (
-        f"SELECT rowid, originator_id, originator_version, topic, state FROM {recorder.events_table_name} "
-        "WHERE rowid>=? ORDER BY rowid LIMIT ?"
-    )
-    with recorder.datastore.transaction(commit=False) as cursor:
-        cursor.sqlite_cursor.row_factory = None  # plain tuples (this cursor only), not sqlite3.Row
-        cursor.execute(statement, (start, limit))
-        rows: list[RawRow] = cursor.fetchall()
-    return rows
-
-
-_RAW_READERS: dict[type, Callable[..., list[RawRow]]] = {
-    SQLiteApplicationRecorder: _sqlite_rows,
-    SQLiteProcessRecorder: _sqlite_rows,
-}

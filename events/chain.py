@@ -22,6 +22,8 @@ from uuid import UUID
 
 import msgpack
 
+from events.transcoder import unpackb
+
 #: The chain the first event of every lineage links to.
 GENESIS = "0" * 64
 
@@ -131,3 +133,40 @@ def link(
     digest = hashlib.sha256(previous.encode("ascii"))
     digest.update(canonical_bytes(kind, lineage, position, timestamp, payload))
     return digest.hexdigest()
+
+
+class UndecodableEvent(ValueError):
+    """A stored event's bytes do not decode into an event with a chain and a time.
+
+    Its text is ``"<exception type>: <message>"`` of the failure (the cause is chained).
+    """
+
+
+class ChainMismatch(ValueError):
+    """A stored event's ``chain`` is not the link recomputed from the event before it."""
+
+    def __init__(self, stored: object, recomputed: str) -> None:
+        self.stored = str(stored)
+        self.recomputed = recomputed
+        super().__init__(
+            f"hash chain broken — stored chain {self.stored[:12]}… != recomputed {recomputed[:12]}…"
+        )
+
+
+def check_link(
+    previous: str, kind: str, lineage: UUID | str, position: int, raw: bytes
+) -> tuple[dict[str, Any], str]:
+    """Decode one stored event and check that it links to ``previous``: (its state, its chain).
+
+    Raises :class:`UndecodableEvent` or :class:`ChainMismatch`.  ``kind`` is the short
+    event type (:func:`event_type` of the stored topic), ``position`` the stored one.
+    """
+    try:
+        state = unpackb(raw)
+        stored = state["chain"]
+        recomputed = link(previous, kind, lineage, position, state["timestamp"], payload_of(state))
+    except Exception as exc:
+        raise UndecodableEvent(f"{type(exc).__name__}: {exc}") from exc
+    if stored != recomputed:
+        raise ChainMismatch(stored, recomputed)
+    return state, stored

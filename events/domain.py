@@ -12,19 +12,27 @@ one heavy step, applying a patch to the head tree, uses the pure
 :func:`evolution.patch.apply_patch`, and the result is checked against the version id
 the event claims, so a patch that does not give its version can never become a head,
 neither when it is decided nor when it is replayed.
+
+The events that store a candidate, an adoption (or proposal) or a held candidate inherit
+their fields from the records in :mod:`events.records` (``CandidateEvaluated(CandidateRecord,
+Event)`` …), so each field list is written once: commands store a record's fields with
+:func:`~events.records.stored_fields`, and :meth:`Lineage.proposal`/:meth:`Lineage.held`
+rebuild records from the aggregate's state the same way.  The record comes first among the
+bases so the stored field order stays what it was (the event's own fields, then the
+record's); the chain hashes fields key-sorted, so order never changes a chain anyway.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.domain import Aggregate
-
+from events._eventsourcing import Aggregate, create_aggregate
 from events.chain import GENESIS, link
-from events.records import Adoption, CandidateRecord, Held
+from events.records import Adoption, CandidateRecord, Held, stored_fields
 from evolution.errors import IntegrityError, PatchError, PolicyError
 from evolution.patch import apply_patch
 from evolution.tree import Tree, short, version_id
@@ -90,31 +98,11 @@ class Lineage(Aggregate):
             aggregate.pending = {}
             aggregate.proposals = {}
 
-    class CandidateEvaluated(Event):
-        candidate: str
-        parent: str
-        patch: str
-        mutator: str
-        kind: str
-        verdict: str
-        reasons: list[str]
-        ratio: float | None
-        low: float | None
-        high: float | None
-        tests_passed: bool
+    class CandidateEvaluated(CandidateRecord, Event):
+        """One candidate a cycle proved (the fields of :class:`CandidateRecord`)."""
 
-    class VersionAdopted(Event):
-        version: str
-        parent: str
-        patch: str
-        mutator: str
-        kind: str
-        fitness_before: float | None
-        fitness_after: float | None
-        ratio: float | None
-        low: float | None
-        high: float | None
-        evidence: dict[str, Any]
+    class VersionAdopted(Adoption, Event):
+        """A new head (the fields of :class:`Adoption`)."""
 
         def apply(self, aggregate: Any) -> None:
             if aggregate.head != self.parent:
@@ -158,24 +146,13 @@ class Lineage(Aggregate):
             aggregate.head_tree = dict(self.tree)
             aggregate.head_fitness = self.fitness
 
-    class ApprovalRequested(Event):
-        candidate: str
-        parent: str
-        patch: str
-        mutator: str
-        kind: str
-        reasons: list[str]
-        evidence: dict[str, Any]
+    class ApprovalRequested(Held, Event):
+        """A candidate held for a human (the fields of :class:`Held`)."""
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.pending[self.candidate] = {
-                "parent": self.parent,
-                "patch": self.patch,
-                "mutator": self.mutator,
-                "kind": self.kind,
-                "reasons": list(self.reasons),
-                "evidence": dict(self.evidence),
-            }
+            held = stored_fields(Held, self)
+            del held["candidate"]  # the key
+            aggregate.pending[self.candidate] = held
 
     class Approved(Event):
         candidate: str
@@ -192,38 +169,16 @@ class Lineage(Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.cycles_completed = max(aggregate.cycles_completed, self.cycle)
 
-    class ProposalSubmitted(Event):
-        """A proven candidate put before the swarm; it waits for a majority of votes."""
+    class ProposalSubmitted(Adoption, Event):
+        """A proven candidate put before the swarm: its id and the :class:`Adoption` it
+        would become.  It waits for a majority of votes."""
 
-        proposal: str
-        parent: str
-        version: str
-        patch: str
-        mutator: str
-        kind: str
-        fitness_before: float | None
-        fitness_after: float | None
-        ratio: float | None
-        low: float | None
-        high: float | None
-        evidence: dict[str, Any]
+        proposal: str = field(kw_only=True)  # after the record's defaulted ``evidence``
 
         def apply(self, aggregate: Any) -> None:
-            proposals_of(aggregate)[self.proposal] = {
-                "parent": self.parent,
-                "version": self.version,
-                "patch": self.patch,
-                "mutator": self.mutator,
-                "kind": self.kind,
-                "fitness_before": self.fitness_before,
-                "fitness_after": self.fitness_after,
-                "ratio": self.ratio,
-                "low": self.low,
-                "high": self.high,
-                "evidence": dict(self.evidence),
-                "proposer": self.node,
-                "votes": {},
-            }
+            waiting = stored_fields(Adoption, self)
+            waiting.update(proposer=self.node, votes={})
+            proposals_of(aggregate)[self.proposal] = waiting
 
     class VoteCast(Event):
         """A node's verdict on one proposal's version after re-running the genome's tests."""
@@ -290,29 +245,15 @@ class Lineage(Aggregate):
             "node": node,
         }
         chain = link(GENESIS, "Registered", ident, cls.INITIAL_VERSION, when, fields)
-        return cast(
-            Lineage, cls._create(cls.Registered, id=ident, timestamp=when, chain=chain, **fields)
+        return create_aggregate(
+            cls, cls.Registered, id=ident, timestamp=when, chain=chain, **fields
         )
 
     def evaluate(
         self, record: CandidateRecord, node: str, *, timestamp: datetime | None = None
     ) -> None:
-        self._trigger(
-            self.CandidateEvaluated,
-            timestamp,
-            candidate=record.candidate,
-            parent=record.parent,
-            patch=record.patch,
-            mutator=record.mutator,
-            kind=record.kind,
-            verdict=record.verdict,
-            reasons=list(record.reasons),
-            ratio=record.ratio,
-            low=record.low,
-            high=record.high,
-            tests_passed=bool(record.tests_passed),
-            node=node,
-        )
+        fields = stored_fields(CandidateRecord, record)
+        self._trigger(self.CandidateEvaluated, timestamp, node=node, **fields)
 
     def adopt(self, adoption: Adoption, node: str, *, timestamp: datetime | None = None) -> None:
         if adoption.parent != self.head:
@@ -321,21 +262,11 @@ class Lineage(Aggregate):
                 f"but the head is {short(self.head)}",
                 hint="rebase the candidate on the current head and prove it again",
             )
-        self._trigger(self.VersionAdopted, timestamp, node=node, **_adoption_fields(adoption))
+        fields = stored_fields(Adoption, adoption)
+        self._trigger(self.VersionAdopted, timestamp, node=node, **fields)
 
     def hold(self, held: Held, node: str, *, timestamp: datetime | None = None) -> None:
-        self._trigger(
-            self.ApprovalRequested,
-            timestamp,
-            candidate=held.candidate,
-            parent=held.parent,
-            patch=held.patch,
-            mutator=held.mutator,
-            kind=held.kind,
-            reasons=list(held.reasons),
-            evidence=dict(held.evidence),
-            node=node,
-        )
+        self._trigger(self.ApprovalRequested, timestamp, node=node, **stored_fields(Held, held))
 
     def approve(self, candidate: str, node: str, *, timestamp: datetime | None = None) -> Held:
         if candidate not in self.pending:
@@ -399,13 +330,8 @@ class Lineage(Aggregate):
         """Put a proven candidate before the swarm (its parent need not be the head any more)."""
         if proposal in proposals_of(self):
             raise PolicyError(f"proposal {proposal} of {self.name} is already waiting for votes")
-        self._trigger(
-            self.ProposalSubmitted,
-            timestamp,
-            proposal=proposal,
-            node=node,
-            **_adoption_fields(adoption),
-        )
+        fields = stored_fields(Adoption, adoption)
+        self._trigger(self.ProposalSubmitted, timestamp, proposal=proposal, node=node, **fields)
 
     def vote(
         self,
@@ -467,33 +393,14 @@ class Lineage(Aggregate):
 
     def proposal(self, proposal: str) -> Adoption:
         """A waiting proposal as the adoption it would become."""
-        data = proposals_of(self)[proposal]
-        return Adoption(
-            version=data["version"],
-            parent=data["parent"],
-            patch=data["patch"],
-            mutator=data["mutator"],
-            kind=data["kind"],
-            fitness_before=data["fitness_before"],
-            fitness_after=data["fitness_after"],
-            ratio=data["ratio"],
-            low=data["low"],
-            high=data["high"],
-            evidence=dict(data["evidence"], proposal=proposal),
-        )
+        fields = stored_fields(Adoption, proposals_of(self)[proposal], items=True)
+        fields["evidence"]["proposal"] = proposal  # a copy: the waiting proposal is unchanged
+        return Adoption(**fields)
 
     def held(self, candidate: str) -> Held:
         """The pending approval ``candidate`` as a record."""
-        data = self.pending[candidate]
-        return Held(
-            candidate=candidate,
-            parent=data["parent"],
-            patch=data["patch"],
-            mutator=data["mutator"],
-            kind=data["kind"],
-            reasons=list(data["reasons"]),
-            evidence=dict(data["evidence"]),
-        )
+        stored = {**self.pending[candidate], "candidate": candidate}
+        return Held(**stored_fields(Held, stored, items=True))
 
     def _trigger(
         self, event_class: type[Lineage.Event], timestamp: datetime | None, **fields: Any
@@ -511,20 +418,3 @@ def proposals_of(aggregate: Any) -> dict[str, dict[str, Any]]:
         found = {}
         aggregate.__dict__["proposals"] = found
     return found
-
-
-def _adoption_fields(adoption: Adoption) -> dict[str, Any]:
-    """The fields an adoption and a proposal both store (the chain hashes them key-sorted)."""
-    return {
-        "version": adoption.version,
-        "parent": adoption.parent,
-        "patch": adoption.patch,
-        "mutator": adoption.mutator,
-        "kind": adoption.kind,
-        "fitness_before": adoption.fitness_before,
-        "fitness_after": adoption.fitness_after,
-        "ratio": adoption.ratio,
-        "low": adoption.low,
-        "high": adoption.high,
-        "evidence": dict(adoption.evidence),
-    }

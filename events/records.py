@@ -1,13 +1,19 @@
 """The values that cross the store's boundary: what callers hand in and get back.
 
-They are frozen dataclasses, separate from the aggregate's events, so the actors and the
-CLI never hold a domain object they could mutate, and the event classes can evolve
-(upcasting) without every caller changing.  Field names mirror the event fields.
+They are frozen dataclasses, so the actors and the CLI never hold a domain object they
+could mutate.  :class:`CandidateRecord`, :class:`Adoption` and :class:`Held` are also the
+one definition of their field lists: the lineage's events that store them
+(``CandidateEvaluated``, ``VersionAdopted`` and ``ProposalSubmitted``,
+``ApprovalRequested``) inherit these fields, and the aggregate reads waiting proposals
+and approvals back through :func:`stored_fields`.  A field added here is therefore a
+field of every such event stored from then on: events stored before lack it, so it needs
+a default, or an upcast on the event class (eventsourcing's ``class_version``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +65,47 @@ class Held:
     kind: str
     reasons: list[str]
     evidence: dict[str, Any] = field(default_factory=dict)
+
+
+#: How :func:`stored_fields` copies a field, by its declared type: events never share a
+#: list or dict with the record they were made from, and a flag is stored as a bool.
+_COPIES: dict[str, Callable[[Any], Any]] = {
+    "list[str]": list,
+    "dict[str, Any]": dict,
+    "bool": bool,
+}
+
+
+_FIELDS: dict[type, tuple[tuple[str, ...], tuple[tuple[str, Callable[[Any], Any]], ...]]] = {}
+
+
+def _fields_of(
+    record_type: type,
+) -> tuple[tuple[str, ...], tuple[tuple[str, Callable[[Any], Any]], ...]]:
+    """A record type's field names in order, and the copies :func:`stored_fields` makes."""
+    known = _FIELDS.get(record_type)
+    if known is None:
+        declared = fields(record_type)
+        copies = tuple((f.name, _COPIES[str(f.type)]) for f in declared if str(f.type) in _COPIES)
+        known = _FIELDS[record_type] = (tuple(f.name for f in declared), copies)
+    return known
+
+
+def stored_fields(record_type: type, source: Any, *, items: bool = False) -> dict[str, Any]:
+    """The fields of ``record_type`` read from ``source`` (a record or an event, or a stored
+    dict with ``items=True``), in declaration order, lists and dicts copied and flags made
+    bools: what an event stores and what a record is rebuilt from.
+    """
+    names, copies = _fields_of(record_type)
+    if type(source) is record_type:  # a frozen dataclass holds exactly its fields, in order
+        out = dict(source.__dict__)
+    elif items:
+        out = {name: source[name] for name in names}
+    else:
+        out = {name: getattr(source, name) for name in names}
+    for name, copy in copies:
+        out[name] = copy(out[name])
+    return out
 
 
 @dataclass(frozen=True)

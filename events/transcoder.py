@@ -21,7 +21,8 @@ from typing import Any
 from uuid import UUID
 
 import msgpack
-from eventsourcing.persistence import Transcoder
+
+from events._eventsourcing import Transcoder
 
 EXT_UUID = 1
 EXT_DECIMAL = 2
