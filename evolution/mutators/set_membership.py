@@ -6,11 +6,11 @@ and used in ways that cannot change it, so the frozenset built once stays equal 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import libcst as cst
 
-from evolution.mutators.base import CstMutator, Finding
+from evolution.mutators.base import CstMutator, Finding, Scan
 from evolution.mutators.cst_tools import (
     Edit,
     Index,
@@ -20,7 +20,6 @@ from evolution.mutators.cst_tools import (
     enclosing_loops,
     innermost_scope,
     name_refs,
-    qualname,
     short,
     single_small,
     statement,
@@ -114,33 +113,29 @@ def _frozenset_edit(
 class SetMembership(CstMutator):
     name = "set_membership"
     risk = 0.15
+    kinds = (cst.ComparisonTarget,)
 
-    def find(self, idx: Index, path: str) -> list[Finding]:
-        out: list[Finding] = []
-        for loc in idx.nodes:
-            target = loc.node
-            if not isinstance(target, cst.ComparisonTarget) or not isinstance(
-                target.operator, (cst.In, cst.NotIn)
-            ):
-                continue
-            comparison = loc.parent
-            if not isinstance(comparison, cst.Comparison):
-                continue
-            finding = self._literal(idx, path, loc, comparison, target) or self._named(
-                idx, path, loc, comparison, target
+    def match(self, scan: Scan, loc: Located) -> Iterator[Finding]:
+        target, comparison = loc.node, loc.parent
+        if (
+            isinstance(target, cst.ComparisonTarget)
+            and isinstance(target.operator, (cst.In, cst.NotIn))
+            and isinstance(comparison, cst.Comparison)
+        ):
+            finding = self._literal(scan, loc, comparison, target) or self._named(
+                scan, loc, comparison, target
             )
             if finding is not None:
-                out.append(finding)
-        return out
+                yield finding
 
     def _literal(
         self,
-        idx: Index,
-        path: str,
+        scan: Scan,
         loc: Located,
         comparison: cst.Comparison,
         target: cst.ComparisonTarget,
     ) -> Finding | None:
+        idx = scan.idx
         seq = target.comparator
         count = constant_sequence(seq)
         if count is None or not (
@@ -172,18 +167,16 @@ class SetMembership(CstMutator):
             return Edit().replace(seq, new)
 
         detail = f"`{short(idx.code(comparison))}` scans a {count}-item literal; a set literal is a constant frozenset"
-        return Finding(
-            self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit
-        )
+        return scan.finding(loc, detail, _weight(count), edit)
 
     def _named(
         self,
-        idx: Index,
-        path: str,
+        scan: Scan,
         loc: Located,
         comparison: cst.Comparison,
         target: cst.ComparisonTarget,
     ) -> Finding | None:
+        idx = scan.idx
         ref = target.comparator
         if not isinstance(ref, cst.Name) or not enclosing_loops(loc):
             return None
@@ -194,7 +187,7 @@ class SetMembership(CstMutator):
         binders = [s for s in scopes if name in binding_names(s)]
         detail_head = f"`{short(idx.code(comparison))}` scans"
         if not binders:
-            return self._module_level(idx, path, loc, ref, detail_head)
+            return self._module_level(scan, loc, ref, detail_head)
         func = scopes[-1]
         if (
             binders != [func]
@@ -221,13 +214,12 @@ class SetMembership(CstMutator):
         edit = _frozenset_edit(idx, body.body, name, f"_{name.lower()}_set", ref, anchor)
 
         detail = f"{detail_head} a {count}-item local list in a loop"
-        return Finding(
-            self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit
-        )
+        return scan.finding(loc, detail, _weight(count), edit)
 
     def _module_level(
-        self, idx: Index, path: str, loc: Located, ref: cst.Name, detail_head: str
+        self, scan: Scan, loc: Located, ref: cst.Name, detail_head: str
     ) -> Finding | None:
+        idx = scan.idx
         name = ref.value
         if idx.module_bindings.get(name, 0) != 1:
             return None
@@ -245,6 +237,4 @@ class SetMembership(CstMutator):
         edit = _frozenset_edit(idx, idx.module.body, name, f"{name.upper()}_SET", ref, anchor)
 
         detail = f"{detail_head} a {count}-item module list in a loop"
-        return Finding(
-            self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit
-        )
+        return scan.finding(loc, detail, _weight(count), edit)
