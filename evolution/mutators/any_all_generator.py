@@ -13,12 +13,11 @@ import libcst as cst
 
 from evolution.mutators.base import CstMutator, Finding, Scan
 from evolution.mutators.cst_tools import (
-    PURE_BUILTINS,
-    PURE_METHODS,
     Edit,
     Index,
     Located,
     contains,
+    pure_call,
     shadowed,
     short,
     subtree,
@@ -28,20 +27,7 @@ from evolution.mutators.cst_tools import (
 def _side_effect_free(idx: Index, comp: cst.ListComp) -> bool:
     if contains(comp, (cst.NamedExpr, cst.Yield, cst.Await)):
         return False
-    for n in subtree(comp):
-        if not isinstance(n, cst.Call):
-            continue
-        func = n.func
-        if (
-            isinstance(func, cst.Name)
-            and func.value in PURE_BUILTINS
-            and not shadowed(idx, func.value)
-        ):
-            continue
-        if isinstance(func, cst.Attribute) and func.attr.value in PURE_METHODS:
-            continue
-        return False
-    return True
+    return all(pure_call(idx, n) for n in subtree(comp) if isinstance(n, cst.Call))
 
 
 class AnyAllGenerator(CstMutator):

@@ -15,11 +15,11 @@ from evolution.mutators.base import CstMutator, Finding, Scan
 from evolution.mutators.cst_tools import (
     Edit,
     Located,
-    block_of,
     contains,
-    has_ancestor,
-    innermost_scope,
+    function_block,
     name_refs,
+    plain_for,
+    single_assign,
     single_small,
     target_names,
 )
@@ -59,34 +59,20 @@ class Comprehension(CstMutator):
 
     def match(self, scan: Scan, loc: Located) -> Iterator[Finding]:
         idx = scan.idx
-        small = single_small(loc.node)
-        if not (
-            isinstance(small, cst.Assign)
-            and len(small.targets) == 1
-            and isinstance(small.targets[0].target, cst.Name)
-            and isinstance(small.value, cst.List)
-            and not small.value.elements
-        ):
+        small = single_assign(loc.node)
+        if small is None or not isinstance(small.value, cst.List) or small.value.elements:
             return
-        func = innermost_scope(loc.parents)
-        block = block_of(loc)
-        if (
-            not isinstance(func, cst.FunctionDef)
-            or block is None
-            or has_ancestor(loc, (cst.Try, cst.TryStar), func)
-        ):
+        where = function_block(loc)
+        if where is None:
             return
-        out = small.targets[0].target.value
+        func, block = where
+        out = cst.ensure_type(small.targets[0].target, cst.Name).value
         body = list(block.body)  # type: ignore[attr-defined]
         at = next(i for i, s in enumerate(body) if s is loc.node)
         if at + 1 >= len(body):
             return
         loop = body[at + 1]
-        if (
-            not isinstance(loop, cst.For)
-            or loop.orelse is not None
-            or loop.asynchronous is not None
-        ):
+        if not plain_for(loop):
             return
         if any(line.comment is not None for line in loop.leading_lines) or contains(
             loop, (cst.Comment,)

@@ -17,6 +17,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from evolution.mutators.cst_names import binding_names
 from evolution.mutators.cst_walk import children
+from evolution.mutators.pure_calls import PURE_BUILTINS, PURE_METHODS
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,3 +131,11 @@ def imports_module(idx: Index, name: str) -> bool:
             ):
                 return True
     return False
+
+
+def pure_call(idx: Index, call: cst.Call) -> bool:
+    """A call to a pure builtin this module does not rebind, or to a read-only method."""
+    func = call.func
+    if isinstance(func, cst.Name):
+        return func.value in PURE_BUILTINS and not shadowed(idx, func.value)
+    return isinstance(func, cst.Attribute) and func.attr.value in PURE_METHODS

@@ -21,7 +21,14 @@ imports it from one place: :mod:`~evolution.mutators.cst_walk` (walking),
 from __future__ import annotations
 
 from evolution.mutators.cst_edit import Edit, add_import, can_import, import_anchor, statement
-from evolution.mutators.cst_index import Index, Located, imports_module, index, shadowed
+from evolution.mutators.cst_index import (
+    Index,
+    Located,
+    imports_module,
+    index,
+    pure_call,
+    shadowed,
+)
 from evolution.mutators.cst_names import (
     binding_names,
     constant_sequence,
@@ -36,9 +43,12 @@ from evolution.mutators.cst_where import (
     between,
     block_of,
     enclosing_loops,
+    function_block,
     has_ancestor,
     innermost_scope,
+    plain_for,
     qualname,
+    single_assign,
     single_small,
 )
 from evolution.mutators.pure_calls import PURE_BUILTINS, PURE_METHODS
@@ -68,6 +78,7 @@ __all__ = [
     "constant_sequence",
     "contains",
     "enclosing_loops",
+    "function_block",
     "has_ancestor",
     "import_anchor",
     "imports_module",
@@ -76,10 +87,13 @@ __all__ = [
     "is_constant",
     "mutated_roots",
     "name_refs",
+    "plain_for",
+    "pure_call",
     "qualname",
     "root_name",
     "shadowed",
     "short",
+    "single_assign",
     "single_small",
     "statement",
     "subtree",

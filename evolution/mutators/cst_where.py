@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeGuard
 
 import libcst as cst
 
@@ -85,3 +86,39 @@ def single_small(stmt: cst.CSTNode) -> cst.BaseSmallStatement | None:
     if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
         return stmt.body[0]
     return None
+
+
+def single_assign(stmt: cst.CSTNode, name: str | None = None) -> cst.Assign | None:
+    """``target = value`` alone on its line, with one plain-name target (``name``, if given)."""
+    small = single_small(stmt)
+    if (
+        isinstance(small, cst.Assign)
+        and len(small.targets) == 1
+        and isinstance(small.targets[0].target, cst.Name)
+        and (name is None or small.targets[0].target.value == name)
+    ):
+        return small
+    return None
+
+
+def plain_for(node: cst.CSTNode) -> TypeGuard[cst.For]:
+    """A synchronous ``for`` without ``else``: its body is all the loop does."""
+    return isinstance(node, cst.For) and node.orelse is None and node.asynchronous is None
+
+
+def function_block(loc: Located) -> tuple[cst.FunctionDef, cst.CSTNode] | None:
+    """The function and the block that directly hold this statement, if no ``try`` between.
+
+    A rewrite that restructures statements (a loop into a comprehension, a ``+=`` into a
+    join) is only equivalent where no handler inside the function could observe the
+    state half-way.
+    """
+    func = innermost_scope(loc.parents)
+    block = block_of(loc)
+    if (
+        not isinstance(func, cst.FunctionDef)
+        or block is None
+        or has_ancestor(loc, (cst.Try, cst.TryStar), func)
+    ):
+        return None
+    return func, block

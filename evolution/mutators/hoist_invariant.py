@@ -29,6 +29,7 @@ from evolution.mutators.cst_tools import (
     innermost_scope,
     mutated_roots,
     name_refs,
+    pure_call,
     root_name,
     shadowed,
     short,
@@ -133,20 +134,10 @@ def _aliasing_use(ref: cst.Name, parent: cst.CSTNode | None, grand: cst.CSTNode 
 def _only_local_effects(idx: Index, loop: cst.CSTNode, fresh_locals: set[str]) -> bool:
     """No call in the loop can reach shared state: pure callees, or methods of fresh locals."""
     for n in subtree(loop):
-        if not isinstance(n, cst.Call):
+        if not isinstance(n, cst.Call) or pure_call(idx, n):
             continue
-        func = n.func
-        if (
-            isinstance(func, cst.Name)
-            and func.value in PURE_BUILTINS
-            and not shadowed(idx, func.value)
-        ):
+        if isinstance(n.func, cst.Attribute) and root_name(n.func.value) in fresh_locals:
             continue
-        if isinstance(func, cst.Attribute):
-            if func.attr.value in PURE_METHODS:
-                continue
-            if root_name(func.value) in fresh_locals:
-                continue
         return False
     return True
 

@@ -17,11 +17,11 @@ from evolution.mutators.cst_tools import (
     Edit,
     Located,
     binding_names,
-    block_of,
+    function_block,
     has_ancestor,
-    innermost_scope,
     name_refs,
-    single_small,
+    plain_for,
+    single_assign,
     statement,
     subtree,
 )
@@ -58,16 +58,9 @@ def _appends(loop: cst.For) -> dict[str, list[cst.AugAssign]]:
 
 
 def _empty_string(stmt: cst.CSTNode, name: str) -> cst.Assign | None:
-    small = single_small(stmt)
-    if (
-        isinstance(small, cst.Assign)
-        and len(small.targets) == 1
-        and isinstance(small.targets[0].target, cst.Name)
-        and small.targets[0].target.value == name
-        and isinstance(small.value, cst.SimpleString)
-        and small.value.value in ('""', "''")
-    ):
-        return small
+    small = single_assign(stmt, name)
+    if small is not None and isinstance(small.value, cst.SimpleString):
+        return small if small.value.value in ('""', "''") else None
     return None
 
 
@@ -78,20 +71,12 @@ class JoinConcat(CstMutator):
 
     def match(self, scan: Scan, loc: Located) -> Iterator[Finding]:
         loop = loc.node
-        if (
-            not isinstance(loop, cst.For)
-            or loop.orelse is not None
-            or loop.asynchronous is not None
-        ):
+        if not plain_for(loop):
             return
-        func = innermost_scope(loc.parents)
-        block = block_of(loc)
-        if (
-            not isinstance(func, cst.FunctionDef)
-            or block is None
-            or has_ancestor(loc, (cst.Try, cst.TryStar), func)
-        ):
+        where = function_block(loc)
+        if where is None:
             return
+        func, block = where
         for acc, sites in _appends(loop).items():
             finding = self._one(scan, loc, loop, func, block, acc, sites)
             if finding is not None:

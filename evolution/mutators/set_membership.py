@@ -21,7 +21,7 @@ from evolution.mutators.cst_tools import (
     innermost_scope,
     name_refs,
     short,
-    single_small,
+    single_assign,
     statement,
 )
 
@@ -58,25 +58,24 @@ def _only_read(idx: Index, scope: cst.CSTNode, name: str, binding: cst.CSTNode) 
     return True
 
 
-def _single_assign(stmt: cst.CSTNode, name: str) -> cst.Assign | None:
-    small = single_small(stmt)
-    if (
-        isinstance(small, cst.Assign)
-        and len(small.targets) == 1
-        and isinstance(small.targets[0].target, cst.Name)
-        and small.targets[0].target.value == name
-    ):
-        return small
+def _list_binding(
+    body: Sequence[cst.BaseStatement], name: str
+) -> tuple[cst.BaseStatement, cst.Assign, int] | None:
+    """The first ``name = ...`` line of ``body``, if it binds a constant list: (line, assign, items)."""
+    for stmt in body:
+        assign = single_assign(stmt, name)
+        if assign is not None:
+            count = constant_sequence(assign.value)
+            return None if count is None else (stmt, assign, count)
     return None
 
 
 def _existing_set(body: Sequence[cst.BaseStatement], name: str) -> str | None:
     """A ``X = frozenset(name)`` already made by an earlier rewrite, to reuse."""
     for stmt in body:
-        small = single_small(stmt)
+        small = single_assign(stmt)
         if (
-            isinstance(small, cst.Assign)
-            and len(small.targets) == 1
+            small is not None
             and isinstance(small.targets[0].target, cst.Name)
             and isinstance(small.value, cst.Call)
             and isinstance(small.value.func, cst.Name)
@@ -198,19 +197,14 @@ class SetMembership(CstMutator):
         body = func.body
         if not isinstance(body, cst.IndentedBlock):
             return None
-        for stmt in body.body:
-            assign = _single_assign(stmt, name)
-            if assign is not None:
-                break
-        else:
+        found = _list_binding(body.body, name)
+        if found is None:
             return None
-        count = constant_sequence(assign.value)
-        if count is None or idx.at(stmt).line >= loc.line:
+        anchor, assign, count = found
+        if idx.at(anchor).line >= loc.line:
             return None
         if not _only_read(idx, func, name, assign.targets[0].target):
             return None
-        anchor = stmt
-
         edit = _frozenset_edit(idx, body.body, name, f"_{name.lower()}_set", ref, anchor)
 
         detail = f"{detail_head} a {count}-item local list in a loop"
@@ -223,17 +217,12 @@ class SetMembership(CstMutator):
         name = ref.value
         if idx.module_bindings.get(name, 0) != 1:
             return None
-        for stmt in idx.module.body:
-            assign = _single_assign(stmt, name)
-            if assign is not None:
-                break
-        else:
+        found = _list_binding(idx.module.body, name)
+        if found is None:
             return None
-        count = constant_sequence(assign.value)
-        if count is None or not _only_read(idx, idx.module, name, assign.targets[0].target):
+        anchor, assign, count = found
+        if not _only_read(idx, idx.module, name, assign.targets[0].target):
             return None
-        anchor = stmt
-
         edit = _frozenset_edit(idx, idx.module.body, name, f"{name.upper()}_SET", ref, anchor)
 
         detail = f"{detail_head} a {count}-item module list in a loop"
