@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
+from cli.cluster_view import print_summary, status_rows, status_table
 from cli.common import console, err_console, handle_errors
+from cli.swarm_requests import change_membership, statuses
 from evolution.errors import ConfigError, TarsError, TransportError
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from runtime.config import ClusterConfig
     from runtime.launcher import ProcessLauncher
 
@@ -33,136 +33,6 @@ app = typer.Typer(
 
 ConfigOpt = typer.Option(Path("cluster.yml"), "--config", "-c", help="the swarm's cluster.yml")
 TimeoutOpt = typer.Option(1.0, "--timeout", min=0.05, help="seconds to wait for each node's answer")
-
-
-def _ask(config: ClusterConfig, node_id: str, body: dict[str, Any], timeout: float) -> Any:
-    from runtime.launcher import admin_request
-
-    return admin_request(config, node_id, body, timeout=timeout)
-
-
-def _statuses(config: ClusterConfig, timeout: float) -> dict[str, dict[str, Any] | None]:
-    """Every node's status, asked at once; None for a node that did not answer."""
-    from runtime.config import ADMIN
-
-    config.keypair(ADMIN)  # a missing admin key is the user's to fix, not a "down" swarm
-
-    def one(node_id: str) -> dict[str, Any] | None:
-        try:
-            reply = _ask(config, node_id, {"op": "status"}, timeout)
-        except TarsError:
-            return None
-        return reply if isinstance(reply, dict) else None
-
-    with ThreadPoolExecutor(max_workers=len(config.ids)) as pool:
-        return dict(zip(config.ids, pool.map(one, config.ids), strict=True))
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) else 0
-
-
-def _rows(
-    config: ClusterConfig, launcher: ProcessLauncher, statuses: dict[str, dict[str, Any] | None]
-) -> list[dict[str, Any]]:
-    applied = [_int(s.get("applied_index")) for s in statuses.values() if s is not None]
-    newest = max(applied, default=0)
-    rows = []
-    for node_id in config.ids:
-        status = statuses.get(node_id)
-        pid = launcher.pid(node_id)
-        row: dict[str, Any] = {
-            "node": node_id,
-            "endpoint": config.endpoint(node_id),
-            "pid": pid,
-            "up": status is not None,
-        }
-        if status is not None:
-            row.update(
-                role=status.get("role"),
-                term=status.get("term"),
-                leader=status.get("leader"),
-                commit_index=status.get("commit_index"),
-                applied_index=status.get("applied_index"),
-                lag=newest - _int(status.get("applied_index")),
-                members=status.get("members", []),
-                heads=status.get("heads", {}),
-                counters=status.get("counters", {}),
-                log=status.get("log", {}),
-                last_transfer=status.get("last_transfer"),
-            )
-        rows.append(row)
-    return rows
-
-
-def _heads(heads: dict[str, Any]) -> str:
-    parts = []
-    for genome, head in sorted(heads.items()):
-        if not isinstance(head, dict):
-            continue
-        fitness = head.get("fitness")
-        shown = f"{fitness:.4g}" if isinstance(fitness, int | float) else "?"
-        parts.append(f"{genome} {str(head.get('version', ''))[:12]} {shown}")
-    return "\n".join(parts) or "-"
-
-
-def _log(row: dict[str, Any]) -> str:
-    """Where the node's Raft log starts: the whole log, or a snapshot and what was fetched."""
-    log = row.get("log") or {}
-    snapshot = _int(log.get("snapshot_index"))
-    shown = f"from {snapshot}" if snapshot else "whole"
-    fetched = row.get("last_transfer")
-    if isinstance(fetched, dict):
-        shown += f"\nfetched {_int(fetched.get('events'))}"
-    return shown
-
-
-def _table(config: ClusterConfig, rows: list[dict[str, Any]]) -> Table:
-    from rich.table import Table
-
-    table = Table(title=escape(f"cluster {config.name} ({config.path})"))
-    for column in ("node", "pid", "role", "term", "leader", "applied", "lag", "log", "heads"):
-        table.add_column(
-            column,
-            justify="right" if column in ("pid", "term", "applied", "lag") else "left",
-            no_wrap=column != "heads",
-        )
-    for row in rows:
-        pid = str(row["pid"]) if row["pid"] is not None else "-"
-        if not row["up"]:
-            role = "[yellow]not answering[/]" if row["pid"] is not None else "[red]down[/]"
-            table.add_row(row["node"], pid, role, "-", "-", "-", "-", "-", "-")
-            continue
-        role = escape(str(row["role"] or "?"))
-        styled = f"[bold green]{role}[/]" if role == "leader" else role
-        table.add_row(
-            row["node"],
-            pid,
-            styled,
-            str(row["term"]),
-            escape(str(row["leader"] or "-")),
-            str(row["applied_index"]),
-            str(row["lag"]),
-            escape(_log(row)),
-            escape(_heads(row["heads"])),
-        )
-    return table
-
-
-def _summary(config: ClusterConfig, rows: list[dict[str, Any]]) -> None:
-    up = [row for row in rows if row["up"]]
-    console.print(f"{len(up)} of {len(rows)} nodes answering", highlight=False, markup=False)
-    leaders = {row["leader"] for row in up if row.get("leader")}
-    if len(leaders) > 1:
-        console.print(
-            f"[yellow]nodes disagree on the leader: {escape(', '.join(sorted(map(str, leaders))))}[/] (an election is in progress)"
-        )
-    members = next((row["members"] for row in up if row.get("role") == "leader"), None)
-    if members is not None and sorted(members) != sorted(config.ids):
-        console.print(
-            f"[yellow]the swarm's members ({escape(', '.join(sorted(map(str, members))))}) differ from cluster.yml's nodes "
-            f"({', '.join(config.ids)})[/]: `tars cluster add|remove` changes both"
-        )
 
 
 @app.command()
@@ -180,13 +50,13 @@ def status(
 
     config = load_cluster(config_path)
     launcher = launcher_for(config)
-    rows = _rows(config, launcher, _statuses(config, timeout))
+    rows = status_rows(config, launcher, statuses(config, timeout))
     if as_json:
         for row in rows:
             print(json.dumps(row, default=str))
         return
-    console.print(_table(config, rows))
-    _summary(config, rows)
+    console.print(status_table(config, rows))
+    print_summary(config, rows)
 
 
 @app.command()
@@ -201,10 +71,8 @@ def up(
     ),
 ) -> None:
     """Start every node of cluster.yml that is not running (making missing keys first)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from runtime.config import load_cluster
-    from runtime.launcher import NodeNotReady, launcher_for
+    from runtime.launcher import launcher_for
 
     config = load_cluster(config_path)
     launcher = launcher_for(config)
@@ -230,6 +98,19 @@ def up(
             )
     if not wait:
         return
+    failures = _wait_ready(config, launcher, timeout)
+    console.print(status_table(config, status_rows(config, launcher, statuses(config, 1.0))))
+    if failures:
+        _report_not_ready(config, launcher, failures)
+        raise typer.Exit(1)
+
+
+def _wait_ready(
+    config: ClusterConfig, launcher: ProcessLauncher, timeout: float
+) -> dict[str, TarsError]:
+    """Wait for every node at once, a spinner each; what each node that never answered said."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     failures: dict[str, TarsError] = {}
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
@@ -256,22 +137,28 @@ def up(
 
         with ThreadPoolExecutor(max_workers=len(config.ids)) as pool:
             list(pool.map(ready, config.ids))
-    console.print(_table(config, _rows(config, launcher, _statuses(config, 1.0))))
-    if failures:
-        for node_id, exc in failures.items():
-            reason = exc.reason if isinstance(exc, NodeNotReady) else exc.message
-            err_console.print(
-                f"[bold red]error:[/] {escape(f'{node_id} {reason}; the end of {config.log_path(node_id)}:')}",
-                highlight=False,
-            )
-            for line in launcher.log_tail(node_id, 15):
-                err_console.print(f"  {line}", highlight=False, markup=False)
+    return failures
+
+
+def _report_not_ready(
+    config: ClusterConfig, launcher: ProcessLauncher, failures: dict[str, TarsError]
+) -> None:
+    """Why each node failed, with the end of its log: the user's next step is in there."""
+    from runtime.launcher import NodeNotReady
+
+    for node_id, exc in failures.items():
+        reason = exc.reason if isinstance(exc, NodeNotReady) else exc.message
         err_console.print(
-            f"the other nodes keep running; `tars cluster down --config {config.path}` stops them",
+            f"[bold red]error:[/] {escape(f'{node_id} {reason}; the end of {config.log_path(node_id)}:')}",
             highlight=False,
-            markup=False,
         )
-        raise typer.Exit(1)
+        for line in launcher.log_tail(node_id, 15):
+            err_console.print(f"  {line}", highlight=False, markup=False)
+    err_console.print(
+        f"the other nodes keep running; `tars cluster down --config {config.path}` stops them",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()
@@ -294,42 +181,6 @@ def down(
             console.print(f"stopped {node_id} (pid {pids[node_id]})", highlight=False, markup=False)
         else:
             console.print(f"{node_id} was not running", highlight=False, markup=False)
-
-
-def _leader_first(config: ClusterConfig, skip: str, timeout: float) -> list[str]:
-    """Nodes to ask for a membership change: the leader first, then every other answering node."""
-    statuses = {k: v for k, v in _statuses(config, timeout).items() if k != skip}
-    answering = [node_id for node_id, status in statuses.items() if status is not None]
-    leaders = [
-        status.get("leader")
-        for status in statuses.values()
-        if status is not None and status.get("leader")
-    ]
-    leader = leaders[0] if leaders else None
-    if leader in answering:
-        answering.remove(leader)
-        answering.insert(0, leader)
-    return answering
-
-
-def _change(
-    config: ClusterConfig, op: str, node_id: str, timeout: float
-) -> tuple[str | None, str | None]:
-    """Ask the swarm to add or remove a member: (node that agreed, None) or (None, why not)."""
-    asked = _leader_first(config, node_id, timeout)
-    if not asked:
-        return None, f"no node of {config.path} answered"
-    why = "no answer"
-    for target in asked:
-        try:
-            reply = _ask(config, target, {"op": op, "node": node_id}, max(timeout, 5.0))
-        except TransportError as exc:
-            why = exc.message
-            continue
-        if isinstance(reply, dict) and reply.get("ok"):
-            return target, None
-        why = str(reply.get("error") if isinstance(reply, dict) else reply)
-    return None, why
 
 
 @app.command()
@@ -363,7 +214,7 @@ def add(
             highlight=False,
             markup=False,
         )
-    agreed, why = _change(config, "add", node_id, timeout)
+    agreed, why = change_membership(config, "add", node_id, timeout)
     if agreed is None:
         raise TransportError(
             f"{node_id} is in {config.path} but the swarm did not add it: {why}",
@@ -392,7 +243,7 @@ def remove(
 
     config = load_cluster(config_path)
     config.node(node_id)
-    agreed, why = _change(config, "remove", node_id, timeout)
+    agreed, why = change_membership(config, "remove", node_id, timeout)
     if agreed is None and not force:
         raise TransportError(
             f"the swarm did not remove {node_id}: {why}",

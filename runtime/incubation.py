@@ -2,45 +2,40 @@
 
 This is the side-effecting half of the Incubator (the actor is a thin shell around
 it): it writes throw-away copies, runs children in the sandbox and reads their output.
-Judging the figures is pure and lives in ``evolution.stats`` / ``evolution.policy``.
+Judging the figures is pure and lives in ``evolution.stats`` / ``evolution.policy``;
+counting instructions under valgrind lives in :mod:`runtime.counting` (its names are
+re-exported here).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
-import shutil
-import sys
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from evolution.manifest import Manifest
-from evolution.tree import version_id
+from runtime.counting import (
+    COUNTING_SLOWDOWN,
+    VALGRIND_FLAGS,
+    bench_env,
+    count_cached,
+    count_instructions,
+    counting_limits,
+    effective_measure,
+    forget_counts,
+    read_instructions,
+    run_counted,
+    valgrind,
+)
 from runtime.sandbox import RunResult, Sandbox, SandboxLimits
 
-#: cachegrind without its cache and branch simulation is a plain instruction counter:
-#: exact to a few instructions in a billion run to run, and far faster than callgrind.
-VALGRIND_FLAGS = (
-    "--tool=cachegrind",
-    "--cache-sim=no",
-    "--branch-sim=no",
-    "--cachegrind-out-file=/dev/null",
-)
-#: how much longer a benchmark may take under the counter than natively (measured 3-5x
-#: plus ~3.5 s of start-up here); the manifest's limits are for the native run.
-COUNTING_SLOWDOWN = 5
 #: a candidate may take this many times its parent's counted run, with the floor below,
 #: before it is stopped: it is only there to be faster, and a benchmark that hangs under
 #: the counter should cost seconds, not the manifest's limit times COUNTING_SLOWDOWN
 CANDIDATE_WALL_FACTOR = 4.0
 CANDIDATE_WALL_FLOOR = 20.0
-_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
-_COUNT_CACHE_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -85,145 +80,6 @@ def read_metric(result: RunResult, metric: str) -> float:
     )
 
 
-def valgrind() -> str | None:
-    """The instruction counter's path, or None where valgrind is not installed."""
-    return shutil.which("valgrind")
-
-
-def effective_measure(manifest: Manifest) -> str:
-    """The measure actually used: "instructions" needs valgrind; without it, the A/B benchmark."""
-    if manifest.fitness.measure == "instructions" and valgrind() is not None:
-        return "instructions"
-    return "benchmark"
-
-
-def bench_env(measure: str) -> dict[str, str]:
-    """Tells the benchmark how it is measured, so under the counter it can do one pass, not best-of-N."""
-    return {"TARS_MEASURE": measure}
-
-
-def counting_limits(limits: SandboxLimits) -> SandboxLimits:
-    """The manifest's limits stretched for a run under valgrind (slower, with a larger address space)."""
-    return replace(
-        limits,
-        wall_seconds=limits.wall_seconds * COUNTING_SLOWDOWN,
-        cpu_seconds=limits.cpu_seconds * COUNTING_SLOWDOWN,
-        memory_mb=limits.memory_mb + 512,
-    )
-
-
-def read_instructions(result: RunResult) -> float:
-    """The guest instruction count valgrind printed; ValueError says what was wrong."""
-    found = _REFS.findall(result.stderr)
-    if not found:
-        raise ValueError(
-            f"valgrind printed no instruction count (last output: {result.stderr.strip()[-200:]!r})"
-        )
-    count = float(found[-1].replace(",", ""))
-    if count <= 0:
-        raise ValueError(f"valgrind counted {count:g} instructions")
-    return count
-
-
-class _CountCache:
-    """(instructions, wall seconds) by (tree, command): exact, so a parent is counted once per version.
-
-    Shared by the incubator pool (actors are threads of one process), hence the lock.
-    """
-
-    def __init__(self, size: int = _COUNT_CACHE_SIZE) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._counts: OrderedDict[tuple[str, tuple[str, ...]], tuple[float, float]] = OrderedDict()
-
-    def get(self, key: tuple[str, tuple[str, ...]]) -> tuple[float, float] | None:
-        with self._lock:
-            value = self._counts.get(key)
-            if value is not None:
-                self._counts.move_to_end(key)
-            return value
-
-    def put(self, key: tuple[str, tuple[str, ...]], value: tuple[float, float]) -> None:
-        with self._lock:
-            self._counts[key] = value
-            self._counts.move_to_end(key)
-            while len(self._counts) > self._size:
-                self._counts.popitem(last=False)
-
-
-_counts = _CountCache()
-
-
-def forget_counts() -> None:
-    """Empty the count cache (a test that compares two runs must count each afresh)."""
-    global _counts
-    _counts = _CountCache()
-
-
-def run_counted(
-    sandbox: Sandbox, workdir: Path, manifest: Manifest, wall_limit: float | None = None
-) -> RunResult:
-    """The benchmark command under valgrind's instruction counter, in ``workdir``.
-
-    ``wall_limit`` tightens the (stretched) manifest wall limit, never loosens it.
-    """
-    counter = valgrind()
-    if counter is None:
-        raise ValueError(
-            'valgrind is not installed: install it (apt-get install valgrind) or set [fitness] measure = "benchmark"'
-        )
-    bench = manifest.commands.bench
-    command = [
-        counter,
-        *VALGRIND_FLAGS,
-        sys.executable if bench[0] == "python" else bench[0],
-        *bench[1:],
-    ]
-    limits = counting_limits(SandboxLimits.from_manifest(manifest.limits))
-    if wall_limit is not None and wall_limit < limits.wall_seconds:
-        limits = replace(limits, wall_seconds=wall_limit)
-    return sandbox.run(workdir, command, limits, env=bench_env("instructions"))
-
-
-def count_instructions(sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest) -> float:
-    """Instructions the benchmark executes on ``tree`` (cached per version); ValueError when it fails."""
-    count, _, _, failure = _count(sandbox, tree, manifest)
-    if count is None:
-        raise ValueError(
-            f"benchmark failed under the instruction counter: {failure[1] if failure else '?'}"
-        )
-    return count
-
-
-def _count(
-    sandbox: Sandbox,
-    tree: Mapping[str, str],
-    manifest: Manifest,
-    workdir: Path | None = None,
-    wall_limit: float | None = None,
-) -> tuple[float | None, float, float, tuple[str, str] | None]:
-    """(count, seconds spent now, seconds the counted run takes, (failure, detail)).
-
-    A version counted before costs nothing now; its run's duration comes from the cache.
-    """
-    key = (version_id(dict(tree)), tuple(manifest.commands.bench))
-    cached = _counts.get(key)
-    if cached is not None:
-        return cached[0], 0.0, cached[1], None
-    with contextlib.ExitStack() as stack:
-        where = workdir if workdir is not None else stack.enter_context(sandbox.workspace(tree))
-        result = run_counted(sandbox, where, manifest, wall_limit)
-    wall = result.wall_seconds
-    if not result.ok:
-        return None, wall, wall, (result.failure or "exit", result.detail)
-    try:
-        count = read_instructions(result)
-    except ValueError as exc:
-        return None, wall, wall, ("bench-output", str(exc))
-    _counts.put(key, (count, wall))
-    return count, wall, wall, None
-
-
 def run_tests(sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest) -> RunResult:
     """Run the genome's own tests on a copy of ``tree``."""
     limits = SandboxLimits.from_manifest(manifest.limits)
@@ -246,6 +102,43 @@ def measure(
                 raise ValueError(f"benchmark failed: {result.detail}")
             samples.append(read_metric(result, manifest.fitness.metric))
     return samples
+
+
+@dataclass
+class _Tally:
+    """The time and runs one candidate has cost so far, and its report from them."""
+
+    candidate: str
+    started: float
+    child: float = 0.0
+    runs: int = 0
+
+    def add(self, seconds: float, runs: int = 1) -> None:
+        self.child += seconds
+        self.runs += runs
+
+    def report(
+        self,
+        tests_passed: bool,
+        failure: str | None,
+        detail: str,
+        parent_samples: Sequence[float] = (),
+        candidate_samples: Sequence[float] = (),
+        *,
+        measure: str = "benchmark",
+    ) -> IncubationReport:
+        return IncubationReport(
+            self.candidate,
+            tests_passed,
+            failure,
+            detail,
+            tuple(parent_samples),
+            tuple(candidate_samples),
+            child_seconds=self.child,
+            total_seconds=time.perf_counter() - self.started,
+            runs=self.runs,
+            measure=measure,
+        )
 
 
 def incubate(
@@ -274,135 +167,124 @@ def incubate(
     run.  Clear cases stop early; only close calls pay for more runs, and a close call
     decided on more data is what keeps two runs with the same seed deciding alike.
     """
-    started = time.perf_counter()
-    child = 0.0
-    runs = 0
+    tally = _Tally(candidate, time.perf_counter())
     limits = SandboxLimits.from_manifest(manifest.limits)
     rounds = rounds or manifest.fitness.rounds
     parent_samples: list[float] = []
     candidate_samples: list[float] = []
-
-    def report(tests_passed: bool, failure: str | None, detail: str) -> IncubationReport:
-        return IncubationReport(
-            candidate,
-            tests_passed,
-            failure,
-            detail,
-            tuple(parent_samples) if failure is None else (),
-            tuple(candidate_samples) if failure is None else (),
-            child_seconds=child,
-            total_seconds=time.perf_counter() - started,
-            runs=runs,
-        )
-
     with sandbox.workspace(candidate_tree) as cand_dir:
         tests = sandbox.run(cand_dir, manifest.commands.test, limits)
-        child += tests.wall_seconds
-        runs += 1
+        tally.add(tests.wall_seconds)
         if not tests.ok:
-            return report(False, tests.failure or "exit", f"tests failed: {tests.detail}")
+            return tally.report(False, tests.failure or "exit", f"tests failed: {tests.detail}")
         if (measure or effective_measure(manifest)) == "instructions":
-            return _counted(
-                sandbox,
-                manifest,
-                candidate,
-                parent_tree,
-                candidate_tree,
-                cand_dir,
-                started,
-                child,
-                runs,
-            )
+            return _counted(sandbox, manifest, tally, parent_tree, candidate_tree, cand_dir)
         with sandbox.workspace(parent_tree) as parent_dir:
             pair = (
                 (parent_dir, parent_samples, "parent"),
                 (cand_dir, candidate_samples, "candidate"),
             )
             limit = max(rounds, max_rounds or rounds)
-            index, target = 0, rounds
-            while index < target:
-                # A B, then B A: alternating the order cancels drift inside a pair too.
-                for workdir, samples, who in pair if index % 2 == 0 else pair[::-1]:
-                    result = sandbox.run(
-                        workdir, manifest.commands.bench, limits, env=bench_env("benchmark")
-                    )
-                    child += result.wall_seconds
-                    runs += 1
-                    if not result.ok:
-                        return report(
-                            True,
-                            result.failure or "exit",
-                            f"{who} benchmark failed: {result.detail}",
-                        )
-                    try:
-                        samples.append(read_metric(result, manifest.fitness.metric))
-                    except ValueError as exc:
-                        return report(True, "bench-output", f"{who} {exc}")
-                index += 1
-                if (
-                    index == target < limit
-                    and undecided is not None
-                    and undecided(parent_samples, candidate_samples)
-                ):
-                    target = min(limit, target + 2)  # two more: one A B and one B A
-    return report(True, None, "ok")
+            failed = _interleaved(sandbox, manifest, tally, limits, pair, rounds, limit, undecided)
+            if failed is not None:
+                return failed
+    return tally.report(True, None, "ok", parent_samples, candidate_samples)
+
+
+def _interleaved(
+    sandbox: Sandbox,
+    manifest: Manifest,
+    tally: _Tally,
+    limits: SandboxLimits,
+    pair: tuple[tuple[Path, list[float], str], tuple[Path, list[float], str]],
+    rounds: int,
+    limit: int,
+    undecided: Callable[[Sequence[float], Sequence[float]], bool] | None,
+) -> IncubationReport | None:
+    """The A/B rounds, samples appended to ``pair``'s lists; a report only when a run failed."""
+    parent_samples, candidate_samples = pair[0][1], pair[1][1]
+    index, target = 0, rounds
+    while index < target:
+        # A B, then B A: alternating the order cancels drift inside a pair too.
+        for workdir, samples, who in pair if index % 2 == 0 else pair[::-1]:
+            result = sandbox.run(
+                workdir, manifest.commands.bench, limits, env=bench_env("benchmark")
+            )
+            tally.add(result.wall_seconds)
+            if not result.ok:
+                return tally.report(
+                    True, result.failure or "exit", f"{who} benchmark failed: {result.detail}"
+                )
+            try:
+                samples.append(read_metric(result, manifest.fitness.metric))
+            except ValueError as exc:
+                return tally.report(True, "bench-output", f"{who} {exc}")
+        index += 1
+        if (
+            index == target < limit
+            and undecided is not None
+            and undecided(parent_samples, candidate_samples)
+        ):
+            target = min(limit, target + 2)  # two more: one A B and one B A
+    return None
 
 
 def _counted(
     sandbox: Sandbox,
     manifest: Manifest,
-    candidate: str,
+    tally: _Tally,
     parent_tree: Mapping[str, str],
     candidate_tree: Mapping[str, str],
     cand_dir: Path,
-    started: float,
-    child: float,
-    runs: int,
 ) -> IncubationReport:
     """One exact count per side; a side counted before (the parent, mostly) comes from the cache.
 
     The candidate's run is stopped at CANDIDATE_WALL_FACTOR times its parent's (at least
     CANDIDATE_WALL_FLOOR seconds), so a benchmark that hangs fails in seconds.
     """
-
-    def failed(kind: str, detail: str) -> IncubationReport:
-        return IncubationReport(
-            candidate,
-            True,
-            kind,
-            detail,
-            child_seconds=child,
-            total_seconds=time.perf_counter() - started,
-            runs=runs,
-            measure="instructions",
-        )
-
-    parent, spent, parent_wall, failure = _count(sandbox, parent_tree, manifest)
-    child += spent
-    runs += 1 if spent else 0
+    parent, spent, parent_wall, failure = count_cached(sandbox, parent_tree, manifest)
+    tally.add(spent, 1 if spent else 0)
     if parent is None:
         kind, detail = failure or ("exit", "?")
-        return failed(kind, f"parent benchmark failed under the instruction counter: {detail}")
+        return tally.report(
+            True,
+            kind,
+            f"parent benchmark failed under the instruction counter: {detail}",
+            measure="instructions",
+        )
     limit = max(CANDIDATE_WALL_FLOOR, CANDIDATE_WALL_FACTOR * parent_wall)
-    count, spent, _, failure = _count(sandbox, candidate_tree, manifest, cand_dir, wall_limit=limit)
-    child += spent
-    runs += 1 if spent else 0
+    count, spent, _, failure = count_cached(
+        sandbox, candidate_tree, manifest, cand_dir, wall_limit=limit
+    )
+    tally.add(spent, 1 if spent else 0)
     if count is None:
         kind, detail = failure or ("exit", "?")
-        return failed(
+        return tally.report(
+            True,
             kind,
             f"candidate benchmark failed under the instruction counter: {detail} "
             f"(a candidate may take {CANDIDATE_WALL_FACTOR:g}× its parent's {parent_wall:.1f} s, at least {CANDIDATE_WALL_FLOOR:g} s)",
+            measure="instructions",
         )
-    return IncubationReport(
-        candidate,
-        True,
-        None,
-        "ok",
-        (parent,),
-        (count,),
-        child_seconds=child,
-        total_seconds=time.perf_counter() - started,
-        runs=runs,
-        measure="instructions",
-    )
+    return tally.report(True, None, "ok", (parent,), (count,), measure="instructions")
+
+
+__all__ = [
+    "CANDIDATE_WALL_FACTOR",
+    "CANDIDATE_WALL_FLOOR",
+    "COUNTING_SLOWDOWN",
+    "VALGRIND_FLAGS",
+    "IncubationReport",
+    "bench_env",
+    "count_instructions",
+    "counting_limits",
+    "effective_measure",
+    "forget_counts",
+    "incubate",
+    "measure",
+    "read_instructions",
+    "read_metric",
+    "run_counted",
+    "run_tests",
+    "valgrind",
+]

@@ -26,6 +26,7 @@ from typing import Any
 
 from evolution.errors import ConfigError, TarsError, TransportError
 from runtime.config import ADMIN, ClusterConfig
+from runtime.processes import die_with_parent, pid_alive, start_time
 
 Command = Callable[[str], list[str]]
 Probe = Callable[[str, float], dict[str, Any]]
@@ -68,17 +69,6 @@ def admin_request(
         client.close()
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the launching process dies (Linux prctl)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the demo's `finally` still stops its nodes on a normal exit
-
-
 def node_command(config: ClusterConfig) -> Command:
     """``tars node start`` for one node, run by this interpreter so the venv is the same."""
 
@@ -96,40 +86,6 @@ def node_command(config: ClusterConfig) -> Command:
         ]
 
     return command
-
-
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None where /proc is absent."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2 :].startswith("Z")
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live (not zombie) process; reaps it when it is an exited child of ours."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
 
 
 class ProcessLauncher:
@@ -172,9 +128,9 @@ class ProcessLauncher:
         pid, started = recorded
         if proc is not None and proc.pid == pid:
             return pid if proc.returncode is None else None
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return None
-        if started is not None and _start_time(pid) not in (None, started):
+        if started is not None and start_time(pid) not in (None, started):
             return None  # the pid was reused by an unrelated process
         return pid
 
@@ -229,7 +185,7 @@ class ProcessLauncher:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent if self.tied else None,  # noqa: PLW1509 (prctl only)
+                    preexec_fn=die_with_parent if self.tied else None,  # noqa: PLW1509 (prctl only)
                 )
             except OSError as exc:
                 raise TarsError(
@@ -243,7 +199,7 @@ class ProcessLauncher:
     def _write_pid(self, node_id: str, pid: int) -> None:
         path = self.config.pid_path(node_id)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(f"{pid}\n{_start_time(pid) or ''}\n")
+        tmp.write_text(f"{pid}\n{start_time(pid) or ''}\n")
         os.replace(tmp, path)
 
     def up(self, ids: Iterable[str] | None = None) -> dict[str, int]:
@@ -271,7 +227,7 @@ class ProcessLauncher:
             except subprocess.TimeoutExpired:
                 return False
         deadline = time.monotonic() + timeout
-        while _pid_alive(pid):
+        while pid_alive(pid):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(POLL)

@@ -13,16 +13,18 @@ a hung or damaged node.  The mechanisms (probed in :mod:`runtime.isolation`):
 * a wall clock in the parent that SIGKILLs the group, the namespace and the cgroup.
 
 See docs/sandbox.md for the measured overhead and the residual hazards.
+
+The run's parts live in their own modules: limits and verdicts in
+:mod:`runtime.sandbox_result`, the command line in :mod:`runtime.sandbox_command`, the
+pipes and the clock in :mod:`runtime.sandbox_pipes`; their public names are re-exported
+here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
-import resource
-import selectors
 import shutil
 import signal
 import subprocess
@@ -32,161 +34,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 from evolution.errors import SandboxError
 from runtime.isolation import MODES, Isolation, RunCgroup, probe
+from runtime.sandbox_command import CGROUP_EXIT, TMP_NAME, clean_env, command
+from runtime.sandbox_pipes import OUTPUT_LIMIT, Capture, drain, kill_group, pump
+from runtime.sandbox_result import RunResult, SandboxLimits, classify, last_line
 
-if TYPE_CHECKING:
-    from evolution.manifest import Limits
-
-OUTPUT_LIMIT = 1 << 20  # bytes kept per stream; more kills the run ("output")
 _CHILD_HELPER = Path(__file__).with_name("_sandbox_child.py")
-_TMP_NAME = ".tars-tmp"
-_CGROUP_EXIT = 125  # the join-cgroup shell line failed: a sandbox fault, not a candidate's
-_JOIN_ONE = (
-    'echo $$ > "$0" || { echo "tars-sandbox: cannot join cgroup $0" >&2; exit 125; }; exec "$@"'
-)
-_JOIN_TWO = (
-    'echo $$ > "$0" && echo $$ > "$1" || { echo "tars-sandbox: cannot join cgroup $0" >&2; exit 125; }; '
-    'shift; exec "$@"'
-)
-_MIB = 1 << 20
-
-
-@dataclass(frozen=True)
-class SandboxLimits:
-    """Per-run limits; defaults match the manifest's so a bare genome gets the same."""
-
-    wall_seconds: float = 60.0
-    cpu_seconds: float = 60.0
-    memory_mb: int = 1024
-    processes: int = 64
-    file_mb: int = 64
-
-    @classmethod
-    def from_manifest(cls, limits: Limits) -> SandboxLimits:
-        """The genome's own ``[limits]`` table, so the manifest is the single source."""
-        return cls(
-            wall_seconds=float(limits.wall_seconds), cpu_seconds=float(limits.cpu_seconds),
-            memory_mb=int(limits.memory_mb), processes=int(limits.processes),
-            file_mb=int(limits.file_mb),
-        )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What one child did; ``failure`` is the machine-readable why, ``detail`` the human one.
-
-    ``returncode`` is the exit code, ``-N`` for death by signal N, and None when the
-    sandbox killed the run itself (wall limit, output limit).
-    """
-
-    argv: tuple[str, ...]
-    returncode: int | None
-    stdout: str
-    stderr: str
-    wall_seconds: float
-    failure: str | None
-    detail: str
-
-    @property
-    def ok(self) -> bool:
-        """A clean exit 0 and nothing else counts as success."""
-        return self.failure is None
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-def _last_line(text: str) -> str:
-    for line in reversed(text.splitlines()):
-        if line.strip():
-            return line.strip()[:200]
-    return ""
-
-
-def classify(
-    returncode: int,
-    stderr: str,
-    limits: SandboxLimits,
-    cpu_seconds: float,
-    fork_refusals: int,
-) -> tuple[str | None, str]:
-    """Map how the child ended to (failure, detail); pure, so every branch is testable.
-
-    Python turns most limits into exceptions rather than signals (SIGXFSZ is ignored,
-    so a too-large write raises EFBIG; RLIMIT_AS raises MemoryError; a refused fork
-    raises EAGAIN), so the tail of stderr is evidence alongside the signal.
-    """
-    if returncode == 0:
-        return None, "exit code 0"
-    tail = stderr[-4000:]
-    if returncode < 0:
-        sig = -returncode
-        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_seconds >= limits.cpu_seconds):
-            return (
-                "cpu",
-                f"killed after {cpu_seconds:.1f} s CPU time (limit {limits.cpu_seconds:g} s)",
-            )
-        if sig == signal.SIGXFSZ:
-            return "file-size", f"wrote a file over the {limits.file_mb} MB limit"
-        return "signal", f"killed by {_signal_name(sig)}"
-    if fork_refusals:
-        return (
-            "processes",
-            f"hit the process limit ({limits.processes}; {fork_refusals} forks refused)",
-        )
-    if "MemoryError" in tail or "Cannot allocate memory" in tail:
-        return "memory", f"ran out of memory (limit {limits.memory_mb} MB)"
-    if "File too large" in tail:
-        return "file-size", f"wrote a file over the {limits.file_mb} MB limit"
-    if "Resource temporarily unavailable" in tail or "can't start new thread" in tail:
-        return "processes", f"hit the process limit ({limits.processes})"
-    last = _last_line(stderr)
-    return "exit", f"exit code {returncode}" + (f": {last}" if last else "")
-
-
-def _clean_env(workdir: Path, extra: Mapping[str, str] | None) -> dict[str, str]:
-    """Nothing of the node's environment leaks in (tokens, proxies, PYTHONPATH).
-
-    ``workdir`` is the path the child sees (under bwrap, ``isolation.INSIDE``).
-    """
-    bindir = str(Path(sys.executable).parent)
-    env = {
-        "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(workdir),
-        "LANG": "C.UTF-8",
-        "PYTHONHASHSEED": "0",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "TMPDIR": str(workdir / _TMP_NAME),
-    }
-    env.update(extra or {})
-    return env
-
-
-def _rlimits(limits: SandboxLimits, nproc: int) -> list[tuple[int, int, int]]:
-    """(resource, soft, hard); CPU hard is one second later so SIGXCPU comes first."""
-    cpu = max(1, math.ceil(limits.cpu_seconds))
-    return [
-        (resource.RLIMIT_CPU, cpu, cpu + 1),
-        (resource.RLIMIT_AS, limits.memory_mb * _MIB, limits.memory_mb * _MIB),
-        (resource.RLIMIT_FSIZE, limits.file_mb * _MIB, limits.file_mb * _MIB),
-        (resource.RLIMIT_NPROC, nproc, nproc),
-        (resource.RLIMIT_CORE, 0, 0),
-    ]
-
-
-_PRLIMIT_FLAGS = {
-    resource.RLIMIT_CPU: "--cpu", resource.RLIMIT_AS: "--as", resource.RLIMIT_FSIZE: "--fsize",
-    resource.RLIMIT_NPROC: "--nproc", resource.RLIMIT_CORE: "--core",
-}  # fmt: skip
 
 
 def _remove_tree(path: Path) -> None:
@@ -200,29 +56,6 @@ def _remove_tree(path: Path) -> None:
             with contextlib.suppress(OSError):
                 os.chmod(dirpath, 0o700)
         shutil.rmtree(path, ignore_errors=True)
-
-
-class _Capture:
-    """One output stream, kept up to ``OUTPUT_LIMIT`` bytes."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.overflow = False
-
-    def add(self, data: bytes) -> None:
-        room = OUTPUT_LIMIT - self.size
-        if len(data) > room:
-            self.overflow = True
-            data = data[: max(0, room)]
-        self.chunks.append(data)
-        self.size += len(data)
-
-    def text(self) -> str:
-        body = b"".join(self.chunks).decode("utf-8", errors="replace")
-        if self.overflow:
-            body += f"\n[tars: output cut at {OUTPUT_LIMIT // 1024} KiB]\n"
-        return body
 
 
 class Sandbox:
@@ -301,12 +134,12 @@ class Sandbox:
                 f"sandbox workdir {workdir} does not exist",
                 hint="run inside Sandbox.workspace(...)",
             )
-        (workdir / _TMP_NAME).mkdir(exist_ok=True)
-        command = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
+        (workdir / TMP_NAME).mkdir(exist_ok=True)
+        program = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
         nproc = limits.processes + iso.wrapper_processes
         cgroup = RunCgroup(nproc) if iso.cgroups else None
         try:
-            full, preexec = self._command(iso, workdir, command, limits, nproc, cgroup)
+            full, preexec = command(iso, workdir, program, limits, nproc, cgroup)
             return self._supervise(
                 full, tuple(argv), workdir, iso.inside(workdir), limits, env, stdin, preexec, cgroup
             )
@@ -316,34 +149,6 @@ class Sandbox:
                 if not cgroup.remove():
                     with self._lock:
                         self._stale_cgroups.append(cgroup)
-
-    def _command(
-        self,
-        iso: Isolation,
-        workdir: Path,
-        command: list[str],
-        limits: SandboxLimits,
-        nproc: int,
-        cgroup: RunCgroup | None,
-    ) -> tuple[list[str], Callable[[], None] | None]:
-        """sh (join cgroup) → prlimit (rlimits) → namespace wrapper → the command."""
-        rlimits = _rlimits(limits, nproc)
-        full = [*iso.prefix(workdir, limits.file_mb * _MIB), *command]
-        preexec: Callable[[], None] | None = None
-        if iso.prlimit:
-            flags = [f"{_PRLIMIT_FLAGS[res]}={soft}:{hard}" for res, soft, hard in rlimits]
-            full = [iso.prlimit, *flags, "--", *full]
-        else:  # no util-linux prlimit: fall back to the (thread-unsafe) preexec hook
-
-            def preexec() -> None:
-                for res, soft, hard in rlimits:
-                    resource.setrlimit(res, (soft, hard))
-
-        if cgroup is not None:
-            files = [str(f) for f in cgroup.procs_files]
-            script = _JOIN_ONE if len(files) == 1 else _JOIN_TWO
-            full = [iso.sh or "/bin/sh", "-c", script, *files, *full]
-        return full, preexec
 
     def _supervise(
         self,
@@ -361,7 +166,7 @@ class Sandbox:
         start = time.perf_counter()
         try:
             proc = subprocess.Popen(
-                full, cwd=workdir, env=_clean_env(inside, env), start_new_session=True,
+                full, cwd=workdir, env=clean_env(inside, env), start_new_session=True,
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
                 preexec_fn=preexec,
@@ -370,15 +175,15 @@ class Sandbox:
             raise SandboxError(
                 f"cannot start {full[0]}: {exc}", hint="check the sandbox tools"
             ) from exc
-        out, err = _Capture(), _Capture()
+        out, err = Capture(), Capture()
         timed_out = False
         try:
-            timed_out = _pump(proc, out, err, stdin, start + limits.wall_seconds)
+            timed_out = pump(proc, out, err, stdin, start + limits.wall_seconds)
         finally:
-            _kill_group(proc.pid)
+            kill_group(proc.pid)
             if cgroup is not None:
                 cgroup.kill_all()
-            _drain(proc, out, err)
+            drain(proc, out, err)
             _pid, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
@@ -386,9 +191,9 @@ class Sandbox:
         if self._iso().mode == "bwrap" and 128 < code < 128 + signal.NSIG:
             code = -(code - 128)  # bwrap reports a signal death as 128+N
         stderr_text = err.text()
-        if code == _CGROUP_EXIT and "tars-sandbox: cannot join cgroup" in stderr_text:
+        if code == CGROUP_EXIT and "tars-sandbox: cannot join cgroup" in stderr_text:
             raise SandboxError(
-                f"the sandbox could not join its cgroup: {_last_line(stderr_text)}",
+                f"the sandbox could not join its cgroup: {last_line(stderr_text)}",
                 hint="check /sys/fs/cgroup/pids",
             )
         if timed_out:
@@ -427,8 +232,8 @@ class Sandbox:
                 hint="the benchmark command must start with 'python'",
             )
         name = f"profile-{uuid.uuid4().hex}.json"
-        out = Path(workdir).resolve() / _TMP_NAME / name  # read here, written by the child at:
-        seen = self._iso().inside(Path(workdir).resolve()) / _TMP_NAME / name
+        out = Path(workdir).resolve() / TMP_NAME / name  # read here, written by the child at:
+        seen = self._iso().inside(Path(workdir).resolve()) / TMP_NAME / name
         flags = ["--events"] if events else []
         # Interpreter options (``python -S bench.py``) go before the helper, the target after it.
         rest = list(argv[1:])
@@ -479,84 +284,6 @@ def _safe_relpath(rel: str) -> Path:
     return Path(*path.parts)
 
 
-def _pump(
-    proc: subprocess.Popen[bytes], out: _Capture, err: _Capture, stdin: str | None, deadline: float
-) -> bool:
-    """Move bytes until the child exits or the clock runs out; True means timed out."""
-    assert proc.stdout is not None and proc.stderr is not None
-    sel = selectors.DefaultSelector()
-    pidfd = os.pidfd_open(proc.pid)
-    try:
-        sel.register(proc.stdout, selectors.EVENT_READ, out)
-        sel.register(proc.stderr, selectors.EVENT_READ, err)
-        sel.register(pidfd, selectors.EVENT_READ, None)
-        pending = (stdin or "").encode("utf-8")
-        if proc.stdin is not None:
-            if pending:
-                os.set_blocking(proc.stdin.fileno(), False)
-                sel.register(proc.stdin, selectors.EVENT_WRITE, "stdin")
-            else:
-                proc.stdin.close()
-        while True:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                return True
-            for key, _events in sel.select(remaining):
-                if key.data is None:
-                    return False  # the child exited; leftovers are killed, pipes drained
-                if key.data == "stdin":
-                    assert proc.stdin is not None
-                    try:
-                        pending = pending[os.write(key.fd, pending[:65536]) :]
-                    except BrokenPipeError:
-                        pending = b""
-                    if not pending:
-                        sel.unregister(proc.stdin)
-                        proc.stdin.close()
-                    continue
-                data = os.read(key.fd, 65536)
-                capture: _Capture = key.data
-                if not data:
-                    sel.unregister(key.fileobj)
-                    continue
-                capture.add(data)
-                if capture.overflow:
-                    return False
-    finally:
-        sel.close()
-        os.close(pidfd)
-        if proc.stdin is not None and not proc.stdin.closed:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-
-
-def _drain(proc: subprocess.Popen[bytes], out: _Capture, err: _Capture) -> None:
-    """Read what is left in the pipes once every writer is dead (bounded: 2 s)."""
-    assert proc.stdout is not None and proc.stderr is not None
-    deadline = time.perf_counter() + 2.0
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ, out)
-    sel.register(proc.stderr, selectors.EVENT_READ, err)
-    try:
-        while sel.get_map() and time.perf_counter() < deadline:
-            for key, _events in sel.select(max(0.0, deadline - time.perf_counter())):
-                data = os.read(key.fd, 65536)
-                if data:
-                    key.data.add(data)
-                else:
-                    sel.unregister(key.fileobj)
-    finally:
-        sel.close()
-        proc.stdout.close()
-        proc.stderr.close()
-
-
-def _kill_group(pgid: int) -> None:
-    """SIGKILL the child's session group: no SIGTERM grace, a candidate may ignore it."""
-    with contextlib.suppress(OSError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
 def _valid_rows(raw: object) -> list[dict[str, object]]:
     """Keep only well-formed rows, hottest first: the JSON came from the untrusted child."""
     kept: list[tuple[float, str, int, dict[str, object]]] = []
@@ -572,7 +299,7 @@ def _valid_rows(raw: object) -> list[dict[str, object]]:
         ):  # fmt: skip
             continue
         path = PurePosixPath(file)
-        if not file or path.is_absolute() or ".." in path.parts or path.parts[0] == _TMP_NAME:
+        if not file or path.is_absolute() or ".." in path.parts or path.parts[0] == TMP_NAME:
             continue
         row: dict[str, object] = {
             "file": file, "function": function, "line": line, "calls": calls,
@@ -581,3 +308,6 @@ def _valid_rows(raw: object) -> list[dict[str, object]]:
         kept.append((-float(tottime), file, line, row))
     kept.sort(key=lambda k: k[:3])
     return [k[3] for k in kept]
+
+
+__all__ = ["OUTPUT_LIMIT", "RunResult", "Sandbox", "SandboxLimits", "classify"]

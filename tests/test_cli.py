@@ -204,7 +204,7 @@ def test_rollback_appends_and_erases_nothing(evolved: Path, tmp_path: Path) -> N
 
 
 def test_cluster_status_says_where_each_log_starts() -> None:
-    from cli.cluster import _log
+    from cli.cluster_view import log_cell as _log
 
     assert _log({"log": {"snapshot_index": 0}}) == "whole"
     assert _log({"log": {"snapshot_index": 4811}, "last_transfer": None}) == "from 4811"

@@ -368,3 +368,24 @@ def test_keys_command_bad_id_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "node 'node-7' is not in" in lines[0], result.stderr
+
+
+def test_each_config_module_imports_first_and_the_names_stay_in_runtime_config() -> None:
+    """runtime.config re-exports ClusterConfig from runtime.cluster_config, which reaches
+    back for the schema only when it validates: any of them may be the first imported."""
+    import subprocess
+    import sys
+
+    for first in ("runtime.cluster_config", "runtime.config_yaml", "runtime.config_errors"):
+        code = (
+            f"import {first}\n"
+            "from runtime.config import ADMIN, ClusterConfig, load_cluster\n"
+            "import runtime.cluster_config as cc\n"
+            "assert ClusterConfig is cc.ClusterConfig and ADMIN == cc.ADMIN == 'admin'\n"
+            f"c = load_cluster({str(ROOT / 'cluster.yml')!r})\n"
+            "assert c.with_nodes(c.nodes[:1]).ids == ['node-1']\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr

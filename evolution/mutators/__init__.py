@@ -1,14 +1,16 @@
 """Behaviour-preserving AST rewrites, the offline mutators of the generator.
 
 Each rewrite lives in its own module; this package lists them in a fixed order so every
-node scans, ranks and names them the same way.
+node scans, ranks and names them the same way.  A new rewrite subclasses
+:class:`CstMutator` (``kinds``, ``match``, optionally ``applies``) and joins
+``ALL_MUTATORS`` here.
 """
 
 from __future__ import annotations
 
 from evolution.errors import MutationError
 from evolution.mutators.any_all_generator import AnyAllGenerator
-from evolution.mutators.base import Mutator, Site
+from evolution.mutators.base import CstMutator, Finding, Mutator, Scan, Site
 from evolution.mutators.comprehension import Comprehension
 from evolution.mutators.hoist_invariant import HoistInvariant
 from evolution.mutators.join_concat import JoinConcat
@@ -42,4 +44,4 @@ def by_name(name: str) -> Mutator:
         raise MutationError(f"unknown mutator {name!r}", hint=f"use one of: {known}") from None
 
 
-__all__ = ["ALL_MUTATORS", "Mutator", "Site", "by_name"]
+__all__ = ["ALL_MUTATORS", "CstMutator", "Finding", "Mutator", "Scan", "Site", "by_name"]

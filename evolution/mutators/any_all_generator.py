@@ -7,16 +7,17 @@ after the deciding one, so the comprehension may call nothing that has side effe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import libcst as cst
 
-from evolution.mutators.base import CstMutator, Finding
+from evolution.mutators.base import CstMutator, Finding, Scan
 from evolution.mutators.cst_tools import (
-    PURE_BUILTINS,
-    PURE_METHODS,
     Edit,
     Index,
+    Located,
     contains,
-    qualname,
+    pure_call,
     shadowed,
     short,
     subtree,
@@ -26,51 +27,34 @@ from evolution.mutators.cst_tools import (
 def _side_effect_free(idx: Index, comp: cst.ListComp) -> bool:
     if contains(comp, (cst.NamedExpr, cst.Yield, cst.Await)):
         return False
-    for n in subtree(comp):
-        if not isinstance(n, cst.Call):
-            continue
-        func = n.func
-        if (
-            isinstance(func, cst.Name)
-            and func.value in PURE_BUILTINS
-            and not shadowed(idx, func.value)
-        ):
-            continue
-        if isinstance(func, cst.Attribute) and func.attr.value in PURE_METHODS:
-            continue
-        return False
-    return True
+    return all(pure_call(idx, n) for n in subtree(comp) if isinstance(n, cst.Call))
 
 
 class AnyAllGenerator(CstMutator):
     name = "any_all_generator"
     risk = 0.1
+    kinds = (cst.Call,)
 
-    def find(self, idx: Index, path: str) -> list[Finding]:
-        out: list[Finding] = []
-        for loc in idx.nodes:
-            call = loc.node
-            if not (
-                isinstance(call, cst.Call)
-                and isinstance(call.func, cst.Name)
-                and call.func.value in ("any", "all")
-                and not shadowed(idx, call.func.value)
-                and len(call.args) == 1
-                and call.args[0].keyword is None
-                and not call.args[0].star
-            ):
-                continue
-            comp = call.args[0].value
-            if not isinstance(comp, cst.ListComp) or comp.lpar or not _side_effect_free(idx, comp):
-                continue
-            arg = call.args[0]
+    def match(self, scan: Scan, loc: Located) -> Iterator[Finding]:
+        idx, call = scan.idx, loc.node
+        if not (
+            isinstance(call, cst.Call)
+            and isinstance(call.func, cst.Name)
+            and call.func.value in ("any", "all")
+            and not shadowed(idx, call.func.value)
+            and len(call.args) == 1
+            and call.args[0].keyword is None
+            and not call.args[0].star
+        ):
+            return
+        comp = call.args[0].value
+        if not isinstance(comp, cst.ListComp) or comp.lpar or not _side_effect_free(idx, comp):
+            return
+        arg = call.args[0]
 
-            def edit(arg: cst.Arg = arg, comp: cst.ListComp = comp) -> Edit:
-                gen = cst.GeneratorExp(elt=comp.elt, for_in=comp.for_in, lpar=[], rpar=[])
-                return Edit().replace(
-                    arg, arg.with_changes(value=gen, comma=cst.MaybeSentinel.DEFAULT)
-                )
+        def edit() -> Edit:
+            gen = cst.GeneratorExp(elt=comp.elt, for_in=comp.for_in, lpar=[], rpar=[])
+            return Edit().replace(arg, arg.with_changes(value=gen, comma=cst.MaybeSentinel.DEFAULT))
 
-            detail = f"`{short(idx.code(call))}` builds a list before testing it"
-            out.append(Finding(self.site(path, qualname(loc.parents), loc.line, detail, 1.3), edit))
-        return out
+        detail = f"`{short(idx.code(call))}` builds a list before testing it"
+        yield scan.finding(loc, detail, 1.3, edit)

@@ -4,17 +4,27 @@ A :class:`Site` is the bridge between analysis and generation: the analyzer rank
 the planner picks one, and the generator hands it back to the same mutator's ``apply``,
 possibly on a later version of the file, so ``apply`` re-finds the site by function and
 line instead of trusting offsets.
+
+Every rewrite walks a parsed module the same way (each node of some kinds, in source
+order), so :meth:`CstMutator.find` does the walk once for all of them and a mutator says
+only which nodes it looks at (``kinds``), whether the module can hold a site at all
+(``applies``), and what it makes of one node (``match``).  A new mutator is one small
+file: those three and the rewrite.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol, cast, runtime_checkable
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol, TypeVar, cast, runtime_checkable
+
+import libcst as cst
 
 from evolution.errors import MutationError
-from evolution.mutators.cst_tools import Edit, Index, index
+from evolution.mutators.cst_tools import Edit, Index, Located, index, qualname
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -49,11 +59,61 @@ class Finding:
     edit: Callable[[], Edit | None]
 
 
+@dataclass(eq=False)
+class Scan:
+    """One ``find`` pass of one mutator over one parsed module: what its matches share."""
+
+    mutator: CstMutator
+    idx: Index
+    path: str
+    _seen: set[Hashable] = field(default_factory=set)
+    _derived: dict[object, object] = field(default_factory=dict)
+
+    def first(self, key: Hashable) -> bool:
+        """True the first time ``key`` comes up in this pass (one finding per loop and name)."""
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+    def derived(self, compute: Callable[[Index], _T]) -> _T:
+        """``compute(idx)`` once per pass: what every match needs from the whole module.
+
+        Kept per pass, not on the :class:`Index`, so a pass sees exactly what a fresh
+        computation gives (a purity judge, say, fills its verdicts as it is asked).
+        """
+        if compute not in self._derived:
+            self._derived[compute] = compute(self.idx)
+        return cast(_T, self._derived[compute])
+
+    def finding(
+        self,
+        loc: Located,
+        detail: str,
+        weight: float,
+        edit: Callable[[], Edit | None],
+        *,
+        function: str | None = None,
+        line: int | None = None,
+    ) -> Finding:
+        """A finding at ``loc``: in its enclosing function, on its line, unless told otherwise."""
+        site = self.mutator.site(
+            self.path,
+            qualname(loc.parents) if function is None else function,
+            loc.line if line is None else line,
+            detail,
+            weight,
+        )
+        return Finding(site, edit)
+
+
 class CstMutator(ABC):
-    """Shared scan/apply flow: subclasses only say where they apply and what they change."""
+    """Shared find/scan/apply flow: subclasses only say where they apply and what they change."""
 
     name: str = ""
     risk: float = 0.0
+    #: the node types ``match`` is shown: every node of these kinds, in source order
+    kinds: ClassVar[tuple[type[cst.CSTNode], ...]] = (cst.CSTNode,)
 
     def scan(self, path: str, source: str) -> list[Site]:
         idx = index(source)
@@ -103,6 +163,23 @@ class CstMutator(ABC):
     def site(self, path: str, function: str, line: int, detail: str, weight: float) -> Site:
         return Site(path, function, line, self.name, detail, round(weight, 3))
 
-    @abstractmethod
     def find(self, idx: Index, path: str) -> list[Finding]:
-        """Every place this rewrite applies, in source order."""
+        """Every place this rewrite applies, in source order: ``match`` at each node of ``kinds``."""
+        if not self.applies(idx):
+            return []
+        scan = Scan(self, idx, path)
+        kinds = self.kinds
+        return [
+            finding
+            for loc in idx.nodes
+            if isinstance(loc.node, kinds)
+            for finding in self.match(scan, loc)
+        ]
+
+    def applies(self, idx: Index) -> bool:
+        """Whether anything in the module can be rewritten: a cheap check that skips the walk."""
+        return True
+
+    @abstractmethod
+    def match(self, scan: Scan, loc: Located) -> Iterator[Finding]:
+        """The findings at one node of ``kinds`` (usually none, at most a few)."""

@@ -7,19 +7,19 @@ seen, so the loop variable must be unused elsewhere and the loop must not sit in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import libcst as cst
 
-from evolution.mutators.base import CstMutator, Finding
+from evolution.mutators.base import CstMutator, Finding, Scan
 from evolution.mutators.cst_tools import (
     Edit,
-    Index,
     Located,
-    block_of,
     contains,
-    has_ancestor,
-    innermost_scope,
+    function_block,
     name_refs,
-    qualname,
+    plain_for,
+    single_assign,
     single_small,
     target_names,
 )
@@ -55,53 +55,33 @@ def _paren(code: str, expr: cst.CSTNode) -> str:
 class Comprehension(CstMutator):
     name = "comprehension"
     risk = 0.1
+    kinds = (cst.SimpleStatementLine,)
 
-    def find(self, idx: Index, path: str) -> list[Finding]:
-        out: list[Finding] = []
-        for loc in idx.nodes:
-            finding = self._one(idx, path, loc)
-            if finding is not None:
-                out.append(finding)
-        return out
-
-    def _one(self, idx: Index, path: str, loc: Located) -> Finding | None:
-        small = single_small(loc.node)
-        if not (
-            isinstance(small, cst.Assign)
-            and len(small.targets) == 1
-            and isinstance(small.targets[0].target, cst.Name)
-            and isinstance(small.value, cst.List)
-            and not small.value.elements
-        ):
-            return None
-        func = innermost_scope(loc.parents)
-        block = block_of(loc)
-        if (
-            not isinstance(func, cst.FunctionDef)
-            or block is None
-            or has_ancestor(loc, (cst.Try, cst.TryStar), func)
-        ):
-            return None
-        out = small.targets[0].target.value
+    def match(self, scan: Scan, loc: Located) -> Iterator[Finding]:
+        idx = scan.idx
+        small = single_assign(loc.node)
+        if small is None or not isinstance(small.value, cst.List) or small.value.elements:
+            return
+        where = function_block(loc)
+        if where is None:
+            return
+        func, block = where
+        out = cst.ensure_type(small.targets[0].target, cst.Name).value
         body = list(block.body)  # type: ignore[attr-defined]
         at = next(i for i, s in enumerate(body) if s is loc.node)
         if at + 1 >= len(body):
-            return None
+            return
         loop = body[at + 1]
-        if (
-            not isinstance(loop, cst.For)
-            or loop.orelse is not None
-            or loop.asynchronous is not None
-        ):
-            return None
+        if not plain_for(loop):
+            return
         if any(line.comment is not None for line in loop.leading_lines) or contains(
             loop, (cst.Comment,)
         ):
-            return None
+            return
         if contains(loop, (cst.NamedExpr, cst.Yield, cst.Await, cst.Lambda)):
-            return None
+            return
         if not isinstance(loop.body, cst.IndentedBlock) or len(loop.body.body) != 1:
-            return None
+            return
         inner = loop.body.body[0]
         cond: cst.BaseExpression | None = None
         if isinstance(inner, cst.If):
@@ -110,21 +90,21 @@ class Comprehension(CstMutator):
                 or not isinstance(inner.body, cst.IndentedBlock)
                 or len(inner.body.body) != 1
             ):
-                return None
+                return
             cond = inner.test
             inner = inner.body.body[0]
         elt = _append_arg(inner, out)
         if elt is None:
-            return None
+            return
         names = target_names(loop.target)
         if not names or len(names) != len(list(_all_names(loop.target))):
-            return None  # attribute or subscript targets would not be plain comprehension targets
+            return  # attribute or subscript targets would not be plain comprehension targets
         refs = [r for r, _ in name_refs(loop)]
         if sum(1 for r in refs if r.value == out) != 1:
-            return None
+            return
         loop_refs = {id(r) for r in refs}
         if any(r.value in names and id(r) not in loop_refs for r, _ in name_refs(func)):
-            return None  # the loop variable is used outside the loop; a comprehension would hide it
+            return  # the loop variable is used outside the loop; a comprehension would hide it
         code = f"[{_paren(idx.code(elt), elt)} for {idx.code(loop.target).strip()} in {_paren(idx.code(loop.iter), loop.iter)}"
         if cond is not None:
             code += f" if {_paren(idx.code(cond), cond)}"
@@ -139,7 +119,7 @@ class Comprehension(CstMutator):
             )
 
         detail = f"`{out}` is built by append in a loop of one statement"
-        return Finding(self.site(path, qualname(loc.parents), loc.line, detail, 1.25), edit)
+        yield scan.finding(loc, detail, 1.25, edit)
 
 
 def _all_names(target: cst.CSTNode) -> list[cst.CSTNode]:

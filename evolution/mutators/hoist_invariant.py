@@ -8,9 +8,11 @@ rebinds, mutates, aliases nor hands to code that could mutate them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import libcst as cst
 
-from evolution.mutators.base import CstMutator, Finding
+from evolution.mutators.base import CstMutator, Finding, Scan
 from evolution.mutators.cst_tools import (
     COMPS,
     PURE_BUILTINS,
@@ -27,7 +29,7 @@ from evolution.mutators.cst_tools import (
     innermost_scope,
     mutated_roots,
     name_refs,
-    qualname,
+    pure_call,
     root_name,
     shadowed,
     short,
@@ -132,20 +134,10 @@ def _aliasing_use(ref: cst.Name, parent: cst.CSTNode | None, grand: cst.CSTNode 
 def _only_local_effects(idx: Index, loop: cst.CSTNode, fresh_locals: set[str]) -> bool:
     """No call in the loop can reach shared state: pure callees, or methods of fresh locals."""
     for n in subtree(loop):
-        if not isinstance(n, cst.Call):
+        if not isinstance(n, cst.Call) or pure_call(idx, n):
             continue
-        func = n.func
-        if (
-            isinstance(func, cst.Name)
-            and func.value in PURE_BUILTINS
-            and not shadowed(idx, func.value)
-        ):
+        if isinstance(n.func, cst.Attribute) and root_name(n.func.value) in fresh_locals:
             continue
-        if isinstance(func, cst.Attribute):
-            if func.attr.value in PURE_METHODS:
-                continue
-            if root_name(func.value) in fresh_locals:
-                continue
         return False
     return True
 
@@ -170,26 +162,18 @@ def _fresh_locals(func: cst.FunctionDef) -> set[str]:
 class HoistInvariant(CstMutator):
     name = "hoist_invariant"
     risk = 0.25
+    kinds = (cst.Call,)
 
-    def find(self, idx: Index, path: str) -> list[Finding]:
-        out: list[Finding] = []
-        seen: set[tuple[int, str]] = set()
-        for loc in idx.nodes:
-            call = loc.node
-            if not isinstance(call, cst.Call):
-                continue
-            finding = self._one(idx, path, loc, call)
-            if finding is None:
-                continue
-            key = (id(finding[0]), idx.code(call))
-            if key not in seen:
-                seen.add(key)
-                out.append(finding[1])
-        return out
+    def match(self, scan: Scan, loc: Located) -> Iterator[Finding]:
+        call = loc.node
+        assert isinstance(call, cst.Call)
+        found = self._one(scan, loc, call)
+        # the same call twice in one loop is hoisted once (the rewrite replaces both)
+        if found is not None and scan.first((id(found[0]), scan.idx.code(call))):
+            yield found[1]
 
-    def _one(
-        self, idx: Index, path: str, loc: Located, call: cst.Call
-    ) -> tuple[cst.CSTNode, Finding] | None:
+    def _one(self, scan: Scan, loc: Located, call: cst.Call) -> tuple[cst.CSTNode, Finding] | None:
+        idx = scan.idx
         callee = _callee(idx, call)
         names = _inputs(call)
         if callee is None or names is None:
@@ -218,11 +202,13 @@ class HoistInvariant(CstMutator):
                     return None
         if kind == "builtin" and not _only_local_effects(idx, loop, _fresh_locals(func) - names):
             return None
-        return loop, self._finding(idx, path, loc, call, loop, weight)
+        return loop, self._finding(scan, loc, call, loop, weight)
 
     def _finding(
-        self, idx: Index, path: str, loc: Located, call: cst.Call, loop: cst.CSTNode, weight: float
+        self, scan: Scan, loc: Located, call: cst.Call, loop: cst.CSTNode, weight: float
     ) -> Finding:
+        idx = scan.idx
+
         def edit() -> Edit:
             n = 0
             while f"_hoisted_{n}" in idx.all_names:
@@ -240,4 +226,4 @@ class HoistInvariant(CstMutator):
 
         loop_line = idx.at(loop).line
         detail = f"`{short(idx.code(call))}` is recomputed on every iteration of the loop at line {loop_line}"
-        return Finding(self.site(path, qualname(loc.parents), loc.line, detail, weight), edit)
+        return scan.finding(loc, detail, weight, edit)

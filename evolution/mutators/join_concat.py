@@ -7,21 +7,21 @@ loop cannot leave through an exception someone catches here, and ``acc`` starts 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import libcst as cst
 
-from evolution.mutators.base import CstMutator, Finding
+from evolution.mutators.base import CstMutator, Finding, Scan
 from evolution.mutators.cst_tools import (
     SCOPES,
     Edit,
-    Index,
     Located,
     binding_names,
-    block_of,
+    function_block,
     has_ancestor,
-    innermost_scope,
     name_refs,
-    qualname,
-    single_small,
+    plain_for,
+    single_assign,
     statement,
     subtree,
 )
@@ -58,51 +58,33 @@ def _appends(loop: cst.For) -> dict[str, list[cst.AugAssign]]:
 
 
 def _empty_string(stmt: cst.CSTNode, name: str) -> cst.Assign | None:
-    small = single_small(stmt)
-    if (
-        isinstance(small, cst.Assign)
-        and len(small.targets) == 1
-        and isinstance(small.targets[0].target, cst.Name)
-        and small.targets[0].target.value == name
-        and isinstance(small.value, cst.SimpleString)
-        and small.value.value in ('""', "''")
-    ):
-        return small
+    small = single_assign(stmt, name)
+    if small is not None and isinstance(small.value, cst.SimpleString):
+        return small if small.value.value in ('""', "''") else None
     return None
 
 
 class JoinConcat(CstMutator):
     name = "join_concat"
     risk = 0.2
+    kinds = (cst.For,)
 
-    def find(self, idx: Index, path: str) -> list[Finding]:
-        out: list[Finding] = []
-        for loc in idx.nodes:
-            loop = loc.node
-            if (
-                not isinstance(loop, cst.For)
-                or loop.orelse is not None
-                or loop.asynchronous is not None
-            ):
-                continue
-            func = innermost_scope(loc.parents)
-            block = block_of(loc)
-            if (
-                not isinstance(func, cst.FunctionDef)
-                or block is None
-                or has_ancestor(loc, (cst.Try, cst.TryStar), func)
-            ):
-                continue
-            for acc, sites in _appends(loop).items():
-                finding = self._one(idx, path, loc, loop, func, block, acc, sites)
-                if finding is not None:
-                    out.append(finding)
-        return out
+    def match(self, scan: Scan, loc: Located) -> Iterator[Finding]:
+        loop = loc.node
+        if not plain_for(loop):
+            return
+        where = function_block(loc)
+        if where is None:
+            return
+        func, block = where
+        for acc, sites in _appends(loop).items():
+            finding = self._one(scan, loc, loop, func, block, acc, sites)
+            if finding is not None:
+                yield finding
 
     def _one(
         self,
-        idx: Index,
-        path: str,
+        scan: Scan,
         loc: Located,
         loop: cst.For,
         func: cst.FunctionDef,
@@ -110,6 +92,7 @@ class JoinConcat(CstMutator):
         acc: str,
         sites: list[cst.AugAssign],
     ) -> Finding | None:
+        idx = scan.idx
         targets = {id(s.target) for s in sites}
         if any(ref.value == acc and id(ref) not in targets for ref, _ in name_refs(loop)):
             return None
@@ -152,4 +135,4 @@ class JoinConcat(CstMutator):
             return e
 
         detail = f"`{acc} += ...` concatenates strings in a loop ({len(sites)} place(s))"
-        return Finding(self.site(path, qualname(loc.parents), loc.line, detail, 1.3), edit)
+        return scan.finding(loc, detail, 1.3, edit)

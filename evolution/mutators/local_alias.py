@@ -6,9 +6,11 @@ looked up, as long as the loop never rebinds the name nor assigns that attribute
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import libcst as cst
 
-from evolution.mutators.base import CstMutator, Finding
+from evolution.mutators.base import CstMutator, Finding, Scan
 from evolution.mutators.cst_tools import (
     COMPS,
     SCOPES,
@@ -19,7 +21,6 @@ from evolution.mutators.cst_tools import (
     binding_names,
     block_of,
     innermost_scope,
-    qualname,
     statement,
     subtree,
 )
@@ -69,29 +70,25 @@ def _calls(idx: Index, loop: cst.For | cst.While, owner: str, attr: str) -> list
 class LocalAlias(CstMutator):
     name = "local_alias"
     risk = 0.1
+    kinds = (cst.Call,)
 
-    def find(self, idx: Index, path: str) -> list[Finding]:
-        out: list[Finding] = []
-        seen: set[tuple[int, str, str]] = set()
-        for loc in idx.nodes:
-            call = loc.node
-            if not (
-                isinstance(call, cst.Call)
-                and isinstance(call.func, cst.Attribute)
-                and isinstance(call.func.value, cst.Name)
-                and not call.func.attr.value.startswith("__")
-            ):
-                continue
-            owner, attr = call.func.value.value, call.func.attr.value
-            loop = self._loop(idx, loc, owner, attr)
-            if loop is None or (id(loop), owner, attr) in seen:
-                continue
-            seen.add((id(loop), owner, attr))
-            calls = _calls(idx, loop, owner, attr)
-            if not calls:
-                continue
-            out.append(self._finding(idx, path, loc, loop, owner, attr, calls))
-        return out
+    def match(self, scan: Scan, loc: Located) -> Iterator[Finding]:
+        idx, call = scan.idx, loc.node
+        if not (
+            isinstance(call, cst.Call)
+            and isinstance(call.func, cst.Attribute)
+            and isinstance(call.func.value, cst.Name)
+            and not call.func.attr.value.startswith("__")
+        ):
+            return
+        owner, attr = call.func.value.value, call.func.attr.value
+        loop = self._loop(idx, loc, owner, attr)
+        # one alias per loop and method: the first call found speaks for all of them
+        if loop is None or not scan.first((id(loop), owner, attr)):
+            return
+        calls = _calls(idx, loop, owner, attr)
+        if calls:
+            yield self._finding(scan, loc, loop, owner, attr, calls)
 
     def _loop(self, idx: Index, loc: Located, owner: str, attr: str) -> cst.For | cst.While | None:
         """The outermost loop of the function holding the call in its body that keeps ``owner`` fixed."""
@@ -140,14 +137,15 @@ class LocalAlias(CstMutator):
 
     def _finding(
         self,
-        idx: Index,
-        path: str,
+        scan: Scan,
         loc: Located,
         loop: cst.For | cst.While,
         owner: str,
         attr: str,
         calls: list[cst.Call],
     ) -> Finding:
+        idx = scan.idx
+
         def edit() -> Edit:
             alias = idx.fresh(f"_{owner}_{attr}")
             e = Edit().insert_before(loop, statement(f"{alias} = {owner}.{attr}"))
@@ -160,4 +158,4 @@ class LocalAlias(CstMutator):
             f"`{owner}.{attr}` is looked up on every iteration ({len(calls)} call(s) in the loop)"
         )
         weight = min(1.3, 1.05 + 0.05 * len(calls))
-        return Finding(self.site(path, qualname(loc.parents), first, detail, weight), edit)
+        return scan.finding(loc, detail, weight, edit, line=first)

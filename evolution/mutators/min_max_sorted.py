@@ -10,9 +10,11 @@ An empty input raises ValueError instead of IndexError, so code under ``try`` is
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import libcst as cst
 
-from evolution.mutators.base import CstMutator, Finding
+from evolution.mutators.base import CstMutator, Finding, Scan
 from evolution.mutators.cst_tools import (
     Edit,
     Index,
@@ -20,7 +22,6 @@ from evolution.mutators.cst_tools import (
     add_import,
     can_import,
     has_ancestor,
-    qualname,
     shadowed,
     short,
 )
@@ -52,37 +53,32 @@ def _index_value(sub: cst.Subscript) -> int | str | None:
 class MinMaxSorted(CstMutator):
     name = "min_max_sorted"
     risk = 0.1
+    kinds = (cst.Subscript,)
 
-    def find(self, idx: Index, path: str) -> list[Finding]:
-        if shadowed(idx, "sorted"):
-            return []
-        out: list[Finding] = []
-        for loc in idx.nodes:
-            if isinstance(loc.node, cst.Subscript):
-                finding = self._one(idx, path, loc, loc.node)
-                if finding is not None:
-                    out.append(finding)
-        return out
+    def applies(self, idx: Index) -> bool:
+        return not shadowed(idx, "sorted")
 
-    def _one(self, idx: Index, path: str, loc: Located, sub: cst.Subscript) -> Finding | None:
+    def match(self, scan: Scan, loc: Located) -> Iterator[Finding]:
+        idx, sub = scan.idx, loc.node
+        assert isinstance(sub, cst.Subscript)
         call = sub.value
         if not (
             isinstance(call, cst.Call)
             and isinstance(call.func, cst.Name)
             and call.func.value == "sorted"
         ):
-            return None
+            return
         if sub.lpar or has_ancestor(loc, (cst.Try, cst.TryStar)):
-            return None
+            return
         positional = [a for a in call.args if a.keyword is None]
         keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
         if len(positional) != 1 or positional[0].star or set(keywords) - {"key", "reverse"}:
-            return None
+            return
         reverse_node = keywords.get("reverse")
         if reverse_node is not None and not (
             isinstance(reverse_node, cst.Name) and reverse_node.value in ("True", "False")
         ):
-            return None
+            return
         reverse = isinstance(reverse_node, cst.Name) and reverse_node.value == "True"
         which = _index_value(sub)
         key = keywords.get("key")
@@ -96,13 +92,13 @@ class MinMaxSorted(CstMutator):
             new_code = f"{func}({source})"
         elif which == "head":
             if not can_import(idx, "heapq"):
-                return None
+                return
             func, weight = ("nlargest" if reverse else "nsmallest"), 1.3
             part = sub.slice[0].slice
             assert isinstance(part, cst.Slice) and part.upper is not None
             new_code = f"heapq.{func}({idx.code(part.upper)}, {source}{key_code})"
         else:
-            return None
+            return
 
         def edit() -> Edit | None:
             e = Edit()
@@ -111,4 +107,4 @@ class MinMaxSorted(CstMutator):
             return e.replace(sub, cst.parse_expression(new_code))
 
         detail = f"`{short(idx.code(sub))}` sorts everything to use one end; `{func}` is linear"
-        return Finding(self.site(path, qualname(loc.parents), loc.line, detail, weight), edit)
+        yield scan.finding(loc, detail, weight, edit)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 
 import libcst as cst
 
-from evolution.mutators.base import CstMutator, Finding
+from evolution.mutators.base import CstMutator, Finding, Scan
 from evolution.mutators.cst_tools import (
     Edit,
     Index,
@@ -94,37 +95,15 @@ def _is_regex_const(stmt: cst.CSTNode) -> bool:
 class PrecompileRegex(CstMutator):
     name = "precompile_regex"
     risk = 0.05
+    kinds = (cst.Call,)
 
-    def find(self, idx: Index, path: str) -> list[Finding]:
-        if not imports_module(idx, "re"):
-            return []
-        anchor = self._anchor(idx)
-        if anchor is None:
-            return []
-        out: list[Finding] = []
-        for loc in idx.nodes:
-            if isinstance(loc.node, cst.Call):
-                finding = self._one(idx, path, loc, loc.node, anchor)
-                if finding is not None:
-                    out.append(finding)
-        return out
+    def applies(self, idx: Index) -> bool:
+        return imports_module(idx, "re") and _anchor(idx) is not None
 
-    def _anchor(self, idx: Index) -> cst.BaseStatement | None:
-        """After the imports (and after earlier precompiled patterns), once ``re`` is imported."""
-        anchor = import_anchor(idx)
-        if anchor is None:
-            return None
-        body: list[cst.BaseStatement] = list(idx.module.body)
-        at = next(i for i, s in enumerate(body) if s is anchor)
-        if not any(_imports_re(s) for s in body[: at + 1]):
-            return None
-        while at + 1 < len(body) and _is_regex_const(body[at + 1]):
-            at += 1
-        return body[at]
-
-    def _one(
-        self, idx: Index, path: str, loc: Located, call: cst.Call, anchor: cst.BaseStatement
-    ) -> Finding | None:
+    def match(self, scan: Scan, loc: Located) -> Iterator[Finding]:
+        idx, call = scan.idx, loc.node
+        anchor = scan.derived(_anchor)
+        assert isinstance(call, cst.Call) and anchor is not None
         func = call.func
         if not (
             isinstance(func, cst.Attribute)
@@ -132,9 +111,9 @@ class PrecompileRegex(CstMutator):
             and func.value.value == "re"
             and func.attr.value in _METHODS
         ):
-            return None
+            return
         if not any(isinstance(p, cst.FunctionDef) for p in loc.parents):
-            return None
+            return
         method = func.attr.value
         positional = [a for a in call.args if a.keyword is None]
         if (
@@ -142,16 +121,16 @@ class PrecompileRegex(CstMutator):
             or any(a.star for a in call.args)
             or len(positional) - 1 > _METHODS[method]
         ):
-            return None
+            return
         if any(a.keyword is None for a in call.args[len(positional) :]):
-            return None
+            return
         flags_arg = [a for a in call.args if a.keyword is not None and a.keyword.value == "flags"]
         if any(a.keyword is not None and a.keyword.value == "pattern" for a in call.args):
-            return None
+            return
         flags = _flags_value(flags_arg[0].value) if flags_arg else 0
         pattern = positional[0].value
         if flags is None or not _pattern_ok(idx, pattern, flags):
-            return None
+            return
         function = qualname(loc.parents)
         in_loop = bool(enclosing_loops(loc))
 
@@ -179,7 +158,21 @@ class PrecompileRegex(CstMutator):
             return e.replace(call, new)
 
         detail = f"`{short(idx.code(call))}` compiles (or looks up) its pattern on every call"
-        return Finding(self.site(path, function, loc.line, detail, 1.3 if in_loop else 1.15), edit)
+        yield scan.finding(loc, detail, 1.3 if in_loop else 1.15, edit)
+
+
+def _anchor(idx: Index) -> cst.BaseStatement | None:
+    """After the imports (and after earlier precompiled patterns), once ``re`` is imported."""
+    anchor = import_anchor(idx)
+    if anchor is None:
+        return None
+    body: list[cst.BaseStatement] = list(idx.module.body)
+    at = next(i for i, s in enumerate(body) if s is anchor)
+    if not any(_imports_re(s) for s in body[: at + 1]):
+        return None
+    while at + 1 < len(body) and _is_regex_const(body[at + 1]):
+        at += 1
+    return body[at]
 
 
 def _parts(pattern: cst.CSTNode) -> list[cst.CSTNode]:

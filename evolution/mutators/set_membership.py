@@ -6,11 +6,11 @@ and used in ways that cannot change it, so the frozenset built once stays equal 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import libcst as cst
 
-from evolution.mutators.base import CstMutator, Finding
+from evolution.mutators.base import CstMutator, Finding, Scan
 from evolution.mutators.cst_tools import (
     Edit,
     Index,
@@ -20,9 +20,8 @@ from evolution.mutators.cst_tools import (
     enclosing_loops,
     innermost_scope,
     name_refs,
-    qualname,
     short,
-    single_small,
+    single_assign,
     statement,
 )
 
@@ -59,25 +58,24 @@ def _only_read(idx: Index, scope: cst.CSTNode, name: str, binding: cst.CSTNode) 
     return True
 
 
-def _single_assign(stmt: cst.CSTNode, name: str) -> cst.Assign | None:
-    small = single_small(stmt)
-    if (
-        isinstance(small, cst.Assign)
-        and len(small.targets) == 1
-        and isinstance(small.targets[0].target, cst.Name)
-        and small.targets[0].target.value == name
-    ):
-        return small
+def _list_binding(
+    body: Sequence[cst.BaseStatement], name: str
+) -> tuple[cst.BaseStatement, cst.Assign, int] | None:
+    """The first ``name = ...`` line of ``body``, if it binds a constant list: (line, assign, items)."""
+    for stmt in body:
+        assign = single_assign(stmt, name)
+        if assign is not None:
+            count = constant_sequence(assign.value)
+            return None if count is None else (stmt, assign, count)
     return None
 
 
 def _existing_set(body: Sequence[cst.BaseStatement], name: str) -> str | None:
     """A ``X = frozenset(name)`` already made by an earlier rewrite, to reuse."""
     for stmt in body:
-        small = single_small(stmt)
+        small = single_assign(stmt)
         if (
-            isinstance(small, cst.Assign)
-            and len(small.targets) == 1
+            small is not None
             and isinstance(small.targets[0].target, cst.Name)
             and isinstance(small.value, cst.Call)
             and isinstance(small.value.func, cst.Name)
@@ -114,33 +112,29 @@ def _frozenset_edit(
 class SetMembership(CstMutator):
     name = "set_membership"
     risk = 0.15
+    kinds = (cst.ComparisonTarget,)
 
-    def find(self, idx: Index, path: str) -> list[Finding]:
-        out: list[Finding] = []
-        for loc in idx.nodes:
-            target = loc.node
-            if not isinstance(target, cst.ComparisonTarget) or not isinstance(
-                target.operator, (cst.In, cst.NotIn)
-            ):
-                continue
-            comparison = loc.parent
-            if not isinstance(comparison, cst.Comparison):
-                continue
-            finding = self._literal(idx, path, loc, comparison, target) or self._named(
-                idx, path, loc, comparison, target
+    def match(self, scan: Scan, loc: Located) -> Iterator[Finding]:
+        target, comparison = loc.node, loc.parent
+        if (
+            isinstance(target, cst.ComparisonTarget)
+            and isinstance(target.operator, (cst.In, cst.NotIn))
+            and isinstance(comparison, cst.Comparison)
+        ):
+            finding = self._literal(scan, loc, comparison, target) or self._named(
+                scan, loc, comparison, target
             )
             if finding is not None:
-                out.append(finding)
-        return out
+                yield finding
 
     def _literal(
         self,
-        idx: Index,
-        path: str,
+        scan: Scan,
         loc: Located,
         comparison: cst.Comparison,
         target: cst.ComparisonTarget,
     ) -> Finding | None:
+        idx = scan.idx
         seq = target.comparator
         count = constant_sequence(seq)
         if count is None or not (
@@ -172,18 +166,16 @@ class SetMembership(CstMutator):
             return Edit().replace(seq, new)
 
         detail = f"`{short(idx.code(comparison))}` scans a {count}-item literal; a set literal is a constant frozenset"
-        return Finding(
-            self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit
-        )
+        return scan.finding(loc, detail, _weight(count), edit)
 
     def _named(
         self,
-        idx: Index,
-        path: str,
+        scan: Scan,
         loc: Located,
         comparison: cst.Comparison,
         target: cst.ComparisonTarget,
     ) -> Finding | None:
+        idx = scan.idx
         ref = target.comparator
         if not isinstance(ref, cst.Name) or not enclosing_loops(loc):
             return None
@@ -194,7 +186,7 @@ class SetMembership(CstMutator):
         binders = [s for s in scopes if name in binding_names(s)]
         detail_head = f"`{short(idx.code(comparison))}` scans"
         if not binders:
-            return self._module_level(idx, path, loc, ref, detail_head)
+            return self._module_level(scan, loc, ref, detail_head)
         func = scopes[-1]
         if (
             binders != [func]
@@ -205,46 +197,33 @@ class SetMembership(CstMutator):
         body = func.body
         if not isinstance(body, cst.IndentedBlock):
             return None
-        for stmt in body.body:
-            assign = _single_assign(stmt, name)
-            if assign is not None:
-                break
-        else:
+        found = _list_binding(body.body, name)
+        if found is None:
             return None
-        count = constant_sequence(assign.value)
-        if count is None or idx.at(stmt).line >= loc.line:
+        anchor, assign, count = found
+        if idx.at(anchor).line >= loc.line:
             return None
         if not _only_read(idx, func, name, assign.targets[0].target):
             return None
-        anchor = stmt
-
         edit = _frozenset_edit(idx, body.body, name, f"_{name.lower()}_set", ref, anchor)
 
         detail = f"{detail_head} a {count}-item local list in a loop"
-        return Finding(
-            self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit
-        )
+        return scan.finding(loc, detail, _weight(count), edit)
 
     def _module_level(
-        self, idx: Index, path: str, loc: Located, ref: cst.Name, detail_head: str
+        self, scan: Scan, loc: Located, ref: cst.Name, detail_head: str
     ) -> Finding | None:
+        idx = scan.idx
         name = ref.value
         if idx.module_bindings.get(name, 0) != 1:
             return None
-        for stmt in idx.module.body:
-            assign = _single_assign(stmt, name)
-            if assign is not None:
-                break
-        else:
+        found = _list_binding(idx.module.body, name)
+        if found is None:
             return None
-        count = constant_sequence(assign.value)
-        if count is None or not _only_read(idx, idx.module, name, assign.targets[0].target):
+        anchor, assign, count = found
+        if not _only_read(idx, idx.module, name, assign.targets[0].target):
             return None
-        anchor = stmt
-
         edit = _frozenset_edit(idx, idx.module.body, name, f"{name.upper()}_SET", ref, anchor)
 
         detail = f"{detail_head} a {count}-item module list in a loop"
-        return Finding(
-            self.site(path, qualname(loc.parents), loc.line, detail, _weight(count)), edit
-        )
+        return scan.finding(loc, detail, _weight(count), edit)

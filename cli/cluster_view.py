@@ -1,0 +1,127 @@
+"""`tars cluster status` as a table: one row per node, and the warnings under it.
+
+Rows are plain dicts (``--json`` prints them as they are); the table and the summary
+only render them.  rich's table is imported when drawn: every `tars` run imports the
+command modules.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+
+from cli.common import console
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from runtime.config import ClusterConfig
+    from runtime.launcher import ProcessLauncher
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def status_rows(
+    config: ClusterConfig, launcher: ProcessLauncher, statuses: dict[str, dict[str, Any] | None]
+) -> list[dict[str, Any]]:
+    applied = [_int(s.get("applied_index")) for s in statuses.values() if s is not None]
+    newest = max(applied, default=0)
+    rows = []
+    for node_id in config.ids:
+        status = statuses.get(node_id)
+        pid = launcher.pid(node_id)
+        row: dict[str, Any] = {
+            "node": node_id,
+            "endpoint": config.endpoint(node_id),
+            "pid": pid,
+            "up": status is not None,
+        }
+        if status is not None:
+            row.update(
+                role=status.get("role"),
+                term=status.get("term"),
+                leader=status.get("leader"),
+                commit_index=status.get("commit_index"),
+                applied_index=status.get("applied_index"),
+                lag=newest - _int(status.get("applied_index")),
+                members=status.get("members", []),
+                heads=status.get("heads", {}),
+                counters=status.get("counters", {}),
+                log=status.get("log", {}),
+                last_transfer=status.get("last_transfer"),
+            )
+        rows.append(row)
+    return rows
+
+
+def _heads(heads: dict[str, Any]) -> str:
+    parts = []
+    for genome, head in sorted(heads.items()):
+        if not isinstance(head, dict):
+            continue
+        fitness = head.get("fitness")
+        shown = f"{fitness:.4g}" if isinstance(fitness, int | float) else "?"
+        parts.append(f"{genome} {str(head.get('version', ''))[:12]} {shown}")
+    return "\n".join(parts) or "-"
+
+
+def log_cell(row: dict[str, Any]) -> str:
+    """Where the node's Raft log starts: the whole log, or a snapshot and what was fetched."""
+    log = row.get("log") or {}
+    snapshot = _int(log.get("snapshot_index"))
+    shown = f"from {snapshot}" if snapshot else "whole"
+    fetched = row.get("last_transfer")
+    if isinstance(fetched, dict):
+        shown += f"\nfetched {_int(fetched.get('events'))}"
+    return shown
+
+
+def status_table(config: ClusterConfig, rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
+    table = Table(title=escape(f"cluster {config.name} ({config.path})"))
+    for column in ("node", "pid", "role", "term", "leader", "applied", "lag", "log", "heads"):
+        table.add_column(
+            column,
+            justify="right" if column in ("pid", "term", "applied", "lag") else "left",
+            no_wrap=column != "heads",
+        )
+    for row in rows:
+        pid = str(row["pid"]) if row["pid"] is not None else "-"
+        if not row["up"]:
+            role = "[yellow]not answering[/]" if row["pid"] is not None else "[red]down[/]"
+            table.add_row(row["node"], pid, role, "-", "-", "-", "-", "-", "-")
+            continue
+        role = escape(str(row["role"] or "?"))
+        styled = f"[bold green]{role}[/]" if role == "leader" else role
+        table.add_row(
+            row["node"],
+            pid,
+            styled,
+            str(row["term"]),
+            escape(str(row["leader"] or "-")),
+            str(row["applied_index"]),
+            str(row["lag"]),
+            escape(log_cell(row)),
+            escape(_heads(row["heads"])),
+        )
+    return table
+
+
+def print_summary(config: ClusterConfig, rows: list[dict[str, Any]]) -> None:
+    up = [row for row in rows if row["up"]]
+    console.print(f"{len(up)} of {len(rows)} nodes answering", highlight=False, markup=False)
+    leaders = {row["leader"] for row in up if row.get("leader")}
+    if len(leaders) > 1:
+        console.print(
+            f"[yellow]nodes disagree on the leader: {escape(', '.join(sorted(map(str, leaders))))}[/] (an election is in progress)"
+        )
+    members = next((row["members"] for row in up if row.get("role") == "leader"), None)
+    if members is not None and sorted(members) != sorted(config.ids):
+        console.print(
+            f"[yellow]the swarm's members ({escape(', '.join(sorted(map(str, members))))}) differ from cluster.yml's nodes "
+            f"({', '.join(config.ids)})[/]: `tars cluster add|remove` changes both"
+        )

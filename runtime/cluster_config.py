@@ -1,0 +1,269 @@
+"""A validated cluster.yml that answers every question about the swarm with absolute paths.
+
+Nodes, their endpoints, where each keeps its state, store, journal, log and keys, and
+how to change the file (add or remove a node, or write a copy elsewhere) without
+losing what the user wrote.  The schema and the loading live in :mod:`runtime.config`,
+which re-exports :class:`ClusterConfig`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from evolution.errors import ConfigError
+from runtime.config_yaml import write_atomic
+
+if TYPE_CHECKING:
+    from runtime.config import ClusterFile, Compaction, EvolutionSection, NodeSpec, Timers
+
+#: The key pair the CLI signs admin requests with; no node may take its name.
+ADMIN = "admin"
+
+
+def resolve(base_dir: Path, value: str | Path) -> Path:
+    """A path as cluster.yml means it: ``~`` expanded, relative to the file's own folder."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def sqlite_url(base_dir: Path, url: str) -> str:
+    """An absolute ``sqlite:////…`` URL, anchoring a relative one to ``base_dir``."""
+    if "://" not in url:
+        return f"sqlite:///{resolve(base_dir, url)}"
+    if not url.lower().startswith("sqlite:///"):
+        return url
+    rest = unquote(url[len("sqlite:///") :])
+    return f"sqlite:///{resolve(base_dir, rest)}"
+
+
+class ClusterConfig:
+    """A validated cluster.yml plus where it lives, answering every path question absolutely."""
+
+    def __init__(self, model: ClusterFile, path: Path, *, header: str = "") -> None:
+        self.model = model
+        self.path = path
+        self.base_dir = path.parent
+        self._header = header
+
+    def __repr__(self) -> str:
+        return f"ClusterConfig({self.path}, nodes={self.ids})"
+
+    # -- sections ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.model.cluster.name
+
+    @property
+    def backend(self) -> str:
+        return self.model.cluster.backend
+
+    @property
+    def timers(self) -> Timers:
+        return self.model.cluster.timers
+
+    @property
+    def compaction(self) -> Compaction:
+        return self.model.cluster.compaction
+
+    @property
+    def evolution(self) -> EvolutionSection:
+        return self.model.evolution
+
+    @property
+    def nodes(self) -> list[NodeSpec]:
+        return list(self.model.nodes)
+
+    @property
+    def ids(self) -> list[str]:
+        return [node.id for node in self.model.nodes]
+
+    def node(self, node_id: str) -> NodeSpec:
+        for node in self.model.nodes:
+            if node.id == node_id:
+                return node
+        raise ConfigError(
+            f"node {node_id!r} is not in {self.path} (nodes: {', '.join(self.ids)})",
+            hint="use one of those ids, or add the node with `tars cluster add`",
+        )
+
+    def endpoint(self, node_id: str) -> str:
+        node = self.node(node_id)
+        return f"tcp://{node.host}:{node.port}"
+
+    # -- paths -------------------------------------------------------------------------
+
+    @property
+    def state_root(self) -> Path:
+        return resolve(self.base_dir, self.model.cluster.state)
+
+    @property
+    def keys_dir(self) -> Path:
+        return resolve(self.base_dir, self.model.cluster.keys)
+
+    @property
+    def genome_dirs(self) -> list[Path]:
+        return [resolve(self.base_dir, folder) for folder in self.model.genomes]
+
+    def state_dir(self, node_id: str) -> Path:
+        return self.state_root / self.node(node_id).id
+
+    def store_url(self, node_id: str) -> str:
+        node = self.node(node_id)
+        if node.store is None:
+            return f"sqlite:///{self.state_root / node.id / 'store.db'}"
+        return sqlite_url(self.base_dir, node.store)
+
+    def journal_path(self, node_id: str) -> Path:
+        return self.state_dir(node_id) / "raft.journal"
+
+    def log_path(self, node_id: str) -> Path:
+        return self.state_dir(node_id) / "node.log"
+
+    def pid_path(self, node_id: str) -> Path:
+        return self.state_dir(node_id) / "node.pid"
+
+    # -- keys --------------------------------------------------------------------------
+
+    def _key_files(self, name: str, *, secret: bool) -> None:
+        needed = [f"{name}.key"] + ([f"{name}.key_secret"] if secret else [])
+        missing = [file for file in needed if not (self.keys_dir / file).is_file()]
+        if missing:
+            raise ConfigError(
+                f"{self.path}: no key file {', '.join(missing)} in {self.keys_dir}",
+                hint=f"run `tars keys --config {self.path}` to make the missing key pairs",
+            )
+
+    def public_key(self, node_id: str) -> str:
+        """A node's CurveZMQ public key: inline in cluster.yml, else from ``<keys>/<id>.key``."""
+        node = self.node(node_id)
+        if node.public_key is not None:
+            return node.public_key
+        from runtime.keys import read_public
+
+        self._key_files(node.id, secret=False)
+        return str(read_public(self.keys_dir, node.id))
+
+    def keypair(self, name: str) -> tuple[str, str]:
+        """(public, secret) of a node or of ``admin``, from the keys folder."""
+        if name != ADMIN:
+            self.node(name)
+        from runtime.keys import read_keypair
+
+        self._key_files(name, secret=True)
+        public, secret = read_keypair(self.keys_dir, name)
+        return str(public), str(secret)
+
+    def ensure_keys(self, names: Sequence[str] | None = None, *, force: bool = False) -> list[str]:
+        """Make the key pairs that are missing (every node and admin by default); returns the names made.
+
+        A node whose public key is inline, or whose ``.key`` file is present without a
+        secret, runs elsewhere: its owner holds the secret, so no pair is made for it.
+        """
+        from runtime.keys import write_keypair
+
+        wanted = list(names) if names is not None else [*self.ids, ADMIN]
+        created: list[str] = []
+        for name in wanted:
+            inline = name != ADMIN and self.node(name).public_key is not None
+            if not force and (inline or (self.keys_dir / f"{name}.key").exists()):
+                continue
+            self.keys_dir.mkdir(parents=True, exist_ok=True)
+            write_keypair(self.keys_dir, name, force=force)
+            created.append(name)
+        return created
+
+    # -- changing the file ---------------------------------------------------------------
+
+    def _validated(self, data: dict[str, Any], path: Path) -> ClusterConfig:
+        from runtime.config import validated  # runtime.config imports this module
+
+        return validated(data, path, source=str(path), root=None, header=self._header)
+
+    def _data(self) -> dict[str, Any]:
+        return self.model.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+
+    def with_nodes(
+        self,
+        nodes: Sequence[NodeSpec] | None = None,
+        *,
+        state: Path | None = None,
+        keys: Path | None = None,
+        genomes: Sequence[Path] | None = None,
+        evolution: EvolutionSection | None = None,
+        timers: Timers | None = None,
+        name: str | None = None,
+        compaction: Compaction | None = None,
+    ) -> ClusterConfig:
+        """A copy with other nodes (and optionally other folders), every path made absolute.
+
+        Absolute paths let :meth:`dump` write the copy anywhere, such as a demo's
+        workdir, and still mean the same folders.  Relative arguments resolve against
+        the current directory, as paths given on a command line do.
+        """
+        data = self._data()
+        cluster = data.setdefault("cluster", {})
+        cluster["state"] = str(
+            state.expanduser().absolute() if state is not None else self.state_root
+        )
+        cluster["keys"] = str(keys.expanduser().absolute() if keys is not None else self.keys_dir)
+        if timers is not None:
+            cluster["timers"] = timers.model_dump(mode="json")
+        if compaction is not None:
+            cluster["compaction"] = compaction.model_dump(mode="json")
+        if name is not None:
+            cluster["name"] = name
+        if evolution is not None:
+            data["evolution"] = evolution.model_dump(mode="json")
+        folders = (
+            [g.expanduser().absolute() for g in genomes]
+            if genomes is not None
+            else self.genome_dirs
+        )
+        data["genomes"] = [str(folder) for folder in folders]
+        chosen = list(nodes) if nodes is not None else self.model.nodes
+        data["nodes"] = []
+        for node in chosen:
+            entry = node.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+            entry.setdefault("host", node.host)
+            if node.store is not None:
+                entry["store"] = sqlite_url(self.base_dir, node.store)
+            data["nodes"].append(entry)
+        return self._validated(data, self.path)
+
+    def dump(self, path: Path) -> ClusterConfig:
+        """Write this configuration to ``path`` with absolute paths; returns it as loaded from there."""
+        from runtime.config import load_cluster  # runtime.config imports this module
+
+        target = Path(path).expanduser().absolute()
+        write_atomic(
+            target,
+            self.with_nodes()._data(),
+            f"# Written by TARS from {self.path}; every path is absolute.\n",
+        )
+        return load_cluster(target)
+
+    def add_node(self, spec: NodeSpec) -> ClusterConfig:
+        """Append a node and write cluster.yml back (its other content kept as written)."""
+        data = self._data()
+        data["nodes"] = [*data["nodes"], spec.model_dump(mode="json", exclude_none=True)]
+        updated = self._validated(data, self.path)
+        write_atomic(self.path, updated._data(), self._header)
+        return updated
+
+    def remove_node(self, node_id: str) -> ClusterConfig:
+        """Drop a node and write cluster.yml back; removing the last node is refused."""
+        self.node(node_id)
+        if len(self.model.nodes) == 1:
+            raise ConfigError(
+                f"{self.path}: {node_id} is the only node",
+                hint="a swarm needs at least one node; stop it with `tars cluster down` instead",
+            )
+        data = self._data()
+        data["nodes"] = [entry for entry in data["nodes"] if entry["id"] != node_id]
+        updated = self._validated(data, self.path)
+        write_atomic(self.path, updated._data(), self._header)
+        return updated

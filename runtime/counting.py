@@ -1,0 +1,176 @@
+"""Counting the instructions a benchmark executes, under valgrind, once per version.
+
+An instruction count is exact to a few in a billion run to run, so a version counted
+once need not be counted again: counts are cached by (tree, command), and two runs with
+one seed adopt the same patches even on a noisy machine.  Without valgrind the
+incubator falls back to the A/B benchmark (:func:`effective_measure`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from evolution.manifest import Manifest
+from evolution.tree import version_id
+from runtime.sandbox import RunResult, Sandbox, SandboxLimits
+
+#: cachegrind without its cache and branch simulation is a plain instruction counter:
+#: exact to a few instructions in a billion run to run, and far faster than callgrind.
+VALGRIND_FLAGS = (
+    "--tool=cachegrind",
+    "--cache-sim=no",
+    "--branch-sim=no",
+    "--cachegrind-out-file=/dev/null",
+)
+#: how much longer a benchmark may take under the counter than natively (measured 3-5x
+#: plus ~3.5 s of start-up here); the manifest's limits are for the native run.
+COUNTING_SLOWDOWN = 5
+_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+_COUNT_CACHE_SIZE = 64
+
+
+def valgrind() -> str | None:
+    """The instruction counter's path, or None where valgrind is not installed."""
+    return shutil.which("valgrind")
+
+
+def effective_measure(manifest: Manifest) -> str:
+    """The measure actually used: "instructions" needs valgrind; without it, the A/B benchmark."""
+    if manifest.fitness.measure == "instructions" and valgrind() is not None:
+        return "instructions"
+    return "benchmark"
+
+
+def bench_env(measure: str) -> dict[str, str]:
+    """Tells the benchmark how it is measured, so under the counter it can do one pass, not best-of-N."""
+    return {"TARS_MEASURE": measure}
+
+
+def counting_limits(limits: SandboxLimits) -> SandboxLimits:
+    """The manifest's limits stretched for a run under valgrind (slower, with a larger address space)."""
+    return replace(
+        limits,
+        wall_seconds=limits.wall_seconds * COUNTING_SLOWDOWN,
+        cpu_seconds=limits.cpu_seconds * COUNTING_SLOWDOWN,
+        memory_mb=limits.memory_mb + 512,
+    )
+
+
+def read_instructions(result: RunResult) -> float:
+    """The guest instruction count valgrind printed; ValueError says what was wrong."""
+    found = _REFS.findall(result.stderr)
+    if not found:
+        raise ValueError(
+            f"valgrind printed no instruction count (last output: {result.stderr.strip()[-200:]!r})"
+        )
+    count = float(found[-1].replace(",", ""))
+    if count <= 0:
+        raise ValueError(f"valgrind counted {count:g} instructions")
+    return count
+
+
+class _CountCache:
+    """(instructions, wall seconds) by (tree, command): exact, so a parent is counted once per version.
+
+    Shared by the incubator pool (actors are threads of one process), hence the lock.
+    """
+
+    def __init__(self, size: int = _COUNT_CACHE_SIZE) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._counts: OrderedDict[tuple[str, tuple[str, ...]], tuple[float, float]] = OrderedDict()
+
+    def get(self, key: tuple[str, tuple[str, ...]]) -> tuple[float, float] | None:
+        with self._lock:
+            value = self._counts.get(key)
+            if value is not None:
+                self._counts.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[str, tuple[str, ...]], value: tuple[float, float]) -> None:
+        with self._lock:
+            self._counts[key] = value
+            self._counts.move_to_end(key)
+            while len(self._counts) > self._size:
+                self._counts.popitem(last=False)
+
+
+_counts = _CountCache()
+
+
+def forget_counts() -> None:
+    """Empty the count cache (a test that compares two runs must count each afresh)."""
+    global _counts
+    _counts = _CountCache()
+
+
+def run_counted(
+    sandbox: Sandbox, workdir: Path, manifest: Manifest, wall_limit: float | None = None
+) -> RunResult:
+    """The benchmark command under valgrind's instruction counter, in ``workdir``.
+
+    ``wall_limit`` tightens the (stretched) manifest wall limit, never loosens it.
+    """
+    counter = valgrind()
+    if counter is None:
+        raise ValueError(
+            'valgrind is not installed: install it (apt-get install valgrind) or set [fitness] measure = "benchmark"'
+        )
+    bench = manifest.commands.bench
+    command = [
+        counter,
+        *VALGRIND_FLAGS,
+        sys.executable if bench[0] == "python" else bench[0],
+        *bench[1:],
+    ]
+    limits = counting_limits(SandboxLimits.from_manifest(manifest.limits))
+    if wall_limit is not None and wall_limit < limits.wall_seconds:
+        limits = replace(limits, wall_seconds=wall_limit)
+    return sandbox.run(workdir, command, limits, env=bench_env("instructions"))
+
+
+def count_instructions(sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest) -> float:
+    """Instructions the benchmark executes on ``tree`` (cached per version); ValueError when it fails."""
+    count, _, _, failure = count_cached(sandbox, tree, manifest)
+    if count is None:
+        raise ValueError(
+            f"benchmark failed under the instruction counter: {failure[1] if failure else '?'}"
+        )
+    return count
+
+
+def count_cached(
+    sandbox: Sandbox,
+    tree: Mapping[str, str],
+    manifest: Manifest,
+    workdir: Path | None = None,
+    wall_limit: float | None = None,
+) -> tuple[float | None, float, float, tuple[str, str] | None]:
+    """(count, seconds spent now, seconds the counted run takes, (failure, detail)).
+
+    A version counted before costs nothing now; its run's duration comes from the cache.
+    """
+    key = (version_id(dict(tree)), tuple(manifest.commands.bench))
+    cached = _counts.get(key)
+    if cached is not None:
+        return cached[0], 0.0, cached[1], None
+    with contextlib.ExitStack() as stack:
+        where = workdir if workdir is not None else stack.enter_context(sandbox.workspace(tree))
+        result = run_counted(sandbox, where, manifest, wall_limit)
+    wall = result.wall_seconds
+    if not result.ok:
+        return None, wall, wall, (result.failure or "exit", result.detail)
+    try:
+        count = read_instructions(result)
+    except ValueError as exc:
+        return None, wall, wall, ("bench-output", str(exc))
+    _counts.put(key, (count, wall))
+    return count, wall, wall, None

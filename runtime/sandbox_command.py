@@ -1,0 +1,93 @@
+"""How a child is started: a clean environment, rlimits, the cgroup join, the namespace wrapper.
+
+The command line is built outside-in: ``sh`` joins the run's cgroup before anything
+else runs, ``prlimit`` sets the rlimits just before exec (no ``preexec_fn``: it is
+unsafe in a process with threads), the isolation wrapper makes the namespaces, and the
+candidate's command runs last.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from runtime.isolation import Isolation, RunCgroup
+from runtime.sandbox_result import SandboxLimits
+
+TMP_NAME = ".tars-tmp"
+CGROUP_EXIT = 125  # the join-cgroup shell line failed: a sandbox fault, not a candidate's
+_JOIN_ONE = (
+    'echo $$ > "$0" || { echo "tars-sandbox: cannot join cgroup $0" >&2; exit 125; }; exec "$@"'
+)
+_JOIN_TWO = (
+    'echo $$ > "$0" && echo $$ > "$1" || { echo "tars-sandbox: cannot join cgroup $0" >&2; exit 125; }; '
+    'shift; exec "$@"'
+)
+_MIB = 1 << 20
+
+
+def clean_env(workdir: Path, extra: Mapping[str, str] | None) -> dict[str, str]:
+    """Nothing of the node's environment leaks in (tokens, proxies, PYTHONPATH).
+
+    ``workdir`` is the path the child sees (under bwrap, ``isolation.INSIDE``).
+    """
+    bindir = str(Path(sys.executable).parent)
+    env = {
+        "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "TMPDIR": str(workdir / TMP_NAME),
+    }
+    env.update(extra or {})
+    return env
+
+
+def _rlimits(limits: SandboxLimits, nproc: int) -> list[tuple[int, int, int]]:
+    """(resource, soft, hard); CPU hard is one second later so SIGXCPU comes first."""
+    cpu = max(1, math.ceil(limits.cpu_seconds))
+    return [
+        (resource.RLIMIT_CPU, cpu, cpu + 1),
+        (resource.RLIMIT_AS, limits.memory_mb * _MIB, limits.memory_mb * _MIB),
+        (resource.RLIMIT_FSIZE, limits.file_mb * _MIB, limits.file_mb * _MIB),
+        (resource.RLIMIT_NPROC, nproc, nproc),
+        (resource.RLIMIT_CORE, 0, 0),
+    ]
+
+
+_PRLIMIT_FLAGS = {
+    resource.RLIMIT_CPU: "--cpu", resource.RLIMIT_AS: "--as", resource.RLIMIT_FSIZE: "--fsize",
+    resource.RLIMIT_NPROC: "--nproc", resource.RLIMIT_CORE: "--core",
+}  # fmt: skip
+
+
+def command(
+    iso: Isolation,
+    workdir: Path,
+    argv: list[str],
+    limits: SandboxLimits,
+    nproc: int,
+    cgroup: RunCgroup | None,
+) -> tuple[list[str], Callable[[], None] | None]:
+    """sh (join cgroup) → prlimit (rlimits) → namespace wrapper → the command."""
+    rlimits = _rlimits(limits, nproc)
+    full = [*iso.prefix(workdir, limits.file_mb * _MIB), *argv]
+    preexec: Callable[[], None] | None = None
+    if iso.prlimit:
+        flags = [f"{_PRLIMIT_FLAGS[res]}={soft}:{hard}" for res, soft, hard in rlimits]
+        full = [iso.prlimit, *flags, "--", *full]
+    else:  # no util-linux prlimit: fall back to the (thread-unsafe) preexec hook
+
+        def preexec() -> None:
+            for res, soft, hard in rlimits:
+                resource.setrlimit(res, (soft, hard))
+
+    if cgroup is not None:
+        files = [str(f) for f in cgroup.procs_files]
+        script = _JOIN_ONE if len(files) == 1 else _JOIN_TWO
+        full = [iso.sh or "/bin/sh", "-c", script, *files, *full]
+    return full, preexec

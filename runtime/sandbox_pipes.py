@@ -1,0 +1,119 @@
+"""The child's pipes and process group: capture output up to a limit, feed stdin, keep the clock.
+
+One selector loop moves bytes both ways until the child exits, the wall clock runs out
+or an output stream passes :data:`OUTPUT_LIMIT`; then the whole group is killed and the
+pipes are drained, bounded in time, so a child that forks and keeps a pipe open cannot
+hold the node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import time
+
+OUTPUT_LIMIT = 1 << 20  # bytes kept per stream; more kills the run ("output")
+
+
+class Capture:
+    """One output stream, kept up to ``OUTPUT_LIMIT`` bytes."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.overflow = False
+
+    def add(self, data: bytes) -> None:
+        room = OUTPUT_LIMIT - self.size
+        if len(data) > room:
+            self.overflow = True
+            data = data[: max(0, room)]
+        self.chunks.append(data)
+        self.size += len(data)
+
+    def text(self) -> str:
+        body = b"".join(self.chunks).decode("utf-8", errors="replace")
+        if self.overflow:
+            body += f"\n[tars: output cut at {OUTPUT_LIMIT // 1024} KiB]\n"
+        return body
+
+
+def pump(
+    proc: subprocess.Popen[bytes], out: Capture, err: Capture, stdin: str | None, deadline: float
+) -> bool:
+    """Move bytes until the child exits or the clock runs out; True means timed out."""
+    assert proc.stdout is not None and proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        sel.register(proc.stdout, selectors.EVENT_READ, out)
+        sel.register(proc.stderr, selectors.EVENT_READ, err)
+        sel.register(pidfd, selectors.EVENT_READ, None)
+        pending = (stdin or "").encode("utf-8")
+        if proc.stdin is not None:
+            if pending:
+                os.set_blocking(proc.stdin.fileno(), False)
+                sel.register(proc.stdin, selectors.EVENT_WRITE, "stdin")
+            else:
+                proc.stdin.close()
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return True
+            for key, _events in sel.select(remaining):
+                if key.data is None:
+                    return False  # the child exited; leftovers are killed, pipes drained
+                if key.data == "stdin":
+                    assert proc.stdin is not None
+                    try:
+                        pending = pending[os.write(key.fd, pending[:65536]) :]
+                    except BrokenPipeError:
+                        pending = b""
+                    if not pending:
+                        sel.unregister(proc.stdin)
+                        proc.stdin.close()
+                    continue
+                data = os.read(key.fd, 65536)
+                capture: Capture = key.data
+                if not data:
+                    sel.unregister(key.fileobj)
+                    continue
+                capture.add(data)
+                if capture.overflow:
+                    return False
+    finally:
+        sel.close()
+        os.close(pidfd)
+        if proc.stdin is not None and not proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+
+def drain(proc: subprocess.Popen[bytes], out: Capture, err: Capture) -> None:
+    """Read what is left in the pipes once every writer is dead (bounded: 2 s)."""
+    assert proc.stdout is not None and proc.stderr is not None
+    deadline = time.perf_counter() + 2.0
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, out)
+    sel.register(proc.stderr, selectors.EVENT_READ, err)
+    try:
+        while sel.get_map() and time.perf_counter() < deadline:
+            for key, _events in sel.select(max(0.0, deadline - time.perf_counter())):
+                data = os.read(key.fd, 65536)
+                if data:
+                    key.data.add(data)
+                else:
+                    sel.unregister(key.fileobj)
+    finally:
+        sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL the child's session group: no SIGTERM grace, a candidate may ignore it."""
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGKILL)

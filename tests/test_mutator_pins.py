@@ -1,0 +1,139 @@
+"""The mutators' findings over the shipped genomes, pinned: a refactor of the scans changes none.
+
+Each mutator's ``find()`` walks a parsed module in its own way; the list below is what
+they returned over ``genomes/logstats`` before their common loop was merged into
+:class:`~evolution.mutators.base.CstMutator`.  The same list, in the same order, with the
+same evidence, weights and rewritten code (digested, for both shipped genomes), proves
+that merging the loops changed no opportunity and no patch.  A deliberate change to a
+mutator updates these pins in the same commit, with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from evolution.mutators import ALL_MUTATORS
+from evolution.mutators.base import CstMutator, Finding
+from evolution.mutators.cst_tools import index
+from runtime.genome_files import load_genome
+
+GENOMES = Path(__file__).resolve().parent.parent / "genomes"
+
+#: (mutator, file, function, line) of every finding over genomes/logstats, in find() order
+LOGSTATS = [
+    ("local_alias", "bench.py", "make_path", 56),
+    ("local_alias", "bench.py", "make_lines", 69),
+    ("local_alias", "bench.py", "make_lines", 71),
+    ("local_alias", "bench.py", "make_lines", 72),
+    ("local_alias", "bench.py", "make_lines", 76),
+    ("local_alias", "bench.py", "make_lines", 82),
+    ("local_alias", "bench.py", "main", 98),
+    ("hoist_invariant", "logstats/aggregate.py", "latency_histogram", 55),
+    ("local_alias", "logstats/aggregate.py", "status_counts", 17),
+    ("local_alias", "logstats/aggregate.py", "path_latency", 36),
+    ("local_alias", "logstats/aggregate.py", "top_clients", 68),
+    ("local_alias", "logstats/aggregate.py", "error_rate_per_minute", 76),
+    ("local_alias", "logstats/aggregate.py", "error_rate_per_minute", 88),
+    ("local_alias", "logstats/aggregate.py", "find_spikes", 107),
+    ("local_alias", "logstats/aggregate.py", "find_spikes", 108),
+    ("min_max_sorted", "logstats/aggregate.py", "path_latency", 41),
+    ("min_max_sorted", "logstats/aggregate.py", "path_latency", 41),
+    ("min_max_sorted", "logstats/aggregate.py", "top_n", 61),
+    ("min_max_sorted", "logstats/aggregate.py", "find_spikes", 105),
+    ("set_membership", "logstats/normalise.py", "classify_agent", 81),
+    ("set_membership", "logstats/normalise.py", "classify_agent", 86),
+    ("hoist_invariant", "logstats/normalise.py", "drop_noise", 131),
+    ("precompile_regex", "logstats/normalise.py", "classify_agent", 79),
+    ("memoize", "logstats/normalise.py", "normalise_path", 38),
+    ("memoize", "logstats/normalise.py", "classify_agent", 75),
+    ("memoize", "logstats/normalise.py", "is_static", 95),
+    ("memoize", "logstats/normalise.py", "normalise_level", 103),
+    ("local_alias", "logstats/normalise.py", "normalise_path", 50),
+    ("local_alias", "logstats/normalise.py", "normalise_path", 71),
+    ("local_alias", "logstats/normalise.py", "normalise_records", 123),
+    ("local_alias", "logstats/normalise.py", "drop_noise", 132),
+    ("comprehension", "logstats/normalise.py", "normalise_records", 121),
+    ("comprehension", "logstats/normalise.py", "drop_noise", 129),
+    ("precompile_regex", "logstats/parse.py", "parse_access_line", 46),
+    ("precompile_regex", "logstats/parse.py", "parse_app_line", 77),
+    ("precompile_regex", "logstats/parse.py", "parse_app_line", 81),
+    ("precompile_regex", "logstats/parse.py", "parse_line", 114),
+    ("memoize", "logstats/parse.py", "level_for_status", 37),
+    ("local_alias", "logstats/parse.py", "_parse_chunk", 131),
+    ("local_alias", "logstats/parse.py", "_parse_chunk", 132),
+    ("local_alias", "logstats/parse.py", "_parse_chunk", 134),
+    ("join_concat", "logstats/report.py", "render_paths", 72),
+    ("join_concat", "logstats/report.py", "render_minutes", 82),
+    ("memoize", "logstats/report.py", "_fmt", 44),
+    ("local_alias", "logstats/report.py", "bucket_rows", 59),
+    ("set_membership", "logstats/search.py", "tokenize", 23),
+    ("precompile_regex", "logstats/search.py", "tokenize", 20),
+    ("local_alias", "logstats/search.py", "tokenize", 24),
+    ("local_alias", "logstats/search.py", "term_frequencies", 32),
+    ("local_alias", "logstats/search.py", "search", 47),
+    ("comprehension", "logstats/search.py", "tokenize", 21),
+    ("any_all_generator", "logstats/search.py", "search", 43),
+    ("any_all_generator", "logstats/search.py", "search", 45),
+    (
+        "local_alias",
+        "tests/test_parse.py",
+        "ParseLinesTests.test_chunk_size_does_not_change_results",
+        105,
+    ),
+    (
+        "local_alias",
+        "tests/test_parse.py",
+        "ParseLinesTests.test_chunk_size_does_not_change_results",
+        109,
+    ),
+]
+
+#: (findings, sha256 of every finding's site and rewritten module) per shipped genome
+DIGESTS = {
+    "logstats": (55, "2545549142dd3d14846c3b80499b0487d607c527e04d3859428b3d0fa54507a3"),
+    "textindex": (25, "043fc0e8dfa4238e17f4c61178e5451af165c02a4c36690d06028fc906401286"),
+}
+
+
+def _findings(name: str) -> list[tuple[str, str, CstMutator, Finding]]:
+    _, tree = load_genome(GENOMES / name)
+    out: list[tuple[str, str, CstMutator, Finding]] = []
+    for path, source in sorted(tree.items()):
+        idx = index(source) if path.endswith(".py") else None
+        if idx is None:
+            continue
+        for mutator in ALL_MUTATORS:
+            assert isinstance(mutator, CstMutator)
+            out.extend((path, source, mutator, f) for f in mutator.find(idx, path))
+    return out
+
+
+def test_logstats_findings_are_pinned() -> None:
+    found = [
+        (mutator.name, path, finding.site.function, finding.site.line)
+        for path, _, mutator, finding in _findings("logstats")
+    ]
+    assert found == LOGSTATS
+
+
+@pytest.mark.parametrize("name", sorted(DIGESTS))
+def test_sites_and_rewrites_are_pinned(name: str) -> None:
+    digest = hashlib.sha256()
+    count = 0
+    for _, source, _, finding in _findings(name):
+        site = finding.site
+        edit = finding.edit()
+        idx = index(source)
+        assert idx is not None
+        text = edit.run(idx.module, idx) if edit is not None else ""
+        digest.update(
+            repr(
+                (site.file, site.function, site.line, site.kind, site.detail, site.weight)
+            ).encode()
+        )
+        digest.update(text.encode())
+        count += 1
+    assert (count, digest.hexdigest()) == DIGESTS[name]
