@@ -125,11 +125,11 @@ def test_rollback_through_the_ledger_rolls_every_node_back(swarm: list[SwarmNode
     )
     swarm[0].propose(cycle_entry("tiny", swarm[0].id, 1, 3, [], [], win, time.time()))
     wait(lambda: heads(swarm) == {win.version}, what="adoption")
-    reply = swarm[2]._admin(
+    reply = swarm[2].admin.handle(
         "admin", {"op": "rollback", "genome": "tiny", "to": version_id(tree)[:10], "reason": "test"}
     )
     assert reply["ok"]
-    refused = swarm[1]._admin(
+    refused = swarm[1].admin.handle(
         "admin", {"op": "rollback", "genome": "tiny", "to": "ffffffffff", "reason": "test"}
     )
     assert not refused["ok"] and "ffffffffff" in refused["error"]
