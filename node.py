@@ -46,6 +46,7 @@ from runtime.genome_files import load_genome
 from runtime.sandbox import Sandbox
 
 if TYPE_CHECKING:
+    from consensus.engine import RaftTimers
     from runtime.transport import Transport
 
 __all__ = ["APPLY_BATCH", "PROPOSAL_TIMEOUT", "Clock", "Node", "NodeConfig", "SwarmNode"]
@@ -358,17 +359,12 @@ def _transport(cluster: ClusterConfig, node_id: str) -> Transport:
         for n in cluster.nodes
         if n.id != node_id
     ]
-    return Transport(
-        node_id,
-        f"tcp://{spec.host}:{spec.port}",
-        public,
-        secret,
-        peers,
-        clients={"admin": admin_key} if admin_key else {},
-    )
+    endpoint = f"tcp://{spec.host}:{spec.port}"
+    clients = {"admin": admin_key} if admin_key else {}
+    return Transport(node_id, endpoint, public, secret, peers, clients=clients)
 
 
-def _timers(cluster: ClusterConfig) -> Any:
+def _timers(cluster: ClusterConfig) -> RaftTimers:
     """The engine's Raft timers from cluster.yml."""
     from consensus.engine import RaftTimers
 
