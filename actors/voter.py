@@ -69,6 +69,8 @@ class Voter(RoleActor):
 
     role: ClassVar[str] = "voter"
     handlers: ClassVar[dict[type, str]] = {VoteOn: "on_vote_on"}
+    #: A vote blocked on a long validation must not keep a stopped node's process alive.
+    use_daemon_thread: ClassVar[bool] = True
 
     def __init__(
         self,
