@@ -142,6 +142,27 @@ def test_the_clock_handed_to_a_node_stamps_the_entries_it_writes(tmp_path: Path)
         node.stop()
 
 
+def test_a_store_that_cannot_be_written_halts_applying(tmp_path: Path) -> None:
+    """Fail-stop: the applier records why in ``halted`` and proposers get an error, not a hang."""
+    from evolution.errors import ConsensusError
+
+    config = load_cluster(write_cluster(tmp_path, 1, TINY, 1, 1, 3, 1))
+    config.ensure_keys()
+    node = SwarmNode(config, "node-1", evolve=False)
+    node.start()
+    try:
+        registered([node])
+        before = node.applier.applied
+        node.store.close()  # every write now fails
+        for cycle in (1, 2):
+            with pytest.raises(ConsensusError, match="not applied"):
+                node.propose(cycle_entry("tiny", node.id, cycle, 3, [], [], None, time.time()), 3)
+        assert node.halted is not None and node.halted.startswith("applying ledger entries")
+        assert node.applier.applied == before
+    finally:
+        node.stop()
+
+
 def test_status_reports_members_leader_and_heads(swarm: list[SwarmNode]) -> None:
     registered(swarm)
     wait(lambda: all(n.status()["leader"] for n in swarm), what="leader known everywhere")
