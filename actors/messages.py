@@ -88,6 +88,14 @@ class Validate(NamedTuple):
     patch: str
 
 
+class VoteOn(NamedTuple):
+    """Voter: a peer's proposal waits for this node's vote (validate it, then vote)."""
+
+    genome: str
+    proposal: str
+    version: str
+
+
 class Verdict(NamedTuple):
     """A node's vote on one proposal's version, with the reason recorded in the ledger."""
 

@@ -14,13 +14,36 @@ from pathlib import Path
 from typing import Any
 
 from cli.demo import write_cluster
+from events.records import Adoption
 from events.store import GenomeStore
 from evolution.errors import TransportError
+from evolution.patch import make_patch
+from evolution.tree import version_id
 from runtime.config import ClusterConfig, Compaction, load_cluster
 from runtime.launcher import ProcessLauncher, admin_request
 
 TINY = Path(__file__).parent / "data" / "tiny"
 COMPACTION = Compaction(after=12, keep=4)
+
+
+def candidate(tree: dict[str, str], old: str, new: str) -> tuple[dict[str, str], Adoption]:
+    """``tree`` with one edit in tiny/core.py, and the adoption a proposer would put on the ledger."""
+    child = dict(tree)
+    child["tiny/core.py"] = child["tiny/core.py"].replace(old, new)
+    assert child != tree
+    return child, Adoption(
+        version=version_id(child),
+        parent=version_id(tree),
+        patch=make_patch(tree, child),
+        mutator="test",
+        kind="test",
+        fitness_before=1.0,
+        fitness_after=0.5,
+        ratio=2.0,
+        low=1.8,
+        high=2.2,
+        evidence={},
+    )
 
 
 class LocalSwarm:

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgpack
 import pytest
 import zmq
+from swarmkit import candidate
 
 from cli.demo import write_cluster
 from consensus.ledger import cycle_entry, register_entry
-from events.records import Adoption
-from evolution.patch import make_patch
 from evolution.tree import version_id
 from node import SwarmNode
 from runtime.config import load_cluster
@@ -48,25 +48,6 @@ def wait(predicate: object, timeout: float = 60.0, what: str = "") -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out: {what}")
-
-
-def candidate(tree: dict[str, str], old: str, new: str) -> tuple[dict[str, str], Adoption]:
-    child = dict(tree)
-    child["tiny/core.py"] = child["tiny/core.py"].replace(old, new)
-    assert child != tree
-    return child, Adoption(
-        version=version_id(child),
-        parent=version_id(tree),
-        patch=make_patch(tree, child),
-        mutator="test",
-        kind="test",
-        fitness_before=1.0,
-        fitness_after=0.5,
-        ratio=2.0,
-        low=1.8,
-        high=2.2,
-        evidence={},
-    )
 
 
 def heads(nodes: list[SwarmNode]) -> set[str]:
@@ -125,16 +106,61 @@ def test_rollback_through_the_ledger_rolls_every_node_back(swarm: list[SwarmNode
     )
     swarm[0].propose(cycle_entry("tiny", swarm[0].id, 1, 3, [], [], win, time.time()))
     wait(lambda: heads(swarm) == {win.version}, what="adoption")
-    reply = swarm[2]._admin(
+    reply = swarm[2].admin.handle(
         "admin", {"op": "rollback", "genome": "tiny", "to": version_id(tree)[:10], "reason": "test"}
     )
     assert reply["ok"]
-    refused = swarm[1]._admin(
+    refused = swarm[1].admin.handle(
         "admin", {"op": "rollback", "genome": "tiny", "to": "ffffffffff", "reason": "test"}
     )
     assert not refused["ok"] and "ffffffffff" in refused["error"]
     wait(lambda: heads(swarm) == {version_id(tree)}, what="rollback on all nodes")
     assert all(any(e.type == "RolledBack" for e in n.store.log(genome="tiny")) for n in swarm)
+
+
+def test_the_clock_handed_to_a_node_stamps_the_entries_it_writes(tmp_path: Path) -> None:
+    config = load_cluster(write_cluster(tmp_path, 1, TINY, 1, 1, 3, 1))
+    config.ensure_keys()
+    at = datetime(2031, 2, 3, 4, 5, 6, tzinfo=UTC)
+    node = SwarmNode(config, "node-1", evolve=False, clock=at.timestamp)
+    node.start()
+    try:
+        tree = registered([node])  # the test's entries carry the test's own time
+        _, win = candidate(
+            tree, '"""How many of ``words`` are common words."""', '"""Count the common words."""'
+        )
+        node.propose(cycle_entry("tiny", node.id, 1, 3, [], [], win, time.time()))
+        assert heads([node]) == {win.version}
+        reply = node.admin.handle(
+            "admin", {"op": "rollback", "genome": "tiny", "to": version_id(tree), "reason": "test"}
+        )
+        assert reply["ok"] and heads([node]) == {version_id(tree)}
+        events = list(node.store.log(genome="tiny"))
+        assert [e.time for e in events if e.type == "RolledBack"] == [at]
+        assert all(e.time != at for e in events if e.type != "RolledBack")
+    finally:
+        node.stop()
+
+
+def test_a_store_that_cannot_be_written_halts_applying(tmp_path: Path) -> None:
+    """Fail-stop: the applier records why in ``halted`` and proposers get an error, not a hang."""
+    from evolution.errors import ConsensusError
+
+    config = load_cluster(write_cluster(tmp_path, 1, TINY, 1, 1, 3, 1))
+    config.ensure_keys()
+    node = SwarmNode(config, "node-1", evolve=False)
+    node.start()
+    try:
+        registered([node])
+        before = node.applier.applied
+        node.store.close()  # every write now fails
+        for cycle in (1, 2):
+            with pytest.raises(ConsensusError, match="not applied"):
+                node.propose(cycle_entry("tiny", node.id, cycle, 3, [], [], None, time.time()), 3)
+        assert node.halted is not None and node.halted.startswith("applying ledger entries")
+        assert node.applier.applied == before
+    finally:
+        node.stop()
 
 
 def test_status_reports_members_leader_and_heads(swarm: list[SwarmNode]) -> None:

@@ -1,0 +1,163 @@
+"""The node's ``admin`` channel: what the CLI (and the swarm tests) ask a running node.
+
+Ops: ``status``, ``rollback`` (a ledger entry, so every node rolls back together),
+``add``/``remove`` (a member joins or leaves the Raft group, then the ledger records
+the new member list) and ``block`` (fault injection: cut this node's traffic with some
+peers, as a partition would).  A request that fails for a reason the user can fix
+comes back as ``{"ok": False, "error": ...}``; a malformed one raises, and the
+transport sends the error back to the caller.
+
+Everything outside the ledger is handed in (the node's counters and stage, the
+transport's block and add-peer, the clock), so this module needs neither the network
+nor the config.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from consensus.applier import Applier, Clock
+from consensus.ledger import LedgerState, members_entry, rollback_entry
+from events.store import GenomeStore
+from evolution.errors import PolicyError, TarsError
+from evolution.tree import short
+
+# The node's log lines keep the one logger name they had when all of this was node.py.
+log = logging.getLogger("tars.node")
+
+#: The engine's figures about its log that `status` shows under "log".
+LOG_FIGURES = ("log_start", "log_len", "snapshot_index", "compactions", "snapshots_installed")
+
+
+class Engine(Protocol):
+    """What the admin ops need from the consensus engine (``RaftEngine`` offers it)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def add_member(self, node_id: str, timeout: float = 10.0) -> None: ...
+
+    def remove_member(self, node_id: str, timeout: float = 10.0) -> None: ...
+
+
+class Admin:
+    """Answers one admin request; :meth:`handle` is the transport's ``admin`` handler."""
+
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        store: GenomeStore,
+        state: LedgerState,
+        engine: Engine,
+        ledger: Applier,
+        counters: Callable[[], dict[str, int]],
+        stage: Callable[[], str],
+        add_peer: Callable[[str], None],
+        block: Callable[[list[str]], None],
+        clock: Clock,
+    ) -> None:
+        self.id = node_id
+        self.store = store
+        self.state = state
+        self.engine = engine
+        self.ledger = ledger
+        self.counters = counters
+        self.stage = stage
+        self.add_peer = add_peer
+        self.block = block
+        self.clock = clock
+
+    def handle(self, sender: str, body: Any) -> Any:
+        if not isinstance(body, dict) or not isinstance(body.get("op"), str):
+            raise TarsError("admin request must be a map with an 'op'")
+        op = body["op"]
+        if op == "status":
+            return self.status()
+        if op in ("add", "remove"):
+            return self.change_members(op, str(body.get("node", "")))
+        if op == "rollback":
+            return self.rollback(sender, body)
+        if op == "block":
+            # Fault injection for partition tests: drop this node's traffic to and from
+            # these peers at the transport, as a cut network would; [] heals.
+            peers = [str(p) for p in body.get("peers", [])]
+            self.block(peers)
+            log.warning(
+                "%s: traffic with %s blocked by an admin request",
+                self.id,
+                ", ".join(peers) or "nobody",
+            )
+            return {"ok": True, "blocked": peers}
+        raise TarsError(
+            f"unknown admin op {op!r}", hint="ops: status, add, remove, rollback, block"
+        )
+
+    def rollback(self, sender: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Propose a rollback of ``genome`` to version ``to`` (a prefix will do)."""
+        genome, to = str(body.get("genome", "")), str(body.get("to", ""))
+        try:
+            target = self.store.resolve(genome, to)
+            if target == self.store.head(genome).version:
+                raise PolicyError(
+                    f"{genome} is already at {short(target)}",
+                    hint="roll back to an earlier version (`tars log lineage` lists them)",
+                )
+            reason = str(body.get("reason", "manual rollback"))
+            index = self.ledger.propose(
+                rollback_entry(genome, target, reason, sender, self.clock())
+            )
+        except TarsError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": True, "index": index, "head": self.store.head(genome).version}
+
+    def change_members(self, op: str, member: str) -> dict[str, Any]:
+        """Add or remove a Raft member, then record the new member list in the ledger."""
+        try:
+            if op == "add":
+                self.add_peer(member)
+                self.engine.add_member(member)
+                members = sorted(set(self.state.members) | {member})
+            else:
+                self.engine.remove_member(member)
+                members = sorted(set(self.state.members) - {member})
+            self.ledger.propose(members_entry(members, self.id, self.clock()))
+        except TarsError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": True, "error": None, "members": members}
+
+    def status(self) -> dict[str, Any]:
+        """The node as `tars cluster status` shows it: role, ledger, heads, counters."""
+        engine = self.engine.status()
+        fetched = self.ledger.last_transfer
+        return {
+            "node": self.id,
+            "role": engine.get("role"),
+            "leader": engine.get("leader"),
+            "term": engine.get("term", 0),
+            "commit_index": engine.get("commit_index", 0),
+            "applied_index": self.ledger.applied,
+            "members": self.state.members,
+            "heads": self.heads(),
+            "halted": self.ledger.halted,
+            "stage": self.stage(),
+            "counters": self.counters(),
+            "log": {key: engine.get(key, 0) for key in LOG_FIGURES},
+            "last_transfer": fetched._asdict() if fetched is not None else None,
+        }
+
+    def heads(self) -> dict[str, Any]:
+        """Each genome's head, fitness, history length, waiting proposals and hash chain."""
+        heads: dict[str, Any] = {}
+        for name in self.store.genomes():
+            head = self.store.head(name)
+            heads[name] = {
+                "version": head.version,
+                "fitness": head.fitness,
+                "versions": head.versions_count,
+                "cycles": head.cycles_completed,
+                "waiting": len(head.proposals),
+                "chain": self.store.chain(name),
+            }
+        return heads

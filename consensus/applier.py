@@ -1,0 +1,299 @@
+"""A node's side of the ledger: committed entries applied to its store, in order, in runs.
+
+The engine hands committed entries over one by one on its own thread; this applier
+queues them and applies as many as are waiting in one store transaction on a thread of
+its own, so a backlog (a node catching up) costs one commit per run and the engine's
+thread never waits on the disk.  It is also the engine's ``SnapshotApp``: a snapshot
+to stand on arrives through the same queue, so it is handled in log order with the
+entries, and a store behind it fetches the state from a peer before going on.
+
+Whoever proposes an entry waits here until this node's store has applied it
+(:meth:`Applier.propose`), so the caller reads its own write.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from consensus import transfer
+from consensus.interface import Committed, Snapshot
+from consensus.ledger import Applied, LedgerState
+from events.store import GenomeStore
+from evolution.errors import ConsensusError
+
+# The node's log lines keep the one logger name they had when all of this was node.py.
+log = logging.getLogger("tars.node")
+
+#: What stamps ledger entries: returns the time as seconds since the epoch.  A node is
+#: handed one (``time.time`` by default); tests hand in a fixed one.
+Clock = Callable[[], float]
+
+#: Committed entries a node applies in one store transaction when it has a backlog.
+APPLY_BATCH = 256
+
+
+class Ledger(Protocol):
+    """What the applier needs from the consensus engine (``RaftEngine`` offers it)."""
+
+    def propose(self, data: bytes, timeout: float = 5.0) -> int: ...
+
+    def leader(self) -> str | None: ...
+
+    def members(self) -> list[str]: ...
+
+
+class Applier:
+    """Applies the ledger to this node's store; the engine's commit callback and SnapshotApp.
+
+    ``on_applied`` hears what every run applied (after waiters are woken), for the
+    node's reactions such as queueing votes; ``stage`` hears what the applier is doing
+    when it is worth showing in ``status`` (fetching state, halted).
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        state: LedgerState,
+        store: GenomeStore,
+        engine: Ledger,
+        requester: transfer.Requester,
+        stopping: threading.Event,
+        *,
+        on_applied: Callable[[list[Applied]], None],
+        stage: Callable[[str], None],
+    ) -> None:
+        self.id = node_id
+        self.state = state
+        self.store = store
+        self.engine = engine
+        self.requester = requester
+        self.stopping = stopping
+        self.on_applied = on_applied
+        self.stage = stage
+        self.counters: dict[str, int] = {"adopted": 0, "rejected": 0}
+        #: why this node stopped applying the ledger (None while healthy)
+        self.halted: str | None = None
+        #: the last state transfer this node received (shown by `status`)
+        self.last_transfer: transfer.Fetched | None = None
+        self._changed = threading.Condition()
+        self._applied = state.applied_index
+        self._decided: dict[str, str] = {}
+        self._commits: queue.Queue[Committed | Snapshot | None] = queue.Queue()
+        self._held: Committed | Snapshot | None = None  # taken off the queue, due after the run
+        self._thread: threading.Thread | None = None
+
+    # -- the engine's side --
+
+    def on_commit(self, committed: Committed) -> None:
+        """The engine's applier hands entries over in order; ours applies them in runs."""
+        self._commits.put(committed)
+
+    def applied_index(self) -> int:
+        return self.state.applied_index
+
+    def snapshot_state(self, index: int) -> bytes:
+        return self.state.snapshot_state(index)
+
+    def install_snapshot(self, snapshot: Snapshot) -> None:
+        """In log order with the entries: the apply loop stands on it before going on."""
+        self._commits.put(snapshot)
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"{self.id}-apply", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the loop to end once the entries already queued are handled; wake waiters.
+
+        Call it after the engine has stopped, so no commit can follow the end marker.
+        """
+        self._commits.put(None)
+        with self._changed:
+            self._changed.notify_all()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    # -- waiting for the ledger --
+
+    @property
+    def applied(self) -> int:
+        """The highest index this node's store has applied (or fetched)."""
+        return self._applied
+
+    def propose(self, data: bytes, timeout: float = 10.0) -> int:
+        """Commit an entry and wait until this node's store has applied it."""
+        index = self.engine.propose(data, timeout=timeout)
+        self.wait_applied(index, timeout)
+        return index
+
+    def wait_applied(self, index: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._applied < index:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.stopping.is_set():
+                    raise ConsensusError(
+                        f"{self.id}: ledger entry {index} committed but not applied within {timeout:.0f} s"
+                    )
+                self._changed.wait(left)
+
+    def wait_decided(self, proposal: str, timeout: float) -> str | None:
+        """``"adopt"`` or ``"reject"`` once the proposal is decided; None on timeout or stop."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while proposal not in self._decided:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.stopping.is_set():
+                    return None
+                self._changed.wait(left)
+            return self._decided[proposal]
+
+    def known(self, genome: str, proposal: str) -> bool:
+        """Whether the ledger holds this proposal, decided or still waiting for votes."""
+        with self._changed:
+            return proposal in self._decided or proposal in self.store.head(genome).proposals
+
+    # -- the apply loop --
+
+    def _next(self) -> Committed | Snapshot | None:
+        if self._held is not None:
+            first, self._held = self._held, None
+            return first
+        return self._commits.get()
+
+    def _run(self, first: Committed) -> list[Committed]:
+        """``first`` and the entries queued behind it, up to a snapshot or the end marker."""
+        batch = [first]
+        while len(batch) < APPLY_BATCH:
+            try:
+                more = self._commits.get_nowait()
+            except queue.Empty:
+                break
+            if more is None or isinstance(more, Snapshot):
+                self._held = more  # handled next, in order
+                break
+            batch.append(more)
+        return batch
+
+    def _loop(self) -> None:
+        """Apply committed entries, as many as are waiting, in one store transaction.
+
+        A store that cannot be written stops this node's applying (fail-stop): carrying
+        on would record later indexes over a missing one.  A restart re-delivers from
+        the journal and applies what is missing.
+        """
+        while True:
+            first = self._next()
+            if first is None:
+                return
+            if isinstance(first, Snapshot):
+                if not self.halted:
+                    self._stand_on(first)
+                continue
+            batch = self._run(first)
+            if self.halted:
+                continue
+            try:
+                results = self.state.apply_batch([(c.index, c.data) for c in batch])
+            except Exception as exc:
+                self.halted = (
+                    f"applying ledger entries {batch[0].index}–{batch[-1].index} failed: {exc}"
+                )
+                log.critical(
+                    "%s: %s; this node stops applying until it is restarted", self.id, self.halted
+                )
+                continue
+            self._after_apply(results, batch[-1].index)
+
+    def _after_apply(self, results: list[Applied], upto: int) -> None:
+        with self._changed:
+            self._applied = max(self._applied, upto)
+            for applied in results:
+                self._decided.update(applied.decided)
+                for verdict in applied.decided.values():
+                    self.counters["adopted" if verdict == "adopt" else "rejected"] += 1
+            self._changed.notify_all()
+        self.on_applied(results)
+
+    # -- standing on a snapshot --
+
+    def _stand_on(self, snapshot: Snapshot) -> None:
+        """Reach the snapshot's index: from this store if it has it, else from a peer."""
+        if self.state.applied_index >= snapshot.index:
+            if snapshot.source is None:  # our own snapshot at start: its member list
+                self.state.restore(snapshot.index, snapshot.state)
+            return
+        behind = self.state.applied_index
+        log.warning(
+            "%s: the ledger before index %d was compacted and this store is at %d: fetching the state from a peer",
+            self.id,
+            snapshot.index,
+            behind,
+        )
+        self.stage(f"fetching state (index {snapshot.index})")
+        if not self._peers(snapshot):
+            self.halted = (
+                f"the store is at ledger index {behind}, behind this node's snapshot at {snapshot.index}, and no "
+                "peer can send the state: restore the store from a backup, or move the journal and its .snap away "
+                "to start a new ledger"
+            )
+            log.critical("%s: %s", self.id, self.halted)
+            self.stage("halted")
+            return
+        self._fetch(snapshot)
+
+    def _peers(self, snapshot: Snapshot) -> list[str]:
+        """The peers to ask, likeliest first: the snapshot's sender, then the leader."""
+        others = [m for m in self.engine.members() if m != self.id]
+        leader = self.engine.leader()
+        first = [p for p in (snapshot.source, leader) if p and p in others]
+        return list(dict.fromkeys([*first, *others]))
+
+    def _fetch(self, snapshot: Snapshot) -> None:
+        shown = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            stage = f"fetching state: {done} of {total} events"
+            self.stage(stage)
+            if time.monotonic() - shown[0] >= 2.0:  # a long transfer is never silent in the log
+                shown[0] = time.monotonic()
+                log.info("%s: %s", self.id, stage)
+
+        got = transfer.fetch_from_any(
+            self.requester,
+            self.state,
+            lambda: self._peers(snapshot),
+            snapshot.index,
+            self.stopping,
+            progress=progress,
+        )
+        self.stage("idle")
+        if self.state.applied_index < snapshot.index:
+            # Stopping mid-fetch: the entries queued after the snapshot must not be applied
+            # over the hole; the next start fetches again.
+            self.halted = f"stopped before the state up to ledger index {snapshot.index} arrived"
+            return
+        if got is None:
+            return
+        self.last_transfer = got
+        log.info(
+            "%s: fetched %d events (%.1f MB) up to index %d from %s in %.1f s",
+            self.id,
+            got.events,
+            got.size / 1e6,
+            got.index,
+            got.peer,
+            got.seconds,
+        )
+        with self._changed:
+            self._applied = max(self._applied, got.index)
+            self._changed.notify_all()
