@@ -13,6 +13,9 @@ import threading
 from collections.abc import Callable
 
 from consensus.interface import Committed, Snapshot, SnapshotApp
+from consensus.journal import CrcJournal
+from consensus.wire import _MEMBERSHIP, TAG
+from evolution.errors import ConsensusError
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,29 @@ class Applier:
 
     def put(self, item: Committed | Snapshot) -> None:
         self._queue.put(item)
+
+    def collect(self, journal: CrcJournal, delivered: int, applied: int) -> list[bytes]:
+        """Queue the TARS entries after index ``delivered`` up to ``applied`` (driver thread).
+
+        The journal is synced first: nothing reaches the application that a crash could
+        take back.  Returns the membership commands among those entries.
+        """
+        journal.sync()
+        first = journal[0][1]
+        membership: list[bytes] = []
+        for index in range(delivered + 1, applied + 1):
+            command, entry_index, term = journal[index - first]
+            if entry_index != index:  # pragma: no cover - journal invariant
+                raise ConsensusError(
+                    f"raft {self.node_id}: journal position holds index {entry_index}, "
+                    f"expected {index}",
+                    hint="the journal is inconsistent; move it away and rejoin",
+                )
+            if command[:1] == TAG:
+                self._queue.put(Committed(index, term, command[1:]))
+            elif command[0] == _MEMBERSHIP:
+                membership.append(command)
+        return membership
 
     def start(self) -> None:
         self._thread = threading.Thread(

@@ -11,9 +11,10 @@ each (docs/consensus.md):
 * :mod:`consensus.journal` — CRC'd msgpack records, fsync before any message leaves;
 * :mod:`consensus.wire` — pysyncobj's messages as whitelisted msgpack on channel
   ``"raft"``; our entries are ``TAG + data`` commands pysyncobj stores but never reads;
-* :mod:`consensus.prevote` — pre-vote, pure; :mod:`consensus.requests` — the request
-  queue; :mod:`consensus.compaction` — compaction and snapshot offers;
-  :mod:`consensus.applier` — the thread that calls ``on_commit``;
+* :mod:`consensus.prevote` — pre-vote, pure, and :mod:`consensus.campaign` — its I/O;
+  :mod:`consensus.requests` — the request queue; :mod:`consensus.compaction` —
+  compaction and snapshot offers; :mod:`consensus.applier` — the thread that calls
+  ``on_commit``; :mod:`consensus.status` — what ``status()`` answers;
 * here — the driver thread (drain inbound frames, submit requests, pre-vote, tick the
   core, collect what it applied, compact, publish the status) and the public API.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import pickle
 import queue
 import threading
 import time
@@ -32,44 +32,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from consensus import prevote
+from consensus import membership, status
 from consensus._pysyncobj import Core
 from consensus.applier import Applier
+from consensus.campaign import Campaign
 from consensus.compaction import Compaction
 from consensus.interface import Committed, Frame, MessageTransport, SnapshotApp
 from consensus.journal import CrcJournal
 from consensus.prevote import would_vote
-from consensus.requests import Request, RequestQueue, not_committed
+from consensus.requests import (
+    BATCH_BYTES,
+    MAX_ENTRY_BYTES,
+    Request,
+    RequestQueue,
+    check_size,
+    not_committed,
+)
 from consensus.timers import RaftTimers, Timers
-from consensus.wire import _MEMBERSHIP, CHANNEL, TAG, RaftNode, _RaftWire, safe_loads
+from consensus.wire import CHANNEL, TAG, RaftNode, _RaftWire
 from evolution.errors import ConfigError, ConsensusError, NotCommittedError
 
 __all__ = ["MAX_ENTRY_BYTES", "RaftEngine", "RaftTimers", "Timers", "would_vote"]
 
 logger = logging.getLogger(__name__)
-
-#: Largest payload :meth:`RaftEngine.propose` accepts (the ledger's own limit); lowered
-#: to fit the transport's ``max_frame`` when it has one (see ``_max_entry``).
-MAX_ENTRY_BYTES = 32 << 20
-#: Soft cap of one append_entries message.  pysyncobj sends a single larger entry as
-#: pickled chunks ("transmission"); :class:`_RaftWire` reassembles those locally and
-#: sends the entry as one plain message instead, so no pickle reaches the wire.
-_BATCH_BYTES = 1 << 20
-_FRAME_OVERHEAD = 64 << 10
-_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
-
-
-def _max_entry(transport: Any) -> int:
-    """Largest entry whose append_entries always fits one transport frame.
-
-    pysyncobj fills a message until it reaches the batch size, so one message carries up
-    to a batch minus a byte plus one more entry; an entry that could push a message over
-    the transport's frame limit would be dropped on every retry and stall that follower.
-    """
-    max_frame = getattr(transport, "max_frame", None)
-    if not isinstance(max_frame, int):
-        return MAX_ENTRY_BYTES
-    return max(0, min(MAX_ENTRY_BYTES, max_frame - _BATCH_BYTES - _FRAME_OVERHEAD))
 
 
 class RaftEngine:
@@ -115,7 +100,7 @@ class RaftEngine:
         self._role = 0
         self._removed = False
         self._tick_errors = 0
-        self._pre_vote = prevote.PreVote()
+        self._campaign = Campaign(node_id, self._timers.election_min)
         self._snapshot: dict[str, Any] = {}
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -162,13 +147,13 @@ class RaftEngine:
                 dump_file=self._compaction.path,
                 deserialize=self._compaction.deserialize,
                 on_state_changed=self._on_state_changed,
-                batch_bytes=_BATCH_BYTES,
+                batch_bytes=BATCH_BYTES,
             )
         except BaseException:
             journal.close()
             raise
         self._journal, self._wire, self._core = journal, wire, core
-        wire.on_pre_vote = self._on_pre_vote
+        wire.on_pre_vote = functools.partial(self._campaign.on_message, core, wire)
         wire.on_snapshot_offer = self._on_snapshot_offer
         wire.holding = self._compaction.holding
         wire.connect_all()
@@ -221,7 +206,7 @@ class RaftEngine:
                 wire.expire()
                 self._requests.hand_over(core.apply, has_leader=core.leader is not None)
                 try:
-                    self._pre_vote_gate(core, wire)
+                    self._campaign.gate(core, wire)
                     core.tick()
                 except Exception:
                     self._tick_errors += 1
@@ -249,55 +234,6 @@ class RaftEngine:
                 self._tick_errors += 1
                 logger.exception("raft %s: handling a message from %s failed", self.node_id, sender)
 
-    def _pre_vote_gate(self, core: Core, wire: _RaftWire) -> None:
-        """Hold an election pysyncobj is about to start until a majority says it could win
-        (see :mod:`consensus.prevote`)."""
-        if not core.election_due():
-            return
-        self._pre_vote, verdict = prevote.on_timeout(
-            self._pre_vote,
-            me=self.node_id,
-            term=core.term,
-            voters=len(wire.voters()) + 1,
-            now=time.monotonic(),
-            election_min=self._timers.election_min,
-        )
-        if verdict == prevote.CAMPAIGN:
-            core.campaign_now()
-        elif verdict == prevote.ASK:
-            core.restart_election_timer()
-            ask = prevote.request(self._pre_vote, core.last_log())
-            for node in wire.voters():
-                wire.send(node, dict(ask))
-
-    def _on_pre_vote(self, node: RaftNode, message: dict[str, Any]) -> None:
-        core, wire = self._core, self._wire
-        assert core is not None and wire is not None
-        if message["type"] == "pre_vote":
-            self._pre_vote, response = prevote.answer(
-                self._pre_vote,
-                message,
-                term=core.term,
-                log=core.last_log(),
-                is_leader=core.is_leader,
-                leader_heard_at=wire.leader_heard_at,
-                now=time.monotonic(),
-                election_min=self._timers.election_min,
-            )
-            wire.send(node, response)
-            return
-        self._pre_vote, campaign = prevote.on_response(
-            self._pre_vote,
-            node.id,
-            message,
-            is_leader=core.is_leader,
-            voters=len(wire.voters()) + 1,
-            now=time.monotonic(),
-            election_min=self._timers.election_min,
-        )
-        if campaign:
-            core.campaign_now()
-
     def _locate(self, command: bytes) -> int:
         """The index of ``command``, which pysyncobj is applying right now."""
         core, journal = self._core, self._journal
@@ -320,29 +256,14 @@ class RaftEngine:
         applied = core.last_applied
         if applied <= self._delivered:
             return
-        journal.sync()
-        first = journal[0][1]
-        for index in range(self._delivered + 1, applied + 1):
-            command, entry_index, term = journal[index - first]
-            if entry_index != index:  # pragma: no cover - journal invariant
-                raise ConsensusError(
-                    f"raft {self.node_id}: journal position holds index {entry_index}, "
-                    f"expected {index}",
-                    hint="the journal is inconsistent; move it away and rejoin",
-                )
-            if command[:1] == TAG:
-                self._applier.put(Committed(index, term, command[1:]))
-            elif command[0] == _MEMBERSHIP:
-                self._note_membership(command)
+        for command in self._applier.collect(journal, self._delivered, applied):
+            self._note_membership(command)
         self._delivered = applied
 
     def _note_membership(self, command: bytes) -> None:
-        try:
-            kind, node_id = safe_loads(command[1:])
-        except Exception:  # pragma: no cover - validated on entry
-            return
-        if node_id == self.node_id:
-            self._removed = kind == "rem"
+        change = membership.parse(command)
+        if change is not None and change[1] == self.node_id:
+            self._removed = change[0] == "rem"
             if self._removed:
                 logger.warning(
                     "raft %s: this node was removed from the swarm; stop it", self.node_id
@@ -367,39 +288,19 @@ class RaftEngine:
         core, journal, wire = self._core, self._journal, self._wire
         if core is None or journal is None or wire is None:
             return
-        leader = core.leader
-        members = sorted(n.id for n in core.others)
-        if not self._removed:
-            members = sorted([*members, self.node_id])
-        compaction, pv = self._compaction, self._pre_vote
-        self._snapshot = {
-            "node": self.node_id,
-            "role": _ROLES.get(self._role, str(self._role)),
-            "term": core.term,
-            "leader": leader.id if leader is not None else None,
-            "commit_index": core.commit_index,
-            "last_applied": core.last_applied,
-            "log_len": len(journal),
-            "members": members,
-            "removed": self._removed,
-            "running": not self._stopping.is_set(),
-            "delivered": self._applier.applied,
-            "journal_syncs": journal.syncs,
-            "dropped_frames": wire.dropped_unknown + wire.dropped_invalid,
-            "refused_messages": wire.refused,
-            "skipped_resent_entries": wire.skipped_entries,
-            "tick_errors": self._tick_errors + compaction.failures,
-            "apply_error": self._applier.error,
-            "pre_vote_rounds": pv.rounds,
-            "pre_votes_granted": pv.granted,
-            "pre_votes_refused": pv.refused,
-            "log_start": journal[0][1] if len(journal) else 0,
-            "snapshot_index": compaction.index,
-            "compactions": compaction.compactions,
-            "snapshots_installed": compaction.installs,
-            "snapshot_offers_deferred": compaction.offers_deferred,
-            "held_append_entries": wire.held,
-        }
+        self._snapshot = status.running(
+            self.node_id,
+            role=self._role,
+            core=core,
+            journal=journal,
+            wire=wire,
+            applier=self._applier,
+            compaction=self._compaction,
+            pre_vote=self._campaign.state,
+            removed=self._removed,
+            live=not self._stopping.is_set(),
+            tick_errors=self._tick_errors,
+        )
 
     # ---- public API -------------------------------------------------------------------
 
@@ -423,22 +324,16 @@ class RaftEngine:
                 hint="encode the ledger entry (msgpack) before proposing it",
             )
         data = bytes(data)
-        limit = _max_entry(self._transport)
-        if len(data) > limit:
-            raise ConsensusError(
-                f"entry of {len(data)} bytes on {self.node_id} exceeds the ledger limit of "
-                f"{limit} bytes (set by the transport's frame size)",
-                hint="put bulk data (versions, snapshots) on the bulk-transfer channel and "
-                "propose its hash",
-            )
+        check_size(data, self._transport, self.node_id)
         request = self._requests.submit(TAG + data, timeout, retry_denied=False)
         if request.state == Request.DONE:
             return request.index
         raise self._no_commit(f"proposal of {len(data)} bytes", request, timeout)
 
     def _change_membership(self, kind: str, node_id: str, timeout: float) -> None:
-        command = bytes([_MEMBERSHIP]) + pickle.dumps([kind, node_id], protocol=2)
-        request = self._requests.submit(command, timeout, retry_denied=True)
+        request = self._requests.submit(
+            membership.command(kind, node_id), timeout, retry_denied=True
+        )
         if request.state != Request.DONE:
             verb = "adding" if kind == "add" else "removing"
             raise self._no_commit(f"{verb} member {node_id!r}", request, timeout)
@@ -468,25 +363,19 @@ class RaftEngine:
                     "leadership over first), or stop it and retry once another leader is "
                     "elected",
                 )
-            self._hand_over_leadership(deadline)
+            membership.hand_over(
+                self.node_id,
+                self._request_transfer,
+                self.leader,
+                deadline=deadline,
+                settle=self._timers.election_max,
+                poll=self._timers.tick,
+            )
         self._change_membership("rem", node_id, max(0.0, deadline - time.monotonic()))
 
-    def _hand_over_leadership(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            done = threading.Event()
-            self._calls.append(functools.partial(self._transfer, done))
-            self._wake.set()
-            done.wait(max(0.0, deadline - time.monotonic()))
-            settle = time.monotonic() + self._timers.election_max
-            while time.monotonic() < min(settle, deadline):
-                leader = self.leader()
-                if leader is not None and leader != self.node_id:
-                    return
-                time.sleep(self._timers.tick)
-        raise NotCommittedError(
-            f"leader {self.node_id} could not hand leadership over before removing itself",
-            hint="no follower is up to date and reachable; retry when the others catch up",
-        )
+    def _request_transfer(self, done: threading.Event) -> None:
+        self._calls.append(functools.partial(self._transfer, done))
+        self._wake.set()
 
     def _transfer(self, done: threading.Event) -> None:
         core = self._core
@@ -503,15 +392,5 @@ class RaftEngine:
 
     def status(self) -> dict[str, Any]:
         if not self._snapshot:
-            return {
-                "node": self.node_id,
-                "role": "stopped",
-                "term": 0,
-                "leader": None,
-                "commit_index": 0,
-                "last_applied": 0,
-                "log_len": 0,
-                "members": sorted(self._peers),
-                "running": False,
-            }
+            return status.stopped(self.node_id, self._peers)
         return dict(self._snapshot)

@@ -16,7 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 from consensus._pysyncobj import FAIL_REASON
-from evolution.errors import NotCommittedError
+from evolution.errors import ConsensusError, NotCommittedError
+
+#: Largest payload ``RaftEngine.propose`` accepts (the ledger's own limit); lowered to
+#: fit the transport's ``max_frame`` when it has one (see :func:`max_entry`).
+MAX_ENTRY_BYTES = 32 << 20
+#: Soft cap of one append_entries message.  pysyncobj sends a single larger entry as
+#: pickled chunks ("transmission"); the wire reassembles those locally and sends the
+#: entry as one plain message instead, so no pickle reaches the wire.
+BATCH_BYTES = 1 << 20
+_FRAME_OVERHEAD = 64 << 10
 
 _REASONS = {
     getattr(FAIL_REASON, name): name.lower()
@@ -32,6 +41,31 @@ _RETRYABLE = {
 }
 #: :attr:`Request.error` of a request the engine's stop interrupted.
 STOPPED = -1
+
+
+def max_entry(transport: Any) -> int:
+    """Largest entry whose append_entries always fits one transport frame.
+
+    pysyncobj fills a message until it reaches the batch size, so one message carries up
+    to a batch minus a byte plus one more entry; an entry that could push a message over
+    the transport's frame limit would be dropped on every retry and stall that follower.
+    """
+    max_frame = getattr(transport, "max_frame", None)
+    if not isinstance(max_frame, int):
+        return MAX_ENTRY_BYTES
+    return max(0, min(MAX_ENTRY_BYTES, max_frame - BATCH_BYTES - _FRAME_OVERHEAD))
+
+
+def check_size(data: bytes, transport: Any, node_id: str) -> None:
+    """Refuse an entry too large for the ledger on this transport, saying where bulk goes."""
+    limit = max_entry(transport)
+    if len(data) > limit:
+        raise ConsensusError(
+            f"entry of {len(data)} bytes on {node_id} exceeds the ledger limit of "
+            f"{limit} bytes (set by the transport's frame size)",
+            hint="put bulk data (versions, snapshots) on the bulk-transfer channel and "
+            "propose its hash",
+        )
 
 
 class Request:
