@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAIL_REASON",
+    "MEMBERSHIP_COMMAND",
+    "NO_OP_COMMAND",
     "PRIVATE_NAMES",
     "Core",
     "Node",
@@ -62,6 +64,7 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName("pysyncobj.syncobj", "pickle", "module"),
     PrivateName("pysyncobj.syncobj", "monotonicTime", "module"),
     PrivateName("pysyncobj.syncobj", "_RAFT_STATE", "module"),
+    PrivateName("pysyncobj.syncobj", "_COMMAND_TYPE", "module"),
     PrivateName("SyncObj", "_applyCommand", "class"),
     PrivateName("SyncObj", "_getLeader", "class"),
     PrivateName("SyncObj", "_SyncObj__generateRaftTimeout", "class"),
@@ -84,6 +87,10 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
 )
 
 _LEADER = pso_syncobj._RAFT_STATE.LEADER
+#: Type bytes of pysyncobj's own log commands (its Raft no-op and membership change);
+#: pysyncobj skips, never unpickles, a command of any other type when applying.
+NO_OP_COMMAND: int = pso_syncobj._COMMAND_TYPE.NO_OP
+MEMBERSHIP_COMMAND: int = pso_syncobj._COMMAND_TYPE.MEMBERSHIP
 
 
 # ---- restricted unpickling (pysyncobj's membership commands are pickles) ---------------

@@ -15,20 +15,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from consensus._pysyncobj import Node, WireBase, safe_load, safe_loads
+from consensus._pysyncobj import (
+    MEMBERSHIP_COMMAND,
+    NO_OP_COMMAND,
+    Node,
+    WireBase,
+    safe_loads,
+)
 from consensus.interface import MessageTransport
 from consensus.journal import CrcJournal
-
-__all__ = [
-    "CHANNEL",
-    "TAG",
-    "RaftNode",
-    "command_ok",
-    "from_wire",
-    "safe_load",
-    "safe_loads",
-    "to_wire",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +31,8 @@ CHANNEL = "raft"
 #: Command type byte for TARS payloads; pysyncobj's own types are 0..3 and it skips
 #: (never unpickles) any other type when applying.
 TAG = b"T"
-_NO_OP = 1
-_MEMBERSHIP = 2
+_NO_OP = NO_OP_COMMAND
+_MEMBERSHIP = MEMBERSHIP_COMMAND
 
 
 class RaftNode(Node):  # type: ignore[misc]
