@@ -39,7 +39,7 @@ def RaftTimers(  # noqa: N802 (a constructor by name: node.py and the tests buil
         return Timers.model_validate(settings)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'timers'}: "
+            (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "")
             + str(e["msg"]).removeprefix("Value error, ")
             for e in exc.errors()
         )
