@@ -46,7 +46,6 @@ from runtime.genome_files import load_genome
 from runtime.sandbox import Sandbox
 
 if TYPE_CHECKING:
-    from consensus.engine import RaftTimers
     from runtime.transport import Transport
 
 __all__ = ["APPLY_BATCH", "PROPOSAL_TIMEOUT", "Clock", "Node", "NodeConfig", "SwarmNode"]
@@ -190,7 +189,7 @@ class SwarmNode:
         self.store, stopping = self.node.store, self.node.stopping
         self.state = LedgerState(self.store, cluster.ids)
         self.engine = RaftEngine(
-            node_id, self.transport, cluster.ids, cluster.journal_path(node_id), _timers(cluster)
+            node_id, self.transport, cluster.ids, cluster.journal_path(node_id), cluster.timers
         )
         #: what this node's evolution is doing now (shown by `status`)
         self.stage = "idle"
@@ -362,18 +361,3 @@ def _transport(cluster: ClusterConfig, node_id: str) -> Transport:
     endpoint = f"tcp://{spec.host}:{spec.port}"
     clients = {"admin": admin_key} if admin_key else {}
     return Transport(node_id, endpoint, public, secret, peers, clients=clients)
-
-
-def _timers(cluster: ClusterConfig) -> RaftTimers:
-    """The engine's Raft timers from cluster.yml."""
-    from consensus.engine import RaftTimers
-
-    timers = cluster.timers
-    return RaftTimers(
-        election_min=timers.election_min,
-        election_max=timers.election_max,
-        heartbeat=timers.heartbeat,
-        # A leader that hears from no majority for two election timeouts steps
-        # down; shorter, and a leader whose followers are merely busy is deposed.
-        leader_fallback=2 * timers.election_max,
-    )

@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consensus import snapshot  # noqa: E402
 from consensus.engine import RaftEngine  # noqa: E402
-from consensus.interface import Committed, LocalHub, Snapshot  # noqa: E402
+from consensus.interface import Committed, Snapshot  # noqa: E402
 from consensus.journal import CrcJournal  # noqa: E402
+from consensus.testing import LocalHub  # noqa: E402
 
 
 class App:

@@ -36,7 +36,7 @@ from pysyncobj import SyncObj, SyncObjConf, replicated  # noqa: E402
 from pysyncobj.journal import FileJournal  # noqa: E402
 
 from consensus.engine import RaftEngine, RaftTimers  # noqa: E402
-from consensus.interface import LocalHub  # noqa: E402
+from consensus.testing import LocalHub  # noqa: E402
 from evolution.errors import NotCommittedError  # noqa: E402
 
 try:

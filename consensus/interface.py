@@ -3,21 +3,13 @@
 The design card named an engine that cannot be installed, so the rest of TARS talks to
 this protocol only and the engine behind it can be swapped (see docs/consensus.md).
 The module also holds the small message-transport protocol the engine needs from the
-peer layer, and :class:`LocalHub`, an in-process implementation of it: engines can then
-be tested, and other packages can test against real consensus, without sockets.
+peer layer; :mod:`consensus.testing` has an in-process implementation of it.
 """
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
-
-import msgpack
-
-logger = logging.getLogger(__name__)
 
 
 class Committed(NamedTuple):
@@ -146,113 +138,10 @@ class MessageTransport(Protocol):
     def subscribe(self, channel: str, handler: Callable[[Frame], None]) -> None: ...
 
 
-class LocalFrame(NamedTuple):
-    sender: str
-    channel: str
-    body: Any
+def __getattr__(name: str) -> Any:
+    # The in-memory hub moved to consensus.testing; old imports keep working.
+    if name in ("LocalHub", "LocalTransport", "LocalFrame"):
+        from consensus import testing
 
-
-class LocalHub:
-    """In-process stand-in for the ZeroMQ transport, with partitions.
-
-    Bodies go through msgpack exactly as on the wire, so anything that would not survive
-    the real transport fails here too; each endpoint delivers on its own receive thread,
-    as the real one does.
-    """
-
-    def __init__(self, max_frame: int = 8 << 20) -> None:
-        self._lock = threading.Lock()
-        self._endpoints: dict[str, LocalTransport] = {}
-        self.max_frame = max_frame
-        self.dropped = 0
-
-    def transport(self, node_id: str) -> LocalTransport:
-        with self._lock:
-            endpoint = LocalTransport(self, node_id)
-            self._endpoints[node_id] = endpoint
-            return endpoint
-
-    def _route(self, sender: str, peer_id: str, channel: str, body: Any) -> bool:
-        wire = msgpack.packb(body, use_bin_type=True)
-        if len(wire) > self.max_frame - 64:
-            raise ValueError(f"body of {len(wire)} bytes is over the {self.max_frame}-byte frame")
-        with self._lock:
-            source = self._endpoints.get(sender)
-            target = self._endpoints.get(peer_id)
-            if (
-                source is None
-                or target is None
-                or not target.running
-                or peer_id in source.blocked
-                or sender in target.blocked
-            ):
-                self.dropped += 1
-                return False
-        target._inbox.put((sender, channel, wire))
-        return True
-
-
-class LocalTransport:
-    """One node's endpoint on a :class:`LocalHub` (same surface as runtime.transport)."""
-
-    def __init__(self, hub: LocalHub, node_id: str) -> None:
-        self._hub = hub
-        self.node_id = node_id
-        self.blocked: frozenset[str] = frozenset()
-        self._handlers: dict[str, Callable[[Frame], None]] = {}
-        self._inbox: queue.SimpleQueue[tuple[str, str, bytes] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self.running = False
-        self.max_frame = hub.max_frame
-
-    def subscribe(self, channel: str, handler: Callable[[Frame], None]) -> None:
-        self._handlers[channel] = handler
-
-    def unsubscribe(self, channel: str) -> None:
-        self._handlers.pop(channel, None)
-
-    def send(self, peer_id: str, channel: str, body: Any) -> bool:
-        if not self.running:
-            return False
-        return self._hub._route(self.node_id, peer_id, channel, body)
-
-    def block(self, peers: Iterable[str]) -> None:
-        """Drop every frame to and from ``peers`` (replaces the previous set)."""
-        self.blocked = frozenset(peers)
-
-    def unblock(self) -> None:
-        self.blocked = frozenset()
-
-    def start(self) -> None:
-        if self.running:
-            return
-        self.running = True
-        self._thread = threading.Thread(
-            target=self._receive, name=f"hub-recv-{self.node_id}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        if not self.running:
-            return
-        self.running = False
-        self._inbox.put(None)
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _receive(self) -> None:
-        while True:
-            item = self._inbox.get()
-            if item is None:
-                return
-            if not self.running:
-                continue
-            sender, channel, wire = item
-            handler = self._handlers.get(channel)
-            if handler is None:
-                continue
-            try:
-                handler(LocalFrame(sender, channel, msgpack.unpackb(wire, raw=False)))
-            except Exception:
-                logger.exception("local hub: handler for %r on %s failed", channel, self.node_id)
+        return getattr(testing, name)
+    raise AttributeError(f"module 'consensus.interface' has no attribute {name!r}")

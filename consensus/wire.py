@@ -10,18 +10,18 @@ with :func:`safe_loads`, which refuses every global.
 
 from __future__ import annotations
 
-import codecs
-import io
 import logging
-import pickle
 import time
 from collections.abc import Callable
 from typing import Any
 
-import pysyncobj.pickle as pso_pickle
-from pysyncobj.node import Node
-from pysyncobj.transport import Transport
-
+from consensus._pysyncobj import (
+    MEMBERSHIP_COMMAND,
+    NO_OP_COMMAND,
+    Node,
+    WireBase,
+    safe_loads,
+)
 from consensus.interface import MessageTransport
 from consensus.journal import CrcJournal
 
@@ -31,8 +31,8 @@ CHANNEL = "raft"
 #: Command type byte for TARS payloads; pysyncobj's own types are 0..3 and it skips
 #: (never unpickles) any other type when applying.
 TAG = b"T"
-_NO_OP = 1
-_MEMBERSHIP = 2
+_NO_OP = NO_OP_COMMAND
+_MEMBERSHIP = MEMBERSHIP_COMMAND
 
 
 class RaftNode(Node):  # type: ignore[misc]
@@ -40,25 +40,6 @@ class RaftNode(Node):  # type: ignore[misc]
 
     def __init__(self, node_id: str) -> None:
         super().__init__(node_id)
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    """Allows plain data only: lists, tuples, str, int, bytes (protocol 2 needs
-    ``_codecs.encode`` to rebuild bytes).  Any other global is refused, so an entry or
-    message cannot make us import or call anything."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in {("_codecs", "encode"), ("codecs", "encode")}:
-            return codecs.encode
-        raise pickle.UnpicklingError(f"pickled global {module}.{name} refused")
-
-
-def safe_loads(data: bytes) -> Any:
-    return _SafeUnpickler(io.BytesIO(pso_pickle.to_bytes(data)), encoding="latin1").load()
-
-
-def safe_load(file: Any) -> Any:
-    return _SafeUnpickler(file, encoding="latin1").load()
 
 
 # ---- wire format ------------------------------------------------------------------------
@@ -212,7 +193,7 @@ def from_wire(body: Any) -> dict[str, Any] | None:
     return message
 
 
-class _RaftWire(Transport):  # type: ignore[misc]
+class _RaftWire(WireBase):
     """pysyncobj ``Transport`` over our transport's channel ``"raft"``.
 
     Every configured member counts as connected from the start and stays so: pysyncobj
@@ -260,21 +241,21 @@ class _RaftWire(Transport):  # type: ignore[misc]
 
     def connect_all(self) -> None:
         for node in list(self._members.values()):
-            self._onNodeConnected(node)
+            self.connected(node)
 
     def addNode(self, node: Node) -> None:  # noqa: N802 (pysyncobj's name)
         # A node re-added during its grace stays in pysyncobj's read-only set: harmless,
         # it is then also a voting member and replicated to once.
         self._leaving.pop(node.id, None)
         canonical = self._members.setdefault(node.id, RaftNode(node.id))
-        self._onNodeConnected(canonical)
+        self.connected(canonical)
 
     def dropNode(self, node: Node) -> None:  # noqa: N802
         self._members.pop(node.id, None)
-        self._onNodeDisconnected(node)
+        self.disconnected(node)
         leaving = RaftNode(node.id)
         self._leaving[node.id] = (leaving, time.monotonic() + self._grace)
-        self._onReadonlyNodeConnected(leaving)
+        self.readonly_connected(leaving)
 
     def expire(self) -> None:
         """End the grace of removed nodes (driver thread)."""
@@ -284,7 +265,7 @@ class _RaftWire(Transport):  # type: ignore[misc]
         for node_id, (node, until) in list(self._leaving.items()):
             if now >= until:
                 del self._leaving[node_id]
-                self._onReadonlyNodeDisconnected(node)
+                self.readonly_disconnected(node)
 
     def send(self, node: Node, message: dict[str, Any]) -> bool:
         if "transmission" in message:
@@ -369,7 +350,7 @@ class _RaftWire(Transport):  # type: ignore[misc]
                 message = {"type": "append_entries", "term": message["term"], "commit_index": 0}
             elif message.get("entries"):
                 self._skip_entries_we_have(message)
-        self._onMessageReceived(node, message)
+        self.received(node, message)
 
     def voters(self) -> list[RaftNode]:
         """The other voting members (a removed node in its grace period is not one)."""

@@ -35,16 +35,31 @@ class _Strict(BaseModel):
 
 
 class Timers(_Strict):
-    """Raft timing in seconds.
+    """Raft timing in seconds: cluster.yml's ``cluster.timers`` and what the engine runs on.
 
     The defaults fail over in well under a second yet survive a node whose cores are
     busy running benchmarks: with 0.15–0.3 s (the fastest tuning in ANCHORS.md) a
     leader busy incubating was deposed by late heartbeats several times per demo.
+    ``leader_fallback`` is how long a leader keeps leading without hearing from a
+    majority (unset: 2 × election_max; pysyncobj's own 30 s would let a partitioned
+    leader accept doomed proposals for half a minute); ``tick`` is the engine driver's
+    longest sleep when nothing wakes it; ``removed_grace`` is how long a removed node is
+    still sent the log, so that it learns its removal committed.  One type for both the
+    file and the engine (``consensus.engine.RaftTimers`` builds it with the engine's
+    own defaults), so the rules below are written once.
     """
 
     election_min: Annotated[float, Field(gt=0, le=60)] = 0.4
     election_max: Annotated[float, Field(gt=0, le=120)] = 0.8
     heartbeat: Annotated[float, Field(gt=0, le=20)] = 0.08
+    leader_fallback: Annotated[float, Field(gt=0)] | None = None
+    tick: Annotated[float, Field(gt=0)] = 0.005
+    removed_grace: Annotated[float, Field(ge=0)] = 3.0
+
+    @property
+    def fallback(self) -> float:
+        """``leader_fallback``, or 2 × ``election_max`` when it is not set."""
+        return 2 * self.election_max if self.leader_fallback is None else self.leader_fallback
 
     @model_validator(mode="after")
     def _ordered(self) -> Timers:
@@ -57,6 +72,10 @@ class Timers(_Strict):
         if self.election_max <= self.election_min:
             raise ValueError(
                 f"election_max ({self.election_max:g}) must be more than election_min ({self.election_min:g})"
+            )
+        if self.fallback <= self.heartbeat:
+            raise ValueError(
+                f"leader_fallback ({self.fallback:g}) must be more than heartbeat ({self.heartbeat:g})"
             )
         return self
 

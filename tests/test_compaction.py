@@ -26,7 +26,8 @@ from test_consensus import (
 
 from consensus import snapshot
 from consensus.engine import RaftEngine
-from consensus.interface import Committed, LocalHub, Snapshot
+from consensus.interface import Committed, Snapshot
+from consensus.testing import LocalHub
 from consensus.wire import command_ok
 from evolution.errors import ConsensusError
 

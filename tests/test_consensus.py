@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 import pytest
 
 from consensus.engine import RaftEngine, RaftTimers
-from consensus.interface import Committed, Consensus, LocalHub
+from consensus.interface import Committed, Consensus
 from consensus.journal import CrcJournal
+from consensus.testing import LocalHub
 from consensus.wire import CHANNEL, TAG, RaftNode, _RaftWire, from_wire, safe_loads, to_wire
 from evolution.errors import ConfigError, ConsensusError, NotCommittedError
 
@@ -596,7 +597,7 @@ def test_resent_entries_we_hold_are_skipped_not_truncated(tmp_path: Path) -> Non
 
 
 def test_pre_vote_rule() -> None:
-    from consensus.engine import would_vote
+    from consensus.prevote import would_vote
 
     ok = {
         "candidate_term": 5,
