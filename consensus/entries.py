@@ -19,15 +19,14 @@ same events with the same hash chain.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import msgpack
 
+from consensus._schema import Bad, Defaults, Schema, defaults_of, name_of, schema_of
 from events.records import Adoption, CandidateRecord, Held
 from evolution.errors import ConsensusError
 
@@ -112,10 +111,10 @@ TYPES: dict[str, type[Entry]] = {
 _KIND: dict[type, str] = {cls: kind for kind, cls in TYPES.items()}
 
 #: Fields an older or sparser proposer may leave out (or send as nil), with their value.
-_OPTIONAL: dict[type, dict[str, Any]] = {
-    Cycle: {"evaluated": [], "held": [], "proposal": None},
-    Vote: {"reason": ""},
-    Rollback: {"reason": ""},
+_OPTIONAL: dict[type, Defaults] = {
+    Cycle: {"evaluated": list, "held": list, "proposal": lambda: None},
+    Vote: {"reason": str},
+    Rollback: {"reason": str},
 }
 
 
@@ -151,6 +150,44 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def register_entry(
+    genome: str, manifest: str, tree: Mapping[str, str], fitness: float | None, node: str, at: float
+) -> bytes:
+    return encode(Register(genome, manifest, dict(tree), fitness, node, at))
+
+
+def cycle_entry(
+    genome: str,
+    node: str,
+    cycle: int,
+    seed: int,
+    evaluated: Sequence[CandidateRecord],
+    held: Sequence[Held],
+    adoption: Adoption | None,
+    at: float,
+) -> bytes:
+    """One cycle's results; a winner becomes a proposal carrying the proposer's own yes vote."""
+    proposal = None
+    if adoption is not None:
+        proposal = Proposal(proposal_id(genome, node, cycle, adoption.version), adoption)
+    return encode(Cycle(genome, node, cycle, seed, list(evaluated), list(held), proposal, at))
+
+
+def vote_entry(
+    genome: str, proposal: str, version: str, node: str, yes: bool, reason: str, at: float
+) -> bytes:
+    return encode(Vote(genome, proposal, version, node, yes, reason, at))
+
+
+def rollback_entry(genome: str, to: str, reason: str, node: str, at: float) -> bytes:
+    return encode(Rollback(genome, to, reason, node, at))
+
+
+def members_entry(members: Sequence[str], node: str, at: float) -> bytes:
+    """The member list, sorted and without repeats (so every proposer writes it alike)."""
+    return encode(Members(sorted(set(members)), node, at))
+
+
 # ---- decoding --------------------------------------------------------------------------
 
 
@@ -180,8 +217,8 @@ def parse(raw: Mapping[str, Any]) -> Entry:
     if cls is None:
         raise ConsensusError(f"unknown entry type {kind!r}")
     try:
-        values = _SCHEMAS[cls].read(raw, "", _OPTIONAL.get(cls, {}), strict=False)
-    except _Bad as bad:
+        values = _SCHEMAS[cls].read(raw, _OPTIONAL.get(cls, {}), strict=False)
+    except Bad as bad:
         raise ConsensusError(f"{kind} entry: field '{bad.path}' {bad.problem}") from None
     return cls(**values)
 
@@ -191,182 +228,22 @@ def decode(data: bytes) -> Entry:
     return parse(read_map(data))
 
 
-# ---- the checks, built once from the declared types ------------------------------------
-
-#: A check returns the value to keep, or raises _Bad(field path, what was expected).
-_Check = Callable[[Any, str], Any]
+# ---- the checks, built once from the declared types (consensus/_schema.py) ------------
 
 
-class _Bad(Exception):
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(path, problem)
-        self.path = path
-        self.problem = problem
-
-
-def _name(value: Any) -> str:
-    return "nil" if value is None else type(value).__name__
-
-
-def _expect(test: Callable[[Any], bool], what: str) -> _Check:
-    def check(value: Any, path: str) -> Any:
-        if not test(value):
-            raise _Bad(path, f"should be {what}, not {_name(value)}")
-        return value
-
-    return check
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-_SCALARS: dict[Any, _Check] = {
-    str: _expect(lambda v: isinstance(v, str), "a string"),
-    int: _expect(_is_int, "an integer"),
-    float: _expect(_is_number, "a number"),
-    bool: _expect(lambda v: isinstance(v, bool), "a boolean"),
-    type(None): _expect(lambda v: v is None, "nil"),
-}
-
-
-class _Schema:
-    """The fields of one record type, each with its check, for reading it from a map."""
-
-    def __init__(self, fields: dict[str, _Check], build: Callable[[dict[str, Any]], Any]) -> None:
-        self.fields = fields
-        self.build = build
-
-    def read(
-        self,
-        raw: Mapping[str, Any],
-        prefix: str,
-        optional: Mapping[str, Any],
-        *,
-        strict: bool,
-    ) -> dict[str, Any]:
-        if strict:
-            for key in raw:
-                if key not in self.fields:
-                    raise _Bad(prefix.rstrip("."), f"has an unknown field {key!r}")
-        values: dict[str, Any] = {}
-        for name, check in self.fields.items():
-            value = raw.get(name)
-            if name not in raw or (value is None and name in optional):
-                if name not in optional:
-                    raise _Bad(prefix + name, "is missing")
-                values[name] = optional[name]
-                continue
-            values[name] = check(value, prefix + name)
-        return values
-
-
-def _record_check(schema: _Schema, defaults: Mapping[str, Any]) -> _Check:
-    def check(value: Any, path: str) -> Any:
-        if not isinstance(value, dict):
-            raise _Bad(path, f"should be a map, not {_name(value)}")
-        return schema.build(schema.read(value, path + ".", defaults, strict=True))
-
-    return check
-
-
-def _check_for(hint: Any) -> _Check:
-    """The check of one declared type (the few shapes ledger entries use)."""
-    if hint is Any:
-        return lambda value, path: value
-    if hint in _SCALARS:
-        return _SCALARS[hint]
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (types.UnionType, Union):
-        return _union(
-            [_check_for(arg) for arg in args if arg is not type(None)], type(None) in args
-        )
-    if origin is list:
-        return _list(_check_for(args[0]))
-    if origin is dict:
-        return _dict(_check_for(args[0]), _check_for(args[1]))
-    if hint is Proposal:
-        return _proposal_check
-    if dataclasses.is_dataclass(hint):
-        return _record_check(_schema_of(hint), _defaults_of(hint))
-    raise TypeError(f"no ledger check for the type {hint!r}")
-
-
-def _union(arms: list[_Check], nil: bool) -> _Check:
-    """``X | None``: nil, or what X's own check says (so its message names the inner field)."""
-
-    def check(value: Any, path: str) -> Any:
-        if value is None and nil:
-            return None
-        if len(arms) == 1:
-            return arms[0](value, path)
-        for arm in arms:
-            try:
-                return arm(value, path)
-            except _Bad:
-                continue
-        raise _Bad(path, f"has the wrong type ({_name(value)})")
-
-    return check
-
-
-def _list(item: _Check) -> _Check:
-    def check(value: Any, path: str) -> Any:
-        if not isinstance(value, list):
-            raise _Bad(path, f"should be a list, not {_name(value)}")
-        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
-
-    return check
-
-
-def _dict(key: _Check, val: _Check) -> _Check:
-    def check(value: Any, path: str) -> Any:
-        if not isinstance(value, dict):
-            raise _Bad(path, f"should be a map, not {_name(value)}")
-        for k, v in value.items():
-            key(k, f"{path} key")
-            val(v, f"{path}[{k!r}]")
-        return value
-
-    return check
-
-
-def _schema_of(cls: Any) -> _Schema:
-    hints = typing.get_type_hints(cls)
-    if dataclasses.is_dataclass(cls):
-        names = [f.name for f in dataclasses.fields(cls)]
-    else:
-        names = list(cls._fields)
-    return _Schema({name: _check_for(hints[name]) for name in names}, lambda v: cls(**v))
-
-
-def _defaults_of(cls: Any) -> dict[str, Any]:
-    """A dataclass's fields with defaults may be left out, as ``cls(**map)`` allowed."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
-
-
-_ADOPTION = _schema_of(Adoption)
-
-
-def _proposal_check(value: Any, path: str) -> Proposal:
-    if not isinstance(value, dict):
-        raise _Bad(path, f"should be a map, not {_name(value)}")
-    if "id" not in value:
-        raise _Bad(f"{path}.id", "is missing")
-    pid: str = _SCALARS[str](value["id"], f"{path}.id")
+def _proposal_check(value: Any) -> Proposal:
+    """A proposal travels flat: the adoption's fields and ``id`` in one map."""
+    if type(value) is not dict:
+        raise Bad(f"should be a map, not {name_of(value)}")
+    pid = value.get("id")
+    if type(pid) is not str:
+        raise Bad("is missing" if pid is None else f"should be a string, not {name_of(pid)}", ".id")
     fields = {k: v for k, v in value.items() if k != "id"}
-    adoption = _ADOPTION.read(fields, path + ".", _defaults_of(Adoption), strict=True)
-    return Proposal(pid, Adoption(**adoption))
+    return Proposal(pid, Adoption(**_ADOPTION.read(fields, _ADOPTION_DEFAULTS, strict=True)))
 
 
-_SCHEMAS: dict[type, _Schema] = {cls: _schema_of(cls) for cls in TYPES.values()}
+_ADOPTION = schema_of(Adoption, {})
+_ADOPTION_DEFAULTS = defaults_of(Adoption)
+_SCHEMAS: dict[type, Schema] = {
+    cls: schema_of(cls, {Proposal: _proposal_check}) for cls in TYPES.values()
+}

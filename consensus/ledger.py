@@ -1,9 +1,10 @@
 """The ledger: swarm decisions committed by Raft, applied to each node's event store.
 
 A committed entry is a msgpack map with a ``type``; its typed form, encoding and checks
-are in :mod:`consensus.entries`.  :class:`LedgerState` is the state machine: every node applies the same entries in the same order and, because every
-decision here is a function of the entry and of the store (never of a clock or of local
-luck), every node's store ends with the same events, timestamps and hash chain.
+are in :mod:`consensus.entries`.  :class:`LedgerState` is the state machine: every node
+applies the same entries in the same order and, because every decision here is a
+function of the entry and of the store (never of a clock or of local luck), every
+node's store ends with the same events, timestamps and hash chain.
 
 Exactly once: each entry's writes and its Raft index go into ONE store transaction
 (a tracking record), and an index the store already holds is skipped.  The engine
@@ -11,7 +12,8 @@ re-delivers committed entries from the start after every restart; those writes a
 skipped, but the in-memory part of the state (the member list) is rebuilt from them.
 
 What happens to waiting proposals is decided by the pure :func:`evolution.swarm.decide`;
-this module turns its decisions into the lineage's domain events.
+this module turns its decisions into the lineage's domain events.  A run of entries and
+its one transaction is :class:`consensus._run.Run`.
 """
 
 from __future__ import annotations
@@ -24,24 +26,27 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from consensus._run import Run, waiting_of
 from consensus.entries import (
     MAX_ENTRY,
     Cycle,
     Entry,
     Members,
-    Proposal,
     Register,
     Rollback,
     Vote,
+    cycle_entry,
+    members_entry,
     parse,
     proposal_id,
     read_map,
+    register_entry,
+    rollback_entry,
+    vote_entry,
 )
-from consensus.entries import encode as encode_entry
 from events.domain import Lineage, proposals_of
-from events.records import Adoption, CandidateRecord, Held
 from events.store import GenomeStore
-from evolution.errors import ConsensusError, TarsError, UnknownGenomeError
+from evolution.errors import ConsensusError, TarsError
 from evolution.swarm import Adopt, Rebased, Reject, Waiting, decide
 from evolution.tree import Tree, version_id
 
@@ -89,45 +94,8 @@ def encode(kind: str, **fields: Any) -> bytes:
 
 
 def decode(data: bytes) -> dict[str, Any]:
-    """An entry's map; a malformed one is a :class:`ConsensusError` (never a crash of the applier)."""
+    """An entry's map; a malformed one is a :class:`ConsensusError`, never a crash."""
     return read_map(data)
-
-
-def register_entry(
-    genome: str, manifest: str, tree: Mapping[str, str], fitness: float | None, node: str, at: float
-) -> bytes:
-    return encode_entry(Register(genome, manifest, dict(tree), fitness, node, at))
-
-
-def cycle_entry(
-    genome: str,
-    node: str,
-    cycle: int,
-    seed: int,
-    evaluated: Sequence[CandidateRecord],
-    held: Sequence[Held],
-    adoption: Adoption | None,
-    at: float,
-) -> bytes:
-    """One cycle's results; a winner becomes a proposal carrying the proposer's own yes vote."""
-    proposal = None
-    if adoption is not None:
-        proposal = Proposal(proposal_id(genome, node, cycle, adoption.version), adoption)
-    return encode_entry(Cycle(genome, node, cycle, seed, list(evaluated), list(held), proposal, at))
-
-
-def vote_entry(
-    genome: str, proposal: str, version: str, node: str, yes: bool, reason: str, at: float
-) -> bytes:
-    return encode_entry(Vote(genome, proposal, version, node, yes, reason, at))
-
-
-def rollback_entry(genome: str, to: str, reason: str, node: str, at: float) -> bytes:
-    return encode_entry(Rollback(genome, to, reason, node, at))
-
-
-def members_entry(members: Sequence[str], node: str, at: float) -> bytes:
-    return encode_entry(Members(sorted(set(members)), node, at))
 
 
 # ---- the state machine -----------------------------------------------------------------
@@ -173,10 +141,13 @@ class LedgerState:
         way), so a poisoned entry cannot stop the swarm or split its history.
         """
         with self.lock:
-            run = _Run(self)
+            run = Run(self.store, self.ledger, self._live, self._applied, self._stored)
             out = [self._apply_one(run, index, data) for index, data in batch]
             run.flush()
         return out
+
+    def _stored(self, index: int) -> None:
+        self._applied = max(self._applied, index)
 
     # -- snapshots: what stands in for a compacted log --
 
@@ -223,11 +194,11 @@ class LedgerState:
         self.restore(index, state)
         return stored
 
-    def _apply_one(self, run: _Run, index: int, data: bytes) -> Applied:
+    def _apply_one(self, run: Run, index: int, data: bytes) -> Applied:
         try:
             raw = read_map(data)
         except ConsensusError as exc:
-            return run.skip(index, "?", None, exc)
+            return self._skip(run, index, "?", None, exc)
         kind: str = raw["type"]
         genome = raw.get("genome") if isinstance(raw.get("genome"), str) else None
         entry: Entry | None = None
@@ -236,17 +207,15 @@ class LedgerState:
             if isinstance(entry, Members):
                 self.members = sorted(set(entry.members)) or self.members
                 self._member_changes.append((index, self.members))
-        if index <= max(self._applied, run.last_index):
+        if index <= max(run.applied, run.last_index):
             # A re-delivery after a restart: only the last applied entry reports what
             # waits for votes, so replaying a long ledger stays one cheap check per entry.
-            waiting = (
-                self._stored_waiting(genome) if index == self._applied and not run.dirty else {}
-            )
+            waiting = self._stored_waiting(genome) if index == run.applied and not run.dirty else {}
             return Applied(index, kind, genome, False, waiting, {})
         try:
             entry = entry or parse(raw)
         except ConsensusError as exc:
-            return run.skip(index, kind, genome, exc)
+            return self._skip(run, index, kind, genome, exc)
         if isinstance(entry, Rollback | Members):
             run.flush()
         run.begin()
@@ -254,9 +223,18 @@ class LedgerState:
             decided = self._handle(run, entry)
         except (TarsError, KeyError, TypeError, ValueError, AttributeError) as exc:
             run.abort()
-            return run.skip(index, kind, genome, exc)
+            return self._skip(run, index, kind, genome, exc)
         run.last_index = index
         return Applied(index, kind, genome, True, run.waiting(genome), decided)
+
+    def _skip(
+        self, run: Run, index: int, kind: str, genome: str | None, exc: BaseException
+    ) -> Applied:
+        """Record ``index`` as applied with no effect: the same on every node."""
+        self.rejected_entries += 1
+        logger.warning("ledger entry %d (%s) skipped on every node: %s", index, kind, exc)
+        run.last_index = index
+        return Applied(index, kind, genome, False, {}, {})
 
     @staticmethod
     def _parse(raw: Mapping[str, Any]) -> Entry | None:
@@ -265,7 +243,7 @@ class LedgerState:
         except ConsensusError:
             return None  # reported (and skipped) once it is known not to be a re-delivery
 
-    def _handle(self, run: _Run, entry: Entry) -> dict[str, str]:
+    def _handle(self, run: Run, entry: Entry) -> dict[str, str]:
         match entry:
             case Register():
                 return self._register(run, entry)
@@ -280,7 +258,7 @@ class LedgerState:
 
     # -- handlers: trigger events on the run's lineages; the run stores them --
 
-    def _register(self, run: _Run, entry: Register) -> dict[str, str]:
+    def _register(self, run: Run, entry: Register) -> dict[str, str]:
         existing = run.lineage(entry.genome, missing_ok=True)
         if existing is None:
             lineage = Lineage.register(
@@ -297,7 +275,7 @@ class LedgerState:
             raise ConsensusError(f"genome {entry.genome} is already registered with another tree")
         return {}
 
-    def _cycle(self, run: _Run, entry: Cycle) -> dict[str, str]:
+    def _cycle(self, run: Run, entry: Cycle) -> dict[str, str]:
         at = _when(entry.at)
         node = entry.node
         lineage = run.lineage(entry.genome)
@@ -322,7 +300,7 @@ class LedgerState:
         )
         return self._resolve(lineage, at)
 
-    def _vote(self, run: _Run, entry: Vote) -> dict[str, str]:
+    def _vote(self, run: Run, entry: Vote) -> dict[str, str]:
         lineage = run.lineage(entry.genome)
         found = proposals_of(lineage).get(entry.proposal)
         if found is None or found["version"] != entry.version:
@@ -337,7 +315,7 @@ class LedgerState:
         )
         return self._resolve(lineage, at)
 
-    def _rollback(self, run: _Run, entry: Rollback) -> dict[str, str]:
+    def _rollback(self, run: Run, entry: Rollback) -> dict[str, str]:
         at = _when(entry.at)
         lineage = run.lineage(entry.genome)
         # the run was stored before this entry, so the store knows every earlier version
@@ -346,7 +324,7 @@ class LedgerState:
         self._remember(lineage)
         return self._resolve(lineage, at)
 
-    def _members(self, run: _Run, entry: Members) -> dict[str, str]:
+    def _members(self, run: Run, entry: Members) -> dict[str, str]:
         """A new member list can complete or doom waiting proposals of every genome."""
         at = _when(entry.at)
         decided: dict[str, str] = {}
@@ -403,90 +381,9 @@ class LedgerState:
         if genome is None:
             return {}
         try:
-            return _waiting_of(self.store.load(genome))
+            return waiting_of(self.store.load(genome))
         except TarsError:
             return {}
-
-
-class _Run:
-    """The lineages a run of entries changes, kept in memory until one transaction stores them."""
-
-    def __init__(self, state: LedgerState) -> None:
-        self.state = state
-        self.lineages: dict[str, Lineage] = {}
-        self.last_index = state.applied_index
-        self._marks: dict[str, int] = {}
-
-    @property
-    def dirty(self) -> bool:
-        return self.last_index > self.state.applied_index
-
-    def lineage(self, name: str, *, missing_ok: bool = False) -> Any:
-        found = self.lineages.get(name) or self.state._live.get(name)
-        if found is not None:
-            self.lineages[name] = found
-        else:
-            try:
-                found = self.state.store.load(name)
-            except UnknownGenomeError:
-                if missing_ok:
-                    return None
-                raise
-            self.lineages[name] = found
-        return found
-
-    def add(self, lineage: Lineage) -> None:
-        self.lineages[lineage.name] = lineage
-
-    def begin(self) -> None:
-        """Remember how many events each lineage had before the next entry."""
-        self._marks = {name: len(lin._pending_events) for name, lin in self.lineages.items()}
-
-    def abort(self) -> None:
-        """Drop the failed entry's events; keep the run's earlier ones and store them now.
-
-        A lineage's in-memory state already moved with the dropped events, so after
-        storing the earlier ones every lineage is loaded afresh from the store.
-        """
-        for name, lineage in list(self.lineages.items()):
-            self.state._live.pop(name, None)
-            mark = self._marks.get(name)
-            if mark is None:
-                del self.lineages[name]  # first touched (or registered) by the failed entry
-            else:
-                del lineage._pending_events[mark:]
-        self.flush(keep=False)
-
-    def skip(self, index: int, kind: str, genome: str | None, exc: BaseException) -> Applied:
-        self.state.rejected_entries += 1
-        logger.warning("ledger entry %d (%s) skipped on every node: %s", index, kind, exc)
-        self.last_index = index
-        return Applied(index, kind, genome, False, {}, {})
-
-    def waiting(self, genome: str | None) -> dict[str, tuple[str, frozenset[str]]]:
-        lineage = self.lineages.get(genome) if genome is not None else None
-        return _waiting_of(lineage) if lineage is not None else {}
-
-    def flush(self, *, keep: bool = True) -> None:
-        """One transaction: every pending event of the run and the last index applied."""
-        pending = [lineage for lineage in self.lineages.values() if lineage._pending_events]
-        if pending or self.dirty:
-            try:
-                self.state.store.commit(
-                    pending, (self.state.ledger, self.last_index) if self.dirty else None
-                )
-            except BaseException:
-                self.state._live.clear()  # nothing was stored: in-memory lineages are ahead of the store
-                raise
-            self.state._applied = max(self.state._applied, self.last_index)
-        if keep:
-            self.state._live.update(self.lineages)
-        self.lineages = {}
-        self._marks = {}
-
-
-def _waiting_of(lineage: Lineage) -> dict[str, tuple[str, frozenset[str]]]:
-    return {pid: (p["version"], frozenset(p["votes"])) for pid, p in proposals_of(lineage).items()}
 
 
 #: Head trees a node keeps for rebasing (a few genomes' recent versions).
