@@ -212,10 +212,11 @@ class LedgerState:
             # waits for votes, so replaying a long ledger stays one cheap check per entry.
             waiting = self._stored_waiting(genome) if index == run.applied and not run.dirty else {}
             return Applied(index, kind, genome, False, waiting, {})
-        try:
-            entry = entry or parse(raw)
-        except ConsensusError as exc:
-            return self._skip(run, index, kind, genome, exc)
+        if entry is None:
+            try:
+                entry = parse(raw)
+            except ConsensusError as exc:
+                return self._skip(run, index, kind, genome, exc)
         if isinstance(entry, Rollback | Members):
             run.flush()
         run.begin()
@@ -244,6 +245,7 @@ class LedgerState:
             return None  # reported (and skipped) once it is known not to be a re-delivery
 
     def _handle(self, run: Run, entry: Entry) -> dict[str, str]:
+        """Trigger the entry's events on the run's lineages; the proposals it decided."""
         match entry:
             case Register():
                 return self._register(run, entry)
