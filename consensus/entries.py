@@ -153,6 +153,7 @@ def _plain(value: Any) -> Any:
 def register_entry(
     genome: str, manifest: str, tree: Mapping[str, str], fitness: float | None, node: str, at: float
 ) -> bytes:
+    """A genome's registration; the same tree registered twice changes nothing."""
     return encode(Register(genome, manifest, dict(tree), fitness, node, at))
 
 
@@ -176,10 +177,12 @@ def cycle_entry(
 def vote_entry(
     genome: str, proposal: str, version: str, node: str, yes: bool, reason: str, at: float
 ) -> bytes:
+    """A vote on ``version`` of a proposal (a vote for a version it no longer has is stale)."""
     return encode(Vote(genome, proposal, version, node, yes, reason, at))
 
 
 def rollback_entry(genome: str, to: str, reason: str, node: str, at: float) -> bytes:
+    """The whole swarm goes back to ``to`` together (a rollback is itself an event)."""
     return encode(Rollback(genome, to, reason, node, at))
 
 
