@@ -1,50 +1,74 @@
 """The ledger: swarm decisions committed by Raft, applied to each node's event store.
 
-A committed entry is a msgpack map with a ``type``.  :class:`LedgerState` is the state
-machine: every node applies the same entries in the same order and, because every
-decision here is a function of the entry and of the store (never of a clock or of local
-luck), every node's store ends with the same events, timestamps and hash chain.
+A committed entry is a msgpack map with a ``type``; its typed form, encoding and checks
+are in :mod:`consensus.entries`.  :class:`LedgerState` is the state machine: every node
+applies the same entries in the same order and, because every decision here is a
+function of the entry and of the store (never of a clock or of local luck), every
+node's store ends with the same events, timestamps and hash chain.
 
 Exactly once: each entry's writes and its Raft index go into ONE store transaction
 (a tracking record), and an index the store already holds is skipped.  The engine
 re-delivers committed entries from the start after every restart; those writes are
 skipped, but the in-memory part of the state (the member list) is rebuilt from them.
 
-Entry types (fields beyond ``type``; ``at`` is the proposer's clock, epoch seconds):
-
-- ``register``: genome, manifest, tree, fitness, node, at
-- ``cycle``: genome, node, cycle, seed, evaluated, held, proposal (or None), at
-- ``vote``: genome, proposal, version, node, yes, reason, at
-- ``rollback``: genome, to, reason, node, at
-- ``members``: members, node, at
+What happens to waiting proposals is decided by the pure :func:`evolution.swarm.decide`;
+this module turns its decisions into the lineage's domain events.  A run of entries and
+its one transaction is :class:`consensus._run.Run`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import msgpack
 
+from consensus._run import Run, waiting_of
+from consensus.entries import (
+    MAX_ENTRY,
+    Cycle,
+    Entry,
+    Members,
+    Register,
+    Rollback,
+    Vote,
+    cycle_entry,
+    members_entry,
+    parse,
+    proposal_id,
+    read_map,
+    register_entry,
+    rollback_entry,
+    vote_entry,
+)
 from events.domain import Lineage, proposals_of
-from events.records import Adoption, CandidateRecord, Held
 from events.store import GenomeStore
-from evolution.errors import ConsensusError, TarsError, UnknownGenomeError
-from evolution.patch import apply_patch, make_patch
-from evolution.swarm import rebase, tally
-from evolution.tree import Tree, short, version_id
+from evolution.errors import ConsensusError, TarsError
+from evolution.swarm import Adopt, Rebased, Reject, Waiting, decide
+from evolution.tree import Tree, version_id
+
+__all__ = [
+    "LEDGER",
+    "MAX_ENTRY",
+    "Applied",
+    "LedgerState",
+    "cycle_entry",
+    "decode",
+    "encode",
+    "members_entry",
+    "proposal_id",
+    "register_entry",
+    "rollback_entry",
+    "vote_entry",
+]
 
 logger = logging.getLogger(__name__)
 
 #: The tracking name under which applied Raft indexes are recorded in the store.
 LEDGER = "ledger"
-#: Largest entry a node will decode (a whole genome tree fits many times over).
-MAX_ENTRY = 32 << 20
 
 
 class Applied(NamedTuple):
@@ -65,95 +89,13 @@ class Applied(NamedTuple):
 
 
 def encode(kind: str, **fields: Any) -> bytes:
-    """A ledger entry as bytes for ``Consensus.propose``."""
+    """Any map with a ``type`` as entry bytes (typed entries go through ``entries.encode``)."""
     return msgpack.packb({"type": kind, **fields}, use_bin_type=True)
 
 
 def decode(data: bytes) -> dict[str, Any]:
-    """Parse an entry; a malformed one is a :class:`ConsensusError` (never a crash of the applier)."""
-    if len(data) > MAX_ENTRY:
-        raise ConsensusError(
-            f"ledger entry of {len(data)} bytes is over the {MAX_ENTRY} byte limit"
-        )
-    try:
-        entry = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise ConsensusError(f"ledger entry does not decode as msgpack: {exc}") from exc
-    if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
-        raise ConsensusError("ledger entry is not a map with a 'type'")
-    return entry
-
-
-def register_entry(
-    genome: str, manifest: str, tree: Mapping[str, str], fitness: float | None, node: str, at: float
-) -> bytes:
-    return encode(
-        "register",
-        genome=genome,
-        manifest=manifest,
-        tree=dict(tree),
-        fitness=fitness,
-        node=node,
-        at=at,
-    )
-
-
-def cycle_entry(
-    genome: str,
-    node: str,
-    cycle: int,
-    seed: int,
-    evaluated: Sequence[CandidateRecord],
-    held: Sequence[Held],
-    adoption: Adoption | None,
-    at: float,
-) -> bytes:
-    """One cycle's results; a winner becomes a proposal carrying the proposer's own yes vote."""
-    proposal = None
-    if adoption is not None:
-        proposal = asdict(adoption)
-        proposal["id"] = proposal_id(genome, node, cycle, adoption.version)
-    return encode(
-        "cycle",
-        genome=genome,
-        node=node,
-        cycle=cycle,
-        seed=seed,
-        evaluated=[asdict(r) for r in evaluated],
-        held=[asdict(h) for h in held],
-        proposal=proposal,
-        at=at,
-    )
-
-
-def vote_entry(
-    genome: str, proposal: str, version: str, node: str, yes: bool, reason: str, at: float
-) -> bytes:
-    return encode(
-        "vote",
-        genome=genome,
-        proposal=proposal,
-        version=version,
-        node=node,
-        yes=yes,
-        reason=reason,
-        at=at,
-    )
-
-
-def rollback_entry(genome: str, to: str, reason: str, node: str, at: float) -> bytes:
-    return encode("rollback", genome=genome, to=to, reason=reason, node=node, at=at)
-
-
-def members_entry(members: Sequence[str], node: str, at: float) -> bytes:
-    return encode("members", members=sorted(set(members)), node=node, at=at)
-
-
-def proposal_id(genome: str, node: str, cycle: int, version: str) -> str:
-    """The same id on every node, and a different one for every proposal a node makes."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"tars:proposal:{genome}:{node}:{cycle}:{version}").hex[
-        :16
-    ]
+    """An entry's map; a malformed one is a :class:`ConsensusError`, never a crash."""
+    return read_map(data)
 
 
 # ---- the state machine -----------------------------------------------------------------
@@ -199,10 +141,13 @@ class LedgerState:
         way), so a poisoned entry cannot stop the swarm or split its history.
         """
         with self.lock:
-            run = _Run(self)
+            run = Run(self.store, self.ledger, self._live, self._applied, self._stored)
             out = [self._apply_one(run, index, data) for index, data in batch]
             run.flush()
         return out
+
+    def _stored(self, index: int) -> None:
+        self._applied = max(self._applied, index)
 
     # -- snapshots: what stands in for a compacted log --
 
@@ -249,188 +194,178 @@ class LedgerState:
         self.restore(index, state)
         return stored
 
-    def _apply_one(self, run: _Run, index: int, data: bytes) -> Applied:
+    def _apply_one(self, run: Run, index: int, data: bytes) -> Applied:
         try:
-            entry = decode(data)
+            raw = read_map(data)
         except ConsensusError as exc:
-            return run.skip(index, "?", None, exc)
-        kind = entry["type"]
-        if kind == "members":
-            self.members = sorted({str(m) for m in entry.get("members", [])}) or self.members
-            self._member_changes.append((index, self.members))
-        genome = entry.get("genome") if isinstance(entry.get("genome"), str) else None
-        if index <= max(self._applied, run.last_index):
+            return self._skip(run, index, "?", None, exc)
+        kind: str = raw["type"]
+        genome = raw.get("genome") if isinstance(raw.get("genome"), str) else None
+        entry: Entry | None = None
+        if kind == "members":  # the member list is rebuilt from re-delivered entries too
+            entry = self._parse(raw)
+            if isinstance(entry, Members):
+                self.members = sorted(set(entry.members)) or self.members
+                self._member_changes.append((index, self.members))
+        if index <= max(run.applied, run.last_index):
             # A re-delivery after a restart: only the last applied entry reports what
             # waits for votes, so replaying a long ledger stays one cheap check per entry.
-            waiting = (
-                self._stored_waiting(genome) if index == self._applied and not run.dirty else {}
-            )
+            waiting = self._stored_waiting(genome) if index == run.applied and not run.dirty else {}
             return Applied(index, kind, genome, False, waiting, {})
-        handler = _HANDLERS.get(kind)
-        if handler is None:
-            return run.skip(index, kind, genome, ConsensusError(f"unknown entry type {kind!r}"))
-        if kind in ("rollback", "members"):
+        if entry is None:
+            try:
+                entry = parse(raw)
+            except ConsensusError as exc:
+                return self._skip(run, index, kind, genome, exc)
+        if isinstance(entry, Rollback | Members):
             run.flush()
         run.begin()
         try:
-            decided = handler(self, run, entry)
+            decided = self._handle(run, entry)
         except (TarsError, KeyError, TypeError, ValueError, AttributeError) as exc:
             run.abort()
-            return run.skip(index, kind, genome, exc)
+            return self._skip(run, index, kind, genome, exc)
         run.last_index = index
         return Applied(index, kind, genome, True, run.waiting(genome), decided)
 
+    def _skip(
+        self, run: Run, index: int, kind: str, genome: str | None, exc: BaseException
+    ) -> Applied:
+        """Record ``index`` as applied with no effect: the same on every node."""
+        self.rejected_entries += 1
+        logger.warning("ledger entry %d (%s) skipped on every node: %s", index, kind, exc)
+        run.last_index = index
+        return Applied(index, kind, genome, False, {}, {})
+
+    @staticmethod
+    def _parse(raw: Mapping[str, Any]) -> Entry | None:
+        try:
+            return parse(raw)
+        except ConsensusError:
+            return None  # reported (and skipped) once it is known not to be a re-delivery
+
+    def _handle(self, run: Run, entry: Entry) -> dict[str, str]:
+        """Trigger the entry's events on the run's lineages; the proposals it decided."""
+        match entry:
+            case Register():
+                return self._register(run, entry)
+            case Cycle():
+                return self._cycle(run, entry)
+            case Vote():
+                return self._vote(run, entry)
+            case Rollback():
+                return self._rollback(run, entry)
+            case Members():
+                return self._members(run, entry)
+
     # -- handlers: trigger events on the run's lineages; the run stores them --
 
-    def _register(self, run: _Run, entry: dict[str, Any]) -> dict[str, str]:
-        name = entry["genome"]
-        tree = entry["tree"]
-        existing = run.lineage(name, missing_ok=True)
+    def _register(self, run: Run, entry: Register) -> dict[str, str]:
+        existing = run.lineage(entry.genome, missing_ok=True)
         if existing is None:
             lineage = Lineage.register(
-                name,
-                entry["manifest"],
-                tree,
-                entry["fitness"],
-                entry["node"],
-                timestamp=_when(entry),
+                entry.genome,
+                entry.manifest,
+                entry.tree,
+                entry.fitness,
+                entry.node,
+                timestamp=_when(entry.at),
             )
             run.add(lineage)
             self._remember(lineage)
-        elif version_id(tree) not in (existing.registered_version, existing.head):
-            raise ConsensusError(f"genome {name} is already registered with another tree")
+        elif version_id(entry.tree) not in (existing.registered_version, existing.head):
+            raise ConsensusError(f"genome {entry.genome} is already registered with another tree")
         return {}
 
-    def _cycle(self, run: _Run, entry: dict[str, Any]) -> dict[str, str]:
-        at = _when(entry)
-        node = entry["node"]
-        lineage = run.lineage(entry["genome"])
-        if lineage.cycles_completed >= int(entry["cycle"]):
+    def _cycle(self, run: Run, entry: Cycle) -> dict[str, str]:
+        at = _when(entry.at)
+        node = entry.node
+        lineage = run.lineage(entry.genome)
+        if lineage.cycles_completed >= entry.cycle:
             # A retried proposal, or a deposed leader's late cycle: recorded once only.
             logger.info(
                 "cycle %s of %s is already recorded; the entry changes nothing",
-                entry["cycle"],
+                entry.cycle,
                 lineage.name,
             )
             return {}
-        for raw_record in entry.get("evaluated") or []:
-            lineage.evaluate(CandidateRecord(**raw_record), node, timestamp=at)
-        for raw_held in entry.get("held") or []:
-            lineage.hold(Held(**raw_held), node, timestamp=at)
-        raw = entry.get("proposal")
-        if raw is not None:
-            fields = dict(raw)
-            pid = fields.pop("id")
-            lineage.submit(pid, Adoption(**fields), node, timestamp=at)
-            lineage.vote(pid, fields["version"], True, "proven by its proposer", node, timestamp=at)
+        for record in entry.evaluated:
+            lineage.evaluate(record, node, timestamp=at)
+        for held in entry.held:
+            lineage.hold(held, node, timestamp=at)
+        if entry.proposal is not None:
+            pid, adoption = entry.proposal
+            lineage.submit(pid, adoption, node, timestamp=at)
+            lineage.vote(pid, adoption.version, True, "proven by its proposer", node, timestamp=at)
         lineage.complete_cycle(
-            int(entry["cycle"]),
-            None,
-            len(entry.get("evaluated") or []),
-            int(entry["seed"]),
-            node,
-            timestamp=at,
+            entry.cycle, None, len(entry.evaluated), entry.seed, node, timestamp=at
         )
         return self._resolve(lineage, at)
 
-    def _vote(self, run: _Run, entry: dict[str, Any]) -> dict[str, str]:
-        lineage = run.lineage(entry["genome"])
-        found = proposals_of(lineage).get(entry["proposal"])
-        if found is None or found["version"] != entry["version"]:
+    def _vote(self, run: Run, entry: Vote) -> dict[str, str]:
+        lineage = run.lineage(entry.genome)
+        found = proposals_of(lineage).get(entry.proposal)
+        if found is None or found["version"] != entry.version:
             # A late vote: the proposal was decided (or rebased) before it was counted.
-            logger.debug("late vote of %s on %s ignored", entry["node"], entry["proposal"])
+            logger.debug("late vote of %s on %s ignored", entry.node, entry.proposal)
             return {}
-        if found["votes"].get(entry["node"]) == bool(entry["yes"]):
+        if found["votes"].get(entry.node) == entry.yes:
             return {}  # the same vote again (a retried proposal): nothing new to record
-        at = _when(entry)
+        at = _when(entry.at)
         lineage.vote(
-            entry["proposal"],
-            entry["version"],
-            bool(entry["yes"]),
-            str(entry.get("reason", "")),
-            entry["node"],
-            timestamp=at,
+            entry.proposal, entry.version, entry.yes, entry.reason, entry.node, timestamp=at
         )
         return self._resolve(lineage, at)
 
-    def _rollback(self, run: _Run, entry: dict[str, Any]) -> dict[str, str]:
-        at = _when(entry)
-        name, target = entry["genome"], entry["to"]
-        lineage = run.lineage(name)
-        tree, fitness = self.store.at_version(name, target)  # the run was stored before this entry
-        lineage.rollback(
-            target, tree, fitness, str(entry.get("reason", "")), entry["node"], timestamp=at
-        )
+    def _rollback(self, run: Run, entry: Rollback) -> dict[str, str]:
+        at = _when(entry.at)
+        lineage = run.lineage(entry.genome)
+        # the run was stored before this entry, so the store knows every earlier version
+        tree, fitness = self.store.at_version(entry.genome, entry.to)
+        lineage.rollback(entry.to, tree, fitness, entry.reason, entry.node, timestamp=at)
         self._remember(lineage)
         return self._resolve(lineage, at)
 
-    def _members(self, run: _Run, entry: dict[str, Any]) -> dict[str, str]:
+    def _members(self, run: Run, entry: Members) -> dict[str, str]:
         """A new member list can complete or doom waiting proposals of every genome."""
-        at = _when(entry)
+        at = _when(entry.at)
         decided: dict[str, str] = {}
         for name in self.store.genomes():
             decided.update(self._resolve(run.lineage(name), at))
         return decided
 
-    # -- deciding proposals --
+    # -- deciding proposals: evolution.swarm.decide decides, the lineage records --
 
     def _resolve(self, lineage: Lineage, at: datetime) -> dict[str, str]:
-        """Rebase, adopt or reject waiting proposals until none can move; same on every node."""
+        """Apply :func:`decide`'s decisions on the waiting proposals as domain events."""
+        waiting = [
+            Waiting(pid, p["parent"], p["version"], p["patch"], p["votes"], p["proposer"])
+            for pid, p in proposals_of(lineage).items()
+        ]
+        if not waiting:
+            return {}
+        proposer = {w.id: w.proposer for w in waiting}
+        decisions = decide(
+            waiting,
+            lineage.head,
+            lineage.head_tree,
+            self.members,
+            lambda version: self._tree(lineage, version),
+        )
         decided: dict[str, str] = {}
-        moved = True
-        while moved:
-            moved = False
-            for pid in list(proposals_of(lineage)):
-                data = proposals_of(lineage)[pid]
-                proposer = data["proposer"]
-                if data["parent"] != lineage.head:
-                    self._rebase(lineage, pid, data, proposer, at, decided)
-                    moved = True
-                    break
-                verdict = tally(data["votes"], self.members)
-                if verdict == "adopt":
-                    lineage.adopt(lineage.proposal(pid), proposer, timestamp=at)
+        for decision in decisions:
+            node = proposer[decision.id]
+            match decision:
+                case Adopt(pid):
+                    lineage.adopt(lineage.proposal(pid), node, timestamp=at)
                     self._remember(lineage)
                     decided[pid] = "adopt"
-                    moved = True
-                    break
-                if verdict == "reject":
-                    noes = sorted(n for n, v in data["votes"].items() if not v)
-                    lineage.reject_proposal(
-                        pid, f"voted down by {', '.join(noes)}", proposer, timestamp=at
-                    )
+                case Reject(pid, reason):
+                    lineage.reject_proposal(pid, reason, node, timestamp=at)
                     decided[pid] = "reject"
-                    moved = True
-                    break
+                case Rebased(pid, _, patch, tree):
+                    lineage.rebase_proposal(pid, tree, patch, node, timestamp=at)
         return decided
-
-    def _rebase(
-        self,
-        lineage: Lineage,
-        pid: str,
-        data: dict[str, Any],
-        proposer: str,
-        at: datetime,
-        decided: dict[str, str],
-    ) -> None:
-        base = self._tree(lineage, data["parent"])
-        candidate = apply_patch(base, data["patch"])
-        merged = rebase(base, dict(lineage.head_tree), candidate)
-        if merged is None:
-            lineage.reject_proposal(
-                pid, f"conflicts with head {short(lineage.head)}", proposer, timestamp=at
-            )
-            decided[pid] = "reject"
-            return
-        if merged == lineage.head_tree:
-            lineage.reject_proposal(
-                pid, f"already in head {short(lineage.head)}", proposer, timestamp=at
-            )
-            decided[pid] = "reject"
-            return
-        lineage.rebase_proposal(
-            pid, merged, make_patch(dict(lineage.head_tree), merged), proposer, timestamp=at
-        )
 
     def _remember(self, lineage: Lineage) -> None:
         self._trees[lineage.head] = dict(lineage.head_tree)
@@ -448,108 +383,15 @@ class LedgerState:
         if genome is None:
             return {}
         try:
-            return _waiting_of(self.store.load(genome))
+            return waiting_of(self.store.load(genome))
         except TarsError:
             return {}
-
-
-class _Run:
-    """The lineages a run of entries changes, kept in memory until one transaction stores them."""
-
-    def __init__(self, state: LedgerState) -> None:
-        self.state = state
-        self.lineages: dict[str, Lineage] = {}
-        self.last_index = state.applied_index
-        self._marks: dict[str, int] = {}
-
-    @property
-    def dirty(self) -> bool:
-        return self.last_index > self.state.applied_index
-
-    def lineage(self, name: str, *, missing_ok: bool = False) -> Any:
-        found = self.lineages.get(name) or self.state._live.get(name)
-        if found is not None:
-            self.lineages[name] = found
-        else:
-            try:
-                found = self.state.store.load(name)
-            except UnknownGenomeError:
-                if missing_ok:
-                    return None
-                raise
-            self.lineages[name] = found
-        return found
-
-    def add(self, lineage: Lineage) -> None:
-        self.lineages[lineage.name] = lineage
-
-    def begin(self) -> None:
-        """Remember how many events each lineage had before the next entry."""
-        self._marks = {name: len(lin._pending_events) for name, lin in self.lineages.items()}
-
-    def abort(self) -> None:
-        """Drop the failed entry's events; keep the run's earlier ones and store them now.
-
-        A lineage's in-memory state already moved with the dropped events, so after
-        storing the earlier ones every lineage is loaded afresh from the store.
-        """
-        for name, lineage in list(self.lineages.items()):
-            self.state._live.pop(name, None)
-            mark = self._marks.get(name)
-            if mark is None:
-                del self.lineages[name]  # first touched (or registered) by the failed entry
-            else:
-                del lineage._pending_events[mark:]
-        self.flush(keep=False)
-
-    def skip(self, index: int, kind: str, genome: str | None, exc: BaseException) -> Applied:
-        self.state.rejected_entries += 1
-        logger.warning("ledger entry %d (%s) skipped on every node: %s", index, kind, exc)
-        self.last_index = index
-        return Applied(index, kind, genome, False, {}, {})
-
-    def waiting(self, genome: str | None) -> dict[str, tuple[str, frozenset[str]]]:
-        lineage = self.lineages.get(genome) if genome is not None else None
-        return _waiting_of(lineage) if lineage is not None else {}
-
-    def flush(self, *, keep: bool = True) -> None:
-        """One transaction: every pending event of the run and the last index applied."""
-        pending = [lineage for lineage in self.lineages.values() if lineage._pending_events]
-        if pending or self.dirty:
-            try:
-                self.state.store.commit(
-                    pending, (self.state.ledger, self.last_index) if self.dirty else None
-                )
-            except BaseException:
-                self.state._live.clear()  # nothing was stored: in-memory lineages are ahead of the store
-                raise
-            self.state._applied = max(self.state._applied, self.last_index)
-        if keep:
-            self.state._live.update(self.lineages)
-        self.lineages = {}
-        self._marks = {}
-
-
-def _waiting_of(lineage: Lineage) -> dict[str, tuple[str, frozenset[str]]]:
-    return {pid: (p["version"], frozenset(p["votes"])) for pid, p in proposals_of(lineage).items()}
 
 
 #: Head trees a node keeps for rebasing (a few genomes' recent versions).
 TREE_CACHE = 64
 
 
-_HANDLERS: dict[str, Callable[[LedgerState, _Run, dict[str, Any]], dict[str, str]]] = {
-    "register": LedgerState._register,
-    "cycle": LedgerState._cycle,
-    "vote": LedgerState._vote,
-    "rollback": LedgerState._rollback,
-    "members": LedgerState._members,
-}
-
-
-def _when(entry: Mapping[str, Any]) -> datetime:
+def _when(at: float) -> datetime:
     """The proposer's time, so every node stores the same timestamp (and chain link)."""
-    at = entry.get("at")
-    if not isinstance(at, int | float):
-        raise ConsensusError("ledger entry has no numeric 'at'")
     return datetime.fromtimestamp(float(at), tz=UTC)

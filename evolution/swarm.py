@@ -1,18 +1,21 @@
-"""How the swarm judges a proposal: counting votes and rebasing on a moved head.
+"""How the swarm judges a proposal: counting votes, rebasing on a moved head, deciding.
 
 Pure functions of the ledger's state, so every node that applies the same committed
 entries in the same order reaches the same answer.  Nothing here may look at a clock,
 a disk or a random source: a divergence between nodes would split the swarm's history.
+:func:`decide` is the whole decision of the ledger's state machine; the ledger only
+hands it a plain view of the waiting proposals and applies the decisions it returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Literal, NamedTuple
 
 from merge3 import Merge3
 
-from evolution.tree import Tree
+from evolution.patch import apply_patch, make_patch
+from evolution.tree import Tree, short, version_id
 
 Verdict = Literal["adopt", "reject", "wait"]
 
@@ -83,3 +86,110 @@ def _merge_text(base: str, head: str, candidate: str) -> str | None:
         else:
             return None
     return "".join(out)
+
+
+# ---- deciding the waiting proposals of one genome ---------------------------------------
+
+
+class Waiting(NamedTuple):
+    """A proposal waiting for votes, as :func:`decide` sees it."""
+
+    id: str
+    parent: str
+    version: str
+    patch: str
+    #: node -> yes; only votes for ``version`` (a rebase clears them)
+    votes: Mapping[str, bool]
+    proposer: str
+
+
+class Adopt(NamedTuple):
+    """The proposal becomes the head (its parent is the head and a majority said yes)."""
+
+    id: str
+
+
+class Reject(NamedTuple):
+    """The proposal is dropped: voted down, conflicting with the head, or already in it."""
+
+    id: str
+    reason: str
+
+
+class Rebased(NamedTuple):
+    """The head moved under the proposal; it now is ``tree`` (``patch`` on the head) and
+    needs new votes."""
+
+    id: str
+    version: str
+    patch: str
+    tree: Tree
+
+
+Decision = Adopt | Reject | Rebased
+
+
+def decide(
+    waiting: Sequence[Waiting],
+    head: str,
+    head_tree: Tree,
+    members: Sequence[str],
+    tree_of: Callable[[str], Tree],
+) -> list[Decision]:
+    """Rebase, adopt or reject waiting proposals until none can move, in order.
+
+    ``waiting`` is in submission order; after every decision the scan starts again from
+    the first proposal, on the head that decision left.  A proposal whose parent is not
+    the head is rebased by three-way merge (or rejected if that conflicts or changes
+    nothing); one on the head is adopted on a majority of yes votes of ``members`` and
+    rejected once that majority can no longer be reached.  ``tree_of`` gives the tree of
+    a version that was head before this call (a rebase's base); it may raise, and then
+    no decision of this call counts.  Two proposals never both become the head of the
+    same parent: the first adopted moves the head, the second is rebased.
+    """
+    pending = {w.id: w for w in waiting}
+    trees: dict[str, Tree] = {head: dict(head_tree)}
+    out: list[Decision] = []
+    while (decision := _next(pending.values(), head, trees, members, tree_of)) is not None:
+        out.append(decision)
+        proposal = pending[decision.id]
+        if isinstance(decision, Rebased):
+            pending[decision.id] = proposal._replace(
+                parent=head, version=decision.version, patch=decision.patch, votes={}
+            )
+            continue
+        del pending[decision.id]
+        if isinstance(decision, Adopt):
+            trees[proposal.version] = apply_patch(trees[head], proposal.patch)
+            head = proposal.version
+    return out
+
+
+def _next(
+    waiting: Iterable[Waiting],
+    head: str,
+    trees: Mapping[str, Tree],
+    members: Sequence[str],
+    tree_of: Callable[[str], Tree],
+) -> Decision | None:
+    """The first decision the waiting proposals allow on ``head``, or None when none moves."""
+    for proposal in waiting:
+        if proposal.parent != head:
+            base = trees[proposal.parent] if proposal.parent in trees else tree_of(proposal.parent)
+            return _rebase_onto(proposal, base, head, trees[head])
+        verdict = tally(proposal.votes, members)
+        if verdict == "adopt":
+            return Adopt(proposal.id)
+        if verdict == "reject":
+            noes = sorted(node for node, yes in proposal.votes.items() if not yes)
+            return Reject(proposal.id, f"voted down by {', '.join(noes)}")
+    return None
+
+
+def _rebase_onto(proposal: Waiting, base: Tree, head: str, head_tree: Tree) -> Decision:
+    merged = rebase(base, dict(head_tree), apply_patch(base, proposal.patch))
+    if merged is None:
+        return Reject(proposal.id, f"conflicts with head {short(head)}")
+    if merged == head_tree:
+        return Reject(proposal.id, f"already in head {short(head)}")
+    return Rebased(proposal.id, version_id(merged), make_patch(dict(head_tree), merged), merged)

@@ -1,4 +1,4 @@
-"""The ledger's state transfer (consensus/transfer.py) between two real SQLite stores.
+"""The ledger's state transfer (consensus/transfer.py) between two real stores, on every backend.
 
 The peer here is the real ``transfer.serve`` handler called in-process, so the protocol
 and the checks are tested apart from the network (tests/test_swarm.py runs it over
@@ -7,17 +7,16 @@ ZeroMQ between real nodes); ``Tampering`` stands for a peer that answers wrongly
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
 import pytest
+from storekit import Backend, MemoryBackend, PostgresBackend, SQLiteBackend
 from test_ledger import BASE, MEMBERS, adoption, edit
 
 from consensus import ledger as L
 from consensus import transfer
-from events.store import GenomeStore
 from evolution.errors import ConsensusError, IntegrityError
 
 Rewrite = Callable[[dict[str, Any], Any, Callable[[str, Any], Any]], Any]
@@ -38,14 +37,8 @@ class Peer:
         return self.rewrite(body, reply, self.handle) if self.rewrite else reply
 
 
-def open_state(path: Path, members: list[str] = MEMBERS) -> L.LedgerState:
-    return L.LedgerState(GenomeStore.open(f"sqlite:///{path}"), members)
-
-
-@pytest.fixture
-def source(tmp_path: Path) -> Iterator[L.LedgerState]:
-    """A ledger with a registration, a members change and 60 cycles, one adoption among them."""
-    state = open_state(tmp_path / "source.db")
+def source_entries() -> list[bytes]:
+    """A registration, a members change and 60 cycles, one adoption among them."""
     entries = [L.register_entry("g", BASE["genome.toml"], BASE, 1.0, "node-1", 1000.0)]
     entries.append(L.members_entry([*MEMBERS, "node-4"], "node-1", 1001.0))
     child = edit(BASE, "return 1", "return 10")
@@ -64,62 +57,7 @@ def source(tmp_path: Path) -> Iterator[L.LedgerState]:
         )
     for cycle in range(2, 61):
         entries.append(L.cycle_entry("g", "node-1", cycle, 7, [], [], None, 1003.0 + cycle))
-    state.apply_batch(list(enumerate(entries, 1)))
-    yield state
-    state.store.close()
-
-
-def test_an_empty_node_fetches_everything_and_the_member_list(
-    source: L.LedgerState, tmp_path: Path
-) -> None:
-    target = open_state(tmp_path / "target.db")
-    seen: list[tuple[int, int]] = []
-    got = transfer.fetch(
-        Peer(source), target, "node-1", at_least=10, progress=lambda *p: seen.append(p)
-    )
-    assert (
-        got is not None
-        and got.index == source.applied_index
-        and got.events == len(list(source.store.log()))
-    )
-    assert seen and seen[-1] == (got.events, got.events)  # progress ends at the total it announced
-    assert target.store.chain("g") == source.store.chain("g")
-    assert target.store.head("g").version == source.store.head("g").version
-    assert target.applied_index == source.applied_index
-    assert target.store.applied(L.LEDGER) == source.applied_index
-    assert target.members == sorted(
-        [*MEMBERS, "node-4"]
-    )  # from the peer, not from this node's config
-    target.store.verify()
-    # and the ledger goes on from there: the next entry applies on top
-    nxt = L.cycle_entry("g", "node-1", 61, 7, [], [], None, 2000.0)
-    for state in (source, target):
-        state.apply(source.applied_index + 1, nxt)
-    assert target.store.chain("g") == source.store.chain("g")
-    target.store.close()
-
-
-def test_a_node_with_a_prefix_fetches_only_what_it_lacks(
-    source: L.LedgerState, tmp_path: Path
-) -> None:
-    target = open_state(tmp_path / "target.db")
-    first = [L.register_entry("g", BASE["genome.toml"], BASE, 1.0, "node-1", 1000.0)]
-    target.apply_batch(list(enumerate(first, 1)))
-    have = len(list(target.store.log()))
-    peer = Peer(source)
-    got = transfer.fetch(peer, target, "node-1", at_least=10)
-    assert got is not None and got.events == len(list(source.store.log())) - have
-    assert target.store.chain("g") == source.store.chain("g")
-    target.store.close()
-
-
-def test_a_peer_not_far_enough_is_skipped_and_nothing_changes(
-    source: L.LedgerState, tmp_path: Path
-) -> None:
-    target = open_state(tmp_path / "target.db")
-    assert transfer.fetch(Peer(source), target, "node-1", at_least=source.applied_index + 1) is None
-    assert target.store.positions() == {} and target.applied_index == 0
-    target.store.close()
+    return entries
 
 
 def _past_upto(body: dict[str, Any], reply: Any, handle: Callable[[str, Any], Any]) -> Any:
@@ -150,47 +88,140 @@ def _malformed(body: dict[str, Any], reply: Any, handle: Callable[[str, Any], An
     return {"index": "ten"} if body.get("op") == "begin" else reply
 
 
-@pytest.mark.parametrize(
-    ("rewrite", "error", "match"),
-    [
-        (_past_upto, ConsensusError, r"\(up to \d+\) with positions"),
-        (_gap, ConsensusError, "out of order"),
-        (_flipped, IntegrityError, "position"),
-        (_malformed, ConsensusError, "malformed reply"),
-    ],
-)
-def test_a_peer_that_answers_wrongly_stores_nothing(
-    source: L.LedgerState, tmp_path: Path, rewrite: Rewrite, error: type, match: str
-) -> None:
-    target = open_state(tmp_path / "target.db")
-    with pytest.raises(error, match=match):
-        transfer.fetch(Peer(source, rewrite), target, "node-1", at_least=10)
-    assert (
-        target.store.positions() == {}
-        and target.applied_index == 0
-        and target.store.applied(L.LEDGER) is None
+class TransferTests(Backend):
+    """The transfer between two stores of one backend; the concrete classes below pick it."""
+
+    def open_state(self, name: str, members: list[str] = MEMBERS) -> L.LedgerState:
+        return L.LedgerState(self.create_store(name), members)
+
+    def source(self) -> L.LedgerState:
+        """A peer that applied :func:`source_entries`."""
+        state = self.open_state("source")
+        state.apply_batch(list(enumerate(source_entries(), 1)))
+        return state
+
+    def test_an_empty_node_fetches_everything_and_the_member_list(self) -> None:
+        source = self.source()
+        target = self.open_state("target")
+        seen: list[tuple[int, int]] = []
+        got = transfer.fetch(
+            Peer(source), target, "node-1", at_least=10, progress=lambda *p: seen.append(p)
+        )
+        assert (
+            got is not None
+            and got.index == source.applied_index
+            and got.events == len(list(source.store.log()))
+        )
+        assert seen and seen[-1] == (
+            got.events,
+            got.events,
+        )  # progress ends at the total it announced
+        assert target.store.chain("g") == source.store.chain("g")
+        assert target.store.head("g").version == source.store.head("g").version
+        assert target.applied_index == source.applied_index
+        assert target.store.applied(L.LEDGER) == source.applied_index
+        assert target.members == sorted(
+            [*MEMBERS, "node-4"]
+        )  # from the peer, not from this node's config
+        target.store.verify()
+        # and the ledger goes on from there: the next entry applies on top
+        nxt = L.cycle_entry("g", "node-1", 61, 7, [], [], None, 2000.0)
+        for state in (source, target):
+            state.apply(source.applied_index + 1, nxt)
+        assert target.store.chain("g") == source.store.chain("g")
+
+    def test_a_node_with_a_prefix_fetches_only_what_it_lacks(self) -> None:
+        source = self.source()
+        target = self.open_state("target")
+        first = [L.register_entry("g", BASE["genome.toml"], BASE, 1.0, "node-1", 1000.0)]
+        target.apply_batch(list(enumerate(first, 1)))
+        have = len(list(target.store.log()))
+        peer = Peer(source)
+        got = transfer.fetch(peer, target, "node-1", at_least=10)
+        assert got is not None and got.events == len(list(source.store.log())) - have
+        assert target.store.chain("g") == source.store.chain("g")
+
+    def test_a_peer_not_far_enough_is_skipped_and_nothing_changes(self) -> None:
+        source = self.source()
+        target = self.open_state("target")
+        assert (
+            transfer.fetch(Peer(source), target, "node-1", at_least=source.applied_index + 1)
+            is None
+        )
+        assert target.store.positions() == {} and target.applied_index == 0
+
+    @pytest.mark.parametrize(
+        ("rewrite", "error", "match"),
+        [
+            (_past_upto, ConsensusError, r"\(up to \d+\) with positions"),
+            (_gap, ConsensusError, "out of order"),
+            (_flipped, IntegrityError, "position"),
+            (_malformed, ConsensusError, "malformed reply"),
+        ],
     )
-    target.store.close()
+    def test_a_peer_that_answers_wrongly_stores_nothing(
+        self, rewrite: Rewrite, error: type, match: str
+    ) -> None:
+        source = self.source()
+        target = self.open_state("target")
+        with pytest.raises(error, match=match):
+            transfer.fetch(Peer(source, rewrite), target, "node-1", at_least=10)
+        assert (
+            target.store.positions() == {}
+            and target.applied_index == 0
+            and target.store.applied(L.LEDGER) is None
+        )
+
+    def test_the_bulk_handler_refuses_what_it_does_not_know(self) -> None:
+        source = self.source()
+        handle = transfer.serve(source)
+        with pytest.raises(ConsensusError, match="unknown op"):
+            handle("node-2", {"op": "drop tables"})
+        with pytest.raises(ConsensusError, match="lineage, after and upto are required"):
+            handle("node-2", {"op": "events", "lineage": "x"})
+        with pytest.raises(ConsensusError, match="not a map"):
+            handle("node-2", [1, 2])
+
+    def test_the_member_list_at_any_index_since_the_last_restore(self) -> None:
+        source = self.source()
+        """The snapshot blob at an index holds the members in force there (entry 2 added node-4)."""
+        assert source.members_at(1) == MEMBERS
+        assert source.members_at(2) == sorted([*MEMBERS, "node-4"])
+        assert msgpack.unpackb(source.snapshot_state(1))["members"] == MEMBERS
+        source.restore(40, source.snapshot_state(1))
+        assert source.members == MEMBERS and source.members_at(39) == MEMBERS
+        with pytest.raises(ConsensusError, match="snapshot state at ledger index 41 is malformed"):
+            source.restore(41, b"\xc1")
+        with pytest.raises(ConsensusError, match="malformed"):
+            source.restore(41, msgpack.packb({"members": [1, 2]}))
+
+    def test_a_fetched_state_survives_a_reopen_and_the_log_applies_once_over_it(self) -> None:
+        source = self.source()
+        target = self.open_state("target")
+        got = transfer.fetch(Peer(source), target, "node-1", at_least=10)
+        assert got is not None
+        self.close_store(target.store)
+        again = L.LedgerState(self.reopen_store("target"), MEMBERS)
+        assert again.applied_index == got.index == again.store.applied(L.LEDGER)
+        # the entries the snapshot covered may still be delivered (the log after it surely is)
+        out = again.apply_batch(list(enumerate(source_entries(), 1)))
+        assert not any(a.written for a in out)
+        assert again.store.chain("g") == source.store.chain("g")
+        nxt = L.cycle_entry("g", "node-1", 61, 7, [], [], None, 2000.0)
+        for state in (source, again):
+            assert state.apply(got.index + 1, nxt).written
+        assert again.store.chain("g") == source.store.chain("g")
+        again.store.verify()
 
 
-def test_the_bulk_handler_refuses_what_it_does_not_know(source: L.LedgerState) -> None:
-    handle = transfer.serve(source)
-    with pytest.raises(ConsensusError, match="unknown op"):
-        handle("node-2", {"op": "drop tables"})
-    with pytest.raises(ConsensusError, match="lineage, after and upto are required"):
-        handle("node-2", {"op": "events", "lineage": "x"})
-    with pytest.raises(ConsensusError, match="not a map"):
-        handle("node-2", [1, 2])
+class TestTransferMemory(MemoryBackend, TransferTests):
+    pass
 
 
-def test_the_member_list_at_any_index_since_the_last_restore(source: L.LedgerState) -> None:
-    """The snapshot blob at an index holds the members in force there (entry 2 added node-4)."""
-    assert source.members_at(1) == MEMBERS
-    assert source.members_at(2) == sorted([*MEMBERS, "node-4"])
-    assert msgpack.unpackb(source.snapshot_state(1))["members"] == MEMBERS
-    source.restore(40, source.snapshot_state(1))
-    assert source.members == MEMBERS and source.members_at(39) == MEMBERS
-    with pytest.raises(ConsensusError, match="snapshot state at ledger index 41 is malformed"):
-        source.restore(41, b"\xc1")
-    with pytest.raises(ConsensusError, match="malformed"):
-        source.restore(41, msgpack.packb({"members": [1, 2]}))
+class TestTransferSQLite(SQLiteBackend, TransferTests):
+    pass
+
+
+@pytest.mark.postgres
+class TestTransferPostgres(PostgresBackend, TransferTests):
+    pass

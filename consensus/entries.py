@@ -1,0 +1,252 @@
+"""Every ledger entry, as typed NamedTuples, encoded and validated in this one place.
+
+One module, like ``actors/messages.py``: a reader sees the whole ledger schema at once.
+On the wire (and in every Raft journal) an entry is a msgpack map: ``type`` first, then
+the entry's fields in the order declared here.  That byte layout predates these types and
+existing journals and peers depend on it, so :func:`encode` must keep producing exactly
+the same bytes (``tests/test_ledger_entries.py`` pins them).
+
+:func:`decode` turns bytes into a typed entry or raises :class:`ConsensusError` naming the
+entry type and the bad field, so the state machine never meets a half-checked map.  The
+check is a pure function of the bytes, so every node rejects the same entry the same way.
+Fields beyond the declared ones are ignored (a newer proposer may add some); the records
+nested in a ``cycle`` entry must have exactly their dataclass's fields, as before.
+
+``at`` is the proposer's clock (epoch seconds): every node stores that timestamp, so the
+same events with the same hash chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any, NamedTuple
+
+import msgpack
+
+from consensus._schema import Bad, Defaults, Schema, defaults_of, name_of, schema_of
+from events.records import Adoption, CandidateRecord, Held
+from evolution.errors import ConsensusError
+
+#: Largest entry a node will decode (a whole genome tree fits many times over).
+MAX_ENTRY = 32 << 20
+
+
+class Proposal(NamedTuple):
+    """A cycle's winner put before the swarm: the adoption it would become, and its id.
+
+    On the wire it is the adoption's fields followed by ``id`` (one flat map).
+    """
+
+    id: str
+    adoption: Adoption
+
+
+class Register(NamedTuple):
+    """A genome joins the swarm with its first version (``tree``) and baseline fitness."""
+
+    genome: str
+    manifest: str
+    tree: dict[str, str]
+    fitness: float | None
+    node: str
+    at: float
+
+
+class Cycle(NamedTuple):
+    """One evolution cycle's results; its winner (if any) becomes a proposal."""
+
+    genome: str
+    node: str
+    cycle: int
+    seed: int
+    evaluated: list[CandidateRecord]
+    held: list[Held]
+    proposal: Proposal | None
+    at: float
+
+
+class Vote(NamedTuple):
+    """A node's verdict on one version of a waiting proposal."""
+
+    genome: str
+    proposal: str
+    version: str
+    node: str
+    yes: bool
+    reason: str
+    at: float
+
+
+class Rollback(NamedTuple):
+    """The genome's head goes back to the earlier version ``to``."""
+
+    genome: str
+    to: str
+    reason: str
+    node: str
+    at: float
+
+
+class Members(NamedTuple):
+    """The swarm's member list from this entry on (the majority is counted over it)."""
+
+    members: list[str]
+    node: str
+    at: float
+
+
+Entry = Register | Cycle | Vote | Rollback | Members
+
+#: The ``type`` tag of each entry class, as it is on the wire.
+TYPES: dict[str, type[Entry]] = {
+    "register": Register,
+    "cycle": Cycle,
+    "vote": Vote,
+    "rollback": Rollback,
+    "members": Members,
+}
+_KIND: dict[type, str] = {cls: kind for kind, cls in TYPES.items()}
+
+#: Fields an older or sparser proposer may leave out (or send as nil), with their value.
+_OPTIONAL: dict[type, Defaults] = {
+    Cycle: {"evaluated": list, "held": list, "proposal": lambda: None},
+    Vote: {"reason": str},
+    Rollback: {"reason": str},
+}
+
+
+def kind_of(entry: Entry) -> str:
+    """The wire ``type`` of a typed entry."""
+    return _KIND[type(entry)]
+
+
+def proposal_id(genome: str, node: str, cycle: int, version: str) -> str:
+    """The same id on every node, and a different one for every proposal a node makes."""
+    name = f"tars:proposal:{genome}:{node}:{cycle}:{version}"
+    return uuid.uuid5(uuid.NAMESPACE_URL, name).hex[:16]
+
+
+# ---- encoding --------------------------------------------------------------------------
+
+
+def encode(entry: Entry) -> bytes:
+    """The entry's bytes for ``Consensus.propose``: ``type``, then its fields in order."""
+    body: dict[str, Any] = {"type": kind_of(entry)}
+    for name, value in zip(entry._fields, entry, strict=True):
+        body[name] = _plain(value)
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Proposal):
+        return {**asdict(value.adoption), "id": value.id}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def register_entry(
+    genome: str, manifest: str, tree: Mapping[str, str], fitness: float | None, node: str, at: float
+) -> bytes:
+    """A genome's registration; the same tree registered twice changes nothing."""
+    return encode(Register(genome, manifest, dict(tree), fitness, node, at))
+
+
+def cycle_entry(
+    genome: str,
+    node: str,
+    cycle: int,
+    seed: int,
+    evaluated: Sequence[CandidateRecord],
+    held: Sequence[Held],
+    adoption: Adoption | None,
+    at: float,
+) -> bytes:
+    """One cycle's results; a winner becomes a proposal carrying the proposer's own yes vote."""
+    proposal = None
+    if adoption is not None:
+        proposal = Proposal(proposal_id(genome, node, cycle, adoption.version), adoption)
+    return encode(Cycle(genome, node, cycle, seed, list(evaluated), list(held), proposal, at))
+
+
+def vote_entry(
+    genome: str, proposal: str, version: str, node: str, yes: bool, reason: str, at: float
+) -> bytes:
+    """A vote on ``version`` of a proposal (a vote for a version it no longer has is stale)."""
+    return encode(Vote(genome, proposal, version, node, yes, reason, at))
+
+
+def rollback_entry(genome: str, to: str, reason: str, node: str, at: float) -> bytes:
+    """The whole swarm goes back to ``to`` together (a rollback is itself an event)."""
+    return encode(Rollback(genome, to, reason, node, at))
+
+
+def members_entry(members: Sequence[str], node: str, at: float) -> bytes:
+    """The member list, sorted and without repeats (so every proposer writes it alike)."""
+    return encode(Members(sorted(set(members)), node, at))
+
+
+# ---- decoding --------------------------------------------------------------------------
+
+
+def read_map(data: bytes) -> dict[str, Any]:
+    """The entry's msgpack map, checked only for a string ``type`` (the first stage of decode).
+
+    The applier needs the type and genome of an entry even when its fields are bad, to
+    report the skip; and a re-delivered entry needs nothing more than this.
+    """
+    if len(data) > MAX_ENTRY:
+        raise ConsensusError(
+            f"ledger entry of {len(data)} bytes is over the {MAX_ENTRY} byte limit"
+        )
+    try:
+        entry = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ConsensusError(f"ledger entry does not decode as msgpack: {exc}") from exc
+    if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+        raise ConsensusError("ledger entry is not a map with a 'type'")
+    return entry
+
+
+def parse(raw: Mapping[str, Any]) -> Entry:
+    """A checked map as its typed entry; ConsensusError names the type and the bad field."""
+    kind = raw.get("type")
+    cls = TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ConsensusError(f"unknown entry type {kind!r}")
+    try:
+        values = _SCHEMAS[cls].read(raw, _OPTIONAL.get(cls, {}), strict=False)
+    except Bad as bad:
+        raise ConsensusError(f"{kind} entry: field '{bad.path}' {bad.problem}") from None
+    return cls(**values)
+
+
+def decode(data: bytes) -> Entry:
+    """Bytes as a typed entry, or a :class:`ConsensusError` (never any other exception)."""
+    return parse(read_map(data))
+
+
+# ---- the checks, built once from the declared types (consensus/_schema.py) ------------
+
+
+def _proposal_check(value: Any) -> Proposal:
+    """A proposal travels flat: the adoption's fields and ``id`` in one map."""
+    if type(value) is not dict:
+        raise Bad(f"should be a map, not {name_of(value)}")
+    pid = value.get("id")
+    if type(pid) is not str:
+        raise Bad("is missing" if pid is None else f"should be a string, not {name_of(pid)}", ".id")
+    fields = {k: v for k, v in value.items() if k != "id"}
+    return Proposal(pid, Adoption(**_ADOPTION.read(fields, _ADOPTION_DEFAULTS, strict=True)))
+
+
+_ADOPTION = schema_of(Adoption, {})
+_ADOPTION_DEFAULTS = defaults_of(Adoption)
+_SCHEMAS: dict[type, Schema] = {
+    cls: schema_of(cls, {Proposal: _proposal_check}) for cls in TYPES.values()
+}
