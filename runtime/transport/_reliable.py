@@ -72,7 +72,7 @@ class _Reliable(_Links):
             return stream
         if outcome == DELIVER:
             self._deliver(sender, channel, body, handler)
-        while not self._stopping:
+        while stream.buffer and not self._stopping:  # what the gap held, now in order
             ready = stream.next_ready()
             if ready is NOTHING:
                 break
