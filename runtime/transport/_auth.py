@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
@@ -50,30 +51,26 @@ def _check_endpoint(endpoint: str, what: str) -> str:
     return endpoint
 
 
-class _KeyTable(Protocol):
-    """What the ZAP thread asks the transport (see ``_Core._rebuild_names``/``_admit``)."""
-
-    _names: dict[bytes, str]
-
-    def _admit(self, key: bytes) -> bool: ...
-
-
 class _Authenticator(ThreadAuthenticator):
-    """pyzmq's ZAP thread, with the node id (not the key) as the connection's User-Id."""
+    """pyzmq's ZAP thread, with the node id (not the key) as the connection's User-Id.
 
-    def __init__(self, context: zmq.Context[Any], transport: _KeyTable) -> None:
+    ``name_of`` maps a z85 public key to the node or client that owns it ("" if none):
+    the transport's key table, which it replaces whole when peers change.
+    """
+
+    def __init__(self, context: zmq.Context[Any], name_of: Callable[[bytes], str]) -> None:
         super().__init__(context=context, log=logging.getLogger("runtime.transport.zap"))
-        self._transport = transport
+        self._name_of = name_of
 
     def curve_user_id(self, client_public_key: bytes) -> str:
-        return self._transport._names.get(z85.encode(client_public_key), "")
+        return self._name_of(z85.encode(client_public_key))
 
 
 class _Credentials:
     """The credentials provider :meth:`ThreadAuthenticator.configure_curve_callback` asks."""
 
-    def __init__(self, transport: _KeyTable) -> None:
-        self._transport = transport
+    def __init__(self, admit: Callable[[bytes], bool]) -> None:
+        self._admit = admit
 
     def callback(self, domain: str, key: bytes) -> bool:
-        return self._transport._admit(key)
+        return self._admit(key)

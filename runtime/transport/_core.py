@@ -184,6 +184,10 @@ class _Core:
             self._peers = dict(peers)
         self._names = names  # replaced whole: the ZAP thread reads it without a lock
 
+    def _name_of(self, key: bytes) -> str:
+        """The node or client that owns a z85 public key, "" if none (ZAP thread)."""
+        return self._names.get(key, "")
+
     def _admit(self, key: bytes) -> bool:
         """ZAP verdict for a connecting key (ZAP thread)."""
         if key in self._names:

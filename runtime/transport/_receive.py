@@ -16,7 +16,7 @@ import zmq
 
 from ._serving import _Serving
 from ._stream import RxStream
-from ._wire import _BATCH, _EVENTS, _MAX_IDENTITIES, _NOBLOCK, _POLLIN, Frame, _tuple_new, log
+from ._wire import _BATCH, _EVENTS, _MAX_IDENTITIES, _NOBLOCK, _POLLIN, Frame, _tuple_new
 
 
 class _Receiving(_Serving):
@@ -151,11 +151,6 @@ class _Receiving(_Serving):
         if not is_peer and sender not in self._clients:
             return "dropped_unknown_key"  # admitted once, removed since
         return "dropped_oversize"
-
-    def _handler_failed(self, channel: str) -> None:
-        """A subscribe handler raised (called from its except block): counted and logged."""
-        self._bump("handler_errors")
-        log.exception("%s: handler of channel %r failed", self.node_id, channel)
 
     def _end_drain(
         self,

@@ -85,8 +85,12 @@ class _Reliable(_Links):
         try:
             handler(Frame(sender, channel, body))
         except Exception:  # delivered all the same: a retry would fail the same way
-            self._bump("handler_errors")
-            log.exception("%s: handler of channel %r failed", self.node_id, channel)
+            self._handler_failed(channel)
+
+    def _handler_failed(self, channel: str) -> None:
+        """A subscribe handler raised (called from its except block): counted and logged."""
+        self._bump("handler_errors")
+        log.exception("%s: handler of channel %r failed", self.node_id, channel)
 
     def _send_ack(self, sender: str, channel: str, stream: RxStream) -> None:
         link = self._links.get(sender)

@@ -48,9 +48,11 @@ class Transport(_IoLoop):
             auth: _Authenticator | None = None
             router: zmq.Socket[bytes] | None = None
             try:
-                auth = _Authenticator(ctx, self)
+                auth = _Authenticator(ctx, self._name_of)
                 auth.start()
-                auth.configure_curve_callback(domain="*", credentials_provider=_Credentials(self))
+                auth.configure_curve_callback(
+                    domain="*", credentials_provider=_Credentials(self._admit)
+                )
                 router = ctx.socket(zmq.ROUTER)
                 router.curve_server = True
                 router.curve_publickey = self._public.encode("ascii")
