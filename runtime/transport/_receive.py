@@ -21,10 +21,10 @@ from ._wire import _BATCH, _EVENTS, _MAX_IDENTITIES, _NOBLOCK, _POLLIN, Frame, _
 
 class _Receiving(_Serving):
     def _drain_router(self, router: zmq.Socket[bytes], first: bytes) -> None:
-        """Every frame this node receives; the sender is the connection's ZAP User-Id.
+        """Every frame this node receives (``first``: the routing id the I/O loop read).
 
-        ``first`` is the routing id of the first message, already read by the I/O loop.
-        The steps per message: read it, name its sender, admit it, decode it, dispatch it.
+        Per message: read it, name the sender (the connection's ZAP User-Id), admit, decode,
+        dispatch.  Only this thread writes ``_io_received``: it needs no lock.
         """
         recv = router.recv
         peers, clients, blocked, subs = self._peers, self._clients, self._blocked, self._subs
@@ -36,27 +36,20 @@ class _Receiving(_Serving):
         for i in range(_BATCH):
             if self._stopping:  # deliver nothing more: what is not acked is sent again
                 break
-            if i == 0:
-                rid = first
-            else:
-                # One frame is the common case when idle (a request, a heartbeat): asking
-                # the socket is cheaper than the exception an empty recv() raises.
-                if i == 1 and not int(router.getsockopt(_EVENTS)) & _POLLIN:
-                    break
-                try:
-                    rid = recv(_NOBLOCK)
-                except zmq.Again:
-                    break
+            if i == 1 and not int(router.getsockopt(_EVENTS)) & _POLLIN:
+                break  # idle, one frame is common: asking the socket beats an empty recv()
+            try:
+                rid = recv(_NOBLOCK) if i else first
+            except zmq.Again:
+                break
             frame = recv(_NOBLOCK, copy=False)  # read: the parts of a message arrive together
             if frame.more:
                 self._skip_parts(router)
                 undecodable += 1
                 continue
-            sender: Any = identities.get(rid)  # name the sender
+            sender: Any = identities.get(rid) or self._identify(rid, frame)  # name the sender
             if sender is None:
-                sender = self._identify(rid, frame)
-                if sender is None:
-                    continue  # a wake-up (see start), not a frame from a peer
+                continue  # a wake-up (see start), not a frame from a peer
             is_peer = sender in peers  # admit
             if sender in blocked or not (is_peer or sender in clients) or len(frame) > max_frame:
                 refused = self._refusal(sender, is_peer, blocked)
@@ -75,12 +68,14 @@ class _Receiving(_Serving):
                 batch: Any = (msg,)
             elif kind == "bat" and is_peer and type(msg[3]) is list:
                 batch = msg[3]  # frames a congested peer sent together (see send)
+            elif kind == "req":  # counted there; the requester waits for the reply, so
+                self._on_req_frame(router, rid, sender, is_peer, msg)  # nothing more is queued:
+                if i == 0:
+                    break  # back to the blocking recv without asking the socket (about 2 µs)
+                continue
             else:
-                self._dispatch(router, rid, sender, is_peer, msg, acks, tally)
-                # The requester waits for the reply, so nothing more from it is queued:
-                # back to the blocking recv, without asking the socket (about 2 µs here).
-                if kind == "req" and i == 0:
-                    break
+                outcome = self._handle(rid, sender, is_peer, msg, acks)
+                tally[outcome] = tally.get(outcome, 0) + 1
                 continue
             for inner in batch:  # the one inline delivery
                 if type(inner) is not list or len(inner) != 4 or type(inner[1]) is not str:
@@ -98,29 +93,11 @@ class _Receiving(_Serving):
                 elif inner[0] == "bat":
                     undecodable += 1
                 else:
-                    self._dispatch(router, rid, sender, is_peer, inner, acks, tally, False)
-        self._end_drain(acks, tally, received, undecodable, unknown_channel)
-
-    def _dispatch(
-        self,
-        router: zmq.Socket[bytes],
-        rid: bytes,
-        sender: str,
-        is_peer: bool,
-        msg: list[Any],
-        acks: dict[tuple[str, str], RxStream],
-        tally: dict[str, int],
-        alone: bool = True,
-    ) -> None:
-        """Any frame but a peer's one-way frame: act on it and count its outcome.
-
-        A request read alone off the ROUTER (not inside a batch) may be answered inline.
-        """
-        if alone and msg[0] == "req":
-            outcome = self._on_req_frame(router, rid, sender, is_peer, msg)
-        else:
-            outcome = self._handle(rid, sender, is_peer, msg, acks)
-        tally[outcome] = tally.get(outcome, 0) + 1
+                    outcome = self._handle(rid, sender, is_peer, inner, acks)
+                    tally[outcome] = tally.get(outcome, 0) + 1
+        self._io_received += received
+        if acks or tally or undecodable or unknown_channel:
+            self._end_drain(acks, tally, undecodable, unknown_channel)
 
     def _skip_parts(self, router: zmq.Socket[bytes]) -> None:
         """Read and drop the rest of a multi-part message: ours are always one part."""
@@ -156,15 +133,12 @@ class _Receiving(_Serving):
         self,
         acks: dict[tuple[str, str], RxStream],
         tally: dict[str, int],
-        received: int,
         undecodable: int,
         unknown_channel: int,
     ) -> None:
         """Acknowledge the reliable streams that moved and add up the drain's counters."""
         for (sender, channel), stream in acks.items():
             self._send_ack(sender, channel, stream)
-        # Only this thread writes this one, so it needs no lock (stats() reads it).
-        self._io_received += received
         if undecodable:
             tally["dropped_undecodable"] = tally.get("dropped_undecodable", 0) + undecodable
         if unknown_channel:

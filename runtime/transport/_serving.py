@@ -23,19 +23,22 @@ from ._wire import _MORE_NOBLOCK, _NOBLOCK, _OP_REPLY, _packer, _prefix, _zsend,
 class _Serving(_Requests):
     def _on_req_frame(
         self, router: zmq.Socket[bytes], rid: bytes, sender: str, is_peer: bool, msg: list[Any]
-    ) -> str:
-        """A request read straight off the ROUTER (I/O thread); names its counter.
+    ) -> None:
+        """A request read straight off the ROUTER (I/O thread), counted here.
 
         An inline handler answers it here and now, the reply leaving at once: the round
-        trip of a raw DEALER/ROUTER echo.  Any other goes to :meth:`_on_request`.
+        trip of a raw DEALER/ROUTER echo.  Any other goes to :meth:`_on_request`.  The
+        common counts go to the I/O thread's own counters, without the lock.
         """
         channel, req_id = msg[1], msg[2]
         if type(req_id) is not int:
-            return "dropped_undecodable"
+            self._bump("dropped_undecodable")
+            return
+        self._io_received += 1
         answer = self._inline.get(channel)
         if answer is None:  # for a worker, or not served: an error reply
             self._on_request(rid, sender, is_peer, channel, req_id, msg[3])
-            return "received"
+            return
         pack = self._io_pack
         try:
             data = pack(answer(sender, msg[3]))
@@ -52,7 +55,6 @@ class _Serving(_Requests):
             self._io_sent += 1  # this thread's own counter (see _drain_router)
         except zmq.ZMQError:
             self._bump("dropped_queue_full")
-        return "received"
 
     def _on_request(
         self, rid: bytes, sender: str, is_peer: bool, channel: str, req_id: int, body: Any
