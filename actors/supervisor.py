@@ -3,7 +3,9 @@
 Erlang/OTP's idea in a small form.  A ``TarsError`` is an answer (a candidate that
 cannot be generated, a store that refuses a write) and goes back to the caller; any
 other exception is a bug in the actor or a dead actor thread, so the actor is stopped,
-a fresh one started from its factory and the same message sent again.
+a fresh one started from its factory and the same message sent again.  A remote actor
+whose node does not answer (:class:`RemoteUnavailable`, itself a ``TarsError`` so the
+CLI prints it well) is not an answer: it is caught first and handled like a crash.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import pykka
 
-from evolution.errors import TarsError
+from evolution.errors import RemoteUnavailable, TarsError
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +86,33 @@ class Supervisor:
                     if isinstance(future, BaseException):
                         raise future
                     results[index] = future.get(timeout=timeout)
+                except RemoteUnavailable as exc:  # a peer that is gone: as if it crashed
+                    self._retry(role, ref, messages[index], exc, attempts, index)
+                    pending.append(index)
                 except TarsError:
                     raise
                 except Exception as exc:
-                    attempts[index] += 1
-                    self._restart(role, ref, exc)
-                    if attempts[index] > self.max_retries:
-                        raise SupervisionError(
-                            f"{role} crashed {attempts[index]} times on {type(messages[index]).__name__}: {exc}",
-                            hint="see the node log for the traceback",
-                        ) from exc
+                    self._retry(role, ref, messages[index], exc, attempts, index)
                     pending.append(index)
         return results
+
+    def _retry(
+        self,
+        role: str,
+        ref: Any,
+        message: Any,
+        exc: Exception,
+        attempts: list[int],
+        index: int,
+    ) -> None:
+        """Replace the actor that failed on ``message``; SupervisionError past the retries."""
+        attempts[index] += 1
+        self._restart(role, ref, exc)
+        if attempts[index] > self.max_retries:
+            raise SupervisionError(
+                f"{role} crashed {attempts[index]} times on {type(message).__name__}: {exc}",
+                hint="see the node log for the traceback",
+            ) from exc
 
     def _restart(self, role: str, old: pykka.ActorRef[Any], reason: BaseException) -> None:
         entry = self._roles[role]

@@ -74,6 +74,23 @@ class TransportError(TarsError):
     """The peer transport cannot bind, reach a peer, or got no reply in time."""
 
 
+class RemoteUnavailable(TransportError):  # noqa: N818 (reads as what happened, like pykka's ActorDeadError)
+    """A remote actor's node did not answer (down, cut off, stopped): not an answer from the actor.
+
+    A :class:`TransportError` because that is what it is, so the CLI prints it with its
+    hint.  Code that treats a ``TarsError`` as the actor's answer must catch this one
+    first: the supervisor does, and retries the message on a fresh local actor.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint=hint
+            or "check that the peer node is running and reachable (`tars cluster status`); "
+            "a supervised pool retries the message on a local actor",
+        )
+
+
 class ConsensusError(TarsError):
     """The replicated ledger cannot commit (no leader, no quorum, timeout)."""
 

@@ -18,8 +18,10 @@ On the wire:
 A remote ref has the surface of ``pykka.ActorRef`` that the supervisor uses (``ask`` with
 ``block=False`` returning a future, ``tell``, ``is_alive``, ``stop``), so a pool can mix
 local and remote actors.  When the peer cannot be reached the future fails with
-:class:`RemoteUnavailable`, which is *not* a ``TarsError``: the supervisor treats it like
-a crashed actor and retries the message on a fresh local one.
+:class:`RemoteUnavailable` (a :class:`TransportError` in the ``TarsError`` tree, with a hint
+the user can act on), which is *not* an answer from the actor: the supervisor catches it
+before ``TarsError`` and treats it like a crashed actor, retrying the message on a fresh
+local one.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import pykka
 from pydantic import BaseModel
 
 from evolution import errors
-from evolution.errors import TarsError, TransportError
+from evolution.errors import RemoteUnavailable, TarsError, TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +46,17 @@ TELL = "actor.tell"
 OBJECT = 1
 TUPLE = 2
 
-
-class RemoteUnavailable(Exception):  # noqa: N818 (reads as what happened, like pykka's ActorDeadError)
-    """The peer did not answer (down, cut off, stopped): not an answer from the actor."""
+__all__ = [
+    "ASK",
+    "OBJECT",
+    "TELL",
+    "TUPLE",
+    "Codec",
+    "MessageTransport",
+    "RemoteActorRef",
+    "RemoteUnavailable",
+    "serve",
+]
 
 
 class MessageTransport(Protocol):
@@ -241,6 +251,8 @@ def serve(
         try:
             target, message = message_for(sender, body, asks)
             return {"value": codec.encode(target(message))}
+        except RemoteUnavailable:
+            raise  # a failure of the channel (as before it joined the TarsError tree)
         except TarsError as exc:  # an answer (or a refusal), not a failure of the channel
             return {"error": type(exc).__name__, "message": exc.message, "hint": exc.hint or ""}
 
@@ -248,6 +260,8 @@ def serve(
         try:
             target, message = message_for(frame.sender, frame.body, tells)
             target(message)
+        except RemoteUnavailable:
+            raise  # a failure of the channel (as before it joined the TarsError tree)
         except TarsError as exc:
             logger.warning("dropped a remote tell from %s: %s", frame.sender, exc)
 

@@ -186,6 +186,14 @@ def test_an_unreachable_peer_is_not_an_answer(pair: Pair) -> None:
         future.get(timeout=10)
 
 
+def test_an_unreachable_peer_is_a_tars_error_that_says_what_to_do(pair: Pair) -> None:
+    pair.transports["b"].stop()
+    with pytest.raises(RemoteUnavailable) as caught:
+        pair.ref(timeout=0.5).ask(Double(1))
+    assert isinstance(caught.value, TransportError)  # in the TarsError tree: the CLI prints it
+    assert "doubler@b" in str(caught.value) and "running and reachable" in str(caught.value)
+
+
 class LocalDoubler(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         return Doubled(2 * message.value, "local")

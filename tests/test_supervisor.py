@@ -12,7 +12,7 @@ import pytest
 from actors.base import RoleActor
 from actors.messages import Crash
 from actors.supervisor import SupervisionError, Supervisor
-from evolution.errors import TarsError
+from evolution.errors import RemoteUnavailable, TarsError, TransportError
 
 
 class Double(RoleActor):
@@ -68,6 +68,39 @@ def test_tars_errors_are_answers_not_crashes(supervisor: Supervisor) -> None:
     with pytest.raises(TarsError, match="bad input x"):
         supervisor.ask("double", "x")
     assert supervisor.restarts("double") == 0
+
+
+class Gone(pykka.ThreadingActor):
+    """Stands for a remote actor whose node does not answer."""
+
+    def on_receive(self, message: Any) -> Any:
+        raise RemoteUnavailable(f"doubler@b: no reply to {message}")
+
+
+class Local(pykka.ThreadingActor):
+    def on_receive(self, message: Any) -> Any:
+        return 2 * message
+
+
+def test_an_unavailable_peer_is_retried_on_a_local_actor_not_answered() -> None:
+    # RemoteUnavailable is in the TarsError tree, yet it is no answer: the supervisor
+    # replaces the actor that raised it from the role's (local) factory and retries.
+    assert issubclass(RemoteUnavailable, TransportError)
+    sup = Supervisor(max_retries=2)
+    sup.start("double", Local.start, size=0)
+    try:
+        sup.add("double", Gone.start())
+        assert sup.ask_all("double", [1, 2, 3]) == [2, 4, 6]
+        assert sup.restarts("double") == 1
+    finally:
+        sup.stop_all()
+
+
+def test_an_unavailable_peer_says_what_to_do() -> None:
+    exc = RemoteUnavailable("incubator@n2: no reply within 5 s")
+    assert isinstance(exc, TarsError) and exc.hint
+    assert "running and reachable" in str(exc) and "incubator@n2" in str(exc)
+    assert RemoteUnavailable("x", hint="do y").hint == "do y"
 
 
 def test_no_thread_leak(supervisor: Supervisor) -> None:
