@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from events.store import GenomeStore  # noqa: E402
 from evolution.patch import make_patch  # noqa: E402
 from evolution.tree import version_id  # noqa: E402
 from runtime.keys import generate_keypair  # noqa: E402
+from runtime.testing import free_port  # noqa: E402
 from runtime.transport import Peer, Transport  # noqa: E402
 
 MEMBERS = ["node-1", "node-2", "node-3"]
@@ -136,12 +136,6 @@ def replay(url: str, entries: list[bytes]) -> tuple[GenomeStore, L.LedgerState, 
     except BaseException:
         store.close()
         raise
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def transfer_round(

@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import json
 import logging
-import socket
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from pysyncobj.journal import FileJournal  # noqa: E402
 from consensus.engine import RaftEngine, RaftTimers  # noqa: E402
 from consensus.testing import LocalHub  # noqa: E402
 from evolution.errors import NotCommittedError  # noqa: E402
+from runtime.testing import free_port, wait_until  # noqa: E402
 
 try:
     from runtime import transport as zmq_transport
@@ -68,25 +68,9 @@ PAYLOAD = b"x" * 100
 TIMERS = RaftTimers()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.002)
-    raise RuntimeError("timed out")
 
 
 def measure(propose: Callable[[], Any], count: int, clients: int) -> dict[str, float]:
@@ -157,7 +141,9 @@ class Swarm:
             views = {self.engines[n].leader() for n in names}
             return views.pop() if len(views) == 1 and None not in views else None
 
-        return str(wait_for(agreed))
+        return str(
+            wait_until(agreed, "a leader every engine agrees on", timeout=30.0, interval=0.002)
+        )
 
     def kill(self, node_id: str) -> None:
         self.engines.pop(node_id).stop()
@@ -246,12 +232,15 @@ def bench_raw(count: int, clients: int) -> dict[str, Any]:
         finally:
             pso_syncobj.createJournal = saved
         try:
-            leader = wait_for(
+            leader = wait_until(
                 lambda: (
                     next((o for o in objs.values() if o._isLeader()), None)
                     if all(o._getLeader() is not None for o in objs.values())
                     else None
-                )
+                ),
+                "a raw pysyncobj leader",
+                timeout=30.0,
+                interval=0.002,
             )
             return measure(lambda: leader.put(PAYLOAD, sync=True, timeout=10.0), count, clients)
         finally:

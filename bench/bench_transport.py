@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,16 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import zmq  # noqa: E402
 
 from runtime.keys import generate_keypair  # noqa: E402
+from runtime.testing import free_port  # noqa: E402
 from runtime.transport import Peer, Transport  # noqa: E402
 
 SIZES = {"100B": 100, "10KiB": 10 * 1024}
 COALESCE = 20e-6  # the burst window of the "coalesced" throughput runs, in seconds
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------- child side

@@ -8,7 +8,6 @@ the followers re-run the tests of each proposal and vote through the Raft ledger
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -29,24 +28,11 @@ from evolution.errors import TarsError, TransportError
 from evolution.manifest import parse_manifest
 from evolution.stats import compare, median
 from evolution.tree import short
+from runtime.ports import free_ports
 
 #: The genomes shipped with TARS live beside the packages.
 GENOMES = Path(__file__).resolve().parent.parent / "genomes"
 DEMO_GENOME = GENOMES / "logstats"
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out: free now, and unlikely to be taken a second later."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def write_cluster(

@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +23,7 @@ from consensus.journal import CrcJournal
 from consensus.testing import LocalHub
 from consensus.wire import CHANNEL, TAG, RaftNode, _RaftWire, from_wire, safe_loads, to_wire
 from evolution.errors import ConfigError, ConsensusError, NotCommittedError
+from runtime.testing import WAIT, free_port, wait_until
 
 try:  # the ZeroMQ transport is written in parallel; test over it once it exists
     from runtime import transport as zmq_transport
@@ -32,24 +31,7 @@ try:  # the ZeroMQ transport is written in parallel; test over it once it exists
 except ImportError:  # pragma: no cover - depends on the tree
     zmq_transport = None  # type: ignore[assignment]
 
-WAIT = 20.0  # upper bound for anything to happen; never an expectation of speed
 PICKLE_HEADERS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Cluster:
@@ -89,7 +71,7 @@ class Cluster:
             for p in ids:
                 if p not in self._keys:
                     self._keys[p] = generate_keypair()
-                    self._endpoints[p] = f"tcp://127.0.0.1:{_free_port()}"
+                    self._endpoints[p] = f"tcp://127.0.0.1:{free_port()}"
             public, secret = self._keys[node_id]
             t = zmq_transport.Transport(
                 node_id, self._endpoints[node_id], public, secret, self._peer_list(node_id, ids)
@@ -103,7 +85,7 @@ class Cluster:
         if self.kind == "hub" or node_id in self._keys:
             return
         self._keys[node_id] = generate_keypair()
-        self._endpoints[node_id] = f"tcp://127.0.0.1:{_free_port()}"
+        self._endpoints[node_id] = f"tcp://127.0.0.1:{free_port()}"
         peer = zmq_transport.Peer(node_id, self._endpoints[node_id], self._keys[node_id][0])
         for t in self.transports.values():
             t.add_peer(peer)
@@ -206,7 +188,7 @@ C = TypeVar("C", bound=Cluster)
 def running(kind: type[C], request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[C]:
     """A cluster of ``kind`` on the fixture's transport, closed and checked for leaked threads."""
     if request.param == "zmq" and zmq_transport is None:
-        pytest.skip("runtime/transport.py (the ZeroMQ transport) is not in the tree yet")
+        pytest.skip("runtime/transport (the ZeroMQ transport) is not in the tree yet")
     with no_leaked_threads():
         c = kind(tmp_path, request.param)
         try:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from storekit import MemoryBackend, PostgresBackend, SQLiteBackend
 
 from events.chain import GENESIS, event_type, link, payload_of
 from events.domain import Lineage, lineage_id
@@ -99,37 +100,18 @@ def record_of(
 
 
 class StoreTestCase:
-    """Behaviour every backend must have; subclasses implement ``create_store``."""
+    """Behaviour every backend must have; a backend of ``tests/storekit.py`` is mixed in.
 
-    reopenable = True
-
-    @pytest.fixture(autouse=True)
-    def _stores(self, tmp_path: Path) -> Iterator[None]:
-        self.tmp_path = tmp_path
-        self.opened: list[GenomeStore] = []
-        yield
-        for store in self.opened:
-            store.close()
-
-    def create_store(self) -> GenomeStore:
-        raise NotImplementedError
-
-    def open_again(self) -> GenomeStore:
-        raise NotImplementedError
-
-    def create_peer(self, n: int) -> GenomeStore:
-        """Another, empty store of the same backend (the ``n``-th of this test)."""
-        raise NotImplementedError
+    The backend's ``create_store(name)`` hook makes each store (the same hook the ledger
+    and transfer tests use), so a new backend is one mixin for all of them.
+    """
 
     def peer(self) -> GenomeStore:
-        store = self.create_peer(len(self.opened))
-        self.opened.append(store)
-        return store
+        """Another, empty store of the same backend (the ``n``-th of this test)."""
+        return self.create_store(f"peer{len(self.opened)}")
 
     def store(self) -> GenomeStore:
-        store = self.create_store()
-        self.opened.append(store)
-        return store
+        return self.create_store("store")
 
     def registered(self) -> GenomeStore:
         store = self.store()
@@ -402,15 +384,11 @@ class StoreTestCase:
             previous = expected
 
     def test_reopen_gives_same_head(self) -> None:
-        if not self.reopenable:
-            pytest.skip("an in-memory store does not survive closing")
         store = self.registered()
         trees = self.grow(store, 3)
         head = store.head(GENOME)
-        store.close()
-        self.opened.remove(store)
-        again = self.open_again()
-        self.opened.append(again)
+        self.close_store(store)
+        again = self.reopen_store("store")
         assert again.head(GENOME) == head
         assert again.materialise(GENOME, version_id(trees[1])) == trees[1]
         assert again.verify().events == 10
@@ -702,28 +680,13 @@ class StoreTestCase:
             )  # dashed form: not what positions() gives
 
 
-class TestMemoryStore(StoreTestCase):
-    reopenable = False
-
-    def create_store(self) -> GenomeStore:
-        return GenomeStore.open("memory://")
-
-    def create_peer(self, n: int) -> GenomeStore:
-        return GenomeStore.open("memory://")
+class TestMemoryStore(StoreTestCase, MemoryBackend):
+    pass
 
 
-class TestSQLiteStore(StoreTestCase):
+class TestSQLiteStore(StoreTestCase, SQLiteBackend):
     def url(self) -> str:
         return f"sqlite:///{self.tmp_path / 'store.db'}"
-
-    def create_store(self) -> GenomeStore:
-        return GenomeStore.open(self.url())
-
-    def create_peer(self, n: int) -> GenomeStore:
-        return GenomeStore.open(f"sqlite:///{self.tmp_path / f'peer{n}.db'}")
-
-    def open_again(self) -> GenomeStore:
-        return GenomeStore.open(self.url(), create=False)
 
     def db(self) -> sqlite3.Connection:
         return sqlite3.connect(self.tmp_path / "store.db", isolation_level=None)
@@ -870,40 +833,11 @@ class TestSQLiteStore(StoreTestCase):
 
 
 @pytest.mark.postgres
-class TestPostgresStore(StoreTestCase):
-    @pytest.fixture(autouse=True)
-    def _database(self, postgres_dsn: str) -> Iterator[None]:
-        import psycopg
-
-        name = "tars_test_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        base = postgres_dsn.rsplit("/", 1)[0]
-        self.pg_url = f"{base}/{name}"
-        self.pg_dsn = postgres_dsn
-        self.pg_names = [name]
-        yield
-        for store in self.opened:
-            store.close()
-        self.opened.clear()
-        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
-            for db in self.pg_names:
-                admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-
-    def create_store(self) -> GenomeStore:
-        return GenomeStore.open(self.pg_url)
-
-    def create_peer(self, n: int) -> GenomeStore:
-        import psycopg
-
-        name = f"{self.pg_names[0]}_peer{n}"
-        with psycopg.connect(self.pg_dsn, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        self.pg_names.append(name)
-        return GenomeStore.open(f"{self.pg_url.rsplit('/', 1)[0]}/{name}")
-
-    def open_again(self) -> GenomeStore:
-        return GenomeStore.open(self.pg_url)
+class TestPostgresStore(StoreTestCase, PostgresBackend):
+    @property
+    def pg_url(self) -> str:
+        """The database of the test's main store (``create_store("store")``)."""
+        return f"{self.pg_dsn.rsplit('/', 1)[0]}/{self.pg_prefix}_store"
 
     def test_edited_state_is_named(self) -> None:
         import psycopg

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar, NamedTuple
@@ -19,6 +18,7 @@ from evolution.manifest import parse_manifest
 from runtime.incubation import IncubationReport
 from runtime.keys import generate_keypair
 from runtime.remote import OBJECT, Codec, RemoteActorRef, RemoteUnavailable, serve
+from runtime.testing import free_port
 from runtime.transport import Peer, Transport
 
 MANIFEST = """
@@ -75,16 +75,10 @@ class Doubler(pykka.ThreadingActor):
         return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Pair:
     def __init__(self) -> None:
         keys = {n: generate_keypair() for n in "ab"}
-        ends = {n: f"tcp://127.0.0.1:{_free_port()}" for n in "ab"}
+        ends = {n: f"tcp://127.0.0.1:{free_port()}" for n in "ab"}
         self.transports = {
             n: Transport(
                 n,

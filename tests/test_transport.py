@@ -7,7 +7,6 @@ polls for a condition, never assertions about how long something took.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,21 +18,8 @@ import zmq
 
 from evolution.errors import ConfigError, TransportError
 from runtime.keys import generate_keypair
+from runtime.testing import free_port, wait_until
 from runtime.transport import Client, Frame, Peer, Transport
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 class Swarm:
@@ -134,7 +120,7 @@ def test_one_way_frames_carry_the_authenticated_sender(swarm: Swarm) -> None:
     b.subscribe("gossip", inbox)
     assert a.send("b", "gossip", {"from": "c", "n": 1})  # a claims to be c: irrelevant
     assert c.send("b", "gossip", [1, 2.5, None, True, b"\x00bytes", "text"])
-    wait_for(lambda: len(inbox.frames) == 2, "two frames at b")
+    wait_until(lambda: len(inbox.frames) == 2, "two frames at b")
     by_sender = {f.sender: f for f in inbox.frames}
     assert by_sender["a"] == Frame("a", "gossip", {"from": "c", "n": 1})
     assert by_sender["c"].body == [1, 2.5, None, True, b"\x00bytes", "text"]
@@ -210,9 +196,9 @@ def test_slow_request_handler_does_not_stall_the_receive_loop(swarm: Swarm) -> N
     waiter = threading.Thread(target=lambda: answers.append(a.request("b", "slow", None, 30)))
     waiter.start()
     try:
-        wait_for(lambda: b.stats()["received"] >= 1, "the slow request at b")
+        wait_until(lambda: b.stats()["received"] >= 1, "the slow request at b")
         assert a.send("b", "tick", 1)
-        wait_for(lambda: inbox.bodies() == [1], "a one-way frame while a handler is busy")
+        wait_until(lambda: inbox.bodies() == [1], "a one-way frame while a handler is busy")
         assert a.request("b", "fast", None) == "fast done"
     finally:
         release.set()
@@ -232,7 +218,7 @@ def test_request_timeout_names_peer_and_channel(swarm: Swarm) -> None:
     finally:
         release.set()
     # The late reply is counted, not delivered to anyone.
-    wait_for(lambda: a.stats()["late_replies"] == 1, "the late reply")
+    wait_until(lambda: a.stats()["late_replies"] == 1, "the late reply")
 
 
 def test_request_to_a_node_that_is_down_times_out(swarm: Swarm) -> None:
@@ -253,7 +239,7 @@ def test_send_reliable_delivers_in_order_exactly_once(swarm: Swarm) -> None:
     b.subscribe("log", inbox)
     for i in range(500):
         a.send_reliable("b", "log", i)
-    wait_for(lambda: len(inbox.frames) >= 500, "500 reliable frames")
+    wait_until(lambda: len(inbox.frames) >= 500, "500 reliable frames")
     assert inbox.bodies() == list(range(500))
     assert {f.sender for f in inbox.frames} == {"a"}
     # Everything is acknowledged: nothing is left to retransmit.
@@ -290,7 +276,7 @@ def test_send_reliable_survives_a_receiver_restart(swarm: Swarm) -> None:
     b2.start()
     for i in range(2000, total):
         a.send_reliable("b", "log", i)
-    wait_for(lambda: len(delivered) >= total, f"{total} frames across both receivers")
+    wait_until(lambda: len(delivered) >= total, f"{total} frames across both receivers")
     time.sleep(3 * 0.2)  # a few retransmit periods: a duplicate would show up now
     assert delivered == list(range(total)), (
         f"first receiver got {first_part}; missing "
@@ -308,12 +294,12 @@ def test_send_reliable_survives_a_sender_restart(swarm: Swarm) -> None:
     a1 = swarm.transport("a", ["b"])
     for i in range(100):
         a1.send_reliable("b", "log", i)
-    wait_for(lambda: len(inbox.frames) == 100, "the first sender's frames")
+    wait_until(lambda: len(inbox.frames) == 100, "the first sender's frames")
     a1.stop()
     a2 = swarm.transport("a", ["b"])
     for i in range(100, 200):
         a2.send_reliable("b", "log", i)
-    wait_for(lambda: len(inbox.frames) == 200, "the second sender's frames")
+    wait_until(lambda: len(inbox.frames) == 200, "the second sender's frames")
     assert inbox.bodies() == list(range(200))
 
 
@@ -348,7 +334,7 @@ def test_a_slow_receiver_gets_batches_in_order(swarm: Swarm) -> None:
         if i == 3000:
             release.set()
     release.set()
-    wait_for(lambda: len(inbox.frames) == total, f"{total} frames at b")
+    wait_until(lambda: len(inbox.frames) == total, f"{total} frames at b")
     assert inbox.bodies() == list(range(total))
     assert a.request("b", "echo", "after the burst") == "after the burst"
 
@@ -378,7 +364,7 @@ def test_malformed_batches_are_dropped_and_counted(swarm: Swarm) -> None:
         )
     )
     raw.send(msgpack.packb(["bat", "", None, "not a list"]))
-    wait_for(lambda: inbox.bodies() == ["first", "second"], "the good frames of the batch")
+    wait_until(lambda: inbox.bodies() == ["first", "second"], "the good frames of the batch")
     stats = b.stats()
     assert stats["dropped_undecodable"] == 3
     assert stats["dropped_unknown_channel"] == 1
@@ -399,7 +385,7 @@ def test_unknown_client_key_is_rejected_and_counted(swarm: Swarm) -> None:
     with pytest.raises(TransportError) as info:
         stranger.request("status", None, timeout=0.5)
     assert "no reply from" in str(info.value) and "'status'" in str(info.value)
-    wait_for(lambda: b.stats()["dropped_unknown_key"] >= 1, "the rejection to be counted")
+    wait_until(lambda: b.stats()["dropped_unknown_key"] >= 1, "the rejection to be counted")
     # The node keeps serving its peers and its known clients.
     assert a.request("b", "status", None) == {"asked_by": "a"}
     with Client(swarm.peers["b"].endpoint, swarm.peers["b"].public_key, *admin) as client:
@@ -419,7 +405,7 @@ def test_a_client_may_only_make_requests(swarm: Swarm) -> None:
     raw = swarm.raw_dealer("b", admin)
     raw.send(msgpack.packb(["msg", "votes", None, "forged vote"]))
     raw.send(msgpack.packb(["rel", "votes", [1, 0, 0], "forged entry"]))
-    wait_for(lambda: b.stats()["dropped_not_allowed"] == 2, "the client's frames dropped")
+    wait_until(lambda: b.stats()["dropped_not_allowed"] == 2, "the client's frames dropped")
     assert inbox.frames == []
     assert a.request("b", "echo", 1) == 1
 
@@ -433,10 +419,10 @@ def test_a_peer_cannot_claim_another_identity(swarm: Swarm) -> None:
     b.subscribe("votes", inbox)
     raw = swarm.raw_dealer("b", swarm.keys["c"])  # holds c's key: it is c
     raw.send(msgpack.packb(["msg", "votes", "a", {"sender": "a"}]))
-    wait_for(lambda: len(inbox.frames) == 1, "the frame from c")
+    wait_until(lambda: len(inbox.frames) == 1, "the frame from c")
     assert inbox.frames[0].sender == "c"
     assert a.send("b", "votes", 2)
-    wait_for(lambda: len(inbox.frames) == 2, "the frame from a")
+    wait_until(lambda: len(inbox.frames) == 2, "the frame from a")
     assert inbox.frames[1].sender == "a"
 
 
@@ -464,7 +450,7 @@ def test_malformed_frames_are_dropped_and_counted(swarm: Swarm) -> None:
     raw.send(msgpack.packb(["msg", "votes", None, b"x" * 5000]))  # over max_frame
     raw.send(msgpack.packb(["rep", "echo", 999, "nobody asked"]))
     raw.send(valid)  # and one good frame, last
-    wait_for(lambda: inbox.bodies() == ["ok"], "the good frame")
+    wait_until(lambda: inbox.bodies() == ["ok"], "the good frame")
     stats = b.stats()
     assert stats["dropped_undecodable"] == 8
     assert stats["dropped_unknown_channel"] == 1
@@ -512,7 +498,7 @@ def test_a_failing_one_way_handler_does_not_kill_the_node(swarm: Swarm) -> None:
     b.serve("echo", lambda _sender, body: body)
     assert a.send("b", "bad", 1)
     a.send_reliable("b", "bad", 2)
-    wait_for(lambda: b.stats()["handler_errors"] == 2, "both handler failures")
+    wait_until(lambda: b.stats()["handler_errors"] == 2, "both handler failures")
     assert a.request("b", "echo", "alive") == "alive"
 
 
@@ -545,15 +531,15 @@ def test_block_drops_both_ways_and_heal_restores(swarm: Swarm) -> None:
     a.send_reliable("b", "raft", "kept")
     with pytest.raises(TransportError):
         a.request("b", "echo", 1, timeout=0.3)
-    wait_for(lambda: a.stats()["dropped_blocked"] >= 4, "the blocked traffic to be counted")
+    wait_until(lambda: a.stats()["dropped_blocked"] >= 4, "the blocked traffic to be counted")
     assert at_a.frames == [] and at_b.frames == []
     a.block([])
     assert a.send("b", "raft", "after heal")
     assert b.send("a", "raft", "after heal too")
     assert a.request("b", "echo", 2) == 2
-    wait_for(lambda: len(at_b.frames) == 2, "the reliable frame and the new one at b")
+    wait_until(lambda: len(at_b.frames) == 2, "the reliable frame and the new one at b")
     assert sorted(at_b.bodies()) == ["after heal", "kept"]
-    wait_for(lambda: at_a.bodies() == ["after heal too"], "the frame at a")
+    wait_until(lambda: at_a.bodies() == ["after heal too"], "the frame at a")
 
 
 def test_unknown_peer_is_refused(swarm: Swarm) -> None:
@@ -582,7 +568,7 @@ def test_add_and_remove_peers_at_run_time(swarm: Swarm) -> None:
         except TransportError:
             return False
 
-    wait_for(echo_works, "a request to the new peer")
+    wait_until(echo_works, "a request to the new peer")
     a.remove_peer("c")
     assert not a.send("c", "raft", 2)
     with pytest.raises(TransportError):
@@ -591,7 +577,7 @@ def test_add_and_remove_peers_at_run_time(swarm: Swarm) -> None:
     inbox = Inbox()
     a.subscribe("raft", inbox)
     assert c.send("a", "raft", 3)
-    wait_for(
+    wait_until(
         lambda: a.stats()["dropped_unknown_key"] >= 1,
         "c's frames to be refused at a",
     )
@@ -661,7 +647,7 @@ def test_request_from_a_subscribe_handler_is_refused(swarm: Swarm) -> None:
 
     b.subscribe("raft", handler)
     assert a.send("b", "raft", 1)
-    wait_for(lambda: len(errors) == 1, "the refusal")
+    wait_until(lambda: len(errors) == 1, "the refusal")
     assert "deadlock" in errors[0]
 
 
@@ -731,7 +717,7 @@ def test_each_calling_thread_has_its_own_request_socket(swarm: Swarm) -> None:
     # Requests are counted on the caller's socket, and the counts of closed ones are kept.
     assert a.stats()["received"] == 25
     assert a.stats()["sent"] >= 25
-    wait_for(lambda: b.stats()["sent"] == 17 and c.stats()["sent"] == 8, "the replies counted")
+    wait_until(lambda: b.stats()["sent"] == 17 and c.stats()["sent"] == 8, "the replies counted")
     # Each worker reply woke b's I/O thread through its ROUTER: none of them is a frame.
     assert b.stats()["dropped_unknown_key"] == 0
     assert b.stats()["received"] == 17
@@ -760,7 +746,7 @@ def test_cutting_the_caller_off_fails_a_request_in_flight(
     asker = threading.Thread(target=ask)
     asker.start()
     try:
-        wait_for(lambda: b.stats()["received"] >= 1, "the request at b")
+        wait_until(lambda: b.stats()["received"] >= 1, "the request at b")
         cut(a)
         asker.join(10)
         assert not asker.is_alive()
@@ -778,13 +764,13 @@ def test_coalesced_bursts_arrive_complete_and_in_order(swarm: Swarm) -> None:
     for i in range(total):
         while not a.send("b", "bulk", i):
             time.sleep(0.001)
-    wait_for(lambda: len(inbox.frames) == total, f"{total} frames at b")
+    wait_until(lambda: len(inbox.frames) == total, f"{total} frames at b")
     assert inbox.bodies() == list(range(total))
     assert {f.sender for f in inbox.frames} == {"a"}
     # A lone frame after a pause leaves at once, and so does the straggler of a burst.
     time.sleep(0.01)
     assert a.send("b", "bulk", "alone")
-    wait_for(lambda: inbox.bodies()[-1] == "alone", "the lone frame")
+    wait_until(lambda: inbox.bodies()[-1] == "alone", "the lone frame")
     assert a.stats()["sent"] >= total + 1
     with pytest.raises(ConfigError):
         Transport("x", "tcp://127.0.0.1:1", *swarm.keys["a"], [], coalesce=1.0)
@@ -799,7 +785,7 @@ def test_identity_survives_reconnections(swarm: Swarm) -> None:
     b.subscribe("votes", inbox)
     assert a.send("b", "votes", "a1")
     assert c.send("b", "votes", "c1")
-    wait_for(lambda: len(inbox.frames) == 2, "the first frames")
+    wait_until(lambda: len(inbox.frames) == 2, "the first frames")
     a.stop()
     c.stop()
     restarted = {}
@@ -817,7 +803,7 @@ def test_identity_survives_reconnections(swarm: Swarm) -> None:
                 node.send("b", "votes", f"{name}2")
         return {"a2", "c2"} <= set(inbox.bodies())
 
-    wait_for(both_arrived, "frames from the restarted nodes")
+    wait_until(both_arrived, "frames from the restarted nodes")
     assert all(f.sender == str(f.body)[0] for f in inbox.frames)
 
 
@@ -834,7 +820,7 @@ def test_send_many_delivers_each_frame_in_order(swarm: Swarm) -> None:
         if taken == 0:
             time.sleep(0.001)
     assert a.send_many("b", "bulk", ["last"]) == 1  # a single frame leaves as a plain one
-    wait_for(lambda: len(inbox.frames) == total + 1, f"{total + 1} frames at b")
+    wait_until(lambda: len(inbox.frames) == total + 1, f"{total + 1} frames at b")
     assert inbox.bodies() == [*range(total), "last"]
     assert {f.sender for f in inbox.frames} == {"a"}
     assert a.send_many("b", "bulk", []) == 0
