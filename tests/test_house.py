@@ -96,7 +96,8 @@ def test_imports_go_one_way(room: str, forbidden: set[str]) -> None:
 @pytest.mark.parametrize(
     ("pattern", "adapter"),
     [
-        (r"_SyncObj__|_PipeNotifier__", "consensus/_pysyncobj.py"),
+        # written in two halves, so that this file is not itself a match of the grep
+        ("_SyncObj" + "__|_PipeNotifier" + "__", "consensus/_pysyncobj.py"),
         (r"^\s*(from|import) eventsourcing\b", "events/_eventsourcing.py"),
     ],
 )
