@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from consensus._msgspec import FastDecoder
 from consensus._schema import Bad, Defaults, Schema, defaults_of, name_of, schema_of
 from events.records import Adoption, CandidateRecord, Held
 from evolution.errors import ConsensusError
@@ -228,7 +229,8 @@ def parse(raw: Mapping[str, Any]) -> Entry:
 
 def decode(data: bytes) -> Entry:
     """Bytes as a typed entry, or a :class:`ConsensusError` (never any other exception)."""
-    return parse(read_map(data))
+    entry = fast_decode(data)
+    return entry if entry is not None else parse(read_map(data))
 
 
 # ---- the checks, built once from the declared types (consensus/_schema.py) ------------
@@ -250,3 +252,26 @@ _ADOPTION_DEFAULTS = defaults_of(Adoption)
 _SCHEMAS: dict[type, Schema] = {
     cls: schema_of(cls, {Proposal: _proposal_check}) for cls in TYPES.values()
 }
+
+_FAST = FastDecoder(
+    TYPES,
+    _OPTIONAL,
+    {Proposal: (Adoption, "id", lambda pid, adoption: Proposal(pid, adoption))},
+)
+
+
+def peek(data: bytes) -> tuple[str, str | None] | None:
+    """An entry's ``type`` and ``genome`` (if a string) without decoding the rest, or None
+    where :func:`read_map` must look (the applier's re-deliveries need no more than this)."""
+    if len(data) > MAX_ENTRY:
+        return None
+    return _FAST.peek(data)
+
+
+def fast_decode(data: bytes) -> Entry | None:
+    """:func:`decode`'s answer for a well-formed entry, about ten times faster (msgspec);
+    None for anything else, which :func:`decode` then checks and names."""
+    if len(data) > MAX_ENTRY:
+        return None
+    entry: Entry | None = _FAST.decode(data)
+    return entry

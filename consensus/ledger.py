@@ -36,8 +36,11 @@ from consensus.entries import (
     Rollback,
     Vote,
     cycle_entry,
+    fast_decode,
+    kind_of,
     members_entry,
     parse,
+    peek,
     proposal_id,
     read_map,
     register_entry,
@@ -195,19 +198,31 @@ class LedgerState:
         return stored
 
     def _apply_one(self, run: Run, index: int, data: bytes) -> Applied:
-        try:
-            raw = read_map(data)
-        except ConsensusError as exc:
-            return self._skip(run, index, "?", None, exc)
-        kind: str = raw["type"]
-        genome = raw.get("genome") if isinstance(raw.get("genome"), str) else None
+        # The fast path (msgspec, consensus/_msgspec.py) answers for well-formed entries;
+        # anything else takes the reference path, which names what is wrong for the skip.
+        again = index <= max(run.applied, run.last_index)
+        head = peek(data)
         entry: Entry | None = None
-        if kind == "members":  # the member list is rebuilt from re-delivered entries too
-            entry = self._parse(raw)
-            if isinstance(entry, Members):
-                self.members = sorted(set(entry.members)) or self.members
-                self._member_changes.append((index, self.members))
-        if index <= max(run.applied, run.last_index):
+        raw: Mapping[str, Any] = {}
+        if head is not None and (head[0] == "members" or not again):
+            entry = fast_decode(data)
+        if entry is not None:
+            kind, genome = kind_of(entry), getattr(entry, "genome", None)
+        elif head is not None and again and head[0] != "members":
+            kind, genome = head
+        else:
+            try:
+                raw = read_map(data)
+            except ConsensusError as exc:
+                return self._skip(run, index, "?", None, exc)
+            kind = raw["type"]
+            genome = raw.get("genome") if isinstance(raw.get("genome"), str) else None
+            if kind == "members":
+                entry = self._parse(raw)
+        if isinstance(entry, Members):  # the member list is rebuilt from re-deliveries too
+            self.members = sorted(set(entry.members)) or self.members
+            self._member_changes.append((index, self.members))
+        if again:
             # A re-delivery after a restart: only the last applied entry reports what
             # waits for votes, so replaying a long ledger stays one cheap check per entry.
             waiting = self._stored_waiting(genome) if index == run.applied and not run.dirty else {}

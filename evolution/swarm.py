@@ -148,9 +148,9 @@ def decide(
     same parent: the first adopted moves the head, the second is rebased.
     """
     pending = {w.id: w for w in waiting}
-    trees: dict[str, Tree] = {head: dict(head_tree)}
+    trees = _Trees(head, head_tree, tree_of)
     out: list[Decision] = []
-    while (decision := _next(pending.values(), head, trees, members, tree_of)) is not None:
+    while (decision := _next(pending.values(), head, trees, members)) is not None:
         out.append(decision)
         proposal = pending[decision.id]
         if isinstance(decision, Rebased):
@@ -160,23 +160,46 @@ def decide(
             continue
         del pending[decision.id]
         if isinstance(decision, Adopt):
-            trees[proposal.version] = apply_patch(trees[head], proposal.patch)
+            trees.adopted(proposal.version, head, proposal.patch)
             head = proposal.version
     return out
 
 
+class _Trees:
+    """The trees of versions :func:`decide` may rebase onto, built only when asked for.
+
+    An adopted proposal's tree is only needed if a later proposal must be rebased onto
+    it, which is rare; applying its patch eagerly doubled the cost of every adoption (the
+    lineage applies the same patch when it records the adoption).
+    """
+
+    def __init__(self, head: str, head_tree: Tree, tree_of: Callable[[str], Tree]) -> None:
+        self._known: dict[str, Tree] = {head: head_tree}
+        self._adopted: dict[str, tuple[str, str]] = {}
+        self._tree_of = tree_of
+
+    def adopted(self, version: str, parent: str, patch: str) -> None:
+        self._adopted[version] = (parent, patch)
+
+    def __call__(self, version: str) -> Tree:
+        tree = self._known.get(version)
+        if tree is None:
+            if version in self._adopted:
+                parent, patch = self._adopted[version]
+                tree = apply_patch(self(parent), patch)
+            else:
+                tree = self._tree_of(version)
+            self._known[version] = tree
+        return tree
+
+
 def _next(
-    waiting: Iterable[Waiting],
-    head: str,
-    trees: Mapping[str, Tree],
-    members: Sequence[str],
-    tree_of: Callable[[str], Tree],
+    waiting: Iterable[Waiting], head: str, trees: _Trees, members: Sequence[str]
 ) -> Decision | None:
     """The first decision the waiting proposals allow on ``head``, or None when none moves."""
     for proposal in waiting:
         if proposal.parent != head:
-            base = trees[proposal.parent] if proposal.parent in trees else tree_of(proposal.parent)
-            return _rebase_onto(proposal, base, head, trees[head])
+            return _rebase_onto(proposal, trees(proposal.parent), head, trees(head))
         verdict = tally(proposal.votes, members)
         if verdict == "adopt":
             return Adopt(proposal.id)
