@@ -35,6 +35,7 @@ __all__ = ["FastDecoder"]
 #: A conversion from msgspec's value to the entry's; raises :class:`_GiveUp` to defer.
 Convert = Callable[[Any], Any]
 _NIL = msgspec.Raw(msgpack.packb(None))
+_EMPTY_MAP = msgspec.Raw(msgpack.packb({}))
 
 
 class _GiveUp(Exception):
@@ -203,6 +204,8 @@ def _unpacked(raw: msgspec.Raw) -> Any:
 
 
 def _map_of_any(raw: msgspec.Raw) -> Any:
+    if raw == _EMPTY_MAP:  # most evidence maps: no need to unpack
+        return {}
     value = _unpacked(raw)
     if type(value) is not dict or not all(type(k) is str for k in value):
         raise _GiveUp("not a map of strings")
@@ -213,7 +216,7 @@ def _defaulted(convert: Convert | None, default: Callable[[], Any], *, raw: bool
     """Absent or nil takes the default, as the reference path's ``optional`` does."""
 
     def field(value: Any) -> Any:
-        if value is None or (raw and bytes(value) == bytes(_NIL)):
+        if value is None or (raw and value == _NIL):
             return default()
         return value if convert is None else convert(value)
 
