@@ -118,8 +118,14 @@ class StateLock:
         """
         if self._fd is not None:
             return self
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.node_id}: cannot lock its state folder {self.state_dir}: {exc.strerror}",
+                hint="check the folder exists or can be made, and that this user may write to it",
+            ) from exc
         deadline = time.monotonic() + patience
         while True:
             try:

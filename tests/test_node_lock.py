@@ -209,9 +209,7 @@ def test_a_node_started_by_hand_is_not_started_twice_and_cluster_down_stops_it(
     assert f"node-1 is already running, pid {node.pid}" in up.stdout
     assert "started node-1" not in up.stdout
     # A second `tars node start` refuses before touching anything.
-    again = subprocess.run(
-        node_start(real), cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    again = subprocess.run(node_start(real), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode != 0
     assert f"node-1 is already running, pid {node.pid}" in again.stderr, again.stderr
     assert "tars cluster down" in again.stderr
@@ -226,3 +224,8 @@ def test_a_node_started_by_hand_is_not_started_twice_and_cluster_down_stops_it(
     wait_for(lambda: gone(node.pid), "the node's exit")
     assert holder(state) is None and not real.pid_path("node-1").exists()
     assert b"node-1 stopped cleanly" in (tmp_path / "by-hand.log").read_bytes()
+
+
+def test_a_folder_that_cannot_be_locked_is_one_line_with_the_fix() -> None:
+    with pytest.raises(ConfigError, match=r"node-1: cannot lock its state folder /proc/tars-"):
+        StateLock(Path("/proc/tars-nowhere/node-1"), "node-1").acquire()
