@@ -87,7 +87,9 @@ def up(
         running = launcher.pid(node_id)
         if running is not None:
             console.print(
-                f"{node_id} already running (pid {running})", highlight=False, markup=False
+                f"{node_id} is already running, pid {running}: left as it is",
+                highlight=False,
+                markup=False,
             )
         else:
             pid = launcher.start(node_id)

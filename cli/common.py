@@ -52,14 +52,62 @@ def store_url(store: str, *, must_exist: bool) -> str:
 
 
 @contextmanager
-def open_store(store: str, *, must_exist: bool = True) -> Iterator[GenomeStore]:
+def read_store(store: str) -> Iterator[GenomeStore]:
+    """An existing TARS store opened read-only, for the commands that only look (`tars log`).
+
+    Nothing is created or written, so a look at another application's file cannot turn
+    it into a store, and a store on read-only media (a backup, an evidence copy) opens.
+    """
+    from events.backends import read_only_url
     from events.store import GenomeStore
 
-    handle = GenomeStore.open(store_url(store, must_exist=must_exist), create=not must_exist)
+    handle = GenomeStore.open(read_only_url(store_url(store, must_exist=True)), create=False)
     try:
         yield handle
     finally:
         handle.close()
+
+
+@contextmanager
+def open_store(store: str, *, must_exist: bool = True) -> Iterator[GenomeStore]:
+    """A store opened to write one local decision (`tars rollback --store`, `tars approve`).
+
+    An existing store that a swarm node applies its ledger to is refused before anything
+    is written: see :func:`refuse_swarm_store`.
+    """
+    from events.store import GenomeStore
+
+    url = store_url(store, must_exist=must_exist)
+    if must_exist:
+        refuse_swarm_store(url)
+    handle = GenomeStore.open(url, create=not must_exist)
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def refuse_swarm_store(url: str) -> None:
+    """Refuse to write into a store that has applied ledger entries (a swarm node's store).
+
+    Such a store must equal its peers' at every applied index; an event written into it
+    alone forks the node from the swarm for good, so the change has to go through the
+    ledger, where every node applies it.
+    """
+    from consensus.ledger import LEDGER
+    from events.backends import read_only_url, redact
+    from events.store import GenomeStore
+
+    with GenomeStore.open(read_only_url(url), create=False) as probe:
+        applied = probe.applied(LEDGER)
+    if applied is not None:
+        raise StoreError(
+            f"store {redact(url).removeprefix('sqlite:///')} belongs to a swarm: it has applied "
+            f"the ledger up to index {applied}; a change written into it alone would fork "
+            "this node from the swarm",
+            hint="change the swarm through its ledger with --config cluster.yml "
+            "(`tars rollback --config cluster.yml --genome G --to V`)",
+        )
 
 
 def fail(message: str, code: int = 1) -> None:

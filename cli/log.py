@@ -1,4 +1,9 @@
-"""`tars log …`: read the event log of a store, with no node running."""
+"""`tars log …`: read the event log of a store, with no node running.
+
+Every subcommand opens the store read-only (:func:`cli.common.read_store`): it refuses a
+file that is not a TARS store, never writes to the file it reads, and works on read-only
+media.  Only ``export --out`` and ``replay --out`` write, and only where they are told.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import typer
 
-from cli.common import DEFAULT_STORE, PlainCommand, PlainGroup, console, handle_errors, open_store
+from cli.common import DEFAULT_STORE, PlainCommand, PlainGroup, console, handle_errors, read_store
 from evolution.errors import IntegrityError, TarsError, UnknownVersionError
 from evolution.tree import short, version_id
 
@@ -112,7 +117,7 @@ def ls(
         raise TarsError(
             f"--limit {limit} is negative", hint="give the number of newest events to list"
         )
-    with open_store(store) as handle:
+    with read_store(store) as handle:
         if every:
             _write_rows(handle.log_rows(genome=genome), sys.stdout)
             return
@@ -159,7 +164,7 @@ def show(
     store: str = StoreOpt,
 ) -> None:
     """Every field of one event."""
-    with open_store(store) as handle:
+    with read_store(store) as handle:
         for entry in handle.log(start=seq, limit=1):
             if entry.seq == seq:
                 console.print_json(json.dumps(_as_json(entry), default=str))
@@ -178,7 +183,7 @@ def diff(
     """The unified diff between two versions."""
     from evolution.patch import make_patch
 
-    with open_store(store) as handle:
+    with read_store(store) as handle:
         name = _genome(handle, genome)
         a = handle.materialise(name, resolve_version(handle, name, old))
         b = handle.materialise(name, resolve_version(handle, name, new))
@@ -193,7 +198,7 @@ def lineage(store: str = StoreOpt, genome: str | None = GenomeOpt) -> None:
 
     from events.projections import lineage as lineage_of
 
-    with open_store(store) as handle:
+    with read_store(store) as handle:
         name = _genome(handle, genome)
         nodes = lineage_of(handle.log(genome=name))
         head = handle.head(name).version
@@ -212,7 +217,7 @@ def lineage(store: str = StoreOpt, genome: str | None = GenomeOpt) -> None:
 @handle_errors
 def verify(store: str = StoreOpt) -> None:
     """Recompute the hash chain of every event; fail naming the first one that was edited."""
-    with open_store(store) as handle:
+    with read_store(store) as handle:
         try:
             report = handle.verify()
         except IntegrityError as exc:
@@ -232,7 +237,7 @@ def replay(
     """Rebuild a version's exact tree from the log (snapshot plus patches)."""
     from runtime.genome_files import write_tree
 
-    with open_store(store) as handle:
+    with read_store(store) as handle:
         name = _genome(handle, genome)
         version = resolve_version(handle, name, to)
         tree = handle.materialise(name, version)
@@ -258,7 +263,7 @@ def export(
     """Every event as one JSON object per line."""
     if fmt != "jsonl":
         raise TarsError(f"unknown export format {fmt!r}", hint="use --format jsonl")
-    with open_store(store) as handle:
+    with read_store(store) as handle:
         if out is None:
             _export(handle, genome, sys.stdout)
             return

@@ -1,4 +1,10 @@
-"""`tars node start`: run one node of a cluster in the foreground until SIGTERM/SIGINT."""
+"""`tars node start`: run one node of a cluster in the foreground until SIGTERM/SIGINT.
+
+The process first takes the lock on the node's state folder and writes its pid
+(:mod:`runtime.node_lock`), before it builds anything: a second start of the same node,
+from here or from `tars cluster up`, refuses with the running one's pid, and `tars
+cluster down` finds this node however it was started.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,14 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
 from cli.common import console, handle_errors
+
+if TYPE_CHECKING:
+    from runtime.config import ClusterConfig
 
 app = typer.Typer(help="Run one node of the swarm.", no_args_is_help=True)
 
@@ -30,8 +40,8 @@ def start(
     ),
 ) -> None:
     """Start a node: listen, join the ledger, vote on proposals, evolve when leader."""
-    from node import SwarmNode
     from runtime.config import load_cluster
+    from runtime.node_lock import StateLock
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -39,6 +49,7 @@ def start(
         force=True,
     )
     cluster = load_cluster(config)
+    cluster.node(node_id)  # an unknown id is refused before a folder is made for it
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -46,6 +57,15 @@ def start(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    hint = f"stop it first with `tars cluster down --config {cluster.path}`, or leave it running"
+    with StateLock(cluster.state_dir(node_id), node_id, hint=hint):
+        _run(cluster, node_id, evolve, stop)
+
+
+def _run(cluster: ClusterConfig, node_id: str, evolve: bool, stop: threading.Event) -> None:
+    """Build, start and serve the node until ``stop`` is set; always stop it cleanly."""
+    from node import SwarmNode
+
     node = SwarmNode(cluster, node_id, evolve=evolve)
     try:
         node.start()

@@ -1,10 +1,14 @@
 """Nodes of cluster.yml as local processes: start, find, stop, kill, wait until they answer.
 
-The pid file in each node's state folder is the only record of a running node, so a
-``tars cluster down`` in a new shell finds what ``tars cluster up`` started.  A pid
-file can outlive its process (a crash, a reboot, a SIGKILL in a fault test), and the
-kernel reuses pids, so the file also records the process's start time: a pid whose
-start time differs is someone else's process and the file is stale.
+A running node is found by the lock it holds on its state folder (:mod:`runtime.node_lock`:
+the node process takes it, whichever command started it, and records its pid there), so a
+``tars cluster down`` in a new shell stops what ``tars cluster up`` or ``tars node start``
+started, and a second start of a running node is refused before anything is touched.
+Before a child has taken its lock, and for stand-ins that take none (the tests' sleepers),
+the pid file the launcher writes for its own child is the record.  A pid file can outlive
+its process (a crash, a reboot, a SIGKILL in a fault test), and the kernel reuses pids,
+so the file also records the process's start time: a pid whose start time differs is
+someone else's process and the file is stale.
 
 Nodes run in their own session: a Ctrl-C in the shell that ran ``tars cluster up``
 must not reach them, and a stop can sweep the whole process group so no child of a
@@ -26,6 +30,7 @@ from typing import Any
 
 from evolution.errors import ConfigError, TarsError, TransportError
 from runtime.config import ADMIN, ClusterConfig
+from runtime.node_lock import NodeRunning, holder, read_pid_file
 from runtime.processes import die_with_parent, pid_alive, start_time
 
 Command = Callable[[str], list[str]]
@@ -110,18 +115,17 @@ class ProcessLauncher:
     # -- finding -------------------------------------------------------------------------
 
     def _read_pid_file(self, node_id: str) -> tuple[int, str | None] | None:
-        try:
-            lines = self.config.pid_path(node_id).read_text().split()
-            return int(lines[0]), (lines[1] if len(lines) > 1 else None)
-        except (OSError, ValueError, IndexError):
-            return None
+        return read_pid_file(self.config.pid_path(node_id))
 
     def pid(self, node_id: str) -> int | None:
-        """The pid of the node's live process, or None (no pid file, or a stale one)."""
+        """The pid of the node's live process, or None (no lock held, no pid file, or a stale one)."""
         self.config.node(node_id)
         proc = self._procs.get(node_id)
         if proc is not None:
             proc.poll()  # reaps it if it ended, even when another launcher stopped it
+        locked = holder(self.config.state_dir(node_id))
+        if locked:
+            return locked  # the node itself holds its folder: however it was started
         recorded = self._read_pid_file(node_id)
         if recorded is None:
             return None
@@ -161,13 +165,14 @@ class ProcessLauncher:
     def start(self, node_id: str) -> int:
         """Start one node; its stdout and stderr are appended to its log."""
         self.config.node(node_id)
+        state = self.config.state_dir(node_id)
         running = self.pid(node_id)
-        if running is not None:
-            raise ConfigError(
-                f"{node_id} is already running (pid {running})",
+        if running is not None or holder(state) == 0:
+            raise NodeRunning(
+                node_id,
+                running,
                 hint=f"stop it first with `tars cluster down --config {self.config.path}`, or leave it running",
             )
-        state = self.config.state_dir(node_id)
         state.mkdir(parents=True, exist_ok=True)
         argv = self.command(node_id)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -197,6 +202,10 @@ class ProcessLauncher:
         return proc.pid
 
     def _write_pid(self, node_id: str, pid: int) -> None:
+        """Record our child until it writes its own; never over a lock holder's record."""
+        locked = holder(self.config.state_dir(node_id))
+        if locked and locked != pid:
+            return  # another process took the folder since our check: ours will refuse
         path = self.config.pid_path(node_id)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(f"{pid}\n{start_time(pid) or ''}\n")

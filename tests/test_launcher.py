@@ -118,7 +118,7 @@ def test_start_writes_pid_and_log_and_refuses_a_second_start(
     assert (
         os.getsid(pid) == pid
     )  # its own session: a Ctrl-C in the CLI's terminal does not reach it
-    with pytest.raises(ConfigError, match=rf"node-1 is already running \(pid {pid}\)"):
+    with pytest.raises(ConfigError, match=rf"node-1 is already running, pid {pid}\b"):
         launcher.start("node-1")
     # Another launcher (a later `tars cluster …` command) finds it through the pid file.
     other = make(launchers, config)
