@@ -51,7 +51,8 @@ def test_no_module_over_the_limit() -> None:
 
 
 def test_modules_over_400_lines_say_why_in_the_map() -> None:
-    doc = (ROOT / "docs" / "architecture.md").read_text()
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    doc = text[text.index("## Sizes") :]  # a reason is a line under that heading
     unexplained = [
         f"{rel(p)}: {lines_of(p)} lines"
         for p in sources()
