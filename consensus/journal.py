@@ -5,7 +5,8 @@ meta file (term, vote) is a pickle.  A Raft node that acknowledges an entry it h
 made durable can lose a committed entry when a majority crashes, so this journal
 replaces it:
 
-* ``<path>`` — an 8-byte magic, then append-only records
+* ``<path>`` — an 8-byte magic, a 16-byte acknowledged-index mark (below), then
+  append-only records
   ``<u32 length><u32 crc32(payload)><payload>`` where payload is msgpack
   ``[idx, term, command]``.  Writes go straight to the file descriptor; :meth:`sync`
   makes everything appended (or truncated) since the last sync durable with one
@@ -23,6 +24,18 @@ Opening a journal checks every record.  A torn tail (a crash in the middle of an
 that was never acknowledged) is truncated with a warning; a bad record followed by good
 ones is damage to acknowledged history and raises :class:`ConsensusError` naming the
 file and the offset.
+
+The acknowledged-index mark (``<u64 index><u32 crc32><u32 0>`` after the magic) tells
+the two apart when the damage is a cut: it holds the last index that a finished
+``fdatasync`` made durable, so every entry up to it may have been acknowledged to a
+leader.  It is written in place and rides on the next ``fdatasync`` (the one that
+:meth:`sync` pays anyway, or the one-second timer's), so it never names an entry that is
+not on disk and costs no extra fsync on the commit path; a truncation lowers it durably
+first.  A journal whose intact records end below its mark lost acknowledged entries:
+opening it raises, naming the file, the mark and what was found, instead of truncating
+it as a torn tail.  The window the mark does not cover is the last burst before a crash
+(at most a second of entries).  Journals of the first format (``MAGIC_V1``, no mark) are
+read as before and get the mark when compaction next rewrites them.
 """
 
 from __future__ import annotations
@@ -43,8 +56,14 @@ from evolution.errors import ConsensusError
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"TRSRJ\x00\x01\n"
+#: The current format: magic, then the acknowledged-index mark, then records.
+MAGIC = b"TRSRJ\x00\x02\n"
+#: The first format: magic, then records (no mark); still read, rewritten on compaction.
+MAGIC_V1 = b"TRSRJ\x00\x01\n"
 _HEADER = struct.Struct("<II")
+_MARK = struct.Struct("<QII")
+_START = len(MAGIC) + _MARK.size  # where records begin in the current format
+REPAIR = "tars node repair --config <cluster.yml> --id <node>"
 _MAX_RECORD = 1 << 30
 
 Entry = tuple[bytes, int, int]
@@ -62,6 +81,11 @@ def fsync_dir(path: Path) -> None:
 def _encode_record(command: bytes, idx: int, term: int) -> bytes:
     payload = msgpack.packb([idx, term, command], use_bin_type=True)
     return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def _mark(index: int) -> bytes:
+    raw = struct.pack("<Q", index)
+    return _MARK.pack(index, zlib.crc32(raw), 0)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -95,6 +119,11 @@ class CrcJournal(Journal):
         self._closed = False
         self.syncs = 0
         self.truncated_tail_bytes = 0
+        #: the mark on disk (None: a first-format journal), and the last index that a
+        #: finished fdatasync made durable (what the next mark write records)
+        self.acknowledged: int | None = 0
+        self._durable = 0
+        self._start = _START
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._load_meta()
         self._fd = self._open_log()
@@ -134,19 +163,27 @@ class CrcJournal(Journal):
             if not fresh:
                 with open(fd, "rb", closefd=False) as f:
                     data = f.read()
-            if len(data) < len(MAGIC):
-                if data and not MAGIC.startswith(data):
+            self._start = _START
+            if data.startswith(MAGIC_V1):
+                self.acknowledged, self._start = None, len(MAGIC_V1)
+            elif len(data) < _START:
+                head = data[: len(MAGIC)]
+                if data and not (MAGIC.startswith(head) or MAGIC_V1.startswith(head)):
                     self._foreign(0)
                 # New file, or a crash before the header reached the disk: start clean.
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, MAGIC, 0)
+                os.pwrite(fd, MAGIC + _mark(0), 0)
                 os.fsync(fd)
                 fsync_dir(self.path)
-                self._end = len(MAGIC)
+                self._end = _START
                 return fd
-            if data[: len(MAGIC)] != MAGIC:
+            elif data[: len(MAGIC)] != MAGIC:
                 self._foreign(0)
-            self._end = self._scan(data)
+            else:
+                self.acknowledged = self._read_mark(data)
+            self._end = self._scan(data, self._start)
+            self._check_acknowledged(data)
+            self._durable = self._entries[-1][1] if self._entries else 0
             if self._end < len(data):
                 self.truncated_tail_bytes = len(data) - self._end
                 logger.warning(
@@ -162,6 +199,39 @@ class CrcJournal(Journal):
         except BaseException:
             os.close(fd)
             raise
+
+    def _read_mark(self, data: bytes) -> int:
+        index, crc, _ = _MARK.unpack_from(data, len(MAGIC))
+        if zlib.crc32(struct.pack("<Q", index)) != crc:
+            raise ConsensusError(
+                f"Raft journal {self.path}: its acknowledged-index mark (offset {len(MAGIC)}) "
+                "fails its CRC, so which entries were acknowledged is unknown",
+                hint=f"the journal is damaged: stop the node and run `{REPAIR}` (it moves the "
+                "journal and the store aside and rebuilds them from the swarm)",
+            )
+        return int(index)
+
+    def _check_acknowledged(self, data: bytes) -> None:
+        """Entries up to the mark were on disk: ending below it is lost history, not a torn tail."""
+        last = self._entries[-1][1] if self._entries else 0
+        if not self.acknowledged or last >= self.acknowledged:
+            return
+        found = (
+            f"its intact records end at index {last} (offset {self._end})"
+            if self._entries
+            else "it holds no intact record"
+        )
+        rest = len(data) - self._end
+        raise ConsensusError(
+            f"Raft journal {self.path} lost acknowledged entries: it was durable up to index "
+            f"{self.acknowledged}, but {found}"
+            + (f", followed by {rest} unreadable bytes" if rest else " and the file ends there")
+            + " — it was truncated or damaged",
+            hint=f"this node may have acknowledged those entries to a leader, so it must not go "
+            f"on without them: stop it and run `{REPAIR}` (it moves the journal and the store "
+            "aside, never deleting them, and the node rebuilds from the swarm); the file is "
+            "left as found",
+        )
 
     def _foreign(self, offset: int) -> None:
         raise ConsensusError(
@@ -203,8 +273,7 @@ class CrcJournal(Journal):
             nxt = parsed[1]
         return True
 
-    def _scan(self, data: bytes) -> int:
-        offset = len(MAGIC)
+    def _scan(self, data: bytes, offset: int) -> int:
         while offset < len(data):
             parsed = self._parse_at(data, offset)
             if parsed is None:
@@ -237,11 +306,25 @@ class CrcJournal(Journal):
         return self._dirty
 
     def sync(self) -> None:
-        """One fdatasync for everything appended or truncated since the last one."""
+        """One fdatasync for everything appended or truncated since the last one.
+
+        The acknowledged-index mark of the previous sync is written first and rides on the
+        same fdatasync: it names entries already durable, so it never outruns the disk.
+        """
         if self._dirty and not self._closed:
+            self._write_mark()
             os.fdatasync(self._fd)
             self._dirty = False
             self.syncs += 1
+            self._durable = self._entries[-1][1] if self._entries else 0
+
+    def _write_mark(self, index: int | None = None) -> None:
+        """Put the mark (by default: what the last finished fdatasync covered) in the header."""
+        index = self._durable if index is None else index
+        if self.acknowledged is None or index == self.acknowledged:
+            return
+        os.pwrite(self._fd, _mark(index), len(MAGIC))
+        self.acknowledged = index
 
     def flush(self) -> None:
         self.sync()
@@ -277,7 +360,14 @@ class CrcJournal(Journal):
     def _truncate_at(self, position: int) -> None:
         if position >= len(self._entries):
             return
-        self._end = self._offsets[position] if position > 0 else len(MAGIC)
+        # Raft may drop entries it acknowledged (a new leader overwrites an uncommitted
+        # suffix): lower the mark durably before the cut can reach the disk.
+        last = self._entries[position - 1][1] if position > 0 else 0
+        if self.acknowledged is not None and self.acknowledged > last:
+            self._write_mark(last)
+            os.fdatasync(self._fd)
+        self._durable = min(self._durable, last)
+        self._end = self._offsets[position] if position > 0 else self._start
         del self._entries[position:]
         del self._offsets[position:]
         os.ftruncate(self._fd, self._end)
@@ -291,7 +381,12 @@ class CrcJournal(Journal):
         """Drop the first entries (log compaction); rewrites the file atomically."""
         keep = self._entries[slice(entryTo, None)]
         self.sync()
-        blob = bytearray(MAGIC)
+        # Everything kept is durable now, so the rewritten file is marked up to its end
+        # (a first-format journal takes the current format here).
+        self._durable = keep[-1][1] if keep else 0
+        self.acknowledged = self._durable
+        blob = bytearray(MAGIC + _mark(self._durable))
+        self._start = _START
         offsets = []
         for command, idx, term in keep:
             offsets.append(len(blob))
@@ -347,8 +442,12 @@ class CrcJournal(Journal):
         return self._voted_for
 
     def onOneSecondTimer(self) -> None:
-        if self._commit_index != self._meta_saved_commit and not self._closed:
-            self.sync()
+        if self._closed:
+            return
+        if self.acknowledged is not None and self.acknowledged != self._durable:
+            self._dirty = True  # the mark of the last burst: one fdatasync a second at most
+        self.sync()
+        if self._commit_index != self._meta_saved_commit:
             self._store_meta()
 
     def __enter__(self) -> CrcJournal:
