@@ -43,8 +43,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import struct
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,21 +50,22 @@ from typing import Any
 import msgpack
 from pysyncobj.journal import Journal
 
+from consensus._journal_scan import (
+    MAGIC,
+    MAGIC_V1,
+    REPAIR,
+    START,
+    Entry,
+    encode_record,
+    is_header_prefix,
+    mark_bytes,
+    scan,
+)
 from evolution.errors import ConsensusError
 
+__all__ = ["MAGIC", "MAGIC_V1", "REPAIR", "CrcJournal", "Entry", "atomic_write", "fsync_dir"]
+
 logger = logging.getLogger(__name__)
-
-#: The current format: magic, then the acknowledged-index mark, then records.
-MAGIC = b"TRSRJ\x00\x02\n"
-#: The first format: magic, then records (no mark); still read, rewritten on compaction.
-MAGIC_V1 = b"TRSRJ\x00\x01\n"
-_HEADER = struct.Struct("<II")
-_MARK = struct.Struct("<QII")
-_START = len(MAGIC) + _MARK.size  # where records begin in the current format
-REPAIR = "tars node repair --config <cluster.yml> --id <node>"
-_MAX_RECORD = 1 << 30
-
-Entry = tuple[bytes, int, int]
 
 
 def fsync_dir(path: Path) -> None:
@@ -76,16 +75,6 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _encode_record(command: bytes, idx: int, term: int) -> bytes:
-    payload = msgpack.packb([idx, term, command], use_bin_type=True)
-    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-
-
-def _mark(index: int) -> bytes:
-    raw = struct.pack("<Q", index)
-    return _MARK.pack(index, zlib.crc32(raw), 0)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -123,7 +112,7 @@ class CrcJournal(Journal):
         #: finished fdatasync made durable (what the next mark write records)
         self.acknowledged: int | None = 0
         self._durable = 0
-        self._start = _START
+        self._start = START
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._load_meta()
         self._fd = self._open_log()
@@ -163,26 +152,19 @@ class CrcJournal(Journal):
             if not fresh:
                 with open(fd, "rb", closefd=False) as f:
                     data = f.read()
-            self._start = _START
-            if data.startswith(MAGIC_V1):
-                self.acknowledged, self._start = None, len(MAGIC_V1)
-            elif len(data) < _START:
-                head = data[: len(MAGIC)]
-                if data and not (MAGIC.startswith(head) or MAGIC_V1.startswith(head)):
-                    self._foreign(0)
+            if len(data) < START and not data.startswith(MAGIC_V1):
+                if data and not is_header_prefix(data):
+                    scan(self.path, data)  # raises: not a TARS journal
                 # New file, or a crash before the header reached the disk: start clean.
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, MAGIC + _mark(0), 0)
+                os.pwrite(fd, MAGIC + mark_bytes(0), 0)
                 os.fsync(fd)
                 fsync_dir(self.path)
-                self._end = _START
+                self._end = START
                 return fd
-            elif data[: len(MAGIC)] != MAGIC:
-                self._foreign(0)
-            else:
-                self.acknowledged = self._read_mark(data)
-            self._end = self._scan(data, self._start)
-            self._check_acknowledged(data)
+            found = scan(self.path, data)
+            self._entries, self._offsets = found.entries, found.offsets
+            self._end, self._start, self.acknowledged = found.end, found.start, found.acknowledged
             self._durable = self._entries[-1][1] if self._entries else 0
             if self._end < len(data):
                 self.truncated_tail_bytes = len(data) - self._end
@@ -199,105 +181,6 @@ class CrcJournal(Journal):
         except BaseException:
             os.close(fd)
             raise
-
-    def _read_mark(self, data: bytes) -> int:
-        index, crc, _ = _MARK.unpack_from(data, len(MAGIC))
-        if zlib.crc32(struct.pack("<Q", index)) != crc:
-            raise ConsensusError(
-                f"Raft journal {self.path}: its acknowledged-index mark (offset {len(MAGIC)}) "
-                "fails its CRC, so which entries were acknowledged is unknown",
-                hint=f"the journal is damaged: stop the node and run `{REPAIR}` (it moves the "
-                "journal and the store aside and rebuilds them from the swarm)",
-            )
-        return int(index)
-
-    def _check_acknowledged(self, data: bytes) -> None:
-        """Entries up to the mark were on disk: ending below it is lost history, not a torn tail."""
-        last = self._entries[-1][1] if self._entries else 0
-        if not self.acknowledged or last >= self.acknowledged:
-            return
-        found = (
-            f"its intact records end at index {last} (offset {self._end})"
-            if self._entries
-            else "it holds no intact record"
-        )
-        rest = len(data) - self._end
-        raise ConsensusError(
-            f"Raft journal {self.path} lost acknowledged entries: it was durable up to index "
-            f"{self.acknowledged}, but {found}"
-            + (f", followed by {rest} unreadable bytes" if rest else " and the file ends there")
-            + " — it was truncated or damaged",
-            hint=f"this node may have acknowledged those entries to a leader, so it must not go "
-            f"on without them: stop it and run `{REPAIR}` (it moves the journal and the store "
-            "aside, never deleting them, and the node rebuilds from the swarm); the file is "
-            "left as found",
-        )
-
-    def _foreign(self, offset: int) -> None:
-        raise ConsensusError(
-            f"{self.path} is not a TARS Raft journal (bad magic at offset {offset})",
-            hint="point journal_path at a TARS journal, or at a new file",
-        )
-
-    def _parse_at(self, data: bytes, offset: int) -> tuple[Entry, int] | None:
-        """Decode the record at ``offset``; None if it is torn, short or fails its CRC."""
-        if offset + _HEADER.size > len(data):
-            return None
-        length, crc = _HEADER.unpack_from(data, offset)
-        start = offset + _HEADER.size
-        if length == 0 or length > _MAX_RECORD or start + length > len(data):
-            return None
-        payload = data[start : start + length]
-        if zlib.crc32(payload) != crc:
-            return None
-        try:
-            idx, term, command = msgpack.unpackb(payload, raw=False)
-        except Exception:
-            return None
-        if not (isinstance(idx, int) and isinstance(term, int) and isinstance(command, bytes)):
-            return None
-        return (command, idx, term), start + length
-
-    def _later_record_is_valid(self, data: bytes, offset: int) -> bool:
-        """Whether any well-formed record follows a bad one (then the damage is mid-file)."""
-        if offset + _HEADER.size > len(data):
-            return False
-        length, _crc = _HEADER.unpack_from(data, offset)
-        nxt = offset + _HEADER.size + length
-        if length == 0 or length > _MAX_RECORD or nxt >= len(data):
-            return False
-        while nxt < len(data):
-            parsed = self._parse_at(data, nxt)
-            if parsed is None:
-                return False
-            nxt = parsed[1]
-        return True
-
-    def _scan(self, data: bytes, offset: int) -> int:
-        while offset < len(data):
-            parsed = self._parse_at(data, offset)
-            if parsed is None:
-                if self._later_record_is_valid(data, offset):
-                    raise ConsensusError(
-                        f"Raft journal {self.path} is corrupt at offset {offset}: a record "
-                        "fails its length/CRC check but later records are intact",
-                        hint="acknowledged entries are damaged: move the journal (and its "
-                        ".meta) away and let this node catch up from its peers as a new "
-                        "member; keep the damaged file for inspection",
-                    )
-                return offset
-            entry, nxt = parsed
-            if self._entries and entry[1] != self._entries[-1][1] + 1:
-                raise ConsensusError(
-                    f"Raft journal {self.path} is inconsistent at offset {offset}: index "
-                    f"{entry[1]} follows {self._entries[-1][1]}",
-                    hint="the file was edited or mixed with another journal; move it away "
-                    "and let this node catch up from its peers",
-                )
-            self._entries.append(entry)
-            self._offsets.append(offset)
-            offset = nxt
-        return offset
 
     # ---- durability ------------------------------------------------------------------
 
@@ -323,7 +206,7 @@ class CrcJournal(Journal):
         index = self._durable if index is None else index
         if self.acknowledged is None or index == self.acknowledged:
             return
-        os.pwrite(self._fd, _mark(index), len(MAGIC))
+        os.pwrite(self._fd, mark_bytes(index), len(MAGIC))
         self.acknowledged = index
 
     def flush(self) -> None:
@@ -342,7 +225,7 @@ class CrcJournal(Journal):
 
     def add(self, command: bytes, idx: int, term: int) -> None:
         command = bytes(command)
-        record = _encode_record(command, idx, term)
+        record = encode_record(command, idx, term)
         written = os.pwrite(self._fd, record, self._end)
         if written != len(record):
             raise ConsensusError(
@@ -385,12 +268,12 @@ class CrcJournal(Journal):
         # (a first-format journal takes the current format here).
         self._durable = keep[-1][1] if keep else 0
         self.acknowledged = self._durable
-        blob = bytearray(MAGIC + _mark(self._durable))
-        self._start = _START
+        blob = bytearray(MAGIC + mark_bytes(self._durable))
+        self._start = START
         offsets = []
         for command, idx, term in keep:
             offsets.append(len(blob))
-            blob += _encode_record(command, idx, term)
+            blob += encode_record(command, idx, term)
         os.close(self._fd)
         atomic_write(self.path, bytes(blob))
         self._fd = os.open(self.path, os.O_RDWR)
