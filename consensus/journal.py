@@ -63,7 +63,16 @@ from consensus._journal_scan import (
 )
 from evolution.errors import ConsensusError
 
-__all__ = ["MAGIC", "MAGIC_V1", "REPAIR", "CrcJournal", "Entry", "atomic_write", "fsync_dir"]
+__all__ = [
+    "MAGIC",
+    "MAGIC_V1",
+    "REPAIR",
+    "CrcJournal",
+    "Entry",
+    "atomic_write",
+    "check_journal",
+    "fsync_dir",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -339,3 +348,15 @@ class CrcJournal(Journal):
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(OSError):
             self.close()
+
+
+def check_journal(path: Path, repair: str, who: str) -> None:
+    """Open and close the journal at ``path`` if there is one: damage raises before a node
+    listens, saying ``who`` refuses and naming ``repair`` (the node's own command line)."""
+    if not path.exists():
+        return
+    try:
+        CrcJournal(path).close()
+    except ConsensusError as exc:
+        hint = (exc.hint or "").replace(REPAIR, repair) or f"run `{repair}`"
+        raise ConsensusError(f"{who}: {exc}", hint=hint) from exc
