@@ -238,9 +238,7 @@ class SwarmNode:
         self.node.supervisor.start("validator", lambda: Validator.start(self.node.sandbox))
         self._stopped = False
 
-    # -- lifecycle --
-
-    # -- start-up: a node that finds its own store or journal damaged refuses to start --
+    # -- lifecycle (a node that finds its own store or journal damaged refuses to start) --
 
     def _open(self, cluster: ClusterConfig, node_id: str) -> Node:
         evolution = cluster.evolution

@@ -20,7 +20,7 @@ checked against the store (:meth:`GenomeStore.check`) — if the store is damage
 failure is local, and the node halts with the reason and the repair (``tars node
 repair``) while the other nodes apply the entry.  A malformed entry (``ConsensusError``:
 it does not decode or fails its checks) is the entry's on every node and stays skipped.
-``docs/consensus.md`` ("Skipped or halted") has the whole table.
+``docs/consensus.md`` ("Local damage: skipped or halted") has the whole table.
 """
 
 from __future__ import annotations
