@@ -34,10 +34,11 @@ from actors.validator import Validator
 from actors.voter import Votes
 from consensus import transfer
 from consensus.admin import Admin
-from consensus.applier import APPLY_BATCH, Applier, Clock
-from consensus.ledger import LedgerState
+from consensus.applier import APPLY_BATCH, Applier, Clock, GuardedLedgerState
+from consensus.journal import check_journal
+from consensus.ledger import LEDGER
 from events.store import GenomeStore
-from evolution.errors import UnknownGenomeError
+from evolution.errors import IntegrityError, StoreError, UnknownGenomeError
 from evolution.manifest import Manifest
 from evolution.policy import Policy
 from evolution.tree import Tree
@@ -176,18 +177,13 @@ class SwarmNode:
 
         self.cluster, self.id, self.clock = cluster, node_id, clock
         evolution = cluster.evolution
+        #: what this node's damage messages tell the user to run
+        self.repair = repair_command(cluster, node_id)
         self.transport = _transport(cluster, node_id)
-        self.node = Node(
-            NodeConfig(
-                node_id,
-                cluster.store_url(node_id),
-                cluster.state_dir(node_id),
-                incubators=evolution.incubators,
-                candidates_per_cycle=evolution.candidates_per_cycle,
-            )
-        )
+        self.node = self._open(cluster, node_id)
         self.store, stopping = self.node.store, self.node.stopping
-        self.state = LedgerState(self.store, cluster.ids)
+        self._check_store()
+        self.state = GuardedLedgerState(self.store, cluster.ids, check=self._store_check)
         self.engine = RaftEngine(
             node_id, self.transport, cluster.ids, cluster.journal_path(node_id), cluster.timers
         )
@@ -202,6 +198,7 @@ class SwarmNode:
             stopping,
             on_applied=lambda results: self.votes.after_apply(results),
             stage=self._set_stage,
+            repair=self.repair,
         )
         self.votes = Votes(
             node_id, self.store, self._validate, self.applier.propose, clock, stopping
@@ -241,10 +238,40 @@ class SwarmNode:
         self.node.supervisor.start("validator", lambda: Validator.start(self.node.sandbox))
         self._stopped = False
 
-    # -- lifecycle --
+    # -- lifecycle (a node that finds its own store or journal damaged refuses to start) --
+
+    def _open(self, cluster: ClusterConfig, node_id: str) -> Node:
+        evolution = cluster.evolution
+        spec = (cluster.store_url(node_id), cluster.state_dir(node_id))
+        try:
+            return Node(NodeConfig(node_id, *spec, incubators=evolution.incubators,
+                                   candidates_per_cycle=evolution.candidates_per_cycle))  # fmt: skip
+        except StoreError as exc:
+            hint = f"{exc.hint or 'check the store'}; if it is damaged, run `{self.repair}`"
+            raise type(exc)(f"{node_id} refuses to start: {exc}", hint=hint) from exc
+
+    def _store_check(self) -> object:
+        return self.store.check(store_mark(self.cluster, self.id), [LEDGER])
+
+    def _check_store(self) -> None:
+        """SQLite's quick_check and the hash chain from the last check (docs/event-store.md)."""
+        started = time.monotonic()
+        try:
+            found = self._store_check()
+        except StoreError as exc:
+            self.node.close()
+            raise (IntegrityError if isinstance(exc, IntegrityError) else StoreError)(
+                f"{self.id} refuses to start: its store {self.store.url} is damaged: {exc}",
+                hint=f"stop the node if it runs and run `{self.repair}`: it moves the store and "
+                "journal aside (never deleting them); the node rebuilds from the swarm",
+            ) from exc
+        log.info("%s: store checked in %.2f s: %s", self.id, time.monotonic() - started, found)
 
     def start(self) -> None:
         """Listen, join the ledger, then start voting and evolving; a taken port fails here."""
+        check_journal(
+            self.cluster.journal_path(self.id), self.repair, f"{self.id} refuses to start"
+        )
         self.transport.start()
         if self.state.applied_index == 0 and self.cluster.journal_path(self.id).exists():
             log.warning(
@@ -344,6 +371,16 @@ class SwarmNode:
             "skipped_entries": self.state.rejected_entries,
             "incubated_on_peers": self.spread.asked,
         }
+
+
+def repair_command(cluster: ClusterConfig, node_id: str) -> str:
+    """The `tars node repair` command line for this node of this cluster."""
+    return f"tars node repair --config {cluster.path} --id {node_id}"
+
+
+def store_mark(cluster: ClusterConfig, node_id: str) -> Path:
+    """Where the store's start-up check keeps what it verified (see events/verify.py)."""
+    return cluster.state_dir(node_id) / "store.verified"
 
 
 def _transport(cluster: ClusterConfig, node_id: str) -> Transport:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cli import cluster, evolve, log, node
+from cli import repair as _repair  # noqa: F401  (registers `tars node repair`)
 from cli.common import DEFAULT_STORE, PlainGroup, console, handle_errors, open_store
 from cli.log import resolve_version
 from evolution.errors import PolicyError

@@ -9,6 +9,18 @@ entries, and a store behind it fetches the state from a peer before going on.
 
 Whoever proposes an entry waits here until this node's store has applied it
 (:meth:`Applier.propose`), so the caller reads its own write.
+
+Local damage halts, it is never skipped.  :class:`LedgerState` skips an entry that fails
+(recording it as applied, the same way on every node), which is right only when the
+failure is the entry's: the same bytes fail the same way on every healthy store.  A node
+applies through :class:`GuardedLedgerState`, which asks first whether the failure could
+be this node's own (its store, its disk): a store or integrity error always is, and any
+other failure inside a handler (a domain refusal, a missing version, a ``KeyError``) is
+checked against the store (:meth:`GenomeStore.check`) — if the store is damaged the
+failure is local, and the node halts with the reason and the repair (``tars node
+repair``) while the other nodes apply the entry.  A malformed entry (``ConsensusError``:
+it does not decode or fails its checks) is the entry's on every node and stays skipped.
+``docs/consensus.md`` ("Local damage: skipped or halted") has the whole table.
 """
 
 from __future__ import annotations
@@ -17,14 +29,16 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from consensus import transfer
+from consensus._run import Run
 from consensus.interface import Committed, Snapshot
-from consensus.ledger import Applied, LedgerState
+from consensus.journal import REPAIR
+from consensus.ledger import LEDGER, Applied, LedgerState
 from events.store import GenomeStore
-from evolution.errors import ConsensusError
+from evolution.errors import ConsensusError, StoreError
 
 # The node's log lines keep the one logger name they had when all of this was node.py.
 log = logging.getLogger("tars.node")
@@ -35,6 +49,65 @@ Clock = Callable[[], float]
 
 #: Committed entries a node applies in one store transaction when it has a backlog.
 APPLY_BATCH = 256
+
+
+class LocalDamage(StoreError):
+    """An entry failed on this node for a reason of its own: halt, do not skip.
+
+    Raised out of :meth:`GuardedLedgerState.apply_batch` before anything of the entry is
+    recorded, so the entry is applied (not skipped) once the node is repaired.
+    """
+
+    def __init__(self, index: int, kind: str, reason: str) -> None:
+        super().__init__(f"ledger entry {index} ({kind}) failed on this node alone: {reason}")
+        self.index, self.kind, self.reason = index, kind, reason
+
+
+class GuardedLedgerState(LedgerState):
+    """The node's state machine: a failure that may be this node's own halts it.
+
+    ``check`` is the store's check (``GenomeStore.check`` with the node's mark); it raises
+    when the store is damaged.
+    """
+
+    def __init__(
+        self,
+        store: GenomeStore,
+        members: Sequence[str],
+        *,
+        check: Callable[[], object],
+        ledger: str = LEDGER,
+    ) -> None:
+        super().__init__(store, members, ledger=ledger)
+        self.check = check
+
+    def _skip(
+        self, run: Run, index: int, kind: str, genome: str | None, exc: BaseException
+    ) -> Applied:
+        reason = local_reason(exc, self.check)
+        if reason is not None:
+            raise LocalDamage(index, kind, reason) from exc
+        return super()._skip(run, index, kind, genome, exc)
+
+
+def local_reason(exc: BaseException, check: Callable[[], object]) -> str | None:
+    """Why a failed entry is this node's own fault, or None when it fails alike everywhere.
+
+    A store error (integrity, I/O, a read the database refused) is local by nature.  A
+    ``ConsensusError`` is the entry's: it does not decode, fails its checks, or contradicts
+    history every node shares.  Anything else (a domain refusal, a missing version or
+    genome, a decoding error inside a handler) is what a healthy store answers the same
+    everywhere and what a damaged one answers alone: the store is checked to tell.
+    """
+    if isinstance(exc, StoreError):
+        return str(exc)
+    if isinstance(exc, ConsensusError):
+        return None
+    try:
+        check()
+    except Exception as damage:
+        return f"{type(exc).__name__}: {exc}, and the store check found: {damage}"
+    return None
 
 
 class Ledger(Protocol):
@@ -66,6 +139,7 @@ class Applier:
         *,
         on_applied: Callable[[list[Applied]], None],
         stage: Callable[[str], None],
+        repair: str = REPAIR,
     ) -> None:
         self.id = node_id
         self.state = state
@@ -75,6 +149,8 @@ class Applier:
         self.stopping = stopping
         self.on_applied = on_applied
         self.stage = stage
+        #: the command that repairs this node, named when it halts
+        self.repair = repair
         self.counters: dict[str, int] = {"adopted": 0, "rejected": 0}
         #: why this node stopped applying the ledger (None while healthy)
         self.halted: str | None = None
@@ -205,14 +281,26 @@ class Applier:
             try:
                 results = self.state.apply_batch([(c.index, c.data) for c in batch])
             except Exception as exc:
-                self.halted = (
-                    f"applying ledger entries {batch[0].index}–{batch[-1].index} failed: {exc}"
-                )
-                log.critical(
-                    "%s: %s; this node stops applying until it is restarted", self.id, self.halted
-                )
+                self._halt(batch, exc)
                 continue
             self._after_apply(results, batch[-1].index)
+
+    def _halt(self, batch: list[Committed], exc: Exception) -> None:
+        """Fail-stop: nothing after the failed entry is applied until the node is restarted."""
+        where = f"applying ledger entries {batch[0].index}–{batch[-1].index} failed"
+        if isinstance(exc, LocalDamage):
+            self.halted = (
+                f"{where}: {exc}. It is not skipped: the other nodes apply it, so this node "
+                f"stops applying until it is repaired: stop it and run `{self.repair}`"
+            )
+        else:
+            hint = getattr(exc, "hint", None)
+            self.halted = (
+                f"{where}: {exc}" + (f" ({hint})" if hint else "") + "; fix the cause and restart "
+                f"the node — if its store or journal is damaged, stop it and run `{self.repair}`"
+            )
+        log.critical("%s: %s", self.id, self.halted)
+        self.stage("halted")
 
     def _after_apply(self, results: list[Applied], upto: int) -> None:
         with self._changed:

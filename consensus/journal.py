@@ -5,7 +5,8 @@ meta file (term, vote) is a pickle.  A Raft node that acknowledges an entry it h
 made durable can lose a committed entry when a majority crashes, so this journal
 replaces it:
 
-* ``<path>`` — an 8-byte magic, then append-only records
+* ``<path>`` — an 8-byte magic, a 16-byte acknowledged-index mark (below), then
+  append-only records
   ``<u32 length><u32 crc32(payload)><payload>`` where payload is msgpack
   ``[idx, term, command]``.  Writes go straight to the file descriptor; :meth:`sync`
   makes everything appended (or truncated) since the last sync durable with one
@@ -23,6 +24,18 @@ Opening a journal checks every record.  A torn tail (a crash in the middle of an
 that was never acknowledged) is truncated with a warning; a bad record followed by good
 ones is damage to acknowledged history and raises :class:`ConsensusError` naming the
 file and the offset.
+
+The acknowledged-index mark (``<u64 index><u32 crc32><u32 0>`` after the magic) tells
+the two apart when the damage is a cut: it holds the last index that a finished
+``fdatasync`` made durable, so every entry up to it may have been acknowledged to a
+leader.  It is written in place and rides on the next ``fdatasync`` (the one that
+:meth:`sync` pays anyway, or the one-second timer's), so it never names an entry that is
+not on disk and costs no extra fsync on the commit path; a truncation lowers it durably
+first.  A journal whose intact records end below its mark lost acknowledged entries:
+opening it raises, naming the file, the mark and what was found, instead of truncating
+it as a torn tail.  The window the mark does not cover is the last burst before a crash
+(at most a second of entries).  Journals of the first format (``MAGIC_V1``, no mark) are
+read as before and get the mark when compaction next rewrites them.
 """
 
 from __future__ import annotations
@@ -30,8 +43,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import struct
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,15 +50,31 @@ from typing import Any
 import msgpack
 from pysyncobj.journal import Journal
 
+from consensus._journal_scan import (
+    MAGIC,
+    MAGIC_V1,
+    REPAIR,
+    START,
+    Entry,
+    encode_record,
+    is_header_prefix,
+    mark_bytes,
+    scan,
+)
 from evolution.errors import ConsensusError
 
+__all__ = [
+    "MAGIC",
+    "MAGIC_V1",
+    "REPAIR",
+    "CrcJournal",
+    "Entry",
+    "atomic_write",
+    "check_journal",
+    "fsync_dir",
+]
+
 logger = logging.getLogger(__name__)
-
-MAGIC = b"TRSRJ\x00\x01\n"
-_HEADER = struct.Struct("<II")
-_MAX_RECORD = 1 << 30
-
-Entry = tuple[bytes, int, int]
 
 
 def fsync_dir(path: Path) -> None:
@@ -57,11 +84,6 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _encode_record(command: bytes, idx: int, term: int) -> bytes:
-    payload = msgpack.packb([idx, term, command], use_bin_type=True)
-    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -95,6 +117,11 @@ class CrcJournal(Journal):
         self._closed = False
         self.syncs = 0
         self.truncated_tail_bytes = 0
+        #: the mark on disk (None: a first-format journal), and the last index that a
+        #: finished fdatasync made durable (what the next mark write records)
+        self.acknowledged: int | None = 0
+        self._durable = 0
+        self._start = START
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._load_meta()
         self._fd = self._open_log()
@@ -134,19 +161,20 @@ class CrcJournal(Journal):
             if not fresh:
                 with open(fd, "rb", closefd=False) as f:
                     data = f.read()
-            if len(data) < len(MAGIC):
-                if data and not MAGIC.startswith(data):
-                    self._foreign(0)
+            if len(data) < START and not data.startswith(MAGIC_V1):
+                if data and not is_header_prefix(data):
+                    scan(self.path, data)  # raises: not a TARS journal
                 # New file, or a crash before the header reached the disk: start clean.
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, MAGIC, 0)
+                os.pwrite(fd, MAGIC + mark_bytes(0), 0)
                 os.fsync(fd)
                 fsync_dir(self.path)
-                self._end = len(MAGIC)
+                self._end = START
                 return fd
-            if data[: len(MAGIC)] != MAGIC:
-                self._foreign(0)
-            self._end = self._scan(data)
+            found = scan(self.path, data)
+            self._entries, self._offsets = found.entries, found.offsets
+            self._end, self._start, self.acknowledged = found.end, found.start, found.acknowledged
+            self._durable = self._entries[-1][1] if self._entries else 0
             if self._end < len(data):
                 self.truncated_tail_bytes = len(data) - self._end
                 logger.warning(
@@ -163,73 +191,6 @@ class CrcJournal(Journal):
             os.close(fd)
             raise
 
-    def _foreign(self, offset: int) -> None:
-        raise ConsensusError(
-            f"{self.path} is not a TARS Raft journal (bad magic at offset {offset})",
-            hint="point journal_path at a TARS journal, or at a new file",
-        )
-
-    def _parse_at(self, data: bytes, offset: int) -> tuple[Entry, int] | None:
-        """Decode the record at ``offset``; None if it is torn, short or fails its CRC."""
-        if offset + _HEADER.size > len(data):
-            return None
-        length, crc = _HEADER.unpack_from(data, offset)
-        start = offset + _HEADER.size
-        if length == 0 or length > _MAX_RECORD or start + length > len(data):
-            return None
-        payload = data[start : start + length]
-        if zlib.crc32(payload) != crc:
-            return None
-        try:
-            idx, term, command = msgpack.unpackb(payload, raw=False)
-        except Exception:
-            return None
-        if not (isinstance(idx, int) and isinstance(term, int) and isinstance(command, bytes)):
-            return None
-        return (command, idx, term), start + length
-
-    def _later_record_is_valid(self, data: bytes, offset: int) -> bool:
-        """Whether any well-formed record follows a bad one (then the damage is mid-file)."""
-        if offset + _HEADER.size > len(data):
-            return False
-        length, _crc = _HEADER.unpack_from(data, offset)
-        nxt = offset + _HEADER.size + length
-        if length == 0 or length > _MAX_RECORD or nxt >= len(data):
-            return False
-        while nxt < len(data):
-            parsed = self._parse_at(data, nxt)
-            if parsed is None:
-                return False
-            nxt = parsed[1]
-        return True
-
-    def _scan(self, data: bytes) -> int:
-        offset = len(MAGIC)
-        while offset < len(data):
-            parsed = self._parse_at(data, offset)
-            if parsed is None:
-                if self._later_record_is_valid(data, offset):
-                    raise ConsensusError(
-                        f"Raft journal {self.path} is corrupt at offset {offset}: a record "
-                        "fails its length/CRC check but later records are intact",
-                        hint="acknowledged entries are damaged: move the journal (and its "
-                        ".meta) away and let this node catch up from its peers as a new "
-                        "member; keep the damaged file for inspection",
-                    )
-                return offset
-            entry, nxt = parsed
-            if self._entries and entry[1] != self._entries[-1][1] + 1:
-                raise ConsensusError(
-                    f"Raft journal {self.path} is inconsistent at offset {offset}: index "
-                    f"{entry[1]} follows {self._entries[-1][1]}",
-                    hint="the file was edited or mixed with another journal; move it away "
-                    "and let this node catch up from its peers",
-                )
-            self._entries.append(entry)
-            self._offsets.append(offset)
-            offset = nxt
-        return offset
-
     # ---- durability ------------------------------------------------------------------
 
     @property
@@ -237,11 +198,25 @@ class CrcJournal(Journal):
         return self._dirty
 
     def sync(self) -> None:
-        """One fdatasync for everything appended or truncated since the last one."""
+        """One fdatasync for everything appended or truncated since the last one.
+
+        The acknowledged-index mark of the previous sync is written first and rides on the
+        same fdatasync: it names entries already durable, so it never outruns the disk.
+        """
         if self._dirty and not self._closed:
+            self._write_mark()
             os.fdatasync(self._fd)
             self._dirty = False
             self.syncs += 1
+            self._durable = self._entries[-1][1] if self._entries else 0
+
+    def _write_mark(self, index: int | None = None) -> None:
+        """Put the mark (by default: what the last finished fdatasync covered) in the header."""
+        index = self._durable if index is None else index
+        if self.acknowledged is None or index == self.acknowledged:
+            return
+        os.pwrite(self._fd, mark_bytes(index), len(MAGIC))
+        self.acknowledged = index
 
     def flush(self) -> None:
         self.sync()
@@ -259,7 +234,7 @@ class CrcJournal(Journal):
 
     def add(self, command: bytes, idx: int, term: int) -> None:
         command = bytes(command)
-        record = _encode_record(command, idx, term)
+        record = encode_record(command, idx, term)
         written = os.pwrite(self._fd, record, self._end)
         if written != len(record):
             raise ConsensusError(
@@ -277,7 +252,14 @@ class CrcJournal(Journal):
     def _truncate_at(self, position: int) -> None:
         if position >= len(self._entries):
             return
-        self._end = self._offsets[position] if position > 0 else len(MAGIC)
+        # Raft may drop entries it acknowledged (a new leader overwrites an uncommitted
+        # suffix): lower the mark durably before the cut can reach the disk.
+        last = self._entries[position - 1][1] if position > 0 else 0
+        if self.acknowledged is not None and self.acknowledged > last:
+            self._write_mark(last)
+            os.fdatasync(self._fd)
+        self._durable = min(self._durable, last)
+        self._end = self._offsets[position] if position > 0 else self._start
         del self._entries[position:]
         del self._offsets[position:]
         os.ftruncate(self._fd, self._end)
@@ -291,11 +273,16 @@ class CrcJournal(Journal):
         """Drop the first entries (log compaction); rewrites the file atomically."""
         keep = self._entries[slice(entryTo, None)]
         self.sync()
-        blob = bytearray(MAGIC)
+        # Everything kept is durable now, so the rewritten file is marked up to its end
+        # (a first-format journal takes the current format here).
+        self._durable = keep[-1][1] if keep else 0
+        self.acknowledged = self._durable
+        blob = bytearray(MAGIC + mark_bytes(self._durable))
+        self._start = START
         offsets = []
         for command, idx, term in keep:
             offsets.append(len(blob))
-            blob += _encode_record(command, idx, term)
+            blob += encode_record(command, idx, term)
         os.close(self._fd)
         atomic_write(self.path, bytes(blob))
         self._fd = os.open(self.path, os.O_RDWR)
@@ -347,8 +334,12 @@ class CrcJournal(Journal):
         return self._voted_for
 
     def onOneSecondTimer(self) -> None:
-        if self._commit_index != self._meta_saved_commit and not self._closed:
-            self.sync()
+        if self._closed:
+            return
+        if self.acknowledged is not None and self.acknowledged != self._durable:
+            self._dirty = True  # the mark of the last burst: one fdatasync a second at most
+        self.sync()
+        if self._commit_index != self._meta_saved_commit:
             self._store_meta()
 
     def __enter__(self) -> CrcJournal:
@@ -357,3 +348,15 @@ class CrcJournal(Journal):
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(OSError):
             self.close()
+
+
+def check_journal(path: Path, repair: str, who: str) -> None:
+    """Open and close the journal at ``path`` if there is one: damage raises before a node
+    listens, saying ``who`` refuses and naming ``repair`` (the node's own command line)."""
+    if not path.exists():
+        return
+    try:
+        CrcJournal(path).close()
+    except ConsensusError as exc:
+        hint = (exc.hint or "").replace(REPAIR, repair) or f"run `{repair}`"
+        raise ConsensusError(f"{who}: {exc}", hint=hint) from exc

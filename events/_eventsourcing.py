@@ -68,6 +68,7 @@ __all__ = [
     "WriteConflict",
     "create_aggregate",
     "raw_notifications",
+    "sqlite_quick_check",
     "topic_of",
     "translated",
 ]
@@ -257,3 +258,22 @@ _RAW_READERS: dict[type, Callable[..., list[RawRow]]] = {
     SQLiteApplicationRecorder: _sqlite_rows,
     SQLiteProcessRecorder: _sqlite_rows,
 }
+
+
+def sqlite_quick_check(recorder: object) -> list[str] | None:
+    """SQLite's ``PRAGMA quick_check`` of the store's file: ``["ok"]`` when it is sound, else
+    what SQLite found (an error opening a page is a finding too); None for other backends.
+
+    It reads every page and B-tree and checks each record's format, in about 0.1 s for
+    100,000 events; it does not see a changed byte inside a stored value, which is what the
+    hash chain is for.
+    """
+    if not isinstance(recorder, SQLiteApplicationRecorder):
+        return None
+    try:
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.sqlite_cursor.row_factory = None
+            cursor.execute("PRAGMA quick_check")
+            return [str(row[0]) for row in cursor.fetchall()]
+    except Exception as exc:  # SQLite refuses a page it cannot read: that is the finding
+        return [f"{type(exc).__name__}: {exc}"]

@@ -22,6 +22,7 @@ import copy
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TypeVar
 
 from events._eventsourcing import Tracking, WriteConflict, translated
@@ -33,7 +34,7 @@ from events.listing import LogReader, LogRow
 from events.names import PAGE, GenomeNames
 from events.records import Adoption, CandidateRecord, Head, Held, LogEntry, VerifyReport
 from events.transfer import EXPORT_PAGE, IMPORTABLE_TOPICS, Transfer
-from events.verify import verify
+from events.verify import StoreCheck, check, verify
 from events.versions import VersionIndex
 from events.writer import RETRIES, WRITE_HINT, LineageWriter
 from evolution.errors import GenomeError, StoreError, TarsError, UnknownGenomeError
@@ -53,6 +54,7 @@ __all__ = [
     "Held",
     "LogEntry",
     "LogRow",
+    "StoreCheck",
     "VerifyReport",
     "_VERSION_FIELDS",
 ]
@@ -357,3 +359,14 @@ class GenomeStore:
     def verify(self) -> VerifyReport:
         """Recompute every chain from the raw stored rows; raise naming the first bad event."""
         return verify(self._app, self._names, self._log)
+
+    def check(self, mark: Path | None = None, ledgers: Sequence[str] = ()) -> StoreCheck:
+        """The start-up check: SQLite's quick_check, then the hash chain from the last check.
+
+        ``mark`` is the file where the last check left what it verified (see
+        :mod:`events.verify`), so a node's start stays fast as history grows; without one
+        the whole chain is walked.  The applied index of each of ``ledgers`` must not go
+        back.  Damage raises :class:`IntegrityError` naming what is wrong; a sound store gets
+        a new mark.
+        """
+        return check(self._app, self._names, self._log, self.url, mark, ledgers)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pysyncobj.journal import MemoryJournal
 
-from consensus.journal import MAGIC, CrcJournal
+from consensus.journal import MAGIC, MAGIC_V1, CrcJournal
 from evolution.errors import ConsensusError
 
 PICKLE_HEADERS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
@@ -224,3 +226,151 @@ def test_matches_memory_journal(
     finally:
         journal.close()
     assert not [n for n in os.listdir(path.parent) if n.endswith(".tmp")]
+
+
+# ---- the acknowledged-index mark: a cut that loses acknowledged entries is an error -----
+
+
+def acknowledged_journal(path: Path, count: int) -> list[int]:
+    """``count`` entries appended and synced in bursts, then a one-second tick: all marked."""
+    with CrcJournal(path) as journal:
+        for start in range(1, count + 1, 10):
+            fill(journal, min(10, count + 1 - start), start=start)
+            journal.sync()
+        journal.onOneSecondTimer()
+        assert journal.acknowledged == count
+        return list(journal._offsets)
+
+
+def test_a_journal_cut_mid_file_is_an_error_not_a_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "raft.journal"
+    offsets = acknowledged_journal(path, 40)
+    cut = offsets[20] + 7  # in the middle of record 21: it looks just like a torn append
+    data = path.read_bytes()
+    path.write_bytes(data[:cut])
+    with pytest.raises(ConsensusError) as err:
+        CrcJournal(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert "up to index 40" in message  # the last acknowledged index
+    assert "end at index 20" in message and f"offset {offsets[20]}" in message  # what was found
+    assert "tars node repair" in (err.value.hint or "")
+    assert path.read_bytes() == data[:cut], "the damaged file is left as found"
+
+
+def test_a_journal_cut_at_a_record_boundary_is_an_error_too(tmp_path: Path) -> None:
+    path = tmp_path / "raft.journal"
+    offsets = acknowledged_journal(path, 12)
+    path.write_bytes(path.read_bytes()[: offsets[5]])
+    with pytest.raises(ConsensusError, match="up to index 12.*end at index 5"):
+        CrcJournal(path)
+
+
+def test_a_journal_cut_to_its_header_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "raft.journal"
+    offsets = acknowledged_journal(path, 3)
+    path.write_bytes(path.read_bytes()[: offsets[0]])
+    with pytest.raises(ConsensusError, match="holds no intact record"):
+        CrcJournal(path)
+
+
+def test_an_unacknowledged_torn_last_record_still_recovers(tmp_path: Path) -> None:
+    """Entries appended after the last finished fdatasync were never acknowledged."""
+    path = tmp_path / "raft.journal"
+    acknowledged_journal(path, 10)
+    with CrcJournal(path) as journal:
+        fill(journal, 1, start=11)  # appended, never synced: the node crashed mid-append
+        torn_at = journal._offsets[-1]
+        journal._closed = True  # a crash: no close-time sync
+        os.close(journal._fd)
+    data = path.read_bytes()
+    path.write_bytes(data[: torn_at + 5])
+    with CrcJournal(path) as again:
+        assert [e[1] for e in again] == list(range(1, 11))
+        assert again.truncated_tail_bytes == 5
+        assert again.acknowledged == 10
+
+
+def test_the_mark_never_names_an_entry_that_was_not_synced(tmp_path: Path) -> None:
+    path = tmp_path / "raft.journal"
+    with CrcJournal(path) as journal:
+        fill(journal, 5)
+        assert journal.acknowledged == 0
+        journal.sync()  # entries 1-5 durable; the mark follows with the next fdatasync
+        assert journal.acknowledged == 0
+        fill(journal, 5, start=6)
+        journal.sync()
+        assert journal.acknowledged == 5
+        journal.onOneSecondTimer()
+        assert journal.acknowledged == 10
+        syncs = journal.syncs
+        journal.onOneSecondTimer()  # nothing new: no fsync
+        assert journal.syncs == syncs
+
+
+def test_raft_dropping_acknowledged_entries_lowers_the_mark(tmp_path: Path) -> None:
+    """A new leader may overwrite an acknowledged but uncommitted suffix: not damage."""
+    path = tmp_path / "raft.journal"
+    acknowledged_journal(path, 10)
+    with CrcJournal(path) as journal:
+        journal.deleteEntriesFrom(6)
+        assert journal.acknowledged == 6
+    with CrcJournal(path) as again:
+        assert [e[1] for e in again] == list(range(1, 7))
+        again.add(b"Tnew", 7, 2)
+        again.sync()
+    with CrcJournal(path) as third:
+        assert third[-1] == (b"Tnew", 7, 2)
+
+
+def test_compaction_rewrites_with_the_mark(tmp_path: Path) -> None:
+    path = tmp_path / "raft.journal"
+    acknowledged_journal(path, 10)
+    with CrcJournal(path) as journal:
+        journal.deleteEntriesTo(4)
+        assert journal.acknowledged == 10
+        offsets = list(journal._offsets)
+    path.write_bytes(path.read_bytes()[: offsets[2] + 3])
+    with pytest.raises(ConsensusError, match="up to index 10.*end at index 6"):
+        CrcJournal(path)
+
+
+def test_a_damaged_mark_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "raft.journal"
+    acknowledged_journal(path, 3)
+    data = bytearray(path.read_bytes())
+    data[len(MAGIC)] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ConsensusError, match="mark"):
+        CrcJournal(path)
+
+
+def v1_journal(path: Path, count: int) -> list[int]:
+    """A journal in the first format (no mark), as TARS wrote it before the mark."""
+    blob = bytearray(MAGIC_V1)
+    offsets = []
+    for idx in range(1, count + 1):
+        offsets.append(len(blob))
+        payload = msgpack.packb([idx, 1, b"T" + f"entry-{idx}".encode()], use_bin_type=True)
+        blob += struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+    path.write_bytes(bytes(blob))
+    return offsets
+
+
+def test_a_journal_without_the_mark_reads_and_recovers_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "raft.journal"
+    offsets = v1_journal(path, 8)
+    path.write_bytes(path.read_bytes()[: offsets[5] + 6])  # cut: a torn tail, as before
+    with CrcJournal(path) as journal:
+        assert journal.acknowledged is None
+        assert [e[1] for e in journal] == [1, 2, 3, 4, 5]
+        assert journal.truncated_tail_bytes == 6
+        journal.add(b"T6", 6, 1)
+        journal.sync()
+    assert path.read_bytes().startswith(MAGIC_V1)
+    with CrcJournal(path) as again:
+        assert [e[1] for e in again] == [1, 2, 3, 4, 5, 6]
+        again.deleteEntriesTo(2)  # compaction rewrites it in the current format, marked
+    assert path.read_bytes().startswith(MAGIC)
+    with CrcJournal(path) as third:
+        assert third.acknowledged == 6 and [e[1] for e in third] == [3, 4, 5, 6]
