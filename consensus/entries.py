@@ -227,6 +227,45 @@ def parse(raw: Mapping[str, Any]) -> Entry:
     return cls(**values)
 
 
+class Incoming(NamedTuple):
+    """A committed entry as the applier first sees it (see :func:`incoming`)."""
+
+    #: the checked entry, or None when it is still to be parsed (or is a re-delivery)
+    entry: Entry | None
+    #: the decoded map where the reference path read it (else empty)
+    raw: Mapping[str, Any]
+    kind: str
+    genome: str | None
+
+
+def incoming(data: bytes, *, again: bool) -> Incoming:
+    """What the applier needs of an entry's bytes, read as cheaply as it allows.
+
+    A well-formed entry takes the fast path (msgspec, :mod:`consensus._msgspec`); a
+    re-delivered one (``again``) needs only its type and genome, unless it changes the
+    member list, which is rebuilt from re-deliveries too; anything else takes the
+    reference path, which can name what is wrong.  Bytes that are not a map with a
+    ``type`` raise :class:`ConsensusError`; a ``members`` entry that fails its checks
+    comes back with no entry (it is reported once it is known not to be a re-delivery).
+    """
+    head = peek(data)
+    if head is not None and (head[0] == "members" or not again):
+        entry = fast_decode(data)
+        if entry is not None:
+            return Incoming(entry, {}, kind_of(entry), getattr(entry, "genome", None))
+    if head is not None and again and head[0] != "members":
+        return Incoming(None, {}, *head)
+    raw = read_map(data)
+    genome = raw.get("genome") if isinstance(raw.get("genome"), str) else None
+    members = None
+    if raw["type"] == "members":
+        try:
+            members = parse(raw)
+        except ConsensusError:
+            members = None
+    return Incoming(members, raw, raw["type"], genome)
+
+
 def decode(data: bytes) -> Entry:
     """Bytes as a typed entry, or a :class:`ConsensusError` (never any other exception)."""
     entry = fast_decode(data)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -36,11 +36,9 @@ from consensus.entries import (
     Rollback,
     Vote,
     cycle_entry,
-    fast_decode,
-    kind_of,
+    incoming,
     members_entry,
     parse,
-    peek,
     proposal_id,
     read_map,
     register_entry,
@@ -198,27 +196,11 @@ class LedgerState:
         return stored
 
     def _apply_one(self, run: Run, index: int, data: bytes) -> Applied:
-        # The fast path (msgspec, consensus/_msgspec.py) answers for well-formed entries;
-        # anything else takes the reference path, which names what is wrong for the skip.
         again = index <= max(run.applied, run.last_index)
-        head = peek(data)
-        entry: Entry | None = None
-        raw: Mapping[str, Any] = {}
-        if head is not None and (head[0] == "members" or not again):
-            entry = fast_decode(data)
-        if entry is not None:
-            kind, genome = kind_of(entry), getattr(entry, "genome", None)
-        elif head is not None and again and head[0] != "members":
-            kind, genome = head
-        else:
-            try:
-                raw = read_map(data)
-            except ConsensusError as exc:
-                return self._skip(run, index, "?", None, exc)
-            kind = raw["type"]
-            genome = raw.get("genome") if isinstance(raw.get("genome"), str) else None
-            if kind == "members":
-                entry = self._parse(raw)
+        try:
+            entry, raw, kind, genome = incoming(data, again=again)
+        except ConsensusError as exc:
+            return self._skip(run, index, "?", None, exc)
         if isinstance(entry, Members):  # the member list is rebuilt from re-deliveries too
             self.members = sorted(set(entry.members)) or self.members
             self._member_changes.append((index, self.members))
@@ -251,13 +233,6 @@ class LedgerState:
         logger.warning("ledger entry %d (%s) skipped on every node: %s", index, kind, exc)
         run.last_index = index
         return Applied(index, kind, genome, False, {}, {})
-
-    @staticmethod
-    def _parse(raw: Mapping[str, Any]) -> Entry | None:
-        try:
-            return parse(raw)
-        except ConsensusError:
-            return None  # reported (and skipped) once it is known not to be a re-delivery
 
     def _handle(self, run: Run, entry: Entry) -> dict[str, str]:
         """Trigger the entry's events on the run's lineages; the proposals it decided."""
