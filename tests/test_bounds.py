@@ -309,3 +309,17 @@ def test_a_removed_peer_keeps_its_refusals_counted(nodes: Swarm) -> None:
     b.remove_peer("a")
     wait_until(lambda: b.stats()["reorder_bytes"] == 0, "the peer's streams to go")
     assert b.stats()["dropped_reorder_bytes"] == 4
+
+
+def test_replies_a_requester_does_not_read_are_bounded(nodes: Swarm) -> None:
+    b = nodes.transport("b", ["a", "c"])
+    c = nodes.transport("c", ["b"])
+    b.serve("big", lambda sender, body: bytes(256 * KIB), inline=True)
+    sock = nodes.raw_dealer("b", nodes.keys["a"])  # member a, never reading its replies
+    sock.rcvhwm = 1
+    for req_id in range(1, 301):
+        sock.send(pack("req", "big", req_id, None))
+    # Past what the sockets and the kernel hold, b refuses replies instead of queueing
+    # up to queue_limit of them (10,000 x 256 KiB here), and counts them.
+    wait_until(lambda: b.stats()["dropped_replies"] > 0, "refused replies")
+    assert len(c.request("b", "big", None)) == 256 * KIB  # others are served all the same

@@ -55,6 +55,7 @@ _COUNTERS = (
     "dropped_backlog_bytes",  # frames a link's backlog refused for its byte bound
     "dropped_unacked_bytes",  # send_reliable calls refused for the unacked byte bound
     "dropped_request_bytes",  # requests refused because the worker queue's bytes were full
+    "dropped_replies",  # replies to a connection holding _REPLY_HWM unread ones, or gone
 )
 _GAUGES = (
     # Bytes held now in the buffers a peer can make grow (docs/transport.md):

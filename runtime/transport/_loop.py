@@ -260,4 +260,4 @@ class _IoLoop(_Receiving):
                     self._drop_orphan(next(iter(self._orphans)))
         self._io_sent += sent  # this thread's own counter (see _drain_router)
         if dropped:
-            self._bump("dropped_queue_full", dropped)
+            self._bump("dropped_replies", dropped)

@@ -59,8 +59,8 @@ class _Serving(_Requests):
             _zsend(router, rid, _MORE_NOBLOCK)
             _zsend(router, reply, _NOBLOCK)
             self._io_sent += 1  # this thread's own counter (see _drain_router)
-        except zmq.ZMQError:
-            self._bump("dropped_queue_full")
+        except zmq.ZMQError:  # the requester's connection is full of unread replies, or gone
+            self._bump("dropped_replies")
 
     def _on_request(
         self,
@@ -135,8 +135,8 @@ class _Serving(_Requests):
                 _zsend(self._router, rid, _MORE_NOBLOCK)
                 _zsend(self._router, payload, _NOBLOCK)
                 self._bump("sent")
-            except zmq.ZMQError:
-                self._bump("dropped_queue_full")
+            except zmq.ZMQError:  # the requester's connection is full of unread replies, or gone
+                self._bump("dropped_replies")
             return
         self._outbox.append((_OP_REPLY, rid, payload))
         if not self._wake_pending:
