@@ -221,9 +221,10 @@ class _Links(_Counters):
             if len(backlog) >= self._queue_limit:
                 return False
         if backlog and 2 * (link.backlog_bytes + len(payload)) > link.max_bytes:
-            self._flush(link)  # full in bytes: one more try before refusing the frame
-            if backlog and 2 * (link.backlog_bytes + len(payload)) > link.max_bytes:
-                return False  # the caller counts it (dropped_backlog_bytes)
+            # Full in bytes: refused at once.  A flush here would join a whole batch
+            # for every refused frame while the peer takes nothing; the I/O thread
+            # retries the backlog every few milliseconds anyway.
+            return False  # the caller counts it (dropped_backlog_bytes)
         backlog.append(payload)
         link.backlog_bytes += len(payload)
         if len(backlog) == 1:

@@ -54,14 +54,13 @@ class _Sending(_Reliable):
                     link.backlog_bytes = len(frame)
                     self._kick()  # the I/O thread retries until the backlog is gone
                     return True
-            else:  # _enqueue, inlined (the byte bound out of line: one-way frames, half)
+            else:  # _enqueue, inlined
                 if len(backlog) >= self._queue_limit:
                     self._flush(link)  # full: one more try before refusing the frame
-                size = len(frame)
-                if 2 * (link.backlog_bytes + size) > link.max_bytes and backlog:
-                    if self._enqueue(link, frame):  # flushes once more before refusing
-                        return True
-                elif len(backlog) < self._queue_limit:
+                size = len(frame)  # full in bytes: refused without a flush (see _enqueue)
+                if len(backlog) < self._queue_limit and (
+                    2 * (link.backlog_bytes + size) <= link.max_bytes or not backlog
+                ):
                     backlog.append(frame)
                     link.backlog_bytes += size
                     if len(backlog) >= link.flush_at:
