@@ -2,7 +2,9 @@
 
 Rows are plain dicts (``--json`` prints them as they are); the table and the summary
 only render them.  rich's table is imported when drawn: every `tars` run imports the
-command modules.
+command modules.  Every kind of frame a node dropped is named under the table (one line
+per node that dropped any), so a peer pushing against the transport's bounds shows here
+rather than only as a counter in ``--json``.
 """
 
 from __future__ import annotations
@@ -111,6 +113,53 @@ def status_table(config: ClusterConfig, rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+# Drop kinds that mean a peer sent more than a bound lets a node hold (docs/transport.md,
+# "Bounded peers"): worth a warning even when the rest of the swarm looks healthy.
+BOUND_DROPS = (
+    "dropped_reorder",
+    "dropped_reorder_bytes",
+    "dropped_backlog_bytes",
+    "dropped_unacked_bytes",
+    "dropped_request_bytes",
+)
+
+
+def drop_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per answering node that dropped frames: every drop kind it counted."""
+    lines = []
+    for row in rows:
+        counters = row.get("counters") or {}
+        if not row.get("up") or not isinstance(counters, dict):
+            continue
+        drops = {
+            str(name)[len("dropped_") :]: value
+            for name, value in sorted(counters.items())
+            if str(name).startswith("dropped_") and isinstance(value, int) and value > 0
+        }
+        if drops:
+            shown = ", ".join(f"{kind} {value}" for kind, value in drops.items())
+            lines.append(f"{row['node']} dropped frames: {shown}")
+    return lines
+
+
+def bound_warning(rows: list[dict[str, Any]]) -> str | None:
+    """The warning when a node refused frames for a per-peer bound, naming the nodes."""
+    nodes = [
+        str(row["node"])
+        for row in rows
+        if row.get("up")
+        and isinstance(row.get("counters"), dict)
+        and any(_int(row["counters"].get(name)) > 0 for name in BOUND_DROPS)
+    ]
+    if not nodes:
+        return None
+    return (
+        f"{', '.join(nodes)} refused frames at a per-peer bound "
+        "(reorder, backlog, unacked or request bytes): a peer sent more than the node "
+        'holds for it; see docs/transport.md, "Bounded peers"'
+    )
+
+
 def print_summary(config: ClusterConfig, rows: list[dict[str, Any]]) -> None:
     up = [row for row in rows if row["up"]]
     console.print(f"{len(up)} of {len(rows)} nodes answering", highlight=False, markup=False)
@@ -125,3 +174,8 @@ def print_summary(config: ClusterConfig, rows: list[dict[str, Any]]) -> None:
             f"[yellow]the swarm's members ({escape(', '.join(sorted(map(str, members))))}) differ from cluster.yml's nodes "
             f"({', '.join(config.ids)})[/]: `tars cluster add|remove` changes both"
         )
+    for line in drop_lines(rows):
+        console.print(line, highlight=False, markup=False)
+    warning = bound_warning(rows)
+    if warning is not None:
+        console.print(f"[yellow]{escape(warning)}[/]", highlight=False)

@@ -19,6 +19,7 @@ from runtime.transport._stream import (
     HELD,
     NOTHING,
     SYNCED,
+    RxBudget,
     RxStream,
     TxStream,
     rx_stream,
@@ -241,3 +242,141 @@ def test_a_frame_from_before_a_sync_is_held_not_delivered(seq: int) -> None:
     outcome = rx.receive(seq, 0, "x")
     assert outcome == (SYNCED if seq < 0 else HELD)
     assert rx.synced == (seq < 0)
+
+
+# ---------------------------------------------------------------- bounds in bytes
+
+
+def test_early_frames_are_held_within_the_senders_byte_budget() -> None:
+    budget = RxBudget(max_bytes=250)
+    rx = RxStream(EPOCH, 100, budget)
+    rx.receive(-1, 0, None)
+    assert [rx.receive(seq, 0, f"b{seq}", 100) for seq in (1, 2, 3)] == [HELD] * 3
+    assert sorted(rx.buffer) == [1, 2] and budget.held == 200 == rx.held_bytes()
+    assert (budget.refused_bytes, budget.refused_frames) == (1, 0)
+    assert rx.receive(4, 0, "small", 50) == HELD  # what still fits is held
+    assert budget.held == 250
+    assert feed_sized(rx, 0, 0, "b0", 100) == ["b0", "b1", "b2"]  # 3 is missing: resent later
+    assert budget.held == 50 and sorted(rx.buffer) == [4]
+    assert feed_sized(rx, 3, 0, "b3", 100) == ["b3", "small"] and budget.held == 0
+
+
+def test_streams_of_one_sender_share_its_budget_and_a_new_epoch_gives_bytes_back() -> None:
+    streams: dict[Any, RxStream] = {}
+    budget = RxBudget(max_bytes=300)
+    first = rx_stream(streams, ("b", "one"), 1, 100, budget)
+    other = rx_stream(streams, ("b", "two"), 1, 100, budget)
+    assert first.receive(5, 0, "x", 200) == HELD  # not synced yet: held
+    assert other.receive(5, 0, "y", 200) == HELD  # the sender's budget is spent
+    assert other.buffer == {} and budget.refused_bytes == 1
+    restarted = rx_stream(streams, ("b", "one"), 2, 100, budget)
+    assert restarted is not first and budget.held == 0
+    assert other.receive(5, 0, "y", 200) == HELD and other.buffer == {5: "y"}
+
+
+def test_frames_skipped_by_the_senders_stamp_give_their_bytes_back() -> None:
+    budget = RxBudget(max_bytes=1000)
+    rx = RxStream(EPOCH, 100, budget)
+    for seq in (3, 4, 9):
+        rx.receive(seq, 0, seq, 100)
+    assert budget.held == 300
+    assert rx.receive(-1, 5, None) == SYNCED  # 0-4 were delivered by an earlier incarnation
+    assert rx.buffer == {9: 9} and budget.held == 100
+
+
+def test_the_frame_bound_is_counted_apart_from_the_byte_bound() -> None:
+    budget = RxBudget(max_bytes=10_000)
+    rx = RxStream(EPOCH, 2, budget)
+    rx.receive(-1, 0, None)
+    for seq in range(1, 6):
+        assert rx.receive(seq, 0, seq, 10) == HELD
+    assert (budget.refused_frames, budget.refused_bytes, budget.held) == (3, 0, 20)
+
+
+def test_a_frame_held_twice_is_counted_once() -> None:
+    budget = RxBudget(max_bytes=1000)
+    rx = synced()
+    rx.budget = budget
+    rx.receive(2, 0, "c", 100)
+    rx.receive(2, 0, "c", 100)
+    assert budget.held == 100 and budget.refused_frames == budget.refused_bytes == 0
+
+
+def test_the_sender_keeps_a_bounded_number_of_bytes_unacknowledged() -> None:
+    tx = TxStream()
+    assert tx.push("big", 100, 500, max_bytes=100) is not None  # an empty stream takes one
+    assert tx.push("more", 100, 1, max_bytes=100) is None
+    assert tx.refusal(100) == "bytes" and tx.unacked_bytes == 500
+    tx.on_ack(0)
+    assert tx.unacked_bytes == 0
+    taken = [tx.push(n, 100, 40, max_bytes=100) is not None for n in range(3)]
+    assert taken == [True, True, False]
+    assert tx.unacked_bytes == 80 and [e[0] for e in tx.unacked] == [1, 2]
+    assert tx.push("x", 2, 1, max_bytes=100) is None and tx.refusal(2) == "frames"
+    tx.on_ack(2)
+    assert tx.unacked_bytes == 0 and not tx.sizes
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.data(),
+    sizes=st.lists(st.integers(1, 50), min_size=1, max_size=15),
+    budget_bytes=st.integers(1, 120),
+)
+def test_a_byte_budget_slows_a_stream_down_but_every_frame_arrives_once_in_order(
+    data: st.DataObject, sizes: list[int], budget_bytes: int
+) -> None:
+    """Frames of any size through a budget smaller than some of them, over a network
+    that loses, repeats and reorders: what the budget refuses is never acknowledged, so
+    the sender sends it again, and in the end everything is delivered once and in order
+    and the budget holds nothing."""
+    budget = RxBudget(budget_bytes)
+    tx, rx = TxStream(), RxStream(EPOCH, 100, budget)
+    for payload, size in enumerate(sizes):
+        assert tx.push(payload, 100, size) is not None
+    network: list[tuple[str, Any, Any]] = []
+    delivered: list[Any] = []
+    now = 0.0
+
+    def arrive(item: tuple[str, Any, Any]) -> None:
+        kind, ident, body = item
+        if kind == "rel":
+            size = sizes[body] if body is not None else 0
+            delivered.extend(feed_sized(rx, ident[1], ident[2], body, size))
+            assert budget.held <= budget_bytes
+            network.append(("ack", rx.ack(), None))
+        elif tx.on_ack(ident[1]):
+            network.append(("rel", tx.sync_ident(EPOCH), None))
+
+    def tick() -> None:
+        for entry in tx.due(now, 1.0):
+            network.append(("rel", tx.ident(EPOCH, entry), entry[1]))
+            entry[2] = now
+
+    for _ in range(data.draw(st.integers(0, 20), label="chaotic ticks")):
+        now += 1.0
+        tick()
+        while network and data.draw(st.booleans(), label="more"):
+            item = network.pop(data.draw(st.integers(0, len(network) - 1), label="which"))
+            fate = data.draw(st.sampled_from(["arrive", "lose", "repeat"]), label="fate")
+            if fate == "repeat":
+                network.append(item)
+            if fate != "lose":
+                arrive(item)
+    for _ in range(6 * len(sizes) + 10):  # calm, but in reverse order: the worst for holding
+        if not tx.unacked and len(delivered) == len(sizes):
+            break
+        now += 1.0
+        tick()
+        while network:
+            arrive(network.pop())
+    assert delivered == list(range(len(sizes)))
+    assert not tx.unacked and tx.unacked_bytes == 0
+    assert budget.held == 0 and rx.buffer == {}
+
+
+def feed_sized(rx: RxStream, seq: int, first_unacked: int, body: Any, size: int) -> list[Any]:
+    outcome = rx.receive(seq, first_unacked, body, size)
+    if outcome in (DUPLICATE, HELD):
+        return []
+    return ([body] if outcome == DELIVER else []) + drain(rx)

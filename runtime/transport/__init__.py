@@ -36,6 +36,10 @@ Why it looks the way it does (details and measurements in docs/transport.md):
   stands, so frames a previous incarnation already delivered are not delivered again.
 * **Nothing a peer sends can crash a node**: frames that do not decode, have the wrong
   shape, are too large or name an unknown channel are dropped and counted.
+* **Nothing a peer sends can make a node grow without bound**: every buffer a peer can
+  fill (early reliable frames, a link's backlog, unacknowledged frames, waiting requests,
+  unread replies) is bounded in bytes as well as frames; what a bound refuses is counted
+  per kind, and the reliable stream recovers by retransmission.
 * **A refused key is dialled again.**  libzmq gives up on a connection whose key the
   peer refused; during a membership change the peer may simply not know us yet, so a
   socket monitor notices the refusal and the link dials again every second.

@@ -30,7 +30,7 @@ from ._wire import _NOBLOCK, _SLACK, Frame, _packer, _zsend, log
 if TYPE_CHECKING:
     from ._links import _Link
     from ._requests import _Caller, _Waiter
-    from ._stream import RxStream
+    from ._stream import RxBudget, RxStream
 
 _NO_CLIENTS: Mapping[str, str] = types.MappingProxyType({})
 _COUNTERS = (
@@ -49,7 +49,22 @@ _COUNTERS = (
     "dropped_not_running",
     "late_replies",
     "handler_errors",
+    # Refusals of the per-peer bounds (docs/transport.md, "Bounded peers"), in frames:
+    "dropped_reorder",  # early reliable frames past a stream's frame bound
+    "dropped_reorder_bytes",  # early reliable frames past the sender's byte budget
+    "dropped_backlog_bytes",  # frames a link's backlog refused for its byte bound
+    "dropped_unacked_bytes",  # send_reliable calls refused for the unacked byte bound
+    "dropped_request_bytes",  # requests refused because the worker queue's bytes were full
+    "dropped_replies",  # replies to a connection holding _REPLY_HWM unread ones, or gone
 )
+_GAUGES = (
+    # Bytes held now in the buffers a peer can make grow (docs/transport.md):
+    "reorder_bytes",  # early reliable frames held, all senders
+    "backlog_bytes",  # frames waiting in the links' backlogs, all peers
+    "unacked_bytes",  # reliable frames kept until acknowledged, all peers
+    "request_bytes",  # requests waiting for a worker
+)
+_MIB = 1 << 20
 
 
 class _Core:
@@ -67,6 +82,10 @@ class _Core:
         max_frame: int = 8 << 20,
         queue_limit: int = 10_000,
         coalesce: float = 0.0,
+        max_reorder_bytes: int = 4 * _MIB,
+        max_backlog_bytes: int = 16 * _MIB,
+        max_unacked_bytes: int = 32 * _MIB,
+        max_request_bytes: int = 32 * _MIB,
     ) -> None:
         self.node_id = node_id
         self.endpoint = _check_endpoint(endpoint, f"node {node_id}")
@@ -86,6 +105,17 @@ class _Core:
                 hint="0 (the default) sends every frame at once; 20e-6 is a good burst window",
             )
         self._coalesce = coalesce
+        self._check_bounds(
+            max_reorder_bytes=max_reorder_bytes,
+            max_backlog_bytes=max_backlog_bytes,
+            max_unacked_bytes=max_unacked_bytes,
+            max_request_bytes=max_request_bytes,
+        )
+        # Bytes a peer can make this node hold (see _init_state and docs/transport.md).
+        self.max_reorder_bytes = max_reorder_bytes  # early frames held, per sender
+        self.max_backlog_bytes = max_backlog_bytes  # a link's backlog; one-way: half
+        self.max_unacked_bytes = max_unacked_bytes  # per (peer, channel) reliable stream
+        self.max_request_bytes = max_request_bytes  # requests waiting for a worker
         self._queue_limit = queue_limit
         self._hard_limit = 2 * queue_limit  # backlog room for replies, acks, reliable frames
         self._peers: dict[str, Peer] = {}
@@ -119,6 +149,11 @@ class _Core:
         self._msg_prefixes: dict[str, bytes] = {}
         self._outbox: deque[tuple[Any, ...]] = deque()  # work for the I/O thread
         self._rx: dict[tuple[str, str], RxStream] = {}  # owned by the I/O thread
+        self._budgets: dict[str, RxBudget] = {}  # sender -> its streams' byte budget (I/O)
+        # Bytes of requests put on the work queue (I/O thread) and taken off it (workers,
+        # under _count_lock): their difference is what waits.
+        self._work_in = 0
+        self._work_out = 0
         self._identities: dict[bytes, str] = {}  # routing id -> User-Id; the I/O thread's
         self._watched: dict[zmq.Socket[bytes], _Link] = {}  # monitors; the I/O thread's
         # timed-out request sockets -> (peer, expiry): the I/O thread's
@@ -152,6 +187,15 @@ class _Core:
         self._io_sent = 0
         self._work: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
+
+    def _check_bounds(self, **bounds: int) -> None:
+        for name, value in bounds.items():
+            if type(value) is not int or value < 1:
+                raise ConfigError(
+                    f"transport of {self.node_id}: {name} ({value!r}) must be a positive "
+                    "number of bytes",
+                    hint="use the defaults unless a measurement says otherwise",
+                )
 
     # ------------------------------------------------------------------ keys (any thread)
 

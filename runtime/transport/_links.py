@@ -4,8 +4,11 @@ Each node reaches each peer through one DEALER (a Curve client that checks the p
 key); peers answer requests and acknowledge reliable frames through *their* DEALER to us,
 so the DEALERs are never read.  That lets the calling thread send on a DEALER itself,
 holding the link's lock (a mutex is the full memory barrier ZeroMQ asks for when a socket
-changes threads).  When a peer's socket is full, frames wait in a bounded backlog that
-leaves as batch frames: the receiver then pays its per-frame costs once per batch.
+changes threads).  When a peer's socket is full, frames wait in a backlog that leaves as
+batch frames: the receiver then pays its per-frame costs once per batch.  The backlog is
+bounded in frames and in bytes (a peer that stops reading would otherwise make it grow
+with every frame this node sends it): one-way frames may fill half of ``max_bytes``, so
+that reliable frames, acknowledgements and sync answers always find room.
 """
 
 from __future__ import annotations
@@ -40,13 +43,16 @@ class _Link:
 
     __slots__ = (
         "backlog",
+        "backlog_bytes",
         "flush_at",
         "last",
         "lock",
+        "max_bytes",
         "monitor",
         "peer",
         "redial_at",
         "refusals",
+        "refused_bytes",
         "retransmits",
         "sent",
         "sock",
@@ -60,6 +66,7 @@ class _Link:
         sock: zmq.Socket[bytes],
         monitor: zmq.Socket[bytes],
         wake: Callable[[], None],
+        max_bytes: int = 1 << 62,
     ) -> None:
         self.peer = peer
         self.wake = wake
@@ -72,13 +79,19 @@ class _Link:
         self.redial_at: float | None = None
         self.refusals = 0
         self.backlog: list[bytes] = []  # frames waiting for the socket, sent as batches
+        self.backlog_bytes = 0  # their bytes; written under ``lock``
+        self.max_bytes = max_bytes  # the backlog's byte bound (one-way frames: half)
+        self.refused_bytes = 0  # frames refused for the byte bound (dropped_backlog_bytes)
         self.flush_at = _FLUSH_EVERY  # backlog length at which the sender tries to flush
         self.last = 0.0  # perf_counter() of the last one-way send to the socket (coalescing)
 
     def send(self, payload: bytes, limit: int) -> bool:
         """Hand a frame to ZeroMQ without blocking, or queue it behind the backlog.
 
-        The caller holds ``lock``.  False when the link is closed or ``limit`` frames wait.
+        The caller holds ``lock``.  False when the link is closed, ``limit`` frames wait,
+        or the frame would take the backlog past ``max_bytes`` (counted in
+        ``refused_bytes``; an empty backlog takes any frame).  Such a frame is lost: a
+        reliable one is sent again, an acknowledgement is repeated with the next one.
         """
         sock = self.sock
         if sock is None:
@@ -92,7 +105,12 @@ class _Link:
                 pass
         if len(self.backlog) >= limit:
             return False
+        size = len(payload)
+        if self.backlog and self.backlog_bytes + size > self.max_bytes:
+            self.refused_bytes += 1
+            return False
         self.backlog.append(payload)
+        self.backlog_bytes += size
         if len(self.backlog) == 1:
             self.wake()  # the I/O thread retries until the backlog is gone
         return True
@@ -124,7 +142,7 @@ class _Links(_Counters):
         # us yet, e.g. during a membership change): watch for that and re-dial ourselves.
         monitor: zmq.Socket[bytes] = sock.get_monitor_socket(_REFUSED)
         sock.connect(peer.endpoint)
-        link = _Link(peer, sock, monitor, self._kick)
+        link = _Link(peer, sock, monitor, self._kick, self.max_backlog_bytes)
         self._post((_OP_WATCH, link))
         return link
 
@@ -134,11 +152,14 @@ class _Links(_Counters):
                 link.sock.disable_monitor()
                 link.sock.close(linger_ms)
                 link.sock = None
-            sent, retransmits = link.sent, link.retransmits
-            link.sent = link.retransmits = 0
+            sent, retransmits, refused = link.sent, link.retransmits, link.refused_bytes
+            link.sent = link.retransmits = link.refused_bytes = 0
+            link.backlog.clear()  # never sent now: a reliable frame moves with its stream
+            link.backlog_bytes = 0
         with self._count_lock:
             self._counts["sent"] += sent
             self._counts["retransmits"] += retransmits
+            self._counts["dropped_backlog_bytes"] += refused
         self._post((_OP_UNWATCH, link))
 
     def _flush(self, link: _Link) -> None:
@@ -147,7 +168,12 @@ class _Links(_Counters):
         sock = link.sock
         if backlog and sock is not None:
             sent = _send_batches(sock, backlog, min(self._max_body, _BATCH_BYTES), len(backlog))
-            del backlog[:sent]
+            if sent == len(backlog):
+                backlog.clear()
+                link.backlog_bytes = 0
+            elif sent:
+                link.backlog_bytes -= sum(map(len, backlog[:sent]))
+                del backlog[:sent]
             link.sent += sent
             if backlog:
                 # Full: a sender retries when the backlog has doubled, not on every
@@ -169,7 +195,8 @@ class _Links(_Counters):
         return prefix
 
     def _enqueue(self, link: _Link, payload: bytes) -> bool:
-        """Queue a one-way frame in the link's backlog (``link.lock`` held); False when full.
+        """Queue a one-way frame in the link's backlog (``link.lock`` held); False when full,
+        in frames (``queue_limit``) or in bytes (half of ``max_backlog_bytes``).
 
         The peer is not keeping up (or ``coalesce`` holds a burst): what waits leaves as
         batch frames, so that the peer pays its per-frame costs (decryption, identity,
@@ -193,7 +220,13 @@ class _Links(_Counters):
             self._flush(link)  # full: one more try before refusing the frame
             if len(backlog) >= self._queue_limit:
                 return False
+        if backlog and 2 * (link.backlog_bytes + len(payload)) > link.max_bytes:
+            # Full in bytes: refused at once.  A flush here would join a whole batch
+            # for every refused frame while the peer takes nothing; the I/O thread
+            # retries the backlog every few milliseconds anyway.
+            return False  # the caller counts it (dropped_backlog_bytes)
         backlog.append(payload)
+        link.backlog_bytes += len(payload)
         if len(backlog) == 1:
             self._kick()  # the I/O thread retries until the backlog is gone
         elif len(backlog) >= link.flush_at:

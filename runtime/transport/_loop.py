@@ -210,6 +210,16 @@ class _IoLoop(_Receiving):
             self._poller.unregister(sock)
             sock.close(0)
 
+    def _forget_streams(self, sender: str) -> None:
+        """Drop a removed peer's receiving streams and budget; keep what its budget counted."""
+        for key in [k for k in self._rx if k[0] == sender]:
+            self._rx.pop(key).release()
+        budget = self._budgets.pop(sender, None)
+        if budget is not None and (budget.refused_frames or budget.refused_bytes):
+            with self._count_lock:
+                self._counts["dropped_reorder"] += budget.refused_frames
+                self._counts["dropped_reorder_bytes"] += budget.refused_bytes
+
     def _redial(self, now: float) -> None:
         for link in list(self._links.values()):
             if link.redial_at is not None and link.redial_at <= now:
@@ -235,8 +245,7 @@ class _IoLoop(_Receiving):
                 except zmq.ZMQError:
                     dropped += 1
             elif item[0] == _OP_FORGET:
-                for key in [k for k in self._rx if k[0] == item[1]]:
-                    del self._rx[key]
+                self._forget_streams(item[1])
             elif item[0] == _OP_WATCH:
                 self._watched[item[1].monitor] = item[1]
                 self._poller.register(item[1].monitor, zmq.POLLIN)
@@ -251,4 +260,4 @@ class _IoLoop(_Receiving):
                     self._drop_orphan(next(iter(self._orphans)))
         self._io_sent += sent  # this thread's own counter (see _drain_router)
         if dropped:
-            self._bump("dropped_queue_full", dropped)
+            self._bump("dropped_replies", dropped)

@@ -69,12 +69,12 @@ class _Receiving(_Serving):
             elif kind == "bat" and is_peer and type(msg[3]) is list:
                 batch = msg[3]  # frames a congested peer sent together (see send)
             elif kind == "req":  # counted there; the requester waits for the reply, so
-                self._on_req_frame(router, rid, sender, is_peer, msg)  # nothing more is queued:
-                if i == 0:
-                    break  # back to the blocking recv without asking the socket (about 2 µs)
+                self._on_req_frame(router, rid, sender, is_peer, msg, len(frame))  # nothing
+                if i == 0:  # more is queued: back to the blocking recv without asking
+                    break  # the socket (about 2 µs)
                 continue
             else:
-                outcome = self._handle(rid, sender, is_peer, msg, acks)
+                outcome = self._handle(rid, sender, is_peer, msg, acks, len(frame))
                 tally[outcome] = tally.get(outcome, 0) + 1
                 continue
             for inner in batch:  # the one inline delivery
@@ -92,8 +92,8 @@ class _Receiving(_Serving):
                         self._handler_failed(inner[1])
                 elif inner[0] == "bat":
                     undecodable += 1
-                else:
-                    outcome = self._handle(rid, sender, is_peer, inner, acks)
+                else:  # its own size is not known: charged the whole batch's
+                    outcome = self._handle(rid, sender, is_peer, inner, acks, len(frame))
                     tally[outcome] = tally.get(outcome, 0) + 1
         self._io_received += received
         if acks or tally or undecodable or unknown_channel:
@@ -158,13 +158,17 @@ class _Receiving(_Serving):
         is_peer: bool,
         msg: list[Any],
         acks: dict[tuple[str, str], RxStream],
+        size: int,
     ) -> str:
-        """Act on one decoded frame other than a peer's one-way frame; name its counter."""
+        """Act on one decoded frame other than a peer's one-way frame; name its counter.
+
+        ``size`` is the bytes of the frame it came in (what a waiting request counts).
+        """
         kind, channel, ident, body = msg
         if kind == "req":
             if type(ident) is not int:
                 return "dropped_undecodable"
-            self._on_request(rid, sender, is_peer, channel, ident, body)
+            self._on_request(rid, sender, is_peer, channel, ident, body, size)
             return "received"
         if kind in ("msg", "rel", "ack", "rep", "err", "bat") and not is_peer:
             return "dropped_not_allowed"  # a client may only make requests

@@ -16,8 +16,17 @@ from typing import Any
 from evolution.errors import TransportError
 
 from ._links import _Link, _Links
-from ._stream import DELIVER, DUPLICATE, HELD, NOTHING, RxStream, TxStream, rx_stream
-from ._wire import RETRANSMIT_INTERVAL, Frame, _packer, _prefix, log
+from ._stream import (
+    DELIVER,
+    DUPLICATE,
+    HELD,
+    NOTHING,
+    RxBudget,
+    RxStream,
+    TxStream,
+    rx_stream,
+)
+from ._wire import RETRANSMIT_INTERVAL, Frame, _packer, _prefix, _unpack, log
 
 
 class _Reliable(_Links):
@@ -26,8 +35,8 @@ class _Reliable(_Links):
 
         Retransmitted every :data:`RETRANSMIT_INTERVAL` until acknowledged or until the
         peer is removed.  Raises TransportError when the peer is unknown or when
-        ``queue_limit`` frames to it on this channel are still unacknowledged, rather than
-        grow without bound.
+        ``queue_limit`` frames, or ``max_unacked_bytes`` bytes, to it on this channel are
+        still unacknowledged, rather than grow without bound.
         """
         link = self._links.get(peer)
         if link is None:
@@ -40,18 +49,29 @@ class _Reliable(_Links):
             stream = link.streams.get(channel)
             if stream is None:
                 stream = link.streams[channel] = TxStream(_prefix("rel", channel))
-            entry = stream.push(data, self._queue_limit)
+            entry = stream.push(data, self._queue_limit, len(data), self.max_unacked_bytes)
             if entry is not None and not blocked:
                 link.transmit(self._epoch, stream, entry, time.monotonic(), self._hard_limit)
-        if entry is None:
+            refusal = stream.refusal(self._queue_limit) if entry is None else ""
+        if refusal:
+            self._refuse_reliable(peer, channel, refusal, stream.unacked_bytes)
+        if blocked:
+            self._bump("dropped_blocked")  # kept: retransmitted once the partition heals
+
+    def _refuse_reliable(self, peer: str, channel: str, refusal: str, held: int) -> None:
+        if refusal == "frames":
             self._bump("dropped_queue_full")
             raise TransportError(
                 f"{self.node_id} has {self._queue_limit} unacknowledged frames for {peer} on "
                 f"channel {channel!r}: refusing more",
                 hint=f"slow down until {peer} acknowledges, or check that it is up",
             )
-        if blocked:
-            self._bump("dropped_blocked")  # kept: retransmitted once the partition heals
+        self._bump("dropped_unacked_bytes")
+        raise TransportError(
+            f"{self.node_id} has {held} bytes unacknowledged for {peer} on channel "
+            f"{channel!r} (the bound is {self.max_unacked_bytes}): refusing more",
+            hint=f"slow down until {peer} acknowledges, or check that it is up",
+        )
 
     def _on_reliable(
         self,
@@ -61,22 +81,39 @@ class _Reliable(_Links):
         body: Any,
         handler: Callable[[Frame], None],
     ) -> RxStream:
-        """Take a reliable frame (I/O thread): deliver what is now in order; ack later."""
+        """Take a reliable frame (I/O thread): deliver what is now in order; ack later.
+
+        A frame that may be held (it is early, or the stream is not synced yet) is held
+        packed: its bytes are then exactly what the sender's :class:`RxBudget` counts, and
+        a body that decodes to many small objects does not cost many times its size while
+        it waits.  It is decoded again when its turn comes.
+        """
         epoch, seq, first_unacked = ident
-        stream = rx_stream(self._rx, (sender, channel), epoch, self._queue_limit)
-        outcome = stream.receive(seq, first_unacked, body)
+        key = (sender, channel)
+        stream = self._rx.get(key)
+        if stream is None or stream.epoch != epoch:
+            budget = self._budgets.get(sender)
+            if budget is None:
+                budget = self._budgets[sender] = RxBudget(self.max_reorder_bytes)
+            stream = rx_stream(self._rx, key, epoch, self._queue_limit, budget)
+        packed = not stream.synced or seq != stream.expected
+        if packed:  # not the next one: it may be held (the in-order path pays nothing)
+            body = self._io_pack(body)
+            outcome = stream.receive(seq, first_unacked, body, len(body))
+        else:
+            outcome = stream.receive(seq, first_unacked, body)
         if outcome == DUPLICATE:
             self._bump("duplicates")
             return stream
         if outcome == HELD:
             return stream
         if outcome == DELIVER:
-            self._deliver(sender, channel, body, handler)
+            self._deliver(sender, channel, _unpack(body) if packed else body, handler)
         while stream.buffer and not self._stopping:  # what the gap held, now in order
             ready = stream.next_ready()
             if ready is NOTHING:
                 break
-            self._deliver(sender, channel, ready, handler)
+            self._deliver(sender, channel, _unpack(ready), handler)
         return stream
 
     def _deliver(

@@ -12,6 +12,7 @@ from typing import Any
 
 import zmq
 
+from ._links import _Link
 from ._reliable import _Reliable
 from ._wire import _MANY, _NOBLOCK, _packer, _send_batches, _tls, _zsend
 
@@ -37,30 +38,44 @@ class _Sending(_Reliable):
             data = self._encode(body, peer, channel)
         if len(data) > self._max_body:
             self._encode(body, peer, channel)  # raises, saying what and where
+        frame = prefix + data
         with link.lock:
             backlog = link.backlog
             if self._coalesce or link.sock is None:
-                if self._enqueue(link, prefix + data):
+                if self._enqueue(link, frame):
                     return True
             elif not backlog:
                 try:
-                    _zsend(link.sock, prefix + data, _NOBLOCK)
+                    _zsend(link.sock, frame, _NOBLOCK)
                     link.sent += 1
                     return True
                 except zmq.Again:  # the peer is not keeping up: from now on, batches
-                    backlog.append(prefix + data)
+                    backlog.append(frame)
+                    link.backlog_bytes = len(frame)
                     self._kick()  # the I/O thread retries until the backlog is gone
                     return True
             else:  # _enqueue, inlined
                 if len(backlog) >= self._queue_limit:
                     self._flush(link)  # full: one more try before refusing the frame
-                if len(backlog) < self._queue_limit:
-                    backlog.append(prefix + data)
+                size = len(frame)  # full in bytes: refused without a flush (see _enqueue)
+                if len(backlog) < self._queue_limit and (
+                    2 * (link.backlog_bytes + size) <= link.max_bytes or not backlog
+                ):
+                    backlog.append(frame)
+                    link.backlog_bytes += size
                     if len(backlog) >= link.flush_at:
                         self._flush(link)
                     return True
-        self._bump("dropped_queue_full")
+        self._refused(link, len(frame))
         return False
+
+    def _refused(self, link: _Link, size: int, n: int = 1) -> None:
+        """Count ``n`` one-way frames the backlog refused, under the bound that refused them."""
+        if link.backlog and 2 * (link.backlog_bytes + size) > link.max_bytes:
+            with link.lock:
+                link.refused_bytes += n  # dropped_backlog_bytes
+        else:
+            self._bump("dropped_queue_full", n)
 
     def send_many(self, peer: str, channel: str, bodies: Iterable[Any]) -> int:
         """Send several one-way frames to ``peer`` on ``channel``, in order; how many were taken.
@@ -100,5 +115,5 @@ class _Sending(_Reliable):
             while taken < len(frames) and self._enqueue(link, frames[taken]):
                 taken += 1
         if taken < len(frames):
-            self._bump("dropped_queue_full", len(frames) - taken)
+            self._refused(link, len(frames[taken]), len(frames) - taken)
         return taken

@@ -22,7 +22,13 @@ from ._wire import _MORE_NOBLOCK, _NOBLOCK, _OP_REPLY, _packer, _prefix, _zsend,
 
 class _Serving(_Requests):
     def _on_req_frame(
-        self, router: zmq.Socket[bytes], rid: bytes, sender: str, is_peer: bool, msg: list[Any]
+        self,
+        router: zmq.Socket[bytes],
+        rid: bytes,
+        sender: str,
+        is_peer: bool,
+        msg: list[Any],
+        size: int,
     ) -> None:
         """A request read straight off the ROUTER (I/O thread), counted here.
 
@@ -37,7 +43,7 @@ class _Serving(_Requests):
         self._io_received += 1
         answer = self._inline.get(channel)
         if answer is None:  # for a worker, or not served: an error reply
-            self._on_request(rid, sender, is_peer, channel, req_id, msg[3])
+            self._on_request(rid, sender, is_peer, channel, req_id, msg[3], size)
             return
         pack = self._io_pack
         try:
@@ -53,12 +59,26 @@ class _Serving(_Requests):
             _zsend(router, rid, _MORE_NOBLOCK)
             _zsend(router, reply, _NOBLOCK)
             self._io_sent += 1  # this thread's own counter (see _drain_router)
-        except zmq.ZMQError:
-            self._bump("dropped_queue_full")
+        except zmq.ZMQError:  # the requester's connection is full of unread replies, or gone
+            self._bump("dropped_replies")
 
     def _on_request(
-        self, rid: bytes, sender: str, is_peer: bool, channel: str, req_id: int, body: Any
+        self,
+        rid: bytes,
+        sender: str,
+        is_peer: bool,
+        channel: str,
+        req_id: int,
+        body: Any,
+        size: int,
     ) -> None:
+        """A request for a worker (or a channel nothing serves): queue it, or refuse it.
+
+        The work queue is bounded in requests (``queue_limit``) and in bytes
+        (``max_request_bytes``, the frames' sizes), so peers that send large requests to a
+        slow handler cannot make it grow without end; a refused request gets an
+        "overloaded" error reply at once.
+        """
         handler = self._serves.get(channel)
         if handler is None:
             self._bump("dropped_unknown_channel")
@@ -74,7 +94,17 @@ class _Serving(_Requests):
             kind, data = self._answer(handler, sender, channel, body)
             self._reply(rid, sender, is_peer, kind, channel, req_id, data)
             return
-        self._work.put((rid, sender, is_peer, channel, req_id, body, handler))
+        waiting = self._work_in - self._work_out
+        if waiting and waiting + size > self.max_request_bytes:
+            self._bump("dropped_request_bytes")
+            error = (
+                f"{self.node_id} is overloaded: {waiting} bytes of requests are waiting "
+                f"(the bound is {self.max_request_bytes})"
+            )
+            self._reply(rid, sender, is_peer, "err", channel, req_id, _packer().pack(error))
+            return
+        self._work_in += size  # only this (the I/O) thread adds
+        self._work.put((rid, sender, is_peer, channel, req_id, body, handler, size))
 
     def _reply(
         self,
@@ -105,8 +135,8 @@ class _Serving(_Requests):
                 _zsend(self._router, rid, _MORE_NOBLOCK)
                 _zsend(self._router, payload, _NOBLOCK)
                 self._bump("sent")
-            except zmq.ZMQError:
-                self._bump("dropped_queue_full")
+            except zmq.ZMQError:  # the requester's connection is full of unread replies, or gone
+                self._bump("dropped_replies")
             return
         self._outbox.append((_OP_REPLY, rid, payload))
         if not self._wake_pending:
@@ -152,7 +182,9 @@ class _Serving(_Requests):
             item = work.get()
             if item is None:
                 return
-            rid, sender, is_peer, channel, req_id, body, handler = item
+            rid, sender, is_peer, channel, req_id, body, handler, size = item
+            with self._count_lock:
+                self._work_out += size
             kind, data = self._answer(handler, sender, channel, body)
             try:
                 self._reply(rid, sender, is_peer, kind, channel, req_id, data)

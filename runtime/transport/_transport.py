@@ -24,6 +24,7 @@ from ._wire import (
     _OP_UNWATCH,
     _OP_WATCH,
     _RCVHWM,
+    _REPLY_HWM,
     _STOP_LINGER_MS,
     _WORKERS,
     Frame,
@@ -58,7 +59,8 @@ class Transport(_IoLoop):
                 router.curve_publickey = self._public.encode("ascii")
                 router.curve_secretkey = self._secret.encode("ascii")
                 router.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_frame)
-                router.sndhwm = self._queue_limit
+                router.sndhwm = _REPLY_HWM  # per connection: see _wire
+                router.router_mandatory = True  # a refused reply raises: it is counted
                 router.rcvhwm = _RCVHWM
                 router.linger = 0
                 try:

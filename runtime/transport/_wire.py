@@ -32,6 +32,11 @@ _BATCH = 1024  # frames read from the ROUTER, or items from the work deque, per 
 _WORKERS = 4  # threads running request handlers
 _RCVHWM = 1000  # ZeroMQ's default, stated: bounded memory per inbound connection
 _SNDHWM = 16  # frames in a peer's pipe before send() starts batching (see send)
+# Replies queued in the ROUTER for one connection.  A requester waits for each reply, so a
+# connection that reads has one in flight; one that does not read could otherwise pile up
+# queue_limit replies of up to max_frame each.  Beyond it the reply is refused (the ROUTER
+# is mandatory) and counted as dropped_replies.
+_REPLY_HWM = 64
 _STOP_LINGER_MS = 200  # lets the last acks and replies leave when a node stops
 _JOIN_TIMEOUT = 5.0
 _SLACK = 64  # bytes of framing allowed on top of a body within max_frame
