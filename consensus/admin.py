@@ -23,6 +23,7 @@ from consensus.ledger import LedgerState, members_entry, rollback_entry
 from events.store import GenomeStore
 from evolution.errors import PolicyError, TarsError
 from evolution.tree import short
+from runtime.cluster_config import ADMIN
 
 # The node's log lines keep the one logger name they had when all of this was node.py.
 log = logging.getLogger("tars.node")
@@ -68,8 +69,19 @@ class Admin:
         self.add_peer = add_peer
         self.block = block
         self.clock = clock
+        #: admin requests refused because a member key, not the admin key, sent them
+        self.refused = 0
 
     def handle(self, sender: str, body: Any) -> Any:
+        # Roles per key: a member key speaks Raft, votes, transfer and remote actor
+        # messages; only the admin key (the CLI) may roll back, add, remove or block.
+        if sender != ADMIN:
+            self.refused += 1
+            log.warning("%s: admin request from %s refused (a member key)", self.id, sender)
+            raise TarsError(
+                f"{self.id} answers admin requests only from the admin key, not from {sender}",
+                hint="use the tars CLI with the admin key (`tars keys --config cluster.yml`)",
+            )
         if not isinstance(body, dict) or not isinstance(body.get("op"), str):
             raise TarsError("admin request must be a map with an 'op'")
         op = body["op"]
@@ -142,7 +154,7 @@ class Admin:
             "heads": self.heads(),
             "halted": self.ledger.halted,
             "stage": self.stage(),
-            "counters": self.counters(),
+            "counters": {**self.counters(), "refused_admin": self.refused},
             "log": {key: engine.get(key, 0) for key in LOG_FIGURES},
             "last_transfer": fetched._asdict() if fetched is not None else None,
         }

@@ -18,6 +18,7 @@ from swarmkit import candidate
 
 from cli.demo import write_cluster
 from consensus.ledger import cycle_entry, register_entry
+from evolution.errors import TarsError
 from evolution.tree import version_id
 from node import SwarmNode
 from runtime.config import load_cluster
@@ -171,6 +172,32 @@ def test_status_reports_members_leader_and_heads(swarm: list[SwarmNode]) -> None
     assert [s["role"] for s in statuses].count("leader") == 1
     assert all(s["members"] == ["node-1", "node-2", "node-3"] for s in statuses)
     assert all(s["heads"]["tiny"]["versions"] == 1 for s in statuses)
+
+
+def test_a_member_key_cannot_use_the_admin_channel(swarm: list[SwarmNode]) -> None:
+    """Roles per key: with node-1's key, a rollback (or a member change) on node-2 is
+    refused over the real transport and counted; nothing reaches the ledger."""
+    tree = registered(swarm)
+    _, win = candidate(
+        tree, '"""How many of ``words`` are common words."""', '"""Count the common words."""'
+    )
+    swarm[0].propose(cycle_entry("tiny", swarm[0].id, 1, 3, [], [], win, time.time()))
+    wait(lambda: heads(swarm) == {win.version}, what="adoption")
+    attacker, target = swarm[0], swarm[1]
+    index = target.state.applied_index
+    for body in (
+        {"op": "rollback", "genome": "tiny", "to": version_id(tree), "reason": "forged"},
+        {"op": "remove", "node": "node-3"},
+        {"op": "block", "peers": ["node-3"]},
+    ):
+        with pytest.raises(TarsError, match="only from the admin key, not from node-1"):
+            attacker.transport.request(target.id, "admin", body, timeout=10.0)
+    assert target.status()["counters"]["refused_admin"] == 3
+    assert heads(swarm) == {win.version}
+    assert target.status()["members"] == ["node-1", "node-2", "node-3"]
+    assert target.state.applied_index == index  # nothing was proposed
+    # the admin key still may
+    assert target.admin.handle("admin", {"op": "status"})["node"] == target.id
 
 
 def test_bad_frames_are_dropped_counted_and_harmless(swarm: list[SwarmNode]) -> None:
