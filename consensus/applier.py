@@ -34,6 +34,7 @@ from typing import Protocol
 
 from consensus import transfer
 from consensus._run import Run
+from consensus.entries import authored_by
 from consensus.interface import Committed, Snapshot
 from consensus.journal import REPAIR
 from consensus.ledger import LEDGER, Applied, LedgerState
@@ -119,6 +120,9 @@ class Ledger(Protocol):
 
     def members(self) -> list[str]: ...
 
+    #: the leader's check of entries peers forward to it (``RaftEngine.command_check``)
+    command_check: Callable[[str, bytes], bool] | None
+
 
 class Applier:
     """Applies the ledger to this node's store; the engine's commit callback and SnapshotApp.
@@ -145,6 +149,7 @@ class Applier:
         self.state = state
         self.store = store
         self.engine = engine
+        engine.command_check = authored_by  # a member forwards entries in its own name only
         self.requester = requester
         self.stopping = stopping
         self.on_applied = on_applied

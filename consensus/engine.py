@@ -86,6 +86,9 @@ class RaftEngine:
         self._core: Core | None = None
         self._journal: CrcJournal | None = None
         self._wire: _RaftWire | None = None
+        #: ``check(sender, data)`` of entries peers forward to this node as leader (set
+        #: before start): the ledger refuses one whose author is not its sender
+        self.command_check: Callable[[str, bytes], bool] | None = None
         self._inbound: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._calls: deque[Callable[[], None]] = deque()
         self._wake = threading.Event()
@@ -156,6 +159,7 @@ class RaftEngine:
         wire.on_pre_vote = functools.partial(self._campaign.on_message, core, wire)
         wire.on_snapshot_offer = self._on_snapshot_offer
         wire.holding = self._compaction.holding
+        wire.command_check = self.command_check
         wire.connect_all()
         self._publish()
         self._transport.subscribe(CHANNEL, self._on_frame)

@@ -266,6 +266,24 @@ def incoming(data: bytes, *, again: bool) -> Incoming:
     return Incoming(members, raw, raw["type"], genome)
 
 
+def authored_by(sender: str, data: bytes) -> bool:
+    """Whether ``sender``, the authenticated member forwarding ``data`` to the leader, may
+    propose it: entries name their author in ``node``, and a member writes only its own.
+
+    A rollback names the admin (its author, through a node's admin channel, which answers
+    only the admin key).  Without signatures this guards the leader's door only; a lying
+    leader is issue 9's signed decisions.  A malformed entry passes: it is skipped the same
+    way on every node once committed, as before.
+    """
+    try:
+        entry = decode(data)
+    except ConsensusError:
+        return True
+    if isinstance(entry, Rollback):
+        return entry.node in (sender, "admin")
+    return entry.node == sender
+
+
 def decode(data: bytes) -> Entry:
     """Bytes as a typed entry, or a :class:`ConsensusError` (never any other exception)."""
     entry = fast_decode(data)

@@ -67,6 +67,7 @@ def running(
         "journal_syncs": journal.syncs,
         "dropped_frames": wire.dropped_unknown + wire.dropped_invalid,
         "refused_messages": wire.refused,
+        "refused_commands": wire.refused_commands,
         "skipped_resent_entries": wire.skipped_entries,
         "tick_errors": tick_errors + compaction.failures,
         "apply_error": applier.error,

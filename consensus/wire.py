@@ -15,13 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from consensus._pysyncobj import (
-    MEMBERSHIP_COMMAND,
-    NO_OP_COMMAND,
-    Node,
-    WireBase,
-    safe_loads,
-)
+from consensus._pysyncobj import MEMBERSHIP_COMMAND, NO_OP_COMMAND, Node, WireBase, safe_loads
 from consensus.interface import MessageTransport
 from consensus.journal import CrcJournal
 
@@ -238,6 +232,8 @@ class _RaftWire(WireBase):
         #: true while the engine waits for the application to fetch an offered snapshot's state
         self.holding: Callable[[], bool] | None = None
         self.held = 0
+        self.command_check: Callable[[str, bytes], bool] | None = None  # _command_allowed
+        self.refused_commands = 0
 
     def connect_all(self) -> None:
         for node in list(self._members.values()):
@@ -330,6 +326,8 @@ class _RaftWire(WireBase):
             logger.warning("raft: dropped an invalid frame from %s", sender)
             return
         kind = message["type"]
+        if kind == "apply_command" and not self._command_allowed(sender, message["command"]):
+            return
         if kind in ("pre_vote", "pre_vote_response"):
             if self.on_pre_vote is not None:
                 self.on_pre_vote(node, message)
@@ -351,6 +349,15 @@ class _RaftWire(WireBase):
             elif message.get("entries"):
                 self._skip_entries_we_have(message)
         self.received(node, message)
+
+    def _command_allowed(self, sender: str, command: bytes) -> bool:
+        """False for a forwarded entry the application refuses (a vote in another's name)."""
+        check = self.command_check
+        if check is None or command[:1] != TAG or check(sender, command[1:]):
+            return True
+        self.refused_commands += 1
+        logger.warning("raft: refused an entry %s forwarded in another's name", sender)
+        return False
 
     def voters(self) -> list[RaftNode]:
         """The other voting members (a removed node in its grace period is not one)."""

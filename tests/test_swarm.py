@@ -17,8 +17,8 @@ import zmq
 from swarmkit import candidate
 
 from cli.demo import write_cluster
-from consensus.ledger import cycle_entry, register_entry
-from evolution.errors import TarsError
+from consensus.ledger import cycle_entry, register_entry, vote_entry
+from evolution.errors import NotCommittedError, TarsError
 from evolution.tree import version_id
 from node import SwarmNode
 from runtime.config import load_cluster
@@ -198,6 +198,38 @@ def test_a_member_key_cannot_use_the_admin_channel(swarm: list[SwarmNode]) -> No
     assert target.state.applied_index == index  # nothing was proposed
     # the admin key still may
     assert target.admin.handle("admin", {"op": "status"})["node"] == target.id
+
+
+def test_the_leader_refuses_an_entry_forwarded_in_another_members_name(
+    swarm: list[SwarmNode],
+) -> None:
+    """The attack of issue 9: with one member's key, a proposal in its own name and a yes
+    vote in a second member's name would adopt a version only one node proved. The
+    leader checks each forwarded entry's author against the authenticated sender."""
+    tree = registered(swarm)
+    wait(lambda: all(n.engine.leader() for n in swarm), what="a leader known everywhere")
+    leader = next(n for n in swarm if n.engine.leader() == n.id)
+    attacker, victim = [n for n in swarm if n is not leader]
+    _, win = candidate(
+        tree, '"""How many of ``words`` are common words."""', '"""Count the common words."""'
+    )
+    attacker.propose(cycle_entry("tiny", attacker.id, 1, 3, [], [], win, time.time()))
+    (pid,) = attacker.store.head("tiny").proposals
+    forged_vote = vote_entry("tiny", pid, win.version, victim.id, True, "forged", time.time())
+    forged_cycle = cycle_entry("tiny", victim.id, 2, 3, [], [], None, time.time())
+    for forged in (forged_vote, forged_cycle):
+        with pytest.raises(NotCommittedError):
+            attacker.engine.propose(forged, timeout=2.0)
+    assert leader.engine.status()["refused_commands"] == 2
+    leader.propose(register_entry("tiny", tree["genome.toml"], tree, 1.0, leader.id, 0.0))
+    for node in swarm:  # everything before that entry is applied everywhere: no trace
+        node.wait_applied(leader.state.applied_index)
+        forged = [
+            e
+            for e in node.store.log(genome="tiny")
+            if e.data.get("reason") == "forged" or e.data.get("cycle") == 2
+        ]
+        assert forged == [], f"{node.id} stored a forged entry"
 
 
 def test_bad_frames_are_dropped_counted_and_harmless(swarm: list[SwarmNode]) -> None:
