@@ -47,7 +47,7 @@ from runtime.genome_files import load_genome
 from runtime.sandbox import Sandbox
 
 if TYPE_CHECKING:
-    from runtime.transport import Transport
+    pass
 
 __all__ = ["APPLY_BATCH", "PROPOSAL_TIMEOUT", "Clock", "Node", "NodeConfig", "SwarmNode"]
 
@@ -174,12 +174,13 @@ class SwarmNode:
         clock: Clock = time.time,
     ) -> None:
         from consensus.engine import RaftEngine
+        from runtime.node_transport import node_transport
 
         self.cluster, self.id, self.clock = cluster, node_id, clock
         evolution = cluster.evolution
         #: what this node's damage messages tell the user to run
         self.repair = repair_command(cluster, node_id)
-        self.transport = _transport(cluster, node_id)
+        self.transport = node_transport(cluster, node_id)
         self.node = self._open(cluster, node_id)
         self.store, stopping = self.node.store, self.node.stopping
         self._check_store()
@@ -381,20 +382,3 @@ def repair_command(cluster: ClusterConfig, node_id: str) -> str:
 def store_mark(cluster: ClusterConfig, node_id: str) -> Path:
     """Where the store's start-up check keeps what it verified (see events/verify.py)."""
     return cluster.state_dir(node_id) / "store.verified"
-
-
-def _transport(cluster: ClusterConfig, node_id: str) -> Transport:
-    """This node's end of the swarm: its keys, its peers, and the admin client's key."""
-    from runtime.transport import Peer, Transport
-
-    spec = cluster.node(node_id)
-    public, secret = cluster.keypair(node_id)
-    admin_key = cluster.keypair("admin")[0] if (cluster.keys_dir / "admin.key").exists() else None
-    peers = [
-        Peer(n.id, cluster.endpoint(n.id), cluster.public_key(n.id))
-        for n in cluster.nodes
-        if n.id != node_id
-    ]
-    endpoint = f"tcp://{spec.host}:{spec.port}"
-    clients = {"admin": admin_key} if admin_key else {}
-    return Transport(node_id, endpoint, public, secret, peers, clients=clients)

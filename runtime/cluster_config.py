@@ -17,7 +17,14 @@ from evolution.errors import ConfigError
 from runtime.config_yaml import write_atomic
 
 if TYPE_CHECKING:
-    from runtime.config import ClusterFile, Compaction, EvolutionSection, NodeSpec, Timers
+    from runtime.config import (
+        Bounds,
+        ClusterFile,
+        Compaction,
+        EvolutionSection,
+        NodeSpec,
+        Timers,
+    )
 
 #: The key pair the CLI signs admin requests with; no node may take its name.
 ADMIN = "admin"
@@ -68,6 +75,10 @@ class ClusterConfig:
     @property
     def compaction(self) -> Compaction:
         return self.model.cluster.compaction
+
+    @property
+    def bounds(self) -> Bounds:
+        return self.model.cluster.bounds
 
     @property
     def evolution(self) -> EvolutionSection:

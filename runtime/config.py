@@ -99,6 +99,23 @@ class Compaction(_Strict):
         return self
 
 
+_MIB = 1 << 20
+
+
+class Bounds(_Strict):
+    """What one peer can make a node hold, in bytes (``runtime.transport``'s bounds).
+
+    A peer that sends more than these is refused and counted, never remembered without
+    limit; a reliable stream recovers what was refused by retransmission
+    (docs/transport.md, "Bounded peers").  The defaults hold a busy swarm's traffic.
+    """
+
+    reorder_bytes: Annotated[int, Field(ge=1)] = 4 * _MIB
+    backlog_bytes: Annotated[int, Field(ge=1)] = 16 * _MIB
+    unacked_bytes: Annotated[int, Field(ge=1)] = 32 * _MIB
+    request_bytes: Annotated[int, Field(ge=1)] = 32 * _MIB
+
+
 class ClusterSection(_Strict):
     name: Annotated[str, Field(min_length=1)] = "local"
     backend: Literal["process", "docker"] = "process"
@@ -106,6 +123,7 @@ class ClusterSection(_Strict):
     keys: Annotated[str, Field(min_length=1)] = "tars-cluster/keys"
     timers: Timers = Timers()
     compaction: Compaction = Compaction()
+    bounds: Bounds = Bounds()
 
 
 class NodeSpec(_Strict):
@@ -150,6 +168,7 @@ _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     ("cluster",): ClusterSection,
     ("cluster", "timers"): Timers,
     ("cluster", "compaction"): Compaction,
+    ("cluster", "bounds"): Bounds,
     ("nodes",): NodeSpec,
     ("evolution",): EvolutionSection,
 }
@@ -251,6 +270,7 @@ def parse_cluster(text: str, path: Path, *, source: str | None = None) -> Cluste
 
 __all__ = [
     "ADMIN",
+    "Bounds",
     "ClusterConfig",
     "ClusterFile",
     "ClusterSection",

@@ -268,8 +268,10 @@ def test_requests_waiting_for_a_worker_are_bounded_in_bytes(nodes: Swarm) -> Non
     for req_id in range(1, 13):
         sock.send(pack("req", "slow", req_id, body))
     # At most 4 on the workers and 3 waiting (4 x 256 KiB and framing is over 1 MiB).
+    # How many are waiting rather than on a worker right now depends on how soon the
+    # workers took theirs (a loaded machine: all of them), so only the bound is asserted.
     wait_until(lambda: b.stats()["dropped_request_bytes"] >= 12 - 4 - 3, "refusals")
-    assert 0 < b.stats()["request_bytes"] <= MIB
+    assert b.stats()["request_bytes"] <= MIB
     release.set()
     replies = {}
     while len(replies) < 12:

@@ -167,6 +167,14 @@ def test_store_urls(tmp_path: Path, store: str, url: str) -> None:
             ["cluster.compaction.aftre", "unknown key", "allowed here: after, keep"],
         ),
         (
+            lambda t: t.replace("  name: test", "  name: test\n  bounds: {reorder_bytes: 0}"),
+            ["cluster.bounds.reorder_bytes", "greater than or equal to 1"],
+        ),
+        (
+            lambda t: t.replace("  name: test", "  name: test\n  bounds: {reorder: 5}"),
+            ["cluster.bounds.reorder", "unknown key", "reorder_bytes"],
+        ),
+        (
             lambda t: t.replace("  name: test", "  name: test\n  backend: k8s"),
             ["cluster.yml:4:", "cluster.backend", "'process' or 'docker'"],
         ),
@@ -205,6 +213,8 @@ def test_store_urls(tmp_path: Path, store: str, url: str) -> None:
         "election-max",
         "compaction-order",
         "compaction-key",
+        "bounds-value",
+        "bounds-key",
         "backend",
         "no-nodes",
         "public-key",
@@ -389,3 +399,16 @@ def test_each_config_module_imports_first_and_the_names_stay_in_runtime_config()
             [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
         )
         assert proc.returncode == 0, proc.stderr
+
+
+def test_the_bounds_of_cluster_yml_reach_the_nodes_transport(tmp_path: Path) -> None:
+    """A peer can make a node hold only what ``cluster.bounds`` allows (issue 9)."""
+    from runtime.node_transport import node_transport
+
+    text = GOOD.replace("  name: test", "  name: test\n  bounds: {reorder_bytes: 65536}")
+    config = load_cluster(write(tmp_path, text))
+    config.ensure_keys()
+    transport = node_transport(config, "node-1")
+    assert transport.max_reorder_bytes == 65536
+    assert transport.max_backlog_bytes == 16 << 20  # the default where the file is silent
+    assert load_cluster(write(tmp_path)).bounds.unacked_bytes == 32 << 20
