@@ -7,20 +7,23 @@ test talks to it as the CLI does, through the admin channel with the admin key.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from cli.demo import write_cluster
 from events.records import Adoption
 from events.store import GenomeStore
-from evolution.errors import TransportError
+from evolution.errors import NotCommittedError, TransportError
 from evolution.patch import make_patch
 from evolution.tree import version_id
+from node import SwarmNode
 from runtime.config import ClusterConfig, Compaction, load_cluster
 from runtime.launcher import ProcessLauncher, admin_request
+from runtime.testing import wait_until
 
 TINY = Path(__file__).parent / "data" / "tiny"
 COMPACTION = Compaction(after=12, keep=4)
@@ -182,3 +185,40 @@ class LocalSwarm:
         }
         lost = self.reported - versions
         assert not lost, f"versions reported as heads but missing from the log: {sorted(lost)}"
+
+
+# ---- three SwarmNodes in this process (test_swarm, test_local_damage, test_repair) -----
+
+
+@contextlib.contextmanager
+def in_process_swarm(tmp_path: Path, genome: Path) -> Iterator[list[SwarmNode]]:
+    """Three started nodes of a fresh cluster.yml (no evolution), stopped at the end."""
+    config = load_cluster(write_cluster(tmp_path, 3, genome, 1, 1, 3, 1))
+    config.ensure_keys()
+    nodes = [SwarmNode(config, node_id, evolve=False) for node_id in config.ids]
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def wait(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> None:
+    """Poll until ``predicate`` holds (an upper bound, never an expectation of speed)."""
+    wait_until(predicate, what, timeout=timeout, interval=0.05)
+
+
+def propose_retrying(node: SwarmNode, entry: bytes) -> None:
+    """Propose until committed: cycle entries are idempotent, so a retry after a leader
+    change is safe."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            node.propose(entry)
+            return
+        except NotCommittedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

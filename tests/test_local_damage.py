@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from swarmkit import candidate
+from swarmkit import candidate, in_process_swarm, wait
 
-from cli.demo import write_cluster
 from consensus import ledger as L
 from consensus.applier import GuardedLedgerState, LocalDamage
 from consensus.ledger import cycle_entry, register_entry, rollback_entry
@@ -26,7 +25,6 @@ from events.records import Adoption
 from events.store import GenomeStore
 from evolution.tree import version_id
 from node import SwarmNode
-from runtime.config import load_cluster
 from runtime.genome_files import load_genome
 
 TINY = Path(__file__).parent / "data" / "tiny"
@@ -148,25 +146,8 @@ def test_a_store_error_is_local_without_a_check(machine: Machine) -> None:
 
 @pytest.fixture
 def swarm(tmp_path: Path) -> Iterator[list[SwarmNode]]:
-    config = load_cluster(write_cluster(tmp_path, 3, TINY, 1, 1, 3, 1))
-    config.ensure_keys()
-    nodes = [SwarmNode(config, node_id, evolve=False) for node_id in config.ids]
-    try:
-        for node in nodes:
-            node.start()
+    with in_process_swarm(tmp_path, TINY) as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
-
-
-def wait(predicate: object, timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out: {what}")
 
 
 def test_the_damaged_node_halts_with_the_repair_and_the_others_apply(

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from swarmkit import LocalSwarm
+from swarmkit import LocalSwarm, propose_retrying, wait
 from typer.testing import CliRunner
 
 from cli.demo import write_cluster
@@ -33,30 +33,6 @@ from runtime.genome_files import load_genome
 
 TINY = Path(__file__).parent / "data" / "tiny"
 runner = CliRunner()
-
-
-def wait(predicate: object, timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out: {what}")
-
-
-def propose(node: SwarmNode, entry: bytes) -> None:
-    """Propose until committed (cycle entries are idempotent, so a retry is safe)."""
-    from evolution.errors import NotCommittedError
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            node.propose(entry)
-            return
-        except NotCommittedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def flip_in_event(store: Path, needle: bytes) -> None:
@@ -107,7 +83,9 @@ class Swarm:
             node.start()
         _, tree = load_genome(TINY)
         first = self.nodes["node-1"]
-        propose(first, register_entry("tiny", tree["genome.toml"], tree, 1.0, "node-1", 1e9))
+        propose_retrying(
+            first, register_entry("tiny", tree["genome.toml"], tree, 1.0, "node-1", 1e9)
+        )
 
     def up(self) -> list[SwarmNode]:
         return [n for n in self.nodes.values() if not n._stopped]
@@ -117,7 +95,9 @@ class Swarm:
         for _ in range(count):
             self.cycle += 1
             node = up[self.cycle % len(up)]
-            propose(node, cycle_entry("tiny", node.id, self.cycle, 3, [], [], None, time.time()))
+            propose_retrying(
+                node, cycle_entry("tiny", node.id, self.cycle, 3, [], [], None, time.time())
+            )
 
     def converged(self) -> bool:
         nodes = list(self.nodes.values())

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import zmq
-from swarmkit import candidate
+from swarmkit import candidate, in_process_swarm, propose_retrying, wait
 
 from cli.demo import write_cluster
 from consensus.ledger import cycle_entry, register_entry, vote_entry
@@ -30,25 +30,8 @@ TINY = Path(__file__).parent / "data" / "tiny"
 
 @pytest.fixture
 def swarm(tmp_path: Path) -> Iterator[list[SwarmNode]]:
-    config = load_cluster(write_cluster(tmp_path, 3, TINY, 1, 1, 3, 1))
-    config.ensure_keys()
-    nodes = [SwarmNode(config, node_id, evolve=False) for node_id in config.ids]
-    try:
-        for node in nodes:
-            node.start()
+    with in_process_swarm(tmp_path, TINY) as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
-
-
-def wait(predicate: object, timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out: {what}")
 
 
 def heads(nodes: list[SwarmNode]) -> set[str]:
@@ -305,21 +288,6 @@ def test_node_start_names_an_unknown_id(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["node", "start", "--config", str(path), "--id", "node-9"])
     assert result.exit_code != 0
     assert "node-9" in result.output and "node-1" in result.output
-
-
-def propose_retrying(node: SwarmNode, entry: bytes) -> None:
-    """Propose until committed: cycle entries are idempotent, so a retry after a leader change is safe."""
-    from evolution.errors import NotCommittedError
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            node.propose(entry)
-            return
-        except NotCommittedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def test_a_node_behind_the_compacted_ledger_fetches_the_state_from_a_peer(tmp_path: Path) -> None:
