@@ -67,25 +67,32 @@ def tree_at(step: int) -> dict[str, str]:
     return {"genome.toml": '[genome]\nname = "g"\n', "core.py": body}
 
 
+def adoption(
+    tree: dict[str, str], child: dict[str, str], patch: str, evidence: dict[str, Any]
+) -> Adoption:
+    """The winner of one cycle, the same in the ledger's entries and the direct writes."""
+    return Adoption(
+        version_id(child),
+        version_id(tree),
+        patch,
+        "memoize",
+        "hot",
+        1.0,
+        0.9,
+        1.1,
+        1.05,
+        1.15,
+        evidence,
+    )
+
+
 def build(cycles: int) -> list[bytes]:
     tree = tree_at(0)
     entries = [L.register_entry("g", tree["genome.toml"], tree, 1.0, "node-1", 1000.0)]
     for cycle in range(1, cycles + 1):
         child = tree_at(cycle)
         patch = make_patch(tree, child)
-        win = Adoption(
-            version_id(child),
-            version_id(tree),
-            patch,
-            "memoize",
-            "hot",
-            1.0,
-            0.9,
-            1.1,
-            1.05,
-            1.15,
-            {"n": cycle},
-        )
+        win = adoption(tree, child, patch, {"n": cycle})
         loser = CandidateRecord(
             f"c{cycle}",
             version_id(tree),
@@ -288,19 +295,7 @@ def main() -> None:
             for cycle in range(1, args.cycles + 1):
                 child = tree_at(cycle)
                 patch = make_patch(tree, child)
-                win = Adoption(
-                    version_id(child),
-                    version_id(tree),
-                    patch,
-                    "memoize",
-                    "hot",
-                    1.0,
-                    0.9,
-                    1.1,
-                    1.05,
-                    1.15,
-                    {},
-                )
+                win = adoption(tree, child, patch, {})
                 store.record_cycle("g", "node-1", evaluated=[], adopted=win, cycle=cycle, seed=7)
                 tree = child
             direct_seconds = time.perf_counter() - started
