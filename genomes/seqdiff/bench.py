@@ -1,0 +1,64 @@
+"""Benchmark: what people call difflib for — diffs of edited files, close matches, ratios.
+
+Prints one JSON line last: {"seconds": <best of 3>, "lines": <diff lines>, "matches": <m>}.
+``lines`` and ``matches`` are work counts a behaviour-preserving change must not move.
+Under TARS's instruction counter (TARS_MEASURE=instructions) one pass on a smaller
+input says as much as best-of-3.
+"""
+
+import json
+import os
+import random
+import time
+
+from seqdiff import difflib
+
+WORDS = ["def", "return", "self", "value", "items", "count", "for", "in", "if", "else",
+         "total", "name", "index", "result", "append", "len", "range", "None", "True", "key"]
+
+
+def source(rng, n):
+    out = []
+    for i in range(n):
+        indent = "    " * rng.randint(0, 3)
+        out.append(indent + " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 9))) + "\n")
+    return out
+
+
+def edited(rng, lines):
+    out = list(lines)
+    for _ in range(max(1, len(out) // 12)):
+        i = rng.randrange(len(out))
+        op = rng.random()
+        if op < 0.4:
+            out[i] = out[i].replace(rng.choice(WORDS), rng.choice(WORDS), 1)
+        elif op < 0.7:
+            out.insert(i, "    " + " ".join(rng.choice(WORDS) for _ in range(4)) + "\n")
+        else:
+            del out[i]
+    return out
+
+
+def main():
+    counted = os.environ.get("TARS_MEASURE") == "instructions"
+    rng = random.Random(1234)
+    files = [source(rng, 200 if counted else 300) for _ in range(6 if counted else 8)]
+    pairs = [(a, edited(rng, a)) for a in files]
+    vocab = sorted({w + str(rng.randint(0, 50)) for w in WORDS for _ in range(20)})
+    queries = [rng.choice(vocab)[:-1] + "x" for _ in range(40 if counted else 60)]
+    best = None
+    lines = matches = 0
+    for _ in range(1 if counted else 3):
+        start = time.process_time()
+        lines = 0
+        for a, b in pairs:
+            lines += sum(1 for _ in difflib.unified_diff(a, b, "a.py", "b.py"))
+            lines += sum(1 for _ in difflib.ndiff(a[:40], b[:40]))
+        matches = sum(len(difflib.get_close_matches(q, vocab, n=3, cutoff=0.6)) for q in queries)
+        elapsed = time.process_time() - start
+        best = elapsed if best is None else min(best, elapsed)
+    print(json.dumps({"seconds": round(best, 6), "lines": lines, "matches": matches}))
+
+
+if __name__ == "__main__":
+    main()

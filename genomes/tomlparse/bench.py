@@ -1,0 +1,96 @@
+"""Benchmark: parse a deterministic corpus of TOML documents (config files as people write them).
+
+Prints one JSON line last: {"seconds": <best of 3>, "documents": <n>, "keys": <k>}. ``keys``
+is a work count: the number of leaf values parsed, which a behaviour-preserving change
+must not move. Under TARS's instruction counter (TARS_MEASURE=instructions) one pass over
+fewer documents says as much as best-of-3.
+"""
+
+import json
+import os
+import random
+import time
+
+from tomlparse import loads
+
+WORDS = ["alpha", "beta", "gamma", "delta", "server", "client", "cache", "pool", "timeout",
+         "retries", "path", "name", "owner", "region", "replica", "shard", "token", "level"]
+
+
+def word(rng):
+    return rng.choice(WORDS) + str(rng.randint(0, 99))
+
+
+def value(rng, depth=0):
+    kind = rng.randint(0, 11 if depth < 2 else 8)
+    if kind == 0:
+        return str(rng.randint(-10**6, 10**6))
+    if kind == 1:
+        return "%.6g" % rng.uniform(-1e4, 1e4)
+    if kind == 2:
+        return rng.choice(["true", "false"])
+    if kind == 3:
+        return '"%s \\"quoted\\" \\u00e9 %s\\n"' % (word(rng), word(rng))
+    if kind == 4:
+        return "'C:\\\\%s\\%s'" % (word(rng), word(rng))
+    if kind == 5:
+        return "1979-05-27T07:%02d:%02d-08:00" % (rng.randint(0, 59), rng.randint(0, 59))
+    if kind == 6:
+        return "2024-%02d-%02d" % (rng.randint(1, 12), rng.randint(1, 28))
+    if kind == 7:
+        return '"""\n%s\n  %s \\\n  %s"""' % (word(rng), word(rng), word(rng))
+    if kind == 8:
+        return "0x%X" % rng.randint(0, 1 << 20)
+    if kind == 9:
+        return "[%s]" % ", ".join(value(rng, depth + 1) for _ in range(rng.randint(0, 5)))
+    if kind == 10:
+        items = ", ".join("%s = %s" % (word(rng), value(rng, depth + 1)) for _ in range(rng.randint(1, 3)))
+        return "{ %s }" % items
+    return "[\n  %s,\n]" % ",\n  ".join(str(rng.randint(0, 999)) for _ in range(rng.randint(1, 6)))
+
+
+def document(rng):
+    lines = ["# generated configuration", 'title = "%s"' % word(rng)]
+    for t in range(rng.randint(3, 8)):
+        if rng.random() < 0.3:
+            lines.append("\n[[%s.%s]]" % (word(rng), "items"))
+        else:
+            lines.append("\n[%s.%s-%d]" % (word(rng), word(rng), t))
+        used = set()
+        for _ in range(rng.randint(2, 9)):
+            key = word(rng)
+            if key in used:
+                continue
+            used.add(key)
+            if rng.random() < 0.15:
+                key = '"%s key"' % key
+            lines.append("%s = %s  # note" % (key, value(rng)) if rng.random() < 0.2
+                         else "%s = %s" % (key, value(rng)))
+    return "\n".join(lines) + "\n"
+
+
+def leaves(obj):
+    if isinstance(obj, dict):
+        return sum(leaves(v) for v in obj.values())
+    if isinstance(obj, list):
+        return sum(leaves(v) for v in obj)
+    return 1
+
+
+def main():
+    counted = os.environ.get("TARS_MEASURE") == "instructions"
+    rng = random.Random(1234)
+    docs = [document(rng) for _ in range(60 if counted else 300)]
+    best = None
+    keys = 0
+    for _ in range(1 if counted else 3):
+        start = time.process_time()
+        parsed = [loads(d) for d in docs]
+        elapsed = time.process_time() - start
+        best = elapsed if best is None else min(best, elapsed)
+        keys = sum(leaves(p) for p in parsed)
+    print(json.dumps({"seconds": round(best, 6), "documents": len(docs), "keys": keys}))
+
+
+if __name__ == "__main__":
+    main()
