@@ -23,7 +23,10 @@ class Incubator(RoleActor):
         self.sandbox = sandbox
 
     def on_incubate(self, message: Incubate) -> IncubationReport:
-        candidate_tree = apply_patch(message.parent_tree, message.candidate.patch)
+        # The proposer's sandbox never holds the held-out files: the candidate's code runs
+        # here, and it must not be able to read the tests it will be judged by.
+        parent_tree = message.manifest.without_held_out(message.parent_tree)
+        candidate_tree = apply_patch(parent_tree, message.candidate.patch)
         fitness = message.manifest.fitness
         policy = Policy(threshold=fitness.threshold, confidence=fitness.confidence)
 
@@ -37,7 +40,7 @@ class Incubator(RoleActor):
             self.sandbox,
             message.manifest,
             message.candidate.id,
-            message.parent_tree,
+            parent_tree,
             candidate_tree,
             message.rounds,
             max_rounds=message.rounds * 2,

@@ -1,7 +1,9 @@
 """Validator: a node's own check of a peer's proposal before it votes.
 
 The swarm trusts no proposer's word: every node applies the patch to its own copy of the
-parent and runs the genome's tests in its own sandbox.  The benchmark is not re-run —
+parent and runs the genome's tests in its own sandbox, then the held-out tests the
+proposer never ran (``commands.held_out``), if the manifest has them.  The benchmark is not
+re-run —
 the proposer's interleaved A/B evidence is in the ledger for anyone to audit, and a
 second benchmark on a loaded peer would add noise, not certainty.
 """
@@ -15,6 +17,7 @@ from actors.messages import Validate, Verdict
 from evolution.errors import PatchError
 from evolution.patch import apply_patch
 from evolution.tree import short, version_id
+from runtime.held_out import run_held_out
 from runtime.incubation import run_tests
 from runtime.sandbox import Sandbox
 
@@ -42,4 +45,9 @@ class Validator(RoleActor):
         result = run_tests(self.sandbox, tree, message.manifest)
         if not result.ok:
             return verdict(False, f"tests fail: {result.detail}")
-        return verdict(True, "tests pass")
+        held_out = run_held_out(self.sandbox, tree, message.manifest)
+        if held_out is None:
+            return verdict(True, "tests pass")
+        if not held_out.ok:
+            return verdict(False, f"held-out tests fail: {held_out.detail}")
+        return verdict(True, "tests and held-out tests pass")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import shlex
 import tomllib
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,23 +27,29 @@ class GenomeSection(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     description: str = ""
     sources: Annotated[list[str], Field(min_length=1)]
+    #: files only the held-out command reads (fnmatch globs, like ``sources``): protected,
+    #: left out of the proposer's sandbox and of anything shown to a model
+    held_out: list[str] = []
 
 
 class Commands(_Strict):
     test: list[str]
     bench: list[str]
+    #: tests the proposer never runs: only the voting nodes run them, before voting yes,
+    #: so a candidate tuned to pass the visible tests is still caught (reward hacking)
+    held_out: list[str] | None = None
 
-    @field_validator("test", "bench", mode="before")
+    @field_validator("test", "bench", "held_out", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return shlex.split(value)
         return value
 
-    @field_validator("test", "bench")
+    @field_validator("test", "bench", "held_out")
     @classmethod
-    def _non_empty(cls, value: list[str]) -> list[str]:
-        if not value:
+    def _non_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
             raise ValueError('must name a command, for example "python -m unittest"')
         return value
 
@@ -91,13 +98,36 @@ class Manifest(_Strict):
     limits: Limits = Limits()
     tunable: list[Tunable] = []
 
+    @model_validator(mode="after")
+    def _held_out_pair(self) -> Manifest:
+        if self.genome.held_out and self.commands.held_out is None:
+            raise ValueError(
+                "genome.held_out names files but commands.held_out is missing: "
+                "add the command that runs them"
+            )
+        return self
+
     @property
     def name(self) -> str:
         return self.genome.name
 
     def is_source(self, path: str) -> bool:
-        """Whether ``path`` is evolvable (matches a ``sources`` glob); everything else is protected."""
+        """Whether ``path`` is evolvable (matches a ``sources`` glob); everything else is protected.
+
+        A held-out file is never a source, whatever the globs say: a candidate that could
+        rewrite the held-out tests would make them worthless.
+        """
+        if self.is_held_out(path):
+            return False
         return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.genome.sources)
+
+    def is_held_out(self, path: str) -> bool:
+        """Whether only the voters' held-out command may see ``path``."""
+        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.genome.held_out)
+
+    def without_held_out(self, tree: Mapping[str, str]) -> dict[str, str]:
+        """``tree`` as the proposer's sandbox and a model may see it: held-out files removed."""
+        return {path: text for path, text in tree.items() if not self.is_held_out(path)}
 
     def better(self, candidate: float, parent: float) -> float:
         """The gain of candidate over parent as a ratio where > 1 is better, whatever the direction."""
