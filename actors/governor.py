@@ -69,5 +69,6 @@ def judge(
         protected_touched=tuple(p for p in touched if not manifest.is_source(p)),
         new_imports=tuple(sorted(set(imports))),
         failure=None if report.failure is None else f"{report.failure}: {report.detail}",
+        generated_by=candidate.mutator,
     )
     return decide(evidence, policy), evidence

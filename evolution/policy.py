@@ -15,12 +15,21 @@ Order of the tests, and why:
    every adoption costs a consensus round, a deploy and a place in the lineage.
 4. Only a candidate that would be adopted is checked for risk; a risky one is *held*
    (not rejected) so a human can still take the gain with ``tars approve``.
+
+The risk checks weigh the evidence, not the size alone: a big patch with an *exact* gain
+(an instruction count, zero-width interval) that passed every test is not the same risk as
+a big patch with a noisy one, so the line limit grows with an exact gain
+(:func:`size_allowance`); a timed gain keeps the plain limit, because its interval is
+what the size limit protects against.  A change a language model wrote is held for a
+human by default, whatever its evidence (``approval_on_model``).  Every hold reason names
+its rule, so the held event says which rule held it.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,6 +51,12 @@ class Policy:
     max_patch_lines: int = 40
     approval_on_new_imports: bool = True
     approval_on_protected: bool = True
+    #: a model-written candidate waits for a human, whatever its evidence
+    approval_on_model: bool = True
+    #: an exact gain of this ratio doubles the line limit, its square triples it, …
+    size_step: float = 1.10
+    #: the line limit never grows past this many times ``max_patch_lines``
+    max_size_factor: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,8 @@ class Evidence:
     protected_touched: tuple[str, ...]
     new_imports: tuple[str, ...]
     failure: str | None = None
+    #: who wrote the change: a mutator's name, or ``llm:<model>`` for a language model
+    generated_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,9 +116,11 @@ def decide(evidence: Evidence, policy: Policy) -> Decision:
         return Decision("reject", tuple(rejections))
 
     risks: list[str] = []
-    if evidence.patch_lines > policy.max_patch_lines:
+    allowed = size_allowance(comparison, policy)
+    if evidence.patch_lines > allowed:
+        why = "" if allowed == policy.max_patch_lines else f" for an exact {gain}"
         risks.append(
-            f"patch changes {evidence.patch_lines} lines, over the {policy.max_patch_lines}-line limit"
+            f"patch changes {evidence.patch_lines} lines, over the {allowed}-line limit{why}"
         )
     if policy.approval_on_protected and evidence.protected_touched:
         risks.append(f"touches protected files: {', '.join(evidence.protected_touched)}")
@@ -109,10 +128,35 @@ def decide(evidence: Evidence, policy: Policy) -> Decision:
         unsafe = unsafe_imports(evidence.new_imports)
         if unsafe:
             risks.append(f"new imports need approval: {', '.join(unsafe)}")
+    if policy.approval_on_model and is_model_written(evidence.generated_by):
+        risks.append(
+            f"written by a model ({evidence.generated_by}): model-written changes wait for a "
+            "human (policy approval_on_model)"
+        )
     accepted = f"{gain} ({interval}) meets threshold {_x(policy.threshold)}"
     if risks:
         return Decision("hold", (*risks, accepted))
     return Decision("adopt", (accepted,))
+
+
+def size_allowance(comparison: Comparison, policy: Policy) -> int:
+    """The line limit this evidence earns: the plain limit, grown by an exact gain.
+
+    ``max_patch_lines × min(max_size_factor, 1 + log(gain) / log(size_step))`` for an exact
+    count, so with the defaults an exact 1.10× doubles the 40 lines, an exact 1.21× triples
+    them, and an exact 1.5× reaches the cap, 200 lines (5 × 40).  A timed gain earns nothing: its
+    interval is exactly the uncertainty a size limit guards against.
+    """
+    if comparison.low != comparison.high or comparison.ratio <= 1.0:
+        return policy.max_patch_lines
+    steps = math.log(comparison.ratio) / math.log(max(policy.size_step, 1.0 + 1e-9))
+    factor = min(policy.max_size_factor, 1.0 + steps)
+    return max(policy.max_patch_lines, round(policy.max_patch_lines * factor))
+
+
+def is_model_written(generated_by: str) -> bool:
+    """Whether a candidate came from a language model (its generator is ``llm:<model>``)."""
+    return generated_by.startswith("llm:") or generated_by == "llm"
 
 
 def unsafe_imports(modules: tuple[str, ...]) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from evolution.policy import (
     Policy,
     decide,
     new_imports,
+    size_allowance,
     unsafe_imports,
 )
 from evolution.stats import Comparison
@@ -215,3 +216,52 @@ def test_exact_counts_are_judged_on_threshold_alone() -> None:
     assert worse.verdict == "reject" and worse.reasons[0].startswith(
         "no gain: gain 0.9900×, an exact count"
     )
+
+
+def exact_gain(ratio: float) -> Comparison:
+    return Comparison(ratio=ratio, low=ratio, high=ratio, rounds=1, confidence=1.0)
+
+
+def test_an_exact_big_gain_earns_a_bigger_patch_a_timed_one_does_not() -> None:
+    # the case: 136 lines, an exact 1.5×, every test passing
+    big = evidence(comparison=exact_gain(1.5), patch_lines=136)
+    assert decide(big, Policy()).verdict == "adopt"
+    # the same patch with a timed gain of the same size is still held by the plain limit
+    timed = evidence(comparison=replace(GOOD, ratio=1.5, low=1.3, high=1.7), patch_lines=136)
+    d = decide(timed, Policy())
+    assert d.verdict == "hold" and d.reasons[0] == "patch changes 136 lines, over the 40-line limit"
+    # a small exact gain earns a little more room, named in the reason
+    small = decide(evidence(comparison=exact_gain(1.10), patch_lines=81), Policy())
+    assert small.verdict == "hold"
+    assert (
+        small.reasons[0]
+        == "patch changes 81 lines, over the 80-line limit for an exact gain 1.1000×"
+    )
+    assert (
+        decide(evidence(comparison=exact_gain(1.10), patch_lines=80), Policy()).verdict == "adopt"
+    )
+    # and nothing grows past the cap
+    huge = decide(evidence(comparison=exact_gain(9.0), patch_lines=201), Policy())
+    assert huge.verdict == "hold" and "over the 200-line limit" in huge.reasons[0]
+
+
+def test_size_allowance_steps() -> None:
+    policy = Policy()
+    assert [size_allowance(exact_gain(r), policy) for r in (1.0, 1.10, 1.21, 1.5)] == [
+        40,
+        80,
+        120,
+        200,
+    ]
+    assert size_allowance(GOOD, policy) == 40
+
+
+def test_a_model_written_candidate_waits_for_a_human_by_default() -> None:
+    written = evidence(generated_by="llm:qwen2.5-coder")
+    d = decide(written, Policy())
+    assert d.verdict == "hold"
+    assert d.reasons[0].startswith("written by a model (llm:qwen2.5-coder)")
+    assert decide(written, Policy(approval_on_model=False)).verdict == "adopt"
+    assert decide(evidence(generated_by="local_alias"), Policy()).verdict == "adopt"
+    # a model's failure is still a rejection, not a hold
+    assert decide(replace(written, tests_passed=False), Policy()).verdict == "reject"
