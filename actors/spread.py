@@ -159,7 +159,7 @@ class Spread:
         proven = Candidate(
             candidate, offer.parent, patch, "offered", "offered", "", "", 0, described
         )
-        rounds = max(1, min(rounds, manifest.fitness.rounds))
+        rounds = max(2, min(rounds, manifest.fitness.rounds))  # never more than its own manifest
         return Incubate(manifest, tree, proven, rounds, offer_id)
 
 
