@@ -206,7 +206,17 @@ def test_a_reference_to_an_offer_never_committed_is_refused(swarm: list[SwarmNod
         incubator(asker, victim).ask(IncubateOffered("tiny", oid, "other", 3), timeout=30)
     with pytest.raises(Refused, match="not committed here"):
         incubator(asker, victim).ask(IncubateOffered("other", oid, good.id, 3), timeout=30)
-    assert victim.counters["refused_incubations"] == 4
+    # committed, but for a genome or a parent version this node does not hold
+    for genome, parent, why in (
+        ("ghost", good.parent, "genome ghost is not known here"),
+        ("tiny", "f" * 64, "version ffffffffffff of tiny is not applied here"),
+    ):
+        pairs = [(good.id, good.patch)]
+        ref = E.offer_id(genome, asker.id, parent, [good.id], 1.0)
+        asker.propose(E.offer_entry(genome, asker.id, ref, parent, pairs, 1.0))
+        with pytest.raises(Refused, match=why):
+            incubator(asker, victim).ask(IncubateOffered(genome, ref, good.id, 3), timeout=30)
+    assert victim.counters["refused_incubations"] == 6
     assert victim.counters["incubated_for_peers"] == 0
 
 
