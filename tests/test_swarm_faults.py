@@ -262,6 +262,8 @@ def test_seeded_random_fault_schedule(swarm: LocalSwarm) -> None:
             progressed(swarm, leader, swarm.applied(leader), timeout=120)
         except AssertionError as exc:
             raise AssertionError(f"round {round_number} ({' → '.join(history)}): {exc}") from exc
+    # The seed's schedule holds the faults this test is about (a new seed must keep them).
+    assert {"stop_leader", "partition_leader", "partition_followers"} <= set(history), history
     # The faults did not stop the work: the ledger moved on and versions were adopted.
     assert swarm.applied(swarm.leader()) >= start + 20
     assert len(swarm.reported) >= 2, "the tiny genome's clear wins are adopted despite the faults"
