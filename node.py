@@ -217,8 +217,11 @@ class SwarmNode:
             stopping=stopping,
             stage=self._set_stage,
             enabled=evolve,
+            offering=lambda: self.spread.pooled,  # commit offers while peers prove candidates
         )
-        self.spread = Spread(self.transport, self.node.supervisor)
+        self.spread = Spread(
+            self.transport, self.node.supervisor, store=self.store, offers=self.state.offers.get
+        )
         self.admin = Admin(
             node_id,
             store=self.store,
@@ -342,6 +345,7 @@ class SwarmNode:
             **self.votes.counters,
             **self.evolver.counters,
             "incubated_for_peers": self.spread.served,
+            "refused_incubations": self.spread.refused,
         }
 
     # -- what the parts are handed --

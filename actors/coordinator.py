@@ -52,6 +52,12 @@ class Recorder(Protocol):
     ) -> bool: ...
 
 
+#: Commits a cycle's candidates (genome, parent version, candidates) as an offer before peers
+#: are asked to prove them; returns the offer's id, or None when only local incubators prove
+#: them (see actors/spread.py).
+Offerer = Callable[[str, str, Sequence[Candidate]], str | None]
+
+
 def store_recorder(store: GenomeStore) -> Recorder:
     """One node alone: the whole cycle in one store transaction."""
 
@@ -114,8 +120,10 @@ class Coordinator:
         candidates_per_cycle: int = 4,
         progress: Progress = _quiet,
         recorder: Recorder | None = None,
+        offer: Offerer | None = None,
     ) -> None:
         self.store = store
+        self.offer = offer
         self.recorder = recorder or store_recorder(store)
         self.supervisor = supervisor
         self.genome = genome
@@ -176,8 +184,10 @@ class Coordinator:
                 tree, version, seed, cycle, self.candidates_per_cycle - len(candidates)
             )
         self.progress("incubate", {"cycle": cycle, "candidates": len(candidates)})
+        offer = self.offer(self.genome, version, candidates) if self.offer and candidates else None
+        rounds = manifest.fitness.rounds
         reports: list[IncubationReport] = self.supervisor.ask_all(
-            "incubator", [Incubate(manifest, tree, c, manifest.fitness.rounds) for c in candidates]
+            "incubator", [Incubate(manifest, tree, c, rounds, offer) for c in candidates]
         )
         judged: list[tuple[Decision, Evidence]] = (
             self.supervisor.ask(

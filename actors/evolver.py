@@ -21,10 +21,12 @@ from typing import Any, Protocol
 from actors.coordinator import Coordinator
 from actors.supervisor import Supervisor
 from consensus.applier import Applier, Clock
+from consensus.entries import offer_entry, offer_id
 from consensus.ledger import cycle_entry, proposal_id, register_entry
 from events.records import Adoption, CandidateRecord, Held
 from events.store import GenomeStore
 from evolution.errors import ConsensusError, GenomeError, TarsError, UnknownGenomeError
+from evolution.generate import Candidate
 from evolution.manifest import Manifest
 from evolution.tree import Tree, short
 from runtime.config import EvolutionSection
@@ -87,6 +89,7 @@ class Evolver:
         stopping: threading.Event,
         stage: Callable[[str], None],
         enabled: bool = True,
+        offering: Callable[[], bool] = lambda: False,
     ) -> None:
         self.id = node_id
         self.store = store
@@ -100,6 +103,8 @@ class Evolver:
         self.stopping = stopping
         self.stage = stage
         self.enabled = enabled
+        #: whether peers' incubators are in the pool (spread on): a cycle then commits an offer
+        self.offering = offering
         self.counters: dict[str, int] = {"cycle_errors": 0}
         self._coordinators: dict[str, Coordinator] = {}
         self._thread: threading.Thread | None = None
@@ -174,6 +179,7 @@ class Evolver:
                 candidates_per_cycle=self.evolution.candidates_per_cycle,
                 recorder=self._record,
                 progress=self._progress,
+                offer=self._offer,
             )
         return self._coordinators[genome]
 
@@ -212,6 +218,18 @@ class Evolver:
             return
         self.stage(now)
         log.info("%s: %s", self.id, now)
+
+    def _offer(self, genome: str, parent: str, candidates: Sequence[Candidate]) -> str | None:
+        """Commit the cycle's candidates before a peer is asked to prove one (issue 9): a
+        peer's incubator runs only what the ledger holds.  One Raft commit more per cycle,
+        and only while peers' incubators are in the pool."""
+        if not self.offering():
+            return None
+        at = self.clock()
+        offer = offer_id(genome, self.id, parent, [c.id for c in candidates], at)
+        pairs = [(c.id, c.patch) for c in candidates]
+        self.ledger.propose(offer_entry(genome, self.id, offer, parent, pairs, at))
+        return offer
 
     def _record(
         self,

@@ -52,11 +52,31 @@ class Generated(NamedTuple):
 
 
 class Incubate(NamedTuple):
-    """Incubator: prove one candidate in the sandbox."""
+    """Incubator: prove one candidate in the sandbox (a local message only: it carries code).
+
+    ``offer`` names the committed offer that holds the candidate (``consensus.entries.Offer``),
+    when there is one: only then may a peer's incubator be asked to prove it, by reference
+    (:class:`IncubateOffered`).
+    """
 
     manifest: Manifest
     parent_tree: Tree
     candidate: Candidate
+    rounds: int
+    offer: str | None = None
+
+
+class IncubateOffered(NamedTuple):
+    """A peer's incubator: prove ``candidate`` of the committed offer ``offer`` of ``genome``.
+
+    A reference, not code: the serving node builds the :class:`Incubate` itself from its
+    own ledger state (the offer's patch), its own store's tree of the offer's parent and
+    its own manifest of the genome, or refuses (``actors/spread.py``).
+    """
+
+    genome: str
+    offer: str
+    candidate: str
     rounds: int
 
 
@@ -107,5 +127,7 @@ class Verdict(NamedTuple):
 
 
 #: The messages (and the types inside them) that may cross the wire to another node's
-#: actors, as msgpack (runtime/remote.py builds only these on the receiving side).
-REMOTE_TYPES: tuple[type, ...] = (Incubate, Manifest, Candidate, IncubationReport)
+#: actors, as msgpack (runtime/remote.py builds only these on the receiving side): a
+#: reference to a committed offer's candidate, and the bounded report that answers it.
+#: :class:`Incubate` carries a manifest and a tree, so it is not one of them.
+REMOTE_TYPES: tuple[type, ...] = (IncubateOffered, IncubationReport)

@@ -5,7 +5,10 @@ cannot be generated, a store that refuses a write) and goes back to the caller; 
 other exception is a bug in the actor or a dead actor thread, so the actor is stopped,
 a fresh one started from its factory and the same message sent again.  A remote actor
 whose node does not answer (:class:`RemoteUnavailable`, itself a ``TarsError`` so the
-CLI prints it well) is not an answer: it is caught first and handled like a crash.
+CLI prints it well) is not an answer: it is caught first and handled like a crash.  A
+peer that refuses a message (:class:`~runtime.remote.Refused`: it does not hold what the
+message refers to) is not the actor's answer either: the message runs on one of the
+role's local actors instead, and the peer stays in the pool for the next message.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import pykka
 
 from evolution.errors import RemoteUnavailable, TarsError
+from runtime.remote import Refused
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,8 @@ class Supervisor:
 
     def __init__(self, max_retries: int = 2) -> None:
         self.max_retries = max_retries
+        #: messages a peer refused, which then ran on a local actor
+        self.refused = 0
         self._roles: dict[str, _Role] = {}
         self._lock = threading.Lock()
         self._next = 0
@@ -60,22 +66,33 @@ class Supervisor:
     def refs(self, role: str) -> list[pykka.ActorRef[Any]]:
         return list(self._roles[role].refs)
 
-    def ask(self, role: str, message: Any, timeout: float | None = None) -> Any:
+    def ask(
+        self, role: str, message: Any, timeout: float | None = None, *, local: bool = False
+    ) -> Any:
         """Ask one actor of ``role``; restart and retry on a crash."""
-        return self.ask_all(role, [message], timeout)[0]
+        return self.ask_all(role, [message], timeout, local=local)[0]
 
     def ask_all(
-        self, role: str, messages: Sequence[Any], timeout: float | None = None
+        self,
+        role: str,
+        messages: Sequence[Any],
+        timeout: float | None = None,
+        *,
+        local: bool = False,
     ) -> list[Any]:
-        """Spread messages over the role's pool, wait for every answer, in order."""
-        entry = self._roles[role]
+        """Spread messages over the role's pool, wait for every answer, in order.
+
+        ``local`` keeps them on this node's own actors (a peer's request is served here,
+        never passed on to a third node).
+        """
         results: list[Any] = [None] * len(messages)
         pending = list(range(len(messages)))
         attempts = [0] * len(messages)
+        here = [local] * len(messages)  # messages that must run on a local actor
         while pending:
             in_flight: list[tuple[int, pykka.ActorRef[Any], pykka.Future[Any] | BaseException]] = []
             for n, index in enumerate(pending):
-                ref = entry.refs[n % len(entry.refs)]
+                ref = self._pick(role, n, here[index])
                 try:
                     in_flight.append((index, ref, ref.ask(messages[index], block=False)))
                 except pykka.ActorDeadError as exc:
@@ -86,6 +103,13 @@ class Supervisor:
                     if isinstance(future, BaseException):
                         raise future
                     results[index] = future.get(timeout=timeout)
+                except Refused as exc:  # the peer would not run it: a local actor does
+                    if here[index]:
+                        raise
+                    log.warning("%s refused a message, which runs here: %s", ref, exc.message)
+                    self.refused += 1
+                    here[index] = True
+                    pending.append(index)
                 except RemoteUnavailable as exc:  # a peer that is gone: as if it crashed
                     self._retry(role, ref, messages[index], exc, attempts, index)
                     pending.append(index)
@@ -95,6 +119,18 @@ class Supervisor:
                     self._retry(role, ref, messages[index], exc, attempts, index)
                     pending.append(index)
         return results
+
+    def _pick(self, role: str, n: int, local: bool) -> Any:
+        """The ``n``-th actor of the role's pool, or of its local actors only."""
+        refs = self._roles[role].refs
+        if local:
+            refs = [ref for ref in refs if isinstance(ref, pykka.ActorRef)]
+            if not refs:  # every slot holds a peer's actor: start a local one beside them
+                with self._lock:
+                    entry = self._roles[role]
+                    entry.refs.append(entry.factory())
+                    refs = [entry.refs[-1]]
+        return refs[n % len(refs)]
 
     def _retry(
         self,

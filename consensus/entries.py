@@ -99,7 +99,54 @@ class Members(NamedTuple):
     at: float
 
 
-Entry = Register | Cycle | Vote | Rollback | Members
+# ---- offers: the candidates a proposer may ask its peers' incubators to prove (issue 9) ----
+
+
+@dataclasses.dataclass(frozen=True)
+class Offered:
+    """One candidate of an offer: its id and its patch against the offer's parent."""
+
+    candidate: str
+    patch: str
+
+
+class Offer(NamedTuple):
+    """Candidates committed before any peer proves them: a peer's incubator runs only these.
+
+    A peer asked to prove one (``actors.messages.IncubateOffered``) builds the run from its
+    own ledger state: this patch, its own store's tree of ``parent``, its own manifest.
+    """
+
+    genome: str
+    node: str
+    id: str
+    parent: str
+    candidates: list[Offered]
+    at: float
+
+
+def offer_id(genome: str, node: str, parent: str, candidates: Sequence[str], at: float) -> str:
+    """The offer's name: the same on every node, a different one for every offer made."""
+    name = f"tars:offer:{genome}:{node}:{parent}:{float(at)!r}:{','.join(candidates)}"
+    return uuid.uuid5(uuid.NAMESPACE_URL, name).hex[:16]
+
+
+def offer_entry(
+    genome: str,
+    node: str,
+    offer: str,
+    parent: str,
+    candidates: Sequence[tuple[str, str]],
+    at: float,
+) -> bytes:
+    """A cycle's candidates to prove, as (candidate id, patch) pairs against ``parent``."""
+    listed = [Offered(candidate, patch) for candidate, patch in candidates]
+    return encode(Offer(genome, node, offer, parent, listed, at))
+
+
+# ---- all entry types -------------------------------------------------------------------
+
+Entry = Register | Cycle | Vote | Rollback | Members | Offer
 
 #: The ``type`` tag of each entry class, as it is on the wire.
 TYPES: dict[str, type[Entry]] = {
@@ -108,6 +155,7 @@ TYPES: dict[str, type[Entry]] = {
     "vote": Vote,
     "rollback": Rollback,
     "members": Members,
+    "offer": Offer,
 }
 _KIND: dict[type, str] = {cls: kind for kind, cls in TYPES.items()}
 
@@ -227,6 +275,11 @@ def parse(raw: Mapping[str, Any]) -> Entry:
     return cls(**values)
 
 
+#: Entry types whose in-memory part of the ledger state (the member list, the recent
+#: offers) is rebuilt from re-deliveries too, so they are decoded even then.
+REBUILT = frozenset({"members", "offer"})
+
+
 class Incoming(NamedTuple):
     """A committed entry as the applier first sees it (see :func:`incoming`)."""
 
@@ -242,23 +295,24 @@ def incoming(data: bytes, *, again: bool) -> Incoming:
     """What the applier needs of an entry's bytes, read as cheaply as it allows.
 
     A well-formed entry takes the fast path (msgspec, :mod:`consensus._msgspec`); a
-    re-delivered one (``again``) needs only its type and genome, unless it changes the
-    member list, which is rebuilt from re-deliveries too; anything else takes the
-    reference path, which can name what is wrong.  Bytes that are not a map with a
-    ``type`` raise :class:`ConsensusError`; a ``members`` entry that fails its checks
-    comes back with no entry (it is reported once it is known not to be a re-delivery).
+    re-delivered one (``again``) needs only its type and genome, unless it is one of
+    :data:`REBUILT` (the member list, an offer), which are rebuilt from re-deliveries too;
+    anything else takes the reference path, which can name what is wrong.  Bytes that are
+    not a map with a ``type`` raise :class:`ConsensusError`; a ``members`` or ``offer``
+    entry that fails its checks comes back with no entry (it is reported once it is known
+    not to be a re-delivery).
     """
     head = peek(data)
-    if head is not None and (head[0] == "members" or not again):
+    if head is not None and (head[0] in REBUILT or not again):
         entry = fast_decode(data)
         if entry is not None:
             return Incoming(entry, {}, kind_of(entry), getattr(entry, "genome", None))
-    if head is not None and again and head[0] != "members":
+    if head is not None and again and head[0] not in REBUILT:
         return Incoming(None, {}, *head)
     raw = read_map(data)
     genome = raw.get("genome") if isinstance(raw.get("genome"), str) else None
     members = None
-    if raw["type"] == "members":
+    if raw["type"] in REBUILT:
         try:
             members = parse(raw)
         except ConsensusError:

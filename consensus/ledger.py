@@ -32,6 +32,7 @@ from consensus.entries import (
     Cycle,
     Entry,
     Members,
+    Offer,
     Register,
     Rollback,
     Vote,
@@ -45,6 +46,7 @@ from consensus.entries import (
     rollback_entry,
     vote_entry,
 )
+from consensus.offers import Offers
 from events.domain import Lineage, proposals_of
 from events.store import GenomeStore
 from evolution.errors import ConsensusError, TarsError
@@ -123,6 +125,8 @@ class LedgerState:
         #: lineages as the last stored run left them: the ledger is the store's only
         #: writer on a swarm node, so the next run need not load them again
         self._live: dict[str, Lineage] = {}
+        #: recent committed offers (what a peer may ask this node to prove); the index applying
+        self.offers, self._applying = Offers(), 0
 
     @property
     def applied_index(self) -> int:
@@ -160,15 +164,18 @@ class LedgerState:
         return self._member_changes[0][1]
 
     def snapshot_state(self, index: int) -> bytes:
-        """The part of the ledger's state that is not in the store: the member list."""
-        return msgpack.packb({"members": self.members_at(index)}, use_bin_type=True)
+        """What of the ledger's state is not in the store: the member list, the recent offers."""
+        state = {"members": self.members_at(index), "offers": self.offers.state(index)}
+        return msgpack.packb(state, use_bin_type=True)
 
     def restore(self, index: int, state: bytes) -> None:
         """Take the member list of a snapshot at ``index``; later entries replay over it."""
         try:
-            members = msgpack.unpackb(state, raw=False)["members"]
+            blob = msgpack.unpackb(state, raw=False)
+            members = blob["members"]
             if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
                 raise TypeError("members is not a list of node ids")
+            offers = Offers.read(blob.get("offers"))
         except Exception as exc:
             raise ConsensusError(
                 f"snapshot state at ledger index {index} is malformed: {exc}"
@@ -176,6 +183,7 @@ class LedgerState:
         with self.lock:
             self.members = sorted(set(members)) or self.members
             self._member_changes = [(index, self.members)]
+            self.offers.replace(offers)
 
     def export_begin(self) -> tuple[int, dict[str, int], bytes]:
         """(applied index, lineage positions, state blob) at one point of the log, for a peer."""
@@ -196,6 +204,7 @@ class LedgerState:
         return stored
 
     def _apply_one(self, run: Run, index: int, data: bytes) -> Applied:
+        self._applying = index
         again = index <= max(run.applied, run.last_index)
         try:
             entry, raw, kind, genome = incoming(data, again=again)
@@ -205,6 +214,7 @@ class LedgerState:
             self.members = sorted(set(entry.members)) or self.members
             self._member_changes.append((index, self.members))
         if again:
+            self.offers.replayed(index, entry)
             # A re-delivery after a restart: only the last applied entry reports what
             # waits for votes, so replaying a long ledger stays one cheap check per entry.
             waiting = self._stored_waiting(genome) if index == run.applied and not run.dirty else {}
@@ -247,6 +257,9 @@ class LedgerState:
                 return self._rollback(run, entry)
             case Members():
                 return self._members(run, entry)
+            case Offer():  # kept in the ledger state, not in the store (consensus/offers.py)
+                self.offers.keep(self._applying, entry)
+                return {}
 
     # -- handlers: trigger events on the run's lineages; the run stores them --
 

@@ -21,7 +21,9 @@ local and remote actors.  When the peer cannot be reached the future fails with
 :class:`RemoteUnavailable` (a :class:`TransportError` in the ``TarsError`` tree, with a hint
 the user can act on), which is *not* an answer from the actor: the supervisor catches it
 before ``TarsError`` and treats it like a crashed actor, retrying the message on a fresh
-local one.
+local one.  A peer that will not act on a message (a type its actor does not take from
+peers, a reference to something it does not hold) answers :class:`Refused`: not the
+actor's answer either, and the supervisor runs the message on a local actor instead.
 """
 
 from __future__ import annotations
@@ -54,9 +56,29 @@ __all__ = [
     "Codec",
     "MessageTransport",
     "RemoteActorRef",
+    "Refused",
     "RemoteUnavailable",
     "serve",
 ]
+
+
+class Refused(TransportError):  # noqa: N818 (reads as what happened, like RemoteUnavailable)
+    """A peer would not act on a message: its actor does not take that type from peers, or
+    the message refers to something the peer does not hold (an offer it never committed).
+
+    An answer of the peer, not of the actor: the supervisor runs the message on a local
+    actor instead (and leaves the peer in the pool).  The serving side counts each one.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint=hint or "the message runs on a local actor instead; see the peer's node.log",
+        )
+
+
+#: Errors of this module a peer may answer with, by name (besides evolution.errors').
+_OWN_ERRORS: dict[str, type[TarsError]] = {"Refused": Refused}
 
 
 class MessageTransport(Protocol):
@@ -221,39 +243,55 @@ def serve(
     asks: dict[str, Callable[[Any], Any]],
     tells: dict[str, Callable[[Any], None]] | None = None,
     accepts: dict[str, tuple[type, ...]] | None = None,
+    *,
+    asks_from: dict[str, Callable[[str, Any], Any]] | None = None,
+    refused: Callable[[str, Refused], None] | None = None,
 ) -> None:
     """Let peers ask (``asks``) and tell (``tells``) this node's actors, by name.
 
     ``accepts`` limits which message types each actor takes (all the codec's if absent):
-    a peer cannot send an incubator a message only a validator should see.
+    a peer cannot send an incubator a message only a validator should see.  ``asks_from``
+    are asks whose handler is also told the authenticated sender.  Every refusal (a
+    malformed message, an actor not served, a type the codec or the actor does not take,
+    a handler's own :class:`Refused`) goes back as :class:`Refused` and is told to
+    ``refused`` (sender, error), so the serving side can count it.
     """
     tells = tells or {}
     accepts = accepts or {}
+    table: dict[str, Callable[[str, Any], Any]] = {
+        name: _ignoring_sender(handler) for name, handler in asks.items()
+    }
+    table.update(asks_from or {})
 
     def message_for(sender: str, body: Any, table: dict[str, Any]) -> tuple[Any, Any]:
         if not isinstance(body, dict) or not isinstance(body.get("message"), bytes):
-            raise TransportError(f"a remote actor message from {sender} is malformed")
+            raise Refused(f"a remote actor message from {sender} is malformed")
         name = str(body.get("actor"))
         target = table.get(name)
         if target is None:
-            raise TransportError(
+            raise Refused(
                 f"no actor {name!r} takes remote messages here (known: {', '.join(sorted(table))})"
             )
-        message = codec.decode(body["message"])
+        try:
+            message = codec.decode(body["message"])
+        except TransportError as exc:
+            raise Refused(exc.message) from exc
         allowed = accepts.get(name)
         if allowed is not None and not isinstance(message, allowed):
-            raise TransportError(
-                f"actor {name!r} does not take {type(message).__name__} from peers"
-            )
+            raise Refused(f"actor {name!r} does not take {type(message).__name__} from peers")
         return target, message
 
     def on_ask(sender: str, body: Any) -> Any:
         try:
-            target, message = message_for(sender, body, asks)
-            return {"value": codec.encode(target(message))}
+            target, message = message_for(sender, body, table)
+            return {"value": codec.encode(target(sender, message))}
         except RemoteUnavailable:
             raise  # a failure of the channel (as before it joined the TarsError tree)
         except TarsError as exc:  # an answer (or a refusal), not a failure of the channel
+            if isinstance(exc, Refused):
+                logger.warning("refused a remote ask from %s: %s", sender, exc.message)
+                if refused is not None:
+                    refused(sender, exc)
             return {"error": type(exc).__name__, "message": exc.message, "hint": exc.hint or ""}
 
     def on_tell(frame: Any) -> None:
@@ -263,6 +301,8 @@ def serve(
         except RemoteUnavailable:
             raise  # a failure of the channel (as before it joined the TarsError tree)
         except TarsError as exc:
+            if isinstance(exc, Refused) and refused is not None:
+                refused(frame.sender, exc)
             logger.warning("dropped a remote tell from %s: %s", frame.sender, exc)
 
     transport.serve(ASK, on_ask)
@@ -272,10 +312,15 @@ def serve(
 
 def _error(reply: dict[str, Any], peer: str) -> TarsError:
     """The remote actor's TarsError, as the same class where it is one of ours."""
-    kind = getattr(errors, str(reply.get("error")), None)
+    name = str(reply.get("error"))
+    kind = _OWN_ERRORS.get(name) or getattr(errors, name, None)
     cls = kind if isinstance(kind, type) and issubclass(kind, TarsError) else TarsError
     message = f"{peer}: {reply.get('message', '')}"
     return cls(message, hint=str(reply.get("hint") or "")) if reply.get("hint") else cls(message)
+
+
+def _ignoring_sender(handler: Callable[[Any], Any]) -> Callable[[str, Any], Any]:
+    return lambda sender, message: handler(message)
 
 
 def _is_namedtuple(kind: type) -> bool:

@@ -95,6 +95,15 @@ class LocalSwarm:
     def down(self) -> None:
         self.launcher.down()
 
+    def stop(self, node_id: str) -> None:
+        """SIGSTOP the node's process group (its sandboxed children too): it freezes where it
+        is, as a paused VM or a long GC would, and its peers hear nothing until :meth:`cont`."""
+        self.launcher.kill(node_id, signal.SIGSTOP)
+
+    def cont(self, node_id: str) -> None:
+        """SIGCONT: the stopped node runs on from where it froze."""
+        self.launcher.kill(node_id, signal.SIGCONT)
+
     # -- admin channel --
 
     def request(self, node_id: str, body: dict[str, Any], timeout: float = 3.0) -> Any:

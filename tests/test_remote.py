@@ -17,7 +17,7 @@ from evolution.generate import Candidate
 from evolution.manifest import parse_manifest
 from runtime.incubation import IncubationReport
 from runtime.keys import generate_keypair
-from runtime.remote import OBJECT, Codec, RemoteActorRef, RemoteUnavailable, serve
+from runtime.remote import OBJECT, Codec, Refused, RemoteActorRef, RemoteUnavailable, serve
 from runtime.testing import free_port
 from runtime.transport import Peer, Transport
 
@@ -91,13 +91,16 @@ class Pair:
         }
         self.notes: list[str] = []
         self.noted = threading.Event()
+        self.refusals: list[tuple[str, str]] = []
         self.actor = Doubler.start(self.notes, self.noted)
         serve(
             self.transports["b"],
             CODEC,
             asks={"doubler": lambda m: self.actor.ask(m)},
             tells={"doubler": self.actor.tell},
-            accepts={"doubler": (Double, Note)},
+            accepts={"doubler": (Double, Note), "whoami": (Note,)},
+            asks_from={"whoami": lambda sender, m: Note(f"{m.text} {sender}")},
+            refused=lambda sender, exc: self.refusals.append((sender, exc.message)),
         )
         for t in self.transports.values():
             t.start()
@@ -211,3 +214,26 @@ def test_a_pool_falls_back_to_a_local_actor_when_the_remote_one_is_gone(pair: Pa
         assert not any(isinstance(r, RemoteActorRef) for r in supervisor.refs("doubler"))
     finally:
         supervisor.stop_all()
+
+
+def test_every_refusal_is_a_refused_answer_and_counted_with_its_sender(pair: Pair) -> None:
+    """A refusal is the peer's answer, not the actor's: the supervisor runs the message locally."""
+    with pytest.raises(Refused, match="does not take Doubled"):
+        pair.ref().ask(Doubled(1, "x"))
+    with pytest.raises(Refused, match="no actor 'nobody'"):
+        RemoteActorRef(pair.transports["a"], "b", "nobody", CODEC).ask(Double(1))
+
+    class Alien(NamedTuple):
+        x: int
+
+    with pytest.raises(Refused, match="'Alien' is not a message type"):
+        RemoteActorRef(pair.transports["a"], "b", "doubler", Codec([Alien])).ask(Alien(1))
+    assert [sender for sender, _ in pair.refusals] == ["a", "a", "a"]
+    # an actor's own error is its answer, not a refusal, and is not counted as one
+    with pytest.raises(PatchError):
+        pair.ref().ask(Double(-1))
+    assert len(pair.refusals) == 3
+    # a handler served with asks_from is told who asks (the authenticated sender)
+    assert RemoteActorRef(pair.transports["a"], "b", "whoami", CODEC).ask(Note("hi")) == Note(
+        "hi a"
+    )
