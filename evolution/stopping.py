@@ -34,8 +34,9 @@ def _mutator(item: object, opp: OpportunityLike) -> str:
     return str(getattr(item, "mutator", "") or opp.kind)
 
 
-def _sites(count: int) -> str:
-    return f"{count} site{'' if count == 1 else 's'}"
+def _all(count: int) -> str:
+    """ "the one site" or "all 15 sites": the subject of every reason."""
+    return "the one site" if count == 1 else f"all {count} sites"
 
 
 def worth_trying(
@@ -64,8 +65,9 @@ def worth_trying(
             fresh.append(opp)
     tried = len(items) - len(fresh)
     if not fresh:
+        were = "was tried on its function's" if tried == 1 else "were tried on their functions'"
         return (
-            f"all {_sites(tried)} were tried on their functions' current code and rejected: "
+            f"{_all(tried)} {were} current code and rejected: "
             "nothing is worth a candidate until that code changes"
         )
     hopes = [(calibration.optimistic(o.kind, _predicted(o)), o) for o in fresh]
@@ -92,9 +94,10 @@ def _below(
             if calibration.tries(kind)
             else f"predicted at most {_predicted(best):.3f}× against a {threshold:g}× threshold"
         )
-        return f"all {_sites(len(hopes))} are {kind}, {said}{also}: nothing is worth a candidate"
+        are = "is" if len(hopes) == 1 else "are"
+        return f"{_all(len(hopes))} {are} {kind}, {said}{also}: nothing is worth a candidate"
     return (
-        f"all {_sites(len(hopes))} are below the {threshold:g}× threshold{also}: the best, "
+        f"all {len(hopes)} sites are below the {threshold:g}× threshold{also}: the best, "
         f"{best.kind} at {best.file}:{best.line} ({best.function}), is predicted "
         f"{_predicted(best):.3f}× and may reach {best_hope:.3f}× at most "
         f"({best.kind} {calibration.words(best.kind)}): nothing is worth a candidate"
