@@ -37,7 +37,7 @@ from typing import Any
 #: how many measurements the static model counts for
 PRIOR_STRENGTH = 2.0
 #: a measured/expected ratio of log-gains outside this range is an outlier, not a trend
-_EFFICIENCY = (-1.0, 3.0)
+_EFFICIENCY = (-1.0, 10.0)
 #: the prior spread of the efficiency (measured over predicted log-gain) of a kind
 _SPREAD = 0.5
 
