@@ -190,9 +190,11 @@ def plan(
         score = _base(opp) / (1.0 + risk) * bandit
         tries, wins = outcomes.counts(mutator, opp.kind)
         record = f"{wins}/{tries} won" if tries else "untried"
+        static = float(getattr(opp, "predicted_gain", 0.0) or opp.expected_gain)
+        calibrated = f" (static {static:.3f})" if abs(static - opp.expected_gain) >= 5e-4 else ""
         reason = (
             f"{opp.kind} at {opp.file}:{opp.line} ({opp.function}): expected gain "
-            f"{opp.expected_gain:.2f} at {opp.confidence:.0%} confidence, risk {risk:g}; "
+            f"{opp.expected_gain:.3f}{calibrated} at {opp.confidence:.0%} confidence, risk {risk:g}; "
             f"{mutator} on {opp.kind} {record} ({'sampled' if explore else 'mean'} {bandit:.2f})"
         )
         plans.append(Plan(opp, mutator, score, reason))

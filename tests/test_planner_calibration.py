@@ -92,3 +92,18 @@ def test_calibrated_reranks_and_keeps_the_static_figure() -> None:
     again = calibrated([second], calibration)[0]
     assert again.expected_gain == second.expected_gain
     assert calibrated([alias], None) == [alias]
+
+
+def test_a_plan_says_both_figures_when_the_calibration_moved_one() -> None:
+    import random
+
+    from evolution.planner import Outcomes, plan
+
+    alias = Opportunity("a.py", "f", 1, "local_alias", "e", 1.1, 0.9, predicted_gain=1.1)
+    calibration = from_log([{"kind": "local_alias", "ratio": 1.0}] * 10)
+    [moved] = plan(
+        calibrated([alias], calibration), Outcomes(), risks={}, rng=random.Random(0), limit=1
+    )
+    assert "expected gain 1.016 (static 1.100) at 90% confidence" in moved.reason
+    [kept] = plan([alias], Outcomes(), risks={}, rng=random.Random(0), limit=1)
+    assert "expected gain 1.100 at 90% confidence" in kept.reason
