@@ -9,9 +9,11 @@ second chance).
 
 The key of a candidate is a hash of its whole tree in a normal form: every Python file
 as its syntax tree without positions (comments and layout gone), with the names the
-candidate introduced (absent from the parent's file) renamed in order of first
-appearance; other files as their text.  Two candidates with the same key are the same
-program up to those renamings.
+candidate introduced (bound in it, absent from the parent's file) renamed in order of first
+appearance; other files as their text.  Only names the candidate binds itself
+(assigned, defined, parameters) count as introduced: a builtin or import it starts
+reading is a real difference (``set`` against ``frozenset``).  Two candidates with the
+same key are the same program up to those renamings.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ from functools import lru_cache
 
 
 class _Rename(ast.NodeTransformer):
-    """Renames identifiers the parent's file does not know, in order of first appearance."""
+    """Renames the given identifiers, in order of first appearance."""
 
-    def __init__(self, known: frozenset[str]) -> None:
-        self.known = known
+    def __init__(self, fresh: frozenset[str]) -> None:
+        self.fresh = fresh
         self.names: dict[str, str] = {}
 
     def _new(self, name: str) -> str:
-        if name in self.known:
+        if name not in self.fresh:
             return name
         return self.names.setdefault(name, f"_n{len(self.names)}")
 
@@ -52,6 +54,19 @@ class _Rename(ast.NodeTransformer):
         node.name = self._new(node.name)
         self.generic_visit(node)
         return node
+
+
+def _bound(tree: ast.AST) -> frozenset[str]:
+    """Names ``tree`` binds itself: assigned, defined, or parameters (not builtins it reads)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+    return frozenset(names)
 
 
 def _identifiers(tree: ast.AST) -> frozenset[str]:
@@ -81,7 +96,7 @@ def normal_form(source: str, parent: str | None = None) -> str:
             known = _identifiers(ast.parse(parent))
         except (SyntaxError, ValueError):
             known = frozenset()
-        tree = _Rename(known).visit(tree)
+        tree = _Rename(_bound(tree) - known).visit(tree)
     return ast.dump(tree)
 
 

@@ -71,3 +71,13 @@ def test_already_judged() -> None:
     assert already_judged(key, judged)
     assert already_judged(key, list(judged))
     assert not already_judged(key, set())
+
+
+def test_a_builtin_the_candidate_starts_reading_is_a_real_difference() -> None:
+    parent = {"pkg/m.py": PARENT}
+    as_set = HOIST_1.replace("len(sorted(bounds))", "len(set(bounds))")
+    as_frozenset = HOIST_2.replace("len( sorted(bounds) )", "len(frozenset(bounds))")
+    assert as_set != HOIST_1 and as_frozenset != HOIST_2
+    assert tree_key({"pkg/m.py": as_set}, parent) != tree_key({"pkg/m.py": as_frozenset}, parent)
+    same = as_set.replace("_hoisted_1", "_h")
+    assert tree_key({"pkg/m.py": as_set}, parent) == tree_key({"pkg/m.py": same}, parent)
