@@ -10,8 +10,11 @@ A rewrite that acts on a call instead (caching a function, inlining a callee, ho
 a pure call) saves some of the *callee's* cost at every call, so it weighs the callee:
 its cumulative share when the whole call disappears (a cache hit skips the callee and
 everything it calls), its self share when only the call's overhead and body move
-(inlining).  Such a mutator names the callee as its site's ``function`` (as
-``memoize`` does) or in a ``callee`` attribute of its site.
+(inlining).  A mutator whose site *is* the callee's definition names it as the site's
+``function`` (as ``memoize`` does); one that rewrites a call inside another function
+keeps that function as ``function`` (``apply`` re-finds the site there) and names the
+callee in a ``callee`` attribute of its site (read with ``getattr``: a field
+``callee: str = ""`` on ``Site`` is all it takes).
 
 Under ``measure = "instructions"`` the profile's clock counts profiler events (calls and
 returns), so "self time" is then the number of calls a function makes itself: a loop
