@@ -73,21 +73,13 @@ def _plans(node: Node, genome: Path, seed: int, limit: int) -> tuple[list[Plan],
 @app.command()
 @handle_errors
 def analyze(genome: Path = GenomeOpt, store: str = StoreOpt) -> None:
-    """Profile the genome and list ranked opportunities."""
-    from rich.table import Table
+    """Profile the genome and list ranked opportunities, calibrated by the genome's log."""
+    from cli.planning import history, show_opportunities
 
     with _node(store) as node:
-        opportunities, _, _, _ = _opportunities(node, genome)
-    table = Table("gain", "conf", "kind", "where", "evidence")
-    for opp in opportunities:
-        table.add_row(
-            f"{opp.expected_gain:.2f}×",
-            f"{opp.confidence:.2f}",
-            opp.kind,
-            f"{opp.file}:{opp.line} {opp.function}",
-            opp.evidence,
-        )
-    console.print(table)
+        opportunities, manifest, _, _ = _opportunities(node, genome)
+        calibration, outcomes = history(node.store, manifest.name)
+    show_opportunities(console, opportunities, manifest, calibration, outcomes)
 
 
 @app.command()
@@ -98,18 +90,19 @@ def plan(
     seed: int = SeedOpt,
     limit: int = typer.Option(8, help="plans to show"),
 ) -> None:
-    """Rank opportunities and choose a mutator for each."""
-    from rich.table import Table
+    """Rank opportunities and choose a mutator for each, learning from the genome's log."""
+    from actors.messages import PlanCycle
+    from cli.planning import history, show_plans
+    from evolution.analysis import calibrated
 
     with _node(store) as node:
-        plans, tree, version = _plans(node, genome, seed, limit)
-    table = Table("score", "mutator", "where", "why")
-    for item in plans:
-        opp = item.opportunity
-        table.add_row(
-            f"{item.score:.3f}", item.mutator, f"{opp.file}:{opp.line} {opp.function}", item.reason
+        opportunities, manifest, tree, version = _opportunities(node, genome)
+        calibration, outcomes = history(node.store, manifest.name)
+        ranked = calibrated(opportunities, calibration)
+        plans = node.supervisor.ask(
+            "planner", PlanCycle(version, tree, manifest, ranked, outcomes, seed, 1, limit)
         )
-    console.print(table)
+    show_plans(console, plans, ranked, manifest, calibration, outcomes)
 
 
 @app.command()

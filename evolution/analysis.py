@@ -1,20 +1,25 @@
 """Static analysis of a genome version: every place a mutator applies, ranked by expected gain.
 
 A rewrite's static weight says how much faster the rewritten code is; the profile says
-how much of the run that code accounts for.  Amdahl's law combines the two, so a big
-win in a cold function ranks below a small win in the hot loop.
+how much of the run that code accounts for (:mod:`evolution.heat`: the site's own cost,
+not its caller's).  Amdahl's law combines the two, so a big win in a cold function ranks
+below a small win in the hot loop; a :class:`~evolution.calibration.Calibration` then
+corrects the figure by what each kind of rewrite measured before.
 """
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from evolution.calibration import Calibration
+from evolution.heat import site_heat
 from evolution.manifest import Manifest
 from evolution.mutators import ALL_MUTATORS
 from evolution.mutators.base import Mutator, Site
 from evolution.profile import Profile
+from evolution.sites import FunctionSpan, function_fingerprint, functions
 
 #: without a profile only half the static gain is believed (the code may be cold)
 _DAMPING = 0.5
@@ -24,7 +29,12 @@ _HOT = 0.05
 
 @dataclass(frozen=True)
 class Opportunity:
-    """A ranked place to evolve: what, where, why, and how much it should pay."""
+    """A ranked place to evolve: what, where, why, and how much it should pay.
+
+    ``expected_gain`` is what the planner ranks by: the static prediction
+    (``predicted_gain``), calibrated when a calibration was given.  The fields after
+    ``confidence`` were added later and have defaults, so older callers still build one.
+    """
 
     file: str
     function: str
@@ -33,6 +43,17 @@ class Opportunity:
     evidence: str
     expected_gain: float
     confidence: float
+    #: the mutator's own words for the site (``Site.detail``), which ``apply`` matches on
+    detail: str = ""
+    #: the mutator's static weight: how many times faster the rewritten code is
+    weight: float = 1.0
+    #: the share of the benchmark the site weighs, and the calls of the function it is of
+    share: float = 0.0
+    calls: int = 0
+    #: the static model's gain before calibration (0.0: not known, use ``expected_gain``)
+    predicted_gain: float = 0.0
+    #: the fingerprint of the function's code (:func:`evolution.sites.function_fingerprint`)
+    fingerprint: str = ""
 
 
 def amdahl(heat: float, weight: float) -> float:
@@ -59,14 +80,41 @@ def _depth(spans: list[tuple[int, int]], line: int) -> int:
     return sum(1 for start, end in spans if start <= line <= end)
 
 
-def _score(site: Site, profile: Profile | None) -> tuple[float, float, str]:
+def _score(
+    site: Site, profile: Profile | None, spans: Mapping[str, FunctionSpan]
+) -> tuple[float, float, float, int, str]:
+    """(gain, confidence, share, calls, words) of a site under the static model."""
     if profile is None:
         gain = 1.0 + (site.weight - 1.0) * _DAMPING
-        return gain, 0.3, ""
-    heat = profile.heat(site.file, site.function)
-    gain = amdahl(heat, site.weight)
-    confidence = min(0.95, 0.6 + heat) if heat >= _HOT else 0.2 + 0.4 * heat / _HOT
-    return gain, confidence, f"; {heat:.0%} of the bench's profile"
+        return gain, 0.3, 0.0, 0, "no profile"
+    heat = site_heat(site, profile, spans)
+    gain = amdahl(heat.share, site.weight)
+    share = heat.share
+    confidence = min(0.95, 0.6 + share) if share >= _HOT else 0.2 + 0.4 * share / _HOT
+    return gain, confidence, share, heat.calls, heat.words()
+
+
+def calibrated(
+    opportunities: Sequence[Opportunity], calibration: Calibration | None
+) -> list[Opportunity]:
+    """``opportunities`` with their expected gain corrected by ``calibration``, best first.
+
+    The analyzer's answer for a version never changes, so it is cached uncalibrated and
+    this applies what the log has learnt since, cycle by cycle.
+    """
+    if calibration is None:
+        return list(opportunities)
+    out = []
+    for opp in opportunities:
+        predicted = opp.predicted_gain or opp.expected_gain
+        gain = calibration.gain(opp.kind, predicted)
+        out.append(replace(opp, expected_gain=round(gain, 4), predicted_gain=predicted))
+    out.sort(key=_rank)
+    return out
+
+
+def _rank(o: Opportunity) -> tuple[float, str, int, str]:
+    return (-o.expected_gain, o.file, o.line, o.kind)
 
 
 def analyze(
@@ -74,6 +122,7 @@ def analyze(
     manifest: Manifest,
     profile: Profile | None = None,
     mutators: Sequence[Mutator] = ALL_MUTATORS,
+    calibration: Calibration | None = None,
 ) -> list[Opportunity]:
     """Scan every evolvable Python file with every mutator; best expected gain first."""
     found: list[Opportunity] = []
@@ -85,20 +134,26 @@ def analyze(
             spans = _loop_spans(ast.parse(source))
         except (SyntaxError, ValueError):
             continue  # a file that does not parse cannot be evolved; its tests will say so
+        defs = functions(source)
         for mutator in mutators:
             for site in mutator.scan(path, source):
-                depth = _depth(spans, site.line)
-                gain, confidence, hot = _score(site, profile)
+                gain, confidence, share, calls, words = _score(site, profile, defs)
                 found.append(
                     Opportunity(
                         file=site.file,
                         function=site.function,
                         line=site.line,
                         kind=site.kind,
-                        evidence=f"{site.detail} (loop depth {depth}{hot})",
+                        evidence=f"{site.detail} (loop depth {_depth(spans, site.line)}; {words})",
                         expected_gain=round(gain, 4),
                         confidence=round(confidence, 3),
+                        detail=site.detail,
+                        weight=site.weight,
+                        share=round(share, 4),
+                        calls=calls,
+                        predicted_gain=round(gain, 4),
+                        fingerprint=function_fingerprint(tree, site.file, site.function),
                     )
                 )
-    found.sort(key=lambda o: (-o.expected_gain, o.file, o.line, o.kind))
-    return found
+    found.sort(key=_rank)
+    return calibrated(found, calibration)

@@ -12,15 +12,31 @@ mutator that keeps failing on a kind sinks, one that keeps winning rises, and on
 tried still gets a fair chance now and then, without any tuning constant.  Draws come
 from the ``rng`` passed in, one per arm in a fixed order, so the same seed and the same
 opportunities give the same plans on every node, whatever order they arrived in.
+
+The arm's prior is not uniform when the opportunities carry their mutator's static
+weight: a rewrite that makes its code twice as fast starts believed more often right
+than one that saves 5 %, worth two tries (:func:`prior`).  And the bandit remembers
+sites, not only arms: a mutator whose candidate was rejected on a function is not
+proposed on that function again while its code is unchanged (its fingerprint,
+:mod:`evolution.sites`), since the same rewrite of the same code measures the same.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from evolution.sites import changed_functions
+
+#: how many tries the static weight's prior counts for
+PRIOR_TRIES = 2.0
+#: the weight at which a rewrite starts believed right half the time (1.2: 20 % faster code)
+_HALF_WEIGHT = 1.2
+#: a (mutator, file, function, fingerprint) whose rewrite was rejected
+SiteKey = tuple[str, str, str, str]
 
 
 class OpportunityLike(Protocol):
@@ -52,11 +68,65 @@ class Plan:
     reason: str
 
 
+def prior(weight: float | None) -> tuple[float, float]:
+    """The Beta prior of an arm whose rewrite makes its code ``weight`` times faster.
+
+    Its mean is ``(w - 1) / (w - 1 + 0.2)`` (1.05 → 0.2, 1.2 → 0.5, 2.0 → 0.83), held in
+    0.05..0.95, worth :data:`PRIOR_TRIES` tries; no weight gives the uniform Beta(1, 1).
+    """
+    if weight is None:
+        return 1.0, 1.0
+    gain = max(0.0, float(weight) - 1.0)
+    mean = min(0.95, max(0.05, gain / (gain + (_HALF_WEIGHT - 1.0))))
+    return PRIOR_TRIES * mean, PRIOR_TRIES * (1.0 - mean)
+
+
 @dataclass
 class Outcomes:
-    """The bandit's memory: (mutator, kind) → (tries, wins), rebuilt from the log."""
+    """The bandit's memory: (mutator, kind) → (tries, wins), and the sites that failed.
+
+    Rebuilt from the log (:meth:`from_log`), then kept up to date in memory.
+    """
 
     table: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    failed: set[SiteKey] = field(default_factory=set)
+
+    @classmethod
+    def from_log(
+        cls,
+        rows: Iterable[Mapping[str, Any]],
+        tree_of: Callable[[str], Mapping[str, str] | None] | None = None,
+    ) -> Outcomes:
+        """The memory the log holds: ``rows`` are the data of ``CandidateEvaluated`` events.
+
+        With ``tree_of`` (a version id → its tree, or None if unknown) a rejected
+        candidate's patch is applied to its parent to find the functions it rewrote.
+        """
+        outcomes = cls()
+        for row in rows:
+            mutator, kind = str(row.get("mutator")), str(row.get("kind"))
+            outcomes.record(mutator, kind, row.get("verdict") == "adopt")
+            parent, patch = row.get("parent"), row.get("patch")
+            if tree_of is None or row.get("verdict") != "reject" or not isinstance(patch, str):
+                continue
+            tree = tree_of(str(parent))
+            if tree is not None:
+                outcomes.remember_patch(mutator, tree, patch)
+        return outcomes
+
+    def remember_failure(self, mutator: str, file: str, function: str, fingerprint: str) -> None:
+        """``mutator`` was rejected on ``function``: not again while its code is unchanged."""
+        if fingerprint:
+            self.failed.add((mutator, file, function, fingerprint))
+
+    def remember_patch(self, mutator: str, parent: Mapping[str, str], patch: str) -> None:
+        """A rejected patch of ``mutator`` on ``parent``: every function it changed failed."""
+        for file, function, fingerprint in changed_functions(parent, patch):
+            self.remember_failure(mutator, file, function, fingerprint)
+
+    def failed_on(self, mutator: str, file: str, function: str, fingerprint: str) -> bool:
+        """Whether ``mutator`` already failed on this very code of ``function``."""
+        return bool(fingerprint) and (mutator, file, function, fingerprint) in self.failed
 
     def record(self, mutator: str, kind: str, won: bool) -> None:
         """Count one finished candidate, so the next plan learns from it without a replay."""
@@ -67,15 +137,17 @@ class Outcomes:
         """(tries, wins), zero for an arm never pulled."""
         return self.table.get((mutator, kind), (0, 0))
 
-    def estimate(self, mutator: str, kind: str) -> float:
-        """Posterior mean win rate under a uniform prior: 0.5 for an arm never pulled."""
+    def estimate(self, mutator: str, kind: str, prior: tuple[float, float] = (1.0, 1.0)) -> float:
+        """Posterior mean win rate; under the uniform prior 0.5 for an arm never pulled."""
         tries, wins = self.counts(mutator, kind)
-        return (1 + wins) / (2 + tries)
+        return (prior[0] + wins) / (prior[0] + prior[1] + tries)
 
-    def sample(self, mutator: str, kind: str, rng: random.Random) -> float:
-        """A Thompson draw from Beta(1 + wins, 1 + losses)."""
+    def sample(
+        self, mutator: str, kind: str, rng: random.Random, prior: tuple[float, float] = (1.0, 1.0)
+    ) -> float:
+        """A Thompson draw from Beta(a + wins, b + losses), Beta(a, b) being the prior."""
         tries, wins = self.counts(mutator, kind)
-        return rng.betavariate(1 + wins, 1 + max(0, tries - wins))
+        return rng.betavariate(prior[0] + wins, prior[1] + max(0, tries - wins))
 
 
 def plan(
@@ -99,17 +171,14 @@ def plan(
         raise ValueError(f"limit must be 0 or more, not {limit}")
     choose = candidates_for_kind or (lambda kind: (kind,))
 
-    # Sorting before anything random makes the result independent of input order.
-    pairs: dict[tuple[str, str, str, int], tuple[OpportunityLike, str]] = {}
-    for opp in sorted(opportunities, key=lambda o: (o.file, o.function, o.line, o.kind, -_base(o))):
-        for mutator in choose(opp.kind):
-            key = (mutator, opp.file, opp.function, opp.line)
-            if key not in pairs:  # first seen is the best-scoring duplicate
-                pairs[key] = (opp, mutator)
-
-    arms = sorted({(mutator, opp.kind) for opp, mutator in pairs.values()})
+    pairs = _pairs(opportunities, outcomes, choose)
+    priors = _priors(pairs.values())
+    arms = sorted(priors)
     factor: dict[tuple[str, str], float] = {
-        arm: outcomes.sample(*arm, rng) if explore else outcomes.estimate(*arm) for arm in arms
+        arm: outcomes.sample(*arm, rng, priors[arm])
+        if explore
+        else outcomes.estimate(*arm, priors[arm])
+        for arm in arms
     }
 
     plans: list[Plan] = []
@@ -121,9 +190,11 @@ def plan(
         score = _base(opp) / (1.0 + risk) * bandit
         tries, wins = outcomes.counts(mutator, opp.kind)
         record = f"{wins}/{tries} won" if tries else "untried"
+        static = float(getattr(opp, "predicted_gain", 0.0) or opp.expected_gain)
+        calibrated = f" (static {static:.3f})" if abs(static - opp.expected_gain) >= 5e-4 else ""
         reason = (
             f"{opp.kind} at {opp.file}:{opp.line} ({opp.function}): expected gain "
-            f"{opp.expected_gain:.2f} at {opp.confidence:.0%} confidence, risk {risk:g}; "
+            f"{opp.expected_gain:.3f}{calibrated} at {opp.confidence:.0%} confidence, risk {risk:g}; "
             f"{mutator} on {opp.kind} {record} ({'sampled' if explore else 'mean'} {bandit:.2f})"
         )
         plans.append(Plan(opp, mutator, score, reason))
@@ -138,6 +209,41 @@ def plan(
         )
     )
     return plans[:limit]
+
+
+def _pairs(
+    opportunities: Sequence[OpportunityLike],
+    outcomes: Outcomes,
+    choose: Callable[[str], Sequence[str]],
+) -> dict[tuple[str, str, str, int], tuple[OpportunityLike, str]]:
+    """Every (opportunity, mutator) worth ranking: duplicates and known failures left out."""
+    # Sorting before anything random makes the result independent of input order.
+    pairs: dict[tuple[str, str, str, int], tuple[OpportunityLike, str]] = {}
+    for opp in sorted(opportunities, key=lambda o: (o.file, o.function, o.line, o.kind, -_base(o))):
+        fingerprint = str(getattr(opp, "fingerprint", "") or "")
+        for mutator in choose(opp.kind):
+            if outcomes.failed_on(mutator, opp.file, opp.function, fingerprint):
+                continue
+            key = (mutator, opp.file, opp.function, opp.line)
+            if key not in pairs:  # first seen is the best-scoring duplicate
+                pairs[key] = (opp, mutator)
+    return pairs
+
+
+def _priors(
+    pairs: Iterable[tuple[OpportunityLike, str]],
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """Each arm's prior, from the largest static weight among its opportunities (if known)."""
+    weights: dict[tuple[str, str], float | None] = {}
+    for opp, mutator in pairs:
+        weight = getattr(opp, "weight", None)
+        arm = (mutator, opp.kind)
+        if isinstance(weight, (int, float)) and not isinstance(weight, bool):
+            known = weights.get(arm)
+            weights[arm] = float(weight) if known is None else max(known, float(weight))
+        else:
+            weights.setdefault(arm, None)
+    return {arm: prior(weight) for arm, weight in weights.items()}
 
 
 def _base(opp: OpportunityLike) -> float:

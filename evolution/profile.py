@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Hotspot:
-    """One profiled function; ``share`` is its cumulative time over the whole benchmark."""
+    """One profiled function; ``share`` is its cumulative time over the whole benchmark.
+
+    ``self_share`` is its own time (``tottime``) over the whole benchmark: the time spent
+    in its own code, not in the functions it calls.  That is what a rewrite inside the
+    function can save; the cumulative share of a recursive solver or a dispatcher is
+    "everything", which no local rewrite touches.
+    """
 
     file: str
     function: str
@@ -22,6 +28,7 @@ class Hotspot:
     tottime: float
     cumtime: float
     share: float
+    self_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -32,20 +39,29 @@ class Profile:
     total: float
 
     def heat(self, file: str, function: str) -> float:
-        """Share of run time inside ``function`` of ``file`` (0.0 if never seen).
+        """Cumulative share of run time inside ``function`` of ``file`` (0.0 if never seen)."""
+        found = self.find(file, function)
+        return found.share if found is not None else 0.0
 
-        cProfile names methods by their bare name, so "Index.add" also matches "add".
+    def find(self, file: str, function: str, lines: Sequence[int] = ()) -> Hotspot | None:
+        """The row of ``function`` in ``file``, or None if the benchmark never ran it.
+
+        cProfile names methods by their bare name, so "Index.add" also matches "add"; when
+        several functions of the file share that name, the one whose row starts on one of
+        ``lines`` (the function's decorator or ``def`` line) is it, else the heaviest.
         """
-        exact = [h.share for h in self.hotspots if h.file == file and h.function == function]
-        if exact:
-            return max(exact)
         last = function.rsplit(".", 1)[-1]
-        loose = [
-            h.share
+        named = [
+            h
             for h in self.hotspots
-            if h.file == file and h.function.rsplit(".", 1)[-1] == last
+            if h.file == file and (h.function == function or h.function.rsplit(".", 1)[-1] == last)
         ]
-        return max(loose, default=0.0)
+        placed = [h for h in named if h.line in lines]
+        exact = [h for h in named if h.function == function]
+        for group in (placed, exact, named):
+            if group:
+                return max(group, key=lambda h: (h.cumtime, h.tottime, -h.line))
+        return None
 
 
 def _number(value: object) -> float | None:
@@ -100,6 +116,7 @@ def parse_profile(rows: Sequence[Mapping[str, object]], total: float | None = No
             tottime,
             cumtime,
             min(1.0, cumtime / run) if run > 0 else 0.0,
+            min(1.0, tottime / run) if run > 0 else 0.0,
         )
         for file, function, line, calls, tottime, cumtime in parsed
     ]

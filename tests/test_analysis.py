@@ -131,7 +131,7 @@ def test_profile_ranks_hot_function_first() -> None:
     cold = next(o for o in found if o.kind == "min_max_sorted")
     assert hot.expected_gain > cold.expected_gain
     assert hot.confidence > cold.confidence
-    assert "80% of the bench's profile" in hot.evidence
+    assert "70% self time of the bench, 100 calls" in hot.evidence
     render = next(o for o in found if o.function == "render")
     assert render.expected_gain == 1.0  # the profile never saw it run
 
