@@ -60,7 +60,13 @@ def load_genome(folder: Path) -> tuple[Manifest, Tree]:
 
 
 def read_tree(folder: Path) -> Tree:
-    """Text files under ``folder``; trailing newlines normalised so patches round-trip."""
+    """Text files under ``folder``; Python files end with a newline so patches round-trip.
+
+    Only ``.py`` files are normalised (universal newlines, a final newline): a data file is
+    read byte for byte, because a test may compare it exactly (CPython's difflib test
+    compares an HTML file that has no final newline; tomllib's tests parse files with a
+    bare carriage return, and files that end mid-value, on purpose).
+    """
     tree: Tree = {}
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
@@ -77,13 +83,16 @@ def read_tree(folder: Path) -> Tree:
                 hint="keep data files out of the genome folder",
             )
         try:
-            text = path.read_text(encoding="utf-8")
+            # Python files in universal-newline mode (patches are made of "\n" lines);
+            # data files exactly as they are, "\r" and "\r\n" included.
+            with open(path, encoding="utf-8", newline=None if path.suffix == ".py" else "") as f:
+                text = f.read()
         except UnicodeDecodeError as exc:
             raise GenomeError(
                 f"genome file {path} is not UTF-8 text",
                 hint="genomes hold text files only; move binaries out",
             ) from exc
-        if text and not text.endswith("\n"):
+        if text and not text.endswith("\n") and path.suffix == ".py":
             text += "\n"
         tree[rel.as_posix()] = text
     return tree

@@ -73,3 +73,31 @@ def test_bench_prints_metric(name):
     result = json.loads(last)
     value = result[manifest.fitness.metric]
     assert isinstance(value, (int, float)) and value > 0
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_genome_tests_pass_as_tars_loads_and_sandboxes_them(name, tmp_path):
+    """The tree TARS reads (not the folder) passes its tests in the real sandbox.
+
+    A data file compared byte for byte by a test (seqdiff's expected HTML has no final
+    newline) must reach the sandbox exactly as it is on disk.
+    """
+    from runtime.genome_files import load_genome
+    from runtime.incubation import run_tests
+    from runtime.sandbox import Sandbox
+
+    manifest, tree = load_genome(GENOMES_DIR / name)
+    on_disk = (GENOMES_DIR / name / "genome.toml").read_text(encoding="utf-8")
+    assert tree["genome.toml"] == on_disk
+    with Sandbox(tmp_path / "sandbox") as sandbox:
+        result = run_tests(sandbox, tree, manifest)
+    assert result.ok, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_data_files_are_read_byte_for_byte_python_files_end_with_a_newline(tmp_path):
+    from runtime.genome_files import read_tree
+
+    (tmp_path / "data.html").write_bytes(b"<html>\r\n<p>a\rb</html>")
+    (tmp_path / "mod.py").write_bytes(b"x = 1\r\ny = 2")
+    tree = read_tree(tmp_path)
+    assert tree == {"data.html": "<html>\r\n<p>a\rb</html>", "mod.py": "x = 1\ny = 2\n"}
