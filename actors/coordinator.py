@@ -9,7 +9,6 @@ at the same cycle.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,14 +16,15 @@ from typing import Any, Protocol
 
 from actors.messages import Analyze, Generate, Generated, Incubate, Judge, PlanCycle
 from actors.supervisor import Supervisor
-from events.projections import evaluated_on, mutator_stats
+from actors.tuning import Tuner
+from events.projections import evaluated_on
 from events.records import Adoption, CandidateRecord, Held
 from events.store import GenomeStore
 from evolution.errors import TarsError
-from evolution.generate import Candidate, from_rewrite
+from evolution.generate import Candidate
 from evolution.manifest import Manifest, parse_manifest
-from evolution.params import propose, read_constant, set_constant
-from evolution.planner import Outcomes, Plan
+from evolution.memory import SearchMemory
+from evolution.planner import Plan
 from evolution.policy import Decision, Evidence, Policy
 from evolution.stats import median
 from evolution.tree import short
@@ -92,6 +92,8 @@ class CycleResult:
     #: the cycle's wall time, and the part of it spent in the genome's own processes
     wall_seconds: float = 0.0
     child_seconds: float = 0.0
+    #: why the search stopped at this cycle (nothing left worth a candidate), or None
+    stopped: str | None = None
 
 
 @dataclass
@@ -100,6 +102,8 @@ class RunSummary:
     start_version: str
     head: str
     cycles: list[CycleResult] = field(default_factory=list)
+    #: why the run ended before its cycles were all run, or None
+    stopped: str | None = None
 
     @property
     def adopted(self) -> list[str]:
@@ -136,19 +140,23 @@ class Coordinator:
         self.policy = policy or Policy(threshold=fitness.threshold, confidence=fitness.confidence)
         # Built once from the log, then kept up to date in memory: per-cycle cost stays flat as history grows.
         entries = list(store.log(genome=genome))
-        self.outcomes = Outcomes(table=dict(mutator_stats(entries)))
+        rows = [e.data for e in entries if e.type == "CandidateEvaluated"]
+        self.memory = SearchMemory.from_log(rows, self._tree_of)
+        self.outcomes = self.memory.outcomes
         self._evaluated: dict[str, set[str]] = evaluated_on(entries)
-        self._tried: dict[tuple[str, str], dict[float, float | None]] = {}
-        # candidate id -> (the search's memory for its parent, value tried): fed the measured gain.
-        self._tuning_values: dict[str, tuple[dict[float, float | None], float]] = {}
+        self.tuner = Tuner(self.manifest)
 
     def run(self, cycles: int, seed: int) -> RunSummary:
         """Run until ``cycles`` cycles are recorded for the genome (resuming a killed run)."""
         head = self.store.head(self.genome)
         summary = RunSummary(self.genome, head.version, head.version)
         while head.cycles_completed < cycles:
-            summary.cycles.append(self.cycle(head.cycles_completed + 1, seed))
+            result = self.cycle(head.cycles_completed + 1, seed)
+            summary.cycles.append(result)
             head = self.store.head(self.genome)
+            if result.stopped:
+                summary.stopped = result.stopped
+                break
         summary.head = head.version
         return summary
 
@@ -157,7 +165,12 @@ class Coordinator:
         head = self.store.head(self.genome)
         tree, version, manifest = head.tree, head.version, self.manifest
         self.progress("analyze", {"cycle": cycle, "version": short(version)})
-        opportunities = self.supervisor.ask("analyzer", Analyze(version, tree, manifest))
+        found = self.supervisor.ask("analyzer", Analyze(version, tree, manifest))
+        opportunities, exhausted = self.memory.prepare(
+            found, manifest.fitness.threshold, manifest.genome.sources
+        )
+        if exhausted and not manifest.tunable:
+            return self._exhausted(cycle, seed, version, exhausted, started)
         # Candidates already judged on this version are skipped (and their slots go to the
         # next plans): a verdict stands until the head moves.
         done = self._evaluated.get(version, set())
@@ -178,9 +191,10 @@ class Coordinator:
             "generate", {"cycle": cycle, "plans": len(plans), "opportunities": len(opportunities)}
         )
         generated: Generated = self.supervisor.ask("generator", Generate(version, tree, plans))
-        candidates = _fresh(generated.candidates, done)[: self.candidates_per_cycle]
+        fresh = _fresh(generated.candidates, done)
+        candidates = self.memory.novel(fresh, version, tree)[: self.candidates_per_cycle]
         if len(candidates) < self.candidates_per_cycle:
-            candidates += self._tuning(
+            candidates += self.tuner.candidates(
                 tree, version, seed, cycle, self.candidates_per_cycle - len(candidates)
             )
         self.progress("incubate", {"cycle": cycle, "candidates": len(candidates)})
@@ -199,12 +213,16 @@ class Coordinator:
         records, adoption, held = self._decide(candidates, reports, judged, version, tree)
         became_head = self.recorder(self.genome, self.node, cycle, seed, records, adoption, held)
         self._evaluated.setdefault(version, set()).update(c.id for c in candidates)
+        self.memory.learn(
+            version,
+            tree,
+            [(r.mutator, r.kind, r.patch, r.ratio, r.verdict == "reject") for r in records],
+            _predictions(plans, generated.candidates),
+        )
         if not became_head:
             adoption = None
         for record in records:
-            if record.candidate in self._tuning_values:
-                tried, value = self._tuning_values.pop(record.candidate)
-                tried[value] = record.ratio
+            self.tuner.measured(record.candidate, record.ratio)
             self.outcomes.record(
                 record.mutator,
                 record.kind,
@@ -228,6 +246,27 @@ class Coordinator:
             "cycle", {"cycle": cycle, "result": result, "adoption": adoption, "records": records}
         )
         return result
+
+    def _exhausted(
+        self, cycle: int, seed: int, version: str, reason: str, started: float
+    ) -> CycleResult:
+        """A cycle with nothing worth a candidate: recorded empty (a resumed run moves on), with why."""
+        self.recorder(self.genome, self.node, cycle, seed, [], None, [])
+        result = CycleResult(
+            cycle, 0, None, 0, 0.0, wall_seconds=time.perf_counter() - started, stopped=reason
+        )
+        self.progress("cycle", {"cycle": cycle, "result": result, "adoption": None, "records": []})
+        return result
+
+    def _tree_of(self, version: str) -> dict[str, str] | None:
+        """A version's tree for the search memory (None if the store cannot build it)."""
+        cache = self.__dict__.setdefault("_trees", {})
+        if version not in cache:
+            try:
+                cache[version] = self.store.materialise(self.genome, version)
+            except TarsError:
+                cache[version] = None
+        return cache[version]
 
     def _decide(
         self,
@@ -294,39 +333,21 @@ class Coordinator:
                 )
         return records, adoption, held
 
-    def _tuning(
-        self, tree: dict[str, str], version: str, seed: int, cycle: int, count: int
-    ) -> list[Candidate]:
-        """Parameter-search candidates for the manifest's tunable constants."""
-        out: list[Candidate] = []
-        rng = random.Random(f"tune:{seed}:{cycle}:{version}")
-        for tunable in self.manifest.tunable:
-            if len(out) >= count:
-                break
-            source = tree.get(tunable.file)
-            current = read_constant(source, tunable.name) if source is not None else None
-            if current is None:
-                continue
-            tried = self._tried.setdefault((version, tunable.name), {})
-            for value in propose(
-                current, tunable.min, tunable.max, tunable.kind, tried, rng, count=count - len(out)
-            ):
-                tried[value] = None
-                try:
-                    candidate = from_rewrite(
-                        tree,
-                        version,
-                        tunable.file,
-                        _setter(tunable.name, value, tunable.kind),
-                        mutator="tune",
-                        kind="tunable",
-                        description=f"tune {tunable.name} {current:g} → {value:g} in {tunable.file}",
-                    )
-                except TarsError:
-                    continue
-                self._tuning_values[candidate.id] = (tried, value)
-                out.append(candidate)
-        return out
+
+def _predictions(plans: Sequence[Plan], candidates: Sequence[Candidate]) -> dict[str, float]:
+    """Patch → the static gain predicted for the opportunity it came from (the calibration's input)."""
+    by_site = {
+        (p.mutator, p.opportunity.file, p.opportunity.function, p.opportunity.line): float(
+            getattr(p.opportunity, "predicted_gain", 0.0) or p.opportunity.expected_gain
+        )
+        for p in plans
+    }
+    out: dict[str, float] = {}
+    for c in candidates:
+        gain = by_site.get((c.mutator, c.file, c.function, c.line))
+        if gain is not None:
+            out[c.patch] = gain
+    return out
 
 
 def _fresh(candidates: Sequence[Candidate], done: set[str]) -> list[Candidate]:
@@ -338,13 +359,6 @@ def _fresh(candidates: Sequence[Candidate], done: set[str]) -> list[Candidate]:
             seen.add(candidate.id)
             out.append(candidate)
     return out
-
-
-def _setter(name: str, value: float, kind: str) -> Callable[[str], str]:
-    def rewrite(source: str) -> str:
-        return set_constant(source, name, value, kind)
-
-    return rewrite
 
 
 def _evidence_dict(

@@ -69,7 +69,9 @@ class CycleProgress:
         elif stage == "cycle":
             result = info["result"]
             adoption = info.get("adoption")
-            if adoption is not None:
+            if result.stopped:
+                self.console.print(f"  cycle {result.cycle}: [yellow]stopping[/]: {result.stopped}")
+            elif adoption is not None:
                 self.console.print(
                     f"  cycle {result.cycle}: adopted [green]{short(adoption.version)}[/] "
                     f"({adoption.mutator}, {adoption.ratio:.2f}× [{adoption.low:.2f}, {adoption.high:.2f}])"

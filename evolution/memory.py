@@ -1,0 +1,107 @@
+"""What one genome's search remembers between cycles, rebuilt from the log at start.
+
+The planner's bandit and rejected sites (:class:`~evolution.planner.Outcomes`), the
+analyzer's calibration per rewrite kind (:class:`~evolution.calibration.Calibration`) and
+the normal forms of every tree already judged (:func:`~evolution.novelty.tree_key`) are
+three views of the same history: the ``CandidateEvaluated`` rows of the log.  Keeping
+them together means the coordinator feeds each cycle's verdicts to one object, and a
+restarted node rebuilds the same memory from the same rows — on every node alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from evolution import calibration as calibration_module
+from evolution.analysis import Opportunity, calibrated
+from evolution.calibration import Calibration
+from evolution.errors import PatchError
+from evolution.generate import Candidate
+from evolution.novelty import tree_key
+from evolution.patch import apply_patch
+from evolution.planner import Outcomes
+from evolution.stopping import worth_trying
+
+TreeOf = Callable[[str], Mapping[str, str] | None]
+
+
+@dataclass
+class SearchMemory:
+    """Outcomes, calibration and judged trees of one genome's search."""
+
+    outcomes: Outcomes = field(default_factory=Outcomes)
+    calibration: Calibration = field(default_factory=Calibration)
+    #: normal-form keys of every candidate tree judged, per parent version
+    judged: dict[str, set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_log(cls, rows: Iterable[Mapping[str, Any]], tree_of: TreeOf) -> SearchMemory:
+        """The memory the log's ``CandidateEvaluated`` rows hold (``tree_of``: version → tree)."""
+        rows = list(rows)
+        memory = cls(Outcomes.from_log(rows, tree_of), calibration_module.from_log(rows))
+        for row in rows:
+            parent = tree_of(str(row.get("parent", "")))
+            if parent is not None:
+                memory._judge(str(row.get("parent")), parent, str(row.get("patch", "")))
+        return memory
+
+    def prepare(
+        self, opportunities: Sequence[Opportunity], threshold: float, sources: Sequence[str]
+    ) -> tuple[list[Opportunity], str | None]:
+        """The analyzer's answer calibrated by what was measured, and why nothing is worth a try (or None)."""
+        ranked = calibrated(opportunities, self.calibration)
+        reason = worth_trying(
+            ranked,
+            threshold=threshold,
+            calibration=self.calibration,
+            outcomes=self.outcomes,
+            sources=sources,
+        )
+        return ranked, reason
+
+    def novel(
+        self, candidates: Sequence[Candidate], version: str, tree: Mapping[str, str]
+    ) -> list[Candidate]:
+        """``candidates`` whose program was never judged on ``version`` (first of each kept)."""
+        seen = set(self.judged.get(version, ()))
+        out: list[Candidate] = []
+        for candidate in candidates:
+            key = _key(tree, candidate.patch)
+            if key is None or key not in seen:
+                out.append(candidate)
+                if key is not None:
+                    seen.add(key)
+        return out
+
+    def learn(
+        self,
+        version: str,
+        tree: Mapping[str, str],
+        judged: Iterable[tuple[str, str, str, float | None, bool]],
+        predicted: Mapping[str, float] | None = None,
+    ) -> None:
+        """Feed one cycle's verdicts: (mutator, kind, patch, measured ratio, rejected) each.
+
+        ``predicted`` maps a patch to the static gain its opportunity was predicted at,
+        when known, so the calibration learns how far off the model was.
+        """
+        for mutator, kind, patch, ratio, rejected in judged:
+            self.calibration.record(kind, ratio, (predicted or {}).get(patch))
+            if rejected:
+                self.outcomes.remember_patch(mutator, tree, patch)
+            self._judge(version, tree, patch)
+
+    def _judge(self, version: str, tree: Mapping[str, str], patch: str) -> None:
+        key = _key(tree, patch)
+        if key is not None:
+            self.judged.setdefault(version, set()).add(key)
+
+
+def _key(tree: Mapping[str, str], patch: str) -> str | None:
+    """The normal-form key of ``tree`` + ``patch``; None when the patch does not apply."""
+    try:
+        return tree_key(apply_patch(dict(tree), patch), tree)
+    except PatchError:
+        return None
