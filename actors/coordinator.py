@@ -213,23 +213,9 @@ class Coordinator:
         records, adoption, held = self._decide(candidates, reports, judged, version, tree)
         became_head = self.recorder(self.genome, self.node, cycle, seed, records, adoption, held)
         self._evaluated.setdefault(version, set()).update(c.id for c in candidates)
-        self.memory.learn(
-            version,
-            tree,
-            [(r.mutator, r.kind, r.patch, r.ratio, r.verdict == "reject") for r in records],
-            _predictions(plans, generated.candidates),
-        )
         if not became_head:
             adoption = None
-        for record in records:
-            self.tuner.measured(record.candidate, record.ratio)
-            self.outcomes.record(
-                record.mutator,
-                record.kind,
-                record.verdict == "adopt"
-                and adoption is not None
-                and adoption.patch == record.patch,
-            )
+        self._learn(version, tree, records, adoption, _predictions(plans, generated.candidates))
         overhead = (
             sum(r.overhead_seconds for r in reports) / len(reports) * 1000 if reports else 0.0
         )
@@ -246,6 +232,26 @@ class Coordinator:
             "cycle", {"cycle": cycle, "result": result, "adoption": adoption, "records": records}
         )
         return result
+
+    def _learn(
+        self,
+        version: str,
+        tree: dict[str, str],
+        records: list[CandidateRecord],
+        adoption: Adoption | None,
+        predicted: dict[str, float],
+    ) -> None:
+        """Feed a cycle's verdicts to the search memory, the bandit and the parameter search."""
+        self.memory.learn(
+            version,
+            tree,
+            [(r.mutator, r.kind, r.patch, r.ratio, r.verdict == "reject") for r in records],
+            predicted,
+        )
+        for record in records:
+            self.tuner.measured(record.candidate, record.ratio)
+            won = adoption is not None and adoption.patch == record.patch
+            self.outcomes.record(record.mutator, record.kind, record.verdict == "adopt" and won)
 
     def _exhausted(
         self, cycle: int, seed: int, version: str, reason: str, started: float
