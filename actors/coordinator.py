@@ -26,7 +26,7 @@ from evolution.manifest import Manifest, parse_manifest
 from evolution.memory import SearchMemory
 from evolution.planner import Plan
 from evolution.policy import Decision, Evidence, Policy
-from evolution.stats import median
+from evolution.stats import Comparison, median
 from evolution.tree import short
 from runtime.incubation import IncubationReport
 
@@ -320,9 +320,14 @@ class Coordinator:
                         ev,
                     )
                 )
-            # Plan order, not the measured ratio, picks among winners: the ratio is noisy and
-            # would make two runs with the same seed adopt different patches.
-            if decision.verdict == "adopt" and adoption is None and comparison is not None:
+            # Plan order, not the measured ratio, picks among timed winners: a timed ratio is
+            # noisy and would make two runs with the same seed adopt different patches. An
+            # exact count is not noisy, so the best exact winner is taken.
+            if (
+                decision.verdict == "adopt"
+                and comparison is not None
+                and (adoption is None or _exactly_better(comparison, adoption))
+            ):
                 new_tree = apply_patch(tree, candidate.patch)
                 adoption = Adoption(
                     version=version_id(new_tree),
@@ -338,6 +343,12 @@ class Coordinator:
                     evidence=ev,
                 )
         return records, adoption, held
+
+
+def _exactly_better(comparison: Comparison, adoption: Adoption) -> bool:
+    """Whether an exact count beats the exact count of the winner chosen so far."""
+    exact = comparison.low == comparison.high and adoption.low == adoption.high
+    return exact and adoption.ratio is not None and comparison.ratio > adoption.ratio
 
 
 def _predictions(plans: Sequence[Plan], candidates: Sequence[Candidate]) -> dict[str, float]:

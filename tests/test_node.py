@@ -124,3 +124,36 @@ def test_a_candidate_judged_on_a_version_is_not_tried_again(node: Node) -> None:
     ]
     assert again_summary.stopped is not None, "the memory rebuilt from the log stops it too"
     assert len(again) == len(set(again)) and len(again) >= before
+
+
+def test_the_best_exact_winner_is_adopted_not_the_first(node: Node) -> None:
+    """Two candidates pass with exact counts: the bigger gain wins, whatever the plan order."""
+    from evolution.generate import Candidate
+    from evolution.patch import make_patch
+    from evolution.policy import Decision, Evidence
+    from evolution.stats import exact
+    from runtime.incubation import IncubationReport
+
+    name, _ = node.register(TINY)
+    coordinator = node.coordinator(name)
+    head = node.store.head(name)
+    tree = head.tree
+
+    def candidate(cid: str, text: str) -> Candidate:
+        child = dict(tree)
+        child["tiny/core.py"] += text
+        return Candidate(cid, head.version, make_patch(tree, child), "m", "k", "f", "g", 1, "")
+
+    small, big = candidate("a", "\n# a\n"), candidate("b", "\n# b\n")
+    counts = {"a": 900.0, "b": 500.0}  # parent 1000: a is 1.11x, b is 2x
+    reports = [
+        IncubationReport(c.id, True, None, "ok", (1000.0,), (counts[c.id],), measure="instructions")
+        for c in (small, big)
+    ]
+    judged = []
+    for c in (small, big):
+        comparison = exact(1000.0, counts[c.id], direction="minimize")
+        evidence = Evidence(True, comparison, 1, ("tiny/core.py",), (), ())
+        judged.append((Decision("adopt", ("ok",)), evidence))
+    _, adoption, _ = coordinator._decide([small, big], reports, judged, head.version, tree)
+    assert adoption is not None and adoption.patch == big.patch and adoption.ratio == 2.0
