@@ -6,10 +6,17 @@ read them too.  A secret file is created with mode 0600 *before* any key is writ
 it: writing first and restricting afterwards would leave a window in which another user
 could read the key.  Overwriting a secret is refused unless asked for, because every
 peer that trusts the old public key would silently stop accepting this node.
+
+Signing keys (Ed25519, for the ledger entries a node or the admin signs) sit beside
+them: ``<name>.sign_secret`` holds the private key as base64 text (mode 0600, created
+before it is written, like a Curve secret); the public key goes into cluster.yml
+(``sign_key:``), which is what every node verifies with.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from pathlib import Path
 
@@ -19,7 +26,18 @@ from zmq.utils import z85
 
 from evolution.errors import ConfigError
 
-__all__ = ["generate_keypair", "read_keypair", "read_public", "write_keypair"]
+__all__ = [
+    "decode_sign_key",
+    "encode_sign_key",
+    "generate_keypair",
+    "new_sign_secret",
+    "read_keypair",
+    "read_public",
+    "read_sign_secret",
+    "sign_public_of",
+    "write_keypair",
+    "write_sign_keypair",
+]
 
 _HINT = "run `tars keys --config cluster.yml`"
 
@@ -103,3 +121,83 @@ def _check_key(raw: bytes, path: Path, which: str) -> str:
             hint=_HINT,
         )
     return text
+
+
+# ---- Ed25519 signing keys ------------------------------------------------------------
+
+
+def encode_sign_key(raw: bytes) -> str:
+    """A 32-byte Ed25519 key as the base64 text cluster.yml and key files hold."""
+    return base64.b64encode(raw).decode("ascii")
+
+
+def decode_sign_key(text: str, where: str) -> bytes:
+    """The 32 bytes of a base64 Ed25519 key; ``where`` names it in the error."""
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(f"{where}: not a base64 Ed25519 key (32 bytes)", hint=_HINT)
+    return raw
+
+
+def new_sign_secret() -> bytes:
+    """A fresh Ed25519 private key, as its 32 raw bytes."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+
+
+def sign_public_of(secret: bytes) -> bytes:
+    """The raw public key of a raw Ed25519 private key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.from_private_bytes(secret).public_key()
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def write_sign_keypair(directory: Path, name: str, *, force: bool = False) -> str:
+    """Create ``<directory>/<name>.sign_secret`` (0600) and return the public key (base64).
+
+    Refused when the secret exists, unless ``force``: every node verifies ``name``'s
+    entries with the public key cluster.yml records for it.
+    """
+    path = Path(directory) / f"{name}.sign_secret"
+    if path.exists() and not force:
+        raise ConfigError(
+            f"{path} already exists: refusing to replace the signing key of {name!r}",
+            hint="the swarm verifies entries with the current key; pass --force to replace it",
+        )
+    secret = new_sign_secret()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # restricted before a byte of the key is written
+            os.write(fd, (encode_sign_key(secret) + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the signing key of {name!r} in {directory}: {exc.strerror or exc}",
+            hint="check that the directory is writable",
+        ) from exc
+    return encode_sign_key(sign_public_of(secret))
+
+
+def read_sign_secret(directory: Path, name: str) -> bytes:
+    """``name``'s raw Ed25519 private key from ``<directory>/<name>.sign_secret``."""
+    path = Path(directory) / f"{name}.sign_secret"
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise ConfigError(f"signing key file {path} does not exist", hint=_HINT) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"signing key file {path} is unreadable: {exc}", hint=_HINT) from exc
+    return decode_sign_key(text, f"signing key file {path}")
