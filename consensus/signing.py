@@ -27,7 +27,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from evolution.errors import ConfigError
 from runtime.cluster_config import ADMIN, ClusterConfig
-from runtime.keys import decode_sign_key, encode_sign_key, new_sign_secret, sign_public_of
+from runtime.keys import (
+    decode_sign_key,
+    encode_sign_key,
+    has_sign_secret,
+    new_sign_secret,
+    sign_public_of,
+)
 
 __all__ = [
     "SIG_BYTES",
@@ -167,11 +173,11 @@ def node_keys(cluster: ClusterConfig, node_id: str) -> NodeKeys:
     if signer.public != keys[node_id]:
         raise ConfigError(
             f"{cluster.path}: the sign_key of {node_id} is not the public key of its signing "
-            f"secret {cluster.keys_dir / (node_id + '.sign_secret')}",
+            f"secret in {cluster.keys_dir / (node_id + '.key_secret')}",
             hint=f"run `tars keys --config {cluster.path}` to record the key (or restore the secret)",
         )
     admin = None
-    if (cluster.keys_dir / f"{ADMIN}.sign_secret").is_file():
+    if has_sign_secret(cluster.keys_dir, ADMIN):
         admin = Signer(ADMIN, cluster.sign_secret(ADMIN))
 
     def sign_key_of(member: str) -> str:

@@ -197,6 +197,7 @@ class ClusterConfig:
         from runtime.config_edit import set_values
         from runtime.keys import (
             encode_sign_key,
+            has_sign_secret,
             read_sign_secret,
             sign_public_of,
             write_sign_keypair,
@@ -206,11 +207,12 @@ class ClusterConfig:
         record: dict[str, str] = {}
         for name in wanted:
             listed = self._listed_sign_key(name)
-            secret = self.keys_dir / f"{name}.sign_secret"
-            if force or (listed is None and not secret.exists()):
+            if not (self.keys_dir / f"{name}.key_secret").is_file():
+                continue  # runs elsewhere: its owner holds the secrets
+            if force or (listed is None and not has_sign_secret(self.keys_dir, name)):
                 record[name] = write_sign_keypair(self.keys_dir, name, force=force)
                 made.append(name)
-            elif secret.exists():
+            elif has_sign_secret(self.keys_dir, name):
                 public = encode_sign_key(sign_public_of(read_sign_secret(self.keys_dir, name)))
                 if public != listed:
                     record[name] = public
@@ -250,7 +252,7 @@ class ClusterConfig:
         return {name: self.sign_key(name) for name in [*self.ids, ADMIN]}
 
     def sign_secret(self, name: str) -> bytes:
-        """A node's (or ``admin``'s) private signing key, from ``<keys>/<name>.sign_secret``."""
+        """A node's (or ``admin``'s) private signing key, from ``<keys>/<name>.key_secret``."""
         from runtime.keys import read_sign_secret
 
         return read_sign_secret(self.keys_dir, name)

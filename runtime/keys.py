@@ -7,10 +7,11 @@ it: writing first and restricting afterwards would leave a window in which anoth
 could read the key.  Overwriting a secret is refused unless asked for, because every
 peer that trusts the old public key would silently stop accepting this node.
 
-Signing keys (Ed25519, for the ledger entries a node or the admin signs) sit beside
-them: ``<name>.sign_secret`` holds the private key as base64 text (mode 0600, created
-before it is written, like a Curve secret); the public key goes into cluster.yml
-(``sign_key:``), which is what every node verifies with.
+Signing keys (Ed25519, for the ledger entries a node or the admin signs) live in the
+same secret file, as a ``sign-secret`` line of its ``metadata`` section (base64), so a
+name still has exactly two key files and ZeroMQ tools still read them; the file is
+rewritten through a new file created 0600 and renamed over it.  The public signing key
+goes into cluster.yml (``sign_key:``), which is what every node verifies with.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
+import tempfile
 from pathlib import Path
 
 import zmq
@@ -30,6 +33,7 @@ __all__ = [
     "decode_sign_key",
     "encode_sign_key",
     "generate_keypair",
+    "has_sign_secret",
     "new_sign_secret",
     "read_keypair",
     "read_public",
@@ -162,42 +166,66 @@ def sign_public_of(secret: bytes) -> bytes:
 
 
 def write_sign_keypair(directory: Path, name: str, *, force: bool = False) -> str:
-    """Create ``<directory>/<name>.sign_secret`` (0600) and return the public key (base64).
+    """Add an Ed25519 signing key to ``<directory>/<name>.key_secret``; return its public key.
 
-    Refused when the secret exists, unless ``force``: every node verifies ``name``'s
-    entries with the public key cluster.yml records for it.
+    The Curve pair must exist (``write_keypair``).  Refused when the file holds a signing
+    key already, unless ``force``: every node verifies ``name``'s entries with the public
+    key cluster.yml records for it.
     """
-    path = Path(directory) / f"{name}.sign_secret"
-    if path.exists() and not force:
+    path = Path(directory) / f"{name}.key_secret"
+    text = _read_secret_file(path)
+    if _SIGN_LINE.search(text) and not force:
         raise ConfigError(
-            f"{path} already exists: refusing to replace the signing key of {name!r}",
+            f"{path} already holds a signing key: refusing to replace the signing key of {name!r}",
             hint="the swarm verifies entries with the current key; pass --force to replace it",
         )
     secret = new_sign_secret()
+    line = f'    sign-secret = "{encode_sign_key(secret)}"'
+    kept = [row for row in text.splitlines() if not _SIGN_LINE.match(row)]
+    if "metadata" in (row.strip() for row in kept):
+        at = next(i for i, row in enumerate(kept) if row.strip() == "metadata") + 1
+    else:
+        kept.append("metadata")
+        at = len(kept)
+    kept.insert(at, line)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600
         try:
-            os.fchmod(fd, 0o600)  # restricted before a byte of the key is written
-            os.write(fd, (encode_sign_key(secret) + "\n").encode("ascii"))
+            os.write(fd, ("\n".join(kept) + "\n").encode("utf-8"))
             os.fsync(fd)
         finally:
             os.close(fd)
+        os.replace(tmp, path)
     except OSError as exc:
         raise ConfigError(
-            f"cannot write the signing key of {name!r} in {directory}: {exc.strerror or exc}",
+            f"cannot write the signing key of {name!r} into {path}: {exc.strerror or exc}",
             hint="check that the directory is writable",
         ) from exc
     return encode_sign_key(sign_public_of(secret))
 
 
+def has_sign_secret(directory: Path, name: str) -> bool:
+    """Whether ``name``'s secret file exists and holds a signing key."""
+    path = Path(directory) / f"{name}.key_secret"
+    return path.is_file() and bool(_SIGN_LINE.search(_read_secret_file(path)))
+
+
 def read_sign_secret(directory: Path, name: str) -> bytes:
-    """``name``'s raw Ed25519 private key from ``<directory>/<name>.sign_secret``."""
-    path = Path(directory) / f"{name}.sign_secret"
+    """``name``'s raw Ed25519 private key, from ``<directory>/<name>.key_secret``."""
+    path = Path(directory) / f"{name}.key_secret"
+    found = _SIGN_LINE.search(_read_secret_file(path))
+    if found is None:
+        raise ConfigError(f"key file {path} holds no signing key", hint=_HINT)
+    return decode_sign_key(found.group(1), f"the signing key in {path}")
+
+
+def _read_secret_file(path: Path) -> str:
     try:
-        text = path.read_text(encoding="ascii").strip()
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"signing key file {path} does not exist", hint=_HINT) from None
+        raise ConfigError(f"key file {path} does not exist", hint=_HINT) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"signing key file {path} is unreadable: {exc}", hint=_HINT) from exc
-    return decode_sign_key(text, f"signing key file {path}")
+        raise ConfigError(f"key file {path} is unreadable: {exc}", hint=_HINT) from exc
+
+
+_SIGN_LINE = re.compile(r'^\s*sign-secret\s*=\s*"([^"]*)"\s*$', re.MULTILINE)
