@@ -134,7 +134,8 @@ class Keyring:
 
     def as_text(self) -> dict[str, str]:
         """Every key as base64 text, sorted by name (for a snapshot of the ledger's state)."""
-        return {name: encode_sign_key(self._raw[name]) for name in sorted(self._raw)}
+        raw = dict(self._raw)  # a copy: a snapshot may read while a members entry adds
+        return {name: encode_sign_key(raw[name]) for name in sorted(raw)}
 
     def verify(self, author: str, data: bytes) -> str | None:
         """Why ``data`` is not a valid signed entry of ``author``, or None when it is."""
