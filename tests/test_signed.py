@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from swarmkit import candidate, in_process_swarm, wait
+from swarmkit import candidate, in_process_swarm, signer, wait
 
 from consensus.ledger import cycle_entry, register_entry, rollback_entry, vote_entry
 from consensus.signing import Keyring, Signer, split
@@ -57,7 +57,7 @@ def append_directly(leader: SwarmNode, data: bytes, nodes: list[SwarmNode]) -> N
 
 def signer_of(node: SwarmNode, name: str | None = None) -> Signer:
     """The attacker's own key: the node's signing key, whatever name it writes."""
-    return Signer(name or node.id, node.cluster.sign_secret(node.id))
+    return signer(node.cluster, node.id, as_name=name)
 
 
 def refused(nodes: list[SwarmNode]) -> list[int]:

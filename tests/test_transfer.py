@@ -229,7 +229,7 @@ class Peers:
         return self.handles[peer]("node-1", body)
 
 
-class CommittedTransferTests(Backend):
+class CommittedKit(Backend):
     """Issue 9, item 4: a node standing on a snapshot takes only the history that
     snapshot committed (its chain heads), or a later state a majority of members report
     alike; a peer serving events the ledger never made is refused, counted, and the node
@@ -275,6 +275,10 @@ class CommittedTransferTests(Backend):
         finally:
             timer.cancel()
         return got, count[0]
+
+
+class CommittedTransferTests(CommittedKit):
+    """The attacks on a state transfer, with the peers' bulk handlers called in-process."""
 
     def test_invented_history_at_a_committed_head_is_refused_and_fetched_elsewhere(
         self,
@@ -343,3 +347,40 @@ class TestTransferSQLite(SQLiteBackend, TransferTests):
 @pytest.mark.postgres
 class TestTransferPostgres(PostgresBackend, TransferTests):
     pass
+
+
+class TestCommittedTransferOverSockets(SQLiteBackend, CommittedKit):
+    """The same attack between three real CurveZMQ transports on 127.0.0.1: the node asks
+    the liar first, refuses its invented history, counts it, and takes the honest
+    peer's state."""
+
+    def test_a_liar_over_the_network_is_refused_and_the_honest_peer_serves(self) -> None:
+        from runtime.keys import generate_keypair
+        from runtime.testing import free_port
+        from runtime.transport import Peer as Address
+        from runtime.transport import Transport
+
+        honest = self.honest("honest")
+        committed = honest.snapshot_state(honest.applied_index)
+        liar, target = self.liar(extra_at_the_end=False), self.open_state("target")
+        names = ["node-1", "node-2", "node-3"]
+        keys = {n: generate_keypair() for n in names}
+        ends = {n: f"tcp://127.0.0.1:{free_port()}" for n in names}
+        nets = {
+            n: Transport(
+                n, ends[n], *keys[n], [Address(p, ends[p], keys[p][0]) for p in names if p != n]
+            )
+            for n in names
+        }
+        nets["node-2"].serve(transfer.CHANNEL, transfer.serve(liar))
+        nets["node-3"].serve(transfer.CHANNEL, transfer.serve(honest))
+        for net in nets.values():
+            net.start()
+        try:
+            got, refused = self.fetch(nets["node-1"], ["node-2", "node-3"], target, committed)  # type: ignore[arg-type]
+        finally:
+            for net in nets.values():
+                net.stop()
+        assert refused == 1 and got is not None and got.peer == "node-3"
+        assert target.store.chain("g") == honest.store.chain("g")
+        assert target.applied_index == honest.applied_index
