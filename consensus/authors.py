@@ -24,9 +24,11 @@ __all__ = ["ADMIN", "ADMIN_ONLY", "author_of", "signature_problem", "signed_by"]
 ADMIN_ONLY: tuple[type, ...] = (Rollback, Members)
 
 
-def author_of(entry: Entry) -> str:
-    """Who wrote the entry: every entry type names its author in ``node``."""
-    return str(entry.node)
+def author_of(entry: Entry) -> str | None:
+    """Who wrote the entry: every entry type names its author in ``node`` (None for one
+    that names nobody, which then counts for nobody)."""
+    node = getattr(entry, "node", None)
+    return node if isinstance(node, str) else None
 
 
 def signature_problem(
@@ -39,6 +41,8 @@ def signature_problem(
     the keys a ``members`` entry records must be keys.
     """
     author = author_of(entry)
+    if author is None:
+        return f"a {kind_of(entry)} entry names no author"
     if isinstance(entry, ADMIN_ONLY):
         if author != ADMIN:
             return f"a {kind_of(entry)} entry is the admin's, not {author}'s"

@@ -222,7 +222,10 @@ class LedgerState(LedgerSnapshots):
         """Why the entry must not count (its author or signature), or None; see authors."""
         if self.keys is None:
             return None
-        return signature_problem(entry, data, self.keys, self.members)
+        try:
+            return signature_problem(entry, data, self.keys, self.members)
+        except (TarsError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            return f"it cannot be checked ({type(exc).__name__}: {exc})"  # alike everywhere
 
     def _refuse(self, run: Run, index: int, kind: str, genome: str | None, problem: str) -> Applied:
         """An entry whose author may not write it, or whose signature does not verify:

@@ -14,14 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from storekit import Backend, MemoryBackend, SQLiteBackend
 from swarmkit import candidate, in_process_swarm, signer, wait
+from test_ledger import BASE, MEMBERS, adoption, edit
 
+from consensus import ledger as L
+from consensus.blob import heads_of
+from consensus.entries import members_entry
 from consensus.ledger import cycle_entry, register_entry, rollback_entry, vote_entry
 from consensus.signing import Keyring, Signer, split
 from evolution.tree import version_id
 from node import SwarmNode
 from runtime.genome_files import load_genome
-from runtime.keys import new_sign_secret
+from runtime.keys import encode_sign_key, new_sign_secret
 
 TINY = Path(__file__).parent / "data" / "tiny"
 DOC = '"""How many of ``words`` are common words."""'
@@ -161,3 +166,93 @@ def test_a_node_whose_sign_key_is_missing_from_cluster_yml_refuses_to_start(
     without = load_cluster(path)
     with pytest.raises(ConfigError, match=r"node node-1's sign_key is missing.*tars keys"):
         SwarmNode(without, "node-1", evolve=False)
+
+
+# ---- the state machine alone, on real stores (every backend of tests/storekit.py) -------
+
+
+SIGNERS = {name: Signer(name, bytes([i + 1] * 32)) for i, name in enumerate([*MEMBERS, "admin"])}
+NEW = Signer("node-4", bytes([9] * 32))
+
+
+class SignedStateTests(Backend):
+    """``LedgerState`` with the swarm's keys: what counts, what is refused and counted,
+    and what a snapshot carries."""
+
+    def state(self, name: str = "s") -> L.LedgerState:
+        keys = {n: s.public for n, s in SIGNERS.items()}
+        return L.LedgerState(self.create_store(name), MEMBERS, keys=keys)
+
+    def opening(self) -> tuple[list[bytes], str, str]:
+        """A registration and a proposal of node-1's, signed: (entries, proposal, version)."""
+        child = edit(BASE, "return 1", "return 10")
+        win = adoption(BASE, child)
+        entries = [
+            L.register_entry(
+                "g", BASE["genome.toml"], BASE, 1.0, "node-1", 1000.0, signer=SIGNERS["node-1"]
+            ),
+            L.cycle_entry("g", "node-1", 1, 7, [], [], win, 1001.0, signer=SIGNERS["node-1"]),
+        ]
+        return entries, L.proposal_id("g", "node-1", 1, win.version), win.version
+
+    def test_only_entries_signed_by_an_author_who_may_write_them_count(self) -> None:
+        state = self.state()
+        entries, pid, version = self.opening()
+        vote = [
+            L.vote_entry("g", pid, version, "node-2", True, "ok", 1002.0),  # unsigned
+            L.vote_entry("g", pid, version, "node-2", True, "ok", 1003.0, signer=SIGNERS["node-3"]),
+            L.vote_entry("g", pid, version, "node-9", True, "ok", 1004.0, signer=Signer("node-9", bytes(32))),
+            L.rollback_entry("g", "v", "x", "admin", 1005.0, signer=SIGNERS["node-1"]),
+            L.members_entry(["node-1"], "node-1", 1006.0, signer=SIGNERS["node-1"]),
+        ]  # fmt: skip
+        out = state.apply_batch(list(enumerate(entries + vote, 1)))
+        assert [a.written for a in out] == [True, True, False, False, False, False, False]
+        assert state.refused_signatures == 5 and state.members == MEMBERS
+        assert state.store.head("g").version == version_id(BASE)
+        good = L.vote_entry(
+            "g", pid, version, "node-2", True, "ok", 1007.0, signer=SIGNERS["node-2"]
+        )
+        assert state.apply(8, good).decided == {pid: "adopt"}
+        # re-delivered after a restart: nothing is verified or counted again, the refused
+        # member list still changes nothing
+        again = L.LedgerState(state.store, MEMBERS, keys={n: s.public for n, s in SIGNERS.items()})
+        again.apply_batch(list(enumerate([*entries, *vote, good], 1)))
+        assert again.members == MEMBERS and again.refused_signatures == 0
+
+    def test_a_member_added_by_the_admin_brings_its_key_and_the_snapshot_carries_it(self) -> None:
+        state = self.state()
+        entries, pid, version = self.opening()
+        grow = members_entry(
+            [*MEMBERS, "node-4"], "admin", 1002.0,
+            keys={"node-4": encode_sign_key(NEW.public)}, signer=SIGNERS["admin"],
+        )  # fmt: skip
+        votes = [
+            L.vote_entry("g", pid, version, "node-4", True, "ok", 1003.0, signer=NEW),
+            L.vote_entry("g", pid, version, "node-2", True, "ok", 1004.0, signer=SIGNERS["node-2"]),
+        ]
+        out = state.apply_batch(list(enumerate([*entries, grow, *votes], 1)))
+        assert state.refused_signatures == 0 and out[-1].decided == {pid: "adopt"}
+        blob = state.snapshot_state(state.applied_index)
+        found = heads_of(blob)
+        assert found is not None and found[0] == state.applied_index
+        assert found[1] == {
+            ident: (position, state.store.chain("g")) for ident, position in state.store.positions().items()
+        }  # fmt: skip
+        # a node that knew only cluster.yml's keys verifies node-4 once it stands on it
+        other = L.LedgerState(
+            self.create_store("other"), MEMBERS, keys={"admin": SIGNERS["admin"].public}
+        )
+        other.restore(state.applied_index, blob)
+        assert (
+            other.keys is not None
+            and "node-4" in other.keys
+            and other.members == [*MEMBERS, "node-4"]
+        )
+
+
+class TestSignedStateSQLite(SQLiteBackend, SignedStateTests):
+    pass
+
+
+class TestSignedStateMemory(MemoryBackend, SignedStateTests):
+    pass
