@@ -166,6 +166,11 @@ def test_a_node_whose_sign_key_is_missing_from_cluster_yml_refuses_to_start(
     without = load_cluster(path)
     with pytest.raises(ConfigError, match=r"node node-1's sign_key is missing.*tars keys"):
         SwarmNode(without, "node-1", evolve=False)
+    # a recorded key that is not the node's own: it could sign nothing the others accept
+    other = encode_sign_key(Signer("x", bytes(32)).public)
+    path.write_text(text.replace(config.node("node-1").sign_key or "", other, 1))
+    with pytest.raises(ConfigError, match="sign_key of node-1 is not the public key"):
+        SwarmNode(load_cluster(path), "node-1", evolve=False)
 
 
 # ---- the state machine alone, on real stores (every backend of tests/storekit.py) -------
