@@ -37,6 +37,7 @@ from consensus.admin import Admin
 from consensus.applier import APPLY_BATCH, Applier, Clock, GuardedLedgerState
 from consensus.journal import check_journal
 from consensus.ledger import LEDGER
+from consensus.signing import node_keys
 from events.store import GenomeStore
 from evolution.errors import IntegrityError, StoreError, UnknownGenomeError
 from evolution.manifest import Manifest
@@ -180,11 +181,14 @@ class SwarmNode:
         evolution = cluster.evolution
         #: what this node's damage messages tell the user to run
         self.repair = repair_command(cluster, node_id)
+        signing = node_keys(cluster, node_id)  # signed decisions (docs/swarm.md)
         self.transport = node_transport(cluster, node_id)
         self.node = self._open(cluster, node_id)
         self.store, stopping = self.node.store, self.node.stopping
         self._check_store()
-        self.state = GuardedLedgerState(self.store, cluster.ids, check=self._store_check)
+        self.state = GuardedLedgerState(
+            self.store, cluster.ids, check=self._store_check, keys=signing.keys
+        )
         self.engine = RaftEngine(
             node_id, self.transport, cluster.ids, cluster.journal_path(node_id), cluster.timers
         )
@@ -200,6 +204,7 @@ class SwarmNode:
             on_applied=lambda results: self.votes.after_apply(results),
             stage=self._set_stage,
             repair=self.repair,
+            signer=signing.signer,
         )
         self.votes = Votes(
             node_id, self.store, self._validate, self.applier.propose, clock, stopping
@@ -233,14 +238,20 @@ class SwarmNode:
             add_peer=self._add_peer,
             block=self.transport.block,
             clock=clock,
+            admin_signer=signing.admin,
+            sign_key_of=signing.sign_key_of,
         )
+        self._connect(cluster)
+        self._stopped = False
+
+    def _connect(self, cluster: ClusterConfig) -> None:
+        """Hand the parts to each other: commits, snapshots, the channels peers use."""
         self.engine.on_commit(self.applier.on_commit)
         compaction = cluster.compaction
         self.engine.on_snapshot(self.applier, compact_after=compaction.after, keep=compaction.keep)
         self.transport.serve("admin", self.admin.handle)
         self.transport.serve(transfer.CHANNEL, transfer.serve(self.state))
         self.node.supervisor.start("validator", lambda: Validator.start(self.node.sandbox))
-        self._stopped = False
 
     # -- lifecycle (a node that finds its own store or journal damaged refuses to start) --
 

@@ -8,7 +8,13 @@
    transport, batching off, its own FileJournal flushed (msync) after every entry, as in
    ANCHORS.md; the ratio of the two (goal: ours <= 1.5x the raw p50);
 3. failover: stop the leader abruptly and time until the first new commit on the
-   survivors (goal <= 1 s), over a few fresh clusters.
+   survivors (goal <= 1 s), over a few fresh clusters;
+4. signed decisions (issue 9): the same durable commit with a real vote entry signed by
+   its author (Ed25519) before it is proposed and decoded and verified (author, member,
+   signature: ``authors.signature_problem``) once it is committed, both on the caller's
+   path, so the figure is an upper bound (on a node the check runs on the applier's
+   thread, off the commit path); its p50 against raw pysyncobj (goal <= 1.5x), and the
+   raw cost of one sign and one verify.
 
 Usage: ``python bench/bench_consensus.py [--quick]`` from the repository root.
 """
@@ -194,6 +200,43 @@ def failover_once(kind: str) -> float:
                     raise
 
 
+def bench_signed(kind: str, count: int, clients: int) -> dict[str, Any]:
+    """Durable commit with signing before the proposal and verification after the commit."""
+    from consensus.authors import signature_problem
+    from consensus.entries import decode, vote_entry
+    from consensus.signing import Keyring, Signer, split
+    from runtime.keys import new_sign_secret
+
+    signer = Signer("b", new_sign_secret())
+    keys = Keyring({"b": signer.public})
+    pid, version = "0123456789abcdef", "f" * 64
+
+    def commit() -> None:
+        data = vote_entry("g", pid, version, "b", True, "tests pass", time.time(), signer=signer)
+        leader.propose(data, timeout=10.0)
+        problem = signature_problem(decode(data), data, keys, IDS)
+        assert problem is None, problem
+
+    with swarm(kind) as s:
+        leader = s.engines[s.leader()]
+        result = measure(commit, count, clients)
+    data = vote_entry("g", pid, version, "b", True, "tests pass", 1.0, signer=signer)
+    message = (split(data) or (data, b""))[0]  # exactly the bytes that were signed
+    loops = 2000
+    t0 = time.perf_counter()
+    for _ in range(loops):
+        signer.sign(message)
+    sign_us = (time.perf_counter() - t0) / loops * 1e6
+    t0 = time.perf_counter()
+    for _ in range(loops):
+        keys.verify("b", data)
+    verify_us = (time.perf_counter() - t0) / loops * 1e6
+    result["entry_bytes"] = len(data)
+    result["sign_us"] = round(sign_us, 1)
+    result["verify_us"] = round(verify_us, 1)
+    return result
+
+
 # ---- raw pysyncobj -------------------------------------------------------------------
 
 
@@ -262,6 +305,7 @@ def main() -> None:
     TRUNCATIONS.count = 0
     ours = bench_ours(kind, count, clients)
     ours["truncations_of_applied_entries"] = TRUNCATIONS.count
+    signed = bench_signed(kind, count, clients)
     failovers = [failover_once(kind) for _ in range(trials)]
     out = {
         "payload_bytes": len(PAYLOAD),
@@ -281,6 +325,9 @@ def main() -> None:
             raw[f"commits_per_s_{clients}_clients"] / ours[f"commits_per_s_{clients}_clients"], 2
         ),
         "goal_ratio": 1.5,
+        "signed": signed,
+        "ratio_p50_signed": round(signed["p50_ms"] / raw["p50_ms"], 2),
+        "ratio_p50_signed_vs_unsigned": round(signed["p50_ms"] / ours["p50_ms"], 2),
         "failover_s": {
             "median": round(statistics.median(failovers), 3),
             "max": round(max(failovers), 3),

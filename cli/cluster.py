@@ -272,11 +272,13 @@ def keys(
         False, "--force", help="replace existing key pairs (peers must then be restarted)"
     ),
 ) -> None:
-    """Make the CurveZMQ key pairs cluster.yml needs (every node and admin) and print the public keys."""
+    """Make the key pairs cluster.yml needs (every node and admin): CurveZMQ for the transport
+    and Ed25519 for signing ledger entries, whose public keys are recorded in cluster.yml."""
     from rich.table import Table
     from rich.text import Text
 
     from runtime.config import ADMIN, load_cluster
+    from runtime.keys import encode_sign_key
 
     config = load_cluster(config_path)
     names = [node_id] if node_id is not None else [*config.ids, ADMIN]
@@ -296,3 +298,12 @@ def keys(
             note = "[yellow]made, but cluster.yml lists another public_key: update it[/]"
         table.add_row(name, Text(public), note)
     console.print(table)
+    signing = Table(title=f"signing keys (Ed25519) recorded in {config.path}")
+    signing.add_column("name")
+    signing.add_column("public key (base64)", no_wrap=True)
+    for name in names:
+        try:
+            signing.add_row(name, Text(encode_sign_key(config.sign_key(name))))
+        except ConfigError:
+            signing.add_row(name, "- (its owner runs `tars keys` where its secret is)")
+    console.print(signing)

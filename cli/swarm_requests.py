@@ -65,7 +65,9 @@ def change_membership(
     why = "no answer"
     for target in asked:
         try:
-            reply = ask(config, target, {"op": op, "node": node_id}, max(timeout, 5.0))
+            body = {"op": op, "node": node_id}
+            body.update(_signed_members(config, target, op, node_id, timeout))
+            reply = ask(config, target, body, max(timeout, 5.0))
         except TransportError as exc:
             why = exc.message
             continue
@@ -73,3 +75,26 @@ def change_membership(
             return target, None
         why = str(reply.get("error") if isinstance(reply, dict) else reply)
     return None, why
+
+
+def _signed_members(
+    config: ClusterConfig, target: str, op: str, node_id: str, timeout: float
+) -> dict[str, Any]:
+    """The new member list as an entry this CLI signs with the admin key (``entry``), so a
+    node need not hold that key; empty when this machine has no admin signing key (the
+    node then signs, if it can: docs/swarm.md, "Signed decisions")."""
+    import time
+
+    from consensus.ledger import members_entry
+    from consensus.signing import Signer
+    from runtime.config import ADMIN
+    from runtime.keys import encode_sign_key, has_sign_secret
+
+    if not has_sign_secret(config.keys_dir, ADMIN):
+        return {}
+    status = ask(config, target, {"op": "status"}, timeout)
+    members = set(status.get("members") or []) if isinstance(status, dict) else set()
+    members = members | {node_id} if op == "add" else members - {node_id}
+    keys = {node_id: encode_sign_key(config.sign_key(node_id))} if op == "add" else {}
+    signer = Signer(ADMIN, config.sign_secret(ADMIN))
+    return {"entry": members_entry(sorted(members), ADMIN, time.time(), keys=keys, signer=signer)}

@@ -9,7 +9,7 @@ the whole run, never half of it.  An entry that fails is cut out of the run
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from events.domain import Lineage, proposals_of
@@ -26,7 +26,7 @@ class Run:
         ledger: str,
         live: dict[str, Lineage],
         applied: int,
-        on_stored: Callable[[int], None],
+        on_stored: Callable[[int, Sequence[Lineage]], None],
     ) -> None:
         self.store = store
         self.ledger = ledger
@@ -34,7 +34,8 @@ class Run:
         self.live = live
         #: the highest index stored (the store's tracking record), moved by :meth:`flush`
         self.applied = applied
-        #: told the new applied index after every transaction (the ledger's applied_index)
+        #: told the new applied index and the lineages written after every transaction
+        #: (the ledger's applied index and committed chain heads)
         self.on_stored = on_stored
         self.lineages: dict[str, Lineage] = {}
         #: the last index this run applied or skipped (stored by the next flush)
@@ -96,7 +97,7 @@ class Run:
                 self.live.clear()  # nothing was stored: in-memory lineages are ahead of the store
                 raise
             self.applied = max(self.applied, self.last_index)
-            self.on_stored(self.applied)
+            self.on_stored(self.applied, pending)
         if keep:
             self.live.update(self.lineages)
         self.lineages = {}

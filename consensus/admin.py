@@ -10,6 +10,11 @@ transport sends the error back to the caller.
 Everything outside the ledger is handed in (the node's counters and stage, the
 transport's block and add-peer, the clock), so this module needs neither the network
 nor the config.
+
+Rollbacks and member lists are the admin's entries: they count only with the admin's
+signature.  A request may carry the entry the CLI signed (``entry``), which is proposed
+as it is; otherwise the node signs with the admin's signing key when it was handed one
+(a local cluster, where the CLI's keys folder is the nodes' too), and refuses when not.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from consensus.applier import Applier, Clock
+from consensus.authors import ADMIN_ONLY
+from consensus.entries import decode
 from consensus.ledger import LedgerState, members_entry, rollback_entry
+from consensus.signing import Signer, sign, split
 from events.store import GenomeStore
 from evolution.errors import PolicyError, TarsError
 from evolution.tree import short
@@ -58,6 +66,8 @@ class Admin:
         add_peer: Callable[[str], None],
         block: Callable[[list[str]], None],
         clock: Clock,
+        admin_signer: Signer | None = None,
+        sign_key_of: Callable[[str], str] | None = None,
     ) -> None:
         self.id = node_id
         self.store = store
@@ -69,6 +79,10 @@ class Admin:
         self.add_peer = add_peer
         self.block = block
         self.clock = clock
+        #: signs the admin's entries for requests that bring none signed (a local cluster)
+        self.admin_signer = admin_signer
+        #: a new member's public signing key (base64), recorded with the member list
+        self.sign_key_of = sign_key_of
         #: admin requests refused because a member key, not the admin key, sent them
         self.refused = 0
 
@@ -88,7 +102,7 @@ class Admin:
         if op == "status":
             return self.status()
         if op in ("add", "remove"):
-            return self.change_members(op, str(body.get("node", "")))
+            return self.change_members(op, str(body.get("node", "")), body.get("entry"))
         if op == "rollback":
             return self.rollback(sender, body)
         if op == "block":
@@ -117,27 +131,59 @@ class Admin:
                     hint="roll back to an earlier version (`tars log lineage` lists them)",
                 )
             reason = str(body.get("reason", "manual rollback"))
-            index = self.ledger.propose(
-                rollback_entry(genome, target, reason, sender, self.clock())
-            )
+            entry = body.get("entry")
+            if entry is None:
+                entry = self._admin_signed(
+                    rollback_entry(genome, target, reason, sender, self.clock())
+                )
+            index = self.ledger.propose(self._checked(entry))
         except TarsError as exc:
             return {"ok": False, "error": str(exc)}
         return {"ok": True, "index": index, "head": self.store.head(genome).version}
 
-    def change_members(self, op: str, member: str) -> dict[str, Any]:
-        """Add or remove a Raft member, then record the new member list in the ledger."""
+    def change_members(self, op: str, member: str, entry: Any = None) -> dict[str, Any]:
+        """Add or remove a Raft member, then record the new member list in the ledger
+        (with a new member's signing key), as an entry the admin signed."""
         try:
+            keys: dict[str, str] = {}
+            if op == "add":
+                members = sorted(set(self.state.members) | {member})
+                if self.sign_key_of is not None:
+                    keys[member] = self.sign_key_of(member)
+            else:
+                members = sorted(set(self.state.members) - {member})
+            if entry is None:
+                entry = self._admin_signed(members_entry(members, ADMIN, self.clock(), keys=keys))
+            entry = self._checked(entry)
             if op == "add":
                 self.add_peer(member)
                 self.engine.add_member(member)
-                members = sorted(set(self.state.members) | {member})
             else:
                 self.engine.remove_member(member)
-                members = sorted(set(self.state.members) - {member})
-            self.ledger.propose(members_entry(members, self.id, self.clock()))
+            self.ledger.propose(entry)
         except TarsError as exc:
             return {"ok": False, "error": str(exc)}
         return {"ok": True, "error": None, "members": members}
+
+    def _admin_signed(self, data: bytes) -> bytes:
+        if self.admin_signer is None:
+            raise PolicyError(
+                f"{self.id} holds no admin signing key, and the request brought no signed entry",
+                hint="send the entry signed with the admin key (`tars keys` makes it)",
+            )
+        return sign(data, self.admin_signer)
+
+    def _checked(self, entry: Any) -> bytes:
+        """An admin entry as the request gave it: signed bytes of a rollback or member list."""
+        if not isinstance(entry, bytes) or split(entry) is None:
+            raise PolicyError("an admin entry must be signed entry bytes")
+        try:
+            typed = decode(entry)
+        except TarsError as exc:
+            raise PolicyError(f"the admin entry does not decode: {exc}") from exc
+        if not isinstance(typed, ADMIN_ONLY) or typed.node != ADMIN:
+            raise PolicyError("only a rollback or a member list, in the admin's name, may be sent")
+        return entry
 
     def status(self) -> dict[str, Any]:
         """The node as `tars cluster status` shows it: role, ledger, heads, counters."""

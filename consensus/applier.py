@@ -8,7 +8,8 @@ to stand on arrives through the same queue, so it is handled in log order with t
 entries, and a store behind it fetches the state from a peer before going on.
 
 Whoever proposes an entry waits here until this node's store has applied it
-(:meth:`Applier.propose`), so the caller reads its own write.
+(:meth:`Applier.propose`), so the caller reads its own write; an unsigned entry this
+node wrote is signed with the node's key first (the evolver and voter need no key).
 
 Local damage halts, it is never skipped.  :class:`LedgerState` skips an entry that fails
 (recording it as applied, the same way on every node), which is right only when the
@@ -29,15 +30,17 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from consensus import transfer
 from consensus._run import Run
+from consensus.authors import signed_by
 from consensus.entries import authored_by
 from consensus.interface import Committed, Snapshot
 from consensus.journal import REPAIR
-from consensus.ledger import LEDGER, Applied, LedgerState
+from consensus.ledger import LEDGER, Applied, LedgerState, heads_of
+from consensus.signing import Signer
 from events.store import GenomeStore
 from evolution.errors import ConsensusError, StoreError
 
@@ -78,8 +81,9 @@ class GuardedLedgerState(LedgerState):
         *,
         check: Callable[[], object],
         ledger: str = LEDGER,
+        keys: Mapping[str, bytes] | None = None,
     ) -> None:
-        super().__init__(store, members, ledger=ledger)
+        super().__init__(store, members, ledger=ledger, keys=keys)
         self.check = check
 
     def _skip(
@@ -144,6 +148,7 @@ class Applier:
         on_applied: Callable[[list[Applied]], None],
         stage: Callable[[str], None],
         repair: str = REPAIR,
+        signer: Signer | None = None,
     ) -> None:
         self.id = node_id
         self.state = state
@@ -156,7 +161,9 @@ class Applier:
         self.stage = stage
         #: the command that repairs this node, named when it halts
         self.repair = repair
-        self.counters: dict[str, int] = {"adopted": 0, "rejected": 0}
+        #: signs the entries this node authors (None: proposed as they come, in tests)
+        self.signer = signer
+        self._counts: dict[str, int] = {"adopted": 0, "rejected": 0, "refused_transfers": 0}
         #: why this node stopped applying the ledger (None while healthy)
         self.halted: str | None = None
         #: the last state transfer this node received (shown by `status`)
@@ -210,9 +217,15 @@ class Applier:
         """The highest index this node's store has applied (or fetched)."""
         return self._applied
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """Decisions, refused transfers and refused signatures, as `status` shows them."""
+        return {**self._counts, "refused_signatures": self.state.refused_signatures}
+
     def propose(self, data: bytes, timeout: float = 10.0) -> int:
-        """Commit an entry and wait until this node's store has applied it."""
-        index = self.engine.propose(data, timeout=timeout)
+        """Sign an entry of this node's, commit it and wait until this node's store has
+        applied it."""
+        index = self.engine.propose(signed_by(data, self.signer), timeout=timeout)
         self.wait_applied(index, timeout)
         return index
 
@@ -313,7 +326,7 @@ class Applier:
             for applied in results:
                 self._decided.update(applied.decided)
                 for verdict in applied.decided.values():
-                    self.counters["adopted" if verdict == "adopt" else "rejected"] += 1
+                    self._counts["adopted" if verdict == "adopt" else "rejected"] += 1
             self._changed.notify_all()
         self.on_applied(results)
 
@@ -333,11 +346,16 @@ class Applier:
             behind,
         )
         self.stage(f"fetching state (index {snapshot.index})")
-        if not self._peers(snapshot):
+        why = None
+        if heads_of(snapshot.state) is None:  # no peer's events could be checked against it
+            why = "which names no committed chain heads (it predates checked state transfers)"
+        elif not self._peers(snapshot):
+            why = "and no peer can send the state"
+        if why is not None:
             self.halted = (
-                f"the store is at ledger index {behind}, behind this node's snapshot at {snapshot.index}, and no "
-                "peer can send the state: restore the store from a backup, or move the journal and its .snap away "
-                "to start a new ledger"
+                f"the store is at ledger index {behind}, behind this node's snapshot at "
+                f"{snapshot.index}, {why}: restore the store from a backup, or move the journal "
+                "and its .snap away to start a new ledger"
             )
             log.critical("%s: %s", self.id, self.halted)
             self.stage("halted")
@@ -352,15 +370,7 @@ class Applier:
         return list(dict.fromkeys([*first, *others]))
 
     def _fetch(self, snapshot: Snapshot) -> None:
-        shown = [0.0]
-
-        def progress(done: int, total: int) -> None:
-            stage = f"fetching state: {done} of {total} events"
-            self.stage(stage)
-            if time.monotonic() - shown[0] >= 2.0:  # a long transfer is never silent in the log
-                shown[0] = time.monotonic()
-                log.info("%s: %s", self.id, stage)
-
+        progress = transfer.progress_reporter(self.id, self.stage)
         got = transfer.fetch_from_any(
             self.requester,
             self.state,
@@ -368,6 +378,10 @@ class Applier:
             snapshot.index,
             self.stopping,
             progress=progress,
+            committed=snapshot.state,
+            refused=lambda: self._counts.update(
+                refused_transfers=self._counts["refused_transfers"] + 1
+            ),
         )
         self.stage("idle")
         if self.state.applied_index < snapshot.index:
@@ -378,15 +392,7 @@ class Applier:
         if got is None:
             return
         self.last_transfer = got
-        log.info(
-            "%s: fetched %d events (%.1f MB) up to index %d from %s in %.1f s",
-            self.id,
-            got.events,
-            got.size / 1e6,
-            got.index,
-            got.peer,
-            got.seconds,
-        )
+        log.info("%s: %s", self.id, transfer.describe(got))
         with self._changed:
             self._applied = max(self._applied, got.index)
             self._changed.notify_all()

@@ -14,6 +14,12 @@ nested in a ``cycle`` entry must have exactly their dataclass's fields, as befor
 
 ``at`` is the proposer's clock (epoch seconds): every node stores that timestamp, so the
 same events with the same hash chain.
+
+Every entry names its author in ``node`` and is signed by it: the ``*_entry``
+constructors take the author's :class:`~consensus.signing.Signer` and append ``sig``
+(:mod:`consensus.signing`, an envelope over the bytes, so it covers every field of
+every entry type); who may author what, and the state machine's check, are in
+:mod:`consensus.authors`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import msgpack
 
 from consensus._msgspec import FastDecoder
 from consensus._schema import Bad, Defaults, Schema, defaults_of, name_of, schema_of
+from consensus.signing import Signer, sign
 from events.records import Adoption, CandidateRecord, Held
 from evolution.errors import ConsensusError
 
@@ -92,11 +99,16 @@ class Rollback(NamedTuple):
 
 
 class Members(NamedTuple):
-    """The swarm's member list from this entry on (the majority is counted over it)."""
+    """The swarm's member list from this entry on (the majority is counted over it).
+
+    ``keys`` records the public signing keys (base64) of members the swarm did not know
+    yet (a node added later), so every node verifies their entries with the same keys.
+    """
 
     members: list[str]
     node: str
     at: float
+    keys: dict[str, str] = {}  # noqa: RUF012  (never mutated; left out of the bytes when empty)
 
 
 # ---- offers: the candidates a proposer may ask its peers' incubators to prove (issue 9) ----
@@ -164,7 +176,13 @@ _OPTIONAL: dict[type, Defaults] = {
     Cycle: {"evaluated": list, "held": list, "proposal": lambda: None},
     Vote: {"reason": str},
     Rollback: {"reason": str},
+    Members: {"keys": dict},
 }
+#: Fields added after entries' bytes were pinned: left out of the bytes when empty, so an
+#: entry that does not use them is byte for byte what it was.
+_LEFT_OUT_EMPTY: dict[type, frozenset[str]] = {Members: frozenset({"keys"})}
+#: The name entries of the admin (the CLI's key) carry in ``node``.
+ADMIN = "admin"
 
 
 def kind_of(entry: Entry) -> str:
@@ -181,12 +199,17 @@ def proposal_id(genome: str, node: str, cycle: int, version: str) -> str:
 # ---- encoding --------------------------------------------------------------------------
 
 
-def encode(entry: Entry) -> bytes:
-    """The entry's bytes for ``Consensus.propose``: ``type``, then its fields in order."""
+def encode(entry: Entry, signer: Signer | None = None) -> bytes:
+    """The entry's bytes for ``Consensus.propose``: ``type``, then its fields in order,
+    then ``sig`` when a ``signer`` (the entry's author) is given."""
     body: dict[str, Any] = {"type": kind_of(entry)}
+    empty_ok = _LEFT_OUT_EMPTY.get(type(entry), frozenset())
     for name, value in zip(entry._fields, entry, strict=True):
+        if name in empty_ok and not value:
+            continue
         body[name] = _plain(value)
-    return msgpack.packb(body, use_bin_type=True)
+    data: bytes = msgpack.packb(body, use_bin_type=True)
+    return data if signer is None else sign(data, signer)
 
 
 def _plain(value: Any) -> Any:
@@ -200,10 +223,17 @@ def _plain(value: Any) -> Any:
 
 
 def register_entry(
-    genome: str, manifest: str, tree: Mapping[str, str], fitness: float | None, node: str, at: float
+    genome: str,
+    manifest: str,
+    tree: Mapping[str, str],
+    fitness: float | None,
+    node: str,
+    at: float,
+    *,
+    signer: Signer | None = None,
 ) -> bytes:
     """A genome's registration; the same tree registered twice changes nothing."""
-    return encode(Register(genome, manifest, dict(tree), fitness, node, at))
+    return encode(Register(genome, manifest, dict(tree), fitness, node, at), signer)
 
 
 def cycle_entry(
@@ -215,29 +245,51 @@ def cycle_entry(
     held: Sequence[Held],
     adoption: Adoption | None,
     at: float,
+    *,
+    signer: Signer | None = None,
 ) -> bytes:
     """One cycle's results; a winner becomes a proposal carrying the proposer's own yes vote."""
     proposal = None
     if adoption is not None:
         proposal = Proposal(proposal_id(genome, node, cycle, adoption.version), adoption)
-    return encode(Cycle(genome, node, cycle, seed, list(evaluated), list(held), proposal, at))
+    entry = Cycle(genome, node, cycle, seed, list(evaluated), list(held), proposal, at)
+    return encode(entry, signer)
 
 
 def vote_entry(
-    genome: str, proposal: str, version: str, node: str, yes: bool, reason: str, at: float
+    genome: str,
+    proposal: str,
+    version: str,
+    node: str,
+    yes: bool,
+    reason: str,
+    at: float,
+    *,
+    signer: Signer | None = None,
 ) -> bytes:
     """A vote on ``version`` of a proposal (a vote for a version it no longer has is stale)."""
-    return encode(Vote(genome, proposal, version, node, yes, reason, at))
+    return encode(Vote(genome, proposal, version, node, yes, reason, at), signer)
 
 
-def rollback_entry(genome: str, to: str, reason: str, node: str, at: float) -> bytes:
+def rollback_entry(
+    genome: str, to: str, reason: str, node: str, at: float, *, signer: Signer | None = None
+) -> bytes:
     """The whole swarm goes back to ``to`` together (a rollback is itself an event)."""
-    return encode(Rollback(genome, to, reason, node, at))
+    return encode(Rollback(genome, to, reason, node, at), signer)
 
 
-def members_entry(members: Sequence[str], node: str, at: float) -> bytes:
-    """The member list, sorted and without repeats (so every proposer writes it alike)."""
-    return encode(Members(sorted(set(members)), node, at))
+def members_entry(
+    members: Sequence[str],
+    node: str,
+    at: float,
+    *,
+    keys: Mapping[str, str] | None = None,
+    signer: Signer | None = None,
+) -> bytes:
+    """The member list, sorted and without repeats (so every proposer writes it alike),
+    with the public signing keys (base64) of members the swarm is to learn."""
+    chosen = dict(sorted((keys or {}).items()))
+    return encode(Members(sorted(set(members)), node, at, chosen), signer)
 
 
 # ---- decoding --------------------------------------------------------------------------
@@ -324,17 +376,19 @@ def authored_by(sender: str, data: bytes) -> bool:
     """Whether ``sender``, the authenticated member forwarding ``data`` to the leader, may
     propose it: entries name their author in ``node``, and a member writes only its own.
 
-    A rollback names the admin (its author, through a node's admin channel, which answers
-    only the admin key).  Without signatures this guards the leader's door only; a lying
-    leader is issue 9's signed decisions.  A malformed entry passes: it is skipped the same
-    way on every node once committed, as before.
+    A rollback or a member list names the admin (its author, through a node's admin
+    channel, which answers only the admin key), and any member may forward it: the
+    admin's signature decides whether it counts.  This is the leader's door only; the
+    state machine checks every signature on every node (:func:`signature_problem`), so
+    a lying leader gains nothing by skipping it.  A malformed entry passes: it is
+    skipped the same way on every node once committed, as before.
     """
     try:
         entry = decode(data)
     except ConsensusError:
         return True
-    if isinstance(entry, Rollback):
-        return entry.node in (sender, "admin")
+    if isinstance(entry, Rollback | Members):  # the admin's (consensus.authors.ADMIN_ONLY)
+        return entry.node in (sender, ADMIN)
     return entry.node == sender
 
 

@@ -14,19 +14,30 @@ skipped, but the in-memory part of the state (the member list) is rebuilt from t
 What happens to waiting proposals is decided by the pure :func:`evolution.swarm.decide`;
 this module turns its decisions into the lineage's domain events.  A run of entries and
 its one transaction is :class:`consensus._run.Run`.
+
+Signed decisions: given the swarm's signing keys (``keys``; a swarm node always passes
+them), an entry counts only when its author may write it and ``sig`` verifies
+(:func:`consensus.authors.signature_problem`); any other entry is refused the same way
+on every node: recorded as applied, nothing else, and counted (``refused_signatures``).
+The keys start as cluster.yml's and grow with the ``members`` entries that record a new
+member's key; a snapshot carries them, so every node verifies with the same keys.
+Without ``keys`` (unit tests of the state machine, tools reading one store) nothing is
+verified.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import msgpack
 
 from consensus._run import Run, waiting_of
+from consensus.authors import signature_problem
+from consensus.blob import heads_of, store_heads
 from consensus.entries import (
     MAX_ENTRY,
     Cycle,
@@ -46,7 +57,9 @@ from consensus.entries import (
     rollback_entry,
     vote_entry,
 )
+from consensus.ledger_snapshots import LedgerSnapshots
 from consensus.offers import Offers
+from consensus.signing import Keyring
 from events.domain import Lineage, proposals_of
 from events.store import GenomeStore
 from evolution.errors import ConsensusError, TarsError
@@ -59,6 +72,7 @@ __all__ = [
     "Applied",
     "LedgerState",
     "cycle_entry",
+    "heads_of",
     "decode",
     "encode",
     "members_entry",
@@ -104,15 +118,32 @@ def decode(data: bytes) -> dict[str, Any]:
 # ---- the state machine -----------------------------------------------------------------
 
 
-class LedgerState:
+class LedgerState(LedgerSnapshots):
     """Applies committed entries to one node's store, the same way on every node."""
 
-    def __init__(self, store: GenomeStore, members: Sequence[str], *, ledger: str = LEDGER) -> None:
+    def __init__(
+        self,
+        store: GenomeStore,
+        members: Sequence[str],
+        *,
+        ledger: str = LEDGER,
+        keys: Mapping[str, bytes] | None = None,
+    ) -> None:
         self.store = store
         self.ledger = ledger
         self.members: list[str] = sorted(set(members))
         self.rejected_entries = 0
+        #: entries refused for their signature or author (also counted as skipped)
+        self.refused_signatures = 0
+        #: the swarm's public signing keys; None verifies nothing (see the module docstring)
+        self.keys: Keyring | None = Keyring(keys) if keys is not None else None
         self._applied = store.applied(ledger) or 0
+        #: (applied index, lineage id hex -> (last position, its chain)) as the store holds
+        #: them, replaced whole after every stored run: a snapshot reads it without a lock
+        self._heads: tuple[int, dict[str, tuple[int, str]]] = (
+            self._applied,
+            store_heads(self.store),
+        )
         #: (index, members from that index on), for the snapshot blob at any index since
         #: this object was made or last restored (the log before it may be compacted)
         self._member_changes: list[tuple[int, list[str]]] = [(0, self.members)]
@@ -151,58 +182,6 @@ class LedgerState:
             run.flush()
         return out
 
-    def _stored(self, index: int) -> None:
-        self._applied = max(self._applied, index)
-
-    # -- snapshots: what stands in for a compacted log --
-
-    def members_at(self, index: int) -> list[str]:
-        """The member list in force after applying ``index``."""
-        for since, members in reversed(self._member_changes):
-            if since <= index:
-                return members
-        return self._member_changes[0][1]
-
-    def snapshot_state(self, index: int) -> bytes:
-        """What of the ledger's state is not in the store: the member list, the recent offers."""
-        state = {"members": self.members_at(index), "offers": self.offers.state(index)}
-        return msgpack.packb(state, use_bin_type=True)
-
-    def restore(self, index: int, state: bytes) -> None:
-        """Take the member list of a snapshot at ``index``; later entries replay over it."""
-        try:
-            blob = msgpack.unpackb(state, raw=False)
-            members = blob["members"]
-            if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-                raise TypeError("members is not a list of node ids")
-            offers = Offers.read(blob.get("offers"))
-        except Exception as exc:
-            raise ConsensusError(
-                f"snapshot state at ledger index {index} is malformed: {exc}"
-            ) from exc
-        with self.lock:
-            self.members = sorted(set(members)) or self.members
-            self._member_changes = [(index, self.members)]
-            self.offers.replace(offers)
-
-    def export_begin(self) -> tuple[int, dict[str, int], bytes]:
-        """(applied index, lineage positions, state blob) at one point of the log, for a peer."""
-        with self.lock:
-            index = self._applied
-            return index, self.store.positions(), self.snapshot_state(index)
-
-    def import_state(
-        self, events: Sequence[tuple[str, int, str, bytes]], index: int, state: bytes
-    ) -> int:
-        """Store a peer's events up to ``index`` (checked, one transaction), then its members."""
-        with self.lock:
-            stored = self.store.import_events(events, (self.ledger, index))
-            self._applied = max(self._applied, index)
-            self._live.clear()
-            self._trees.clear()
-        self.restore(index, state)
-        return stored
-
     def _apply_one(self, run: Run, index: int, data: bytes) -> Applied:
         self._applying = index
         again = index <= max(run.applied, run.last_index)
@@ -211,8 +190,12 @@ class LedgerState:
         except ConsensusError as exc:
             return self._skip(run, index, "?", None, exc)
         if isinstance(entry, Members):  # the member list is rebuilt from re-deliveries too
-            self.members = sorted(set(entry.members)) or self.members
-            self._member_changes.append((index, self.members))
+            problem = self._refusal(entry, data)
+            if problem is not None:
+                if again:  # refused when it was first applied
+                    return Applied(index, kind, genome, False, {}, {})
+                return self._refuse(run, index, kind, genome, problem)
+            self._take_members(index, entry)
         if again:
             self.offers.replayed(index, entry)
             # A re-delivery after a restart: only the last applied entry reports what
@@ -224,6 +207,10 @@ class LedgerState:
                 entry = parse(raw)
             except ConsensusError as exc:
                 return self._skip(run, index, kind, genome, exc)
+        if not isinstance(entry, Members):
+            problem = self._refusal(entry, data)
+            if problem is not None:
+                return self._refuse(run, index, kind, genome, problem)
         if isinstance(entry, Rollback | Members):
             run.flush()
         run.begin()
@@ -234,6 +221,23 @@ class LedgerState:
             return self._skip(run, index, kind, genome, exc)
         run.last_index = index
         return Applied(index, kind, genome, True, run.waiting(genome), decided)
+
+    # -- signed decisions --
+
+    def _refusal(self, entry: Entry, data: bytes) -> str | None:
+        """Why the entry must not count (its author or signature), or None; see authors."""
+        if self.keys is None:
+            return None
+        try:
+            return signature_problem(entry, data, self.keys, self.members)
+        except (TarsError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            return f"it cannot be checked ({type(exc).__name__}: {exc})"  # alike everywhere
+
+    def _refuse(self, run: Run, index: int, kind: str, genome: str | None, problem: str) -> Applied:
+        """An entry whose author may not write it, or whose signature does not verify:
+        skipped on every node alike, and counted."""
+        self.refused_signatures += 1
+        return self._skip(run, index, kind, genome, ConsensusError(f"refused: {problem}"))
 
     def _skip(
         self, run: Run, index: int, kind: str, genome: str | None, exc: BaseException

@@ -16,6 +16,15 @@ change, so the chunks that follow need no lock and no session on the peer.
 Nothing is stored until every event has arrived; the store then checks positions,
 topics and the hash chain of the whole batch and writes it with the applied index in
 one transaction (:meth:`events.store.GenomeStore.import_events`).
+
+A chain proves that events fit together, not that they are the swarm's: an
+authenticated peer could serve history of its own making that chains cleanly.  So a
+node standing on a snapshot fetches the events up to exactly the chain heads that
+snapshot committed (:func:`consensus.ledger.heads_of`: each lineage's last position and
+chain at the ledger index ``heads_index``), and refuses a transfer whose last event
+there does not carry the committed chain (:class:`UncommittedHistory`, counted as
+``refused_transfers``); it then asks the next peer.  The log after ``heads_index`` is
+replayed over the imported state as usual.
 """
 
 from __future__ import annotations
@@ -26,8 +35,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from consensus.ledger import LedgerState
-from evolution.errors import ConsensusError, TarsError
+from consensus.ledger import LedgerState, heads_of
+from events.transcoder import unpackb
+from evolution.errors import ConsensusError, IntegrityError, TarsError
+from evolution.swarm import majority
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +51,10 @@ REQUEST_TIMEOUT = 15.0
 
 class Requester(Protocol):
     def request(self, peer: str, channel: str, body: Any, timeout: float = 5.0) -> Any: ...
+
+
+class UncommittedHistory(ConsensusError):
+    """A peer served events whose chain head the ledger never committed."""
 
 
 class Fetched(NamedTuple):
@@ -73,29 +88,118 @@ def serve(state: LedgerState) -> Callable[[str, Any], Any]:
     return handle
 
 
+#: A state to fetch: (ledger index, the state blob at it, whose heads are the goal).
+Goal = tuple[int, bytes]
+
+
 def fetch(
     transport: Requester,
     state: LedgerState,
     peer: str,
     at_least: int,
     progress: Callable[[int, int], None] | None = None,
+    committed: bytes | None = None,
+    goal: Goal | None = None,
 ) -> Fetched | None:
     """Fetch and store ``peer``'s state if it has applied at least ``at_least``.
 
+    With ``committed`` (the state blob of the snapshot this node stands on) the events
+    must pass through that snapshot's committed chain heads, and they are fetched up to
+    the heads of ``goal`` (a later state a majority of members reported alike, see
+    :func:`agreed_state`) or else up to the committed heads themselves; a last event that
+    does not carry the expected chain is :class:`UncommittedHistory`.  The goal's (or
+    snapshot's) member list and keys are then this node's.  Without ``committed`` (tests
+    of the protocol) the peer's whole state is taken as its chain checks allow.
+
     Returns None when the peer is not that far yet; raises TarsError (TransportError,
     IntegrityError, StoreError...) when the peer cannot be reached or its events fail
-    the store's checks — in every case nothing was stored.
+    the checks — in every case nothing was stored.
     """
     started = time.monotonic()
     begin = transport.request(peer, CHANNEL, {"op": "begin"}, timeout=REQUEST_TIMEOUT)
     index, positions, blob = _begin_fields(peer, begin)
+    checks: list[dict[str, tuple[int, str]]] = []
+    if committed is not None:
+        goal = goal or (_heads(committed)[0], committed)
+        at_least = max(at_least, goal[0])
+        checks = [_heads(committed)[1], _heads(goal[1])[1]]
     if index < at_least:
         return None
+    targets = positions
+    if goal is not None and checks:
+        targets = _targets(peer, index, positions, checks[-1])
+        index, blob = goal
+    events, size = _fetch_events(transport, state, peer, index, targets, checks, progress)
+    if index <= state.applied_index:
+        return None  # caught up meanwhile (another fetch, or the log)
+    stored = state.import_state(events, index, blob)
+    return Fetched(peer, index, stored, size, time.monotonic() - started)
+
+
+def agreed_state(
+    transport: Requester, state: LedgerState, peers: Sequence[str], committed: bytes
+) -> Goal | None:
+    """The latest state (index, blob) that a majority of the members reported alike.
+
+    Each reply comes from a distinct authenticated member (CurveZMQ), so no single peer
+    can make up such a state; one that does not extend the snapshot's committed heads is
+    ignored.  None when no state has that many witnesses (a busy swarm whose nodes are at
+    different indexes): the caller then fetches up to the committed heads and replays
+    the log from there.
+    """
+    floor_index, floor = _heads(committed)
+    seen: dict[Goal, set[str]] = {}
+    for peer in peers:
+        try:
+            reply = transport.request(peer, CHANNEL, {"op": "begin"}, timeout=REQUEST_TIMEOUT)
+            index, _, blob = _begin_fields(peer, reply)
+            found = heads_of(blob)
+        except TarsError:
+            continue
+        if found is None or found[0] != index or index < floor_index:
+            continue
+        if all(found[1].get(k, (0, ""))[0] >= pos for k, (pos, _) in floor.items()):
+            seen.setdefault((index, blob), set()).add(peer)
+    need = majority(state.members)
+    agreed = [goal for goal, witnesses in seen.items() if len(witnesses) >= need]
+    return max(agreed, key=lambda goal: goal[0]) if agreed else None
+
+
+def _heads(blob: bytes) -> tuple[int, dict[str, tuple[int, str]]]:
+    found = heads_of(blob)
+    if found is None:
+        raise ConsensusError("the snapshot's state names no committed chain heads")
+    return found
+
+
+def _targets(
+    peer: str, index: int, positions: dict[str, int], heads: dict[str, tuple[int, str]]
+) -> dict[str, int]:
+    """How far to fetch each lineage: to the goal's head, which the peer must hold."""
+    for lineage, (position, _) in heads.items():
+        if positions.get(lineage, 0) < position:
+            raise UncommittedHistory(
+                f"{peer} says it applied the ledger up to {index} but holds lineage "
+                f"{lineage[:12]} only up to position {positions.get(lineage, 0)}, short of "
+                f"the committed {position}"
+            )
+    return {lineage: position for lineage, (position, _) in heads.items()}
+
+
+def _fetch_events(
+    transport: Requester,
+    state: LedgerState,
+    peer: str,
+    index: int,
+    targets: dict[str, int],
+    checks: list[dict[str, tuple[int, str]]],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[tuple[str, int, str, bytes]], int]:
     mine = state.store.positions()
     events: list[tuple[str, int, str, bytes]] = []
     size = 0
-    total = sum(max(0, upto - mine.get(lineage, 0)) for lineage, upto in positions.items())
-    for lineage, upto in sorted(positions.items()):
+    total = sum(max(0, upto - mine.get(lineage, 0)) for lineage, upto in targets.items())
+    for lineage, upto in sorted(targets.items()):
         after = mine.get(lineage, 0)
         if after > upto:
             raise ConsensusError(
@@ -103,6 +207,7 @@ def fetch(
                 f"which has applied more of the ledger ({index})",
                 hint="this node's store holds events no ledger entry made: rebuild it (move it away)",
             )
+        marks = {c[lineage][0]: c[lineage][1] for c in checks if lineage in c}
         while after < upto:
             reply = transport.request(
                 peer,
@@ -117,15 +222,29 @@ def fetch(
                     f"with positions {rows[0][0] if rows else '-'}–{rows[-1][0] if rows else '-'}"
                 )
             for position, topic, raw in rows:
+                if position in marks:
+                    _check_chain(peer, lineage, position, raw, marks[position])
                 events.append((lineage, position, topic, raw))
                 size += len(raw)
             after = rows[-1][0]
             if progress is not None:
                 progress(len(events), total)
-    if index <= state.applied_index:
-        return None  # caught up meanwhile (another fetch, or the log)
-    stored = state.import_state(events, index, blob)
-    return Fetched(peer, index, stored, size, time.monotonic() - started)
+    return events, size
+
+
+def _check_chain(peer: str, lineage: str, position: int, raw: bytes, committed: str) -> None:
+    """An event at a committed head must carry the committed chain (the store's import
+    then checks every link, so everything before it is the committed history too)."""
+    try:
+        chain = unpackb(raw).get("chain")
+    except Exception:
+        chain = None
+    if chain != committed:
+        raise UncommittedHistory(
+            f"{peer} served lineage {lineage[:12]} at position {position} with chain "
+            f"{str(chain)[:12]}, but the ledger committed {committed[:12]} there: history the "
+            "swarm never made"
+        )
 
 
 def fetch_from_any(
@@ -136,22 +255,33 @@ def fetch_from_any(
     stopping: threading.Event,
     retry: float = 0.5,
     progress: Callable[[int, int], None] | None = None,
+    committed: bytes | None = None,
+    refused: Callable[[], None] | None = None,
 ) -> Fetched | None:
     """Try peers in turn (the caller puts the likeliest first) until one serves ``at_least``.
 
     Retries until it succeeds, this node already has that index, or ``stopping`` is set
-    (then None).  A peer that fails is logged and the next one tried.
+    (then None).  A peer that fails is logged and the next one tried; one whose events
+    are not the committed history (or fail the store's checks) is also told to
+    ``refused``, which counts it.  With ``committed``, the goal is the latest state a
+    majority of members agree on (:func:`agreed_state`), else the committed heads.
     """
     while not stopping.is_set():
         if state.applied_index >= at_least:
             return None
-        for peer in peers():
+        chosen = list(peers())
+        goal = None
+        if committed is not None:
+            goal = agreed_state(transport, state, chosen, committed)
+        for peer in chosen:
             if stopping.is_set():
                 return None
             try:
-                got = fetch(transport, state, peer, at_least, progress)
+                got = fetch(transport, state, peer, at_least, progress, committed, goal)
             except TarsError as exc:
-                logger.warning("state transfer from %s failed: %s", peer, exc)
+                logger.warning("state transfer from %s refused or failed: %s", peer, exc)
+                if refused is not None and isinstance(exc, UncommittedHistory | IntegrityError):
+                    refused()
                 continue
             if got is not None:
                 return got
@@ -159,6 +289,28 @@ def fetch_from_any(
                 return None
         stopping.wait(retry)
     return None
+
+
+def progress_reporter(node: str, stage: Callable[[str], None]) -> Callable[[int, int], None]:
+    """Shows a fetch's progress as the node's stage, and in its log every two seconds."""
+    shown = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        text = f"fetching state: {done} of {total} events"
+        stage(text)
+        if time.monotonic() - shown[0] >= 2.0:  # a long transfer is never silent in the log
+            shown[0] = time.monotonic()
+            logging.getLogger("tars.node").info("%s: %s", node, text)
+
+    return progress
+
+
+def describe(got: Fetched) -> str:
+    """A finished transfer as the node's log says it."""
+    return (
+        f"fetched {got.events} events ({got.size / 1e6:.1f} MB) up to index {got.index} "
+        f"from {got.peer} in {got.seconds:.1f} s"
+    )
 
 
 def _begin_fields(peer: str, reply: Any) -> tuple[int, dict[str, int], bytes]:

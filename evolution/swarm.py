@@ -146,6 +146,13 @@ def decide(
     a version that was head before this call (a rebase's base); it may raise, and then
     no decision of this call counts.  Two proposals never both become the head of the
     same parent: the first adopted moves the head, the second is rebased.
+
+    The votes are signatures: the ledger records a vote only from an entry its author
+    signed (``consensus.authors``), one per member (a member's vote replaces its own),
+    so an adoption needs yes votes of a majority of *distinct* members, each a valid
+    signature of a member that ran the tests.  The proposer's own signed ``cycle`` entry
+    counts as its yes vote ("proven by its proposer": it ran the tests in its sandbox
+    before proposing), as it did before signing; every other yes is a ``vote`` entry.
     """
     pending = {w.id: w for w in waiting}
     trees = _Trees(head, head_tree, tree_of)

@@ -171,8 +171,12 @@ class ClusterConfig:
     def ensure_keys(self, names: Sequence[str] | None = None, *, force: bool = False) -> list[str]:
         """Make the key pairs that are missing (every node and admin by default); returns the names made.
 
-        A node whose public key is inline, or whose ``.key`` file is present without a
-        secret, runs elsewhere: its owner holds the secret, so no pair is made for it.
+        Each name gets a CurveZMQ pair (the transport) and an Ed25519 signing key (its
+        ledger entries), whose public key is recorded in cluster.yml (``sign_key``, and
+        ``cluster.admin_sign_key``) by a line edit that keeps the file's comments; this
+        object then reads the file again.  A node whose public key is inline, or whose
+        ``.key`` file is present without a secret, runs elsewhere: its owner holds the
+        secret, so no pair is made for it (and likewise for a recorded ``sign_key``).
         """
         from runtime.keys import write_keypair
 
@@ -185,7 +189,73 @@ class ClusterConfig:
             self.keys_dir.mkdir(parents=True, exist_ok=True)
             write_keypair(self.keys_dir, name, force=force)
             created.append(name)
-        return created
+        signed = self._ensure_sign_keys(wanted, force=force)
+        return [*created, *(name for name in signed if name not in created)]
+
+    def _ensure_sign_keys(self, wanted: Sequence[str], *, force: bool) -> list[str]:
+        """Make missing signing keys and record every local public key cluster.yml lacks."""
+        from runtime.config_edit import set_values
+        from runtime.keys import (
+            encode_sign_key,
+            has_sign_secret,
+            read_sign_secret,
+            sign_public_of,
+            write_sign_keypair,
+        )
+
+        made: list[str] = []
+        record: dict[str, str] = {}
+        for name in wanted:
+            listed = self._listed_sign_key(name)
+            if not (self.keys_dir / f"{name}.key_secret").is_file():
+                continue  # runs elsewhere: its owner holds the secrets
+            if force or (listed is None and not has_sign_secret(self.keys_dir, name)):
+                record[name] = write_sign_keypair(self.keys_dir, name, force=force)
+                made.append(name)
+            elif has_sign_secret(self.keys_dir, name):
+                public = encode_sign_key(sign_public_of(read_sign_secret(self.keys_dir, name)))
+                if public != listed:
+                    record[name] = public
+        if record:
+            admin = {"admin_sign_key": record.pop(ADMIN)} if ADMIN in record else {}
+            nodes = {name: {"sign_key": key} for name, key in record.items()}
+            set_values(self.path, cluster=admin, nodes=nodes)
+            from runtime.config import load_cluster  # runtime.config imports this module
+
+            fresh = load_cluster(self.path)
+            self.model, self._header = fresh.model, fresh._header
+        return made
+
+    def _listed_sign_key(self, name: str) -> str | None:
+        if name == ADMIN:
+            return self.model.cluster.admin_sign_key
+        return self.node(name).sign_key
+
+    def sign_key(self, name: str) -> bytes:
+        """The public Ed25519 key cluster.yml records for a node (or ``admin``), raw."""
+        from runtime.keys import decode_sign_key
+
+        if name != ADMIN:
+            self.node(name)
+        listed = self._listed_sign_key(name)
+        if listed is None:
+            where = "cluster.admin_sign_key" if name == ADMIN else f"node {name}'s sign_key"
+            raise ConfigError(
+                f"{self.path}: {where} is missing: {name} has no public signing key, so no "
+                "node could verify the ledger entries it signs",
+                hint=f"run `tars keys --config {self.path}` to make the signing keys and record them",
+            )
+        return decode_sign_key(listed, f"{self.path}: the sign_key of {name}")
+
+    def sign_keys(self) -> dict[str, bytes]:
+        """Every node's public signing key and the admin's (the swarm's first keyring)."""
+        return {name: self.sign_key(name) for name in [*self.ids, ADMIN]}
+
+    def sign_secret(self, name: str) -> bytes:
+        """A node's (or ``admin``'s) private signing key, from ``<keys>/<name>.key_secret``."""
+        from runtime.keys import read_sign_secret
+
+        return read_sign_secret(self.keys_dir, name)
 
     # -- changing the file ---------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from runtime.cluster_config import ADMIN, ClusterConfig, resolve
 from runtime.config_errors import config_error, from_validation
 from runtime.config_yaml import header, read_yaml
 
+_B64_KEY = r"^[A-Za-z0-9+/]{43}=$"  # a 32-byte Ed25519 public key, base64
 _Z85 = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
 
 
@@ -121,6 +122,7 @@ class ClusterSection(_Strict):
     backend: Literal["process", "docker"] = "process"
     state: Annotated[str, Field(min_length=1)] = "tars-cluster"
     keys: Annotated[str, Field(min_length=1)] = "tars-cluster/keys"
+    admin_sign_key: Annotated[str, Field(pattern=_B64_KEY)] | None = None  # `tars keys` writes it
     timers: Timers = Timers()
     compaction: Compaction = Compaction()
     bounds: Bounds = Bounds()
@@ -132,6 +134,7 @@ class NodeSpec(_Strict):
     port: Annotated[int, Field(ge=1, le=65535)]
     store: Annotated[str, Field(min_length=1)] | None = None
     public_key: str | None = None
+    sign_key: Annotated[str, Field(pattern=_B64_KEY)] | None = None  # Ed25519, `tars keys`
 
     @field_validator("public_key")
     @classmethod

@@ -6,11 +6,21 @@ read them too.  A secret file is created with mode 0600 *before* any key is writ
 it: writing first and restricting afterwards would leave a window in which another user
 could read the key.  Overwriting a secret is refused unless asked for, because every
 peer that trusts the old public key would silently stop accepting this node.
+
+Signing keys (Ed25519, for the ledger entries a node or the admin signs) live in the
+same secret file, as a ``sign-secret`` line of its ``metadata`` section (base64), so a
+name still has exactly two key files and ZeroMQ tools still read them; the file is
+rewritten through a new file created 0600 and renamed over it.  The public signing key
+goes into cluster.yml (``sign_key:``), which is what every node verifies with.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
+import tempfile
 from pathlib import Path
 
 import zmq
@@ -19,7 +29,19 @@ from zmq.utils import z85
 
 from evolution.errors import ConfigError
 
-__all__ = ["generate_keypair", "read_keypair", "read_public", "write_keypair"]
+__all__ = [
+    "decode_sign_key",
+    "encode_sign_key",
+    "generate_keypair",
+    "has_sign_secret",
+    "new_sign_secret",
+    "read_keypair",
+    "read_public",
+    "read_sign_secret",
+    "sign_public_of",
+    "write_keypair",
+    "write_sign_keypair",
+]
 
 _HINT = "run `tars keys --config cluster.yml`"
 
@@ -103,3 +125,107 @@ def _check_key(raw: bytes, path: Path, which: str) -> str:
             hint=_HINT,
         )
     return text
+
+
+# ---- Ed25519 signing keys ------------------------------------------------------------
+
+
+def encode_sign_key(raw: bytes) -> str:
+    """A 32-byte Ed25519 key as the base64 text cluster.yml and key files hold."""
+    return base64.b64encode(raw).decode("ascii")
+
+
+def decode_sign_key(text: str, where: str) -> bytes:
+    """The 32 bytes of a base64 Ed25519 key; ``where`` names it in the error."""
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(f"{where}: not a base64 Ed25519 key (32 bytes)", hint=_HINT)
+    return raw
+
+
+def new_sign_secret() -> bytes:
+    """A fresh Ed25519 private key, as its 32 raw bytes."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+
+
+def sign_public_of(secret: bytes) -> bytes:
+    """The raw public key of a raw Ed25519 private key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.from_private_bytes(secret).public_key()
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def write_sign_keypair(directory: Path, name: str, *, force: bool = False) -> str:
+    """Add an Ed25519 signing key to ``<directory>/<name>.key_secret``; return its public key.
+
+    The Curve pair must exist (``write_keypair``).  Refused when the file holds a signing
+    key already, unless ``force``: every node verifies ``name``'s entries with the public
+    key cluster.yml records for it.
+    """
+    path = Path(directory) / f"{name}.key_secret"
+    text = _read_secret_file(path)
+    if _SIGN_LINE.search(text) and not force:
+        raise ConfigError(
+            f"{path} already holds a signing key: refusing to replace the signing key of {name!r}",
+            hint="the swarm verifies entries with the current key; pass --force to replace it",
+        )
+    secret = new_sign_secret()
+    line = f'    sign-secret = "{encode_sign_key(secret)}"'
+    kept = [row for row in text.splitlines() if not _SIGN_LINE.match(row)]
+    if "metadata" in (row.strip() for row in kept):
+        at = next(i for i, row in enumerate(kept) if row.strip() == "metadata") + 1
+    else:
+        kept.append("metadata")
+        at = len(kept)
+    kept.insert(at, line)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600
+        try:
+            os.write(fd, ("\n".join(kept) + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the signing key of {name!r} into {path}: {exc.strerror or exc}",
+            hint="check that the directory is writable",
+        ) from exc
+    return encode_sign_key(sign_public_of(secret))
+
+
+def has_sign_secret(directory: Path, name: str) -> bool:
+    """Whether ``name``'s secret file exists and holds a signing key."""
+    path = Path(directory) / f"{name}.key_secret"
+    return path.is_file() and bool(_SIGN_LINE.search(_read_secret_file(path)))
+
+
+def read_sign_secret(directory: Path, name: str) -> bytes:
+    """``name``'s raw Ed25519 private key, from ``<directory>/<name>.key_secret``."""
+    path = Path(directory) / f"{name}.key_secret"
+    found = _SIGN_LINE.search(_read_secret_file(path))
+    if found is None:
+        raise ConfigError(f"key file {path} holds no signing key", hint=_HINT)
+    return decode_sign_key(found.group(1), f"the signing key in {path}")
+
+
+def _read_secret_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"key file {path} does not exist", hint=_HINT) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"key file {path} is unreadable: {exc}", hint=_HINT) from exc
+
+
+_SIGN_LINE = re.compile(r'^\s*sign-secret\s*=\s*"([^"]*)"\s*$', re.MULTILINE)

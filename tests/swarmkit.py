@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.demo import write_cluster
+from consensus.signing import Signer
 from events.records import Adoption
 from events.store import GenomeStore
 from evolution.errors import NotCommittedError, TransportError
@@ -201,7 +202,10 @@ class LocalSwarm:
 
 @contextlib.contextmanager
 def in_process_swarm(tmp_path: Path, genome: Path) -> Iterator[list[SwarmNode]]:
-    """Three started nodes of a fresh cluster.yml (no evolution), stopped at the end."""
+    """Three started nodes of a fresh cluster.yml (no evolution), stopped at the end.
+
+    ``ensure_keys`` makes every node's and the admin's keys, signing keys included, and
+    records the public signing keys in the cluster.yml (see :func:`signer`)."""
     config = load_cluster(write_cluster(tmp_path, 3, genome, 1, 1, 3, 1))
     config.ensure_keys()
     nodes = [SwarmNode(config, node_id, evolve=False) for node_id in config.ids]
@@ -212,6 +216,12 @@ def in_process_swarm(tmp_path: Path, genome: Path) -> Iterator[list[SwarmNode]]:
     finally:
         for node in nodes:
             node.stop()
+
+
+def signer(config: ClusterConfig, name: str, *, as_name: str | None = None) -> Signer:
+    """``name``'s signing key (a node's or ``admin``'s, made by ``ensure_keys``), signing
+    as ``as_name`` when a test forges an entry in another's name with it."""
+    return Signer(as_name or name, config.sign_secret(name))
 
 
 def wait(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> None:

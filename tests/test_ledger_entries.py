@@ -324,3 +324,62 @@ def test_a_redelivered_malformed_entry_is_not_counted_again() -> None:
     again = state.apply_batch([(1, bad)])
     assert state.rejected_entries == 1 and first[0].written is again[0].written is False
     state.store.close()
+
+
+# ---- signed entries (issue 9): the same bytes with ``sig`` last -------------------------
+
+#: Ed25519 signatures are deterministic, so a signed entry's bytes can be pinned too.
+SIGNED_PINNED = {
+    "vote": (
+        "89a474797065a4766f7465a667656e6f6d65a167a870726f706f73616cb030313233343536373839"
+        "616263646566a776657273696f6ea27631a46e6f6465a66e6f64652d32a3796573c2a6726561736f"
+        "6ead746573745f61206661696c6564a26174cb408f5a0000000000a3736967c44009f17f3aafbeb3"
+        "67f9fefecbb8d3dde0d098bcbbbf3be28f2261a6dd273a3bd39bbe5a9fa99983bdcb235d790cf3f8"
+        "eb554e088d9d935d17001dfce99a462d02"
+    ),
+    "members": (
+        "86a474797065a76d656d62657273a76d656d6265727392a66e6f64652d31a66e6f64652d34a46e6f"
+        "6465a561646d696ea26174cb408f680000000000a46b65797381a66e6f64652d34d92c4141414141"
+        "41414141414141414141414141414141414141414141414141414141414141414141414141413da3"
+        "736967c440f720185d6c0cf5c39221c29edc503d06ec8af110fa740bf10500827f3de3610c18a475"
+        "e5ff435dcbd10fe43dc9bb5c370fe422dbbca8e5578e7d4470eac7580a"
+    ),
+}
+
+
+def signed_entries() -> dict[str, bytes]:
+    from consensus.signing import Signer
+
+    node, admin = Signer("node-2", bytes(range(32))), Signer("admin", bytes(range(1, 33)))
+    return {
+        "vote": L.vote_entry(
+            "g", "0123456789abcdef", "v1", "node-2", False, "test_a failed", 1003.25, signer=node
+        ),
+        "members": L.members_entry(
+            ["node-1", "node-4"], "admin", 1005.0, keys={"node-4": "A" * 43 + "="}, signer=admin
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(SIGNED_PINNED))
+def test_signed_entries_are_the_unsigned_bytes_and_sig_pinned(name: str) -> None:
+    from consensus.signing import Keyring, Signer, split
+
+    data = signed_entries()[name]
+    assert data.hex() == SIGNED_PINNED[name]
+    message, signature = split(data) or (b"", b"")
+    assert len(signature) == 64
+    assert E.decode(message) == E.decode(data)  # ``sig`` changes no field
+    author = E.decode(data).node
+    secret = bytes(range(32)) if author == "node-2" else bytes(range(1, 33))
+    keys = Keyring({author: Signer(author, secret).public})
+    assert keys.verify(author, data) is None
+    assert keys.verify(author, message) == "it is not signed"
+    tampered = bytearray(data)
+    tampered[20] ^= 0x01  # a byte of the content, not of the signature
+    assert keys.verify(author, bytes(tampered)) == f"its signature is not {author}'s"
+    assert E.fast_decode(data) == E.parse(E.read_map(data))  # both paths accept ``sig``
+
+
+def test_an_unsigned_members_entry_without_keys_is_the_old_bytes() -> None:
+    assert L.members_entry(["node-3", "node-1"], "node-1", 1005.0).hex() == PINNED["members"]

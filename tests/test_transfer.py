@@ -7,7 +7,9 @@ ZeroMQ between real nodes); ``Tampering`` stands for a peer that answers wrongly
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
@@ -214,6 +216,126 @@ class TransferTests(Backend):
         again.store.verify()
 
 
+class Peers:
+    """A requester that reaches several peers' bulk handlers by name, counting requests."""
+
+    def __init__(self, **states: L.LedgerState) -> None:
+        self.handles = {name: transfer.serve(state) for name, state in states.items()}
+        self.asked: list[str] = []
+
+    def request(self, peer: str, channel: str, body: Any, timeout: float = 5.0) -> Any:
+        assert channel == transfer.CHANNEL
+        self.asked.append(peer)
+        return self.handles[peer]("node-1", body)
+
+
+class CommittedKit(Backend):
+    """Issue 9, item 4: a node standing on a snapshot takes only the history that
+    snapshot committed (its chain heads), or a later state a majority of members report
+    alike; a peer serving events the ledger never made is refused, counted, and the node
+    gets the state from another peer."""
+
+    def open_state(self, name: str) -> L.LedgerState:
+        return L.LedgerState(self.create_store(name), MEMBERS)
+
+    def honest(self, name: str, upto: int | None = None) -> L.LedgerState:
+        state = self.open_state(name)
+        state.apply_batch(list(enumerate(source_entries()[:upto], 1)))
+        return state
+
+    def liar(self, extra_at_the_end: bool) -> L.LedgerState:
+        """A peer whose store chains cleanly but holds one event the ledger never made:
+        in place of the last real one, or after all of them, under the same index."""
+        entries = source_entries()
+        state = self.honest("liar", len(entries) - (0 if extra_at_the_end else 1))
+        lineage = state.store.load("g")
+        when = datetime.fromtimestamp(5000.0, tz=UTC)
+        lineage.complete_cycle(60, None, 0, 99, "node-1", timestamp=when)  # seed 99, not 7
+        state.store.commit([lineage], (L.LEDGER, len(entries)) if not extra_at_the_end else None)
+        return L.LedgerState(state.store, MEMBERS)  # reads its applied index and heads again
+
+    def fetch(
+        self, peers: Peers, order: list[str], target: L.LedgerState, committed: bytes
+    ) -> tuple[transfer.Fetched | None, int]:
+        stopping = threading.Event()
+        timer = threading.Timer(60, stopping.set)  # a hang fails, it does not block the run
+        timer.start()
+        count = [0]
+        try:
+            got = transfer.fetch_from_any(
+                peers,
+                target,
+                lambda: order,
+                1,
+                stopping,
+                retry=0.05,
+                committed=committed,
+                refused=lambda: count.__setitem__(0, count[0] + 1),
+            )
+        finally:
+            timer.cancel()
+        return got, count[0]
+
+
+class CommittedTransferTests(CommittedKit):
+    """The attacks on a state transfer, with the peers' bulk handlers called in-process."""
+
+    def test_invented_history_at_a_committed_head_is_refused_and_fetched_elsewhere(
+        self,
+    ) -> None:
+        honest = self.honest("honest")
+        committed = honest.snapshot_state(honest.applied_index)
+        liar = self.liar(extra_at_the_end=False)
+        assert liar.applied_index == honest.applied_index
+        assert liar.store.positions() == honest.store.positions()  # same length, clean chain
+        liar.store.verify()
+        assert liar.store.chain("g") != honest.store.chain("g")
+        target = self.open_state("target")
+        peers = Peers(liar=liar, honest=honest)
+        got, refused = self.fetch(peers, ["liar", "honest"], target, committed)
+        assert refused == 1 and got is not None and got.peer == "honest"
+        assert target.store.chain("g") == honest.store.chain("g")
+        assert target.applied_index == honest.applied_index
+        target.store.verify()
+
+    def test_an_extra_event_after_the_committed_heads_is_never_imported(self) -> None:
+        honest = self.honest("honest")
+        committed = honest.snapshot_state(honest.applied_index)
+        liar = self.liar(extra_at_the_end=True)
+        assert liar.store.positions() != honest.store.positions()  # one event longer
+        target = self.open_state("target")
+        got, refused = self.fetch(Peers(liar=liar), ["liar"], target, committed)
+        assert got is not None and got.peer == "liar" and refused == 0
+        assert target.store.positions() == honest.store.positions()
+        assert target.store.chain("g") == honest.store.chain("g")
+
+    def test_a_later_state_a_majority_reports_alike_is_taken_whole(self) -> None:
+        """Peers that applied more than the snapshot: when a majority of members report
+        the same state, it is fetched whole; a lone liar cannot make one."""
+        early = self.honest("early", 30)
+        committed = early.snapshot_state(early.applied_index)
+        one, two = self.honest("one"), self.honest("two")
+        target = self.open_state("target")
+        got, refused = self.fetch(Peers(one=one, two=two), ["one", "two"], target, committed)
+        assert got is not None and got.index == one.applied_index > 30 and refused == 0
+        assert target.store.chain("g") == one.store.chain("g")
+        # a liar and one honest peer make no majority: the committed heads are the goal
+        liar = self.liar(extra_at_the_end=True)
+        other = self.open_state("other")
+        peers = Peers(liar=liar, one=one)
+        got, refused = self.fetch(peers, ["liar", "one"], other, committed)
+        assert got is not None and got.index == early.applied_index and refused == 0
+        assert other.store.chain("g") == early.store.chain("g")
+
+
+class TestCommittedTransferSQLite(SQLiteBackend, CommittedTransferTests):
+    pass
+
+
+class TestCommittedTransferMemory(MemoryBackend, CommittedTransferTests):
+    pass
+
+
 class TestTransferMemory(MemoryBackend, TransferTests):
     pass
 
@@ -225,3 +347,40 @@ class TestTransferSQLite(SQLiteBackend, TransferTests):
 @pytest.mark.postgres
 class TestTransferPostgres(PostgresBackend, TransferTests):
     pass
+
+
+class TestCommittedTransferOverSockets(SQLiteBackend, CommittedKit):
+    """The same attack between three real CurveZMQ transports on 127.0.0.1: the node asks
+    the liar first, refuses its invented history, counts it, and takes the honest
+    peer's state."""
+
+    def test_a_liar_over_the_network_is_refused_and_the_honest_peer_serves(self) -> None:
+        from runtime.keys import generate_keypair
+        from runtime.testing import free_port
+        from runtime.transport import Peer as Address
+        from runtime.transport import Transport
+
+        honest = self.honest("honest")
+        committed = honest.snapshot_state(honest.applied_index)
+        liar, target = self.liar(extra_at_the_end=False), self.open_state("target")
+        names = ["node-1", "node-2", "node-3"]
+        keys = {n: generate_keypair() for n in names}
+        ends = {n: f"tcp://127.0.0.1:{free_port()}" for n in names}
+        nets = {
+            n: Transport(
+                n, ends[n], *keys[n], [Address(p, ends[p], keys[p][0]) for p in names if p != n]
+            )
+            for n in names
+        }
+        nets["node-2"].serve(transfer.CHANNEL, transfer.serve(liar))
+        nets["node-3"].serve(transfer.CHANNEL, transfer.serve(honest))
+        for net in nets.values():
+            net.start()
+        try:
+            got, refused = self.fetch(nets["node-1"], ["node-2", "node-3"], target, committed)  # type: ignore[arg-type]
+        finally:
+            for net in nets.values():
+                net.stop()
+        assert refused == 1 and got is not None and got.peer == "node-3"
+        assert target.store.chain("g") == honest.store.chain("g")
+        assert target.applied_index == honest.applied_index
