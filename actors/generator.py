@@ -83,11 +83,12 @@ class Generator(RoleActor):
             if llm.stopped:
                 break
             try:
-                candidates.append(
-                    llm.propose(message.tree, message.version, manifest, target, attempts, rng)
-                )
+                made = llm.propose(message.tree, message.version, manifest, target, attempts, rng)
             except TarsError as exc:
                 failures.append(str(exc))
+                continue
+            if all(made.id != c.id for c in candidates):
+                candidates.append(made)
         return candidates, failures
 
     def _offline(self, message: Generate) -> Generated:

@@ -43,6 +43,12 @@ class Received:
     def prompt(self) -> str:
         return "\n".join(m["content"] for m in self.body.get("messages", []))
 
+    @property
+    def shown(self) -> str:
+        """What TARS wrote (system and user messages), without the model's own replies."""
+        messages = self.body.get("messages", [])
+        return "\n".join(m["content"] for m in messages if m["role"] != "assistant")
+
 
 def completion(text: str, tokens_in: int = 120, tokens_out: int = 60) -> dict[str, Any]:
     """An OpenAI chat completion body holding ``text``."""
@@ -150,7 +156,8 @@ def search_replace(path: str, search: str, replace: str) -> str:
     )
 
 
-#: tests/data/tiny: COMMON becomes a frozenset once, both scans test it (the 2-3× win)
+#: tests/data/tiny: COMMON becomes a frozenset once and count_common tests it (about 2×;
+#: rewriting summary's scan too makes the bench so fast it reports 0.0 seconds, refused)
 TINY_SEARCH = '''def count_common(words):
     """How many of ``words`` are common words."""
     total = 0
