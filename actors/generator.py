@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from actors.base import RoleActor
 from actors.messages import Generate, Generated
-from evolution.errors import TarsError
+from evolution.errors import TarsError, UnknownGenomeError
 from evolution.generate import Candidate, from_rewrite
 from evolution.llm_prompt import Attempt
 from evolution.llm_targets import choose_targets
@@ -163,7 +163,10 @@ def history_from_store(store: GenomeStore, events: int = HISTORY_EVENTS) -> Hist
     """The genome's judged candidates among its newest ``events`` events, read from the store."""
 
     def read(genome: str) -> list[Attempt]:
-        rows, _ = store.log_tail(events, genome=genome)
+        try:
+            rows, _ = store.log_tail(events, genome=genome)
+        except UnknownGenomeError:
+            return []  # `tars evolve generate` on a folder the store does not hold: no history
         out: list[Attempt] = []
         for _seq, kind, _genome, _version, parent, _t, _node, data, _pos in rows:
             if kind != "CandidateEvaluated":

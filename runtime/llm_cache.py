@@ -43,9 +43,15 @@ CREATE TABLE IF NOT EXISTS requests (
 
 @dataclass(frozen=True)
 class CachedReply:
+    """A model's reply and the tokens its endpoint reported for it."""
+
     text: str
     tokens_in: int
     tokens_out: int
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ class LLMSession:
             self._tries[model.arm] = self._tries.get(model.arm, 0) + 1
         try:
             messages = build_messages(tree, manifest, version, target, attempts)
-            digest, files = self._converse(model, messages, tree, manifest)
+            digest, files, tokens = self._converse(model, messages, tree, manifest)
             return from_files(
                 tree,
                 version,
@@ -93,7 +93,7 @@ class LLMSession:
                 function=target.function,
                 line=target.line,
                 description=f"{MUTATOR_PREFIX}{model.arm} rewrite of {target.function} "
-                f"({target.file}:{target.line}), prompt {digest[:12]}",
+                f"({target.file}:{target.line}), prompt {digest[:12]}, {tokens:,} tokens",
             )
         except LLMError as exc:
             reason = f"{where}: {exc}"
@@ -105,24 +105,26 @@ class LLMSession:
 
     def _converse(
         self, model: ModelConfig, messages: list[Message], tree: Tree, manifest: Manifest
-    ) -> tuple[str, dict[str, str]]:
-        """Ask; on a reply that does not apply, ask once more with the reason."""
+    ) -> tuple[str, dict[str, str], int]:
+        """Ask; on a reply that does not apply, ask once more with the reason.
+
+        Returns the hash of the prompt that was answered, the rewritten files, and the
+        tokens the conversation used as the endpoint reported them (the same from the cache).
+        """
         reply = self.ask(model, messages)
         try:
-            return prompt_hash(model.model, messages), apply_blocks(
-                tree, manifest, parse_blocks(reply)
-            )
+            files = apply_blocks(tree, manifest, parse_blocks(reply.text))
+            return prompt_hash(model.model, messages), files, reply.tokens
         except ReplyError as first:
-            again = with_error(messages, reply, str(first))
-            reply = self.ask(model, again)
+            again = with_error(messages, reply.text, str(first))
+            second_reply = self.ask(model, again)
             try:
-                return prompt_hash(model.model, again), apply_blocks(
-                    tree, manifest, parse_blocks(reply)
-                )
+                files = apply_blocks(tree, manifest, parse_blocks(second_reply.text))
             except ReplyError as second:
                 raise ReplyError(
                     f"reply refused: {second} (retried once after: {first.message})"
                 ) from None
+            return prompt_hash(model.model, again), files, reply.tokens + second_reply.tokens
 
     def choose(self, attempts: Sequence[Attempt], rng: random.Random) -> ModelConfig:
         """The bandit's pick among the configured models, from the log's outcomes and this run's spend."""
@@ -156,14 +158,14 @@ class LLMSession:
 
     # -- one request -----------------------------------------------------------------
 
-    def ask(self, model: ModelConfig, messages: Sequence[Message]) -> str:
+    def ask(self, model: ModelConfig, messages: Sequence[Message]) -> CachedReply:
         """The reply text: from the cache if this model was asked this before, else paid for within the budget."""
         digest = prompt_hash(model.model, messages)
         cached = self.cache.get(digest)
         if cached is not None:
             self.spend = self.spend.hit()
             self._journal(RequestRecord(model.arm, digest, 0, 0, 0.0, True, 0, "cache hit"))
-            return cached.text
+            return cached
         reason = exhausted(self.spend, self.config.limits)
         if reason is not None:
             raise BudgetSpent(reason, hint="raise the budget in llm.yml to ask more")
@@ -181,7 +183,8 @@ class LLMSession:
             self._money[model.arm] = self._money.get(model.arm, 0.0) + cost(
                 model.price, done.tokens_in, done.tokens_out
             )
-        self.cache.put(digest, model.model, CachedReply(done.text, done.tokens_in, done.tokens_out))
+        reply = CachedReply(done.text, done.tokens_in, done.tokens_out)
+        self.cache.put(digest, model.model, reply)
         outcome = "ok (tokens estimated)" if done.estimated else "ok"
         self._journal(
             RequestRecord(
@@ -195,7 +198,7 @@ class LLMSession:
                 outcome,
             )
         )
-        return done.text
+        return reply
 
     def _journal(self, record: RequestRecord) -> None:
         self.cache.journal(record)

@@ -10,6 +10,7 @@ import pytest
 from llmkit import GOOD_TINY_REPLY, ScriptedServer, Turn, scripted_server
 from typer.testing import CliRunner
 
+from actors.generator import history_from_store
 from cli.main import app
 from events.store import GenomeStore
 
@@ -73,7 +74,19 @@ def test_a_models_diff_is_proven_and_adopted_and_a_replay_pays_nothing(
     assert "llm spend: 2 of 4 requests (0 failed), 2,100 tokens (1,800 in, 300 out)" in out
     first = adopted(tmp_path / "first.db")
     assert first["mutator"] == "llm:scripted" and "COMMON_SET" in first["patch"]
+    described = first["evidence"]["description"]  # type: ignore[index]
+    assert described.startswith("llm:scripted rewrite of ") and "1,050 tokens" in described
     assert len(llm_server.received) == 2
+    store = GenomeStore.open(f"sqlite:///{tmp_path / 'first.db'}", create=False)
+    try:  # what the next prompt will tell the model
+        (attempt,) = history_from_store(store)("tiny")
+    finally:
+        store.close()
+    assert (attempt.mutator, attempt.verdict, attempt.patch) == (
+        "llm:scripted",
+        "adopt",
+        first["patch"],
+    )
 
     code, out = run(genome, tmp_path / "replay.db", config)
     assert code == 0, out
@@ -106,3 +119,30 @@ def adopted(store_path: Path) -> dict[str, object]:
         return entry.data
     finally:
         store.close()
+
+
+def test_generate_prints_the_models_candidate(
+    llm_server: ScriptedServer, config: Path, tmp_path: Path
+) -> None:
+    llm_server.script(*[Turn(GOOD_TINY_REPLY)] * 2)
+    result = runner.invoke(
+        app,
+        ["evolve", "generate", "--genome", str(TINY), "--store", str(tmp_path / "g.db")]
+        + ["--limit", "1", "--llm", str(config)],
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "llm:scripted rewrite of" in result.stdout
+    assert "+COMMON_SET = frozenset(COMMON)" in result.stdout
+    assert "llm spend: 2 of 4 requests" in result.stdout
+
+
+def test_a_bad_llm_file_is_one_line_naming_the_key(
+    llm_server: ScriptedServer, config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TARS_RUN_LLM_KEY")
+    code, out = run(TINY, tmp_path / "s.db", config)
+    assert code != 0
+    lines = [line for line in out.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:")
+    assert "models.0.api_key_env" in lines[0] and "TARS_RUN_LLM_KEY is not set" in lines[0]
+    assert llm_server.received == []
