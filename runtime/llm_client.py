@@ -14,7 +14,6 @@ latency is measured with the node's clock and a test can see the waits.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -130,9 +129,14 @@ class LLMClient:
             raise _Transient(f"timed out ({model.timeout:g} s)") from None
         except httpx.TransportError as exc:
             raise _Transient(f"connection failed ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:  # a body that cannot be decoded, a redirect loop, …
+            raise LLMError(
+                f"{model.url}: the reply could not be read ({type(exc).__name__})",
+                hint="is the endpoint OpenAI-compatible?",
+            ) from None
         if response.status_code == 429 or response.status_code >= 500:
             raise _Transient(f"HTTP {response.status_code}", _retry_after(response))
-        if response.status_code >= 400:
+        if not 200 <= response.status_code < 300:
             raise LLMError(
                 f"{model.url}: HTTP {response.status_code} ({_snippet(response.text)})",
                 hint="check the endpoint, the model name and the key's environment variable",
@@ -159,7 +163,7 @@ def _read(
     hint = "is the endpoint OpenAI-compatible? it must end before /chat/completions"
     try:
         data = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # JSON and Unicode decoding errors are ValueErrors
         kind = response.headers.get("content-type", "no content type")
         raise LLMError(
             f"{url}: the reply is not JSON ({kind}): {_snippet(response.text)}", hint=hint

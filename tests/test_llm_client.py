@@ -110,6 +110,9 @@ def test_a_timeout_then_an_answer_is_an_answer(llm_server: ScriptedServer) -> No
         (Turn(raw='{"choices": [{"message": {"content": 7}}]}'), "content is missing or not text"),
         (Turn(raw='{"choices": ["x"]}'), "content is missing or not text"),
         (Turn(status=401, raw='{"error": "bad key"}'), "HTTP 401"),
+        (Turn(raw="not gzip at all", headers={"Content-Encoding": "gzip"}), "could not be read"),
+        (Turn(raw="[" * 100_000 + "]" * 100_000), "not JSON"),
+        (Turn(status=302, raw="", headers={"Location": "/elsewhere"}), "HTTP 302"),
     ],
 )
 def test_bodies_that_are_not_an_openai_reply_are_errors_not_crashes(
