@@ -261,3 +261,25 @@ def test_the_key_is_in_the_header_and_nowhere_else(
     assert KEY not in caplog.text and "llm request model=scripted-1" in caplog.text
     assert KEY.encode() not in (tmp_path / "state" / "cache.sqlite").read_bytes()
     assert KEY not in repr(made) + repr(llm.failures) + llm.summary() + repr(llm.config)
+
+
+def test_several_models_share_the_work_through_the_bandit(tmp_path: Path) -> None:
+    with scripted_server() as one, scripted_server() as two:
+        config = parse_llm_config(
+            f"models:\n  - name: one\n    endpoint: {one.url}\n    model: m1\n"
+            f"  - name: two\n    endpoint: {two.url}\n    model: m2\n"
+            "retries: 0\nmax_requests: 50\n",
+            "llm.yml",
+        )
+        llm = LLMSession(config, LLMClient({}), ReplyCache(tmp_path / "c.sqlite"))
+        one.script(*[Turn("no blocks", tokens_in=5000, tokens_out=5000)] * 20)
+        two.script(*[Turn("no blocks", tokens_in=50, tokens_out=50)] * 20)
+        for n in range(8):
+            seen = Attempt("v0", "set_membership", "k", "reject", (f"try {n}",), None, "")
+            generate(llm, history=[seen])
+        memory = llm.memory([])
+    asked_one, asked_two = len(one.received), len(two.received)
+    assert asked_one + asked_two == 16  # 8 cycles, each asked twice (the retry)
+    assert asked_one >= 2 and asked_two > asked_one  # both tried; the cheap one asked more
+    assert memory["one"].tokens == asked_one * 10_000 and memory["two"].tokens == asked_two * 100
+    assert memory["one"].tries + memory["two"].tries == 8

@@ -146,3 +146,17 @@ def test_a_bad_llm_file_is_one_line_naming_the_key(
     assert len(lines) == 1 and lines[0].startswith("error:")
     assert "models.0.api_key_env" in lines[0] and "TARS_RUN_LLM_KEY is not set" in lines[0]
     assert llm_server.received == []
+
+
+def test_the_budget_stops_the_asking_and_the_run_says_so(
+    llm_server: ScriptedServer, config: Path, genome: Path, tmp_path: Path
+) -> None:
+    config.write_text(config.read_text().replace("max_requests: 4", "max_requests: 1"))
+    llm_server.script(*[Turn(raw="garbage")] * 4)
+    code, out = run(genome, tmp_path / "s.db", config, "--cycles", "2")
+    assert code == 0, out
+    assert len(llm_server.received) == 1  # not asked again, in this cycle or the next
+    assert (
+        "llm spend: 1 of 1 requests (1 failed), 0 tokens (0 in, 0 out), 0.0000 money, "
+        "0 cache hits; stopped asking: request budget spent: 1 of 1 requests (1 failed)"
+    ) in out
