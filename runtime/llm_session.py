@@ -18,7 +18,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from evolution.errors import BudgetSpent, LLMError, ReplyError
+from evolution.errors import BudgetSpent, LLMError, ReplyError, TarsError
 from evolution.generate import Candidate, from_files
 from evolution.llm_bandit import ModelRecord, choose_model
 from evolution.llm_budget import Spend, cost, describe, exhausted
@@ -45,7 +45,8 @@ class LLMSession:
         self.spend = Spend()
         self.stopped: str | None = None
         self.failures: list[str] = []
-        self._tries: dict[str, int] = {}
+        #: per model, this run's tries that gave no candidate (the log holds only judged ones)
+        self._failed: dict[str, int] = {}
         self._tokens: dict[str, int] = {}
         self._money: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -78,8 +79,6 @@ class LLMSession:
         """A candidate for ``target`` from a model; :class:`LLMError` with the reason if none."""
         model = self.choose(attempts, rng)
         where = f"{MUTATOR_PREFIX}{model.arm} on {target.file}:{target.function}"
-        with self._lock:
-            self._tries[model.arm] = self._tries.get(model.arm, 0) + 1
         try:
             messages = build_messages(tree, manifest, version, target, attempts)
             digest, files, tokens = self._converse(model, messages, tree, manifest)
@@ -95,11 +94,14 @@ class LLMSession:
                 description=f"{MUTATOR_PREFIX}{model.arm} rewrite of {target.function} "
                 f"({target.file}:{target.line}), prompt {digest[:12]}, {tokens:,} tokens",
             )
-        except LLMError as exc:
+        except TarsError as exc:
             reason = f"{where}: {exc}"
             self.failures.append(reason)
             if isinstance(exc, BudgetSpent):
                 self.stopped = str(exc)
+            else:
+                with self._lock:
+                    self._failed[model.arm] = self._failed.get(model.arm, 0) + 1
             log.warning("llm candidate failed: %s", reason)
             raise LLMError(reason) from None
 
@@ -149,7 +151,7 @@ class LLMSession:
         for model in self.config.models:
             tries, wins = judged.get(model.arm, (0, 0))
             out[model.arm] = ModelRecord(
-                tries=max(tries, self._tries.get(model.arm, 0)),
+                tries=tries + self._failed.get(model.arm, 0),
                 wins=wins,
                 tokens=self._tokens.get(model.arm, 0),
                 money=self._money.get(model.arm, 0.0),

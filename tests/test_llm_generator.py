@@ -278,8 +278,12 @@ def test_several_models_share_the_work_through_the_bandit(tmp_path: Path) -> Non
             seen = Attempt("v0", "set_membership", "k", "reject", (f"try {n}",), None, "")
             generate(llm, history=[seen])
         memory = llm.memory([])
+        won = Attempt("v1", "llm:one", "llm", "adopt", ("1.40× faster",), 1.4, "")
+        with_log = llm.memory([won])
     asked_one, asked_two = len(one.received), len(two.received)
     assert asked_one + asked_two == 16  # 8 cycles, each asked twice (the retry)
     assert asked_one >= 2 and asked_two > asked_one  # both tried; the cheap one asked more
     assert memory["one"].tokens == asked_one * 10_000 and memory["two"].tokens == asked_two * 100
     assert memory["one"].tries + memory["two"].tries == 8
+    # the log's judged candidates add to this run's failed tries; an adoption is a win
+    assert (with_log["one"].tries, with_log["one"].wins) == (memory["one"].tries + 1, 1)
