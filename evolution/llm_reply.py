@@ -71,6 +71,7 @@ def _path_before(lines: list[str], index: int, number: int) -> str:
     if back >= 0 and _FENCE.match(lines[back].strip()):
         back -= 1
     candidate = lines[back].strip().strip("`*") if back >= 0 else ""
+    candidate = candidate.removeprefix("./")  # the same file, as shells and models write it
     if not candidate or not _PATH.match(candidate) or candidate.startswith("```"):
         raise ReplyError(
             f"block {number}: no file path on the line before '<<<<<<< SEARCH'",

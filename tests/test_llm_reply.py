@@ -46,6 +46,11 @@ def test_a_good_block_applies() -> None:
     }
 
 
+def test_a_leading_dot_slash_names_the_same_file() -> None:
+    reply = search_replace("./pkg/core.py", "    out = 0\n", "    out = 0  # sum\n")
+    assert list(apply_blocks(TREE, MANIFEST, parse_blocks(reply))) == ["pkg/core.py"]
+
+
 def test_two_blocks_apply_in_order() -> None:
     reply = search_replace("pkg/core.py", "    out = 0\n", "    total = 0\n") + search_replace(
         "pkg/core.py", "    return out\n", "    return out + total\n"
