@@ -1,16 +1,39 @@
-"""Generator: turns plans into candidate patches (AST rewrites, tunable constants)."""
+"""Generator: turns plans into candidate patches (AST rewrites, tunable constants, a model).
+
+Offline (the default) it applies the plans' mutators.  With a language model configured
+(``tars evolve run --llm FILE``: the CLI builds the session and hands it in, there is no
+other way to turn it on) it also asks the model about the functions of the cycle's top
+plans (``evolution/llm_targets.py``: the top K regardless of kind, since no plan names a
+model) and puts the model's candidates first, as the user chose to pay for them.  A
+model that fails gives a reason in ``Generated.failures``, never an exception.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import random
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from actors.base import RoleActor
 from actors.messages import Generate, Generated
-from evolution.errors import TarsError
+from evolution.errors import TarsError, UnknownGenomeError
 from evolution.generate import Candidate, from_rewrite
+from evolution.llm_prompt import Attempt
+from evolution.llm_targets import choose_targets
+from evolution.manifest import MANIFEST_NAME, parse_manifest
 from evolution.mutators import by_name
 from evolution.mutators.base import Site
 from evolution.planner import Plan
+
+if TYPE_CHECKING:
+    from actors.supervisor import Supervisor
+    from events.store import GenomeStore
+    from runtime.llm_session import LLMSession
+
+#: A genome's recent judged candidates, newest last (what a prompt tells the model).
+History = Callable[[str], Sequence[Attempt]]
+#: Events of the log a prompt's history is read from.
+HISTORY_EVENTS = 400
 
 #: Everything of a plan that ``_one`` reads.
 _Key = tuple[str, str, str, int, str, str, float]
@@ -23,14 +46,52 @@ class Generator(RoleActor):
     role: ClassVar[str] = "generator"
     handlers: ClassVar[dict[type, str]] = {Generate: "on_generate"}
 
-    def __init__(self) -> None:
+    def __init__(self, llm: LLMSession | None = None, history: History | None = None) -> None:
         super().__init__()
+        self._llm = llm
+        self._history: History = history or _no_history
         # version -> (mutator and the opportunity's fields) -> the candidate, or why it could not be made.  A
         # version id is the hash of its tree, and generating is a pure function of the
         # tree and the plan, so a remembered answer is the answer.
         self._made: dict[str, dict[_Key, Candidate | str]] = {}
 
     def on_generate(self, message: Generate) -> Generated:
+        offline = self._offline(message)
+        if self._llm is None:
+            return offline
+        asked, failures = self._ask_model(self._llm, message)
+        ids = {c.id for c in asked}
+        return Generated(
+            asked + [c for c in offline.candidates if c.id not in ids],
+            failures + offline.failures,
+        )
+
+    def _ask_model(self, llm: LLMSession, message: Generate) -> tuple[list[Candidate], list[str]]:
+        """The model's candidates for the top plans' functions, and the reasons of those it could not give."""
+        if llm.stopped:
+            return [], []  # said once, when the budget ran out
+        try:
+            manifest = parse_manifest(message.tree.get(MANIFEST_NAME, ""), MANIFEST_NAME)
+        except TarsError as exc:
+            return [], [f"llm: the model was not asked: {exc}"]
+        attempts = list(self._history(manifest.name))
+        # Seeded by the state the prompt is built from: a replay chooses the same models.
+        rng = random.Random(f"llm:{message.version}:{len(attempts)}")
+        candidates: list[Candidate] = []
+        failures: list[str] = []
+        for target in choose_targets(message.plans, message.tree, manifest, llm.config.per_cycle):
+            if llm.stopped:
+                break
+            try:
+                made = llm.propose(message.tree, message.version, manifest, target, attempts, rng)
+            except TarsError as exc:
+                failures.append(str(exc))
+                continue
+            if all(made.id != c.id for c in candidates):
+                candidates.append(made)
+        return candidates, failures
+
+    def _offline(self, message: Generate) -> Generated:
         candidates: list[Candidate] = []
         failures: list[str] = []
         seen: set[str] = set()
@@ -92,3 +153,44 @@ class Generator(RoleActor):
             line=opp.line,
             description=f"{mutator.name} in {opp.function} ({opp.file}:{opp.line}): {opp.evidence}",
         )
+
+
+def _no_history(genome: str) -> Sequence[Attempt]:
+    return ()
+
+
+def history_from_store(store: GenomeStore, events: int = HISTORY_EVENTS) -> History:
+    """The genome's judged candidates among its newest ``events`` events, read from the store."""
+
+    def read(genome: str) -> list[Attempt]:
+        try:
+            rows, _ = store.log_tail(events, genome=genome)
+        except UnknownGenomeError:
+            return []  # `tars evolve generate` on a folder the store does not hold: no history
+        out: list[Attempt] = []
+        for _seq, kind, _genome, _version, parent, _t, _node, data, _pos in rows:
+            if kind != "CandidateEvaluated":
+                continue
+            ratio = data.get("ratio")
+            out.append(
+                Attempt(
+                    parent=str(parent or ""),
+                    mutator=str(data.get("mutator", "")),
+                    kind=str(data.get("kind", "")),
+                    verdict=str(data.get("verdict", "")),
+                    reasons=tuple(str(r) for r in data.get("reasons") or ()),
+                    ratio=float(ratio) if isinstance(ratio, int | float) else None,
+                    patch=str(data.get("patch", "")),
+                )
+            )
+        return out
+
+    return read
+
+
+def use_model(supervisor: Supervisor, llm: LLMSession, store: GenomeStore) -> None:
+    """Replace the node's offline generator by one that also asks ``llm`` (``--llm FILE``)."""
+    for ref in supervisor.refs("generator"):
+        ref.stop()
+    history = history_from_store(store)
+    supervisor.start("generator", lambda: Generator.start(llm, history))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from evolution.planner import Plan
     from evolution.tree import Tree
     from node import Node
+    from runtime.llm_session import LLMSession
 
 # The node (pykka actors, the sandbox), the mutators (libcst) and the statistics are
 # imported by the commands that use them, so `tars log …` and `tars --help` never load them.
@@ -30,6 +33,11 @@ StoreOpt = typer.Option(
     str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL"
 )
 SeedOpt = typer.Option(7, "--seed", help="seed of the planner and the statistics")
+LLMOpt = typer.Option(
+    None,
+    "--llm",
+    help="llm.yml: also ask these language models for candidates (off without it; docs/llm.md)",
+)
 
 
 def _node(store: str, workdir: Path | None = None, candidates: int = 4) -> Node:
@@ -44,6 +52,26 @@ def _node(store: str, workdir: Path | None = None, candidates: int = 4) -> Node:
             candidates_per_cycle=candidates,
         )
     )
+
+
+@contextmanager
+def _model(node: Node, config: Path | None) -> Iterator[LLMSession | None]:
+    """With ``--llm FILE``: the node's generator also asks the models; their spend is printed at the end."""
+    if config is None:
+        yield None
+        return
+    from actors.generator import use_model
+    from runtime.llm_session import LLMSession
+
+    session = LLMSession.open(config)
+    try:
+        use_model(node.supervisor, session, node.store)
+        yield session
+    finally:
+        for failure in session.failures[-10:]:
+            console.print(f"llm failed: {failure}", highlight=False, markup=False, soft_wrap=True)
+        console.print(session.summary(), highlight=False, soft_wrap=True)
+        session.close()
 
 
 def _opportunities(node: Node, genome: Path) -> tuple[list[Opportunity], Manifest, Tree, str]:
@@ -115,11 +143,12 @@ def generate(
     out: Path | None = typer.Option(
         None, "--out", help="folder to write one .patch file per candidate"
     ),
+    llm: Path | None = LLMOpt,
 ) -> None:
     """Generate candidate patches and print (or write) them."""
     from actors.messages import Generate
 
-    with _node(store) as node:
+    with _node(store) as node, _model(node, llm):
         plans, tree, version = _plans(node, genome, seed, limit)
         generated = node.supervisor.ask("generator", Generate(version, tree, plans))
     for candidate in generated.candidates:
@@ -206,11 +235,12 @@ def run(
         5, "--cycles", "-n", min=1, help="cycles to reach (a resumed run continues its count)"
     ),
     candidates: int = typer.Option(4, "--candidates", min=1, help="candidates per cycle"),
+    llm: Path | None = LLMOpt,
 ) -> None:
     """Evolve the genome for N cycles, recording every decision in the store."""
     from cli.progress import CycleProgress
 
-    with _node(store, candidates=candidates) as node:
+    with _node(store, candidates=candidates) as node, _model(node, llm):
         node.install_signal_handlers()
         name, _ = node.register(genome)
         done = node.store.head(name).cycles_completed

@@ -97,3 +97,15 @@ class ConsensusError(TarsError):
 
 class NotCommittedError(ConsensusError):
     """A proposal was not committed in time; it may still commit later."""
+
+
+class LLMError(TarsError):
+    """A language model could not be asked, or its answer is unusable (a failed candidate, not a failed node)."""
+
+
+class ReplyError(LLMError):
+    """A model's reply is not a set of SEARCH/REPLACE blocks that apply to the sources."""
+
+
+class BudgetSpent(LLMError):  # noqa: N818 (reads as what happened, like RemoteUnavailable)
+    """The run's model budget (tokens, money or requests) is spent: no more requests."""

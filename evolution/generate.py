@@ -80,3 +80,38 @@ def from_rewrite(
         line=line,
         description=description or f"{mutator} at {file}:{line} ({function})",
     )
+
+
+def from_files(
+    tree: Mapping[str, str],
+    parent: str,
+    files: Mapping[str, str],
+    *,
+    mutator: str,
+    kind: str,
+    file: str,
+    function: str = "<module>",
+    line: int = 0,
+    description: str = "",
+) -> Candidate:
+    """Wrap already-rewritten files (path → new text, e.g. a model's edits) as a candidate.
+
+    The caller checked the files may evolve and still parse; this only refuses a no-op
+    and names the result by its patch, like :func:`from_rewrite`.
+    """
+    new_tree: Tree = dict(tree)
+    new_tree.update(files)
+    patch = make_patch(tree, new_tree)
+    if not patch:
+        raise MutationError(f"{mutator}: no change at {file}:{line}", hint="propose a real change")
+    return Candidate(
+        id=candidate_id(parent, patch),
+        parent=parent,
+        patch=patch,
+        mutator=mutator,
+        kind=kind,
+        file=file,
+        function=function,
+        line=line,
+        description=description or f"{mutator} at {file}:{line} ({function})",
+    )
