@@ -58,6 +58,7 @@ class SearchMemory:
             calibration=self.calibration,
             outcomes=self.outcomes,
             sources=sources,
+            try_untried=True,
         )
         return ranked, reason
 

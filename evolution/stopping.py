@@ -46,11 +46,16 @@ def worth_trying(
     calibration: Calibration | None = None,
     outcomes: Outcomes | None = None,
     sources: Sequence[str] = (),
+    try_untried: bool = False,
 ) -> str | None:
     """None if some opportunity (or plan) in ``items`` is worth a candidate, else the reason.
 
     ``threshold`` is the manifest's (``fitness.threshold``); ``sources`` its source
-    patterns, named when no site was found at all.
+    patterns, named when no site was found at all.  With ``try_untried`` a kind never
+    measured is always worth one candidate, whatever its static prediction: a run must
+    not give up on the analyzer's word alone (its profile clock misses work done without
+    calls, so a set lookup predicted at 1.03× measured 1.29×); ``analyze`` and ``plan``
+    show the static reason, a run stops only on measurements.
     """
     where = ", ".join(sources) or "the genome's sources"
     if not items:
@@ -71,7 +76,9 @@ def worth_trying(
             "nothing is worth a candidate until that code changes"
         )
     hopes = [(calibration.optimistic(o.kind, _predicted(o)), o) for o in fresh]
-    if any(hope >= threshold for hope, _ in hopes):
+    if any(
+        hope >= threshold or (try_untried and not calibration.tries(o.kind)) for hope, o in hopes
+    ):
         return None
     return _below(hopes, tried, threshold, calibration)
 

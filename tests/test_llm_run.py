@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from llmkit import GOOD_TINY_REPLY, ScriptedServer, Turn, scripted_server
@@ -70,13 +71,25 @@ def test_a_models_diff_is_proven_and_adopted_and_a_replay_pays_nothing(
     llm_server.script(*[Turn(GOOD_TINY_REPLY, tokens_in=900, tokens_out=150)] * 2)
     code, out = run(genome, tmp_path / "first.db", config)
     assert code == 0, out
-    assert "1 versions adopted" in out
+    # A model-written change waits for a human by default (the policy's approval_on_model),
+    # however good its evidence: proven, then held, not adopted.
+    assert "0 versions adopted" in out
     assert "llm spend: 2 of 4 requests (0 failed), 2,100 tokens (1,800 in, 300 out)" in out
-    first = adopted(tmp_path / "first.db")
-    assert first["mutator"] == "llm:scripted" and "COMMON_SET" in first["patch"]
-    described = first["evidence"]["description"]  # type: ignore[index]
+    held = held_of(tmp_path / "first.db")
+    assert held["mutator"] == "llm:scripted" and "COMMON_SET" in held["patch"]
+    assert held["reasons"][0].startswith("written by a model (llm:scripted)")
+    described = held["evidence"]["description"]  # type: ignore[index]
     assert described.startswith("llm:scripted rewrite of ") and "1,050 tokens" in described
     assert len(llm_server.received) == 2
+    # the human approves it, and it is adopted
+    approved = runner.invoke(
+        app,
+        ["approve", "--genome", "tiny", "--candidate", str(held["candidate"])]
+        + ["--store", str(tmp_path / "first.db")],
+    )
+    assert approved.exit_code == 0, approved.stdout + approved.stderr
+    first = adopted(tmp_path / "first.db")
+    assert first["mutator"] == "llm:scripted" and first["patch"] == held["patch"]
     store = GenomeStore.open(f"sqlite:///{tmp_path / 'first.db'}", create=False)
     try:  # what the next prompt will tell the model
         (attempt,) = history_from_store(store)("tiny")
@@ -84,7 +97,7 @@ def test_a_models_diff_is_proven_and_adopted_and_a_replay_pays_nothing(
         store.close()
     assert (attempt.mutator, attempt.verdict, attempt.patch) == (
         "llm:scripted",
-        "adopt",
+        "hold",
         first["patch"],
     )
 
@@ -93,7 +106,7 @@ def test_a_models_diff_is_proven_and_adopted_and_a_replay_pays_nothing(
     assert len(llm_server.received) == 2  # the server saw no request: the cache answered
     assert "llm spend: 0 of 4 requests (0 failed), 0 tokens (0 in, 0 out)" in out
     assert "2 cache hits" in out
-    assert adopted(tmp_path / "replay.db")["patch"] == first["patch"]
+    assert held_of(tmp_path / "replay.db")["patch"] == first["patch"]
 
     assert llm_server.received[0].headers["Authorization"] == f"Bearer {KEY}"
     for path in tmp_path.rglob("*"):
@@ -110,6 +123,15 @@ def test_garbage_is_a_failed_candidate_and_the_run_goes_on(
     assert code == 0, out
     assert "llm failed: llm:scripted on tiny/core.py" in out and "not JSON (text/html)" in out
     assert "llm spend: 2 of 4 requests (2 failed)" in out
+
+
+def held_of(store_path: Path) -> dict[str, Any]:
+    store = GenomeStore.open(f"sqlite:///{store_path}", create=False)
+    try:
+        (entry,) = [e for e in store.log(genome="tiny") if e.type == "ApprovalRequested"]
+        return entry.data
+    finally:
+        store.close()
 
 
 def adopted(store_path: Path) -> dict[str, object]:

@@ -73,3 +73,17 @@ def test_plans_are_judged_by_their_opportunity_and_mutator() -> None:
     plans = plan([alias(1, 1.001)], Outcomes(), risks={}, rng=random.Random(0), limit=4)
     assert worth_trying(plans, threshold=1.02) is not None
     assert worth_trying(plans, threshold=1.0) is None
+
+
+def test_a_run_gives_an_untried_kind_one_candidate_whatever_its_static_prediction() -> None:
+    from evolution.analysis import Opportunity
+    from evolution.calibration import Calibration
+    from evolution.stopping import worth_trying
+
+    low = Opportunity("a.py", "f", 3, "set_membership", "x", 1.03, 0.9)
+    assert worth_trying([low], threshold=1.10) is not None  # analyze/plan: the static word
+    assert worth_trying([low], threshold=1.10, try_untried=True) is None  # a run: try it once
+    measured = Calibration()
+    for _ in range(3):
+        measured.record("set_membership", 1.0, 1.03)
+    assert worth_trying([low], threshold=1.10, calibration=measured, try_untried=True) is not None
