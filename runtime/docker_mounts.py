@@ -57,7 +57,8 @@ def container_mounts(config: ClusterConfig, node_id: str) -> list[Any]:
     mounts = [_bind(base, read_only=True), _bind(own, read_only=False)]
     for other in config.ids:
         folder = config.state_dir(other)
-        if other != node_id and folder.is_dir() and not _inside(own, folder):
+        if other != node_id and not _inside(own, folder):
+            folder.mkdir(parents=True, exist_ok=True)  # made later, it would show through
             mounts.append(Mount(str(folder), None, type="tmpfs"))
     keys = config.keys_dir
     if keys.is_dir():
