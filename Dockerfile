@@ -15,11 +15,16 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 COPY debs/ /tmp/tars-debs/
 # dpkg-deb -x into a scratch folder, then copy: extracting straight into / would replace
 # the merged-/usr symlinks (/lib -> usr/lib) with real folders.  Works with busybox's
-# dpkg-deb (tars-base) and Debian's (python:3.11-slim).
+# dpkg-deb (tars-base) and Debian's (python:3.11-slim).  Of util-linux only setpriv is
+# taken, into /usr/local/bin (first on PATH): its other programs need libraries the
+# base may lack, and copying them would write through busybox's applet links.
 RUN set -e; \
     for deb in /tmp/tars-debs/*.deb; do \
       [ -e "$deb" ] || continue; \
       rm -rf /tmp/tars-x; mkdir /tmp/tars-x; dpkg-deb -x "$deb" /tmp/tars-x; \
+      case "$(basename "$deb")" in util-linux_*) \
+        mkdir -p /usr/local/bin; cp /tmp/tars-x/usr/bin/setpriv /usr/local/bin/setpriv; continue;; \
+      esac; \
       for top in bin sbin lib lib64; do \
         if [ -d "/tmp/tars-x/$top" ] && [ -L "/$top" ]; then \
           cp -a "/tmp/tars-x/$top/." "/usr/$top/"; rm -rf "/tmp/tars-x/$top"; \

@@ -31,8 +31,18 @@ REPOSITORY = "tars-node"
 #: Base images tried in order when none is named: the offline one first.
 BASES = ("tars-base:py311", "python:3.11-slim")
 #: Debian packages installed into the image when the host can fetch them: the jail
-#: (bubblewrap) and the instruction counter (valgrind) with their libraries.
-DEBS = ("bubblewrap", "libcap2", "libselinux1", "libpcre2-8-0", "valgrind", "libc6-dbg")
+#: (bubblewrap; util-linux's setpriv, which drops a root jail to uid 65534 where
+#: busybox's cannot) and the instruction counter (valgrind), with their libraries.
+DEBS = (
+    "bubblewrap",
+    "libcap2",
+    "libselinux1",
+    "libpcre2-8-0",
+    "util-linux",
+    "libcap-ng0",
+    "valgrind",
+    "libc6-dbg",
+)
 #: Wheels that building the project's own wheel needs (its build-system requires).
 BUILD_TOOLS = ("setuptools>=68", "wheel")
 #: Zip timestamps of the project wheel: fixed, so the same sources give the same bytes.

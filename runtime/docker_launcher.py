@@ -24,7 +24,7 @@ import hashlib
 import re
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -38,14 +38,21 @@ from runtime.node_lock import NodeRunning, holder
 LABEL_CLUSTER = "tars.cluster"
 LABEL_NODE = "tars.node"
 LABEL_CONFIG = "tars.config"
+#: What a container is to its node: ``node`` runs `tars node start`; a later blue/green
+#: rollout adds ``green`` containers of the same node (same image, the new tree mounted),
+#: which ``down`` removes with the rest and which are never taken for the node itself.
+LABEL_ROLE = "tars.role"
 
-#: What the node's jail needs inside a container (docs/cluster.md, "Docker backend"):
-#: bwrap makes a user namespace (the default seccomp profile refuses it) and mounts a
-#: fresh /proc (refused while Docker masks parts of the container's /proc: the CLI's
-#: ``systempaths=unconfined``, empty MaskedPaths and ReadonlyPaths below).  With these
-#: the candidate runs as uid 65534 with no capabilities; ``privileged`` is not needed
-#: (and the engines on these machines cannot even start a privileged container).
+#: What the node's jail needs inside a container (measured here: docs/cluster.md,
+#: "Docker backend").  bwrap makes namespaces: as root (the jail then drops to uid 65534
+#: with setpriv) that takes CAP_SYS_ADMIN, and CAP_NET_ADMIN to bring up the loopback of
+#: its network namespace; with a user namespace instead, only the two unconfined
+#: profiles.  Either way it mounts a fresh /proc, refused while Docker masks parts of
+#: the container's (the CLI's ``systempaths=unconfined``: empty MaskedPaths and
+#: ReadonlyPaths in :meth:`DockerLauncher._run`).  ``privileged`` is not needed, and the
+#: engines on these machines cannot start a privileged container at all.
 SECURITY_OPT = ("seccomp=unconfined", "apparmor=unconfined")
+CAP_ADD = ("SYS_ADMIN", "NET_ADMIN")
 
 Command = Callable[[ClusterConfig, str], list[str]]
 
@@ -109,13 +116,15 @@ class DockerLauncher:
 
     # -- finding -------------------------------------------------------------------------
 
-    def _labels(self, node_id: str | None = None) -> list[str]:
+    def _labels(self, node_id: str | None = None, role: str | None = None) -> list[str]:
         labels = [f"{LABEL_CLUSTER}={self.config.name}", f"{LABEL_CONFIG}={self.config.path}"]
-        return labels + ([f"{LABEL_NODE}={node_id}"] if node_id is not None else [])
+        labels += [f"{LABEL_NODE}={node_id}"] if node_id is not None else []
+        return labels + ([f"{LABEL_ROLE}={role}"] if role is not None else [])
 
-    def containers(self, node_id: str | None = None) -> list[Any]:
-        """Every container of this cluster (or of one node), running or not."""
-        return list(self.client.containers.list(all=True, filters={"label": self._labels(node_id)}))
+    def containers(self, node_id: str | None = None, role: str | None = "node") -> list[Any]:
+        """The containers of this cluster (or of one node) in ``role`` (None: any), running or not."""
+        filters = {"label": self._labels(node_id, role)}
+        return list(self.client.containers.list(all=True, filters=filters))
 
     def _container(self, node_id: str) -> Any | None:
         self.config.node(node_id)
@@ -167,7 +176,7 @@ class DockerLauncher:
                 hint=f"stop it first with `tars cluster down --config {self.config.path}`, or leave it running",
             )
         for old in self.containers(node_id):
-            self._remove(node_id, old)
+            self._remove(node_id, old)  # its output goes to node.log first
         state.mkdir(parents=True, exist_ok=True)
         image = self.image()
         argv = self.command(self.config, node_id)
@@ -176,23 +185,37 @@ class DockerLauncher:
             stamp = datetime.now().isoformat(" ", "seconds")
             log.write(f"{START_MARK}starting {node_id} at {stamp} in container {name} ({image}): ")
             log.write(" ".join(argv) + "\n")
-        container = self._run(node_id, name, image, argv)
+        container = self._run(node_id, name, image, argv, role="node")
         (state / MARKER).write_text(container.id + "\n")
         container.reload()
         return int(container.attrs["State"]["Pid"])
 
-    def _run(self, node_id: str, name: str, image: str, argv: list[str]) -> Any:
-        """Create and start the container through the engine's API (the SDK's ``run`` has
-        no way to say ``systempaths=unconfined``: empty masked and read-only path lists)."""
+    def _run(
+        self,
+        node_id: str,
+        name: str,
+        image: str,
+        argv: list[str],
+        *,
+        role: str,
+        extra_mounts: Sequence[Any] = (),
+    ) -> Any:
+        """Create and start one of the node's containers through the engine's API.
+
+        The SDK's ``run`` has no way to say ``systempaths=unconfined`` (empty masked and
+        read-only path lists).  ``role`` and ``extra_mounts`` are what a green container
+        of a new version will differ by (its tree mounted read-only).
+        """
         import docker.errors
 
         api = self.client.api
-        labels = dict(label.split("=", 1) for label in self._labels(node_id))
+        labels = dict(label.split("=", 1) for label in self._labels(node_id, role))
         host = api.create_host_config(
             init=True,
             network_mode="host",
-            mounts=container_mounts(self.config, node_id),
+            mounts=[*container_mounts(self.config, node_id), *extra_mounts],
             security_opt=list(SECURITY_OPT),
+            cap_add=list(CAP_ADD),
         )
         host["MaskedPaths"] = []
         host["ReadonlyPaths"] = []
@@ -257,7 +280,7 @@ class DockerLauncher:
         chosen = self._ids(ids)
         found = [
             (c.labels.get(LABEL_NODE, "?"), c)
-            for c in self.containers()
+            for c in self.containers(role=None)
             if ids is None or c.labels.get(LABEL_NODE) in chosen
         ]
         stopped = {node_id: False for node_id in chosen}

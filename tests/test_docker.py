@@ -31,6 +31,11 @@ from runtime.launcher import NodeNotReady, launcher_for
 pytestmark = pytest.mark.timeout(900)
 
 TINY = Path(__file__).parent / "data" / "tiny"
+#: The sandbox's own probe, run inside a node container: the jail it would use there.
+PROBE = (
+    "import tempfile, pathlib; from runtime.isolation import probe; "
+    "i = probe('auto', pathlib.Path(tempfile.mkdtemp())); print(i.mode, i.cgroups, i.notes)"
+)
 
 
 def _shared_docker() -> Path | None:
@@ -139,6 +144,9 @@ def test_three_containers_elect_commit_survive_a_kill_and_go_down(
         assert inside.exec_run(["cat", str(keys / "node-1.key_secret")]).output
         assert inside.exec_run(["cat", str(keys / "node-2.key_secret")]).output == b""  # hidden
         assert inside.exec_run(["ls", str(swarm.config.state_dir("node-2"))]).output == b""
+        jail = inside.exec_run(["python", "-c", PROBE])
+        assert jail.output.decode().split()[:2] == ["bwrap", "True"], jail.output  # mode, cgroups
+        assert inside.exec_run(["valgrind", "--version"]).exit_code == 0
 
         leader = swarm.leader(timeout=60)
         swarm.wait_for(
