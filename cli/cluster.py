@@ -80,7 +80,7 @@ def up(
 
     config = load_cluster(config_path)
     launcher = launcher_for(config, backend)
-    if isinstance(launcher, DockerLauncher):
+    if isinstance(launcher, DockerLauncher) and not all(map(launcher.alive, config.ids)):
         with console.status("building the node image (once per version of TARS)…"):
             console.print(f"node image {launcher.image()}", highlight=False, markup=False)
     created = config.ensure_keys()

@@ -204,6 +204,9 @@ def test_cli_up_backend_docker_status_logs_down(engine: Any, image: str, tmp_pat
         assert '"up": true' in status.output, status.output
         logs = runner.invoke(app, ["cluster", "logs", "--config", str(path), "--id", "node-1"])
         assert "node-1 ready on" in logs.output, logs.output
+        again = runner.invoke(app, ["cluster", "up", "--config", str(path)])  # no flag now
+        assert again.exit_code == 0 and "already running" in again.output, again.output
+        assert "node image" not in again.output  # nothing to start, nothing built
     finally:
         down = runner.invoke(app, ["cluster", "down", "--config", str(path)])
     assert down.exit_code == 0 and "stopped node-1" in down.output, down.output
