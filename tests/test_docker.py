@@ -26,7 +26,7 @@ from cli.main import app
 from runtime.config import load_cluster
 from runtime.docker_image import BASES, ensure_image
 from runtime.docker_launcher import LABEL_CLUSTER, DockerLauncher
-from runtime.launcher import NodeNotReady, launcher_for
+from runtime.launcher import START_MARK, NodeNotReady, launcher_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -211,3 +211,13 @@ def test_cli_up_backend_docker_status_logs_down(engine: Any, image: str, tmp_pat
         down = runner.invoke(app, ["cluster", "down", "--config", str(path)])
     assert down.exit_code == 0 and "stopped node-1" in down.output, down.output
     assert _ours(engine, "demo") == []
+
+
+def test_cli_logs_shows_a_process_nodes_latest_run(tmp_path: Path) -> None:
+    """`tars cluster logs` for the process backend: the last run of node.log, no engine."""
+    path = write_cluster(tmp_path, 1, TINY, 1, 1, 3, 1)
+    log = load_cluster(path).log_path("node-1")
+    log.parent.mkdir(parents=True)
+    log.write_text(f"{START_MARK}starting node-1\nold run\n{START_MARK}starting node-1\nnew run\n")
+    shown = CliRunner().invoke(app, ["cluster", "logs", "--config", str(path), "--id", "node-1"])
+    assert shown.exit_code == 0 and shown.output == "new run\n", shown.output
