@@ -55,6 +55,8 @@ SECURITY_OPT = ("seccomp=unconfined", "apparmor=unconfined")
 CAP_ADD = ("SYS_ADMIN", "NET_ADMIN")
 
 Command = Callable[[ClusterConfig, str], list[str]]
+#: A node id as cluster.yml allows it (read back from a container's label).
+_ID = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 
 def node_command(config: ClusterConfig, node_id: str) -> list[str]:
@@ -257,15 +259,16 @@ class DockerLauncher:
         """Keep the container's output in node.log, then remove it and the marker."""
         import docker.errors
 
-        with contextlib.suppress(docker.errors.DockerException, OSError):
-            output = container.logs().decode("utf-8", errors="replace")
-            with self.config.log_path(node_id).open("a") as log:
-                log.write(output)
+        # By the label, not state_dir(): the node may have left cluster.yml since.
+        folder = self.config.state_root / node_id if _ID.fullmatch(node_id) else None
+        if folder is not None and folder.is_dir():
+            with contextlib.suppress(docker.errors.DockerException, OSError):
+                output = container.logs().decode("utf-8", errors="replace")
+                with (folder / "node.log").open("a") as log:
+                    log.write(output)
+            (folder / MARKER).unlink(missing_ok=True)
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-        marker = self.config.state_dir(node_id) / MARKER
-        if node_id in self.config.ids and marker.is_file():
-            marker.unlink(missing_ok=True)
 
     def stop(self, node_id: str, timeout: float = 10.0) -> bool:
         """SIGTERM, SIGKILL after ``timeout``, then remove; False when it was not running."""

@@ -193,6 +193,23 @@ def test_a_node_that_dies_at_start_shows_its_exit_and_output(
     assert "node-1 cannot start" in launcher.log_tail("node-1")  # kept in node.log after down
 
 
+def test_down_removes_the_container_of_a_node_no_longer_in_cluster_yml(
+    engine: Any, image: str, tmp_path: Path
+) -> None:
+    config = load_cluster(write_cluster(tmp_path, 2, TINY, 1, 1, 3, 1))
+    config.ensure_keys()
+    echo = ["sh", "-c", "echo gone with its node; sleep 600"]
+    DockerLauncher(config, client=engine, image=image, command=lambda c, n: echo).start("node-2")
+    assert len(_ours(engine, "demo")) == 1
+    smaller = config.remove_node("node-2")
+    assert DockerLauncher(smaller, client=engine, image=image).down(timeout=1) == {
+        "node-1": False,
+        "node-2": True,
+    }
+    assert _ours(engine, "demo") == []
+    assert "gone with its node" in (tmp_path / "node-2" / "node.log").read_text()
+
+
 def test_cli_up_backend_docker_status_logs_down(engine: Any, image: str, tmp_path: Path) -> None:
     path = write_cluster(tmp_path, 1, TINY, 1, 1, 3, 1)
     runner = CliRunner()
