@@ -22,7 +22,7 @@ from evolution.errors import ConfigError, TarsError, TransportError
 
 if TYPE_CHECKING:
     from runtime.config import ClusterConfig
-    from runtime.launcher import ProcessLauncher
+    from runtime.launcher import Launcher
 
 # runtime.config (pydantic, yaml) and runtime.launcher (zmq) are imported inside the
 # commands: every `tars` invocation imports this module to register its commands.
@@ -69,13 +69,20 @@ def up(
     timeout: float = typer.Option(
         30.0, "--timeout", min=0.1, help="seconds each node has to answer"
     ),
+    backend: str | None = typer.Option(
+        None, "--backend", help="process or docker: overrides cluster.backend in the file"
+    ),
 ) -> None:
     """Start every node of cluster.yml that is not running (making missing keys first)."""
     from runtime.config import load_cluster
+    from runtime.docker_launcher import DockerLauncher
     from runtime.launcher import launcher_for
 
     config = load_cluster(config_path)
-    launcher = launcher_for(config)
+    launcher = launcher_for(config, backend)
+    if isinstance(launcher, DockerLauncher) and not all(map(launcher.alive, config.ids)):
+        with console.status("building the node image (once per version of TARS)…"):
+            console.print(f"node image {launcher.image()}", highlight=False, markup=False)
     created = config.ensure_keys()
     if created:
         console.print(
@@ -107,9 +114,7 @@ def up(
         raise typer.Exit(1)
 
 
-def _wait_ready(
-    config: ClusterConfig, launcher: ProcessLauncher, timeout: float
-) -> dict[str, TarsError]:
+def _wait_ready(config: ClusterConfig, launcher: Launcher, timeout: float) -> dict[str, TarsError]:
     """Wait for every node at once, a spinner each; what each node that never answered said."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -143,7 +148,7 @@ def _wait_ready(
 
 
 def _report_not_ready(
-    config: ClusterConfig, launcher: ProcessLauncher, failures: dict[str, TarsError]
+    config: ClusterConfig, launcher: Launcher, failures: dict[str, TarsError]
 ) -> None:
     """Why each node failed, with the end of its log: the user's next step is in there."""
     from runtime.launcher import NodeNotReady
@@ -161,6 +166,22 @@ def _report_not_ready(
         highlight=False,
         markup=False,
     )
+
+
+@app.command()
+@handle_errors
+def logs(
+    config_path: Path = ConfigOpt,
+    node_id: str = typer.Option(..., "--id", help="the node whose output to show"),
+    lines: int = typer.Option(50, "--lines", "-n", min=1, help="how many of the last lines"),
+) -> None:
+    """The end of a node's output: its container's (docker backend) or its node.log's."""
+    from runtime.config import load_cluster
+    from runtime.launcher import launcher_for
+
+    config = load_cluster(config_path)
+    for line in launcher_for(config).log_tail(node_id, lines):
+        print(line)
 
 
 @app.command()

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from runtime.config import ClusterConfig
-    from runtime.launcher import ProcessLauncher
+    from runtime.launcher import Launcher
 
 
 def _int(value: Any) -> int:
@@ -27,7 +27,7 @@ def _int(value: Any) -> int:
 
 
 def status_rows(
-    config: ClusterConfig, launcher: ProcessLauncher, statuses: dict[str, dict[str, Any] | None]
+    config: ClusterConfig, launcher: Launcher, statuses: dict[str, dict[str, Any] | None]
 ) -> list[dict[str, Any]]:
     applied = [_int(s.get("applied_index")) for s in statuses.values() if s is not None]
     newest = max(applied, default=0)

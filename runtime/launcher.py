@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from evolution.errors import ConfigError, TarsError, TransportError
 from runtime.config import ADMIN, ClusterConfig
@@ -357,11 +357,41 @@ class ProcessLauncher:
             time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
 
 
-def launcher_for(config: ClusterConfig) -> ProcessLauncher:
-    """The launcher cluster.yml's ``backend`` asks for."""
-    if config.backend != "process":
-        raise ConfigError(
-            f"{config.path}: cluster.backend: {config.backend!r} has no launcher in this version of TARS",
-            hint="set backend: process to run the nodes as local processes",
-        )
-    return ProcessLauncher(config)
+class Launcher(Protocol):
+    """What the CLI and the tests ask of a backend: processes and containers alike."""
+
+    config: ClusterConfig
+
+    def pid(self, node_id: str) -> int | None: ...
+    def alive(self, node_id: str) -> bool: ...
+    def exit_code(self, node_id: str) -> int | None: ...
+    def log_tail(self, node_id: str, lines: int = 20) -> list[str]: ...
+    def start(self, node_id: str) -> int: ...
+    def up(self, ids: Iterable[str] | None = None) -> dict[str, int]: ...
+    def stop(self, node_id: str, timeout: float = 10.0) -> bool: ...
+    def down(self, ids: Iterable[str] | None = None, timeout: float = 10.0) -> dict[str, bool]: ...
+    def kill(self, node_id: str, sig: int = signal.SIGKILL) -> int: ...
+    def wait_ready(self, node_id: str, timeout: float = 30.0) -> dict[str, Any]: ...
+
+
+BACKENDS = ("process", "docker")
+
+
+def launcher_for(config: ClusterConfig, backend: str | None = None) -> Launcher:
+    """The launcher for ``backend``, else for the nodes' last start, else cluster.yml's.
+
+    A swarm brought up with ``tars cluster up --backend docker`` leaves a marker in each
+    node's state folder until ``down``, so a later ``status``, ``logs`` or ``down``
+    without ``--backend`` finds its containers even when cluster.yml says ``process``.
+    """
+    from runtime.docker_launcher import DockerLauncher, started_in_containers
+
+    chosen = backend or ("docker" if started_in_containers(config) else config.backend)
+    if chosen == "docker":
+        return DockerLauncher(config)
+    if chosen == "process":
+        return ProcessLauncher(config)
+    raise ConfigError(
+        f"unknown backend {chosen!r}",
+        hint=f"use one of {', '.join(BACKENDS)}",
+    )

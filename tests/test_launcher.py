@@ -300,11 +300,16 @@ def test_wait_ready_times_out_with_the_last_error(
     assert launcher.alive("node-2")  # waiting never kills
 
 
-def test_docker_backend_has_no_launcher_yet(tmp_path: Path) -> None:
+def test_launcher_for_follows_the_flag_then_the_file(tmp_path: Path) -> None:
+    from runtime.docker_launcher import DockerLauncher
+
     path = tmp_path / "cluster.yml"
     path.write_text(CLUSTER.replace("  state: state", "  backend: docker\n  state: state"))
-    with pytest.raises(ConfigError, match="cluster.backend: 'docker'"):
-        launcher_for(load_cluster(path))
+    config = load_cluster(path)
+    assert isinstance(launcher_for(config), DockerLauncher)  # no engine is asked yet
+    assert isinstance(launcher_for(config, "process"), ProcessLauncher)
+    with pytest.raises(ConfigError, match="unknown backend 'k8s'"):
+        launcher_for(config, "k8s")
 
 
 # -- `tars cluster status|down` with nodes that are not running ----------------------------------
