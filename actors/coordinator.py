@@ -17,16 +17,17 @@ from typing import Any, Protocol
 from actors.messages import Analyze, Generate, Generated, Incubate, Judge, PlanCycle
 from actors.supervisor import Supervisor
 from actors.tuning import Tuner
+from actors.verdicts import verdicts, winners
 from events.projections import evaluated_on
 from events.records import Adoption, CandidateRecord, Held
 from events.store import GenomeStore
+from evolution.compose import compose
 from evolution.errors import TarsError
 from evolution.generate import Candidate
 from evolution.manifest import Manifest, parse_manifest
 from evolution.memory import SearchMemory
 from evolution.planner import Plan
 from evolution.policy import Decision, Evidence, Policy
-from evolution.stats import Comparison, median
 from evolution.tree import short
 from runtime.incubation import IncubationReport
 
@@ -198,19 +199,14 @@ class Coordinator:
                 tree, version, seed, cycle, self.candidates_per_cycle - len(candidates)
             )
         self.progress("incubate", {"cycle": cycle, "candidates": len(candidates)})
-        offer = self.offer(self.genome, version, candidates) if self.offer and candidates else None
-        rounds = manifest.fitness.rounds
-        reports: list[IncubationReport] = self.supervisor.ask_all(
-            "incubator", [Incubate(manifest, tree, c, rounds, offer) for c in candidates]
-        )
-        judged: list[tuple[Decision, Evidence]] = (
-            self.supervisor.ask(
-                "governor", Judge(manifest, tree, candidates, reports, self.policy, seed)
-            )
-            if candidates
-            else []
-        )
-        records, adoption, held = self._decide(candidates, reports, judged, version, tree)
+        reports, judged = self._prove(tree, version, candidates, seed)
+        composed = compose(tree, version, winners(candidates, judged))
+        if composed is not None and composed.id not in done:
+            self.progress("incubate", {"cycle": cycle, "candidates": 1, "composed": True})
+            more_reports, more_judged = self._prove(tree, version, [composed], seed)
+            candidates, reports = [*candidates, composed], reports + more_reports
+            judged = judged + more_judged
+        records, adoption, held = verdicts(candidates, reports, judged, version, tree)
         became_head = self.recorder(self.genome, self.node, cycle, seed, records, adoption, held)
         self._evaluated.setdefault(version, set()).update(c.id for c in candidates)
         if not became_head:
@@ -232,6 +228,23 @@ class Coordinator:
             "cycle", {"cycle": cycle, "result": result, "adoption": adoption, "records": records}
         )
         return result
+
+    def _prove(
+        self, tree: dict[str, str], version: str, candidates: list[Candidate], seed: int
+    ) -> tuple[list[IncubationReport], list[tuple[Decision, Evidence]]]:
+        """Incubate ``candidates`` (offered to the peers first, with spread on), then judge them."""
+        if not candidates:
+            return [], []
+        manifest = self.manifest
+        offer = self.offer(self.genome, version, candidates) if self.offer else None
+        rounds = manifest.fitness.rounds
+        reports: list[IncubationReport] = self.supervisor.ask_all(
+            "incubator", [Incubate(manifest, tree, c, rounds, offer) for c in candidates]
+        )
+        judged: list[tuple[Decision, Evidence]] = self.supervisor.ask(
+            "governor", Judge(manifest, tree, candidates, reports, self.policy, seed)
+        )
+        return reports, judged
 
     def _learn(
         self,
@@ -274,82 +287,6 @@ class Coordinator:
                 cache[version] = None
         return cache[version]
 
-    def _decide(
-        self,
-        candidates: list[Candidate],
-        reports: list[IncubationReport],
-        judged: list[tuple[Decision, Evidence]],
-        version: str,
-        tree: dict[str, str],
-    ) -> tuple[list[CandidateRecord], Adoption | None, list[Held]]:
-        from evolution.patch import apply_patch
-        from evolution.tree import version_id
-
-        records: list[CandidateRecord] = []
-        adoption: Adoption | None = None
-        held: list[Held] = []
-        for candidate, report, (decision, evidence) in zip(
-            candidates, reports, judged, strict=True
-        ):
-            comparison = evidence.comparison
-            records.append(
-                CandidateRecord(
-                    candidate=candidate.id,
-                    parent=version,
-                    patch=candidate.patch,
-                    mutator=candidate.mutator,
-                    kind=candidate.kind,
-                    verdict=decision.verdict,
-                    reasons=list(decision.reasons),
-                    ratio=comparison.ratio if comparison else None,
-                    low=comparison.low if comparison else None,
-                    high=comparison.high if comparison else None,
-                    tests_passed=report.tests_passed,
-                )
-            )
-            ev = _evidence_dict(candidate, report, evidence)
-            if decision.verdict == "hold":
-                held.append(
-                    Held(
-                        candidate.id,
-                        version,
-                        candidate.patch,
-                        candidate.mutator,
-                        candidate.kind,
-                        list(decision.reasons),
-                        ev,
-                    )
-                )
-            # Plan order, not the measured ratio, picks among timed winners: a timed ratio is
-            # noisy and would make two runs with the same seed adopt different patches. An
-            # exact count is not noisy, so the best exact winner is taken.
-            if (
-                decision.verdict == "adopt"
-                and comparison is not None
-                and (adoption is None or _exactly_better(comparison, adoption))
-            ):
-                new_tree = apply_patch(tree, candidate.patch)
-                adoption = Adoption(
-                    version=version_id(new_tree),
-                    parent=version,
-                    patch=candidate.patch,
-                    mutator=candidate.mutator,
-                    kind=candidate.kind,
-                    fitness_before=median(report.parent_samples),
-                    fitness_after=median(report.candidate_samples),
-                    ratio=comparison.ratio,
-                    low=comparison.low,
-                    high=comparison.high,
-                    evidence=ev,
-                )
-        return records, adoption, held
-
-
-def _exactly_better(comparison: Comparison, adoption: Adoption) -> bool:
-    """Whether an exact count beats the exact count of the winner chosen so far."""
-    exact = comparison.low == comparison.high and adoption.low == adoption.high
-    return exact and adoption.ratio is not None and comparison.ratio > adoption.ratio
-
 
 def _predictions(plans: Sequence[Plan], candidates: Sequence[Candidate]) -> dict[str, float]:
     """Patch → the static gain predicted for the opportunity it came from (the calibration's input)."""
@@ -376,23 +313,3 @@ def _fresh(candidates: Sequence[Candidate], done: set[str]) -> list[Candidate]:
             seen.add(candidate.id)
             out.append(candidate)
     return out
-
-
-def _evidence_dict(
-    candidate: Candidate, report: IncubationReport, evidence: Evidence
-) -> dict[str, Any]:
-    comparison = evidence.comparison
-    return {
-        "candidate": candidate.id,
-        "description": candidate.description,
-        "tests_passed": report.tests_passed,
-        "parent_samples": list(report.parent_samples),
-        "candidate_samples": list(report.candidate_samples),
-        "ratio": comparison.ratio if comparison else None,
-        "low": comparison.low if comparison else None,
-        "high": comparison.high if comparison else None,
-        "confidence": comparison.confidence if comparison else None,
-        "patch_lines": evidence.patch_lines,
-        "new_imports": list(evidence.new_imports),
-        "failure": evidence.failure,
-    }

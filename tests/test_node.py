@@ -128,6 +128,7 @@ def test_a_candidate_judged_on_a_version_is_not_tried_again(node: Node) -> None:
 
 def test_the_best_exact_winner_is_adopted_not_the_first(node: Node) -> None:
     """Two candidates pass with exact counts: the bigger gain wins, whatever the plan order."""
+    from actors.verdicts import verdicts
     from evolution.generate import Candidate
     from evolution.patch import make_patch
     from evolution.policy import Decision, Evidence
@@ -135,7 +136,6 @@ def test_the_best_exact_winner_is_adopted_not_the_first(node: Node) -> None:
     from runtime.incubation import IncubationReport
 
     name, _ = node.register(TINY)
-    coordinator = node.coordinator(name)
     head = node.store.head(name)
     tree = head.tree
 
@@ -155,5 +155,5 @@ def test_the_best_exact_winner_is_adopted_not_the_first(node: Node) -> None:
         comparison = exact(1000.0, counts[c.id], direction="minimize")
         evidence = Evidence(True, comparison, 1, ("tiny/core.py",), (), ())
         judged.append((Decision("adopt", ("ok",)), evidence))
-    _, adoption, _ = coordinator._decide([small, big], reports, judged, head.version, tree)
+    _, adoption, _ = verdicts([small, big], reports, judged, head.version, tree)
     assert adoption is not None and adoption.patch == big.patch and adoption.ratio == 2.0

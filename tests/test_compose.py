@@ -1,0 +1,96 @@
+"""Composition of winners: a cycle's passing candidates merged into one, proven, adopted if better."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evolution.compose import COMPOSED, compose
+from evolution.generate import Candidate, candidate_id
+from evolution.patch import apply_patch, make_patch
+from evolution.tree import version_id
+from node import Node, NodeConfig
+from runtime.genome_files import load_genome
+
+TINY = Path(__file__).parent / "data" / "tiny"
+SET_LINE = "COMMON_SET = frozenset(COMMON)\n"
+
+
+def _tree() -> dict[str, str]:
+    return load_genome(TINY)[1]
+
+
+def _candidate(tree: dict[str, str], cid: str, old: str, new: str) -> Candidate:
+    child = dict(tree)
+    core = child["tiny/core.py"]
+    anchor = "\n\n\ndef count_common"
+    assert old in core and anchor in core
+    core = core.replace(old, new).replace(anchor, "\n" + SET_LINE + anchor, 1)
+    child["tiny/core.py"] = core
+    patch = make_patch(tree, child)
+    return Candidate(
+        cid, version_id(tree), patch, "set_membership", "set_membership", "tiny/core.py", "f", 1, ""
+    )
+
+
+def test_two_winners_in_different_functions_merge_into_one_candidate() -> None:
+    tree = _tree()
+    count = _candidate(tree, "a", "if word in COMMON:", "if word in COMMON_SET:")
+    summ = _candidate(tree, "b", "if word not in COMMON:", "if word not in COMMON_SET:")
+    composed = compose(tree, version_id(tree), [count, summ])
+    assert composed is not None and composed.mutator == COMPOSED
+    merged = apply_patch(tree, composed.patch)["tiny/core.py"]
+    assert "if word in COMMON_SET:" in merged and "if word not in COMMON_SET:" in merged
+    assert merged.count(SET_LINE) == 1, "the line both added is added once"
+    assert composed.id == candidate_id(version_id(tree), composed.patch)
+    assert "a" in composed.description and "b" in composed.description
+
+
+def test_conflicting_or_redundant_winners_are_left_out() -> None:
+    tree = _tree()
+    count = _candidate(tree, "a", "if word in COMMON:", "if word in COMMON_SET:")
+    clash = _candidate(tree, "c", "if word in COMMON:", "if COMMON_SET.__contains__(word):")
+    assert compose(tree, version_id(tree), [count, clash]) is None  # same line, both changed
+    assert compose(tree, version_id(tree), [count, count]) is None  # adds nothing
+    assert compose(tree, version_id(tree), [count]) is None
+    summ = _candidate(tree, "b", "if word not in COMMON:", "if word not in COMMON_SET:")
+    kept = compose(tree, version_id(tree), [count, clash, summ])
+    assert kept is not None
+    assert kept.description.endswith("winners: set_membership a, set_membership b")
+
+
+@pytest.fixture
+def counted_node(tmp_path: Path) -> Iterator[tuple[Node, Path]]:
+    if shutil.which("valgrind") is None:
+        pytest.skip("valgrind is not installed: the exact measure falls back to timing")
+    folder = tmp_path / "tiny"
+    shutil.copytree(TINY, folder)
+    manifest = folder / "genome.toml"
+    manifest.write_text(
+        manifest.read_text().replace("rounds = 3", 'rounds = 3\nmeasure = "instructions"')
+    )
+    config = NodeConfig(
+        "n1", f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "work", candidates_per_cycle=3
+    )
+    with Node(config) as node:
+        yield node, folder
+
+
+def test_a_cycle_with_two_winners_adopts_their_composition(counted_node: tuple[Node, Path]) -> None:
+    node, folder = counted_node
+    name, _ = node.register(folder)
+    node.evolve(name, cycles=1, seed=3)
+    entries = list(node.store.log(genome=name))
+    evaluated = [e.data for e in entries if e.type == "CandidateEvaluated"]
+    singles = [r for r in evaluated if r["mutator"] != COMPOSED and r["verdict"] == "adopt"]
+    composed = [r for r in evaluated if r["mutator"] == COMPOSED]
+    assert len(singles) >= 2, evaluated
+    assert len(composed) == 1 and composed[0]["verdict"] == "adopt", composed
+    (adopted,) = [e.data for e in entries if e.type == "VersionAdopted"]
+    assert adopted["mutator"] == COMPOSED
+    assert adopted["ratio"] > max(r["ratio"] for r in singles), "it beats the best single winner"
+    # every single winner's record, and its reasons, stay in the log
+    assert all(r["reasons"] for r in singles)
