@@ -12,7 +12,9 @@ from evolution.errors import MutationError
 from evolution.mutators.any_all_generator import AnyAllGenerator
 from evolution.mutators.base import CstMutator, Finding, Mutator, Scan, Site
 from evolution.mutators.comprehension import Comprehension
+from evolution.mutators.genexpr_forms import GenexprForms
 from evolution.mutators.hoist_invariant import HoistInvariant
+from evolution.mutators.inline_call import InlineCall
 from evolution.mutators.join_concat import JoinConcat
 from evolution.mutators.local_alias import LocalAlias
 from evolution.mutators.memoize import Memoize
@@ -30,6 +32,8 @@ ALL_MUTATORS: tuple[Mutator, ...] = (
     MinMaxSorted(),
     Comprehension(),
     AnyAllGenerator(),
+    GenexprForms(),
+    InlineCall(),
 )
 
 _BY_NAME = {m.name: m for m in ALL_MUTATORS}
