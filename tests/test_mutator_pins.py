@@ -165,7 +165,16 @@ def test_sites_and_rewrites_are_pinned(name: str) -> None:
 #: the later rewrites' findings in the manifest sources (the code a genome evolves) of
 #: every shipped genome: (mutator, file, function, line), in find() order
 NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
-    "logstats": [],
+    "logstats": [
+        ("alias_data", "logstats/aggregate.py", "latency_histogram", 51),
+        ("alias_data", "logstats/aggregate.py", "find_spikes", 99),
+        ("alias_data", "logstats/normalise.py", "classify_agent", 80),
+        ("alias_data", "logstats/normalise.py", "classify_agent", 85),
+        ("alias_data", "logstats/normalise.py", "drop_noise", 130),
+        ("alias_data", "logstats/parse.py", "parse_app_line", 81),
+        ("alias_data", "logstats/report.py", "bucket_rows", 56),
+        ("alias_data", "logstats/search.py", "tokenize", 22),
+    ],
     "seqdiff": [
         ("genexpr_forms", "seqdiff/difflib.py", "SequenceMatcher.ratio", 619),
         ("genexpr_forms", "seqdiff/difflib.py", "_keep_original_ws", 717),
@@ -173,18 +182,29 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
         ("inline_call", "seqdiff/difflib.py", "SequenceMatcher.quick_ratio", 649),
         ("inline_call", "seqdiff/difflib.py", "get_close_matches", 704),
         ("inline_call", "seqdiff/difflib.py", "Differ._fancy_replace", 937),
+        ("alias_data", "seqdiff/difflib.py", "SequenceMatcher.__chain_b", 299),
+        ("alias_data", "seqdiff/difflib.py", "_check_types", 1269),
+        ("dunder_operator", "seqdiff/difflib.py", "SequenceMatcher.quick_ratio", 640),
     ],
-    "textindex": [],
+    "textindex": [
+        ("alias_data", "textindex/index.py", "Index.add", 21),
+        ("alias_data", "textindex/query.py", "matching", 21),
+        ("alias_data", "textindex/query.py", "rank", 34),
+        ("alias_data", "textindex/snippet.py", "snippet", 15),
+        ("alias_data", "textindex/snippet.py", "snippet", 21),
+        ("alias_data", "textindex/tokenize.py", "stem", 21),
+    ],
     "tomlparse": [
         ("inline_call", "tomlparse/_parser.py", "parse_hex_char", 507),
+        ("alias_data", "tomlparse/_parser.py", "NestedDict.get_or_create_nest", 205),
     ],
 }
 #: (findings, sha256) of the later rewrites over each whole genome, sources, tests and bench
 NEW_DIGESTS: dict[str, tuple[int, str]] = {
-    "logstats": (30, "4c21b4434a08e21b4e3f4ee818a75ece0e336a45129b15469e111402da5dcd2d"),
-    "seqdiff": (11, "cdee437915e2dded8826e4544d50674995bed09b7b68357a7fa3eee7561a2530"),
-    "textindex": (11, "2036f4d56c95e7963128d7873694706dd03709cc066816c8210c69ffa8f3264d"),
-    "tomlparse": (20, "fcba5ae4d7682e080a8fb05b953fb1a596ad5c213e82032fad985ad4e9234c1e"),
+    "logstats": (38, "08c40834c11213e7705a26db9232dcba56bc16e737f83f6b4f4bab79f70f97f9"),
+    "seqdiff": (14, "cfacc0bd68c22b809abd0635f4855d362867db62ce7b62ffae216123754e8958"),
+    "textindex": (17, "022eb2b25f15977732eee7f4f656978b48287433ac6fd49d4c361654b97d044e"),
+    "tomlparse": (21, "04e01369eec045eb03f4cb4a96596a56d74581a34c06d4d9c0e4356c6cca691b"),
 }
 NEW_KINDS = frozenset(m.name for m in ALL_MUTATORS) - FIRST_NINE
 

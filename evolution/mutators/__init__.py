@@ -9,9 +9,11 @@ node scans, ranks and names them the same way.  A new rewrite subclasses
 from __future__ import annotations
 
 from evolution.errors import MutationError
+from evolution.mutators.alias_data import AliasData
 from evolution.mutators.any_all_generator import AnyAllGenerator
 from evolution.mutators.base import CstMutator, Finding, Mutator, Scan, Site
 from evolution.mutators.comprehension import Comprehension
+from evolution.mutators.dunder_operator import DunderOperator
 from evolution.mutators.genexpr_forms import GenexprForms
 from evolution.mutators.hoist_invariant import HoistInvariant
 from evolution.mutators.inline_call import InlineCall
@@ -34,6 +36,8 @@ ALL_MUTATORS: tuple[Mutator, ...] = (
     AnyAllGenerator(),
     GenexprForms(),
     InlineCall(),
+    AliasData(),
+    DunderOperator(),
 )
 
 _BY_NAME = {m.name: m for m in ALL_MUTATORS}

@@ -21,7 +21,15 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from evolution.mutators.cst_tools import Index, children, is_constant, pure_call, subtree
+from evolution.mutators.cst_tools import (
+    Index,
+    children,
+    imports_module,
+    is_constant,
+    pure_call,
+    subtree,
+)
+from evolution.mutators.pure_calls import PURE_MODULES
 from evolution.mutators.purity import PurityJudge
 
 _PURE_NODES = (
@@ -66,10 +74,14 @@ def _judge(idx: Index) -> PurityJudge:
 
 
 def pure_callee(idx: Index, call: cst.Call) -> bool:
-    """A pure builtin or read-only method, or a module function the purity judge clears."""
+    """A pure builtin, a read-only method, a function of a pure standard module (``math``,
+    ``re``, …), or a module function the purity judge clears."""
     if pure_call(idx, call):
         return True
     func = call.func
+    if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name):
+        module = func.value.value  # math.log, re.compile: modules without I/O or state
+        return module in PURE_MODULES and imports_module(idx, module)
     if not isinstance(func, cst.Name):
         return False
     judge = _judge(idx)
