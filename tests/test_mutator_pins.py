@@ -171,9 +171,11 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
         ("alias_data", "logstats/normalise.py", "classify_agent", 80),
         ("alias_data", "logstats/normalise.py", "classify_agent", 85),
         ("alias_data", "logstats/normalise.py", "drop_noise", 130),
+        ("inline_body", "logstats/normalise.py", "normalise_record", 115),
         ("alias_data", "logstats/parse.py", "parse_app_line", 81),
         ("alias_data", "logstats/report.py", "bucket_rows", 56),
         ("alias_data", "logstats/search.py", "tokenize", 22),
+        ("inline_body", "logstats/search.py", "search", 41),
     ],
     "seqdiff": [
         ("genexpr_forms", "seqdiff/difflib.py", "SequenceMatcher.ratio", 619),
@@ -190,6 +192,7 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
         ("alias_data", "textindex/index.py", "Index.add", 21),
         ("alias_data", "textindex/query.py", "matching", 21),
         ("alias_data", "textindex/query.py", "rank", 34),
+        ("inline_body", "textindex/query.py", "search", 48),
         ("alias_data", "textindex/snippet.py", "snippet", 15),
         ("alias_data", "textindex/snippet.py", "snippet", 21),
         ("alias_data", "textindex/tokenize.py", "stem", 21),
@@ -197,14 +200,22 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
     "tomlparse": [
         ("inline_call", "tomlparse/_parser.py", "parse_hex_char", 507),
         ("alias_data", "tomlparse/_parser.py", "NestedDict.get_or_create_nest", 205),
+        ("inline_body", "tomlparse/_parser.py", "loads", 84),
+        ("inline_body", "tomlparse/_parser.py", "loads", 111),
+        ("inline_body", "tomlparse/_parser.py", "loads", 113),
+        ("inline_body", "tomlparse/_parser.py", "skip_comment", 269),
+        ("inline_body", "tomlparse/_parser.py", "key_value_rule", 326),
+        ("inline_body", "tomlparse/_parser.py", "parse_key_part", 401),
+        ("inline_body", "tomlparse/_parser.py", "parse_key_part", 403),
+        ("inline_body", "tomlparse/_parser.py", "parse_basic_str_escape", 488),
     ],
 }
 #: (findings, sha256) of the later rewrites over each whole genome, sources, tests and bench
 NEW_DIGESTS: dict[str, tuple[int, str]] = {
-    "logstats": (38, "08c40834c11213e7705a26db9232dcba56bc16e737f83f6b4f4bab79f70f97f9"),
+    "logstats": (40, "e584fdcc93faf89b5f91ef50fbea60692c4d79f9ceefef8edaf97df527750e80"),
     "seqdiff": (14, "cfacc0bd68c22b809abd0635f4855d362867db62ce7b62ffae216123754e8958"),
-    "textindex": (17, "022eb2b25f15977732eee7f4f656978b48287433ac6fd49d4c361654b97d044e"),
-    "tomlparse": (21, "04e01369eec045eb03f4cb4a96596a56d74581a34c06d4d9c0e4356c6cca691b"),
+    "textindex": (19, "f09ec18904cc75a76bb64f67abfc28c156771935fc16833e18c646eb9443ea5e"),
+    "tomlparse": (29, "74d59e261c0a1fe770e6a269a5ca9a378c3c394878c5a272d15a6931fa81288e"),
 }
 NEW_KINDS = frozenset(m.name for m in ALL_MUTATORS) - FIRST_NINE
 

@@ -16,6 +16,7 @@ from evolution.mutators.comprehension import Comprehension
 from evolution.mutators.dunder_operator import DunderOperator
 from evolution.mutators.genexpr_forms import GenexprForms
 from evolution.mutators.hoist_invariant import HoistInvariant
+from evolution.mutators.inline_body import InlineBody
 from evolution.mutators.inline_call import InlineCall
 from evolution.mutators.join_concat import JoinConcat
 from evolution.mutators.local_alias import LocalAlias
@@ -38,6 +39,7 @@ ALL_MUTATORS: tuple[Mutator, ...] = (
     InlineCall(),
     AliasData(),
     DunderOperator(),
+    InlineBody(),
 )
 
 _BY_NAME = {m.name: m for m in ALL_MUTATORS}

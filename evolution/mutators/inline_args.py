@@ -98,7 +98,7 @@ def pure_expression(idx: Index, expr: cst.BaseExpression) -> bool:
     return True
 
 
-def impure_calls(idx: Index, expr: cst.BaseExpression) -> bool:
+def impure_calls(idx: Index, expr: cst.CSTNode) -> bool:
     return any(isinstance(n, cst.Call) and not pure_callee(idx, n) for n in subtree(expr))
 
 

@@ -38,7 +38,7 @@ from evolution.mutators.cst_tools import (
     subtree,
 )
 from evolution.mutators.inline_callee import Callee
-from evolution.mutators.inline_plan import Plan, inlined, plan
+from evolution.mutators.inline_plan import Plan, bind, inlined, plan
 from evolution.mutators.inline_scope import (
     class_callees,
     instance_class,
@@ -46,31 +46,6 @@ from evolution.mutators.inline_scope import (
     outer_function,
     self_method,
 )
-
-
-def _bind(call: cst.Call, fn: Callee, skip_first: bool) -> dict[str, cst.BaseExpression] | None:
-    """Parameter → argument expression for this call, or ``None`` if it does not fit."""
-    positional = fn.positional[1:] if skip_first else fn.positional
-    bound: dict[str, cst.BaseExpression] = {}
-    for i, arg in enumerate(call.args):
-        if arg.star:
-            return None
-        if arg.keyword is None:
-            if i >= len(positional) or positional[i] in bound:
-                return None
-            bound[positional[i]] = arg.value
-        else:
-            key = arg.keyword.value
-            if key not in fn.keywords or key in bound or (skip_first and key == fn.positional[0]):
-                return None
-            bound[key] = arg.value
-    wanted = [*positional, *(k for k in sorted(fn.keywords) if k not in fn.positional)]
-    for name in wanted:
-        if name not in bound:
-            if name not in fn.defaults:
-                return None
-            bound[name] = fn.defaults[name]
-    return bound
 
 
 class InlineCall(CstMutator):
@@ -88,7 +63,7 @@ class InlineCall(CstMutator):
         if found is None:
             return
         fn, skip_first, caller_self = found
-        bound = _bind(call, fn, skip_first)
+        bound = bind(call, fn, skip_first)
         locals_ = set(binding_names(outer))
         if bound is None or fn.free & locals_:
             return

@@ -23,7 +23,7 @@ import libcst as cst
 from evolution.mutators.cst_tools import COMPS, contains, is_constant, name_refs
 
 #: names whose meaning depends on the frame that evaluates them
-_FRAME_NAMES = frozenset({"super", "locals", "vars", "eval", "exec", "__class__", "globals"})
+FRAME_NAMES = frozenset({"super", "locals", "vars", "eval", "exec", "__class__", "globals"})
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,12 @@ def _body(func: cst.FunctionDef) -> list[cst.BaseStatement]:
         return [cst.SimpleStatementLine(body=body.body)]
     assert isinstance(body, cst.IndentedBlock)
     stmts: list[cst.BaseStatement] = list(body.body)
-    if stmts and _docstring(stmts[0]):
+    if stmts and docstring(stmts[0]):
         stmts = stmts[1:]
     return stmts
 
 
-def _docstring(stmt: cst.BaseStatement) -> bool:
+def docstring(stmt: cst.BaseStatement) -> bool:
     return (
         isinstance(stmt, cst.SimpleStatementLine)
         and len(stmt.body) == 1
@@ -152,7 +152,9 @@ def body_expression(
     return None
 
 
-def _params(func: cst.FunctionDef) -> tuple[tuple[str, ...], frozenset[str], dict] | None:
+def constant_params(
+    func: cst.FunctionDef,
+) -> tuple[tuple[str, ...], frozenset[str], dict[str, cst.BaseExpression]] | None:
     """(positional names, keyword names, constant defaults), or ``None`` for ``*a``/``**k``."""
     ps = func.params
     if isinstance(ps.star_arg, cst.Param) or ps.star_kwarg is not None:
@@ -173,7 +175,7 @@ def callee(func: cst.FunctionDef) -> Callee | None:
     if func.decorators or func.asynchronous is not None:
         return None
     body = body_expression(func)
-    params = _params(func)
+    params = constant_params(func)
     if body is None or params is None:
         return None
     lets, expr = body
@@ -199,7 +201,7 @@ def callee(func: cst.FunctionDef) -> Callee | None:
                 uses[ref.value] += 1
             else:
                 free.add(ref.value)
-    if free & _FRAME_NAMES or any(set(let_names) & _names(v) for _, v in lets):
+    if free & FRAME_NAMES or any(set(let_names) & _names(v) for _, v in lets):
         return None
     return Callee(
         func.name.value, positional, keywords, defaults, expr, uses, frozenset(free), dict(lets)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import libcst as cst
 
-from evolution.mutators.cst_tools import Index, Located, name_refs
+from evolution.mutators.cst_tools import Index, Located, name_refs, subtree
 from evolution.mutators.inline_args import (
     first_use_unconditional,
     impure_calls,
@@ -21,6 +22,42 @@ from evolution.mutators.inline_args import (
     simple_argument,
 )
 from evolution.mutators.inline_callee import Callee
+
+
+def bind(call: cst.Call, fn: Signature, skip_first: bool) -> dict[str, cst.BaseExpression] | None:
+    """Parameter → argument expression for this call, or ``None`` if it does not fit."""
+    positional = fn.positional[1:] if skip_first else fn.positional
+    bound: dict[str, cst.BaseExpression] = {}
+    for i, arg in enumerate(call.args):
+        if arg.star:
+            return None
+        if arg.keyword is None:
+            if i >= len(positional) or positional[i] in bound:
+                return None
+            bound[positional[i]] = arg.value
+        else:
+            key = arg.keyword.value
+            if key not in fn.keywords or key in bound or (skip_first and key == fn.positional[0]):
+                return None
+            bound[key] = arg.value
+    wanted = [*positional, *(k for k in sorted(fn.keywords) if k not in fn.positional)]
+    for name in wanted:
+        if name not in bound:
+            if name not in fn.defaults:
+                return None
+            bound[name] = fn.defaults[name]
+    return bound
+
+
+class Signature(Protocol):
+    """What binding arguments needs of a function (a :class:`Callee` or a procedure)."""
+
+    @property
+    def positional(self) -> tuple[str, ...]: ...
+    @property
+    def keywords(self) -> frozenset[str]: ...
+    @property
+    def defaults(self) -> Mapping[str, cst.BaseExpression]: ...
 
 
 @dataclass(frozen=True)
@@ -45,6 +82,8 @@ def plan(
     temps: dict[str, tuple[str, int]] = {}
     for param, value in args.items():
         if simple_argument(value):
+            if not isinstance(value, cst.Name) and param in _fstring_names(fn.expr):
+                return None  # a literal pasted into an f-string could clash with its quotes
             if isinstance(value, cst.Name) and (
                 (value.value not in local and body_impure) or not fn.uses.get(param)
             ):
@@ -63,6 +102,16 @@ def plan(
         ):
             return None
     return Plan(bound, temps)
+
+
+def _fstring_names(expr: cst.CSTNode) -> set[str]:
+    return {
+        n.value
+        for f in subtree(expr)
+        if isinstance(f, cst.FormattedString)
+        for n in subtree(f)
+        if isinstance(n, cst.Name)
+    }
 
 
 def _delay(
