@@ -54,26 +54,42 @@ class InlineCall(CstMutator):
     kinds = (cst.Call,)
 
     def match(self, scan: Scan, loc: Located) -> Iterator[Finding]:
+        first = self._qualify(scan, loc)
+        if first is None or not scan.first(("inline_call", id(first[0]))):
+            return
+        # one candidate inlines every call of the function that qualifies: each saves a
+        # frame, and alone one site rarely moves a whole benchmark
+        sites = [
+            found
+            for other in scan.idx.nodes
+            if isinstance(other.node, cst.Call)
+            and (found := self._qualify(scan, other)) is not None
+            and found[0] is first[0]
+        ]
+        yield self._finding(scan, loc, sites)
+
+    def _qualify(self, scan: Scan, loc: Located) -> tuple[Callee, Plan, cst.Call, Located] | None:
+        """The function a call can be replaced by, and how, or ``None``."""
         idx, call = scan.idx, loc.node
-        assert isinstance(call, cst.Call)
+        if not isinstance(call, cst.Call):
+            return None
         outer = outer_function(loc)
         if outer is None:
-            return
+            return None
         found = self._callee(scan, loc, call)
         if found is None:
-            return
+            return None
         fn, skip_first, caller_self = found
         bound = bind(call, fn, skip_first)
         locals_ = set(binding_names(outer))
         if bound is None or fn.free & locals_:
-            return
+            return None
         if caller_self is not None:
             bound[fn.positional[0]] = cst.Name(caller_self)
         if any(isinstance(n, (cst.Nonlocal, cst.Global)) for n in subtree(outer)):
-            return  # a name passed in could be rebound behind the expression's back
+            return None  # a name passed in could be rebound behind the expression's back
         how = plan(idx, loc, fn, bound, locals_)
-        if how is not None:
-            yield self._finding(scan, loc, call, fn, how)
+        return None if how is None else (fn, how, call, loc)
 
     def _callee(
         self, scan: Scan, loc: Located, call: cst.Call
@@ -111,21 +127,23 @@ class InlineCall(CstMutator):
         return instance_class(idx, outer, receiver) if outer is not None else None
 
     def _finding(
-        self,
-        scan: Scan,
-        loc: Located,
-        call: cst.Call,
-        fn: Callee,
-        how: Plan,
+        self, scan: Scan, loc: Located, sites: list[tuple[Callee, Plan, cst.Call, Located]]
     ) -> Finding:
         idx = scan.idx
+        fn = sites[0][0]
 
         def edit() -> Edit:
-            return Edit().replace(call, inlined(fn, how, call))
+            e = Edit()
+            for _, how, call, _ in sites:
+                e.replace(call, inlined(fn, how, call))
+            return e
 
-        loops = len(enclosing_loops(loc))
-        weight = 1.15 if loops else 1.05
-        detail = f"`{short(idx.code(call))}` calls `{fn.name}`, one expression, through a frame"
+        loops = max(len(enclosing_loops(site[3])) for site in sites)
+        weight = (1.15 if loops else 1.05) + 0.01 * min(len(sites) - 1, 10)
+        detail = (
+            f"{len(sites)} call(s) of `{fn.name}`, one expression, each through a frame"
+            f" (first: `{short(idx.code(sites[0][2]))}`)"
+        )
         return scan.finding(loc, detail, weight, edit)
 
 
