@@ -140,3 +140,20 @@ def test_inside_a_try_the_target_is_not_updated_half_way() -> None:
     new = rewrite("inline_body", code)
     assert "_n = n" in new and "n = _n" in new
     same(code, new, "use", (1, 5), (5, 5))
+
+
+def test_never_pasted_into_a_class_body() -> None:
+    declines(
+        "inline_body",
+        src("""
+    def double(x):
+        y = x * 2
+        return y
+
+    def build(n):
+        class K:
+            z = double(n)
+
+        return K
+    """),
+    )

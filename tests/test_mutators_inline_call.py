@@ -279,3 +279,22 @@ def test_instance_of_a_local_class() -> None:
         "inline_call",
         code.replace("class C:", "class C:\n    def __new__(cls, base):\n        return 1\n"),
     )
+
+
+def test_a_binding_in_a_nested_scope_is_not_the_callers() -> None:
+    declines(
+        "inline_call",
+        src("""
+    class C:
+        def get(self, k):
+            return self.base + k
+
+
+    def use(xs):
+        def make():
+            c = C()
+            return c
+
+        return [c.get(x) for x in xs]
+    """),
+    )

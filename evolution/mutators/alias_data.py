@@ -19,7 +19,8 @@ cannot fail where the loop's reads would not have run:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar, cast
 
 import libcst as cst
 
@@ -39,9 +40,11 @@ from evolution.mutators.cst_tools import (
     imports_module,
     innermost_scope,
     statement,
+    subtree,
 )
 from evolution.mutators.inline_scope import outer_function, self_method
 
+_V = TypeVar("_V")
 #: what is aliased: ("attr", owner, attr) or ("global", name, "")
 _Target = tuple[str, str, str]
 
@@ -187,9 +190,11 @@ class AliasData(CstMutator):
     ) -> bool:
         idx = scan.idx
         kind, name, attr = target
-        if any(isinstance(n, (cst.Global, cst.Nonlocal)) for n in _walk(outer)):
+        if _memo(idx, "declares", outer, lambda: _declares(outer)):
             return False
-        if not harmless_calls(idx, loop) or rebinds(loop, name):
+        if not _memo(idx, "harmless", loop, lambda: harmless_calls(idx, loop)):
+            return False
+        if rebinds(loop, name):
             return False
         if kind == "global":
             if name in binding_names(outer):
@@ -197,9 +202,11 @@ class AliasData(CstMutator):
             if name in PURE_BUILTINS and not idx.module_bindings.get(name):
                 return True
             return _module_constant(idx, name, idx.at(outer).line)
-        if attr in stored_attrs(loop) or attr in scan.derived(_deleted_attrs):
+        if attr in _memo(idx, "stored", loop, lambda: stored_attrs(loop)):
             return False
-        if imports_module(idx, name) and not rebinds(func, name):
+        if attr in scan.derived(_deleted_attrs):
+            return False
+        if imports_module(idx, name) and name not in binding_names(outer):
             return True
         method = self_method(idx, loc)
         return (
@@ -242,9 +249,13 @@ class AliasData(CstMutator):
         return scan.finding(loc, detail, weight, edit)
 
 
-def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        yield n
-        stack.extend(children(n))
+def _declares(func: cst.FunctionDef) -> bool:
+    return any(isinstance(n, (cst.Global, cst.Nonlocal)) for n in subtree(func))
+
+
+def _memo(idx: Index, what: str, node: cst.CSTNode, compute: Callable[[], _V]) -> _V:
+    """A fact about one node of this parse, computed once (every target of a loop asks)."""
+    key = ("alias_data", what, id(node))
+    if key not in idx.memo:
+        idx.memo[key] = compute()
+    return cast(_V, idx.memo[key])

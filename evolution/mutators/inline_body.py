@@ -30,6 +30,7 @@ from evolution.mutators.cst_tools import (
     binding_names,
     enclosing_loops,
     has_ancestor,
+    innermost_scope,
     is_constant,
     name_refs,
     short,
@@ -137,8 +138,9 @@ def _qualify(scan: Scan, loc: Located) -> _Call | None:
         or outer is None
         or site is None
         or not isinstance(call.func, cst.Name)
+        or not isinstance(innermost_scope(loc.parents), cst.FunctionDef)
     ):
-        return None
+        return None  # pasted into a class body, the callee's locals would be attributes
     proc = scan.derived(module_procedures).get(call.func.value)
     if proc is None or any(
         isinstance(p, cst.FunctionDef) and p.name.value == proc.name for p in loc.parents

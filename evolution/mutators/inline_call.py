@@ -34,6 +34,7 @@ from evolution.mutators.cst_tools import (
     Located,
     binding_names,
     enclosing_loops,
+    innermost_scope,
     short,
     subtree,
 )
@@ -74,8 +75,8 @@ class InlineCall(CstMutator):
         if not isinstance(call, cst.Call):
             return None
         outer = outer_function(loc)
-        if outer is None:
-            return None
+        if outer is None or not isinstance(innermost_scope(loc.parents), cst.FunctionDef):
+            return None  # a class body or lambda scopes names its own way
         found = self._callee(scan, loc, call)
         if found is None:
             return None
@@ -123,8 +124,10 @@ class InlineCall(CstMutator):
         if method is not None and method[1] == receiver:
             cls, _, method_def = method
             return None if receiver in binding_names(method_def.body) else cls
-        outer = outer_function(loc)
-        return instance_class(idx, outer, receiver) if outer is not None else None
+        func = innermost_scope(loc.parents)
+        if not isinstance(func, cst.FunctionDef) or func is not outer_function(loc):
+            return None  # only in a top-level function (or method): no closure in between
+        return instance_class(idx, func, receiver)
 
     def _finding(
         self, scan: Scan, loc: Located, sites: list[tuple[Callee, Plan, cst.Call, Located]]

@@ -140,7 +140,9 @@ def instance_class(idx: Index, func: cst.FunctionDef, name: str) -> cst.ClassDef
     """
     if binding_names(func).count(name) != 1:
         return None
-    for n in subtree(func.body):
+    for stmt in func.body.body if isinstance(func.body, cst.IndentedBlock) else ():
+        # a binding in the function's own block: not inside a nested scope
+        n = stmt.body[0] if isinstance(stmt, cst.SimpleStatementLine) else None
         if (
             isinstance(n, cst.Assign)
             and len(n.targets) == 1
