@@ -9,10 +9,15 @@ node scans, ranks and names them the same way.  A new rewrite subclasses
 from __future__ import annotations
 
 from evolution.errors import MutationError
+from evolution.mutators.alias_data import AliasData
 from evolution.mutators.any_all_generator import AnyAllGenerator
 from evolution.mutators.base import CstMutator, Finding, Mutator, Scan, Site
 from evolution.mutators.comprehension import Comprehension
+from evolution.mutators.dunder_operator import DunderOperator
+from evolution.mutators.genexpr_forms import GenexprForms
 from evolution.mutators.hoist_invariant import HoistInvariant
+from evolution.mutators.inline_body import InlineBody
+from evolution.mutators.inline_call import InlineCall
 from evolution.mutators.join_concat import JoinConcat
 from evolution.mutators.local_alias import LocalAlias
 from evolution.mutators.memoize import Memoize
@@ -30,6 +35,11 @@ ALL_MUTATORS: tuple[Mutator, ...] = (
     MinMaxSorted(),
     Comprehension(),
     AnyAllGenerator(),
+    GenexprForms(),
+    InlineCall(),
+    AliasData(),
+    DunderOperator(),
+    InlineBody(),
 )
 
 _BY_NAME = {m.name: m for m in ALL_MUTATORS}
