@@ -73,7 +73,7 @@ def counted_node(tmp_path: Path) -> Iterator[tuple[Node, Path]]:
         manifest.read_text().replace("rounds = 3", 'rounds = 3\nmeasure = "instructions"')
     )
     config = NodeConfig(
-        "n1", f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "work", candidates_per_cycle=3
+        "n1", f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "work", candidates_per_cycle=6
     )
     with Node(config) as node:
         yield node, folder
@@ -94,3 +94,28 @@ def test_a_cycle_with_two_winners_adopts_their_composition(counted_node: tuple[N
     assert adopted["ratio"] > max(r["ratio"] for r in singles), "it beats the best single winner"
     # every single winner's record, and its reasons, stay in the log
     assert all(r["reasons"] for r in singles)
+
+
+def test_exact_gains_below_the_threshold_are_merged_timed_ones_are_not() -> None:
+    from actors.verdicts import winners
+    from evolution.policy import Decision, Evidence
+    from evolution.stats import Comparison, exact
+
+    tree = _tree()
+    a = _candidate(tree, "a", "if word in COMMON:", "if word in COMMON_SET:")
+    b = _candidate(tree, "b", "if word not in COMMON:", "if word not in COMMON_SET:")
+    small = Decision("reject", ("gain 1.0100× below threshold 1.02×",))
+
+    def judged(comparison: Comparison, tests: bool = True) -> tuple[Decision, Evidence]:
+        return small, Evidence(tests, comparison, 2, ("tiny/core.py",), (), ())
+
+    both_exact = [judged(exact(100.0, 99.0, direction="minimize"))] * 2
+    assert winners([a, b], both_exact) == [a, b]
+    timed = Comparison(ratio=1.01, low=0.99, high=1.03, rounds=5, confidence=0.95)
+    assert winners([a, b], [judged(timed), judged(timed)]) == []
+    no_gain = [judged(exact(100.0, 100.0, direction="minimize"))] * 2
+    assert winners([a, b], no_gain) == []
+    layout = [judged(exact(1000.0, 997.0, direction="minimize"))] * 2  # 0.3 %: code layout
+    assert winners([a, b], layout) == []
+    failing = [judged(exact(100.0, 99.0, direction="minimize"), tests=False)] * 2
+    assert winners([a, b], failing) == []
