@@ -19,12 +19,11 @@ from runtime.sandbox_result import SandboxLimits
 
 TMP_NAME = ".tars-tmp"
 CGROUP_EXIT = 125  # the join-cgroup shell line failed: a sandbox fault, not a candidate's
-_JOIN_ONE = (
-    'echo $$ > "$0" || { echo "tars-sandbox: cannot join cgroup $0" >&2; exit 125; }; exec "$@"'
-)
-_JOIN_TWO = (
-    'echo $$ > "$0" && echo $$ > "$1" || { echo "tars-sandbox: cannot join cgroup $0" >&2; exit 125; }; '
-    'shift; exec "$@"'
+#: ``sh -c JOIN N file1 … fileN command…``: join every group, then become the command
+_JOIN = (
+    'n=$0; while [ "$n" -gt 0 ]; do echo $$ > "$1" || '
+    '{ echo "tars-sandbox: cannot join cgroup $1" >&2; exit 125; }; shift; n=$((n-1)); done; '
+    'exec "$@"'
 )
 _MIB = 1 << 20
 
@@ -32,7 +31,7 @@ _MIB = 1 << 20
 def clean_env(workdir: Path, extra: Mapping[str, str] | None) -> dict[str, str]:
     """Nothing of the node's environment leaks in (tokens, proxies, PYTHONPATH).
 
-    ``workdir`` is the path the child sees (under bwrap, ``isolation.INSIDE``).
+    ``workdir`` is the path the child sees (under bwrap, ``jail.INSIDE``).
     """
     bindir = str(Path(sys.executable).parent)
     env = {
@@ -47,16 +46,22 @@ def clean_env(workdir: Path, extra: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
-def _rlimits(limits: SandboxLimits, nproc: int) -> list[tuple[int, int, int]]:
-    """(resource, soft, hard); CPU hard is one second later so SIGXCPU comes first."""
+def _rlimits(limits: SandboxLimits, nproc: int | None) -> list[tuple[int, int, int]]:
+    """(resource, soft, hard); CPU hard is one second later so SIGXCPU comes first.
+
+    ``nproc`` None leaves RLIMIT_NPROC alone: with a pids cgroup it is not needed, and
+    it counts every process of the user (all concurrent runs share uid 65534).
+    """
     cpu = max(1, math.ceil(limits.cpu_seconds))
-    return [
+    found = [
         (resource.RLIMIT_CPU, cpu, cpu + 1),
         (resource.RLIMIT_AS, limits.memory_mb * _MIB, limits.memory_mb * _MIB),
         (resource.RLIMIT_FSIZE, limits.file_mb * _MIB, limits.file_mb * _MIB),
-        (resource.RLIMIT_NPROC, nproc, nproc),
         (resource.RLIMIT_CORE, 0, 0),
     ]
+    if nproc is not None:
+        found.append((resource.RLIMIT_NPROC, nproc, nproc))
+    return found
 
 
 _PRLIMIT_FLAGS = {
@@ -72,10 +77,11 @@ def command(
     limits: SandboxLimits,
     nproc: int,
     cgroup: RunCgroup | None,
+    helper: Path | None = None,
 ) -> tuple[list[str], Callable[[], None] | None]:
     """sh (join cgroup) → prlimit (rlimits) → namespace wrapper → the command."""
-    rlimits = _rlimits(limits, nproc)
-    full = [*iso.prefix(workdir, limits.file_mb * _MIB), *argv]
+    rlimits = _rlimits(limits, None if cgroup is not None else nproc)
+    full = [*iso.prefix(workdir, limits.disk_mb * _MIB, helper), *argv]
     preexec: Callable[[], None] | None = None
     if iso.prlimit:
         flags = [f"{_PRLIMIT_FLAGS[res]}={soft}:{hard}" for res, soft, hard in rlimits]
@@ -88,6 +94,5 @@ def command(
 
     if cgroup is not None:
         files = [str(f) for f in cgroup.procs_files]
-        script = _JOIN_ONE if len(files) == 1 else _JOIN_TWO
-        full = [iso.sh or "/bin/sh", "-c", script, *files, *full]
+        full = [iso.sh or "/bin/sh", "-c", _JOIN, str(len(files)), *files, *full]
     return full, preexec

@@ -1,0 +1,245 @@
+"""What a candidate sees: the bwrap command line of the full jail.
+
+A candidate's code is untrusted input (issue 9): with ``--ro-bind / /`` a genome's test
+read every node's CurveZMQ secret key and SQLite store.  So the jail starts from an
+empty root and adds only what a program needs to run:
+
+* its workdir, writable, on a tmpfs of ``disk_bytes`` that also holds ``/tmp`` and
+  ``/dev/shm`` (one quota for every byte the run can write, charged to its memory
+  cgroup, gone with the mount namespace: nothing to delete on the host);
+* the prepared tree read-only at :data:`SOURCE`, copied into the workdir before the
+  command runs (``cp -R``, as the candidate's own user);
+* ``/usr`` and the ``/bin``, ``/sbin``, ``/lib*`` the distribution has, the
+  interpreter's real prefix and the node's venv (``sys.prefix``, never the project
+  folder that holds ``.tars/``), all read-only; the profiler helper as one file;
+* a few ``/etc`` files (:data:`ETC_NAMES`) and a passwd/group that know only root and
+  nobody (never shadow); a fresh ``/proc`` and a minimal ``/dev``; no ``/sys``.
+
+It runs as uid/gid 65534 with no capabilities and no new privileges (as root, bwrap
+keeps CAP_SETUID/CAP_SETGID/CAP_SETPCAP only for ``setpriv`` to drop to nobody; as an
+ordinary user a user namespace maps nobody), in its own pid, ipc, net, uts and cgroup
+namespaces, and dies with its parent.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+#: Where the workdir appears inside the jail, whatever its path on the host: a run must
+#: not depend on where the node keeps its state (an instruction count moved by up to
+#: 0.75 % with the length of that path).
+INSIDE = Path("/tmp/tars-ws")
+#: the prepared tree, read-only; copied into INSIDE before the command runs
+SOURCE = "/.tars-src"
+#: the profiler's helper (``runtime/_sandbox_child.py``), bound alone
+HELPER_INSIDE = "/opt/tars/_sandbox_child.py"
+#: ``/dev/shm`` points here, inside the one quota
+SHM = "/tmp/.tars-shm"
+NOBODY = 65534
+#: /etc entries a program may need; anything else of the host's /etc stays out
+ETC_NAMES = (
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "timezone",
+    "nsswitch.conf", "host.conf", "hosts", "gai.conf", "protocols", "services",
+    "os-release", "debian_version", "mime.types", "locale.alias",
+)  # fmt: skip
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_COPY = (
+    'cp -R "$0"/. . || { echo "tars-sandbox: cannot copy the workdir" >&2; exit 125; }; exec "$@"'
+)
+_PASSWD = "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp/tars-ws:/usr/sbin/nologin\n"
+_GROUP = "root:x:0:\nnogroup:x:65534:\n"
+
+
+def write_etc(folder: Path) -> Path:
+    """The jail's passwd and group (root and nobody only), written once per sandbox root."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in (("passwd", _PASSWD), ("group", _GROUP)):
+        path = folder / name
+        if not path.is_file() or path.read_text() != text:
+            tmp = folder / f".{name}.{os.getpid()}"
+            tmp.write_text(text)
+            tmp.chmod(0o644)
+            tmp.replace(path)
+    folder.chmod(0o755)
+    return folder
+
+
+def interpreter_paths() -> list[str]:
+    """The folders the node's Python needs: venv, real prefix, the executable's folder.
+
+    Paths under ``/usr`` come with ``/usr``; each is given both as written and as its
+    real path, so a venv whose ``bin/python`` links into ``/root/.pyenv`` works.
+    """
+    wanted = {
+        sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+    }  # fmt: skip
+    paths: set[str] = set()
+    for path in wanted:
+        for candidate in (os.path.abspath(path), os.path.realpath(path)):
+            if candidate in ("/", "/usr") or candidate.startswith("/usr/"):
+                continue
+            if os.path.isdir(candidate):
+                paths.add(candidate)
+    kept = sorted(paths)
+    return [p for p in kept if not any(p != q and p.startswith(q + "/") for q in kept)]
+
+
+class _Args:
+    """bwrap arguments, making each bind's missing parents world-traversable (0755).
+
+    bwrap makes a bind's missing parents 0700 and owned by root, which nobody cannot
+    cross; ``--perms 0755 --dir`` before each bind fixes that.
+    """
+
+    def __init__(self, bwrap: str) -> None:
+        self.argv = [bwrap]
+        self.made: set[str] = {"/"}
+
+    def parents(self, dest: str) -> None:
+        parts = Path(dest).parent.parts
+        for depth in range(2, len(parts) + 1):
+            folder = str(Path(*parts[:depth]))
+            if folder not in self.made:
+                self.argv += ["--perms", "0755", "--dir", folder]
+                self.made.add(folder)
+
+    def add(self, op: str, source: str, dest: str) -> None:
+        self.parents(dest)
+        self.argv += [op, source, dest]
+        self.made.add(dest)
+
+
+def _system(args: _Args) -> None:
+    """/usr, /bin, /sbin, /lib*: bound read-only, or symlinked where the host merges them."""
+    args.add("--ro-bind", "/usr", "/usr")
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = f"/{name}"
+        if os.path.islink(host):
+            args.argv += ["--symlink", os.readlink(host), host]
+        elif os.path.isdir(host):
+            args.add("--ro-bind", host, host)
+
+
+def _etc(args: _Args, etc_dir: Path | None) -> None:
+    args.argv += ["--perms", "0755", "--dir", "/etc"]
+    args.made.add("/etc")
+    for name in ETC_NAMES:
+        host = f"/etc/{name}"
+        if os.path.islink(host):
+            args.argv += ["--symlink", os.readlink(host), host]
+        elif os.path.exists(host):
+            args.add("--ro-bind", host, host)
+    if etc_dir is not None:
+        for name in ("passwd", "group"):
+            args.add("--ro-bind", str(etc_dir / name), f"/etc/{name}")
+
+
+def _dev(args: _Args) -> None:
+    """The devices a program uses, ``/dev/fd`` and friends; ``/dev/shm`` into the quota."""
+    args.argv += ["--perms", "0755", "--dir", "/dev"]
+    args.made.add("/dev")
+    for name in _DEVICES:
+        if os.path.exists(f"/dev/{name}"):
+            args.argv += ["--dev-bind", f"/dev/{name}", f"/dev/{name}"]
+    args.argv += ["--symlink", "/proc/self/fd", "/dev/fd"]
+    for number, name in enumerate(("stdin", "stdout", "stderr")):
+        args.argv += ["--symlink", f"/proc/self/fd/{number}", f"/dev/{name}"]
+    args.argv += ["--symlink", SHM, "/dev/shm"]
+
+
+def bwrap_args(
+    bwrap: str,
+    source: Path,
+    disk_bytes: int,
+    *,
+    setpriv: str | None = None,
+    etc_dir: Path | None = None,
+    helper: Path | None = None,
+    extra_ro: Iterable[str] = (),
+) -> list[str]:
+    """The jail prefix: put the command after it.  ``source`` is the prepared tree.
+
+    ``setpriv`` (as root) drops to nobody inside; without it (an ordinary user) a user
+    namespace maps nobody.  The tmpfs comes before any bind under /tmp, so a node
+    installed under /tmp (a CI clone) still finds its Python.  Everything but the
+    source is the same run after run, so it is built once (about 1 ms of pathlib).
+    """
+    ro = (*interpreter_paths(), *extra_ro)
+    head = _head(bwrap, disk_bytes, setpriv, etc_dir, helper, ro)
+    return [*head, "--ro-bind", str(source), SOURCE, *_tail(setpriv)]
+
+
+@functools.lru_cache(maxsize=32)
+def _head(
+    bwrap: str,
+    disk_bytes: int,
+    setpriv: str | None,
+    etc_dir: Path | None,
+    helper: Path | None,
+    ro: tuple[str, ...],
+) -> tuple[str, ...]:
+    args = _Args(bwrap)
+    _system(args)
+    args.argv += ["--proc", "/proc"]
+    args.made.add("/proc")
+    args.argv += ["--size", str(disk_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
+    args.made.add("/tmp")
+    args.argv += ["--perms", "0777", "--dir", str(INSIDE), "--perms", "1777", "--dir", SHM]
+    args.made |= {str(INSIDE), SHM}
+    _dev(args)
+    _etc(args, etc_dir)
+    for path in ro:
+        args.add("--ro-bind", path, path)
+    if helper is not None:
+        args.add("--ro-bind", str(helper), HELPER_INSIDE)
+    return tuple(args.argv)
+
+
+def _tail(setpriv: str | None) -> list[str]:
+    tail = [
+        "--chdir", str(INSIDE),
+        "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        "--unshare-cgroup-try", "--hostname", "tars-sandbox",
+        "--die-with-parent", "--new-session",
+    ]  # fmt: skip
+    if setpriv is not None:
+        tail += ["--cap-drop", "ALL"]
+        for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"):
+            tail += ["--cap-add", cap]
+        tail += ["--", *drop_privileges(setpriv)]
+    else:
+        uid = str(NOBODY)
+        tail += ["--unshare-user", "--uid", uid, "--gid", uid, "--cap-drop", "ALL", "--"]
+    return [*tail, *copy_in()]
+
+
+def drop_privileges(setpriv: str) -> list[str]:
+    """From bwrap's root to nobody: no groups, no capabilities (bounding set too), no new privileges."""
+    uid = str(NOBODY)
+    return [
+        setpriv, "--reuid", uid, "--regid", uid, "--clear-groups",
+        "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
+    ]  # fmt: skip
+
+
+def copy_in() -> list[str]:
+    """``sh -c 'cp -R SOURCE/. . && exec "$@"'``: the tree into the workdir, then the command."""
+    return ["/bin/sh", "-c", _COPY, SOURCE]
+
+
+__all__ = [
+    "ETC_NAMES",
+    "HELPER_INSIDE",
+    "INSIDE",
+    "NOBODY",
+    "SHM",
+    "SOURCE",
+    "bwrap_args",
+    "interpreter_paths",
+    "write_etc",
+]
