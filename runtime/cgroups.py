@@ -213,8 +213,9 @@ def reap_stale_cgroups(min_age_seconds: float = 60.0) -> int:
     """Remove the groups of runs whose node is gone (``kill -9`` skips cleanup).
 
     A group whose owner pid is dead is stale at once; a group without an owner in its
-    name (older TARS) only after ``min_age_seconds``, so a run another node has just
-    created is never taken from under it.  Members left in a stale group are killed.
+    name (older TARS) only when empty and older than ``min_age_seconds``, so a run
+    another node has just created is never taken from under it.  Members left in a
+    dead owner's group are killed.
     """
     removed = 0
     now = time.time()
@@ -222,12 +223,11 @@ def reap_stale_cgroups(min_age_seconds: float = 60.0) -> int:
         with contextlib.suppress(OSError):
             if _owner_alive(path.name):
                 continue
-            if (
-                "-" not in path.name[len(_PREFIX) :]
-                and now - path.stat().st_mtime < min_age_seconds
-            ):
+            members = (path / "cgroup.procs").read_text().split()
+            legacy = "-" not in path.name[len(_PREFIX) :]  # no owner: only empty and old ones
+            if legacy and (members or now - path.stat().st_mtime < min_age_seconds):
                 continue
-            for pid in (path / "cgroup.procs").read_text().split():
+            for pid in members:
                 with contextlib.suppress(OSError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
             for _ in range(100):
