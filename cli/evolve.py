@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from cli.common import DEFAULT_STORE, console, handle_errors, store_url
+from cli.node import WEAK_HELP
 from evolution.errors import PatchError
 from evolution.tree import short, version_id
 
@@ -32,7 +33,10 @@ StoreOpt = typer.Option(
 SeedOpt = typer.Option(7, "--seed", help="seed of the planner and the statistics")
 
 
-def _node(store: str, workdir: Path | None = None, candidates: int = 4) -> Node:
+WeakOpt = typer.Option(False, "--accept-weak-isolation", help=WEAK_HELP)
+
+
+def _node(store: str, workdir: Path | None = None, candidates: int = 4, weak: bool = False) -> Node:
     from node import Node, NodeConfig
 
     base = workdir or Path(".tars")
@@ -42,6 +46,7 @@ def _node(store: str, workdir: Path | None = None, candidates: int = 4) -> Node:
             store_url(store, must_exist=False),
             base / "work",
             candidates_per_cycle=candidates,
+            accept_weak_isolation=weak,
         )
     )
 
@@ -72,11 +77,11 @@ def _plans(node: Node, genome: Path, seed: int, limit: int) -> tuple[list[Plan],
 
 @app.command()
 @handle_errors
-def analyze(genome: Path = GenomeOpt, store: str = StoreOpt) -> None:
+def analyze(genome: Path = GenomeOpt, store: str = StoreOpt, weak: bool = WeakOpt) -> None:
     """Profile the genome and list ranked opportunities."""
     from rich.table import Table
 
-    with _node(store) as node:
+    with _node(store, weak=weak) as node:
         opportunities, _, _, _ = _opportunities(node, genome)
     table = Table("gain", "conf", "kind", "where", "evidence")
     for opp in opportunities:
@@ -97,11 +102,12 @@ def plan(
     store: str = StoreOpt,
     seed: int = SeedOpt,
     limit: int = typer.Option(8, help="plans to show"),
+    weak: bool = WeakOpt,
 ) -> None:
     """Rank opportunities and choose a mutator for each."""
     from rich.table import Table
 
-    with _node(store) as node:
+    with _node(store, weak=weak) as node:
         plans, tree, version = _plans(node, genome, seed, limit)
     table = Table("score", "mutator", "where", "why")
     for item in plans:
@@ -122,11 +128,12 @@ def generate(
     out: Path | None = typer.Option(
         None, "--out", help="folder to write one .patch file per candidate"
     ),
+    weak: bool = WeakOpt,
 ) -> None:
     """Generate candidate patches and print (or write) them."""
     from actors.messages import Generate
 
-    with _node(store) as node:
+    with _node(store, weak=weak) as node:
         plans, tree, version = _plans(node, genome, seed, limit)
         generated = node.supervisor.ask("generator", Generate(version, tree, plans))
     for candidate in generated.candidates:
@@ -148,6 +155,7 @@ def validate(
     patch: Path = typer.Option(..., "--patch", help="unified diff against the genome folder"),
     store: str = StoreOpt,
     seed: int = SeedOpt,
+    weak: bool = WeakOpt,
 ) -> None:
     """Prove one patch: the genome's tests, then the benchmark A/B against the parent."""
     from actors.governor import judge
@@ -175,7 +183,7 @@ def validate(
         if effective_measure(manifest) == "instructions"
         else f"{manifest.fitness.rounds} A/B rounds"
     )
-    with _node(store) as node, console.status(f"proving {patch} ({how})…"):
+    with _node(store, weak=weak) as node, console.status(f"proving {patch} ({how})…"):
         report = incubate(node.sandbox, manifest, candidate.id, tree, candidate_tree)
     decision, evidence = judge(
         manifest,
@@ -213,11 +221,13 @@ def run(
         5, "--cycles", "-n", min=1, help="cycles to reach (a resumed run continues its count)"
     ),
     candidates: int = typer.Option(4, "--candidates", min=1, help="candidates per cycle"),
+    weak: bool = WeakOpt,
 ) -> None:
     """Evolve the genome for N cycles, recording every decision in the store."""
     from cli.progress import CycleProgress
 
-    with _node(store, candidates=candidates) as node:
+    with _node(store, candidates=candidates, weak=weak) as node:
+        console.print(f"candidate isolation: {node.isolation}", highlight=False, markup=False)
         node.install_signal_handlers()
         name, _ = node.register(genome)
         done = node.store.head(name).cycles_completed

@@ -423,3 +423,37 @@ def test_weaker_isolation_runs_only_when_accepted_and_says_weak(mode: str, tmp_p
     assert not box.jailed
     result = run_tests(box, genome("print('ran')"), manifest())
     assert result.ok and result.stdout == "ran\n"
+
+
+# -- the isolation in force, where a user sees it -------------------------------------
+
+
+def test_a_real_node_logs_and_reports_its_isolation(tmp_path: Path) -> None:
+    """`tars node start` writes the line to node.log; `status` (so `cluster status`) has it."""
+    from swarmkit import LocalSwarm
+
+    from cli.cluster_view import isolation_lines
+
+    swarm = LocalSwarm(tmp_path, nodes=1, cycles=1)
+    try:
+        swarm.up()
+        status = swarm.status("node-1")
+        assert status is not None
+        assert status["isolation"].startswith("jail: bwrap, uid 65534, memory 1 GiB/run")
+        row = {"node": "node-1", "up": True, "isolation": status["isolation"]}
+        assert isolation_lines([row]) == [f"node-1 candidate isolation: {status['isolation']}"]
+    finally:
+        swarm.down()
+    log = swarm.config.log_path("node-1").read_text()
+    assert "candidate isolation: jail: bwrap, uid 65534" in log
+
+
+def test_cluster_yml_sandbox_section(tmp_path: Path) -> None:
+    from runtime.cluster_config import sandbox_settings
+    from runtime.config import parse_cluster
+
+    text = "nodes:\n  - {id: node-1, port: 7101}\nsandbox:\n  accept_weak_isolation: true\n  disk_mb: 256\n"
+    settings = sandbox_settings(parse_cluster(text, tmp_path / "cluster.yml"))
+    assert settings.accept_weak_isolation and settings.disk_mb == 256
+    plain = sandbox_settings(parse_cluster(text.split("sandbox:")[0], tmp_path / "cluster.yml"))
+    assert not plain.accept_weak_isolation and plain.disk_mb == 512
