@@ -192,7 +192,7 @@ def probe(requested: str, scratch: Path) -> Isolation:
     setpriv = shutil.which("setpriv") if root else None
     if root and setpriv is None:
         notes.append("setpriv: not installed; the candidate cannot be dropped to uid 65534")
-    etc_dir = write_etc(scratch.parent / ".jail-etc")
+    etc_dir = write_etc(scratch.parent)
     mode = "none"
     bwrap: str | None = None
     unshare: tuple[str, ...] = ()

@@ -24,8 +24,11 @@ namespaces, and dies with its parent.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import shutil
 import sys
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -46,7 +49,7 @@ ETC_NAMES = (
     "nsswitch.conf", "host.conf", "hosts", "gai.conf", "protocols", "services",
     "os-release", "debian_version", "mime.types", "locale.alias",
 )  # fmt: skip
-_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEVICES = ("null", "zero", "random", "urandom")
 _COPY = (
     'cp -R "$0"/. . || { echo "tars-sandbox: cannot copy the workdir" >&2; exit 125; }; exec "$@"'
 )
@@ -54,17 +57,51 @@ _PASSWD = "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nnobody:x:65534:65534:
 _GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
 
-def write_etc(folder: Path) -> Path:
-    """The jail's passwd and group (root and nobody only), written once per sandbox root."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in (("passwd", _PASSWD), ("group", _GROUP)):
-        path = folder / name
-        if not path.is_file() or path.read_text() != text:
-            tmp = folder / f".{name}.{os.getpid()}"
-            tmp.write_text(text)
-            tmp.chmod(0o644)
-            tmp.replace(path)
-    folder.chmod(0o755)
+def write_etc(root: Path) -> Path:
+    """The jail's /etc, built once per content under ``root``: bound as one folder.
+
+    One bind instead of one per file: bwrap reads the mount table again for every
+    read-only bind, so each bind costs more the more there are (measured: the /etc
+    files alone added 4-7 ms a run).  The folder holds copies of :data:`ETC_NAMES`
+    (symlinks kept as symlinks) and a passwd/group that know only root and nobody; its
+    name is a digest of that content, so a changed host (a new ld.so.cache) gets a new
+    folder and a run never sees one half-written.
+    """
+    entries: list[tuple[str, str, bytes]] = [("passwd", "file", _PASSWD.encode()),
+                                              ("group", "file", _GROUP.encode())]  # fmt: skip
+    for name in ETC_NAMES:
+        host = Path("/etc") / name
+        if host.is_symlink():
+            entries.append((name, "link", os.readlink(host).encode()))
+        elif host.is_file():
+            entries.append((name, "file", host.read_bytes()))
+        elif host.is_dir():
+            for child in sorted(host.iterdir()):
+                rel = f"{name}/{child.name}"
+                if child.is_symlink():
+                    entries.append((rel, "link", os.readlink(child).encode()))
+                elif child.is_file():
+                    entries.append((rel, "file", child.read_bytes()))
+    digest = hashlib.blake2b(repr(entries).encode(), digest_size=8).hexdigest()
+    folder = root / f".jail-etc-{digest}"
+    if folder.is_dir():
+        return folder
+    building = root / f".jail-etc-building-{uuid.uuid4().hex}"
+    building.mkdir(parents=True)
+    for rel, kind, data in entries:
+        target = building / rel
+        target.parent.mkdir(exist_ok=True)
+        target.parent.chmod(0o755)
+        if kind == "link":
+            target.symlink_to(data.decode())
+        else:
+            target.write_bytes(data)
+            target.chmod(0o644)
+    building.chmod(0o755)
+    try:
+        building.rename(folder)
+    except OSError:  # another sandbox made the same folder first
+        shutil.rmtree(building, ignore_errors=True)
     return folder
 
 
@@ -126,17 +163,12 @@ def _system(args: _Args) -> None:
 
 
 def _etc(args: _Args, etc_dir: Path | None) -> None:
-    args.argv += ["--perms", "0755", "--dir", "/etc"]
+    """The prepared /etc (:func:`write_etc`), or an empty one."""
+    if etc_dir is None:
+        args.argv += ["--perms", "0755", "--dir", "/etc"]
+    else:
+        args.argv += ["--ro-bind", str(etc_dir), "/etc"]
     args.made.add("/etc")
-    for name in ETC_NAMES:
-        host = f"/etc/{name}"
-        if os.path.islink(host):
-            args.argv += ["--symlink", os.readlink(host), host]
-        elif os.path.exists(host):
-            args.add("--ro-bind", host, host)
-    if etc_dir is not None:
-        for name in ("passwd", "group"):
-            args.add("--ro-bind", str(etc_dir / name), f"/etc/{name}")
 
 
 def _dev(args: _Args) -> None:

@@ -204,7 +204,8 @@ class Sandbox:
         cgroup = RunCgroup(nproc, memory) if iso.cgroups else None
         job = _Job(tuple(argv), workdir, iso.inside(workdir), limits, env, stdin, cgroup, results)
         try:
-            full, job.preexec = command(iso, workdir, program, limits, nproc, cgroup, _CHILD_HELPER)
+            helper = _CHILD_HELPER if results is not None else None  # one bind less otherwise
+            full, job.preexec = command(iso, workdir, program, limits, nproc, cgroup, helper)
             return self._supervise(full, job)
         finally:
             if cgroup is not None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from runtime.cgroups import reap_stale_cgroups
 
-_KINDS = ("ws-", "probe-", ".trash-")
+_KINDS = ("ws-", "probe-", ".trash-", ".jail-etc-building-")
 _LEGACY_AGE = 60.0
 
 
