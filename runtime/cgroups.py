@@ -183,18 +183,19 @@ class RunCgroup:
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.0005)
 
-    def remove(self) -> bool:
-        """rmdir the groups; False if members (dying tasks) still hold one after ~1 s."""
+    def remove(self, attempts: int = 200) -> bool:
+        """rmdir the groups; False if members (dying tasks) still hold one (5 ms a retry)."""
         done = True
         for path in dict.fromkeys(self.paths.values()):
-            for _ in range(200):
+            for attempt in range(attempts):
                 try:
                     path.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
-                    time.sleep(0.005)
+                    if attempt + 1 < attempts:
+                        time.sleep(0.005)
             else:
                 done = False
         return done

@@ -64,6 +64,7 @@ class Isolation:
     memory_cgroup: bool = False  # a memory limit for the whole run
     setpriv: str | None = None  # as root: how the candidate becomes nobody
     etc_dir: Path | None = None  # the jail's passwd/group
+    watch: str | None = None  # setpriv, to give every run the node's death signal first
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -91,10 +92,10 @@ class Isolation:
         """Processes the wrapper itself keeps alive, added to the pids budget.
 
         bwrap keeps itself and an init in the pid namespace, and the copy-in ``sh``
-        forks ``cp`` once; ``unshare`` (run without ``--fork``: util-linux 2.38
+        forks ``cp`` once and the watchdog; ``unshare`` (run without ``--fork``: util-linux 2.38
         misreports a forked child's signal death), ``sh`` and ``prlimit`` exec in place.
         """
-        return 3 if self.mode == "bwrap" else 0
+        return 4 if self.mode == "bwrap" else 0
 
     def describe(self, memory_mb: int = 1024, disk_mb: int = 512) -> str:
         """One line: what is in force, then each refusal and what it leaves open."""
@@ -135,7 +136,7 @@ class Isolation:
             setpriv = self.setpriv if self.root else None
             return bwrap_args(
                 self.bwrap, workdir, disk_bytes, setpriv=setpriv, etc_dir=self.etc_dir,
-                helper=helper,
+                helper=helper, watch=True,
             )  # fmt: skip
         if self.mode == "unshare":
             return list(self.unshare)
@@ -237,7 +238,7 @@ def probe(requested: str, scratch: Path) -> Isolation:
     return Isolation(
         mode=mode, bwrap=bwrap, unshare=unshare, prlimit=shutil.which("prlimit"),
         sh=shutil.which("sh"), cgroups=pids, root=root, notes=tuple(notes),
-        memory_cgroup=memory, setpriv=setpriv, etc_dir=etc_dir,
+        memory_cgroup=memory, setpriv=setpriv, etc_dir=etc_dir, watch=shutil.which("setpriv"),
     )  # fmt: skip
 
 

@@ -50,9 +50,19 @@ ETC_NAMES = (
     "os-release", "debian_version", "mime.types", "locale.alias",
 )  # fmt: skip
 _DEVICES = ("null", "zero", "random", "urandom")
+#: ``sh -c COPY SOURCE WATCH_FD command…``: the tree into the workdir; then, unless WATCH_FD
+#: is ``-``, a watchdog that kills every process of the run once the node's end of that
+#: pipe closes (the node died); then the command
 _COPY = (
-    'cp -R "$0"/. . || { echo "tars-sandbox: cannot copy the workdir" >&2; exit 125; }; exec "$@"'
+    "src=$0; fd=$1; shift; "
+    'cp -R "$src"/. . || { echo "tars-sandbox: cannot copy the workdir" >&2; exit 125; }; '
+    'if [ "$fd" != - ]; then '
+    'eval "{ while read -r _; do :; done <&$fd; kill -KILL -1; } >/dev/null 2>&1 &"; '
+    'eval "exec $fd<&-"; fi; '
+    'exec "$@"'
 )
+#: stands for the watch pipe's fd in a command line until the pipe exists
+WATCH_ARG = "fd:WATCH"
 _PASSWD = "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp/tars-ws:/usr/sbin/nologin\n"
 _GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
@@ -193,6 +203,7 @@ def bwrap_args(
     etc_dir: Path | None = None,
     helper: Path | None = None,
     extra_ro: Iterable[str] = (),
+    watch: bool = False,
 ) -> list[str]:
     """The jail prefix: put the command after it.  ``source`` is the prepared tree.
 
@@ -203,7 +214,7 @@ def bwrap_args(
     """
     ro = (*interpreter_paths(), *extra_ro)
     head = _head(bwrap, disk_bytes, setpriv, etc_dir, helper, ro)
-    return [*head, "--ro-bind", str(source), SOURCE, *_tail(setpriv)]
+    return [*head, "--ro-bind", str(source), SOURCE, *_tail(setpriv), *copy_in(watch)]
 
 
 @functools.lru_cache(maxsize=32)
@@ -247,7 +258,7 @@ def _tail(setpriv: str | None) -> list[str]:
     else:
         uid = str(NOBODY)
         tail += ["--unshare-user", "--uid", uid, "--gid", uid, "--cap-drop", "ALL", "--"]
-    return [*tail, *copy_in()]
+    return tail
 
 
 def drop_privileges(setpriv: str) -> list[str]:
@@ -259,9 +270,16 @@ def drop_privileges(setpriv: str) -> list[str]:
     ]  # fmt: skip
 
 
-def copy_in() -> list[str]:
-    """``sh -c 'cp -R SOURCE/. . && exec "$@"'``: the tree into the workdir, then the command."""
-    return ["/bin/sh", "-c", _COPY, SOURCE]
+def copy_in(watch: bool = False) -> list[str]:
+    """``sh -c 'cp -R SOURCE/. . && exec "$@"'``: the tree into the workdir, then the command.
+
+    ``watch``: also start the watchdog on the pipe :data:`WATCH_ARG` names.  bwrap's
+    ``--die-with-parent`` has a gap: its pid-1 init sets its death signal only after it
+    has forked the command, so a node killed in those first milliseconds left an init
+    and the candidate running (seen in ``tests/test_jail.py``).  The watchdog closes it:
+    the node's end of the pipe closes whenever the node dies.
+    """
+    return ["/bin/sh", "-c", _COPY, SOURCE, WATCH_ARG if watch else "-"]
 
 
 __all__ = [
@@ -271,6 +289,7 @@ __all__ = [
     "NOBODY",
     "SHM",
     "SOURCE",
+    "WATCH_ARG",
     "bwrap_args",
     "interpreter_paths",
     "write_etc",

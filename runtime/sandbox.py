@@ -39,8 +39,8 @@ from pathlib import Path, PurePosixPath
 
 from evolution.errors import SandboxError
 from runtime.isolation import MODES, Isolation, RunCgroup, probe
-from runtime.jail import HELPER_INSIDE
-from runtime.sandbox_command import CGROUP_EXIT, TMP_NAME, clean_env, command
+from runtime.jail import HELPER_INSIDE, WATCH_ARG
+from runtime.sandbox_command import CGROUP_EXIT, REOPEN_ARG, TMP_NAME, clean_env, command
 from runtime.sandbox_pipes import OUTPUT_LIMIT, Capture, drain, kill_group, pump
 from runtime.sandbox_reap import reap_in_background
 from runtime.sandbox_result import RunResult, SandboxLimits, classify, last_line
@@ -187,6 +187,7 @@ class Sandbox:
                 "empty command for the sandbox", hint="give the manifest command an argv"
             )
         iso = self._iso()
+        self._retry_stale()
         workdir = Path(workdir).resolve()
         if not workdir.is_dir():
             raise SandboxError(
@@ -210,7 +211,7 @@ class Sandbox:
         finally:
             if cgroup is not None:
                 cgroup.kill_all()
-                if not cgroup.remove():
+                if not cgroup.remove(attempts=4):  # a dying task: retried later, off this run
                     with self._lock:
                         self._stale_cgroups.append(cgroup)
 
@@ -219,24 +220,28 @@ class Sandbox:
         start = time.perf_counter()
         read_end, write_end = os.pipe() if job.results is not None else (-1, -1)
         extra = {read_end: job.results} if job.results is not None else {}
-        if write_end >= 0:
-            full = [f"fd:{write_end}" if part == RESULTS_ARG else part for part in full]
+        # the jail's watchdog reads this pipe; its end here closes when this process dies
+        watch_r, watch_w = os.pipe() if WATCH_ARG in full else (-1, -1)
+        digit = next(d for d in range(3, 10) if d not in (write_end, watch_r))
+        swap = {
+            RESULTS_ARG: f"fd:{write_end}", WATCH_ARG: str(digit),
+            REOPEN_ARG: f"{digit}:{watch_r}",
+        }  # fmt: skip
+        full = [swap.get(part, part) for part in full]
+        passed = tuple(fd for fd in (write_end, watch_r) if fd >= 0)
         try:
             proc = subprocess.Popen(
                 full, cwd=job.workdir, env=clean_env(job.inside, job.env), start_new_session=True,
                 stdin=subprocess.PIPE if job.stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                preexec_fn=job.preexec, pass_fds=(write_end,) if write_end >= 0 else (),
+                preexec_fn=job.preexec, pass_fds=passed,
             )  # fmt: skip
         except OSError as exc:
-            for fd in (read_end, write_end):
-                if fd >= 0:
-                    os.close(fd)
+            _close(read_end, write_end, watch_r, watch_w)
             raise SandboxError(
                 f"cannot start {full[0]}: {exc}", hint="check the sandbox tools"
             ) from exc
-        if write_end >= 0:
-            os.close(write_end)
+        _close(write_end, watch_r)
         out, err = Capture(), Capture()
         timed_out = False
         try:
@@ -246,8 +251,7 @@ class Sandbox:
             if job.cgroup is not None:
                 job.cgroup.kill_all()
             drain(proc, out, err, extra)
-            if read_end >= 0:
-                os.close(read_end)
+            _close(read_end, watch_w)
             _pid, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
@@ -332,6 +336,15 @@ class Sandbox:
             rows = []
         return result, _valid_rows(rows)
 
+    def _retry_stale(self) -> None:
+        """One rmdir for each group a run could not release at once (no waiting)."""
+        with self._lock:
+            stale, self._stale_cgroups = self._stale_cgroups, []
+        kept = [cgroup for cgroup in stale if not cgroup.remove(attempts=1)]
+        if kept:
+            with self._lock:
+                self._stale_cgroups.extend(kept)
+
     def close(self) -> None:
         """Remove cgroups a dying run could not release in time."""
         with self._lock:
@@ -345,6 +358,12 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
 
 
 @dataclass

@@ -9,23 +9,31 @@ candidate's command runs last.
 from __future__ import annotations
 
 import math
+import os
 import resource
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from runtime.isolation import Isolation, RunCgroup
+from runtime.jail import WATCH_ARG
 from runtime.sandbox_result import SandboxLimits
 
 TMP_NAME = ".tars-tmp"
 CGROUP_EXIT = 125  # the join-cgroup shell line failed: a sandbox fault, not a candidate's
-#: ``sh -c JOIN N file1 … fileN command…``: join every group, then become the command
+#: ``sh -c JOIN NODE_PID D:FD N file1 … fileN command…``: stop if the node is already gone
+#: (its death signal would never come), reopen the watch pipe FD as the one-digit fd D
+#: (``-``: none; dash redirects only fds 0-9), join every group, then become the command
 _JOIN = (
-    'n=$0; while [ "$n" -gt 0 ]; do echo $$ > "$1" || '
+    '[ "$PPID" = "$0" ] || { echo "tars-sandbox: the node is gone" >&2; exit 125; }; '
+    'r=$1; shift; [ "$r" = - ] || eval "exec ${r%%:*}</proc/self/fd/${r#*:}"; '
+    'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || '
     '{ echo "tars-sandbox: cannot join cgroup $1" >&2; exit 125; }; shift; n=$((n-1)); done; '
     'exec "$@"'
 )
 _MIB = 1 << 20
+#: stands for "D:FD" (the watch pipe and the digit it is reopened as) until the pipe exists
+REOPEN_ARG = "fd:REOPEN"
 
 
 def clean_env(workdir: Path, extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -79,7 +87,14 @@ def command(
     cgroup: RunCgroup | None,
     helper: Path | None = None,
 ) -> tuple[list[str], Callable[[], None] | None]:
-    """sh (join cgroup) → prlimit (rlimits) → namespace wrapper → the command."""
+    """setpriv (death signal) → sh (join cgroup) → prlimit (rlimits) → namespace wrapper → the command.
+
+    ``setpriv --pdeathsig KILL`` first: bwrap's ``--die-with-parent`` is set by bwrap
+    itself, after its exec; a node killed before that (seen in one ``kill -9`` of
+    ten right after the fork) left the jail running.  The death signal survives the
+    execs that follow, and the ``sh`` line checks that the node was still its parent
+    once it was set.
+    """
     rlimits = _rlimits(limits, None if cgroup is not None else nproc)
     full = [*iso.prefix(workdir, limits.disk_mb * _MIB, helper), *argv]
     preexec: Callable[[], None] | None = None
@@ -92,7 +107,12 @@ def command(
             for res, soft, hard in rlimits:
                 resource.setrlimit(res, (soft, hard))
 
-    if cgroup is not None:
-        files = [str(f) for f in cgroup.procs_files]
-        full = [iso.sh or "/bin/sh", "-c", _JOIN, str(len(files)), *files, *full]
+    files = [str(f) for f in cgroup.procs_files] if cgroup is not None else []
+    if files or iso.watch:
+        node, reopen = str(os.getpid()), REOPEN_ARG if WATCH_ARG in full else "-"
+        full = [iso.sh or "/bin/sh", "-c", _JOIN, node, reopen, str(len(files)), *files, *full]
+    else:  # nothing to reopen the watch pipe with: no watchdog
+        full = ["-" if part == WATCH_ARG else part for part in full]
+    if iso.watch:
+        full = [iso.watch, "--pdeathsig", "KILL", "--", *full]
     return full, preexec
