@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from runtime.jail import HELPER_INSIDE, WATCH_ARG
 from runtime.sandbox_command import CGROUP_EXIT, REOPEN_ARG, TMP_NAME, clean_env, command
 from runtime.sandbox_pipes import OUTPUT_LIMIT, Capture, drain, kill_group, pump
 from runtime.sandbox_reap import reap_in_background
+from runtime.sandbox_reap import remove_tree as _remove_tree
 from runtime.sandbox_result import RunResult, SandboxLimits, classify, last_line
 from runtime.sandbox_rows import valid_rows as _valid_rows
 from runtime.sandbox_secrets import SECRET_REMOVED, scrub, secret_needles
@@ -53,19 +53,6 @@ RESULTS_LIMIT = 8 << 20
 #: stands for the results pipe's fd in a command line until the pipe exists
 RESULTS_ARG = "fd:RESULTS"
 _MIB = 1 << 20
-
-
-def _remove_tree(path: Path) -> None:
-    """rmtree that survives a child's chmod 000 (root ignores modes; other users do not)."""
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        return
-    except OSError:
-        for dirpath, _dirs, _files in os.walk(path):
-            with contextlib.suppress(OSError):
-                os.chmod(dirpath, 0o700)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 class Sandbox:

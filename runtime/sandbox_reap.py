@@ -60,6 +60,19 @@ def _remove(paths: list[Path]) -> None:
         reap_stale_cgroups()
 
 
+def remove_tree(path: Path) -> None:
+    """rmtree that survives a child's chmod 000 (root ignores modes; other users do not)."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return
+    except OSError:
+        for dirpath, _dirs, _files in os.walk(path):
+            with contextlib.suppress(OSError):
+                os.chmod(dirpath, 0o700)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def reap_in_background(root: Path) -> threading.Thread:
     """Rename the stale workspaces aside (O(1) each), delete them and stale cgroups on a thread."""
     moved: list[Path] = []
@@ -78,4 +91,4 @@ def reap_in_background(root: Path) -> threading.Thread:
     return thread
 
 
-__all__ = ["reap_in_background", "stale_workspaces"]
+__all__ = ["reap_in_background", "remove_tree", "stale_workspaces"]
