@@ -87,13 +87,12 @@ def command(
     cgroup: RunCgroup | None,
     helper: Path | None = None,
 ) -> tuple[list[str], Callable[[], None] | None]:
-    """setpriv (death signal) → sh (join cgroup) → prlimit (rlimits) → namespace wrapper → the command.
+    """sh (join cgroup) → prlimit (rlimits) → namespace wrapper → the command.
 
-    ``setpriv --pdeathsig KILL`` first: bwrap's ``--die-with-parent`` is set by bwrap
-    itself, after its exec; a node killed before that (seen in one ``kill -9`` of
-    ten right after the fork) left the jail running.  The death signal survives the
-    execs that follow, and the ``sh`` line checks that the node was still its parent
-    once it was set.
+    bwrap's ``--die-with-parent`` has gaps (docs/sandbox.md, "How a run is started"):
+    in the jail, a watchdog on a pipe only the node writes closes them.  Outside it
+    (weaker isolation), ``setpriv --pdeathsig KILL`` goes first, and the ``sh`` line
+    checks that the node was still its parent once that was set.
     """
     rlimits = _rlimits(limits, None if cgroup is not None else nproc)
     full = [*iso.prefix(workdir, limits.disk_mb * _MIB, helper), *argv]
@@ -113,6 +112,6 @@ def command(
         full = [iso.sh or "/bin/sh", "-c", _JOIN, node, reopen, str(len(files)), *files, *full]
     else:  # nothing to reopen the watch pipe with: no watchdog
         full = ["-" if part == WATCH_ARG else part for part in full]
-    if iso.watch:
+    if iso.watch and iso.mode != "bwrap":  # in the jail the watchdog does this, one exec less
         full = [iso.watch, "--pdeathsig", "KILL", "--", *full]
     return full, preexec
