@@ -460,3 +460,35 @@ def test_cluster_yml_sandbox_section(tmp_path: Path) -> None:
     assert settings.accept_weak_isolation and settings.disk_mb == 256
     plain = sandbox_settings(parse_cluster(text.split("sandbox:")[0], tmp_path / "cluster.yml"))
     assert not plain.accept_weak_isolation and plain.disk_mb == 512
+
+
+def test_older_leftovers_are_reaped_and_live_ones_kept(tmp_path: Path) -> None:
+    """`ws-XXXX` (no owner, as older TARS named them) older than a minute goes; a live
+    process's workspace stays; deletion happens off the caller's thread."""
+    root = tmp_path / "sandbox"
+    legacy = root / "ws-0a1b2c3d"
+    (legacy / "deep").mkdir(parents=True)
+    (legacy / "deep" / "big").write_bytes(b"x" * 1024)
+    os.utime(legacy, (0, 0))
+    fresh_legacy = root / "ws-9z8y7x6w"
+    fresh_legacy.mkdir()
+    mine = root / f"ws-{os.getpid()}-keepme"
+    mine.mkdir()
+    box = Sandbox(root)
+    box.reaper.join(timeout=30)
+    assert not legacy.exists() and not list(root.glob(".trash-*"))
+    assert fresh_legacy.exists() and mine.exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["demo"], ["evolve", "run"], ["evolve", "validate"], ["evolve", "analyze"],
+                ["node", "start"]]
+)  # fmt: skip
+def test_every_command_that_runs_candidates_takes_the_flag(command: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "--accept-weak-isolation" in result.output
