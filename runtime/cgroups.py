@@ -121,6 +121,23 @@ class RunCgroup:
         """Writing a pid into each moves that process (and its future children) in."""
         return [path / "cgroup.procs" for path in dict.fromkeys(self.paths.values())]
 
+    def adopt(self, pid: int) -> None:
+        """Move ``pid`` and the children it has so far into every group (later ones follow).
+
+        The first move waits for an RCU grace period (~12 ms here); the parent does it
+        while bwrap, held by ``--block-fd``, builds the jail, instead of before it.
+        """
+        for file in self.procs_files:
+            file.write_text(str(pid))
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        for child in children:
+            for file in self.procs_files:
+                with contextlib.suppress(OSError):  # a child that has already exited
+                    file.write_text(child)
+
     def pids(self) -> list[int]:
         """Processes still in the group (empty when the group is gone)."""
         path = self.paths.get("pids")

@@ -17,8 +17,10 @@ empty root and adds only what a program needs to run:
 
 It runs as uid/gid 65534 with no capabilities and no new privileges (as root, bwrap
 keeps CAP_SETUID/CAP_SETGID/CAP_SETPCAP only for ``setpriv`` to drop to nobody; as an
-ordinary user a user namespace maps nobody), in its own pid, ipc, net, uts and cgroup
-namespaces, and dies with its parent.
+ordinary user a user namespace maps nobody), in its own pid, ipc, net and uts
+namespaces, and dies with its parent.  No cgroup namespace: the node moves the jail
+into the run's groups after bwrap has made its namespaces (to overlap that move with
+bwrap's setup), so one would not hide anything; there is no cgroupfs in the jail.
 """
 
 from __future__ import annotations
@@ -247,7 +249,7 @@ def _tail(setpriv: str | None) -> list[str]:
     tail = [
         "--chdir", str(INSIDE),
         "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-        "--unshare-cgroup-try", "--hostname", "tars-sandbox",
+        "--hostname", "tars-sandbox",
         "--die-with-parent", "--new-session",
     ]  # fmt: skip
     if setpriv is not None:

@@ -39,8 +39,16 @@ from pathlib import Path, PurePosixPath
 from evolution.errors import SandboxError
 from runtime.isolation import MODES, Isolation, RunCgroup, probe
 from runtime.jail import HELPER_INSIDE, WATCH_ARG
-from runtime.sandbox_command import CGROUP_EXIT, REOPEN_ARG, TMP_NAME, clean_env, command
-from runtime.sandbox_pipes import OUTPUT_LIMIT, Capture, drain, kill_group, pump
+from runtime.sandbox_command import (
+    BLOCK_ARG,
+    CGROUP_EXIT,
+    REOPEN_ARG,
+    TMP_NAME,
+    clean_env,
+    command,
+    release,
+)
+from runtime.sandbox_pipes import OUTPUT_LIMIT, Capture, close_fds, drain, kill_group, pump
 from runtime.sandbox_reap import reap_in_background
 from runtime.sandbox_reap import remove_tree as _remove_tree
 from runtime.sandbox_result import RunResult, SandboxLimits, classify, last_line
@@ -209,13 +217,14 @@ class Sandbox:
         extra = {read_end: job.results} if job.results is not None else {}
         # the jail's watchdog reads this pipe; its end here closes when this process dies
         watch_r, watch_w = os.pipe() if WATCH_ARG in full else (-1, -1)
-        digit = next(d for d in range(3, 10) if d not in (write_end, watch_r))
+        block_r, block_w = os.pipe() if BLOCK_ARG in full else (-1, -1)
+        digit = next(d for d in range(3, 10) if d not in (write_end, watch_r, block_r))
         swap = {
             RESULTS_ARG: f"fd:{write_end}", WATCH_ARG: str(digit),
-            REOPEN_ARG: f"{digit}:{watch_r}",
+            REOPEN_ARG: f"{digit}:{watch_r}", BLOCK_ARG: str(block_r),
         }  # fmt: skip
         full = [swap.get(part, part) for part in full]
-        passed = tuple(fd for fd in (write_end, watch_r) if fd >= 0)
+        passed = tuple(fd for fd in (write_end, watch_r, block_r) if fd >= 0)
         try:
             proc = subprocess.Popen(
                 full, cwd=job.workdir, env=clean_env(job.inside, job.env), start_new_session=True,
@@ -224,21 +233,22 @@ class Sandbox:
                 preexec_fn=job.preexec, pass_fds=passed,
             )  # fmt: skip
         except OSError as exc:
-            _close(read_end, write_end, watch_r, watch_w)
+            close_fds(read_end, write_end, watch_r, watch_w, block_r, block_w)
             raise SandboxError(
                 f"cannot start {full[0]}: {exc}", hint="check the sandbox tools"
             ) from exc
-        _close(write_end, watch_r)
+        close_fds(write_end, watch_r, block_r)
         out, err = Capture(), Capture()
         timed_out = False
         try:
+            release(proc, job.cgroup, block_w)
             timed_out = pump(proc, out, err, job.stdin, start + job.limits.wall_seconds, extra)
         finally:
             kill_group(proc.pid)
             if job.cgroup is not None:
                 job.cgroup.kill_all()
             drain(proc, out, err, extra)
-            _close(read_end, watch_w)
+            close_fds(read_end, watch_w)
             _pid, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
@@ -345,12 +355,6 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _close(*fds: int) -> None:
-    for fd in fds:
-        if fd >= 0:
-            os.close(fd)
 
 
 @dataclass

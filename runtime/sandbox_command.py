@@ -8,15 +8,19 @@ candidate's command runs last.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
+import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from evolution.errors import SandboxError
 from runtime.isolation import Isolation, RunCgroup
 from runtime.jail import WATCH_ARG
+from runtime.sandbox_pipes import kill_group
 from runtime.sandbox_result import SandboxLimits
 
 TMP_NAME = ".tars-tmp"
@@ -34,6 +38,8 @@ _JOIN = (
 _MIB = 1 << 20
 #: stands for "D:FD" (the watch pipe and the digit it is reopened as) until the pipe exists
 REOPEN_ARG = "fd:REOPEN"
+#: stands for bwrap's ``--block-fd`` until the pipe exists
+BLOCK_ARG = "fd:BLOCK"
 
 
 def clean_env(workdir: Path, extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -107,6 +113,12 @@ def command(
                 resource.setrlimit(res, (soft, hard))
 
     files = [str(f) for f in cgroup.procs_files] if cgroup is not None else []
+    if iso.mode == "bwrap" and files and iso.bwrap in full:
+        # bwrap waits on BLOCK_ARG before it forks the command; the node moves it into the
+        # groups meanwhile (RunCgroup.adopt), overlapping the move with bwrap's setup
+        at = full.index(iso.bwrap) + 1
+        full[at:at] = ["--block-fd", BLOCK_ARG]
+        files = []
     if files or iso.watch:
         node, reopen = str(os.getpid()), REOPEN_ARG if WATCH_ARG in full else "-"
         full = [iso.sh or "/bin/sh", "-c", _JOIN, node, reopen, str(len(files)), *files, *full]
@@ -115,3 +127,23 @@ def command(
     if iso.watch and iso.mode != "bwrap":  # in the jail the watchdog does this, one exec less
         full = [iso.watch, "--pdeathsig", "KILL", "--", *full]
     return full, preexec
+
+
+def release(proc: subprocess.Popen[bytes], cgroup: RunCgroup | None, block_w: int) -> None:
+    """Move the held bwrap into the run's groups, then let it start the command."""
+    if block_w < 0:
+        return
+    try:
+        if cgroup is not None:
+            cgroup.adopt(proc.pid)
+    except OSError as exc:
+        if proc.poll() is None:  # alive and outside its groups: it must not run
+            kill_group(proc.pid)
+            raise SandboxError(
+                f"the sandbox could not join its cgroup: {exc}", hint="check /sys/fs/cgroup"
+            ) from exc
+    else:
+        with contextlib.suppress(OSError):  # bwrap died already: the run says why
+            os.write(block_w, b"x")
+    finally:
+        os.close(block_w)

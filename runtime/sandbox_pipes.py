@@ -136,3 +136,10 @@ def kill_group(pgid: int) -> None:
     """SIGKILL the child's session group: no SIGTERM grace, a candidate may ignore it."""
     with contextlib.suppress(OSError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def close_fds(*fds: int) -> None:
+    """Close each fd that is open (>= 0)."""
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
