@@ -111,7 +111,7 @@ class Isolation:
         else:
             parts = ["none"]
         if self.cgroups:
-            parts.append("cgroup pids.max")
+            parts.append("cgroup memory + pids.max" if self.memory_cgroup else "cgroup pids.max")
         parts.append("rlimits (cpu, as, fsize, nproc, core)")
         text = " + ".join(parts)
         return "; ".join([text, *self.notes])
