@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from evolution.errors import SandboxError
 from runtime.isolation import MODES, Isolation, RunCgroup, probe
@@ -49,8 +49,10 @@ from runtime.sandbox_command import (
     release,
 )
 from runtime.sandbox_pipes import OUTPUT_LIMIT, Capture, close_fds, drain, kill_group, pump
+from runtime.sandbox_reap import make_dirs as _make_dirs
 from runtime.sandbox_reap import reap_in_background
 from runtime.sandbox_reap import remove_tree as _remove_tree
+from runtime.sandbox_reap import safe_relpath as _safe_relpath
 from runtime.sandbox_result import RunResult, SandboxLimits, classify, last_line
 from runtime.sandbox_rows import valid_rows as _valid_rows
 from runtime.sandbox_secrets import SECRET_REMOVED, scrub, secret_needles
@@ -148,8 +150,9 @@ class Sandbox:
             workdir.chmod(0o755)
             for rel, text in tree.items():
                 target = workdir / _safe_relpath(rel)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                _make_dirs(workdir, target.parent)
                 target.write_text(text, encoding="utf-8", newline="")
+                target.chmod(0o644)  # whatever the node's umask
             yield workdir
         finally:
             _remove_tree(workdir)
@@ -370,16 +373,6 @@ class _Job:
     cgroup: RunCgroup | None
     results: Capture | None
     preexec: Callable[[], None] | None = None
-
-
-def _safe_relpath(rel: str) -> Path:
-    """A tree path must stay inside the workspace: no absolute paths, no '..'."""
-    path = PurePosixPath(rel)
-    if not rel or path.is_absolute() or ".." in path.parts:
-        raise SandboxError(
-            f"refusing to write {rel!r} into a workspace", hint="tree paths must be relative"
-        )
-    return Path(*path.parts)
 
 
 __all__ = [

@@ -1,4 +1,6 @@
-"""What a killed node left in its sandbox root, removed at the next start without waiting.
+"""Workspaces on the host: written safely, removed, and reaped after a ``kill -9``.
+
+What a killed node left in its sandbox root is removed at the next start without waiting.
 
 ``kill -9`` skips every ``finally``: workspaces (``<root>/ws-<pid>-*``) and the runs'
 cgroups stay behind (a 1.6 GB workspace once took the node two minutes to delete).
@@ -16,8 +18,9 @@ import shutil
 import threading
 import time
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from evolution.errors import SandboxError
 from runtime.cgroups import reap_stale_cgroups
 
 _KINDS = ("ws-", "probe-", ".trash-", ".jail-etc-building-")
@@ -73,6 +76,27 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def make_dirs(workdir: Path, folder: Path) -> None:
+    """``folder`` and its parents below ``workdir``, each 0755 whatever the umask."""
+    missing = []
+    while folder != workdir and not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir()
+        path.chmod(0o755)
+
+
+def safe_relpath(rel: str) -> Path:
+    """A tree path must stay inside the workspace: no absolute paths, no '..'."""
+    path = PurePosixPath(rel)
+    if not rel or path.is_absolute() or ".." in path.parts:
+        raise SandboxError(
+            f"refusing to write {rel!r} into a workspace", hint="tree paths must be relative"
+        )
+    return Path(*path.parts)
+
+
 def reap_in_background(root: Path) -> threading.Thread:
     """Rename the stale workspaces aside (O(1) each), delete them and stale cgroups on a thread."""
     moved: list[Path] = []
@@ -91,4 +115,10 @@ def reap_in_background(root: Path) -> threading.Thread:
     return thread
 
 
-__all__ = ["reap_in_background", "remove_tree", "stale_workspaces"]
+__all__ = [
+    "make_dirs",
+    "reap_in_background",
+    "remove_tree",
+    "safe_relpath",
+    "stale_workspaces",
+]
