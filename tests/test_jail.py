@@ -492,3 +492,16 @@ def test_every_command_that_runs_candidates_takes_the_flag(command: list[str]) -
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert "--accept-weak-isolation" in result.output
+
+
+def test_a_node_with_a_strict_umask_still_runs_candidates(tmp_path: Path) -> None:
+    """The jail's nobody copies the tree: it must be readable whatever the node's umask."""
+    tree = {**genome("import pkg.sub.m\n"), "pkg/__init__.py": "", "pkg/sub/__init__.py": "",
+            "pkg/sub/m.py": "print('imported')\n"}  # fmt: skip
+    old = os.umask(0o077)
+    try:
+        with Sandbox(tmp_path / "sb") as box:
+            result = run_tests(box, tree, manifest())
+    finally:
+        os.umask(old)
+    assert result.ok and result.stdout == "imported\n", result
