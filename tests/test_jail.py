@@ -451,17 +451,6 @@ def test_a_real_node_logs_and_reports_its_isolation(tmp_path: Path) -> None:
     assert "candidate isolation: jail: bwrap, uid 65534" in log
 
 
-def test_cluster_yml_sandbox_section(tmp_path: Path) -> None:
-    from runtime.cluster_config import sandbox_settings
-    from runtime.config import parse_cluster
-
-    text = "nodes:\n  - {id: node-1, port: 7101}\nsandbox:\n  accept_weak_isolation: true\n  disk_mb: 256\n"
-    settings = sandbox_settings(parse_cluster(text, tmp_path / "cluster.yml"))
-    assert settings.accept_weak_isolation and settings.disk_mb == 256
-    plain = sandbox_settings(parse_cluster(text.split("sandbox:")[0], tmp_path / "cluster.yml"))
-    assert not plain.accept_weak_isolation and plain.disk_mb == 512
-
-
 def test_older_leftovers_are_reaped_and_live_ones_kept(tmp_path: Path) -> None:
     """`ws-XXXX` (no owner, as older TARS named them) older than a minute goes; a live
     process's workspace stays; deletion happens off the caller's thread."""
@@ -478,20 +467,6 @@ def test_older_leftovers_are_reaped_and_live_ones_kept(tmp_path: Path) -> None:
     box.reaper.join(timeout=30)
     assert not legacy.exists() and not list(root.glob(".trash-*"))
     assert fresh_legacy.exists() and mine.exists()
-
-
-@pytest.mark.parametrize(
-    "command", [["demo"], ["evolve", "run"], ["evolve", "validate"], ["evolve", "analyze"],
-                ["node", "start"]]
-)  # fmt: skip
-def test_every_command_that_runs_candidates_takes_the_flag(command: list[str]) -> None:
-    from typer.testing import CliRunner
-
-    from cli.main import app
-
-    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "300"})
-    assert result.exit_code == 0, result.output
-    assert "--accept-weak-isolation" in result.output
 
 
 def test_a_node_with_a_strict_umask_still_runs_candidates(tmp_path: Path) -> None:

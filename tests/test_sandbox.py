@@ -448,3 +448,31 @@ def test_an_interpreter_under_tmp_stays_visible(
         assert args[bind - 1] == "--ro-bind" and bind > tmpfs  # after the tmpfs, so it wins
     finally:
         shutil.rmtree(venv)
+
+
+# -- the flag and the cluster.yml key that accept weaker isolation (issue 9) ------------
+
+
+def test_cluster_yml_sandbox_section(tmp_path: Path) -> None:
+    from runtime.cluster_config import sandbox_settings
+    from runtime.config import parse_cluster
+
+    text = "nodes:\n  - {id: node-1, port: 7101}\nsandbox:\n  accept_weak_isolation: true\n  disk_mb: 256\n"
+    settings = sandbox_settings(parse_cluster(text, tmp_path / "cluster.yml"))
+    assert settings.accept_weak_isolation and settings.disk_mb == 256
+    plain = sandbox_settings(parse_cluster(text.split("sandbox:")[0], tmp_path / "cluster.yml"))
+    assert not plain.accept_weak_isolation and plain.disk_mb == 512
+
+
+@pytest.mark.parametrize(
+    "command", [["demo"], ["evolve", "run"], ["evolve", "validate"], ["evolve", "analyze"],
+                ["node", "start"]]
+)  # fmt: skip
+def test_every_command_that_runs_candidates_takes_the_flag(command: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "--accept-weak-isolation" in result.output
