@@ -43,6 +43,7 @@ from evolution.errors import IntegrityError, StoreError, UnknownGenomeError
 from evolution.manifest import Manifest
 from evolution.policy import Policy
 from evolution.tree import Tree
+from runtime.cluster_config import sandbox_settings
 from runtime.config import ClusterConfig
 from runtime.genome_files import load_genome
 from runtime.sandbox import Sandbox
@@ -63,6 +64,9 @@ class NodeConfig:
     isolation: str = "auto"
     incubators: int = 0  # 0: one per core
     candidates_per_cycle: int = 4
+    #: run candidates where the full jail is missing (docs/sandbox.md); else refuse
+    accept_weak_isolation: bool = False
+    disk_mb: int | None = None  # caps each run's disk quota (cluster.yml sandbox.disk_mb)
 
 
 class Node:
@@ -71,8 +75,14 @@ class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         config.workdir.mkdir(parents=True, exist_ok=True)
+        self.sandbox = Sandbox(
+            config.workdir / "sandbox", isolation=config.isolation,
+            accept_weak_isolation=config.accept_weak_isolation, disk_mb=config.disk_mb,
+        )  # fmt: skip
+        #: the isolation in force, one line; a machine without the jail refuses here
+        self.isolation = self.sandbox.isolation
+        log.info("%s: candidate isolation: %s", config.node_id, self.isolation)
         self.store = GenomeStore.open(config.store_url)
-        self.sandbox = Sandbox(config.workdir / "sandbox", isolation=config.isolation)
         self.supervisor = Supervisor()
         self.stopping = threading.Event()
         size = config.incubators or max(1, os.cpu_count() or 1)
@@ -173,11 +183,13 @@ class SwarmNode:
         *,
         evolve: bool = True,
         clock: Clock = time.time,
+        accept_weak_isolation: bool = False,
     ) -> None:
         from consensus.engine import RaftEngine
         from runtime.node_transport import node_transport
 
         self.cluster, self.id, self.clock = cluster, node_id, clock
+        self.accept_weak_isolation = accept_weak_isolation
         evolution = cluster.evolution
         #: what this node's damage messages tell the user to run
         self.repair = repair_command(cluster, node_id)
@@ -249,7 +261,7 @@ class SwarmNode:
         self.engine.on_commit(self.applier.on_commit)
         compaction = cluster.compaction
         self.engine.on_snapshot(self.applier, compact_after=compaction.after, keep=compaction.keep)
-        self.transport.serve("admin", self.admin.handle)
+        self.transport.serve("admin", self._admin)
         self.transport.serve(transfer.CHANNEL, transfer.serve(self.state))
         self.node.supervisor.start("validator", lambda: Validator.start(self.node.sandbox))
 
@@ -258,9 +270,12 @@ class SwarmNode:
     def _open(self, cluster: ClusterConfig, node_id: str) -> Node:
         evolution = cluster.evolution
         spec = (cluster.store_url(node_id), cluster.state_dir(node_id))
+        jail = sandbox_settings(cluster)
+        weak = self.accept_weak_isolation or jail.accept_weak_isolation
         try:
             return Node(NodeConfig(node_id, *spec, incubators=evolution.incubators,
-                                   candidates_per_cycle=evolution.candidates_per_cycle))  # fmt: skip
+                                   candidates_per_cycle=evolution.candidates_per_cycle,
+                                   accept_weak_isolation=weak, disk_mb=jail.disk_mb))  # fmt: skip
         except StoreError as exc:
             hint = f"{exc.hint or 'check the store'}; if it is damaged, run `{self.repair}`"
             raise type(exc)(f"{node_id} refuses to start: {exc}", hint=hint) from exc
@@ -378,7 +393,14 @@ class SwarmNode:
 
     def status(self) -> dict[str, Any]:
         """What the admin channel's ``status`` answers (see :meth:`Admin.status`)."""
-        return self.admin.status()
+        return {**self.admin.status(), "isolation": self.node.isolation}
+
+    def _admin(self, sender: str, body: Any) -> Any:
+        """The admin channel; ``status`` also says the isolation in force (`cluster status`)."""
+        answer = self.admin.handle(sender, body)
+        if isinstance(body, dict) and body.get("op") == "status" and isinstance(answer, dict):
+            answer = {**answer, "isolation": self.node.isolation}
+        return answer
 
     def _status_counters(self) -> dict[str, int]:
         return {

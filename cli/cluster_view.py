@@ -54,6 +54,7 @@ def status_rows(
                 counters=status.get("counters", {}),
                 log=status.get("log", {}),
                 last_transfer=status.get("last_transfer"),
+                isolation=status.get("isolation"),
             )
         rows.append(row)
     return rows
@@ -160,6 +161,15 @@ def bound_warning(rows: list[dict[str, Any]]) -> str | None:
     )
 
 
+def isolation_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """How each answering node runs candidate code, one line per distinct isolation."""
+    nodes: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("up") and isinstance(row.get("isolation"), str):
+            nodes.setdefault(row["isolation"], []).append(str(row["node"]))
+    return [f"{', '.join(names)} candidate isolation: {line}" for line, names in nodes.items()]
+
+
 def print_summary(config: ClusterConfig, rows: list[dict[str, Any]]) -> None:
     up = [row for row in rows if row["up"]]
     console.print(f"{len(up)} of {len(rows)} nodes answering", highlight=False, markup=False)
@@ -174,6 +184,8 @@ def print_summary(config: ClusterConfig, rows: list[dict[str, Any]]) -> None:
             f"[yellow]the swarm's members ({escape(', '.join(sorted(map(str, members))))}) differ from cluster.yml's nodes "
             f"({', '.join(config.ids)})[/]: `tars cluster add|remove` changes both"
         )
+    for line in isolation_lines(rows):
+        console.print(line, highlight=False, markup=False)
     for line in drop_lines(rows):
         console.print(line, highlight=False, markup=False)
     warning = bound_warning(rows)

@@ -72,13 +72,25 @@ def write_cluster(
 
 
 def run_demo(
-    workdir: Path, seed: int, cycles: int, candidates: int, incubators: int = 1, nodes: int = 3
+    workdir: Path,
+    seed: int,
+    cycles: int,
+    candidates: int,
+    incubators: int = 1,
+    nodes: int = 3,
+    accept_weak_isolation: bool = False,
 ) -> None:
     from runtime.config import load_cluster
-    from runtime.launcher import ProcessLauncher
+    from runtime.launcher import ProcessLauncher, node_command
+    from runtime.sandbox import Sandbox
 
     started = time.monotonic()
     workdir = workdir.resolve()
+    # The jail first: a machine without it refuses here, before any node starts.
+    isolation = Sandbox(
+        workdir / "demo-sandbox", accept_weak_isolation=accept_weak_isolation
+    ).isolation
+    console.print(f"candidate isolation: {isolation}", highlight=False, markup=False)
     earlier = sorted(workdir.glob("node-*/store.db"))
     config = load_cluster(
         write_cluster(workdir, nodes, DEMO_GENOME, cycles, candidates, seed, incubators)
@@ -102,7 +114,9 @@ def run_demo(
             "again). For a fresh run, pass a new --workdir or remove this one.[/]"
         )
     _warn_without_counter()
-    launcher = ProcessLauncher(config, tied=True)
+    command = node_command(config)
+    weak = ["--accept-weak-isolation"] if accept_weak_isolation else []
+    launcher = ProcessLauncher(config, tied=True, command=lambda node: [*command(node), *weak])
     try:
         with console.status("starting the nodes…"):
             launcher.up()
@@ -112,7 +126,7 @@ def run_demo(
     finally:
         with console.status("stopping the nodes…"):
             launcher.down()
-    _summary(config, final, cycles, started)
+    _summary(config, final, cycles, started, accept_weak_isolation)
 
 
 def _warn_without_counter() -> None:
@@ -205,7 +219,9 @@ def _fitness(value: float | None) -> str:
     return f"{value / 1e6:,.0f} M" if value >= 1e6 else f"{value:.4g}"
 
 
-def _summary(config: Any, final: dict[str, dict[str, Any]], cycles: int, started: float) -> None:
+def _summary(
+    config: Any, final: dict[str, dict[str, Any]], cycles: int, started: float, weak: bool = False
+) -> None:
     from events.store import GenomeStore
     from runtime.incubation import IncubationReport, effective_measure, incubate
     from runtime.sandbox import Sandbox
@@ -222,7 +238,7 @@ def _summary(config: Any, final: dict[str, dict[str, Any]], cycles: int, started
     counted = effective_measure(manifest) == "instructions"
     with (
         console.status("timing the first version against the final head (interleaved A/B)…"),
-        Sandbox(config.state_root / "demo-sandbox") as sandbox,
+        Sandbox(config.state_root / "demo-sandbox", accept_weak_isolation=weak) as sandbox,
     ):
         report: IncubationReport = incubate(
             sandbox, manifest, "final", first_tree, head.tree, rounds=5, measure="benchmark"

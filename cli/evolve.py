@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from cli.common import DEFAULT_STORE, console, handle_errors, store_url
+from cli.node import WEAK_HELP
 from evolution.errors import PatchError
 from evolution.tree import short, version_id
 
@@ -40,7 +41,10 @@ LLMOpt = typer.Option(
 )
 
 
-def _node(store: str, workdir: Path | None = None, candidates: int = 4) -> Node:
+WeakOpt = typer.Option(False, "--accept-weak-isolation", help=WEAK_HELP)
+
+
+def _node(store: str, workdir: Path | None = None, candidates: int = 4, weak: bool = False) -> Node:
     from node import Node, NodeConfig
 
     base = workdir or Path(".tars")
@@ -50,6 +54,7 @@ def _node(store: str, workdir: Path | None = None, candidates: int = 4) -> Node:
             store_url(store, must_exist=False),
             base / "work",
             candidates_per_cycle=candidates,
+            accept_weak_isolation=weak,
         )
     )
 
@@ -100,11 +105,11 @@ def _plans(node: Node, genome: Path, seed: int, limit: int) -> tuple[list[Plan],
 
 @app.command()
 @handle_errors
-def analyze(genome: Path = GenomeOpt, store: str = StoreOpt) -> None:
+def analyze(genome: Path = GenomeOpt, store: str = StoreOpt, weak: bool = WeakOpt) -> None:
     """Profile the genome and list ranked opportunities, calibrated by the genome's log."""
     from cli.planning import history, show_opportunities
 
-    with _node(store) as node:
+    with _node(store, weak=weak) as node:
         opportunities, manifest, _, _ = _opportunities(node, genome)
         calibration, outcomes = history(node.store, manifest.name)
     show_opportunities(console, opportunities, manifest, calibration, outcomes)
@@ -117,13 +122,14 @@ def plan(
     store: str = StoreOpt,
     seed: int = SeedOpt,
     limit: int = typer.Option(8, help="plans to show"),
+    weak: bool = WeakOpt,
 ) -> None:
     """Rank opportunities and choose a mutator for each, learning from the genome's log."""
     from actors.messages import PlanCycle
     from cli.planning import history, show_plans
     from evolution.analysis import calibrated
 
-    with _node(store) as node:
+    with _node(store, weak=weak) as node:
         opportunities, manifest, tree, version = _opportunities(node, genome)
         calibration, outcomes = history(node.store, manifest.name)
         ranked = calibrated(opportunities, calibration)
@@ -144,11 +150,12 @@ def generate(
         None, "--out", help="folder to write one .patch file per candidate"
     ),
     llm: Path | None = LLMOpt,
+    weak: bool = WeakOpt,
 ) -> None:
     """Generate candidate patches and print (or write) them."""
     from actors.messages import Generate
 
-    with _node(store) as node, _model(node, llm):
+    with _node(store, weak=weak) as node, _model(node, llm):
         plans, tree, version = _plans(node, genome, seed, limit)
         generated = node.supervisor.ask("generator", Generate(version, tree, plans))
     for candidate in generated.candidates:
@@ -170,6 +177,7 @@ def validate(
     patch: Path = typer.Option(..., "--patch", help="unified diff against the genome folder"),
     store: str = StoreOpt,
     seed: int = SeedOpt,
+    weak: bool = WeakOpt,
 ) -> None:
     """Prove one patch: the genome's tests, then the benchmark A/B against the parent."""
     from actors.governor import judge
@@ -197,7 +205,7 @@ def validate(
         if effective_measure(manifest) == "instructions"
         else f"{manifest.fitness.rounds} A/B rounds"
     )
-    with _node(store) as node, console.status(f"proving {patch} ({how})…"):
+    with _node(store, weak=weak) as node, console.status(f"proving {patch} ({how})…"):
         report = incubate(node.sandbox, manifest, candidate.id, tree, candidate_tree)
     decision, evidence = judge(
         manifest,
@@ -236,11 +244,13 @@ def run(
     ),
     candidates: int = typer.Option(4, "--candidates", min=1, help="candidates per cycle"),
     llm: Path | None = LLMOpt,
+    weak: bool = WeakOpt,
 ) -> None:
     """Evolve the genome for N cycles, recording every decision in the store."""
     from cli.progress import CycleProgress
 
-    with _node(store, candidates=candidates) as node, _model(node, llm):
+    with _node(store, candidates=candidates, weak=weak) as node, _model(node, llm):
+        console.print(f"candidate isolation: {node.isolation}", highlight=False, markup=False)
         node.install_signal_handlers()
         name, _ = node.register(genome)
         done = node.store.head(name).cycles_completed

@@ -50,11 +50,12 @@ def demo(
         help="candidates proven at once (one per core; a timed A/B gets noisier with more)",
     ),
     nodes: int = typer.Option(3, "--nodes", min=1, max=9, help="nodes of the local swarm"),
+    weak: bool = typer.Option(False, "--accept-weak-isolation", help=node.WEAK_HELP),
 ) -> None:
     """A local swarm evolves the shipped demo genome through the Raft ledger; shows what changed."""
     from cli.demo import run_demo
 
-    run_demo(workdir, seed, cycles, candidates, incubators, nodes)
+    run_demo(workdir, seed, cycles, candidates, incubators, nodes, weak)
 
 
 @app.command()

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Run one node of the swarm.", no_args_is_help=True)
 
+#: the one help text of every command's --accept-weak-isolation (docs/sandbox.md)
+WEAK_HELP = (
+    "run candidate code even where the full jail (bubblewrap, cgroups) is unavailable; "
+    "without it such a machine refuses"
+)
+
 
 @app.command("start")
 @handle_errors
@@ -38,6 +44,7 @@ def start(
     verbose: bool = typer.Option(
         True, "--verbose/--quiet", help="log the node's decisions to stderr"
     ),
+    accept_weak_isolation: bool = typer.Option(False, "--accept-weak-isolation", help=WEAK_HELP),
 ) -> None:
     """Start a node: listen, join the ledger, vote on proposals, evolve when leader."""
     from runtime.config import load_cluster
@@ -59,19 +66,23 @@ def start(
     signal.signal(signal.SIGINT, on_signal)
     hint = f"stop it first with `tars cluster down --config {cluster.path}`, or leave it running"
     with StateLock(cluster.state_dir(node_id), node_id, hint=hint):
-        _run(cluster, node_id, evolve, stop)
+        _run(cluster, node_id, evolve, stop, accept_weak_isolation)
 
 
-def _run(cluster: ClusterConfig, node_id: str, evolve: bool, stop: threading.Event) -> None:
+def _run(
+    cluster: ClusterConfig, node_id: str, evolve: bool, stop: threading.Event, weak: bool = False
+) -> None:
     """Build, start and serve the node until ``stop`` is set; always stop it cleanly."""
     from node import SwarmNode
 
-    node = SwarmNode(cluster, node_id, evolve=evolve)
+    node = SwarmNode(cluster, node_id, evolve=evolve, accept_weak_isolation=weak)
     try:
         node.start()
         console.print(
-            f"{node_id} ready on {cluster.endpoint(node_id)} (store {node.store.url})",
+            f"{node_id} ready on {cluster.endpoint(node_id)} (store {node.store.url})\n"
+            f"{node_id} candidate isolation: {node.node.isolation}",
             highlight=False,
+            markup=False,
         )
         while not stop.wait(1.0):
             pass

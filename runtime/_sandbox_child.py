@@ -4,7 +4,9 @@ Why not ``python -m cProfile``: it swallows ``SystemExit`` (a failing benchmark 
 exit 0) and writes a marshal file, which the parent should not load from an untrusted
 child.  Here the exit status is kept and the rows leave as plain JSON.
 
-Usage: ``python _sandbox_child.py OUT.json [--events] script.py ARGS...`` or ``... OUT.json -m mod ARGS...``.
+Usage: ``python _sandbox_child.py OUT [--events] script.py ARGS...`` or ``... OUT -m mod ARGS...``,
+where OUT is ``fd:N`` (a pipe the sandbox reads: the jail's files never reach the host)
+or a file path.
 
 With ``--events`` the profiler's clock counts profiler events (calls and returns of Python
 and C functions) instead of reading the time: a cruder measure of where the work is, but
@@ -42,6 +44,16 @@ def _rows(profiler: cProfile.Profile, base: str) -> list[dict[str, object]]:
     return rows
 
 
+def _write(out: str, rows: list[dict[str, object]]) -> None:
+    """The rows as JSON to ``fd:N`` (closed after) or to a file."""
+    if out.startswith("fd:"):
+        with os.fdopen(int(out[3:]), "w", encoding="utf-8") as fh:
+            json.dump(rows, fh)
+        return
+    with open(out, "w", encoding="utf-8") as fh:
+        json.dump(rows, fh)
+
+
 def main(argv: list[str]) -> int:
     """Run the target as ``python`` would (same sys.path[0], same argv), profiled."""
     out, target = argv[0], argv[1:]
@@ -69,8 +81,7 @@ def main(argv: list[str]) -> int:
             print(exc.code, file=sys.stderr)
     finally:
         profiler.disable()
-        with open(out, "w", encoding="utf-8") as fh:
-            json.dump(_rows(profiler, base), fh)
+        _write(out, _rows(profiler, base))
     return code
 
 

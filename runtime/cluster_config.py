@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import unquote
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from evolution.errors import ConfigError
 from runtime.config_yaml import write_atomic
@@ -348,3 +350,27 @@ class ClusterConfig:
         updated = self._validated(data, self.path)
         write_atomic(self.path, updated._data(), self._header)
         return updated
+
+
+# -- cluster.yml's `sandbox:` section (docs/cluster.md, docs/sandbox.md) ----------------
+
+
+class SandboxSection(BaseModel):
+    """How every node of the cluster runs candidate code.
+
+    ``accept_weak_isolation`` lets the nodes run candidates where the full jail is
+    unavailable (no bubblewrap, no cgroups; the same as `tars node start
+    --accept-weak-isolation`); ``disk_mb`` caps every run's disk quota (its workdir,
+    /tmp and /dev/shm together).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accept_weak_isolation: bool = False
+    disk_mb: Annotated[int, Field(ge=16, le=1 << 20)] = 512
+
+
+def sandbox_settings(config: ClusterConfig) -> SandboxSection:
+    """The file's ``sandbox:`` section (the defaults where it has none)."""
+    found = getattr(config.model, "sandbox", None)
+    return found if isinstance(found, SandboxSection) else SandboxSection()

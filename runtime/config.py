@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evolution.errors import ConfigError
-from runtime.cluster_config import ADMIN, ClusterConfig, resolve
+from runtime.cluster_config import ADMIN, ClusterConfig, SandboxSection, resolve
 from runtime.config_errors import config_error, from_validation
 from runtime.config_yaml import header, read_yaml
 
@@ -162,6 +162,7 @@ class ClusterFile(_Strict):
     nodes: Annotated[list[NodeSpec], Field(min_length=1)]
     genomes: list[str] = []
     evolution: EvolutionSection = EvolutionSection()
+    sandbox: SandboxSection = SandboxSection()
 
 
 # -- validation ------------------------------------------------------------------------
@@ -174,6 +175,7 @@ _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     ("cluster", "bounds"): Bounds,
     ("nodes",): NodeSpec,
     ("evolution",): EvolutionSection,
+    ("sandbox",): SandboxSection,
 }
 
 
@@ -280,6 +282,7 @@ __all__ = [
     "Compaction",
     "EvolutionSection",
     "NodeSpec",
+    "SandboxSection",
     "Timers",
     "load_cluster",
     "parse_cluster",

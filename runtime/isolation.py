@@ -1,87 +1,34 @@
-"""What this machine lets the sandbox use, found once by trying it.
+"""What this machine lets the sandbox use, found once by trying it, and whether that is enough.
 
 Kernels, containers and distributions differ in what they refuse (user namespaces off,
 no bwrap, cgroups read-only), so nothing here is assumed: each mechanism is probed
-with the exact flags a run will use, and a refusal is kept as a readable note so the
-sandbox can say what is *not* isolated instead of failing or pretending.
+with the exact flags a run will use.  The full jail (:mod:`runtime.jail`: bwrap, uid
+65534, a memory and pids cgroup per run) is the default; where any part of it is
+missing the probe says what and how to get it, and :class:`Isolation.refusal` makes the
+sandbox refuse candidate code unless weaker isolation was accepted explicitly
+(``accept_weak_isolation``, ``--accept-weak-isolation``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from evolution.errors import SandboxError
+from runtime.cgroups import CPUACCT_ROOT, PIDS_ROOT, RunCgroup, probe_cgroups, reap_stale_cgroups
+from runtime.jail import INSIDE, bwrap_args, write_etc
 
 MODES = ("auto", "bwrap", "unshare", "none")
-PIDS_ROOT = Path("/sys/fs/cgroup/pids")
-CPUACCT_ROOT = Path("/sys/fs/cgroup/cpuacct")
 _PROBE_TIMEOUT = 10.0
-
-
-#: Where the workdir appears inside bwrap, whatever its path on the host: a candidate's
-#: run must not depend on where the node keeps its state (an instruction count moved by
-#: up to 0.75 % with the length of that path).
-INSIDE = Path("/tmp/tars-ws")
-
-
-def bwrap_args(bwrap: str, workdir: Path, tmp_bytes: int) -> list[str]:
-    """The bwrap prefix: read-only host, private bounded /tmp, only ``workdir`` writable (as INSIDE).
-
-    ``--cap-drop ALL`` matters because bwrap run as root keeps every capability, and a
-    root child with CAP_SYS_ADMIN could simply remount ``/`` read-write.
-    """
-    wd, inside = str(workdir), str(INSIDE)
-    return [
-        bwrap,
-        "--ro-bind", "/", "/",
-        "--dev", "/dev",
-        "--proc", "/proc",
-        "--size", str(tmp_bytes), "--tmpfs", "/tmp",
-        *_interpreter_binds(),
-        "--bind", wd, inside,
-        "--chdir", inside,
-        "--unshare-net",
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--die-with-parent",
-        "--new-session",
-        "--cap-drop", "ALL",
-        "--",
-    ]  # fmt: skip
-
-
-def _interpreter_binds() -> list[str]:
-    """Read-only binds that bring the node's interpreter back above the private /tmp.
-
-    A node installed under /tmp (a CI clone, a throw-away venv) would otherwise lose its
-    own Python the moment the sandbox mounts a fresh /tmp: ``execvp … No such file``
-    (seen in a CI clone under /tmp).
-    """
-    paths = {
-        sys.prefix,
-        sys.exec_prefix,
-        sys.base_prefix,
-        os.path.dirname(os.path.realpath(sys.executable)),
-        os.path.dirname(
-            os.path.abspath(__file__)
-        ),  # runtime/_sandbox_child.py, the profiler's helper
-    }
-    args: list[str] = []
-    for path in sorted(paths):
-        real = os.path.realpath(path)
-        for candidate in {path, real}:
-            if (candidate == "/tmp" or candidate.startswith("/tmp/")) and os.path.isdir(candidate):
-                args += ["--ro-bind", candidate, candidate]
-    return args
+#: what to do about a missing part, by part
+_FIXES = {
+    "bwrap": "install bubblewrap (apt-get install -y bubblewrap)",
+    "cgroup": "run the node as root on a machine with the memory and pids cgroup controllers",
+    "setpriv": "install util-linux (setpriv drops the candidate to uid 65534)",
+}
 
 
 def _refusal(result: subprocess.CompletedProcess[str]) -> str:
@@ -111,9 +58,30 @@ class Isolation:
     unshare: tuple[str, ...]  # full unshare prefix, empty unless mode == "unshare"
     prlimit: str | None
     sh: str | None
-    cgroups: bool
+    cgroups: bool  # a pids group per run
     root: bool
     notes: tuple[str, ...]
+    memory_cgroup: bool = False  # a memory limit for the whole run
+    setpriv: str | None = None  # as root: how the candidate becomes nobody
+    etc_dir: Path | None = None  # the jail's passwd/group
+    watch: str | None = None  # setpriv, to give every run the node's death signal first
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """The parts of the full jail this machine (or this request) lacks."""
+        parts = []
+        if self.mode != "bwrap":
+            parts.append("bwrap")
+        if not (self.cgroups and self.memory_cgroup):
+            parts.append("cgroup")
+        if self.root and self.setpriv is None:
+            parts.append("setpriv")
+        return tuple(parts)
+
+    @property
+    def full(self) -> bool:
+        """The whole jail: bwrap as nobody, a memory and a pids cgroup per run."""
+        return not self.missing
 
     def inside(self, workdir: Path) -> Path:
         """The workdir's path as the candidate sees it (fixed under bwrap, the host path otherwise)."""
@@ -123,45 +91,72 @@ class Isolation:
     def wrapper_processes(self) -> int:
         """Processes the wrapper itself keeps alive, added to the pids budget.
 
-        bwrap keeps itself and an init in the pid namespace; ``unshare`` (run without
-        ``--fork``: util-linux 2.38 misreports a forked child's signal death), ``sh``
-        and ``prlimit`` exec in place and cost nothing.
+        bwrap keeps itself and an init in the pid namespace, and the copy-in ``sh``
+        forks ``cp`` once and the watchdog; ``unshare`` (run without ``--fork``: util-linux 2.38
+        misreports a forked child's signal death), ``sh`` and ``prlimit`` exec in place.
         """
-        return 2 if self.mode == "bwrap" else 0
+        return 4 if self.mode == "bwrap" else 0
 
-    def describe(self) -> str:
+    def describe(self, memory_mb: int = 1024, disk_mb: int = 512) -> str:
         """One line: what is in force, then each refusal and what it leaves open."""
+        if self.full:
+            return (
+                f"jail: bwrap, uid 65534, memory {_size(memory_mb)}/run, disk {_size(disk_mb)}/run, "
+                "no network, pid namespace, no capabilities, cgroup (memory, pids, cpu)"
+            )
         if self.mode == "bwrap":
-            parts = [
-                "bwrap (read-only root, private /tmp, no network, pid namespace, no capabilities)"
-            ]
+            parts = ["bwrap (empty root, private /tmp, no network, pid namespace, no capabilities)"]
         elif self.mode == "unshare":
             parts = ["unshare (no network)"]
         else:
             parts = ["none"]
         if self.cgroups:
-            parts.append("cgroup pids.max")
+            parts.append("cgroup memory + pids.max" if self.memory_cgroup else "cgroup pids.max")
         parts.append("rlimits (cpu, as, fsize, nproc, core)")
         text = " + ".join(parts)
         return "; ".join([text, *self.notes])
 
-    def prefix(self, workdir: Path, tmp_bytes: int) -> list[str]:
+    def refusal(self) -> SandboxError | None:
+        """The error a sandbox raises instead of running candidate code in a weaker jail."""
+        if self.full:
+            return None
+        fixes = "; ".join(dict.fromkeys(_FIXES[part] for part in self.missing))
+        return SandboxError(
+            "refusing to run candidate code: the full jail is unavailable here ("
+            + "; ".join(self.notes or self.missing)
+            + ")",
+            hint=f"{fixes}; or accept weaker isolation explicitly with --accept-weak-isolation "
+            "(cluster.yml: sandbox: {accept_weak_isolation: true})",
+        )
+
+    def prefix(self, workdir: Path, disk_bytes: int, helper: Path | None = None) -> list[str]:
         """The namespace wrapper to put in front of the candidate's argv."""
         if self.mode == "bwrap":
             assert self.bwrap is not None
-            return bwrap_args(self.bwrap, workdir, tmp_bytes)
+            setpriv = self.setpriv if self.root else None
+            return bwrap_args(
+                self.bwrap, workdir, disk_bytes, setpriv=setpriv, etc_dir=self.etc_dir,
+                helper=helper, watch=True,
+            )  # fmt: skip
         if self.mode == "unshare":
             return list(self.unshare)
         return []
 
 
-def _probe_bwrap(scratch: Path) -> tuple[str | None, str | None]:
-    """(bwrap path, None) when bwrap works with our exact flags, else (None, why not)."""
+def _size(mb: int) -> str:
+    return f"{mb // 1024:g} GiB" if mb % 1024 == 0 else f"{mb} MiB"
+
+
+def _probe_bwrap(
+    scratch: Path, setpriv: str | None, etc_dir: Path
+) -> tuple[str | None, str | None]:
+    """(bwrap path, None) when the jail runs ``true`` with our exact flags, else (None, why not)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return None, "bwrap: not installed"
-    true = shutil.which("true") or "/bin/true"
-    why = _try([*bwrap_args(bwrap, scratch, 1 << 20), true], cwd=scratch)
+    scratch.chmod(0o755)
+    argv = bwrap_args(bwrap, scratch, 1 << 20, setpriv=setpriv, etc_dir=etc_dir)
+    why = _try([*argv, "/bin/true"], cwd=scratch)
     if why is not None:
         return None, f"bwrap refused ({why})"
     return bwrap, None
@@ -181,51 +176,13 @@ def _probe_unshare(root: bool) -> tuple[tuple[str, ...], str | None]:
     return (), f"no network namespace: unshare refused ({why}); network not isolated"
 
 
-def _probe_cgroups() -> str | None:
-    """None when we can make, limit and remove a pids cgroup; else why not."""
-    path = PIDS_ROOT / f"tars-probe-{uuid.uuid4().hex}"
-    try:
-        path.mkdir()
-    except OSError as exc:
-        return f"cgroup pids refused ({exc.strerror or exc})"
-    try:
-        (path / "pids.max").write_text("8")
-        reap_stale_cgroups()
-        return None
-    except OSError as exc:
-        return f"cgroup pids.max refused ({exc.strerror or exc})"
-    finally:
-        with contextlib.suppress(OSError):
-            path.rmdir()
-
-
-def reap_stale_cgroups(min_age_seconds: float = 60.0) -> int:
-    """Remove empty ``tars-*`` groups a killed node left behind (``kill -9`` skips cleanup).
-
-    Only groups older than ``min_age_seconds`` are touched, so a run that another node
-    has just created and not yet joined is never taken from under it.
-    """
-    removed = 0
-    now = time.time()
-    for root in (PIDS_ROOT, CPUACCT_ROOT):
-        if not root.is_dir():
-            continue
-        for path in root.glob("tars-*"):
-            with contextlib.suppress(OSError):
-                if now - path.stat().st_mtime < min_age_seconds:
-                    continue
-                if (path / "cgroup.procs").read_text().strip():
-                    continue
-                path.rmdir()
-                removed += 1
-    return removed
-
-
 def probe(requested: str, scratch: Path) -> Isolation:
     """Find the best isolation allowed here; an explicit request that cannot be had is an error.
 
     ``auto`` degrades (bwrap → unshare → none) and records each refusal; naming a mode
     means the caller depends on it, so its absence raises instead of silently degrading.
+    Whether a weaker result may run candidate code is the sandbox's call
+    (:meth:`Isolation.refusal`), not the probe's.
     """
     if requested not in MODES:
         raise SandboxError(
@@ -233,21 +190,25 @@ def probe(requested: str, scratch: Path) -> Isolation:
         )
     root = os.geteuid() == 0
     notes: list[str] = []
+    setpriv = shutil.which("setpriv") if root else None
+    if root and setpriv is None:
+        notes.append("setpriv: not installed; the candidate cannot be dropped to uid 65534")
+    etc_dir = write_etc(scratch.parent)
     mode = "none"
     bwrap: str | None = None
     unshare: tuple[str, ...] = ()
-    if requested in ("auto", "bwrap"):
-        bwrap, why = _probe_bwrap(scratch)
+    if requested in ("auto", "bwrap") and (setpriv is not None or not root):
+        bwrap, why = _probe_bwrap(scratch, setpriv, etc_dir)
         if bwrap is not None:
             mode = "bwrap"
         elif requested == "bwrap":
             raise SandboxError(
                 f"sandbox isolation 'bwrap' unavailable: {why}",
-                hint="install bubblewrap or use isolation 'auto'",
+                hint="install bubblewrap (apt-get install -y bubblewrap) or use isolation 'auto'",
             )
         else:
             notes.append(
-                f"{why}; filesystem not isolated (writes outside the workdir are possible)"
+                f"{why}; filesystem not isolated (the candidate can read and write what the node can)"
             )
     if mode == "none" and requested in ("auto", "unshare"):
         unshare, why = _probe_unshare(root)
@@ -264,115 +225,31 @@ def probe(requested: str, scratch: Path) -> Isolation:
         notes.append("isolation 'none' requested: network and filesystem not isolated")
     elif requested == "unshare":
         notes.append("isolation 'unshare' requested: filesystem not isolated")
-    cgroups = False
-    if root:
-        why_cg = _probe_cgroups()
-        cgroups = why_cg is None
-        if why_cg is not None:
-            notes.append(
-                f"{why_cg}; RLIMIT_NPROC is not enforced for root, "
-                "so processes are bounded only by the wall limit"
-            )
+    pids, memory, why_cg = probe_cgroups() if root else (False, False, "not root: no cgroup")
+    if not pids:
+        notes.append(
+            f"{why_cg}; RLIMIT_NPROC is not enforced for root, "
+            "so processes are bounded only by the wall limit"
+            if root
+            else f"{why_cg}; memory is bounded per process, processes by RLIMIT_NPROC"
+        )
+    elif not memory:
+        notes.append(why_cg or "no memory cgroup; memory is bounded per process only")
     return Isolation(
         mode=mode, bwrap=bwrap, unshare=unshare, prlimit=shutil.which("prlimit"),
-        sh=shutil.which("sh"), cgroups=cgroups, root=root, notes=tuple(notes),
+        sh=shutil.which("sh"), cgroups=pids, root=root, notes=tuple(notes),
+        memory_cgroup=memory, setpriv=setpriv, etc_dir=etc_dir, watch=shutil.which("setpriv"),
     )  # fmt: skip
 
 
-class RunCgroup:
-    """One run's cgroup v1 groups: ``pids`` (the only fork-bomb bound that binds root)
-    and, when mounted, ``cpuacct`` (CPU time of the whole run, which wait4 cannot see
-    through bwrap's pid-namespace init).
-
-    The pids group also lists every process of the run, whatever session or namespace
-    it fled to, which is how cleanup finds them all.
-    """
-
-    def __init__(self, max_pids: int) -> None:
-        name = f"tars-{uuid.uuid4().hex}"
-        self.path = PIDS_ROOT / name
-        self.cpu_path: Path | None = None
-        try:
-            self.path.mkdir()
-            (self.path / "pids.max").write_text(str(max_pids))
-        except OSError as exc:
-            self.remove()
-            raise SandboxError(
-                f"cannot create cgroup {self.path}: {exc}",
-                hint="check that /sys/fs/cgroup/pids is writable",
-            ) from exc
-        if CPUACCT_ROOT.is_dir():
-            try:
-                (CPUACCT_ROOT / name).mkdir()
-                self.cpu_path = CPUACCT_ROOT / name
-            except OSError:
-                self.cpu_path = None  # optional: rusage is the fallback
-
-    @property
-    def procs_files(self) -> list[Path]:
-        """Writing a pid into each moves that process (and its future children) in."""
-        files = [self.path / "cgroup.procs"]
-        if self.cpu_path is not None:
-            files.append(self.cpu_path / "cgroup.procs")
-        return files
-
-    def pids(self) -> list[int]:
-        """Processes still in the group (empty when the group is gone)."""
-        try:
-            return [int(x) for x in (self.path / "cgroup.procs").read_text().split()]
-        except (OSError, ValueError):
-            return []
-
-    def fork_refusals(self) -> int:
-        """How many forks pids.max refused: proof the process limit was hit."""
-        try:
-            for line in (self.path / "pids.events").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "max":
-                    return int(value)
-        except (OSError, ValueError):
-            pass
-        return 0
-
-    def cpu_seconds(self) -> float | None:
-        """CPU time of every process the run ever had, or None without cpuacct."""
-        if self.cpu_path is None:
-            return None
-        try:
-            return int((self.cpu_path / "cpuacct.usage").read_text()) / 1e9
-        except (OSError, ValueError):
-            return None
-
-    def kill_all(self, deadline_seconds: float = 5.0) -> None:
-        """SIGKILL every member until none is left; a forking member cannot outrun it.
-
-        Forks are bounded by pids.max, so each pass kills at least as fast as the
-        group can refill; the loop ends when the group is empty.
-        """
-        end = time.monotonic() + deadline_seconds
-        while time.monotonic() < end:
-            pids = self.pids()
-            if not pids:
-                return
-            for pid in pids:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.0005)
-
-    def remove(self) -> bool:
-        """rmdir the groups; False if members (dying tasks) still hold one."""
-        done = True
-        for path in (self.path, self.cpu_path):
-            if path is None:
-                continue
-            for _ in range(200):
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.005)
-            else:
-                done = False
-        return done
+__all__ = [
+    "CPUACCT_ROOT",
+    "INSIDE",
+    "MODES",
+    "PIDS_ROOT",
+    "Isolation",
+    "RunCgroup",
+    "bwrap_args",
+    "probe",
+    "reap_stale_cgroups",
+]

@@ -25,52 +25,76 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
+import resource
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from evolution.errors import SandboxError
 from runtime.isolation import MODES, Isolation, RunCgroup, probe
-from runtime.sandbox_command import CGROUP_EXIT, TMP_NAME, clean_env, command
-from runtime.sandbox_pipes import OUTPUT_LIMIT, Capture, drain, kill_group, pump
+from runtime.jail import HELPER_INSIDE, WATCH_ARG
+from runtime.sandbox_command import (
+    BLOCK_ARG,
+    CGROUP_EXIT,
+    REOPEN_ARG,
+    TMP_NAME,
+    clean_env,
+    command,
+    release,
+)
+from runtime.sandbox_pipes import OUTPUT_LIMIT, Capture, close_fds, drain, kill_group, pump
+from runtime.sandbox_reap import make_dirs as _make_dirs
+from runtime.sandbox_reap import reap_in_background
+from runtime.sandbox_reap import remove_tree as _remove_tree
+from runtime.sandbox_reap import safe_relpath as _safe_relpath
 from runtime.sandbox_result import RunResult, SandboxLimits, classify, last_line
+from runtime.sandbox_rows import valid_rows as _valid_rows
+from runtime.sandbox_secrets import SECRET_REMOVED, scrub, secret_needles
 
 _CHILD_HELPER = Path(__file__).with_name("_sandbox_child.py")
-
-
-def _remove_tree(path: Path) -> None:
-    """rmtree that survives a child's chmod 000 (root ignores modes; other users do not)."""
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        return
-    except OSError:
-        for dirpath, _dirs, _files in os.walk(path):
-            with contextlib.suppress(OSError):
-                os.chmod(dirpath, 0o700)
-        shutil.rmtree(path, ignore_errors=True)
+#: profile rows a run may send back through its results pipe
+RESULTS_LIMIT = 8 << 20
+#: stands for the results pipe's fd in a command line until the pipe exists
+RESULTS_ARG = "fd:RESULTS"
+_MIB = 1 << 20
 
 
 class Sandbox:
-    """Makes throw-away workspaces under ``root`` and runs children in them, isolated.
+    """Makes throw-away workspaces under ``root`` and runs children in them, jailed.
 
     Safe to share between threads: the probe runs once under a lock, runs share nothing.
+    Where the full jail (docs/sandbox.md) is unavailable, every run (and
+    :attr:`isolation`) raises a :class:`SandboxError` naming what is missing and the
+    fix, unless ``accept_weak_isolation`` says the caller accepts the weaker one.
+    ``secrets`` (the node's key files' contents) are replaced by ``[secret removed]``
+    in everything a run sends back, so no output of a candidate can carry them into an
+    event.  ``disk_mb`` caps every run's disk quota (the node's say over the genome's).
     """
 
-    def __init__(self, root: Path, isolation: str = "auto") -> None:
+    def __init__(
+        self,
+        root: Path,
+        isolation: str = "auto",
+        *,
+        accept_weak_isolation: bool = False,
+        secrets: Iterable[str] = (),
+        disk_mb: int | None = None,
+    ) -> None:
         # Absolute, always: bwrap's probe binds the root, and a relative path (the CLI's
         # default `.tars/work`) made it refuse, so `tars evolve` quietly ran candidates
         # with the weaker `unshare` isolation.
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._requested = isolation
+        self.accept_weak_isolation = accept_weak_isolation
+        self.disk_mb = disk_mb
+        self._needles = secret_needles(secrets)
         self._probed: Isolation | None = None
         self._lock = threading.Lock()
         self._stale_cgroups: list[RunCgroup] = []
@@ -78,35 +102,57 @@ class Sandbox:
             raise SandboxError(
                 f"unknown sandbox isolation {isolation!r}", hint=f"use one of {', '.join(MODES)}"
             )
+        #: removes what a killed node left here (workspaces, cgroups) off the caller's thread
+        self.reaper = reap_in_background(self.root)
 
     # -- isolation -------------------------------------------------------------------
 
     def _iso(self) -> Isolation:
         with self._lock:
             if self._probed is None:
-                scratch = Path(tempfile.mkdtemp(prefix="probe-", dir=self.root))
+                scratch = Path(tempfile.mkdtemp(prefix=f"probe-{os.getpid()}-", dir=self.root))
                 try:
                     self._probed = probe(self._requested, scratch)
                 finally:
                     _remove_tree(scratch)
-            return self._probed
+            iso = self._probed
+        refusal = iso.refusal()
+        if refusal is not None and not self.accept_weak_isolation:
+            raise refusal
+        return iso
+
+    @property
+    def jailed(self) -> bool:
+        """True when runs are in the full jail; False when weaker isolation was accepted."""
+        return self._iso().full
 
     @property
     def isolation(self) -> str:
-        """What is in force, one line, including each refusal and what it leaves open."""
-        return self._iso().describe()
+        """What is in force, one line (raises where the jail is missing and not accepted)."""
+        iso = self._iso()
+        defaults = SandboxLimits()
+        disk = min(defaults.disk_mb, self.disk_mb or defaults.disk_mb)
+        line = iso.describe(defaults.memory_mb, disk)
+        return line if iso.full else f"weak isolation (accepted): {line}"
 
     # -- workspaces ------------------------------------------------------------------
 
     @contextlib.contextmanager
     def workspace(self, tree: Mapping[str, str]) -> Iterator[Path]:
-        """A fresh directory holding ``tree``, removed afterwards whatever the child did."""
-        workdir = Path(tempfile.mkdtemp(prefix="ws-", dir=self.root)).resolve()
+        """A fresh directory holding ``tree``, removed afterwards.
+
+        Under the jail the candidate never writes here (it works on a copy in its own
+        tmpfs), so removal is the tree the node wrote; the folder is world-readable so
+        that nobody, inside, can copy it.
+        """
+        workdir = Path(tempfile.mkdtemp(prefix=f"ws-{os.getpid()}-", dir=self.root)).resolve()
         try:
+            workdir.chmod(0o755)
             for rel, text in tree.items():
                 target = workdir / _safe_relpath(rel)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                _make_dirs(workdir, target.parent)
                 target.write_text(text, encoding="utf-8", newline="")
+                target.chmod(0o644)  # whatever the node's umask
             yield workdir
         finally:
             _remove_tree(workdir)
@@ -123,94 +169,135 @@ class Sandbox:
         stdin: str | None = None,
     ) -> RunResult:
         """Run ``argv`` in ``workdir`` under ``limits``; every misbehaviour becomes a failure."""
+        return self._run(workdir, argv, limits, env, stdin, None)[0]
+
+    def _run(
+        self,
+        workdir: Path,
+        argv: Sequence[str],
+        limits: SandboxLimits,
+        env: Mapping[str, str] | None,
+        stdin: str | None,
+        results: Capture | None,
+    ) -> tuple[RunResult, bytes]:
         if not argv:
             raise SandboxError(
                 "empty command for the sandbox", hint="give the manifest command an argv"
             )
         iso = self._iso()
+        self._retry_stale()
         workdir = Path(workdir).resolve()
         if not workdir.is_dir():
             raise SandboxError(
                 f"sandbox workdir {workdir} does not exist",
                 hint="run inside Sandbox.workspace(...)",
             )
-        (workdir / TMP_NAME).mkdir(exist_ok=True)
+        if self.disk_mb is not None and self.disk_mb < limits.disk_mb:
+            limits = replace(limits, disk_mb=self.disk_mb)
+        tmp = workdir / TMP_NAME
+        tmp.mkdir(exist_ok=True)
+        tmp.chmod(0o777)
         program = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
         nproc = limits.processes + iso.wrapper_processes
-        cgroup = RunCgroup(nproc) if iso.cgroups else None
+        memory = limits.memory_mb * _MIB if iso.memory_cgroup else None
+        cgroup = RunCgroup(nproc, memory) if iso.cgroups else None
+        job = _Job(tuple(argv), workdir, iso.inside(workdir), limits, env, stdin, cgroup, results)
         try:
-            full, preexec = command(iso, workdir, program, limits, nproc, cgroup)
-            return self._supervise(
-                full, tuple(argv), workdir, iso.inside(workdir), limits, env, stdin, preexec, cgroup
-            )
+            helper = _CHILD_HELPER if results is not None else None  # one bind less otherwise
+            full, job.preexec = command(iso, workdir, program, limits, nproc, cgroup, helper)
+            return self._supervise(full, job)
         finally:
             if cgroup is not None:
                 cgroup.kill_all()
-                if not cgroup.remove():
+                if not cgroup.remove(attempts=4):  # a dying task: retried later, off this run
                     with self._lock:
                         self._stale_cgroups.append(cgroup)
 
-    def _supervise(
-        self,
-        full: list[str],
-        argv: tuple[str, ...],
-        workdir: Path,
-        inside: Path,
-        limits: SandboxLimits,
-        env: Mapping[str, str] | None,
-        stdin: str | None,
-        preexec: Callable[[], None] | None,
-        cgroup: RunCgroup | None,
-    ) -> RunResult:
+    def _supervise(self, full: list[str], job: _Job) -> tuple[RunResult, bytes]:
         """Pump output, enforce the wall clock, kill everything left, reap, classify."""
         start = time.perf_counter()
+        read_end, write_end = os.pipe() if job.results is not None else (-1, -1)
+        extra = {read_end: job.results} if job.results is not None else {}
+        # the jail's watchdog reads this pipe; its end here closes when this process dies
+        watch_r, watch_w = os.pipe() if WATCH_ARG in full else (-1, -1)
+        block_r, block_w = os.pipe() if BLOCK_ARG in full else (-1, -1)
+        digit = next(d for d in range(3, 10) if d not in (write_end, watch_r, block_r))
+        swap = {
+            RESULTS_ARG: f"fd:{write_end}", WATCH_ARG: str(digit),
+            REOPEN_ARG: f"{digit}:{watch_r}", BLOCK_ARG: str(block_r),
+        }  # fmt: skip
+        full = [swap.get(part, part) for part in full]
+        passed = tuple(fd for fd in (write_end, watch_r, block_r) if fd >= 0)
         try:
             proc = subprocess.Popen(
-                full, cwd=workdir, env=clean_env(inside, env), start_new_session=True,
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                full, cwd=job.workdir, env=clean_env(job.inside, job.env), start_new_session=True,
+                stdin=subprocess.PIPE if job.stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                preexec_fn=preexec,
+                preexec_fn=job.preexec, pass_fds=passed,
             )  # fmt: skip
         except OSError as exc:
+            close_fds(read_end, write_end, watch_r, watch_w, block_r, block_w)
             raise SandboxError(
                 f"cannot start {full[0]}: {exc}", hint="check the sandbox tools"
             ) from exc
+        close_fds(write_end, watch_r, block_r)
         out, err = Capture(), Capture()
         timed_out = False
         try:
-            timed_out = pump(proc, out, err, stdin, start + limits.wall_seconds)
+            release(proc, job.cgroup, block_w)
+            timed_out = pump(proc, out, err, job.stdin, start + job.limits.wall_seconds, extra)
         finally:
             kill_group(proc.pid)
-            if cgroup is not None:
-                cgroup.kill_all()
-            drain(proc, out, err)
+            if job.cgroup is not None:
+                job.cgroup.kill_all()
+            drain(proc, out, err, extra)
+            close_fds(read_end, watch_w)
             _pid, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
-        code = proc.returncode
+        result = self._verdict(job, proc.returncode, out, err, timed_out, wall, usage)
+        rows = b"" if job.results is None or job.results.overflow else b"".join(job.results.chunks)
+        return result, rows
+
+    def _verdict(
+        self,
+        job: _Job,
+        code: int,
+        out: Capture,
+        err: Capture,
+        timed_out: bool,
+        wall: float,
+        usage: resource.struct_rusage,
+    ) -> RunResult:
+        """How the run ended, as a RunResult, with the node's secrets scrubbed out."""
+        limits, cgroup = job.limits, job.cgroup
         if self._iso().mode == "bwrap" and 128 < code < 128 + signal.NSIG:
             code = -(code - 128)  # bwrap reports a signal death as 128+N
-        stderr_text = err.text()
+        stdout_text, stderr_text = (
+            scrub(out.text(), self._needles),
+            scrub(err.text(), self._needles),
+        )
         if code == CGROUP_EXIT and "tars-sandbox: cannot join cgroup" in stderr_text:
             raise SandboxError(
                 f"the sandbox could not join its cgroup: {last_line(stderr_text)}",
-                hint="check /sys/fs/cgroup/pids",
+                hint="check /sys/fs/cgroup",
             )
+        oom = cgroup.oom_kills() if cgroup is not None else 0
         if timed_out:
             failure: str | None = "timeout"
             detail = f"killed after {limits.wall_seconds:g} s wall time"
             returncode: int | None = None
-        elif out.overflow or err.overflow:
+        elif out.overflow or err.overflow or (job.results is not None and job.results.overflow):
             failure, returncode = "output", None
-            which = "stdout" if out.overflow else "stderr"
+            which = "stdout" if out.overflow else "stderr" if err.overflow else "results"
             detail = f"killed after writing more than {OUTPUT_LIMIT // 1024} KiB to {which}"
         else:
             returncode = code
             cpu_cg = cgroup.cpu_seconds() if cgroup is not None else None
             cpu = cpu_cg if cpu_cg is not None else usage.ru_utime + usage.ru_stime
             refused = cgroup.fork_refusals() if cgroup is not None else 0
-            failure, detail = classify(code, stderr_text, limits, cpu, refused)
-        return RunResult(argv, returncode, out.text(), stderr_text, wall, failure, detail)
+            failure, detail = classify(code, stderr_text, limits, cpu, refused, oom_kills=oom)
+        return RunResult(job.argv, returncode, stdout_text, stderr_text, wall, failure, detail)
 
     def run_profiled(
         self,
@@ -223,41 +310,40 @@ class Sandbox:
     ) -> tuple[RunResult, list[dict[str, object]]]:
         """Run a ``python`` command under cProfile; rows only for files inside ``workdir``.
 
-        ``events=True`` profiles with a clock that counts events instead of time: exact
-        and repeatable (see ``_sandbox_child``).
+        The rows come back through a pipe (the jail's workdir is a tmpfs the host never
+        sees), bounded by RESULTS_LIMIT.  ``events=True`` profiles with a clock that
+        counts events instead of time: exact and repeatable (see ``_sandbox_child``).
         """
         if not argv or argv[0] != "python":
             raise SandboxError(
                 f"cannot profile {list(argv)!r}: only python commands can be profiled",
                 hint="the benchmark command must start with 'python'",
             )
-        name = f"profile-{uuid.uuid4().hex}.json"
-        out = Path(workdir).resolve() / TMP_NAME / name  # read here, written by the child at:
-        seen = self._iso().inside(Path(workdir).resolve()) / TMP_NAME / name
+        iso = self._iso()
+        helper = HELPER_INSIDE if iso.mode == "bwrap" else str(_CHILD_HELPER)
         flags = ["--events"] if events else []
         # Interpreter options (``python -S bench.py``) go before the helper, the target after it.
         rest = list(argv[1:])
         options: list[str] = []
         while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c") and len(rest) > 1:
             options.append(rest.pop(0))
-        command = ["python", *options, str(_CHILD_HELPER), str(seen), *flags, *rest]
-        result = self.run(workdir, command, limits, env=env)
-        result = RunResult(
-            tuple(argv),
-            result.returncode,
-            result.stdout,
-            result.stderr,
-            result.wall_seconds,
-            result.failure,
-            result.detail,
-        )
+        command = ["python", *options, helper, RESULTS_ARG, *flags, *rest]
+        result, raw = self._run(workdir, command, limits, env, None, Capture(RESULTS_LIMIT))
+        result = replace(result, argv=tuple(argv))
         try:
-            raw = json.loads(out.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raw = []
-        finally:
-            out.unlink(missing_ok=True)
-        return result, _valid_rows(raw)
+            rows = json.loads(raw.decode("utf-8")) if raw else []
+        except ValueError:
+            rows = []
+        return result, _valid_rows(rows)
+
+    def _retry_stale(self) -> None:
+        """One rmdir for each group a run could not release at once (no waiting)."""
+        with self._lock:
+            stale, self._stale_cgroups = self._stale_cgroups, []
+        kept = [cgroup for cgroup in stale if not cgroup.remove(attempts=1)]
+        if kept:
+            with self._lock:
+                self._stale_cgroups.extend(kept)
 
     def close(self) -> None:
         """Remove cgroups a dying run could not release in time."""
@@ -274,40 +360,26 @@ class Sandbox:
         self.close()
 
 
-def _safe_relpath(rel: str) -> Path:
-    """A tree path must stay inside the workspace: no absolute paths, no '..'."""
-    path = PurePosixPath(rel)
-    if not rel or path.is_absolute() or ".." in path.parts:
-        raise SandboxError(
-            f"refusing to write {rel!r} into a workspace", hint="tree paths must be relative"
-        )
-    return Path(*path.parts)
+@dataclass
+class _Job:
+    """One run's settings, handed from ``_run`` to the supervisor."""
+
+    argv: tuple[str, ...]
+    workdir: Path
+    inside: Path
+    limits: SandboxLimits
+    env: Mapping[str, str] | None
+    stdin: str | None
+    cgroup: RunCgroup | None
+    results: Capture | None
+    preexec: Callable[[], None] | None = None
 
 
-def _valid_rows(raw: object) -> list[dict[str, object]]:
-    """Keep only well-formed rows, hottest first: the JSON came from the untrusted child."""
-    kept: list[tuple[float, str, int, dict[str, object]]] = []
-    for item in raw if isinstance(raw, list) else []:
-        if not isinstance(item, dict):
-            continue
-        file, function, line = item.get("file"), item.get("function"), item.get("line")
-        calls, tottime, cumtime = item.get("calls"), item.get("tottime"), item.get("cumtime")
-        if not (
-            isinstance(file, str) and isinstance(function, str) and isinstance(line, int)
-            and isinstance(calls, int) and isinstance(tottime, int | float)
-            and isinstance(cumtime, int | float)
-        ):  # fmt: skip
-            continue
-        path = PurePosixPath(file)
-        if not file or path.is_absolute() or ".." in path.parts or path.parts[0] == TMP_NAME:
-            continue
-        row: dict[str, object] = {
-            "file": file, "function": function, "line": line, "calls": calls,
-            "tottime": float(tottime), "cumtime": float(cumtime),
-        }  # fmt: skip
-        kept.append((-float(tottime), file, line, row))
-    kept.sort(key=lambda k: k[:3])
-    return [k[3] for k in kept]
-
-
-__all__ = ["OUTPUT_LIMIT", "RunResult", "Sandbox", "SandboxLimits", "classify"]
+__all__ = [
+    "OUTPUT_LIMIT",
+    "SECRET_REMOVED",
+    "RunResult",
+    "Sandbox",
+    "SandboxLimits",
+    "classify",
+]

@@ -24,6 +24,8 @@ class SandboxLimits:
     memory_mb: int = 1024
     processes: int = 64
     file_mb: int = 64
+    #: every byte the run may write (workdir, /tmp, /dev/shm share one tmpfs of this size)
+    disk_mb: int = 512
 
     @classmethod
     def from_manifest(cls, limits: Limits) -> SandboxLimits:
@@ -32,6 +34,7 @@ class SandboxLimits:
             wall_seconds=float(limits.wall_seconds), cpu_seconds=float(limits.cpu_seconds),
             memory_mb=int(limits.memory_mb), processes=int(limits.processes),
             file_mb=int(limits.file_mb),
+            disk_mb=int(getattr(limits, "disk_mb", cls.disk_mb)),
         )  # fmt: skip
 
 
@@ -77,16 +80,30 @@ def classify(
     limits: SandboxLimits,
     cpu_seconds: float,
     fork_refusals: int,
+    *,
+    oom_kills: int = 0,
 ) -> tuple[str | None, str]:
     """Map how the child ended to (failure, detail); pure, so every branch is testable.
 
     Python turns most limits into exceptions rather than signals (SIGXFSZ is ignored,
     so a too-large write raises EFBIG; RLIMIT_AS raises MemoryError; a refused fork
-    raises EAGAIN), so the tail of stderr is evidence alongside the signal.
+    raises EAGAIN), so the tail of stderr is evidence alongside the signal.  The run's
+    memory cgroup kills with SIGKILL; its ``oom_kill`` counter says it was memory, and a
+    full jail tmpfs says "No space left on device": that is the disk quota.
     """
     if returncode == 0:
         return None, "exit code 0"
     tail = stderr[-4000:]
+    if oom_kills:
+        return "memory", (
+            f"ran out of memory: the run's processes together passed the {limits.memory_mb} MB limit "
+            f"({oom_kills} killed)"
+        )
+    if "No space left on device" in tail:
+        return "disk", (
+            f"disk quota: the run wrote more than its {limits.disk_mb} MB "
+            "(workdir, /tmp and /dev/shm together)"
+        )
     if returncode < 0:
         sig = -returncode
         if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_seconds >= limits.cpu_seconds):
