@@ -67,6 +67,8 @@ class NodeConfig:
     #: run candidates where the full jail is missing (docs/sandbox.md); else refuse
     accept_weak_isolation: bool = False
     disk_mb: int | None = None  # caps each run's disk quota (cluster.yml sandbox.disk_mb)
+    #: what never leaves a run's output (the node's key files' text): scrubbed from evidence
+    secrets: tuple[str, ...] = ()
 
 
 class Node:
@@ -78,6 +80,7 @@ class Node:
         self.sandbox = Sandbox(
             config.workdir / "sandbox", isolation=config.isolation,
             accept_weak_isolation=config.accept_weak_isolation, disk_mb=config.disk_mb,
+            secrets=config.secrets,
         )  # fmt: skip
         #: the isolation in force, one line; a machine without the jail refuses here
         self.isolation = self.sandbox.isolation
@@ -275,7 +278,8 @@ class SwarmNode:
         try:
             return Node(NodeConfig(node_id, *spec, incubators=evolution.incubators,
                                    candidates_per_cycle=evolution.candidates_per_cycle,
-                                   accept_weak_isolation=weak, disk_mb=jail.disk_mb))  # fmt: skip
+                                   accept_weak_isolation=weak, disk_mb=jail.disk_mb,
+                                   secrets=_secrets(cluster, node_id)))  # fmt: skip
         except StoreError as exc:
             hint = f"{exc.hint or 'check the store'}; if it is damaged, run `{self.repair}`"
             raise type(exc)(f"{node_id} refuses to start: {exc}", hint=hint) from exc
@@ -419,3 +423,9 @@ def repair_command(cluster: ClusterConfig, node_id: str) -> str:
 def store_mark(cluster: ClusterConfig, node_id: str) -> Path:
     """Where the store's start-up check keeps what it verified (see events/verify.py)."""
     return cluster.state_dir(node_id) / "store.verified"
+
+
+def _secrets(cluster: ClusterConfig, node_id: str) -> tuple[str, ...]:
+    """The key files a run's output must never carry: this node's and the admin's, if here."""
+    files = [cluster.keys_dir / f"{name}.key_secret" for name in (node_id, "admin")]
+    return tuple(f.read_text(encoding="utf-8") for f in files if f.is_file())

@@ -75,6 +75,8 @@ class Limits(_Strict):
     memory_mb: Annotated[int, Field(ge=32, le=65536)] = 1024
     processes: Annotated[int, Field(ge=1, le=4096)] = 64
     file_mb: Annotated[int, Field(ge=1, le=65536)] = 64
+    #: everything one run may write (its workdir, /tmp and /dev/shm together, a tmpfs)
+    disk_mb: Annotated[int, Field(ge=16, le=65536)] = 512
 
 
 class Tunable(_Strict):

@@ -480,3 +480,37 @@ def test_a_node_with_a_strict_umask_still_runs_candidates(tmp_path: Path) -> Non
     finally:
         os.umask(old)
     assert result.ok and result.stdout == "imported\n", result
+
+
+def test_the_manifest_sets_the_disk_quota_of_a_run() -> None:
+    from evolution.manifest import parse_manifest
+    from runtime.sandbox_result import SandboxLimits
+
+    text = (Path(__file__).parent / "data" / "tiny" / "genome.toml").read_text(encoding="utf-8")
+    assert SandboxLimits.from_manifest(parse_manifest(text).limits).disk_mb == 512
+    small = parse_manifest(text.replace("file_mb = 8", "file_mb = 8\ndisk_mb = 64"))
+    assert SandboxLimits.from_manifest(small.limits).disk_mb == 64
+
+
+def test_a_swarm_node_hands_its_own_and_the_admins_key_files_to_the_scrubber(
+    tmp_path: Path,
+) -> None:
+    """What a swarm member tells its sandbox is secret: its key file and the admin's."""
+    from cli.demo import write_cluster
+    from node import _secrets
+    from runtime.config import load_cluster
+    from runtime.sandbox_result import SandboxLimits
+
+    tiny = Path(__file__).parent / "data" / "tiny"
+    config = load_cluster(write_cluster(tmp_path, 3, tiny, 1, 1, 3, 1))
+    config.ensure_keys()
+    secrets = _secrets(config, "node-1")
+    own = (config.keys_dir / "node-1.key_secret").read_text(encoding="utf-8")
+    admin = (config.keys_dir / "admin.key_secret").read_text(encoding="utf-8")
+    assert secrets == (own, admin)
+    other = (config.keys_dir / "node-2.key_secret").read_text(encoding="utf-8")
+    assert other not in secrets
+    secret_value = own.split('secret-key = "', 1)[1].split('"', 1)[0]
+    with Sandbox(tmp_path / "sb", secrets=secrets) as box, box.workspace({}) as workdir:
+        result = box.run(workdir, ["python", "-c", f"print({secret_value!r})"], SandboxLimits())
+    assert secret_value not in result.stdout and "[secret removed]" in result.stdout
