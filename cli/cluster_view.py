@@ -161,6 +161,30 @@ def bound_warning(rows: list[dict[str, Any]]) -> str | None:
     )
 
 
+def refusal_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per answering node that refused something a peer or a key sent it.
+
+    Entries whose signature did not verify, transfers whose heads the ledger never
+    committed, entries forwarded in another member's name, admin requests from a member
+    key, incubations of candidates no committed offer holds: each is an attack or a bug,
+    and a person should see it without asking for ``--json``.
+    """
+    lines = []
+    for row in rows:
+        counters = row.get("counters") or {}
+        if not row.get("up") or not isinstance(counters, dict):
+            continue
+        refused = {
+            str(name)[len("refused_") :]: value
+            for name, value in sorted(counters.items())
+            if str(name).startswith("refused_") and isinstance(value, int) and value > 0
+        }
+        if refused:
+            shown = ", ".join(f"{kind} {value}" for kind, value in refused.items())
+            lines.append(f"{row['node']} refused: {shown}")
+    return lines
+
+
 def isolation_lines(rows: list[dict[str, Any]]) -> list[str]:
     """How each answering node runs candidate code, one line per distinct isolation."""
     nodes: dict[str, list[str]] = {}
@@ -188,6 +212,8 @@ def print_summary(config: ClusterConfig, rows: list[dict[str, Any]]) -> None:
         console.print(line, highlight=False, markup=False)
     for line in drop_lines(rows):
         console.print(line, highlight=False, markup=False)
+    for line in refusal_lines(rows):
+        console.print(f"[yellow]{escape(line)}[/]", highlight=False)
     warning = bound_warning(rows)
     if warning is not None:
         console.print(f"[yellow]{escape(warning)}[/]", highlight=False)

@@ -47,3 +47,17 @@ def test_the_summary_prints_them_under_the_table(capsys: pytest.CaptureFixture[s
     assert "n1 dropped frames: reorder_bytes 997" in out
     assert "n1 refused frames at a per-peer bound" in out
     assert "n2 dropped" not in out
+
+
+def test_every_refusal_kind_is_named_per_node(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.cluster_view import refusal_lines
+
+    rows = [
+        row("n1", refused_signatures=3, refused_transfers=1, refused_admin=0),
+        row("n2"),
+        row("n3", up=False, refused_commands=5),
+    ]
+    assert refusal_lines(rows) == ["n1 refused: signatures 3, transfers 1"]
+    config: Any = SimpleNamespace(ids=["n1", "n2", "n3"])
+    print_summary(config, rows)
+    assert "n1 refused: signatures 3, transfers 1" in capsys.readouterr().out
