@@ -200,7 +200,9 @@ class Coordinator:
             )
         self.progress("incubate", {"cycle": cycle, "candidates": len(candidates)})
         reports, judged = self._prove(tree, version, candidates, seed)
-        composed = compose(tree, version, winners(candidates, judged))
+        composed = compose(
+            tree, version, self.memory.mergeable(version, winners(candidates, judged))
+        )
         if composed is not None and composed.id not in done:
             self.progress("incubate", {"cycle": cycle, "candidates": 1, "composed": True})
             more_reports, more_judged = self._prove(tree, version, [composed], seed)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from events.records import Adoption, CandidateRecord, Held
-from evolution.compose import COMPOSED
+from evolution.compose import COMPOSED, MERGE_FLOOR
 from evolution.generate import Candidate
 from evolution.patch import apply_patch
 from evolution.policy import Decision, Evidence
@@ -99,23 +99,16 @@ def _better(comparison: Comparison, adoption: Adoption, mutator: str) -> bool:
     return mutator == COMPOSED and comparison.low > adoption.ratio
 
 
-#: the smallest exact gain below the threshold worth merging: code layout alone moves an
-#: instruction count by up to ~0.4 % (one dead assignment in tomllib's ``skip_chars``
-#: cost 0.35 %), so a smaller "gain" is not evidence of anything
-MERGE_FLOOR = 1.005
-
-
 def winners(
     candidates: Sequence[Candidate], judged: Sequence[tuple[Decision, Evidence]]
-) -> list[Candidate]:
-    """What a composition may merge, best measured gain first (plan order on ties).
+) -> list[tuple[float, Candidate]]:
+    """What a composition may merge, as (measured gain, candidate), best first (plan order on ties).
 
     The candidates the governor would adopt, and those it rejected only for a gain below
     the threshold when that gain is an *exact* count of at least :data:`MERGE_FLOOR` with
-    every test passing:
-    three exact 1.01× wins are a real 1.03× together (seqdiff's `_calculate_ratio`
-    inlined, measured 1.010× alone, is one).  The composition itself is judged against
-    the threshold like any candidate; a held candidate is never merged.
+    every test passing: three exact 1.01× wins are a real 1.03× together (seqdiff's
+    `_calculate_ratio` inlined, measured 1.010× alone, is one).  The composition itself
+    is judged against the threshold like any candidate; a held candidate is never merged.
     """
     won = [
         (-(evidence.comparison.ratio if evidence.comparison else 0.0), i, c)
@@ -123,7 +116,7 @@ def winners(
         if c.mutator != COMPOSED
         and (decision.verdict == "adopt" or _exact_gain(decision, evidence))
     ]
-    return [c for _, _, c in sorted(won)]
+    return [(-gain, c) for gain, _, c in sorted(won)]
 
 
 def _exact_gain(decision: Decision, evidence: Evidence) -> bool:

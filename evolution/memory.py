@@ -17,6 +17,7 @@ from typing import Any
 from evolution import calibration as calibration_module
 from evolution.analysis import Opportunity, calibrated
 from evolution.calibration import Calibration
+from evolution.compose import COMPOSED, MERGE_FLOOR
 from evolution.errors import PatchError
 from evolution.generate import Candidate
 from evolution.novelty import tree_key
@@ -35,6 +36,10 @@ class SearchMemory:
     calibration: Calibration = field(default_factory=Calibration)
     #: normal-form keys of every candidate tree judged, per parent version
     judged: dict[str, set[str]] = field(default_factory=dict)
+    #: what a composition may merge, per parent version: patch -> (exact gain, candidate).
+    #: Kept across cycles: while the head does not move, a 1.01× found in cycle 2 and one
+    #: found in cycle 3 are still two gains on the same code, worth merging together.
+    gains: dict[str, dict[str, tuple[float, Candidate]]] = field(default_factory=dict)
 
     @classmethod
     def from_log(cls, rows: Iterable[Mapping[str, Any]], tree_of: TreeOf) -> SearchMemory:
@@ -45,7 +50,19 @@ class SearchMemory:
             parent = tree_of(str(row.get("parent", "")))
             if parent is not None:
                 memory._judge(str(row.get("parent")), parent, str(row.get("patch", "")))
+            gain = _mergeable(row)
+            if gain is not None:
+                memory.mergeable(str(row["parent"]), [gain])
         return memory
+
+    def mergeable(self, version: str, found: Iterable[tuple[float, Candidate]]) -> list[Candidate]:
+        """Keep ``found`` (gain, candidate) for ``version``; every gain kept for it, best first."""
+        kept = self.gains.setdefault(version, {})
+        for gain, candidate in found:
+            if candidate.patch not in kept or kept[candidate.patch][0] < gain:
+                kept[candidate.patch] = (gain, candidate)
+        ranked = sorted(kept.values(), key=lambda pair: (-pair[0], pair[1].id))
+        return [candidate for _, candidate in ranked]
 
     def prepare(
         self, opportunities: Sequence[Opportunity], threshold: float, sources: Sequence[str]
@@ -98,6 +115,26 @@ class SearchMemory:
         key = _key(tree, patch)
         if key is not None:
             self.judged.setdefault(version, set()).add(key)
+
+
+def _mergeable(row: Mapping[str, Any]) -> tuple[float, Candidate] | None:
+    """A logged candidate a composition may merge: an exact gain of at least MERGE_FLOOR, tests passing."""
+    ratio, low, high = row.get("ratio"), row.get("low"), row.get("high")
+    if (
+        row.get("mutator") == COMPOSED
+        or row.get("tests_passed") is not True
+        or row.get("verdict") not in ("adopt", "reject")
+        or not isinstance(ratio, (int, float))
+        or low != high
+        or ratio < MERGE_FLOOR
+    ):
+        return None
+    parent, patch = str(row.get("parent", "")), str(row.get("patch", ""))
+    candidate = Candidate(
+        str(row.get("candidate", "")), parent, patch, str(row.get("mutator", "")),
+        str(row.get("kind", "")), "", "", 0, "from the log",
+    )  # fmt: skip
+    return float(ratio), candidate
 
 
 def _key(tree: Mapping[str, str], patch: str) -> str | None:

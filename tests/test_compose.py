@@ -110,7 +110,7 @@ def test_exact_gains_below_the_threshold_are_merged_timed_ones_are_not() -> None
         return small, Evidence(tests, comparison, 2, ("tiny/core.py",), (), ())
 
     both_exact = [judged(exact(100.0, 99.0, direction="minimize"))] * 2
-    assert winners([a, b], both_exact) == [a, b]
+    assert [c for _, c in winners([a, b], both_exact)] == [a, b]
     timed = Comparison(ratio=1.01, low=0.99, high=1.03, rounds=5, confidence=0.95)
     assert winners([a, b], [judged(timed), judged(timed)]) == []
     no_gain = [judged(exact(100.0, 100.0, direction="minimize"))] * 2
@@ -119,3 +119,37 @@ def test_exact_gains_below_the_threshold_are_merged_timed_ones_are_not() -> None
     assert winners([a, b], layout) == []
     failing = [judged(exact(100.0, 99.0, direction="minimize"), tests=False)] * 2
     assert winners([a, b], failing) == []
+
+
+def test_gains_found_in_different_cycles_on_one_version_are_merged_together() -> None:
+    """The memory keeps exact gains per version across cycles, and rebuilds them from the log."""
+    from evolution.memory import SearchMemory
+
+    tree = _tree()
+    version = version_id(tree)
+    a = _candidate(tree, "a", "if word in COMMON:", "if word in COMMON_SET:")
+    b = _candidate(tree, "b", "if word not in COMMON:", "if word not in COMMON_SET:")
+    memory = SearchMemory()
+    assert memory.mergeable(version, [(1.01, a)]) == [a]  # cycle 2: one gain, nothing to merge
+    assert memory.mergeable(version, [(1.02, b)]) == [b, a]  # cycle 3: two, best first
+    assert compose(tree, version, memory.mergeable(version, [])) is not None
+    assert memory.mergeable("another-version", []) == []
+
+    def row(c: Candidate, ratio: float, **changes: object) -> dict[str, object]:
+        base = {
+            "candidate": c.id, "parent": version, "patch": c.patch, "mutator": c.mutator,
+            "kind": c.kind, "verdict": "reject", "ratio": ratio, "low": ratio, "high": ratio,
+            "tests_passed": True,
+        }  # fmt: skip
+        return {**base, **changes}
+
+    rows = [
+        row(a, 1.01),
+        row(b, 1.02),
+        row(b, 1.03, candidate="t", low=1.0, high=1.06),  # timed: not exact
+        row(a, 1.002, candidate="l"),  # below the floor
+        row(b, 1.04, candidate="f", tests_passed=False),
+        row(a, 1.05, candidate="c", mutator=COMPOSED),
+    ]
+    rebuilt = SearchMemory.from_log(rows, lambda v: tree if v == version else None)
+    assert [c.id for c in rebuilt.mergeable(version, [])] == ["b", "a"]
