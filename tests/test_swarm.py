@@ -338,6 +338,9 @@ def test_a_node_behind_the_compacted_ledger_fetches_the_state_from_a_peer(tmp_pa
         nodes["node-3"] = back = SwarmNode(config, "node-3", evolve=False)
         back.start()
         wait(lambda: same_as_peers(back), what="node-3 to catch up")
+        # the store commits the fetched events a moment before the applier records the
+        # transfer: wait for the record, never race it
+        wait(lambda: back.last_transfer is not None, what="node-3 to record its transfer")
         assert back.last_transfer is not None and back.last_transfer.peer in ("node-1", "node-2")
         assert back.last_transfer.events == cycles  # only what its store lacked
         wait(
@@ -364,6 +367,7 @@ def test_a_node_behind_the_compacted_ledger_fetches_the_state_from_a_peer(tmp_pa
             lambda: "tiny" in again.store.genomes() and same_as_peers(again),
             what="node-3 to rebuild its store",
         )
+        wait(lambda: again.last_transfer is not None, what="node-3 to record its transfer")
         assert again.last_transfer is not None and again.last_transfer.events == cycles + 1
         propose_retrying(
             up[0], cycle_entry("tiny", up[0].id, cycles + 1, 3, [], [], None, time.time())

@@ -171,9 +171,11 @@ def test_deleted_store_is_rebuilt_from_the_ledger(swarm: LocalSwarm) -> None:
         path.unlink()
     swarm.up([victim])
     swarm.check_invariants(CONVERGE)
-    status = swarm.status(victim)
-    assert status is not None and status["last_transfer"] is not None, (
-        "the store was fetched from a peer"
+    # the fetched events are stored a moment before the node records the transfer
+    swarm.wait_for(
+        lambda: (swarm.status(victim) or {}).get("last_transfer") is not None,
+        10,
+        "the store was fetched from a peer",
     )
 
 
@@ -189,9 +191,11 @@ def test_node_with_all_state_deleted_rejoins(swarm: LocalSwarm) -> None:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     swarm.up([victim])
     swarm.check_invariants(CONVERGE)
-    status = swarm.status(victim)
-    assert status is not None and status["last_transfer"] is not None, (
-        "the leader's log no longer reaches back"
+    # the fetched events are stored a moment before the node records the transfer
+    swarm.wait_for(
+        lambda: (swarm.status(victim) or {}).get("last_transfer") is not None,
+        10,
+        "the leader's log no longer reaches back",
     )
 
 
