@@ -10,6 +10,7 @@ a starter that died before its run costs that run nothing but the saving.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import signal
 import subprocess
@@ -215,6 +216,15 @@ def test_stdin_and_results_reach_a_starter_run(sandbox: Sandbox) -> None:
         _, rows = sandbox.run_profiled(workdir, ["python", "c.py"], LIMITS)
     assert result.stdout == "PIPED\n", result
     assert any(row["file"] == "c.py" for row in rows)
+
+
+def test_arguments_and_environment_reach_a_starter_run_intact(sandbox: Sandbox) -> None:
+    assert pool_of(sandbox).wait_ready() is not None
+    code = "import json, os, sys\nprint(json.dumps([sys.argv[1:], os.environ['TARS_X']]))\n"
+    args = ["a b", "é\nz", "", "--x=1"]
+    with sandbox.workspace({"c.py": code}) as workdir:
+        result = sandbox.run(workdir, ["python", "c.py", *args], LIMITS, env={"TARS_X": "1=2\n3"})
+    assert result.ok and json.loads(result.stdout) == [args, "1=2\n3"], result
 
 
 def test_a_starter_run_has_the_signal_dispositions_of_a_direct_one(sandbox: Sandbox) -> None:
