@@ -8,8 +8,9 @@ a hung or damaged node.  The mechanisms (probed in :mod:`runtime.isolation`):
   ``unshare``, else none; ``Sandbox.isolation`` says which and what was refused;
 * rlimits set by ``prlimit`` just before exec (no ``preexec_fn``: it is unsafe in a
   process with threads, and the Incubator runs sandboxes from a thread pool);
-* a cgroup v1 ``pids`` group per run (RLIMIT_NPROC does not bind root), joined by a
-  one-line ``sh`` before anything else runs, so no fork escapes it;
+* a cgroup per run (memory, pids, cpuacct; RLIMIT_NPROC does not bind root), in which
+  the run's first process already waits (:mod:`runtime.sandbox_starter`) or which it
+  joins before the candidate's first instruction, so no fork escapes it;
 * a wall clock in the parent that SIGKILLs the group, the namespace and the cgroup.
 
 See docs/sandbox.md for the measured overhead and the residual hazards.
