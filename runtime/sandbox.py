@@ -218,6 +218,8 @@ class Sandbox:
             )
             return self._supervise(full, job)
         finally:
+            if starter is not None and not starter.launched:  # the run failed before it
+                starter.stop()
             if cgroup is not None:
                 cgroup.kill_all()
                 if not cgroup.remove(attempts=4):  # a dying task: retried later, off this run
@@ -227,18 +229,14 @@ class Sandbox:
     def _supervise(self, full: list[str], job: _Job) -> tuple[RunResult, bytes]:
         """Pump output, enforce the wall clock, kill everything left, reap, classify."""
         start = time.perf_counter()
-        env, wants = (
-            clean_env(job.inside, job.env),
-            (job.stdin is not None, job.results is not None),
-        )
+        env = clean_env(job.inside, job.env)
+        stdin, results = job.stdin is not None, job.results is not None
         try:
             if job.starter is not None:  # in the run's groups already: it execs the line
-                spawned = job.starter.launch(
-                    full, job.workdir, env, stdin=wants[0], results=wants[1]
-                )
+                spawned = job.starter.launch(full, job.workdir, env, stdin=stdin, results=results)
             else:
                 spawned = spawn_direct(
-                    full, job.workdir, env, stdin=wants[0], results=wants[1], preexec=job.preexec
+                    full, job.workdir, env, stdin=stdin, results=results, preexec=job.preexec
                 )
         finally:
             if self._starters is not None:  # the next run's, while this one starts

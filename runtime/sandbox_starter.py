@@ -85,6 +85,7 @@ class Starter:
 
     def __init__(self, cgroup: RunCgroup) -> None:
         self.cgroup = cgroup
+        self.launched = False  # once True, the process is the run's
         ctl_r, self._ctl_w = os.pipe()
         self._watch_r, self.watch_w = os.pipe()
         self.results_r, self._results_w = os.pipe()
@@ -133,6 +134,7 @@ class Starter:
             ) from exc
         os.close(self._ctl_w)
         self._ctl_w = -1
+        self.launched = True
         if not results:
             os.close(self.results_r)
             self.results_r = -1
@@ -142,9 +144,13 @@ class Starter:
         return Spawned(self.proc, self.results_r, self.watch_w, -1)
 
     def stop(self) -> None:
-        """Kill the starter (never used once launched) and close the node's ends of its pipes."""
-        with contextlib.suppress(OSError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        """Kill the starter (never used once launched) and close the node's ends of its pipes.
+
+        Idempotent: once reaped, its pid may be another process's, so it is not signalled.
+        """
+        if self.proc.poll() is None:  # not reaped yet: the pid is still this starter's
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:

@@ -227,6 +227,17 @@ def test_arguments_and_environment_reach_a_starter_run_intact(sandbox: Sandbox) 
     assert result.ok and json.loads(result.stdout) == [args, "1=2\n3"], result
 
 
+def test_what_popen_refuses_is_refused_and_the_starter_goes(sandbox: Sandbox) -> None:
+    pid = pool_of(sandbox).wait_ready()
+    before = {p.name for p in PIDS_ROOT.glob(f"tars-{os.getpid()}-*")}
+    with sandbox.workspace({"c.py": "print('ran')\n"}) as workdir:
+        with pytest.raises(ValueError):
+            sandbox.run(workdir, ["python", "c.py"], LIMITS, env={"A=B": "1"})
+        assert pid is not None and not Path(f"/proc/{pid}").exists()
+        assert {p.name for p in PIDS_ROOT.glob(f"tars-{os.getpid()}-*")} <= before
+        assert sandbox.run(workdir, ["python", "c.py"], LIMITS).stdout == "ran\n"
+
+
 def test_a_starter_run_has_the_signal_dispositions_of_a_direct_one(sandbox: Sandbox) -> None:
     """Python ignores SIGPIPE and SIGXFSZ, and an exec keeps what is ignored: the starter
     restores them, so a file-size limit still kills (as it does for a direct start)."""
