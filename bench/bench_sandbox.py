@@ -76,6 +76,8 @@ def main() -> None:
                 order = list(ways) if index % 2 == 0 else list(reversed(ways))
                 for name in order:
                     samples[name].append(timed(ways[name]))
+        pool = sandbox._starters  # runs that found a starter waiting in their cgroups
+        starters = {"served": pool.served, "missed": pool.missed} if pool is not None else None
     medians = {name: p50(values) for name, values in samples.items()}
     print(
         json.dumps(
@@ -90,6 +92,7 @@ def main() -> None:
                 },
                 "jail_minus_plain_ms": round(medians["jail"] - medians["plain"], 2),
                 "bwrap_alone_minus_plain_ms": round(medians["bwrap_alone"] - medians["plain"], 2),
+                "starters": starters,
                 "goal_ms": 15.0,
                 "met": medians["jail"] - medians["plain"] <= 15.0,
             },

@@ -18,9 +18,10 @@ empty root and adds only what a program needs to run:
 It runs as uid/gid 65534 with no capabilities and no new privileges (as root, bwrap
 keeps CAP_SETUID/CAP_SETGID/CAP_SETPCAP only for ``setpriv`` to drop to nobody; as an
 ordinary user a user namespace maps nobody), in its own pid, ipc, net and uts
-namespaces, and dies with its parent.  No cgroup namespace: the node moves the jail
-into the run's groups after bwrap has made its namespaces (to overlap that move with
-bwrap's setup), so one would not hide anything; there is no cgroupfs in the jail.
+namespaces, and dies with its parent.  No cgroup namespace: bwrap starts in the run's
+groups (from a starter waiting there, :mod:`runtime.sandbox_starter`) or is moved into
+them after it has made its namespaces, so one would not hide anything; there is no
+cgroupfs in the jail.
 """
 
 from __future__ import annotations

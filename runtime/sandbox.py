@@ -8,8 +8,9 @@ a hung or damaged node.  The mechanisms (probed in :mod:`runtime.isolation`):
   ``unshare``, else none; ``Sandbox.isolation`` says which and what was refused;
 * rlimits set by ``prlimit`` just before exec (no ``preexec_fn``: it is unsafe in a
   process with threads, and the Incubator runs sandboxes from a thread pool);
-* a cgroup v1 ``pids`` group per run (RLIMIT_NPROC does not bind root), joined by a
-  one-line ``sh`` before anything else runs, so no fork escapes it;
+* a cgroup per run (memory, pids, cpuacct; RLIMIT_NPROC does not bind root), in which
+  the run's first process already waits (:mod:`runtime.sandbox_starter`) or which it
+  joins before the candidate's first instruction, so no fork escapes it;
 * a wall clock in the parent that SIGKILLs the group, the namespace and the cgroup.
 
 See docs/sandbox.md for the measured overhead and the residual hazards.
@@ -27,27 +28,20 @@ import json
 import os
 import resource
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evolution.errors import SandboxError
+from runtime.cgroups import layout
 from runtime.isolation import MODES, Isolation, RunCgroup, probe
-from runtime.jail import HELPER_INSIDE, WATCH_ARG
-from runtime.sandbox_command import (
-    BLOCK_ARG,
-    CGROUP_EXIT,
-    REOPEN_ARG,
-    TMP_NAME,
-    clean_env,
-    command,
-    release,
-)
+from runtime.jail import HELPER_INSIDE
+from runtime.sandbox_command import CGROUP_EXIT, TMP_NAME, clean_env, command, release
 from runtime.sandbox_pipes import OUTPUT_LIMIT, Capture, close_fds, drain, kill_group, pump
 from runtime.sandbox_reap import make_dirs as _make_dirs
 from runtime.sandbox_reap import reap_in_background
@@ -56,12 +50,12 @@ from runtime.sandbox_reap import safe_relpath as _safe_relpath
 from runtime.sandbox_result import RunResult, SandboxLimits, classify, last_line
 from runtime.sandbox_rows import valid_rows as _valid_rows
 from runtime.sandbox_secrets import SECRET_REMOVED, scrub, secret_needles
+from runtime.sandbox_spawn import RESULTS_ARG, spawn_direct
+from runtime.sandbox_starter import Starter, StarterPool
 
 _CHILD_HELPER = Path(__file__).with_name("_sandbox_child.py")
 #: profile rows a run may send back through its results pipe
 RESULTS_LIMIT = 8 << 20
-#: stands for the results pipe's fd in a command line until the pipe exists
-RESULTS_ARG = "fd:RESULTS"
 _MIB = 1 << 20
 
 
@@ -98,6 +92,8 @@ class Sandbox:
         self._probed: Isolation | None = None
         self._lock = threading.Lock()
         self._stale_cgroups: list[RunCgroup] = []
+        #: the next run's starter, waiting in its cgroups (full jail on cgroup v1 only)
+        self._starters: StarterPool | None = None
         if isolation not in MODES:
             raise SandboxError(
                 f"unknown sandbox isolation {isolation!r}", hint=f"use one of {', '.join(MODES)}"
@@ -115,11 +111,19 @@ class Sandbox:
                     self._probed = probe(self._requested, scratch)
                 finally:
                     _remove_tree(scratch)
+                self._start_starters(self._probed)
             iso = self._probed
         refusal = iso.refusal()
         if refusal is not None and not self.accept_weak_isolation:
             raise refusal
         return iso
+
+    def _start_starters(self, iso: Isolation) -> None:
+        """Keep a starter ready for each run where that saves the cgroup move (v1, full jail)."""
+        if iso.full and iso.mode == "bwrap" and iso.prlimit and layout() == "v1":
+            self._starters = StarterPool()
+            weakref.finalize(self, self._starters.close)  # a Sandbox never closed
+            self._starters.prime()
 
     @property
     def jailed(self) -> bool:
@@ -200,13 +204,22 @@ class Sandbox:
         program = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
         nproc = limits.processes + iso.wrapper_processes
         memory = limits.memory_mb * _MIB if iso.memory_cgroup else None
-        cgroup = RunCgroup(nproc, memory) if iso.cgroups else None
+        pool = self._starters
+        starter = pool.take(nproc, memory) if pool is not None and memory is not None else None
+        cgroup = starter.cgroup if starter is not None else None
+        if cgroup is None and iso.cgroups:
+            cgroup = RunCgroup(nproc, memory)
         job = _Job(tuple(argv), workdir, iso.inside(workdir), limits, env, stdin, cgroup, results)
+        job.starter = starter
         try:
             helper = _CHILD_HELPER if results is not None else None  # one bind less otherwise
-            full, job.preexec = command(iso, workdir, program, limits, nproc, cgroup, helper)
+            full, job.preexec = command(
+                iso, workdir, program, limits, nproc, cgroup, helper, joined=starter is not None
+            )
             return self._supervise(full, job)
         finally:
+            if starter is not None and not starter.launched:  # the run failed before it
+                starter.stop()
             if cgroup is not None:
                 cgroup.kill_all()
                 if not cgroup.remove(attempts=4):  # a dying task: retried later, off this run
@@ -216,42 +229,31 @@ class Sandbox:
     def _supervise(self, full: list[str], job: _Job) -> tuple[RunResult, bytes]:
         """Pump output, enforce the wall clock, kill everything left, reap, classify."""
         start = time.perf_counter()
-        read_end, write_end = os.pipe() if job.results is not None else (-1, -1)
-        extra = {read_end: job.results} if job.results is not None else {}
-        # the jail's watchdog reads this pipe; its end here closes when this process dies
-        watch_r, watch_w = os.pipe() if WATCH_ARG in full else (-1, -1)
-        block_r, block_w = os.pipe() if BLOCK_ARG in full else (-1, -1)
-        digit = next(d for d in range(3, 10) if d not in (write_end, watch_r, block_r))
-        swap = {
-            RESULTS_ARG: f"fd:{write_end}", WATCH_ARG: str(digit),
-            REOPEN_ARG: f"{digit}:{watch_r}", BLOCK_ARG: str(block_r),
-        }  # fmt: skip
-        full = [swap.get(part, part) for part in full]
-        passed = tuple(fd for fd in (write_end, watch_r, block_r) if fd >= 0)
+        env = clean_env(job.inside, job.env)
+        stdin, results = job.stdin is not None, job.results is not None
         try:
-            proc = subprocess.Popen(
-                full, cwd=job.workdir, env=clean_env(job.inside, job.env), start_new_session=True,
-                stdin=subprocess.PIPE if job.stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                preexec_fn=job.preexec, pass_fds=passed,
-            )  # fmt: skip
-        except OSError as exc:
-            close_fds(read_end, write_end, watch_r, watch_w, block_r, block_w)
-            raise SandboxError(
-                f"cannot start {full[0]}: {exc}", hint="check the sandbox tools"
-            ) from exc
-        close_fds(write_end, watch_r, block_r)
+            if job.starter is not None:  # in the run's groups already: it execs the line
+                spawned = job.starter.launch(full, job.workdir, env, stdin=stdin, results=results)
+            else:
+                spawned = spawn_direct(
+                    full, job.workdir, env, stdin=stdin, results=results, preexec=job.preexec
+                )
+        finally:
+            if self._starters is not None:  # the next run's, while this one starts
+                self._starters.prime()
+        proc, read_end = spawned.proc, spawned.results_r
+        extra = {read_end: job.results} if job.results is not None else {}
         out, err = Capture(), Capture()
         timed_out = False
         try:
-            release(proc, job.cgroup, block_w)
+            release(proc, job.cgroup, spawned.block_w)
             timed_out = pump(proc, out, err, job.stdin, start + job.limits.wall_seconds, extra)
         finally:
             kill_group(proc.pid)
             if job.cgroup is not None:
                 job.cgroup.kill_all()
             drain(proc, out, err, extra)
-            close_fds(read_end, watch_w)
+            close_fds(read_end, spawned.watch_w)
             _pid, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
@@ -346,7 +348,9 @@ class Sandbox:
                 self._stale_cgroups.extend(kept)
 
     def close(self) -> None:
-        """Remove cgroups a dying run could not release in time."""
+        """Kill the waiting starter; remove cgroups a dying run could not release in time."""
+        if self._starters is not None:
+            self._starters.close()
         with self._lock:
             stale, self._stale_cgroups = self._stale_cgroups, []
         for cgroup in stale:
@@ -373,6 +377,7 @@ class _Job:
     cgroup: RunCgroup | None
     results: Capture | None
     preexec: Callable[[], None] | None = None
+    starter: Starter | None = None
 
 
 __all__ = [

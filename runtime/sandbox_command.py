@@ -92,13 +92,17 @@ def command(
     nproc: int,
     cgroup: RunCgroup | None,
     helper: Path | None = None,
+    *,
+    joined: bool = False,
 ) -> tuple[list[str], Callable[[], None] | None]:
     """sh (join cgroup) → prlimit (rlimits) → namespace wrapper → the command.
 
     bwrap's ``--die-with-parent`` has gaps (docs/sandbox.md, "How a run is started"):
     in the jail, a watchdog on a pipe only the node writes closes them.  Outside it
     (weaker isolation), ``setpriv --pdeathsig KILL`` goes first, and the ``sh`` line
-    checks that the node was still its parent once that was set.
+    checks that the node was still its parent once that was set.  ``joined``: the
+    process that will exec this line is in ``cgroup`` already (a starter,
+    :mod:`runtime.sandbox_starter`), so nothing is moved and bwrap is not held.
     """
     rlimits = _rlimits(limits, None if cgroup is not None else nproc)
     full = [*iso.prefix(workdir, limits.disk_mb * _MIB, helper), *argv]
@@ -112,7 +116,7 @@ def command(
             for res, soft, hard in rlimits:
                 resource.setrlimit(res, (soft, hard))
 
-    files = [str(f) for f in cgroup.procs_files] if cgroup is not None else []
+    files = [str(f) for f in cgroup.procs_files] if cgroup is not None and not joined else []
     if iso.mode == "bwrap" and files and iso.bwrap in full:
         # bwrap waits on BLOCK_ARG before it forks the command; the node moves it into the
         # groups meanwhile (RunCgroup.adopt), overlapping the move with bwrap's setup
