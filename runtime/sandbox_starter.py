@@ -8,7 +8,7 @@ one starter ready: a tiny ``python -I -S`` child of the node, in its own session
 the run's stdin/stdout/stderr pipes, the watch pipe and a results pipe already made,
 moved into a fresh set of groups (pids, memory, cpuacct) while no run waits.  A run
 claims it (the groups get the run's name and limits: a rename and three writes,
-~0.1 ms), sends it one JSON line (argv, env, cwd) on a pipe only the node holds, and
+~0.1 ms), sends it one NUL-separated order (cwd, argv, env) on a pipe only the node holds, and
 the starter ``execve``s the jail's command line: the same pid, so the run's first
 process is the node's child as before (bwrap's ``--die-with-parent``, the ``sh``
 line's check that the node is its parent, the watchdog's pipe, the session that is
