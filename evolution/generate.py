@@ -66,19 +66,16 @@ def from_rewrite(
             f"{mutator}: rewrite of {file}:{line} does not compile ({exc.msg})",
             hint="report this mutator bug",
         ) from exc
-    new_tree: Tree = dict(tree)
-    new_tree[file] = new_source
-    patch = make_patch(tree, new_tree)
-    return Candidate(
-        id=candidate_id(parent, patch),
-        parent=parent,
-        patch=patch,
+    return from_files(
+        tree,
+        parent,
+        {file: new_source},
         mutator=mutator,
         kind=kind,
         file=file,
         function=function,
         line=line,
-        description=description or f"{mutator} at {file}:{line} ({function})",
+        description=description,
     )
 
 

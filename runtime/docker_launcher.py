@@ -32,7 +32,7 @@ from typing import Any
 from evolution.errors import TarsError, TransportError
 from runtime.config import ClusterConfig
 from runtime.docker_mounts import MARKER, container_mounts
-from runtime.launcher import POLL, START_MARK, NodeNotReady, admin_request
+from runtime.launcher import POLL, START_MARK, NodeNotReady, NodeSet, admin_request
 from runtime.node_lock import NodeRunning, holder
 
 LABEL_CLUSTER = "tars.cluster"
@@ -81,7 +81,7 @@ def _engine(client: Any | None) -> Any:
     return engine
 
 
-class DockerLauncher:
+class DockerLauncher(NodeSet):
     """Runs the nodes of one cluster.yml as containers of the node image."""
 
     def __init__(
@@ -239,20 +239,6 @@ class DockerLauncher:
                 hint="check the engine's log; `docker ps -a` shows a leftover container to remove",
             ) from exc
 
-    def up(self, ids: Iterable[str] | None = None) -> dict[str, int]:
-        """Start every node (or those named) that is not running; the pids of all of them."""
-        pids: dict[str, int] = {}
-        for node_id in self._ids(ids):
-            running = self.pid(node_id)
-            pids[node_id] = running if running is not None else self.start(node_id)
-        return pids
-
-    def _ids(self, ids: Iterable[str] | None) -> list[str]:
-        chosen = list(ids) if ids is not None else self.config.ids
-        for node_id in chosen:
-            self.config.node(node_id)
-        return chosen
-
     # -- stopping --------------------------------------------------------------------------
 
     def _remove(self, node_id: str, container: Any) -> None:
@@ -269,10 +255,6 @@ class DockerLauncher:
             (folder / MARKER).unlink(missing_ok=True)
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-
-    def stop(self, node_id: str, timeout: float = 10.0) -> bool:
-        """SIGTERM, SIGKILL after ``timeout``, then remove; False when it was not running."""
-        return self.down([node_id], timeout=timeout)[node_id]
 
     def down(self, ids: Iterable[str] | None = None, timeout: float = 10.0) -> dict[str, bool]:
         """Stop and remove the containers together; which nodes were running.

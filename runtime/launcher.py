@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from evolution.errors import ConfigError, TarsError, TransportError
 from runtime.config import ADMIN, ClusterConfig
 from runtime.node_lock import NodeRunning, holder, read_pid_file
+from runtime.node_set import NodeSet
 from runtime.processes import die_with_parent, pid_alive, start_time
 
 Command = Callable[[str], list[str]]
@@ -93,7 +94,7 @@ def node_command(config: ClusterConfig) -> Command:
     return command
 
 
-class ProcessLauncher:
+class ProcessLauncher(NodeSet):
     """Runs the nodes of one cluster.yml as local processes, one session each."""
 
     def __init__(
@@ -211,20 +212,6 @@ class ProcessLauncher:
         tmp.write_text(f"{pid}\n{start_time(pid) or ''}\n")
         os.replace(tmp, path)
 
-    def up(self, ids: Iterable[str] | None = None) -> dict[str, int]:
-        """Start every node (or those named) that is not running; the pids of all of them."""
-        pids: dict[str, int] = {}
-        for node_id in self._ids(ids):
-            running = self.pid(node_id)
-            pids[node_id] = running if running is not None else self.start(node_id)
-        return pids
-
-    def _ids(self, ids: Iterable[str] | None) -> list[str]:
-        chosen = list(ids) if ids is not None else self.config.ids
-        for node_id in chosen:
-            self.config.node(node_id)
-        return chosen
-
     # -- stopping --------------------------------------------------------------------------
 
     def _wait_dead(self, node_id: str, pid: int, timeout: float) -> bool:
@@ -262,10 +249,6 @@ class ProcessLauncher:
                 f"{node_id} (pid {pid}) survived SIGKILL",
                 hint="it is stuck in the kernel; check `ps -o stat -p PID`",
             )
-
-    def stop(self, node_id: str, timeout: float = 10.0) -> bool:
-        """SIGTERM, then SIGKILL after ``timeout``; False when it was not running."""
-        return self.down([node_id], timeout=timeout)[node_id]
 
     def down(self, ids: Iterable[str] | None = None, timeout: float = 10.0) -> dict[str, bool]:
         """Stop nodes together (all signalled first, so the slowest sets the pace); which were running."""
