@@ -10,6 +10,7 @@ re-exported here).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,8 +73,13 @@ def read_metric(result: RunResult, metric: str) -> float:
         value = data.get(metric)
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ValueError(f"benchmark printed no number for metric {metric!r} (got {value!r})")
-        if value <= 0:
-            raise ValueError(f"benchmark metric {metric!r} must be positive, got {value}")
+        if not math.isfinite(value) or value <= 0:
+            # NaN compares false with everything: a NaN ratio would pass every "no gain"
+            # and "below threshold" test of the governor, so a benchmark printing NaN (or
+            # inf) is a failed run, never a measurement
+            raise ValueError(
+                f"benchmark metric {metric!r} must be a positive finite number, got {value}"
+            )
         return float(value)
     raise ValueError(
         f"benchmark printed no JSON line (last output: {result.stdout.strip()[-200:]!r})"

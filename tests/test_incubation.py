@@ -151,3 +151,15 @@ def test_a_benchmark_that_hangs_under_the_counter_is_stopped_at_a_multiple_of_it
     assert "its parent's" in report.detail
     # Stopped near 4x the parent's counted run (a few seconds), not at the manifest's 60 s x 5.
     assert report.child_seconds < 60
+
+
+@pytest.mark.parametrize("value", ['float("nan")', 'float("inf")'])
+def test_a_benchmark_printing_nan_or_inf_fails_the_candidate(sandbox: Sandbox, value: str) -> None:
+    """NaN compares false with everything, so as a measurement it would slip past every
+    "no gain" and "below threshold" test of the governor: it is a failed run instead."""
+    manifest = parse_manifest(MANIFEST)
+    hacked = tree(1.0)
+    hacked["m.py"] = hacked["m.py"].replace("COST = 1.0", f"COST = {value}")
+    report = incubate(sandbox, manifest, "c1", tree(2.0), hacked)
+    assert report.tests_passed and report.failure == "bench-output", report
+    assert "positive finite number" in report.detail and report.candidate_samples == ()
