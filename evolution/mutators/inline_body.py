@@ -37,7 +37,7 @@ from evolution.mutators.cst_tools import (
     subtree,
 )
 from evolution.mutators.inline_args import impure_calls
-from evolution.mutators.inline_plan import bind
+from evolution.mutators.inline_plan import Substitute, bind
 from evolution.mutators.inline_procedure import Procedure, procedure
 from evolution.mutators.inline_scope import outer_function
 
@@ -74,25 +74,9 @@ def module_procedures(idx: Index) -> dict[str, Procedure]:
     return out
 
 
-class _Rename(cst.CSTTransformer):
-    def __init__(self, by_id: Mapping[int, cst.BaseExpression]) -> None:
-        super().__init__()
-        self.by_id = by_id
-
-    def leave_Name(  # noqa: N802 - libcst's visitor naming
-        self, original_node: cst.Name, updated_node: cst.Name
-    ) -> cst.BaseExpression:
-        new = self.by_id.get(id(original_node))
-        if new is None:
-            return updated_node
-        if isinstance(new, cst.Name):
-            return new.with_changes(lpar=original_node.lpar, rpar=original_node.rpar)
-        return new.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-
-
 def _renamed(node: cst.CSTNode, names: Mapping[str, cst.BaseExpression]) -> cst.CSTNode:
     by_id = {id(ref): names[ref.value] for ref, _ in name_refs(node) if ref.value in names}
-    out = node.visit(_Rename(by_id))
+    out = node.visit(Substitute(by_id))
     assert isinstance(out, cst.CSTNode)
     return out
 

@@ -144,7 +144,9 @@ def _in_comprehension_iterable(loc: Located) -> bool:
     )
 
 
-class _Substitute(cst.CSTTransformer):
+class Substitute(cst.CSTTransformer):
+    """Names (by node identity) replaced by expressions, parenthesised unless a plain name."""
+
     def __init__(self, by_id: Mapping[int, cst.BaseExpression]) -> None:
         super().__init__()
         self.by_id = by_id
@@ -180,7 +182,7 @@ def substitute(
             )
         else:
             by_id[id(ref)] = cst.Name(value.value) if isinstance(value, cst.Name) else value
-    out = expr.visit(_Substitute(by_id))
+    out = expr.visit(Substitute(by_id))
     assert isinstance(out, cst.BaseExpression)
     return out
 
