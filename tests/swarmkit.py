@@ -201,6 +201,28 @@ class LocalSwarm:
 
 
 @contextlib.contextmanager
+def spread_swarm(tmp_path: Path, genome: Path = TINY) -> Iterator[list[SwarmNode]]:
+    """Three started, evolving nodes with ``evolution.spread`` on (3 cycles of 3 candidates)."""
+    from runtime.config import EvolutionSection
+
+    config = load_cluster(write_cluster(tmp_path, 3, genome, 3, 3, 3, 1))
+    config.ensure_keys()
+    config = config.with_nodes(
+        evolution=EvolutionSection(
+            cycles=3, candidates_per_cycle=3, seed=3, incubators=1, spread=True
+        )
+    )
+    nodes = [SwarmNode(config, node_id) for node_id in config.ids]
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@contextlib.contextmanager
 def in_process_swarm(tmp_path: Path, genome: Path) -> Iterator[list[SwarmNode]]:
     """Three started nodes of a fresh cluster.yml (no evolution), stopped at the end.
 

@@ -28,6 +28,7 @@ from runtime.cgroups import MEMORY_ROOT, PIDS_ROOT
 from runtime.incubation import incubate, run_tests
 from runtime.keys import write_keypair
 from runtime.sandbox import Sandbox
+from runtime.testing import processes_with
 
 ROOT = os.geteuid() == 0
 
@@ -64,19 +65,6 @@ def genome(attack: str, bench: str = "print('{\"seconds\": 1.0}')\n") -> dict[st
 def report(stdout: str) -> dict[str, str]:
     """The attack's own account: the last JSON line it printed."""
     return json.loads(stdout.strip().splitlines()[-1])
-
-
-def processes_with(marker: str) -> list[int]:
-    """Host pids whose command line carries ``marker``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 class NodeState:

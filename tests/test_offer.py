@@ -15,13 +15,12 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from swarmkit import TINY, in_process_swarm, wait
+from swarmkit import TINY, in_process_swarm, spread_swarm, wait
 
 from actors.incubator import Incubator
 from actors.messages import REMOTE_TYPES, Incubate, IncubateOffered
 from actors.spread import TEXT_CAP, OfferedIncubator, bounded
 from actors.supervisor import Supervisor
-from cli.demo import write_cluster
 from consensus import entries as E
 from consensus import ledger as L
 from consensus import offers as O
@@ -32,7 +31,6 @@ from evolution.manifest import parse_manifest
 from evolution.patch import make_patch
 from evolution.tree import Tree, version_id
 from node import SwarmNode
-from runtime.config import EvolutionSection, load_cluster
 from runtime.genome_files import load_genome
 from runtime.incubation import IncubationReport
 from runtime.remote import Codec, Refused, RemoteActorRef
@@ -306,17 +304,7 @@ def test_a_refusal_falls_back_to_a_local_incubator_and_the_peer_stays_pooled(
 
 
 def test_with_spread_on_the_swarm_adopts_wins_proven_on_peers(tmp_path: Path) -> None:
-    config = load_cluster(write_cluster(tmp_path, 3, TINY, 3, 3, 3, 1))
-    config.ensure_keys()
-    config = config.with_nodes(
-        evolution=EvolutionSection(
-            cycles=3, candidates_per_cycle=3, seed=3, incubators=1, spread=True
-        )
-    )
-    nodes = [SwarmNode(config, node_id) for node_id in config.ids]
-    try:
-        for node in nodes:
-            node.start()
+    with spread_swarm(tmp_path) as nodes:
 
         def adopted() -> bool:
             return all(
@@ -329,6 +317,3 @@ def test_with_spread_on_the_swarm_adopts_wins_proven_on_peers(tmp_path: Path) ->
         assert served > 0, "peers proved some of the leader's candidates"
         assert all(len(n.state.offers) > 0 for n in nodes), "every node holds the offers"
         assert sum(n.counters["refused_incubations"] for n in nodes) == 0
-    finally:
-        for node in nodes:
-            node.stop()

@@ -23,6 +23,7 @@ import pytest
 
 from evolution.errors import SandboxError
 from runtime.sandbox import OUTPUT_LIMIT, RunResult, Sandbox, SandboxLimits, classify
+from runtime.testing import processes_with
 
 IS_ROOT = os.geteuid() == 0
 SMALL = SandboxLimits(wall_seconds=1.5, cpu_seconds=10, memory_mb=256, processes=16, file_mb=1)
@@ -69,22 +70,6 @@ def net_sandbox(request: pytest.FixtureRequest, sandbox_root: Path) -> Sandbox:
 @pytest.fixture
 def bwrap_sandbox(sandbox_root: Path) -> Sandbox:
     return _sandbox_for("bwrap", sandbox_root)
-
-
-def _processes_with(marker: str) -> list[int]:
-    """Pids whose command line carries ``marker``: anything the run left behind."""
-    found = []
-    needle = marker.encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                if needle in fh.read():
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
 
 
 def _run_code(sb: Sandbox, code: str, limits: SandboxLimits = SMALL) -> tuple[RunResult, str]:
@@ -185,7 +170,7 @@ def test_busy_loop_is_killed_at_wall_limit(any_sandbox: Sandbox) -> None:
     assert result.returncode is None
     assert result.detail == "killed after 1.5 s wall time"
     assert 1.4 < result.wall_seconds < 4.0
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 def test_sleeper_ignoring_sigterm_and_its_children_are_killed(any_sandbox: Sandbox) -> None:
@@ -200,7 +185,7 @@ def test_sleeper_ignoring_sigterm_and_its_children_are_killed(any_sandbox: Sandb
     """
     result, marker = _run_code(any_sandbox, code)
     assert result.failure == "timeout", result
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 def test_background_child_is_killed_when_main_exits(any_sandbox: Sandbox) -> None:
@@ -208,7 +193,7 @@ def test_background_child_is_killed_when_main_exits(any_sandbox: Sandbox) -> Non
     result, marker = _run_code(any_sandbox, code)
     assert result.ok and result.stdout == "parent done\n", result
     assert result.wall_seconds < 1.5
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 def test_unbounded_allocation_fails_with_memory(any_sandbox: Sandbox) -> None:
@@ -232,7 +217,7 @@ def test_fork_bomb_fails_and_leaves_nothing(any_sandbox: Sandbox) -> None:
     result, marker = _run_code(any_sandbox, code)
     assert result.failure == "processes", result
     assert result.detail.startswith("hit the process limit (16")
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 def test_socket_to_localhost_fails(net_sandbox: Sandbox) -> None:
@@ -319,7 +304,7 @@ def test_endless_output_is_cut_and_reported(bwrap_sandbox: Sandbox) -> None:
     assert result.failure == "output", result
     assert len(result.stdout) <= OUTPUT_LIMIT + 100
     assert result.stdout.endswith("[tars: output cut at 1024 KiB]\n")
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 def test_signal_death_is_reported(any_sandbox: Sandbox) -> None:

@@ -32,6 +32,7 @@ from runtime.cgroups import (
 )
 from runtime.sandbox import RunResult, Sandbox, SandboxLimits
 from runtime.sandbox_starter import StarterPool
+from runtime.testing import processes_with
 
 if os.geteuid() != 0 or not MEMORY_ROOT.is_dir() or not Path("/usr/bin/bwrap").exists():
     pytest.skip("the starter needs root, bwrap and cgroup v1 here", allow_module_level=True)
@@ -45,18 +46,6 @@ def pool_of(sandbox: Sandbox) -> StarterPool:
     pool = sandbox._starters
     assert pool is not None, "the full jail on cgroup v1 keeps a starter"
     return pool
-
-
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 def candidates_with(marker: str) -> list[int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import zmq
-from swarmkit import candidate, in_process_swarm, propose_retrying, wait
+from swarmkit import candidate, in_process_swarm, propose_retrying, spread_swarm, wait
 
 from cli.demo import write_cluster
 from consensus.ledger import cycle_entry, register_entry, vote_entry
@@ -386,19 +386,7 @@ def test_a_node_behind_the_compacted_ledger_fetches_the_state_from_a_peer(tmp_pa
 
 def test_spread_proves_the_leaders_candidates_on_the_other_nodes(tmp_path: Path) -> None:
     """`evolution.spread`: the leader's incubator pool includes its peers' incubators (remote actor messages)."""
-    from runtime.config import EvolutionSection
-
-    config = load_cluster(write_cluster(tmp_path, 3, TINY, 3, 3, 3, 1))
-    config.ensure_keys()
-    config = config.with_nodes(
-        evolution=EvolutionSection(
-            cycles=3, candidates_per_cycle=3, seed=3, incubators=1, spread=True
-        )
-    )
-    nodes = [SwarmNode(config, node_id) for node_id in config.ids]
-    try:
-        for node in nodes:
-            node.start()
+    with spread_swarm(tmp_path) as nodes:
 
         def served() -> int:
             return sum(n.status()["counters"]["incubated_for_peers"] for n in nodes)
@@ -424,9 +412,6 @@ def test_spread_proves_the_leaders_candidates_on_the_other_nodes(tmp_path: Path)
         )
         records = [e for e in nodes[0].store.log(genome="tiny") if e.type == "CandidateEvaluated"]
         assert records, "the cycle recorded its candidates, whoever proved them"
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 def test_a_lone_node_whose_store_is_behind_its_snapshot_halts_with_a_clear_reason(
