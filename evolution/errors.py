@@ -109,3 +109,11 @@ class ReplyError(LLMError):
 
 class BudgetSpent(LLMError):  # noqa: N818 (reads as what happened, like RemoteUnavailable)
     """The run's model budget (tokens, money or requests) is spent: no more requests."""
+
+
+class ServiceError(TarsError):
+    """A genome's live service cannot serve: a worker not ready, a bad call, no such function."""
+
+
+class RolloutError(TarsError):
+    """A rollout cannot start or go on (no service, green not ready, an unknown rollout)."""
