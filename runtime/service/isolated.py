@@ -1,0 +1,204 @@
+"""One version's modules, imported in isolation from every other version in the process.
+
+Hot reload keeps two versions of the same package names (``counter``, ``logstats``…) in
+one interpreter at once, so neither may live in ``sys.modules``: ``importlib.reload``
+rebinds one module object in place and leaves every ``from m import x`` binding on the
+old code (docs/hot-reload.md). Here each version gets its own module objects instead:
+
+- a version's modules are found with :class:`importlib.machinery.FileFinder` on the
+  version's own folder only, created with :func:`importlib.util.module_from_spec` and
+  executed by their loader, and kept in this version's own map (never ``sys.modules``);
+- each of them gets a ``__builtins__`` of its own whose ``__import__`` resolves the
+  names the version's folder holds inside this map, so ``import counter.store``,
+  ``from counter.version import tag`` and ``from . import store`` bind this version's
+  objects, at import time and in function bodies at call time alike; any other name
+  (the standard library, installed packages) goes to the interpreter's import as usual.
+
+Functions resolve their globals in their own module's dict, so a v1 function keeps
+calling v1's helpers after v2 is loaded, and a v2 function calls v2's.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib.machinery
+import importlib.util
+import threading
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+#: source and bytecode only: a C extension cannot be loaded twice under one name
+_LOADERS = (
+    (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES),
+    (importlib.machinery.SourcelessFileLoader, importlib.machinery.BYTECODE_SUFFIXES),
+)
+_IMPORT = builtins.__import__
+
+
+def top_level_names(root: Path) -> frozenset[str]:
+    """The importable names at a version's root: packages (with ``__init__.py``) and modules.
+
+    These are the names the version owns, exactly those that putting ``root`` first on
+    ``sys.path`` would shadow.
+    """
+    names: set[str] = set()
+    for entry in root.iterdir():
+        if entry.is_dir() and (entry / "__init__.py").is_file() and entry.name.isidentifier():
+            names.add(entry.name)
+        elif entry.is_file() and entry.suffix == ".py" and entry.stem.isidentifier():
+            names.add(entry.stem)
+    return frozenset(names)
+
+
+class IsolatedModules:
+    """The module objects of one version's tree, imported on demand, thread-safe."""
+
+    def __init__(self, version: str, root: Path) -> None:
+        self.version = version
+        self.root = root
+        self.names = top_level_names(root)
+        self._modules: dict[str, types.ModuleType] = {}
+        self._ready: set[str] = set()
+        #: one import at a time per version (Python's own import locks are per module;
+        #: a version imports a handful of modules, once)
+        self._lock = threading.RLock()
+        self._finders: dict[str, importlib.machinery.FileFinder] = {}
+        self._builtins: dict[str, Any] = dict(builtins.__dict__)
+        self._builtins["__import__"] = self._import
+
+    def owns(self, name: str) -> bool:
+        """Whether a dotted module name belongs to this version's tree."""
+        return name.partition(".")[0] in self.names
+
+    def loaded(self) -> tuple[str, ...]:
+        """The names of the modules imported so far (for status and tests)."""
+        return tuple(sorted(self._ready))
+
+    def module(self, name: str) -> types.ModuleType:
+        """Import ``name`` (absolute, dotted) inside this version and return its module."""
+        found = self._modules.get(name)
+        if found is not None and name in self._ready:
+            return found
+        with self._lock:
+            return self._load(name)
+
+    def drop(self) -> None:
+        """Forget every module (the purge): objects still referenced elsewhere live on."""
+        with self._lock:
+            self._modules.clear()
+            self._ready.clear()
+            self._finders.clear()
+
+    def _load(self, name: str) -> types.ModuleType:
+        found = self._modules.get(name)
+        if found is not None:
+            # ready, or being executed by this thread: a circular import sees it partial,
+            # as Python's own import does
+            return found
+        parent, _, child = name.rpartition(".")
+        if parent:
+            package = self._load(parent)
+            search = getattr(package, "__path__", None)
+            if search is None:
+                raise ModuleNotFoundError(
+                    f"No module named {name!r}; {parent!r} is not a package", name=name
+                )
+            if name in self._modules:  # the parent imported it while running
+                return self._modules[name]
+        else:
+            search = [str(self.root)]
+        spec = self._find(name, search)
+        if spec is None:
+            raise ModuleNotFoundError(
+                f"No module named {name!r} in version {self.version}", name=name
+            )
+        module = self._create(spec)
+        self._modules[name] = module
+        try:
+            if spec.loader is not None:
+                spec.loader.exec_module(module)
+        except BaseException:
+            del self._modules[name]
+            raise
+        self._ready.add(name)
+        if parent:
+            setattr(self._modules[parent], child, module)
+        return module
+
+    def _find(self, name: str, search: Iterable[str]) -> importlib.machinery.ModuleSpec | None:
+        portions: list[str] = []
+        for entry in search:
+            finder = self._finders.get(entry)
+            if finder is None:
+                finder = importlib.machinery.FileFinder(entry, *_LOADERS)
+                self._finders[entry] = finder
+            spec = finder.find_spec(name)
+            if spec is None:
+                continue
+            if spec.loader is not None:
+                return spec
+            portions.extend(spec.submodule_search_locations or ())  # a namespace portion
+        if not portions:
+            return None
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = portions
+        return spec
+
+    def _create(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        if spec.loader is None:  # a namespace package (a folder without __init__.py)
+            module = types.ModuleType(spec.name)
+            module.__path__ = list(spec.submodule_search_locations or ())
+            module.__spec__ = spec
+            module.__package__ = spec.name
+        else:
+            module = importlib.util.module_from_spec(spec)
+        module.__dict__["__builtins__"] = self._builtins
+        return module
+
+    def _import(
+        self,
+        name: str,
+        globals: Mapping[str, Any] | None = None,
+        locals: Mapping[str, Any] | None = None,
+        fromlist: Sequence[str] | None = (),
+        level: int = 0,
+    ) -> types.ModuleType:
+        """``__import__`` for this version's modules: its own names here, others as usual."""
+        absolute = name
+        if level > 0:
+            package = (globals or {}).get("__package__")
+            if not package:
+                raise ImportError("attempted relative import with no known parent package")
+            absolute = importlib.util.resolve_name("." * level + name, package)
+        if not self.owns(absolute):
+            return _IMPORT(name, globals, locals, fromlist or (), level)
+        module = self.module(absolute)
+        if not fromlist:
+            if level == 0:
+                return self.module(absolute.partition(".")[0])
+            if not name:
+                return module
+            cut = len(name) - len(name.partition(".")[0])
+            return self.module(absolute[: len(absolute) - cut])
+        if hasattr(module, "__path__"):
+            self._fromlist(module, fromlist)
+        return module
+
+    def _fromlist(
+        self, package: types.ModuleType, fromlist: Iterable[str], star: bool = False
+    ) -> None:
+        """``from package import a, b``: import those that are submodules, as Python does."""
+        for item in fromlist:
+            if item == "*":
+                if not star and hasattr(package, "__all__"):
+                    self._fromlist(package, package.__all__, star=True)
+            elif not hasattr(package, item):
+                sub = f"{package.__name__}.{item}"
+                try:
+                    self.module(sub)
+                except ModuleNotFoundError as exc:
+                    if exc.name != sub:
+                        raise
+                    # not a submodule either: the ``from`` statement raises ImportError

@@ -1,0 +1,366 @@
+"""Hot reload in a worker, as Erlang/OTP does it: two version slots, soft purge, code_change.
+
+A worker of a reloadable genome (manifest ``[service] reloadable = true``) loads its code
+through :class:`VersionSlots` instead of ``code.LoadedCode``; both offer
+``load(version, root)`` and ``call(module, function, kwargs)`` (docs/hot-reload.md):
+
+- every version's tree is imported in isolation (``isolated.py``), so two versions of
+  the same package live in the process at once and each calls its own code;
+- ``load`` makes the new version current at once: new calls run it, calls in flight
+  finish on the old code; at most two versions are loaded (current and old). Loading a
+  third while the old still has calls in flight waits for them up to ``purge_timeout``
+  and then refuses (OTP's soft purge: no call is ever killed). The old version is purged
+  (its modules dropped) as soon as its last call returns;
+- a stateful genome (``[service] state = "module:function"``) has its state held here.
+  A function with a ``state`` parameter receives it and returns ``(result, new_state)``;
+  such calls run one at a time, like a gen_server's messages. On ``load`` stateful calls
+  are suspended, the new version's ``code_change(old_version, state)`` migrates the state,
+  the slots swap and calls resume; if ``code_change`` raises the load is refused and the
+  old version keeps serving with its state unchanged. Stateless calls never wait.
+
+Each version's hooks come from its own ``genome.toml`` (``[service]``: ``state``,
+``code_change`` and the ``call`` of every ``[service.functions.*]``, imported and checked
+at load, so a version that does not import is refused before it serves a call).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from evolution.errors import ServiceError
+from runtime.service.isolated import IsolatedModules
+
+Target = tuple[str, str]
+
+
+class Hooks(NamedTuple):
+    """What one version's ``genome.toml`` says about its service code."""
+
+    state: Target | None
+    code_change: Target | None
+    functions: tuple[Target, ...]
+
+
+class SlotsStatus(NamedTuple):
+    """The slots at one instant (for health, metrics and tests)."""
+
+    current: str | None
+    old: str | None
+    old_in_flight: int
+    in_flight: int
+    loads: int
+    #: the longest and the last suspension of stateful calls by a load, in seconds
+    longest_pause: float
+    last_pause: float
+
+
+def parse_target(text: str, where: str) -> Target:
+    """``"pkg.module:function"`` -> ``("pkg.module", "function")``, or a ServiceError."""
+    module, sep, function = text.partition(":")
+    parts = module.split(".")
+    if not sep or not function.isidentifier() or not all(p.isidentifier() for p in parts):
+        raise ServiceError(
+            f"{where}: {text!r} is not a 'module:function' target",
+            hint='write it as "package.module:function", e.g. "counter.store:initial"',
+        )
+    return module, function
+
+
+def read_hooks(root: Path) -> Hooks:
+    """The ``[service]`` hooks of the version at ``root`` (none when it has no genome.toml)."""
+    path = root / "genome.toml"
+    if not path.is_file():
+        return Hooks(None, None, ())
+    try:
+        service = tomllib.loads(path.read_text(encoding="utf-8")).get("service", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ServiceError(
+            f"cannot read {path}: {exc}",
+            hint="fix the version's genome.toml; the current version keeps serving",
+        ) from exc
+    state, change = service.get("state") or "", service.get("code_change") or ""
+    functions = service.get("functions") or {}
+    if not isinstance(functions, dict):
+        raise ServiceError(
+            f"{path}: [service.functions] is not a table", hint="see docs/genome-format.md"
+        )
+    calls = [
+        (f"{path} [service.functions.{n}]", (t or {}).get("call", "")) for n, t in functions.items()
+    ]
+    return Hooks(
+        parse_target(str(state), f"{path} [service] state") if state else None,
+        parse_target(str(change), f"{path} [service] code_change") if change else None,
+        tuple(parse_target(str(call), where) for where, call in calls),
+    )
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One loaded version: its modules, hooks, resolved functions and calls in flight."""
+
+    version: str
+    code: IsolatedModules
+    hooks: Hooks
+    in_flight: int = 0
+    functions: dict[Target, tuple[Callable[..., Any], bool]] = field(default_factory=dict)
+
+
+class VersionSlots:
+    """A worker's code with OTP hot reload: current and old versions, state, code_change."""
+
+    def __init__(self, *, purge_timeout: float = 5.0, suspend_timeout: float = 5.0) -> None:
+        self.purge_timeout = purge_timeout
+        self.suspend_timeout = suspend_timeout
+        self._cond = threading.Condition()  # guards the slots, counts and the suspension
+        self._load_lock = threading.Lock()  # one load at a time
+        self._state_lock = threading.Lock()  # stateful calls one at a time; a load's swap
+        self._current: _Slot | None = None
+        self._old: _Slot | None = None
+        self._state: Any = None
+        self._suspended = False
+        self._loads = 0
+        self._pauses = (0.0, 0.0)
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def call(self, module: str, function: str, kwargs: dict[str, Any]) -> Any:
+        """Run ``module:function(**kwargs)`` on the current version (thread-safe).
+
+        A stateless call runs concurrently with any other; a stateful one is passed the
+        state and runs alone. Exceptions the genome's code raises propagate unchanged.
+        """
+        slot = self._enter()
+        try:
+            func, stateful = self._resolve(slot, module, function)
+            if not stateful:
+                return func(**kwargs)
+        finally:
+            self._leave(slot)
+        return self._call_stateful(module, function, kwargs)
+
+    def _call_stateful(self, module: str, function: str, kwargs: dict[str, Any]) -> Any:
+        if "state" in kwargs:
+            raise ServiceError(
+                f"{module}:{function}: 'state' is not an argument a caller may pass",
+                hint="the service holds a stateful genome's state and passes it itself; drop 'state'",
+            )
+        with self._cond:
+            if not self._cond.wait_for(lambda: not self._suspended, self.suspend_timeout):
+                raise ServiceError(
+                    f"{module}:{function}: calls stayed suspended over {self.suspend_timeout} s",
+                    hint="a load's code_change is still running; retry, or look at that hook",
+                )
+        with self._state_lock:
+            # under the state lock the current version cannot change: a load swaps under it
+            slot = self._enter()
+            try:
+                func, stateful = self._resolve(slot, module, function)
+                if not stateful:  # the version now current dropped the state parameter
+                    return func(**kwargs)
+                out = func(state=self._state, **kwargs)
+                if not (isinstance(out, tuple) and len(out) == 2):
+                    raise ServiceError(
+                        f"{module}:{function} of version {slot.version} returned {type(out).__name__}",
+                        hint="a function taking 'state' returns a (result, new_state) pair; the state is unchanged",
+                    )
+                self._state = out[1]
+                return out[0]
+            finally:
+                self._leave(slot)
+
+    def _enter(self) -> _Slot:
+        with self._cond:
+            slot = self._current
+            if slot is None:
+                raise ServiceError(
+                    "no version is loaded in this worker",
+                    hint="load(version, root) before the first call",
+                )
+            slot.in_flight += 1
+            return slot
+
+    def _leave(self, slot: _Slot) -> None:
+        with self._cond:
+            slot.in_flight -= 1
+            if slot.in_flight == 0 and slot is self._old:
+                self._old = None  # the purge: its last call has returned
+                slot.code.drop()
+                self._cond.notify_all()
+
+    def _resolve(self, slot: _Slot, module: str, function: str) -> tuple[Callable[..., Any], bool]:
+        found = slot.functions.get((module, function))
+        if found is not None:
+            return found
+        target = f"{module}:{function}"
+        if not slot.code.owns(module) or function.startswith("_"):
+            raise ServiceError(
+                f"{target} is not a public function of version {slot.version}'s tree",
+                hint="a call names a module of the genome's own sources and a public function in it",
+            )
+        parse_target(target, "call")
+        try:
+            func = getattr(slot.code.module(module), function, None)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            func = None
+        if not callable(func):
+            raise ServiceError(
+                f"{target}: no such function in version {slot.version}",
+                hint="check the name against the manifest's [service.functions]",
+            )
+        stateful = slot.hooks.state is not None and "state" in inspect.signature(func).parameters
+        slot.functions[(module, function)] = (func, stateful)
+        return func, stateful
+
+    # -- loads ---------------------------------------------------------------------------
+
+    def load(self, version: str, root: Path) -> None:
+        """Make ``version`` (its tree at ``root``) current; loading the current one again does nothing.
+
+        Raises ServiceError, leaving the version that serves and its state as they were,
+        when the old version's calls do not drain within ``purge_timeout``, when the new
+        tree does not import, or when its ``code_change`` (or initial ``state``) raises.
+        """
+        with self._load_lock:
+            with self._cond:
+                if self._current is not None and self._current.version == version:
+                    return
+            self._soft_purge(version)
+            slot = self._import(version, Path(root))
+            try:
+                self._switch(slot)
+            except BaseException:
+                slot.code.drop()
+                raise
+
+    def _soft_purge(self, version: str) -> None:
+        with self._cond:
+            if self._cond.wait_for(lambda: self._old is None, self.purge_timeout):
+                return
+            busy = self._old
+            assert busy is not None
+            raise ServiceError(
+                f"cannot load version {version}: the old version {busy.version} still has "
+                f"{busy.in_flight} call(s) in flight after {self.purge_timeout} s",
+                hint="at most two versions are loaded (current and old, as in Erlang/OTP) and calls "
+                "are never killed; retry once the old version's calls have returned",
+            )
+
+    def _import(self, version: str, root: Path) -> _Slot:
+        if not root.is_dir():
+            raise ServiceError(
+                f"version {version}: {root} is not a folder", hint="load a version's extracted tree"
+            )
+        hooks = read_hooks(root)
+        code = IsolatedModules(version, root)
+        slot = _Slot(version, code, hooks)
+        targets = [*hooks.functions, *(t for t in (hooks.state, hooks.code_change) if t)]
+        try:
+            for module, function in targets:
+                func = getattr(code.module(module), function, None)
+                if not callable(func):
+                    raise ServiceError(
+                        f"version {version}: {module}:{function} is not a function",
+                        hint="the manifest's [service] names a function its sources do not define",
+                    )
+        except ServiceError:
+            code.drop()
+            raise
+        except (Exception, SystemExit) as exc:
+            code.drop()
+            raise ServiceError(
+                f"version {version} at {root} does not import: {type(exc).__name__}: {exc}",
+                hint="fix the module named in the error; the current version keeps serving",
+            ) from exc
+        return slot
+
+    def _switch(self, slot: _Slot) -> None:
+        """Suspend stateful calls, migrate the state, swap, resume; time the suspension."""
+        with self._cond:
+            self._suspended = True
+        started = time.perf_counter()
+        try:
+            if not self._state_lock.acquire(timeout=self.suspend_timeout):
+                raise ServiceError(
+                    f"cannot load version {slot.version}: a stateful call ran over {self.suspend_timeout} s",
+                    hint="the load waits for the running stateful call to return; retry",
+                )
+            try:
+                state = self._migrate(slot)
+                with self._cond:
+                    old, self._current, self._state = self._current, slot, state
+                    self._loads += 1
+                    if old is not None and old.in_flight:
+                        self._old = old
+                    elif old is not None:
+                        old.code.drop()
+            finally:
+                self._state_lock.release()
+        finally:
+            with self._cond:
+                self._suspended = False
+                pause = time.perf_counter() - started
+                self._pauses = (max(self._pauses[0], pause), pause)
+                self._cond.notify_all()
+
+    def _migrate(self, slot: _Slot) -> Any:
+        """The state the new version starts with: initial, code_change'd, or carried over."""
+        current, hooks = self._current, slot.hooks
+        if hooks.state is None:
+            return None
+        try:
+            if current is None or current.hooks.state is None:
+                return self._hook(slot, hooks.state)()
+            if hooks.code_change is not None:
+                return self._hook(slot, hooks.code_change)(current.version, self._state)
+            return self._state
+        except (Exception, SystemExit) as exc:
+            which = "code_change" if current is not None and current.hooks.state else "state"
+            raise ServiceError(
+                f"version {slot.version}: its {which} hook raised {type(exc).__name__}: {exc}",
+                hint=f"the load is refused; version {current.version if current else '(none)'} keeps "
+                "serving with its state unchanged",
+            ) from exc
+
+    @staticmethod
+    def _hook(slot: _Slot, target: Target) -> Callable[..., Any]:
+        func: Callable[..., Any] = getattr(slot.code.module(target[0]), target[1])
+        return func
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def status(self) -> SlotsStatus:
+        """Which versions are loaded, their calls in flight, loads and suspensions so far."""
+        with self._cond:
+            current, old = self._current, self._old
+            return SlotsStatus(
+                current.version if current else None,
+                old.version if old else None,
+                old.in_flight if old else 0,
+                current.in_flight if current else 0,
+                self._loads,
+                *self._pauses,
+            )
+
+    @property
+    def state(self) -> Any:
+        """The state held for a stateful genome (None for a stateless one)."""
+        with self._state_lock:
+            return self._state
+
+    def close(self) -> None:
+        """Drop every version (the worker is stopping); later calls are refused."""
+        with self._load_lock, self._cond:
+            for slot in (self._current, self._old):
+                if slot is not None:
+                    slot.code.drop()
+            self._current = self._old = None
+            self._state = None

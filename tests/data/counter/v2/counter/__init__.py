@@ -1,0 +1,1 @@
+"""A reloadable, stateful counter (v2): the test genome of hot reload (docs/hot-reload.md)."""
