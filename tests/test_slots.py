@@ -389,3 +389,81 @@ def test_no_call_before_a_load_and_a_second_load_of_the_same_version_does_nothin
     slots.load("v1", trees["v1"])
     assert slots.status().loads == 1
     assert slots.state == {"counts": {"a": 1}}
+
+
+@contextmanager
+def stateful_in_flight(slots: VersionSlots) -> Iterator[tuple[threading.Event, list[object]]]:
+    """A stateful call blocked inside v1's ``store.hold`` (holding the state)."""
+    gate, started = threading.Event(), threading.Event()
+    out: list[object] = []
+    thread = threading.Thread(
+        target=lambda: out.append(
+            slots.call("counter.store", "hold", {"gate": gate, "started": started})
+        )
+    )
+    thread.start()
+    try:
+        assert started.wait(10)
+        yield gate, out
+    finally:
+        gate.set()
+        thread.join(10)
+
+
+def test_stateful_calls_run_one_at_a_time(slots: VersionSlots, trees: dict[str, Path]) -> None:
+    slots.load("v1", trees["v1"])
+    results: list[object] = []
+    bumper = threading.Thread(
+        target=lambda: results.append(slots.call("counter.store", "bump", {"key": "a"}))
+    )
+    with stateful_in_flight(slots) as (gate, out):
+        bumper.start()
+        bumper.join(0.3)
+        assert bumper.is_alive() and results == []  # waits for the state
+        assert which(slots) == "v1"  # stateless calls do not
+        gate.set()
+    bumper.join(10)
+    assert out == ["counts"] and results == [1]
+
+
+def test_a_load_waits_for_the_running_stateful_call_and_later_ones_run_new_code(
+    slots: VersionSlots, trees: dict[str, Path]
+) -> None:
+    slots.load("v1", trees["v1"])
+    results: list[object] = []
+    bumper = threading.Thread(
+        target=lambda: results.append(slots.call("counter.store", "bump", {"key": "a"}))
+    )
+    loader = threading.Thread(target=slots.load, args=("v2", trees["v2"]))
+    with stateful_in_flight(slots) as (gate, out):
+        loader.start()
+        for _ in range(10_000):
+            if slots.status().suspended:
+                break
+            loader.join(0.001)
+        assert slots.status().suspended and slots.status().current == "v1"
+        bumper.start()  # arrives while the load waits: suspended, then runs on v2
+        bumper.join(0.1)
+        assert bumper.is_alive()
+        gate.set()
+    loader.join(10)
+    bumper.join(10)
+    assert out == ["counts"]  # the held call finished on v1, with v1's state
+    assert results == [1]
+    assert slots.state == {"layout": 2, "counters": {"a": {"n": 1, "bumps": 1}}}  # v2 counted it
+
+
+def test_a_load_gives_up_on_a_stateful_call_that_does_not_return(
+    slots: VersionSlots, trees: dict[str, Path]
+) -> None:
+    slots.suspend_timeout = 0.2
+    slots.load("v1", trees["v1"])
+    with stateful_in_flight(slots) as (gate, out):
+        with pytest.raises(ServiceError, match="a stateful call ran over"):
+            slots.load("v2", trees["v2"])
+        assert not slots.status().suspended
+        assert slots.status()[:2] == ("v1", None)
+        gate.set()
+    assert out == ["counts"]
+    slots.load("v2", trees["v2"])
+    assert which(slots) == "v2"

@@ -56,6 +56,8 @@ class SlotsStatus(NamedTuple):
     old_in_flight: int
     in_flight: int
     loads: int
+    #: stateful calls are suspended (a load is migrating the state)
+    suspended: bool
     #: the longest and the last suspension of stateful calls by a load, in seconds
     longest_pause: float
     last_pause: float
@@ -347,6 +349,7 @@ class VersionSlots:
                 old.in_flight if old else 0,
                 current.in_flight if current else 0,
                 self._loads,
+                self._suspended,
                 *self._pauses,
             )
 

@@ -24,3 +24,10 @@ def bump(state: dict, key: str, by: int = 1) -> tuple[int, dict]:
 
 def read(state: dict, key: str) -> tuple[int, dict]:
     return state["counts"].get(key, 0), state
+
+
+def hold(state: dict, gate, started) -> tuple[str, dict]:
+    """Block until ``gate`` is set, as a stateful call in flight (for the tests)."""
+    started.set()
+    gate.wait(30)
+    return LAYOUT, state
