@@ -285,33 +285,41 @@ class VersionSlots:
         return slot
 
     def _switch(self, slot: _Slot) -> None:
-        """Suspend stateful calls, migrate the state, swap, resume; time the suspension."""
+        """Suspend stateful calls, migrate the state, swap, resume; time the suspension.
+
+        Only the state lock's wait, ``code_change`` and the swap happen while suspended:
+        the import was done before, the purge of a drained old version is done after.
+        """
         with self._cond:
             self._suspended = True
         started = time.perf_counter()
+        locked, migrated, drained = False, False, None
         try:
-            if not self._state_lock.acquire(timeout=self.suspend_timeout):
+            locked = self._state_lock.acquire(timeout=self.suspend_timeout)
+            if not locked:
                 raise ServiceError(
                     f"cannot load version {slot.version}: a stateful call ran over {self.suspend_timeout} s",
                     hint="the load waits for the running stateful call to return; retry",
                 )
-            try:
-                state = self._migrate(slot)
-                with self._cond:
+            state = self._migrate(slot)
+            migrated = True
+        finally:
+            with self._cond:  # swap (unless refused) and resume in one step
+                if migrated:
                     old, self._current, self._state = self._current, slot, state
                     self._loads += 1
                     if old is not None and old.in_flight:
                         self._old = old
-                    elif old is not None:
-                        old.code.drop()
-            finally:
-                self._state_lock.release()
-        finally:
-            with self._cond:
+                    else:
+                        drained = old
+                if locked:
+                    self._state_lock.release()
                 self._suspended = False
                 pause = time.perf_counter() - started
                 self._pauses = (max(self._pauses[0], pause), pause)
                 self._cond.notify_all()
+            if drained is not None:
+                drained.code.drop()
 
     def _migrate(self, slot: _Slot) -> Any:
         """The state the new version starts with: initial, code_change'd, or carried over."""
