@@ -88,6 +88,10 @@ def test_each_version_binds_its_own_from_imports(
         gate.set()
     # the v1 call looked `tag` up in v1's globals after v2 was loaded: v1's function
     assert out == ["v1"]
+    # code looking modules up by name (dataclasses, typing) finds the version that serves
+    assert sys.modules["counter.version"] is slots.call("counter.api", "version_module", {})
+    assert slots.call("counter.release", "release", {}) == {"tag": "v2", "fields": ["notes", "tag"]}
+    slots.close()
     assert not [name for name in sys.modules if name.split(".")[0] == "counter"]
 
 

@@ -16,6 +16,13 @@ old code (docs/hot-reload.md). Here each version gets its own module objects ins
 
 Functions resolve their globals in their own module's dict, so a v1 function keeps
 calling v1's helpers after v2 is loaded, and a v2 function calls v2's.
+
+``sys.modules`` still matters to code that looks a module up by name (``dataclasses`` and
+``typing.get_type_hints`` with string annotations, ``enum``, ``inspect``). So a module
+being executed is in ``sys.modules`` under its own name while it runs (the previous entry
+is put back after, under a process-wide lock), and the version that serves is
+*published* there (``publish``) so that such lookups at call time find the current
+code; an old version's code that asks ``sys.modules`` by name sees the current one.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import builtins
 import importlib.machinery
 import importlib.util
+import sys
 import threading
 import types
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +43,8 @@ _LOADERS = (
     (importlib.machinery.SourcelessFileLoader, importlib.machinery.BYTECODE_SUFFIXES),
 )
 _IMPORT = builtins.__import__
+#: guards this module's writes to ``sys.modules`` (process-wide, like the names it touches)
+_PUBLISH = threading.RLock()
 
 
 def top_level_names(root: Path) -> frozenset[str]:
@@ -67,6 +77,7 @@ class IsolatedModules:
         self._finders: dict[str, importlib.machinery.FileFinder] = {}
         self._builtins: dict[str, Any] = dict(builtins.__dict__)
         self._builtins["__import__"] = self._import
+        self._published = False
 
     def owns(self, name: str) -> bool:
         """Whether a dotted module name belongs to this version's tree."""
@@ -84,9 +95,27 @@ class IsolatedModules:
         with self._lock:
             return self._load(name)
 
+    def publish(self, previous: IsolatedModules | None) -> None:
+        """Put this version's modules in ``sys.modules`` in place of ``previous``'s."""
+        with _PUBLISH:
+            if previous is not None:
+                previous.unpublish()
+            self._published = True
+            for name in self._ready:
+                sys.modules[name] = self._modules[name]
+
+    def unpublish(self) -> None:
+        """Take this version's modules out of ``sys.modules`` (others' entries stay)."""
+        with _PUBLISH:
+            self._published = False
+            for name, module in self._modules.items():
+                if sys.modules.get(name) is module:
+                    del sys.modules[name]
+
     def drop(self) -> None:
         """Forget every module (the purge): objects still referenced elsewhere live on."""
         with self._lock:
+            self.unpublish()
             self._modules.clear()
             self._ready.clear()
             self._finders.clear()
@@ -116,12 +145,23 @@ class IsolatedModules:
             )
         module = self._create(spec)
         self._modules[name] = module
-        try:
-            if spec.loader is not None:
-                spec.loader.exec_module(module)
-        except BaseException:
-            del self._modules[name]
-            raise
+        with _PUBLISH:
+            previous = sys.modules.get(name)
+            sys.modules[name] = module  # by name, for dataclasses and the like, while it runs
+            keep = False
+            try:
+                if spec.loader is not None:
+                    spec.loader.exec_module(module)
+                keep = self._published
+            except BaseException:
+                del self._modules[name]
+                raise
+            finally:
+                if not keep and sys.modules.get(name) is module:
+                    if previous is None:
+                        del sys.modules[name]
+                    else:
+                        sys.modules[name] = previous
         self._ready.add(name)
         if parent:
             setattr(self._modules[parent], child, module)

@@ -320,6 +320,8 @@ class VersionSlots:
                 self._cond.notify_all()
             if drained is not None:
                 drained.code.drop()
+        if migrated:  # after resuming: sys.modules shows the version that serves
+            slot.code.publish(old.code if old is not None else None)
 
     def _migrate(self, slot: _Slot) -> Any:
         """The state the new version starts with: initial, code_change'd, or carried over."""
