@@ -471,3 +471,104 @@ def test_a_load_gives_up_on_a_stateful_call_that_does_not_return(
     assert out == ["counts"]
     slots.load("v2", trees["v2"])
     assert which(slots) == "v2"
+
+
+CHILD = r"""
+import json, sys, threading
+from pathlib import Path
+from runtime.service.slots import VersionSlots
+
+slots, events, pending = VersionSlots(purge_timeout=0.3), {}, {}
+
+def event(name):
+    return events.setdefault(name, threading.Event())
+
+def arguments(kwargs):
+    return {k: event(v["event"]) if isinstance(v, dict) and "event" in v else v for k, v in kwargs.items()}
+
+def run(request):
+    op = request["op"]
+    if op == "load":
+        slots.load(request["version"], Path(request["root"]))
+        return None
+    if op == "call":
+        return slots.call(request["module"], request["function"], arguments(request["kwargs"]))
+    if op == "start":  # a call on a thread of its own, collected by "result"
+        box = []
+        args = (request["module"], request["function"], arguments(request["kwargs"]))
+        thread = threading.Thread(target=lambda: box.append(slots.call(*args)))
+        thread.start()
+        pending[request["id"]] = (thread, box)
+        return None
+    if op == "result":
+        thread, box = pending.pop(request["id"])
+        thread.join(10)
+        return box[0]
+    if op == "wait":
+        return event(request["event"]).wait(10)
+    if op == "set":
+        event(request["event"]).set()
+        return None
+    if op == "status":
+        return slots.status()._asdict()
+    raise ValueError(op)
+
+for line in sys.stdin:
+    request = json.loads(line)
+    try:
+        reply = {"ok": run(request)}
+    except Exception as exc:
+        reply = {"error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(reply), flush=True)
+slots.close()
+"""
+
+
+def test_slots_run_in_a_child_process_driven_over_a_pipe(trees: dict[str, Path]) -> None:
+    """Nothing depends on the parent: a ``python -c`` child loads and calls over its pipes."""
+    import json
+    import subprocess
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD],
+        cwd=Path(__file__).resolve().parents[1],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+
+    def ask(**request: object) -> object:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(json.dumps(request) + "\n")
+        child.stdin.flush()
+        reply = json.loads(child.stdout.readline())
+        if "error" in reply:
+            return reply["error"]
+        return reply["ok"]
+
+    try:
+        assert ask(op="load", version="v1", root=str(trees["v1"])) is None
+        for _ in range(2):
+            ask(op="call", module="counter.store", function="bump", kwargs={"key": "a"})
+        hold = {"gate": {"event": "gate"}, "started": {"event": "started"}}
+        ask(op="start", id="h", module="counter.api", function="hold", kwargs=hold)
+        assert ask(op="wait", event="started") is True
+        assert ask(op="load", version="v2", root=str(trees["v2"])) is None
+        assert ask(op="call", module="counter.api", function="which", kwargs={}) == "v2"
+        status = ask(op="status")
+        assert isinstance(status, dict) and (status["current"], status["old"]) == ("v2", "v1")
+        refused = ask(op="load", version="v3", root=str(trees["v3"]))
+        assert isinstance(refused, str) and refused.startswith("ServiceError")
+        ask(op="set", event="gate")
+        assert ask(op="result", id="h") == "v1"
+        assert ask(op="call", module="counter.store", function="bump", kwargs={"key": "a"}) == 3
+        assert ask(op="load", version="v3", root=str(trees["v3"])) is None
+        assert ask(op="call", module="counter.store", function="total", kwargs={}) == 3
+        child.stdin.close()
+        assert child.wait(10) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait(10)
+        child.stdout.close()
