@@ -572,3 +572,18 @@ def test_slots_run_in_a_child_process_driven_over_a_pipe(trees: dict[str, Path])
             child.kill()
         child.wait(10)
         child.stdout.close()
+
+
+def test_a_library_function_imported_into_a_genome_module_cannot_be_called(
+    slots: VersionSlots, trees: dict[str, Path]
+) -> None:
+    leaky = variant(
+        trees["v1"],
+        "v1-leaky",
+        "counter/api.py",
+        lambda text: "from os import getcwd  # noqa\n" + text,
+    )
+    slots.load("v1-leaky", leaky)
+    with pytest.raises(ServiceError, match="not in the genome's tree"):
+        slots.call("counter.api", "getcwd", {})
+    assert slots.call("counter.release", "Release", {"tag": "x"}).tag == "x"  # defined in the tree

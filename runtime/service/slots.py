@@ -103,6 +103,14 @@ def read_hooks(root: Path) -> Hooks:
     )
 
 
+def _parameters(func: Callable[..., Any]) -> tuple[str, ...]:
+    """The names a callable takes (none known for a callable without a signature)."""
+    try:
+        return tuple(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return ()
+
+
 @dataclass(eq=False)
 class _Slot:
     """One loaded version: its modules, hooks, resolved functions and calls in flight."""
@@ -191,10 +199,12 @@ class VersionSlots:
     def _leave(self, slot: _Slot) -> None:
         with self._cond:
             slot.in_flight -= 1
-            if slot.in_flight == 0 and slot is self._old:
+            purge = slot.in_flight == 0 and slot is self._old
+            if purge:
                 self._old = None  # the purge: its last call has returned
-                slot.code.drop()
                 self._cond.notify_all()
+        if purge:  # outside the lock: dropping waits for any import elsewhere in the process
+            slot.code.drop()
 
     def _resolve(self, slot: _Slot, module: str, function: str) -> tuple[Callable[..., Any], bool]:
         found = slot.functions.get((module, function))
@@ -218,7 +228,13 @@ class VersionSlots:
                 f"{target}: no such function in version {slot.version}",
                 hint="check the name against the manifest's [service.functions]",
             )
-        stateful = slot.hooks.state is not None and "state" in inspect.signature(func).parameters
+        if not slot.code.owns(str(getattr(func, "__module__", None) or "")):
+            # e.g. `from os import system` in a genome module: callable, but not the genome's
+            raise ServiceError(
+                f"{target} is defined in {getattr(func, '__module__', None)!r}, not in the genome's tree",
+                hint="only functions and classes defined in the genome's own modules can be called",
+            )
+        stateful = slot.hooks.state is not None and "state" in _parameters(func)
         slot.functions[(module, function)] = (func, stateful)
         return func, stateful
 
