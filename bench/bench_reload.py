@@ -101,11 +101,14 @@ def direct_call_seconds(root: Path, rounds: int = 20_000) -> float:
     try:
         from counter import store  # type: ignore[import-not-found]
 
-        state = store.initial()
-        started = time.perf_counter()
-        for _ in range(rounds):
-            _, state = store.bump(state, "k0")
-        return (time.perf_counter() - started) / rounds
+        best = float("inf")
+        for _ in range(5):  # the best of five: a preemption on 2 shared cores is not the cost
+            state = store.initial()
+            started = time.perf_counter()
+            for _ in range(rounds):
+                _, state = store.bump(state, "k0")
+            best = min(best, (time.perf_counter() - started) / rounds)
+        return best
     finally:
         sys.path.remove(str(root))
         for name in [n for n in sys.modules if n.split(".")[0] == "counter"]:
@@ -153,6 +156,7 @@ def run(
 
     during = [c for c in reloading if any(c[0] < b and c[1] > a for a, b in loads)]
     steady_ms = ms([c[1] - c[0] for c in steady])
+    steady_stateful = ms([c[1] - c[0] for c in steady if c[2]])
     during_ms = ms([c[1] - c[0] for c in during])
     floor = direct_call_seconds(trees["v1"])
     longest = during_ms.get("max", 0.0)
@@ -166,13 +170,14 @@ def run(
         # every stateful call returned and its bump is in the migrated state
         "lost": bumped - total,
         "steady_ms": steady_ms,
-        "steady_stateful_ms": ms([c[1] - c[0] for c in steady if c[2]]),
+        "steady_stateful_ms": steady_stateful,
         "during_reload_ms": during_ms,
         "during_reload_stateful_ms": ms([c[1] - c[0] for c in during if c[2]]),
         "load_ms": ms([b - a for a, b in loads]),
         "suspension_ms": ms(suspensions),
         "direct_call_us": round(floor * 1e6, 3),
-        "slots_call_over_direct": round(steady_ms["p50"] / 1e3 / floor, 2),
+        # the same stateful function through the slots (lock, lookup, state) vs called directly
+        "stateful_call_over_direct": round(steady_stateful["p50"] / 1e3 / floor, 2),
         "longest_pause_ms": longest,
         "longest_pause_over_steady_max": round(longest / steady_ms["max"], 2),
         "longest_pause_over_steady_p50": round(longest / steady_ms["p50"], 1),
