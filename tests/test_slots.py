@@ -475,8 +475,9 @@ def test_a_load_gives_up_on_a_stateful_call_that_does_not_return(
 
 CHILD = r"""
 import json, sys, threading
+sys.path.insert(0, sys.argv[1])  # the copied runtime/service/, as in a worker's jail
 from pathlib import Path
-from runtime.service.slots import VersionSlots
+from runtime.service.slots import ServiceError, VersionSlots
 
 slots, events, pending = VersionSlots(purge_timeout=0.3), {}, {}
 
@@ -511,6 +512,9 @@ def run(request):
         return None
     if op == "status":
         return slots.status()._asdict()
+    if op == "probe":  # what the child could import: no TARS package but the copied files
+        names = sorted({name.split(".")[0] for name in sys.modules})
+        return {"names": names, "error": ServiceError.__module__, "version": slots.version}
     raise ValueError(op)
 
 for line in sys.stdin:
@@ -524,14 +528,25 @@ slots.close()
 """
 
 
-def test_slots_run_in_a_child_process_driven_over_a_pipe(trees: dict[str, Path]) -> None:
-    """Nothing depends on the parent: a ``python -c`` child loads and calls over its pipes."""
+def test_slots_run_in_a_child_process_driven_over_a_pipe(
+    tmp_path: Path, trees: dict[str, Path]
+) -> None:
+    """Nothing depends on the parent or the project: a ``python -I -S -c`` child, given only
+    copies of ``slots.py`` and ``isolated.py`` (what a worker's jail holds), loads and calls
+    over its pipes."""
     import json
     import subprocess
 
+    worker = tmp_path / "_worker"
+    (worker / "runtime" / "service").mkdir(parents=True)
+    for init in ("runtime/__init__.py", "runtime/service/__init__.py"):
+        (worker / init).write_text("")
+    here = Path(__file__).resolve().parents[1] / "runtime" / "service"
+    for name in ("slots.py", "isolated.py"):
+        shutil.copy(here / name, worker / "runtime" / "service" / name)
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD],
-        cwd=Path(__file__).resolve().parents[1],
+        [sys.executable, "-I", "-S", "-c", CHILD, str(worker)],
+        cwd=tmp_path,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -549,6 +564,10 @@ def test_slots_run_in_a_child_process_driven_over_a_pipe(trees: dict[str, Path])
 
     try:
         assert ask(op="load", version="v1", root=str(trees["v1"])) is None
+        probe = ask(op="probe")
+        assert isinstance(probe, dict) and probe["version"] == "v1"
+        assert not {"evolution", "events", "consensus", "actors"} & set(probe["names"])
+        assert probe["error"] == "runtime.service.slots"  # the jail's stand-in error
         for _ in range(2):
             ask(op="call", module="counter.store", function="bump", kwargs={"key": "a"})
         hold = {"gate": {"event": "gate"}, "started": {"event": "started"}}

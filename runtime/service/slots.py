@@ -1,26 +1,14 @@
 """Hot reload in a worker, as Erlang/OTP does it: two version slots, soft purge, code_change.
 
-A worker of a reloadable genome (manifest ``[service] reloadable = true``) loads its code
-through :class:`VersionSlots` instead of ``code.LoadedCode``; both offer
-``load(version, root)`` and ``call(module, function, kwargs)`` (docs/hot-reload.md):
-
-- every version's tree is imported in isolation (``isolated.py``), so two versions of
-  the same package live in the process at once and each calls its own code;
-- ``load`` makes the new version current at once: new calls run it, calls in flight
-  finish on the old code; at most two versions are loaded (current and old). Loading a
-  third while the old still has calls in flight waits for them up to ``purge_timeout``
-  and then refuses (OTP's soft purge: no call is ever killed). The old version is purged
-  (its modules dropped) as soon as its last call returns;
-- a stateful genome (``[service] state = "module:function"``) has its state held here.
-  A function with a ``state`` parameter receives it and returns ``(result, new_state)``;
-  such calls run one at a time, like a gen_server's messages. On ``load`` stateful calls
-  are suspended, the new version's ``code_change(old_version, state)`` migrates the state,
-  the slots swap and calls resume; if ``code_change`` raises the load is refused and the
-  old version keeps serving with its state unchanged. Stateless calls never wait.
-
-Each version's hooks come from its own ``genome.toml`` (``[service]``: ``state``,
-``code_change`` and the ``call`` of every ``[service.functions.*]``, imported and checked
-at load, so a version that does not import is refused before it serves a call).
+A worker of a reloadable genome (``[service] reloadable = true``) loads its code through
+:class:`VersionSlots` instead of ``code.LoadedCode`` (same ``load`` and ``call``). Each
+version is imported in isolation (``isolated.py``); a load makes the new version current
+at once while calls in flight finish on the old one; at most two versions are loaded, a
+third waits for the old one to drain and is refused after ``purge_timeout`` (no call is
+ever killed); a stateful genome's state is held here, handed to functions taking
+``state`` (they return ``(result, new_state)`` and run one at a time) and migrated by
+the new version's ``code_change`` while stateful calls are suspended. Each version's
+hooks come from its own ``genome.toml``. docs/hot-reload.md has the semantics and limits.
 """
 
 from __future__ import annotations
@@ -34,8 +22,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from evolution.errors import ServiceError
 from runtime.service.isolated import IsolatedModules
+
+try:
+    from evolution.errors import ServiceError
+except ImportError:  # in a worker's jail, where only runtime/service/ is copied (docs/service.md)
+
+    class ServiceError(Exception):  # type: ignore[no-redef]
+        """The jail's stand-in for ``evolution.errors.ServiceError``: same name, same text."""
+
+        def __init__(self, message: str, *, hint: str | None = None) -> None:
+            super().__init__(message)
+            self.message, self.hint = message, hint
+
+        def __str__(self) -> str:
+            return f"{self.message} — {self.hint}" if self.hint else self.message
+
 
 Target = tuple[str, str]
 
@@ -346,9 +348,10 @@ class VersionSlots:
             return None
         try:
             if current is None or current.hooks.state is None:
-                return self._hook(slot, hooks.state)()
+                return getattr(slot.code.module(hooks.state[0]), hooks.state[1])()
             if hooks.code_change is not None:
-                return self._hook(slot, hooks.code_change)(current.version, self._state)
+                change = getattr(slot.code.module(hooks.code_change[0]), hooks.code_change[1])
+                return change(current.version, self._state)
             return self._state
         except (Exception, SystemExit) as exc:
             which = "code_change" if current is not None and current.hooks.state else "state"
@@ -357,11 +360,6 @@ class VersionSlots:
                 hint=f"the load is refused; version {current.version if current else '(none)'} keeps "
                 "serving with its state unchanged",
             ) from exc
-
-    @staticmethod
-    def _hook(slot: _Slot, target: Target) -> Callable[..., Any]:
-        func: Callable[..., Any] = getattr(slot.code.module(target[0]), target[1])
-        return func
 
     # -- inspection ----------------------------------------------------------------------
 
@@ -378,6 +376,12 @@ class VersionSlots:
                 self._suspended,
                 *self._pauses,
             )
+
+    @property
+    def version(self) -> str | None:
+        """The version that serves (what a worker's ping answers)."""
+        with self._cond:
+            return self._current.version if self._current else None
 
     @property
     def state(self) -> Any:
