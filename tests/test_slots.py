@@ -567,7 +567,7 @@ def test_slots_run_in_a_child_process_driven_over_a_pipe(
         probe = ask(op="probe")
         assert isinstance(probe, dict) and probe["version"] == "v1"
         assert not {"evolution", "events", "consensus", "actors"} & set(probe["names"])
-        assert probe["error"] == "runtime.service.slots"  # the jail's stand-in error
+        assert probe["error"] == "runtime.service.isolated"  # the jail's stand-in error
         for _ in range(2):
             ask(op="call", module="counter.store", function="bump", kwargs={"key": "a"})
         hold = {"gate": {"event": "gate"}, "started": {"event": "started"}}

@@ -23,6 +23,12 @@ being executed is in ``sys.modules`` under its own name while it runs (the previ
 is put back after, under a process-wide lock), and the version that serves is
 *published* there (``publish``) so that such lookups at call time find the current
 code; an old version's code that asks ``sys.modules`` by name sees the current one.
+
+What a version's own ``genome.toml`` says its service code is (``read_hooks``) is read
+here too. A worker runs this module and ``slots.py`` in its jail, where only
+``runtime/service/`` is copied: both import the standard library alone, and
+``ServiceError`` is ``evolution.errors``' when it can be imported, else a stand-in of the
+same name and text.
 """
 
 from __future__ import annotations
@@ -32,10 +38,26 @@ import importlib.machinery
 import importlib.util
 import sys
 import threading
+import tomllib
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+try:
+    from evolution.errors import ServiceError
+except ImportError:  # in a worker's jail, where only runtime/service/ is copied (docs/service.md)
+
+    class ServiceError(Exception):  # type: ignore[no-redef]
+        """The jail's stand-in for ``evolution.errors.ServiceError``: same name, same text."""
+
+        def __init__(self, message: str, *, hint: str | None = None) -> None:
+            super().__init__(message)
+            self.message, self.hint = message, hint
+
+        def __str__(self) -> str:
+            return f"{self.message} — {self.hint}" if self.hint else self.message
+
 
 #: source and bytecode only: a C extension cannot be loaded twice under one name
 _LOADERS = (
@@ -242,3 +264,54 @@ class IsolatedModules:
                     if exc.name != sub:
                         raise
                     # not a submodule either: the ``from`` statement raises ImportError
+
+
+Target = tuple[str, str]
+
+
+class Hooks(NamedTuple):
+    """What one version's ``genome.toml`` says about its service code."""
+
+    state: Target | None
+    code_change: Target | None
+    functions: tuple[Target, ...]
+
+
+def parse_target(text: str, where: str) -> Target:
+    """``"pkg.module:function"`` -> ``("pkg.module", "function")``, or a ServiceError."""
+    module, sep, function = text.partition(":")
+    parts = module.split(".")
+    if not sep or not function.isidentifier() or not all(p.isidentifier() for p in parts):
+        raise ServiceError(
+            f"{where}: {text!r} is not a 'module:function' target",
+            hint='write it as "package.module:function", e.g. "counter.store:initial"',
+        )
+    return module, function
+
+
+def read_hooks(root: Path) -> Hooks:
+    """The ``[service]`` hooks of the version at ``root`` (none when it has no genome.toml)."""
+    path = root / "genome.toml"
+    if not path.is_file():
+        return Hooks(None, None, ())
+    try:
+        service = tomllib.loads(path.read_text(encoding="utf-8")).get("service", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ServiceError(
+            f"cannot read {path}: {exc}",
+            hint="fix the version's genome.toml; the current version keeps serving",
+        ) from exc
+    state, change = service.get("state") or "", service.get("code_change") or ""
+    functions = service.get("functions") or {}
+    if not isinstance(functions, dict):
+        raise ServiceError(
+            f"{path}: [service.functions] is not a table", hint="see docs/genome-format.md"
+        )
+    calls = [
+        (f"{path} [service.functions.{n}]", (t or {}).get("call", "")) for n, t in functions.items()
+    ]
+    return Hooks(
+        parse_target(str(state), f"{path} [service] state") if state else None,
+        parse_target(str(change), f"{path} [service] code_change") if change else None,
+        tuple(parse_target(str(call), where) for where, call in calls),
+    )

@@ -16,38 +16,19 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from runtime.service.isolated import IsolatedModules
-
-try:
-    from evolution.errors import ServiceError
-except ImportError:  # in a worker's jail, where only runtime/service/ is copied (docs/service.md)
-
-    class ServiceError(Exception):  # type: ignore[no-redef]
-        """The jail's stand-in for ``evolution.errors.ServiceError``: same name, same text."""
-
-        def __init__(self, message: str, *, hint: str | None = None) -> None:
-            super().__init__(message)
-            self.message, self.hint = message, hint
-
-        def __str__(self) -> str:
-            return f"{self.message} — {self.hint}" if self.hint else self.message
-
-
-Target = tuple[str, str]
-
-
-class Hooks(NamedTuple):
-    """What one version's ``genome.toml`` says about its service code."""
-
-    state: Target | None
-    code_change: Target | None
-    functions: tuple[Target, ...]
+from runtime.service.isolated import (
+    Hooks,
+    IsolatedModules,
+    ServiceError,
+    Target,
+    parse_target,
+    read_hooks,
+)
 
 
 class SlotsStatus(NamedTuple):
@@ -63,46 +44,6 @@ class SlotsStatus(NamedTuple):
     #: the longest and the last suspension of stateful calls by a load, in seconds
     longest_pause: float
     last_pause: float
-
-
-def parse_target(text: str, where: str) -> Target:
-    """``"pkg.module:function"`` -> ``("pkg.module", "function")``, or a ServiceError."""
-    module, sep, function = text.partition(":")
-    parts = module.split(".")
-    if not sep or not function.isidentifier() or not all(p.isidentifier() for p in parts):
-        raise ServiceError(
-            f"{where}: {text!r} is not a 'module:function' target",
-            hint='write it as "package.module:function", e.g. "counter.store:initial"',
-        )
-    return module, function
-
-
-def read_hooks(root: Path) -> Hooks:
-    """The ``[service]`` hooks of the version at ``root`` (none when it has no genome.toml)."""
-    path = root / "genome.toml"
-    if not path.is_file():
-        return Hooks(None, None, ())
-    try:
-        service = tomllib.loads(path.read_text(encoding="utf-8")).get("service", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ServiceError(
-            f"cannot read {path}: {exc}",
-            hint="fix the version's genome.toml; the current version keeps serving",
-        ) from exc
-    state, change = service.get("state") or "", service.get("code_change") or ""
-    functions = service.get("functions") or {}
-    if not isinstance(functions, dict):
-        raise ServiceError(
-            f"{path}: [service.functions] is not a table", hint="see docs/genome-format.md"
-        )
-    calls = [
-        (f"{path} [service.functions.{n}]", (t or {}).get("call", "")) for n, t in functions.items()
-    ]
-    return Hooks(
-        parse_target(str(state), f"{path} [service] state") if state else None,
-        parse_target(str(change), f"{path} [service] code_change") if change else None,
-        tuple(parse_target(str(call), where) for where, call in calls),
-    )
 
 
 def _parameters(func: Callable[..., Any]) -> tuple[str, ...]:
@@ -121,6 +62,11 @@ class _Slot:
     code: IsolatedModules
     hooks: Hooks
     in_flight: int = 0
+    #: purged (or closed): no call enters any more
+    retired: bool = False
+    #: guards in_flight and retired; calls never take the slots' condition, so a load's
+    #: suspension window never waits behind the stateless calls' traffic
+    lock: threading.Lock = field(default_factory=threading.Lock)
     functions: dict[Target, tuple[Callable[..., Any], bool]] = field(default_factory=dict)
 
 
@@ -163,12 +109,13 @@ class VersionSlots:
                 f"{module}:{function}: 'state' is not an argument a caller may pass",
                 hint="the service holds a stateful genome's state and passes it itself; drop 'state'",
             )
-        with self._cond:
-            if not self._cond.wait_for(lambda: not self._suspended, self.suspend_timeout):
-                raise ServiceError(
-                    f"{module}:{function}: calls stayed suspended over {self.suspend_timeout} s",
-                    hint="a load's code_change is still running; retry, or look at that hook",
-                )
+        # the flag is read without the lock: a load that suspends just after is still safe,
+        # since the version is checked again under the state lock
+        if self._suspended and not self._wait_resumed():
+            raise ServiceError(
+                f"{module}:{function}: calls stayed suspended over {self.suspend_timeout} s",
+                hint="a load's code_change is still running; retry, or look at that hook",
+            )
         with self._state_lock:
             # under the state lock the current version cannot change: a load swaps under it
             slot = self._enter()
@@ -187,26 +134,40 @@ class VersionSlots:
             finally:
                 self._leave(slot)
 
-    def _enter(self) -> _Slot:
+    def _wait_resumed(self) -> bool:
         with self._cond:
+            return self._cond.wait_for(lambda: not self._suspended, self.suspend_timeout)
+
+    def _enter(self) -> _Slot:
+        while True:
             slot = self._current
             if slot is None:
                 raise ServiceError(
                     "no version is loaded in this worker",
                     hint="load(version, root) before the first call",
                 )
-            slot.in_flight += 1
-            return slot
+            with slot.lock:
+                if not slot.retired:  # else it was swapped out and purged since: read again
+                    slot.in_flight += 1
+                    return slot
 
     def _leave(self, slot: _Slot) -> None:
-        with self._cond:
+        with slot.lock:
             slot.in_flight -= 1
-            purge = slot.in_flight == 0 and slot is self._old
-            if purge:
-                self._old = None  # the purge: its last call has returned
-                self._cond.notify_all()
-        if purge:  # outside the lock: dropping waits for any import elsewhere in the process
-            slot.code.drop()
+        if slot is self._old:  # (a load that has not set _old yet checks after its swap)
+            self._purge_if_drained(slot)
+
+    def _purge_if_drained(self, slot: _Slot) -> None:
+        """The purge, once: the old version's last call has returned."""
+        with slot.lock:
+            if slot.in_flight or slot.retired:
+                return
+            slot.retired = True
+        with self._cond:
+            if self._old is slot:
+                self._old = None
+            self._cond.notify_all()
+        slot.code.drop()  # outside the locks: dropping waits for any import in the process
 
     def _resolve(self, slot: _Slot, module: str, function: str) -> tuple[Callable[..., Any], bool]:
         found = slot.functions.get((module, function))
@@ -311,7 +272,7 @@ class VersionSlots:
         with self._cond:
             self._suspended = True
         started = time.perf_counter()
-        locked, migrated, drained = False, False, None
+        locked, migrated, old = False, False, None
         try:
             locked = self._state_lock.acquire(timeout=self.suspend_timeout)
             if not locked:
@@ -325,19 +286,16 @@ class VersionSlots:
             with self._cond:  # swap (unless refused) and resume in one step
                 if migrated:
                     old, self._current, self._state = self._current, slot, state
+                    self._old = old  # purged below if no call runs on it
                     self._loads += 1
-                    if old is not None and old.in_flight:
-                        self._old = old
-                    else:
-                        drained = old
                 if locked:
                     self._state_lock.release()
                 self._suspended = False
                 pause = time.perf_counter() - started
                 self._pauses = (max(self._pauses[0], pause), pause)
                 self._cond.notify_all()
-            if drained is not None:
-                drained.code.drop()
+        if old is not None:
+            self._purge_if_drained(old)
         if migrated:  # after resuming: sys.modules shows the version that serves
             slot.code.publish(old.code if old is not None else None)
 
@@ -394,6 +352,8 @@ class VersionSlots:
         with self._load_lock, self._cond:
             for slot in (self._current, self._old):
                 if slot is not None:
+                    with slot.lock:
+                        slot.retired = True
                     slot.code.drop()
             self._current = self._old = None
             self._state = None
