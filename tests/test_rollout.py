@@ -273,7 +273,7 @@ def test_failure_limit_tolerates_that_many_failed_windows_over_the_rollout() -> 
 def test_consecutive_success_needs_that_many_in_a_row() -> None:
     state, _ = run([start(consecutive_success=2), Ready(), Tick(GOOD)])
     assert state.step == 1
-    state, _ = run([Tick(BAD.__class__(*GOOD[:1], Colour(100, 5, 0.0, 0.01), *GOOD[2:]))], state)
+    state, _ = run([Tick(window(green_errors=5))], state)
     assert state.phase == "aborted"  # (a failure breaks the run of successes, and aborts)
     state, _ = run([start(consecutive_success=2), Ready(), Tick(GOOD), Tick(THIN)])
     assert (
@@ -299,7 +299,7 @@ def test_a_failure_hidden_in_small_windows_is_found_once_they_are_merged() -> No
 
 
 def test_too_many_inconclusive_windows_pause_for_a_human_then_idle_quietly() -> None:
-    state, actions = run([start(inconclusive_limit=3), Ready()] + [Tick(window(green=0))] * 3)
+    state, actions = run([start(inconclusive_limit=3), Ready(), *[Tick(window(green=0))] * 3])
     assert state.paused and state.step == 1
     assert records(actions)[-1] == ("paused", "Inconclusive")
     assert "3 windows in a row inconclusive" in state.reason
