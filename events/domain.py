@@ -239,7 +239,9 @@ class Lineage(Aggregate):
         def apply(self, aggregate: Any) -> None:
             rollouts_of(aggregate)[self.node] = {
                 "version": self.version,
+                "blue": self.blue,
                 "phase": self.phase,
+                "step": self.step,
                 "result": self.result,
             }
 
@@ -463,7 +465,7 @@ def proposals_of(aggregate: Any) -> dict[str, dict[str, Any]]:
 
 
 def rollouts_of(aggregate: Any) -> dict[str, dict[str, Any]]:
-    """Each node's last rollout step: node -> version, phase, result (none before issue 11)."""
+    """Each node's last rollout step: node -> version, blue, phase, step, result."""
     found: dict[str, dict[str, Any]] | None = aggregate.__dict__.get("rollouts")
     if found is None:
         found = {}
