@@ -7,29 +7,23 @@ handed, a person's order) and performs its actions on the node's service, only t
 ``rollout`` entry in this node's name, and a Failed analysis proposes a rollback of the
 head to its parent, signed by this node (docs/rollouts.md).
 
-:class:`Deployments` is the node's handle on it (like ``actors.voter.Votes``): it starts
-the actor, resumes or ends what the log says was running when the node stopped, feeds it
-what each applied run of entries did, ticks it, and answers the admin channel's
-``rollout`` and ``deploy`` ops.  :func:`deployer_for` builds it from a node's parts.
+``actors/deployments.py`` is the node's handle on it (start, feed, tick, the admin ops)
+and builds it from a node's parts (``deployer_for``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, ClassVar
-
-import pykka
 
 from actors.base import RoleActor
 from actors.messages import DeployVersion, HeadMoved, RolloutOrder, RolloutTick
 from consensus.entries import rollback_entry, rollout_entry
-from consensus.ledger import Applied
 from events.domain import head_parent_of, rollouts_of
 from events.store import GenomeStore
-from evolution.errors import ManifestError, RolloutError, TarsError
+from evolution.errors import ManifestError, TarsError
 from evolution.manifest import RolloutSettings, parse_manifest
 from evolution.rollout import (
     ENDED,
@@ -62,8 +56,6 @@ log = logging.getLogger("tars.deployer")
 #: Commits an entry (this node's; the applier signs it) and returns its index once applied.
 Propose = Callable[[bytes], int]
 Clock = Callable[[], float]
-#: Seconds between two looks at the clock (a window ends at most this late).
-TICK = 0.25
 #: The orders a person may give (`tars rollout ...`), each the machine's input.
 ORDERS: dict[str, Callable[[], Input]] = {
     "promote": lambda: Promote("by hand"),
@@ -287,136 +279,3 @@ class Deployer(RoleActor):
                 )
                 return
             self.outbox.pop(0)
-
-
-class Deployments:
-    """The node's handle on its Deployer: start (resuming from the log), feed, tick, ask."""
-
-    def __init__(
-        self,
-        node_id: str,
-        store: GenomeStore,
-        service: ServiceControl,
-        propose: Propose,
-        clock: Clock,
-        stopping: threading.Event,
-        *,
-        defaults: RolloutSettings | None = None,
-        tick: float | None = TICK,
-    ) -> None:
-        self.id, self.store, self.stopping, self.tick_every = node_id, store, stopping, tick
-        self._halt = threading.Event()  # this handle's own stop (the node's ``stopping`` too)
-        self._args = (node_id, store, service, propose, clock, defaults or RolloutSettings())
-        self._ref: pykka.ActorRef[Any] | None = None
-        self._ticker: threading.Thread | None = None
-        self._stopped: pykka.Future[Any] | None = None
-
-    def start(self) -> None:
-        """Start the Deployer, resume or end what the log says ran here, start ticking."""
-        self._ref = Deployer.start(*self._args)
-        for genome in self.store.genomes():
-            self._tell(HeadMoved(genome, "restart"))
-        if self.tick_every is not None:
-            self._ticker = threading.Thread(
-                target=self._tick_loop, name=f"deployer-tick-{self.id}", daemon=True
-            )
-            self._ticker.start()
-
-    def after_apply(self, results: Iterable[Applied]) -> None:
-        """An applied run moved a head (an adoption decided, or a rollback): follow it."""
-        for applied in results:
-            if applied.genome is None or not applied.written:
-                continue
-            if applied.kind == "rollback":
-                self._tell(HeadMoved(applied.genome, "rollback"))
-            elif "adopt" in applied.decided.values():
-                self._tell(HeadMoved(applied.genome, "adopted"))
-
-    def tick(self, timeout: float = 30.0) -> None:
-        """One tick, waited for (tests drive the clock themselves and call this)."""
-        self._ask(RolloutTick(), timeout)
-
-    def order(self, genome: str, order: str, timeout: float = 30.0) -> dict[str, Any]:
-        """A person's order (or ``status``) for one genome's rollout on this node."""
-        if order != "status" and order not in ORDERS:
-            raise RolloutError(
-                f"unknown rollout order {order!r}", hint="status, promote, abort, pause or resume"
-            )
-        self.store.head(genome)  # an unknown genome says so here
-        answer: dict[str, Any] = self._ask(RolloutOrder(genome, order), timeout)
-        return answer
-
-    def deploy(self, genome: str, version: str) -> dict[str, Any]:
-        """Start rolling ``version`` (a prefix will do) out here; refused unless the log has it."""
-        full = self.store.resolve(genome, version)
-        self._tell(DeployVersion(genome, full))
-        return {"ok": True, "node": self.id, "version": full}
-
-    def admin_ops(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
-        """The admin channel's ``rollout`` and ``deploy`` ops (``consensus.admin.Admin(ops=...)``)."""
-        return {"rollout": self._admin_rollout, "deploy": self._admin_deploy}
-
-    def _admin_rollout(self, body: dict[str, Any]) -> Any:
-        try:
-            return self.order(str(body.get("genome", "")), str(body.get("order", "status")))
-        except TarsError as exc:
-            return {"ok": False, "node": self.id, "error": str(exc)}
-
-    def _admin_deploy(self, body: dict[str, Any]) -> Any:
-        try:
-            return self.deploy(str(body.get("genome", "")), str(body.get("version", "")))
-        except TarsError as exc:
-            return {"ok": False, "node": self.id, "error": str(exc)}
-
-    def _tick_loop(self) -> None:
-        assert self.tick_every is not None
-        while not self._halt.wait(self.tick_every) and not self.stopping.is_set():
-            self._tell(RolloutTick())
-
-    def _tell(self, message: Any) -> None:
-        if self._ref is not None and not self.stopping.is_set() and not self._halt.is_set():
-            try:
-                self._ref.tell(message)
-            except pykka.ActorDeadError:
-                log.warning("%s: the deployer is not running", self.id)
-
-    def _ask(self, message: Any, timeout: float) -> Any:
-        if self._ref is None:
-            raise RolloutError(
-                f"{self.id} runs no deployer", hint="start the node with its service"
-            )
-        try:
-            return self._ref.ask(message, timeout=timeout)
-        except pykka.Timeout:
-            raise RolloutError(
-                f"{self.id}'s deployer did not answer within {timeout:.0f} s (green may be starting)",
-                hint="ask again in a moment",
-            ) from None
-
-    def stop(self) -> None:
-        """Stop ticking; the Deployer stops after what its inbox holds."""
-        self._halt.set()
-        if self._ref is not None and self._stopped is None:
-            self._stopped = self._ref.stop(block=False)
-
-    def join(self, timeout: float) -> None:
-        if self._ticker is not None:
-            self._ticker.join(timeout)
-        if self._stopped is not None:
-            try:
-                self._stopped.get(timeout=timeout)
-            except pykka.Timeout:
-                log.warning("%s: the deployer did not stop within %.0f s", self.id, timeout)
-
-
-def deployer_for(
-    node_id: str,
-    store: GenomeStore,
-    service: ServiceControl,
-    propose: Propose,
-    clock: Clock,
-    stopping: threading.Event,
-    defaults: RolloutSettings | None = None,
-) -> Deployments:
-    """A swarm node's Deployments from its parts (see docs/rollouts.md, "Wiring")."""
-    return Deployments(node_id, store, service, propose, clock, stopping, defaults=defaults)

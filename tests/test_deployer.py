@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from swarmkit import candidate, in_process_swarm, wait
 
-from actors.deployer import Deployments, deployer_for
+from actors.deployments import Deployments, deployer_for
 from consensus.ledger import cycle_entry, register_entry, vote_entry
 from evolution.errors import ConsensusError, ServiceError
 from evolution.manifest import RolloutSettings
@@ -340,3 +340,33 @@ def test_deployer_for_builds_the_handle_from_a_nodes_parts(rig: Rig) -> None:
         node.id, node.store, Recording(rig.base), node.applier.propose, time.time, threading.Event()
     )
     assert made.id == node.id and made.tick_every is not None
+
+
+def test_the_cli_asks_every_node_over_its_admin_channel(rig: Rig) -> None:
+    """`tars rollout status`, `tars evolve deploy` and `tars evolve sync` against the running
+    nodes, over ZeroMQ with the admin key, as a user types them."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    config = str(rig.nodes[0].cluster.path)
+    runner = CliRunner()
+    version = rig.adopt()
+    rig.at_first_step(version)
+    shown = runner.invoke(app, ["rollout", "status", "--genome", "tiny", "--config", config])
+    assert shown.exit_code == 0, shown.output
+    for node in rig.nodes:
+        assert node.id in shown.output
+    assert shown.output.count("stepping") == 3 and "1/4" in shown.output
+    paused = runner.invoke(app, ["rollout", "pause", "-g", "tiny", "-n", rig.nodes[1].id, "-c", config])
+    assert paused.exit_code == 0 and "(paused)" in paused.output
+    bad = runner.invoke(app, ["evolve", "deploy", "-g", "tiny", "--version", "feedface", "-c", config])
+    assert bad.exit_code != 0
+    assert "refused to deploy feedface of tiny" in bad.output and "not a version of tiny" in bad.output
+    synced = runner.invoke(app, ["evolve", "sync", "-c", config])
+    assert synced.exit_code == 0, synced.output
+    for node in rig.nodes:
+        assert f"{node.id}: at ledger index" in synced.output
+    resumed = runner.invoke(app, ["rollout", "resume", "-g", "tiny", "-c", config])
+    assert resumed.exit_code == 0  # refused on two nodes (not paused), done on one
+    assert resumed.output.count("refused") == 2
