@@ -232,6 +232,7 @@ class Deployer(RoleActor):
                     why = f"rollout of {short(version)} failed on {self.id}: {reason}"
                     self.outbox.append(rollback_entry(genome, to, why, self.id, self.clock()))
                 case StartGreen(version, timeout):
+                    self._flush()  # "started" is in the log before green's start may block
                     self._start_green(genome, version, timeout)
                 case SetWeight(weight):
                     service.set_weight(genome, weight)

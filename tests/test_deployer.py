@@ -358,11 +358,17 @@ def test_the_cli_asks_every_node_over_its_admin_channel(rig: Rig) -> None:
     for node in rig.nodes:
         assert node.id in shown.output
     assert shown.output.count("stepping") == 3 and "1/4" in shown.output
-    paused = runner.invoke(app, ["rollout", "pause", "-g", "tiny", "-n", rig.nodes[1].id, "-c", config])
+    paused = runner.invoke(
+        app, ["rollout", "pause", "-g", "tiny", "-n", rig.nodes[1].id, "-c", config]
+    )
     assert paused.exit_code == 0 and "(paused)" in paused.output
-    bad = runner.invoke(app, ["evolve", "deploy", "-g", "tiny", "--version", "feedface", "-c", config])
+    bad = runner.invoke(
+        app, ["evolve", "deploy", "-g", "tiny", "--version", "feedface", "-c", config]
+    )
     assert bad.exit_code != 0
-    assert "refused to deploy feedface of tiny" in bad.output and "not a version of tiny" in bad.output
+    assert (
+        "refused to deploy feedface of tiny" in bad.output and "not a version of tiny" in bad.output
+    )
     synced = runner.invoke(app, ["evolve", "sync", "-c", config])
     assert synced.exit_code == 0, synced.output
     for node in rig.nodes:
@@ -370,3 +376,20 @@ def test_the_cli_asks_every_node_over_its_admin_channel(rig: Rig) -> None:
     resumed = runner.invoke(app, ["rollout", "resume", "-g", "tiny", "-c", config])
     assert resumed.exit_code == 0  # refused on two nodes (not paused), done on one
     assert resumed.output.count("refused") == 2
+
+
+def test_a_node_that_had_promoted_the_bad_version_returns_to_the_rollback_target(rig: Rig) -> None:
+    early, bad = rig.nodes[0], rig.nodes[1]
+    version = rig.adopt()
+    rig.at_first_step(version)
+    reply = early.admin.handle("admin", {"op": "rollout", "genome": "tiny", "order": "promote"})
+    assert reply["phase"] == "promoted" and rig.services[early.id].blue == version
+    rig.services[bad.id].script = lambda weight: figures(green_errors=9)
+    rig.tick(bad.id)
+    wait(
+        lambda: rig.services[early.id].blue == rig.base,
+        what="the early node back on the old version",
+    )
+    assert rig.services[early.id].calls[-2:] == [("start_green", rig.base), ("promote",)]
+    wait(lambda: rig.steps(early, early.id)[-1][1] == "promoted", what="its return recorded")
+    assert "the swarm rolled back to" in rig.steps(early, early.id)[-2][3]
