@@ -11,10 +11,14 @@ from __future__ import annotations
 from storekit import Backend, MemoryBackend, SQLiteBackend
 from test_ledger import BASE, MEMBERS, adoption, edit
 
+from cli.log import _summary_of
 from consensus import entries as E
 from consensus import ledger as L
 from consensus.authors import member_rollback_problem
 from consensus.signing import Signer
+from events._eventsourcing import topic_of
+from events.domain import Lineage
+from events.transfer import IMPORTABLE_TOPICS
 from evolution.tree import version_id
 
 SIGNERS = {name: Signer(name, bytes([i + 1] * 32)) for i, name in enumerate([*MEMBERS, "admin"])}
@@ -79,7 +83,13 @@ class RolloutLedgerTests(Backend):
                 ("node-2", head, base, "weight"),
             ]
             assert rows[-1].data["weight"] == 0.1 and rows[-1].data["step"] == 2
+            assert state.store.verify().heads == {"g": state.store.chain("g")}  # chained
         assert len({s.store.chain("g") for s in states}) == 1
+        # a node catching up by state transfer accepts the event type (the import whitelist)
+        assert topic_of(Lineage.RolloutStepped) in IMPORTABLE_TOPICS
+        # and `tars log ls` says what happened in one line
+        row = [e for e in states[0].store.log(genome="g")][-1]
+        assert _summary_of(row.type, row.data, row.parent) == "weight step 2 10%: weight "
 
     def test_a_rollout_step_in_another_nodes_name_is_refused(self) -> None:
         states = self.three()
