@@ -85,6 +85,7 @@ class Deployer(RoleActor):
         propose: Propose,
         clock: Clock,
         defaults: RolloutSettings,
+        board: dict[str, dict[str, object]] | None = None,
     ) -> None:
         super().__init__()
         self.id, self.store, self.service = node_id, store, service
@@ -94,6 +95,8 @@ class Deployer(RoleActor):
         self.window_began: dict[str, float] = {}
         #: entries not committed yet, in order (a rollback only after its Failed step)
         self.outbox: list[bytes] = []
+        #: each genome's rollout as ``describe`` gives it, read by other threads (/metrics)
+        self.board = board if board is not None else {}
 
     # -- messages --
 
@@ -103,6 +106,8 @@ class Deployer(RoleActor):
             self._reconcile(message.genome, why)
         except TarsError as exc:
             log.warning("%s: cannot follow the head of %s: %s", self.id, message.genome, exc)
+        except Exception:  # a bug must not stop the actor: the next head moved tries again
+            log.exception("%s: following the head of %s failed", self.id, message.genome)
         self._flush()
 
     def on_tick(self, message: RolloutTick) -> None:
@@ -114,7 +119,7 @@ class Deployer(RoleActor):
                 continue
             try:
                 window = self.service.window(genome)
-            except TarsError as exc:
+            except Exception as exc:  # the service's trouble, whatever its type: blue is safe
                 self._feed(genome, Abort(f"the service gave no window: {exc}"))
                 continue
             self.window_began[genome] = now
@@ -139,7 +144,7 @@ class Deployer(RoleActor):
             self._feed(genome, Abort(f"superseded by {short(version)}, deployed by hand"))
         try:
             self._start(genome, version, "deployed by hand", immediate=False)
-        except TarsError as exc:
+        except Exception as exc:
             log.warning("%s: cannot deploy %s of %s: %s", self.id, short(version), genome, exc)
         self._flush()
 
@@ -218,6 +223,7 @@ class Deployer(RoleActor):
         """One input to the genome's machine; its actions performed in order; the refusal."""
         out = advance(self.machines.get(genome, RolloutState(genome)), given)
         self.machines[genome] = out.state
+        self.board[genome] = describe(out.state)  # one assignment: readers see old or new
         for action in out.actions:
             self._perform(genome, action)
         return out.refused
@@ -244,7 +250,7 @@ class Deployer(RoleActor):
                     service.promote(genome)
                 case AbortGreen():
                     service.abort(genome)
-        except TarsError as exc:
+        except Exception as exc:  # the service's trouble, whatever its type: back to blue
             log.error("%s: %s of %s failed: %s", self.id, type(action).__name__, genome, exc)
             if not isinstance(action, AbortGreen):
                 self._feed(genome, Abort(f"the service failed to {type(action).__name__}: {exc}"))
@@ -253,7 +259,7 @@ class Deployer(RoleActor):
         try:
             tree = self.store.materialise(genome, version)
             self.service.start_green(genome, version, tree, timeout)
-        except TarsError as exc:
+        except Exception as exc:  # not ready, or the service broke: green is abandoned
             self._feed(genome, NotReady(str(exc)))
             return
         self._feed(genome, Ready())

@@ -46,6 +46,10 @@ class Deployments:
     ) -> None:
         self.id, self.store, self.stopping, self.tick_every = node_id, store, stopping, tick
         self._halt = threading.Event()  # this handle's own stop (the node's ``stopping`` too)
+        self.service = service
+        #: each genome's rollout on this node (phase, version, step, weight, last result,
+        #: reason), updated by the Deployer after every input: read it without asking it
+        self.board: dict[str, dict[str, object]] = {}
         self._args = (node_id, store, service, propose, clock, defaults or RolloutSettings())
         self._ref: pykka.ActorRef[Any] | None = None
         self._ticker: threading.Thread | None = None
@@ -53,7 +57,7 @@ class Deployments:
 
     def start(self) -> None:
         """Start the Deployer, resume or end what the log says ran here, start ticking."""
-        self._ref = Deployer.start(*self._args)
+        self._ref = Deployer.start(*self._args, self.board)
         for genome in self.store.genomes():
             self._tell(HeadMoved(genome, "restart"))
         if self.tick_every is not None:
@@ -76,6 +80,10 @@ class Deployments:
         """One tick, waited for (tests drive the clock themselves and call this)."""
         self._ask(RolloutTick(), timeout)
 
+    def current(self) -> dict[str, dict[str, object]]:
+        """Every genome's rollout as it stands (for /metrics: ``tars_rollout_step``, ``_weight``)."""
+        return dict(self.board)
+
     def order(self, genome: str, order: str, timeout: float = 30.0) -> dict[str, Any]:
         """A person's order (or ``status``) for one genome's rollout on this node."""
         if order != "status" and order not in ORDERS:
@@ -89,6 +97,11 @@ class Deployments:
     def deploy(self, genome: str, version: str) -> dict[str, Any]:
         """Start rolling ``version`` (a prefix will do) out here; refused unless the log has it."""
         full = self.store.resolve(genome, version)
+        if self.service.serving(genome).get("blue") == full:
+            raise RolloutError(
+                f"{self.id} already serves {full[:12]} of {genome} as blue",
+                hint="deploy another version (`tars log lineage` lists them)",
+            )
         self._tell(DeployVersion(genome, full))
         return {"ok": True, "node": self.id, "version": full}
 

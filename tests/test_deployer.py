@@ -200,6 +200,8 @@ def test_an_adoption_walks_every_step_to_promotion_on_every_node(rig: Rig) -> No
         for author in rig.services:
             assert [s[1] for s in rig.steps(node, author)] == expected
         assert node.status()["counters"]["refused_signatures"] == 0
+    board = rig.deployers[rig.nodes[0].id].current()["tiny"]
+    assert (board["phase"], board["step"], board["weight"]) == ("promoted", 4, 1.0)
     status = rig.nodes[0].admin.handle("admin", {"op": "rollout", "genome": "tiny"})
     assert (
         status["phase"] == "promoted" and status["weight"] == 1.0 and status["last"] == "Successful"
@@ -272,6 +274,8 @@ def test_people_steer_through_the_admin_channel(rig: Rig) -> None:
     assert rig.services[node.id].blue == version
     nothing = ask({"op": "rollout", "genome": "tiny", "order": "abort"})
     assert not nothing["ok"] and "no rollout of tiny runs" in nothing["error"]
+    same = ask({"op": "deploy", "genome": "tiny", "version": version})
+    assert not same["ok"] and "already serves" in same["error"]
     unknown = ask({"op": "deploy", "genome": "tiny", "version": "feedface"})
     assert not unknown["ok"] and "feedface is not a version of tiny" in unknown["error"]
     assert not ask({"op": "rollout", "genome": "nope"})["ok"]
