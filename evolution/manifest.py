@@ -108,13 +108,13 @@ class RolloutSettings(_Strict):
         1.0,
     ]
     #: seconds of one analysis window
-    interval: Annotated[float, Field(gt=0.0, le=3600.0)] = 5.0
+    interval: Annotated[float, Field(gt=0.0, le=3600.0)] = 2.0
     #: failed windows a rollout tolerates; one more aborts it (Argo's failureLimit)
     failure_limit: Annotated[int, Field(ge=0, le=100)] = 0
     #: successful windows in a row that pass a step (Argo's consecutiveSuccessLimit)
     consecutive_success: Annotated[int, Field(ge=1, le=100)] = 1
     #: inconclusive windows in a row (merged into one) before the rollout pauses for a human
-    inconclusive_limit: Annotated[int, Field(ge=1, le=1000)] = 12
+    inconclusive_limit: Annotated[int, Field(ge=1, le=1000)] = 30
     #: share of live requests also sent to the other colour, answers compared
     mirror: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
     #: green's error rate may exceed blue's by at most this much (0.01 = one point)
