@@ -397,3 +397,40 @@ def test_a_node_that_had_promoted_the_bad_version_returns_to_the_rollback_target
     assert rig.services[early.id].calls[-2:] == [("start_green", rig.base), ("promote",)]
     wait(lambda: rig.steps(early, early.id)[-1][1] == "promoted", what="its return recorded")
     assert "the swarm rolled back to" in rig.steps(early, early.id)[-2][3]
+
+
+def test_a_node_killed_mid_rollout_resumes_from_the_log_when_it_starts_again(rig: Rig) -> None:
+    """The whole node stops at step 2 (store, journal, transport); the others finish their
+    own rollouts meanwhile; the node starts again from its state folder, reads its last
+    step from the log, records the abort and rolls the head out again from the first step."""
+    victim, others = rig.nodes[2], rig.nodes[:2]
+    version = rig.adopt()
+    rig.at_first_step(version)
+    rig.tick()
+    rig.deployers[victim.id].stop()
+    rig.deployers[victim.id].join(10)
+    victim.stop()
+    for _ in range(3):
+        rig.tick(*(n.id for n in others))
+    assert all(rig.services[n.id].blue == version for n in others)
+    again = SwarmNode(victim.cluster, victim.id, evolve=False)
+    try:
+        again.start()
+        fresh = Recording(rig.base)  # its service came up on what it served before
+        rig.services[victim.id] = fresh
+        rig.attach(again, fresh)
+        wait(lambda: fresh.weight == 0.01, what="the rollout started again")
+        phases = [s[1] for s in rig.steps(again, victim.id)]
+        assert phases == ["started", "weight", "analysis", "weight", "aborted", "started", "weight"]
+        for _ in range(4):
+            rig.tick(victim.id)
+        assert fresh.blue == version and fresh.green is None
+        wait(
+            lambda: len({n.store.chain("tiny") for n in [*others, again]}) == 1,
+            what="one chain on every node",
+        )
+        assert all(n.status()["counters"]["refused_signatures"] == 0 for n in [*others, again])
+    finally:
+        rig.deployers[victim.id].stop()
+        rig.deployers[victim.id].join(10)
+        again.stop()
