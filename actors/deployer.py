@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tomllib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -38,6 +39,7 @@ from evolution.rollout import (
     ProposeRollback,
     Ready,
     Record,
+    ReloadInPlace,
     Resume,
     RolloutState,
     SetMirror,
@@ -177,17 +179,23 @@ class Deployer(RoleActor):
             "resume": "resumed after a restart: the rollout starts again from its first step",
             "restart": f"{short(version)} is the head; the service came up on {short(blue)}",
         }.get(why, why)
-        settings = self._settings(genome, blue)
-        self._feed(genome, Start(version, blue, parent, settings, immediate, reason))
+        settings, reload = self._settings(genome, blue)
+        self._feed(genome, Start(version, blue, parent, settings, immediate, reason, reload))
 
-    def _settings(self, genome: str, blue: str) -> RolloutSettings:
+    def _settings(self, genome: str, blue: str) -> tuple[RolloutSettings, bool]:
         """Blue's manifest's ``[rollout]`` (never the new version's: it cannot loosen its own
-        analysis), else cluster.yml's, else the defaults."""
+        analysis), else cluster.yml's, else the defaults; and whether blue's manifest says
+        ``[service] reloadable = true`` (hot reload in place instead of blue/green)."""
         try:
             text = self.store.materialise(genome, blue).get("genome.toml", "")
-            return parse_manifest(text, f"{genome}/genome.toml").rollout or self.defaults
-        except (ManifestError, TarsError):
-            return self.defaults
+            service = tomllib.loads(text).get("service", {})
+        except (TarsError, tomllib.TOMLDecodeError):
+            return self.defaults, False
+        reload = isinstance(service, dict) and service.get("reloadable") is True
+        try:
+            return parse_manifest(text, f"{genome}/genome.toml").rollout or self.defaults, reload
+        except ManifestError:
+            return self.defaults, reload
 
     def _restarted(self, genome: str) -> str:
         """What the log says this node was doing when it stopped (docs/rollouts.md, "Restart").
@@ -237,6 +245,8 @@ class Deployer(RoleActor):
                 case ProposeRollback(version, to, reason):
                     why = f"rollout of {short(version)} failed on {self.id}: {reason}"
                     self.outbox.append(rollback_entry(genome, to, why, self.id, self.clock()))
+                case ReloadInPlace(version):
+                    self._reload(genome, version)
                 case StartGreen(version, timeout):
                     self._flush()  # "started" is in the log before green's start may block
                     self._start_green(genome, version, timeout)
@@ -254,6 +264,15 @@ class Deployer(RoleActor):
             log.error("%s: %s of %s failed: %s", self.id, type(action).__name__, genome, exc)
             if not isinstance(action, AbortGreen):
                 self._feed(genome, Abort(f"the service failed to {type(action).__name__}: {exc}"))
+
+    def _reload(self, genome: str, version: str) -> None:
+        self._flush()
+        try:
+            self.service.reload(genome, version, self.store.materialise(genome, version))
+        except Exception as exc:  # the old code keeps serving
+            self._feed(genome, NotReady(str(exc)))
+            return
+        self._feed(genome, Ready())
 
     def _start_green(self, genome: str, version: str, timeout: float) -> None:
         try:

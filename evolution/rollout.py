@@ -22,6 +22,9 @@ The walk (docs/rollouts.md):
   rollback proposal: a person's abort is not evidence against the version).
 - ``immediate`` rollouts (returning to the version a committed rollback chose) promote as
   soon as green is ready: the swarm already decided.
+- ``reload`` rollouts (a service whose manifest says ``reloadable = true``) swap the code in
+  place instead (OTP's hot upgrade: the service drains old calls and migrates state), and
+  are recorded as started then promoted; there is no second colour to compare.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Start(NamedTuple):
     settings: RolloutSettings
     immediate: bool = False
     reason: str = ""
+    reload: bool = False
 
 
 class Ready(NamedTuple):
@@ -114,6 +118,12 @@ class StartGreen(NamedTuple):
     ready_timeout: float
 
 
+class ReloadInPlace(NamedTuple):
+    """Hot reload: new calls run ``version``; calls in flight finish on the old code."""
+
+    version: str
+
+
 class SetWeight(NamedTuple):
     weight: float
 
@@ -150,7 +160,16 @@ class Record(NamedTuple):
     reason: str
 
 
-Action = StartGreen | SetWeight | SetMirror | PromoteGreen | AbortGreen | ProposeRollback | Record
+Action = (
+    StartGreen
+    | ReloadInPlace
+    | SetWeight
+    | SetMirror
+    | PromoteGreen
+    | AbortGreen
+    | ProposeRollback
+    | Record
+)
 
 
 # ---- state -------------------------------------------------------------------------------
@@ -166,6 +185,8 @@ class RolloutState:
     blue: str = ""
     parent: str | None = None
     immediate: bool = False
+    #: a hot reload in place, not blue/green (``Start.reload``)
+    reload: bool = False
     phase: Phase = "idle"
     #: 1-based index into ``settings.steps`` (0 before the first weight is set)
     step: int = 0
@@ -202,7 +223,8 @@ def advance(state: RolloutState, given: Input) -> Outcome:
         case NotReady(reason):
             if state.phase != "starting":
                 return _refuse(state, "no green is starting")
-            return _end(state, "abandoned", "", f"green never became ready: {reason}", ())
+            what = "the reload failed" if state.reload else "green never became ready"
+            return _end(state, "abandoned", "", f"{what}: {reason}", ())
         case Tick(window):
             if state.phase != "stepping":
                 return Outcome(state, ())  # a late window: nothing runs to judge
@@ -244,6 +266,9 @@ def _start(state: RolloutState, given: Start) -> Outcome:
         phase="starting",
         reason=given.reason or "started",
     )
+    if given.reload:  # the service answers Ready (reloaded) or NotReady (it could not)
+        new = dataclasses.replace(new, reload=True)
+        return Outcome(new, (_record(new, "started", ""), ReloadInPlace(given.version)))
     return Outcome(
         new,
         (_record(new, "started", ""), StartGreen(given.version, given.settings.ready_timeout)),
@@ -253,6 +278,8 @@ def _start(state: RolloutState, given: Start) -> Outcome:
 def _ready(state: RolloutState) -> Outcome:
     if state.phase != "starting":
         return _refuse(state, "no green is starting")
+    if state.reload:
+        return _end(state, "promoted", "", "reloaded in place (a reloadable service)", ())
     if state.immediate:
         return _end(state, "promoted", "", "green ready; promoted at once", (PromoteGreen(),))
     weight = state.settings.steps[0]

@@ -434,3 +434,66 @@ def test_a_node_killed_mid_rollout_resumes_from_the_log_when_it_starts_again(rig
         rig.deployers[victim.id].stop()
         rig.deployers[victim.id].join(10)
         again.stop()
+
+
+MANIFEST = """[genome]
+name = "g"
+sources = ["*.py"]
+[commands]
+test = "python -m unittest"
+bench = "python bench.py"
+[fitness]
+metric = "seconds"
+direction = "minimize"
+"""
+
+
+def deployer_on(manifest: str, child_manifest: str) -> tuple[Any, Recording, list[bytes], str]:
+    """A Deployer (not started: its handlers are called here directly) over a memory store
+    whose head was adopted from a blue with ``manifest``, the new version carrying ``child_manifest``."""
+    from test_ledger import adoption
+
+    from actors.deployer import Deployer
+    from events.store import GenomeStore
+
+    base = {"genome.toml": manifest, "core.py": "def a():\n    return 1\n"}
+    child = {"genome.toml": child_manifest, "core.py": "def a():\n    return 2\n"}
+    store = GenomeStore.open("memory://")
+    store.register("g", manifest, base, 1.0, "n1")
+    store.adopt("g", adoption(base, child), "n1")
+    service, proposed = Recording(version_id(base)), []
+    deployer = Deployer(
+        "n1", store, service, lambda data: proposed.append(data) or 1, lambda: 0.0, SETTINGS
+    )
+    return deployer, service, proposed, version_id(child)
+
+
+def test_the_rollout_follows_blues_settings_not_the_new_versions() -> None:
+    """The new version loosens its own [rollout]; blue's (stricter) settings are the ones used."""
+    from actors.messages import HeadMoved
+    from consensus.entries import decode
+
+    blue = MANIFEST + "[rollout]\nsteps = [0.25, 1.0]\n"
+    loose = MANIFEST + "[rollout]\nsteps = [1.0]\nmax_p99_ratio = 100\n"
+    deployer, service, proposed, version = deployer_on(blue, loose)
+    deployer.on_head_moved(HeadMoved("g", "adopted"))
+    assert service.calls == [("start_green", version), ("set_mirror", 0.1), ("set_weight", 0.25)]
+    assert [decode(d).phase for d in proposed] == ["started", "weight"]  # type: ignore[union-attr]
+
+
+def test_a_reloadable_service_is_reloaded_in_place_not_rolled_blue_green() -> None:
+    from actors.messages import HeadMoved
+    from consensus.entries import decode
+
+    reloadable = MANIFEST + "[service]\nreloadable = true\n"
+    deployer, service, proposed, version = deployer_on(reloadable, reloadable)
+    deployer.on_head_moved(HeadMoved("g", "adopted"))
+    assert service.calls == [("reload", version)]
+    steps = [decode(d) for d in proposed]
+    assert (
+        [(s.phase, s.reason) for s in steps]
+        == [  # type: ignore[union-attr]
+            ("started", f"{version[:12]} adopted"),
+            ("promoted", "reloaded in place (a reloadable service)"),
+        ]
+    )

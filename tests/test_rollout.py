@@ -26,6 +26,7 @@ from evolution.rollout import (
     ProposeRollback,
     Ready,
     Record,
+    ReloadInPlace,
     Resume,
     RolloutState,
     SetMirror,
@@ -499,3 +500,14 @@ def test_every_state_change_is_recorded_and_weights_only_rise(inputs: list[Input
         if state.phase == "stepping":
             assert state.weight >= weights[-1]
             weights.append(state.weight)
+
+
+def test_a_reloadable_service_is_reloaded_in_place_and_recorded() -> None:
+    given = Start("v1", "v0", "v0", DEFAULTS, reason="adopted", reload=True)
+    state, actions = run([given])
+    assert state.phase == "starting" and actions[1:] == [ReloadInPlace("v1")]
+    done, more = run([Ready()], state)
+    assert done.phase == "promoted" and records(more) == [("promoted", "")]
+    assert not any(isinstance(a, PromoteGreen | SetWeight) for a in more)
+    failed, _ = run([NotReady("code_change raised")], state)
+    assert failed.phase == "abandoned" and failed.reason == "the reload failed: code_change raised"
