@@ -322,6 +322,8 @@ def _judge(state: RolloutState, window: Figures) -> Outcome:
             )
             judged = dataclasses.replace(judged, paused=True, reason=text)
             return Outcome(judged, (_record(judged, "paused", INCONCLUSIVE),))
+        if count > 1:
+            return Outcome(judged, ())  # merged into the run recorded at its first window
         return Outcome(judged, (_record(judged, "analysis", INCONCLUSIVE),))
     successes = state.successes + 1
     judged = dataclasses.replace(
