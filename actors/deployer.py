@@ -216,7 +216,7 @@ class Deployer(RoleActor):
                 genome, Record(version, blue, "aborted", int(last["step"]), 0.0, "", reason)
             )
             self.machines[genome] = kept
-            return "resume"
+            return "resume" if lineage.head == version else "restart"  # else: a newer head
         if last["result"] == "Failed" and lineage.head == version:
             self.machines[genome] = dataclasses.replace(kept, phase="aborted")
             parent = head_parent_of(lineage)
