@@ -159,11 +159,13 @@ def sync(config_path: Path, node: str | None) -> None:
             f"no node of {config.path} answered", hint="start the swarm with `tars cluster up`"
         )
     index = max(int(s.get("commit_index") or 0) for s in known.values())
+    down: list[str] = []
     for node_id, reply in ask_each(
         config, chosen(config, node), {"op": "sync", "index": index}, 45.0
     ).items():
         if not isinstance(reply, dict):
             console.print(f"{node_id}: no answer")
+            down.append(node_id)
             continue
         if not reply.get("ok"):
             raise TarsError(
@@ -171,6 +173,11 @@ def sync(config_path: Path, node: str | None) -> None:
                 hint="see `tars cluster status`",
             )
         console.print(sync_line(node_id, reply))
+    if down:
+        raise TransportError(
+            f"{', '.join(down)} did not answer: not synced",
+            hint=f"start it with `tars cluster up --config {config.path}`",
+        )
 
 
 def sync_line(node_id: str, reply: dict[str, Any]) -> str:
