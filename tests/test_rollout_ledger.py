@@ -8,6 +8,8 @@ committed rollout did not mark the head Failed, or to anything but the head's pa
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from storekit import Backend, MemoryBackend, SQLiteBackend
 from test_ledger import BASE, MEMBERS, adoption, edit
 
@@ -18,6 +20,7 @@ from consensus.authors import member_rollback_problem
 from consensus.signing import Signer
 from events._eventsourcing import topic_of
 from events.domain import Lineage
+from events.store import GenomeStore
 from events.transfer import IMPORTABLE_TOPICS
 from evolution.tree import version_id
 
@@ -188,3 +191,45 @@ def test_the_member_rollback_rule_names_what_is_wrong() -> None:
     assert "not a Failed analysis" in str(member_rollback_problem(entry, "h", "p", passed))
     assert "only to its parent" in str(member_rollback_problem(entry, "h", "q", failed))
     assert "only to its parent" in str(member_rollback_problem(entry, "h", None, failed))
+
+
+ACTS = st.lists(
+    st.tuples(
+        st.sampled_from(["failed", "passed", "to_parent", "to_other", "forged"]),
+        st.sampled_from(MEMBERS),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ACTS)
+def test_whatever_members_write_the_head_only_goes_back_to_its_parent_once(
+    acts: list[tuple[str, str]],
+) -> None:
+    """Random rollout steps and rollbacks by random members (and forgeries): the head moves
+    only when the author's last step marked it Failed, only to its parent, and only once."""
+    tests = TestRolloutLedgerMemory()
+    states = [L.LedgerState(GenomeStore.open("memory://"), MEMBERS, keys=KEYS)]
+    base, head = tests.adopted(states)
+    other = version_id(edit(BASE, "return 2", "return 20"))
+    last: dict[str, str] = {}
+    moved = 0
+    for at, (act, node) in enumerate(acts, 3000):
+        before = states[0].store.head("g").version
+        if act in ("failed", "passed"):
+            result = "Failed" if act == "failed" else "Successful"
+            tests.commit(states, step(node, before, "analysis", result, at=float(at)))
+            last[node] = f"{before}:{result}"
+            continue
+        signer = {"forged": MEMBERS[(MEMBERS.index(node) + 1) % 3]}.get(act, node)
+        to = other if act == "to_other" else base
+        tests.commit(states, rollback(node, to, float(at), key=signer))
+        after = states[0].store.head("g").version
+        if after != before:
+            moved += 1
+            assert (before, after) == (head, base)
+            assert act == "to_parent" and last.get(node) == f"{head}:Failed"
+    assert moved <= 1
+    for state in states:
+        state.store.close()
