@@ -126,6 +126,31 @@ class Verdict(NamedTuple):
     reason: str
 
 
+class HeadMoved(NamedTuple):
+    """Deployer: the ledger moved ``genome``'s head (``why``: adopted, rollback or restart)."""
+
+    genome: str
+    why: str
+
+
+class RolloutTick(NamedTuple):
+    """Deployer: look at the clock; judge the windows that ended; retry what was not proposed."""
+
+
+class RolloutOrder(NamedTuple):
+    """Deployer: a person's ``status``, ``promote``, ``abort``, ``pause`` or ``resume``."""
+
+    genome: str
+    order: str
+
+
+class DeployVersion(NamedTuple):
+    """Deployer: roll ``version`` (a full id the log holds) out by hand (`tars evolve deploy`)."""
+
+    genome: str
+    version: str
+
+
 #: The messages (and the types inside them) that may cross the wire to another node's
 #: actors, as msgpack (runtime/remote.py builds only these on the receiving side): a
 #: reference to a committed offer's candidate, and the bounded report that answers it.

@@ -261,3 +261,33 @@ def run(
         console.print(
             f"{name}: {len(summary.adopted)} versions adopted this run; head {short(summary.head)}"
         )
+
+
+@app.command()
+@handle_errors
+def deploy(
+    genome: str = typer.Option(..., "--genome", "-g", help="genome name"),
+    version: str = typer.Option(..., "--version", help="a version (prefix) the log holds"),
+    node: str | None = typer.Option(None, "--node", "-n", help="only this node (default: all)"),
+    config: Path = typer.Option(
+        Path("cluster.yml"), "--config", "-c", help="the swarm's cluster.yml"
+    ),
+) -> None:
+    """Start a rollout of VERSION by hand on the running nodes (docs/rollouts.md)."""
+    from cli.rollout import deploy as deploy_on
+
+    deploy_on(config, genome, version, node)
+
+
+@app.command()
+@handle_errors
+def sync(
+    node: str | None = typer.Option(None, "--node", "-n", help="only this node (default: all)"),
+    config: Path = typer.Option(
+        Path("cluster.yml"), "--config", "-c", help="the swarm's cluster.yml"
+    ),
+) -> None:
+    """Bring nodes to the swarm's head and say what each applied or fetched."""
+    from cli.rollout import sync as sync_nodes
+
+    sync_nodes(config, node)

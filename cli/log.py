@@ -86,6 +86,9 @@ def _summary_of(kind: str, data: dict[str, Any], parent: str | None) -> str:
         return f"to {short(data.get('to_version', ''))}: {data.get('reason', '')}"
     if kind == "CycleCompleted":
         return f"cycle {data.get('cycle')}"
+    if kind == "RolloutStepped":
+        result = f" {data['result']}" if data.get("result") else ""
+        return f"{data.get('phase')}{result} step {data.get('step')} {data.get('weight', 0):.0%}: {data.get('reason', '')}"
     return ""
 
 

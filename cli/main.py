@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cli import cluster, evolve, log, node
+from cli import cluster, evolve, log, node, rollout
 from cli import repair as _repair  # noqa: F401  (registers `tars node repair`)
 from cli.common import DEFAULT_STORE, PlainGroup, console, handle_errors, open_store
 from cli.log import resolve_version
@@ -25,6 +25,7 @@ app.add_typer(evolve.app, name="evolve")
 app.add_typer(log.app, name="log")
 app.add_typer(node.app, name="node")
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(rollout.app, name="rollout")
 app.command("keys")(cluster.keys)
 
 StoreOpt = typer.Option(

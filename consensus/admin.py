@@ -2,8 +2,10 @@
 
 Ops: ``status``, ``rollback`` (a ledger entry, so every node rolls back together),
 ``add``/``remove`` (a member joins or leaves the Raft group, then the ledger records
-the new member list) and ``block`` (fault injection: cut this node's traffic with some
-peers, as a partition would).  A request that fails for a reason the user can fix
+the new member list), ``block`` (fault injection: cut this node's traffic with some
+peers, as a partition would), ``sync`` (wait until this node has applied the swarm's
+commit index; say what came) and the ops a node hands in (``ops``: the Deployer's
+``rollout`` and ``deploy``, docs/rollouts.md).  A request that fails for a reason the user can fix
 comes back as ``{"ok": False, "error": ...}``; a malformed one raises, and the
 transport sends the error back to the caller.
 
@@ -20,7 +22,7 @@ as it is; otherwise the node signs with the admin's signing key when it was hand
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from consensus.applier import Applier, Clock
@@ -68,6 +70,7 @@ class Admin:
         clock: Clock,
         admin_signer: Signer | None = None,
         sign_key_of: Callable[[str], str] | None = None,
+        ops: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None,
     ) -> None:
         self.id = node_id
         self.store = store
@@ -85,6 +88,8 @@ class Admin:
         self.sign_key_of = sign_key_of
         #: admin requests refused because a member key, not the admin key, sent them
         self.refused = 0
+        #: more ops, answered by other parts of the node (the Deployer's)
+        self.ops = dict(ops or {})
 
     def handle(self, sender: str, body: Any) -> Any:
         # Roles per key: a member key speaks Raft, votes, transfer and remote actor
@@ -105,6 +110,10 @@ class Admin:
             return self.change_members(op, str(body.get("node", "")), body.get("entry"))
         if op == "rollback":
             return self.rollback(sender, body)
+        if op == "sync":
+            return self.sync(body)
+        if op in self.ops:
+            return self.ops[op](body)
         if op == "block":
             # Fault injection for partition tests: drop this node's traffic to and from
             # these peers at the transport, as a cut network would; [] heals.
@@ -117,8 +126,35 @@ class Admin:
             )
             return {"ok": True, "blocked": peers}
         raise TarsError(
-            f"unknown admin op {op!r}", hint="ops: status, add, remove, rollback, block"
+            f"unknown admin op {op!r}",
+            hint=f"ops: {', '.join(['status', 'add', 'remove', 'rollback', 'block', 'sync', *self.ops])}",
         )
+
+    def sync(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Wait until this node has applied ``index`` (the swarm's commit index as the CLI
+        saw it; this node's own commit index if absent); what moved, and any state transfer."""
+        before, seen = self.ledger.applied, self.ledger.last_transfer
+        heads = {name: self.store.head(name).version for name in self.store.genomes()}
+        target = int(body.get("index") or self.engine.status().get("commit_index", 0))
+        try:
+            self.ledger.wait_applied(target, float(body.get("timeout", 30.0)))
+        except TarsError as exc:
+            return {"ok": False, "node": self.id, "error": str(exc), "applied": self.ledger.applied}
+        now = self.heads()
+        fetched = self.ledger.last_transfer
+        return {
+            "ok": True,
+            "node": self.id,
+            "applied_before": before,
+            "applied": self.ledger.applied,
+            "heads": {name: head["version"] for name, head in now.items()},
+            "moved": {
+                name: [heads.get(name), head["version"]]
+                for name, head in now.items()
+                if heads.get(name) != head["version"]
+            },
+            "transfer": fetched._asdict() if fetched is not None and fetched is not seen else None,
+        }
 
     def rollback(self, sender: str, body: dict[str, Any]) -> dict[str, Any]:
         """Propose a rollback of ``genome`` to version ``to`` (a prefix will do)."""

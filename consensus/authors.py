@@ -2,23 +2,39 @@
 
 Every entry names its author in ``node`` and carries the author's signature
 (:mod:`consensus.signing`).  A member writes its own register, cycle and vote entries
-(and any entry type added later that names a member); the entries that change the
-head or who decides, ``rollback`` and ``members``, are the admin's alone
-(:data:`ADMIN_ONLY`), so one member's key cannot roll the swarm back or change its
-members.  :func:`signature_problem` is a pure function of the bytes, the keys and the
-member list, so every node refuses the same entries.
+(and any entry type added later that names a member, such as ``rollout``: its own
+rollout's steps); the entries that change the head or who decides, ``rollback`` and
+``members``, are the admin's (:data:`ADMIN_ONLY`), so one member's key cannot change the
+swarm's members or move its head at will.  :func:`signature_problem` is a pure function
+of the bytes, the keys and the member list, so every node refuses the same entries.
+
+One exception, for progressive delivery (issue 11; docs/rollouts.md, "Rollback by a
+member"): a member may sign a rollback in its own name when its own committed rollout
+just marked the head Failed and ``to`` is the head's parent
+(:func:`member_rollback_problem`, checked by the state machine against the lineage).  A
+lying member can at most undo one adoption, once, in its own name, signed and
+attributable; it can never move the head anywhere else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from consensus.entries import ADMIN, Entry, Members, Rollback, decode, kind_of
 from consensus.signing import Keyring, Signer, sign, split
 from evolution.errors import ConsensusError, TarsError
 from runtime.keys import decode_sign_key
 
-__all__ = ["ADMIN", "ADMIN_ONLY", "author_of", "signature_problem", "signed_by"]
+__all__ = [
+    "ADMIN",
+    "ADMIN_ONLY",
+    "Refused",
+    "author_of",
+    "member_rollback_problem",
+    "signature_problem",
+    "signed_by",
+]
 
 #: Entry types only the admin may author: they change the head or who decides.
 ADMIN_ONLY: tuple[type, ...] = (Rollback, Members)
@@ -44,7 +60,8 @@ def signature_problem(
     if author is None:
         return f"a {kind_of(entry)} entry names no author"
     if isinstance(entry, ADMIN_ONLY):
-        if author != ADMIN:
+        mine = isinstance(entry, Rollback) and author in members  # member_rollback_problem
+        if author != ADMIN and not mine:
             return f"a {kind_of(entry)} entry is the admin's, not {author}'s"
     elif author not in members:
         return f"{author} is not a member"
@@ -56,6 +73,30 @@ def signature_problem(
         except TarsError as exc:
             return str(exc)
     return problem
+
+
+class Refused(ConsensusError):
+    """An entry whose author may not write it in the state the ledger is in (refused and
+    counted like a bad signature, the same way on every node)."""
+
+
+def member_rollback_problem(
+    entry: Rollback, head: str, head_parent: str | None, last_step: Mapping[str, Any] | None
+) -> str | None:
+    """Why a member's own rollback must not count, or None.
+
+    It counts only when the author's last committed rollout step of this genome marked the
+    head Failed (``last_step``: the lineage's record of it) and ``to`` is the parent the
+    head was adopted on (``head_parent``), so it undoes exactly that adoption.
+    """
+    who = entry.node
+    if last_step is None or last_step.get("version") != head:
+        return f"{who} has no committed rollout of the head {head[:12]} to roll back"
+    if last_step.get("result") != "Failed":
+        return f"{who}'s last rollout step of {head[:12]} was not a Failed analysis"
+    if head_parent is None or entry.to != head_parent:
+        return f"{who} may roll {head[:12]} back only to its parent, not to {entry.to[:12]}"
+    return None
 
 
 def signed_by(data: bytes, signer: Signer | None) -> bytes:

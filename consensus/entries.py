@@ -98,6 +98,23 @@ class Rollback(NamedTuple):
     at: float
 
 
+class Rollout(NamedTuple):
+    """One step of ``node``'s own rollout of ``version`` over ``blue`` (evolution/rollout.py):
+    ``phase`` is started, weight, analysis, paused, resumed, promoted, aborted or abandoned;
+    ``result`` an analysis's Successful, Failed or Inconclusive ("" for none)."""
+
+    genome: str
+    node: str
+    version: str
+    blue: str
+    phase: str
+    step: int
+    weight: float
+    result: str
+    reason: str
+    at: float
+
+
 class Members(NamedTuple):
     """The swarm's member list from this entry on (the majority is counted over it).
 
@@ -158,7 +175,7 @@ def offer_entry(
 
 # ---- all entry types -------------------------------------------------------------------
 
-Entry = Register | Cycle | Vote | Rollback | Members | Offer
+Entry = Register | Cycle | Vote | Rollback | Members | Offer | Rollout
 
 #: The ``type`` tag of each entry class, as it is on the wire.
 TYPES: dict[str, type[Entry]] = {
@@ -168,6 +185,7 @@ TYPES: dict[str, type[Entry]] = {
     "rollback": Rollback,
     "members": Members,
     "offer": Offer,
+    "rollout": Rollout,
 }
 _KIND: dict[type, str] = {cls: kind for kind, cls in TYPES.items()}
 
@@ -177,6 +195,7 @@ _OPTIONAL: dict[type, Defaults] = {
     Vote: {"reason": str},
     Rollback: {"reason": str},
     Members: {"keys": dict},
+    Rollout: {"result": str, "reason": str},
 }
 #: Fields added after entries' bytes were pinned: left out of the bytes when empty, so an
 #: entry that does not use them is byte for byte what it was.
@@ -276,6 +295,25 @@ def rollback_entry(
 ) -> bytes:
     """The whole swarm goes back to ``to`` together (a rollback is itself an event)."""
     return encode(Rollback(genome, to, reason, node, at), signer)
+
+
+def rollout_entry(
+    genome: str,
+    node: str,
+    version: str,
+    blue: str,
+    phase: str,
+    step: int,
+    weight: float,
+    result: str,
+    reason: str,
+    at: float,
+    *,
+    signer: Signer | None = None,
+) -> bytes:
+    """A step of this node's rollout; a node writes only its own (``node`` is the author)."""
+    entry = Rollout(genome, node, version, blue, phase, step, float(weight), result, reason, at)
+    return encode(entry, signer)
 
 
 def members_entry(

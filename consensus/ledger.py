@@ -36,9 +36,10 @@ from typing import Any, NamedTuple
 import msgpack
 
 from consensus._run import Run, waiting_of
-from consensus.authors import signature_problem
+from consensus.authors import Refused, member_rollback_problem, signature_problem
 from consensus.blob import heads_of, store_heads
 from consensus.entries import (
+    ADMIN,
     MAX_ENTRY,
     Cycle,
     Entry,
@@ -46,6 +47,7 @@ from consensus.entries import (
     Offer,
     Register,
     Rollback,
+    Rollout,
     Vote,
     cycle_entry,
     incoming,
@@ -60,7 +62,7 @@ from consensus.entries import (
 from consensus.ledger_snapshots import LedgerSnapshots
 from consensus.offers import Offers
 from consensus.signing import Keyring
-from events.domain import Lineage, proposals_of
+from events.domain import Lineage, head_parent_of, proposals_of, rollouts_of
 from events.store import GenomeStore
 from evolution.errors import ConsensusError, TarsError
 from evolution.swarm import Adopt, Rebased, Reject, Waiting, decide
@@ -216,6 +218,9 @@ class LedgerState(LedgerSnapshots):
         run.begin()
         try:
             decided = self._handle(run, entry)
+        except Refused as exc:  # a member's rollback the lineage does not allow
+            run.abort()
+            return self._refuse(run, index, kind, genome, str(exc))
         except (TarsError, KeyError, TypeError, ValueError, AttributeError) as exc:
             run.abort()
             return self._skip(run, index, kind, genome, exc)
@@ -261,6 +266,10 @@ class LedgerState(LedgerSnapshots):
                 return self._rollback(run, entry)
             case Members():
                 return self._members(run, entry)
+            case Rollout():  # one step of the author's own rollout (docs/rollouts.md)
+                _, node, *fields, at = entry  # version, blue, phase, step, weight, result, reason
+                run.lineage(entry.genome).step_rollout(node, *fields, timestamp=_when(at))
+                return {}
             case Offer():  # kept in the ledger state, not in the store (consensus/offers.py)
                 self.offers.keep(self._applying, entry)
                 return {}
@@ -327,6 +336,13 @@ class LedgerState(LedgerSnapshots):
     def _rollback(self, run: Run, entry: Rollback) -> dict[str, str]:
         at = _when(entry.at)
         lineage = run.lineage(entry.genome)
+        if entry.node != ADMIN and self.keys is not None:  # a member's own (authors.py)
+            if entry.to == lineage.head:
+                return {}  # another node's rollback of the same Failed version came first
+            last = rollouts_of(lineage).get(entry.node)
+            problem = member_rollback_problem(entry, lineage.head, head_parent_of(lineage), last)
+            if problem is not None:
+                raise Refused(problem)
         # the run was stored before this entry, so the store knows every earlier version
         tree, fitness = self.store.at_version(entry.genome, entry.to)
         lineage.rollback(entry.to, tree, fitness, entry.reason, entry.node, timestamp=at)

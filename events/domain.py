@@ -97,6 +97,7 @@ class Lineage(Aggregate):
             aggregate.cycles_completed = 0
             aggregate.pending = {}
             aggregate.proposals = {}
+            aggregate.head_parent = None
 
     class CandidateEvaluated(CandidateRecord, Event):
         """One candidate a cycle proved (the fields of :class:`CandidateRecord`)."""
@@ -120,6 +121,7 @@ class Lineage(Aggregate):
                     hint="the candidate's version id must be the hash of parent + patch; regenerate it",
                 )
             aggregate.head = self.version
+            aggregate.head_parent = self.parent
             aggregate.head_tree = tree
             aggregate.head_fitness = self.fitness_after
             aggregate.versions_count += 1
@@ -143,6 +145,7 @@ class Lineage(Aggregate):
                     hint="run `tars log verify`",
                 )
             aggregate.head = self.to_version
+            aggregate.head_parent = None  # a member may not roll back a head reached this way
             aggregate.head_tree = dict(self.tree)
             aggregate.head_fitness = self.fitness
 
@@ -219,6 +222,28 @@ class Lineage(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             proposals_of(aggregate).pop(self.proposal, None)
+
+    class RolloutStepped(Event):
+        """One step of ``node``'s own rollout of ``version`` over ``blue`` (a ``rollout``
+        ledger entry; docs/rollouts.md): the lineage keeps each node's last step, which
+        decides whether that node may roll the head back (consensus/authors.py)."""
+
+        version: str
+        blue: str
+        phase: str
+        step: int
+        weight: float
+        result: str
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            rollouts_of(aggregate)[self.node] = {
+                "version": self.version,
+                "blue": self.blue,
+                "phase": self.phase,
+                "step": self.step,
+                "result": self.result,
+            }
 
     # ---- commands: validate, then trigger; no I/O ----
 
@@ -303,6 +328,25 @@ class Lineage(Aggregate):
             fitness=fitness,
             node=node,
         )
+
+    def step_rollout(
+        self,
+        node: str,
+        version: str,
+        blue: str,
+        phase: str,
+        step: int,
+        weight: float,
+        result: str,
+        reason: str,
+        *,
+        timestamp: datetime | None = None,
+    ) -> None:
+        """Record one step of ``node``'s rollout (every step is an event: `tars log` shows it)."""
+        self._trigger(
+            self.RolloutStepped, timestamp, node=node, version=version, blue=blue,
+            phase=phase, step=step, weight=weight, result=result, reason=reason,
+        )  # fmt: skip
 
     def complete_cycle(
         self,
@@ -418,3 +462,19 @@ def proposals_of(aggregate: Any) -> dict[str, dict[str, Any]]:
         found = {}
         aggregate.__dict__["proposals"] = found
     return found
+
+
+def rollouts_of(aggregate: Any) -> dict[str, dict[str, Any]]:
+    """Each node's last rollout step: node -> version, blue, phase, step, result."""
+    found: dict[str, dict[str, Any]] | None = aggregate.__dict__.get("rollouts")
+    if found is None:
+        found = {}
+        aggregate.__dict__["rollouts"] = found
+    return found
+
+
+def head_parent_of(aggregate: Any) -> str | None:
+    """The parent of the head when an adoption made it the head (None after a rollback, a
+    registration, or in a snapshot taken before the field existed)."""
+    parent: str | None = aggregate.__dict__.get("head_parent")
+    return parent

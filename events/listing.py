@@ -39,6 +39,7 @@ VERSION_FIELDS: dict[str, tuple[str | None, str | None]] = {
     "VoteCast": ("version", None),
     "ProposalRebased": ("version", "parent"),
     "ProposalRejected": ("version", None),
+    "RolloutStepped": ("version", "blue"),
 }
 
 

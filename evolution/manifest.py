@@ -93,11 +93,58 @@ class Tunable(_Strict):
         return self
 
 
+class RolloutSettings(_Strict):
+    """How a node rolls a new version out (``[rollout]``; docs/rollouts.md says why each default).
+
+    Read from the manifest of the version *blue* serves (or cluster.yml's ``rollout:``), never
+    from the version being rolled out: a candidate cannot loosen its own analysis.
+    """
+
+    #: green's share of live requests at each step; each is held until its analysis passes
+    steps: Annotated[list[Annotated[float, Field(gt=0.0, le=1.0)]], Field(min_length=1)] = [
+        0.01,
+        0.10,
+        0.50,
+        1.0,
+    ]
+    #: seconds of one analysis window
+    interval: Annotated[float, Field(gt=0.0, le=3600.0)] = 2.0
+    #: failed windows a rollout tolerates; one more aborts it (Argo's failureLimit)
+    failure_limit: Annotated[int, Field(ge=0, le=100)] = 0
+    #: successful windows in a row that pass a step (Argo's consecutiveSuccessLimit)
+    consecutive_success: Annotated[int, Field(ge=1, le=100)] = 1
+    #: inconclusive windows in a row (merged into one) before the rollout pauses for a human
+    inconclusive_limit: Annotated[int, Field(ge=1, le=1000)] = 30
+    #: share of live requests also sent to the other colour, answers compared
+    mirror: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    #: green's error rate may exceed blue's by at most this much (0.01 = one point)
+    max_error_increase: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    #: green's p99 latency may be at most this many times blue's
+    max_p99_ratio: Annotated[float, Field(ge=1.0, le=100.0)] = 1.5
+    #: p99 latencies below this (seconds) are noise: the ratio uses at least this for blue
+    p99_floor: Annotated[float, Field(ge=0.0, le=10.0)] = 0.005
+    #: green requests a window needs for a decision on errors and latency
+    min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    #: mirrored requests that may answer differently (0: one different answer fails)
+    mismatches: Annotated[int, Field(ge=0)] = 0
+    #: seconds green may take to answer its readiness probe before it is abandoned
+    ready_timeout: Annotated[float, Field(gt=0.0, le=600.0)] = 30.0
+
+    @field_validator("steps")
+    @classmethod
+    def _rising(cls, value: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError("steps must rise, for example [0.01, 0.1, 0.5, 1.0]")
+        return value
+
+
 class Manifest(_Strict):
     genome: GenomeSection
     commands: Commands
     fitness: Fitness
     limits: Limits = Limits()
+    #: the genome's own rollout settings; None: cluster.yml's ``rollout:`` or the defaults
+    rollout: RolloutSettings | None = None
     tunable: list[Tunable] = []
 
     @model_validator(mode="after")

@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evolution.errors import ConfigError
+from evolution.manifest import RolloutSettings
 from runtime.cluster_config import ADMIN, ClusterConfig, SandboxSection, resolve
 from runtime.config_errors import config_error, from_validation
 from runtime.config_yaml import header, read_yaml
@@ -163,6 +164,8 @@ class ClusterFile(_Strict):
     genomes: list[str] = []
     evolution: EvolutionSection = EvolutionSection()
     sandbox: SandboxSection = SandboxSection()
+    #: every genome's rollout settings unless its manifest has ``[rollout]`` (docs/rollouts.md)
+    rollout: RolloutSettings | None = None
 
 
 # -- validation ------------------------------------------------------------------------
@@ -176,6 +179,7 @@ _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     ("nodes",): NodeSpec,
     ("evolution",): EvolutionSection,
     ("sandbox",): SandboxSection,
+    ("rollout",): RolloutSettings,
 }
 
 

@@ -54,6 +54,8 @@ ADOPTION = Adoption(
     evidence={"note": "ok"},
 )
 
+P99 = "green p99 0.120 s is 2.4x blue's 0.050 s (limit 1.5x)"
+
 PINNED = {
     "register": (
         "87a474797065a87265676973746572a667656e6f6d65a167a86d616e6966657374a95b67656e6f6d655d0a"
@@ -96,6 +98,13 @@ PINNED = {
         "84a474797065a76d656d62657273a76d656d6265727392a66e6f64652d31a66e6f64652d33a46e6f6465a6"
         "6e6f64652d31a26174cb408f680000000000"
     ),
+    "rollout": (
+        "8ba474797065a7726f6c6c6f7574a667656e6f6d65a167a46e6f6465a66e6f64652d32a776657273696f6e"
+        "a27631a4626c7565a27630a57068617365a761626f72746564a47374657002a6776569676874cb3fb99999"
+        "9999999aa6726573756c74a64661696c6564a6726561736f6ed935677265656e2070393920302e31323020"
+        "7320697320322e347820626c7565277320302e303530207320286c696d697420312e357829a26174cb408f"
+        "740000000000"
+    ),
 }
 
 
@@ -113,6 +122,9 @@ def made_by_the_ledger() -> dict[str, bytes]:
         ),
         "rollback": L.rollback_entry("g", "v0", "regression", "node-3", 1004.0),
         "members": L.members_entry(["node-3", "node-1", "node-3"], "node-1", 1005.0),
+        "rollout": E.rollout_entry(
+            "g", "node-2", "v1", "v0", "aborted", 2, 0.1, "Failed", P99, 1006.5
+        ),
     }
 
 
@@ -128,6 +140,7 @@ TYPED: dict[str, E.Entry] = {
     "vote": E.Vote("g", "0123456789abcdef", "v1", "node-2", False, "test_a failed", 1003.25),
     "rollback": E.Rollback("g", "v0", "regression", "node-3", 1004.0),
     "members": E.Members(["node-1", "node-3"], "node-1", 1005.0),
+    "rollout": E.Rollout("g", "node-2", "v1", "v0", "aborted", 2, 0.1, "Failed", P99, 1006.5),
 }
 
 
@@ -207,6 +220,8 @@ MISSING = [
     ("vote", ("version",), "version"),
     ("vote", ("yes",), "yes"),
     ("rollback", ("to",), "to"),
+    ("rollout", ("version",), "version"),
+    ("rollout", ("phase",), "phase"),
     ("rollback", ("genome",), "genome"),
     ("members", ("members",), "members"),
     ("members", ("at",), "at"),
@@ -233,6 +248,8 @@ WRONG = [
     ("vote", ("reason",), 3, "reason", "a string, not int"),
     ("vote", ("proposal",), b"p", "proposal", "a string, not bytes"),
     ("rollback", ("to",), None, "to", "a string, not nil"),
+    ("rollout", ("step",), 1.5, "step", "an integer, not float"),
+    ("rollout", ("weight",), "10%", "weight", "a number, not str"),
     ("members", ("members",), "node-1", "members", "a list, not str"),
     ("members", ("members", 0), 1, "members[0]", "a string, not int"),
 ]
