@@ -174,14 +174,18 @@ def logs(
     config_path: Path = ConfigOpt,
     node_id: str = typer.Option(..., "--id", help="the node whose output to show"),
     lines: int = typer.Option(50, "--lines", "-n", min=1, help="how many of the last lines"),
+    raw: bool = typer.Option(
+        False, "--raw", help="the lines as written (JSON events), not made readable"
+    ),
 ) -> None:
     """The end of a node's output: its container's (docker backend) or its node.log's."""
     from runtime.config import load_cluster
     from runtime.launcher import launcher_for
+    from runtime.logs import readable
 
     config = load_cluster(config_path)
     for line in launcher_for(config).log_tail(node_id, lines):
-        print(line)
+        print(line if raw else readable(line))
 
 
 @app.command()
