@@ -99,9 +99,8 @@ def test_front_errors_are_printed_with_their_hint(
 
 
 def test_no_worker_ready_is_a_503_with_its_hint() -> None:
-    with StandInFront(ready=False) as server:
-        with pytest.raises(ServiceError) as caught:
-            call(server.url, "calc", "add", {"a": 1, "b": 2})
+    with StandInFront(ready=False) as server, pytest.raises(ServiceError) as caught:
+        call(server.url, "calc", "add", {"a": 1, "b": 2})
     assert "503 no worker of calc is ready" in caught.value.message
     assert caught.value.hint == "retry in a moment"
 
