@@ -142,7 +142,7 @@ class StandInFront:
                 503, f"no worker of {genome} is ready on {self.node}", "retry in a moment"
             )
         self._served += 1
-        colour = "green" if (self._served % 100) >= 100 - self.green_weight * 100 else "blue"
+        colour = "green" if (self._served % 10) >= 10 - self.green_weight * 10 else "blue"
         started = time.perf_counter()
         try:
             result = func(**args)
