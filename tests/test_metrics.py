@@ -199,9 +199,10 @@ def test_series_of_old_versions_are_dropped_and_labels_are_bounded() -> None:
     assert versions - {None} == {"v2", "v4", "v5", "v6"}  # the least recently served go
     for n in range(MAX_FUNCTIONS + 5):
         metrics.on_request("g", f"f{n}", "v", "purple", 0.01, False)
-    functions = {dict(l)["function"] for name, l in scrape(metrics) if dict(l).get("genome") == "g"}
+    labelled = [dict(labels) for _, labels in scrape(metrics)]
+    functions = {lab["function"] for lab in labelled if lab.get("genome") == "g"}
     assert len(functions) == MAX_FUNCTIONS + 1 and "_other" in functions
-    colours = {dict(l)["colour"] for name, l in scrape(metrics) if dict(l).get("genome") == "g"}
+    colours = {lab["colour"] for lab in labelled if lab.get("genome") == "g"}
     assert colours == {"_other"}
     got = scrape(metrics)
     other = {"genome": "g", "function": "_other", "version": "v", "colour": "_other"}
@@ -269,8 +270,8 @@ def test_load_through_a_front_shows_in_its_scraped_metrics() -> None:
     assert report.errors == {"500": 25}
     boom = sum(
         v
-        for (n, l), v in got.items()
-        if n == "tars_requests_total" and dict(l)["function"] == "boom"
+        for (name, labels), v in got.items()
+        if name == "tars_requests_total" and dict(labels)["function"] == "boom"
     )
     assert boom == 25
     assert set(report.answered_by) == {"v-blue-1", "v-green-2"}
