@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from evolution.errors import ConfigError, ServiceError, TransportError
+from evolution.errors import ConfigError, ServiceError, TarsError, TransportError
 
 if TYPE_CHECKING:
     from runtime.config import ClusterConfig
@@ -30,21 +30,38 @@ class Answer(NamedTuple):
     request: str | None
 
 
-def http_url(config: ClusterConfig, node_id: str) -> str:
-    """``http://HOST:PORT`` of the node's front, from its ``http`` port in cluster.yml.
+def http_url(config: ClusterConfig, node_id: str, *, ask: bool = True) -> str:
+    """``http://HOST:PORT`` of the node's front: its ``http`` port in cluster.yml, else
+    the address the running node gives in its status (a port it chose at start).
 
-    Read defensively: a cluster.yml written before the service had no such port, and
-    this says so instead of guessing one.
+    Read defensively: a cluster.yml written before the service has no such port, and a
+    node that is down cannot say its own; this says so instead of guessing one.
     """
     spec = config.node(node_id)
     port = getattr(spec, "http", None)
-    if not isinstance(port, int) or port <= 0:
-        raise ConfigError(
-            f"node {node_id} of {config.path} has no http port: its service is not reachable",
-            hint=f"add `http: PORT` to {node_id} in {config.path} (docs/cluster.md) and "
-            "restart the node, or pass the front's address with --url http://HOST:PORT",
-        )
-    return f"http://{spec.host}:{port}"
+    if isinstance(port, int) and port > 0:
+        return f"http://{spec.host}:{port}"
+    said = _said_by(config, node_id) if ask else None
+    if said is not None:
+        return said
+    raise ConfigError(
+        f"node {node_id} of {config.path} has no http port and does not say one: "
+        "its service is not reachable",
+        hint=f"start the node (`tars cluster up`), or add `http: PORT` to {node_id} in "
+        f"{config.path} (docs/cluster.md), or pass the front's address with --url http://HOST:PORT",
+    )
+
+
+def _said_by(config: ClusterConfig, node_id: str) -> str | None:
+    """The ``http`` address in the running node's admin status, if it answers with one."""
+    from runtime.launcher import admin_request
+
+    try:
+        status = admin_request(config, node_id, {"op": "status"}, timeout=3.0)
+    except TarsError:
+        return None
+    said = status.get("http") if isinstance(status, dict) else None
+    return said if isinstance(said, str) and said.startswith("http://") else None
 
 
 def node_urls(config: ClusterConfig, node_id: str | None = None) -> list[str]:
@@ -59,9 +76,9 @@ def node_urls(config: ClusterConfig, node_id: str | None = None) -> list[str]:
             continue
     if not urls:
         raise ConfigError(
-            f"no node of {config.path} has an http port: no service to reach",
-            hint=f"add `http: PORT` to the nodes in {config.path} (docs/cluster.md), "
-            "or pass --url http://HOST:PORT",
+            f"no node of {config.path} has an http port or says one: no service to reach",
+            hint=f"start the swarm (`tars cluster up`), or add `http: PORT` to the nodes in "
+            f"{config.path} (docs/cluster.md), or pass --url http://HOST:PORT",
         )
     return urls
 
