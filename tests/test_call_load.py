@@ -222,3 +222,33 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_a_node_without_a_fixed_port_is_asked_for_the_address_it_serves(tmp_path: Path) -> None:
+    """cluster.yml without `http`: the running node's admin status says where it serves."""
+    from swarmkit import TINY
+
+    from cli.demo import write_cluster
+    from runtime.config import load_cluster
+    from runtime.node_transport import node_transport
+
+    path = write_cluster(tmp_path, 1, TINY, 1, 1, 1, 1)
+    load_cluster(path).ensure_keys()
+    config = load_cluster(path)
+    asked: list[object] = []
+    with StandInFront("node-1") as server:
+
+        def admin(sender: str, body: object) -> object:
+            asked.append((sender, body))
+            return {"node": "node-1", "http": server.url}
+
+        transport = node_transport(config, "node-1")
+        transport.serve("admin", admin)
+        transport.start()
+        try:
+            code, out = tars("call", "calc", "add", "a=1", "b=2", "--config", str(path), "--json")
+        finally:
+            transport.stop()
+    assert code == 0, out
+    assert json.loads(out)["result"] == 3
+    assert asked == [("admin", {"op": "status"})]
