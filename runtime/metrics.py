@@ -21,7 +21,8 @@ past :data:`MAX_GENOMES` and :data:`MAX_FUNCTIONS` are counted under ``_other``.
 
 Rollback triggers read the same figures through :meth:`Metrics.figures`, built from the
 histogram and counter the scrape shows, and take the difference of two readings
-(:func:`since`) for one analysis window.
+(:func:`since`) for one analysis window; :func:`colour_window` gives it as the
+Deployer's :class:`~runtime.service.control.ColourWindow`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from evolution.latency import BOUNDS, EMPTY, Tally
+from runtime.service.control import Colour, ColourWindow
 
 log = logging.getLogger("tars.metrics")
 
@@ -276,6 +278,21 @@ def since(now: Figures, before: Figures) -> Figures:
                 seen = tally.minus(old) if old.buckets else tally
                 out.setdefault(genome, {}).setdefault(colour, {})[version] = seen
     return out
+
+
+def colour_window(
+    window: Figures, genome: str, colour: Colour, version: str | None = None
+) -> ColourWindow:
+    """One colour's figures in a window (``since``) in the Deployer's terms: ``version``'s
+    alone, or all the colour's versions added when ``version`` is None."""
+    versions = window.get(genome, {}).get(colour, {})
+    chosen = [versions.get(version, EMPTY)] if version is not None else list(versions.values())
+    total = EMPTY
+    for tally in chosen:
+        total = total.plus(tally)
+    return ColourWindow(
+        version, total.requests, total.errors, total.quantile(0.5), total.quantile(0.99)
+    )
 
 
 def _where(labels: Mapping[str, str]) -> tuple[str, str, str]:

@@ -21,7 +21,8 @@ from consensus.testing import LocalHub
 from evolution.errors import NotCommittedError
 from evolution.latency import BOUNDS, Tally, percentile, quantile
 from runtime.keys import generate_keypair
-from runtime.metrics import KEEP_VERSIONS, MAX_FUNCTIONS, Metrics, since
+from runtime.metrics import KEEP_VERSIONS, MAX_FUNCTIONS, Metrics, colour_window, since
+from runtime.service.control import ColourWindow
 from runtime.service.load import Request, drive
 from runtime.testing import free_port, wait_until
 from runtime.transport import Peer, Transport
@@ -233,6 +234,12 @@ def test_figures_are_the_scrape_s_numbers_and_windows_are_differences() -> None:
     green = window["logstats"]["green"]["v2"]
     assert (green.requests, green.errors) == (4, 4)
     assert BOUNDS[BOUNDS.index(0.02) - 1] < green.quantile(0.99) <= 0.02
+    as_deployer = colour_window(window, "logstats", "green", "v2")
+    assert as_deployer == ColourWindow("v2", 4, 4, green.quantile(0.5), green.quantile(0.99))
+    everything = colour_window(metrics.figures(), "logstats", "blue")
+    assert (everything.version, everything.requests, everything.errors) == (None, 5, 1)
+    assert 0.001 < everything.p99 <= 0.5 and everything.p50 <= 0.001
+    assert colour_window(window, "nogenome", "blue") == ColourWindow(None, 0, 0, 0.0, 0.0)
 
 
 def test_quantiles_follow_prometheus_histogram_quantile() -> None:
