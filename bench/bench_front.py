@@ -6,13 +6,17 @@ process and (b) a bare aiohttp server of the same library answering the same JSO
 (``{"result", "version", "colour"}``) by calling the function on its own loop.  The
 front runs with the node's metrics attached (``Metrics.on_request``), as a node does.
 
-Both servers are driven by the same client, one after the other in alternating rounds
+Both servers run in this process (as a node's front does) and are driven by the same
+client in a child process (as a real caller is), one after the other in alternating rounds
 (the machine is shared and noisy, so each ratio is taken within a round and the median
 of the rounds is reported):
 
 1. round trip, one request at a time on one keep-alive connection (``http.client``):
    p50 and p99 per server, and the in-process call's time;
-2. throughput, 16 requests in flight (``runtime.service.load.drive``, closed loop).
+2. throughput, 16 requests in flight (``runtime.service.load.drive``, closed loop);
+3. where the difference goes: the router alone (``Router.call``, no HTTP: the worker
+   hop) and a bare server that hands each call to a thread and back through
+   ``call_soon_threadsafe`` (the front's pattern with no process: ``handoff_p50_us``).
 
 Goal (issue 11): the front within 1.5x of the bare server.  Also printed: what
 ``Metrics.on_request`` costs per call, in-process.
@@ -29,7 +33,9 @@ import argparse
 import asyncio
 import http.client
 import json
+import queue
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -78,25 +84,47 @@ def add(a: int, b: int) -> int:
 
 
 class BareServer:
-    """An aiohttp server on its own loop and thread that answers the contract's body."""
+    """An aiohttp server on its own loop and thread that answers the contract's body.
 
-    def __init__(self) -> None:
+    ``handoff``: the handler hands the call to another thread and awaits a future that
+    thread resolves with ``call_soon_threadsafe``, as the front does with its workers'
+    reader threads, but with no process in between: what the hand-off alone costs.
+    """
+
+    def __init__(self, *, handoff: bool = False) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.runner: Any = None
         self.url = ""
+        self.handoff = handoff
+        self.work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self.helper = threading.Thread(target=self._helper, daemon=True)
 
     def __enter__(self) -> BareServer:
         self.thread.start()
+        self.helper.start()
         asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
         return self
+
+    def _helper(self) -> None:
+        while (job := self.work.get()) is not None:
+            job()
+
+    async def _result(self, kwargs: dict[str, Any]) -> int:
+        if not self.handoff:
+            return add(**kwargs)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self.work.put(lambda: loop.call_soon_threadsafe(future.set_result, add(**kwargs)))
+        return await future
 
     async def _start(self) -> None:
         from aiohttp import web
 
         async def call(request: web.Request) -> web.Response:
             kwargs = json.loads(await request.read())
-            body = {"result": add(**kwargs), "version": "bare", "colour": "blue"}
+            result = await self._result(kwargs)
+            body = {"result": result, "version": "bare", "colour": "blue"}
             return web.Response(body=json.dumps(body).encode(), content_type="application/json")
 
         app = web.Application()
@@ -110,6 +138,8 @@ class BareServer:
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.work.put(None)
+        self.helper.join(10)
 
 
 def round_trips(url: str, count: int) -> list[float]:
@@ -151,6 +181,28 @@ def on_request_cost(count: int) -> float:
     return (time.perf_counter() - started) / count
 
 
+def router_calls(router: Any, count: int) -> list[float]:
+    """``count`` sequential calls straight to the router (no HTTP): the worker hop alone."""
+    times: list[float] = []
+    for _ in range(count):
+        answered = threading.Event()
+        replies: list[Any] = []
+
+        def done(
+            reply: Any, answered: threading.Event = answered, replies: list[Any] = replies
+        ) -> None:
+            replies.append(reply)
+            answered.set()
+
+        started = time.perf_counter()
+        router.call(GENOME, "add", dict(ARGS), done)
+        answered.wait(30)
+        times.append(time.perf_counter() - started)
+        if not replies or not replies[0].ok or replies[0].result != 42:
+            raise RuntimeError(f"the router answered {replies[:1]}")
+    return times
+
+
 def start_front(workdir: Path, metrics: Metrics) -> tuple[Any, Any] | str:
     """The service's router and front serving TREE, or why they cannot run here."""
     try:
@@ -181,8 +233,14 @@ def run(quick: bool) -> dict[str, Any]:
             return {"bench": "front", "skipped": started}
         router, front = started
         try:
-            with BareServer() as bare:
-                return measure(front.url, bare.url, rounds, calls, seconds, metrics)
+            with BareServer() as bare, BareServer(handoff=True) as handoff:
+                out = measure(front.url, bare.url, rounds, calls, seconds, metrics)
+                times = sorted(client("rtt", handoff.url, calls))
+                out["handoff_p50_us"] = round(percentile(times, 0.5) * 1e6, 1)
+            hop = sorted(router_calls(router, calls))
+            out["router_p50_us"] = round(percentile(hop, 0.5) * 1e6, 1)
+            out["router_p99_us"] = round(percentile(hop, 0.99) * 1e6, 1)
+            return out
         finally:
             front.stop()
             router.stop()
@@ -192,9 +250,8 @@ def measure(
     front: str, bare: str, rounds: int, calls: int, seconds: float, metrics: Metrics
 ) -> dict[str, Any]:
     """Alternating rounds of both servers; per-round ratios, medians reported."""
-    mix = [Request(GENOME, "add", ARGS)]
-    round_trips(front, 50)  # warm both: connections, the workers' first imports
-    round_trips(bare, 50)
+    client("rtt", front, 50)  # warm both: connections, the workers' first imports
+    client("rtt", bare, 50)
     rows: list[dict[str, float]] = []
     for index in range(rounds):
         order: list[tuple[str, str]] = [("front", front), ("bare", bare)]
@@ -202,16 +259,34 @@ def measure(
             order.reverse()
         row: dict[str, float] = {}
         for name, url in order:
-            times = sorted(round_trips(url, calls))
+            times = sorted(client("rtt", url, calls))
             row[f"{name}_p50"] = percentile(times, 0.5)
             row[f"{name}_p99"] = percentile(times, 0.99)
         for name, url in order:
-            report = drive([url], mix, 0.0, 16, seconds)
-            if report.ok != report.sent:
-                raise RuntimeError(f"{name}: {report.errors} of {report.sent} failed")
-            row[f"{name}_rps"] = report.throughput
+            row[f"{name}_rps"] = client("rps", url, seconds)
         rows.append(row)
     return summary(rows, calls, metrics)
+
+
+def client(mode: str, url: str, amount: float) -> Any:
+    """The caller runs in a process of its own, as a real caller does: in this one its
+    threads would take the GIL from the servers' threads and bias the comparison."""
+    argv = [sys.executable, __file__, "--client", mode, url, str(amount)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {mode} client failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def client_main(mode: str, url: str, amount: float) -> None:
+    """The child's side: round-trip times, or throughput with 16 in flight."""
+    if mode == "rtt":
+        print(json.dumps(round_trips(url, int(amount))))
+        return
+    report = drive([url], [Request(GENOME, "add", ARGS)], 0.0, 16, amount)
+    if report.ok != report.sent:
+        raise RuntimeError(f"{url}: {report.errors} of {report.sent} failed")
+    print(json.dumps(report.throughput))
 
 
 def summary(rows: list[dict[str, float]], calls: int, metrics: Metrics) -> dict[str, Any]:
@@ -248,7 +323,12 @@ def summary(rows: list[dict[str, float]], calls: int, metrics: Metrics) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and calls")
-    print(json.dumps(run(parser.parse_args().quick)))
+    parser.add_argument("--client", nargs=3, metavar=("MODE", "URL", "AMOUNT"), help="internal")
+    args = parser.parse_args()
+    if args.client:
+        client_main(args.client[0], args.client[1], float(args.client[2]))
+        return
+    print(json.dumps(run(args.quick)))
 
 
 if __name__ == "__main__":
