@@ -152,6 +152,7 @@ def _report_not_ready(
 ) -> None:
     """Why each node failed, with the end of its log: the user's next step is in there."""
     from runtime.launcher import NodeNotReady
+    from runtime.logs import readable
 
     for node_id, exc in failures.items():
         reason = exc.reason if isinstance(exc, NodeNotReady) else exc.message
@@ -160,7 +161,7 @@ def _report_not_ready(
             highlight=False,
         )
         for line in launcher.log_tail(node_id, 15):
-            err_console.print(f"  {line}", highlight=False, markup=False)
+            err_console.print(f"  {readable(line)}", highlight=False, markup=False)
     err_console.print(
         f"the other nodes keep running; `tars cluster down --config {config.path}` stops them",
         highlight=False,
