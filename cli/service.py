@@ -166,6 +166,8 @@ class _LoadProgress:
 
 def _show(report: LoadReport) -> None:
     """The report as a few lines a person reads."""
+    if report.interrupted:
+        console.print("interrupted: the figures below are of the run so far", style="yellow")
     console.print(
         f"{report.sent} requests in {report.seconds:.2f} s to {len(report.urls)} front(s): "
         f"{report.throughput:.1f}/s answered, {report.ok} ok, {report.lost} lost, "

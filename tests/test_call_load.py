@@ -252,3 +252,29 @@ def test_a_node_without_a_fixed_port_is_asked_for_the_address_it_serves(tmp_path
     assert code == 0, out
     assert json.loads(out)["result"] == 3
     assert asked == [("admin", {"op": "status"})]
+
+
+def test_ctrl_c_ends_a_load_with_the_report_so_far(front: StandInFront) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from runtime.testing import wait_until
+
+    argv = [sys.executable, "-m", "cli.main", "load", "calc", "--url", front.url, "--rate", "50",
+            "--duration", "120", "--json"]  # fmt: skip
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: sum(front.seen.values()) >= 5, "the load to begin")
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err
+    report = json.loads(out)
+    assert report["interrupted"] is True
+    answered = report["ok"] + report["errors"].get("500", 0)
+    assert 5 <= answered <= sum(front.seen.values()) <= report["sent"]
+    assert report["sent"] == answered + report["errors"].get("interrupted", 0)

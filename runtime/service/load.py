@@ -73,6 +73,8 @@ class LoadReport:
     answered_by: dict[str, dict[str, int]] = field(default_factory=dict)
     #: url -> requests sent to it
     by_url: dict[str, int] = field(default_factory=dict)
+    #: stopped early (Ctrl-C); requests then in flight count as "interrupted"
+    interrupted: bool = False
 
     @property
     def lost(self) -> int:
@@ -187,6 +189,8 @@ class _Run:
         self.answered_by: dict[str, Counter[str]] = {}
         self.in_flight = 0
         self.started = 0.0
+        #: the run's end is cancelling what did not answer within its timeout
+        self.ending = False
 
     async def main(self) -> LoadReport:
         import aiohttp
@@ -203,6 +207,8 @@ class _Run:
                     await asyncio.gather(
                         *(self._caller(session, n) for n in range(self.concurrency))
                     )
+            except asyncio.CancelledError:  # Ctrl-C: what was seen so far is the report
+                self.report.interrupted = True
             finally:
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -213,16 +219,20 @@ class _Run:
         slots = asyncio.Semaphore(self.concurrency)
         tasks: set[asyncio.Task[None]] = set()
         index = 0
-        while (due := index / self.rate) < self.duration:
-            wait = self.started + due - time.perf_counter()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            task = asyncio.create_task(self._due(session, slots, index, self.started + due))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            index += 1
-        if tasks:  # the last requests get their timeout; what never got a slot is unsent
-            _, late = await asyncio.wait(set(tasks), timeout=self.timeout)
+        try:
+            while (due := index / self.rate) < self.duration:
+                wait = self.started + due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                task = asyncio.create_task(self._due(session, slots, index, self.started + due))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                index += 1
+            if tasks:  # the last requests get their timeout; what never got a slot is unsent
+                await asyncio.wait(set(tasks), timeout=self.timeout)
+                self.ending = True
+        finally:  # at the end, or on Ctrl-C: nothing is left running
+            late = list(tasks)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
@@ -260,8 +270,8 @@ class _Run:
         except TimeoutError:
             self.errors["timeout"] += 1
             return
-        except asyncio.CancelledError:  # still unanswered when the run's end wait ran out
-            self.errors["timeout"] += 1
+        except asyncio.CancelledError:  # unanswered at the run's end, or cut by Ctrl-C
+            self.errors["timeout" if self.ending else "interrupted"] += 1
             raise
         except aiohttp.ClientError:
             self.errors["connect"] += 1
