@@ -56,14 +56,16 @@ def parse_args(pairs: list[str], json_args: str | None) -> dict[str, Any]:
     return args
 
 
-def _urls(config: Path, node: str | None, url: list[str] | None) -> list[str]:
-    """The fronts to use: ``--url`` as given, else the nodes' http ports in cluster.yml."""
+def _urls(
+    config: Path, node: str | None, url: list[str] | None, *, first: bool = False
+) -> list[str]:
+    """The fronts to use: ``--url`` as given, else the nodes' http addresses."""
     if url:
         return [u.rstrip("/") for u in url]
     from runtime.config import load_cluster
     from runtime.service.client import node_urls
 
-    return node_urls(load_cluster(config), node)
+    return node_urls(load_cluster(config), node, first=first)
 
 
 @handle_errors
@@ -86,7 +88,7 @@ def call(
     from runtime.service.client import call as call_front
 
     args = parse_args(pairs or [], json_args)
-    front = _urls(config, node, [url] if url else None)[0]
+    front = _urls(config, node, [url] if url else None, first=True)[0]
     answer = call_front(front, genome, function, args, timeout=timeout)
     if as_json:
         print(json.dumps(answer._asdict()))

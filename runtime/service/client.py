@@ -64,8 +64,11 @@ def _said_by(config: ClusterConfig, node_id: str) -> str | None:
     return said if isinstance(said, str) and said.startswith("http://") else None
 
 
-def node_urls(config: ClusterConfig, node_id: str | None = None) -> list[str]:
-    """The fronts of every node that has an http port, or of ``node_id`` alone."""
+def node_urls(
+    config: ClusterConfig, node_id: str | None = None, *, first: bool = False
+) -> list[str]:
+    """The fronts of every node that has an http port (or says one), or of ``node_id``
+    alone; ``first``: stop at the first one found (a single call needs no more)."""
     if node_id is not None:
         return [http_url(config, node_id)]
     urls: list[str] = []
@@ -74,6 +77,8 @@ def node_urls(config: ClusterConfig, node_id: str | None = None) -> list[str]:
             urls.append(http_url(config, member))
         except ConfigError:
             continue
+        if first:
+            break
     if not urls:
         raise ConfigError(
             f"no node of {config.path} has an http port or says one: no service to reach",
