@@ -278,3 +278,16 @@ def test_ctrl_c_ends_a_load_with_the_report_so_far(front: StandInFront) -> None:
     answered = report["ok"] + report["errors"].get("500", 0)
     assert 5 <= answered <= sum(front.seen.values()) <= report["sent"]
     assert report["sent"] == answered + report["errors"].get("interrupted", 0)
+
+
+def test_progress_is_reported_while_the_load_runs(front: StandInFront) -> None:
+    from runtime.service.load import Progress
+
+    seen: list[Progress] = []
+    report = drive(
+        [front.url], [Request("calc", "add", {"a": 1, "b": 2})], 100.0, 4, 0.5, seen.append
+    )
+    assert len(seen) >= 2 and seen[0].sent <= seen[-1].sent
+    assert [p.answered for p in seen] == sorted(p.answered for p in seen)  # never goes back
+    last = seen[-1]
+    assert (last.sent, last.answered, last.errors, last.in_flight) == (report.sent, 50, 0, 0)
