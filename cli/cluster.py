@@ -152,6 +152,7 @@ def _report_not_ready(
 ) -> None:
     """Why each node failed, with the end of its log: the user's next step is in there."""
     from runtime.launcher import NodeNotReady
+    from runtime.logs import readable
 
     for node_id, exc in failures.items():
         reason = exc.reason if isinstance(exc, NodeNotReady) else exc.message
@@ -160,7 +161,7 @@ def _report_not_ready(
             highlight=False,
         )
         for line in launcher.log_tail(node_id, 15):
-            err_console.print(f"  {line}", highlight=False, markup=False)
+            err_console.print(f"  {readable(line)}", highlight=False, markup=False)
     err_console.print(
         f"the other nodes keep running; `tars cluster down --config {config.path}` stops them",
         highlight=False,
@@ -174,14 +175,18 @@ def logs(
     config_path: Path = ConfigOpt,
     node_id: str = typer.Option(..., "--id", help="the node whose output to show"),
     lines: int = typer.Option(50, "--lines", "-n", min=1, help="how many of the last lines"),
+    raw: bool = typer.Option(
+        False, "--raw", help="the lines as written (JSON events), not made readable"
+    ),
 ) -> None:
     """The end of a node's output: its container's (docker backend) or its node.log's."""
     from runtime.config import load_cluster
     from runtime.launcher import launcher_for
+    from runtime.logs import readable
 
     config = load_cluster(config_path)
     for line in launcher_for(config).log_tail(node_id, lines):
-        print(line)
+        print(line if raw else readable(line))
 
 
 @app.command()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cli import cluster, evolve, log, node, rollout
+from cli import cluster, evolve, log, node, rollout, service
 from cli import repair as _repair  # noqa: F401  (registers `tars node repair`)
 from cli.common import DEFAULT_STORE, PlainGroup, console, handle_errors, open_store
 from cli.log import resolve_version
@@ -27,6 +27,8 @@ app.add_typer(node.app, name="node")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(rollout.app, name="rollout")
 app.command("keys")(cluster.keys)
+app.command("call")(service.call)
+app.command("load")(service.load)
 
 StoreOpt = typer.Option(
     str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL"

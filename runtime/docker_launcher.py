@@ -61,7 +61,10 @@ _ID = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 def node_command(config: ClusterConfig, node_id: str) -> list[str]:
     """The node's command line inside its container: one place to add start flags."""
-    return ["tars", "node", "start", "--config", str(config.path), "--id", node_id]
+    return [
+        "tars", "node", "start", "--config", str(config.path), "--id", node_id,
+        "--log-format", "json",
+    ]  # fmt: skip
 
 
 def _engine(client: Any | None) -> Any:

@@ -51,9 +51,10 @@ class NodeNotReady(TransportError):
     def __init__(
         self, node_id: str, reason: str, log_path: Path, tail: list[str], *, hint: str
     ) -> None:
-        shown = (
-            f"log {log_path} ends: {' | '.join(tail[-3:])}" if tail else f"log {log_path} is empty"
-        )
+        from runtime.logs import readable
+
+        ends = " | ".join(readable(line).replace("\n", " | ") for line in tail[-3:])
+        shown = f"log {log_path} ends: {ends}" if tail else f"log {log_path} is empty"
         super().__init__(f"{node_id} {reason}; {shown}", hint=hint)
         self.node_id = node_id
         self.reason = reason
@@ -76,7 +77,8 @@ def admin_request(
 
 
 def node_command(config: ClusterConfig) -> Command:
-    """``tars node start`` for one node, run by this interpreter so the venv is the same."""
+    """``tars node start`` for one node, run by this interpreter so the venv is the same;
+    its log lines are JSON (``tars cluster logs`` shows them readable)."""
 
     def command(node_id: str) -> list[str]:
         return [
@@ -89,6 +91,8 @@ def node_command(config: ClusterConfig) -> Command:
             str(config.path),
             "--id",
             node_id,
+            "--log-format",
+            "json",  # node.log holds one JSON event per line (docs/monitoring.md)
         ]
 
     return command
