@@ -186,6 +186,10 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
         ("alias_data", "seqdiff/difflib.py", "_check_types", 1269),
         ("dunder_operator", "seqdiff/difflib.py", "SequenceMatcher.quick_ratio", 640),
     ],
+    "shellsplit": [
+        ("genexpr_forms", "shellsplit/shlex.py", "join", 320),
+        ("inline_property", "shellsplit/shlex.py", "shlex.read_token", 137),
+    ],
     "textindex": [
         ("alias_data", "textindex/index.py", "Index.add", 21),
         ("alias_data", "textindex/query.py", "matching", 21),
@@ -207,6 +211,7 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
 NEW_DIGESTS: dict[str, tuple[int, str]] = {
     "logstats": (12, "4520bbbab4e1da7e13467e3b2cc8c5569280fd0687eaa12ac474e1914fd8ce7d"),
     "seqdiff": (12, "955903ffcbc34e488d06ad4634d0c0225c1ef1152f2fe0c82481108904ebdfa4"),
+    "shellsplit": (5, "a489b79288ff163377197d7768e47f7dec71efc11afec4aa18ce6254c41ad76c"),
     "textindex": (12, "97b37fa806aae15b8fcb1075aeb0f6e3fd3f51fb458c1a8f0a12b0c19b8e24a2"),
     "tomlparse": (11, "064886055105850901b1a65aedc23dcd9a8bf3517416d1eefd9e33177b2e6ec4"),
 }

@@ -18,6 +18,7 @@ from evolution.mutators.genexpr_forms import GenexprForms
 from evolution.mutators.hoist_invariant import HoistInvariant
 from evolution.mutators.inline_body import InlineBody
 from evolution.mutators.inline_call import InlineCall
+from evolution.mutators.inline_property import InlineProperty
 from evolution.mutators.join_concat import JoinConcat
 from evolution.mutators.local_alias import LocalAlias
 from evolution.mutators.memoize import Memoize
@@ -40,6 +41,7 @@ ALL_MUTATORS: tuple[Mutator, ...] = (
     AliasData(),
     DunderOperator(),
     InlineBody(),
+    InlineProperty(),
 )
 
 _BY_NAME = {m.name: m for m in ALL_MUTATORS}
