@@ -22,6 +22,7 @@ from evolution.mutators.inline_property import InlineProperty
 from evolution.mutators.join_concat import JoinConcat
 from evolution.mutators.local_alias import LocalAlias
 from evolution.mutators.memoize import Memoize
+from evolution.mutators.min_max_pair import MinMaxPair
 from evolution.mutators.min_max_sorted import MinMaxSorted
 from evolution.mutators.precompile_regex import PrecompileRegex
 from evolution.mutators.set_membership import SetMembership
@@ -42,6 +43,7 @@ ALL_MUTATORS: tuple[Mutator, ...] = (
     DunderOperator(),
     InlineBody(),
     InlineProperty(),
+    MinMaxPair(),
 )
 
 _BY_NAME = {m.name: m for m in ALL_MUTATORS}
