@@ -69,6 +69,7 @@ def test_declines_where_the_read_may_not_reach_the_getter() -> None:
         ),
     )
     declines("inline_property", CODE.replace("class Lexer:", "class Lexer(dict):"))
+    declines("inline_property", "@dataclass\n" + CODE)
     # a getter that computes, one with another decorator, a shadowed `property`
     declines("inline_property", CODE.replace("return self._punct", "return self._punct or ''"))
     declines("inline_property", CODE.replace("@property", "@functools.cached_property"))

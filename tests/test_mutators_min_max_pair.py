@@ -88,3 +88,4 @@ def test_declines_what_is_not_a_pair_of_plain_values() -> None:
         "def min(a, b):\n    return a\n\n\ndef max(a, b):\n    return b\n\n\ndef f(a, b):\n    return min(a, b) + max(a, b)\n",
     )
     declines("min_max_pair", "x = min(1, y)\n")  # module level: runs once
+    declines("min_max_pair", "def f(min, a, b):\n    return min(a, b)\n")  # a parameter

@@ -9,7 +9,7 @@ once or twice per character it lexes.
 That is the same value when ``self.chars`` reaches this getter, which the guard shared
 with :mod:`inline_call`'s methods makes sure of within the module: the receiver is ``self``
 in a plain method of the class ``C`` (not rebound there), or a local the function binds
-once to ``C(...)``; ``C`` has no base but ``object``, no metaclass, no ``__getattr__``/
+once to ``C(...)``; ``C`` has no base but ``object``, no class decorator, no metaclass, no ``__getattr__``/
 ``__getattribute__``/``__new__``, defines ``chars`` once (as this getter: decorated only
 with the builtin ``property``, its body ``return <first parameter>.<attribute>``), **no
 class in the module derives from** ``C``, and no attribute named ``chars`` is assigned or
@@ -104,6 +104,7 @@ def class_properties(idx: Index, cls: cst.ClassDef) -> dict[str, str]:
     assigned = assigned_attrs(idx)
     if (
         bases_ok
+        and not cls.decorators  # a class decorator may return another class
         and not cls.keywords
         and final_class(idx, cls)
         and "*" not in assigned
