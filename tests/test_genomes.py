@@ -12,7 +12,7 @@ import pytest
 from evolution.manifest import MANIFEST_NAME, parse_manifest
 
 GENOMES_DIR = Path(__file__).resolve().parent.parent / "genomes"
-SHIPPED = ["logstats", "textindex", "tomlparse", "seqdiff"]
+SHIPPED = ["logstats", "textindex", "tomlparse", "seqdiff", "shellsplit"]
 
 
 def _manifest(name: str):

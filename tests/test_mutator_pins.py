@@ -168,6 +168,7 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
     "logstats": [
         ("alias_data", "logstats/aggregate.py", "latency_histogram", 51),
         ("alias_data", "logstats/aggregate.py", "find_spikes", 99),
+        ("min_max_pair", "logstats/aggregate.py", "percentile", 26),
         ("alias_data", "logstats/normalise.py", "classify_agent", 80),
         ("alias_data", "logstats/normalise.py", "classify_agent", 85),
         ("alias_data", "logstats/normalise.py", "drop_noise", 130),
@@ -185,6 +186,11 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
         ("alias_data", "seqdiff/difflib.py", "SequenceMatcher.__chain_b", 299),
         ("alias_data", "seqdiff/difflib.py", "_check_types", 1269),
         ("dunder_operator", "seqdiff/difflib.py", "SequenceMatcher.quick_ratio", 640),
+        ("min_max_pair", "seqdiff/difflib.py", "SequenceMatcher.real_quick_ratio", 661),
+    ],
+    "shellsplit": [
+        ("genexpr_forms", "shellsplit/shlex.py", "join", 320),
+        ("inline_property", "shellsplit/shlex.py", "shlex.read_token", 137),
     ],
     "textindex": [
         ("alias_data", "textindex/index.py", "Index.add", 21),
@@ -205,10 +211,11 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
 }
 #: (findings, sha256) of the later rewrites over each whole genome, sources, tests and bench
 NEW_DIGESTS: dict[str, tuple[int, str]] = {
-    "logstats": (12, "4520bbbab4e1da7e13467e3b2cc8c5569280fd0687eaa12ac474e1914fd8ce7d"),
-    "seqdiff": (12, "955903ffcbc34e488d06ad4634d0c0225c1ef1152f2fe0c82481108904ebdfa4"),
-    "textindex": (12, "97b37fa806aae15b8fcb1075aeb0f6e3fd3f51fb458c1a8f0a12b0c19b8e24a2"),
-    "tomlparse": (11, "064886055105850901b1a65aedc23dcd9a8bf3517416d1eefd9e33177b2e6ec4"),
+    "logstats": (14, "acb4ee1a5bd45b9bfb59998a39770b1472509ff7f572edc053444876a6dfdf58"),
+    "seqdiff": (14, "0c7b6f332be6c0d7b97384f86ca4eb083b298bf6b09f08bcdd4c574dbdbb5cc5"),
+    "shellsplit": (6, "efe2b678d2a90afe88459b082e765058649abd99f746923e5273147bd96984c4"),
+    "textindex": (13, "ed41647e09a83c44f4d82e1d11ecad218311f78c2444f6b7f4d4e9511f446780"),
+    "tomlparse": (12, "1258d34ce3a4adbf7ca31eaf10d89984140f65919eeb4f46accff78d9e7c3554"),
 }
 NEW_KINDS = frozenset(m.name for m in ALL_MUTATORS) - FIRST_NINE
 

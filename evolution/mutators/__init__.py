@@ -18,9 +18,11 @@ from evolution.mutators.genexpr_forms import GenexprForms
 from evolution.mutators.hoist_invariant import HoistInvariant
 from evolution.mutators.inline_body import InlineBody
 from evolution.mutators.inline_call import InlineCall
+from evolution.mutators.inline_property import InlineProperty
 from evolution.mutators.join_concat import JoinConcat
 from evolution.mutators.local_alias import LocalAlias
 from evolution.mutators.memoize import Memoize
+from evolution.mutators.min_max_pair import MinMaxPair
 from evolution.mutators.min_max_sorted import MinMaxSorted
 from evolution.mutators.precompile_regex import PrecompileRegex
 from evolution.mutators.set_membership import SetMembership
@@ -40,6 +42,8 @@ ALL_MUTATORS: tuple[Mutator, ...] = (
     AliasData(),
     DunderOperator(),
     InlineBody(),
+    InlineProperty(),
+    MinMaxPair(),
 )
 
 _BY_NAME = {m.name: m for m in ALL_MUTATORS}

@@ -24,7 +24,7 @@ def module_callees(idx: Index) -> dict[str, Callee]:
     return out
 
 
-def _assigned_attrs(idx: Index) -> frozenset[str]:
+def assigned_attrs(idx: Index) -> frozenset[str]:
     key = ("inline_assigned_attrs",)
     found = idx.memo.get(key)
     if isinstance(found, frozenset):
@@ -49,7 +49,7 @@ def _assigned_attrs(idx: Index) -> frozenset[str]:
     return result
 
 
-def _final(idx: Index, cls: cst.ClassDef) -> bool:
+def final_class(idx: Index, cls: cst.ClassDef) -> bool:
     """No class in the module derives from ``cls``, and nothing changes how it looks methods up."""
     if any(kw.keyword is not None and kw.keyword.value == "metaclass" for kw in cls.bases):
         return False
@@ -83,9 +83,9 @@ def class_callees(idx: Index, cls: cst.ClassDef) -> dict[str, Callee]:
                 for n in subtree(small):
                     if isinstance(n, cst.Name):
                         defs[n.value] = defs.get(n.value, 0) + 2  # bound or used at class level
-    assigned = _assigned_attrs(idx)
+    assigned = assigned_attrs(idx)
     lookup_hooks = {"__getattr__", "__getattribute__", "__new__"} & set(defs)
-    if _final(idx, cls) and "*" not in assigned and not lookup_hooks:
+    if final_class(idx, cls) and "*" not in assigned and not lookup_hooks:
         for stmt in body:
             if (
                 isinstance(stmt, cst.FunctionDef)

@@ -1,0 +1,48 @@
+"""Benchmark: what people call shlex for — splitting shell command lines, quoting them back.
+
+Prints one JSON line last: {"seconds": <best of 3>, "lines": <n>, "tokens": <t>}. ``tokens``
+is a work count: the tokens produced (POSIX split, punctuation-aware lexing, and the
+length of the quoted round trip), which a behaviour-preserving change must not move.
+Under TARS's instruction counter (TARS_MEASURE=instructions) one pass over fewer lines
+says as much as best-of-3.
+"""
+
+import json
+import os
+import random
+import time
+
+from shellsplit import shlex
+
+WORDS = ["ls", "-la", "grep", "-rn", "'two words'", '"a \\"quoted\\" $HOME"', "key=value",
+         "file\\ name.txt", "--option=42", "src/main.py", "|", "&&", ">", "2>&1", "$(pwd)",
+         "'it'\\''s'", "# trailing comment", "*.log", "~/notes", "x"]
+
+
+def command(rng):
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 14)))
+
+
+def main():
+    counted = os.environ.get("TARS_MEASURE") == "instructions"
+    rng = random.Random(1234)
+    lines = [command(rng) for _ in range(1200 if counted else 2000)]
+    best = None
+    tokens = 0
+    for _ in range(1 if counted else 3):
+        start = time.process_time()
+        tokens = 0
+        for line in lines:
+            words = shlex.split(line, comments=True)
+            tokens += len(words)
+            tokens += len(shlex.join(words))
+        for line in lines[: len(lines) // 4]:
+            lexer = shlex.shlex(line, punctuation_chars=True)
+            tokens += sum(1 for _ in lexer)
+        elapsed = time.process_time() - start
+        best = elapsed if best is None else min(best, elapsed)
+    print(json.dumps({"seconds": round(best, 6), "lines": len(lines), "tokens": tokens}))
+
+
+if __name__ == "__main__":
+    main()
