@@ -48,7 +48,8 @@ def test_each_plan_at_one_line_gets_its_own_rewrite() -> None:
     plans = [Plan(o, mutator.name, 1.0, "test") for o in found]
     generator = Generator.start()
     try:
-        made: Generated = generator.ask(Generate(version_id(tree), tree, plans), timeout=60)
+        made = generator.ask(Generate(version_id(tree), tree, plans), timeout=60)
+        assert isinstance(made, Generated)
     finally:
         generator.stop()
     assert not made.failures, made.failures
