@@ -299,7 +299,12 @@ class Sandbox:
             cpu = cpu_cg if cpu_cg is not None else usage.ru_utime + usage.ru_stime
             refused = cgroup.fork_refusals() if cgroup is not None else 0
             failure, detail = classify(code, stderr_text, limits, cpu, refused, oom_kills=oom)
-        return RunResult(job.argv, returncode, stdout_text, stderr_text, wall, failure, detail)
+        peak = cgroup.peak_memory_bytes() if cgroup is not None else None
+        # without a memory group: the largest process the run reaped (Linux: KiB)
+        peak_mb = peak / _MIB if peak is not None else usage.ru_maxrss / 1024
+        return RunResult(
+            job.argv, returncode, stdout_text, stderr_text, wall, failure, detail, peak_mb
+        )
 
     def run_profiled(
         self,

@@ -53,6 +53,9 @@ class RunResult:
     wall_seconds: float
     failure: str | None
     detail: str
+    #: the run's peak memory in MiB: its memory cgroup's high-water mark (every process
+    #: and its tmpfs together), else the largest single process's (``ru_maxrss``)
+    peak_memory_mb: float | None = None
 
     @property
     def ok(self) -> bool:
