@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pykka
 import pytest
-from fitkit import COLLATZ, collatz, planted
+from fitkit import COLLATZ, candidate, collatz, planted
 from typer.testing import CliRunner
 
+from actors.governor import judge
 from cli.main import app
 from consensus import entries as E
 from events.records import CandidateRecord
@@ -25,9 +26,14 @@ from events.store import GenomeStore
 from evolution.errors import ManifestError
 from evolution.fitness import limit_reasons, summarise, trade_offs, work_reasons
 from evolution.manifest import FitnessLimit, parse_manifest
+from evolution.patch import apply_patch
 from evolution.policy import Evidence, Policy, decide
 from evolution.stats import Comparison
 from node import Node, NodeConfig
+from runtime.counting import forget_counts, valgrind
+from runtime.genome_files import load_genome
+from runtime.incubation import incubate
+from runtime.sandbox import Sandbox
 
 MEMORY = FitnessLimit(metric="peak_memory_mb", direction="minimize", max_change=0.10)
 EXACT = Comparison(ratio=1.5, low=1.5, high=1.5, rounds=1, confidence=1.0)
@@ -237,3 +243,29 @@ def test_faster_with_far_more_memory_or_half_the_work_is_refused_within_the_limi
     assert "work: same ✗" not in result.stdout
     listed = CliRunner().invoke(app, ["log", "ls", "--store", str(tmp_path / "store.db")])
     assert " mem " in listed.stdout and "MB" in listed.stdout
+
+
+@pytest.mark.slow
+def test_under_the_instruction_counter_memory_comes_from_one_native_run_per_side(
+    tmp_path: Path,
+) -> None:
+    """valgrind's own memory hides the program's, so a counted genome's peak is measured natively."""
+    if valgrind() is None:
+        pytest.skip("valgrind is not installed")
+    forget_counts()
+    manifest, tree = load_genome(collatz(tmp_path, measure="instructions"))
+    seen = manifest.without_held_out(tree)
+    hog = candidate(seen, "memo_unbounded")
+    with Sandbox(tmp_path / "sandbox") as sandbox:
+        report = incubate(sandbox, manifest, hog.id, seen, apply_patch(seen, hog.patch))
+    assert report.measure == "instructions" and report.failure is None, report.detail
+    # the work counts come from the counted runs (3,000 starts), the memory from native ones
+    assert report.parent_figures["starts_tried"] == report.candidate_figures["starts_tried"] == 2999
+    before, after = (
+        report.parent_figures["peak_memory_mb"],
+        report.candidate_figures["peak_memory_mb"],
+    )
+    assert after > before * 1.10, (before, after)
+    decision, _ = judge(manifest, seen, hog, report, Policy(), seed=1)
+    assert decision.verdict == "reject"
+    assert any(r.startswith("peak_memory_mb") for r in decision.reasons), decision.reasons
