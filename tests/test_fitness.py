@@ -269,3 +269,20 @@ def test_under_the_instruction_counter_memory_comes_from_one_native_run_per_side
     decision, _ = judge(manifest, seen, hog, report, Policy(), seed=1)
     assert decision.verdict == "reject"
     assert any(r.startswith("peak_memory_mb") for r in decision.reasons), decision.reasons
+
+
+def test_evolve_validate_shows_the_figures_and_refuses_half_the_work(tmp_path: Path) -> None:
+    folder = collatz(tmp_path)
+    _, tree = load_genome(folder)
+    patch = tmp_path / "odd.patch"
+    patch.write_text(candidate(tree, "odd_starts").patch, encoding="utf-8")
+    result = CliRunner().invoke(
+        app,
+        ["evolve", "validate", "--genome", str(folder), "--patch", str(patch),
+         "--store", str(tmp_path / "s.db")],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.stdout.split())
+    assert "starts_tried: 29999 → 15000" in text
+    assert "peak_memory_mb:" in text
+    assert "the candidate does less work, not the same work faster" in text
