@@ -45,7 +45,7 @@ def verdicts(
     held: list[Held] = []
     for candidate, report, (decision, evidence) in zip(candidates, reports, judged, strict=True):
         comparison = evidence.comparison
-        figures = _figures(evidence, fitness)
+        figures = _figures(evidence, report, fitness)
         records.append(
             CandidateRecord(
                 candidate=candidate.id,
@@ -168,14 +168,31 @@ def _evidence_dict(
     }
 
 
-def _figures(evidence: Evidence, fitness: Fitness | None) -> dict[str, Any]:
-    """Every figure besides the main metric, both sides, as the record keeps it."""
+def _figures(
+    evidence: Evidence, report: IncubationReport, fitness: Fitness | None
+) -> dict[str, Any]:
+    """Every figure of both sides as the record keeps it: the main measurement's medians
+    (the metric, or the instruction count: ``"main": True``), then every other figure."""
     if not evidence.parent_figures and not evidence.candidate_figures:
         return {}
-    return trade_offs(
+    out = trade_offs(
         fitness.metric if fitness else "",
         fitness.limits if fitness else (),
         fitness.work if fitness else (),
         evidence.parent_figures,
         evidence.candidate_figures,
     )
+    if report.parent_samples and report.candidate_samples:
+        name = (
+            "instructions"
+            if report.measure == "instructions"
+            else fitness.metric
+            if fitness
+            else "metric"
+        )
+        out[name] = {
+            "parent": median(report.parent_samples),
+            "candidate": median(report.candidate_samples),
+            "main": True,
+        }
+    return out

@@ -118,15 +118,23 @@ def trade_off_table(data: dict[str, Any]) -> Any:
     for column in ("figure", "parent", "candidate", "change", "limit"):
         table.add_column(column, justify="left" if column in ("figure", "limit") else "right")
     ratio, low, high = data.get("ratio"), data.get("low"), data.get("high")
+    gain = ""
     if isinstance(ratio, int | float):
-        spread = "exact" if low == high else f"{low:.2f}–{high:.2f}×"
-        table.add_row("main metric", "", "", f"{ratio:.3f}× better", spread)
-    for name, row in sorted(figures.items()):
+        gain = f"gain {ratio:.3f}×" + (
+            " exact" if low == high else f" ({low:.2f}–{high:.2f}×)" if low and high else ""
+        )
+    rows = sorted(figures.items(), key=lambda item: (not _is_main(item[1]), item[0]))
+    for name, row in rows:
         if not isinstance(row, dict):
             continue
         before, after = row.get("parent"), row.get("candidate")
-        table.add_row(name, _figure(before), _figure(after), _change(before, after), _limit(row))
+        rule = f"main: {gain}" if _is_main(row) else _limit(row)
+        table.add_row(name, _figure(before), _figure(after), _change(before, after), rule)
     return table
+
+
+def _is_main(row: Any) -> bool:
+    return isinstance(row, dict) and row.get("main") is True
 
 
 def _figure(value: Any) -> str:

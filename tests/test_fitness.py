@@ -240,6 +240,9 @@ def test_faster_with_far_more_memory_or_half_the_work_is_refused_within_the_limi
     assert result.exit_code == 0, result.output
     assert "trade-offs" in result.stdout and "peak_memory_mb" in result.stdout
     assert "+10% at most ✗" in result.stdout and "work: same" in result.stdout
+    assert "main: gain" in result.stdout  # the main metric's medians, both sides
+    main = hog["figures"]["seconds"]
+    assert main["main"] is True and main["candidate"] < main["parent"]
     assert "work: same ✗" not in result.stdout
     listed = CliRunner().invoke(app, ["log", "ls", "--store", str(tmp_path / "store.db")])
     assert " mem " in listed.stdout and "MB" in listed.stdout
