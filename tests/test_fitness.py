@@ -289,3 +289,18 @@ def test_evolve_validate_shows_the_figures_and_refuses_half_the_work(tmp_path: P
     assert "starts_tried: 29999 → 15000" in text
     assert "peak_memory_mb:" in text
     assert "the candidate does less work, not the same work faster" in text
+
+
+def test_evaluations_stored_before_the_figures_read_back_without_them() -> None:
+    """The pinned events of tests/data/lineage_events_v1.json predate both fields."""
+    from test_event_format import GENOME, load
+
+    from events.domain import lineage_id
+    from evolution.calibration import from_log
+
+    with GenomeStore.open("memory://") as store:
+        golden = [(lineage_id(GENOME).hex, *event) for event in load()]
+        store.import_events(golden, ("ledger", 1))
+        (row,) = [e.data for e in store.log(genome=GENOME) if e.type == "CandidateEvaluated"]
+    assert "figures" not in row and "expected_gain" not in row
+    assert from_log([row]).observations == {"constant": [(1.33, None)]}
