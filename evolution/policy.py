@@ -12,7 +12,10 @@ Order of the tests, and why:
    A ratio of 1.08 measured on noise of ±10 % is a coin toss, and adopting coin tosses
    makes the genome random-walk instead of improve.
 3. The gain must be *worth it*: the measured ratio at or above the threshold, because
-   every adoption costs a consensus round, a deploy and a place in the lineage.
+   every adoption costs a consensus round, a deploy and a place in the lineage.  And it
+   must not be bought with something else: the benchmark's work counts exactly the
+   parent's, and no limit of the manifest broken (:mod:`evolution.fitness`); these
+   rejections come first among the reasons.
 4. Only a candidate that would be adopted is checked for risk; a risky one is *held*
    (not rejected) so a human can still take the gain with ``tars approve``.
 
@@ -65,23 +68,9 @@ class Policy:
     #: the manifest's work counts (``[fitness] work``): a changed one is a rejection
     work: tuple[str, ...] = ()
 
-    @classmethod
-    def of(cls, fitness: Fitness, **overrides: object) -> Policy:
-        """The policy a manifest's ``[fitness]`` asks for (threshold, confidence, limits, work)."""
-        return cls(**{**_demands(fitness), **overrides})  # type: ignore[arg-type]
-
     def demanding(self, fitness: Fitness) -> Policy:
         """This policy with the manifest's limits and work counts, which always apply."""
         return replace(self, limits=tuple(fitness.limits), work=tuple(fitness.work))
-
-
-def _demands(fitness: Fitness) -> dict[str, object]:
-    return {
-        "threshold": fitness.threshold,
-        "confidence": fitness.confidence,
-        "limits": tuple(fitness.limits),
-        "work": tuple(fitness.work),
-    }
 
 
 @dataclass(frozen=True)
