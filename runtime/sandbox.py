@@ -47,7 +47,7 @@ from runtime.sandbox_reap import make_dirs as _make_dirs
 from runtime.sandbox_reap import reap_in_background
 from runtime.sandbox_reap import remove_tree as _remove_tree
 from runtime.sandbox_reap import safe_relpath as _safe_relpath
-from runtime.sandbox_result import RunResult, SandboxLimits, classify, last_line, peak_mb
+from runtime.sandbox_result import RunResult, SandboxLimits, classify, last_line
 from runtime.sandbox_rows import valid_rows as _valid_rows
 from runtime.sandbox_secrets import SECRET_REMOVED, scrub, secret_needles
 from runtime.sandbox_spawn import RESULTS_ARG, spawn_direct
@@ -301,11 +301,7 @@ class Sandbox:
             failure, detail = classify(code, stderr_text, limits, cpu, refused, oom_kills=oom)
         return RunResult(
             job.argv, returncode, stdout_text, stderr_text, wall, failure, detail,
-            peak_mb(
-                cgroup.peak_memory_bytes() if cgroup is not None else None,
-                usage.ru_maxrss,
-                jailed=self._iso().mode == "bwrap",
-            ),
+            cgroup.peak_memory_mb() if cgroup is not None else None,
         )  # fmt: skip
 
     def run_profiled(

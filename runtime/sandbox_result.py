@@ -54,24 +54,14 @@ class RunResult:
     failure: str | None
     detail: str
     #: the run's peak memory in MiB: its memory cgroup's high-water mark (every process
-    #: and its tmpfs together), else the largest single process's (``ru_maxrss``)
+    #: and its tmpfs together); None where the machine gives none (no memory group, a
+    #: cgroup v2 kernel before 5.19)
     peak_memory_mb: float | None = None
 
     @property
     def ok(self) -> bool:
         """A clean exit 0 and nothing else counts as success."""
         return self.failure is None
-
-
-def peak_mb(group_bytes: int | None, maxrss_kib: int, *, jailed: bool) -> float | None:
-    """A run's peak memory in MiB: its memory group's high-water mark (every process and
-    its tmpfs together); without one, the largest process the run reaped (``ru_maxrss``,
-    KiB on Linux), except in bwrap's jail, whose pid namespace keeps the command's
-    processes out of that figure (measured: 20 MiB for a run that held 58): there the
-    peak is not known, and None says so."""
-    if group_bytes is not None:
-        return group_bytes / (1 << 20)
-    return None if jailed else maxrss_kib / 1024
 
 
 def _signal_name(signum: int) -> str:
