@@ -45,7 +45,7 @@ EXACT = Comparison(ratio=1.5, low=1.5, high=1.5, rounds=1, confidence=1.0)
 def test_the_manifest_names_work_counts_and_limits() -> None:
     manifest = parse_manifest((COLLATZ / "genome.toml").read_text(encoding="utf-8"))
     assert manifest.fitness.work == ["starts_tried"]
-    assert manifest.fitness.limits == [MEMORY]
+    assert manifest.fitness.limits == [MEMORY.model_copy(update={"max_change": 0.25})]
     assert manifest.fitness.printed_figures() == ("starts_tried",)  # memory is not printed
 
 
@@ -214,9 +214,9 @@ def test_faster_with_far_more_memory_or_half_the_work_is_refused_within_the_limi
     seq, hog = rows["memo_unbounded"]
     assert hog["verdict"] == "reject", hog["reasons"]
     memory = hog["figures"]["peak_memory_mb"]
-    assert memory["candidate"] > memory["parent"] * 1.10, memory
+    assert memory["candidate"] > memory["parent"] * 1.25, memory
     reason = next(r for r in hog["reasons"] if r.startswith("peak_memory_mb"))
-    assert f"{memory['parent']:.4g}" in reason and "over the limit of +10% (minimize)" in reason
+    assert f"{memory['parent']:.4g}" in reason and "over the limit of +25% (minimize)" in reason
     _, skip = rows["odd_starts"]
     assert skip["verdict"] == "reject"
     assert skip["reasons"][0] == (
@@ -227,7 +227,7 @@ def test_faster_with_far_more_memory_or_half_the_work_is_refused_within_the_limi
     assert small["verdict"] == "adopt", small["reasons"]
     assert summary.adopted and node.store.head(name).version != before.version
     small_memory = small["figures"]["peak_memory_mb"]
-    assert small_memory["candidate"] <= small_memory["parent"] * 1.10
+    assert small_memory["candidate"] <= small_memory["parent"] * 1.25
     assert small["figures"]["starts_tried"] == {
         "parent": 29999.0,
         "candidate": 29999.0,
@@ -239,7 +239,7 @@ def test_faster_with_far_more_memory_or_half_the_work_is_refused_within_the_limi
     )
     assert result.exit_code == 0, result.output
     assert "trade-offs" in result.stdout and "peak_memory_mb" in result.stdout
-    assert "+10% at most ✗" in result.stdout and "work: same" in result.stdout
+    assert "+25% at most ✗" in result.stdout and "work: same" in result.stdout
     assert "main: gain" in result.stdout  # the main metric's medians, both sides
     main = hog["figures"]["seconds"]
     assert main["main"] is True and main["candidate"] < main["parent"]
@@ -268,7 +268,7 @@ def test_under_the_instruction_counter_memory_comes_from_one_native_run_per_side
         report.parent_figures["peak_memory_mb"],
         report.candidate_figures["peak_memory_mb"],
     )
-    assert after > before * 1.10, (before, after)
+    assert after > before * 1.25, (before, after)
     decision, _ = judge(manifest, seen, hog, report, Policy(), seed=1)
     assert decision.verdict == "reject"
     assert any(r.startswith("peak_memory_mb") for r in decision.reasons), decision.reasons
