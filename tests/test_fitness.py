@@ -304,3 +304,20 @@ def test_evaluations_stored_before_the_figures_read_back_without_them() -> None:
         (row,) = [e.data for e in store.log(genome=GENOME) if e.type == "CandidateEvaluated"]
     assert "figures" not in row and "expected_gain" not in row
     assert from_log([row]).observations == {"constant": [(1.33, None)]}
+
+
+def test_only_finite_numbers_of_the_last_json_line_are_figures() -> None:
+    """A benchmark that prints NaN, a string or a flag for a work count has printed none."""
+    from runtime.figures import read_figures
+    from runtime.sandbox_result import RunResult
+
+    out = '{"lines": 1}\nnoise\n{"seconds": 1.0, "lines": NaN, "rows": "12", "ok": true, "n": 7}\n'
+    result = RunResult(("b",), 0, out, "", 0.1, None, "ok", peak_memory_mb=7.25)
+    assert read_figures(result, ["lines", "rows", "ok", "n", "absent"]) == {
+        "peak_memory_mb": 7.25,
+        "n": 7.0,
+    }
+    blind = RunResult(("b",), 0, "not json\n", "", 0.1, None, "ok")
+    assert read_figures(blind, ["n"]) == {}
+    # and a figure missing from the candidate's runs is a refusal, not a pass
+    assert work_reasons(["lines"], {"lines": 1.0}, read_figures(result, ["lines"]))
