@@ -182,14 +182,14 @@ def _figures(
         evidence.parent_figures,
         evidence.candidate_figures,
     )
-    if report.parent_samples and report.candidate_samples:
-        name = (
-            "instructions"
-            if report.measure == "instructions"
-            else fitness.metric
-            if fitness
-            else "metric"
-        )
+    name = (
+        "instructions"
+        if report.measure == "instructions"
+        else fitness.metric
+        if fitness
+        else "metric"
+    )
+    if report.parent_samples and report.candidate_samples and name not in out:
         out[name] = {
             "parent": median(report.parent_samples),
             "candidate": median(report.candidate_samples),
