@@ -8,7 +8,7 @@ judges and records them (real sandbox, real store), with no mutator choosing for
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,10 +38,10 @@ def collatz(root: Path, *, measure: str = "benchmark") -> Path:
     return folder
 
 
-def candidate(tree: Tree, name: str) -> Candidate:
-    """The planted candidate ``name`` (a file of tests/data/collatz_candidates) against ``tree``."""
+def candidate(tree: Tree, name: str, text: str | None = None) -> Candidate:
+    """The planted candidate ``name`` (a file of tests/data/collatz_candidates, or ``text``) against ``tree``."""
     child = dict(tree)
-    child[CORE] = (CANDIDATES / f"{name}.py").read_text(encoding="utf-8")
+    child[CORE] = text if text is not None else (CANDIDATES / f"{name}.py").read_text("utf-8")
     parent = version_id(tree)
     patch = make_patch(tree, child)
     return Candidate(
@@ -50,11 +50,15 @@ def candidate(tree: Tree, name: str) -> Candidate:
 
 
 @contextmanager
-def planted(monkeypatch: pytest.MonkeyPatch, names: Sequence[str]) -> Iterator[None]:
-    """The generator offers the candidates ``names`` against whatever head it is asked about."""
+def planted(
+    monkeypatch: pytest.MonkeyPatch, names: Sequence[str], texts: Mapping[str, str] | None = None
+) -> Iterator[None]:
+    """The generator offers the candidates ``names`` against whatever head it is asked about
+    (``texts``: a name's ``collatz/core.py``, where it is not a file of collatz_candidates)."""
 
     def offer(self: Generator, message: Generate) -> Generated:
-        return Generated([candidate(dict(message.tree), name) for name in names], [])
+        made = [candidate(dict(message.tree), n, (texts or {}).get(n)) for n in names]
+        return Generated(made, [])
 
     with monkeypatch.context() as patch:
         patch.setattr(Generator, "on_generate", offer)
