@@ -95,6 +95,8 @@ class Node:
         self.supervisor.start("generator", Generator.start)
         self.supervisor.start("incubator", lambda: Incubator.start(sandbox), size=size)
         self.supervisor.start("governor", Governor.start)
+        # a single node runs the held-out tests before it adopts; a swarm's voters do
+        self.supervisor.start("validator", lambda: Validator.start(sandbox))
 
     # -- genomes -------------------------------------------------------------------
 
@@ -128,6 +130,7 @@ class Node:
             policy=policy,
             candidates_per_cycle=self.config.candidates_per_cycle,
             progress=progress,
+            held_out=True,
         )
 
     def evolve(
@@ -266,7 +269,6 @@ class SwarmNode:
         self.engine.on_snapshot(self.applier, compact_after=compaction.after, keep=compaction.keep)
         self.transport.serve("admin", self._admin)
         self.transport.serve(transfer.CHANNEL, transfer.serve(self.state))
-        self.node.supervisor.start("validator", lambda: Validator.start(self.node.sandbox))
 
     # -- lifecycle (a node that finds its own store or journal damaged refuses to start) --
 

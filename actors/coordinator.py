@@ -14,7 +14,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from actors.messages import Analyze, Generate, Generated, Incubate, Judge, PlanCycle
+from actors.messages import (
+    Analyze,
+    CheckHeldOut,
+    Generate,
+    Generated,
+    HeldOutResult,
+    Incubate,
+    Judge,
+    PlanCycle,
+)
 from actors.supervisor import Supervisor
 from actors.tuning import Tuner
 from actors.verdicts import verdicts, winners
@@ -126,8 +135,12 @@ class Coordinator:
         progress: Progress = _quiet,
         recorder: Recorder | None = None,
         offer: Offerer | None = None,
+        held_out: bool = False,
     ) -> None:
         self.store = store
+        #: run the manifest's held-out tests on every candidate the governor would adopt or
+        #: hold, before recording: a single node has no voters to run them
+        self.held_out = held_out
         self.offer = offer
         self.recorder = recorder or store_recorder(store)
         self.supervisor = supervisor
@@ -208,12 +221,15 @@ class Coordinator:
             more_reports, more_judged = self._prove(tree, version, [composed], seed)
             candidates, reports = [*candidates, composed], reports + more_reports
             judged = judged + more_judged
-        records, adoption, held = verdicts(candidates, reports, judged, version, tree)
+        predicted = _predictions(plans, generated.candidates)
+        records, adoption, held = verdicts(
+            candidates, reports, judged, version, tree, predicted, manifest.fitness
+        )
         became_head = self.recorder(self.genome, self.node, cycle, seed, records, adoption, held)
         self._evaluated.setdefault(version, set()).update(c.id for c in candidates)
         if not became_head:
             adoption = None
-        self._learn(version, tree, records, adoption, _predictions(plans, generated.candidates))
+        self._learn(version, tree, records, adoption)
         overhead = (
             sum(r.overhead_seconds for r in reports) / len(reports) * 1000 if reports else 0.0
         )
@@ -246,7 +262,34 @@ class Coordinator:
         judged: list[tuple[Decision, Evidence]] = self.supervisor.ask(
             "governor", Judge(manifest, tree, candidates, reports, self.policy, seed)
         )
+        if self.held_out and manifest.commands.held_out is not None:
+            judged = self._held_out(tree, candidates, judged)
         return reports, judged
+
+    def _held_out(
+        self,
+        tree: dict[str, str],
+        candidates: list[Candidate],
+        judged: list[tuple[Decision, Evidence]],
+    ) -> list[tuple[Decision, Evidence]]:
+        """The governor's verdicts, with every would-be adoption or hold that fails the
+        held-out tests turned into a rejection naming them.
+
+        The candidate was proven without them (the incubator's sandbox never holds the
+        held-out files) and no model saw them; they run here, on the full tree, only
+        after the verdict, as a swarm's voters run them before voting yes.
+        """
+        out: list[tuple[Decision, Evidence]] = []
+        for candidate, (decision, evidence) in zip(candidates, judged, strict=True):
+            if decision.verdict in ("adopt", "hold"):
+                result: HeldOutResult = self.supervisor.ask(
+                    "validator", CheckHeldOut(self.manifest, tree, candidate.patch)
+                )
+                if result.passed is False:
+                    reasons = (f"held-out tests fail: {result.detail}", *decision.reasons)
+                    decision = Decision("reject", reasons)
+            out.append((decision, evidence))
+        return out
 
     def _learn(
         self,
@@ -254,14 +297,17 @@ class Coordinator:
         tree: dict[str, str],
         records: list[CandidateRecord],
         adoption: Adoption | None,
-        predicted: dict[str, float],
     ) -> None:
-        """Feed a cycle's verdicts to the search memory, the bandit and the parameter search."""
+        """Feed a cycle's verdicts to the search memory, the bandit and the parameter search.
+
+        The predictions come from the records, as a node rebuilding its memory from the
+        log reads them (``CandidateRecord.expected_gain``).
+        """
         self.memory.learn(
             version,
             tree,
             [(r.mutator, r.kind, r.patch, r.ratio, r.verdict == "reject") for r in records],
-            predicted,
+            {r.patch: r.expected_gain for r in records if r.expected_gain is not None},
         )
         for record in records:
             self.tuner.measured(record.candidate, record.ratio)

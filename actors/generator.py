@@ -139,8 +139,10 @@ class Generator(RoleActor):
             function=opp.function,
             line=opp.line,
             kind=opp.kind,
-            detail=opp.evidence,
-            weight=opp.expected_gain,
+            # the mutator's own words for the site: ``apply`` tells two rewrites at one
+            # line apart by them (the evidence is the analyzer's prose around them)
+            detail=str(getattr(opp, "detail", "") or opp.evidence),
+            weight=float(getattr(opp, "weight", opp.expected_gain)),
         )
         return from_rewrite(
             message.tree,

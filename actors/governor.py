@@ -35,7 +35,12 @@ def judge(
     policy: Policy,
     seed: int,
 ) -> tuple[Decision, Evidence]:
-    """Evidence from a report, then the policy's verdict; pure apart from the seeded rng."""
+    """Evidence from a report, then the policy's verdict; pure apart from the seeded rng.
+
+    The manifest's work counts and limits apply whatever policy the caller gave: they
+    say what "better" means for this genome, as the metric does.
+    """
+    policy = policy.demanding(manifest.fitness)
     comparison: Comparison | None = None
     if (
         report.failure is None
@@ -70,5 +75,7 @@ def judge(
         new_imports=tuple(sorted(set(imports))),
         failure=None if report.failure is None else f"{report.failure}: {report.detail}",
         generated_by=candidate.mutator,
+        parent_figures=dict(report.parent_figures),
+        candidate_figures=dict(report.candidate_figures),
     )
     return decide(evidence, policy), evidence

@@ -108,6 +108,22 @@ class Validate(NamedTuple):
     patch: str
 
 
+class CheckHeldOut(NamedTuple):
+    """Validator: run the held-out tests on ``parent_tree`` + ``patch`` (a single node's own
+    check before it adopts; in a swarm the voters run them, :class:`Validate`)."""
+
+    manifest: Manifest
+    parent_tree: Tree
+    patch: str
+
+
+class HeldOutResult(NamedTuple):
+    """Whether the held-out tests passed (None: the manifest declares none), and why not."""
+
+    passed: bool | None
+    detail: str
+
+
 class VoteOn(NamedTuple):
     """Voter: a peer's proposal waits for this node's vote (validate it, then vote)."""
 

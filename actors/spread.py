@@ -226,7 +226,8 @@ def bounded(report: IncubationReport, candidate: str) -> IncubationReport:
     """The verdict and bounded evidence of a report, and nothing else; Refused if malformed.
 
     ``detail`` and ``failure`` are cut to :data:`TEXT_CAP` bytes, the samples to
-    :data:`SAMPLES_CAP` per side, ``extra`` to :data:`EXTRA_CAP` numeric entries; every
+    :data:`SAMPLES_CAP` per side, ``extra`` and each side's figures (peak memory, work
+    counts, limited figures) to :data:`EXTRA_CAP` numeric entries; every
     field is checked for its type, since a peer's answer is built from a peer's bytes.
     """
     try:
@@ -244,6 +245,8 @@ def bounded(report: IncubationReport, candidate: str) -> IncubationReport:
             runs=int(_number(report.runs)),
             extra=_extra(report.extra),
             measure=report.measure,
+            parent_figures=_extra(report.parent_figures),
+            candidate_figures=_extra(report.candidate_figures),
         )
     except (TypeError, ValueError, OverflowError) as exc:
         raise Refused(f"a report on {candidate} is malformed: {exc}") from exc

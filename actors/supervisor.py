@@ -50,7 +50,15 @@ class Supervisor:
         self._next = 0
 
     def start(self, role: str, factory: Callable[[], pykka.ActorRef[Any]], size: int = 1) -> None:
-        """Start ``size`` actors for ``role`` (a pool when size > 1)."""
+        """Start ``size`` actors for ``role`` (a pool when size > 1).
+
+        Starting a role again replaces its actors: the old local ones are stopped, never leaked.
+        """
+        old = self._roles.get(role)
+        if old is not None:
+            for ref in old.refs:
+                if isinstance(ref, pykka.ActorRef):
+                    ref.stop()
         entry = _Role(factory)
         entry.refs = [factory() for _ in range(size)]
         self._roles[role] = entry

@@ -1,5 +1,8 @@
 """Validator: a node's own check of a peer's proposal before it votes.
 
+A single node (no peers to vote) asks it for the held-out tests alone
+(:class:`~actors.messages.CheckHeldOut`) before it adopts a candidate it proved.
+
 The swarm trusts no proposer's word: every node applies the patch to its own copy of the
 parent and runs the genome's tests in its own sandbox, then the held-out tests the
 proposer never ran (``commands.held_out``), if the manifest has them.  The benchmark is not
@@ -13,7 +16,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from actors.base import RoleActor
-from actors.messages import Validate, Verdict
+from actors.messages import CheckHeldOut, HeldOutResult, Validate, Verdict
 from evolution.errors import PatchError
 from evolution.patch import apply_patch
 from evolution.tree import short, version_id
@@ -24,7 +27,10 @@ from runtime.sandbox import Sandbox
 
 class Validator(RoleActor):
     role: ClassVar[str] = "validator"
-    handlers: ClassVar[dict[type, str]] = {Validate: "on_validate"}
+    handlers: ClassVar[dict[type, str]] = {
+        Validate: "on_validate",
+        CheckHeldOut: "on_check_held_out",
+    }
 
     def __init__(self, sandbox: Sandbox) -> None:
         super().__init__()
@@ -51,3 +57,16 @@ class Validator(RoleActor):
         if not held_out.ok:
             return verdict(False, f"held-out tests fail: {held_out.detail}")
         return verdict(True, "tests and held-out tests pass")
+
+    def on_check_held_out(self, message: CheckHeldOut) -> HeldOutResult:
+        """The held-out tests alone, on the full tree (the candidate was proven without them)."""
+        try:
+            tree = apply_patch(message.parent_tree, message.patch)
+        except PatchError as exc:
+            return HeldOutResult(False, f"patch does not apply: {exc}")
+        result = run_held_out(self.sandbox, tree, message.manifest)
+        if result is None:
+            return HeldOutResult(None, "no held-out tests declared")
+        if not result.ok:
+            return HeldOutResult(False, result.detail)
+        return HeldOutResult(True, "held-out tests pass")

@@ -10,12 +10,14 @@ above the chosen gain.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from events.records import Adoption, CandidateRecord, Held
 from evolution.compose import COMPOSED, MERGE_FLOOR
+from evolution.fitness import trade_offs
 from evolution.generate import Candidate
+from evolution.manifest import Fitness
 from evolution.patch import apply_patch
 from evolution.policy import Decision, Evidence
 from evolution.stats import Comparison, median
@@ -29,13 +31,21 @@ def verdicts(
     judged: list[tuple[Decision, Evidence]],
     version: str,
     tree: dict[str, str],
+    predicted: Mapping[str, float] | None = None,
+    fitness: Fitness | None = None,
 ) -> tuple[list[CandidateRecord], Adoption | None, list[Held]]:
-    """The records of every candidate, the held ones, and the adoption (or None)."""
+    """The records of every candidate, the held ones, and the adoption (or None).
+
+    ``predicted`` maps a patch to the gain its plan predicted (kept with the record for
+    the calibration); ``fitness`` names the main metric, the limits and the work counts,
+    so every figure is kept with the candidate as a trade-off (``tars log show``).
+    """
     records: list[CandidateRecord] = []
     adoption: Adoption | None = None
     held: list[Held] = []
     for candidate, report, (decision, evidence) in zip(candidates, reports, judged, strict=True):
         comparison = evidence.comparison
+        figures = _figures(evidence, report, fitness)
         records.append(
             CandidateRecord(
                 candidate=candidate.id,
@@ -49,9 +59,15 @@ def verdicts(
                 low=comparison.low if comparison else None,
                 high=comparison.high if comparison else None,
                 tests_passed=report.tests_passed,
+                expected_gain=(predicted or {}).get(candidate.patch),
+                figures=figures,
             )
         )
         ev = _evidence_dict(candidate, report, evidence)
+        if figures:
+            ev["figures"] = figures
+        if decision.rules:
+            ev["held_by"] = list(decision.rules)
         if decision.verdict == "hold":
             held.append(
                 Held(
@@ -150,3 +166,33 @@ def _evidence_dict(
         "new_imports": list(evidence.new_imports),
         "failure": evidence.failure,
     }
+
+
+def _figures(
+    evidence: Evidence, report: IncubationReport, fitness: Fitness | None
+) -> dict[str, Any]:
+    """Every figure of both sides as the record keeps it: the main measurement's medians
+    (the metric, or the instruction count: ``"main": True``), then every other figure."""
+    if not evidence.parent_figures and not evidence.candidate_figures:
+        return {}
+    out = trade_offs(
+        fitness.metric if fitness else "",
+        fitness.limits if fitness else (),
+        fitness.work if fitness else (),
+        evidence.parent_figures,
+        evidence.candidate_figures,
+    )
+    name = (
+        "instructions"
+        if report.measure == "instructions"
+        else fitness.metric
+        if fitness
+        else "metric"
+    )
+    if report.parent_samples and report.candidate_samples and name not in out:
+        out[name] = {
+            "parent": median(report.parent_samples),
+            "candidate": median(report.candidate_samples),
+            "main": True,
+        }
+    return out

@@ -228,6 +228,10 @@ def validate(
             console.print(
                 f"gain: {c.ratio:.3f}× [{c.low:.3f}, {c.high:.3f}] at {c.confidence:.0%} over {c.rounds} rounds"
             )
+    for name in sorted(set(report.parent_figures) | set(report.candidate_figures)):
+        if ":" not in name:  # a figure's range (name:lo, name:hi) is in the log, not here
+            before, after = report.parent_figures.get(name), report.candidate_figures.get(name)
+            console.print(f"{name}: {_figure(before)} → {_figure(after)}")
     console.print(f"verdict: [bold]{decision.verdict}[/] — {'; '.join(decision.reasons)}")
     if decision.verdict == "reject":
         raise typer.Exit(2)
@@ -261,6 +265,10 @@ def run(
         console.print(
             f"{name}: {len(summary.adopted)} versions adopted this run; head {short(summary.head)}"
         )
+
+
+def _figure(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:g}"
 
 
 @app.command()

@@ -79,7 +79,7 @@ def _summary_of(kind: str, data: dict[str, Any], parent: str | None) -> str:
     if kind == "CandidateEvaluated":
         ratio = data.get("ratio")
         gain = f" {ratio:.2f}×" if isinstance(ratio, float) else ""
-        return f"{data.get('mutator')} {data.get('verdict')}{gain}"
+        return f"{data.get('mutator')} {data.get('verdict')}{gain}{_memory(data.get('figures'))}"
     if kind == "VersionAdopted":
         return f"{data.get('mutator')} {data.get('ratio', 0):.2f}× parent {short(parent or '')}"
     if kind == "RolledBack":
@@ -90,6 +90,84 @@ def _summary_of(kind: str, data: dict[str, Any], parent: str | None) -> str:
         result = f" {data['result']}" if data.get("result") else ""
         return f"{data.get('phase')}{result} step {data.get('step')} {data.get('weight', 0):.0%}: {data.get('reason', '')}"
     return ""
+
+
+def _memory(figures: Any) -> str:
+    """ " mem 7.5→12.7 MB" when the record kept the peak memory of both sides."""
+    row = figures.get("peak_memory_mb") if isinstance(figures, dict) else None
+    if not isinstance(row, dict):
+        return ""
+    before, after = row.get("parent"), row.get("candidate")
+    if not isinstance(before, int | float) or not isinstance(after, int | float):
+        return ""
+    return f" mem {before:.1f}→{after:.1f} MB"
+
+
+def trade_off_table(data: dict[str, Any]) -> Any:
+    """The trade-offs one candidate made: the main gain, then every other figure, both sides.
+
+    None when the event kept no figures (events stored before they were kept, or a
+    candidate that failed before its benchmark ran).
+    """
+    from rich.table import Table
+
+    figures = data.get("figures")
+    if not isinstance(figures, dict):
+        evidence = data.get("evidence")
+        figures = evidence.get("figures") if isinstance(evidence, dict) else None
+    if not isinstance(figures, dict) or not figures:
+        return None
+    table = Table(title="trade-offs", title_justify="left")
+    for column in ("figure", "parent", "candidate", "change", "limit"):
+        table.add_column(column, justify="left" if column in ("figure", "limit") else "right")
+    ratio, low, high = data.get("ratio"), data.get("low"), data.get("high")
+    gain = ""
+    if isinstance(ratio, int | float):
+        gain = f"gain {ratio:.3f}×" + (
+            " exact" if low == high else f" ({low:.2f}–{high:.2f}×)" if low and high else ""
+        )
+    rows = sorted(figures.items(), key=lambda item: (not _is_main(item[1]), item[0]))
+    for name, row in rows:
+        if not isinstance(row, dict):
+            continue
+        before, after = row.get("parent"), row.get("candidate")
+        rule = f"main: {gain}" if _is_main(row) else _limit(row)
+        table.add_row(name, _figure(before), _figure(after), _change(before, after), rule)
+    return table
+
+
+def _is_main(row: Any) -> bool:
+    return isinstance(row, dict) and row.get("main") is True
+
+
+def _figure(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "—"
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.3f}"
+
+
+def _change(before: Any, after: Any) -> str:
+    if not isinstance(before, int | float) or not isinstance(after, int | float) or not before:
+        return ""
+    return f"{(after - before) / abs(before):+.1%}"
+
+
+def _limit(row: dict[str, Any]) -> str:
+    """The figure's rule, marked ✗ where the candidate broke it."""
+    before, after = row.get("parent"), row.get("candidate")
+    measured = isinstance(before, int | float) and isinstance(after, int | float)
+    if row.get("work"):
+        return "work: same" + (" ✗" if before != after else "")
+    allowed = row.get("max_change")
+    if not isinstance(allowed, int | float):
+        return ""
+    direction = row.get("direction", "minimize")
+    sign = "+" if direction == "minimize" else "-"
+    broken = not measured
+    if measured and before:
+        worse = (after - before) / abs(before) * (1 if direction == "minimize" else -1)
+        broken = worse > allowed + 1e-9
+    return f"{sign}{allowed:.0%} at most" + (" ✗" if broken else "")
 
 
 #: Nanoseconds per second: event times come as integer nanoseconds since the epoch.
@@ -171,6 +249,9 @@ def show(
         for entry in handle.log(start=seq, limit=1):
             if entry.seq == seq:
                 console.print_json(json.dumps(_as_json(entry), default=str))
+                table = trade_off_table(entry.data)
+                if table is not None:
+                    console.print(table)
                 return
     raise TarsError(f"no event with seq {seq}", hint="`tars log ls` lists the events")
 

@@ -74,7 +74,8 @@ class CycleProgress:
             elif adoption is not None:
                 self.console.print(
                     f"  cycle {result.cycle}: adopted [green]{short(adoption.version)}[/] "
-                    f"({adoption.mutator}, {adoption.ratio:.2f}× [{adoption.low:.2f}, {adoption.high:.2f}])"
+                    f"({adoption.mutator}, {adoption.ratio:.2f}× [{adoption.low:.2f}, {adoption.high:.2f}]"
+                    f"{_memory(adoption.evidence)})"
                 )
             else:
                 verdicts = (
@@ -92,3 +93,15 @@ class CycleProgress:
             self.console.print(
                 f"  registered {info['genome']} at {short(info['version'])} (fitness {info['fitness']:.4g})"
             )
+
+
+def _memory(evidence: dict[str, Any]) -> str:
+    """ ", peak memory 7.4→7.5 MB" when the adoption kept both sides' peak memory."""
+    figures = evidence.get("figures")
+    row = figures.get("peak_memory_mb") if isinstance(figures, dict) else None
+    if not isinstance(row, dict):
+        return ""
+    before, after = row.get("parent"), row.get("candidate")
+    if not isinstance(before, int | float) or not isinstance(after, int | float):
+        return ""
+    return f", peak memory {before:.1f}→{after:.1f} MB"

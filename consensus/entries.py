@@ -35,7 +35,7 @@ import msgpack
 from consensus._msgspec import FastDecoder
 from consensus._schema import Bad, Defaults, Schema, defaults_of, name_of, schema_of
 from consensus.signing import Signer, sign
-from events.records import Adoption, CandidateRecord, Held
+from events.records import Adoption, CandidateRecord, Held, left_out
 from evolution.errors import ConsensusError
 
 #: Largest entry a node will decode (a whole genome tree fits many times over).
@@ -235,7 +235,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Proposal):
         return {**asdict(value.adoption), "id": value.id}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
+        return left_out(type(value), asdict(value))
     if isinstance(value, list):
         return [_plain(item) for item in value]
     return value

@@ -32,7 +32,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from events._eventsourcing import Aggregate, create_aggregate
 from events.chain import GENESIS, link
-from events.records import Adoption, CandidateRecord, Held, stored_fields
+from events.records import Adoption, CandidateRecord, Held, left_out, stored_fields
 from evolution.errors import IntegrityError, PatchError, PolicyError
 from evolution.patch import apply_patch
 from evolution.tree import Tree, short, version_id
@@ -100,7 +100,16 @@ class Lineage(Aggregate):
             aggregate.head_parent = None
 
     class CandidateEvaluated(CandidateRecord, Event):
-        """One candidate a cycle proved (the fields of :class:`CandidateRecord`)."""
+        """One candidate a cycle proved (the fields of :class:`CandidateRecord`).
+
+        The record's later fields are stored only when set (:data:`~events.records.LEFT_OUT_EMPTY`):
+        an event stored before them, or one that leaves them empty, holds exactly the
+        older fields, and the chain covers exactly what is stored.
+        """
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            left_out(CandidateRecord, self.__dict__)
 
     class VersionAdopted(Adoption, Event):
         """A new head (the fields of :class:`Adoption`)."""
@@ -277,7 +286,7 @@ class Lineage(Aggregate):
     def evaluate(
         self, record: CandidateRecord, node: str, *, timestamp: datetime | None = None
     ) -> None:
-        fields = stored_fields(CandidateRecord, record)
+        fields = left_out(CandidateRecord, stored_fields(CandidateRecord, record))
         self._trigger(self.CandidateEvaluated, timestamp, node=node, **fields)
 
     def adopt(self, adoption: Adoption, node: str, *, timestamp: datetime | None = None) -> None:

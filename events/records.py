@@ -35,6 +35,27 @@ class CandidateRecord:
     low: float | None
     high: float | None
     tests_passed: bool
+    #: the static model's predicted gain for the candidate's opportunity (None: no plan
+    #: predicted it, a model's or a composition's candidate): calibration reads it back
+    #: from the log against ``ratio`` (:func:`evolution.calibration.from_log`)
+    expected_gain: float | None = None
+    #: every figure besides the main metric, both sides: ``{name: {"parent": x,
+    #: "candidate": y, …}}`` (:func:`evolution.fitness.trade_offs`)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+#: Fields added to a record after events and ledger entries were pinned: an event or an
+#: entry leaves them out when they are empty (None, {}), so a record that does not use
+#: them is stored byte for byte as before, and one stored before reads back the same.
+LEFT_OUT_EMPTY: dict[type, tuple[str, ...]] = {CandidateRecord: ("expected_gain", "figures")}
+
+
+def left_out(record_type: type, fields_: dict[str, Any]) -> dict[str, Any]:
+    """``fields_`` without the later fields of ``record_type`` that are empty (see :data:`LEFT_OUT_EMPTY`)."""
+    for name in LEFT_OUT_EMPTY.get(record_type, ()):
+        if name in fields_ and (fields_[name] is None or fields_[name] == {}):
+            del fields_[name]
+    return fields_
 
 
 @dataclass(frozen=True)

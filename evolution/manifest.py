@@ -54,6 +54,27 @@ class Commands(_Strict):
         return value
 
 
+#: Figures the sandbox measures itself on every benchmark run, whatever the benchmark prints:
+#: the run's peak memory in MiB (its memory cgroup's high-water mark; docs/sandbox.md).
+BUILT_IN_FIGURES = frozenset({"peak_memory_mb"})
+
+FigureName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+
+
+class FitnessLimit(_Strict):
+    """A second objective: a figure the candidate may not make much worse than its parent.
+
+    ``metric`` is a built-in figure (:data:`BUILT_IN_FIGURES`) or a number the benchmark
+    prints in the same JSON line as the main metric; ``max_change`` is the largest change
+    for the worse allowed, as a fraction of the parent's figure (0.10: no more than 10 %
+    more memory for a ``minimize`` figure, no more than 10 % less for a ``maximize`` one).
+    """
+
+    metric: FigureName
+    direction: Literal["minimize", "maximize"] = "minimize"
+    max_change: Annotated[float, Field(ge=0.0, le=100.0)]
+
+
 class Fitness(_Strict):
     metric: Annotated[str, Field(min_length=1)]
     direction: Literal["minimize", "maximize"]
@@ -67,6 +88,30 @@ class Fitness(_Strict):
     #: "instructions" (the benchmark command's instruction count under valgrind, fewer is
     #: better): exact and repeatable, so two runs with one seed decide alike on any machine
     measure: Literal["benchmark", "instructions"] = "benchmark"
+    #: figures the benchmark prints that count the work it did (``lines_parsed``): a
+    #: candidate whose counts differ from its parent's did other work, not the same work
+    #: faster, and is refused (reward hacking: skipping half the input is not a speed-up)
+    work: list[FigureName] = []
+    #: the other objectives, each with a direction and a limit (``[[fitness.limits]]``)
+    limits: list[FitnessLimit] = []
+
+    @model_validator(mode="after")
+    def _figures_named_once(self) -> Fitness:
+        named = [self.metric, *self.work, *(limit.metric for limit in self.limits)]
+        twice = sorted({name for name in named if named.count(name) > 1})
+        if twice:
+            raise ValueError(
+                f"{', '.join(twice)} named twice among metric, work and limits: "
+                "a figure is the main metric, a work count or a limit, once"
+            )
+        if set(self.work) & BUILT_IN_FIGURES:
+            raise ValueError("peak_memory_mb is measured by the sandbox, not a work count")
+        return self
+
+    def printed_figures(self) -> tuple[str, ...]:
+        """The figures read from the benchmark's JSON line besides the main metric."""
+        names = [*self.work, *(limit.metric for limit in self.limits)]
+        return tuple(name for name in names if name not in BUILT_IN_FIGURES)
 
 
 class Limits(_Strict):

@@ -12,7 +12,10 @@ Order of the tests, and why:
    A ratio of 1.08 measured on noise of ±10 % is a coin toss, and adopting coin tosses
    makes the genome random-walk instead of improve.
 3. The gain must be *worth it*: the measured ratio at or above the threshold, because
-   every adoption costs a consensus round, a deploy and a place in the lineage.
+   every adoption costs a consensus round, a deploy and a place in the lineage.  And it
+   must not be bought with something else: the benchmark's work counts exactly the
+   parent's, and no limit of the manifest broken (:mod:`evolution.fitness`); these
+   rejections come first among the reasons.
 4. Only a candidate that would be adopted is checked for risk; a risky one is *held*
    (not rejected) so a human can still take the gain with ``tars approve``.
 
@@ -30,9 +33,12 @@ from __future__ import annotations
 import ast
 import functools
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from evolution.fitness import limit_reasons, work_reasons
+from evolution.manifest import Fitness, FitnessLimit
 from evolution.stats import Comparison
 
 #: Standard-library modules a mutator may introduce without approval: pure, no I/O, no
@@ -57,6 +63,14 @@ class Policy:
     size_step: float = 1.10
     #: the line limit never grows past this many times ``max_patch_lines``
     max_size_factor: float = 5.0
+    #: the manifest's other objectives (``[[fitness.limits]]``): a broken one is a rejection
+    limits: tuple[FitnessLimit, ...] = ()
+    #: the manifest's work counts (``[fitness] work``): a changed one is a rejection
+    work: tuple[str, ...] = ()
+
+    def demanding(self, fitness: Fitness) -> Policy:
+        """This policy with the manifest's limits and work counts, which always apply."""
+        return replace(self, limits=tuple(fitness.limits), work=tuple(fitness.work))
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,9 @@ class Evidence:
     failure: str | None = None
     #: who wrote the change: a mutator's name, or ``llm:<model>`` for a language model
     generated_by: str = ""
+    #: the figures besides the main metric, per side (:func:`evolution.fitness.summarise`)
+    parent_figures: Mapping[str, float] = field(default_factory=dict)
+    candidate_figures: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,8 @@ class Decision:
 
     verdict: Literal["adopt", "reject", "hold"]
     reasons: tuple[str, ...]
+    #: the policy rules that held a candidate (``max_patch_lines``, ``approval_on_model``, …)
+    rules: tuple[str, ...] = ()
 
 
 def decide(evidence: Evidence, policy: Policy) -> Decision:
@@ -99,7 +118,10 @@ def decide(evidence: Evidence, policy: Policy) -> Decision:
         if exact
         else f"{comparison.confidence:.0%} interval {_x(comparison.low)}–{_x(comparison.high)}"
     )
-    rejections: list[str] = []
+    rejections: list[str] = [
+        *work_reasons(policy.work, evidence.parent_figures, evidence.candidate_figures),
+        *limit_reasons(policy.limits, evidence.parent_figures, evidence.candidate_figures),
+    ]
     if comparison.confidence + 1e-9 < policy.confidence:
         rejections.append(
             f"measured at {comparison.confidence:.0%} confidence, policy requires {policy.confidence:.0%}"
@@ -115,28 +137,56 @@ def decide(evidence: Evidence, policy: Policy) -> Decision:
     if rejections:
         return Decision("reject", tuple(rejections))
 
-    risks: list[str] = []
+    accepted = f"{gain} ({interval}) meets threshold {_x(policy.threshold)}"
+    risks = _risks(evidence, comparison, policy, gain)
+    if risks:
+        return Decision(
+            "hold", (*(why for why, _ in risks), accepted), tuple(rule for _, rule in risks)
+        )
+    return Decision("adopt", (accepted,))
+
+
+def _risks(
+    evidence: Evidence, comparison: Comparison, policy: Policy, gain: str
+) -> list[tuple[str, str]]:
+    """(reason, rule) for every risk of a candidate that would be adopted; each reason names its rule."""
+    risks: list[tuple[str, str]] = []
     allowed = size_allowance(comparison, policy)
     if evidence.patch_lines > allowed:
         why = "" if allowed == policy.max_patch_lines else f" for an exact {gain}"
         risks.append(
-            f"patch changes {evidence.patch_lines} lines, over the {allowed}-line limit{why}"
+            (
+                f"patch changes {evidence.patch_lines} lines, over the {allowed}-line limit{why} "
+                "(policy max_patch_lines)",
+                "max_patch_lines",
+            )
         )
     if policy.approval_on_protected and evidence.protected_touched:
-        risks.append(f"touches protected files: {', '.join(evidence.protected_touched)}")
+        risks.append(
+            (
+                f"touches protected files: {', '.join(evidence.protected_touched)} "
+                "(policy approval_on_protected)",
+                "approval_on_protected",
+            )
+        )
     if policy.approval_on_new_imports:
         unsafe = unsafe_imports(evidence.new_imports)
         if unsafe:
-            risks.append(f"new imports need approval: {', '.join(unsafe)}")
+            risks.append(
+                (
+                    f"new imports need approval: {', '.join(unsafe)} (policy approval_on_new_imports)",
+                    "approval_on_new_imports",
+                )
+            )
     if policy.approval_on_model and is_model_written(evidence.generated_by):
         risks.append(
-            f"written by a model ({evidence.generated_by}): model-written changes wait for a "
-            "human (policy approval_on_model)"
+            (
+                f"written by a model ({evidence.generated_by}): model-written changes wait for a "
+                "human (policy approval_on_model)",
+                "approval_on_model",
+            )
         )
-    accepted = f"{gain} ({interval}) meets threshold {_x(policy.threshold)}"
-    if risks:
-        return Decision("hold", (*risks, accepted))
-    return Decision("adopt", (accepted,))
+    return risks
 
 
 def size_allowance(comparison: Comparison, policy: Policy) -> int:

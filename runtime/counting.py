@@ -20,6 +20,7 @@ from pathlib import Path
 
 from evolution.manifest import Manifest
 from evolution.tree import version_id
+from runtime.figures import PEAK_MEMORY, read_figures
 from runtime.sandbox import RunResult, Sandbox, SandboxLimits
 
 #: cachegrind without its cache and branch simulation is a plain instruction counter:
@@ -77,8 +78,12 @@ def read_instructions(result: RunResult) -> float:
     return count
 
 
+#: (instructions, wall seconds, the figures the counted run printed)
+_Counted = tuple[float, float, dict[str, float]]
+
+
 class _CountCache:
-    """(instructions, wall seconds) by (tree, command): exact, so a parent is counted once per version.
+    """(instructions, wall seconds, figures) by (tree, command): exact, so a parent is counted once per version.
 
     Shared by the incubator pool (actors are threads of one process), hence the lock.
     """
@@ -86,16 +91,16 @@ class _CountCache:
     def __init__(self, size: int = _COUNT_CACHE_SIZE) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._counts: OrderedDict[tuple[str, tuple[str, ...]], tuple[float, float]] = OrderedDict()
+        self._counts: OrderedDict[tuple[str, tuple[str, ...]], _Counted] = OrderedDict()
 
-    def get(self, key: tuple[str, tuple[str, ...]]) -> tuple[float, float] | None:
+    def get(self, key: tuple[str, tuple[str, ...]]) -> _Counted | None:
         with self._lock:
             value = self._counts.get(key)
             if value is not None:
                 self._counts.move_to_end(key)
             return value
 
-    def put(self, key: tuple[str, tuple[str, ...]], value: tuple[float, float]) -> None:
+    def put(self, key: tuple[str, tuple[str, ...]], value: _Counted) -> None:
         with self._lock:
             self._counts[key] = value
             self._counts.move_to_end(key)
@@ -139,7 +144,7 @@ def run_counted(
 
 def count_instructions(sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest) -> float:
     """Instructions the benchmark executes on ``tree`` (cached per version); ValueError when it fails."""
-    count, _, _, failure = count_cached(sandbox, tree, manifest)
+    count, _, _, failure, _ = count_cached(sandbox, tree, manifest)
     if count is None:
         raise ValueError(
             f"benchmark failed under the instruction counter: {failure[1] if failure else '?'}"
@@ -153,24 +158,28 @@ def count_cached(
     manifest: Manifest,
     workdir: Path | None = None,
     wall_limit: float | None = None,
-) -> tuple[float | None, float, float, tuple[str, str] | None]:
-    """(count, seconds spent now, seconds the counted run takes, (failure, detail)).
+) -> tuple[float | None, float, float, tuple[str, str] | None, dict[str, float]]:
+    """(count, seconds spent now, seconds the counted run takes, (failure, detail), figures).
 
-    A version counted before costs nothing now; its run's duration comes from the cache.
+    A version counted before costs nothing now; its run's duration and the figures it
+    printed (the manifest's work counts and limits, :mod:`runtime.figures`) come from the
+    cache.  Peak memory is not among them: under valgrind it is valgrind's.
     """
     key = (version_id(dict(tree)), tuple(manifest.commands.bench))
     cached = _counts.get(key)
     if cached is not None:
-        return cached[0], 0.0, cached[1], None
+        return cached[0], 0.0, cached[1], None, dict(cached[2])
     with contextlib.ExitStack() as stack:
         where = workdir if workdir is not None else stack.enter_context(sandbox.workspace(tree))
         result = run_counted(sandbox, where, manifest, wall_limit)
     wall = result.wall_seconds
     if not result.ok:
-        return None, wall, wall, (result.failure or "exit", result.detail)
+        return None, wall, wall, (result.failure or "exit", result.detail), {}
     try:
         count = read_instructions(result)
     except ValueError as exc:
-        return None, wall, wall, ("bench-output", str(exc))
-    _counts.put(key, (count, wall))
-    return count, wall, wall, None
+        return None, wall, wall, ("bench-output", str(exc)), {}
+    figures = read_figures(result, manifest.fitness.printed_figures())
+    figures.pop(PEAK_MEMORY, None)
+    _counts.put(key, (count, wall, figures))
+    return count, wall, wall, None, dict(figures)

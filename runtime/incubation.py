@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evolution.fitness import summarise
 from evolution.manifest import Manifest
 from runtime.counting import (
     COUNTING_SLOWDOWN,
@@ -30,6 +31,7 @@ from runtime.counting import (
     run_counted,
     valgrind,
 )
+from runtime.figures import PEAK_MEMORY, native_peak, read_figures, wants_native_memory
 from runtime.sandbox import RunResult, Sandbox, SandboxLimits
 
 #: a candidate may take this many times its parent's counted run, with the floor below,
@@ -56,6 +58,10 @@ class IncubationReport:
     #: how the samples were taken: "benchmark" (A/B pairs of the metric) or
     #: "instructions" (one exact count per side)
     measure: str = "benchmark"
+    #: the figures besides the main metric per side (peak memory, the manifest's work
+    #: counts and limits), summarised over the side's runs (:func:`evolution.fitness.summarise`)
+    parent_figures: dict[str, float] = field(default_factory=dict)
+    candidate_figures: dict[str, float] = field(default_factory=dict)
 
     @property
     def overhead_seconds(self) -> float:
@@ -132,6 +138,7 @@ class _Tally:
         candidate_samples: Sequence[float] = (),
         *,
         measure: str = "benchmark",
+        figures: tuple[Mapping[str, float], Mapping[str, float]] = ({}, {}),
     ) -> IncubationReport:
         return IncubationReport(
             self.candidate,
@@ -144,6 +151,8 @@ class _Tally:
             total_seconds=time.perf_counter() - self.started,
             runs=self.runs,
             measure=measure,
+            parent_figures=dict(figures[0]),
+            candidate_figures=dict(figures[1]),
         )
 
 
@@ -191,10 +200,14 @@ def incubate(
                 (cand_dir, candidate_samples, "candidate"),
             )
             limit = max(rounds, max_rounds or rounds)
-            failed = _interleaved(sandbox, manifest, tally, limits, pair, rounds, limit, undecided)
+            runs: dict[str, list[dict[str, float]]] = {"parent": [], "candidate": []}
+            failed = _interleaved(
+                sandbox, manifest, tally, limits, pair, rounds, limit, undecided, runs
+            )
             if failed is not None:
                 return failed
-    return tally.report(True, None, "ok", parent_samples, candidate_samples)
+    figures = (summarise(runs["parent"]), summarise(runs["candidate"]))
+    return tally.report(True, None, "ok", parent_samples, candidate_samples, figures=figures)
 
 
 def _interleaved(
@@ -206,8 +219,10 @@ def _interleaved(
     rounds: int,
     limit: int,
     undecided: Callable[[Sequence[float], Sequence[float]], bool] | None,
+    runs: dict[str, list[dict[str, float]]],
 ) -> IncubationReport | None:
-    """The A/B rounds, samples appended to ``pair``'s lists; a report only when a run failed."""
+    """The A/B rounds, samples appended to ``pair``'s lists and each run's figures to
+    ``runs[who]``; a report only when a run failed."""
     parent_samples, candidate_samples = pair[0][1], pair[1][1]
     index, target = 0, rounds
     while index < target:
@@ -225,6 +240,7 @@ def _interleaved(
                 samples.append(read_metric(result, manifest.fitness.metric))
             except ValueError as exc:
                 return tally.report(True, "bench-output", f"{who} {exc}")
+            runs[who].append(read_figures(result, manifest.fitness.printed_figures()))
         index += 1
         if (
             index == target < limit
@@ -248,7 +264,9 @@ def _counted(
     The candidate's run is stopped at CANDIDATE_WALL_FACTOR times its parent's (at least
     CANDIDATE_WALL_FLOOR seconds), so a benchmark that hangs fails in seconds.
     """
-    parent, spent, parent_wall, failure = count_cached(sandbox, parent_tree, manifest)
+    parent, spent, parent_wall, failure, parent_figures = count_cached(
+        sandbox, parent_tree, manifest
+    )
     tally.add(spent, 1 if spent else 0)
     if parent is None:
         kind, detail = failure or ("exit", "?")
@@ -259,7 +277,7 @@ def _counted(
             measure="instructions",
         )
     limit = max(CANDIDATE_WALL_FLOOR, CANDIDATE_WALL_FACTOR * parent_wall)
-    count, spent, _, failure = count_cached(
+    count, spent, _, failure, candidate_figures = count_cached(
         sandbox, candidate_tree, manifest, cand_dir, wall_limit=limit
     )
     tally.add(spent, 1 if spent else 0)
@@ -272,7 +290,27 @@ def _counted(
             f"(a candidate may take {CANDIDATE_WALL_FACTOR:g}× its parent's {parent_wall:.1f} s, at least {CANDIDATE_WALL_FLOOR:g} s)",
             measure="instructions",
         )
-    return tally.report(True, None, "ok", (parent,), (count,), measure="instructions")
+    if wants_native_memory(
+        manifest
+    ):  # under valgrind the memory is valgrind's: one native run each
+        env = bench_env("benchmark")
+        for tree, where, figures in (
+            (parent_tree, None, parent_figures),
+            (candidate_tree, cand_dir, candidate_figures),
+        ):
+            peak, spent = native_peak(sandbox, tree, manifest, where, env=env, cache=where is None)
+            tally.add(spent, 1 if spent else 0)
+            if peak is not None:
+                figures[PEAK_MEMORY] = peak
+    return tally.report(
+        True,
+        None,
+        "ok",
+        (parent,),
+        (count,),
+        measure="instructions",
+        figures=(parent_figures, candidate_figures),
+    )
 
 
 __all__ = [

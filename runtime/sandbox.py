@@ -299,7 +299,10 @@ class Sandbox:
             cpu = cpu_cg if cpu_cg is not None else usage.ru_utime + usage.ru_stime
             refused = cgroup.fork_refusals() if cgroup is not None else 0
             failure, detail = classify(code, stderr_text, limits, cpu, refused, oom_kills=oom)
-        return RunResult(job.argv, returncode, stdout_text, stderr_text, wall, failure, detail)
+        return RunResult(
+            job.argv, returncode, stdout_text, stderr_text, wall, failure, detail,
+            cgroup.peak_memory_mb() if cgroup is not None else None,
+        )  # fmt: skip
 
     def run_profiled(
         self,

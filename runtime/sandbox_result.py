@@ -53,6 +53,10 @@ class RunResult:
     wall_seconds: float
     failure: str | None
     detail: str
+    #: the run's peak memory in MiB: its memory cgroup's high-water mark (every process
+    #: and its tmpfs together); None where the machine gives none (no memory group, a
+    #: cgroup v2 kernel before 5.19)
+    peak_memory_mb: float | None = None
 
     @property
     def ok(self) -> bool:

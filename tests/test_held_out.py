@@ -171,3 +171,39 @@ def test_a_swarm_votes_down_a_candidate_that_fails_only_the_held_out_tests(tmp_p
             if e.type == "VoteCast" and not e.data["yes"]
         ]
         assert reasons and all(r.startswith("held-out tests fail") for r in reasons), reasons
+
+
+def test_a_single_node_runs_the_held_out_tests_before_it_adopts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no voters, the node itself runs them after its verdict: `capped` (faster, every
+    visible test passing, wrong on chains the held-out tests check) is never adopted; a
+    right candidate of the same cycle is.  Both are real files in tests/data."""
+    from fitkit import collatz, planted
+
+    from node import Node, NodeConfig
+
+    folder = collatz(tmp_path)
+    config = NodeConfig(
+        "n1", f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "work",
+        incubators=2, candidates_per_cycle=2,
+    )  # fmt: skip
+    with Node(config) as node:
+        name, _ = node.register(folder)
+        before = node.store.head(name).version
+        with planted(monkeypatch, ["capped"]):
+            alone = node.evolve(name, cycles=1, seed=5)
+        assert alone.adopted == [] and node.store.head(name).version == before
+        with planted(monkeypatch, ["capped", "memo_small"]):
+            both = node.evolve(name, cycles=2, seed=5)
+        rows = [e.data for e in node.store.log(genome=name) if e.type == "CandidateEvaluated"]
+        head = node.store.head(name)
+    capped = [r for r in rows if r["mutator"] == "capped"]
+    assert capped and all(r["verdict"] == "reject" for r in capped), capped
+    assert capped[0]["reasons"][0].startswith("held-out tests fail"), capped[0]["reasons"]
+    assert any("meets threshold" in r for r in capped[0]["reasons"]), (
+        "its visible evidence was good"
+    )
+    (small,) = [r for r in rows if r["mutator"] == "memo_small"]
+    assert small["verdict"] == "adopt" and both.adopted == [head.version]
+    assert "count < 60" not in head.tree["collatz/core.py"]

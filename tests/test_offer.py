@@ -317,3 +317,23 @@ def test_with_spread_on_the_swarm_adopts_wins_proven_on_peers(tmp_path: Path) ->
         assert served > 0, "peers proved some of the leader's candidates"
         assert all(len(n.state.offers) > 0 for n in nodes), "every node holds the offers"
         assert sum(n.counters["refused_incubations"] for n in nodes) == 0
+
+
+def test_a_peers_figures_are_kept_bounded_and_forged_ones_refused() -> None:
+    """A limit on peak memory must see a peer's figures: dropped, every remote candidate would
+    fail it as "not measured"; unbounded or forged, a peer could flood or lie in any shape."""
+    kept = IncubationReport(
+        "c1", True, None, "ok", (1.0, 2.0), (0.5, 1.0),
+        parent_figures={"peak_memory_mb": 7.5, "lines": 12000.0},
+        candidate_figures={"peak_memory_mb": 12.7, "lines": 6000.0},
+    )  # fmt: skip
+    assert bounded(kept, "c1") == kept
+    flood = IncubationReport(
+        "c1", True, None, "ok", candidate_figures={f"f{i}" * 40: 1.0 for i in range(1000)}
+    )
+    cut = bounded(flood, "c1")
+    assert len(cut.candidate_figures) == 32 and all(len(k) <= 64 for k in cut.candidate_figures)
+    for figures in ({"peak_memory_mb": float("nan")}, {"lines": "12000"}, {7: 1.0}, [1.0]):
+        forged = IncubationReport("c1", True, None, "ok", parent_figures=figures)  # type: ignore[arg-type]
+        with pytest.raises(Refused, match="malformed"):
+            bounded(forged, "c1")

@@ -94,7 +94,8 @@ def test_threshold_is_configurable() -> None:
 def test_large_patch_is_held() -> None:
     d = decide(evidence(patch_lines=41), Policy())
     assert d.verdict == "hold"
-    assert d.reasons[0] == "patch changes 41 lines, over the 40-line limit"
+    assert d.reasons[0] == "patch changes 41 lines, over the 40-line limit (policy max_patch_lines)"
+    assert d.rules == ("max_patch_lines",)
     assert decide(evidence(patch_lines=40), Policy()).verdict == "adopt"
 
 
@@ -102,7 +103,8 @@ def test_protected_files_are_held_unless_policy_allows() -> None:
     e = evidence(touched=("genome.toml", "pkg/a.py"), protected_touched=("genome.toml",))
     d = decide(e, Policy())
     assert d.verdict == "hold"
-    assert "touches protected files: genome.toml" in d.reasons
+    assert "touches protected files: genome.toml (policy approval_on_protected)" in d.reasons
+    assert d.rules == ("approval_on_protected",)
     assert decide(e, Policy(approval_on_protected=False)).verdict == "adopt"
 
 
@@ -112,7 +114,8 @@ def test_new_imports_outside_allow_list_are_held() -> None:
     )
     d = decide(evidence(new_imports=("functools", "subprocess")), Policy())
     assert d.verdict == "hold"
-    assert "new imports need approval: subprocess" in d.reasons
+    assert "new imports need approval: subprocess (policy approval_on_new_imports)" in d.reasons
+    assert d.rules == ("approval_on_new_imports",)
     assert (
         decide(evidence(new_imports=("subprocess",)), Policy(approval_on_new_imports=False)).verdict
         == "adopt"
@@ -125,6 +128,7 @@ def test_hold_lists_every_risk_and_the_gain() -> None:
     assert d.verdict == "hold"
     assert len(d.reasons) == 4
     assert "1.30×" in d.reasons[-1]
+    assert d.rules == ("max_patch_lines", "approval_on_protected", "approval_on_new_imports")
 
 
 def test_risk_does_not_rescue_a_rejection() -> None:
@@ -229,13 +233,17 @@ def test_an_exact_big_gain_earns_a_bigger_patch_a_timed_one_does_not() -> None:
     # the same patch with a timed gain of the same size is still held by the plain limit
     timed = evidence(comparison=replace(GOOD, ratio=1.5, low=1.3, high=1.7), patch_lines=136)
     d = decide(timed, Policy())
-    assert d.verdict == "hold" and d.reasons[0] == "patch changes 136 lines, over the 40-line limit"
+    assert d.verdict == "hold"
+    assert (
+        d.reasons[0] == "patch changes 136 lines, over the 40-line limit (policy max_patch_lines)"
+    )
     # a small exact gain earns a little more room, named in the reason
     small = decide(evidence(comparison=exact_gain(1.10), patch_lines=81), Policy())
     assert small.verdict == "hold"
     assert (
         small.reasons[0]
-        == "patch changes 81 lines, over the 80-line limit for an exact gain 1.1000×"
+        == "patch changes 81 lines, over the 80-line limit for an exact gain 1.1000× "
+        "(policy max_patch_lines)"
     )
     assert (
         decide(evidence(comparison=exact_gain(1.10), patch_lines=80), Policy()).verdict == "adopt"
@@ -265,3 +273,26 @@ def test_a_model_written_candidate_waits_for_a_human_by_default() -> None:
     assert decide(evidence(generated_by="local_alias"), Policy()).verdict == "adopt"
     # a model's failure is still a rejection, not a hold
     assert decide(replace(written, tests_passed=False), Policy()).verdict == "reject"
+
+
+def test_the_evidence_is_weighed_and_the_hold_names_its_rule() -> None:
+    """Issue 10 item 6: a 136-line patch with an exact 1.5×, every test passing, is adopted;
+    the same gain with a risky change (tests or manifest touched, a new import) is held,
+    and the decision names the rule that held it."""
+    clean = evidence(comparison=exact_gain(1.5), patch_lines=136)
+    adopted = decide(clean, Policy())
+    assert adopted.verdict == "adopt" and adopted.rules == ()
+    touched = replace(
+        clean,
+        touched=("pkg/parse.py", "tests/test_parse.py", "genome.toml"),
+        protected_touched=("tests/test_parse.py", "genome.toml"),
+    )
+    held = decide(touched, Policy())
+    assert held.verdict == "hold" and held.rules == ("approval_on_protected",)
+    assert held.reasons[0] == (
+        "touches protected files: tests/test_parse.py, genome.toml (policy approval_on_protected)"
+    )
+    importing = decide(replace(clean, new_imports=("ctypes",)), Policy())
+    assert importing.verdict == "hold" and importing.rules == ("approval_on_new_imports",)
+    by_model = decide(replace(clean, generated_by="llm:m"), Policy())
+    assert by_model.verdict == "hold" and by_model.rules == ("approval_on_model",)

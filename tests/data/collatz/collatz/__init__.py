@@ -1,0 +1,1 @@
+"""Collatz chains, written plainly."""

@@ -1,0 +1,27 @@
+"""Collatz chains: how many steps from n down to 1, and the longest chain below a limit."""
+
+_KNOWN = {1: 0}
+
+
+def steps(n):
+    """The number of Collatz steps from ``n`` down to 1."""
+    path = []
+    while n not in _KNOWN:
+        path.append(n)
+        n = n // 2 if n % 2 == 0 else 3 * n + 1
+    count = _KNOWN[n]
+    for seen in reversed(path):
+        count += 1
+        _KNOWN[seen] = count
+    return count
+
+
+def longest(limit):
+    """(start, its steps, starts tried) for the start below ``limit`` with the longest chain."""
+    best, best_steps, tried = 1, 0, 0
+    for start in range(1, limit):
+        count = steps(start)
+        tried += 1
+        if count > best_steps:
+            best, best_steps = start, count
+    return best, best_steps, tried
