@@ -114,7 +114,9 @@ def spawn(
     """Start ``argv`` (``python …``) jailed over ``source``; stdin and stdout are its pipes."""
     iso = sandbox.mechanisms()  # the refuse-or-flag rule: raises where the jail is missing
     if sandbox.disk_mb is not None:
-        limits = SandboxLimits(**{**limits.__dict__, "disk_mb": min(limits.disk_mb, sandbox.disk_mb)})
+        limits = SandboxLimits(
+            **{**limits.__dict__, "disk_mb": min(limits.disk_mb, sandbox.disk_mb)}
+        )
     program = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
     nproc = limits.processes + iso.wrapper_processes
     memory = limits.memory_mb * _MIB if iso.memory_cgroup else None

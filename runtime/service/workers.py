@@ -89,10 +89,16 @@ class WorkerPool:
         self.last_failure = ""
         for rel in WORKER_FILES:
             if (_HERE / rel).is_file():
-                write_tree(self.folder / "_worker", {f"runtime/service/{rel}": (_HERE / rel).read_text()})
-        write_tree(self.folder / "_worker", {"runtime/__init__.py": "", "runtime/service/__init__.py": ""})
+                write_tree(
+                    self.folder / "_worker", {f"runtime/service/{rel}": (_HERE / rel).read_text()}
+                )
+        write_tree(
+            self.folder / "_worker", {"runtime/__init__.py": "", "runtime/service/__init__.py": ""}
+        )
         write_tree(self.folder / "v" / version, tree)
-        self._monitor = threading.Thread(target=self._watch, name=f"pool-{genome}-{colour}", daemon=True)
+        self._monitor = threading.Thread(
+            target=self._watch, name=f"pool-{genome}-{colour}", daemon=True
+        )
 
     # -- starting --
 
@@ -104,7 +110,10 @@ class WorkerPool:
             for index in range(self.service.workers):
                 self._start_worker(index)
             with self._lock:
-                while not all(w.ready for w in self.workers) or len(self.workers) < self.service.workers:
+                while (
+                    not all(w.ready for w in self.workers)
+                    or len(self.workers) < self.service.workers
+                ):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise ServiceError(
@@ -218,7 +227,9 @@ class WorkerPool:
             reply = Reply(True, message.get("result"), "", "", self.version, self.colour)
         else:
             kind = str(message.get("kind") or "exception")
-            reply = Reply(False, None, str(message.get("error", "")), kind, self.version, self.colour)
+            reply = Reply(
+                False, None, str(message.get("error", "")), kind, self.version, self.colour
+            )
         self._finish(call, reply)
 
     def _finish(self, call: Call, reply: Reply) -> None:
@@ -236,7 +247,8 @@ class WorkerPool:
 
     def _exited(self, worker: Worker, calls: list[Call], why: str) -> None:
         """A worker died: retry its calls once elsewhere, restart it (unless stopping)."""
-        retry, failed = [], []
+        retry: list[Call] = []
+        failed: list[Call] = []
         for call in calls:
             call.attempts += 1
             (retry if call.attempts < 2 and not call.finished else failed).append(call)
@@ -286,7 +298,9 @@ class WorkerPool:
                     for ident, call in list(worker.inflight.items()):
                         if call.deadline < now:
                             worker.inflight.pop(ident, None)
-                            late.append((call, "timeout", f"no answer within {self.call_timeout:g} s"))
+                            late.append(
+                                (call, "timeout", f"no answer within {self.call_timeout:g} s")
+                            )
                             stuck.append(worker)
             for call, kind, error in late:
                 self._finish(call, Reply(False, None, error, kind, self.version, self.colour))
@@ -319,6 +333,10 @@ class WorkerPool:
             raise ServiceError(f"{self.genome}: reload to {version[:12]} failed: {bad[0].get('error')}",
                                hint="check the version's code; restarted workers load it afresh")  # fmt: skip
         self.version = version  # restarted workers start on it too
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
     @property
     def inflight(self) -> int:
