@@ -124,9 +124,9 @@ class Front:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/v1/{genome}", self._describe)
         app.router.add_post("/v1/{genome}/{function}", self._call)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, shutdown_timeout=5.0)
+        site = web.TCPSite(runner, self.host, self.port)
         await site.start()
         self._runner = runner
         self.port = int(runner.addresses[0][1])
