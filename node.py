@@ -259,13 +259,13 @@ class SwarmNode:
         )
         self._connect(cluster)
         self._stopped = False
-        #: the genome's live service on this node's HTTP address (docs/service.md)
-        self.service = NodeService(
-            node_id, self.node.sandbox, self.store, *cluster.http_bind(node_id)
-        )
 
     def _connect(self, cluster: ClusterConfig) -> None:
         """Hand the parts to each other: commits, snapshots, the channels peers use."""
+        #: the genome's live service on this node's HTTP address (docs/service.md)
+        self.service = NodeService(
+            self.id, self.node.sandbox, self.store, *cluster.http_bind(self.id)
+        )
         self.engine.on_commit(self.applier.on_commit)
         compaction = cluster.compaction
         self.engine.on_snapshot(self.applier, compact_after=compaction.after, keep=compaction.keep)
