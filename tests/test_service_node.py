@@ -8,11 +8,13 @@ from pathlib import Path
 from servicekit import SVC, variant
 from swarmkit import in_process_swarm, wait
 
+from cli.cluster_view import status_rows
 from consensus.ledger import cycle_entry, register_entry
 from events.records import Adoption
 from evolution.patch import make_patch
 from evolution.tree import version_id
 from runtime.genome_files import load_genome
+from runtime.launcher import ProcessLauncher
 from runtime.service.front import Front
 from runtime.testing import processes_with
 
@@ -32,6 +34,10 @@ def test_swarm_nodes_serve_their_head_and_follow_an_adoption(tmp_path: Path) -> 
             host, port = node.cluster.http_bind(node.id)
             assert port and node.service.url == f"http://{host}:{port}"
             assert node.status()["http"] == node.service.url
+        # `tars cluster status --json` rows carry each node's HTTP address as `http`
+        config = nodes[0].cluster
+        rows = status_rows(config, ProcessLauncher(config), {n.id: n.status() for n in nodes})
+        assert [row["http"] for row in rows] == [n.service.url for n in nodes]
         nodes[0].propose(register_entry("svc", tree["genome.toml"], tree, 1.0, nodes[0].id, time.time()))
         fronts = [node.service.front for node in nodes]
         wait(lambda: all(answer(f, 13, 5)[0] == 200 for f in fronts), 60, "every node serves svc")
