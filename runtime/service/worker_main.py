@@ -11,8 +11,8 @@ writes replies to its stdout:
 * ``{"op": "reload", "id", "version", "root"}`` → ``{"id", "ok", "version"}``;
 * ``{"op": "ping", "id"}`` → ``{"id", "ok": true, "version"}``.
 
-One reader thread (the main one) takes frames; calls run on a small thread pool, so
-calls run concurrently and a reload or ping is answered while calls run. The genome's
+A small pool of threads takes frames in turn and runs each call on the thread that
+read it, so calls run concurrently and a reload or ping is answered while calls run. The genome's
 ``print`` must not corrupt the frames: fd 1 is pointed at stderr and fd 0 at
 /dev/null, the frames use private duplicates. Only the standard library, msgpack and
 this folder's modules are imported here: the worker's files are copied into the jail.
@@ -24,7 +24,7 @@ import argparse
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -91,27 +91,59 @@ def _reload(code: Any, out: _Out, message: dict[str, Any]) -> None:
     out.send({"id": ident, "ok": True, "version": message["version"]})
 
 
+class _Inbox:
+    """Frames in arrival order; one thread at a time reads the pipe for more."""
+
+    def __init__(self, reader: FrameReader) -> None:
+        self.reader = reader
+        self.lock = threading.Lock()
+        self.pending: deque[dict[str, Any]] = deque()
+        self.closed = False
+
+    def next(self) -> dict[str, Any] | None:
+        with self.lock:
+            while not self.pending:
+                if self.closed:
+                    return None
+                frames = self.reader.frames()
+                if frames is None:
+                    self.closed = True
+                    return None
+                self.pending.extend(frames)
+            return self.pending.popleft()
+
+
+def _handle(code: Any, out: _Out, message: dict[str, Any]) -> None:
+    op = message.get("op")
+    if op == "call":
+        _call(code, out, message)
+    elif op == "ping":
+        out.send({"id": message.get("id"), "ok": True, "version": getattr(code, "version", None)})
+    elif op == "reload":  # on a thread of its own: a soft purge may wait for calls to end
+        threading.Thread(target=_reload, args=(code, out, message), daemon=True).start()
+    else:
+        out.send({"id": message.get("id"), "ok": False, "kind": "protocol",
+                  "error": f"unknown op {op!r}"})  # fmt: skip
+
+
 def serve(code: Any, reader: FrameReader, out: _Out, threads: int) -> None:
-    """Answer frames until the node closes the pipe."""
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="call")
-    version = [getattr(code, "version", None)]
-    while True:
-        frames = reader.frames()
-        if frames is None:
-            break
-        for message in frames:
-            op = message.get("op")
-            if op == "call":
-                pool.submit(_call, code, out, message)
-            elif op == "ping":
-                out.send({"id": message.get("id"), "ok": True,
-                          "version": getattr(code, "version", version[0])})  # fmt: skip
-            elif op == "reload":
-                threading.Thread(target=_reload, args=(code, out, message), daemon=True).start()
-            else:
-                out.send({"id": message.get("id"), "ok": False, "kind": "protocol",
-                          "error": f"unknown op {op!r}"})  # fmt: skip
-    pool.shutdown(wait=True)
+    """Answer frames until the node closes the pipe.
+
+    Leader and followers: each of ``threads`` threads takes the next frame (one of them
+    reads the pipe while the others run calls) and handles it itself, so a call costs no
+    hand-over between threads, and calls run concurrently up to ``threads``.
+    """
+
+    def loop() -> None:
+        while (message := inbox.next()) is not None:
+            _handle(code, out, message)
+
+    inbox = _Inbox(reader)
+    workers = [threading.Thread(target=loop, name=f"call-{n}", daemon=True) for n in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
 
 
 def main(argv: list[str] | None = None) -> int:
