@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servicekit import BASE, SVC, get, post, served, version
+from servicekit import SVC, get, post, served, version
 
 from runtime.genome_files import load_genome
 from runtime.service.front import Front
@@ -185,3 +185,12 @@ def test_a_worker_cannot_read_outside_its_tree(tmp_path: Path) -> None:
         assert status == 200 and "def add" in body["result"]
         status, body, _ = post(front, "/v1/svc/peek", {"path": "/etc/passwd"})
         assert status == 200 and "nobody" in body["result"] and "/root" not in body["result"]
+
+
+def test_the_manifest_limits_bind_a_worker(svc: tuple[Router, Front, str]) -> None:
+    """memory_mb = 512 in the test genome: 600 MiB at once fails in the worker, the node serves on."""
+    _, front, _ = svc
+    status, body, _ = post(front, "/v1/svc/grow", {"mb": 600})
+    assert status == 500 and "MemoryError" in body["error"], body
+    status, body, _ = post(front, "/v1/svc/grow", {"mb": 16})
+    assert status == 200 and body["result"] == 16 << 20

@@ -38,7 +38,9 @@ def test_swarm_nodes_serve_their_head_and_follow_an_adoption(tmp_path: Path) -> 
         config = nodes[0].cluster
         rows = status_rows(config, ProcessLauncher(config), {n.id: n.status() for n in nodes})
         assert [row["http"] for row in rows] == [n.service.url for n in nodes]
-        nodes[0].propose(register_entry("svc", tree["genome.toml"], tree, 1.0, nodes[0].id, time.time()))
+        nodes[0].propose(
+            register_entry("svc", tree["genome.toml"], tree, 1.0, nodes[0].id, time.time())
+        )
         fronts = [node.service.front for node in nodes]
         wait(lambda: all(answer(f, 13, 5)[0] == 200 for f in fronts), 60, "every node serves svc")
         assert {answer(f, 13, 5) for f in fronts} == {(200, 18, first)}
@@ -54,4 +56,6 @@ def test_swarm_nodes_serve_their_head_and_follow_an_adoption(tmp_path: Path) -> 
         for node in nodes:
             assert node.service.router.serving("svc") == {"blue": win.version}
     # stopped nodes leave no worker behind (the versions are in the workers' command lines)
-    wait(lambda: not processes_with(first) and not processes_with(win.version), 10, "no workers left")
+    wait(
+        lambda: not processes_with(first) and not processes_with(win.version), 10, "no workers left"
+    )

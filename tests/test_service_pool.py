@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 

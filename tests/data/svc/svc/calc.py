@@ -25,3 +25,8 @@ def peek(path):
     """Read any file: the tests use it to attack the jail from a worker."""
     with open(path, encoding="utf-8", errors="replace") as handle:
         return handle.read(200)
+
+
+def grow(mb):
+    """Hold ``mb`` MiB at once: the worker's memory limit (the manifest's) refuses too much."""
+    return len(bytearray(mb << 20))
