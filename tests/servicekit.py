@@ -65,15 +65,24 @@ def variant(kind: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def served(
-    tmp_path: Path, blue: str, tree: dict[str, str] | None = None, **router: Any
+    tmp_path: Path,
+    blue: str,
+    tree: dict[str, str] | None = None,
+    *,
+    threaded: bool = False,
+    **router: Any,
 ) -> Iterator[tuple[Router, Front]]:
     """A router serving ``blue`` of the test genome behind a started front; all stopped after."""
     sandbox = Sandbox(tmp_path / "sandbox")
     routes = Router(sandbox, **router)
     front = Front(routes, "n1")
     try:
-        routes.add("svc", blue, tree or BASE, ready_timeout=30)
-        front.start()
+        if threaded:  # replies read by a thread per worker (a router without a front)
+            routes.add("svc", blue, tree or BASE, ready_timeout=30)
+            front.start()
+        else:  # as a node does it: the front first, replies read on its event loop
+            front.start()
+            routes.add("svc", blue, tree or BASE, ready_timeout=30)
         yield routes, front
     finally:
         front.stop()

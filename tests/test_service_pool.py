@@ -63,9 +63,14 @@ class Load:
         return [r for r in self.replies if not r.ok]
 
 
-def test_a_worker_killed_under_load_is_restarted_and_no_call_is_lost(tmp_path: Path) -> None:
-    with served(tmp_path, version("blue")) as (router, _):
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_worker_killed_under_load_is_restarted_and_no_call_is_lost(
+    tmp_path: Path, threaded: bool
+) -> None:
+    with served(tmp_path, version("blue"), threaded=threaded) as (router, _):
         pool = router._get("svc").blue
+        # replies are read on the front's loop, or by a thread per worker without a loop
+        assert all((w._thread is not None) == threaded for w in pool.workers)
         futures = [call(router, "slow", seconds=0.02) for _ in range(200)]
         victim = pool.workers[0]
         wait_until(lambda: victim.busy > 0, "the victim holds calls")
@@ -168,9 +173,16 @@ def test_promote_and_abort_under_load_lose_no_request(tmp_path: Path, switch: st
     wait_until(lambda: not processes_with(gone), f"the retired {gone} stopped", timeout=10)
 
 
-@pytest.mark.parametrize("junk", ["garbage", "huge"])
-def test_a_hostile_worker_is_killed_and_the_node_serves_on(tmp_path: Path, junk: str) -> None:
-    with served(tmp_path, version("blue"), variant("hostile")) as (router, front):
+@pytest.mark.parametrize(
+    ("junk", "threaded"), [("garbage", False), ("huge", False), ("garbage", True)]
+)
+def test_a_hostile_worker_is_killed_and_the_node_serves_on(
+    tmp_path: Path, junk: str, threaded: bool
+) -> None:
+    with served(tmp_path, version("blue"), variant("hostile"), threaded=threaded) as (
+        router,
+        front,
+    ):
         pool = router._get("svc").blue
         status, body, _ = post(front, "/v1/svc/words", {"text": junk})
         assert status == 500 and body["kind"] == "crash", body  # tried twice, both killed

@@ -42,9 +42,18 @@ class FrameReader:
                 if self._buffer:
                     raise ValueError(f"end of file inside a frame ({len(self._buffer)} bytes)")
                 return None
-            self._buffer += chunk
-            found = self._take()
+            found = self.feed(chunk)
         return found
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a frame not complete yet."""
+        return len(self._buffer)
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        """The frames ``chunk`` completes (for a reader the event loop calls)."""
+        self._buffer += chunk
+        return self._take()
 
     def _take(self) -> list[dict[str, Any]]:
         found = []

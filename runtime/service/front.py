@@ -81,6 +81,7 @@ class Front:
         self.max_body = max_body
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
+        self._loop_thread = -1
         self._thread: threading.Thread | None = None
 
     @property
@@ -96,7 +97,7 @@ class Front:
 
         def run() -> None:
             loop = asyncio.new_event_loop()
-            self._loop = loop
+            self._loop, self._loop_thread = loop, threading.get_ident()
             try:
                 loop.run_until_complete(self._listen())
             except BaseException as exc:  # noqa: BLE001 (handed to the starting thread)
@@ -111,6 +112,8 @@ class Front:
         self._thread = threading.Thread(target=run, name=f"front-{self.node_id}", daemon=True)
         self._thread.start()
         ready.wait()
+        if not failure and self.router.loop is None:
+            self.router.loop = self._loop  # workers started from now on reply on this loop
         if failure:
             self._thread.join()
             raise ServiceError(
@@ -140,6 +143,8 @@ class Front:
             done = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop)
             with contextlib.suppress(Exception):  # stopping anyway
                 done.result(timeout=10)
+        if self.router.loop is loop:
+            self.router.loop = None
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
 
@@ -192,7 +197,10 @@ class Front:
         future: asyncio.Future[Reply] = loop.create_future()
 
         def done(reply: Reply) -> None:
-            loop.call_soon_threadsafe(_resolve, future, reply)
+            if threading.get_ident() == self._loop_thread:  # a worker read on this loop
+                _resolve(future, reply)
+            else:
+                loop.call_soon_threadsafe(_resolve, future, reply)
 
         started = time.perf_counter()
         try:

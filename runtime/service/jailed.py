@@ -56,8 +56,14 @@ class Jailed:
         """The jail's outermost process (bwrap, or the worker itself without bwrap)."""
         return self.proc.pid
 
+    def terminate(self) -> None:
+        """SIGKILL every process of the jail, leaving the pipes open (their reader sees EOF)."""
+        kill_group(self.proc.pid)
+        if self.cgroup is not None and not self._done:
+            self.cgroup.kill_all()
+
     def kill(self) -> None:
-        """Kill every process of the jail, reap it, remove its groups (idempotent)."""
+        """Kill every process of the jail, reap it, close its pipes, remove its groups (idempotent)."""
         with self._lock:
             if self._done:
                 return

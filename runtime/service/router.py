@@ -12,6 +12,7 @@ lost by a switch. The Deployer drives this only through :class:`ServiceControl`.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -70,6 +71,8 @@ class Router(ServiceControl):
         self._lock = threading.Lock()
         self._draining: list[threading.Thread] = []
         self._retired: list[WorkerPool] = []
+        #: the front's event loop, once it runs: pools started later read replies there
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- genomes --
 
@@ -79,7 +82,7 @@ class Router(ServiceControl):
         pool = WorkerPool(
             self.sandbox, genome, version, tree, manifest.service, manifest.limits,
             colour=colour, call_timeout=self.call_timeout, ready_wait=self.ready_wait,
-            threads=self.threads,
+            threads=self.threads, loop=self.loop,
         )  # fmt: skip
         pool.start(ready_timeout)
         return pool

@@ -10,6 +10,7 @@ answer to no call is killed: the node never trusts what a worker writes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -68,6 +69,7 @@ class Worker:
         jailed: Jailed,
         on_reply: Callable[[Worker, Call, dict[str, Any]], None],
         on_exit: Callable[[Worker, list[Call], str], None],
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.name, self.jailed = name, jailed
         self.inflight: dict[int, Call] = {}
@@ -80,8 +82,17 @@ class Worker:
         self._waiters: dict[int, Callable[[dict[str, Any]], None]] = {}
         assert jailed.proc.stdin is not None and jailed.proc.stdout is not None
         self._stdin = jailed.proc.stdin.fileno()
-        self._thread = threading.Thread(target=self._read, name=f"worker-{name}", daemon=True)
-        self._thread.start()
+        self._reader = FrameReader(jailed.proc.stdout.fileno(), OUT_LIMIT, int_keys=True)
+        self._dead = threading.Event()
+        self._detached = False
+        self._loop = loop
+        self._thread: threading.Thread | None = None
+        if loop is not None and not loop.is_closed():
+            self._watch_on(loop)
+        else:
+            self._loop = None
+            self._thread = threading.Thread(target=self._read, name=f"worker-{name}", daemon=True)
+            self._thread.start()
 
     # -- sending --
 
@@ -147,10 +158,11 @@ class Worker:
     # -- receiving --
 
     def _read(self) -> None:
+        """The reader thread (no event loop given): frames and stderr until the end."""
         proc = self.jailed.proc
         assert proc.stdout is not None and proc.stderr is not None
         out, err = proc.stdout.fileno(), proc.stderr.fileno()
-        reader = FrameReader(out, OUT_LIMIT, int_keys=True)
+        reader = self._reader
         why = "it exited"
         try:
             while True:
@@ -172,6 +184,63 @@ class Worker:
         except OSError as exc:
             why = f"its pipe failed ({exc})"
         self._die(why)
+
+    # -- receiving on the front's event loop (no thread hand-over per reply) --
+
+    def _watch_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        proc = self.jailed.proc
+        assert proc.stdout is not None and proc.stderr is not None
+        out, err = proc.stdout.fileno(), proc.stderr.fileno()
+        os.set_blocking(out, False)
+        os.set_blocking(err, False)
+
+        def attach() -> None:
+            if self.alive:
+                loop.add_reader(out, self._readable, out)
+                loop.add_reader(err, self._stderr, err)
+
+        loop.call_soon_threadsafe(attach)
+
+    def _readable(self, fd: int) -> None:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._detach(f"its pipe failed ({exc})")
+            return
+        if not chunk:
+            pending = self._reader.pending
+            self._detach(f"end of file inside a frame ({pending} bytes)" if pending else "it exited")
+            return
+        try:
+            for message in self._reader.feed(chunk):
+                self._dispatch(message)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._detach(f"it sent a bad frame ({exc}): killed")
+
+    def _stderr(self, fd: int) -> None:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            self.jailed.keep_stderr(chunk)
+        elif self._loop is not None:
+            self._loop.remove_reader(fd)
+
+    def _detach(self, why: str) -> None:
+        """On the loop: stop watching the pipes, then report the death off the loop."""
+        if self._detached or self._loop is None:
+            return
+        self._detached = True
+        proc = self.jailed.proc
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                self._loop.remove_reader(pipe.fileno())
+        threading.Thread(target=self._die, args=(why,), name=f"died-{self.name}", daemon=True).start()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         ident = message["id"]
@@ -197,15 +266,34 @@ class Worker:
         self.jailed.kill()
         for waiter in waiters:
             waiter({"ok": False, "error": f"the worker died: {why}; {words}".rstrip("; ")})
-        self._on_exit(self, calls, f"{why}{': ' + words if words else ''}")
+        try:
+            self._on_exit(self, calls, f"{why}{': ' + words if words else ''}")
+        finally:
+            self._dead.set()
 
     def kill(self) -> None:
-        """Kill the process; the reader thread then reports the death (calls retried)."""
-        self.jailed.kill()
+        """Kill the process; its reader then reports the death (calls retried).
+
+        On the event loop the pipes stay open until the loop has seen their end (closing
+        a watched fd under the loop would confuse its selector); with the loop gone,
+        everything is closed here.
+        """
+        loop = self._loop
+        if loop is not None and not self._detached and loop.is_running():
+            self.jailed.terminate()
+        else:
+            self.jailed.kill()
 
     def join(self, timeout: float) -> None:
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        """Wait until the death is reported; then make sure nothing of the worker is left."""
+        loop = self._loop
+        if self._thread is not None:
+            if threading.current_thread() is not self._thread:
+                self._thread.join(timeout)
+        elif loop is not None and loop.is_running():
+            self._dead.wait(timeout)
+        if loop is None or self._detached or not loop.is_running():
+            self.jailed.kill()
 
     @property
     def busy(self) -> int:

@@ -13,6 +13,7 @@ for ``ready_wait`` seconds, then end as ``unavailable`` (the front's 503).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -69,8 +70,11 @@ class WorkerPool:
         call_timeout: float = 30.0,
         ready_wait: float = 5.0,
         threads: int = 4,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.sandbox, self.genome, self.version, self.colour = sandbox, genome, version, colour
+        #: the front's event loop: workers' replies are read there (no thread hand-over)
+        self.loop = loop
         self.service, self.call_timeout, self.ready_wait = service, call_timeout, ready_wait
         self.threads = threads
         # a `ws-<pid>-` folder: the sandbox's reaper removes it if the node is killed
@@ -144,7 +148,7 @@ class WorkerPool:
         except Exception as exc:  # noqa: BLE001 (a refusal or a spawn failure: not ready)
             self._failed(f"cannot start a worker: {exc}")
             return
-        worker = Worker(name, jailed, self._reply, self._exited)
+        worker = Worker(name, jailed, self._reply, self._exited, self.loop)
         with self._lock:
             if self._stopped:
                 worker.kill()
@@ -365,6 +369,8 @@ class WorkerPool:
             worker.kill()
         for worker in workers:
             worker.join(5)
+            waiting.extend(worker.inflight.values())  # a worker whose end was never read
+            worker.inflight.clear()
         for call in waiting:
             self._end(call, "unavailable", f"{self.genome} {self.colour} stopped")
         if self._monitor.is_alive():
