@@ -211,7 +211,9 @@ class Worker:
             return
         if not chunk:
             pending = self._reader.pending
-            self._detach(f"end of file inside a frame ({pending} bytes)" if pending else "it exited")
+            self._detach(
+                f"end of file inside a frame ({pending} bytes)" if pending else "it exited"
+            )
             return
         try:
             for message in self._reader.feed(chunk):
@@ -240,7 +242,9 @@ class Worker:
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 self._loop.remove_reader(pipe.fileno())
-        threading.Thread(target=self._die, args=(why,), name=f"died-{self.name}", daemon=True).start()
+        threading.Thread(
+            target=self._die, args=(why,), name=f"died-{self.name}", daemon=True
+        ).start()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         ident = message["id"]
