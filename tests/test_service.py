@@ -194,3 +194,34 @@ def test_the_manifest_limits_bind_a_worker(svc: tuple[Router, Front, str]) -> No
     assert status == 500 and "MemoryError" in body["error"], body
     status, body, _ = post(front, "/v1/svc/grow", {"mb": 16})
     assert status == 200 and body["result"] == 16 << 20
+
+
+def test_without_the_full_jail_the_service_refuses_unless_weak_isolation_is_accepted(
+    tmp_path: Path,
+) -> None:
+    """The sandbox's rule (docs/sandbox.md): isolation "none" is refused, or run when accepted."""
+    from evolution.errors import SandboxError
+    from runtime.sandbox import Sandbox
+    from servicekit import BASE
+
+    refused = Sandbox(tmp_path / "refused", "none")
+    router = Router(refused)
+    try:
+        with pytest.raises(SandboxError, match="refusing to run candidate code"):
+            router.add("svc", version("weak"), BASE, ready_timeout=30)
+        assert router.genomes() == []
+    finally:
+        router.stop()
+        refused.close()
+    accepted = Sandbox(tmp_path / "accepted", "none", accept_weak_isolation=True)
+    router = Router(accepted)
+    front = Front(router, "n1")
+    try:
+        router.add("svc", version("weak"), BASE, ready_timeout=30)
+        front.start()
+        status, body, _ = post(front, "/v1/svc/peek", {"path": str(Path(__file__))})
+        assert status == 200 and "attacks its jail" in body["result"]  # weak: the host is visible
+    finally:
+        front.stop()
+        router.stop()
+        accepted.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -59,8 +60,10 @@ class Jailed:
     def terminate(self) -> None:
         """SIGKILL every process of the jail, leaving the pipes open (their reader sees EOF)."""
         kill_group(self.proc.pid)
-        if self.cgroup is not None and not self._done:
-            self.cgroup.kill_all()
+        if self.cgroup is not None and not self._done:  # one signal each, no waiting
+            for pid in self.cgroup.pids():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
     def kill(self) -> None:
         """Kill every process of the jail, reap it, close its pipes, remove its groups (idempotent)."""

@@ -111,6 +111,7 @@ class WorkerPool:
         deadline = time.monotonic() + ready_timeout
         self._monitor.start()
         try:
+            self.sandbox.mechanisms()  # the jail's refuse-or-flag rule: a refusal raises here
             for index in range(self.service.workers):
                 self._start_worker(index)
             with self._lock:
