@@ -200,9 +200,10 @@ def test_without_the_full_jail_the_service_refuses_unless_weak_isolation_is_acce
     tmp_path: Path,
 ) -> None:
     """The sandbox's rule (docs/sandbox.md): isolation "none" is refused, or run when accepted."""
+    from servicekit import BASE
+
     from evolution.errors import SandboxError
     from runtime.sandbox import Sandbox
-    from servicekit import BASE
 
     refused = Sandbox(tmp_path / "refused", "none")
     router = Router(refused)
