@@ -86,15 +86,25 @@ class NodeService:
             self._wake.clear()
             if self._stopping.is_set():
                 return
-            for genome in self.heads.genomes():
-                version = ""
-                try:
-                    version = self.heads.head(genome).version
-                    if self.problems.get(genome, ("",))[0] != version:
-                        self.sync(genome)
-                except TarsError as exc:
-                    log.warning("%s: %s %s not served: %s", self.node_id, genome, version[:12], exc)
-                    self.problems[genome] = (version, str(exc))
+            try:
+                genomes = self.heads.genomes()
+            except Exception as exc:  # noqa: BLE001 (a store closed or damaged: the node says so)
+                log.warning("%s: the service cannot read the heads: %s", self.node_id, exc)
+                continue
+            for genome in genomes:
+                self._sync_logged(genome)
+
+    def _sync_logged(self, genome: str) -> None:
+        """:meth:`sync`, never raising: a head that cannot be served is logged, not retried."""
+        version = ""
+        try:
+            version = self.heads.head(genome).version
+            if self.problems.get(genome, ("",))[0] != version:
+                self.sync(genome)
+        except Exception as exc:  # noqa: BLE001 (the service thread must outlive any head)
+            why = str(exc) if isinstance(exc, TarsError) else f"{type(exc).__name__}: {exc}"
+            log.warning("%s: %s %s not served: %s", self.node_id, genome, version[:12], why)
+            self.problems[genome] = (version, why)
 
     def sync(self, genome: str) -> None:
         """Serve ``genome``'s head: start blue, follow a new head, or stop serving it."""
