@@ -201,3 +201,16 @@ def test_reload_switches_every_worker(tmp_path: Path) -> None:
         assert router.serving("svc") == {"blue": new}
         replies = [call(router, "add", a=13, b=5).result(timeout=30) for _ in range(6)]
         assert {r.result for r in replies} == {19} and {r.version for r in replies} == {new}
+
+
+def test_a_call_past_its_timeout_ends_and_its_stuck_worker_is_replaced(tmp_path: Path) -> None:
+    with served(tmp_path, version("blue"), call_timeout=1.0) as (router, front):
+        pool = router._get("svc").blue
+        others = [call(router, "add", a=i, b=1) for i in range(20)]
+        status, body, _ = post(front, "/v1/svc/slow", {"seconds": 30})
+        assert status == 504 and body["kind"] == "timeout" and "within 1 s" in body["error"]
+        assert all(f.result(timeout=30).ok for f in others)
+        wait_until(lambda: pool.restarts >= 1, "the stuck worker killed")
+        wait_until(lambda: sum(w.ready for w in pool.workers) == 2, "both workers back")
+        status, body, _ = post(front, "/v1/svc/add", {"a": 1, "b": 1})
+        assert status == 200 and body["result"] == 2
