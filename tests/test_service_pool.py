@@ -169,6 +169,7 @@ def test_promote_and_abort_under_load_lose_no_request(tmp_path: Path, switch: st
     # calls in flight at the switch finished where they started; every later one went to
     # the colour left serving
     assert len(load.after) >= 150 and {r.version for r in load.after} == {expected}
+    assert {r.colour for r in load.after} == {"blue"}
     gone = blue if switch == "promote" else green
     wait_until(lambda: not processes_with(gone), f"the retired {gone} stopped", timeout=10)
 

@@ -227,6 +227,7 @@ class Router(ServiceControl):
                 )
             old = svc.blue
             svc.blue, svc.green, svc.weight = svc.green, None, 0.0
+            svc.blue.colour = "blue"  # its answers say so from now on
             if svc.green_manifest is not None:
                 svc.manifest, svc.green_manifest = svc.green_manifest, None
         self._retire(old, None)
