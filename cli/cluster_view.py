@@ -95,7 +95,7 @@ def status_table(config: ClusterConfig, rows: list[dict[str, Any]]) -> Table:
         table.add_column(
             column,
             justify="right" if column in ("pid", "term", "applied", "lag") else "left",
-            no_wrap=column != "heads",
+            no_wrap=column not in ("heads", "http"),
         )
     for row in rows:
         pid = str(row["pid"]) if row["pid"] is not None else "-"

@@ -59,3 +59,47 @@ def test_swarm_nodes_serve_their_head_and_follow_an_adoption(tmp_path: Path) -> 
     wait(
         lambda: not processes_with(first) and not processes_with(win.version), 10, "no workers left"
     )
+
+
+def test_a_node_process_serves_and_cluster_status_shows_its_address(tmp_path: Path) -> None:
+    """A real `tars node start` process: it registers the genome, serves it on the http port
+    cluster.yml gives it, and `tars cluster status` (table and --json) shows the address."""
+    import json
+
+    from servicekit import request
+    from swarmkit import LocalSwarm
+    from typer.testing import CliRunner
+
+    from cli.cluster import app as cluster_app
+
+    swarm = LocalSwarm(tmp_path, nodes=1, genome=SVC, cycles=1, candidates=1)
+    try:
+        swarm.up()
+        url = swarm.config.http_url("node-1")
+        assert url is not None
+        front = Front.__new__(Front)  # only its address, for servicekit.request
+        front.host, front.port = (
+            url.removeprefix("http://").split(":")[0],
+            int(url.rsplit(":", 1)[1]),
+        )
+
+        def serves() -> bool:
+            try:
+                status, body, _ = request(front, "POST", "/v1/svc/add", b'{"a": 2, "b": 3}', None)
+            except OSError:
+                return False
+            return status == 200 and body["result"] == 5
+
+        wait(serves, 90, "the node process serves svc over HTTP")
+        runner = CliRunner()
+        shown = runner.invoke(cluster_app, ["status", "--config", str(swarm.config.path), "--json"])
+        assert shown.exit_code == 0, shown.output
+        rows = [json.loads(line) for line in shown.stdout.splitlines() if line.strip()]
+        assert [row["http"] for row in rows] == [url]  # one JSON object per node
+        table = runner.invoke(
+            cluster_app, ["status", "--config", str(swarm.config.path)], env={"COLUMNS": "200"}
+        )
+        assert table.exit_code == 0 and url in table.stdout, table.stdout
+    finally:
+        swarm.down()
+    wait(lambda: not processes_with(str(swarm.config.state_dir("node-1"))), 10, "node gone")
