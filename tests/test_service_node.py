@@ -91,6 +91,7 @@ def test_a_node_process_serves_and_cluster_status_shows_its_address(tmp_path: Pa
             return status == 200 and body["result"] == 5
 
         wait(serves, 90, "the node process serves svc over HTTP")
+        assert processes_with(version_id(load_genome(SVC)[1]))  # its workers, found by version
         runner = CliRunner()
         shown = runner.invoke(cluster_app, ["status", "--config", str(swarm.config.path), "--json"])
         assert shown.exit_code == 0, shown.output
@@ -102,4 +103,6 @@ def test_a_node_process_serves_and_cluster_status_shows_its_address(tmp_path: Pa
         assert table.exit_code == 0 and url in table.stdout, table.stdout
     finally:
         swarm.down()
-    wait(lambda: not processes_with(str(swarm.config.state_dir("node-1"))), 10, "node gone")
+    # the workers (their version id is in their command line) went with the node
+    served = version_id(load_genome(SVC)[1])
+    wait(lambda: not processes_with(served), 10, "no worker left after the node stopped")
