@@ -63,7 +63,8 @@ def test_swarm_nodes_serve_their_head_and_follow_an_adoption(tmp_path: Path) -> 
 
 def test_a_node_process_serves_and_cluster_status_shows_its_address(tmp_path: Path) -> None:
     """A real `tars node start` process: it registers the genome, serves it on the http port
-    cluster.yml gives it, and `tars cluster status` (table and --json) shows the address."""
+    cluster.yml gives it, `tars cluster status` (table and --json) shows the address, and
+    its workers die with it under kill -9."""
     import json
 
     from servicekit import request
@@ -101,8 +102,8 @@ def test_a_node_process_serves_and_cluster_status_shows_its_address(tmp_path: Pa
             cluster_app, ["status", "--config", str(swarm.config.path)], env={"COLUMNS": "200"}
         )
         assert table.exit_code == 0 and url in table.stdout, table.stdout
+        swarm.kill("node-1")  # kill -9: the jail's watchdog takes the workers with the node
+        served = version_id(load_genome(SVC)[1])
+        wait(lambda: not processes_with(served), 10, "no worker left after kill -9 of the node")
     finally:
         swarm.down()
-    # the workers (their version id is in their command line) went with the node
-    served = version_id(load_genome(SVC)[1])
-    wait(lambda: not processes_with(served), 10, "no worker left after the node stopped")
