@@ -215,3 +215,18 @@ def test_a_call_past_its_timeout_ends_and_its_stuck_worker_is_replaced(tmp_path:
         wait_until(lambda: sum(w.ready for w in pool.workers) == 2, "both workers back")
         status, body, _ = post(front, "/v1/svc/add", {"a": 1, "b": 1})
         assert status == 200 and body["result"] == 2
+
+
+def test_a_version_or_tree_that_would_leave_the_folder_is_refused(tmp_path: Path) -> None:
+    with served(tmp_path, version("blue")) as (router, _):
+        before = sorted(p.name for p in (tmp_path / "sandbox").iterdir())
+        with pytest.raises(ServiceError, match="not a version id"):
+            router.start_green("svc", "../../escape", BASE, ready_timeout=5)
+        with pytest.raises(ServiceError, match="not a version id"):
+            router.reload("svc", "a/b", BASE)
+        from evolution.errors import SandboxError
+
+        with pytest.raises(SandboxError, match="refusing to write"):
+            router.start_green("svc", version("g"), {**BASE, "../x.py": ""}, ready_timeout=5)
+        assert sorted(p.name for p in (tmp_path / "sandbox").iterdir()) == before  # nothing left
+        assert call(router, "add", a=1, b=2).result(timeout=30).result == 3

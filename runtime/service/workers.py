@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -39,6 +40,7 @@ _HERE = Path(__file__).parent
 #: what of this package a worker needs inside its jail (copied, never the project folder)
 WORKER_FILES = ("worker_main.py", "frames.py", "code.py", "slots.py")
 _RESTART_PAUSE = (0.0, 0.1, 0.3, 1.0, 3.0)
+_VERSION = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 def write_tree(folder: Path, tree: Mapping[str, str]) -> None:
@@ -52,6 +54,15 @@ def write_tree(folder: Path, tree: Mapping[str, str]) -> None:
             (folder / parent).chmod(0o755)
         target.write_text(text, encoding="utf-8", newline="")
         target.chmod(0o644)
+
+
+def _check_version(version: str) -> None:
+    """A version names a folder: letters, digits, '.', '_', '-' only (ids are hashes)."""
+    if not _VERSION.match(version) or version in (".", ".."):
+        raise ServiceError(
+            f"cannot serve version {version!r}: not a version id",
+            hint="pass the version's id (letters, digits, '.', '_' or '-')",
+        )
 
 
 class WorkerPool:
@@ -77,6 +88,7 @@ class WorkerPool:
         self.loop = loop
         self.service, self.call_timeout, self.ready_wait = service, call_timeout, ready_wait
         self.threads = threads
+        _check_version(version)
         # a `ws-<pid>-` folder: the sandbox's reaper removes it if the node is killed
         self.folder = Path(tempfile.mkdtemp(prefix=f"ws-{os.getpid()}-svc-", dir=sandbox.root))
         self.folder.chmod(0o755)
@@ -91,15 +103,16 @@ class WorkerPool:
         self._stopped = False
         self.restarts = 0
         self.last_failure = ""
-        for rel in WORKER_FILES:
-            if (_HERE / rel).is_file():
-                write_tree(
-                    self.folder / "_worker", {f"runtime/service/{rel}": (_HERE / rel).read_text()}
-                )
-        write_tree(
-            self.folder / "_worker", {"runtime/__init__.py": "", "runtime/service/__init__.py": ""}
-        )
-        write_tree(self.folder / "v" / version, tree)
+        try:
+            own = {"runtime/__init__.py": "", "runtime/service/__init__.py": ""}
+            for rel in WORKER_FILES:
+                if (_HERE / rel).is_file():
+                    own[f"runtime/service/{rel}"] = (_HERE / rel).read_text()
+            write_tree(self.folder / "_worker", own)
+            write_tree(self.folder / "v" / version, tree)
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
         self._monitor = threading.Thread(
             target=self._watch, name=f"pool-{genome}-{colour}", daemon=True
         )
@@ -316,6 +329,7 @@ class WorkerPool:
 
     def reload(self, version: str, tree: Mapping[str, str], timeout: float) -> None:
         """Every worker loads ``version`` in place; ServiceError if one does not in time."""
+        _check_version(version)
         write_tree(self.folder / "v" / version, tree)
         root = str(inside_path(self.sandbox, self.folder) / "v" / version)
         answers: list[dict[str, Any]] = []
