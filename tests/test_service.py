@@ -226,3 +226,32 @@ def test_without_the_full_jail_the_service_refuses_unless_weak_isolation_is_acce
         front.stop()
         router.stop()
         accepted.close()
+
+
+def test_textindex_served_equals_in_process(tmp_path: Path) -> None:
+    folder = LOGSTATS.parent / "textindex"
+    manifest, tree = load_genome(folder)
+    assert manifest.service is not None
+    from runtime.sandbox import Sandbox
+
+    docs = ["The quick brown fox.", "Foxes are quick; dogs lazy.", "Search ranks documents.",
+            "Café naïve résumé.", "Indexing documents quickly: postings per term."]  # fmt: skip
+    sandbox = Sandbox(tmp_path / "sandbox")
+    router = Router(sandbox)
+    front = Front(router, "n1")
+    try:
+        front.start()
+        router.add("textindex", "v-textindex", tree, ready_timeout=30)
+        for function, kwargs in [
+            ("search", {"documents": docs, "query": "quick OR documents", "k": 3}),
+            ("highlight", {"documents": docs, "query": "documents", "width": 4}),
+            *[(name, dict(spec.example)) for name, spec in manifest.service.functions.items()],
+        ]:
+            status, body, _ = post(front, f"/v1/textindex/{function}", kwargs)
+            assert status == 200, body
+            call = manifest.service.functions[function].call
+            assert body["result"] == in_process(folder, call, kwargs) and body["result"]
+    finally:
+        front.stop()
+        router.stop()
+        sandbox.close()
