@@ -164,15 +164,16 @@ class Worker:
         out, err = proc.stdout.fileno(), proc.stderr.fileno()
         reader = self._reader
         why = "it exited"
+        watched = [out, err]
         try:
             while True:
-                ready, _, _ = select.select([out, err], [], [])
+                ready, _, _ = select.select(watched, [], [])
                 if err in ready:
                     chunk = os.read(err, 1 << 16)
                     if chunk:
                         self.jailed.keep_stderr(chunk)
-                    elif out not in ready:
-                        continue
+                    else:  # stderr closed (the genome may close it): stop watching it
+                        watched = [out]
                 if out in ready:
                     frames = reader.frames()
                     if frames is None:
