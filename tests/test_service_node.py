@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -55,6 +56,26 @@ def test_swarm_nodes_serve_their_head_and_follow_an_adoption(tmp_path: Path) -> 
              "every node serves the adopted version")  # fmt: skip
         for node in nodes:
             assert node.service.router.serving("svc") == {"blue": win.version}
+        # a version that passes its tests but never answers as a worker: every node keeps
+        # serving the one before, and says why
+        stuck = dict(child)
+        stuck["svc/calc.py"] = stuck["svc/calc.py"].replace(
+            "import time\n",
+            "import sys\nimport time\n\nif sys.argv[0].endswith('worker_main.py'):\n"
+            "    time.sleep(3600)\n",
+        )
+        for node in nodes:
+            node.service.ready_timeout = 2.0
+        bad = dataclasses.replace(
+            win, version=version_id(stuck), parent=win.version, patch=make_patch(child, stuck)
+        )
+        nodes[2].propose(cycle_entry("svc", nodes[2].id, 2, 3, [], [], bad, time.time()))
+        wait(lambda: all(bad.version in str(n.service.problems.get("svc")) for n in nodes), 90,
+             "every node gave up the version that is never ready")  # fmt: skip
+        assert {n.store.head("svc").version for n in nodes} == {bad.version}
+        assert {answer(f, 13, 5) for f in fronts} == {(200, 19, win.version)}
+        assert "not ready within 2 s" in nodes[0].service.problems["svc"][1]
+        wait(lambda: not processes_with(bad.version), 10, "its green workers gone")
     # stopped nodes leave no worker behind (the versions are in the workers' command lines)
     wait(
         lambda: not processes_with(first) and not processes_with(win.version), 10, "no workers left"

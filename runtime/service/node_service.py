@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -30,6 +31,8 @@ log = logging.getLogger("tars.service")
 Follow = Callable[[str, str, Tree], None]
 #: how often heads are compared even without news (a state transfer moves heads quietly)
 POLL_SECONDS = 5.0
+#: how long a head that could not be served waits before it is tried again
+RETRY_SECONDS = 120.0
 
 
 class Heads(Protocol):
@@ -63,8 +66,9 @@ class NodeService:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"service-{node_id}", daemon=True)
-        #: genome -> (version, why) of a head that could not be served: not tried again
-        self.problems: dict[str, tuple[str, str]] = {}
+        #: genome -> (version, why, when) of a head that could not be served: tried again
+        #: only once the head moves or RETRY_SECONDS have passed (a machine busy for a while)
+        self.problems: dict[str, tuple[str, str, float]] = {}
 
     @property
     def url(self) -> str:
@@ -99,12 +103,14 @@ class NodeService:
         version = ""
         try:
             version = self.heads.head(genome).version
-            if self.problems.get(genome, ("",))[0] != version:
+            seen, _, when = self.problems.get(genome, ("", "", 0.0))
+            if seen != version or time.monotonic() - when > RETRY_SECONDS:
                 self.sync(genome)
+                self.problems.pop(genome, None)
         except Exception as exc:  # noqa: BLE001 (the service thread must outlive any head)
             why = str(exc) if isinstance(exc, TarsError) else f"{type(exc).__name__}: {exc}"
             log.warning("%s: %s %s not served: %s", self.node_id, genome, version[:12], why)
-            self.problems[genome] = (version, why)
+            self.problems[genome] = (version, why, time.monotonic())
 
     def sync(self, genome: str) -> None:
         """Serve ``genome``'s head: start blue, follow a new head, or stop serving it."""
