@@ -200,7 +200,14 @@ class Router(ServiceControl):
             manifest = svc.manifest  # the new version dropped [service]: serve it as before
         pool = self._pool(genome, version, tree, manifest, "green", ready_timeout)
         with svc.lock:
+            replaced = svc.green  # another start_green finished meanwhile: at most one green
             svc.green, svc.green_manifest, svc.weight = pool, manifest, 0.0
+        self._retire(replaced)
+        if self._services.get(genome) is not svc:  # the genome was removed or replaced meanwhile
+            self._retire(pool)
+            raise ServiceError(
+                f"{genome}: its service was replaced while green started", hint="start it again"
+            )
 
     def set_weight(self, genome: str, green: float) -> None:
         svc = self._get(genome)
