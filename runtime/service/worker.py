@@ -268,7 +268,7 @@ class Worker:
             waiters = list(self._waiters.values())
             self._waiters.clear()
         words = self.jailed.last_words()
-        self.jailed.kill()
+        self.jailed.kill()  # no send can come now (``alive`` is False under the lock)
         for waiter in waiters:
             waiter({"ok": False, "error": f"the worker died: {why}; {words}".rstrip("; ")})
         try:
@@ -279,15 +279,25 @@ class Worker:
     def kill(self) -> None:
         """Kill the process; its reader then reports the death (calls retried).
 
-        On the event loop the pipes stay open until the loop has seen their end (closing
-        a watched fd under the loop would confuse its selector); with the loop gone,
-        everything is closed here.
+        Signals only while a reader watches the pipes: they are closed once the reader has
+        seen their end and no send can come (``alive`` is False), so an fd number is never
+        reused under a write, and never closed under the loop's selector.
         """
         loop = self._loop
-        if loop is not None and not self._detached and loop.is_running():
+        thread = self._thread
+        watched = (thread is not None and thread.is_alive()) or (
+            loop is not None and not self._detached and loop.is_running()
+        )
+        if watched:
             self.jailed.terminate()
         else:
-            self.jailed.kill()
+            self._close()
+
+    def _close(self) -> None:
+        with self._lock:
+            self.alive = False
+            self.ready = False
+        self.jailed.kill()
 
     def join(self, timeout: float) -> None:
         """Wait until the death is reported; then make sure nothing of the worker is left."""
@@ -298,7 +308,7 @@ class Worker:
         elif loop is not None and loop.is_running():
             self._dead.wait(timeout)
         if loop is None or self._detached or not loop.is_running():
-            self.jailed.kill()
+            self._close()
 
     @property
     def busy(self) -> int:
