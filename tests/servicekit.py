@@ -40,6 +40,12 @@ def variant(kind: str) -> dict[str, str]:
     calc = tree["svc/calc.py"]
     if kind == "differs":
         calc = calc.replace("    return a + b\n", "    return a + b + (a == 13)\n")
+    elif kind == "chatty":  # prints on stdout and stderr, and reads stdin
+        calc = calc.replace(
+            "    return a + b\n",
+            "    import sys\n    print('added', a, b)\n    print('to stderr', file=sys.stderr)\n"
+            "    sys.stdout.flush()\n    sys.stdin.read()\n    return a + b\n",
+        )
     elif kind == "hang":
         calc = calc.replace("import time\n", "import time\n\ntime.sleep(3600)\n")
     elif kind == "hostile":

@@ -230,3 +230,26 @@ def test_a_version_or_tree_that_would_leave_the_folder_is_refused(tmp_path: Path
             router.start_green("svc", version("g"), {**BASE, "../x.py": ""}, ready_timeout=5)
         assert sorted(p.name for p in (tmp_path / "sandbox").iterdir()) == before  # nothing left
         assert call(router, "add", a=1, b=2).result(timeout=30).result == 3
+
+
+def test_a_genome_that_prints_and_reads_stdin_does_not_disturb_the_frames(tmp_path: Path) -> None:
+    with served(tmp_path, version("blue"), variant("chatty")) as (router, _):
+        replies = [f.result(timeout=30) for f in [call(router, "add", a=i, b=1) for i in range(50)]]
+        assert [r.result for r in replies] == [i + 1 for i in range(50)]
+        worker = router._get("svc").blue.workers[0]
+        assert "to stderr" in worker.jailed.last_words() or b"added" in worker.jailed.tail
+
+
+def test_an_overloaded_pool_answers_unavailable_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.service import workers
+
+    monkeypatch.setattr(workers, "MAX_HELD", 2)  # 2 per worker: 4 calls held at most
+    with served(tmp_path, version("blue")) as (router, front):
+        held = [call(router, "slow", seconds=0.5) for _ in range(4)]
+        status, body, _ = post(front, "/v1/svc/add", {"a": 1, "b": 2})
+        assert status == 503 and "overloaded (4 calls" in body["error"], body
+        assert all(f.result(timeout=30).ok for f in held)
+        status, body, _ = post(front, "/v1/svc/add", {"a": 1, "b": 2})
+        assert status == 200 and body["result"] == 3

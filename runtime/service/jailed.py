@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,17 +25,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evolution.errors import ServiceError
 from runtime.cgroups import RunCgroup
 from runtime.jail import SOURCE
 from runtime.sandbox import Sandbox
 from runtime.sandbox_command import clean_env, command, release
 from runtime.sandbox_pipes import close_fds, kill_group
+from runtime.sandbox_reap import safe_relpath
 from runtime.sandbox_result import SandboxLimits
 from runtime.sandbox_spawn import spawn_direct
 
-__all__ = ["Jailed", "inside_path", "spawn"]
+__all__ = ["Jailed", "check_version", "inside_path", "spawn", "write_tree"]
 
 _MIB = 1 << 20
+_VERSION = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 #: a worker's CPU is not budgeted: it lives as long as its version serves
 _NO_CPU_LIMIT = 10.0**8
 #: what is kept of a worker's stderr (the genome's prints and its last words)
@@ -98,6 +102,28 @@ class Jailed:
     def last_words(self) -> str:
         lines = [line for line in self.tail.decode("utf-8", "replace").splitlines() if line]
         return lines[-1] if lines else ""
+
+
+def write_tree(folder: Path, tree: Mapping[str, str]) -> None:
+    """``tree`` into ``folder``, world-readable (the worker runs as nobody), read-only to it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o755)
+    for rel, text in tree.items():
+        target = folder / safe_relpath(rel)
+        for parent in reversed(target.relative_to(folder).parents):
+            (folder / parent).mkdir(exist_ok=True)
+            (folder / parent).chmod(0o755)
+        target.write_text(text, encoding="utf-8", newline="")
+        target.chmod(0o644)
+
+
+def check_version(version: str) -> None:
+    """A version names a folder: letters, digits, '.', '_', '-' only (ids are hashes)."""
+    if not _VERSION.match(version) or version in (".", ".."):
+        raise ServiceError(
+            f"cannot serve version {version!r}: not a version id",
+            hint="pass the version's id (letters, digits, '.', '_' or '-')",
+        )
 
 
 def inside_path(sandbox: Sandbox, source: Path) -> Path:

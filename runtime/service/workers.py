@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -30,39 +29,17 @@ from typing import Any
 from evolution.errors import ServiceError
 from evolution.manifest import Limits, Service
 from runtime.sandbox import Sandbox
-from runtime.sandbox_reap import safe_relpath
-from runtime.service.jailed import inside_path, limits_for, spawn
+from runtime.service.jailed import check_version, inside_path, limits_for, spawn, write_tree
 from runtime.service.worker import Call, Reply, Worker
 
-__all__ = ["WORKER_FILES", "WorkerPool"]
+__all__ = ["MAX_HELD", "WORKER_FILES", "WorkerPool"]
 
 _HERE = Path(__file__).parent
 #: what of this package a worker needs inside its jail (copied, never the project folder)
 WORKER_FILES = ("worker_main.py", "frames.py", "code.py", "slots.py")
 _RESTART_PAUSE = (0.0, 0.1, 0.3, 1.0, 3.0)
-_VERSION = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-
-
-def write_tree(folder: Path, tree: Mapping[str, str]) -> None:
-    """``tree`` into ``folder``, world-readable (the worker runs as nobody), read-only to it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o755)
-    for rel, text in tree.items():
-        target = folder / safe_relpath(rel)
-        for parent in reversed(target.relative_to(folder).parents):
-            (folder / parent).mkdir(exist_ok=True)
-            (folder / parent).chmod(0o755)
-        target.write_text(text, encoding="utf-8", newline="")
-        target.chmod(0o644)
-
-
-def _check_version(version: str) -> None:
-    """A version names a folder: letters, digits, '.', '_', '-' only (ids are hashes)."""
-    if not _VERSION.match(version) or version in (".", ".."):
-        raise ServiceError(
-            f"cannot serve version {version!r}: not a version id",
-            hint="pass the version's id (letters, digits, '.', '_' or '-')",
-        )
+#: calls a pool holds per worker (running or waiting) before it answers "overloaded" (503)
+MAX_HELD = 1024
 
 
 class WorkerPool:
@@ -88,7 +65,7 @@ class WorkerPool:
         self.loop = loop
         self.service, self.call_timeout, self.ready_wait = service, call_timeout, ready_wait
         self.threads = threads
-        _check_version(version)
+        check_version(version)
         # a `ws-<pid>-` folder: the sandbox's reaper removes it if the node is killed
         self.folder = Path(tempfile.mkdtemp(prefix=f"ws-{os.getpid()}-svc-", dir=sandbox.root))
         self.folder.chmod(0o755)
@@ -215,6 +192,11 @@ class WorkerPool:
             if self._stopped:
                 self._end(call, "unavailable", f"{self.genome} {self.colour} is stopped")
                 return
+            held = len(self._backlog) + sum(w.busy for w in self.workers)
+            if held >= MAX_HELD * max(1, len(self.workers)):  # memory stays bounded
+                self._end(call, "unavailable", f"{self.genome} {self.colour} is overloaded "
+                          f"({held} calls waiting or running)")  # fmt: skip
+                return
             self._place(call)
 
     def call(self, module: str, function: str, kwargs: dict[str, Any]) -> Future[Reply]:
@@ -329,7 +311,7 @@ class WorkerPool:
 
     def reload(self, version: str, tree: Mapping[str, str], timeout: float) -> None:
         """Every worker loads ``version`` in place; ServiceError if one does not in time."""
-        _check_version(version)
+        check_version(version)
         write_tree(self.folder / "v" / version, tree)
         root = str(inside_path(self.sandbox, self.folder) / "v" / version)
         answers: list[dict[str, Any]] = []
