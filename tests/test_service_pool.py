@@ -3,6 +3,7 @@ weights, mirroring, promote and abort, a hostile worker (docs/service.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -77,10 +78,11 @@ def test_a_worker_killed_under_load_is_restarted_and_no_call_is_lost(
         held = victim.busy
         assert victim.jailed.cgroup is not None
         for pid in victim.jailed.cgroup.pids():  # the worker, its init, bwrap's watchdog
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # gone already (the copy-in's cp)
+                os.kill(pid, signal.SIGKILL)
         replies = [f.result(timeout=60) for f in futures]
         assert held > 0 and all(r.ok for r in replies), [r for r in replies if not r.ok][:3]
-        assert pool.restarts >= 1
+        wait_until(lambda: pool.restarts >= 1, "the victim restarted")
         wait_until(
             lambda: len(pool.workers) == 2 and all(w.ready for w in pool.workers), "restarted"
         )
@@ -188,7 +190,7 @@ def test_a_hostile_worker_is_killed_and_the_node_serves_on(
         status, body, _ = post(front, "/v1/svc/words", {"text": junk})
         assert status == 500 and body["kind"] == "crash", body  # tried twice, both killed
         assert "bad frame" in body["error"]
-        assert pool.restarts >= 2
+        wait_until(lambda: pool.restarts >= 2, "both workers that ran it restarted")
         wait_until(lambda: sum(w.ready for w in pool.workers) == 2, "both workers back")
         status, body, _ = post(front, "/v1/svc/add", {"a": 20, "b": 22})
         assert status == 200 and body["result"] == 42
