@@ -47,6 +47,7 @@ from runtime.cluster_config import sandbox_settings
 from runtime.config import ClusterConfig
 from runtime.genome_files import load_genome
 from runtime.sandbox import Sandbox
+from runtime.service.node_service import NodeService
 
 if TYPE_CHECKING:
     pass
@@ -219,7 +220,7 @@ class SwarmNode:
             self.engine,
             self.transport,
             stopping,
-            on_applied=lambda results: self.votes.after_apply(results),
+            on_applied=self._after_apply,
             stage=self._set_stage,
             repair=self.repair,
             signer=signing.signer,
@@ -264,6 +265,10 @@ class SwarmNode:
 
     def _connect(self, cluster: ClusterConfig) -> None:
         """Hand the parts to each other: commits, snapshots, the channels peers use."""
+        #: the genome's live service on this node's HTTP address (docs/service.md)
+        self.service = NodeService(
+            self.id, self.node.sandbox, self.store, *cluster.http_bind(self.id)
+        )
         self.engine.on_commit(self.applier.on_commit)
         compaction = cluster.compaction
         self.engine.on_snapshot(self.applier, compact_after=compaction.after, keep=compaction.keep)
@@ -319,6 +324,7 @@ class SwarmNode:
         if self.cluster.evolution.spread:  # the leader's candidates are proven on every node
             self.spread.pool_with(peer for peer in self.cluster.ids if peer != self.id)
         self.applier.start()
+        self.service.start()
         self.evolver.start()
         members = ", ".join(self.state.members)
         log.info("node %s started: store %s, members %s", self.id, self.store.url, members)
@@ -335,6 +341,7 @@ class SwarmNode:
         self.votes.join(timeout=30)
         self.evolver.join(timeout=30)
         self.transport.stop()
+        self.service.stop()
         self.node.close()
 
     def __enter__(self) -> SwarmNode:
@@ -382,6 +389,10 @@ class SwarmNode:
 
     # -- what the parts are handed --
 
+    def _after_apply(self, results: list[Any]) -> None:
+        self.votes.after_apply(results)
+        self.service.changed(applied.genome for applied in results)
+
     def _set_stage(self, stage: str) -> None:
         self.stage = stage
 
@@ -399,13 +410,13 @@ class SwarmNode:
 
     def status(self) -> dict[str, Any]:
         """What the admin channel's ``status`` answers (see :meth:`Admin.status`)."""
-        return {**self.admin.status(), "isolation": self.node.isolation}
+        return {**self.admin.status(), "isolation": self.node.isolation, "http": self.service.url}
 
     def _admin(self, sender: str, body: Any) -> Any:
         """The admin channel; ``status`` also says the isolation in force (`cluster status`)."""
         answer = self.admin.handle(sender, body)
         if isinstance(body, dict) and body.get("op") == "status" and isinstance(answer, dict):
-            answer = {**answer, "isolation": self.node.isolation}
+            answer = {**answer, "isolation": self.node.isolation, "http": self.service.url}
         return answer
 
     def _status_counters(self) -> dict[str, int]:

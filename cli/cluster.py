@@ -218,6 +218,9 @@ def add(
     node_id: str = typer.Option(..., "--id", help="id of the new node, such as node-4"),
     host: str = typer.Option("127.0.0.1", "--host", help="address the node listens on"),
     port: int = typer.Option(..., "--port", help="TCP port the node listens on"),
+    http: int | None = typer.Option(
+        None, "--http", help="port of the node's HTTP service front (default: a free one)"
+    ),
     timeout: float = TimeoutOpt,
 ) -> None:
     """Write a node into cluster.yml (making its keys) and ask the swarm to make it a member."""
@@ -231,7 +234,7 @@ def add(
             hint="pick another --id, or `tars cluster remove` it first",
         )
     if existing is None:
-        config = config.add_node(NodeSpec(id=node_id, host=host, port=port))
+        config = config.add_node(NodeSpec(id=node_id, host=host, port=port, http=http))
         console.print(
             f"wrote {node_id} ({host}:{port}) into {config.path}", highlight=False, markup=False
         )

@@ -38,6 +38,8 @@ def status_rows(
         row: dict[str, Any] = {
             "node": node_id,
             "endpoint": config.endpoint(node_id),
+            # the service's HTTP front: the node says where it listens; else cluster.yml's port
+            "http": (status or {}).get("http") or config.http_url(node_id),
             "pid": pid,
             "up": status is not None,
         }
@@ -82,21 +84,24 @@ def log_cell(row: dict[str, Any]) -> str:
     return shown
 
 
+_COLUMNS = ("node", "pid", "role", "term", "leader", "applied", "lag", "log", "heads", "http")
+
+
 def status_table(config: ClusterConfig, rows: list[dict[str, Any]]) -> Table:
     from rich.table import Table
 
     table = Table(title=escape(f"cluster {config.name} ({config.path})"))
-    for column in ("node", "pid", "role", "term", "leader", "applied", "lag", "log", "heads"):
+    for column in _COLUMNS:
         table.add_column(
             column,
             justify="right" if column in ("pid", "term", "applied", "lag") else "left",
-            no_wrap=column != "heads",
+            no_wrap=column not in ("heads", "http"),
         )
     for row in rows:
         pid = str(row["pid"]) if row["pid"] is not None else "-"
         if not row["up"]:
             role = "[yellow]not answering[/]" if row["pid"] is not None else "[red]down[/]"
-            table.add_row(row["node"], pid, role, "-", "-", "-", "-", "-", "-")
+            table.add_row(row["node"], pid, role, *["-"] * 6, escape(str(row["http"] or "-")))
             continue
         role = escape(str(row["role"] or "?"))
         styled = f"[bold green]{role}[/]" if role == "leader" else role
@@ -110,6 +115,7 @@ def status_table(config: ClusterConfig, rows: list[dict[str, Any]]) -> Table:
             str(row["lag"]),
             escape(log_cell(row)),
             escape(_heads(row["heads"])),
+            escape(str(row["http"] or "-")),
         )
     return table
 

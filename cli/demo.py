@@ -54,8 +54,10 @@ def write_cluster(
         f"  keys: {workdir / 'keys'}",
         "nodes:",
     ]
-    for number, port in enumerate(free_ports(nodes), 1):
-        lines += [f"  - id: node-{number}", "    host: 127.0.0.1", f"    port: {port}"]
+    ports = free_ports(2 * nodes)  # each node's transport and its HTTP front (docs/service.md)
+    for number, (port, http) in enumerate(zip(ports[::2], ports[1::2], strict=True), 1):
+        lines += [f"  - id: node-{number}", "    host: 127.0.0.1", f"    port: {port}",
+                  f"    http: {http}"]  # fmt: skip
     lines += [
         "genomes:",
         f"  - {genome}",

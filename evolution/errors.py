@@ -115,5 +115,9 @@ class ServiceError(TarsError):
     """A genome's live service cannot serve: a worker not ready, a bad call, no such function."""
 
 
+class BadCallError(ServiceError):
+    """A live call the manifest does not allow: a missing, extra or ill-typed argument."""
+
+
 class RolloutError(TarsError):
     """A rollout cannot start or go on (no service, green not ready, an unknown rollout)."""

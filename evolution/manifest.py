@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evolution.errors import ManifestError
+from evolution.service_args import type_problem
 
 MANIFEST_NAME = "genome.toml"
 
@@ -183,6 +184,80 @@ class RolloutSettings(_Strict):
         return value
 
 
+#: argument types a service function may declare; a trailing "?" makes one optional
+ARG_TYPES = ("str", "int", "float", "bool", "list[str]", "list[int]", "list[float]", "dict", "any")
+_CALL = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class ServiceFunction(_Strict):
+    """One entry point callers may use: where it lives, its arguments, a call that works.
+
+    ``example`` is also the readiness probe of a new worker (docs/service.md), so it must
+    give every required argument and name no other.
+    """
+
+    call: Annotated[str, Field(pattern=_CALL)]
+    args: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
+    example: dict[str, object] = {}
+
+    @field_validator("args")
+    @classmethod
+    def _types(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, kind in value.items():
+            if kind.removesuffix("?") not in ARG_TYPES:
+                raise ValueError(
+                    f"argument {name!r} has type {kind!r}: write one of {', '.join(ARG_TYPES)} "
+                    '(with "?" after it when optional)'
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _example(self) -> ServiceFunction:
+        extra = sorted(set(self.example) - set(self.args))
+        if extra:
+            raise ValueError(f"example names {', '.join(extra)}, not in args: add it to args")
+        missing = sorted(
+            n for n, k in self.args.items() if not k.endswith("?") and n not in self.example
+        )
+        if missing:
+            raise ValueError(f"example lacks required {', '.join(missing)}: give a value")
+        for name, value in self.example.items():
+            problem = type_problem(self.args[name].removesuffix("?"), value)
+            if problem is not None and value is not None:
+                raise ValueError(f"example {name!r}: {problem}")
+        return self
+
+    @property
+    def module(self) -> str:
+        return self.call.split(":", 1)[0]
+
+    @property
+    def function(self) -> str:
+        return self.call.split(":", 1)[1]
+
+
+class Service(_Strict):
+    """``[service]``: the genome's live entry points and how its workers run them."""
+
+    #: true: hot reload in place (OTP style); false: blue/green workers
+    reloadable: bool = False
+    #: worker processes per colour
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    #: optional "module:function" returning the initial state (stateful genomes)
+    state: Annotated[str, Field(pattern=f"^$|{_CALL}")] = ""
+    #: optional "module:function(old_version, state) -> state" hook
+    code_change: Annotated[str, Field(pattern=f"^$|{_CALL}")] = ""
+    functions: Annotated[dict[str, ServiceFunction], Field(min_length=1)]
+
+    @field_validator("functions")
+    @classmethod
+    def _names(cls, value: dict[str, ServiceFunction]) -> dict[str, ServiceFunction]:
+        for name in value:
+            if not name or not all(c.isalnum() or c in "_-" for c in name):
+                raise ValueError(f"function name {name!r}: use letters, digits, '_' or '-'")
+        return value
+
+
 class Manifest(_Strict):
     genome: GenomeSection
     commands: Commands
@@ -191,6 +266,7 @@ class Manifest(_Strict):
     #: the genome's own rollout settings; None: cluster.yml's ``rollout:`` or the defaults
     rollout: RolloutSettings | None = None
     tunable: list[Tunable] = []
+    service: Service | None = None
 
     @model_validator(mode="after")
     def _held_out_pair(self) -> Manifest:

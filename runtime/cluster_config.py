@@ -107,6 +107,16 @@ class ClusterConfig:
         node = self.node(node_id)
         return f"tcp://{node.host}:{node.port}"
 
+    def http_bind(self, node_id: str) -> tuple[str, int]:
+        """Where the node's HTTP front listens: its host and ``http`` port (0: any free one)."""
+        node = self.node(node_id)
+        return node.host, node.http or 0
+
+    def http_url(self, node_id: str) -> str | None:
+        """``http://HOST:PORT`` when cluster.yml fixes the port (else the node says it)."""
+        node = self.node(node_id)
+        return f"http://{node.host}:{node.http}" if node.http else None
+
     # -- paths -------------------------------------------------------------------------
 
     @property

@@ -133,6 +133,8 @@ class NodeSpec(_Strict):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=63)]
     host: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9.\-]+$")] = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)]
+    #: the service's HTTP front (docs/service.md); absent or 0: a free port at start
+    http: Annotated[int, Field(ge=0, le=65535)] | None = None
     store: Annotated[str, Field(min_length=1)] | None = None
     public_key: str | None = None
     sign_key: Annotated[str, Field(pattern=_B64_KEY)] | None = None  # Ed25519, `tars keys`
@@ -215,6 +217,17 @@ def _check(model: ClusterFile, base_dir: Path, source: str, root: yaml.Node | No
                 "give every node on a host its own port",
             )
         seen_addresses[address] = node.id
+        if node.http:  # the HTTP front's port may not be any node's port on the host
+            web = (node.host, node.http)
+            if web in seen_addresses or web == address:
+                raise config_error(
+                    source,
+                    root,
+                    ("nodes", index, "http"),
+                    f"{node.host}:{node.http} is already taken by {seen_addresses.get(web, node.id)}",
+                    "give the node's http front a port no other port of this host uses",
+                )
+            seen_addresses[web] = f"{node.id} (http)"
         if node.store is not None:
             scheme = node.store.split("://", 1)[0].lower() if "://" in node.store else ""
             if scheme and scheme not in ("sqlite", "postgresql", "postgres", "memory"):

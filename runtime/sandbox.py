@@ -125,6 +125,10 @@ class Sandbox:
             weakref.finalize(self, self._starters.close)  # a Sandbox never closed
             self._starters.prime()
 
+    def mechanisms(self) -> Isolation:
+        """What runs here are started with (the service's long-lived workers use it too)."""
+        return self._iso()
+
     @property
     def jailed(self) -> bool:
         """True when runs are in the full jail; False when weaker isolation was accepted."""

@@ -1,0 +1,1 @@
+"""A stateless genome for the live service's tests."""
