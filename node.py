@@ -26,6 +26,7 @@ from actors.evolver import PROPOSAL_TIMEOUT, Evolver, baseline
 from actors.generator import Generator
 from actors.governor import Governor
 from actors.incubator import Incubator
+from actors.live import Live
 from actors.messages import Validate, Verdict
 from actors.planner import Planner
 from actors.spread import Spread
@@ -47,7 +48,6 @@ from runtime.cluster_config import sandbox_settings
 from runtime.config import ClusterConfig
 from runtime.genome_files import load_genome
 from runtime.sandbox import Sandbox
-from runtime.service.node_service import NodeService
 
 if TYPE_CHECKING:
     pass
@@ -246,6 +246,11 @@ class SwarmNode:
         self.spread = Spread(
             self.transport, self.node.supervisor, store=self.store, offers=self.state.offers.get
         )
+        #: the genome's live service, its Deployer and /metrics (docs/service.md)
+        self.live = Live(node_id, sandbox=self.node.sandbox, store=self.store,
+                         http=cluster.http_bind(node_id), propose=self.applier.propose,
+                         clock=clock, stopping=stopping, rollout=cluster.model.rollout,
+                         raft=self._raft_figures, transport=self.transport.stats)  # fmt: skip
         self.admin = Admin(
             node_id,
             store=self.store,
@@ -259,16 +264,13 @@ class SwarmNode:
             clock=clock,
             admin_signer=signing.admin,
             sign_key_of=signing.sign_key_of,
+            ops=self.live.admin_ops(),
         )
         self._connect(cluster)
         self._stopped = False
 
     def _connect(self, cluster: ClusterConfig) -> None:
         """Hand the parts to each other: commits, snapshots, the channels peers use."""
-        #: the genome's live service on this node's HTTP address (docs/service.md)
-        self.service = NodeService(
-            self.id, self.node.sandbox, self.store, *cluster.http_bind(self.id)
-        )
         self.engine.on_commit(self.applier.on_commit)
         compaction = cluster.compaction
         self.engine.on_snapshot(self.applier, compact_after=compaction.after, keep=compaction.keep)
@@ -324,7 +326,7 @@ class SwarmNode:
         if self.cluster.evolution.spread:  # the leader's candidates are proven on every node
             self.spread.pool_with(peer for peer in self.cluster.ids if peer != self.id)
         self.applier.start()
-        self.service.start()
+        self.live.start()
         self.evolver.start()
         members = ", ".join(self.state.members)
         log.info("node %s started: store %s, members %s", self.id, self.store.url, members)
@@ -340,8 +342,8 @@ class SwarmNode:
         self.applier.join(timeout=30)
         self.votes.join(timeout=30)
         self.evolver.join(timeout=30)
+        self.live.stop()
         self.transport.stop()
-        self.service.stop()
         self.node.close()
 
     def __enter__(self) -> SwarmNode:
@@ -391,7 +393,10 @@ class SwarmNode:
 
     def _after_apply(self, results: list[Any]) -> None:
         self.votes.after_apply(results)
-        self.service.changed(applied.genome for applied in results)
+        self.live.after_apply(results)
+
+    def _raft_figures(self) -> dict[str, Any]:
+        return {**self.engine.status(), "applied_index": self.applier.applied}
 
     def _set_stage(self, stage: str) -> None:
         self.stage = stage
@@ -410,13 +415,13 @@ class SwarmNode:
 
     def status(self) -> dict[str, Any]:
         """What the admin channel's ``status`` answers (see :meth:`Admin.status`)."""
-        return {**self.admin.status(), "isolation": self.node.isolation, "http": self.service.url}
+        return {**self.admin.status(), "isolation": self.node.isolation, "http": self.live.url}
 
     def _admin(self, sender: str, body: Any) -> Any:
         """The admin channel; ``status`` also says the isolation in force (`cluster status`)."""
         answer = self.admin.handle(sender, body)
         if isinstance(body, dict) and body.get("op") == "status" and isinstance(answer, dict):
-            answer = {**answer, "isolation": self.node.isolation, "http": self.service.url}
+            answer = {**answer, "isolation": self.node.isolation, "http": self.live.url}
         return answer
 
     def _status_counters(self) -> dict[str, int]:

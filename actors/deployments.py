@@ -55,16 +55,26 @@ class Deployments:
         self._ticker: threading.Thread | None = None
         self._stopped: pykka.Future[Any] | None = None
 
-    def start(self) -> None:
-        """Start the Deployer, resume or end what the log says ran here, start ticking."""
+    def start(self, resume: bool = True) -> None:
+        """Start the Deployer and its ticks; with ``resume``, resume or end at once what the
+        log says ran here (else per genome by :meth:`served`, once the service serves it:
+        the Deployer needs blue up to know what to roll out)."""
         self._ref = Deployer.start(*self._args, self.board)
-        for genome in self.store.genomes():
+        for genome in self.store.genomes() if resume else ():
             self._tell(HeadMoved(genome, "restart"))
         if self.tick_every is not None:
             self._ticker = threading.Thread(
                 target=self._tick_loop, name=f"deployer-tick-{self.id}", daemon=True
             )
             self._ticker.start()
+
+    def served(self, genome: str) -> None:
+        """The service came up on ``genome``: resume or end what the log says ran here."""
+        self._tell(HeadMoved(genome, "restart"))
+
+    def moved(self, genome: str, version: str, tree: object) -> None:
+        """The service saw a head blue does not run (``NodeService.follow``): roll it out."""
+        self._tell(HeadMoved(genome, "adopted"))
 
     def after_apply(self, results: Iterable[Applied]) -> None:
         """An applied run moved a head (an adoption decided, or a rollback): follow it."""

@@ -175,6 +175,9 @@ class RolloutSettings(_Strict):
     mismatches: Annotated[int, Field(ge=0)] = 0
     #: seconds green may take to answer its readiness probe before it is abandoned
     ready_timeout: Annotated[float, Field(gt=0.0, le=600.0)] = 30.0
+    #: a window in which no caller came at all (an idle service) passes its step on the
+    #: evidence the swarm already has (tests, exact counts); false: wait for traffic
+    idle_passes: bool = True
 
     @field_validator("steps")
     @classmethod

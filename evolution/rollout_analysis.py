@@ -8,8 +8,10 @@ verdict and its reason go out.  The rules, in the order they are checked
 1. more mirrored requests answered differently than ``mismatches`` allows: Failed, even
    in a small window (one wrong answer is evidence enough; no amount of traffic makes it
    right);
-2. fewer green requests than ``min_requests``: Inconclusive (too little to judge errors
-   or latency);
+2. no request at all in the window, on either colour (an idle service: nobody to compare
+   on): Successful when ``idle_passes`` (the default: the tests and the exact count are
+   all the evidence there is), else Inconclusive; fewer green requests than
+   ``min_requests``: Inconclusive (too little to judge errors or latency);
 3. green's error rate above blue's by more than ``max_error_increase``: Failed;
 4. green's p99 above ``max_p99_ratio`` × blue's (blue's taken as at least ``p99_floor``,
    so sub-millisecond noise never fails a rollout): Failed;
@@ -105,6 +107,12 @@ def analyse(window: Figures, settings: RolloutSettings) -> Analysis:
     blue, green = window.blue, window.green
     if window.mismatches > settings.mismatches:
         return Analysis(FAILED, _mismatch_reason(window))
+    if settings.idle_passes and blue.requests == 0 and green.requests == 0:
+        return Analysis(
+            SUCCESSFUL,
+            "no live request in the window on either colour (an idle service): the step "
+            "passes on the tests' and the exact count's evidence",
+        )
     if green.requests < settings.min_requests:
         return Analysis(
             INCONCLUSIVE,

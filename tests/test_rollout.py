@@ -122,6 +122,16 @@ def test_too_few_green_requests_is_inconclusive_in_words() -> None:
     assert analyse(window(green=1), DEFAULTS).reason.startswith("green served 1 request,")
 
 
+def test_an_idle_window_passes_unless_told_to_wait_for_traffic() -> None:
+    idle = window(green=0, blue=0, mirrored=0)
+    passed = analyse(idle, DEFAULTS)
+    assert passed.result == "Successful" and "idle service" in passed.reason
+    waiting = analyse(idle, RolloutSettings(idle_passes=False))
+    assert waiting.result == "Inconclusive"
+    # any caller at all makes it a real window: too thin to judge, never a pass
+    assert analyse(window(green=0, blue=5, mirrored=0), DEFAULTS).result == "Inconclusive"
+
+
 def test_error_rate_increase_over_the_limit_fails() -> None:
     assert analyse(window(green_errors=1), DEFAULTS).result == "Successful"  # 1 % = the limit
     verdict = analyse(window(green_errors=2), DEFAULTS)

@@ -42,6 +42,8 @@ class Heads(Protocol):
 
     def head(self, name: str) -> Any: ...
 
+    def materialise(self, name: str, version: str) -> Tree: ...
+
 
 class NodeService:
     """The router, the front and the thread that keeps blue on each genome's head."""
@@ -57,8 +59,14 @@ class NodeService:
         on_request: OnRequest | None = None,
         render: Render | None = None,
         ready_timeout: float = 30.0,
+        first: Callable[[str], str | None] | None = None,
+        on_served: Callable[[str], None] | None = None,
     ) -> None:
+        """``first(genome)`` names the version blue starts on when the node comes up (the
+        Deployer's: the last one this node promoted; None or absent: the head), and
+        ``on_served(genome)`` is told once blue serves it (the Deployer then resumes)."""
         self.node_id, self.heads, self.ready_timeout = node_id, heads, ready_timeout
+        self.first, self.on_served = first, on_served
         self.router = Router(sandbox)
         self.front = Front(self.router, node_id, host, port, on_request=on_request, render=render)
         #: what a new head does to the service; the Deployer replaces it
@@ -125,8 +133,14 @@ class NodeService:
                 self.router.remove(genome)
             return
         if not served:
-            self.router.add(genome, head.version, head.tree, self.ready_timeout)
-            log.info("%s: serving %s %s", self.node_id, genome, head.version[:12])
+            version, tree = head.version, head.tree
+            first = self.first(genome) if self.first is not None else None
+            if first is not None and first != version:
+                version, tree = first, self.heads.materialise(genome, first)
+            self.router.add(genome, version, tree, self.ready_timeout)
+            log.info("%s: serving %s %s", self.node_id, genome, version[:12])
+            if self.on_served is not None:
+                self.on_served(genome)
         elif self.router.serving(genome)["blue"] != head.version:
             self.follow(genome, head.version, head.tree)
 

@@ -247,7 +247,15 @@ class Router(ServiceControl):
 
     def reload(self, genome: str, version: str, tree: Tree) -> None:
         svc = self._get(genome)
+        manifest = _manifest(genome, tree)
+        if manifest is None or manifest.service is None:
+            raise ServiceError(
+                f"{genome}: {version[:12]} has no [service] in its genome.toml to reload to",
+                hint="the workers keep the version they had; declare the service's functions",
+            )
         svc.blue.reload(version, tree, timeout=self.call_timeout)
+        with svc.lock:  # new calls are checked against the new version's functions
+            svc.manifest = manifest
 
     # -- leaving service --
 

@@ -36,7 +36,7 @@ __all__ = ["MAX_HELD", "WORKER_FILES", "WorkerPool"]
 
 _HERE = Path(__file__).parent
 #: what of this package a worker needs inside its jail (copied, never the project folder)
-WORKER_FILES = ("worker_main.py", "frames.py", "code.py", "slots.py")
+WORKER_FILES = ("worker_main.py", "frames.py", "code.py", "slots.py", "isolated.py")
 _RESTART_PAUSE = (0.0, 0.1, 0.3, 1.0, 3.0)
 #: calls a pool holds per worker (running or waiting) before it answers "overloaded" (503)
 MAX_HELD = 1024
