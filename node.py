@@ -251,6 +251,7 @@ class SwarmNode:
                          http=cluster.http_bind(node_id), propose=self.applier.propose,
                          clock=clock, stopping=stopping, rollout=cluster.model.rollout,
                          raft=self._raft_figures, transport=self.transport.stats)  # fmt: skip
+        self.service = self.live.service
         self.admin = Admin(
             node_id,
             store=self.store,
