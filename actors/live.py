@@ -66,6 +66,7 @@ class Live:
             node_id, store, self.service.router, propose, clock, stopping, defaults=rollout
         )
         self.service.on_served = self.deployments.served
+        self._stopped = False
         self.service.follow = self.deployments.moved
 
     @property
@@ -87,7 +88,10 @@ class Live:
         self.service.changed(applied.genome for applied in results)
 
     def stop(self) -> None:
-        """The Deployer first (no more orders), then the service (workers killed)."""
+        """The Deployer first (no more orders), then the service (workers killed); once."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.deployments.stop()
         self.deployments.join(timeout=30)
         self.service.stop()

@@ -66,6 +66,11 @@ def write_cluster(
         f"  candidates_per_cycle: {candidates}",
         f"  seed: {seed}",
         f"  incubators: {incubators}",
+        # the nodes share the machine's cores with valgrind's counts: a live latency
+        # compared at the default 1.5x over a 5 ms floor would fail good versions on noise
+        "rollout:",
+        "  max_p99_ratio: 3.0",
+        "  p99_floor: 0.05",
     ]
     path = workdir / "cluster.yml"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -119,16 +124,18 @@ def run_demo(
     command = node_command(config)
     weak = ["--accept-weak-isolation"] if accept_weak_isolation else []
     launcher = ProcessLauncher(config, tied=True, command=lambda node: [*command(node), *weak])
+    load = _DemoLoad(config, DEMO_GENOME.name)
     try:
         with console.status("starting the nodes…"):
             launcher.up()
             for node_id in config.ids:
                 launcher.wait_ready(node_id, timeout=60)
-        final = _watch(config, launcher, cycles)
+        final = _watch(config, launcher, cycles, load)
     finally:
+        load.stop()  # before the nodes: a request to a stopping node is not a lost one
         with console.status("stopping the nodes…"):
             launcher.down()
-    _summary(config, final, cycles, started, accept_weak_isolation)
+    _summary(config, final, cycles, started, accept_weak_isolation, load)
 
 
 def _warn_without_counter() -> None:
@@ -146,6 +153,38 @@ def _warn_without_counter() -> None:
         )
 
 
+class _DemoLoad:
+    """Callers on every node's front from the moment every node serves the genome."""
+
+    def __init__(self, config: Any, genome: str) -> None:
+        self.config, self.genome = config, genome
+        self.load: Any = None
+
+    def poll(self, console_print: Any) -> None:
+        """Start the load once every node describes the genome's service (else next time)."""
+        if self.load is not None:
+            return
+        from runtime.service.client import describe, http_url
+        from runtime.service.load import generated_mix
+        from runtime.service.steady_load import SteadyLoad
+
+        try:
+            urls = [http_url(self.config, n, ask=False) for n in self.config.ids]
+            mix = [generated_mix(self.genome, describe(url, self.genome, timeout=2.0))
+                   for url in urls][0]  # fmt: skip
+        except TarsError:
+            return
+        self.load = SteadyLoad(urls, mix).start()
+        console_print(
+            f"  serving {self.genome} on {', '.join(urls)}: a steady load of "
+            f"{self.load.rate:g} requests/s runs through every adoption (metrics: {urls[0]}/metrics)"
+        )
+
+    def stop(self) -> None:
+        if self.load is not None:
+            self.load.stop()
+
+
 def _status(config: Any, node_id: str) -> dict[str, Any] | None:
     from runtime.launcher import admin_request
 
@@ -156,7 +195,7 @@ def _status(config: Any, node_id: str) -> dict[str, Any] | None:
     return reply
 
 
-def _watch(config: Any, launcher: Any, cycles: int) -> dict[str, dict[str, Any]]:
+def _watch(config: Any, launcher: Any, cycles: int, load: _DemoLoad) -> dict[str, dict[str, Any]]:
     """Follow the swarm until the last cycle is recorded and every node has the same head."""
     genome = DEMO_GENOME.name
     progress = Progress(
@@ -189,6 +228,7 @@ def _watch(config: Any, launcher: Any, cycles: int) -> dict[str, dict[str, Any]]
                 progress.update(task, description=what)
                 time.sleep(0.5)
                 continue
+            load.poll(progress.console.print)
             head = leader["heads"][genome]
             adopted = head["versions"] - 1
             if adopted > seen_adopted:
@@ -222,7 +262,12 @@ def _fitness(value: float | None) -> str:
 
 
 def _summary(
-    config: Any, final: dict[str, dict[str, Any]], cycles: int, started: float, weak: bool = False
+    config: Any,
+    final: dict[str, dict[str, Any]],
+    cycles: int,
+    started: float,
+    weak: bool = False,
+    load: _DemoLoad | None = None,
 ) -> None:
     from events.store import GenomeStore
     from runtime.incubation import IncubationReport, effective_measure, incubate
@@ -236,6 +281,9 @@ def _summary(
         first_tree = store.materialise(genome, first.version or "")
         adopted = sum(1 for e in store.log(genome=genome) if e.type == "VersionAdopted")
         votes = sum(1 for e in store.log(genome=genome) if e.type == "VoteCast")
+        ended = [
+            e.data.get("phase") for e in store.log(genome=genome) if e.type == "RolloutStepped"
+        ]
     manifest = parse_manifest(head.manifest_text, f"{genome}/genome.toml")
     counted = effective_measure(manifest) == "instructions"
     with (
@@ -282,6 +330,18 @@ def _summary(
         table.add_row("final check", f"[red]failed: {report.detail}[/]")
     table.add_row("tests of head", "pass" if report.tests_passed else "FAIL")
     table.add_row("votes cast", str(votes))
+    table.add_row(
+        "rollouts (every node)",
+        f"{ended.count('promoted')} promoted, {ended.count('aborted')} aborted, "
+        f"{ended.count('abandoned')} abandoned",
+    )
+    steady = load.load if load is not None else None
+    if steady is not None:
+        lost = sum(steady.lost.values())
+        why = f" ({', '.join(f'{n} {k}' for k, n in steady.lost.most_common())})" if lost else ""
+        table.add_row("requests served", f"{steady.served:,} by {len(steady.versions)} versions")
+        table.add_row("requests lost", f"{'[green]' if not lost else '[red]'}{lost}[/]{why}")
+        table.add_row("metrics", f"{steady.urls[0]}/metrics (while the swarm runs)")
     for node_id, status in sorted(final.items()):
         table.add_row(
             f"{node_id} ({status['role']})",

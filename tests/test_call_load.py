@@ -233,6 +233,8 @@ def test_a_node_without_a_fixed_port_is_asked_for_the_address_it_serves(tmp_path
     from runtime.node_transport import node_transport
 
     path = write_cluster(tmp_path, 1, TINY, 1, 1, 1, 1)
+    lines = path.read_text().splitlines(keepends=True)  # a cluster.yml without `http:`
+    path.write_text("".join(line for line in lines if not line.strip().startswith("http:")))
     load_cluster(path).ensure_keys()
     config = load_cluster(path)
     asked: list[object] = []

@@ -137,6 +137,7 @@ def test_a_store_that_cannot_be_written_halts_applying(tmp_path: Path) -> None:
     try:
         registered([node])
         before = node.applier.applied
+        node.live.stop()  # its service thread reads the store: closing it under a reader is UB
         node.store.close()  # every write now fails
         for cycle in (1, 2):
             with pytest.raises(ConsensusError, match="not applied"):
