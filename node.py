@@ -213,18 +213,9 @@ class SwarmNode:
         )
         #: what this node's evolution is doing now (shown by `status`)
         self.stage = "idle"
-        self.applier = Applier(
-            node_id,
-            self.state,
-            self.store,
-            self.engine,
-            self.transport,
-            stopping,
-            on_applied=self._after_apply,
-            stage=self._set_stage,
-            repair=self.repair,
-            signer=signing.signer,
-        )
+        self.applier = Applier(node_id, self.state, self.store, self.engine, self.transport,
+                               stopping, on_applied=self._after_apply, stage=self._set_stage,
+                               repair=self.repair, signer=signing.signer)  # fmt: skip
         self.votes = Votes(
             node_id, self.store, self._validate, self.applier.propose, clock, stopping
         )
@@ -246,11 +237,7 @@ class SwarmNode:
         self.spread = Spread(
             self.transport, self.node.supervisor, store=self.store, offers=self.state.offers.get
         )
-        #: the genome's live service, its Deployer and /metrics (docs/service.md)
-        self.live = Live(node_id, sandbox=self.node.sandbox, store=self.store,
-                         http=cluster.http_bind(node_id), propose=self.applier.propose,
-                         clock=clock, stopping=stopping, rollout=cluster.model.rollout,
-                         raft=self._raft_figures, transport=self.transport.stats)  # fmt: skip
+        self.live = self._live(cluster, clock, stopping)  # service, Deployer, /metrics
         self.service = self.live.service
         self.admin = Admin(
             node_id,
@@ -269,6 +256,12 @@ class SwarmNode:
         )
         self._connect(cluster)
         self._stopped = False
+
+    def _live(self, cluster: ClusterConfig, clock: Clock, stopping: threading.Event) -> Live:
+        return Live(self.id, sandbox=self.node.sandbox, store=self.store,
+                    http=cluster.http_bind(self.id), propose=self.applier.propose, clock=clock,
+                    stopping=stopping, rollout=cluster.model.rollout, raft=self._raft_figures,
+                    transport=self.transport.stats)  # fmt: skip
 
     def _connect(self, cluster: ClusterConfig) -> None:
         """Hand the parts to each other: commits, snapshots, the channels peers use."""

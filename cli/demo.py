@@ -261,6 +261,22 @@ def _fitness(value: float | None) -> str:
     return f"{value / 1e6:,.0f} M" if value >= 1e6 else f"{value:.4g}"
 
 
+def _live_rows(table: Table, ended: list[Any], load: _DemoLoad | None) -> None:
+    """What the swarm's service did while it evolved: rollouts, requests, where metrics are."""
+    table.add_row(
+        "rollouts (every node)",
+        f"{ended.count('promoted')} promoted, {ended.count('aborted')} aborted, "
+        f"{ended.count('abandoned')} abandoned",
+    )
+    steady = load.load if load is not None else None
+    if steady is not None:
+        lost = sum(steady.lost.values())
+        why = f" ({', '.join(f'{n} {k}' for k, n in steady.lost.most_common())})" if lost else ""
+        table.add_row("requests served", f"{steady.served:,} by {len(steady.versions)} versions")
+        table.add_row("requests lost", f"{'[green]' if not lost else '[red]'}{lost}[/]{why}")
+        table.add_row("metrics", f"{steady.urls[0]}/metrics (while the swarm runs)")
+
+
 def _summary(
     config: Any,
     final: dict[str, dict[str, Any]],
@@ -279,11 +295,10 @@ def _summary(
         head = store.head(genome)
         first = next(iter(store.log(genome=genome, limit=1)))
         first_tree = store.materialise(genome, first.version or "")
-        adopted = sum(1 for e in store.log(genome=genome) if e.type == "VersionAdopted")
-        votes = sum(1 for e in store.log(genome=genome) if e.type == "VoteCast")
-        ended = [
-            e.data.get("phase") for e in store.log(genome=genome) if e.type == "RolloutStepped"
-        ]
+        events = [(e.type, e.data) for e in store.log(genome=genome)]
+    adopted = sum(1 for kind, _ in events if kind == "VersionAdopted")
+    votes = sum(1 for kind, _ in events if kind == "VoteCast")
+    ended = [data.get("phase") for kind, data in events if kind == "RolloutStepped"]
     manifest = parse_manifest(head.manifest_text, f"{genome}/genome.toml")
     counted = effective_measure(manifest) == "instructions"
     with (
@@ -293,12 +308,11 @@ def _summary(
         report: IncubationReport = incubate(
             sandbox, manifest, "final", first_tree, head.tree, rounds=5, measure="benchmark"
         )
+    direction = manifest.fitness.direction
     comparison = (
-        compare(
-            report.parent_samples, report.candidate_samples, direction=manifest.fitness.direction
-        )
-        if report.failure is None
-        else None
+        None
+        if report.failure is not None
+        else compare(report.parent_samples, report.candidate_samples, direction=direction)
     )
     table = Table(
         title=f"{genome}: {adopted} versions adopted by the swarm in {cycles} cycles",
@@ -330,18 +344,7 @@ def _summary(
         table.add_row("final check", f"[red]failed: {report.detail}[/]")
     table.add_row("tests of head", "pass" if report.tests_passed else "FAIL")
     table.add_row("votes cast", str(votes))
-    table.add_row(
-        "rollouts (every node)",
-        f"{ended.count('promoted')} promoted, {ended.count('aborted')} aborted, "
-        f"{ended.count('abandoned')} abandoned",
-    )
-    steady = load.load if load is not None else None
-    if steady is not None:
-        lost = sum(steady.lost.values())
-        why = f" ({', '.join(f'{n} {k}' for k, n in steady.lost.most_common())})" if lost else ""
-        table.add_row("requests served", f"{steady.served:,} by {len(steady.versions)} versions")
-        table.add_row("requests lost", f"{'[green]' if not lost else '[red]'}{lost}[/]{why}")
-        table.add_row("metrics", f"{steady.urls[0]}/metrics (while the swarm runs)")
+    _live_rows(table, ended, load)
     for node_id, status in sorted(final.items()):
         table.add_row(
             f"{node_id} ({status['role']})",
