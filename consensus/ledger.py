@@ -90,6 +90,10 @@ logger = logging.getLogger(__name__)
 LEDGER = "ledger"
 
 
+class _Duplicate(Exception):  # noqa: N818 (a signal inside apply, never raised out)
+    """A member's rollback of a version another member's rollback already undid."""
+
+
 class Applied(NamedTuple):
     """What applying one entry did, for the node's side effects (validations, waiters)."""
 
@@ -218,6 +222,10 @@ class LedgerState(LedgerSnapshots):
         run.begin()
         try:
             decided = self._handle(run, entry)
+        except _Duplicate:  # no effect, and not written: nothing moved (metrics, deployer)
+            run.abort()
+            run.last_index = index
+            return Applied(index, kind, genome, False, {}, {})
         except Refused as exc:  # a member's rollback the lineage does not allow
             run.abort()
             return self._refuse(run, index, kind, genome, str(exc))
@@ -337,8 +345,8 @@ class LedgerState(LedgerSnapshots):
         at = _when(entry.at)
         lineage = run.lineage(entry.genome)
         if entry.node != ADMIN and self.keys is not None:  # a member's own (authors.py)
-            if entry.to == lineage.head:
-                return {}  # another node's rollback of the same Failed version came first
+            if entry.to == lineage.head:  # another node's rollback of it came first
+                raise _Duplicate
             last = rollouts_of(lineage).get(entry.node)
             problem = member_rollback_problem(entry, lineage.head, head_parent_of(lineage), last)
             if problem is not None:

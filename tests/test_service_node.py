@@ -66,6 +66,31 @@ class Load:
             thread.join(60)
 
 
+def curl_metrics(url: str) -> list[tuple[str, dict[str, str], float]]:
+    """``GET /metrics`` as a client would, parsed by prometheus_client's own parser."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as reply:
+        assert reply.headers["Content-Type"].startswith("text/plain")
+        text = reply.read().decode()
+    return [
+        (sample.name, dict(sample.labels), sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def total(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    return sum(
+        value
+        for found, have, value in samples
+        if found == name and all(have.get(k) == v for k, v in labels.items())
+    )
+
+
 def adopt(node: Any, cycle: int, parent: dict[str, str], child: dict[str, str]) -> str:
     """Propose ``child`` as adopted (a cycle entry; the voters re-run its tests)."""
     win = Adoption(
@@ -118,6 +143,7 @@ def test_a_swarm_rolls_out_a_good_version_and_rolls_back_bad_ones_on_every_node(
         def heads(version: str) -> bool:
             return all(n.store.head("svc").version == version for n in nodes)
 
+        before = [curl_metrics(node.service.url) for node in nodes]
         with Load(fronts) as load:
             good = {**tree, "svc/calc.py": tree["svc/calc.py"].replace("a + b", "b + a")}
             good_version = adopt(nodes[1], 1, tree, good)
@@ -165,6 +191,16 @@ def test_a_swarm_rolls_out_a_good_version_and_rolls_back_bad_ones_on_every_node(
             }
             assert "answered differently" in failed[bad], failed
             assert "p99" in failed[slower], failed
+        # every node's /metrics (what `curl` sees) moved with the load and the rollouts
+        for node, earlier in zip(nodes, before, strict=True):
+            now = curl_metrics(node.service.url)
+            assert total(now, "tars_requests_total", genome="svc") > total(
+                earlier, "tars_requests_total", genome="svc"
+            )
+            assert total(now, "tars_rollbacks_total", genome="svc") == 2
+            assert total(now, "tars_adoptions_total", genome="svc") >= 4
+            assert total(now, "tars_raft_term") >= 1 and total(now, "tars_raft_applied_index") > 0
+            assert total(now, "tars_request_seconds_count", genome="svc") > 0
     wait(
         lambda: not processes_with(first) and not processes_with(good_version),
         10,
