@@ -9,6 +9,7 @@ the followers re-run the tests of each proposal and vote through the Raft ledger
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from rich.table import Table
 from cli.common import console
 from evolution.errors import TarsError, TransportError
 from evolution.manifest import parse_manifest
+from evolution.rollout import ENDED
 from evolution.stats import compare, median
 from evolution.tree import short
 from runtime.ports import free_ports
@@ -71,6 +73,10 @@ def write_cluster(
         "rollout:",
         "  max_p99_ratio: 3.0",
         "  p99_floor: 0.05",
+        # the demo's load is light (20 requests/s): mirror half of it, judge each second
+        "  interval: 1.0",
+        "  min_requests: 10",
+        "  mirror: 0.5",
     ]
     path = workdir / "cluster.yml"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +137,7 @@ def run_demo(
             for node_id in config.ids:
                 launcher.wait_ready(node_id, timeout=60)
         final = _watch(config, launcher, cycles, load)
+        _settle(config, final)
     finally:
         load.stop()  # before the nodes: a request to a stopping node is not a lost one
         with console.status("stopping the nodes…"):
@@ -183,6 +190,53 @@ class _DemoLoad:
     def stop(self) -> None:
         if self.load is not None:
             self.load.stop()
+
+
+def _settle(config: Any, final: dict[str, dict[str, Any]], timeout: float = 180.0) -> None:
+    """After the last cycle: wait (bounded) until every node serves the head, its rollout
+    promoted or ended, so the summary tells how the last adoption went live."""
+    from runtime.service.client import http_url
+
+    genome = DEMO_GENOME.name
+    head = next(iter(final.values()))["heads"][genome]["version"]
+    deadline = time.monotonic() + timeout
+    with console.status("rolling the head out on every node…") as shown:
+        while time.monotonic() < deadline:
+            phases = []
+            for node_id in config.ids:
+                board = _rollout(config, node_id, genome)
+                serving = _health(http_url(config, node_id, ask=False), genome)
+                done = serving.get("blue") == head or board.get("phase") in ("aborted", "abandoned")
+                phases.append((node_id, done, board.get("step"), serving.get("weight")))
+            if all(done for _, done, _, _ in phases):
+                return
+            shown.update(
+                "rolling the head out on every node: "
+                + ", ".join(f"{n} step {s} at {w}" for n, d, s, w in phases if not d)
+            )
+            time.sleep(0.5)
+    console.print("[yellow]the last rollout did not end in time: see `tars rollout status`[/]")
+
+
+def _rollout(config: Any, node_id: str, genome: str) -> dict[str, Any]:
+    from runtime.launcher import admin_request
+
+    try:
+        reply = admin_request(config, node_id, {"op": "rollout", "genome": genome,
+                                                "order": "status"}, timeout=2.0)  # fmt: skip
+    except TarsError:
+        return {}
+    return reply if isinstance(reply, dict) else {}
+
+
+def _health(url: str, genome: str) -> dict[str, Any]:
+    import httpx
+
+    try:
+        found = httpx.get(f"{url}/v1/health", timeout=2.0).json()["genomes"][genome]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _status(config: Any, node_id: str) -> dict[str, Any] | None:
@@ -261,12 +315,15 @@ def _fitness(value: float | None) -> str:
     return f"{value / 1e6:,.0f} M" if value >= 1e6 else f"{value:.4g}"
 
 
-def _live_rows(table: Table, ended: list[Any], load: _DemoLoad | None) -> None:
+def _live_rows(table: Table, ended: list[tuple[Any, Any]], load: _DemoLoad | None) -> None:
     """What the swarm's service did while it evolved: rollouts, requests, where metrics are."""
+    phases = Counter(
+        "failed" if result == "Failed" else phase for phase, result in ended if phase in ENDED
+    )
     table.add_row(
         "rollouts (every node)",
-        f"{ended.count('promoted')} promoted, {ended.count('aborted')} aborted, "
-        f"{ended.count('abandoned')} abandoned",
+        f"{phases['promoted']} promoted, {phases['failed']} failed and rolled back, "
+        f"{phases['aborted']} superseded by a newer head, {phases['abandoned']} abandoned",
     )
     steady = load.load if load is not None else None
     if steady is not None:
@@ -295,10 +352,11 @@ def _summary(
         head = store.head(genome)
         first = next(iter(store.log(genome=genome, limit=1)))
         first_tree = store.materialise(genome, first.version or "")
-        events = [(e.type, e.data) for e in store.log(genome=genome)]
+        events = [(e.type, e.data) for e in store.log(genome=genome)]  # fmt: skip
     adopted = sum(1 for kind, _ in events if kind == "VersionAdopted")
     votes = sum(1 for kind, _ in events if kind == "VoteCast")
-    ended = [data.get("phase") for kind, data in events if kind == "RolloutStepped"]
+    ended = [(data.get("phase"), data.get("result")) for kind, data in events
+             if kind == "RolloutStepped"]  # fmt: skip
     manifest = parse_manifest(head.manifest_text, f"{genome}/genome.toml")
     counted = effective_measure(manifest) == "instructions"
     with (
