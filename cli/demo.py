@@ -9,7 +9,6 @@ the followers re-run the tests of each proposal and vote through the Raft ledger
 from __future__ import annotations
 
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,9 @@ from rich.progress import (
 from rich.table import Table
 
 from cli.common import console
+from cli.demo_live import DemoLoad, live_rows, settle
 from evolution.errors import TarsError, TransportError
 from evolution.manifest import parse_manifest
-from evolution.rollout import ENDED
 from evolution.stats import compare, median
 from evolution.tree import short
 from runtime.ports import free_ports
@@ -130,14 +129,14 @@ def run_demo(
     command = node_command(config)
     weak = ["--accept-weak-isolation"] if accept_weak_isolation else []
     launcher = ProcessLauncher(config, tied=True, command=lambda node: [*command(node), *weak])
-    load = _DemoLoad(config, DEMO_GENOME.name)
+    load = DemoLoad(config, DEMO_GENOME.name)
     try:
         with console.status("starting the nodes…"):
             launcher.up()
             for node_id in config.ids:
                 launcher.wait_ready(node_id, timeout=60)
         final = _watch(config, launcher, cycles, load)
-        _settle(config, final)
+        settle(config, DEMO_GENOME.name, final)
     finally:
         load.stop()  # before the nodes: a request to a stopping node is not a lost one
         with console.status("stopping the nodes…"):
@@ -160,85 +159,6 @@ def _warn_without_counter() -> None:
         )
 
 
-class _DemoLoad:
-    """Callers on every node's front from the moment every node serves the genome."""
-
-    def __init__(self, config: Any, genome: str) -> None:
-        self.config, self.genome = config, genome
-        self.load: Any = None
-
-    def poll(self, console_print: Any) -> None:
-        """Start the load once every node describes the genome's service (else next time)."""
-        if self.load is not None:
-            return
-        from runtime.service.client import describe, http_url
-        from runtime.service.load import generated_mix
-        from runtime.service.steady_load import SteadyLoad
-
-        try:
-            urls = [http_url(self.config, n, ask=False) for n in self.config.ids]
-            mix = [generated_mix(self.genome, describe(url, self.genome, timeout=2.0))
-                   for url in urls][0]  # fmt: skip
-        except TarsError:
-            return
-        self.load = SteadyLoad(urls, mix).start()
-        console_print(
-            f"  serving {self.genome} on {', '.join(urls)}: a steady load of "
-            f"{self.load.rate:g} requests/s runs through every adoption (metrics: {urls[0]}/metrics)"
-        )
-
-    def stop(self) -> None:
-        if self.load is not None:
-            self.load.stop()
-
-
-def _settle(config: Any, final: dict[str, dict[str, Any]], timeout: float = 180.0) -> None:
-    """After the last cycle: wait (bounded) until every node serves the head, its rollout
-    promoted or ended, so the summary tells how the last adoption went live."""
-    from runtime.service.client import http_url
-
-    genome = DEMO_GENOME.name
-    head = next(iter(final.values()))["heads"][genome]["version"]
-    deadline = time.monotonic() + timeout
-    with console.status("rolling the head out on every node…") as shown:
-        while time.monotonic() < deadline:
-            phases = []
-            for node_id in config.ids:
-                board = _rollout(config, node_id, genome)
-                serving = _health(http_url(config, node_id, ask=False), genome)
-                done = serving.get("blue") == head or board.get("phase") in ("aborted", "abandoned")
-                phases.append((node_id, done, board.get("step"), serving.get("weight")))
-            if all(done for _, done, _, _ in phases):
-                return
-            shown.update(
-                "rolling the head out on every node: "
-                + ", ".join(f"{n} step {s} at {w}" for n, d, s, w in phases if not d)
-            )
-            time.sleep(0.5)
-    console.print("[yellow]the last rollout did not end in time: see `tars rollout status`[/]")
-
-
-def _rollout(config: Any, node_id: str, genome: str) -> dict[str, Any]:
-    from runtime.launcher import admin_request
-
-    try:
-        reply = admin_request(config, node_id, {"op": "rollout", "genome": genome,
-                                                "order": "status"}, timeout=2.0)  # fmt: skip
-    except TarsError:
-        return {}
-    return reply if isinstance(reply, dict) else {}
-
-
-def _health(url: str, genome: str) -> dict[str, Any]:
-    import httpx
-
-    try:
-        found = httpx.get(f"{url}/v1/health", timeout=2.0).json()["genomes"][genome]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
 def _status(config: Any, node_id: str) -> dict[str, Any] | None:
     from runtime.launcher import admin_request
 
@@ -249,7 +169,7 @@ def _status(config: Any, node_id: str) -> dict[str, Any] | None:
     return reply
 
 
-def _watch(config: Any, launcher: Any, cycles: int, load: _DemoLoad) -> dict[str, dict[str, Any]]:
+def _watch(config: Any, launcher: Any, cycles: int, load: DemoLoad) -> dict[str, dict[str, Any]]:
     """Follow the swarm until the last cycle is recorded and every node has the same head."""
     genome = DEMO_GENOME.name
     progress = Progress(
@@ -315,32 +235,13 @@ def _fitness(value: float | None) -> str:
     return f"{value / 1e6:,.0f} M" if value >= 1e6 else f"{value:.4g}"
 
 
-def _live_rows(table: Table, ended: list[tuple[Any, Any]], load: _DemoLoad | None) -> None:
-    """What the swarm's service did while it evolved: rollouts, requests, where metrics are."""
-    phases = Counter(
-        "failed" if result == "Failed" else phase for phase, result in ended if phase in ENDED
-    )
-    table.add_row(
-        "rollouts (every node)",
-        f"{phases['promoted']} promoted, {phases['failed']} failed and rolled back, "
-        f"{phases['aborted']} superseded by a newer head, {phases['abandoned']} abandoned",
-    )
-    steady = load.load if load is not None else None
-    if steady is not None:
-        lost = sum(steady.lost.values())
-        why = f" ({', '.join(f'{n} {k}' for k, n in steady.lost.most_common())})" if lost else ""
-        table.add_row("requests served", f"{steady.served:,} by {len(steady.versions)} versions")
-        table.add_row("requests lost", f"{'[green]' if not lost else '[red]'}{lost}[/]{why}")
-        table.add_row("metrics", f"{steady.urls[0]}/metrics (while the swarm runs)")
-
-
 def _summary(
     config: Any,
     final: dict[str, dict[str, Any]],
     cycles: int,
     started: float,
     weak: bool = False,
-    load: _DemoLoad | None = None,
+    load: DemoLoad | None = None,
 ) -> None:
     from events.store import GenomeStore
     from runtime.incubation import IncubationReport, effective_measure, incubate
@@ -355,8 +256,6 @@ def _summary(
         events = [(e.type, e.data) for e in store.log(genome=genome)]  # fmt: skip
     adopted = sum(1 for kind, _ in events if kind == "VersionAdopted")
     votes = sum(1 for kind, _ in events if kind == "VoteCast")
-    ended = [(data.get("phase"), data.get("result")) for kind, data in events
-             if kind == "RolloutStepped"]  # fmt: skip
     manifest = parse_manifest(head.manifest_text, f"{genome}/genome.toml")
     counted = effective_measure(manifest) == "instructions"
     with (
@@ -402,7 +301,7 @@ def _summary(
         table.add_row("final check", f"[red]failed: {report.detail}[/]")
     table.add_row("tests of head", "pass" if report.tests_passed else "FAIL")
     table.add_row("votes cast", str(votes))
-    _live_rows(table, ended, load)
+    live_rows(table, events, load)
     for node_id, status in sorted(final.items()):
         table.add_row(
             f"{node_id} ({status['role']})",
