@@ -142,7 +142,8 @@ def test_mirroring_catches_the_version_that_answers_differently(tmp_path: Path) 
         assert window.mirrored == 20 and window.mismatches == 1
         function, args, why = window.examples[0]
         assert function == "add" and '"a": 13' in args and "18" in why and "19" in why
-        assert window.blue.requests == 20 and window.green.requests == 0
+        # weight 0: green served no caller; its 20 mirrored copies count in its figures
+        assert window.blue.requests == 20 and window.green.requests == 20
         # the same version mirrored against itself: no mismatch
         router.start_green("svc", version("same"), BASE, ready_timeout=30)
         router.set_mirror("svc", 1.0)
