@@ -99,6 +99,13 @@ def test_demo_improves_the_genome_and_every_version_replays(tmp_path: Path) -> N
     timed = re.search(r"time \(seconds, A/B\)\s*│\s*([0-9.]+)×", proc.stdout)
     assert timed and float(timed.group(1)) >= 1.2, proc.stdout[-2000:]
     assert re.search(r"tests of head\s*│\s*pass", proc.stdout)
+    # the swarm served its genome all along: every adopted version went live on every
+    # node through a promoted rollout, and the steady load lost no request
+    served = re.search(r"requests served\s*│\s*([0-9,]+) by", proc.stdout)
+    assert served and int(served.group(1).replace(",", "")) > 0, proc.stdout[-2000:]
+    assert re.search(r"requests lost\s*│\s*0\s", proc.stdout), proc.stdout[-2000:]
+    promoted = re.search(r"rollouts \(every node\)\s*│\s*([0-9]+) promoted", proc.stdout)
+    assert promoted and int(promoted.group(1)) >= 3, proc.stdout[-2000:]
     store = workdir / "node-1" / "store.db"
     with GenomeStore.open(f"sqlite:///{store}") as handle:
         entries = list(handle.log(genome="logstats"))
