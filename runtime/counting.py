@@ -112,6 +112,11 @@ def forget_counts() -> None:
     _counts = _CountCache()
 
 
+def is_counted(tree: Mapping[str, str], manifest: Manifest) -> bool:
+    """Whether ``tree``'s count is cached (then counting it again costs nothing)."""
+    return _counts.get((version_id(dict(tree)), tuple(manifest.commands.bench))) is not None
+
+
 def run_counted(
     sandbox: Sandbox, workdir: Path, manifest: Manifest, wall_limit: float | None = None
 ) -> RunResult:

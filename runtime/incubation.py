@@ -9,13 +9,15 @@ re-exported here).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evolution.cascade import QUICK_PAIRS, failfast, quick_reason, quick_verdict
 from evolution.manifest import Manifest
 from runtime.counting import (
     COUNTING_SLOWDOWN,
@@ -26,6 +28,7 @@ from runtime.counting import (
     counting_limits,
     effective_measure,
     forget_counts,
+    is_counted,
     read_instructions,
     run_counted,
     valgrind,
@@ -37,6 +40,9 @@ from runtime.sandbox import RunResult, Sandbox, SandboxLimits
 #: the counter should cost seconds, not the manifest's limit times COUNTING_SLOWDOWN
 CANDIDATE_WALL_FACTOR = 4.0
 CANDIDATE_WALL_FLOOR = 20.0
+#: the quick run times the counted run's own workload natively (the benchmark is told it
+#: is counted, so it runs its one short pass), so it sees the very work the count counts
+QUICK_ENV = bench_env("instructions")
 
 
 @dataclass(frozen=True)
@@ -118,10 +124,16 @@ class _Tally:
     started: float
     child: float = 0.0
     runs: int = 0
+    #: seconds per stage of the cascade ("stage:tests", "stage:quick", "stage:count", …),
+    #: reported in ``extra``: which stages ran, and what each cost
+    stages: dict[str, float] = field(default_factory=dict)
 
-    def add(self, seconds: float, runs: int = 1) -> None:
+    def add(self, seconds: float, runs: int = 1, stage: str | None = None) -> None:
         self.child += seconds
         self.runs += runs
+        if stage is not None:
+            key = f"stage:{stage}"
+            self.stages[key] = self.stages.get(key, 0.0) + seconds
 
     def report(
         self,
@@ -143,6 +155,7 @@ class _Tally:
             child_seconds=self.child,
             total_seconds=time.perf_counter() - self.started,
             runs=self.runs,
+            extra=dict(self.stages),
             measure=measure,
         )
 
@@ -158,6 +171,7 @@ def incubate(
     max_rounds: int | None = None,
     undecided: Callable[[Sequence[float], Sequence[float]], bool] | None = None,
     measure: str | None = None,
+    cascade: bool = True,
 ) -> IncubationReport:
     """Tests first (all must pass), then ``rounds`` interleaved benchmark pairs (A B B A A B …).
 
@@ -172,20 +186,30 @@ def incubate(
     says the evidence straddles the decision (and up to ``max_rounds``), more pairs are
     run.  Clear cases stop early; only close calls pay for more runs, and a close call
     decided on more data is what keeps two runs with the same seed deciding alike.
+
+    ``cascade`` (the default) is the evaluation cascade (:mod:`evolution.cascade`): the
+    tests stop at their first failure, and a counted candidate passes the quick run
+    (``[fitness] quick``) before it is counted; ``cascade=False`` is the path without it.
     """
     tally = _Tally(candidate, time.perf_counter())
     limits = SandboxLimits.from_manifest(manifest.limits)
     rounds = rounds or manifest.fitness.rounds
     parent_samples: list[float] = []
     candidate_samples: list[float] = []
-    with sandbox.workspace(candidate_tree) as cand_dir:
-        tests = sandbox.run(cand_dir, manifest.commands.test, limits)
-        tally.add(tests.wall_seconds)
+    test = failfast(manifest.commands.test) if cascade else manifest.commands.test
+    with _copied(sandbox, candidate_tree, tally) as cand_dir:
+        tests = sandbox.run(cand_dir, test, limits)
+        tally.add(tests.wall_seconds, stage="tests")
         if not tests.ok:
             return tally.report(False, tests.failure or "exit", f"tests failed: {tests.detail}")
         if (measure or effective_measure(manifest)) == "instructions":
+            # A candidate counted before (the count is cached) costs nothing to count again.
+            if cascade and manifest.fitness.quick > 0 and not is_counted(candidate_tree, manifest):
+                rejected = _quick(sandbox, manifest, tally, limits, parent_tree, cand_dir)
+                if rejected is not None:
+                    return rejected
             return _counted(sandbox, manifest, tally, parent_tree, candidate_tree, cand_dir)
-        with sandbox.workspace(parent_tree) as parent_dir:
+        with _copied(sandbox, parent_tree, tally) as parent_dir:
             pair = (
                 (parent_dir, parent_samples, "parent"),
                 (cand_dir, candidate_samples, "candidate"),
@@ -195,6 +219,63 @@ def incubate(
             if failed is not None:
                 return failed
     return tally.report(True, None, "ok", parent_samples, candidate_samples)
+
+
+@contextlib.contextmanager
+def _copied(sandbox: Sandbox, tree: Mapping[str, str], tally: _Tally) -> Iterator[Path]:
+    """``sandbox.workspace(tree)``, its copy-in timed as the "copy" stage."""
+    started = time.perf_counter()
+    with sandbox.workspace(tree) as workdir:
+        tally.stages["stage:copy"] = tally.stages.get("stage:copy", 0.0) + (
+            time.perf_counter() - started
+        )
+        yield workdir
+
+
+def _quick(
+    sandbox: Sandbox,
+    manifest: Manifest,
+    tally: _Tally,
+    limits: SandboxLimits,
+    parent_tree: Mapping[str, str],
+    cand_dir: Path,
+) -> IncubationReport | None:
+    """The cascade's quick run: a report when it rejects the candidate, None to go on to the count.
+
+    Up to QUICK_PAIRS native pairs (A B, then B A) of the counted workload; the first
+    pair at or above the floor ends it (``evolution.cascade.quick_verdict``).  A parent
+    that fails natively says nothing of the candidate: the count decides then.
+    """
+    floor = manifest.fitness.quick
+    ratios: list[float] = []
+    with _copied(sandbox, parent_tree, tally) as parent_dir:
+        while True:
+            pair = [(parent_dir, "parent"), (cand_dir, "candidate")]
+            figures: dict[str, float] = {}
+            for workdir, who in pair if len(ratios) % 2 == 0 else pair[::-1]:
+                result = sandbox.run(workdir, manifest.commands.bench, limits, env=QUICK_ENV)
+                tally.add(result.wall_seconds, stage="quick")
+                try:
+                    if not result.ok:
+                        raise ValueError(f"{result.failure or 'exit'}: {result.detail}")
+                    figures[who] = read_metric(result, manifest.fitness.metric)
+                except ValueError as exc:
+                    if who == "parent":
+                        return None
+                    return tally.report(
+                        True,
+                        "quick",
+                        f"candidate failed at the quick run: {exc}",
+                        measure="instructions",
+                    )
+            ratios.append(manifest.better(figures["candidate"], figures["parent"]))
+            verdict = quick_verdict(ratios, floor, QUICK_PAIRS)
+            if verdict == "pass":
+                return None
+            if verdict == "reject":
+                return tally.report(
+                    True, "quick", quick_reason(ratios, floor), measure="instructions"
+                )
 
 
 def _interleaved(
@@ -216,7 +297,7 @@ def _interleaved(
             result = sandbox.run(
                 workdir, manifest.commands.bench, limits, env=bench_env("benchmark")
             )
-            tally.add(result.wall_seconds)
+            tally.add(result.wall_seconds, stage="benchmark")
             if not result.ok:
                 return tally.report(
                     True, result.failure or "exit", f"{who} benchmark failed: {result.detail}"
@@ -249,7 +330,7 @@ def _counted(
     CANDIDATE_WALL_FLOOR seconds), so a benchmark that hangs fails in seconds.
     """
     parent, spent, parent_wall, failure = count_cached(sandbox, parent_tree, manifest)
-    tally.add(spent, 1 if spent else 0)
+    tally.add(spent, 1 if spent else 0, stage="count_parent")
     if parent is None:
         kind, detail = failure or ("exit", "?")
         return tally.report(
@@ -262,7 +343,7 @@ def _counted(
     count, spent, _, failure = count_cached(
         sandbox, candidate_tree, manifest, cand_dir, wall_limit=limit
     )
-    tally.add(spent, 1 if spent else 0)
+    tally.add(spent, 1 if spent else 0, stage="count")
     if count is None:
         kind, detail = failure or ("exit", "?")
         return tally.report(
@@ -279,6 +360,7 @@ __all__ = [
     "CANDIDATE_WALL_FACTOR",
     "CANDIDATE_WALL_FLOOR",
     "COUNTING_SLOWDOWN",
+    "QUICK_ENV",
     "VALGRIND_FLAGS",
     "IncubationReport",
     "bench_env",
