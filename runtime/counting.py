@@ -95,6 +95,10 @@ class _CountCache:
                 self._counts.move_to_end(key)
             return value
 
+    def drop(self, key: tuple[str, tuple[str, ...]]) -> None:
+        with self._lock:
+            self._counts.pop(key, None)
+
     def put(self, key: tuple[str, tuple[str, ...]], value: tuple[float, float]) -> None:
         with self._lock:
             self._counts[key] = value
@@ -110,6 +114,11 @@ def forget_counts() -> None:
     """Empty the count cache (a test that compares two runs must count each afresh)."""
     global _counts
     _counts = _CountCache()
+
+
+def forget_count(tree: Mapping[str, str], manifest: Manifest) -> None:
+    """Drop ``tree``'s cached count (a benchmark that counts one candidate two ways)."""
+    _counts.drop((version_id(dict(tree)), tuple(manifest.commands.bench)))
 
 
 def is_counted(tree: Mapping[str, str], manifest: Manifest) -> bool:
