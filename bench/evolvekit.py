@@ -33,6 +33,8 @@ class Run:
     judged: int = 0
     adopted: int = 0
     stopped: str | None = None
+    #: every candidate the cascade's quick run rejected: "cycle N mutator: reason"
+    quick_rejected: list[str] = field(default_factory=list)
 
     def reached(self, target: float) -> tuple[int | None, float | None]:
         """(cycles, seconds) to reach ``target``, or (None, None)."""
@@ -70,7 +72,16 @@ def evolve(
             name, _ = node.register(folder)
             first = node.store.head(name).fitness
             run = Run(name, seed, planner, compose)
-            coordinator = node.coordinator(name)
+
+            def progress(stage: str, info: dict[str, Any]) -> None:
+                for record in info.get("records", []) if stage == "cycle" else []:
+                    run.quick_rejected.extend(
+                        f"cycle {info['cycle']} {record.mutator}: {reason}"
+                        for reason in record.reasons
+                        if "quick run" in reason
+                    )
+
+            coordinator = node.coordinator(name, progress=progress)
             for number in range(1, cycles + 1):
                 result = coordinator.cycle(number, seed)
                 head = node.store.head(name)
