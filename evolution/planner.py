@@ -179,12 +179,12 @@ def plan(
     choose = candidates_for_kind or (lambda kind: (kind,))
 
     pairs = _pairs(opportunities, outcomes, choose)
-    priors = _priors(pairs.values(), weighted=priors)
-    arms = sorted(priors)
+    arm_priors = _priors(pairs.values(), weighted=priors)
+    arms = sorted(arm_priors)
     factor: dict[tuple[str, str], float] = {
-        arm: outcomes.sample(*arm, rng, priors[arm])
+        arm: outcomes.sample(*arm, rng, arm_priors[arm])
         if explore
-        else outcomes.estimate(*arm, priors[arm])
+        else outcomes.estimate(*arm, arm_priors[arm])
         for arm in arms
     }
 
@@ -233,7 +233,9 @@ def random_plan(
     """
     if limit < 0:
         raise ValueError(f"limit must be 0 or more, not {limit}")
-    pairs = list(_pairs(opportunities, Outcomes(), candidates_for_kind or (lambda kind: (kind,))).values())
+    pairs = list(
+        _pairs(opportunities, Outcomes(), candidates_for_kind or (lambda kind: (kind,))).values()
+    )
     chosen = rng.sample(pairs, min(limit, len(pairs)))
     return [
         Plan(
