@@ -34,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
 from actors.messages import Analyze, Generate, PlanCycle  # noqa: E402
@@ -134,7 +135,7 @@ def main() -> None:
             today: list[IncubationReport] = []
             cascade: list[IncubationReport] = []
             wrongly: list[str] = []
-            with Progress() as progress:
+            with Progress(console=Console(stderr=True)) as progress:  # stdout is the JSON
                 task = progress.add_task("candidates (today, cascade)", total=len(candidates))
                 for index, candidate in enumerate(candidates):
                     order = (False, True) if index % 2 == 0 else (True, False)

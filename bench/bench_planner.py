@@ -27,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
 from bench.evolvekit import Run, evolve  # noqa: E402
@@ -58,7 +59,7 @@ def main() -> None:
     genomes = args.genomes.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     runs: dict[str, dict[str, list[Run]]] = {g: {p: [] for p in PLANNERS} for g in genomes}
-    with Progress() as progress:
+    with Progress(console=Console(stderr=True)) as progress:  # stdout is the JSON
         task = progress.add_task("runs", total=len(genomes) * len(seeds) * len(PLANNERS))
         for genome in genomes:
             for seed in seeds:

@@ -34,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
 from bench.evolvekit import Run, evolve  # noqa: E402
@@ -115,7 +116,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     chosen = args.settings.split(",")
     by_setting: dict[str, list[Run]] = {name: [] for name in chosen}
-    with Progress() as progress:
+    with Progress(console=Console(stderr=True)) as progress:  # stdout is the JSON
         task = progress.add_task("runs", total=len(seeds) * len(chosen))
         for seed in seeds:
             for name in chosen:
