@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import statistics
 import sys
 import threading
 from collections import OrderedDict
@@ -110,10 +111,47 @@ class _CountCache:
 _counts = _CountCache()
 
 
+class QuickTimes:
+    """The parent's native quick-run figures per (version, command), from earlier pairs.
+
+    A later candidate of the same version runs once against their median and, at or
+    above the floor, passes on one run instead of a pair; below it, that single run
+    proves nothing (the machine may have slowed since) and the pairs decide.  Shared by
+    the incubator pool's threads, hence the lock.
+    """
+
+    def __init__(self, size: int = 16, keep: int = 5) -> None:
+        self._size, self._keep = size, keep
+        self._lock = threading.Lock()
+        self._figures: OrderedDict[tuple[str, tuple[str, ...]], list[float]] = OrderedDict()
+
+    def get(self, key: tuple[str, tuple[str, ...]]) -> float | None:
+        with self._lock:
+            figures = self._figures.get(key)
+            return statistics.median(figures) if figures else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._figures.clear()
+
+    def add(self, key: tuple[str, tuple[str, ...]], figure: float) -> None:
+        with self._lock:
+            figures = self._figures.setdefault(key, [])
+            figures[:] = [*figures, figure][-self._keep :]
+            self._figures.move_to_end(key)
+            while len(self._figures) > self._size:
+                self._figures.popitem(last=False)
+
+
+#: the evaluation cascade's parent figures (``runtime.incubation``), per version like the counts
+quick_times = QuickTimes()
+
+
 def forget_counts() -> None:
     """Empty the count cache (a test that compares two runs must count each afresh)."""
     global _counts
     _counts = _CountCache()
+    quick_times.clear()
 
 
 def forget_count(tree: Mapping[str, str], manifest: Manifest) -> None:

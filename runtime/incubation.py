@@ -19,6 +19,7 @@ from pathlib import Path
 
 from evolution.cascade import QUICK_PAIRS, failfast, quick_reason, quick_verdict
 from evolution.manifest import Manifest
+from evolution.tree import version_id
 from runtime.counting import (
     COUNTING_SLOWDOWN,
     VALGRIND_FLAGS,
@@ -29,6 +30,7 @@ from runtime.counting import (
     effective_measure,
     forget_counts,
     is_counted,
+    quick_times,
     read_instructions,
     run_counted,
     valgrind,
@@ -205,7 +207,7 @@ def incubate(
         if (measure or effective_measure(manifest)) == "instructions":
             # A candidate counted before (the count is cached) costs nothing to count again.
             if cascade and manifest.fitness.quick > 0 and not is_counted(candidate_tree, manifest):
-                rejected = _quick(sandbox, manifest, tally, limits, parent_tree, cand_dir)
+                rejected = _quick(sandbox, manifest, tally, parent_tree, cand_dir)
                 if rejected is not None:
                     return rejected
             return _counted(sandbox, manifest, tally, parent_tree, candidate_tree, cand_dir)
@@ -232,50 +234,63 @@ def _copied(sandbox: Sandbox, tree: Mapping[str, str], tally: _Tally) -> Iterato
         yield workdir
 
 
+def _timed(sandbox: Sandbox, workdir: Path, manifest: Manifest, tally: _Tally) -> float:
+    """One native quick run's metric; ValueError says why there is none."""
+    limits = SandboxLimits.from_manifest(manifest.limits)
+    result = sandbox.run(workdir, manifest.commands.bench, limits, env=QUICK_ENV)
+    tally.add(result.wall_seconds, stage="quick")
+    if not result.ok:
+        raise ValueError(f"{result.failure or 'exit'}: {result.detail}")
+    return read_metric(result, manifest.fitness.metric)
+
+
 def _quick(
     sandbox: Sandbox,
     manifest: Manifest,
     tally: _Tally,
-    limits: SandboxLimits,
     parent_tree: Mapping[str, str],
     cand_dir: Path,
 ) -> IncubationReport | None:
     """The cascade's quick run: a report when it rejects the candidate, None to go on to the count.
 
-    Up to QUICK_PAIRS native pairs (A B, then B A) of the counted workload; the first
-    pair at or above the floor ends it (``evolution.cascade.quick_verdict``).  A parent
-    that fails natively says nothing of the candidate: the count decides then.
+    One run against the parent's known figure first, when earlier pairs of this version
+    left one; then up to QUICK_PAIRS native pairs (A B, then B A) of the counted
+    workload, the first pair at or above the floor ending it
+    (``evolution.cascade.quick_verdict``).  A parent that fails natively says nothing
+    of the candidate: the count decides then.
     """
     floor = manifest.fitness.quick
+    key = (version_id(dict(parent_tree)), tuple(manifest.commands.bench))
     ratios: list[float] = []
-    with _copied(sandbox, parent_tree, tally) as parent_dir:
-        while True:
-            pair = [(parent_dir, "parent"), (cand_dir, "candidate")]
-            figures: dict[str, float] = {}
-            for workdir, who in pair if len(ratios) % 2 == 0 else pair[::-1]:
-                result = sandbox.run(workdir, manifest.commands.bench, limits, env=QUICK_ENV)
-                tally.add(result.wall_seconds, stage="quick")
-                try:
-                    if not result.ok:
-                        raise ValueError(f"{result.failure or 'exit'}: {result.detail}")
-                    figures[who] = read_metric(result, manifest.fitness.metric)
-                except ValueError as exc:
-                    if who == "parent":
-                        return None
-                    return tally.report(
-                        True,
-                        "quick",
-                        f"candidate failed at the quick run: {exc}",
-                        measure="instructions",
-                    )
-            ratios.append(manifest.better(figures["candidate"], figures["parent"]))
-            verdict = quick_verdict(ratios, floor, QUICK_PAIRS)
-            if verdict == "pass":
-                return None
-            if verdict == "reject":
-                return tally.report(
-                    True, "quick", quick_reason(ratios, floor), measure="instructions"
-                )
+    try:
+        known = quick_times.get(key)
+        if (
+            known is not None
+            and manifest.better(_timed(sandbox, cand_dir, manifest, tally), known) >= floor
+        ):
+            return None
+        with _copied(sandbox, parent_tree, tally) as parent_dir:
+            while True:
+                pair = [(parent_dir, "parent"), (cand_dir, "candidate")]
+                figures: dict[str, float] = {}
+                for workdir, who in pair if len(ratios) % 2 == 0 else pair[::-1]:
+                    try:
+                        figures[who] = _timed(sandbox, workdir, manifest, tally)
+                    except ValueError:
+                        if who == "parent":
+                            return None
+                        raise
+                quick_times.add(key, figures["parent"])
+                ratios.append(manifest.better(figures["candidate"], figures["parent"]))
+                verdict = quick_verdict(ratios, floor, QUICK_PAIRS)
+                if verdict != "more":
+                    break
+    except ValueError as exc:
+        detail = f"candidate failed at the quick run: {exc}"
+        return tally.report(True, "quick", detail, measure="instructions")
+    if verdict == "pass":
+        return None
+    return tally.report(True, "quick", quick_reason(ratios, floor), measure="instructions")
 
 
 def _interleaved(

@@ -111,6 +111,10 @@ def test_a_slower_candidate_is_rejected_at_the_quick_run_without_the_count(count
     ran = set(report.extra)
     assert {"stage:tests", "stage:quick"} <= ran
     assert "stage:count" not in ran and "stage:count_parent" not in ran, "no exact count was run"
+    # the parent's figure is now known: a slower candidate's single run against it is not
+    # enough to reject, the three pairs still decide
+    again = incubate(sandbox, manifest, "slow2", tree, _variant(tree, *SLOWER, "# again\n"))
+    assert again.failure == "quick" and "3 timed pairs" in again.detail, again.detail
     # without the cascade the same candidate is counted, and loses on the count
     plain = incubate(sandbox, manifest, "slow", tree, slower, cascade=False)
     assert (
@@ -129,6 +133,8 @@ def test_a_faster_candidate_is_never_rejected_by_the_quick_run(counted) -> None:
         assert report.failure is None, report
         assert {"stage:tests", "stage:quick", "stage:count"} <= set(report.extra)
         assert report.candidate_samples[0] < report.parent_samples[0], "it was counted, and won"
+        if attempt:  # the parent's figure is known: one quick run, not a pair
+            assert report.runs == 3, report  # tests, one quick run, the count
     # counted once already: the quick run is not paid again
     again = incubate(sandbox, manifest, "fast", tree, faster)
     assert "stage:quick" not in again.extra and again.failure is None
