@@ -123,21 +123,26 @@ class QuickTimes:
     def __init__(self, size: int = 16, keep: int = 5) -> None:
         self._size, self._keep = size, keep
         self._lock = threading.Lock()
-        self._figures: OrderedDict[tuple[str, tuple[str, ...]], list[float]] = OrderedDict()
+        self._figures: OrderedDict[tuple[str, tuple[str, ...]], list[tuple[float, float]]] = (
+            OrderedDict()
+        )
 
-    def get(self, key: tuple[str, tuple[str, ...]]) -> float | None:
+    def get(self, key: tuple[str, tuple[str, ...]]) -> tuple[float, float] | None:
+        """(median figure, median wall seconds) of the parent's last runs, or None."""
         with self._lock:
-            figures = self._figures.get(key)
-            return statistics.median(figures) if figures else None
+            runs = self._figures.get(key)
+            if not runs:
+                return None
+            return statistics.median(f for f, _ in runs), statistics.median(w for _, w in runs)
 
     def clear(self) -> None:
         with self._lock:
             self._figures.clear()
 
-    def add(self, key: tuple[str, tuple[str, ...]], figure: float) -> None:
+    def add(self, key: tuple[str, tuple[str, ...]], figure: float, wall: float) -> None:
         with self._lock:
-            figures = self._figures.setdefault(key, [])
-            figures[:] = [*figures, figure][-self._keep :]
+            runs = self._figures.setdefault(key, [])
+            runs[:] = [*runs, (figure, wall)][-self._keep :]
             self._figures.move_to_end(key)
             while len(self._figures) > self._size:
                 self._figures.popitem(last=False)

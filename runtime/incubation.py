@@ -14,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from evolution.cascade import QUICK_PAIRS, failfast, quick_reason, quick_verdict
@@ -234,14 +234,29 @@ def _copied(sandbox: Sandbox, tree: Mapping[str, str], tally: _Tally) -> Iterato
         yield workdir
 
 
-def _timed(sandbox: Sandbox, workdir: Path, manifest: Manifest, tally: _Tally) -> float:
-    """One native quick run's metric; ValueError says why there is none."""
+class _QuickFailed(Exception):
+    """A native quick run that gave no figure: its failure kind and the human detail."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind, self.detail = kind, detail
+
+
+def _timed(
+    sandbox: Sandbox, workdir: Path, manifest: Manifest, tally: _Tally, wall: float | None = None
+) -> tuple[float, float]:
+    """One native quick run: (its metric, its wall seconds), stopped after ``wall`` seconds."""
     limits = SandboxLimits.from_manifest(manifest.limits)
+    if wall is not None and wall < limits.wall_seconds:
+        limits = replace(limits, wall_seconds=wall)
     result = sandbox.run(workdir, manifest.commands.bench, limits, env=QUICK_ENV)
     tally.add(result.wall_seconds, stage="quick")
     if not result.ok:
-        raise ValueError(f"{result.failure or 'exit'}: {result.detail}")
-    return read_metric(result, manifest.fitness.metric)
+        raise _QuickFailed(result.failure or "exit", result.detail)
+    try:
+        return read_metric(result, manifest.fitness.metric), result.wall_seconds
+    except ValueError as exc:
+        raise _QuickFailed("bench-output", str(exc)) from exc
 
 
 def _quick(
@@ -253,41 +268,41 @@ def _quick(
 ) -> IncubationReport | None:
     """The cascade's quick run: a report when it rejects the candidate, None to go on to the count.
 
-    One run against the parent's known figure first, when earlier pairs of this version
-    left one; then up to QUICK_PAIRS native pairs (A B, then B A) of the counted
-    workload, the first pair at or above the floor ending it
-    (``evolution.cascade.quick_verdict``).  A parent that fails natively says nothing
-    of the candidate: the count decides then.
+    One run against the parent's known figure first (``counting.QuickTimes``), then up to
+    QUICK_PAIRS native pairs, parent then candidate (``evolution.cascade.quick_verdict``).
+    The candidate is stopped as its count would be (CANDIDATE_WALL_FACTOR × the parent's
+    run); a parent failing natively says nothing of the candidate: the count decides.
     """
     floor = manifest.fitness.quick
     key = (version_id(dict(parent_tree)), tuple(manifest.commands.bench))
     ratios: list[float] = []
+    known = quick_times.get(key)
+    limit = CANDIDATE_WALL_FLOOR
     try:
-        known = quick_times.get(key)
-        if (
-            known is not None
-            and manifest.better(_timed(sandbox, cand_dir, manifest, tally), known) >= floor
-        ):
-            return None
+        if known is not None:
+            limit = max(CANDIDATE_WALL_FLOOR, CANDIDATE_WALL_FACTOR * known[1])
+            figure, _ = _timed(sandbox, cand_dir, manifest, tally, limit)
+            if manifest.better(figure, known[0]) >= floor:
+                return None
         with _copied(sandbox, parent_tree, tally) as parent_dir:
             while True:
-                pair = [(parent_dir, "parent"), (cand_dir, "candidate")]
-                figures: dict[str, float] = {}
-                for workdir, who in pair if len(ratios) % 2 == 0 else pair[::-1]:
-                    try:
-                        figures[who] = _timed(sandbox, workdir, manifest, tally)
-                    except ValueError:
-                        if who == "parent":
-                            return None
-                        raise
-                quick_times.add(key, figures["parent"])
-                ratios.append(manifest.better(figures["candidate"], figures["parent"]))
+                try:
+                    parent, wall = _timed(sandbox, parent_dir, manifest, tally)
+                except _QuickFailed:
+                    return None
+                quick_times.add(key, parent, wall)
+                limit = max(CANDIDATE_WALL_FLOOR, CANDIDATE_WALL_FACTOR * wall)
+                figure, _ = _timed(sandbox, cand_dir, manifest, tally, limit)
+                ratios.append(manifest.better(figure, parent))
                 verdict = quick_verdict(ratios, floor, QUICK_PAIRS)
                 if verdict != "more":
                     break
-    except ValueError as exc:
-        detail = f"candidate failed at the quick run: {exc}"
-        return tally.report(True, "quick", detail, measure="instructions")
+    except _QuickFailed as exc:
+        detail = (
+            f"candidate failed at the quick run: {exc.detail} (a candidate may take "
+            f"{CANDIDATE_WALL_FACTOR:g}× its parent's run, at least {CANDIDATE_WALL_FLOOR:g} s)"
+        )
+        return tally.report(True, exc.kind, detail, measure="instructions")
     if verdict == "pass":
         return None
     return tally.report(True, "quick", quick_reason(ratios, floor), measure="instructions")
