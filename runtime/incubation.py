@@ -244,8 +244,12 @@ class _QuickFailed(Exception):
 
 def _timed(
     sandbox: Sandbox, workdir: Path, manifest: Manifest, tally: _Tally, wall: float | None = None
-) -> tuple[float, float]:
-    """One native quick run: (its metric, its wall seconds), stopped after ``wall`` seconds."""
+) -> tuple[float | None, float]:
+    """One native quick run: (its metric, its wall seconds), stopped after ``wall`` seconds.
+
+    The metric is None when the run succeeded but printed none usable (a pass too short
+    for its clock prints 0.0): the count judges that candidate, not the quick run.
+    """
     limits = SandboxLimits.from_manifest(manifest.limits)
     if wall is not None and wall < limits.wall_seconds:
         limits = replace(limits, wall_seconds=wall)
@@ -255,8 +259,8 @@ def _timed(
         raise _QuickFailed(result.failure or "exit", result.detail)
     try:
         return read_metric(result, manifest.fitness.metric), result.wall_seconds
-    except ValueError as exc:
-        raise _QuickFailed("bench-output", str(exc)) from exc
+    except ValueError:
+        return None, result.wall_seconds
 
 
 def _quick(
@@ -282,7 +286,7 @@ def _quick(
         if known is not None:
             limit = max(CANDIDATE_WALL_FLOOR, CANDIDATE_WALL_FACTOR * known[1])
             figure, _ = _timed(sandbox, cand_dir, manifest, tally, limit)
-            if manifest.better(figure, known[0]) >= floor:
+            if figure is None or manifest.better(figure, known[0]) >= floor:
                 return None
         with _copied(sandbox, parent_tree, tally) as parent_dir:
             while True:
@@ -290,9 +294,13 @@ def _quick(
                     parent, wall = _timed(sandbox, parent_dir, manifest, tally)
                 except _QuickFailed:
                     return None
+                if parent is None:
+                    return None
                 quick_times.add(key, parent, wall)
                 limit = max(CANDIDATE_WALL_FLOOR, CANDIDATE_WALL_FACTOR * wall)
                 figure, _ = _timed(sandbox, cand_dir, manifest, tally, limit)
+                if figure is None:
+                    return None
                 ratios.append(manifest.better(figure, parent))
                 verdict = quick_verdict(ratios, floor, QUICK_PAIRS)
                 if verdict != "more":

@@ -171,3 +171,17 @@ def test_the_quick_runs_reason_is_kept_in_the_log(counted, tmp_path: Path) -> No
         (row,) = [e.data for e in store.log(genome="tiny") if e.type == "CandidateEvaluated"]
     assert row["verdict"] == "reject"
     assert any("rejected at the quick run:" in reason for reason in row["reasons"]), row["reasons"]
+
+
+def test_a_quick_run_too_short_to_time_leaves_the_candidate_to_the_count(counted) -> None:  # type: ignore[no-untyped-def]
+    """A fast pass prints 0.0 seconds (the composition of tiny's wins did, and was lost):
+    no figure is no evidence, so the candidate is counted, never rejected for it."""
+    sandbox, manifest, tree = counted
+    faster = _variant(tree, *FASTER)
+    faster["bench.py"] = faster["bench.py"].replace(
+        'print(json.dumps({"seconds": best}))', 'print(json.dumps({"seconds": 0.0}))'
+    )
+    assert faster["bench.py"] != tree["bench.py"]
+    report = incubate(sandbox, manifest, "zero", tree, faster)
+    assert report.failure is None and "stage:count" in report.extra, report
+    assert report.candidate_samples[0] < report.parent_samples[0]
