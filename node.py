@@ -70,6 +70,10 @@ class NodeConfig:
     disk_mb: int | None = None  # caps each run's disk quota (cluster.yml sandbox.disk_mb)
     #: what never leaves a run's output (the node's key files' text): scrubbed from evidence
     secrets: tuple[str, ...] = ()
+    #: how cycles are planned ("learning", "plain", "random": evolution.planner.PLANNERS)
+    #: and whether a cycle's winners are composed; the benchmarks switch them off
+    planner: str = "learning"
+    compose: bool = True
 
 
 class Node:
@@ -132,6 +136,8 @@ class Node:
             candidates_per_cycle=self.config.candidates_per_cycle,
             progress=progress,
             held_out=True,
+            planner=self.config.planner,
+            compose=self.config.compose,
         )
 
     def evolve(

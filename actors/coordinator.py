@@ -31,11 +31,11 @@ from events.projections import evaluated_on
 from events.records import Adoption, CandidateRecord, Held
 from events.store import GenomeStore
 from evolution.compose import compose
-from evolution.errors import TarsError
+from evolution.errors import ConfigError, TarsError
 from evolution.generate import Candidate
 from evolution.manifest import Manifest, parse_manifest
 from evolution.memory import SearchMemory
-from evolution.planner import Plan
+from evolution.planner import PLANNERS, Outcomes, Plan
 from evolution.policy import Decision, Evidence, Policy
 from evolution.tree import short
 from runtime.incubation import IncubationReport
@@ -136,7 +136,17 @@ class Coordinator:
         recorder: Recorder | None = None,
         offer: Offerer | None = None,
         held_out: bool = False,
+        planner: str = "learning",
+        compose: bool = True,
     ) -> None:
+        if planner not in PLANNERS:
+            raise ConfigError(
+                f"unknown planner {planner!r}",
+                hint=f"use one of {', '.join(PLANNERS)} (docs/planner.md, 'Switches')",
+            )
+        #: how cycles are planned (evolution.planner.PLANNERS) and whether a cycle's
+        #: winners are composed: switches for the benchmarks that measure what each is worth
+        self.planner, self.composition = planner, compose
         self.store = store
         #: run the manifest's held-out tests on every candidate the governor would adopt or
         #: hold, before recording: a single node has no voters to run them
@@ -156,7 +166,8 @@ class Coordinator:
         entries = list(store.log(genome=genome))
         rows = [e.data for e in entries if e.type == "CandidateEvaluated"]
         self.memory = SearchMemory.from_log(rows, self._tree_of)
-        self.outcomes = self.memory.outcomes
+        # Without the learning planner the bandit keeps its counts only (no rejected sites).
+        self.outcomes = self.memory.outcomes if planner == "learning" else Outcomes.from_log(rows)
         self._evaluated: dict[str, set[str]] = evaluated_on(entries)
         self.tuner = Tuner(self.manifest)
 
@@ -180,8 +191,11 @@ class Coordinator:
         tree, version, manifest = head.tree, head.version, self.manifest
         self.progress("analyze", {"cycle": cycle, "version": short(version)})
         found = self.supervisor.ask("analyzer", Analyze(version, tree, manifest))
-        opportunities, exhausted = self.memory.prepare(
-            found, manifest.fitness.threshold, manifest.genome.sources
+        learning = self.planner == "learning"
+        opportunities, exhausted = (
+            self.memory.prepare(found, manifest.fitness.threshold, manifest.genome.sources)
+            if learning
+            else (list(found), None)
         )
         if exhausted and not manifest.tunable:
             return self._exhausted(cycle, seed, version, exhausted, started)
@@ -199,6 +213,7 @@ class Coordinator:
                 seed,
                 cycle,
                 self.candidates_per_cycle + len(done),
+                self.planner,
             ),
         )
         self.progress(
@@ -206,15 +221,18 @@ class Coordinator:
         )
         generated: Generated = self.supervisor.ask("generator", Generate(version, tree, plans))
         fresh = _fresh(generated.candidates, done)
-        candidates = self.memory.novel(fresh, version, tree)[: self.candidates_per_cycle]
+        novel = self.memory.novel(fresh, version, tree) if learning else fresh
+        candidates = novel[: self.candidates_per_cycle]
         if len(candidates) < self.candidates_per_cycle:
             candidates += self.tuner.candidates(
                 tree, version, seed, cycle, self.candidates_per_cycle - len(candidates)
             )
         self.progress("incubate", {"cycle": cycle, "candidates": len(candidates)})
         reports, judged = self._prove(tree, version, candidates, seed)
-        composed = compose(
-            tree, version, self.memory.mergeable(version, winners(candidates, judged))
+        composed = (
+            compose(tree, version, self.memory.mergeable(version, winners(candidates, judged)))
+            if self.composition
+            else None
         )
         if composed is not None and composed.id not in done:
             self.progress("incubate", {"cycle": cycle, "candidates": 1, "composed": True})
@@ -303,12 +321,13 @@ class Coordinator:
         The predictions come from the records, as a node rebuilding its memory from the
         log reads them (``CandidateRecord.expected_gain``).
         """
-        self.memory.learn(
-            version,
-            tree,
-            [(r.mutator, r.kind, r.patch, r.ratio, r.verdict == "reject") for r in records],
-            {r.patch: r.expected_gain for r in records if r.expected_gain is not None},
-        )
+        if self.planner == "learning":
+            self.memory.learn(
+                version,
+                tree,
+                [(r.mutator, r.kind, r.patch, r.ratio, r.verdict == "reject") for r in records],
+                {r.patch: r.expected_gain for r in records if r.expected_gain is not None},
+            )
         for record in records:
             self.tuner.measured(record.candidate, record.ratio)
             won = adoption is not None and adoption.patch == record.patch

@@ -36,6 +36,9 @@ class PlanCycle(NamedTuple):
     seed: int
     cycle: int
     limit: int
+    #: one of ``evolution.planner.PLANNERS``: "learning" and "plain" rank with the bandit
+    #: (weight priors only when learning), "random" draws uniformly
+    mode: str = "learning"
 
 
 class Generate(NamedTuple):

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from evolution.cascade import QUICK_FLOOR
 from evolution.errors import ManifestError
 from evolution.service_args import type_problem
 
@@ -89,6 +90,10 @@ class Fitness(_Strict):
     #: "instructions" (the benchmark command's instruction count under valgrind, fewer is
     #: better): exact and repeatable, so two runs with one seed decide alike on any machine
     measure: Literal["benchmark", "instructions"] = "benchmark"
+    #: the evaluation cascade's quick run (counted genomes): a candidate whose every
+    #: timed pair is below this ratio of its parent is rejected before the exact count;
+    #: 0 turns the quick run off (evolution/cascade.py, docs/sandbox.md)
+    quick: Annotated[float, Field(ge=0.0, lt=1.0)] = QUICK_FLOOR
     #: figures the benchmark prints that count the work it did (``lines_parsed``): a
     #: candidate whose counts differ from its parent's did other work, not the same work
     #: faster, and is refused (reward hacking: skipping half the input is not a speed-up)

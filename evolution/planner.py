@@ -37,6 +37,11 @@ PRIOR_TRIES = 2.0
 _HALF_WEIGHT = 1.2
 #: a (mutator, file, function, fingerprint) whose rewrite was rejected
 SiteKey = tuple[str, str, str, str]
+#: how a coordinator plans (``Coordinator(planner=...)``): "learning" is issue 10's
+#: planner (calibration, stop rule, near-duplicates, rejected-site memory, weight priors);
+#: "plain" the Thompson bandit alone with uniform priors (the planner before it);
+#: "random" uniform random choice, seeded (the yardstick of bench/bench_planner.py)
+PLANNERS = ("learning", "plain", "random")
 
 
 class OpportunityLike(Protocol):
@@ -159,25 +164,27 @@ def plan(
     limit: int,
     candidates_for_kind: Callable[[str], Sequence[str]] | None = None,
     explore: bool = True,
+    priors: bool = True,
 ) -> list[Plan]:
     """Rank (opportunity, mutator) pairs and return the best ``limit`` of them.
 
     ``risks`` maps a mutator name to its risk (0 = safe; missing means 0).  By default an
     opportunity's mutator is the one named by its kind; ``candidates_for_kind`` lets a
     kind be attacked by several.  With ``explore=False`` the posterior mean replaces the
-    Thompson draw (for ``tars evolve plan`` showing what the swarm believes).
+    Thompson draw (for ``tars evolve plan`` showing what the swarm believes).  With
+    ``priors=False`` every arm starts at the uniform Beta(1, 1), whatever its weight.
     """
     if limit < 0:
         raise ValueError(f"limit must be 0 or more, not {limit}")
     choose = candidates_for_kind or (lambda kind: (kind,))
 
     pairs = _pairs(opportunities, outcomes, choose)
-    priors = _priors(pairs.values())
-    arms = sorted(priors)
+    arm_priors = _priors(pairs.values(), weighted=priors)
+    arms = sorted(arm_priors)
     factor: dict[tuple[str, str], float] = {
-        arm: outcomes.sample(*arm, rng, priors[arm])
+        arm: outcomes.sample(*arm, rng, arm_priors[arm])
         if explore
-        else outcomes.estimate(*arm, priors[arm])
+        else outcomes.estimate(*arm, arm_priors[arm])
         for arm in arms
     }
 
@@ -211,6 +218,37 @@ def plan(
     return plans[:limit]
 
 
+def random_plan(
+    opportunities: Sequence[OpportunityLike],
+    *,
+    rng: random.Random,
+    limit: int,
+    candidates_for_kind: Callable[[str], Sequence[str]] | None = None,
+) -> list[Plan]:
+    """``limit`` (opportunity, mutator) pairs drawn uniformly among the applicable ones.
+
+    No gain, no bandit, no memory: the yardstick the learning planner is measured
+    against (bench/bench_planner.py).  The pairs are sorted before the draw, so the same
+    ``rng`` state and opportunities give the same plans whatever their order.
+    """
+    if limit < 0:
+        raise ValueError(f"limit must be 0 or more, not {limit}")
+    pairs = list(
+        _pairs(opportunities, Outcomes(), candidates_for_kind or (lambda kind: (kind,))).values()
+    )
+    chosen = rng.sample(pairs, min(limit, len(pairs)))
+    return [
+        Plan(
+            opp,
+            mutator,
+            0.0,
+            f"{opp.kind} at {opp.file}:{opp.line} ({opp.function}): drawn at random "
+            f"among {len(pairs)} applicable (opportunity, mutator) pairs",
+        )
+        for opp, mutator in chosen
+    ]
+
+
 def _pairs(
     opportunities: Sequence[OpportunityLike],
     outcomes: Outcomes,
@@ -231,12 +269,12 @@ def _pairs(
 
 
 def _priors(
-    pairs: Iterable[tuple[OpportunityLike, str]],
+    pairs: Iterable[tuple[OpportunityLike, str]], weighted: bool = True
 ) -> dict[tuple[str, str], tuple[float, float]]:
     """Each arm's prior, from the largest static weight among its opportunities (if known)."""
     weights: dict[tuple[str, str], float | None] = {}
     for opp, mutator in pairs:
-        weight = getattr(opp, "weight", None)
+        weight = getattr(opp, "weight", None) if weighted else None
         arm = (mutator, opp.kind)
         if isinstance(weight, (int, float)) and not isinstance(weight, bool):
             known = weights.get(arm)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import statistics
 import sys
 import threading
 from collections import OrderedDict
@@ -100,6 +101,10 @@ class _CountCache:
                 self._counts.move_to_end(key)
             return value
 
+    def drop(self, key: tuple[str, tuple[str, ...]]) -> None:
+        with self._lock:
+            self._counts.pop(key, None)
+
     def put(self, key: tuple[str, tuple[str, ...]], value: _Counted) -> None:
         with self._lock:
             self._counts[key] = value
@@ -111,10 +116,62 @@ class _CountCache:
 _counts = _CountCache()
 
 
+class QuickTimes:
+    """The parent's native quick-run figures per (version, command), from earlier pairs.
+
+    A later candidate of the same version runs once against their median and, at or
+    above the floor, passes on one run instead of a pair; below it, that single run
+    proves nothing (the machine may have slowed since) and the pairs decide.  Shared by
+    the incubator pool's threads, hence the lock.
+    """
+
+    def __init__(self, size: int = 16, keep: int = 5) -> None:
+        self._size, self._keep = size, keep
+        self._lock = threading.Lock()
+        self._figures: OrderedDict[tuple[str, tuple[str, ...]], list[tuple[float, float]]] = (
+            OrderedDict()
+        )
+
+    def get(self, key: tuple[str, tuple[str, ...]]) -> tuple[float, float] | None:
+        """(median figure, median wall seconds) of the parent's last runs, or None."""
+        with self._lock:
+            runs = self._figures.get(key)
+            if not runs:
+                return None
+            return statistics.median(f for f, _ in runs), statistics.median(w for _, w in runs)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._figures.clear()
+
+    def add(self, key: tuple[str, tuple[str, ...]], figure: float, wall: float) -> None:
+        with self._lock:
+            runs = self._figures.setdefault(key, [])
+            runs[:] = [*runs, (figure, wall)][-self._keep :]
+            self._figures.move_to_end(key)
+            while len(self._figures) > self._size:
+                self._figures.popitem(last=False)
+
+
+#: the evaluation cascade's parent figures (``runtime.incubation``), per version like the counts
+quick_times = QuickTimes()
+
+
 def forget_counts() -> None:
     """Empty the count cache (a test that compares two runs must count each afresh)."""
     global _counts
     _counts = _CountCache()
+    quick_times.clear()
+
+
+def forget_count(tree: Mapping[str, str], manifest: Manifest) -> None:
+    """Drop ``tree``'s cached count (a benchmark that counts one candidate two ways)."""
+    _counts.drop((version_id(dict(tree)), tuple(manifest.commands.bench)))
+
+
+def is_counted(tree: Mapping[str, str], manifest: Manifest) -> bool:
+    """Whether ``tree``'s count is cached (then counting it again costs nothing)."""
+    return _counts.get((version_id(dict(tree)), tuple(manifest.commands.bench))) is not None
 
 
 def run_counted(

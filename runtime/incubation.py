@@ -9,15 +9,18 @@ re-exported here).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from evolution.cascade import QUICK_PAIRS, failfast, quick_reason, quick_verdict
 from evolution.fitness import summarise
 from evolution.manifest import Manifest
+from evolution.tree import version_id
 from runtime.counting import (
     COUNTING_SLOWDOWN,
     VALGRIND_FLAGS,
@@ -27,6 +30,8 @@ from runtime.counting import (
     counting_limits,
     effective_measure,
     forget_counts,
+    is_counted,
+    quick_times,
     read_instructions,
     run_counted,
     valgrind,
@@ -39,6 +44,9 @@ from runtime.sandbox import RunResult, Sandbox, SandboxLimits
 #: the counter should cost seconds, not the manifest's limit times COUNTING_SLOWDOWN
 CANDIDATE_WALL_FACTOR = 4.0
 CANDIDATE_WALL_FLOOR = 20.0
+#: the quick run times the counted run's own workload natively (the benchmark is told it
+#: is counted, so it runs its one short pass), so it sees the very work the count counts
+QUICK_ENV = bench_env("instructions")
 
 
 @dataclass(frozen=True)
@@ -124,10 +132,16 @@ class _Tally:
     started: float
     child: float = 0.0
     runs: int = 0
+    #: seconds per stage of the cascade ("stage:tests", "stage:quick", "stage:count", …),
+    #: reported in ``extra``: which stages ran, and what each cost
+    stages: dict[str, float] = field(default_factory=dict)
 
-    def add(self, seconds: float, runs: int = 1) -> None:
+    def add(self, seconds: float, runs: int = 1, stage: str | None = None) -> None:
         self.child += seconds
         self.runs += runs
+        if stage is not None:
+            key = f"stage:{stage}"
+            self.stages[key] = self.stages.get(key, 0.0) + seconds
 
     def report(
         self,
@@ -150,6 +164,7 @@ class _Tally:
             child_seconds=self.child,
             total_seconds=time.perf_counter() - self.started,
             runs=self.runs,
+            extra=dict(self.stages),
             measure=measure,
             parent_figures=dict(figures[0]),
             candidate_figures=dict(figures[1]),
@@ -167,6 +182,7 @@ def incubate(
     max_rounds: int | None = None,
     undecided: Callable[[Sequence[float], Sequence[float]], bool] | None = None,
     measure: str | None = None,
+    cascade: bool = True,
 ) -> IncubationReport:
     """Tests first (all must pass), then ``rounds`` interleaved benchmark pairs (A B B A A B …).
 
@@ -181,20 +197,30 @@ def incubate(
     says the evidence straddles the decision (and up to ``max_rounds``), more pairs are
     run.  Clear cases stop early; only close calls pay for more runs, and a close call
     decided on more data is what keeps two runs with the same seed deciding alike.
+
+    ``cascade`` (the default) is the evaluation cascade (:mod:`evolution.cascade`): the
+    tests stop at their first failure, and a counted candidate passes the quick run
+    (``[fitness] quick``) before it is counted; ``cascade=False`` is the path without it.
     """
     tally = _Tally(candidate, time.perf_counter())
     limits = SandboxLimits.from_manifest(manifest.limits)
     rounds = rounds or manifest.fitness.rounds
     parent_samples: list[float] = []
     candidate_samples: list[float] = []
-    with sandbox.workspace(candidate_tree) as cand_dir:
-        tests = sandbox.run(cand_dir, manifest.commands.test, limits)
-        tally.add(tests.wall_seconds)
+    test = failfast(manifest.commands.test) if cascade else manifest.commands.test
+    with _copied(sandbox, candidate_tree, tally) as cand_dir:
+        tests = sandbox.run(cand_dir, test, limits)
+        tally.add(tests.wall_seconds, stage="tests")
         if not tests.ok:
             return tally.report(False, tests.failure or "exit", f"tests failed: {tests.detail}")
         if (measure or effective_measure(manifest)) == "instructions":
+            # A candidate counted before (the count is cached) costs nothing to count again.
+            if cascade and manifest.fitness.quick > 0 and not is_counted(candidate_tree, manifest):
+                rejected = _quick(sandbox, manifest, tally, parent_tree, cand_dir)
+                if rejected is not None:
+                    return rejected
             return _counted(sandbox, manifest, tally, parent_tree, candidate_tree, cand_dir)
-        with sandbox.workspace(parent_tree) as parent_dir:
+        with _copied(sandbox, parent_tree, tally) as parent_dir:
             pair = (
                 (parent_dir, parent_samples, "parent"),
                 (cand_dir, candidate_samples, "candidate"),
@@ -208,6 +234,99 @@ def incubate(
                 return failed
     figures = (summarise(runs["parent"]), summarise(runs["candidate"]))
     return tally.report(True, None, "ok", parent_samples, candidate_samples, figures=figures)
+
+
+@contextlib.contextmanager
+def _copied(sandbox: Sandbox, tree: Mapping[str, str], tally: _Tally) -> Iterator[Path]:
+    """``sandbox.workspace(tree)``, its copy-in timed as the "copy" stage."""
+    started = time.perf_counter()
+    with sandbox.workspace(tree) as workdir:
+        tally.stages["stage:copy"] = tally.stages.get("stage:copy", 0.0) + (
+            time.perf_counter() - started
+        )
+        yield workdir
+
+
+class _QuickFailed(Exception):
+    """A native quick run that gave no figure: its failure kind and the human detail."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind, self.detail = kind, detail
+
+
+def _timed(
+    sandbox: Sandbox, workdir: Path, manifest: Manifest, tally: _Tally, wall: float | None = None
+) -> tuple[float | None, float]:
+    """One native quick run: (its metric, its wall seconds), stopped after ``wall`` seconds.
+
+    The metric is None when the run succeeded but printed none usable (a pass too short
+    for its clock prints 0.0): the count judges that candidate, not the quick run.
+    """
+    limits = SandboxLimits.from_manifest(manifest.limits)
+    if wall is not None and wall < limits.wall_seconds:
+        limits = replace(limits, wall_seconds=wall)
+    result = sandbox.run(workdir, manifest.commands.bench, limits, env=QUICK_ENV)
+    tally.add(result.wall_seconds, stage="quick")
+    if not result.ok:
+        raise _QuickFailed(result.failure or "exit", result.detail)
+    try:
+        return read_metric(result, manifest.fitness.metric), result.wall_seconds
+    except ValueError:
+        return None, result.wall_seconds
+
+
+def _quick(
+    sandbox: Sandbox,
+    manifest: Manifest,
+    tally: _Tally,
+    parent_tree: Mapping[str, str],
+    cand_dir: Path,
+) -> IncubationReport | None:
+    """The cascade's quick run: a report when it rejects the candidate, None to go on to the count.
+
+    One run against the parent's known figure first (``counting.QuickTimes``), then up to
+    QUICK_PAIRS native pairs, parent then candidate (``evolution.cascade.quick_verdict``).
+    The candidate is stopped as its count would be (CANDIDATE_WALL_FACTOR × the parent's
+    run); a parent failing natively says nothing of the candidate: the count decides.
+    """
+    floor = manifest.fitness.quick
+    key = (version_id(dict(parent_tree)), tuple(manifest.commands.bench))
+    ratios: list[float] = []
+    known = quick_times.get(key)
+    limit = CANDIDATE_WALL_FLOOR
+    try:
+        if known is not None:
+            limit = max(CANDIDATE_WALL_FLOOR, CANDIDATE_WALL_FACTOR * known[1])
+            figure, _ = _timed(sandbox, cand_dir, manifest, tally, limit)
+            if figure is None or manifest.better(figure, known[0]) >= floor:
+                return None
+        with _copied(sandbox, parent_tree, tally) as parent_dir:
+            while True:
+                try:
+                    parent, wall = _timed(sandbox, parent_dir, manifest, tally)
+                except _QuickFailed:
+                    return None
+                if parent is None:
+                    return None
+                quick_times.add(key, parent, wall)
+                limit = max(CANDIDATE_WALL_FLOOR, CANDIDATE_WALL_FACTOR * wall)
+                figure, _ = _timed(sandbox, cand_dir, manifest, tally, limit)
+                if figure is None:
+                    return None
+                ratios.append(manifest.better(figure, parent))
+                verdict = quick_verdict(ratios, floor, QUICK_PAIRS)
+                if verdict != "more":
+                    break
+    except _QuickFailed as exc:
+        detail = (
+            f"candidate failed at the quick run: {exc.detail} (a candidate may take "
+            f"{CANDIDATE_WALL_FACTOR:g}× its parent's run, at least {CANDIDATE_WALL_FLOOR:g} s)"
+        )
+        return tally.report(True, exc.kind, detail, measure="instructions")
+    if verdict == "pass":
+        return None
+    return tally.report(True, "quick", quick_reason(ratios, floor), measure="instructions")
 
 
 def _interleaved(
@@ -231,7 +350,7 @@ def _interleaved(
             result = sandbox.run(
                 workdir, manifest.commands.bench, limits, env=bench_env("benchmark")
             )
-            tally.add(result.wall_seconds)
+            tally.add(result.wall_seconds, stage="benchmark")
             if not result.ok:
                 return tally.report(
                     True, result.failure or "exit", f"{who} benchmark failed: {result.detail}"
@@ -267,7 +386,7 @@ def _counted(
     parent, spent, parent_wall, failure, parent_figures = count_cached(
         sandbox, parent_tree, manifest
     )
-    tally.add(spent, 1 if spent else 0)
+    tally.add(spent, 1 if spent else 0, stage="count_parent")
     if parent is None:
         kind, detail = failure or ("exit", "?")
         return tally.report(
@@ -280,7 +399,7 @@ def _counted(
     count, spent, _, failure, candidate_figures = count_cached(
         sandbox, candidate_tree, manifest, cand_dir, wall_limit=limit
     )
-    tally.add(spent, 1 if spent else 0)
+    tally.add(spent, 1 if spent else 0, stage="count")
     if count is None:
         kind, detail = failure or ("exit", "?")
         return tally.report(
@@ -317,6 +436,7 @@ __all__ = [
     "CANDIDATE_WALL_FACTOR",
     "CANDIDATE_WALL_FLOOR",
     "COUNTING_SLOWDOWN",
+    "QUICK_ENV",
     "VALGRIND_FLAGS",
     "IncubationReport",
     "bench_env",

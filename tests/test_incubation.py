@@ -116,10 +116,16 @@ def test_instruction_counts_are_exact_and_judge_without_noise(sandbox: Sandbox) 
 @needs_valgrind
 def test_a_benchmark_failing_under_the_counter_fails_the_candidate(sandbox: Sandbox) -> None:
     manifest = parse_manifest(COUNTED)
-    report = incubate(sandbox, manifest, "bad", work_tree(1000), work_tree(10, bench_ok=False))
+    bad = work_tree(10, bench_ok=False)
+    # the counter's own path (no cascade): the count fails, and says so
+    report = incubate(sandbox, manifest, "bad", work_tree(1000), bad, cascade=False)
     assert report.tests_passed and report.failure == "exit"
     assert "candidate benchmark failed under the instruction counter" in report.detail
     assert report.parent_samples == () or report.candidate_samples == ()
+    # with the cascade the quick run (same workload, natively) fails first: never counted
+    quick = incubate(sandbox, manifest, "bad", work_tree(1000), bad)
+    assert quick.failure == "exit" and "candidate failed at the quick run" in quick.detail
+    assert "stage:count" not in quick.extra
 
 
 def test_the_count_is_read_from_valgrind_and_garbage_is_refused() -> None:

@@ -1,0 +1,175 @@
+"""Cost per candidate judged, today's path against the evaluation cascade, in one run.
+
+Today's path (``incubate(..., cascade=False)``): the genome's whole test suite, then one
+exact count of the candidate under valgrind (the parent's count is cached per version,
+as in a real run).  The cascade (``cascade=True``, the default since issue 10): tests
+stopping at the first failure, then the quick run (native, timed pairs; a candidate
+whose every pair is below ``[fitness] quick`` of its parent is rejected), then the
+count.  Both paths prove the same candidates, alternating which goes first so drift of
+the shared machine hits both alike; each path counts the candidate afresh.
+
+The mix: ``--candidates N`` drawn uniformly from every (site, mutator) pair the
+analyzer finds on the genome's head (the random planner's draw, seeded), which is what
+a run's candidates look like before the planner learns: most lose.  Where the time goes
+is reported per phase (copy-in, tests, quick run, count, and the jail's own start per
+run, measured on ``python -c pass`` in the same run), with the profile the analyzer
+takes once per version beside it.
+
+    python bench/bench_candidate_cost.py [--genome genomes/logstats] [--candidates 20] [--seed 1]
+
+Prints JSON.  Goal (issue 10): the cascade at most half of today's cost per candidate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.progress import Progress  # noqa: E402
+
+from actors.messages import Analyze, Generate, PlanCycle  # noqa: E402
+from evolution.compose import MERGE_FLOOR  # noqa: E402
+from evolution.patch import apply_patch  # noqa: E402
+from evolution.planner import Outcomes  # noqa: E402
+from evolution.tree import version_id  # noqa: E402
+from node import Node, NodeConfig  # noqa: E402
+from runtime.counting import count_instructions, forget_count  # noqa: E402
+from runtime.genome_files import load_genome  # noqa: E402
+from runtime.incubation import IncubationReport, incubate  # noqa: E402
+from runtime.sandbox import SandboxLimits  # noqa: E402
+
+PHASES = ("copy", "tests", "quick", "count")
+
+
+def jail_start_ms(node: Node, runs: int = 15) -> float:
+    """The jail's own cost per run: ``python -c pass`` in the sandbox, median of ``runs``."""
+    times = []
+    with node.sandbox.workspace({"x.txt": "x"}) as workdir:
+        for _ in range(runs):
+            started = time.perf_counter()
+            node.sandbox.run(workdir, ["python", "-c", "pass"], SandboxLimits())
+            times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def mix(
+    node: Node, folder: Path, size: int, seed: int
+) -> tuple[Any, dict[str, str], list[Any], float]:
+    """The manifest, the head's tree, ``size`` candidates drawn uniformly, and the profile's seconds."""
+    manifest, tree = load_genome(folder)
+    version = version_id(tree)
+    started = time.perf_counter()
+    found = node.supervisor.ask("analyzer", Analyze(version, tree, manifest))
+    profile = time.perf_counter() - started
+    plans = node.supervisor.ask(
+        "planner", PlanCycle(version, tree, manifest, found, Outcomes(), seed, 1, size, "random")
+    )
+    generated = node.supervisor.ask("generator", Generate(version, tree, plans))
+    return manifest, tree, generated.candidates[:size], profile
+
+
+def phases(report: IncubationReport) -> dict[str, float]:
+    return {phase: report.extra.get(f"stage:{phase}", 0.0) for phase in PHASES}
+
+
+def prove(
+    node: Node, manifest: Any, tree: dict[str, str], candidate: Any, cascade: bool
+) -> IncubationReport:
+    child = apply_patch(tree, candidate.patch)
+    forget_count(child, manifest)  # each path counts the candidate afresh
+    return incubate(node.sandbox, manifest, candidate.id, tree, child, cascade=cascade)
+
+
+def outcome(report: IncubationReport) -> str:
+    if not report.tests_passed:
+        return "tests failed"
+    if report.failure == "quick":
+        return "rejected at the quick run"
+    if report.failure is not None:
+        return "failed"
+    gain = report.parent_samples[0] / report.candidate_samples[0]
+    return "gain" if gain >= MERGE_FLOOR else "no gain"
+
+
+def summary(reports: list[IncubationReport], jail_ms: float) -> dict[str, Any]:
+    per = [r.total_seconds for r in reports]
+    split = {p: round(statistics.fmean(phases(r)[p] for r in reports), 3) for p in PHASES}
+    runs = statistics.fmean(r.runs for r in reports)
+    return {
+        "seconds_per_candidate": round(statistics.fmean(per), 3),
+        "median_seconds": round(statistics.median(per), 3),
+        "phases_seconds_per_candidate": split,
+        "children_per_candidate": round(runs, 2),
+        "jail_start_seconds_per_candidate": round(runs * jail_ms / 1000, 3),
+        "outcomes": {
+            o: sum(1 for r in reports if outcome(r) == o)
+            for o in sorted({outcome(r) for r in reports})
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--genome", type=Path, default=ROOT / "genomes" / "logstats")
+    parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        config = NodeConfig(
+            "bench", f"sqlite:///{work}/store.db", Path(work) / "node", incubators=1
+        )
+        with Node(config) as node:
+            jail_ms = jail_start_ms(node)
+            manifest, tree, candidates, profile = mix(node, args.genome, args.candidates, args.seed)
+            count_instructions(node.sandbox, tree, manifest)  # the parent: counted once per version
+            today: list[IncubationReport] = []
+            cascade: list[IncubationReport] = []
+            wrongly: list[str] = []
+            with Progress(console=Console(stderr=True)) as progress:  # stdout is the JSON
+                task = progress.add_task("candidates (today, cascade)", total=len(candidates))
+                for index, candidate in enumerate(candidates):
+                    order = (False, True) if index % 2 == 0 else (True, False)
+                    pair = {flag: prove(node, manifest, tree, candidate, flag) for flag in order}
+                    today.append(pair[False])
+                    cascade.append(pair[True])
+                    if (
+                        outcome(pair[True]) == "rejected at the quick run"
+                        and outcome(pair[False]) == "gain"
+                    ):
+                        wrongly.append(f"{candidate.mutator} {candidate.id[:12]}")
+                    progress.advance(task)
+    before, after = summary(today, jail_ms), summary(cascade, jail_ms)
+    ratio = after["seconds_per_candidate"] / before["seconds_per_candidate"]
+    print(
+        json.dumps(
+            {
+                "genome": args.genome.name,
+                "candidates": len(candidates),
+                "seed": args.seed,
+                "mutators": sorted({c.mutator for c in candidates}),
+                "jail_start_ms_per_run": round(jail_ms, 1),
+                "profile_seconds_per_version": round(profile, 3),
+                "today": before,
+                "cascade": after,
+                "cascade_over_today": round(ratio, 3),
+                "goal": "<= 0.5",
+                "met": ratio <= 0.5,
+                "winners_rejected_by_the_quick_run": wrongly,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

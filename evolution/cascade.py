@@ -1,0 +1,89 @@
+"""The evaluation cascade's rules: cheap checks first, the exact count last.
+
+Proving a candidate of a counted genome is its tests (a fraction of a second) and one
+run under valgrind's instruction counter (seconds: 95 % of the cost). A candidate that
+fails a cheap check need not pay for the count, so the incubation
+(:mod:`runtime.incubation`) runs, in order: the tests stopping at their first failure
+(:func:`failfast`); the *quick run*, the benchmark timed natively, parent and candidate
+interleaved, whose verdict is :func:`quick_verdict`; and only then the exact count.
+
+The quick run must never reject a candidate that would win: a timed pair on a shared
+machine is noisy (parent against itself, logstats' one-pass benchmark: 0.81–1.05× over
+20 pairs), so it rejects only when *every* pair of up to :data:`QUICK_PAIRS` shows the
+candidate below the floor (``[fitness] quick``, default :data:`QUICK_FLOOR`: 10 %
+slower); one pair at or above the floor sends it on to the count at once, so a candidate
+that passes pays for one pair only.  Pure: figures in, a verdict out (docs/sandbox.md,
+"The evaluation cascade").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import PurePath
+from typing import Literal
+
+#: the quick run rejects only a candidate whose every pair is below this ratio of its
+#: parent (1.0 = as fast; 0.9 = 10 % slower); the manifest's ``[fitness] quick`` sets it
+QUICK_FLOOR = 0.9
+#: how many timed pairs the quick run takes at most before it rejects
+QUICK_PAIRS = 3
+
+Verdict = Literal["pass", "more", "reject"]
+
+_FAILFAST = {"unittest": "--failfast", "pytest": "-x"}
+_ALREADY = {"-f", "--failfast", "-x", "--exitfirst"}
+
+
+def failfast(command: Sequence[str]) -> list[str]:
+    """``command`` stopping at its first failing test, where its runner is one TARS knows.
+
+    ``python -m unittest …`` gets ``--failfast``, ``pytest`` / ``python -m pytest`` get
+    ``-x``; any other command is returned as it is (a failing candidate then pays for
+    its whole suite, never for the count).
+    """
+    args = list(command)
+    runner = _runner(args)
+    if runner is None or _ALREADY.intersection(args):
+        return args
+    return [*args, _FAILFAST[runner]]
+
+
+def _runner(args: Sequence[str]) -> str | None:
+    """ "unittest" or "pytest" when ``args`` runs one of them, else None."""
+    if not args:
+        return None
+    program = PurePath(args[0]).name
+    if program in ("pytest", "py.test"):
+        return "pytest"
+    if not program.startswith("python"):
+        return None
+    for index, arg in enumerate(args[1:], 1):
+        if arg == "-m" and index + 1 < len(args):
+            module = args[index + 1]
+            return module if module in _FAILFAST else None
+        if not arg.startswith("-"):
+            return None  # a script: the runner is not known
+    return None
+
+
+def quick_verdict(
+    ratios: Sequence[float], floor: float = QUICK_FLOOR, pairs: int = QUICK_PAIRS
+) -> Verdict:
+    """What the quick run's pairs so far say: "pass" to the count, "more" pairs, or "reject".
+
+    ``ratios`` are the candidate's gains over its parent, one per timed pair (> 1 is
+    better).  One pair at or above ``floor`` passes; ``pairs`` pairs all below it reject.
+    """
+    if any(ratio >= floor for ratio in ratios):
+        return "pass"
+    return "reject" if len(ratios) >= pairs else "more"
+
+
+def quick_reason(ratios: Sequence[float], floor: float = QUICK_FLOOR) -> str:
+    """Why the quick run rejected: the candidate's best pair, the pairs and the floor, in words."""
+    shown = ", ".join(f"{ratio:.2f}×" for ratio in ratios)
+    return (
+        f"rejected at the quick run: {max(ratios):.2f}× its parent at best "
+        f"({len(ratios)} timed pairs: {shown}; every pair below the {floor:.2f}× floor), "
+        "so it was not counted"
+    )
