@@ -94,13 +94,10 @@ def _summary_of(kind: str, data: dict[str, Any], parent: str | None) -> str:
 
 def _memory(figures: Any) -> str:
     """ " mem 7.5→12.7 MB" when the record kept the peak memory of both sides."""
-    row = figures.get("peak_memory_mb") if isinstance(figures, dict) else None
-    if not isinstance(row, dict):
-        return ""
-    before, after = row.get("parent"), row.get("candidate")
-    if not isinstance(before, int | float) or not isinstance(after, int | float):
-        return ""
-    return f" mem {before:.1f}→{after:.1f} MB"
+    from cli.progress import peak_memory
+
+    found = peak_memory(figures)
+    return "" if found is None else f" mem {found[0]:.1f}→{found[1]:.1f} MB"
 
 
 def trade_off_table(data: dict[str, Any]) -> Any:

@@ -95,13 +95,18 @@ class CycleProgress:
             )
 
 
-def _memory(evidence: dict[str, Any]) -> str:
-    """ ", peak memory 7.4→7.5 MB" when the adoption kept both sides' peak memory."""
-    figures = evidence.get("figures")
+def peak_memory(figures: Any) -> tuple[float, float] | None:
+    """Both sides' peak memory (MB) from a record's figures, when it kept them."""
     row = figures.get("peak_memory_mb") if isinstance(figures, dict) else None
     if not isinstance(row, dict):
-        return ""
+        return None
     before, after = row.get("parent"), row.get("candidate")
     if not isinstance(before, int | float) or not isinstance(after, int | float):
-        return ""
-    return f", peak memory {before:.1f}→{after:.1f} MB"
+        return None
+    return float(before), float(after)
+
+
+def _memory(evidence: dict[str, Any]) -> str:
+    """ ", peak memory 7.4→7.5 MB" when the adoption kept both sides' peak memory."""
+    found = peak_memory(evidence.get("figures"))
+    return "" if found is None else f", peak memory {found[0]:.1f}→{found[1]:.1f} MB"
