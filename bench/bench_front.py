@@ -206,10 +206,9 @@ def router_calls(router: Any, count: int) -> list[float]:
 def start_front(workdir: Path, metrics: Metrics) -> tuple[Any, Any] | str:
     """The service's router and front serving TREE, or why they cannot run here."""
     try:
+        from runtime.sandbox import Sandbox
         from runtime.service.front import Front
         from runtime.service.router import Router
-
-        from runtime.sandbox import Sandbox
     except ImportError as exc:
         return f"the service's front is not in this tree ({exc})"
     router = Router(Sandbox(workdir / "sandbox"))
