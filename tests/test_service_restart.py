@@ -1,0 +1,153 @@
+"""A node stopped mid-rollout, on the real service: the rest of the swarm is untouched, and
+the node, restarted from its state folder, aborts the dead rollout in the log and rolls the
+head out again from step 1 (issue 11; docs/rollouts.md "Restart" and "Wiring")."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from servicekit import SVC
+from swarmkit import wait
+from test_service_node import Load, adopt, answer
+
+from cli.demo import write_cluster
+from consensus.ledger import register_entry
+from evolution.errors import UnknownGenomeError
+from evolution.tree import version_id
+from node import SwarmNode
+from runtime.config import load_cluster
+from runtime.genome_files import load_genome
+from runtime.testing import processes_with
+
+#: long steps: a rollout of six one-second windows is still running when the node stops
+ROLLOUT = """
+[rollout]
+interval = 1.0
+steps = [0.01, 0.05, 0.1, 0.2, 0.5, 1.0]
+min_requests = 5
+mirror = 0.5
+ready_timeout = 10.0
+p99_floor = 0.1
+"""
+
+
+@pytest.mark.slow
+def test_a_node_stopped_mid_rollout_comes_back_on_blue_aborts_and_rolls_out_again(
+    tmp_path: Path,
+) -> None:
+    """Three real SwarmNodes serve svc; a good version is adopted; one node is stopped
+    while its rollout is stepping (no clean end: its green dies with it). The other two
+    serve on under load, lose no request, promote, and keep the same head. The stopped
+    node, started again from the same cluster.yml and state folder, serves blue on what it
+    served before (not the head), records the dead rollout as aborted, rolls the head out
+    again from step 1 and promotes it: then every node serves the good version."""
+    _, base = load_genome(SVC)
+    tree = {**base, "genome.toml": base["genome.toml"] + ROLLOUT}
+    first = version_id(tree)
+    config = load_cluster(write_cluster(tmp_path, 3, SVC, 1, 1, 3, 1))
+    config.ensure_keys()
+    nodes = [SwarmNode(config, node_id, evolve=False) for node_id in config.ids]
+    started: list[SwarmNode] = []
+    try:
+        for node in nodes:
+            node.start()
+            started.append(node)
+        nodes[0].propose(
+            register_entry("svc", tree["genome.toml"], tree, 1.0, nodes[0].id, time.time())
+        )
+        fronts = [node.service.front for node in nodes]
+        wait(lambda: all(answer(f, 13, 5)[0] == 200 for f in fronts), 60, "every node serves svc")
+        assert {answer(f, 13, 5) for f in fronts} == {(200, 18, first)}
+        victim, live = nodes[2], nodes[:2]
+
+        def state() -> str:
+            return "; ".join(
+                f"{n.id}: serving {serving(n)}, head "
+                f"{n.store.head('svc').version[:12]}, rollout {n.live.deployments.board.get('svc')}"
+                for n in nodes
+            )
+
+        def serving(node: SwarmNode) -> dict[str, str]:
+            try:
+                return dict(node.service.router.serving("svc"))
+            except UnknownGenomeError:  # not served yet (a node starting)
+                return {}
+
+        def phase(node: SwarmNode) -> object:
+            return node.live.deployments.board.get("svc", {}).get("phase")
+
+        good = {**tree, "svc/calc.py": tree["svc/calc.py"].replace("a + b", "b + a")}
+        assert good != tree
+        with Load([n.service.front for n in live]) as load:
+            good_version = adopt(live[0], 1, tree, good)
+            try:
+                wait(lambda: phase(victim) == "stepping", 60, "the victim's rollout is stepping")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {state()}") from None
+            assert victim.service.router.serving("svc").get("green") == good_version
+            victim.stop()  # mid-rollout, no clean end: its green workers die with its service
+            try:
+                wait(
+                    lambda: all(
+                        n.service.router.serving("svc") == {"blue": good_version} for n in live
+                    ),
+                    120,
+                    "the live nodes promoted the good version",
+                )
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {state()}") from None
+            assert {phase(n) for n in live} == {"promoted"}
+            assert {n.store.head("svc").version for n in live} == {good_version}
+            # the victim, restarted from its own store and journal
+            again = SwarmNode(config, victim.id, evolve=False)
+            nodes[2] = again
+            again.start()
+            started.append(again)
+            wait(lambda: serving(again).get("blue"), 60, "blue serves again")
+            assert serving(again)["blue"] == first  # what it served, not the head
+            try:
+                wait(
+                    lambda: serving(again) == {"blue": good_version} and phase(again) == "promoted",
+                    120,
+                    "the restarted node rolled the good version out again",
+                )
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {state()}") from None
+            assert {answer(n.service.front, 13, 5) for n in nodes} == {(200, 18, good_version)}
+        lost = [seen for seen in load.seen if seen[0] != 200]
+        assert load.seen and not lost, lost[:5]
+        heads = {n.store.head("svc").version for n in nodes}
+        assert heads == {good_version}
+        # the restarted node's own rollout steps, in its log: the dead rollout aborted because
+        # the node stopped, then started again from step 1 and promoted, for the same version
+        steps = [
+            (e.data["phase"], e.data["step"], e.data["reason"], e.version)
+            for e in again.store.log(genome="svc")
+            if e.type == "RolloutStepped" and e.node == again.id
+        ]
+        phases = [s[0] for s in steps]
+        assert "aborted" in phases and "promoted" in phases, steps
+        aborted, promoted = (
+            phases.index("aborted"),
+            len(phases) - 1 - phases[::-1].index("promoted"),
+        )
+        assert aborted < promoted, steps
+        assert "the node stopped during the rollout" in steps[aborted][2], steps
+        assert steps[aborted][3] == steps[promoted][3] == good_version, steps
+        restarted = steps[aborted + 1]
+        assert restarted[0] == "started" and restarted[2].startswith("resumed after a restart")
+        assert "promoted" not in phases[:aborted], steps  # it never promoted before it stopped
+        # the survivors see the same story in their logs (one ledger)
+        for node in live:
+            theirs = [
+                (e.data["phase"], e.data["step"], e.data["reason"], e.version)
+                for e in node.store.log(genome="svc")
+                if e.type == "RolloutStepped" and e.node == again.id
+            ]
+            assert theirs == steps
+    finally:
+        for node in started:
+            node.stop()
+    wait(lambda: not processes_with(first) and not processes_with(good_version), 10, "no workers")
