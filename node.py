@@ -337,12 +337,12 @@ class SwarmNode:
         self._stopped = True
         self.node.stopping.set()
         self.votes.stop()
+        self.live.stop()  # the Deployer's last step still reaches the ledger; workers killed
         self.engine.stop()  # no more commits after this: then the applier drains and ends
         self.applier.stop()
         self.applier.join(timeout=30)
         self.votes.join(timeout=30)
         self.evolver.join(timeout=30)
-        self.live.stop()
         self.transport.stop()
         self.node.close()
 

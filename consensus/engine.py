@@ -359,23 +359,31 @@ class RaftEngine:
         if node_id not in self.members():
             return
         deadline = time.monotonic() + timeout
-        if node_id == self.leader():
-            if node_id != self.node_id:
-                raise ConsensusError(
-                    f"cannot remove {node_id!r} from {self.node_id}: it is the leader",
-                    hint=f"call remove_member({node_id!r}) on {node_id} itself (it hands "
-                    "leadership over first), or stop it and retry once another leader is "
-                    "elected",
-                )
-            membership.hand_over(
-                self.node_id,
-                self._request_transfer,
-                self.leader,
-                deadline=deadline,
-                settle=self._timers.election_max,
-                poll=self._timers.tick,
+        if node_id == self.leader() and node_id != self.node_id:
+            raise ConsensusError(
+                f"cannot remove {node_id!r} from {self.node_id}: it is the leader",
+                hint=f"call remove_member({node_id!r}) on {node_id} itself (it hands "
+                "leadership over first), or stop it and retry once another leader is "
+                "elected",
             )
-        self._change_membership("rem", node_id, max(0.0, deadline - time.monotonic()))
+        while True:
+            if node_id == self.node_id and node_id == self.leader():
+                membership.hand_over(
+                    self.node_id,
+                    self._request_transfer,
+                    self.leader,
+                    deadline=deadline,
+                    settle=self._timers.election_max,
+                    poll=self._timers.tick,
+                )
+            try:
+                self._change_membership("rem", node_id, max(0.0, deadline - time.monotonic()))
+                return
+            except NotCommittedError:
+                # a loaded machine can elect the old leader again between the hand-over and
+                # the request (the new one's heartbeats came late): hand over once more
+                if node_id != self.leader() or time.monotonic() >= deadline:
+                    raise
 
     def _request_transfer(self, done: threading.Event) -> None:
         self._calls.append(functools.partial(self._transfer, done))
