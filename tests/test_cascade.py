@@ -65,8 +65,9 @@ def test_one_pair_at_the_floor_passes_only_every_pair_below_it_rejects() -> None
 
 def test_the_manifest_sets_the_floor_and_zero_turns_the_quick_run_off() -> None:
     text = (TINY / "genome.toml").read_text()
-    assert parse_manifest(text).fitness.quick == QUICK_FLOOR
-    assert parse_manifest(text.replace("rounds = 3", "rounds = 3\nquick = 0")).fitness.quick == 0
+    assert parse_manifest(text).fitness.quick == 0, "off unless asked for"
+    on = parse_manifest(text.replace("rounds = 3", f"rounds = 3\nquick = {QUICK_FLOOR}"))
+    assert on.fitness.quick == QUICK_FLOOR
     with pytest.raises(Exception, match="quick"):
         parse_manifest(text.replace("rounds = 3", "rounds = 3\nquick = 1.5"))
 
@@ -79,7 +80,9 @@ def counted() -> Iterator[tuple[Sandbox, Manifest, dict[str, str]]]:
     if shutil.which("valgrind") is None:
         pytest.skip("valgrind is not installed: the exact measure falls back to timing")
     manifest, tree = load_genome(TINY)
-    text = tree["genome.toml"].replace("rounds = 3", 'rounds = 3\nmeasure = "instructions"')
+    text = tree["genome.toml"].replace(
+        "rounds = 3", f'rounds = 3\nmeasure = "instructions"\nquick = {QUICK_FLOOR}'
+    )
     tree["genome.toml"] = text
     forget_counts()
     import tempfile

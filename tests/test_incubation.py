@@ -80,6 +80,7 @@ measure = "instructions"
 metric = "seconds"
 direction = "minimize"
 threshold = 1.05
+quick = 0.9
 """
 
 needs_valgrind = pytest.mark.skipif(
