@@ -193,8 +193,8 @@ def test_a_hostile_worker_is_killed_and_the_node_serves_on(
         status, body, _ = post(front, "/v1/svc/words", {"text": junk})
         assert status == 500 and body["kind"] == "crash", body  # tried twice, both killed
         assert "bad frame" in body["error"]
-        wait_until(lambda: pool.restarts >= 2, "both workers that ran it restarted")
-        wait_until(lambda: sum(w.ready for w in pool.workers) == 2, "both workers back")
+        wait_until(lambda: pool.restarts >= 2, "both workers that ran it restarted", timeout=90)
+        wait_until(lambda: sum(w.ready for w in pool.workers) == 2, "both workers back", timeout=90)
         status, body, _ = post(front, "/v1/svc/add", {"a": 20, "b": 22})
         assert status == 200 and body["result"] == 42
 
@@ -216,8 +216,8 @@ def test_a_call_past_its_timeout_ends_and_its_stuck_worker_is_replaced(tmp_path:
         status, body, _ = post(front, "/v1/svc/slow", {"seconds": 30})
         assert status == 504 and body["kind"] == "timeout" and "within 1 s" in body["error"]
         assert all(f.result(timeout=30).ok for f in others)
-        wait_until(lambda: pool.restarts >= 1, "the stuck worker killed")
-        wait_until(lambda: sum(w.ready for w in pool.workers) == 2, "both workers back")
+        wait_until(lambda: pool.restarts >= 1, "the stuck worker killed", timeout=90)
+        wait_until(lambda: sum(w.ready for w in pool.workers) == 2, "both workers back", timeout=90)
         status, body, _ = post(front, "/v1/svc/add", {"a": 1, "b": 1})
         assert status == 200 and body["result"] == 2
 
