@@ -46,6 +46,7 @@ from evolution.policy import Policy
 from evolution.tree import Tree
 from runtime.cluster_config import sandbox_settings
 from runtime.config import ClusterConfig
+from runtime.docker_service import service_containers
 from runtime.genome_files import load_genome
 from runtime.sandbox import Sandbox
 
@@ -267,7 +268,8 @@ class SwarmNode:
         return Live(self.id, sandbox=self.node.sandbox, store=self.store,
                     http=cluster.http_bind(self.id), propose=self.applier.propose, clock=clock,
                     stopping=stopping, rollout=cluster.model.rollout, raft=self._raft_figures,
-                    transport=self.transport.stats)  # fmt: skip
+                    transport=self.transport.stats,
+                    containers=service_containers(cluster, self.id))  # fmt: skip
 
     def _connect(self, cluster: ClusterConfig) -> None:
         """Hand the parts to each other: commits, snapshots, the channels peers use."""

@@ -29,6 +29,7 @@ from events.store import GenomeStore
 from evolution.manifest import RolloutSettings
 from runtime.metrics import Metrics
 from runtime.sandbox import Sandbox
+from runtime.service.contained import ContainerSpec
 from runtime.service.node_service import NodeService
 
 __all__ = ["Live"]
@@ -50,6 +51,7 @@ class Live:
         raft: Callable[[], Mapping[str, Any]],
         transport: Callable[[], Mapping[str, int]],
         rollout: RolloutSettings | None = None,
+        containers: ContainerSpec | None = None,
     ) -> None:
         self.id, self.store = node_id, store
         self.metrics = Metrics(node_id, raft=raft, transport=transport)
@@ -61,6 +63,7 @@ class Live:
             on_request=self.metrics.on_request,
             render=self._render,
             first=self._last_promoted,
+            containers=containers,
         )
         self.deployments: Deployments = deployer_for(
             node_id, store, self.service.router, propose, clock, stopping, defaults=rollout

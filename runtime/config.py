@@ -158,6 +158,23 @@ class EvolutionSection(_Strict):
     spread: bool = False
 
 
+class ServiceSection(_Strict):
+    """Where a node runs its service's workers (docs/service.md, "Workers in containers").
+
+    ``jail``: jailed processes of the node (bwrap, cgroups). ``container``: every pool —
+    blue at start and each green of a new version — in a new container of the node's
+    image, the version's tree mounted read-only, no network, as nobody. ``auto`` (the
+    default): containers when the node itself runs in one (the docker backend tells it
+    its image), else the jail. ``image``: the image for them (default: the node's own,
+    or the one `tars cluster up --backend docker` builds).
+    """
+
+    placement: Literal["auto", "jail", "container"] = "auto"
+    image: (
+        Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$")] | None
+    ) = None
+
+
 class ClusterFile(_Strict):
     """The file as written: paths stay as the user wrote them so writing it back keeps them."""
 
@@ -166,6 +183,7 @@ class ClusterFile(_Strict):
     genomes: list[str] = []
     evolution: EvolutionSection = EvolutionSection()
     sandbox: SandboxSection = SandboxSection()
+    service: ServiceSection = ServiceSection()
     #: every genome's rollout settings unless its manifest has ``[rollout]`` (docs/rollouts.md)
     rollout: RolloutSettings | None = None
 
@@ -181,6 +199,7 @@ _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     ("nodes",): NodeSpec,
     ("evolution",): EvolutionSection,
     ("sandbox",): SandboxSection,
+    ("service",): ServiceSection,
     ("rollout",): RolloutSettings,
 }
 
@@ -300,6 +319,7 @@ __all__ = [
     "EvolutionSection",
     "NodeSpec",
     "SandboxSection",
+    "ServiceSection",
     "Timers",
     "load_cluster",
     "parse_cluster",

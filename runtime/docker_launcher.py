@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -38,9 +39,10 @@ from runtime.node_lock import NodeRunning, holder
 LABEL_CLUSTER = "tars.cluster"
 LABEL_NODE = "tars.node"
 LABEL_CONFIG = "tars.config"
-#: What a container is to its node: ``node`` runs `tars node start`; a later blue/green
-#: rollout adds ``green`` containers of the same node (same image, the new tree mounted),
-#: which ``down`` removes with the rest and which are never taken for the node itself.
+#: What a container is to its node: ``node`` runs `tars node start`; ``service`` holds
+#: one pool of the node's service workers (blue, or a green of a new version: the same
+#: image, that version's tree mounted; runtime/service/contained.py), which ``down``
+#: removes with the rest and which is never taken for the node itself.
 LABEL_ROLE = "tars.role"
 
 #: What the node's jail needs inside a container (measured here: docs/cluster.md,
@@ -53,6 +55,12 @@ LABEL_ROLE = "tars.role"
 #: engines on these machines cannot start a privileged container at all.
 SECURITY_OPT = ("seccomp=unconfined", "apparmor=unconfined")
 CAP_ADD = ("SYS_ADMIN", "NET_ADMIN")
+
+#: set in a node's container: the image it runs, which its service's containers use too
+#: (runtime/docker_service.py reads it)
+ENV_IMAGE = "TARS_NODE_IMAGE"
+#: the engine's socket when ``DOCKER_HOST`` is not set
+DEFAULT_SOCKET = "/var/run/docker.sock"
 
 Command = Callable[[ClusterConfig, str], list[str]]
 #: A node id as cluster.yml allows it (read back from a container's label).
@@ -67,7 +75,13 @@ def node_command(config: ClusterConfig, node_id: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _engine(client: Any | None) -> Any:
+def container_prefix(config: ClusterConfig) -> str:
+    """The start of every container name of this cluster.yml (its name and path's digest)."""
+    digest = hashlib.sha256(str(config.path).encode()).hexdigest()[:8]
+    return f"tars-{re.sub(r'[^a-zA-Z0-9_.-]', '-', config.name)}-{digest}"
+
+
+def engine(client: Any | None = None) -> Any:
     """A Docker SDK client for ``DOCKER_HOST`` (or the default socket), checked to answer."""
     import docker
     import docker.errors
@@ -102,13 +116,12 @@ class DockerLauncher(NodeSet):
         self._image = image
         self.base = base
         self.command = command or node_command
-        digest = hashlib.sha256(str(config.path).encode()).hexdigest()[:8]
-        self._prefix = f"tars-{re.sub(r'[^a-zA-Z0-9_.-]', '-', config.name)}-{digest}"
+        self._prefix = container_prefix(config)
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = _engine(None)
+            self._client = engine(None)
         return self._client
 
     def image(self) -> str:
@@ -190,7 +203,8 @@ class DockerLauncher(NodeSet):
             stamp = datetime.now().isoformat(" ", "seconds")
             log.write(f"{START_MARK}starting {node_id} at {stamp} in container {name} ({image}): ")
             log.write(" ".join(argv) + "\n")
-        container = self._run(node_id, name, image, argv, role="node")
+        mounts, env = self._engine_access(image)
+        container = self._run(node_id, name, image, argv, role="node", extra_mounts=mounts, env=env)
         (state / MARKER).write_text(container.id + "\n")
         container.reload()
         return int(container.attrs["State"]["Pid"])
@@ -204,6 +218,7 @@ class DockerLauncher(NodeSet):
         *,
         role: str,
         extra_mounts: Sequence[Any] = (),
+        env: Mapping[str, str] | None = None,
     ) -> Any:
         """Create and start one of the node's containers through the engine's API.
 
@@ -231,7 +246,7 @@ class DockerLauncher(NodeSet):
                 name=name,
                 labels={**labels, "tars.image": image},
                 working_dir=str(self.config.base_dir),
-                environment={"PYTHONUNBUFFERED": "1"},
+                environment={"PYTHONUNBUFFERED": "1", **(env or {})},
                 host_config=host,
             )
             api.start(made["Id"])
@@ -241,6 +256,23 @@ class DockerLauncher(NodeSet):
                 f"cannot start {node_id}'s container {name}: {exc}",
                 hint="check the engine's log; `docker ps -a` shows a leftover container to remove",
             ) from exc
+
+    def _engine_access(self, image: str) -> tuple[list[Any], dict[str, str]]:
+        """What a node needs to start its service's containers itself: its image's tag and
+        the engine (``DOCKER_HOST``; a Unix socket is mounted at the same path). None of it
+        reaches a candidate: the jail shows no host path but the ones it binds
+        (runtime/jail.py), and a service container gets only its pool's folder."""
+        section = getattr(self.config.model, "service", None)
+        if section is not None and getattr(section, "placement", "auto") == "jail":
+            return [], {}
+        from docker.types import Mount
+
+        host = os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+        env = {ENV_IMAGE: image, "DOCKER_HOST": host}
+        if host.startswith("unix://"):
+            path = host[len("unix://") :]
+            return [Mount(path, path, type="bind", read_only=False)], env
+        return [], env
 
     # -- stopping --------------------------------------------------------------------------
 

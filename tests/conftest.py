@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dockerkit import engine, image  # noqa: F401 (fixtures for every test module)
 
 from runtime.ports import free_port
 

@@ -35,7 +35,9 @@ from runtime.sandbox_reap import safe_relpath
 from runtime.sandbox_result import SandboxLimits
 from runtime.sandbox_spawn import spawn_direct
 
-__all__ = ["Jailed", "check_version", "inside_path", "spawn", "write_tree"]
+__all__ = [
+    "Jailed", "check_version", "inside_path", "keep_tail", "last_line", "spawn", "write_tree",
+]  # fmt: skip
 
 _MIB = 1 << 20
 _VERSION = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -60,6 +62,27 @@ class Jailed:
     def pid(self) -> int:
         """The jail's outermost process (bwrap, or the worker itself without bwrap)."""
         return self.proc.pid
+
+    # -- the child's ends as :class:`runtime.service.worker.Worker` uses them (a worker in
+    # a service container, :class:`runtime.service.contained.Contained`, has the same) --
+
+    @property
+    def write_fd(self) -> int:
+        """Frames to the worker (its stdin; non-blocking)."""
+        assert self.proc.stdin is not None
+        return self.proc.stdin.fileno()
+
+    @property
+    def read_fd(self) -> int:
+        """Frames from the worker (its stdout)."""
+        assert self.proc.stdout is not None
+        return self.proc.stdout.fileno()
+
+    @property
+    def err_fd(self) -> int:
+        """The worker's stderr: its prints and last words."""
+        assert self.proc.stderr is not None
+        return self.proc.stderr.fileno()
 
     def terminate(self) -> None:
         """SIGKILL every process of the jail, leaving the pipes open (their reader sees EOF)."""
@@ -95,13 +118,23 @@ class Jailed:
             self.cgroup.remove()
 
     def keep_stderr(self, chunk: bytes) -> None:
-        self.tail += chunk
-        if len(self.tail) > STDERR_TAIL:
-            del self.tail[: len(self.tail) - STDERR_TAIL]
+        keep_tail(self.tail, chunk)
 
     def last_words(self) -> str:
-        lines = [line for line in self.tail.decode("utf-8", "replace").splitlines() if line]
-        return lines[-1] if lines else ""
+        return last_line(self.tail)
+
+
+def keep_tail(tail: bytearray, chunk: bytes) -> None:
+    """Append ``chunk`` to a worker's stderr tail, keeping the last :data:`STDERR_TAIL` bytes."""
+    tail += chunk
+    if len(tail) > STDERR_TAIL:
+        del tail[: len(tail) - STDERR_TAIL]
+
+
+def last_line(tail: bytearray) -> str:
+    """A worker's last words: the last non-empty line of its stderr tail."""
+    lines = [line for line in tail.decode("utf-8", "replace").splitlines() if line]
+    return lines[-1] if lines else ""
 
 
 def write_tree(folder: Path, tree: Mapping[str, str]) -> None:

@@ -22,6 +22,7 @@ from evolution.errors import ManifestError, TarsError
 from evolution.manifest import parse_manifest
 from evolution.tree import Tree
 from runtime.sandbox import Sandbox
+from runtime.service.contained import ContainerSpec, remove_leftovers
 from runtime.service.front import Front, OnRequest, Render
 from runtime.service.router import Router
 
@@ -61,13 +62,16 @@ class NodeService:
         ready_timeout: float = 30.0,
         first: Callable[[str], str | None] | None = None,
         on_served: Callable[[str], None] | None = None,
+        containers: ContainerSpec | None = None,
     ) -> None:
         """``first(genome)`` names the version blue starts on when the node comes up (the
         Deployer's: the last one this node promoted; None or absent: the head), and
-        ``on_served(genome)`` is told once blue serves it (the Deployer then resumes)."""
+        ``on_served(genome)`` is told once blue serves it (the Deployer then resumes);
+        ``containers``: run every pool in a new container of the node's image."""
         self.node_id, self.heads, self.ready_timeout = node_id, heads, ready_timeout
         self.first, self.on_served = first, on_served
-        self.router = Router(sandbox)
+        self.containers = containers
+        self.router = Router(sandbox, containers=containers)
         self.front = Front(self.router, node_id, host, port, on_request=on_request, render=render)
         #: what a new head does to the service; the Deployer replaces it
         self.follow: Follow = self.switch
@@ -93,6 +97,14 @@ class NodeService:
         self._wake.set()
 
     def _run(self) -> None:
+        if self.containers is not None:
+            try:
+                if gone := remove_leftovers(self.containers):
+                    log.info(
+                        "%s: removed %d service containers of its last run", self.node_id, gone
+                    )
+            except Exception as exc:  # noqa: BLE001 (no engine: the first pool says so again)
+                log.warning("%s: cannot look for old service containers: %s", self.node_id, exc)
         while not self._stopping.is_set():
             self._wake.wait(POLL_SECONDS)
             self._wake.clear()

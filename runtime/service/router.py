@@ -24,6 +24,7 @@ from evolution.manifest import Manifest, Service, parse_manifest
 from evolution.service_args import check_args
 from evolution.tree import Tree
 from runtime.sandbox import Sandbox
+from runtime.service.contained import ContainerSpec
 from runtime.service.control import Colour, ServiceControl, Window
 from runtime.service.window import Mirror, Windows
 from runtime.service.worker import Reply
@@ -62,8 +63,10 @@ class Router(ServiceControl):
         drain_timeout: float = 60.0,
         threads: int = 4,
         rng: random.Random | None = None,
+        containers: ContainerSpec | None = None,
     ) -> None:
-        self.sandbox = sandbox
+        """``containers``: every pool in a new container of that image (docs/service.md)."""
+        self.sandbox, self.containers = sandbox, containers
         self.call_timeout, self.ready_wait = call_timeout, ready_wait
         self.drain_timeout, self.threads = drain_timeout, threads
         self._rng = rng or random.Random()
@@ -82,7 +85,7 @@ class Router(ServiceControl):
         pool = WorkerPool(
             self.sandbox, genome, version, tree, manifest.service, manifest.limits,
             colour=colour, call_timeout=self.call_timeout, ready_wait=self.ready_wait,
-            threads=self.threads, loop=self.loop,
+            threads=self.threads, loop=self.loop, containers=self.containers,
         )  # fmt: skip
         pool.start(ready_timeout)
         return pool

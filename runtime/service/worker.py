@@ -19,12 +19,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from runtime.service.frames import FrameReader, encode
-from runtime.service.jailed import Jailed
 
-__all__ = ["OUT_LIMIT", "Call", "Reply", "Worker"]
+__all__ = ["OUT_LIMIT", "Call", "Child", "Reply", "Worker"]
 
 #: the largest reply frame a worker may send (bigger: the worker is killed)
 OUT_LIMIT = 32 << 20
@@ -60,13 +59,40 @@ class Call:
 _ids = itertools.count(1)
 
 
+class Child(Protocol):
+    """A started worker process as a :class:`Worker` drives it: three ends and two ways to
+    stop it. A jailed child (:class:`runtime.service.jailed.Jailed`, pipes) and a worker in
+    a service container (:class:`runtime.service.contained.Contained`, Unix sockets) fit."""
+
+    @property
+    def write_fd(self) -> int: ...
+
+    @property
+    def read_fd(self) -> int: ...
+
+    @property
+    def err_fd(self) -> int: ...
+
+    tail: bytearray
+
+    def keep_stderr(self, chunk: bytes) -> None: ...
+
+    def last_words(self) -> str: ...
+
+    def terminate(self) -> None:
+        """Stop the process, leaving the ends open (their reader sees the end)."""
+
+    def kill(self) -> None:
+        """Stop the process and close its ends (idempotent)."""
+
+
 class Worker:
     """A started worker; ``on_exit(worker, calls)`` hears its death with the calls it held."""
 
     def __init__(
         self,
         name: str,
-        jailed: Jailed,
+        jailed: Child,
         on_reply: Callable[[Worker, Call, dict[str, Any]], None],
         on_exit: Callable[[Worker, list[Call], str], None],
         loop: asyncio.AbstractEventLoop | None = None,
@@ -74,15 +100,16 @@ class Worker:
         self.name, self.jailed = name, jailed
         self.inflight: dict[int, Call] = {}
         self.ready = False
+        #: why the pool killed it, when it did (its death then reports this, not "it exited")
+        self.failure = ""
         self.alive = True
         self._on_reply, self._on_exit = on_reply, on_exit
         self._lock = threading.Lock()
         self._outbox = bytearray()
         self._flushing = False
         self._waiters: dict[int, Callable[[dict[str, Any]], None]] = {}
-        assert jailed.proc.stdin is not None and jailed.proc.stdout is not None
-        self._stdin = jailed.proc.stdin.fileno()
-        self._reader = FrameReader(jailed.proc.stdout.fileno(), OUT_LIMIT, int_keys=True)
+        self._stdin = jailed.write_fd
+        self._reader = FrameReader(jailed.read_fd, OUT_LIMIT, int_keys=True)
         self._dead = threading.Event()
         self._detached = False
         self._loop = loop
@@ -159,9 +186,7 @@ class Worker:
 
     def _read(self) -> None:
         """The reader thread (no event loop given): frames and stderr until the end."""
-        proc = self.jailed.proc
-        assert proc.stdout is not None and proc.stderr is not None
-        out, err = proc.stdout.fileno(), proc.stderr.fileno()
+        out, err = self.jailed.read_fd, self.jailed.err_fd
         reader = self._reader
         why = "it exited"
         watched = [out, err]
@@ -189,9 +214,7 @@ class Worker:
     # -- receiving on the front's event loop (no thread hand-over per reply) --
 
     def _watch_on(self, loop: asyncio.AbstractEventLoop) -> None:
-        proc = self.jailed.proc
-        assert proc.stdout is not None and proc.stderr is not None
-        out, err = proc.stdout.fileno(), proc.stderr.fileno()
+        out, err = self.jailed.read_fd, self.jailed.err_fd
         os.set_blocking(out, False)
         os.set_blocking(err, False)
 
@@ -239,10 +262,8 @@ class Worker:
         if self._detached or self._loop is None:
             return
         self._detached = True
-        proc = self.jailed.proc
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                self._loop.remove_reader(pipe.fileno())
+        for fd in (self.jailed.read_fd, self.jailed.err_fd):
+            self._loop.remove_reader(fd)
         threading.Thread(
             target=self._die, args=(why,), name=f"died-{self.name}", daemon=True
         ).start()

@@ -1,9 +1,13 @@
 """A service worker: a long-lived child, in the jail, that runs a genome's functions.
 
 Started by :mod:`runtime.service.workers` as ``python -I worker_main.py --version V
---root R [--loader plain|slots] [--threads N]``. It loads version V from folder R
-(read-only), then reads frames (:mod:`runtime.service.frames`) from its stdin and
-writes replies to its stdout:
+--root R [--loader plain|slots] [--threads N] [--connect SOCKET]``. It loads version V
+from folder R (read-only), then reads frames (:mod:`runtime.service.frames`) from its
+stdin and writes replies to its stdout; with ``--connect`` (a worker in a service
+container, :mod:`runtime.service.contained`, started by ``docker exec`` with no pipe to
+the node) it first connects three times to the node's Unix socket at SOCKET (frames in,
+frames out, stderr) and uses those instead, and it exits as soon as the node closes the
+frames it sends (nobody is left to read a reply):
 
 * ``{"op": "call", "id", "module", "function", "kwargs"}`` → ``{"id", "ok": true,
   "result"}`` or ``{"id", "ok": false, "error": "ValueError: ...", "kind": "exception"}``
@@ -99,6 +103,7 @@ class _Inbox:
         self.lock = threading.Lock()
         self.pending: deque[dict[str, Any]] = deque()
         self.closed = False
+        self.ended = threading.Event()
 
     def next(self) -> dict[str, Any] | None:
         with self.lock:
@@ -108,6 +113,7 @@ class _Inbox:
                 frames = self.reader.frames()
                 if frames is None:
                     self.closed = True
+                    self.ended.set()
                     return None
                 self.pending.extend(frames)
             return self.pending.popleft()
@@ -126,8 +132,8 @@ def _handle(code: Any, out: _Out, message: dict[str, Any]) -> None:
                   "error": f"unknown op {op!r}"})  # fmt: skip
 
 
-def serve(code: Any, reader: FrameReader, out: _Out, threads: int) -> None:
-    """Answer frames until the node closes the pipe.
+def serve(code: Any, reader: FrameReader, out: _Out, threads: int, *, linger: bool = True) -> None:
+    """Answer frames until the node closes the pipe (``linger``: and the calls running end).
 
     Leader and followers: each of ``threads`` threads takes the next frame (one of them
     reads the pipe while the others run calls) and handles it itself, so a call costs no
@@ -142,8 +148,26 @@ def serve(code: Any, reader: FrameReader, out: _Out, threads: int) -> None:
     workers = [threading.Thread(target=loop, name=f"call-{n}", daemon=True) for n in range(threads)]
     for thread in workers:
         thread.start()
+    if not linger:
+        inbox.ended.wait()
+        return
     for thread in workers:
         thread.join()
+
+
+def _connect(path: str) -> tuple[int, int]:
+    """Three connections to the node (in the order it accepts them): frames in, frames
+    out, stderr. fd 2 becomes the third, so a failed load is still heard by the node."""
+    import socket
+
+    ends = []
+    for _ in range(3):
+        end = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        end.connect(path)
+        ends.append(end.detach())
+    os.dup2(ends[2], 2)
+    os.close(ends[2])
+    return ends[0], ends[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", required=True)
     parser.add_argument("--loader", choices=("plain", "slots"), default="plain")
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--connect", default="")
     args = parser.parse_args(argv)
-    frames_in, frames_out = os.dup(0), os.dup(1)
+    if args.connect:
+        frames_in, frames_out = _connect(args.connect)
+    else:
+        frames_in, frames_out = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(2, 1)  # the genome's print() goes to stderr, never into a frame
@@ -165,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worker: cannot load version {args.version}: {type(exc).__name__}: {exc}",
               file=sys.stderr)  # fmt: skip
         return 3
-    serve(code, FrameReader(frames_in, IN_LIMIT), _Out(frames_out), max(1, args.threads))
+    reader = FrameReader(frames_in, IN_LIMIT)
+    serve(code, reader, _Out(frames_out), max(1, args.threads), linger=not args.connect)
+    if args.connect:  # a call still running would keep the process alive for no one
+        os._exit(0)
     return 0
 
 

@@ -29,8 +29,9 @@ from typing import Any
 from evolution.errors import ServiceError
 from evolution.manifest import Limits, Service
 from runtime.sandbox import Sandbox
+from runtime.service.contained import ContainerSpec, ServiceContainer
 from runtime.service.jailed import check_version, inside_path, limits_for, spawn, write_tree
-from runtime.service.worker import Call, Reply, Worker
+from runtime.service.worker import Call, Child, Reply, Worker
 
 __all__ = ["MAX_HELD", "WORKER_FILES", "WorkerPool"]
 
@@ -59,7 +60,10 @@ class WorkerPool:
         ready_wait: float = 5.0,
         threads: int = 4,
         loop: asyncio.AbstractEventLoop | None = None,
+        containers: ContainerSpec | None = None,
     ) -> None:
+        """``containers``: run the workers in a new container of that image
+        (:mod:`runtime.service.contained`), not as jailed children of this node."""
         self.sandbox, self.genome, self.version, self.colour = sandbox, genome, version, colour
         #: the front's event loop: workers' replies are read there (no thread hand-over)
         self.loop = loop
@@ -71,6 +75,20 @@ class WorkerPool:
         self.folder.chmod(0o755)
         self._limits = limits_for(
             limits.memory_mb, limits.processes + threads + 4, limits.file_mb, limits.disk_mb
+        )
+        workers = max(1, service.workers)
+        self.box = (
+            ServiceContainer(
+                containers,
+                self.folder,
+                genome=genome,
+                version=version,
+                colour=colour,
+                memory_mb=limits.memory_mb * workers + 64,
+                pids=(limits.processes + threads + 4) * workers + 8,
+            )  # fmt: skip
+            if containers is not None
+            else None
         )
         self._lock = threading.Condition()
         self.workers: list[Worker] = []
@@ -101,7 +119,10 @@ class WorkerPool:
         deadline = time.monotonic() + ready_timeout
         self._monitor.start()
         try:
-            self.sandbox.mechanisms()  # the jail's refuse-or-flag rule: a refusal raises here
+            if self.box is not None:
+                self.box.start()
+            else:
+                self.sandbox.mechanisms()  # the jail's refuse-or-flag rule: a refusal raises here
             for index in range(self.service.workers):
                 self._start_worker(index)
             with self._lock:
@@ -122,8 +143,12 @@ class WorkerPool:
             self.stop()
             raise
 
+    def _inside(self) -> Path:
+        """Where the pool's folder appears to a worker (a container mounts it in place)."""
+        return self.folder if self.box is not None else inside_path(self.sandbox, self.folder)
+
     def _argv(self, version: str) -> list[str]:
-        inside = inside_path(self.sandbox, self.folder)
+        inside = self._inside()
         loader = "slots" if self.service.reloadable and (_HERE / "slots.py").is_file() else "plain"
         return [
             "python", "-I", str(inside / "_worker/runtime/service/worker_main.py"),
@@ -135,9 +160,16 @@ class WorkerPool:
         """Spawn worker ``index`` (replacing a dead one) and probe it; off the caller's thread."""
         name = f"{self.genome}-{self.colour}-{index}"
         try:
-            jailed = spawn(self.sandbox, self.folder, self._argv(self.version), self._limits)
+            jailed: Child
+            if self.box is not None:
+                jailed = self.box.spawn(self._argv(self.version))
+            else:
+                jailed = spawn(self.sandbox, self.folder, self._argv(self.version), self._limits)
         except Exception as exc:  # noqa: BLE001 (a refusal or a spawn failure: not ready)
             self._failed(f"cannot start a worker: {exc}")
+            with self._lock:
+                pause = self._pause()
+            self._later(index, pause)  # an engine or a machine busy for a while: try again
             return
         worker = Worker(name, jailed, self._reply, self._exited, self.loop)
         with self._lock:
@@ -162,7 +194,8 @@ class WorkerPool:
                     self._flush_backlog()
                     self._lock.notify_all()
             else:
-                self._failed(f"the example call of {name!r} failed: {reply.error}")
+                worker.failure = f"the example call of {name!r} failed: {reply.error}"
+                self._failed(worker.failure)
                 worker.kill()
 
         def pinged(answer: dict[str, Any]) -> None:
@@ -261,24 +294,34 @@ class WorkerPool:
             self._finish(call, Reply(False, None, f"the worker died running this call: {why}",
                                      "crash", self.version, self.colour))  # fmt: skip
         with self._lock:
-            self.last_failure = f"a worker died: {why}"
+            self.last_failure = worker.failure or f"a worker died: {why}"
             for call in retry:
                 self._place(call)
             if self._stopped or worker not in self.workers:
                 self._lock.notify_all()
                 return
             index = self.workers.index(worker)
-            pause = _RESTART_PAUSE[min(self._deaths, len(_RESTART_PAUSE) - 1)]
-            self._deaths += 1
+            pause = self._pause()
             self.restarts += 1
             self._lock.notify_all()
+        self._later(index, pause)
+
+    def _pause(self) -> float:
+        """Under the lock: how long the next restart waits (longer each death in a row)."""
+        pause = _RESTART_PAUSE[min(self._deaths, len(_RESTART_PAUSE) - 1)]
+        self._deaths += 1
+        return pause
+
+    def _later(self, index: int, pause: float) -> None:
+        """Start worker ``index`` again after ``pause`` seconds, on a thread of its own."""
 
         def restart() -> None:
             time.sleep(pause)
             if not self._stopped:
                 self._start_worker(index)
 
-        threading.Thread(target=restart, name=f"restart-{worker.name}", daemon=True).start()
+        name = f"restart-{self.genome}-{self.colour}-{index}"
+        threading.Thread(target=restart, name=name, daemon=True).start()
 
     def _watch(self) -> None:
         """Every 50 ms: end calls past their deadline; kill a worker stuck in one."""
@@ -313,7 +356,7 @@ class WorkerPool:
         """Every worker loads ``version`` in place; ServiceError if one does not in time."""
         check_version(version)
         write_tree(self.folder / "v" / version, tree)
-        root = str(inside_path(self.sandbox, self.folder) / "v" / version)
+        root = str(self._inside() / "v" / version)
         answers: list[dict[str, Any]] = []
         done = threading.Event()
         with self._lock:
@@ -372,5 +415,7 @@ class WorkerPool:
             self._end(call, "unavailable", f"{self.genome} {self.colour} stopped")
         if self._monitor.is_alive():
             self._monitor.join(1)
+        if self.box is not None:
+            self.box.remove()
         with contextlib.suppress(OSError):
             shutil.rmtree(self.folder)
