@@ -1,0 +1,349 @@
+"""Approval the swarm honours (issue 12, item 2; docs/approval.md).
+
+A held candidate (a ``cycle`` entry's ``held``) is adopted on every node only once a
+quorum of distinct approvers committed signed ``approval`` entries; one rejection is
+final; a key that is no approver's, a forged signature, a replayed approver, an unknown or
+decided candidate are refused, and the head does not move.  First the state machine alone
+(one SQLite store, every entry signed as a swarm node signs), then a real three-node swarm
+in this process, its admin channel, the client library and `tars approve`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from swarmkit import TINY, propose_retrying, signer, wait
+from typer.testing import CliRunner
+
+from consensus import ledger as L
+from consensus.approvals import Approvers, approval_entry
+from consensus.signing import Signer
+from events.lineage_state import approvals_of, rejected_of
+from events.records import Held
+from events.store import GenomeStore
+from evolution.errors import ConfigError, PolicyError
+from evolution.patch import make_patch
+from evolution.tree import version_id
+from node import SwarmNode
+from runtime.config import load_cluster
+from runtime.genome_files import load_genome
+
+MANIFEST, TREE = load_genome(TINY)
+V0 = version_id(TREE)
+
+
+def child(old: str, new: str, tree: dict[str, str] = TREE) -> dict[str, str]:
+    made = dict(tree)
+    made["tiny/core.py"] = made["tiny/core.py"].replace(old, new, 1)
+    assert made != tree
+    return made
+
+
+def held_candidate(name: str, parent: dict[str, str], tree: dict[str, str]) -> Held:
+    return Held(
+        candidate=name,
+        parent=version_id(parent),
+        patch=make_patch(parent, tree),
+        mutator="llm:test",
+        kind="test",
+        reasons=["written by a model (llm:test): model-written changes wait for a human"],
+        evidence={"ratio": 1.4, "low": 1.3, "high": 1.5, "tests_passed": True,
+                  "held_by": ["approval_on_model"]},
+    )  # fmt: skip
+
+
+ONE = child('"the",', '"the", ')
+TWO = child('"of",', '"of", ')
+THREE = child('"and",', '"and", ')
+
+# ---- the state machine alone ------------------------------------------------------------
+
+NODE, ADMIN = Signer("node-1", bytes(range(32))), Signer("admin", bytes(range(1, 33)))
+ALICE, BOB = Signer("alice", bytes(range(2, 34))), Signer("bob", bytes(range(3, 35)))
+MALLORY = Signer("mallory", bytes(range(4, 36)))
+
+
+class Ledger:
+    """One node's ledger state over a SQLite store, entries applied at the next index."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = GenomeStore.open(f"sqlite:///{path}")
+        approvers = {s.name: s.public for s in (ADMIN, ALICE, BOB)}
+        self.state = L.LedgerState(
+            self.store,
+            ["node-1"],
+            keys={"node-1": NODE.public, "admin": ADMIN.public},
+            approval=Approvers(approvers, 2),
+        )
+        self.index = self.state.applied_index
+
+    def apply(self, data: bytes) -> L.Applied:
+        self.index += 1
+        return self.state.apply(self.index, data)
+
+    def decide(
+        self, who: Signer, candidate: str, decision: str = "approve", name: str = ""
+    ) -> L.Applied:
+        entry = approval_entry(
+            "tiny", candidate, decision, name or who.name, "looked", 2000.0, signer=who
+        )
+        return self.apply(entry)  # fmt: skip
+
+    @property
+    def head(self) -> str:
+        return self.store.head("tiny").version
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Any:
+    made = Ledger(tmp_path / "store.db")
+    made.apply(L.register_entry("tiny", MANIFEST_TEXT, TREE, 1.0, "node-1", 1000.0, signer=NODE))
+    cycle = L.cycle_entry(
+        "tiny", "node-1", 1, 3, [], [held_candidate("c1", TREE, ONE), held_candidate("c2", TREE, TWO)], None, 1001.0,
+        signer=NODE,
+    )  # fmt: skip
+    made.apply(cycle)
+    try:
+        yield made
+    finally:
+        made.store.close()
+
+
+MANIFEST_TEXT = TREE["genome.toml"]
+
+
+def test_a_quorum_of_two_adopts_on_the_second_approval_and_names_both(ledger: Ledger) -> None:
+    assert ledger.decide(ALICE, "c1").written
+    assert ledger.head == V0  # one approval of two: held still
+    assert approvals_of(ledger.store.load("tiny")) == {"c1": {"alice": "approve"}}
+    applied = ledger.decide(BOB, "c1")
+    assert applied.written and applied.decided == {"approval:c1": "adopt"}
+    assert ledger.head == version_id(ONE)
+    log = [(e.type, e.node) for e in ledger.store.log(genome="tiny")][-4:]
+    assert log == [
+        ("ApprovalGiven", "alice"),
+        ("ApprovalGiven", "bob"),
+        ("Approved", "bob"),
+        ("VersionAdopted", "bob"),
+    ]
+    adopted = ledger.store.at_version("tiny", version_id(ONE))
+    assert adopted[0] == ONE
+    (row,) = [e for e in ledger.store.log(genome="tiny") if e.type == "VersionAdopted"]
+    assert row.data["evidence"]["approved_by"] == ["alice", "bob"]
+    # the candidate is decided: a third approver's late approval is refused
+    before = ledger.state.rejected_entries
+    assert not ledger.decide(ADMIN, "c1").written
+    assert ledger.state.rejected_entries == before + 1
+
+
+def test_refused_approvals_never_move_the_head(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    refused = ledger.state.refused_signatures
+    assert not ledger.decide(MALLORY, "c1").written  # not an approver
+    forged = Signer("alice", bytes(range(4, 36)))  # mallory's secret
+    assert not ledger.decide(forged, "c1").written  # alice's name, another key
+    assert not ledger.decide(NODE, "c1").written  # a member's key is no person's
+    assert ledger.state.refused_signatures == refused + 3
+    assert ledger.decide(ALICE, "c1").written
+    assert not ledger.decide(ALICE, "c1").written  # the same approver again
+    assert not ledger.decide(BOB, "nope").written  # an unknown candidate
+    assert ledger.head == V0
+    assert approvals_of(ledger.store.load("tiny")) == {"c1": {"alice": "approve"}}
+    text = caplog.text
+    assert "mallory is not an approver" in text
+    assert "its signature is not alice's" in text
+    assert "alice already decided on candidate c1" in text
+    assert "no held candidate nope" in text
+
+
+def test_one_rejection_is_final(ledger: Ledger, caplog: pytest.LogCaptureFixture) -> None:
+    assert ledger.decide(ALICE, "c2").written
+    assert ledger.decide(BOB, "c2", "reject").written
+    lineage = ledger.store.load("tiny")
+    assert "c2" not in lineage.pending and "c2" in rejected_of(lineage)
+    assert not ledger.decide(ADMIN, "c2").written  # a later approval is refused
+    assert "was rejected by bob: a rejection is final" in caplog.text
+    assert ledger.head == V0
+
+
+def test_a_held_candidate_of_an_older_head_cannot_be_approved(ledger: Ledger) -> None:
+    ledger.decide(ALICE, "c1")
+    ledger.decide(BOB, "c1")
+    assert ledger.head == version_id(ONE)
+    assert not ledger.decide(ALICE, "c2").written  # held against V0, the head moved on
+    assert ledger.decide(ALICE, "c2", "reject").written  # a rejection still clears it
+
+
+def test_decisions_stand_after_a_replay_of_the_log(tmp_path: Path) -> None:
+    first = Ledger(tmp_path / "a.db")
+    entries = [
+        L.register_entry("tiny", MANIFEST_TEXT, TREE, 1.0, "node-1", 1000.0, signer=NODE),
+        L.cycle_entry("tiny", "node-1", 1, 3, [], [held_candidate("c1", TREE, ONE), held_candidate("c2", TREE, TWO)],
+                      None, 1001.0, signer=NODE),
+        approval_entry("tiny", "c2", "reject", "bob", "no", 1002.0, signer=BOB),
+        approval_entry("tiny", "c1", "approve", "alice", "", 1003.0, signer=ALICE),
+        approval_entry("tiny", "c1", "approve", "alice", "", 1004.0, signer=ALICE),
+        approval_entry("tiny", "c1", "approve", "bob", "", 1005.0, signer=BOB),
+        approval_entry("tiny", "c2", "approve", "alice", "", 1006.0, signer=ALICE),
+    ]  # fmt: skip
+    for data in entries:
+        first.apply(data)
+    chain = first.store.chain("tiny")
+    first.store.close()
+    # the same log on a fresh node, and re-delivered to the first after a restart
+    fresh, again = Ledger(tmp_path / "b.db"), Ledger(tmp_path / "a.db")
+    try:
+        fresh.state.apply_batch(list(enumerate(entries, 1)))
+        again.state.apply_batch(list(enumerate(entries, 1)))
+        for node in (fresh, again):
+            assert node.head == version_id(ONE)
+            assert node.store.chain("tiny") == chain
+            lineage = node.store.load("tiny")
+            assert approvals_of(lineage) == {
+                "c1": {"alice": "approve", "bob": "approve"},
+                "c2": {"bob": "reject"},
+            }
+            assert list(rejected_of(lineage)) == ["c2"]
+    finally:
+        fresh.store.close()
+        again.store.close()
+
+
+# ---- cluster.yml: approvers and their keys ----------------------------------------------
+
+
+def with_approvers(path: Path, quorum: int = 2) -> None:
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        text + f"approval:\n  quorum: {quorum}   # two people\n  approvers: [admin, alice, bob]\n",
+        encoding="utf-8",
+    )
+
+
+def test_tars_keys_makes_an_approvers_keys_and_records_them(tmp_path: Path) -> None:
+    from cli.demo import write_cluster
+    from cli.main import app
+
+    path = write_cluster(tmp_path, 1, TINY, 1, 1, 3, 1)
+    with_approvers(path)
+    runner = CliRunner()
+    for name in ("alice", "bob"):
+        done = runner.invoke(app, ["keys", "--config", str(path), "--id", name])
+        assert done.exit_code == 0, done.output
+    config = load_cluster(path)
+    assert sorted(config.model.approval.keys) == ["alice", "bob"]
+    assert "# two people" in path.read_text(encoding="utf-8")  # the user's comment is kept
+    assert config.sign_key("alice") == Signer("alice", config.sign_secret("alice")).public
+    stranger = runner.invoke(app, ["keys", "--config", str(path), "--id", "carol"])
+    assert stranger.exit_code != 0 and "approval.approvers" in stranger.output
+    other = write_cluster(tmp_path / "other", 1, TINY, 1, 1, 3, 1)
+    other.write_text(other.read_text() + "approval: {approvers: [admin, node-1]}\n")
+    with pytest.raises(ConfigError, match="is a node"):
+        load_cluster(other)
+
+
+# ---- a real three-node swarm in this process --------------------------------------------
+
+
+@contextlib.contextmanager
+def approving_swarm(path: Path) -> Iterator[list[SwarmNode]]:
+    """Three started nodes (no evolution) of the cluster.yml at ``path``, stopped at the end."""
+    config = load_cluster(path)
+    nodes = [SwarmNode(config, node_id, evolve=False) for node_id in config.ids]
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def heads(nodes: list[SwarmNode]) -> set[str]:
+    return {node.store.head("tiny").version for node in nodes}
+
+
+def same_index(nodes: list[SwarmNode]) -> bool:
+    return len({node.applier.applied for node in nodes}) == 1
+
+
+def test_a_swarm_adopts_a_held_candidate_only_at_the_quorum_and_keeps_decisions(
+    tmp_path: Path,
+) -> None:
+    from cli.approvals import decide, held
+    from cli.demo import write_cluster
+    from cli.main import app
+    from runtime.launcher import admin_request
+
+    path = write_cluster(tmp_path, 3, TINY, 1, 1, 3, 1)
+    with_approvers(path)
+    config = load_cluster(path)
+    config.ensure_keys([*config.ids, "admin", "alice", "bob"])
+    with approving_swarm(path) as nodes:
+        first = nodes[0]
+        first.propose(L.register_entry("tiny", MANIFEST_TEXT, TREE, 1.0, first.id, time.time()))
+        waiting = [held_candidate("c1", TREE, ONE), held_candidate("c2", TREE, TWO)]
+        propose_retrying(
+            first, L.cycle_entry("tiny", first.id, 1, 3, [], waiting, None, time.time())
+        )
+        wait(
+            lambda: all("c2" in n.store.head("tiny").pending for n in nodes), 60, "held everywhere"
+        )
+        # what waits, with its diff and evidence
+        listed = CliRunner().invoke(app, ["approve", "--config", str(path), "--list"])
+        assert listed.exit_code == 0, listed.output
+        assert "c1" in listed.output and '+    "the", ' in listed.output
+        assert "approval_on_model" in listed.output and "0 of 2 approvals" in listed.output
+        assert "ratio 1.400×" in listed.output
+
+        answer = decide(path, "tiny", "c1", "approve", "alice", "read the diff")
+        assert answer["approvals"] == ["alice"] and not answer["adopted"]
+        # refused before proposing: a member's key, a forged signature, a replay, a stranger
+        member = approval_entry("tiny", "c1", "approve", "node-1", "", time.time(),
+                                signer=signer(config, "node-1"))  # fmt: skip
+        forged = approval_entry("tiny", "c1", "approve", "bob", "", time.time(),
+                                signer=signer(config, "alice", as_name="bob"))  # fmt: skip
+        for bad, why in ((member, "node-1 is not an approver"), (forged, "not bob's")):
+            reply = admin_request(config, "node-2", {"op": "decide", "entry": bad}, timeout=15)
+            assert not reply["ok"] and why in reply["error"] and reply["hint"]
+        with pytest.raises(PolicyError, match="alice already decided"):
+            decide(path, "tiny", "c1", "approve", "alice")
+        with pytest.raises(ConfigError, match="not an approver"):
+            decide(path, "tiny", "c1", "approve", "mallory")
+        # the same, committed anyway (a node that skipped its check): refused when applied
+        for bad in (member, forged):
+            nodes[1].propose(bad)
+        wait(lambda: same_index(nodes), 30, "every node applied the refused entries")
+        assert heads(nodes) == {V0}
+        assert all(
+            approvals_of(n.store.load("tiny")) == {"c1": {"alice": "approve"}} for n in nodes
+        )
+
+        answer = decide(config, "tiny", "c1", "approve", "bob")
+        assert answer["adopted"] and answer["head"] == version_id(ONE)
+        wait(lambda: heads(nodes) == {version_id(ONE)}, 60, "adopted on every node")
+        # a rejection is final
+        decide(config, "tiny", "c2", "reject", "admin", "too risky")
+        with pytest.raises(PolicyError, match="a rejection is final"):
+            decide(config, "tiny", "c2", "approve", "alice")
+        wait(lambda: same_index(nodes), 30, "every node applied the rejection")
+        chain = {n.store.chain("tiny") for n in nodes}
+        assert len(chain) == 1
+    # after a restart (the log replayed) the decisions stand
+    with approving_swarm(path) as nodes:
+        wait(
+            lambda: all(n.applier.applied >= 1 for n in nodes) and same_index(nodes), 60, "replayed"
+        )
+        assert heads(nodes) == {version_id(ONE)}
+        assert {n.store.chain("tiny") for n in nodes} == chain
+        items = {item["candidate"]: item for item in held(path, "tiny")}
+        assert items["c2"]["rejected"] and items["c2"]["rejected_by"] == ["admin"]
+        assert "c1" not in items
+        with pytest.raises(PolicyError, match="a rejection is final"):
+            decide(path, "tiny", "c2", "approve", "bob")
