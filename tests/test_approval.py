@@ -347,3 +347,26 @@ def test_a_swarm_adopts_a_held_candidate_only_at_the_quorum_and_keeps_decisions(
         assert "c1" not in items
         with pytest.raises(PolicyError, match="a rejection is final"):
             decide(path, "tiny", "c2", "approve", "bob")
+
+
+def test_decisions_survive_a_store_snapshot(tmp_path: Path) -> None:
+    """A lineage snapshotted after its approvals (every 100 events) loads them back."""
+    from events.application import SNAPSHOT_INTERVAL
+
+    node = Ledger(tmp_path / "store.db")
+    node.apply(L.register_entry("tiny", MANIFEST_TEXT, TREE, 1.0, "node-1", 1000.0, signer=NODE))
+    held = [held_candidate("c1", TREE, ONE), held_candidate("c2", TREE, TWO)]
+    node.apply(L.cycle_entry("tiny", "node-1", 1, 3, [], held, None, 1001.0, signer=NODE))
+    node.decide(ALICE, "c1")
+    node.decide(BOB, "c2", "reject")
+    for cycle in range(2, SNAPSHOT_INTERVAL + 3):  # one CycleCompleted each
+        node.apply(L.cycle_entry("tiny", "node-1", cycle, 3, [], [], None, 1002.0, signer=NODE))
+    node.store.close()
+    again = GenomeStore.open(f"sqlite:///{tmp_path / 'store.db'}", create=False)
+    try:
+        lineage = again.load("tiny")
+        assert lineage.version > SNAPSHOT_INTERVAL
+        assert approvals_of(lineage) == {"c1": {"alice": "approve"}, "c2": {"bob": "reject"}}
+        assert list(rejected_of(lineage)) == ["c2"] and list(lineage.pending) == ["c1"]
+    finally:
+        again.close()
