@@ -72,6 +72,7 @@ class Ledger:
     """One node's ledger state over a SQLite store, entries applied at the next index."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self.store = GenomeStore.open(f"sqlite:///{path}")
         approvers = {s.name: s.public for s in (ADMIN, ALICE, BOB)}
         self.state = L.LedgerState(
@@ -135,6 +136,13 @@ def test_a_quorum_of_two_adopts_on_the_second_approval_and_names_both(ledger: Le
     assert adopted[0] == ONE
     (row,) = [e for e in ledger.store.log(genome="tiny") if e.type == "VersionAdopted"]
     assert row.data["evidence"]["approved_by"] == ["alice", "bob"]
+    # `tars log ls` says who decided what, and who approved the adoption
+    from cli.main import app
+
+    listed = CliRunner().invoke(app, ["log", "ls", "--store", str(ledger.path)])
+    assert listed.exit_code == 0, listed.output
+    assert "alice approve: looked" in listed.output
+    assert "approved by alice, bob" in listed.output
     # the candidate is decided: a third approver's late approval is refused
     before = ledger.state.rejected_entries
     assert not ledger.decide(ADMIN, "c1").written
@@ -370,3 +378,26 @@ def test_decisions_survive_a_store_snapshot(tmp_path: Path) -> None:
         assert list(rejected_of(lineage)) == ["c2"] and list(lineage.pending) == ["c1"]
     finally:
         again.close()
+
+
+def test_a_single_nodes_store_lists_and_approves_its_held_candidates(tmp_path: Path) -> None:
+    """No swarm: `tars approve --store` lists what waits and adopts at once (no quorum)."""
+    from cli.main import app
+
+    path = tmp_path / "single.db"
+    with GenomeStore.open(f"sqlite:///{path}") as store:
+        store.register("tiny", MANIFEST_TEXT, TREE, 1.0, "solo")
+        store.record_cycle("tiny", "solo", held=[held_candidate("c1", TREE, ONE)], cycle=1)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["approve", "--store", str(path), "--list"])
+    assert listed.exit_code == 0, listed.output
+    assert "c1" in listed.output and '+    "the", ' in listed.output
+    refused = runner.invoke(app, ["approve", "--store", str(path), "-g", "tiny", "--candidate",
+                                  "c1", "--reject"])  # fmt: skip
+    assert refused.exit_code != 0 and "--config" in refused.output
+    done = runner.invoke(app, ["approve", "--store", str(path), "-g", "tiny", "--candidate", "c1"])
+    assert done.exit_code == 0, done.output
+    with GenomeStore.open(f"sqlite:///{path}", create=False) as store:
+        assert store.head("tiny").version == version_id(ONE)
+        (adopted,) = [e for e in store.log(genome="tiny") if e.type == "VersionAdopted"]
+        assert adopted.data["evidence"]["approved_by"] == ["admin"]
