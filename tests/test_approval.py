@@ -326,7 +326,7 @@ def test_a_swarm_adopts_a_held_candidate_only_at_the_quorum_and_keeps_decisions(
             decide(path, "tiny", "c1", "approve", "mallory")
         # the same, committed anyway (a node that skipped its check): refused when applied
         for bad in (member, forged):
-            nodes[1].propose(bad)
+            propose_retrying(nodes[1], bad)
         wait(lambda: same_index(nodes), 30, "every node applied the refused entries")
         assert heads(nodes) == {V0}
         assert all(
