@@ -320,6 +320,15 @@ def test_a_swarm_adopts_a_held_candidate_only_at_the_quorum_and_keeps_decisions(
         for bad, why in ((member, "node-1 is not an approver"), (forged, "not bob's")):
             reply = admin_request(config, "node-2", {"op": "decide", "entry": bad}, timeout=15)
             assert not reply["ok"] and why in reply["error"] and reply["hint"]
+        # the fields and a signature made elsewhere (a client that signs the bytes itself)
+        fields = {"genome": "tiny", "candidate": "nope", "decision": "approve",
+                  "approver": "alice", "reason": "", "at": time.time()}  # fmt: skip
+        unsigned = approval_entry(**fields)
+        sig = signer(config, "alice").sign(unsigned)
+        reply = admin_request(config, "node-3", {"op": "decide", "entry": {**fields, "sig": sig}})
+        assert not reply["ok"] and "no held candidate nope" in reply["error"], reply
+        reply = admin_request(config, "node-3", {"op": "decide", "entry": {**fields, "sig": b"x"}})
+        assert not reply["ok"] and "64 bytes" in reply["error"], reply
         with pytest.raises(PolicyError, match="alice already decided"):
             decide(path, "tiny", "c1", "approve", "alice")
         with pytest.raises(ConfigError, match="not an approver"):
@@ -333,11 +342,14 @@ def test_a_swarm_adopts_a_held_candidate_only_at_the_quorum_and_keeps_decisions(
             approvals_of(n.store.load("tiny")) == {"c1": {"alice": "approve"}} for n in nodes
         )
 
-        answer = decide(config, "tiny", "c1", "approve", "bob")
-        assert answer["adopted"] and answer["head"] == version_id(ONE)
+        cli = ["approve", "--config", str(path), "--genome", "tiny"]
+        done = CliRunner().invoke(app, [*cli, "--candidate", "c1", "--as", "bob"])
+        assert done.exit_code == 0, done.output
+        assert f"adopted on every node: head is now {version_id(ONE)[:12]}" in done.output
         wait(lambda: heads(nodes) == {version_id(ONE)}, 60, "adopted on every node")
         # a rejection is final
-        decide(config, "tiny", "c2", "reject", "admin", "too risky")
+        done = CliRunner().invoke(app, [*cli, "--candidate", "c2", "--reject", "--reason", "risky"])
+        assert done.exit_code == 0 and "rejected (final)" in done.output, done.output
         with pytest.raises(PolicyError, match="a rejection is final"):
             decide(config, "tiny", "c2", "approve", "alice")
         wait(lambda: same_index(nodes), 30, "every node applied the rejection")
@@ -401,3 +413,26 @@ def test_a_single_nodes_store_lists_and_approves_its_held_candidates(tmp_path: P
         assert store.head("tiny").version == version_id(ONE)
         (adopted,) = [e for e in store.log(genome="tiny") if e.type == "VersionAdopted"]
         assert adopted.data["evidence"]["approved_by"] == ["admin"]
+
+
+def test_a_peers_state_transfer_carries_the_decisions(tmp_path: Path) -> None:
+    """A node behind a compacted log imports a peer's events: approvals and all."""
+    node = Ledger(tmp_path / "peer.db")
+    node.apply(L.register_entry("tiny", MANIFEST_TEXT, TREE, 1.0, "node-1", 1000.0, signer=NODE))
+    held = [held_candidate("c1", TREE, ONE), held_candidate("c2", TREE, TWO)]
+    node.apply(L.cycle_entry("tiny", "node-1", 1, 3, [], held, None, 1001.0, signer=NODE))
+    node.decide(BOB, "c2", "reject")
+    node.decide(ALICE, "c1")
+    node.decide(BOB, "c1")
+    (lineage,) = node.store.positions().items()
+    events = [(lineage[0], *e) for e in node.store.export_events(lineage[0], 0, lineage[1])]
+    behind = GenomeStore.open(f"sqlite:///{tmp_path / 'behind.db'}")
+    try:
+        assert behind.import_events(events, (L.LEDGER, node.index)) == len(events)
+        moved = behind.load("tiny")
+        assert moved.head == version_id(ONE) and behind.chain("tiny") == node.store.chain("tiny")
+        assert approvals_of(moved) == approvals_of(node.store.load("tiny"))
+        assert list(rejected_of(moved)) == ["c2"]
+    finally:
+        behind.close()
+        node.store.close()
