@@ -168,6 +168,10 @@ class Lineage(Aggregate):
         def apply(self, aggregate: Any) -> None:
             held = stored_fields(Held, self)
             del held["candidate"]  # the key
+            tally = approvals_of(aggregate).pop(self.candidate, {})  # held again: a new count
+            if "reject" in tally.values():  # ... unless rejected: that is final
+                approvals_of(aggregate)[self.candidate] = tally
+                return
             aggregate.pending[self.candidate] = held
 
     class Approved(Event):

@@ -436,3 +436,22 @@ def test_a_peers_state_transfer_carries_the_decisions(tmp_path: Path) -> None:
     finally:
         behind.close()
         node.store.close()
+
+
+def test_held_again_a_rejected_candidate_stays_rejected_and_an_adopted_one_counts_anew(
+    ledger: Ledger,
+) -> None:
+    ledger.decide(ADMIN, "c2", "reject")
+    ledger.decide(ALICE, "c1")
+    ledger.decide(BOB, "c1")
+    assert ledger.head == version_id(ONE)
+    # the head goes back; the next cycle holds both candidates again (same ids: same patches)
+    ledger.apply(L.rollback_entry("tiny", V0, "regression", "admin", 1003.0, signer=ADMIN))
+    again = [held_candidate("c1", TREE, ONE), held_candidate("c2", TREE, TWO)]
+    ledger.apply(L.cycle_entry("tiny", "node-1", 2, 3, [], again, None, 1004.0, signer=NODE))
+    lineage = ledger.store.load("tiny")
+    assert list(lineage.pending) == ["c1"] and list(rejected_of(lineage)) == ["c2"]
+    assert approvals_of(lineage) == {"c2": {"admin": "reject"}}  # c1's count starts again
+    assert not ledger.decide(ALICE, "c2").written
+    assert ledger.decide(ALICE, "c1").written and ledger.head == V0  # one of two again
+    assert ledger.decide(BOB, "c1").written and ledger.head == version_id(ONE)
