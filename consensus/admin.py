@@ -258,6 +258,7 @@ class Admin:
                 "versions": head.versions_count,
                 "cycles": head.cycles_completed,
                 "waiting": len(head.proposals),
+                "held": len(head.pending),  # candidates waiting for a person (docs/approval.md)
                 "chain": self.store.chain(name),
             }
         return heads
