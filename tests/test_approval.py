@@ -303,6 +303,7 @@ def test_a_swarm_adopts_a_held_candidate_only_at_the_quorum_and_keeps_decisions(
         wait(
             lambda: all("c2" in n.store.head("tiny").pending for n in nodes), 60, "held everywhere"
         )
+        assert all(n.status()["heads"]["tiny"]["held"] == 2 for n in nodes)
         # what waits, with its diff and evidence
         listed = CliRunner().invoke(app, ["approve", "--config", str(path), "--list"])
         assert listed.exit_code == 0, listed.output
