@@ -330,6 +330,14 @@ def test_a_swarm_adopts_a_held_candidate_only_at_the_quorum_and_keeps_decisions(
         assert not reply["ok"] and "no held candidate nope" in reply["error"], reply
         reply = admin_request(config, "node-3", {"op": "decide", "entry": {**fields, "sig": b"x"}})
         assert not reply["ok"] and "64 bytes" in reply["error"], reply
+        vote = L.vote_entry(
+            "tiny", "p", V0, "node-1", True, "", 1.0, signer=signer(config, "node-1")
+        )
+        for junk in (123, b"\x00" * 80, vote, {"genome": 1}, {**fields, "sig": "text"}, None):
+            reply = admin_request(config, "node-2", {"op": "decide", "entry": junk})
+            assert reply["ok"] is False and reply["error"] and reply["hint"], (junk, reply)
+        reply = admin_request(config, "node-2", {"op": "held", "genome": "nope"})
+        assert reply["ok"] is False and "nope" in reply["error"] and reply["hint"]
         with pytest.raises(PolicyError, match="alice already decided"):
             decide(path, "tiny", "c1", "approve", "alice")
         with pytest.raises(ConfigError, match="not an approver"):
