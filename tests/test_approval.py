@@ -464,3 +464,38 @@ def test_held_again_a_rejected_candidate_stays_rejected_and_an_adopted_one_count
     assert not ledger.decide(ALICE, "c2").written
     assert ledger.decide(ALICE, "c1").written and ledger.head == V0  # one of two again
     assert ledger.decide(BOB, "c1").written and ledger.head == version_id(ONE)
+
+
+# ---- the manifest's [policy]: when a winner waits for a person --------------------------
+
+
+def test_the_manifests_policy_sets_the_hold_rules_and_a_gain_too_good_waits() -> None:
+    from evolution.errors import ManifestError
+    from evolution.manifest import parse_manifest
+    from evolution.policy import Evidence, Policy, decide
+    from evolution.stats import Comparison
+
+    text = MANIFEST_TEXT + "\n[policy]\nmax_patch_lines = 3\napproval_above = 1.5\n"
+    manifest = parse_manifest(text)
+    policy = Policy().demanding(manifest.fitness, manifest.policy)
+    assert (policy.max_patch_lines, policy.approval_above) == (3, 1.5)
+    assert policy.approval_on_model and policy.approval_on_new_imports  # the defaults stay
+    assert Policy().demanding(MANIFEST.fitness, MANIFEST.policy) == Policy().demanding(
+        MANIFEST.fitness
+    )
+
+    def judged(ratio: float, lines: int) -> tuple[str, tuple[str, ...]]:
+        found = Comparison(
+            ratio=ratio, low=ratio - 0.1, high=ratio + 0.1, rounds=5, confidence=0.95
+        )
+        made = Evidence(True, found, lines, ("tiny/core.py",), (), ())
+        decision = decide(made, policy)
+        return decision.verdict, decision.rules
+
+    assert judged(1.3, 2) == ("adopt", ())
+    assert judged(1.6, 2) == ("hold", ("approval_above",))
+    assert judged(1.3, 4) == ("hold", ("max_patch_lines",))
+    with pytest.raises(ManifestError, match="policy.approval_above"):
+        parse_manifest(MANIFEST_TEXT + "\n[policy]\napproval_above = 0.9\n")
+    with pytest.raises(ManifestError, match="policy.hold_everything"):
+        parse_manifest(MANIFEST_TEXT + "\n[policy]\nhold_everything = true\n")
