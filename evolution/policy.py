@@ -75,8 +75,15 @@ class Policy:
     def demanding(self, fitness: Fitness, rules: HoldRules | None = None) -> Policy:
         """This policy with the manifest's limits and work counts, which always apply, and
         its ``[policy]`` hold rules where it sets them (the genome's owner knows its risks)."""
+        return replace(self, limits=tuple(fitness.limits), work=tuple(fitness.work)).with_rules(
+            rules
+        )
+
+    def with_rules(self, rules: HoldRules | None) -> Policy:
+        """This policy with the hold rules ``rules`` sets (cluster.yml's ``evolution.policy``,
+        a manifest's ``[policy]``); a rule it leaves out keeps this policy's value."""
         chosen = {k: v for k, v in (rules.model_dump() if rules else {}).items() if v is not None}
-        return replace(self, limits=tuple(fitness.limits), work=tuple(fitness.work), **chosen)
+        return replace(self, **chosen) if chosen else self
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evolution.errors import ConfigError
-from evolution.manifest import RolloutSettings
+from evolution.manifest import HoldRules, RolloutSettings
 from runtime.approval_config import ApprovalSection
 from runtime.cluster_config import ADMIN, ClusterConfig, SandboxSection, resolve
 from runtime.config_errors import config_error, from_validation
@@ -157,6 +157,8 @@ class EvolutionSection(_Strict):
     #: also prove the leader's candidates on the other nodes' incubators (remote actor
     #: messages); a node that cannot be reached is replaced by a local incubator
     spread: bool = False
+    #: the governor's hold rules for every genome (a genome's ``[policy]`` overrides them)
+    policy: HoldRules | None = None
 
 
 class ClusterFile(_Strict):
@@ -183,6 +185,7 @@ _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     ("cluster", "bounds"): Bounds,
     ("nodes",): NodeSpec,
     ("evolution",): EvolutionSection,
+    ("evolution", "policy"): HoldRules,
     ("sandbox",): SandboxSection,
     ("rollout",): RolloutSettings,
     ("approval",): ApprovalSection,

@@ -291,7 +291,10 @@ def test_a_swarm_adopts_a_held_candidate_only_at_the_quorum_and_keeps_decisions(
 
     path = write_cluster(tmp_path, 3, TINY, 1, 1, 3, 1)
     with_approvers(path)
+    text = path.read_text(encoding="utf-8")  # the governor's hold rules for every genome
+    path.write_text(text.replace("evolution:\n", "evolution:\n  policy: {approval_above: 3.0}\n"))
     config = load_cluster(path)
+    assert config.evolution.policy is not None and config.evolution.policy.approval_above == 3.0
     config.ensure_keys([*config.ids, "admin", "alice", "bob"])
     with approving_swarm(path) as nodes:
         first = nodes[0]
@@ -304,6 +307,8 @@ def test_a_swarm_adopts_a_held_candidate_only_at_the_quorum_and_keeps_decisions(
             lambda: all("c2" in n.store.head("tiny").pending for n in nodes), 60, "held everywhere"
         )
         assert all(n.status()["heads"]["tiny"]["held"] == 2 for n in nodes)
+        # the leader's governor would judge with cluster.yml's rules
+        assert first.evolver._coordinator("tiny").policy.approval_above == 3.0
         # what waits, with its diff and evidence
         listed = CliRunner().invoke(app, ["approve", "--config", str(path), "--list"])
         assert listed.exit_code == 0, listed.output
@@ -480,6 +485,12 @@ def test_the_manifests_policy_sets_the_hold_rules_and_a_gain_too_good_waits() ->
     policy = Policy().demanding(manifest.fitness, manifest.policy)
     assert (policy.max_patch_lines, policy.approval_above) == (3, 1.5)
     assert policy.approval_on_model and policy.approval_on_new_imports  # the defaults stay
+    # cluster.yml's rules (evolution.policy) first, the genome's [policy] over them
+    from evolution.manifest import HoldRules
+
+    swarm = Policy().with_rules(HoldRules(max_patch_lines=10, approval_on_model=False))
+    both = swarm.demanding(manifest.fitness, manifest.policy)
+    assert (both.max_patch_lines, both.approval_on_model, both.approval_above) == (3, False, 1.5)
     assert Policy().demanding(MANIFEST.fitness, MANIFEST.policy) == Policy().demanding(
         MANIFEST.fitness
     )
