@@ -239,6 +239,11 @@ class Admin:
             "commit_index": engine.get("commit_index", 0),
             "applied_index": self.ledger.applied,
             "members": self.state.members,
+            # every node must judge approvals alike: a node that reads other approvers shows here
+            "approval": {
+                "quorum": self.state.approval.quorum,
+                "approvers": sorted(self.state.approval.keys),
+            },
             "heads": self.heads(),
             "halted": self.ledger.halted,
             "stage": self.stage(),

@@ -307,6 +307,8 @@ def test_a_swarm_adopts_a_held_candidate_only_at_the_quorum_and_keeps_decisions(
             lambda: all("c2" in n.store.head("tiny").pending for n in nodes), 60, "held everywhere"
         )
         assert all(n.status()["heads"]["tiny"]["held"] == 2 for n in nodes)
+        wanted = {"quorum": 2, "approvers": ["admin", "alice", "bob"]}
+        assert all(n.status()["approval"] == wanted for n in nodes)
         # the leader's governor would judge with cluster.yml's rules
         assert first.evolver._coordinator("tiny").policy.approval_above == 3.0
         # what waits, with its diff and evidence
