@@ -213,8 +213,9 @@ class SwarmNode:
         self.store, stopping = self.node.store, self.node.stopping
         self._check_store()
         self.state = GuardedLedgerState(
-            self.store, cluster.ids, check=self._store_check, keys=signing.keys
-        )
+            self.store, cluster.ids, check=self._store_check, keys=signing.keys,
+            approval=signing.approval,  # who may approve a held candidate (docs/approval.md)
+        )  # fmt: skip
         self.engine = RaftEngine(
             node_id, self.transport, cluster.ids, cluster.journal_path(node_id), cluster.timers
         )

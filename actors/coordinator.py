@@ -33,7 +33,7 @@ from events.store import GenomeStore
 from evolution.compose import compose
 from evolution.errors import ConfigError, TarsError
 from evolution.generate import Candidate
-from evolution.manifest import Manifest, parse_manifest
+from evolution.manifest import HoldRules, Manifest, parse_manifest
 from evolution.memory import SearchMemory
 from evolution.planner import PLANNERS, Outcomes, Plan
 from evolution.policy import Decision, Evidence, Policy
@@ -131,6 +131,7 @@ class Coordinator:
         node: str,
         *,
         policy: Policy | None = None,
+        rules: HoldRules | None = None,
         candidates_per_cycle: int = 4,
         progress: Progress = _quiet,
         recorder: Recorder | None = None,
@@ -161,7 +162,9 @@ class Coordinator:
         head = store.head(genome)
         self.manifest: Manifest = parse_manifest(head.manifest_text, f"{genome}/genome.toml")
         fitness = self.manifest.fitness
-        self.policy = policy or Policy(threshold=fitness.threshold, confidence=fitness.confidence)
+        self.policy = (
+            policy or Policy(threshold=fitness.threshold, confidence=fitness.confidence)
+        ).with_rules(rules)  # cluster.yml's hold rules; the manifest's [policy] still overrides
         # Built once from the log, then kept up to date in memory: per-cycle cost stays flat as history grows.
         entries = list(store.log(genome=genome))
         rows = [e.data for e in entries if e.type == "CandidateEvaluated"]

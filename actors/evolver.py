@@ -177,6 +177,7 @@ class Evolver:
                 genome,
                 self.id,
                 candidates_per_cycle=self.evolution.candidates_per_cycle,
+                rules=self.evolution.policy,  # the governor's hold rules (docs/approval.md)
                 recorder=self._record,
                 progress=self._progress,
                 offer=self._offer,

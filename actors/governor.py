@@ -38,9 +38,10 @@ def judge(
     """Evidence from a report, then the policy's verdict; pure apart from the seeded rng.
 
     The manifest's work counts and limits apply whatever policy the caller gave: they
-    say what "better" means for this genome, as the metric does.
+    say what "better" means for this genome, as the metric does; so do its ``[policy]``
+    hold rules, which say what its owner wants to see before it is adopted.
     """
-    policy = policy.demanding(manifest.fitness)
+    policy = policy.demanding(manifest.fitness, manifest.policy)
     comparison: Comparison | None = None
     if (
         report.failure is None

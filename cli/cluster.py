@@ -296,13 +296,16 @@ def remove(
 @handle_errors
 def keys(
     config_path: Path = ConfigOpt,
-    node_id: str | None = typer.Option(None, "--id", help="only this node (or 'admin')"),
+    node_id: str | None = typer.Option(
+        None, "--id", help="only this node, 'admin', or an approver cluster.yml lists"
+    ),
     force: bool = typer.Option(
         False, "--force", help="replace existing key pairs (peers must then be restarted)"
     ),
 ) -> None:
     """Make the key pairs cluster.yml needs (every node and admin): CurveZMQ for the transport
-    and Ed25519 for signing ledger entries, whose public keys are recorded in cluster.yml."""
+    and Ed25519 for signing ledger entries, whose public keys are recorded in cluster.yml;
+    `--id NAME` makes an approver's (approval.approvers), recorded under approval.keys."""
     from rich.table import Table
     from rich.text import Text
 
@@ -311,15 +314,23 @@ def keys(
 
     config = load_cluster(config_path)
     names = [node_id] if node_id is not None else [*config.ids, ADMIN]
+    people = [ADMIN, *config.approvers]
+    if node_id is not None and node_id not in config.ids and node_id not in people:
+        raise ConfigError(
+            f"node {node_id!r} is not in {config.path}, nor an approver "
+            f"(nodes: {', '.join(config.ids)}; approvers: {', '.join(config.approvers)})",
+            hint="use one of those names; for a new approver, list it under approval.approvers "
+            "(docs/approval.md), then run this again",
+        )
     created = config.ensure_keys(names, force=force)
     table = Table(title=f"keys in {config.keys_dir}")
     table.add_column("name")
     table.add_column("public key (Z85)", no_wrap=True)
     table.add_column("")
     for name in names:
-        inline = name != ADMIN and config.node(name).public_key is not None
+        inline = name not in people and config.node(name).public_key is not None
         try:
-            public = config.public_key(name) if name != ADMIN else config.keypair(ADMIN)[0]
+            public = config.public_key(name) if name not in people else config.keypair(name)[0]
         except ConfigError:
             public = "-"
         note = "made" if name in created else ("inline in cluster.yml" if inline else "kept")

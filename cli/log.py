@@ -81,7 +81,13 @@ def _summary_of(kind: str, data: dict[str, Any], parent: str | None) -> str:
         gain = f" {ratio:.2f}×" if isinstance(ratio, float) else ""
         return f"{data.get('mutator')} {data.get('verdict')}{gain}{_memory(data.get('figures'))}"
     if kind == "VersionAdopted":
-        return f"{data.get('mutator')} {data.get('ratio', 0):.2f}× parent {short(parent or '')}"
+        approved = (data.get("evidence") or {}).get("approved_by")
+        by = f" approved by {', '.join(approved)}" if isinstance(approved, list) else ""
+        return (
+            f"{data.get('mutator')} {data.get('ratio') or 0:.2f}× parent {short(parent or '')}{by}"
+        )
+    if kind == "ApprovalGiven":  # a person's signed decision (docs/approval.md)
+        return f"{data.get('approver')} {data.get('decision')}: {data.get('reason', '')}"
     if kind == "RolledBack":
         return f"to {short(data.get('to_version', ''))}: {data.get('reason', '')}"
     if kind == "CycleCompleted":

@@ -89,11 +89,66 @@ def rollback(
 @app.command()
 @handle_errors
 def approve(
-    genome: str = typer.Option(..., "--genome", "-g", help="genome name"),
-    candidate: str = typer.Option(..., "--candidate", help="id of a held candidate"),
+    genome: str | None = typer.Option(None, "--genome", "-g", help="genome name"),
+    candidate: str | None = typer.Option(None, "--candidate", help="id of a held candidate"),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="decide for the running swarm of this cluster.yml (signed)"
+    ),
+    listing: bool = typer.Option(False, "--list", help="show what waits, with diff and evidence"),
+    approver: str = typer.Option("admin", "--as", help="the approver who signs (cluster.yml)"),
+    reject: bool = typer.Option(False, "--reject", help="reject it (final for this candidate)"),
+    reason: str = typer.Option("", "--reason", help="why, kept in the log"),
     store: str = StoreOpt,
 ) -> None:
-    """Adopt a candidate the governor held for a human decision."""
+    """Decide on a candidate the governor held for a person: a signed ledger entry with
+    --config (the swarm adopts at the quorum of approvers), or one node's store with --store."""
+    from cli.approvals import decide, held, show_held
+
+    if listing:
+        show_held(held(config, genome) if config else _store_held(store, genome), console)
+        return
+    if genome is None or candidate is None:
+        raise PolicyError(
+            "approve needs --genome and --candidate (or --list)",
+            hint="`tars approve --config cluster.yml --list` shows what waits",
+        )
+    if config is None:
+        if reject:
+            raise PolicyError(
+                "a rejection is a swarm decision",
+                hint="pass --config cluster.yml (docs/approval.md)",
+            )
+        _store_approve(store, genome, candidate, approver)
+        return
+    answer = decide(config, genome, candidate, "reject" if reject else "approve", approver, reason)
+    done = (
+        f"adopted on every node: head is now {short(answer['head'])}"
+        if answer.get("adopted")
+        else "rejected (final)"
+        if reject
+        else f"{len(answer['approvals'])} of {answer['quorum']} approvals: it waits for more"
+    )
+    console.print(
+        f"{genome}: {approver} {'rejected' if reject else 'approved'} {candidate} "
+        f"(ledger index {answer['index']} via {answer['node']}); {done}"
+    )
+
+
+def _store_held(store: str, genome: str | None) -> list[dict[str, object]]:
+    """One node's held candidates from its store (no approvals: those are the swarm's)."""
+    from dataclasses import asdict
+
+    with open_store(store) as handle:
+        names = [genome] if genome else handle.genomes()
+        return [
+            {**asdict(h), "genome": name, "rules": h.evidence.get("held_by", []),
+             "approvals": [], "rejected_by": [], "rejected": False, "stale": False}
+            for name in names for h in handle.head(name).pending.values()
+        ]  # fmt: skip
+
+
+def _store_approve(store: str, genome: str, candidate: str, approver: str) -> None:
+    """Adopt a held candidate in one node's own store (a single node, no swarm)."""
     from events.records import Adoption
     from evolution.patch import apply_patch
 
@@ -120,7 +175,7 @@ def approve(
                 ratio=evidence.get("ratio"),
                 low=evidence.get("low"),
                 high=evidence.get("high"),
-                evidence=evidence | {"approved_by": "cli"},
+                evidence=evidence | {"approved_by": [approver]},
             ),
             "cli",
         )

@@ -4,7 +4,8 @@ Ops: ``status``, ``rollback`` (a ledger entry, so every node rolls back together
 ``add``/``remove`` (a member joins or leaves the Raft group, then the ledger records
 the new member list), ``block`` (fault injection: cut this node's traffic with some
 peers, as a partition would), ``sync`` (wait until this node has applied the swarm's
-commit index; say what came) and the ops a node hands in (``ops``: the Deployer's
+commit index; say what came), ``held`` and ``decide`` (a person's signed approval of a
+held candidate: :mod:`consensus.approval_admin`) and the ops a node hands in (``ops``: the Deployer's
 ``rollout`` and ``deploy``, docs/rollouts.md).  A request that fails for a reason the user can fix
 comes back as ``{"ok": False, "error": ...}``; a malformed one raises, and the
 transport sends the error back to the caller.
@@ -26,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from consensus.applier import Applier, Clock
+from consensus.approval_admin import decide_op, held_op
 from consensus.authors import ADMIN_ONLY
 from consensus.entries import decode
 from consensus.ledger import LedgerState, members_entry, rollback_entry
@@ -112,6 +114,10 @@ class Admin:
             return self.rollback(sender, body)
         if op == "sync":
             return self.sync(body)
+        if op == "held":  # what waits for a person, and a person's signed decision
+            return held_op(self.store, self.state, body)
+        if op == "decide":
+            return decide_op(self.store, self.state, self.ledger, body)
         if op in self.ops:
             return self.ops[op](body)
         if op == "block":
@@ -127,7 +133,7 @@ class Admin:
             return {"ok": True, "blocked": peers}
         raise TarsError(
             f"unknown admin op {op!r}",
-            hint=f"ops: {', '.join(['status', 'add', 'remove', 'rollback', 'block', 'sync', *self.ops])}",
+            hint=f"ops: {', '.join(['status', 'add', 'remove', 'rollback', 'block', 'sync', 'held', 'decide', *self.ops])}",
         )
 
     def sync(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +223,7 @@ class Admin:
             typed = decode(entry)
         except TarsError as exc:
             raise PolicyError(f"the admin entry does not decode: {exc}") from exc
-        if not isinstance(typed, ADMIN_ONLY) or typed.node != ADMIN:
+        if not isinstance(typed, ADMIN_ONLY) or getattr(typed, "node", None) != ADMIN:
             raise PolicyError("only a rollback or a member list, in the admin's name, may be sent")
         return entry
 
@@ -233,6 +239,11 @@ class Admin:
             "commit_index": engine.get("commit_index", 0),
             "applied_index": self.ledger.applied,
             "members": self.state.members,
+            # every node must judge approvals alike: a node that reads other approvers shows here
+            "approval": {
+                "quorum": self.state.approval.quorum,
+                "approvers": sorted(self.state.approval.keys),
+            },
             "heads": self.heads(),
             "halted": self.ledger.halted,
             "stage": self.stage(),
@@ -252,6 +263,7 @@ class Admin:
                 "versions": head.versions_count,
                 "cycles": head.cycles_completed,
                 "waiting": len(head.proposals),
+                "held": len(head.pending),  # candidates waiting for a person (docs/approval.md)
                 "chain": self.store.chain(name),
             }
         return heads

@@ -35,6 +35,7 @@ from typing import Protocol
 
 from consensus import transfer
 from consensus._run import Run
+from consensus.approvals import Approvers
 from consensus.authors import signed_by
 from consensus.entries import authored_by
 from consensus.interface import Committed, Snapshot
@@ -82,8 +83,9 @@ class GuardedLedgerState(LedgerState):
         check: Callable[[], object],
         ledger: str = LEDGER,
         keys: Mapping[str, bytes] | None = None,
+        approval: Approvers | None = None,
     ) -> None:
-        super().__init__(store, members, ledger=ledger, keys=keys)
+        super().__init__(store, members, ledger=ledger, keys=keys, approval=approval)
         self.check = check
 
     def _skip(

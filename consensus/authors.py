@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from consensus.approvals import Approval
 from consensus.entries import ADMIN, Entry, Members, Rollback, decode, kind_of
 from consensus.signing import Keyring, Signer, sign, split
 from evolution.errors import ConsensusError, TarsError
@@ -43,22 +44,32 @@ ADMIN_ONLY: tuple[type, ...] = (Rollback, Members)
 def author_of(entry: Entry) -> str | None:
     """Who wrote the entry: every entry type names its author in ``node`` (None for one
     that names nobody, which then counts for nobody)."""
-    node = getattr(entry, "node", None)
+    node = entry.approver if isinstance(entry, Approval) else getattr(entry, "node", None)
     return node if isinstance(node, str) else None
 
 
 def signature_problem(
-    entry: Entry, data: bytes, keys: Keyring, members: Sequence[str]
+    entry: Entry,
+    data: bytes,
+    keys: Keyring,
+    members: Sequence[str],
+    approvers: Keyring | None = None,
 ) -> str | None:
     """Why ``data`` (the bytes ``entry`` was decoded from) must not count, or None.
 
     The author must be a member (the admin for :data:`ADMIN_ONLY` types, which no member
     may write), ``sig`` must be the author's signature over the rest of the bytes, and
-    the keys a ``members`` entry records must be keys.
+    the keys a ``members`` entry records must be keys.  An ``approval`` is a person's:
+    its author must be one of ``approvers`` (cluster.yml's ``approval``), whose key alone
+    verifies it; a member's key never counts as an approval.
     """
     author = author_of(entry)
     if author is None:
         return f"a {kind_of(entry)} entry names no author"
+    if isinstance(entry, Approval):
+        if approvers is None or author not in approvers:
+            return f"{author} is not an approver (cluster.yml approval.approvers, with a key)"
+        return approvers.verify(author, data)
     if isinstance(entry, ADMIN_ONLY):
         mine = isinstance(entry, Rollback) and author in members  # member_rollback_problem
         if author != ADMIN and not mine:

@@ -34,6 +34,7 @@ import msgpack
 
 from consensus._msgspec import FastDecoder
 from consensus._schema import Bad, Defaults, Schema, defaults_of, name_of, schema_of
+from consensus.approvals import Approval
 from consensus.signing import Signer, sign
 from events.records import Adoption, CandidateRecord, Held, left_out
 from evolution.errors import ConsensusError
@@ -175,7 +176,7 @@ def offer_entry(
 
 # ---- all entry types -------------------------------------------------------------------
 
-Entry = Register | Cycle | Vote | Rollback | Members | Offer | Rollout
+Entry = Register | Cycle | Vote | Rollback | Members | Offer | Rollout | Approval
 
 #: The ``type`` tag of each entry class, as it is on the wire.
 TYPES: dict[str, type[Entry]] = {
@@ -186,6 +187,7 @@ TYPES: dict[str, type[Entry]] = {
     "members": Members,
     "offer": Offer,
     "rollout": Rollout,
+    "approval": Approval,  # its own module: consensus/approvals.py
 }
 _KIND: dict[type, str] = {cls: kind for kind, cls in TYPES.items()}
 
@@ -196,6 +198,7 @@ _OPTIONAL: dict[type, Defaults] = {
     Rollback: {"reason": str},
     Members: {"keys": dict},
     Rollout: {"result": str, "reason": str},
+    Approval: {"reason": str},
 }
 #: Fields added after entries' bytes were pinned: left out of the bytes when empty, so an
 #: entry that does not use them is byte for byte what it was.
@@ -427,6 +430,8 @@ def authored_by(sender: str, data: bytes) -> bool:
         return True
     if isinstance(entry, Rollback | Members):  # the admin's (consensus.authors.ADMIN_ONLY)
         return entry.node in (sender, ADMIN)
+    if isinstance(entry, Approval):  # a person's: its signature decides (consensus.approvals)
+        return True
     return entry.node == sender
 
 

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from consensus._run import Run, waiting_of
+from consensus.approvals import Approval, Approvers, apply_approval
 from consensus.authors import Refused, member_rollback_problem, signature_problem
 from consensus.blob import heads_of, store_heads
 from consensus.entries import (
@@ -134,6 +135,7 @@ class LedgerState(LedgerSnapshots):
         *,
         ledger: str = LEDGER,
         keys: Mapping[str, bytes] | None = None,
+        approval: Approvers | None = None,
     ) -> None:
         self.store = store
         self.ledger = ledger
@@ -143,6 +145,9 @@ class LedgerState(LedgerSnapshots):
         self.refused_signatures = 0
         #: the swarm's public signing keys; None verifies nothing (see the module docstring)
         self.keys: Keyring | None = Keyring(keys) if keys is not None else None
+        #: who may approve a held candidate, and the quorum (cluster.yml; docs/approval.md)
+        self.approval = approval or Approvers({}, 1)
+        self.approvers = Keyring(self.approval.keys)
         self._applied = store.applied(ledger) or 0
         #: (applied index, lineage id hex -> (last position, its chain)) as the store holds
         #: them, replaced whole after every stored run: a snapshot reads it without a lock
@@ -242,7 +247,7 @@ class LedgerState(LedgerSnapshots):
         if self.keys is None:
             return None
         try:
-            return signature_problem(entry, data, self.keys, self.members)
+            return signature_problem(entry, data, self.keys, self.members, self.approvers)
         except (TarsError, KeyError, TypeError, ValueError, AttributeError) as exc:
             return f"it cannot be checked ({type(exc).__name__}: {exc})"  # alike everywhere
 
@@ -281,6 +286,8 @@ class LedgerState(LedgerSnapshots):
             case Offer():  # kept in the ledger state, not in the store (consensus/offers.py)
                 self.offers.keep(self._applying, entry)
                 return {}
+            case Approval():
+                return self._approval(run, entry)
 
     # -- handlers: trigger events on the run's lineages; the run stores them --
 
@@ -356,6 +363,15 @@ class LedgerState(LedgerSnapshots):
         lineage.rollback(entry.to, tree, fitness, entry.reason, entry.node, timestamp=at)
         self._remember(lineage)
         return self._resolve(lineage, at)
+
+    def _approval(self, run: Run, entry: Approval) -> dict[str, str]:
+        """A person's decision on a held candidate; the quorum's last approval adopts it."""
+        at = _when(entry.at)
+        lineage = run.lineage(entry.genome)
+        if not apply_approval(lineage, entry, self.approval.quorum, at):
+            return {}
+        self._remember(lineage)
+        return {f"approval:{entry.candidate}": "adopt", **self._resolve(lineage, at)}
 
     def _members(self, run: Run, entry: Members) -> dict[str, str]:
         """A new member list can complete or doom waiting proposals of every genome."""

@@ -25,6 +25,7 @@ from typing import NamedTuple
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from consensus.approvals import Approvers
 from evolution.errors import ConfigError
 from runtime.cluster_config import ADMIN, ClusterConfig
 from runtime.keys import (
@@ -47,6 +48,7 @@ __all__ = [
     "sign",
     "sign_public_of",
     "split",
+    "with_signature",
 ]
 
 #: An Ed25519 signature's length.
@@ -73,10 +75,18 @@ class Signer:
 
 def sign(data: bytes, signer: Signer) -> bytes:
     """The entry bytes ``data`` (an unsigned msgpack map) with ``sig`` added last."""
+    return with_signature(data, signer.sign(data))
+
+
+def with_signature(data: bytes, signature: bytes) -> bytes:
+    """``data`` (an unsigned msgpack map) with ``signature`` made elsewhere as its ``sig``
+    (a person's client may sign an approval's bytes itself; docs/approval.md)."""
     count, header = _header(data)
     if count is None:
         raise ValueError("only a msgpack map can be signed")
-    return _pack_header(count + 1) + data[header:] + _TAIL + signer.sign(data)
+    if len(signature) != SIG_BYTES:
+        raise ValueError(f"an Ed25519 signature is {SIG_BYTES} bytes, not {len(signature)}")
+    return _pack_header(count + 1) + data[header:] + _TAIL + signature
 
 
 def split(data: bytes) -> tuple[bytes, bytes] | None:
@@ -164,6 +174,8 @@ class NodeKeys(NamedTuple):
     admin: Signer | None
     #: a member's public signing key (base64), read afresh from cluster.yml
     sign_key_of: Callable[[str], str]
+    #: who may approve a held candidate (name -> public key) and the quorum (cluster.yml)
+    approval: Approvers = Approvers({}, 1)
 
 
 def node_keys(cluster: ClusterConfig, node_id: str) -> NodeKeys:
@@ -186,4 +198,5 @@ def node_keys(cluster: ClusterConfig, node_id: str) -> NodeKeys:
 
         return encode_sign_key(load_cluster(cluster.path).sign_key(member))
 
-    return NodeKeys(keys, signer, admin, sign_key_of)
+    approval = Approvers(cluster.approver_keys(), cluster.quorum)
+    return NodeKeys(keys, signer, admin, sign_key_of, approval)

@@ -32,6 +32,10 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from events._eventsourcing import Aggregate, create_aggregate
 from events.chain import GENESIS, link
+from events.lineage_state import approvals_of, rejected_of
+from events.lineage_state import head_parent_of as head_parent_of
+from events.lineage_state import proposals_of as proposals_of
+from events.lineage_state import rollouts_of as rollouts_of
 from events.records import Adoption, CandidateRecord, Held, left_out, stored_fields
 from evolution.errors import IntegrityError, PatchError, PolicyError
 from evolution.patch import apply_patch
@@ -164,6 +168,10 @@ class Lineage(Aggregate):
         def apply(self, aggregate: Any) -> None:
             held = stored_fields(Held, self)
             del held["candidate"]  # the key
+            tally = approvals_of(aggregate).pop(self.candidate, {})  # held again: a new count
+            if "reject" in tally.values():  # ... unless rejected: that is final
+                approvals_of(aggregate)[self.candidate] = tally
+                return
             aggregate.pending[self.candidate] = held
 
     class Approved(Event):
@@ -171,6 +179,20 @@ class Lineage(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.pending.pop(self.candidate, None)
+
+    class ApprovalGiven(Event):
+        """An approver's signed decision on a held candidate (an ``approval`` ledger entry,
+        docs/approval.md); a rejection is final: the candidate waits no more."""
+
+        candidate: str
+        approver: str
+        decision: str
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            approvals_of(aggregate).setdefault(self.candidate, {})[self.approver] = self.decision
+            if self.decision == "reject" and self.candidate in aggregate.pending:
+                rejected_of(aggregate)[self.candidate] = aggregate.pending.pop(self.candidate)
 
     class CycleCompleted(Event):
         cycle: int
@@ -311,6 +333,13 @@ class Lineage(Aggregate):
         held = self.held(candidate)
         self._trigger(self.Approved, timestamp, candidate=candidate, node=node)
         return held
+
+    def give_approval(
+        self, candidate: str, approver: str, decision: str, reason: str, *, timestamp: datetime
+    ) -> None:
+        """Record one approver's decision on a held candidate (the ledger checked it)."""
+        self._trigger(self.ApprovalGiven, timestamp, node=approver, candidate=candidate,
+                      approver=approver, decision=decision, reason=reason)  # fmt: skip
 
     def rollback(
         self,
@@ -462,28 +491,3 @@ class Lineage(Aggregate):
         when = timestamp or event_class.create_timestamp()
         chain = link(self.chain, event_class.__name__, self.id, self.version + 1, when, fields)
         self.trigger_event(event_class, timestamp=when, chain=chain, **fields)
-
-
-def proposals_of(aggregate: Any) -> dict[str, dict[str, Any]]:
-    """The aggregate's waiting proposals; snapshots taken before proposals existed lack the field."""
-    found: dict[str, dict[str, Any]] | None = aggregate.__dict__.get("proposals")
-    if found is None:
-        found = {}
-        aggregate.__dict__["proposals"] = found
-    return found
-
-
-def rollouts_of(aggregate: Any) -> dict[str, dict[str, Any]]:
-    """Each node's last rollout step: node -> version, blue, phase, step, result."""
-    found: dict[str, dict[str, Any]] | None = aggregate.__dict__.get("rollouts")
-    if found is None:
-        found = {}
-        aggregate.__dict__["rollouts"] = found
-    return found
-
-
-def head_parent_of(aggregate: Any) -> str | None:
-    """The parent of the head when an adoption made it the head (None after a rollback, a
-    registration, or in a snapshot taken before the field existed)."""
-    parent: str | None = aggregate.__dict__.get("head_parent")
-    return parent

@@ -34,6 +34,7 @@ VERSION_FIELDS: dict[str, tuple[str | None, str | None]] = {
     "RolledBack": ("to_version", "from_version"),
     "ApprovalRequested": ("candidate", "parent"),
     "Approved": ("candidate", None),
+    "ApprovalGiven": ("candidate", None),
     "CycleCompleted": ("adopted", None),
     "ProposalSubmitted": ("version", "parent"),
     "VoteCast": ("version", None),

@@ -133,6 +133,21 @@ class Limits(_Strict):
     disk_mb: Annotated[int, Field(ge=16, le=65536)] = 512
 
 
+class HoldRules(_Strict):
+    """``[policy]``: when the governor holds a winner for a person (evolution/policy.py).
+
+    Every key is optional; one left out keeps the governor's default.  A held candidate is
+    adopted only by a person's signed approval (docs/approval.md).
+    """
+
+    max_patch_lines: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    approval_on_new_imports: bool | None = None
+    approval_on_protected: bool | None = None
+    approval_on_model: bool | None = None
+    #: a gain at or above this ratio waits for a person: too good to take unseen
+    approval_above: Annotated[float, Field(gt=1.0, le=1e6)] | None = None
+
+
 class Tunable(_Strict):
     file: str
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -278,6 +293,8 @@ class Manifest(_Strict):
     rollout: RolloutSettings | None = None
     tunable: list[Tunable] = []
     service: Service | None = None
+    #: when a winner waits for a person (the governor's hold rules); None: the defaults
+    policy: HoldRules | None = None
 
     @model_validator(mode="after")
     def _held_out_pair(self) -> Manifest:

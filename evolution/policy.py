@@ -24,8 +24,10 @@ The risk checks weigh the evidence, not the size alone: a big patch with an *exa
 a big patch with a noisy one, so the line limit grows with an exact gain
 (:func:`size_allowance`); a timed gain keeps the plain limit, because its interval is
 what the size limit protects against.  A change a language model wrote is held for a
-human by default, whatever its evidence (``approval_on_model``).  Every hold reason names
-its rule, so the held event says which rule held it.
+human by default, whatever its evidence (``approval_on_model``), and a gain at or above
+``approval_above`` (off unless the manifest's ``[policy]`` sets it) is too good to take
+unseen.  Every hold reason names its rule, so the held event says which rule held it; the
+manifest's ``[policy]`` sets the rules per genome (:meth:`Policy.demanding`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from evolution.fitness import limit_reasons, work_reasons
-from evolution.manifest import Fitness, FitnessLimit
+from evolution.manifest import Fitness, FitnessLimit, HoldRules
 from evolution.stats import Comparison
 
 #: Standard-library modules a mutator may introduce without approval: pure, no I/O, no
@@ -59,6 +61,8 @@ class Policy:
     approval_on_protected: bool = True
     #: a model-written candidate waits for a human, whatever its evidence
     approval_on_model: bool = True
+    #: a gain at or above this ratio waits for a human (too good to take unseen); None: never
+    approval_above: float | None = None
     #: an exact gain of this ratio doubles the line limit, its square triples it, …
     size_step: float = 1.10
     #: the line limit never grows past this many times ``max_patch_lines``
@@ -68,9 +72,18 @@ class Policy:
     #: the manifest's work counts (``[fitness] work``): a changed one is a rejection
     work: tuple[str, ...] = ()
 
-    def demanding(self, fitness: Fitness) -> Policy:
-        """This policy with the manifest's limits and work counts, which always apply."""
-        return replace(self, limits=tuple(fitness.limits), work=tuple(fitness.work))
+    def demanding(self, fitness: Fitness, rules: HoldRules | None = None) -> Policy:
+        """This policy with the manifest's limits and work counts, which always apply, and
+        its ``[policy]`` hold rules where it sets them (the genome's owner knows its risks)."""
+        return replace(self, limits=tuple(fitness.limits), work=tuple(fitness.work)).with_rules(
+            rules
+        )
+
+    def with_rules(self, rules: HoldRules | None) -> Policy:
+        """This policy with the hold rules ``rules`` sets (cluster.yml's ``evolution.policy``,
+        a manifest's ``[policy]``); a rule it leaves out keeps this policy's value."""
+        chosen = {k: v for k, v in (rules.model_dump() if rules else {}).items() if v is not None}
+        return replace(self, **chosen) if chosen else self
 
 
 @dataclass(frozen=True)
@@ -178,6 +191,15 @@ def _risks(
                     "approval_on_new_imports",
                 )
             )
+    above = policy.approval_above
+    if above is not None and comparison.ratio >= above:
+        risks.append(
+            (
+                f"{gain} is at or above {_x(above)}: a gain this large waits for a human "
+                "(policy approval_above)",
+                "approval_above",
+            )
+        )
     if policy.approval_on_model and is_model_written(evidence.generated_by):
         risks.append(
             (

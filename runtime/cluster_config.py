@@ -16,6 +16,7 @@ from urllib.parse import unquote
 from pydantic import BaseModel, ConfigDict, Field
 
 from evolution.errors import ConfigError
+from runtime.approval_config import ApproverNames
 from runtime.config_yaml import write_atomic
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def sqlite_url(base_dir: Path, url: str) -> str:
     return f"sqlite:///{resolve(base_dir, rest)}"
 
 
-class ClusterConfig:
+class ClusterConfig(ApproverNames):
     """A validated cluster.yml plus where it lives, answering every path question absolutely."""
 
     def __init__(self, model: ClusterFile, path: Path, *, header: str = "") -> None:
@@ -172,7 +173,7 @@ class ClusterConfig:
 
     def keypair(self, name: str) -> tuple[str, str]:
         """(public, secret) of a node or of ``admin``, from the keys folder."""
-        if name != ADMIN:
+        if name != ADMIN and name not in self.approvers:
             self.node(name)
         from runtime.keys import read_keypair
 
@@ -195,7 +196,7 @@ class ClusterConfig:
         wanted = list(names) if names is not None else [*self.ids, ADMIN]
         created: list[str] = []
         for name in wanted:
-            inline = name != ADMIN and self.node(name).public_key is not None
+            inline = self._person(name) is None and self.node(name).public_key is not None
             if not force and (inline or (self.keys_dir / f"{name}.key").exists()):
                 continue
             self.keys_dir.mkdir(parents=True, exist_ok=True)
@@ -230,8 +231,9 @@ class ClusterConfig:
                     record[name] = public
         if record:
             admin = {"admin_sign_key": record.pop(ADMIN)} if ADMIN in record else {}
+            people = {name: record.pop(name) for name in list(record) if name in self.approvers}
             nodes = {name: {"sign_key": key} for name, key in record.items()}
-            set_values(self.path, cluster=admin, nodes=nodes)
+            set_values(self.path, cluster=admin, nodes=nodes, approval_keys=people)
             from runtime.config import load_cluster  # runtime.config imports this module
 
             fresh = load_cluster(self.path)
@@ -241,17 +243,25 @@ class ClusterConfig:
     def _listed_sign_key(self, name: str) -> str | None:
         if name == ADMIN:
             return self.model.cluster.admin_sign_key
+        if self._person(name) is not None:
+            return self.model.approval.keys.get(name)
         return self.node(name).sign_key
 
     def sign_key(self, name: str) -> bytes:
         """The public Ed25519 key cluster.yml records for a node (or ``admin``), raw."""
         from runtime.keys import decode_sign_key
 
-        if name != ADMIN:
+        if self._person(name) is None:
             self.node(name)
         listed = self._listed_sign_key(name)
         if listed is None:
-            where = "cluster.admin_sign_key" if name == ADMIN else f"node {name}'s sign_key"
+            where = (
+                "cluster.admin_sign_key"
+                if name == ADMIN
+                else f"approval.keys.{name}"
+                if name in self.approvers
+                else f"node {name}'s sign_key"
+            )
             raise ConfigError(
                 f"{self.path}: {where} is missing: {name} has no public signing key, so no "
                 "node could verify the ledger entries it signs",

@@ -23,7 +23,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evolution.errors import ConfigError
-from evolution.manifest import RolloutSettings
+from evolution.manifest import HoldRules, RolloutSettings
+from runtime.approval_config import ApprovalSection
 from runtime.cluster_config import ADMIN, ClusterConfig, SandboxSection, resolve
 from runtime.config_errors import config_error, from_validation
 from runtime.config_yaml import header, read_yaml
@@ -156,6 +157,8 @@ class EvolutionSection(_Strict):
     #: also prove the leader's candidates on the other nodes' incubators (remote actor
     #: messages); a node that cannot be reached is replaced by a local incubator
     spread: bool = False
+    #: the governor's hold rules for every genome (a genome's ``[policy]`` overrides them)
+    policy: HoldRules | None = None
 
 
 class ServiceSection(_Strict):
@@ -186,6 +189,8 @@ class ClusterFile(_Strict):
     service: ServiceSection = ServiceSection()
     #: every genome's rollout settings unless its manifest has ``[rollout]`` (docs/rollouts.md)
     rollout: RolloutSettings | None = None
+    #: who may approve a held candidate, and how many must (docs/approval.md)
+    approval: ApprovalSection = ApprovalSection()
 
 
 # -- validation ------------------------------------------------------------------------
@@ -198,9 +203,11 @@ _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     ("cluster", "bounds"): Bounds,
     ("nodes",): NodeSpec,
     ("evolution",): EvolutionSection,
+    ("evolution", "policy"): HoldRules,
     ("sandbox",): SandboxSection,
     ("service",): ServiceSection,
     ("rollout",): RolloutSettings,
+    ("approval",): ApprovalSection,
 }
 
 
@@ -257,6 +264,15 @@ def _check(model: ClusterFile, base_dir: Path, source: str, root: yaml.Node | No
                     f"unknown kind of store {scheme}://",
                     "use sqlite:///path/store.db (relative to cluster.yml) or postgresql://user@host/db",
                 )
+    for index, name in enumerate(model.approval.approvers):
+        if name in seen_ids:  # a member's key must never count as a person's decision
+            raise config_error(
+                source,
+                root,
+                ("approval", "approvers", index),
+                f"{name!r} is a node: a node cannot approve what the swarm held for a person",
+                "list the people (or admin) who approve, each with their own signing key",
+            )
     for index, folder in enumerate(model.genomes):
         path = resolve(base_dir, folder)
         if not path.is_dir():
@@ -311,6 +327,7 @@ def parse_cluster(text: str, path: Path, *, source: str | None = None) -> Cluste
 
 __all__ = [
     "ADMIN",
+    "ApprovalSection",
     "Bounds",
     "ClusterConfig",
     "ClusterFile",

@@ -27,9 +27,14 @@ _Edit = tuple[int, int, str]
 
 
 def set_values(
-    path: Path, *, cluster: Mapping[str, str], nodes: Mapping[str, Mapping[str, str]]
+    path: Path,
+    *,
+    cluster: Mapping[str, str],
+    nodes: Mapping[str, Mapping[str, str]],
+    approval_keys: Mapping[str, str] | None = None,
 ) -> None:
-    """Set ``cluster.<key>`` and ``nodes[id=<id>].<key>`` scalars in the file at ``path``."""
+    """Set ``cluster.<key>``, ``nodes[id=<id>].<key>`` and ``approval.keys.<name>`` scalars
+    in the file at ``path`` (an approver's key goes into a flow map when ``keys`` is new)."""
     text = Path(path).read_text(encoding="utf-8")
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     if not isinstance(root, yaml.MappingNode):
@@ -47,10 +52,28 @@ def set_values(
         wanted = nodes.get(ident.value) if isinstance(ident, yaml.ScalarNode) else None
         for key, value in (wanted or {}).items():
             edits.append(_set(text, item, key, value))
+    if approval_keys:
+        edits += _approval_keys(text, root, approval_keys)
     for at, length, new in sorted(edits, reverse=True):
         text = text[:at] + new + text[at + length :]
     yaml.safe_load(text)  # never write a file that does not parse
     _write(Path(path), text)
+
+
+def _approval_keys(text: str, root: yaml.MappingNode, keys: Mapping[str, str]) -> list[_Edit]:
+    """The edits that record approvers' keys: into ``approval.keys`` when it exists, else
+    as a new ``keys:`` flow map of the ``approval`` section."""
+    section = _value(root, "approval")
+    flow = "{" + ", ".join(f"{name}: {key}" for name, key in keys.items()) + "}"
+    if not isinstance(section, yaml.MappingNode) or not section.value:
+        raise ConfigError(
+            "cluster.yml has no approval section listing the approvers",
+            hint="add `approval: {approvers: [admin, NAME]}` (docs/approval.md), then run `tars keys --id NAME`",
+        )
+    found = _value(section, "keys")
+    if isinstance(found, yaml.MappingNode) and found.value:
+        return [_set(text, found, name, key) for name, key in keys.items()]
+    return [_set(text, section, "keys", flow)]
 
 
 def _value(mapping: yaml.Node, key: str) -> yaml.Node | None:

@@ -14,6 +14,7 @@ import pytest
 
 from consensus import entries as E
 from consensus import ledger as L
+from consensus.approvals import Approval, approval_entry
 from events.records import Adoption, CandidateRecord, Held
 from events.store import GenomeStore
 from evolution.errors import ConsensusError
@@ -105,6 +106,12 @@ PINNED = {
         "7320697320322e347820626c7565277320302e303530207320286c696d697420312e357829a26174cb408f"
         "740000000000"
     ),
+    # issue 12: a person's decision on a held candidate (consensus/approvals.py)
+    "approval": (
+        "87a474797065a8617070726f76616ca667656e6f6d65a167a963616e646964617465a26332a86465636973"
+        "696f6ea7617070726f7665a8617070726f766572a5616c696365a6726561736f6ead726561642074686520"
+        "64696666a26174cb408f7c0000000000"
+    ),
 }
 
 
@@ -125,6 +132,7 @@ def made_by_the_ledger() -> dict[str, bytes]:
         "rollout": E.rollout_entry(
             "g", "node-2", "v1", "v0", "aborted", 2, 0.1, "Failed", P99, 1006.5
         ),
+        "approval": approval_entry("g", "c2", "approve", "alice", "read the diff", 1007.5),
     }
 
 
@@ -141,6 +149,7 @@ TYPED: dict[str, E.Entry] = {
     "rollback": E.Rollback("g", "v0", "regression", "node-3", 1004.0),
     "members": E.Members(["node-1", "node-3"], "node-1", 1005.0),
     "rollout": E.Rollout("g", "node-2", "v1", "v0", "aborted", 2, 0.1, "Failed", P99, 1006.5),
+    "approval": Approval("g", "c2", "approve", "alice", "read the diff", 1007.5),
 }
 
 
@@ -225,6 +234,9 @@ MISSING = [
     ("rollback", ("genome",), "genome"),
     ("members", ("members",), "members"),
     ("members", ("at",), "at"),
+    ("approval", ("candidate",), "candidate"),
+    ("approval", ("decision",), "decision"),
+    ("approval", ("approver",), "approver"),
 ]
 
 WRONG = [
@@ -252,6 +264,8 @@ WRONG = [
     ("rollout", ("weight",), "10%", "weight", "a number, not str"),
     ("members", ("members",), "node-1", "members", "a list, not str"),
     ("members", ("members", 0), 1, "members[0]", "a string, not int"),
+    ("approval", ("approver",), None, "approver", "a string, not nil"),
+    ("approval", ("at",), "now", "at", "a number, not str"),
 ]
 
 
@@ -400,3 +414,26 @@ def test_signed_entries_are_the_unsigned_bytes_and_sig_pinned(name: str) -> None
 
 def test_an_unsigned_members_entry_without_keys_is_the_old_bytes() -> None:
     assert L.members_entry(["node-3", "node-1"], "node-1", 1005.0).hex() == PINNED["members"]
+
+
+#: An approval signed by its approver (issue 12): the signature is the approver's, not a node's.
+SIGNED_APPROVAL = (
+    "88a474797065a8617070726f76616ca667656e6f6d65a167a963616e646964617465a26332a86465636973"
+    "696f6ea672656a656374a8617070726f766572a5616c696365a6726561736f6ea9746f6f207269736b79a2"
+    "6174cb408f7c0000000000a3736967c44097b99ba1e9fde7071e54c4153610d61a5cb46bd55cad2da44a9d"
+    "05c18a2b4369777ffa21dfff1da69f36e163fcbf6f940a129e09042ecf29d22abde99ca15b0f"
+)
+
+
+def test_a_signed_approval_is_pinned_and_verifies_with_the_approvers_key() -> None:
+    from consensus.authors import author_of
+    from consensus.signing import Keyring, Signer
+
+    alice = Signer("alice", bytes(range(2, 34)))
+    data = approval_entry("g", "c2", "reject", "alice", "too risky", 1007.5, signer=alice)
+    assert data.hex() == SIGNED_APPROVAL
+    entry = E.decode(data)
+    assert author_of(entry) == "alice" and E.fast_decode(data) == E.parse(E.read_map(data))
+    assert Keyring({"alice": alice.public}).verify("alice", data) is None
+    with pytest.raises(ValueError, match="approve or reject"):
+        approval_entry("g", "c2", "maybe", "alice", "", 1.0)
