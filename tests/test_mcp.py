@@ -21,7 +21,7 @@ import httpx
 import pytest
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamablehttp_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from cli.mcp_ops import Target
@@ -283,7 +283,8 @@ def test_http_with_the_right_token_works(http_server: str) -> None:
     async def main() -> None:
         headers = {"Authorization": "Bearer s3cret"}
         async with (
-            streamablehttp_client(http_server, headers=headers) as (read, write, _),
+            httpx.AsyncClient(headers=headers, timeout=30) as http,
+            streamable_http_client(http_server, http_client=http) as (read, write, _),
             ClientSession(read, write) as session,
         ):
             await session.initialize()
@@ -296,3 +297,34 @@ def test_http_with_the_right_token_works(http_server: str) -> None:
     # the same request with a wrong token after a good one is still refused
     reply = httpx.post(http_server, headers=ACCEPT | {"authorization": "Bearer s3cre"}, json=INIT)
     assert reply.status_code == 401
+
+
+def test_analyze_plan_and_validate_in_the_sandbox(evolved: Path, tmp_path: Path) -> None:
+    """The one-node steps on the store's head: nothing is written into the served store."""
+    with GenomeStore.open(f"sqlite:///{evolved}", create=False) as handle:
+        tree, events = handle.head("tiny").tree, len(list(handle.log()))
+    faster = dict(tree, **{"tiny/core.py": tree["tiny/core.py"].replace("COMMON:", "COMMON_SET:")})
+    faster["tiny/core.py"] += "\nCOMMON_SET = frozenset(COMMON)\n"
+    broken = dict(
+        tree, **{"tiny/core.py": tree["tiny/core.py"].replace("total += 1", "total += 2")}
+    )
+
+    async def body(session: ClientSession) -> None:
+        found = (await session.call_tool("analyze", {"genome": "tiny"})).structuredContent or {}
+        assert any(o["function"] == "count_common" for o in found["opportunities"]), found
+        plans = (await session.call_tool("plan", {"genome": "tiny", "limit": 3})).structuredContent
+        assert plans and 1 <= len(plans["plans"]) <= 3 and plans["plans"][0]["mutator"]
+        good = await session.call_tool(
+            "validate", {"genome": "tiny", "patch": make_patch(tree, faster)}
+        )
+        assert not good.isError, text(good)
+        assert (good.structuredContent or {})["tests_passed"] is True
+        bad = await session.call_tool(
+            "validate", {"genome": "tiny", "patch": make_patch(tree, broken)}
+        )
+        said = bad.structuredContent or {}
+        assert said["tests_passed"] is False and said["verdict"] == "reject", said
+
+    in_memory(Target(store=str(evolved), workdir=tmp_path), body)
+    with GenomeStore.open(f"sqlite:///{evolved}", create=False) as handle:
+        assert len(list(handle.log())) == events
