@@ -104,7 +104,7 @@ def serve_stdio(target: Target, approver: str = "admin") -> None:
     protocol = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = io.TextIOWrapper(io.FileIO(protocol, "w"), encoding="utf-8", write_through=True)
-    build_server(target, approver=approver).run("stdio")
+    build_server(target, approver=approver, stdio=True).run("stdio")
 
 
 def serve_http(target: Target, host: str, port: int, check: Check, approver: str = "admin") -> None:

@@ -110,15 +110,17 @@ def build_server(
     port: int = 8000,
     approvals: Approvals | None = None,
     approver: str = "admin",
+    stdio: bool = False,
 ) -> FastMCP:
     """The MCP server of ``target``: every tool and resource registered; ``approvals`` (by
-    default the approval helper's module, when this build has it) adds approve/reject."""
+    default the approval helper's module, when this build has it) adds approve/reject.
+    ``stdio``: the one server of this process speaks on stdout (see :func:`_quiet_stdout`)."""
     server = TarsMCP(
         "tars",
         instructions=INSTRUCTIONS,
         host=host,
         port=port,
-        lifespan=_quiet_stdout,
+        lifespan=_quiet_stdout if stdio else None,
         log_level="WARNING",
     )
     _register_reads(server, target)
@@ -134,7 +136,8 @@ def build_server(
 @asynccontextmanager
 async def _quiet_stdout(server: FastMCP) -> AsyncIterator[None]:
     """Once the stdio transport holds its stream, a stray ``print`` goes to stderr, not
-    into the protocol (see :func:`cli.mcp_command.serve_stdio`)."""
+    into the protocol (see :func:`cli.mcp_command.serve_stdio`).  Only for stdio: it swaps
+    the process's ``sys.stdout``, which sessions running side by side must not do."""
     import sys
 
     saved = sys.stdout
