@@ -52,7 +52,9 @@ def version_of(store: GenomeStore, genome: str, version: str, argument: str) -> 
     except UnknownVersionError as exc:
         raise UnknownVersionError(
             f"argument {argument!r}: {exc.message}",
-            hint=exc.hint or "the `lineage` tool lists the versions of the genome",
+            hint=exc.hint
+            if "ambiguous" in exc.message
+            else "the `lineage` tool lists the versions of the genome",
         ) from exc
 
 

@@ -159,6 +159,15 @@ def test_bad_arguments_get_a_clear_error_naming_the_argument(evolved: Path, tmp_
             },
             ["'patch'", "tiny/core.py", "does not apply"],
         ),
+        (
+            "validate",
+            {
+                "genome": "tiny",
+                "patch": "--- /dev/null\n+++ b/../../evil.py\n@@ -0,0 +1,1 @@\n+x\n",
+            },
+            ["'patch'", "unsafe path", "inside the genome"],
+        ),
+        ("analyze", {"genome": "/etc"}, ["'genome'", "genome folder"]),
         ("log", {"since": "yesterday"}, ["'since'", "ISO-8601"]),
         ("log", {"limit": 0}, ["'limit'"]),
         ("rollout", {"genome": "tiny"}, ["single store", "--config"]),
@@ -177,6 +186,27 @@ def test_bad_arguments_get_a_clear_error_naming_the_argument(evolved: Path, tmp_
                 assert needle in said, (name, needle, said)
 
     in_memory(Target(store=str(evolved), workdir=tmp_path), body)
+    assert not (tmp_path.parent / "evil.py").exists()
+
+
+def test_a_bad_resource_address_is_an_error_not_a_file(evolved: Path) -> None:
+    from mcp.shared.exceptions import McpError
+
+    old, _ = versions(evolved)
+    bad = [
+        "tars://genome/nope/manifest",
+        f"tars://genome/tiny/diff/{old}/..",
+        "tars://genome/tiny/version/00000000",
+        "tars://genome/..%2F..%2Fetc/manifest",
+    ]
+
+    async def body(session: ClientSession) -> None:
+        for uri in bad:
+            with pytest.raises(McpError) as caught:
+                await session.read_resource(uri)  # type: ignore[arg-type]
+            assert "Traceback" not in str(caught.value), str(caught.value)
+
+    in_memory(Target(store=str(evolved)), body)
 
 
 def test_log_query_filters_and_lineage(evolved: Path) -> None:
