@@ -39,8 +39,9 @@ from mcp.shared.memory import create_connected_server_and_client_session  # noqa
 from rich.console import Console  # noqa: E402
 
 from cli.common import read_store  # noqa: E402
+from cli.mcp_http import http_app  # noqa: E402
 from cli.mcp_ops import Target  # noqa: E402
-from cli.mcp_server import build_server, http_app  # noqa: E402
+from cli.mcp_server import build_server  # noqa: E402
 from cli.swarm_requests import statuses  # noqa: E402
 from runtime.ports import free_port  # noqa: E402
 

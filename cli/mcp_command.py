@@ -16,8 +16,8 @@ from cli.node import WEAK_HELP
 from evolution.errors import ConfigError
 
 if TYPE_CHECKING:
+    from cli.mcp_http import Check
     from cli.mcp_ops import Target
-    from cli.mcp_server import Check
 
 
 @handle_errors
@@ -112,7 +112,8 @@ def serve_http(target: Target, host: str, port: int, check: Check, approver: str
     import uvicorn
 
     from cli.common import console
-    from cli.mcp_server import build_server, http_app
+    from cli.mcp_http import http_app
+    from cli.mcp_server import build_server
 
     server = build_server(target, host=host, port=port, approver=approver)
     console.print(f"MCP over streamable HTTP at http://{host}:{port}/mcp (bearer token)")

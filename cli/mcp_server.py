@@ -5,7 +5,7 @@ verb calls (:mod:`cli.mcp_ops`, :mod:`cli.mcp_reads`), in a worker thread so the
 loop keeps answering (progress, cancellation, other sessions) while a cycle runs in the
 sandbox.  A :class:`TarsError` becomes a tool error carrying its message and hint, never a
 traceback.  Over streamable HTTP every request passes :class:`BearerGate` first: a bearer
-token checked by the ``check`` callable handed to :func:`http_app` (the dashboard's
+token checked by the ``check`` callable handed to :func:`cli.mcp_http.http_app` (the dashboard's
 ``check_token``), and nothing is served without one.  docs/mcp.md has the decisions.
 """
 
@@ -16,26 +16,21 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import BaseModel, Field, ValidationError
 
-from cli import mcp_ops, mcp_reads
+from cli import mcp_ops, mcp_reads, mcp_steps
 from cli.mcp_ops import Target
 from evolution.errors import TarsError
 
-if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Receive, Scope, Send
-
 log = logging.getLogger("tars.mcp")
 
-#: ``check(token) -> caller name | None``: who holds the token, or None (refused, 401).
-Check = Callable[[str], "str | None"]
 #: The approval helper's two calls, ``held(config, genome)`` and ``decide(config, genome,
-#: candidate, decision, approver, reason)`` (see :func:`approvals`).
+#: candidate, decision, approver, reason)`` (see :func:`default_approvals`).
 Approvals = tuple[Callable[..., Any], Callable[..., Any]]
 T = TypeVar("T")
 
@@ -200,19 +195,19 @@ def _register_steps(server: FastMCP, target: Target) -> None:
     async def analyze(genome: str) -> dict[str, Any]:
         """Profile the genome's head (a genome of the store, or a genome folder) in the
         sandbox: ranked opportunities calibrated by its log, or why nothing is worth trying."""
-        return plain(await _call(mcp_ops.analyze, target, genome))
+        return plain(await _call(mcp_steps.analyze, target, genome))
 
     @server.tool()
     async def plan(genome: str, seed: int = 7, limit: int = 8) -> dict[str, Any]:
         """The plans one cycle would make: a mutator chosen for each opportunity, and why."""
-        return plain(await _call(mcp_ops.plan, target, genome, seed, limit))
+        return plain(await _call(mcp_steps.plan, target, genome, seed, limit))
 
     @server.tool()
     async def validate(genome: str, patch: str, seed: int = 7) -> dict[str, Any]:
         """Prove a unified diff against the genome's head: applied, the genome's tests in the
         jail, then the benchmark against the parent; the governor's verdict and its reasons.
         Nothing is recorded."""
-        return plain(await _call(mcp_ops.validate, target, genome, patch, seed))
+        return plain(await _call(mcp_steps.validate, target, genome, patch, seed))
 
     @server.tool()
     async def run_cycles(
@@ -230,7 +225,13 @@ def _register_steps(server: FastMCP, target: Target) -> None:
             anyio.from_thread.run(partial(ctx.report_progress, done, total, line))
 
         run = partial(
-            mcp_ops.run_cycles, target, genome, cycles, seed=seed, candidates=candidates, hook=hook
+            mcp_steps.run_cycles,
+            target,
+            genome,
+            cycles,
+            seed=seed,
+            candidates=candidates,
+            hook=hook,
         )
         return plain(await _call(run))
 
@@ -359,67 +360,3 @@ def register_approvals(server: FastMCP, target: Target, calls: Approvals, approv
     ) -> dict[str, Any]:
         """Reject a held candidate for good (signed); confirmed like `approve`."""
         return await decision(ctx, genome, candidate, "reject", reason)
-
-
-# ---- streamable HTTP behind a bearer token ---------------------------------------------
-
-
-class BearerGate:
-    """Every HTTP request needs ``Authorization: Bearer TOKEN`` that ``check`` accepts; any
-    other gets 401 before it reaches the MCP app.  The caller's name goes into the request's
-    state (``tars_caller``), where tools find who asked."""
-
-    def __init__(self, app: ASGIApp, check: Check) -> None:
-        self.app = app
-        self.check = check
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, send)
-            return
-        name = await self._caller(scope) if scope["type"] == "http" else None
-        if name is None:
-            await _refuse(send)
-            return
-        scope.setdefault("state", {})["tars_caller"] = name
-        await self.app(scope, receive, send)
-
-    async def _caller(self, scope: Scope) -> str | None:
-        found = [value for key, value in scope["headers"] if key.lower() == b"authorization"]
-        if len(found) != 1:
-            return None
-        scheme, _, token = found[0].decode("latin-1").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return None
-        try:
-            return await anyio.to_thread.run_sync(self.check, token)
-        except Exception:  # a check that fails refuses: never let a request through on error
-            log.exception("token check failed")
-            return None
-
-
-async def _refuse(send: Send) -> None:
-    body = json.dumps(
-        {
-            "error": "unauthorized",
-            "hint": "send Authorization: Bearer TOKEN (`tars keys --token NAME`)",
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="tars"'),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def http_app(server: FastMCP, check: Check) -> ASGIApp:
-    """The server's streamable HTTP app (at ``/mcp``) behind :class:`BearerGate`."""
-    return BearerGate(server.streamable_http_app(), check)

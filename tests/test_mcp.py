@@ -24,8 +24,9 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.memory import create_connected_server_and_client_session
 
+from cli.mcp_http import http_app
 from cli.mcp_ops import Target
-from cli.mcp_server import build_server, http_app
+from cli.mcp_server import build_server
 from events.store import GenomeStore
 from evolution.patch import make_patch
 from runtime.ports import free_port
@@ -358,3 +359,27 @@ def test_analyze_plan_and_validate_in_the_sandbox(evolved: Path, tmp_path: Path)
     in_memory(Target(store=str(evolved), workdir=tmp_path), body)
     with GenomeStore.open(f"sqlite:///{evolved}", create=False) as handle:
         assert len(list(handle.log())) == events
+
+
+def test_tars_mcp_refuses_what_it_cannot_serve(tmp_path: Path) -> None:
+    """Nothing to serve, a bad --http address, or HTTP without the swarm's tokens: one line each."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    runner = CliRunner()
+    cases = [
+        ([], ["--store", "--config"]),
+        (["--store", str(tmp_path / "s.db"), "--http", "localhost"], ["HOST:PORT"]),
+        (["--store", str(tmp_path / "s.db"), "--http", "127.0.0.1:99999"], ["HOST:PORT"]),
+        (["--store", str(tmp_path / "s.db"), "--http", "127.0.0.1:8765"], ["--config", "tokens"]),
+    ]
+    for args, needles in cases:
+        result = runner.invoke(app, ["mcp", *args])
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("error:"), (
+            args,
+            result.stderr,
+        )
+        for needle in needles:
+            assert needle in lines[0], (args, lines[0])
