@@ -48,6 +48,13 @@ def _slim(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _searchable(row: tuple[Any, ...]) -> str:
+    """What a search looks in: the row's columns and every field but trees and manifests
+    (a patch's text included)."""
+    data = {k: v for k, v in row[7].items() if k not in ("tree", "manifest_text")}
+    return f"{row[1]} {row[2]} {row[3]} {row[4]} {row[6]} {data!r}".lower()
+
+
 def _row(row: tuple[Any, ...]) -> list[Any]:
     seq, kind, genome, version, parent, time_ns, node, data, _ = row
     return [seq, kind, genome, version, parent, time_ns, node, _slim(data)]
@@ -79,13 +86,13 @@ class _Reads:
             kept: deque[list[Any]] = deque(maxlen=limit)
             matched = 0
             for raw in self.store.log_rows(genome=genome):
+                if kind and raw[1] != kind or node and raw[6] != node:
+                    continue
+                if since and raw[5] < since or until and raw[5] > until:
+                    continue
+                if text and text not in _searchable(raw):
+                    continue
                 row = _row(raw)
-                if kind and row[1] != kind or node and row[6] != node:
-                    continue
-                if since and row[5] < since or until and row[5] > until:
-                    continue
-                if text and text not in repr(row).lower():
-                    continue
                 matched += 1
                 kept.append(row)
         except TarsError as exc:

@@ -43,6 +43,10 @@ def _json(status: int, body: Any) -> web.Response:
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
 class Dashboard:
     """Every page, the API and the live stream of one dashboard."""
 
@@ -137,7 +141,7 @@ class Dashboard:
             await asyncio.sleep(0.2)  # a guess costs the guesser, not the server
             return await self._login_page(request, failed=True)
         sid, _ = self.sessions.open(*who)
-        response = web.HTTPSeeOther(PREFIX + "/")
+        response = _see_other(PREFIX + "/")
         response.set_cookie(COOKIE, sid, httponly=True, samesite="Strict", path=PREFIX,
                             secure=request.secure)  # fmt: skip
         return response
@@ -149,7 +153,7 @@ class Dashboard:
         field = {k: str(v) for k, v in form.items() if isinstance(v, str)}
         if parts == ["logout"]:
             self.sessions.close(request.cookies.get(COOKIE))
-            response = web.HTTPSeeOther(PREFIX + "/login")
+            response = _see_other(PREFIX + "/login")
             response.del_cookie(COOKIE, path=PREFIX)
             return response
         if parts == ["api", "rollout"]:

@@ -1,0 +1,211 @@
+"""The dashboard over plain HTTP on a real three-node swarm: login, roles, CSRF, pages, live
+events; login tokens; `tars log plot` (docs/dashboard.md)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dashkit import Client, Swarm, swarm_with_dashboard
+from swarmkit import wait
+
+from runtime.access_tokens import check_token, make_token, token_role, tokens_dir
+
+
+@pytest.fixture(scope="module")
+def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:
+    with swarm_with_dashboard(tmp_path_factory.mktemp("dash")) as running:
+        yield running
+
+
+def _admin(swarm: Swarm) -> Client:
+    client = Client(swarm.host)
+    assert client.login(swarm.config.keypair("admin")[1]) == 303
+    return client
+
+
+def test_tokens_keep_only_a_hash_and_check_in_every_case(tmp_path: Path) -> None:
+    from cli.demo import write_cluster
+    from runtime.config import load_cluster
+    from swarmkit import TINY
+
+    config = load_cluster(write_cluster(tmp_path, 1, TINY, 1, 1, 1, 1))
+    token = make_token(config, "alice", role="viewer")
+    other = make_token(config, "bob")
+    stored = (tokens_dir(config) / "alice.json").read_text()
+    assert token not in stored and "sha256" in stored
+    assert (tokens_dir(config) / "alice.json").stat().st_mode & 0o077 == 0
+    assert check_token(config, token) == "alice" and token_role(config, "alice") == "viewer"
+    assert check_token(config, other) == "bob" and token_role(config, "bob") == "operator"
+    for forged in ("", token[:-1], token + "x", token.upper(), stored, "sha256"):
+        assert check_token(config, forged) is None, forged
+    (tokens_dir(config) / "bob.json").write_text('{"name": "bob", "role": "god", "sha256": "x"}')
+    assert check_token(config, other) is None  # a damaged record grants nothing
+    from evolution.errors import ConfigError
+
+    for bad in ("../x", "", "a/b", "x" * 70):
+        with pytest.raises(ConfigError):
+            make_token(config, bad)
+    again = make_token(config, "alice", role="approver")  # a new token replaces the old one
+    assert check_token(config, token) is None and check_token(config, again) == "alice"
+
+
+def test_tars_keys_token_prints_the_token_once(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.demo import write_cluster
+    from cli.main import app
+    from runtime.config import load_cluster
+    from swarmkit import TINY
+
+    path = write_cluster(tmp_path, 1, TINY, 1, 1, 1, 1)
+    shown = CliRunner().invoke(app, ["keys", "--config", str(path), "--token", "ci", "--role", "viewer"])  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    token = next(line for line in shown.stdout.splitlines() if line.startswith("tars_"))
+    assert check_token(load_cluster(path), token) == "ci"
+    wrong = CliRunner().invoke(app, ["keys", "--config", str(path), "--token", "x", "--role", "root"])  # fmt: skip
+    assert wrong.exit_code != 0 and "role" in wrong.output
+
+
+def test_without_a_login_nothing_opens(swarm: Swarm) -> None:
+    anonymous = Client(swarm.host)
+    for path in ("/dashboard/", "/dashboard/log", "/dashboard/genome/svc", "/dashboard/genome/svc/plot.svg"):  # fmt: skip
+        status, headers, _ = anonymous.request("GET", path)
+        assert status == 302 and headers["location"] == "/dashboard/login", path
+    for path in ("/dashboard/api/status", "/dashboard/events"):
+        assert anonymous.request("GET", path)[0] == 401, path
+    form = {"genome": "svc", "order": "abort", "csrf": "x"}
+    assert anonymous.request("POST", "/dashboard/api/rollout", form)[0] == 401
+    assert anonymous.request("POST", "/dashboard/login", {"secret": "guess"})[0] == 401
+    assert anonymous.request("POST", "/dashboard/login", {"secret": ""})[0] == 401
+    forged = Client(swarm.host)
+    forged.cookie = "tars_session=made-up"
+    assert forged.request("GET", "/dashboard/api/status")[0] == 401
+    assert anonymous.request("GET", "/dashboard/static/dash.css")[0] == 200  # the login page's style
+    assert anonymous.request("GET", "/dashboard/static/../auth.py")[0] in (302, 404)
+
+
+def test_a_session_cookie_is_httponly_and_strict(swarm: Swarm) -> None:
+    client = Client(swarm.host)
+    status, headers, _ = client.request("POST", "/dashboard/login", {"secret": swarm.config.keypair("admin")[1]})  # fmt: skip
+    assert status == 303
+    cookie = headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/dashboard" in cookie
+    page = client.request("GET", "/dashboard/")
+    assert "script-src 'self'" in page[1]["content-security-policy"]
+
+
+def test_actions_need_the_csrf_token_and_a_role_that_may(swarm: Swarm) -> None:
+    admin = _admin(swarm)
+    form = {"genome": "svc", "order": "pause"}
+    assert admin.json("POST", "/dashboard/api/rollout", form)[0] == 403  # no CSRF token
+    status, body = admin.json("POST", "/dashboard/api/rollout", {**form, "csrf": "forged"})
+    assert status == 403 and "CSRF" in body["error"]
+    other = _admin(swarm)  # another session's token is not this one's
+    assert admin.json("POST", "/dashboard/api/rollout", {**form, "csrf": other.csrf})[0] == 403
+    viewer = Client(swarm.host)
+    assert viewer.login(make_token(swarm.config, "watcher", role="viewer")) == 303
+    status, body = viewer.json("POST", "/dashboard/api/rollout", {**form, "csrf": viewer.csrf})
+    assert status == 403 and "may not" in body["error"]
+    held = {"genome": "svc", "candidate": "c" * 12, "decision": "approve", "csrf": viewer.csrf}
+    assert viewer.json("POST", "/dashboard/api/held", held)[0] == 403
+    operator = Client(swarm.host)
+    assert operator.login(make_token(swarm.config, "ops", role="operator")) == 303
+    assert operator.json("POST", "/dashboard/api/held", {**held, "csrf": operator.csrf})[0] == 403
+    status, body = operator.json("POST", "/dashboard/api/rollout", {**form, "order": "resume"},
+                                 headers={"X-CSRF-Token": operator.csrf})  # fmt: skip
+    assert status == 200 and set(body["nodes"]) == set(swarm.config.ids), body
+    status, body = admin.json("POST", "/dashboard/api/rollout", {**form, "order": "explode", "csrf": admin.csrf})  # fmt: skip
+    assert status == 400
+    assert admin.json("POST", "/dashboard/api/held", {**held, "csrf": admin.csrf})[0] == 501
+    # logging out ends the session: its cookie opens nothing any more
+    assert admin.request("POST", "/dashboard/logout", {"csrf": admin.csrf})[0] == 303
+    assert admin.request("GET", "/dashboard/api/status")[0] == 401
+
+
+def test_pages_show_the_swarm_lineage_diff_and_log_escaped(swarm: Swarm) -> None:
+    version = swarm.adopt("pages", mutator="<script>alert(1)</script>")
+    client = _admin(swarm)
+    status, nodes = client.json("GET", "/dashboard/api/status")
+    assert status == 200 and [n["node"] for n in nodes["nodes"]] == swarm.config.ids
+    assert sum(n["role"] == "leader" for n in nodes["nodes"]) == 1
+    _, _, page = client.request("GET", "/dashboard/")
+    assert page.count('class="node role-') == 3 and version[:12] in page
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    _, _, genome = client.request("GET", "/dashboard/genome/svc")
+    assert version[:12] in genome and "badge head" in genome and "plot.svg?by=time" in genome
+    status, headers, svg = client.request("GET", "/dashboard/genome/svc/plot.svg?by=version")
+    assert status == 200 and headers["content-type"].startswith("image/svg") and "<svg" in svg
+    _, _, diff = client.request("GET", f"/dashboard/genome/svc/version/{version[:12]}")
+    assert '<span class="add">+# pages</span>' in diff and version in diff
+    _, _, found = client.request("GET", "/dashboard/log?type=VersionAdopted&q=pages")
+    assert f"/dashboard/genome/svc/version/{version}" in found
+    _, _, none = client.request("GET", "/dashboard/log?type=VersionAdopted&q=no-such-text")
+    assert f"/version/{version}" not in none
+    _, _, by_node = client.request("GET", "/dashboard/log?node=nobody")
+    assert "VersionAdopted" not in by_node.split("<tbody")[1]
+    assert client.request("GET", "/dashboard/genome/nothing")[0] == 404
+
+
+def test_a_new_adoption_reaches_the_event_stream(swarm: Swarm) -> None:
+    client = _admin(swarm)
+    status, body = client.json("GET", "/dashboard/api/status")
+    after = max(int(n["applied"] or 0) for n in body["nodes"])  # any seq will do: take the newest
+    _, _, page = client.request("GET", "/dashboard/")
+    start = int(page.split('data-after="', 1)[1].split('"', 1)[0])
+    assert after >= 0
+    seen: list[dict[str, object]] = []
+    done = threading.Event()
+
+    def listen() -> None:
+        conn = http.client.HTTPConnection(*swarm.host, timeout=60)
+        conn.request("GET", f"/dashboard/events?after={start}", headers={"Cookie": client.cookie})
+        reply = conn.getresponse()
+        assert reply.status == 200 and reply.getheader("Content-Type") == "text/event-stream"
+        kind = ""
+        while not done.is_set():
+            line = reply.fp.readline().decode().rstrip("\n")
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: ") and kind == "log":
+                seen.append(json.loads(line[6:]))
+        conn.close()
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    try:
+        version = swarm.adopt("live")
+        wait(lambda: any(e.get("head") == version for e in seen), 30, "the adoption streamed")
+        item = next(e for e in seen if e.get("head") == version)
+        assert item["type"] == "VersionAdopted" and version[:12] in str(item["html"])
+        assert [e["seq"] for e in seen] == sorted({e["seq"] for e in seen})  # in order, once each
+    finally:
+        done.set()
+        swarm.adopt("wake the stream")  # one more event ends the reader's blocking read
+        thread.join(30)
+    time.sleep(0)
+
+
+def test_log_plot_writes_png_and_svg_with_every_objective(tmp_path: Path, swarm: Swarm) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    store = swarm.config.store_url(swarm.nodes[0].id).removeprefix("sqlite:///")
+    for name in ("fit.png", "fit.svg"):
+        out = tmp_path / name
+        shown = CliRunner().invoke(app, ["log", "plot", "--store", store, "--genome", "svc", "--out", str(out)])  # fmt: skip
+        assert shown.exit_code == 0, shown.output
+        assert str(out.resolve()) in shown.stdout.replace("\n", "")
+        data = out.read_bytes()
+        assert data.startswith(b"\x89PNG") if name.endswith(".png") else b"seconds" in data
+    by_swarm = tmp_path / "swarm.svg"
+    shown = CliRunner().invoke(app, ["log", "plot", "--config", str(swarm.config.path), "--genome", "svc", "--out", str(by_swarm)])  # fmt: skip
+    assert shown.exit_code == 0 and by_swarm.read_bytes().startswith(b"<?xml"), shown.output
+    bad = CliRunner().invoke(app, ["log", "plot", "--store", store, "--out", str(tmp_path / "x.gif")])
+    assert bad.exit_code != 0 and ".png or .svg" in bad.output
