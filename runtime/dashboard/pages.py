@@ -188,7 +188,7 @@ def _boards(replies: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]
     out: dict[str, list[dict[str, Any]]] = {}
     for genome, nodes in replies.items():
         for node_id, reply in nodes.items():
-            if isinstance(reply, dict) and reply.get("ok") and reply.get("phase"):
+            if isinstance(reply, dict) and reply.get("ok") and reply.get("phase") not in (None, "idle"):
                 out.setdefault(genome, []).append({**reply, "node": node_id})
     return out
 
