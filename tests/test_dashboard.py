@@ -209,3 +209,18 @@ def test_log_plot_writes_png_and_svg_with_every_objective(tmp_path: Path, swarm:
     assert shown.exit_code == 0 and by_swarm.read_bytes().startswith(b"<?xml"), shown.output
     bad = CliRunner().invoke(app, ["log", "plot", "--store", store, "--out", str(tmp_path / "x.gif")])
     assert bad.exit_code != 0 and ".png or .svg" in bad.output
+
+
+def test_every_node_serves_its_own_dashboard_on_its_front(swarm: Swarm) -> None:
+    for node in swarm.nodes:
+        host, port = node.service.front.host, node.service.front.port
+        client = Client((host, port))
+        assert client.request("GET", "/dashboard/")[0] == 302
+        assert client.request("GET", "/dashboard/api/status")[0] == 401
+        assert client.login(swarm.config.keypair("admin")[1]) == 303
+        status, body = client.json("GET", "/dashboard/api/status")
+        assert status == 200 and [n["node"] for n in body["nodes"]] == [node.id]
+        _, _, page = client.request("GET", "/dashboard/genome/svc")
+        assert node.store.head("svc").version[:12] in page
+        assert client.json("POST", "/dashboard/api/rollout", {"genome": "svc", "order": "pause"})[0] == 403
+        assert client.request("GET", "/v1/health")[0] == 200  # the service's routes are untouched
