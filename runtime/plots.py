@@ -25,6 +25,8 @@ from evolution.manifest import parse_manifest
 __all__ = ["objectives_of", "plot_fitness"]
 
 Objective = tuple[str, str]
+#: the most points drawn with a marker each; longer series are a line alone
+MARKERS = 400
 
 
 def objectives_of(manifest_text: str) -> list[Objective]:
@@ -80,8 +82,9 @@ def plot_fitness(
             xs: Sequence[Any] = index if kind == "version" else times
             good = [(x, y) for x, y, k in zip(xs, values, kept, strict=True) if k]
             bad = [(x, y) for x, y, k in zip(xs, values, kept, strict=True) if not k]
-            if good:
-                axis.plot(*zip(*good, strict=True), marker=".", linewidth=1, color="#1f6feb")
+            if good:  # markers only where they can be told apart (and the SVG stays small)
+                marker = "." if len(good) <= MARKERS else ""
+                axis.plot(*zip(*good, strict=True), marker=marker, linewidth=1, color="#1f6feb")
             if bad:
                 axis.plot(*zip(*bad, strict=True), "x", color="#999999", label="rolled back")
                 axis.legend(loc="best", fontsize=7)
