@@ -263,7 +263,7 @@ class SwarmNode:
         )
         self._connect(cluster)
         # the node's own web dashboard on its HTTP front, at /dashboard (docs/dashboard.md)
-        self.service.front.dashboard = for_node(cluster, node_id, lambda body: self.admin.handle(ADMIN, body))  # fmt: skip
+        self.service.front.dashboard = for_node(cluster, node_id, lambda body: self._admin(ADMIN, body))  # fmt: skip
         self._stopped = False
 
     def _live(self, cluster: ClusterConfig, clock: Clock, stopping: threading.Event) -> Live:

@@ -24,7 +24,7 @@ from servicekit import SVC
 from swarmkit import in_process_swarm, wait
 
 from consensus.ledger import cycle_entry, register_entry
-from events.records import Adoption
+from events.records import Adoption, Held
 from evolution.patch import make_patch
 from evolution.tree import version_id
 from node import SwarmNode
@@ -75,6 +75,20 @@ class Swarm:
         wait(lambda: all(n.store.head("svc").version == win.version for n in self.nodes), 60,
              "every node adopted it")  # fmt: skip
         return win.version
+
+    def hold(self, marker: str) -> str:
+        """Propose a cycle whose one candidate the governor held; wait until every node has it."""
+        parent = self.head_tree()
+        child = {**parent, "svc/calc.py": parent["svc/calc.py"] + f"\n# {marker}\n"}
+        held = Held(candidate=version_id(child), parent=version_id(parent),
+                    patch=make_patch(parent, child), mutator="llm", kind="test",
+                    reasons=["<b>an LLM wrote it</b>"], evidence={"ratio": 1.2})  # fmt: skip
+        self.cycle += 1
+        node = self.nodes[0]
+        node.propose(cycle_entry("svc", node.id, self.cycle, 3, [], [held], None, time.time()))
+        wait(lambda: all(held.candidate in n.store.head("svc").pending for n in self.nodes), 60,
+             "every node holds it")  # fmt: skip
+        return held.candidate
 
 
 @contextlib.contextmanager

@@ -154,6 +154,42 @@ def test_pages_show_the_swarm_lineage_diff_and_log_escaped(swarm: Swarm) -> None
     assert client.request("GET", "/dashboard/genome/nothing")[0] == 404
 
 
+def test_held_candidates_are_listed_with_buttons_for_approvers_only(swarm: Swarm) -> None:
+    candidate = swarm.hold("held")
+    admin = _admin(swarm)
+    _, _, page = admin.request("GET", "/dashboard/genome/svc")
+    held = page.split('class="held"', 1)[1]
+    assert candidate[:12] in held and 'name="decision" value="approve"' in held
+    assert "&lt;b&gt;an LLM wrote it&lt;/b&gt;" in held
+    viewer = Client(swarm.host)
+    assert viewer.login(make_token(swarm.config, "looker", role="viewer")) == 303
+    _, _, seen = viewer.request("GET", "/dashboard/genome/svc")
+    assert candidate[:12] in seen and 'value="approve"' not in seen  # no buttons it may not use
+    _, _, diff = admin.request("GET", f"/dashboard/genome/svc/version/{candidate}")
+    assert '<span class="add">+# held</span>' in diff
+
+
+def test_rollouts_show_blue_and_green_figures_side_by_side(swarm: Swarm) -> None:
+    version = swarm.adopt("figures")
+    wait(lambda: all((n.live.deployments.board.get("svc") or {}).get("phase") == "stepping"
+                     for n in swarm.nodes), 90, "every node rolling out")  # fmt: skip
+    for node in swarm.nodes:
+        for a in range(20):
+            _post_json(node, {"a": a, "b": 1})
+    _, _, page = _admin(swarm).request("GET", "/dashboard/genome/svc")
+    section = page.split('id="rollouts-svc"', 1)[1].split("</section>", 1)[0]
+    assert section.count('class="rollout"') == 3 and version[:12] in section
+    assert "requests, 0 errors, mean" in section, section
+
+
+def _post_json(node: object, body: dict[str, int]) -> None:
+    front = node.service.front  # type: ignore[attr-defined]
+    conn = http.client.HTTPConnection(front.host, front.port, timeout=30)
+    conn.request("POST", "/v1/svc/add", body=json.dumps(body), headers={"Content-Type": "application/json"})  # fmt: skip
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
 def test_a_new_adoption_reaches_the_event_stream(swarm: Swarm) -> None:
     client = _admin(swarm)
     _, _, page = client.request("GET", "/dashboard/")

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from evolution.errors import TarsError
 from runtime.dashboard.auth import Session, allowed
+from runtime.dashboard.figures import with_figures
 from runtime.dashboard.render import diff_lines, env, event_row, swarm_rows
 from runtime.dashboard.sources import Source, rollouts, statuses
 
@@ -98,13 +99,16 @@ class Pages:
     async def overview(self, session: Session) -> web.Response:
         rows = swarm_rows(await self.run(statuses, self.source))
         genomes = sorted({g for row in rows if row.get("up") for g in row["heads"]})
-        boards = {g: await self.run(rollouts, self.source, g) for g in genomes}
+        boards = _boards({g: await self.run(rollouts, self.source, g) for g in genomes})
+        http_of = {row["node"]: row.get("http") for row in rows}
+        for g, board in boards.items():
+            await self.run(with_figures, board, http_of, g)
         recent = await self.run(self.ask_reader, {"op": "log", "limit": 30})
         events = [event_row(r) for r in reversed(recent.get("rows") or [])]
         heads: dict[str, Any] = {g: next((r["heads"][g] for r in rows if r.get("up") and g in r["heads"]), {})
                  for g in genomes}  # fmt: skip
         return self.html("overview.html", session=session, rows=rows, genomes=genomes,
-                         heads=heads, boards=_boards(boards), events=events,
+                         heads=heads, boards=boards, events=events,
                          after=events[0]["seq"] if events else 0)  # fmt: skip
 
     async def genome(self, session: Session, name: str, every: bool) -> web.Response:
@@ -116,6 +120,9 @@ class Pages:
         lineage = _lineage(reply["versions"], reply["candidates"], reply["head"])
         shown = lineage if every else lineage[-SHOWN:]
         board = _boards({name: await self.run(rollouts, self.source, name)}).get(name, [])
+        if board:
+            rows = swarm_rows(await self.run(statuses, self.source))
+            await self.run(with_figures, board, {r["node"]: r.get("http") for r in rows}, name)
         recent = await self.run(self.ask_reader, {"op": "log", "limit": 1})
         after = (recent.get("rows") or [[0]])[-1][0]
         return self.html("genome.html", session=session, g=reply, name=name,
@@ -188,7 +195,11 @@ def _boards(replies: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]
     out: dict[str, list[dict[str, Any]]] = {}
     for genome, nodes in replies.items():
         for node_id, reply in nodes.items():
-            if isinstance(reply, dict) and reply.get("ok") and reply.get("phase") not in (None, "idle"):
+            if (
+                isinstance(reply, dict)
+                and reply.get("ok")
+                and reply.get("phase") not in (None, "idle")
+            ):
                 out.setdefault(genome, []).append({**reply, "node": node_id})
     return out
 
