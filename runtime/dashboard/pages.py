@@ -183,11 +183,12 @@ class Pages:
 def _when(text: str) -> int:
     """A ``datetime-local`` field (UTC) as nanoseconds; 0 when empty or not a time."""
     try:
-        return (
+        when = (
             int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1e9) if text else 0
         )
-    except ValueError:
+    except (ValueError, OverflowError):
         return 0
+    return max(0, min(when, (1 << 63) - 1))  # what an event's time (int64 ns) can be
 
 
 def _boards(replies: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

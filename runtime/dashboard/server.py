@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from evolution.errors import ServiceError
+from evolution.errors import ServiceError, TarsError
 from runtime.dashboard.auth import COOKIE, Logins, Session, Sessions, allowed
 from runtime.dashboard.live import Hub
 from runtime.dashboard.pages import Pages
@@ -84,7 +84,15 @@ class Dashboard:
             refused = await self._check_post(request, session)
             if refused is not None:
                 return refused
-        response = await self._route(request, path, session)
+        try:
+            response = await self._route(request, path, session)
+        except TarsError as exc:  # no node answered, or one refused: say so, never a traceback
+            return _json(502, {"error": exc.message, "hint": exc.hint or ""})
+        except web.HTTPException as exc:  # a page's 4xx: its message escaped, in the page's frame
+            if exc.status < 400:
+                raise
+            response = self.pages.html("error.html", status=exc.status, session=session,
+                                       message=exc.text or exc.reason)  # fmt: skip
         if not isinstance(response, web.FileResponse) and not response.prepared:
             response.headers["Content-Security-Policy"] = _CSP
             response.headers["X-Content-Type-Options"] = "nosniff"
