@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -105,6 +106,9 @@ def swarm_with_dashboard(root: Path) -> Iterator[Swarm]:
             yield Swarm(nodes, config, server, tree)
         finally:
             server.stop()
+    # the nodes' own dashboards stopped with their fronts: no thread of any dashboard is left
+    wait(lambda: not [t for t in threading.enumerate() if t.name.startswith("dashboard")], 10,
+         "every dashboard thread gone")  # fmt: skip
 
 
 class Client:

@@ -87,6 +87,7 @@ def test_a_person_logs_in_watches_an_adoption_opens_its_diff_and_aborts_a_rollou
         browser.save_screenshot(str(shots / "4-diff.png"))
 
         _abort(browser, swarm, version, shots)
+        _refusals(browser, swarm, shots)
 
 
 def _log_in(browser: Any, swarm: Swarm, shots: Path) -> None:
@@ -96,7 +97,7 @@ def _log_in(browser: Any, swarm: Swarm, shots: Path) -> None:
     assert browser.current_url.endswith("/dashboard/login")  # no page without a login
     browser.find_element(By.ID, "secret").send_keys("not the secret")
     browser.find_element(By.ID, "login").click()
-    assert browser.find_elements(By.ID, "login-failed")
+    wait(lambda: browser.find_elements(By.ID, "login-failed"), 30, "the login refused")
     browser.save_screenshot(str(shots / "0-login-refused.png"))
     browser.find_element(By.ID, "secret").send_keys(swarm.config.keypair("admin")[1])
     browser.save_screenshot(str(shots / "1-login.png"))
@@ -140,3 +141,33 @@ def _abort(browser: Any, swarm: Swarm, version: str, shots: Path) -> None:
     phases = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#rollouts-svc .rollout h4")]
     assert len(phases) == 3 and all("aborted" in p for p in phases), phases
     browser.save_screenshot(str(shots / "7-aborted-reloaded.png"))
+
+
+_FETCH = """
+const done = arguments[arguments.length - 1];
+fetch(arguments[0], {method: "POST", credentials: "same-origin", headers: {"X-CSRF-Token": arguments[1]},
+                     body: new URLSearchParams({genome: "svc", order: "pause"})})
+  .then(r => done(r.status)).catch(e => done(String(e)));
+"""
+
+
+def _refusals(browser: Any, swarm: Swarm, shots: Path) -> None:
+    """From the browser: a forged CSRF token, a viewer's action, and no login are refused."""
+    from selenium.webdriver.common.by import By
+
+    from runtime.access_tokens import make_token
+
+    api = swarm.server.url.rstrip("/") + "/api/rollout"
+    assert browser.execute_async_script(_FETCH, api, "forged") == 403
+    browser.find_element(By.CSS_SELECTOR, "nav form button").click()  # log out
+    wait(lambda: browser.current_url.endswith("/dashboard/login"), 30, "logged out")
+    browser.get(swarm.server.url.rstrip("/") + "/genome/svc")
+    assert browser.current_url.endswith("/dashboard/login")  # the session is gone
+    browser.find_element(By.ID, "secret").send_keys(make_token(swarm.config, "eve", role="viewer"))
+    browser.find_element(By.ID, "login").click()
+    wait(lambda: browser.find_elements(By.ID, "swarm"), 30, "the viewer's swarm page")
+    browser.get(swarm.server.url.rstrip("/") + "/genome/svc")
+    assert not browser.find_elements(By.ID, "abort-svc")  # no button a viewer may not use
+    csrf = browser.find_element(By.CSS_SELECTOR, 'meta[name="csrf"]').get_attribute("content")
+    assert browser.execute_async_script(_FETCH, api, csrf) == 403  # a viewer may not
+    browser.save_screenshot(str(shots / "8-viewer.png"))

@@ -63,10 +63,11 @@ class Dashboard:
     async def _run(self, func: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
 
-    def close(self) -> None:
-        """End every live stream (the server can then stop at once) and the worker threads."""
+    def close(self, wait: bool = False) -> None:
+        """End every live stream (the server can then stop at once) and the worker threads
+        (``wait``: until they are gone; not on the event loop's thread)."""
         self.hub.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
     # -- the one entry point --
 
@@ -261,6 +262,6 @@ class DashboardServer:
             done = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop)
             with contextlib.suppress(Exception):  # stopping anyway
                 done.result(timeout=10)
-        self.dashboard.close()
         loop.call_soon_threadsafe(loop.stop)
+        self.dashboard.close(wait=True)
         thread.join(10)
