@@ -69,6 +69,7 @@ def plot_fitness(
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
 
     axes_kinds = ["version", "time"] if by == "both" else [by]
@@ -92,6 +93,10 @@ def plot_fitness(
             axis.set_title(f"{name} ({arrow.get(direction, 'work: stays equal')})", fontsize=9)
             axis.set_xlabel("version (order adopted)" if kind == "version" else "time (UTC)")
             axis.tick_params(labelsize=7)
+            if kind == "time":
+                locator = AutoDateLocator()
+                axis.xaxis.set_major_locator(locator)
+                axis.xaxis.set_major_formatter(ConciseDateFormatter(locator))
             if not values:
                 axis.text(0.5, 0.5, "no figures recorded", ha="center", transform=axis.transAxes)
     figure.suptitle(f"{genome}: {len(versions)} versions", fontsize=10)

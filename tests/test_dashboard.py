@@ -283,3 +283,36 @@ def test_hostile_input_is_refused_or_shown_as_text(swarm: Swarm) -> None:
     assert 'data-seq="' not in future  # nothing happened after 2999
     big = {"secret": "x" * (1 << 20)}
     assert Client(swarm.host).request("POST", "/dashboard/login", big)[0] == 413
+
+
+def test_the_read_ops_show_rollbacks_filters_and_refuse_short_prefixes(tmp_path: Path) -> None:
+    from consensus.admin_reads import read_ops
+    from events.records import Adoption
+    from events.store import GenomeStore
+    from evolution.patch import make_patch
+    from evolution.tree import version_id
+
+    manifest = (Path(__file__).parent / "data" / "svc" / "genome.toml").read_text()
+    trees = [{"genome.toml": manifest, "svc/calc.py": f"X = {i}\n"} for i in range(3)]
+    with GenomeStore.open(f"sqlite:///{tmp_path}/s.db") as store:
+        store.register("svc", manifest, trees[0], 1.0, "n1")
+        for parent, child in zip(trees, trees[1:], strict=False):
+            store.adopt("svc", Adoption(version_id(child), version_id(parent), make_patch(parent, child),
+                                        "m", "k", 1.0, 0.5, 2.0, 1.9, 2.1), "n2")  # fmt: skip
+        store.rollback("svc", version_id(trees[0]), "bad <luck>", "n3")
+        ops = read_ops(store)
+        genome = ops["genome"]({"genome": "svc"})
+        states = {row[0]: row[7] for row in genome["versions"]}
+        assert states == {version_id(trees[0]): "adopted", version_id(trees[1]): "rolled_back",
+                          version_id(trees[2]): "rolled_back"}  # fmt: skip
+        assert genome["head"] == version_id(trees[0]) and genome["rollbacks"][0][3] == "bad <luck>"
+        rows = ops["log"]({"genome": "svc", "type": "VersionAdopted"})["rows"]
+        assert [r[3] for r in rows] == [version_id(trees[1]), version_id(trees[2])]
+        assert all("patch" not in r[7] for r in rows)  # bulky fields stay out of log rows
+        assert [r[1] for r in ops["log"]({"node": "n3"})["rows"]] == ["RolledBack"]
+        assert ops["log"]({"q": "x = 2"})["rows"][0][3] == version_id(trees[2])  # patches searched
+        assert len(ops["log"]({"after": 1})["rows"]) == 3
+        assert ops["log"]({"genome": "nothing"})["ok"] is False
+        assert ops["version"]({"genome": "svc", "version": "ab"})["ok"] is False
+        found = ops["version"]({"genome": "svc", "version": version_id(trees[2])[:8]})
+        assert found["ok"] and "+X = 2" in found["events"][0]["data"]["patch"]
