@@ -316,3 +316,31 @@ def test_the_read_ops_show_rollbacks_filters_and_refuse_short_prefixes(tmp_path:
         assert ops["version"]({"genome": "svc", "version": "ab"})["ok"] is False
         found = ops["version"]({"genome": "svc", "version": version_id(trees[2])[:8]})
         assert found["ok"] and "+X = 2" in found["events"][0]["data"]["patch"]
+
+
+def test_tars_dashboard_serves_the_swarm_until_interrupted(swarm: Swarm) -> None:
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300"}
+    command = [sys.executable, "-m", "cli.main", "dashboard", "--config", str(swarm.config.path), "--port", "0"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/dashboard/", line)
+        assert found, line
+        client = Client(("127.0.0.1", int(found.group(1))))
+        assert client.request("GET", "/dashboard/")[0] == 302
+        assert client.login(swarm.config.keypair("admin")[1]) == 303
+        status, body = client.json("GET", "/dashboard/api/status")
+        assert status == 200 and [n["node"] for n in body["nodes"] if n["up"]] == swarm.config.ids
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
