@@ -125,9 +125,11 @@ class Pages:
             await self.run(with_figures, board, {r["node"]: r.get("http") for r in rows}, name)
         recent = await self.run(self.ask_reader, {"op": "log", "limit": 1})
         after = (recent.get("rows") or [[0]])[-1][0]
+        own = await self.run(self.ask_reader, {"op": "log", "limit": 30, "genome": name})
+        events = [event_row(r) for r in reversed(own.get("rows") or [])]
         return self.html("genome.html", session=session, g=reply, name=name,
                          lineage=list(reversed(shown)), hidden=len(lineage) - len(shown),
-                         objectives=objectives_of(reply["manifest"]), board=board, after=after)  # fmt: skip
+                         objectives=objectives_of(reply["manifest"]), board=board, after=after, events=events)  # fmt: skip
 
     async def plot(self, name: str, by: str) -> web.Response:
         from runtime.plots import objectives_of, plot_fitness
