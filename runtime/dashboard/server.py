@@ -68,6 +68,9 @@ class Dashboard:
         (``wait``: until they are gone; not on the event loop's thread)."""
         self.hub.close()
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        close = getattr(self.source, "close", None)
+        if close is not None and wait:  # kept clients: only once no worker thread uses them
+            close()
 
     # -- the one entry point --
 

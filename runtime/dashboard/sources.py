@@ -8,12 +8,13 @@ shows its own view.  The calls block; the server runs them on its executor.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from evolution.errors import TarsError
-from runtime.cluster_config import ClusterConfig
+from runtime.cluster_config import ADMIN, ClusterConfig
 
 __all__ = ["AdminSource", "LocalSource", "Source", "rollouts", "statuses"]
 
@@ -28,19 +29,58 @@ class Source(Protocol):
 
 
 class AdminSource:
-    """Every node of a cluster.yml, asked over its admin channel with the admin key."""
+    """Every node of a cluster.yml, asked over its admin channel with the admin key.
+
+    The dashboard asks often (the live poll, ten times a second), so clients are kept and
+    reused rather than made per request as the CLI does (each has its own ZeroMQ context
+    and I/O thread): one per node and per concurrent caller, each used by one thread at a
+    time; a client whose request failed is closed, the next request makes a new one.
+    """
 
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
+        self._idle: dict[str, list[Any]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
 
     @property
     def nodes(self) -> list[str]:
         return list(self.config.ids)
 
     def ask(self, node_id: str, body: dict[str, Any], timeout: float) -> Any:
-        from runtime.launcher import admin_request
+        client = self._take(node_id)
+        try:
+            reply = client.request("admin", body, timeout=timeout)
+        except BaseException:
+            client.close()
+            raise
+        with self._lock:
+            if not self._closed:
+                self._idle.setdefault(node_id, []).append(client)
+                return reply
+        client.close()
+        return reply
 
-        return admin_request(self.config, node_id, body, timeout=timeout)
+    def _take(self, node_id: str) -> Any:
+        with self._lock:
+            idle = self._idle.get(node_id)
+            if idle:
+                return idle.pop()
+        from runtime.transport import Client
+
+        public, secret = self.config.keypair(ADMIN)
+        return Client(
+            self.config.endpoint(node_id), self.config.public_key(node_id), public, secret
+        )
+
+    def close(self) -> None:
+        """Close every kept client (the dashboard is stopping)."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, {}
+        for clients in idle.values():
+            for client in clients:
+                client.close()
 
 
 class LocalSource:
