@@ -44,8 +44,9 @@ from evolution.errors import IntegrityError, StoreError, UnknownGenomeError
 from evolution.manifest import Manifest
 from evolution.policy import Policy
 from evolution.tree import Tree
-from runtime.cluster_config import sandbox_settings
+from runtime.cluster_config import ADMIN, sandbox_settings
 from runtime.config import ClusterConfig
+from runtime.dashboard import for_node
 from runtime.docker_service import service_containers
 from runtime.genome_files import load_genome
 from runtime.sandbox import Sandbox
@@ -263,6 +264,8 @@ class SwarmNode:
             ops=self.live.admin_ops(),
         )
         self._connect(cluster)
+        # the node's own web dashboard on its HTTP front, at /dashboard (docs/dashboard.md)
+        self.service.front.dashboard = for_node(cluster, node_id, lambda body: self._admin(ADMIN, body))  # fmt: skip
         self._stopped = False
 
     def _live(self, cluster: ClusterConfig, clock: Clock, stopping: threading.Event) -> Live:

@@ -302,10 +302,17 @@ def keys(
     force: bool = typer.Option(
         False, "--force", help="replace existing key pairs (peers must then be restarted)"
     ),
+    token: str | None = typer.Option(
+        None, "--token", help="make a dashboard/MCP login token for NAME instead (shown once)"
+    ),
+    role: str = typer.Option(
+        "operator", "--role", help="the token's role: viewer, operator, approver or admin"
+    ),
 ) -> None:
     """Make the key pairs cluster.yml needs (every node and admin): CurveZMQ for the transport
     and Ed25519 for signing ledger entries, whose public keys are recorded in cluster.yml;
-    `--id NAME` makes an approver's (approval.approvers), recorded under approval.keys."""
+    `--id NAME` makes an approver's (approval.approvers), recorded under approval.keys.
+    With --token NAME, make a login token instead (docs/dashboard.md)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -313,6 +320,9 @@ def keys(
     from runtime.keys import encode_sign_key
 
     config = load_cluster(config_path)
+    if token is not None:
+        _token(config, token, role)
+        return
     names = [node_id] if node_id is not None else [*config.ids, ADMIN]
     people = [ADMIN, *config.approvers]
     if node_id is not None and node_id not in config.ids and node_id not in people:
@@ -347,3 +357,17 @@ def keys(
         except ConfigError:
             signing.add_row(name, "- (its owner runs `tars keys` where its secret is)")
     console.print(signing)
+
+
+def _token(config: ClusterConfig, name: str, role: str) -> None:
+    """Make a login token and print it once (only its hash is kept)."""
+    from runtime.access_tokens import make_token, tokens_dir
+
+    made = make_token(config, name, role=role)
+    console.print(
+        f"token for {name} ({role}); it is shown only now, keep it secret:",
+        highlight=False,
+        markup=False,
+    )
+    print(made, flush=True)
+    console.print(f"(its SHA-256 is kept in {tokens_dir(config)})", highlight=False, markup=False)

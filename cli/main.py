@@ -8,8 +8,10 @@ from pathlib import Path
 import typer
 
 from cli import cluster, evolve, log, node, rollout, service
+from cli import log_plot as _log_plot  # noqa: F401  (registers `tars log plot`)
 from cli import repair as _repair  # noqa: F401  (registers `tars node repair`)
 from cli.common import DEFAULT_STORE, PlainGroup, console, handle_errors, open_store
+from cli.dashboard import dashboard as _dashboard
 from cli.log import resolve_version
 from cli.mcp_command import mcp
 from evolution.errors import PolicyError
@@ -31,6 +33,7 @@ app.command("keys")(cluster.keys)
 app.command("call")(service.call)
 app.command("load")(service.load)
 app.command("mcp")(mcp)
+app.command("dashboard")(_dashboard)
 
 StoreOpt = typer.Option(
     str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL"

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from consensus.admin_reads import read_ops
 from consensus.applier import Applier, Clock
 from consensus.approval_admin import decide_op, held_op
 from consensus.authors import ADMIN_ONLY
@@ -90,8 +91,8 @@ class Admin:
         self.sign_key_of = sign_key_of
         #: admin requests refused because a member key, not the admin key, sent them
         self.refused = 0
-        #: more ops, answered by other parts of the node (the Deployer's)
-        self.ops = dict(ops or {})
+        #: more ops: the dashboard's reads, and those other parts of the node answer (the Deployer's)
+        self.ops = {**read_ops(store), **dict(ops or {})}
 
     def handle(self, sender: str, body: Any) -> Any:
         # Roles per key: a member key speaks Raft, votes, transfer and remote actor

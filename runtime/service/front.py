@@ -5,7 +5,8 @@
 function; 404 unknown genome; 413 a body over ``max_body``; 500 the genome raised
 (``{"error": "ValueError: ...", "kind": "exception"}``); 503 no worker ready; 504 no
 answer in time. ``GET /v1/health``, ``GET /v1/{genome}``, ``GET /metrics`` (the
-``render`` callable's body and content type). ``X-Tars-Request`` is echoed back.
+``render`` callable's body and content type), and ``/dashboard…``, handed to the
+node's web dashboard when it has one (docs/dashboard.md). ``X-Tars-Request`` is echoed back.
 
 The server runs on its own thread with its own event loop. A call never blocks the
 loop: the router hands it to a worker without waiting (non-blocking pipe writes), and
@@ -21,7 +22,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -29,12 +30,22 @@ from evolution.errors import BadCallError, ServiceError, TarsError, UnknownGenom
 from runtime.service.router import Router
 from runtime.service.worker import Reply
 
-__all__ = ["MAX_BODY", "Front", "OnRequest", "Render"]
+__all__ = ["MAX_BODY", "Front", "Mounted", "OnRequest", "Render"]
 
 #: the largest request body accepted (bigger: 413)
 MAX_BODY = 4 << 20
 OnRequest = Callable[[str, str, str, str, float, bool], None]
 Render = Callable[[], tuple[bytes, str]]
+
+
+class Mounted(Protocol):
+    """What the front hands ``/dashboard…`` to (``runtime.dashboard.Dashboard``)."""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse: ...
+
+    def close(self) -> None: ...
+
+
 _STATUS = {"exception": 500, "result": 500, "crash": 500, "unavailable": 503, "timeout": 504}
 _HINTS = {
     "unavailable": "the genome's workers are starting or restarting: retry shortly",
@@ -79,6 +90,8 @@ class Front:
         self.on_request = on_request
         self.render = render or _empty_render
         self.max_body = max_body
+        #: the node's web dashboard, answering ``/dashboard…`` (set before or after start)
+        self.dashboard: Mounted | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._loop_thread = -1
@@ -125,6 +138,7 @@ class Front:
         app = web.Application(client_max_size=self.max_body, middlewares=[self._errors])
         app.router.add_get("/v1/health", self._health)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_route("*", "/dashboard{tail:.*}", self._dashboard)
         app.router.add_get("/v1/{genome}", self._describe)
         app.router.add_post("/v1/{genome}/{function}", self._call)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
@@ -139,6 +153,8 @@ class Front:
         loop, thread = self._loop, self._thread
         if loop is None or thread is None or not thread.is_alive():
             return
+        if self.dashboard is not None:  # its live streams end now, not at the shutdown timeout
+            loop.call_soon_threadsafe(self.dashboard.close)
         if self._runner is not None:
             done = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop)
             with contextlib.suppress(Exception):  # stopping anyway
@@ -170,6 +186,11 @@ class Front:
     async def _health(self, request: web.Request) -> web.Response:
         body = {"node": self.node_id, "genomes": self.router.health()}
         return _json(200, body, request.headers.get(_HEADER))
+
+    async def _dashboard(self, request: web.Request) -> web.StreamResponse:
+        if self.dashboard is None:
+            raise web.HTTPNotFound(reason="this node serves no dashboard")
+        return await self.dashboard.handle(request)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body, content_type = self.render()
