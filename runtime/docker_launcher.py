@@ -142,7 +142,7 @@ class DockerLauncher(NodeSet):
     def containers(self, node_id: str | None = None, role: str | None = "node") -> list[Any]:
         """The containers of this cluster (or of one node) in ``role`` (None: any), running or not."""
         filters = {"label": self._labels(node_id, role)}
-        return list(self.client.containers.list(all=True, filters=filters))
+        return list(self.client.containers.list(all=True, filters=filters, ignore_removed=True))
 
     def _container(self, node_id: str) -> Any | None:
         self.config.node(node_id)
@@ -288,8 +288,13 @@ class DockerLauncher(NodeSet):
                 with (folder / "node.log").open("a") as log:
                     log.write(output)
             (folder / MARKER).unlink(missing_ok=True)
-        with contextlib.suppress(docker.errors.NotFound):
+        try:
             container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:  # its node is removing it too (a service container)
+            if exc.status_code != 409:
+                raise
 
     def down(self, ids: Iterable[str] | None = None, timeout: float = 10.0) -> dict[str, bool]:
         """Stop and remove the containers together; which nodes were running.

@@ -67,7 +67,11 @@ def _spec(engine: Any, image: str, name: str) -> ContainerSpec:
 
 
 def _ours(engine: Any, name: str) -> list[Any]:
-    return list(engine.containers.list(all=True, filters={"label": f"tars.cluster={name}"}))
+    return list(
+        engine.containers.list(
+            all=True, filters={"label": f"tars.cluster={name}"}, ignore_removed=True
+        )
+    )
 
 
 @pytest.fixture

@@ -7,8 +7,13 @@ why, only when no engine can be started.
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import time
+import urllib.error
+import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +38,11 @@ PROBE = (
 
 
 def _ours(engine: Any, name: str) -> list[Any]:
-    return list(engine.containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={name}"}))
+    return list(
+        engine.containers.list(
+            all=True, filters={"label": f"{LABEL_CLUSTER}={name}"}, ignore_removed=True
+        )
+    )
 
 
 def test_three_containers_elect_commit_survive_a_kill_and_go_down(
@@ -158,3 +167,135 @@ def test_cli_logs_shows_a_process_nodes_latest_run(tmp_path: Path) -> None:
     log.write_text(f"{START_MARK}starting node-1\nold run\n{START_MARK}starting node-1\nnew run\n")
     shown = CliRunner().invoke(app, ["cluster", "logs", "--config", str(path), "--id", "node-1"])
     assert shown.exit_code == 0 and shown.output == "new run\n", shown.output
+
+
+CALL = {"words": ["the", "zebra", "of", "of"]}
+SERVED = """
+[service]
+workers = 1
+
+[service.functions.count_common]
+call = "tiny.core:count_common"
+args = { words = "list[str]" }
+example = { words = ["the", "zebra", "of"] }
+
+[rollout]
+interval = 0.5
+"""
+
+
+def _post(url: str, args: dict[str, Any], answers: list[dict[str, Any]]) -> bool:
+    """POST a call; True with its answer kept once it is 200 (a restarted node takes a moment
+    between its container being up and its router serving the genome: 404 until then)."""
+    request = urllib.request.Request(url, data=json.dumps(args).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            answers.append(json.loads(reply.read()))
+            return True
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+        return False
+
+
+def _created(engine: Any, cluster: str, since: float) -> dict[str, list[str]]:
+    """node -> the versions of the service containers the engine created for it since then."""
+    found: dict[str, list[str]] = {}
+    events = engine.events(
+        since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+        filters={"type": "container", "event": "create", "label": [f"{LABEL_CLUSTER}={cluster}", "tars.role=service"]},
+    )  # fmt: skip
+    for event in events:
+        labels = event["Actor"]["Attributes"]
+        found.setdefault(labels["tars.node"], []).append(labels["tars.version"])
+    return found
+
+
+def test_a_docker_swarm_evolves_and_deploys_the_new_version_as_new_containers(
+    engine: Any, image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 11: three node containers serve the genome, each from a service container of
+    its own image; the swarm evolves, and the adopted version goes live on every node as a
+    new container started from that image with the new tree, the old one removed once green
+    is promoted."""
+    genome = tmp_path / "genome" / "tiny"
+    shutil.copytree(TINY, genome)
+    (genome / "genome.toml").write_text((TINY / "genome.toml").read_text() + SERVED)
+    swarm = LocalSwarm(tmp_path / "swarm", genome=genome, cycles=3, candidates=2)
+    launcher = DockerLauncher(swarm.config, client=engine, image=image)
+    swarm.launcher = launcher  # type: ignore[assignment]
+    began = time.time()
+
+    def served() -> dict[str, set[str]]:
+        """node -> versions of its running service containers"""
+        found: dict[str, set[str]] = {n: set() for n in swarm.ids}
+        for box in _ours(engine, swarm.config.name):
+            mine = box.labels.get("tars.config") == str(swarm.config.path)
+            if mine and box.labels.get("tars.role") == "service" and box.status == "running":
+                found[box.labels["tars.node"]].add(box.labels["tars.version"])
+        return found
+
+    def heads() -> dict[str, str | None]:
+        return {
+            n: (s["heads"][swarm.genome]["version"] if s and swarm.genome in s["heads"] else None)
+            for n, s in swarm.statuses().items()
+        }
+
+    try:
+        for node_id in swarm.ids:
+            launcher.start(node_id)
+        for node_id in swarm.ids:
+            launcher.wait_ready(node_id, timeout=120)
+        swarm.wait_for(lambda: len(set(heads().values()) - {None}) == 1, 120, "registered")
+        first = next(iter(heads().values()))
+        swarm.wait_for(lambda: any(s and s["role"] == "leader" and s["stage"] == "cycle 3: done"
+                                   for s in swarm.statuses().values()), 600, "evolution")  # fmt: skip
+        swarm.wait_for(lambda: len(set(heads().values())) == 1, 60, "one head everywhere")
+        evolved = next(iter(heads().values()))
+        assert evolved is not None and evolved != first, "the swarm adopted nothing"
+        try:
+            swarm.wait_for(lambda: served() == {n: {evolved} for n in swarm.ids}, 180, "evolved")
+        except AssertionError:
+            raise AssertionError(f"not every node serves {evolved[:12]} from a container: "
+                                 f"{served()}; heads {heads()}") from None  # fmt: skip
+        # a head that moves again (a rollback to the first version, committed in the ledger)
+        # goes live as yet another container on every node, and the evolved one is removed
+        reply = swarm.request(swarm.ids[0], {"op": "rollback", "genome": swarm.genome,
+                                             "to": first, "reason": "test"}, timeout=30)  # fmt: skip
+        assert reply.get("ok"), reply
+        swarm.wait_for(lambda: served() == {n: {first} for n in swarm.ids}, 180,
+                       "every node serves the first version again, from a new container")  # fmt: skip
+        made = _created(engine, swarm.config.name, began)
+        for node_id in swarm.ids:  # the evolved version, then the first: new containers each
+            assert {evolved, first} <= set(made[node_id]), made
+        # a node killed outright leaves its service container behind; started again, it
+        # removes that one and serves from a new container
+        victim = swarm.ids[2]
+
+        def boxes() -> list[str]:
+            return [b.id for b in _ours(engine, swarm.config.name) if b.status == "running"
+                    and b.labels.get("tars.node") == victim and b.labels["tars.role"] == "service"]  # fmt: skip
+
+        orphans = boxes()
+        swarm.kill(victim)
+        assert boxes() == orphans and len(orphans) == 1  # outlived its node
+        swarm.up([victim])
+        swarm.wait_for(lambda: len(boxes()) == 1 and boxes() != orphans and served()[victim] == {first},
+                       120, "the restarted node removed its old container and serves from a new one")  # fmt: skip
+        with capsys.disabled():
+            print(
+                f"\nevolved, deployed and rolled back as containers in {time.time() - began:.1f} s"
+            )
+        for box in _ours(engine, swarm.config.name):
+            if box.labels.get("tars.role") == "service":
+                assert box.attrs["Config"]["Image"] == image  # the node's own image
+                assert box.attrs["HostConfig"]["NetworkMode"] == "none"
+        for node_id in swarm.ids:  # each node's front answers from its container (curl's way)
+            host, port = swarm.config.http_bind(node_id)
+            url = f"http://{host}:{port}/v1/tiny/count_common"
+            answers: list[dict[str, Any]] = []
+            swarm.wait_for(partial(_post, url, CALL, answers), 60, f"{node_id} answers")
+            assert answers[-1]["result"] == 3 and answers[-1]["version"] == first, answers[-1]
+    finally:
+        launcher.down(timeout=2)
+    assert _ours(engine, swarm.config.name) == []  # nodes and their service containers

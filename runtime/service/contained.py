@@ -293,7 +293,7 @@ def remove_leftovers(spec: ContainerSpec) -> int:
 
     labels = [f"{key}={value}" for key, value in spec.labels.items()]
     found = spec.engine().containers.list(
-        all=True, filters={"label": [*labels, "tars.role=service"]}
+        all=True, filters={"label": [*labels, "tars.role=service"]}, ignore_removed=True
     )
     for container in found:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
