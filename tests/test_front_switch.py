@@ -74,3 +74,21 @@ def test_a_restarted_worker_stays_up(tmp_path: Path, threaded: bool) -> None:
         assert pool.restarts == 1, pool.last_failure
         assert all(w.alive for w in pool.workers)
         assert call(router, "add", a=2, b=2).result(timeout=30).result == 4
+
+
+def test_green_is_warmed_before_it_takes_weight(tmp_path: Path) -> None:
+    """Each worker has run every function's example before the first live call reaches it:
+    ``count`` answers how often its worker ran it, so a live caller never sees 1."""
+    tree = dict(BASE)
+    tree["svc/counted.py"] = (
+        "_calls = 0\n\n\ndef count():\n    global _calls\n    _calls += 1\n    return _calls\n"
+    )
+    tree["genome.toml"] += (
+        '\n[service.functions.count]\ncall = "svc.counted:count"\nargs = {}\nexample = {}\n'
+    )
+    with served(tmp_path, version("blue"), tree) as (router, _):
+        router.start_green("svc", version("green"), tree, ready_timeout=60)
+        router.set_weight("svc", 1.0)
+        answers = [call(router, "count").result(timeout=30) for _ in range(8)]
+    assert all(a.ok and a.colour == "green" for a in answers), answers
+    assert min(a.result for a in answers) >= 2, [a.result for a in answers]
