@@ -153,6 +153,7 @@ def run(rounds: int, rate: float, window: float, in_process: bool = False) -> di
     with tempfile.TemporaryDirectory() as tmp, Sandbox(Path(tmp) / "sandbox") as sandbox:
         router = Router(sandbox)
         front = Front(router, "bench")
+        load: Any = None
         try:
             front.start()
             router.add("svc", version_id(tree), tree, ready_timeout=60)
@@ -171,6 +172,9 @@ def run(rounds: int, rate: float, window: float, in_process: bool = False) -> di
             if load.returncode != 0:
                 raise RuntimeError(f"the load failed: {err[-2000:]}")
         finally:
+            if isinstance(load, subprocess.Popen) and load.poll() is None:  # a switch failed
+                load.kill()
+                load.communicate()
             front.stop()
             router.stop()
     rows = json.loads(out)
