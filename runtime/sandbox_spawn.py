@@ -9,8 +9,10 @@ the numbers in.  A run starts either here, as a fresh child of the node
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -119,7 +121,11 @@ class _Lasting:
             return job()
         done: Future[Spawned] = Future()
         self._jobs.put((job, done))
-        return done.result()
+        try:
+            return done.result()
+        except BaseException:  # the caller was interrupted: no one will own the child
+            done.add_done_callback(_discard)
+            raise
 
     def _serve(self) -> None:
         while True:
@@ -128,6 +134,21 @@ class _Lasting:
                 done.set_result(job())
             except BaseException as exc:  # noqa: BLE001 (raised again in the caller's thread)
                 done.set_exception(exc)
+
+
+def _discard(done: Future[Spawned]) -> None:
+    """Kill a child whose caller stopped waiting for it, and close its pipes."""
+    if done.cancelled() or done.exception() is not None:
+        return
+    spawned = done.result()
+    with contextlib.suppress(OSError):
+        os.killpg(spawned.proc.pid, signal.SIGKILL)
+    spawned.proc.kill()
+    spawned.proc.wait()
+    close_fds(spawned.results_r, spawned.watch_w, spawned.block_w)
+    for pipe in (spawned.proc.stdin, spawned.proc.stdout, spawned.proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 _LASTING = _Lasting()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
 import time
@@ -20,6 +21,7 @@ import pytest
 from servicekit import BASE, served, version
 from test_service_pool import Load, call
 
+from runtime.sandbox_spawn import Spawned, spawn_direct, spawn_lasting
 from runtime.testing import wait_until
 
 
@@ -92,3 +94,39 @@ def test_green_is_warmed_before_it_takes_weight(tmp_path: Path) -> None:
         answers = [call(router, "count").result(timeout=30) for _ in range(8)]
     assert all(a.ok and a.colour == "green" for a in answers), answers
     assert min(a.result for a in answers) >= 2, [a.result for a in answers]
+
+
+@pytest.mark.parametrize("how", ["direct", "lasting"])
+def test_a_death_signal_follows_the_forking_thread_unless_it_lasts(
+    tmp_path: Path, how: str
+) -> None:
+    """The kernel's rule the fix rests on: a child with PR_SET_PDEATHSIG (bwrap's
+    ``--die-with-parent``; here ``setpriv --pdeathsig KILL``) dies when the *thread* that
+    forked it ends; forked through ``spawn_lasting`` it lives on."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("no setpriv (util-linux) to set a death signal with")
+    argv = [setpriv, "--pdeathsig", "KILL", "--", "sleep", "60"]
+    spawn = spawn_direct if how == "direct" else spawn_lasting
+    started: list[Spawned] = []
+
+    def ask() -> None:
+        started.append(
+            spawn(argv, tmp_path, dict(os.environ), stdin=False, results=False, preexec=None)
+        )
+        time.sleep(0.3)  # setpriv has set the signal and exec'd sleep by now
+
+    _on_a_thread_that_ends(ask)
+    proc = started[0].proc
+    try:
+        if how == "direct":
+            assert proc.wait(timeout=10) == -signal.SIGKILL
+        else:
+            time.sleep(0.3)
+            assert proc.poll() is None, "the child died with the asking thread"
+    finally:
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
