@@ -16,7 +16,18 @@ of the rounds is reported):
 2. throughput, 16 requests in flight (``runtime.service.load.drive``, closed loop);
 3. where the difference goes: the router alone (``Router.call``, no HTTP: the worker
    hop) and a bare server that hands each call to a thread and back through
-   ``call_soon_threadsafe`` (the front's pattern with no process: ``handoff_p50_us``).
+   ``call_soon_threadsafe`` (the front's pattern with no process: ``handoff_p50_us``);
+4. the floors, in the same rounds as 1: a bare server whose handler sends each call as a
+   frame over a pipe to a child and awaits the answer on its loop, as the front does
+   with its workers, the child an echo (``pipe_echo``: the process hop alone) or
+   ``worker_main.py`` run unjailed (``pipe_worker``: the worker process as it is, four
+   threads taking frames in turn, with no router, pool, jail or front code;
+   ``pipe_worker_1thread``: the same with one thread, no hand-over between threads); the
+   front minus ``pipe_worker`` is what the node's own code and the jail add.
+
+The front starts first and the pool after it, as a node does, so its workers' replies
+are read on the front's loop (before, this benchmark started the pool first and so
+measured reader threads, a path no node takes).
 
 Goal (issue 11): the front within 1.5x of the bare server.  Also printed: what
 ``Metrics.on_request`` costs per call, in-process.
@@ -31,8 +42,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
+import os
 import queue
 import statistics
 import subprocess
@@ -44,7 +57,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
 
 from evolution.latency import percentile  # noqa: E402
 from runtime.metrics import Metrics  # noqa: E402
@@ -83,15 +97,24 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+ECHO = "import os\nwhile (data := os.read(0, 65536)):\n    os.write(1, data)\n"
+
+
 class BareServer:
     """An aiohttp server on its own loop and thread that answers the contract's body.
 
     ``handoff``: the handler hands the call to another thread and awaits a future that
     thread resolves with ``call_soon_threadsafe``, as the front does with its workers'
     reader threads, but with no process in between: what the hand-off alone costs.
+
+    ``child``: the handler sends the call as a frame (``runtime.service.frames``) to this
+    child process's stdin and awaits its answer, read on the loop (``add_reader``) as the
+    front reads its workers: the floor under any front with a process hop. An echo child
+    sends the frame back (the sum is then taken here); ``worker_main.py`` run unjailed
+    answers it as a worker does.
     """
 
-    def __init__(self, *, handoff: bool = False) -> None:
+    def __init__(self, *, handoff: bool = False, child: list[str] | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.runner: Any = None
@@ -99,18 +122,45 @@ class BareServer:
         self.handoff = handoff
         self.work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self.helper = threading.Thread(target=self._helper, daemon=True)
+        self.child = child
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.waiting: dict[int, asyncio.Future[int]] = {}
+        self.ids = 0
 
     def __enter__(self) -> BareServer:
+        from runtime.service.frames import FrameReader
+
+        if self.child is not None:
+            self.proc = subprocess.Popen(self.child, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert self.proc.stdout is not None
+            os.set_blocking(self.proc.stdout.fileno(), False)
+            self.frames = FrameReader(self.proc.stdout.fileno(), 1 << 20, int_keys=True)
         self.thread.start()
         self.helper.start()
         asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
         return self
+
+    def _readable(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        with contextlib.suppress(BlockingIOError):
+            for message in self.frames.feed(os.read(self.proc.stdout.fileno(), 1 << 16)):
+                result = message["result"] if "result" in message else add(**message["kwargs"])
+                self.waiting.pop(message["id"]).set_result(result)
 
     def _helper(self) -> None:
         while (job := self.work.get()) is not None:
             job()
 
     async def _result(self, kwargs: dict[str, Any]) -> int:
+        if self.proc is not None:
+            from runtime.service.frames import encode
+
+            assert self.proc.stdin is not None
+            self.ids += 1
+            future = self.waiting[self.ids] = self.loop.create_future()
+            call = {"op": "call", "id": self.ids, "module": "benchsvc.calc", "function": "add"}
+            os.write(self.proc.stdin.fileno(), encode({**call, "kwargs": kwargs}))
+            return await future
         if not self.handoff:
             return add(**kwargs)
         loop = asyncio.get_running_loop()
@@ -120,6 +170,10 @@ class BareServer:
 
     async def _start(self) -> None:
         from aiohttp import web
+
+        if self.proc is not None:
+            assert self.proc.stdout is not None
+            self.loop.add_reader(self.proc.stdout.fileno(), self._readable)
 
         async def call(request: web.Request) -> web.Response:
             kwargs = json.loads(await request.read())
@@ -140,6 +194,11 @@ class BareServer:
         self.thread.join(10)
         self.work.put(None)
         self.helper.join(10)
+        if self.proc is not None:
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.close()
+            self.proc.wait(10)
+            self.proc.stdout.close()
 
 
 def round_trips(url: str, count: int) -> list[float]:
@@ -213,9 +272,9 @@ def start_front(workdir: Path, metrics: Metrics) -> tuple[Any, Any] | str:
         return f"the service's front is not in this tree ({exc})"
     router = Router(Sandbox(workdir / "sandbox"))
     front = Front(router, "bench", on_request=metrics.on_request, render=metrics.render)
-    try:
-        router.add(GENOME, "bench-v1", TREE, ready_timeout=60)
+    try:  # as a node does it: the front first, so the workers' replies are read on its loop
         front.start()
+        router.add(GENOME, "bench-v1", TREE, ready_timeout=60)
     except Exception:
         front.stop()
         router.stop()
@@ -232,8 +291,21 @@ def run(quick: bool) -> dict[str, Any]:
             return {"bench": "front", "skipped": started}
         router, front = started
         try:
-            with BareServer() as bare, BareServer(handoff=True) as handoff:
-                out = measure(front.url, bare.url, rounds, calls, seconds, metrics)
+            worker = [sys.executable, "-I", str(HERE.parent / "runtime/service/worker_main.py"),
+                      "--version", "bench-v1", "--root", str(_tree(Path(tmp))), "--threads"]  # fmt: skip
+            with (
+                BareServer() as bare,
+                BareServer(handoff=True) as handoff,
+                BareServer(child=[sys.executable, "-c", ECHO]) as echo,
+                BareServer(child=[*worker, "4"]) as unjailed,
+                BareServer(child=[*worker, "1"]) as unjailed1,
+            ):
+                floors = {
+                    "pipe_echo": echo.url,
+                    "pipe_worker": unjailed.url,
+                    "pipe_worker_1thread": unjailed1.url,
+                }
+                out = measure(front.url, bare.url, floors, rounds, calls, seconds, metrics)
                 times = sorted(client("rtt", handoff.url, calls))
                 out["handoff_p50_us"] = round(percentile(times, 0.5) * 1e6, 1)
             hop = sorted(router_calls(router, calls))
@@ -245,15 +317,31 @@ def run(quick: bool) -> dict[str, Any]:
             router.stop()
 
 
+def _tree(tmp: Path) -> Path:
+    """TREE written out for the unjailed worker_main of the ``pipe_worker`` floor."""
+    root = tmp / "unjailed" / "bench-v1"
+    for rel, text in TREE.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
 def measure(
-    front: str, bare: str, rounds: int, calls: int, seconds: float, metrics: Metrics
+    front: str,
+    bare: str,
+    floors: dict[str, str],
+    rounds: int,
+    calls: int,
+    seconds: float,
+    metrics: Metrics,
 ) -> dict[str, Any]:
-    """Alternating rounds of both servers; per-round ratios, medians reported."""
-    client("rtt", front, 50)  # warm both: connections, the workers' first imports
-    client("rtt", bare, 50)
+    """Alternating rounds of both servers (and the floors' round trips); per-round ratios,
+    medians reported."""
+    for url in (front, bare, *floors.values()):  # warm: connections, the first imports
+        client("rtt", url, 50)
     rows: list[dict[str, float]] = []
     for index in range(rounds):
-        order: list[tuple[str, str]] = [("front", front), ("bare", bare)]
+        order: list[tuple[str, str]] = [("front", front), ("bare", bare), *floors.items()]
         if index % 2:
             order.reverse()
         row: dict[str, float] = {}
@@ -262,9 +350,10 @@ def measure(
             row[f"{name}_p50"] = percentile(times, 0.5)
             row[f"{name}_p99"] = percentile(times, 0.99)
         for name, url in order:
-            row[f"{name}_rps"] = client("rps", url, seconds)
+            if name in ("front", "bare"):
+                row[f"{name}_rps"] = client("rps", url, seconds)
         rows.append(row)
-    return summary(rows, calls, metrics)
+    return summary(rows, calls, metrics, list(floors))
 
 
 def client(mode: str, url: str, amount: float) -> Any:
@@ -288,10 +377,15 @@ def client_main(mode: str, url: str, amount: float) -> None:
     print(json.dumps(report.throughput))
 
 
-def summary(rows: list[dict[str, float]], calls: int, metrics: Metrics) -> dict[str, Any]:
+def summary(
+    rows: list[dict[str, float]], calls: int, metrics: Metrics, floors: list[str]
+) -> dict[str, Any]:
     def median(key: str | Callable[[dict[str, float]], float]) -> float:
         pick = key if callable(key) else (lambda row: row[key])
         return statistics.median(pick(row) for row in rows)
+
+    def over_bare(name: str) -> float:
+        return statistics.median(row[f"{name}_p50"] / row["bare_p50"] for row in rows)
 
     local = in_process(20_000)
     ratio_p50 = median(lambda r: r["front_p50"] / r["bare_p50"])
@@ -312,6 +406,8 @@ def summary(rows: list[dict[str, float]], calls: int, metrics: Metrics) -> dict[
         "bare_rps": round(median("bare_rps"), 1),
         "front_rps": round(median("front_rps"), 1),
         "ratio_bare_vs_front_rps": round(ratio_rps, 2),
+        **{f"{name}_p50_us": round(median(f"{name}_p50") * 1e6, 1) for name in floors},
+        **{f"ratio_{name}_vs_bare_p50": round(over_bare(name), 2) for name in floors},
         "on_request_us": round(on_request_cost(50_000) * 1e6, 2),
         "front_requests_in_metrics": served,
         "goal": "front p50 and throughput within 1.5x of the bare aiohttp server",

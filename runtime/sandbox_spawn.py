@@ -9,9 +9,14 @@ the numbers in.  A run starts either here, as a fresh child of the node
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
+import signal
 import subprocess
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,4 +91,84 @@ def spawn_direct(
     return Spawned(proc, read_end, watch_w, block_w)
 
 
-__all__ = ["RESULTS_ARG", "Spawned", "fill", "pipe_pair", "spawn_direct"]
+class _Lasting:
+    """One thread that lives as long as the process and starts the children that outlive
+    their caller's thread.
+
+    bwrap's ``--die-with-parent`` (PR_SET_PDEATHSIG) follows the *thread* that forked
+    bwrap, not the process: a service worker started from a thread that then ends (a
+    pool's restart thread, a caller's short-lived thread starting green) was SIGKILLed
+    when that thread ended, seen as workers dying ~10 ms after a restart and calls lost
+    in a switch. A candidate's run is waited for by the thread that started it, so it
+    needs none of this; :mod:`runtime.sandbox_starter` keeps its own such thread.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Spawned], Future[Spawned]]] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def run(self, job: Callable[[], Spawned]) -> Spawned:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():  # none yet, or forked
+                self._thread = threading.Thread(
+                    target=self._serve, name="tars-lasting-spawner", daemon=True
+                )
+                self._thread.start()
+        if threading.current_thread() is self._thread:
+            return job()
+        done: Future[Spawned] = Future()
+        self._jobs.put((job, done))
+        try:
+            return done.result()
+        except BaseException:  # the caller was interrupted: no one will own the child
+            done.add_done_callback(_discard)
+            raise
+
+    def _serve(self) -> None:
+        while True:
+            job, done = self._jobs.get()
+            try:
+                done.set_result(job())
+            except BaseException as exc:  # noqa: BLE001 (raised again in the caller's thread)
+                done.set_exception(exc)
+
+
+def _discard(done: Future[Spawned]) -> None:
+    """Kill a child whose caller stopped waiting for it, and close its pipes."""
+    if done.cancelled() or done.exception() is not None:
+        return
+    spawned = done.result()
+    with contextlib.suppress(OSError):
+        os.killpg(spawned.proc.pid, signal.SIGKILL)
+    spawned.proc.kill()
+    spawned.proc.wait()
+    close_fds(spawned.results_r, spawned.watch_w, spawned.block_w)
+    for pipe in (spawned.proc.stdin, spawned.proc.stdout, spawned.proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+_LASTING = _Lasting()
+
+
+def spawn_lasting(
+    full: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    *,
+    stdin: bool,
+    results: bool,
+    preexec: Callable[[], None] | None,
+) -> Spawned:
+    """:func:`spawn_direct` on the process's lasting thread: for a child that may outlive
+    the calling thread (a long-lived service worker), whose death signal must follow the
+    node, not the thread that asked for it."""
+    return _LASTING.run(
+        lambda: spawn_direct(full, cwd, env, stdin=stdin, results=results, preexec=preexec)
+    )
+
+
+__all__ = ["RESULTS_ARG", "Spawned", "fill", "pipe_pair", "spawn_direct", "spawn_lasting"]

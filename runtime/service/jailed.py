@@ -33,7 +33,7 @@ from runtime.sandbox_command import clean_env, command, release
 from runtime.sandbox_pipes import close_fds, kill_group
 from runtime.sandbox_reap import safe_relpath
 from runtime.sandbox_result import SandboxLimits
-from runtime.sandbox_spawn import spawn_direct
+from runtime.sandbox_spawn import spawn_lasting
 
 __all__ = [
     "Jailed", "check_version", "inside_path", "keep_tail", "last_line", "spawn", "write_tree",
@@ -191,7 +191,7 @@ def spawn(
     cgroup = RunCgroup(nproc, memory) if iso.cgroups else None
     try:
         full, preexec = command(iso, source, program, limits, nproc, cgroup)
-        spawned = spawn_direct(
+        spawned = spawn_lasting(  # its death signal must follow the node, not this thread
             full, source, clean_env(iso.inside(source), env), stdin=True, results=False,
             preexec=preexec,
         )  # fmt: skip

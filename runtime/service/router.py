@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 from evolution.errors import BadCallError, ManifestError, ServiceError, UnknownGenomeError
@@ -30,7 +31,10 @@ from runtime.service.window import Mirror, Windows
 from runtime.service.worker import Reply
 from runtime.service.workers import WorkerPool
 
-__all__ = ["GenomeService", "Router"]
+__all__ = ["WARM_SECONDS", "GenomeService", "Router"]
+
+#: the longest a green's warm-up (every function's example on every worker) may take
+WARM_SECONDS = 5.0
 
 
 class GenomeService:
@@ -202,6 +206,7 @@ class Router(ServiceControl):
         if manifest is None or manifest.service is None:
             manifest = svc.manifest  # the new version dropped [service]: serve it as before
         pool = self._pool(genome, version, tree, manifest, "green", ready_timeout)
+        _warm(pool, manifest, min(ready_timeout, WARM_SECONDS))  # off every lock
         with svc.lock:
             replaced = svc.green  # another start_green finished meanwhile: at most one green
             svc.green, svc.green_manifest, svc.weight = pool, manifest, 0.0
@@ -294,6 +299,28 @@ class Router(ServiceControl):
             pool.stop()
         for thread in draining:
             thread.join(10)
+
+
+def _warm(pool: WorkerPool, manifest: Manifest, timeout: float) -> None:
+    """Every function's example, once per worker, before green takes any weight.
+
+    Readiness runs only the first function's example; a worker's first call of each
+    other function (its module's import, the interpreter's first pass over it) would
+    otherwise be paid by a live caller right after the switch. Answers are not judged
+    here (an example may raise on purpose): the rollout's analysis judges green.
+    """
+    assert manifest.service is not None
+    waiting: list[Future[Reply]] = [
+        pool.call(spec.module, spec.function, dict(spec.example))
+        for spec in manifest.service.functions.values()
+        for _ in range(max(1, len(pool.workers)))
+    ]  # least busy first: each worker gets its share
+    deadline = time.monotonic() + timeout
+    for future in waiting:
+        try:
+            future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return  # a slow example: green is ready all the same, the rest warm on their own
 
 
 def _manifest(genome: str, tree: Tree) -> Manifest | None:
