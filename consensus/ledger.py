@@ -322,7 +322,7 @@ class LedgerState(LedgerSnapshots):
             lineage.submit(pid, adoption, node, timestamp=at)
             lineage.vote(pid, adoption.version, True, "proven by its proposer", node, timestamp=at)
         lineage.complete_cycle(
-            entry.cycle, None, len(entry.evaluated), entry.seed, node, timestamp=at
+            entry.cycle, None, len(entry.evaluated), entry.seed, node, timestamp=at, llm=entry.llm
         )
         return self._resolve(lineage, at)
 
