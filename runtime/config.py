@@ -27,6 +27,7 @@ from evolution.manifest import RolloutSettings
 from runtime.cluster_config import ADMIN, ClusterConfig, SandboxSection, resolve
 from runtime.config_errors import config_error, from_validation
 from runtime.config_yaml import header, read_yaml
+from runtime.llm_config import LLMConfig, ModelConfig
 
 _B64_KEY = r"^[A-Za-z0-9+/]{43}=$"  # a 32-byte Ed25519 public key, base64
 _Z85 = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
@@ -168,6 +169,8 @@ class ClusterFile(_Strict):
     sandbox: SandboxSection = SandboxSection()
     #: every genome's rollout settings unless its manifest has ``[rollout]`` (docs/rollouts.md)
     rollout: RolloutSettings | None = None
+    #: the language models every node's generator also asks (llm.yml's keys; docs/llm.md)
+    llm: LLMConfig | None = None
 
 
 # -- validation ------------------------------------------------------------------------
@@ -182,6 +185,8 @@ _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     ("evolution",): EvolutionSection,
     ("sandbox",): SandboxSection,
     ("rollout",): RolloutSettings,
+    ("llm",): LLMConfig,
+    ("llm", "models"): ModelConfig,
 }
 
 
@@ -238,6 +243,11 @@ def _check(model: ClusterFile, base_dir: Path, source: str, root: yaml.Node | No
                     f"unknown kind of store {scheme}://",
                     "use sqlite:///path/store.db (relative to cluster.yml) or postgresql://user@host/db",
                 )
+    if model.llm is not None and Path(model.llm.cache).expanduser().is_absolute():
+        raise config_error(
+            source, root, ("llm", "cache"), "must be a file name, not an absolute path",
+            "each node keeps its own reply cache in its state folder: give a name such as llm-cache.sqlite",
+        )  # fmt: skip
     for index, folder in enumerate(model.genomes):
         path = resolve(base_dir, folder)
         if not path.is_dir():
