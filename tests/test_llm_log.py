@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from actors.generator import spent_from_store
 from cli.main import app
 from consensus import entries as E
+from consensus import ledger as L
 from events.store import GenomeStore
 from evolution.errors import ConsensusError
 from evolution.llm_budget import Limits, Spend
@@ -212,3 +213,28 @@ def test_the_cycle_entry_carries_the_usage_and_leaves_the_old_bytes_alone() -> N
     bad["llm"] = ["not", "a", "map"]
     with pytest.raises(ConsensusError, match="llm"):
         E.decode(msgpack.packb(bad))
+
+
+def test_a_peers_hostile_usage_is_rebuilt_not_trusted_and_the_cycle_still_counts() -> None:
+    """A signed cycle entry whose ``llm`` holds junk (a key that is no text, a huge
+    reason) is recorded with the map rebuilt, on every node alike: never skipped."""
+    base = {"genome.toml": '[genome]\nname = "g"\n', "core.py": "def a():\n    return 1\n"}
+    register = L.register_entry("g", base["genome.toml"], base, 1.0, "node-1", 1000.0)
+    good = to_log(Usage((_call(100),), (_failure(),), run_id="r"))
+    hostile = {**good, "junk": {1: "not a text key"}, "failures": [{"reason": "x" * 100_000}]}
+    entry = E.cycle_entry("g", "node-1", 1, 7, [], [], None, 1001.0, llm=hostile)
+    stored = []
+    for _ in range(2):  # two nodes apply the same entry
+        state = L.LedgerState(GenomeStore.open("memory://"), ["node-1"])
+        try:
+            state.apply_batch([(1, register), (2, entry)])
+            assert state.rejected_entries == 0
+            (cycle,) = [e for e in state.store.log() if e.type == "CycleCompleted"]
+            stored.append(cycle.data["llm"])
+        finally:
+            state.store.close()
+    assert stored[0] == stored[1]
+    assert "junk" not in stored[0] and stored[0]["calls"] == good["calls"]
+    assert stored[0]["failures"] == [
+        {"model": "", "target": "", "kind": "prompt", "reason": "x" * 500}
+    ]
