@@ -246,9 +246,8 @@ class Coordinator:
         records, adoption, held = verdicts(
             candidates, reports, judged, version, tree, predicted, manifest.fitness
         )
-        became_head = self.recorder(
-            self.genome, self.node, cycle, seed, records, adoption, held, generated.llm
-        )
+        became_head = self.recorder(self.genome, self.node, cycle, seed, records, adoption,
+                                    held, generated.llm)  # fmt: skip
         self._evaluated.setdefault(version, set()).update(c.id for c in candidates)
         if not became_head:
             adoption = None

@@ -85,29 +85,13 @@ def _summary_of(kind: str, data: dict[str, Any], parent: str | None) -> str:
     if kind == "RolledBack":
         return f"to {short(data.get('to_version', ''))}: {data.get('reason', '')}"
     if kind == "CycleCompleted":
-        return f"cycle {data.get('cycle')}{_llm_summary(data.get('llm'))}"
+        from cli.log_llm import llm_summary
+
+        return f"cycle {data.get('cycle')}{llm_summary(data.get('llm'))}"
     if kind == "RolloutStepped":
         result = f" {data['result']}" if data.get("result") else ""
         return f"{data.get('phase')}{result} step {data.get('step')} {data.get('weight', 0):.0%}: {data.get('reason', '')}"
     return ""
-
-
-def _llm_summary(stored: Any) -> str:
-    """ "; llm 2 requests (1 failed), 540 tokens, 0.0000 money; failed: timeout, not applied"
-    when the cycle asked a model (``CycleCompleted.llm``)."""
-    if not stored:
-        return ""
-    from evolution.llm_usage import from_log
-
-    usage = from_log(stored)
-    spend = usage.spend
-    text = (
-        f"; llm {spend.requests} requests ({spend.failed} failed), {spend.tokens:,} tokens, "
-        f"{spend.money:.4f} money, {spend.cache_hits} cache hits"
-    )
-    if usage.failures:
-        text += f"; failed: {', '.join(f.kind for f in usage.failures)}"
-    return text
 
 
 def _memory(figures: Any) -> str:
@@ -398,28 +382,9 @@ def _as_json(entry: LogEntry) -> dict[str, Any]:
 @handle_errors
 def llm(store: str = StoreOpt, genome: str | None = GenomeOpt) -> None:
     """What the language models cost, cycle by cycle, and every failure with its reason."""
-    from evolution.llm_budget import Limits, describe
-    from evolution.llm_usage import from_log, total
+    from cli.log_llm import show_usage
 
     with read_store(store) as handle:
         name = _genome(handle, genome)
-        cycles = [
-            (e.data.get("cycle"), from_log(e.data["llm"]))
-            for e in handle.log(genome=name)
-            if e.type == "CycleCompleted" and e.data.get("llm")
-        ]
-    if not cycles:
-        console.print(f"{name}: no cycle asked a language model", highlight=False)
-        return
-    for cycle, usage in cycles:
-        line = f"cycle {cycle}: {describe(usage.spend, usage.limits)}"
-        out = f"{line}; the run so far: {describe(usage.run, usage.limits)}"
-        console.print(out, highlight=False, markup=False, soft_wrap=True)
-        for failure in usage.failures:
-            text = f"  failed [{failure.kind}] {failure.reason}"
-            console.print(text, highlight=False, markup=False, soft_wrap=True)
-        if usage.stopped:
-            console.print(f"  stopped asking: {usage.stopped}", highlight=False, markup=False)
-    spend = total(usage for _, usage in cycles)
-    summed = describe(spend, Limits())
-    console.print(f"total over {len(cycles)} cycles: {summed}", highlight=False, soft_wrap=True)
+        cycles = [e.data for e in handle.log(genome=name) if e.type == "CycleCompleted"]
+    show_usage(name, cycles)
