@@ -303,7 +303,7 @@ class SwarmNode:
             self.node.close()
             raise
         if session is not None:
-            use_model(self.node.supervisor, session, self.store)
+            use_model(self.node.supervisor, session, self.store, swarm=True)
         return session
 
     def _store_check(self) -> object:

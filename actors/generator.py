@@ -18,6 +18,7 @@ from actors.base import RoleActor
 from actors.messages import Generate, Generated
 from evolution.errors import TarsError, UnknownGenomeError
 from evolution.generate import Candidate, from_rewrite
+from evolution.llm_budget import Spend, combined
 from evolution.llm_prompt import Attempt
 from evolution.llm_targets import choose_targets
 from evolution.llm_usage import Usage, from_log, to_log
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 History = Callable[[str], Sequence[Attempt]]
 #: A genome's recent cycles' model usage (calls, failures), as the log keeps it.
 Spent = Callable[[str], Sequence[Usage]]
+#: What runs other than the given one (``LLMSession.id``) spent, by the whole log.
+Elsewhere = Callable[[str], Spend]
 #: Events of the log a prompt's history is read from.
 HISTORY_EVENTS = 400
 
@@ -54,11 +57,13 @@ class Generator(RoleActor):
         llm: LLMSession | None = None,
         history: History | None = None,
         spent: Spent | None = None,
+        elsewhere: Elsewhere | None = None,
     ) -> None:
         super().__init__()
         self._llm = llm
         self._history: History = history or _no_history
         self._spent: Spent = spent or _nothing_spent
+        self._elsewhere = elsewhere
         # version -> (mutator and the opportunity's fields) -> the candidate, or why it could not be made.  A
         # version id is the hash of its tree, and generating is a pure function of the
         # tree and the plan, so a remembered answer is the answer.
@@ -79,6 +84,8 @@ class Generator(RoleActor):
 
     def _ask_model(self, llm: LLMSession, message: Generate) -> tuple[list[Candidate], list[str]]:
         """The model's candidates for the top plans' functions, and the reasons of those it could not give."""
+        if self._elsewhere is not None:
+            llm.elsewhere = self._elsewhere(llm.id)
         if llm.stopped:
             return [], []  # said once, when the budget ran out
         try:
@@ -226,10 +233,36 @@ def spent_from_store(store: GenomeStore, events: int = HISTORY_EVENTS) -> Spent:
     return read
 
 
-def use_model(supervisor: Supervisor, llm: LLMSession, store: GenomeStore) -> None:
+class LogSpend:
+    """What each run spent on models by the store's whole log (the ``llm`` field of every
+    ``CycleCompleted``), read on from where the last call stopped: a swarm's budget counts
+    every node's and every restart's spend, so the swarm as a whole stays within it."""
+
+    def __init__(self, store: GenomeStore) -> None:
+        self._store = store
+        self._next = 1
+        self._by_run: dict[str, Spend] = {}
+
+    def __call__(self, run_id: str) -> Spend:
+        """The spend of every run but ``run_id`` (whose own spend its session counts)."""
+        for entry in self._store.log(start=self._next):
+            self._next = entry.seq + 1
+            if entry.type == "CycleCompleted" and entry.data.get("llm"):
+                usage = from_log(entry.data["llm"])
+                self._by_run[usage.run_id] = combined(
+                    self._by_run.get(usage.run_id, Spend()), usage.spend
+                )
+        return combined(*(spend for run, spend in self._by_run.items() if run != run_id))
+
+
+def use_model(
+    supervisor: Supervisor, llm: LLMSession, store: GenomeStore, *, swarm: bool = False
+) -> None:
     """Replace the node's offline generator by one that also asks ``llm`` (``--llm FILE``,
-    or cluster.yml's ``llm:`` section on a swarm node)."""
+    or cluster.yml's ``llm:`` section on a swarm node, ``swarm``: then the budget counts
+    the whole log's spend, not this run's alone)."""
     for ref in supervisor.refs("generator"):
         ref.stop()
     history, spent = history_from_store(store), spent_from_store(store)
-    supervisor.start("generator", lambda: Generator.start(llm, history, spent))
+    elsewhere = LogSpend(store) if swarm else None
+    supervisor.start("generator", lambda: Generator.start(llm, history, spent, elsewhere))

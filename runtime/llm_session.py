@@ -22,7 +22,7 @@ from pathlib import Path
 from evolution.errors import BudgetSpent, LLMError, ReplyError, TarsError
 from evolution.generate import Candidate, from_files
 from evolution.llm_bandit import ModelRecord, choose_model
-from evolution.llm_budget import Spend, cost, describe, exhausted
+from evolution.llm_budget import Spend, combined, cost, describe, exhausted
 from evolution.llm_prompt import Attempt, Message, Target, build_messages, prompt_hash, with_error
 from evolution.llm_reply import apply_blocks, parse_blocks
 from evolution.llm_usage import ArmRecord, Call, Failure, Usage, per_model
@@ -55,6 +55,9 @@ class LLMSession:
         #: names this run's records in the log, so that :meth:`memory` counts the log's
         #: records of other runs (before a restart, another leader's) and its own from memory
         self.id = uuid.uuid4().hex[:12]
+        #: what other runs spent, counted against the budget too (a swarm's whole log:
+        #: every node, every restart; set before each cycle); nothing for a one-node run
+        self.elsewhere = Spend()
 
     @classmethod
     def open(cls, path: Path, environ: Mapping[str, str] | None = None) -> LLMSession:
@@ -216,7 +219,7 @@ class LLMSession:
             self.spend = self.spend.hit()
             self._journal(RequestRecord(model.arm, digest, 0, 0, 0.0, True, 0, "cache hit"), 0.0)
             return cached
-        reason = exhausted(self.spend, self.config.limits)
+        reason = exhausted(combined(self.spend, self.elsewhere), self.config.limits)
         if reason is not None:
             raise BudgetSpent(reason, hint="raise the budget in llm.yml to ask more")
         try:

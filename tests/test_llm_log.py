@@ -238,3 +238,48 @@ def test_a_peers_hostile_usage_is_rebuilt_not_trusted_and_the_cycle_still_counts
     assert stored[0]["failures"] == [
         {"model": "", "target": "", "kind": "prompt", "reason": "x" * 500}
     ]
+
+
+def test_a_swarms_budget_counts_what_every_run_in_the_log_spent(
+    llm_server: ScriptedServer, tmp_path: Path
+) -> None:
+    """On a swarm the budget is the whole log's: another node's (or an earlier run's) spend
+    counts, this run's own records are not counted twice, and a spent budget asks nothing."""
+    from test_llm_generator import tiny
+
+    from actors.generator import Generator, LogSpend
+    from actors.messages import Generate
+
+    manifest, tree, version, plans = tiny()
+    store = GenomeStore.open(f"sqlite:///{tmp_path / 's.db'}")
+    llm = LLMSession(
+        parse_llm_config(
+            f"models:\n  - name: scripted\n    endpoint: {llm_server.url}\n    model: m\n"
+            "budget_tokens: 1000\nretries: 0\n",
+            "cluster.yml",
+        ),
+        LLMClient({}),
+        ReplyCache(tmp_path / "c.sqlite"),
+    )
+    try:
+        store.register(manifest.name, tree["genome.toml"], tree, 1.0, "node-1")
+        spent = LogSpend(store)
+        for cycle, run, tokens_in in ((1, "another-node", 600), (2, llm.id, 300), (3, "x", 500)):
+            usage = Usage((_call(tokens_in),), run_id=run)  # each call: tokens_in + 30 out
+            store.record_cycle(manifest.name, "node-1", cycle=cycle, llm=to_log(usage))
+            if cycle == 2:
+                assert spent(llm.id).tokens == 630  # read on from where it stopped
+        assert spent(llm.id) == Spend(2, 1100, 60, 0.02, 0, 0)  # not its own 330
+        assert spent("nobody").tokens == 1490
+        ref = Generator.start(llm, None, None, spent)
+        try:
+            made = ref.ask(Generate(version, tree, plans))
+        finally:
+            ref.stop()
+        assert llm_server.received == []  # 1,160 of 1,000 tokens spent elsewhere: not asked
+        (failure,) = from_log(made.llm).failures
+        assert failure.kind == "budget" and "token budget spent" in failure.reason
+        assert "1,160 of 1,000 tokens" in failure.reason
+    finally:
+        llm.close()
+        store.close()
