@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from actors.analyzer import Analyzer
 from actors.coordinator import Coordinator, Progress, RunSummary, _quiet
 from actors.evolver import PROPOSAL_TIMEOUT, Evolver, baseline
-from actors.generator import Generator
+from actors.generator import Generator, use_model
 from actors.governor import Governor
 from actors.incubator import Incubator
 from actors.live import Live
@@ -40,11 +40,12 @@ from consensus.journal import check_journal
 from consensus.ledger import LEDGER
 from consensus.signing import node_keys
 from events.store import GenomeStore
-from evolution.errors import IntegrityError, StoreError, UnknownGenomeError
+from evolution.errors import ConfigError, IntegrityError, StoreError, UnknownGenomeError
 from evolution.manifest import Manifest
 from evolution.policy import Policy
 from evolution.tree import Tree
 from runtime.cluster_config import ADMIN, sandbox_settings
+from runtime.cluster_llm import node_session
 from runtime.config import ClusterConfig
 from runtime.dashboard import for_node
 from runtime.docker_service import service_containers
@@ -52,7 +53,7 @@ from runtime.genome_files import load_genome
 from runtime.sandbox import Sandbox
 
 if TYPE_CHECKING:
-    pass
+    from runtime.llm_session import LLMSession
 
 __all__ = ["APPLY_BATCH", "PROPOSAL_TIMEOUT", "Clock", "Node", "NodeConfig", "SwarmNode"]
 
@@ -213,6 +214,7 @@ class SwarmNode:
         self.node = self._open(cluster, node_id)
         self.store, stopping = self.node.store, self.node.stopping
         self._check_store()
+        self.llm = self._model(cluster, node_id)  # cluster.yml's llm: section (docs/llm.md)
         self.state = GuardedLedgerState(
             self.store, cluster.ids, check=self._store_check, keys=signing.keys,
             approval=signing.approval,  # who may approve a held candidate (docs/approval.md)
@@ -299,6 +301,17 @@ class SwarmNode:
             hint = f"{exc.hint or 'check the store'}; if it is damaged, run `{self.repair}`"
             raise type(exc)(f"{node_id} refuses to start: {exc}", hint=hint) from exc
 
+    def _model(self, cluster: ClusterConfig, node_id: str) -> LLMSession | None:
+        """The generator also asks cluster.yml's models; a key not in the environment refuses."""
+        try:
+            session = node_session(cluster, node_id)
+        except ConfigError:
+            self.node.close()
+            raise
+        if session is not None:
+            use_model(self.node.supervisor, session, self.store, swarm=True)
+        return session
+
     def _store_check(self) -> object:
         return self.store.check(store_mark(self.cluster, self.id), [LEDGER])
 
@@ -351,6 +364,8 @@ class SwarmNode:
         self.evolver.join(timeout=30)
         self.transport.stop()
         self.node.close()
+        if self.llm is not None:
+            self.llm.close()
 
     def __enter__(self) -> SwarmNode:
         return self

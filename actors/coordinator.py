@@ -59,6 +59,7 @@ class Recorder(Protocol):
         evaluated: list[CandidateRecord],
         adoption: Adoption | None,
         held: list[Held],
+        llm: dict[str, Any] | None = None,
     ) -> bool: ...
 
 
@@ -79,10 +80,12 @@ def store_recorder(store: GenomeStore) -> Recorder:
         evaluated: list[CandidateRecord],
         adoption: Adoption | None,
         held: list[Held],
+        llm: dict[str, Any] | None = None,
     ) -> bool:
         store.record_cycle(
-            genome, node, evaluated=evaluated, adopted=adoption, held=held, cycle=cycle, seed=seed
-        )
+            genome, node, evaluated=evaluated, adopted=adoption, held=held, cycle=cycle, seed=seed,
+            llm=llm,
+        )  # fmt: skip
         return adoption is not None
 
     return record
@@ -246,7 +249,8 @@ class Coordinator:
         records, adoption, held = verdicts(
             candidates, reports, judged, version, tree, predicted, manifest.fitness
         )
-        became_head = self.recorder(self.genome, self.node, cycle, seed, records, adoption, held)
+        became_head = self.recorder(self.genome, self.node, cycle, seed, records, adoption,
+                                    held, generated.llm)  # fmt: skip
         self._evaluated.setdefault(version, set()).update(c.id for c in candidates)
         if not became_head:
             adoption = None

@@ -241,12 +241,14 @@ class Evolver:
         evaluated: list[CandidateRecord],
         adoption: Adoption | None,
         held: list[Held],
+        llm: dict[str, Any] | None = None,
     ) -> bool:
         """A cycle's results go to the ledger; a winner waits for the swarm's votes."""
         if adoption is not None:
             self.stage(f"cycle {cycle}: proposing {short(adoption.version)}, waiting for votes")
+        at = self.clock()
         self.ledger.propose(
-            cycle_entry(genome, node, cycle, seed, evaluated, held, adoption, self.clock())
+            cycle_entry(genome, node, cycle, seed, evaluated, held, adoption, at, llm=llm)
         )
         if adoption is None:
             return False

@@ -52,6 +52,9 @@ class Generate(NamedTuple):
 class Generated(NamedTuple):
     candidates: list[Candidate]
     failures: list[str]
+    #: what asking the models cost this cycle and where it failed, as the cycle's event
+    #: keeps it (``evolution.llm_usage.to_log``); None when no model is configured
+    llm: dict[str, Any] | None = None
 
 
 class Incubate(NamedTuple):

@@ -91,7 +91,9 @@ def _summary_of(kind: str, data: dict[str, Any], parent: str | None) -> str:
     if kind == "RolledBack":
         return f"to {short(data.get('to_version', ''))}: {data.get('reason', '')}"
     if kind == "CycleCompleted":
-        return f"cycle {data.get('cycle')}"
+        from cli.log_llm import llm_summary
+
+        return f"cycle {data.get('cycle')}{llm_summary(data.get('llm'))}"
     if kind == "RolloutStepped":
         result = f" {data['result']}" if data.get("result") else ""
         return f"{data.get('phase')}{result} step {data.get('step')} {data.get('weight', 0):.0%}: {data.get('reason', '')}"
@@ -380,3 +382,15 @@ def _as_json(entry: LogEntry) -> dict[str, Any]:
             continue  # whole trees are for replay, not for reading
         row.setdefault(key, value)
     return row
+
+
+@app.command("llm", cls=PlainCommand)
+@handle_errors
+def llm(store: str = StoreOpt, genome: str | None = GenomeOpt) -> None:
+    """What the language models cost, cycle by cycle, and every failure with its reason."""
+    from cli.log_llm import show_usage
+
+    with read_store(store) as handle:
+        name = _genome(handle, genome)
+        cycles = [e.data for e in handle.log(genome=name) if e.type == "CycleCompleted"]
+    show_usage(name, cycles)

@@ -75,6 +75,8 @@ class Cycle(NamedTuple):
     held: list[Held]
     proposal: Proposal | None
     at: float
+    #: the models' calls, spend and failures (evolution.llm_usage; empty: left out)
+    llm: dict[str, Any] = {}  # noqa: RUF012  (never mutated; left out of the bytes when empty)
 
 
 class Vote(NamedTuple):
@@ -193,7 +195,7 @@ _KIND: dict[type, str] = {cls: kind for kind, cls in TYPES.items()}
 
 #: Fields an older or sparser proposer may leave out (or send as nil), with their value.
 _OPTIONAL: dict[type, Defaults] = {
-    Cycle: {"evaluated": list, "held": list, "proposal": lambda: None},
+    Cycle: {"evaluated": list, "held": list, "proposal": lambda: None, "llm": dict},
     Vote: {"reason": str},
     Rollback: {"reason": str},
     Members: {"keys": dict},
@@ -202,7 +204,10 @@ _OPTIONAL: dict[type, Defaults] = {
 }
 #: Fields added after entries' bytes were pinned: left out of the bytes when empty, so an
 #: entry that does not use them is byte for byte what it was.
-_LEFT_OUT_EMPTY: dict[type, frozenset[str]] = {Members: frozenset({"keys"})}
+_LEFT_OUT_EMPTY: dict[type, frozenset[str]] = {
+    Members: frozenset({"keys"}),
+    Cycle: frozenset({"llm"}),
+}
 #: The name entries of the admin (the CLI's key) carry in ``node``.
 ADMIN = "admin"
 
@@ -269,12 +274,15 @@ def cycle_entry(
     at: float,
     *,
     signer: Signer | None = None,
+    llm: Mapping[str, Any] | None = None,
 ) -> bytes:
     """One cycle's results; a winner becomes a proposal carrying the proposer's own yes vote."""
     proposal = None
     if adoption is not None:
         proposal = Proposal(proposal_id(genome, node, cycle, adoption.version), adoption)
-    entry = Cycle(genome, node, cycle, seed, list(evaluated), list(held), proposal, at)
+    entry = Cycle(
+        genome, node, cycle, seed, list(evaluated), list(held), proposal, at, dict(llm or {})
+    )
     return encode(entry, signer)
 
 

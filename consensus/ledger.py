@@ -66,6 +66,7 @@ from consensus.signing import Keyring
 from events.domain import Lineage, head_parent_of, proposals_of, rollouts_of
 from events.store import GenomeStore
 from evolution.errors import ConsensusError, TarsError
+from evolution.llm_usage import from_log, to_log
 from evolution.swarm import Adopt, Rebased, Reject, Waiting, decide
 from evolution.tree import Tree, version_id
 
@@ -329,8 +330,9 @@ class LedgerState(LedgerSnapshots):
             lineage.submit(pid, adoption, node, timestamp=at)
             lineage.vote(pid, adoption.version, True, "proven by its proposer", node, timestamp=at)
         lineage.complete_cycle(
-            entry.cycle, None, len(entry.evaluated), entry.seed, node, timestamp=at
-        )
+            entry.cycle, None, len(entry.evaluated), entry.seed, node, timestamp=at,
+            llm=to_log(from_log(entry.llm)),  # a peer's map, rebuilt: well-formed and bounded
+        )  # fmt: skip
         return self._resolve(lineage, at)
 
     def _vote(self, run: Run, entry: Vote) -> dict[str, str]:

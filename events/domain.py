@@ -199,6 +199,13 @@ class Lineage(Aggregate):
         adopted: str | None
         candidates: int
         seed: int
+        #: the models' calls, spend and failures (evolution.llm_usage); stored only when set
+        llm: dict[str, Any] = field(default_factory=dict)
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if not self.__dict__.get("llm"):
+                self.__dict__.pop("llm", None)  # events without it keep their bytes and chain
 
         def apply(self, aggregate: Any) -> None:
             aggregate.cycles_completed = max(aggregate.cycles_completed, self.cycle)
@@ -395,16 +402,11 @@ class Lineage(Aggregate):
         node: str,
         *,
         timestamp: datetime | None = None,
+        llm: dict[str, Any] | None = None,
     ) -> None:
-        self._trigger(
-            self.CycleCompleted,
-            timestamp,
-            cycle=cycle,
-            adopted=adopted,
-            candidates=candidates,
-            seed=seed,
-            node=node,
-        )
+        extra = {"llm": llm} if llm else {}
+        self._trigger(self.CycleCompleted, timestamp, cycle=cycle, adopted=adopted,
+                      candidates=candidates, seed=seed, node=node, **extra)  # fmt: skip
 
     def submit(
         self, proposal: str, adoption: Adoption, node: str, *, timestamp: datetime | None = None

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from events._eventsourcing import Tracking, WriteConflict, translated
 from events.application import SNAPSHOT_INTERVAL, GenomesApplication
@@ -151,8 +151,12 @@ class GenomeStore:
         seed: int = 0,
         tracking: tuple[str, int] | None = None,
         at: datetime | None = None,
+        llm: dict[str, Any] | None = None,
     ) -> None:
         """Store everything one cycle decided in one transaction: all of it or none.
+
+        ``llm`` is what asking the models cost the cycle and where it failed
+        (``evolution.llm_usage``), kept on ``CycleCompleted`` (so only with ``cycle``).
 
         Events go in this order: evaluations, approval requests, the adoption, and, when
         ``cycle`` is given, ``CycleCompleted`` (without ``cycle`` no cycle is counted,
@@ -175,6 +179,7 @@ class GenomeStore:
                     seed,
                     node,
                     timestamp=at,
+                    llm=llm,
                 )
 
         if not evaluated and adopted is None and not held and cycle is None and tracking is None:

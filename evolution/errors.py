@@ -100,15 +100,31 @@ class NotCommittedError(ConsensusError):
 
 
 class LLMError(TarsError):
-    """A language model could not be asked, or its answer is unusable (a failed candidate, not a failed node)."""
+    """A language model could not be asked, or its answer is unusable (a failed candidate, not a failed node).
+
+    ``kind`` is what the log files the failure under (``evolution.llm_usage.FAILURE_KINDS``:
+    timeout, unreachable, http, garbage, unparsed, not applied, budget, prompt), so a
+    reader can count failures by cause without parsing their messages.
+    """
+
+    kind: str = "prompt"
+
+    def __init__(self, message: str, *, hint: str | None = None, kind: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        if kind is not None:
+            self.kind = kind
 
 
 class ReplyError(LLMError):
     """A model's reply is not a set of SEARCH/REPLACE blocks that apply to the sources."""
 
+    kind = "unparsed"
+
 
 class BudgetSpent(LLMError):  # noqa: N818 (reads as what happened, like RemoteUnavailable)
     """The run's model budget (tokens, money or requests) is spent: no more requests."""
+
+    kind = "budget"
 
 
 class ServiceError(TarsError):

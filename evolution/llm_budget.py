@@ -67,6 +67,18 @@ class Spend:
         return replace(self, requests=self.requests + 1, failed=self.failed + 1)
 
 
+def combined(*spends: Spend) -> Spend:
+    """The sum of several spends (this run's and what the log says other runs spent)."""
+    return Spend(
+        sum(s.requests for s in spends),
+        sum(s.tokens_in for s in spends),
+        sum(s.tokens_out for s in spends),
+        sum(s.money for s in spends),
+        sum(s.cache_hits for s in spends),
+        sum(s.failed for s in spends),
+    )
+
+
 def describe(spend: Spend, limits: Limits) -> str:
     """One line of figures: requests, tokens, money, cache hits, each against its cap."""
 

@@ -28,6 +28,7 @@ from runtime.approval_config import ApprovalSection
 from runtime.cluster_config import ADMIN, ClusterConfig, SandboxSection, resolve
 from runtime.config_errors import config_error, from_validation
 from runtime.config_yaml import header, read_yaml
+from runtime.llm_config import LLMConfig, ModelConfig
 
 _B64_KEY = r"^[A-Za-z0-9+/]{43}=$"  # a 32-byte Ed25519 public key, base64
 _Z85 = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
@@ -191,6 +192,8 @@ class ClusterFile(_Strict):
     rollout: RolloutSettings | None = None
     #: who may approve a held candidate, and how many must (docs/approval.md)
     approval: ApprovalSection = ApprovalSection()
+    #: the language models every node's generator also asks (llm.yml's keys; docs/llm.md)
+    llm: LLMConfig | None = None
 
 
 # -- validation ------------------------------------------------------------------------
@@ -208,6 +211,8 @@ _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     ("service",): ServiceSection,
     ("rollout",): RolloutSettings,
     ("approval",): ApprovalSection,
+    ("llm",): LLMConfig,
+    ("llm", "models"): ModelConfig,
 }
 
 
@@ -273,6 +278,11 @@ def _check(model: ClusterFile, base_dir: Path, source: str, root: yaml.Node | No
                 f"{name!r} is a node: a node cannot approve what the swarm held for a person",
                 "list the people (or admin) who approve, each with their own signing key",
             )
+    if model.llm is not None and Path(model.llm.cache).expanduser().is_absolute():
+        raise config_error(
+            source, root, ("llm", "cache"), "must be a file name, not an absolute path",
+            "each node keeps its own reply cache in its state folder: give a name such as llm-cache.sqlite",
+        )  # fmt: skip
     for index, folder in enumerate(model.genomes):
         path = resolve(base_dir, folder)
         if not path.is_dir():

@@ -21,6 +21,9 @@ _KEY_FIXES = {
     "timers": "for example {election_min: 0.15, election_max: 0.30, heartbeat: 0.03}",
     "compaction": "for example {after: 10000, keep: 1000}",
     "nodes": "list at least one node with id, host and port",
+    "llm": "see docs/llm.md for the llm: section (models, a budget, timeouts)",
+    "endpoint": "write the OpenAI-compatible base URL, such as http://127.0.0.1:11434/v1",
+    "api_key_env": "write the NAME of an environment variable; the key itself is never in a file",
 }
 
 _TYPE_FIXES = {

@@ -43,9 +43,10 @@ class Completion:
 class _Transient(Exception):
     """A failure worth retrying, with the server's Retry-After if it gave one."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, kind: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind  # what the log files it under once retries are spent
         self.retry_after = retry_after
 
 
@@ -116,6 +117,7 @@ class LLMClient:
             raise LLMError(
                 f"{model.url}: {exc.reason}, after {attempts} attempt(s)",
                 hint="check that the endpoint is up, or raise timeout/retries in llm.yml",
+                kind=exc.kind,
             ) from None
         text, tokens_in, tokens_out, estimated = _read(model.url, response, messages)
         return Completion(text, tokens_in, tokens_out, self._clock() - started, attempts, estimated)
@@ -126,20 +128,22 @@ class LLMClient:
         try:
             response = self._http.post(model.url, json=body, headers=headers, timeout=model.timeout)
         except httpx.TimeoutException:
-            raise _Transient(f"timed out ({model.timeout:g} s)") from None
+            raise _Transient(f"timed out ({model.timeout:g} s)", "timeout") from None
         except httpx.TransportError as exc:
-            raise _Transient(f"connection failed ({type(exc).__name__})") from None
+            raise _Transient(f"connection failed ({type(exc).__name__})", "unreachable") from None
         except httpx.HTTPError as exc:  # a body that cannot be decoded, a redirect loop, …
             raise LLMError(
                 f"{model.url}: the reply could not be read ({type(exc).__name__})",
                 hint="is the endpoint OpenAI-compatible?",
+                kind="garbage",
             ) from None
         if response.status_code == 429 or response.status_code >= 500:
-            raise _Transient(f"HTTP {response.status_code}", _retry_after(response))
+            raise _Transient(f"HTTP {response.status_code}", "http", _retry_after(response))
         if not 200 <= response.status_code < 300:
             raise LLMError(
                 f"{model.url}: HTTP {response.status_code} ({_snippet(response.text)})",
                 hint="check the endpoint, the model name and the key's environment variable",
+                kind="http",
             )
         return response
 
@@ -164,17 +168,23 @@ def _read(
     try:
         data = response.json()
     except (ValueError, RecursionError):  # JSON and Unicode decoding errors are ValueErrors
-        kind = response.headers.get("content-type", "no content type")
+        content_type = response.headers.get("content-type", "no content type")
         raise LLMError(
-            f"{url}: the reply is not JSON ({kind}): {_snippet(response.text)}", hint=hint
+            f"{url}: the reply is not JSON ({content_type}): {_snippet(response.text)}",
+            hint=hint,
+            kind="garbage",
         ) from None
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices:
-        raise LLMError(f"{url}: the reply has no choices: {_snippet(response.text)}", hint=hint)
+        raise LLMError(
+            f"{url}: the reply has no choices: {_snippet(response.text)}", hint=hint, kind="garbage"
+        )
     message = choices[0].get("message") if isinstance(choices[0], dict) else None
     text = message.get("content") if isinstance(message, dict) else None
     if not isinstance(text, str):
-        raise LLMError(f"{url}: choices[0].message.content is missing or not text", hint=hint)
+        raise LLMError(
+            f"{url}: choices[0].message.content is missing or not text", hint=hint, kind="garbage"
+        )
     usage = data.get("usage")
     tokens_in = usage.get("prompt_tokens") if isinstance(usage, dict) else None
     tokens_out = usage.get("completion_tokens") if isinstance(usage, dict) else None

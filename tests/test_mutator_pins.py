@@ -174,6 +174,7 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
         ("alias_data", "logstats/normalise.py", "drop_noise", 130),
         ("inline_body", "logstats/normalise.py", "normalise_record", 115),
         ("alias_data", "logstats/parse.py", "parse_app_line", 81),
+        ("add_slots", "logstats/parse.py", "ParseResult.__init__", 26),
         ("alias_data", "logstats/report.py", "bucket_rows", 56),
         ("alias_data", "logstats/search.py", "tokenize", 22),
         ("inline_body", "logstats/search.py", "search", 41),
@@ -194,6 +195,7 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
     ],
     "textindex": [
         ("alias_data", "textindex/index.py", "Index.add", 21),
+        ("add_slots", "textindex/index.py", "Index.__init__", 6),
         ("alias_data", "textindex/query.py", "matching", 21),
         ("alias_data", "textindex/query.py", "rank", 34),
         ("inline_body", "textindex/query.py", "search", 48),
@@ -207,15 +209,17 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
         ("inline_body", "tomlparse/_parser.py", "loads", 84),
         ("inline_body", "tomlparse/_parser.py", "parse_key_part", 401),
         ("inline_body", "tomlparse/_parser.py", "parse_key_part", 403),
+        ("add_slots", "tomlparse/_parser.py", "Flags.__init__", 135),
+        ("add_slots", "tomlparse/_parser.py", "NestedDict.__init__", 193),
     ],
 }
 #: (findings, sha256) of the later rewrites over each whole genome, sources, tests and bench
 NEW_DIGESTS: dict[str, tuple[int, str]] = {
-    "logstats": (14, "acb4ee1a5bd45b9bfb59998a39770b1472509ff7f572edc053444876a6dfdf58"),
+    "logstats": (15, "640b30d27b241cc84b18a0b6ba2a679d49d1d40d0aca9190124e2c2529545a08"),
     "seqdiff": (14, "0c7b6f332be6c0d7b97384f86ca4eb083b298bf6b09f08bcdd4c574dbdbb5cc5"),
     "shellsplit": (6, "efe2b678d2a90afe88459b082e765058649abd99f746923e5273147bd96984c4"),
-    "textindex": (13, "ed41647e09a83c44f4d82e1d11ecad218311f78c2444f6b7f4d4e9511f446780"),
-    "tomlparse": (12, "1258d34ce3a4adbf7ca31eaf10d89984140f65919eeb4f46accff78d9e7c3554"),
+    "textindex": (14, "6c955322eea303b7c0f7a03047c356df1c54c2dcf180ee5956e577d543745561"),
+    "tomlparse": (15, "7534974664f1d72e710addcdd90621dbbea0c1923938fc28e2f34d54a2b95ede"),
 }
 NEW_KINDS = frozenset(m.name for m in ALL_MUTATORS) - FIRST_NINE
 

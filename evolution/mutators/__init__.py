@@ -9,6 +9,7 @@ node scans, ranks and names them the same way.  A new rewrite subclasses
 from __future__ import annotations
 
 from evolution.errors import MutationError
+from evolution.mutators.add_slots import AddSlots
 from evolution.mutators.alias_data import AliasData
 from evolution.mutators.any_all_generator import AnyAllGenerator
 from evolution.mutators.base import CstMutator, Finding, Mutator, Scan, Site
@@ -44,6 +45,7 @@ ALL_MUTATORS: tuple[Mutator, ...] = (
     InlineBody(),
     InlineProperty(),
     MinMaxPair(),
+    AddSlots(),
 )
 
 _BY_NAME = {m.name: m for m in ALL_MUTATORS}
