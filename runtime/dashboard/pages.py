@@ -34,8 +34,9 @@ TYPES = (
 
 
 class Pages:
-    def __init__(self, source: Source, title: str, run: Run) -> None:
-        self.source, self.title, self.run = source, title, run
+    def __init__(self, source: Source, title: str, run: Run,
+                 signs_for: frozenset[str] = frozenset()) -> None:  # fmt: skip
+        self.source, self.title, self.run, self.signs_for = source, title, run, signs_for
         self.env = env()
         self._reader: str | None = None
         self._plots: dict[tuple[str, str, str, int], bytes] = {}
@@ -92,7 +93,8 @@ class Pages:
         session: Session | None = values.pop("session")
         text = self.env.get_template(template).render(
             title=self.title, session=session, **values,
-            may=(lambda action: session is not None and allowed(session.role, action)),
+            may=(lambda action: session is not None and allowed(session.role, action)
+                 and (action != "decide" or session.login in self.signs_for)),
         )  # fmt: skip
         return web.Response(status=status, text=text, content_type="text/html")
 
