@@ -236,3 +236,58 @@ def test_an_approver_approves_a_held_candidate_and_every_node_adopts_it_live(
         browser.save_screenshot(str(shots / "held-2-adopted-live.png"))
         adopted = swarm.nodes[1].store.head("svc")
         assert candidate not in adopted.pending
+
+
+def test_an_evolving_swarms_adoption_appears_without_a_reload(tmp_path: Path, browser: Any) -> None:
+    """No adoption proposed by hand: three nodes evolve tiny (the leader's cycles, the peers'
+    votes) while a page is open; the adoption's row streams in and every node's head cell
+    follows, with no reload."""
+    from selenium.webdriver.common.by import By
+    from swarmkit import TINY
+
+    from cli.demo import write_cluster
+    from node import SwarmNode
+    from runtime.config import load_cluster
+    from runtime.dashboard import DashboardServer, for_swarm
+
+    shots = _artifacts(tmp_path)
+    config = load_cluster(write_cluster(tmp_path / "swarm", 3, TINY, 3, 3, 3, 1))
+    config.ensure_keys()
+    nodes = [SwarmNode(config, node_id) for node_id in config.ids]
+    server = DashboardServer(for_swarm(config, poll=0.05))
+    try:
+        for node in nodes:
+            node.start()
+        server.start()
+        browser.get(server.url)
+        browser.find_element(By.ID, "secret").send_keys(config.keypair("admin")[1])
+        browser.find_element(By.ID, "login").click()
+        wait(lambda: browser.find_elements(By.ID, "swarm"), 30, "the swarm page")
+        wait(
+            lambda: browser.find_element(By.ID, "live-state").text == "live", 30, "the live stream"
+        )
+        browser.execute_script("window.notReloaded = 'yes'")
+        adopted = '#events tr.flash[data-type="VersionAdopted"]'  # .flash: inserted live
+        wait(lambda: browser.find_elements(By.CSS_SELECTOR, adopted), 180, "an adoption, live")
+        browser.save_screenshot(str(shots / "evolving-1-adoption-live.png"))
+        row = browser.find_element(By.CSS_SELECTOR, adopted).text
+        assert browser.execute_script("return window.notReloaded") == "yes"
+        log = nodes[0].store.log(genome="tiny")
+        versions = {str(e.data.get("version")) for e in log if e.type == "VersionAdopted"}
+        assert any(v[:12] in row for v in versions), (row, versions)
+
+        def every_head_shown() -> bool:
+            shown = {e.text for e in browser.find_elements(By.CSS_SELECTOR, '#swarm [data-node-head="tiny"]')}  # fmt: skip
+            return (
+                shown == {nodes[0].store.head("tiny").version[:12]}
+                and len(browser.find_elements(By.CSS_SELECTOR, '#swarm [data-node-head="tiny"]'))
+                == 3
+            )
+
+        wait(every_head_shown, 60, "every node's new head in the swarm table")
+        assert browser.execute_script("return window.notReloaded") == "yes"
+        browser.save_screenshot(str(shots / "evolving-2-heads.png"))
+    finally:
+        server.stop()
+        for node in nodes:
+            node.stop()
