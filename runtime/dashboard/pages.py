@@ -129,7 +129,15 @@ class Pages:
         after = (recent.get("rows") or [[0]])[-1][0]
         own = await self.run(self.ask_reader, {"op": "log", "limit": 30, "genome": name})
         events = [event_row(r) for r in reversed(own.get("rows") or [])]
-        return self.html("genome.html", session=session, g=reply, name=name,
+        tally = (
+            await self.run(self.ask_reader, {"op": "held", "genome": name})
+            if reply["pending"]
+            else {}
+        )
+        held = (
+            {item["candidate"]: item for item in tally.get("held") or []} if tally.get("ok") else {}
+        )
+        return self.html("genome.html", session=session, g=reply, name=name, held=held, quorum=tally.get("quorum"),
                          lineage=list(reversed(shown)), hidden=len(lineage) - len(shown),
                          objectives=objectives_of(reply["manifest"]), board=board, after=after, events=events)  # fmt: skip
 
