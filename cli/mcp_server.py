@@ -6,7 +6,7 @@ loop keeps answering (progress, cancellation, other sessions) while a cycle runs
 sandbox.  A :class:`TarsError` becomes a tool error carrying its message and hint, never a
 traceback.  Over streamable HTTP every request passes :class:`BearerGate` first: a bearer
 token checked by the ``check`` callable handed to :func:`cli.mcp_http.http_app` (the dashboard's
-``check_token``), and nothing is served without one.  docs/mcp.md has the decisions.
+login: tokens with their roles, the admin secret), and nothing is served without one.  docs/mcp.md has the decisions.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def build_server(
     stdio: bool = False,
 ) -> FastMCP:
     """The MCP server of ``target``: every tool and resource registered; ``approvals`` (by
-    default the approval helper's module, when this build has it) adds approve/reject.
+    default :mod:`cli.approvals`) backs held/approve/reject, signed as ``approver``.
     ``stdio``: the one server of this process speaks on stdout (see :func:`_quiet_stdout`)."""
     server = TarsMCP(
         "tars",
