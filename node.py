@@ -465,6 +465,8 @@ def store_mark(cluster: ClusterConfig, node_id: str) -> Path:
 
 
 def _secrets(cluster: ClusterConfig, node_id: str) -> tuple[str, ...]:
-    """The key files a run's output must never carry: this node's and the admin's, if here."""
-    files = [cluster.keys_dir / f"{name}.key_secret" for name in (node_id, "admin")]
+    """The key files a run's output must never carry: this node's, the admin's and every
+    approver's (a person's signing key adopts held candidates), those present here."""
+    names = dict.fromkeys((node_id, "admin", *cluster.approvers))
+    files = [cluster.keys_dir / f"{name}.key_secret" for name in names]
     return tuple(f.read_text(encoding="utf-8") for f in files if f.is_file())

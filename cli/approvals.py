@@ -21,9 +21,10 @@ from evolution.errors import ConfigError, PolicyError, TransportError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from consensus.signing import Signer
     from runtime.config import ClusterConfig
 
-__all__ = ["decide", "held", "show_held"]
+__all__ = ["decide", "held", "show_held", "signer_for"]
 
 
 def _config(config: ClusterConfig | Path | str) -> ClusterConfig:
@@ -74,6 +75,8 @@ def decide(
     decision: str,
     approver: str,
     reason: str = "",
+    *,
+    signer: Signer | None = None,
 ) -> dict[str, Any]:
     """Sign ``approver``'s ``decision`` ("approve" or "reject") on a held candidate and
     commit it; the swarm's answer: ``index``, ``adopted``, ``approvals``, ``quorum``, ``head``.
@@ -83,13 +86,39 @@ def decide(
     TransportError when no node answers.
     """
     from consensus.approvals import DECISIONS, approval_entry
-    from consensus.signing import Signer
 
     chosen = _config(config)
     if decision not in DECISIONS:
         raise PolicyError(
             f"unknown decision {decision!r}", hint="decide approve or reject (`--reject`)"
         )
+    if signer is None:
+        signer = signer_for(chosen, approver)
+    elif signer.name != approver:
+        raise ConfigError(
+            f"the key loaded here signs as {signer.name}, not as {approver}",
+            hint=f"load {approver}'s key (`--approver {approver}`) where it is kept",
+        )
+    entry = approval_entry(
+        genome, candidate, decision, approver, reason, time.time(), signer=signer
+    )
+    reply = _ask(chosen, {"op": "decide", "entry": entry})
+    if not reply.get("ok"):
+        raise PolicyError(f"the swarm refused: {reply.get('error')}", hint=reply.get("hint"))
+    return reply
+
+
+def signer_for(config: ClusterConfig | Path | str, approver: str) -> Signer:
+    """``approver``'s signing key from this machine's keys folder, checked against the key
+    cluster.yml records, so a decision is refused here, not by every node, when it is wrong.
+
+    Raises ConfigError when ``approver`` is no approver of cluster.yml, or its secret is not
+    here, or is not the key cluster.yml records.  Loaded once by a long-running signer (the
+    dashboard, the MCP server), it fails at start rather than at the first decision.
+    """
+    from consensus.signing import Signer
+
+    chosen = _config(config)
     if approver not in chosen.approvers:
         raise ConfigError(
             f"{approver!r} is not an approver of {chosen.path} "
@@ -103,13 +132,7 @@ def decide(
             f"{chosen.path} records for {approver}",
             hint=f"run `tars keys --config {chosen.path} --id {approver}` to record it",
         )
-    entry = approval_entry(
-        genome, candidate, decision, approver, reason, time.time(), signer=signer
-    )
-    reply = _ask(chosen, {"op": "decide", "entry": entry})
-    if not reply.get("ok"):
-        raise PolicyError(f"the swarm refused: {reply.get('error')}", hint=reply.get("hint"))
-    return reply
+    return signer
 
 
 def show_held(items: list[dict[str, Any]], console: Console) -> None:

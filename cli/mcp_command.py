@@ -65,27 +65,17 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 def http_check(target: Target) -> Check:
-    """The dashboard's token check over the swarm's keys folder.  MARKED PLACE: wired to
-    ``runtime.access_tokens.check_token`` (issue 12, item 1) when this build has it."""
+    """The dashboard's login over the swarm's keys folder (:func:`runtime.dashboard.logins_for`):
+    a token made by `tars keys --token NAME` (its role with it) or the admin key's secret,
+    where this machine holds it; anything else is refused (401)."""
     if target.config_path is None:
         raise ConfigError(
             "--http needs --config: the tokens `tars keys --token NAME` makes live in its keys folder",
             hint="pass --config cluster.yml (or use stdio: no --http)",
         )
-    try:
-        from runtime import access_tokens  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise ConfigError(
-            "this build of TARS has no access tokens (runtime/access_tokens.py)",
-            hint="use stdio (no --http), or a build with `tars keys --token NAME`",
-        ) from None
-    config = target.config
+    from runtime.dashboard import logins_for
 
-    def check(token: str) -> str | None:
-        found = access_tokens.check_token(config, token)
-        return found if isinstance(found, str) else None
-
-    return check
+    return logins_for(target.config).login
 
 
 def serve_stdio(target: Target, approver: str = "admin") -> None:

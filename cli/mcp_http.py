@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tars.mcp")
 
-#: ``check(token) -> caller name | None``: who holds the token, or None (refused, 401).
-Check = Callable[[str], "str | None"]
+#: ``check(token) -> caller | None``: who holds the token, as a name or ``(name, role)``
+#: (the dashboard's roles: what the caller may change), or None (refused, 401).
+Check = Callable[[str], "str | tuple[str, str] | None"]
 
 
 class BearerGate:
@@ -38,14 +39,16 @@ class BearerGate:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
             return
-        name = await self._caller(scope) if scope["type"] == "http" else None
-        if name is None:
+        found = await self._caller(scope) if scope["type"] == "http" else None
+        if found is None:
             await _refuse(send)
             return
-        scope.setdefault("state", {})["tars_caller"] = name
+        name, role = found if isinstance(found, tuple) else (found, None)
+        state = scope.setdefault("state", {})
+        state["tars_caller"], state["tars_role"] = name, role
         await self.app(scope, receive, send)
 
-    async def _caller(self, scope: Scope) -> str | None:
+    async def _caller(self, scope: Scope) -> str | tuple[str, str] | None:
         found = [value for key, value in scope["headers"] if key.lower() == b"authorization"]
         if len(found) != 1:
             return None

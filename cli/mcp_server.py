@@ -6,7 +6,7 @@ loop keeps answering (progress, cancellation, other sessions) while a cycle runs
 sandbox.  A :class:`TarsError` becomes a tool error carrying its message and hint, never a
 traceback.  Over streamable HTTP every request passes :class:`BearerGate` first: a bearer
 token checked by the ``check`` callable handed to :func:`cli.mcp_http.http_app` (the dashboard's
-``check_token``), and nothing is served without one.  docs/mcp.md has the decisions.
+login: tokens with their roles, the admin secret), and nothing is served without one.  docs/mcp.md has the decisions.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def build_server(
     stdio: bool = False,
 ) -> FastMCP:
     """The MCP server of ``target``: every tool and resource registered; ``approvals`` (by
-    default the approval helper's module, when this build has it) adds approve/reject.
+    default :mod:`cli.approvals`) backs held/approve/reject, signed as ``approver``.
     ``stdio``: the one server of this process speaks on stdout (see :func:`_quiet_stdout`)."""
     server = TarsMCP(
         "tars",
@@ -249,14 +249,17 @@ def _register_swarm(server: FastMCP, target: Target) -> None:
     ) -> dict[str, Any]:
         """Make an earlier version (`to`: id or unique prefix) the head again; on a swarm it
         is committed through the ledger and every node applies it. Erases nothing."""
+        _guard(ctx, "rollout")
         return plain(await _call(mcp_ops.rollback, target, genome, to, reason, _caller(ctx)))
 
     @server.tool()
     async def rollout(
-        genome: str, order: str = "status", node: str | None = None
+        genome: str, ctx: Context[Any, Any, Any], order: str = "status", node: str | None = None
     ) -> dict[str, Any]:
         """Progressive delivery on each node (or `node`): `order` is status, promote (all
         traffic to green now), abort (all back to blue), pause or resume."""
+        if order != "status":
+            _guard(ctx, "rollout")
         return plain(await _call(mcp_ops.rollout, target, genome, order, node))
 
 
@@ -290,6 +293,12 @@ def _register_resources(server: FastMCP, target: Target) -> None:
         return json.dumps(plain(found), indent=1)
 
 
+def _guard(ctx: Context[Any, Any, Any], action: str) -> None:
+    refused = refusal(ctx, action)
+    if refused is not None:
+        raise ToolError(refused)
+
+
 # ---- approve and reject: the approval helper's module, wired when this build has it ------
 
 
@@ -300,19 +309,39 @@ class Confirm(BaseModel):
 
 
 def default_approvals() -> Approvals | None:
-    """``held`` and ``decide`` of the approval module (issue 12, item 2), or None in a build
-    without it. MARKED PLACE: the lead wires the final module name after the merge."""
-    import importlib
+    """``held`` and ``decide`` of the approval library (:mod:`cli.approvals`, docs/approval.md):
+    decisions are signed in this process with the server's ``--approver`` key."""
+    from cli.approvals import decide, held
 
-    for name in ("runtime.approvals_client", "cli.approvals"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        held, decide = getattr(module, "held", None), getattr(module, "decide", None)
-        if callable(held) and callable(decide):
-            return held, decide
-    return None
+    return held, decide
+
+
+def refusal(ctx: Context[Any, Any, Any], action: str) -> str | None:
+    """Why this caller may not do ``action`` (None: it may).  Over HTTP the caller's role is
+    the dashboard's (its token's, or ``admin`` for the admin secret; docs/dashboard.md):
+    ``operator`` steers rollouts and rolls back, ``approver`` decides held candidates.  Over
+    stdio the caller is whoever started the server on this machine, with its keys."""
+    from runtime.dashboard.auth import allowed
+
+    request = ctx.request_context.request
+    if request is None:
+        return None
+    state = getattr(request, "scope", {}).get("state", {})
+    role = state.get("tars_role")
+    if isinstance(role, str) and allowed(role, action):
+        return None
+    what, needed = _NEEDS[action]
+    return (
+        f"{state.get('tars_caller') or 'this caller'} ({role or 'no role'}) may not {what} "
+        f"— call with a token of role {needed} or above (`tars keys --token NAME --role {needed}`)"
+    )
+
+
+#: what each guarded action is called, and the role it needs (runtime/dashboard/auth.py)
+_NEEDS = {
+    "decide": ("approve or reject", "approver"),
+    "rollout": ("roll back or steer rollouts", "operator"),
+}
 
 
 async def confirmed(ctx: Context[Any, Any, Any], question: str) -> bool | None:
@@ -337,6 +366,7 @@ def register_approvals(server: FastMCP, target: Target, calls: Approvals, approv
     async def decision(
         ctx: Context[Any, Any, Any], genome: str, candidate: str, verdict: str, reason: str
     ) -> dict[str, Any]:
+        _guard(ctx, "decide")
         answer = await confirmed(
             ctx, f"{verdict} candidate {candidate} of {genome}, signed as {approver}? {reason}"
         )

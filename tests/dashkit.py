@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 from servicekit import SVC
 from swarmkit import in_process_swarm, wait
 
+from cli.dashboard import approving
 from consensus.ledger import cycle_entry, register_entry
 from events.records import Adoption, Held
 from evolution.patch import make_patch
@@ -93,14 +94,17 @@ class Swarm:
 
 
 @contextlib.contextmanager
-def swarm_with_dashboard(root: Path) -> Iterator[Swarm]:
+def swarm_with_dashboard(root: Path, approvers: tuple[str, ...] = ("admin",)) -> Iterator[Swarm]:
+    """The swarm and `tars dashboard`'s server, signing decisions for ``approvers`` (as
+    ``--approver``; cluster.yml's default approvers are ``[admin]``, quorum 1)."""
     _, base = load_genome(SVC)
     tree = {**base, "genome.toml": base["genome.toml"] + ROLLOUT}
     with in_process_swarm(root, SVC) as nodes:
         nodes[0].propose(register_entry("svc", tree["genome.toml"], tree, 1.0, nodes[0].id, time.time()))  # fmt: skip
         wait(lambda: all("svc" in n.store.genomes() for n in nodes), 60, "svc registered")
         config = nodes[0].cluster
-        server = DashboardServer(for_swarm(config, poll=0.05))
+        decide, signs_for = approving(config, list(approvers))
+        server = DashboardServer(for_swarm(config, decide=decide, signs_for=signs_for, poll=0.05))
         server.start()
         try:
             yield Swarm(nodes, config, server, tree)

@@ -124,7 +124,16 @@ def test_actions_need_the_csrf_token_and_a_role_that_may(swarm: Swarm) -> None:
     assert status == 200 and set(body["nodes"]) == set(swarm.config.ids), body
     status, body = admin.json("POST", "/dashboard/api/rollout", {**form, "order": "explode", "csrf": admin.csrf})  # fmt: skip
     assert status == 400
-    assert admin.json("POST", "/dashboard/api/held", {**held, "csrf": admin.csrf})[0] == 501
+    # the admin signs (the dashboard holds its key): the swarm itself refuses an unknown candidate
+    status, body = admin.json("POST", "/dashboard/api/held", {**held, "csrf": admin.csrf})
+    assert status == 409 and "no held candidate" in body["error"], body
+    # an approver's token whose key this dashboard does not hold may not sign as anyone
+    eve = Client(swarm.host)
+    assert eve.login(make_token(swarm.config, "eve", role="approver")) == 303
+    status, body = eve.json("POST", "/dashboard/api/held", {**held, "csrf": eve.csrf})
+    assert status == 403 and "no signing key for eve" in body["error"], body
+    _, _, page = eve.request("GET", "/dashboard/genome/svc")
+    assert 'value="approve"' not in page
     # logging out ends the session: its cookie opens nothing any more
     assert admin.request("POST", "/dashboard/logout", {"csrf": admin.csrf})[0] == 303
     assert admin.request("GET", "/dashboard/api/status")[0] == 401
@@ -263,6 +272,11 @@ def test_every_node_serves_its_own_dashboard_on_its_front(swarm: Swarm) -> None:
             client.json("POST", "/dashboard/api/rollout", {"genome": "svc", "order": "pause"})[0]
             == 403
         )
+        # a node holds no person's signing key: its dashboard shows held candidates, signs nothing
+        held = {"genome": "svc", "candidate": "c" * 12, "decision": "approve", "csrf": client.csrf}
+        status, body = client.json("POST", "/dashboard/api/held", held)
+        assert status == 501 and "--approver" in body["hint"], body
+        assert 'value="approve"' not in page
         assert client.request("GET", "/v1/health")[0] == 200  # the service's routes are untouched
 
 

@@ -171,3 +171,123 @@ def _refusals(browser: Any, swarm: Swarm, shots: Path) -> None:
     csrf = browser.find_element(By.CSS_SELECTOR, 'meta[name="csrf"]').get_attribute("content")
     assert browser.execute_async_script(_FETCH, api, csrf) == 403  # a viewer may not
     browser.save_screenshot(str(shots / "8-viewer.png"))
+
+
+_HELD = """
+const done = arguments[arguments.length - 1];
+const csrf = document.querySelector('meta[name="csrf"]').content;
+fetch(arguments[0], {method: "POST", credentials: "same-origin", headers: {"X-CSRF-Token": csrf},
+                     body: new URLSearchParams({genome: "svc", candidate: arguments[1], decision: "approve"})})
+  .then(r => r.json().then(j => done([r.status, j.error || ""]))).catch(e => done(String(e)));
+"""
+
+
+def test_an_approver_approves_a_held_candidate_and_every_node_adopts_it_live(
+    tmp_path: Path, browser: Any
+) -> None:
+    """The admin login signs with the admin's approver key, which this dashboard holds
+    (`--approver admin`); an operator's login is refused and the head stays."""
+    from selenium.webdriver.common.by import By
+
+    from runtime.access_tokens import make_token
+
+    shots = _artifacts(tmp_path)
+    with swarm_with_dashboard(tmp_path / "swarm") as swarm:
+        genome_page = swarm.server.url.rstrip("/") + "/genome/svc"
+        before = swarm.nodes[0].store.head("svc").version
+        candidate = swarm.hold("approve me")
+        # an operator may steer rollouts, not decide: no button, and the server refuses
+        browser.get(swarm.server.url)
+        browser.find_element(By.ID, "secret").send_keys(make_token(swarm.config, "olga", role="operator"))  # fmt: skip
+        browser.find_element(By.ID, "login").click()
+        wait(lambda: browser.find_elements(By.ID, "swarm"), 30, "the operator's swarm page")
+        browser.get(genome_page)
+        wait(lambda: browser.find_elements(By.CSS_SELECTOR, f'.held[data-candidate="{candidate}"]'), 30, "the held candidate")  # fmt: skip
+        assert not browser.find_elements(By.ID, f"approve-{candidate}")
+        status, error = browser.execute_async_script(_HELD, swarm.server.url.rstrip("/") + "/api/held", candidate)  # fmt: skip
+        assert status == 403 and "may not approve" in error, (status, error)
+        browser.save_screenshot(str(shots / "held-0-operator-refused.png"))
+        assert {n.store.head("svc").version for n in swarm.nodes} == {before}
+        assert all(candidate in n.store.head("svc").pending for n in swarm.nodes)
+        browser.find_element(By.CSS_SELECTOR, "nav form button").click()  # log out
+        wait(lambda: browser.current_url.endswith("/dashboard/login"), 30, "logged out")
+
+        browser.find_element(By.ID, "secret").send_keys(swarm.config.keypair("admin")[1])
+        browser.find_element(By.ID, "login").click()
+        wait(lambda: browser.find_elements(By.ID, "swarm"), 30, "the admin's swarm page")
+        browser.get(genome_page)
+        wait(
+            lambda: browser.find_element(By.ID, "live-state").text == "live", 30, "the live stream"
+        )
+        browser.save_screenshot(str(shots / "held-1-waiting.png"))
+        browser.execute_script("window.notReloaded = 'yes'")
+        browser.find_element(By.ID, f"approve-{candidate}").click()
+        wait(lambda: any("200" in e.text for e in browser.find_elements(By.ID, "action-result")), 60, "the approval answered")  # fmt: skip
+        wait(lambda: {n.store.head("svc").version for n in swarm.nodes} == {candidate}, 60, "adopted on every node")  # fmt: skip
+        cell = browser.find_element(By.CSS_SELECTOR, '[data-head="svc"]')
+        wait(lambda: cell.text == candidate[:12], 30, "the new head on the page without a reload")
+        assert browser.execute_script("return window.notReloaded") == "yes"
+        assert '"adopted":true' in browser.find_element(By.ID, "action-result").text
+        said = browser.find_element(
+            By.CSS_SELECTOR, f'.held[data-candidate="{candidate}"] .decided'
+        )
+        assert said.text == "approved by admin (1 of 1): adopted", said.text
+        assert not browser.find_elements(By.ID, f"approve-{candidate}")  # decided: no buttons left
+        browser.save_screenshot(str(shots / "held-2-adopted-live.png"))
+        adopted = swarm.nodes[1].store.head("svc")
+        assert candidate not in adopted.pending
+
+
+def test_an_evolving_swarms_adoption_appears_without_a_reload(tmp_path: Path, browser: Any) -> None:
+    """No adoption proposed by hand: three nodes evolve tiny (the leader's cycles, the peers'
+    votes) while a page is open; the adoption's row streams in and every node's head cell
+    follows, with no reload."""
+    from selenium.webdriver.common.by import By
+    from swarmkit import TINY
+
+    from cli.demo import write_cluster
+    from node import SwarmNode
+    from runtime.config import load_cluster
+    from runtime.dashboard import DashboardServer, for_swarm
+
+    shots = _artifacts(tmp_path)
+    config = load_cluster(write_cluster(tmp_path / "swarm", 3, TINY, 3, 3, 3, 1))
+    config.ensure_keys()
+    nodes = [SwarmNode(config, node_id) for node_id in config.ids]
+    server = DashboardServer(for_swarm(config, poll=0.05))
+    try:
+        for node in nodes:
+            node.start()
+        server.start()
+        browser.get(server.url)
+        browser.find_element(By.ID, "secret").send_keys(config.keypair("admin")[1])
+        browser.find_element(By.ID, "login").click()
+        wait(lambda: browser.find_elements(By.ID, "swarm"), 30, "the swarm page")
+        wait(
+            lambda: browser.find_element(By.ID, "live-state").text == "live", 30, "the live stream"
+        )
+        browser.execute_script("window.notReloaded = 'yes'")
+        adopted = '#events tr.flash[data-type="VersionAdopted"]'  # .flash: inserted live
+        wait(lambda: browser.find_elements(By.CSS_SELECTOR, adopted), 180, "an adoption, live")
+        browser.save_screenshot(str(shots / "evolving-1-adoption-live.png"))
+        row = browser.find_element(By.CSS_SELECTOR, adopted).text
+        assert browser.execute_script("return window.notReloaded") == "yes"
+        log = nodes[0].store.log(genome="tiny")
+        versions = {str(e.data.get("version")) for e in log if e.type == "VersionAdopted"}
+        assert any(v[:12] in row for v in versions), (row, versions)
+
+        def every_head_shown() -> bool:
+            shown = {e.text for e in browser.find_elements(By.CSS_SELECTOR, '#swarm [data-node-head="tiny"]')}  # fmt: skip
+            return (
+                shown == {nodes[0].store.head("tiny").version[:12]}
+                and len(browser.find_elements(By.CSS_SELECTOR, '#swarm [data-node-head="tiny"]'))
+                == 3
+            )
+
+        wait(every_head_shown, 60, "every node's new head in the swarm table")
+        assert browser.execute_script("return window.notReloaded") == "yes"
+        browser.save_screenshot(str(shots / "evolving-2-heads.png"))
+    finally:
+        server.stop()
+        for node in nodes:
+            node.stop()

@@ -35,17 +35,21 @@ def logins_for(config: ClusterConfig) -> Logins:
 
 
 def for_swarm(
-    config: ClusterConfig, *, decide: Decide | None = None, poll: float = 0.1
-) -> Dashboard:
-    """Every node of ``config``, asked over the admin channel with the admin key."""
+    config: ClusterConfig, *, decide: Decide | None = None,
+    signs_for: frozenset[str] = frozenset(), poll: float = 0.1,
+) -> Dashboard:  # fmt: skip
+    """Every node of ``config``, asked over the admin channel with the admin key;
+    ``decide`` signs held-candidate decisions for the approvers in ``signs_for`` (their
+    keys are where this dashboard runs: `tars dashboard --approver NAME`)."""
     return Dashboard(AdminSource(config), logins_for(config), title=f"TARS {config.name}",
-                     decide=decide, poll=poll)  # fmt: skip
+                     decide=decide, signs_for=signs_for, poll=poll)  # fmt: skip
 
 
 def for_node(
     config: ClusterConfig, node_id: str, handle: Callable[[dict[str, Any]], Any],
-    *, decide: Decide | None = None,
+    *, decide: Decide | None = None, signs_for: frozenset[str] = frozenset(),
 ) -> Dashboard:  # fmt: skip
-    """The node ``node_id`` as it sees the swarm; ``handle`` answers its admin requests."""
+    """The node ``node_id`` as it sees the swarm; ``handle`` answers its admin requests.
+    node.py gives it no ``decide``: a node holds no person's key (docs/dashboard.md)."""
     return Dashboard(LocalSource(node_id, handle), logins_for(config),
-                     title=f"TARS {node_id}", decide=decide)  # fmt: skip
+                     title=f"TARS {node_id}", decide=decide, signs_for=signs_for)  # fmt: skip

@@ -34,8 +34,9 @@ TYPES = (
 
 
 class Pages:
-    def __init__(self, source: Source, title: str, run: Run) -> None:
-        self.source, self.title, self.run = source, title, run
+    def __init__(self, source: Source, title: str, run: Run,
+                 signs_for: frozenset[str] = frozenset()) -> None:  # fmt: skip
+        self.source, self.title, self.run, self.signs_for = source, title, run, signs_for
         self.env = env()
         self._reader: str | None = None
         self._plots: dict[tuple[str, str, str, int], bytes] = {}
@@ -92,7 +93,8 @@ class Pages:
         session: Session | None = values.pop("session")
         text = self.env.get_template(template).render(
             title=self.title, session=session, **values,
-            may=(lambda action: session is not None and allowed(session.role, action)),
+            may=(lambda action: session is not None and allowed(session.role, action)
+                 and (action != "decide" or session.login in self.signs_for)),
         )  # fmt: skip
         return web.Response(status=status, text=text, content_type="text/html")
 
@@ -127,7 +129,15 @@ class Pages:
         after = (recent.get("rows") or [[0]])[-1][0]
         own = await self.run(self.ask_reader, {"op": "log", "limit": 30, "genome": name})
         events = [event_row(r) for r in reversed(own.get("rows") or [])]
-        return self.html("genome.html", session=session, g=reply, name=name,
+        tally = (
+            await self.run(self.ask_reader, {"op": "held", "genome": name})
+            if reply["pending"]
+            else {}
+        )
+        held = (
+            {item["candidate"]: item for item in tally.get("held") or []} if tally.get("ok") else {}
+        )
+        return self.html("genome.html", session=session, g=reply, name=name, held=held, quorum=tally.get("quorum"),
                          lineage=list(reversed(shown)), hidden=len(lineage) - len(shown),
                          objectives=objectives_of(reply["manifest"]), board=board, after=after, events=events)  # fmt: skip
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from evolution.errors import ServiceError, TarsError
+from evolution.errors import ConfigError, PolicyError, ServiceError, TarsError
 from runtime.dashboard.auth import COOKIE, Logins, Session, Sessions, allowed
 from runtime.dashboard.live import Hub
 from runtime.dashboard.pages import Pages
@@ -52,12 +52,14 @@ class Dashboard:
 
     def __init__(
         self, source: Source, logins: Logins, *, title: str = "TARS", decide: Decide | None = None,
-        poll: float = 0.1,
+        signs_for: frozenset[str] = frozenset(), poll: float = 0.1,
     ) -> None:  # fmt: skip
         self.source, self.logins, self.decide = source, logins, decide
+        #: the approvers whose signing keys this dashboard holds: a login of that name signs
+        self.signs_for = signs_for if decide is not None else frozenset()
         self.sessions = Sessions()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dashboard")
-        self.pages = Pages(source, title, self._run)
+        self.pages = Pages(source, title, self._run, self.signs_for)
         self.hub = Hub(self.pages.newer, self.pages.swarm_html, self.pages.live_row, poll=poll)
 
     async def _run(self, func: Callable[..., Any], *args: Any) -> Any:
@@ -182,8 +184,9 @@ class Dashboard:
         raise web.HTTPNotFound()
 
     async def _decide(self, session: Session, field: dict[str, str]) -> web.Response:
-        # HELD-CANDIDATE DECISIONS: the place the lead wires `decide(config, genome,
-        # candidate, decision, approver, reason)` (issue 12 item 2) after the merge.
+        # HELD-CANDIDATE DECISIONS: signed here with the key of the approver the login is
+        # (docs/dashboard.md, "Held candidates"): the role says who may press, the key in
+        # ``signs_for`` says in whose name; a token of bob never signs as alice.
         if not allowed(session.role, "decide"):
             return _json(403, {"error": f"{session.login} ({session.role}) may not approve or reject",
                                "hint": "log in as an approver (`tars keys --token NAME --role approver`)"})  # fmt: skip
@@ -191,11 +194,20 @@ class Dashboard:
         if decision not in ("approve", "reject"):
             return _json(400, {"error": f"unknown decision {decision!r}", "hint": "approve or reject"})  # fmt: skip
         if self.decide is None:
-            return _json(501, {"error": "approval from the dashboard is not wired yet",
-                               "hint": "use `tars approve` (docs/dashboard.md, \"Held candidates\")"})  # fmt: skip
-        reply = await self._run(self.decide, field.get("genome", ""), field.get("candidate", ""),
-                                decision, session.login, field.get("reason", ""))  # fmt: skip
-        return _json(200, reply)
+            return _json(501, {"error": "this dashboard holds no approver's signing key",
+                               "hint": "run `tars dashboard --config cluster.yml --approver NAME` where "
+                                       "NAME's key is, or `tars approve` (docs/dashboard.md)"})  # fmt: skip
+        if session.login not in self.signs_for:
+            return _json(403, {"error": f"this dashboard holds no signing key for {session.login}",
+                               "hint": f"log in as one whose key it holds ({', '.join(sorted(self.signs_for))}), "
+                                       f"or start one with `--approver {session.login}` where that key is"})  # fmt: skip
+        reason = (field.get("reason", "").strip() + " (via dashboard)").strip()
+        try:
+            reply = await self._run(self.decide, field.get("genome", ""), field.get("candidate", ""),
+                                    decision, session.login, reason)  # fmt: skip
+        except (PolicyError, ConfigError) as exc:  # the swarm refused: said, not a 502
+            return _json(409, {"error": exc.message, "hint": exc.hint or ""})
+        return _json(200, {**reply, "decision": decision, "approver": session.login})
 
     def application(self) -> web.Application:
         """An aiohttp application serving this dashboard alone (``/`` leads to it)."""

@@ -30,6 +30,15 @@
         out.className = "small";
         out.textContent = status + " " + JSON.stringify(data);
         form.parentNode.appendChild(out);
+        const held = form.closest(".held");
+        if (held && status === 200 && data.decision) { // decided: the buttons go, the outcome stays
+          held.querySelectorAll("form.action").forEach(function (f) { f.remove(); });
+          const said = document.createElement("span");
+          said.className = "decided";
+          said.textContent = data.decision + "d by " + data.approver + " (" + (data.approvals || []).length +
+            " of " + data.quorum + ")" + (data.adopted ? ": adopted" : "") + (data.rejected ? ": rejected" : "");
+          held.insertBefore(said, out);
+        }
         toast(status === 200 ? "done: " + (data.order || data.decision || "ok") : (data.error || status));
       }).catch(function (err) { toast(String(err)); });
     });
