@@ -60,6 +60,7 @@ class Base:
         self.table = table
         self.errors: list[ScriptError] = []
         self.globals: Scope = {}
+        self.sources: set[str] = set()
 
     def error(self, pos: A.Pos, message: str, hint: str) -> Ty:
         """Record an error at ``pos``; give ``any`` so the caller can carry on."""

@@ -39,6 +39,9 @@ EVOLVE_KEYS: dict[str, Ty] = {
     "cycles": INT,
     "candidates": INT,
     "seed": INT,
+    "llm": STR,  # the llm.yml of the models (docs/llm.md), relative to the script
+    "input": ANY,  # a source whose records the benchmark reads, checked on its own
+    "improve_self": BOOL,  # evolve the script's own `tune` parameters too
 }
 GROUPS: dict[str, dict[str, Ty]] = {
     "fitness": {"metric": STR, "direction": STR, "threshold": FLOAT, "confidence": FLOAT},
@@ -309,6 +312,11 @@ class DeclChecker(ExprChecker):
                     f"`prompt` names a prompt block of one parameter, not {got}",
                     "write `prompt = improve`",
                 )
+        source = seen.get("input")
+        if source is not None and not (
+            isinstance(source, A.Name) and source.name in self.sources
+        ):
+            self.error(source.pos, "`input` names a data source", "write `input = NAME` of a `source`")
         for key in ("cycles", "candidates"):
             value = literal(seen.get(key))
             if isinstance(value, int) and value < 1:

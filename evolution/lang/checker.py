@@ -157,6 +157,7 @@ class _Checker(DeclChecker):
         if isinstance(decl, A.GenomeDecl):
             return Named("Genome")
         if isinstance(decl, A.SourceDecl):
+            self.sources.add(decl.name)
             return self.source(decl)
         if isinstance(decl, A.TuneDecl):
             return self.tune(decl)
