@@ -23,6 +23,7 @@ from evolution.lang.types import (
     Named,
     OptT,
     Ty,
+    a,
     assignable,
 )
 
@@ -145,7 +146,7 @@ class DeclChecker(ExprChecker):
             if decl.location is None:
                 self.error(
                     decl.pos,
-                    f'a {kind} source needs `= "location"`',
+                    f'{a(kind)} source needs `= "location"`',
                     f'write `source {decl.name}: {decl.type} = "..."`',
                 )
                 return
@@ -173,14 +174,14 @@ class DeclChecker(ExprChecker):
             form = "sql<Row>(url, query)" if kind == "sql" else "mcp<T>(server, tool, args)"
             self.error(
                 decl.pos,
-                f"a {kind} source is written `{form}`",
+                f"{a(kind)} source is written `{form}`",
                 f"write `source {decl.name}: {form}`",
             )
             return
         for arg, ty in zip(decl.args, want, strict=False):
             got = self.expr(arg.value, self.globals)
             if not assignable(got, ty):
-                self.error(arg.value.pos, f"this argument is {ty}, not {got}", f"give a {ty}")
+                self.error(arg.value.pos, f"this argument is {ty}, not {got}", f"give {a(ty)}")
         url = literal(decl.args[0].value)
         if (
             kind == "sql"
@@ -208,7 +209,7 @@ class DeclChecker(ExprChecker):
             if ty not in (INT, FLOAT):
                 return self.error(
                     decl.domain.pos,
-                    f"a range tunes a number, not a {ty}",
+                    f"a range tunes a number, not {a(ty)}",
                     'list the choices: ["a", "b"]',
                 )
             low = self.numeric_literal(decl.domain.low, ty)
@@ -234,7 +235,7 @@ class DeclChecker(ExprChecker):
             got = self.expr(item, {})
             if value is None or not assignable(got, ty):
                 self.error(
-                    item.pos, f"a choice of a {ty} tune is a {ty} literal", f"write {ty} values"
+                    item.pos, f"a choice of {a(ty)} tune is {a(ty)} literal", f"write {ty} values"
                 )
         if not choices:
             self.error(
@@ -258,7 +259,7 @@ class DeclChecker(ExprChecker):
         if result != ANY and name not in PROMPT_RESULTS and not user_record:
             self.error(
                 decl.result.pos,
-                f"a model's reply cannot be read as a {result}",
+                f"a model's reply cannot be read as {a(result)}",
                 "return Patch, Verdict, str, or a record of yours (the reply is read as its JSON)",
             )
         if (
@@ -313,10 +314,10 @@ class DeclChecker(ExprChecker):
                     "write `prompt = improve`",
                 )
         source = seen.get("input")
-        if source is not None and not (
-            isinstance(source, A.Name) and source.name in self.sources
-        ):
-            self.error(source.pos, "`input` names a data source", "write `input = NAME` of a `source`")
+        if source is not None and not (isinstance(source, A.Name) and source.name in self.sources):
+            self.error(
+                source.pos, "`input` names a data source", "write `input = NAME` of a `source`"
+            )
         for key in ("cycles", "candidates"):
             value = literal(seen.get(key))
             if isinstance(value, int) and value < 1:
@@ -340,7 +341,7 @@ class DeclChecker(ExprChecker):
             names.add(label)
             if isinstance(item, A.Handler):
                 self.handler(item) if allow_handlers else self.error(
-                    item.pos, f"a {where} block has no handlers", "put `on` in `evolve`"
+                    item.pos, f"{a(where)} block has no handlers", "put `on` in `evolve`"
                 )
             elif isinstance(item, A.SettingGroup):
                 group = GROUPS.get(item.name) if allow_handlers else None
@@ -399,7 +400,7 @@ class DeclChecker(ExprChecker):
         if declared != event and declared != ANY:
             self.error(
                 param.type.pos,
-                f"`on {item.event}` hands in a {event}, not {declared}",
+                f"`on {item.event}` hands in {a(event)}, not {declared}",
                 f"write `{param.name}: {event}`",
             )
         self.ret = None

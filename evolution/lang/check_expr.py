@@ -25,6 +25,7 @@ from evolution.lang.types import (
     Named,
     OptT,
     Ty,
+    a,
     assignable,
     join,
     numeric,
@@ -85,7 +86,7 @@ class ExprChecker(OpsChecker):
             self.error(
                 stmt.value.pos,
                 f"`{stmt.name}` is declared {declared} but given {value}",
-                f"give it a {declared}, or change its declared type",
+                f"give it {a(declared)}, or change its declared type",
             )
         return declared
 
@@ -138,7 +139,7 @@ class ExprChecker(OpsChecker):
                 continue
             got = self.expr(arg.value, scope)
             if not assignable(got, want):
-                self.error(arg.value.pos, f"{arg.name} is {want}, not {got}", f"give a {want}")
+                self.error(arg.value.pos, f"{arg.name} is {want}, not {got}", f"give {a(want)}")
             elif arg.name == "steps":
                 self.steps(arg.value)
 
@@ -228,7 +229,7 @@ class ExprChecker(OpsChecker):
         if isinstance(obj, OptT):
             return self.error(
                 e.pos,
-                f"`.{e.name}` read on a {obj}, which may be none",
+                f"`.{e.name}` read on {a(obj)}, which may be none",
                 "check it first (`if x != none { x.field }`), or give a fallback (`x ?? other`)",
             )
         if isinstance(obj, Named) and obj.name in self.table.records:
@@ -246,7 +247,7 @@ class ExprChecker(OpsChecker):
             return self.error(
                 e.pos, f"{obj} is a union: its fields are read by `match`", f"match on the {obj}"
             )
-        return self.error(e.pos, f"a {obj} has no fields", f"`.{e.name}` reads a record's field")
+        return self.error(e.pos, f"{a(obj)} has no fields", f"`.{e.name}` reads a record's field")
 
     def index(self, e: A.Index, scope: Scope) -> Ty:
         obj, key = self.expr(e.obj, scope), self.expr(e.index, scope)
@@ -260,7 +261,7 @@ class ExprChecker(OpsChecker):
             return obj.value
         if obj == ANY:
             return ANY
-        return self.error(e.pos, f"a {obj} cannot be indexed", "index a list, a map or a str")
+        return self.error(e.pos, f"{a(obj)} cannot be indexed", "index a list, a map or a str")
 
     def list_(self, e: A.ListLit, scope: Scope) -> Ty:
         elem: Ty = ANY
@@ -272,7 +273,7 @@ class ExprChecker(OpsChecker):
             joined = join(elem, got)
             if joined is None:
                 return self.error(
-                    item.pos, f"a list of {elem} holds a {got}", "keep one type in a list"
+                    item.pos, f"a list of {elem} holds {a(got)}", "keep one type in a list"
                 )
             elem = joined
         return ListT(elem)

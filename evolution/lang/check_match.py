@@ -23,6 +23,7 @@ from evolution.lang.types import (
     Named,
     OptT,
     Ty,
+    a,
     assignable,
     join,
 )
@@ -193,7 +194,7 @@ class MatchChecker(Base):
         if inner != ANY and inner != Named(union):
             self.error(
                 pat.pos,
-                f"`{name}` builds a {union}, the subject is {subject}",
+                f"`{name}` builds {a(union)}, the subject is {subject}",
                 f"match a constructor of {inner}"
                 if isinstance(inner, Named)
                 else "match on a union",
@@ -215,12 +216,12 @@ class MatchChecker(Base):
             else STR
         )
         if ty == NONE and not isinstance(subject, OptT):
-            self.error(pat.pos, f"a {subject} is never none", "remove this arm")
+            self.error(pat.pos, f"{a(subject)} is never none", "remove this arm")
         elif ty != NONE and not assignable(
             ty, subject.inner if isinstance(subject, OptT) else subject
         ):
             self.error(
-                pat.pos, f"a {ty} pattern cannot match a {subject}", f"match {subject} values"
+                pat.pos, f"{a(ty)} pattern cannot match {a(subject)}", f"match {subject} values"
             )
 
 

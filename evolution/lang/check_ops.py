@@ -25,6 +25,7 @@ from evolution.lang.types import (
     Named,
     OptT,
     Ty,
+    a,
     assignable,
     join,
     numeric,
@@ -58,7 +59,7 @@ class OpsChecker(MatchChecker):
             for arg in e.args:
                 self.expr(arg.value, scope)
             return self.error(
-                e.pos, f"a {target} cannot be called", "call a function, a prompt or a constructor"
+                e.pos, f"{a(target)} cannot be called", "call a function, a prompt or a constructor"
             )
         name = func.name if isinstance(func, A.Name) else "this function"
         self.arguments(e, name, target.params, scope, constructor=False)
@@ -111,7 +112,7 @@ class OpsChecker(MatchChecker):
                 self.error(
                     found.value.pos,
                     f"{name}'s `{pname}` is {ptype}, not {got}",
-                    f"pass a {ptype}",
+                    f"pass {a(ptype)}",
                 )
 
     def binop(self, e: A.BinOp, scope: Scope) -> Ty:
@@ -129,7 +130,7 @@ class OpsChecker(MatchChecker):
         if op in ("==", "!="):
             if join(left, right) is None and NONE not in (left, right):
                 self.error(
-                    e.pos, f"a {left} is never equal to a {right}", "compare values of one type"
+                    e.pos, f"{a(left)} is never equal to {a(right)}", "compare values of one type"
                 )
             return BOOL
         if op in _COMPARE:
@@ -150,7 +151,7 @@ class OpsChecker(MatchChecker):
             if not assignable(right, left.inner):
                 self.error(
                     e.right.pos,
-                    f"the fallback of a {left} is a {left.inner}, not {right}",
+                    f"the fallback of {a(left)} is {a(left.inner)}, not {right}",
                     "give a fitting default",
                 )
             return left.inner
@@ -177,7 +178,7 @@ class OpsChecker(MatchChecker):
         elif not assignable(left, elem):
             self.error(
                 e.left.pos,
-                f"a {left} is never in a collection of {elem}",
+                f"{a(left)} is never in a collection of {elem}",
                 "look for a fitting value",
             )
         return BOOL

@@ -88,7 +88,7 @@ def parse_expr(text: str, file: str, text_all: str, at: tuple[int, int]) -> A.Ex
     try:
         tree = _lark().parse(text, start="expr")
     except UnexpectedInput as exc:
-        raise _translate(exc, text_all, file, at) from None
+        raise _translate(exc, text_all, file, at, part=text) from None
     result: A.Expr = _build(_Builder(file, text_all, at), tree)
     return result
 
@@ -151,8 +151,15 @@ def _expected(names: set[str] | frozenset[str]) -> str:
     return ", ".join(words) or "nothing"
 
 
-def _translate(exc: UnexpectedInput, text: str, file: str, at: tuple[int, int]) -> ScriptError:
-    """Lark's error as a :class:`ScriptError`: position, what was found, what was expected."""
+def _translate(
+    exc: UnexpectedInput, text: str, file: str, at: tuple[int, int], part: str | None = None
+) -> ScriptError:
+    """Lark's error as a :class:`ScriptError`: position, what was found, what was expected.
+
+    ``part`` is the text parsed when it is a string's hole (starting at ``at``), not the script.
+    """
+    end = "the hole" if part is not None else "the script"
+    part = text if part is None else part
     line, column = _shift(at, getattr(exc, "line", 1) or 1, getattr(exc, "column", 1) or 1)
     if isinstance(exc, UnexpectedCharacters):
         char = text_char(text, line, column)
@@ -163,14 +170,14 @@ def _translate(exc: UnexpectedInput, text: str, file: str, at: tuple[int, int]) 
                 'a string ends on its line: close it with `"`, or use """…""" for text over lines'
             )
     elif isinstance(exc, UnexpectedToken):
-        found = _found(exc.token)
+        found = _found(exc.token).replace("the script", end)
         if exc.token.type == "$END":
-            line, column = _end(text, at)
+            line, column = _end(part, at)
         message = f"unexpected {found}"
         hint = f"expected {_expected(exc.expected)} here"
     elif isinstance(exc, UnexpectedEOF):
-        line, column = _end(text, at)
-        message = "the script ends in the middle of a declaration"
+        line, column = _end(part, at)
+        message = f"{end} ends in the middle of a declaration"
         hint = f"expected {_expected(set(exc.expected))}; close what is open"
     else:  # pragma: no cover - Lark raises only the three above
         message, hint = str(exc), "fix the syntax"
@@ -193,9 +200,10 @@ def text_char(text: str, line: int, column: int) -> str:
     return row[column - 1] if 0 < column <= len(row) else ""
 
 
-def _end(text: str, at: tuple[int, int]) -> tuple[int, int]:
-    lines = text.rstrip().splitlines() or [""]
-    return len(lines), len(lines[-1]) + 1
+def _end(part: str, at: tuple[int, int]) -> tuple[int, int]:
+    """Where the parsed text ends (past its last character), in the script."""
+    lines = part.rstrip().splitlines() or [""]
+    return _shift(at, len(lines), len(lines[-1]) + 1)
 
 
 def _shift(at: tuple[int, int], line: int, column: int) -> tuple[int, int]:

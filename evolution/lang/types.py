@@ -211,3 +211,9 @@ def join(a: Ty, b: Ty) -> Ty | None:
 def numeric(ty: Ty) -> bool:
     """An int or a float (or ``any``)."""
     return ty in (INT, FLOAT, ANY)
+
+
+def a(ty: object) -> str:
+    """``a str``, ``an int``: a type with its article, for messages."""
+    text = str(ty)
+    return f"{'an' if text[:1] in 'aeiouAEIOU' else 'a'} {text}"
