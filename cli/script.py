@@ -8,11 +8,15 @@ every error with its line and a caret, or ``ok: N blocks, M tune parameters``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cli.common import console, err_console, handle_errors
 from evolution.errors import ConfigError, ScriptError
+
+if TYPE_CHECKING:
+    from evolution.lang.ast import Program
 
 
 def read_script(path: Path) -> str:
@@ -27,24 +31,23 @@ def read_script(path: Path) -> str:
         ) from None
 
 
-def missing_genomes(program: object, base: Path) -> list[ScriptError]:
+def missing_genomes(program: Program, base: Path) -> list[ScriptError]:
     """``genome NAME from "path"`` whose manifest is not there (relative to the script)."""
     from evolution.lang import ast as A
     from evolution.lang.parser import error_at
 
-    assert isinstance(program, A.Program)
     found: list[ScriptError] = []
     for decl in program.decls:
-        if isinstance(decl, A.GenomeDecl) and decl.path is not None:
-            if decl.path.endswith(".toml") and not (base / decl.path).is_file():
-                found.append(
-                    error_at(
-                        program.text,
-                        decl.pos,
-                        f"no genome manifest at {decl.path} (relative to the script's folder)",
-                        "point at an existing genome.toml, relative to the .tars file",
-                    )
+        path = decl.path if isinstance(decl, A.GenomeDecl) else None
+        if path is not None and path.endswith(".toml") and not (base / path).is_file():
+            found.append(
+                error_at(
+                    program.text,
+                    decl.pos,
+                    f"no genome manifest at {path} (relative to the script's folder)",
+                    "point at an existing genome.toml, relative to the .tars file",
                 )
+            )
     return found
 
 
@@ -81,5 +84,7 @@ def _styled(error: ScriptError) -> str:
     where, _, what = first.partition(": error: ")
     lines = [f"[bold]{escape(where)}[/]: [bold red]error:[/] {escape(what)}"]
     for line in rest:
-        lines.append(f"[cyan]{escape(line)}[/]" if line.lstrip().startswith("fix:") else escape(line))
+        lines.append(
+            f"[cyan]{escape(line)}[/]" if line.lstrip().startswith("fix:") else escape(line)
+        )
     return "\n".join(lines)

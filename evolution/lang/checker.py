@@ -32,6 +32,7 @@ from evolution.lang.types import (
     Ty,
     TypeTable,
     UnionDef,
+    a,
     assignable,
     new_table,
 )
@@ -184,14 +185,14 @@ class _Checker(DeclChecker):
         if value == UNIT and sig.result != UNIT:
             self.error(
                 where,
-                f"{decl.name} must give a {sig.result}: this gives no value",
+                f"{decl.name} must give {a(sig.result)}: this gives no value",
                 "end the body with a value or a `return`",
             )
         elif value != ANY and not assignable(value, sig.result):
             self.error(
                 where,
                 f"{decl.name} gives {value}, declared {sig.result}",
-                f"give a {sig.result}, or change the declared result",
+                f"give {a(sig.result)}, or change the declared result",
             )
         self.ret = None
 
