@@ -9,17 +9,16 @@ text) are parsed here too, with positions in the script, not in the string.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Tree
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
     UnexpectedInput,
     UnexpectedToken,
-    VisitError,
 )
 from lark.lexer import PatternStr
 
@@ -94,13 +93,18 @@ def parse_expr(text: str, file: str, text_all: str, at: tuple[int, int]) -> A.Ex
 
 
 def _build(builder: _Builder, tree: Any) -> Any:
-    """Run the builder; a ScriptError raised inside it (a bad hole) leaves Lark's wrapper."""
-    try:
-        return builder.transform(tree)
-    except VisitError as exc:
-        if isinstance(exc.orig_exc, ScriptError):
-            raise exc.orig_exc from None
-        raise
+    """Run the builder over Lark's tree, bottom-up (one method per rule, named after it).
+
+    A plain walk rather than Lark's ``Transformer``: its per-call wrappers cost a third of
+    the whole check on a large script (bench/bench_lang.py).
+    """
+    rules = builder.rules
+
+    def walk(node: Tree[Token]) -> Any:
+        children = [walk(c) if isinstance(c, Tree) else c for c in node.children]
+        return rules[node.data](node.meta, children)
+
+    return walk(tree)
 
 
 def line_of(text: str, line: int) -> str:
@@ -211,17 +215,20 @@ def _shift(at: tuple[int, int], line: int, column: int) -> tuple[int, int]:
     return at[0] + line - 1, column + (at[1] - 1 if line == 1 else 0)
 
 
-@v_args(meta=True)
-class _Builder(Transformer[Token, Any]):
+class _Builder:
     """Lark's tree to the AST; one method per grammar rule, named after it."""
 
     def __init__(self, file: str, text: str, at: tuple[int, int]) -> None:
-        super().__init__()
         self.file = file
         self.text = text
         self.at = at
+        self.rules: dict[str, Callable[[Any, list[Any]], Any]] = {
+            name: getattr(self, name) for name in _RULES
+        }
 
     def _pos(self, line: int, column: int) -> A.Pos:
+        if self.at == (1, 1):
+            return A.Pos(self.file, line, column)
         return A.Pos(self.file, *_shift(self.at, line, column))
 
     def _m(self, meta: Any) -> A.Pos:
@@ -426,3 +433,11 @@ class _Builder(Transformer[Token, Any]):
         tok = c[0]
         pos = self._t(tok)
         return A.Str(pos, split_holes(str(tok), pos, self.text))
+
+
+#: The grammar's rules that build a node (the names of :class:`_Builder`'s methods).
+_RULES = tuple(
+    name
+    for name in vars(_Builder)
+    if not name.startswith("_") and callable(getattr(_Builder, name))
+)

@@ -7,6 +7,8 @@ are those in the script, so an error in ``{h.cod}`` points at ``h`` on its own l
 
 from __future__ import annotations
 
+import re
+
 from evolution.lang import ast as A
 
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "{": "{", "}": "}"}
@@ -14,7 +16,7 @@ _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "{": "{", "}": "}"}
 
 def split_holes(token: str, pos: A.Pos, text: str) -> tuple[str | A.Expr, ...]:
     """The parts of a string token (quotes included) starting at ``pos`` in ``text``."""
-    from evolution.lang.parser import error_at, parse_expr
+    from evolution.lang.parser import error_at
 
     quote = 3 if token.startswith('"""') else 1
     body = token[quote:-quote]
@@ -59,7 +61,7 @@ def split_holes(token: str, pos: A.Pos, text: str) -> tuple[str | A.Expr, ...]:
             if chunk:
                 parts.append("".join(chunk))
                 chunk = []
-            parts.append(parse_expr(inner, pos.file, text, (line, column + 1)))
+            parts.append(_hole(inner, pos.file, text, (line, column + 1)))
             column += end - i + 1
             i = end + 1
             continue
@@ -72,6 +74,27 @@ def split_holes(token: str, pos: A.Pos, text: str) -> tuple[str | A.Expr, ...]:
     if chunk or not parts:
         parts.append("".join(chunk))
     return tuple(parts)
+
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_KEYWORDS = frozenset({"true", "false", "none", "not", "and", "or", "in", "if", "match"})
+
+
+def _hole(inner: str, file: str, text: str, at: tuple[int, int]) -> A.Expr:
+    """A hole's expression; ``{h.code}`` (names and fields, the common case) without Lark."""
+    from evolution.lang.parser import parse_expr
+
+    stripped = inner.strip()
+    if _DOTTED.fullmatch(stripped) and not set(stripped.split(".")) & _KEYWORDS:
+        line, column = at[0], at[1] + len(inner) - len(inner.lstrip())
+        first, *rest = stripped.split(".")
+        expr: A.Expr = A.Name(A.Pos(file, line, column), first)
+        column += len(first) + 1
+        for name in rest:
+            expr = A.Field(A.Pos(file, line, column), expr, name)
+            column += len(name) + 1
+        return expr
+    return parse_expr(inner, file, text, at)
 
 
 def _hole_end(body: str, start: int) -> int:
