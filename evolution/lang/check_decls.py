@@ -9,6 +9,15 @@ from __future__ import annotations
 from evolution.lang import ast as A
 from evolution.lang.check_base import Scope, did_you_mean, literal
 from evolution.lang.check_expr import ExprChecker
+from evolution.lang.schema import (
+    EVENTS,
+    EVOLVE_KEYS,
+    FORMATS,
+    GENOME_KEYS,
+    GENOME_REQUIRED,
+    GROUPS,
+    LOCATED,
+)
 from evolution.lang.types import (
     ANY,
     BOOL,
@@ -26,58 +35,6 @@ from evolution.lang.types import (
     a,
     assignable,
 )
-
-#: Source kinds: how many type arguments, whether the first is a format, and the formats.
-_FORMATS = {"file": ("jsonl", "json", "csv"), "http": ("json", "jsonl")}
-_LOCATED = ("file", "csv", "http", "any")  # `= "location"`; sql and mcp take arguments
-
-#: Settings of an `evolve` block and of its groups: key -> type.
-EVOLVE_KEYS: dict[str, Ty] = {
-    "functions": ListT(STR),
-    "mutators": ListT(STR),
-    "models": ListT(STR),
-    "prompt": ANY,  # a prompt block, checked on its own
-    "cycles": INT,
-    "candidates": INT,
-    "seed": INT,
-    "llm": STR,  # the llm.yml of the models (docs/llm.md), relative to the script
-    "input": ANY,  # a source whose records the benchmark reads, checked on its own
-    "improve_self": BOOL,  # evolve the script's own `tune` parameters too
-}
-GROUPS: dict[str, dict[str, Ty]] = {
-    "fitness": {"metric": STR, "direction": STR, "threshold": FLOAT, "confidence": FLOAT},
-    "limits": {
-        "wall_seconds": FLOAT,
-        "memory_mb": INT,
-        "peak_memory_mb": FLOAT,
-        "budget_tokens": INT,
-        "max_requests": INT,
-    },
-    "approve": {
-        "max_patch_lines": INT,
-        "new_imports": BOOL,
-        "protected": BOOL,
-        "model": BOOL,
-        "above": FLOAT,
-    },
-}
-#: Events a campaign's `on` handlers may follow, and the value each hands in.
-EVENTS: dict[str, Ty] = {
-    "candidate": Named("Candidate"),
-    "verdict": Named("Verdict"),
-    "rollout": Named("Rollout"),
-    "done": Named("Genome"),
-}
-GENOME_KEYS: dict[str, Ty] = {
-    "sources": ListT(STR),
-    "test": STR,
-    "bench": STR,
-    "metric": STR,
-    "direction": STR,
-    "description": STR,
-    "threshold": FLOAT,
-}
-GENOME_REQUIRED = ("sources", "test", "bench", "metric", "direction")
 
 
 class DeclChecker(ExprChecker):
@@ -107,7 +64,7 @@ class DeclChecker(ExprChecker):
         return OptT(data) if ref.optional else data
 
     def _formatted(self, ref: A.TypeRef) -> Ty:
-        formats = _FORMATS[ref.name]
+        formats = FORMATS[ref.name]
         if len(ref.args) != 2 or ref.args[0].name not in formats:
             return self.error(
                 ref.pos,
@@ -142,7 +99,7 @@ class DeclChecker(ExprChecker):
                 return
 
     def _where(self, decl: A.SourceDecl, kind: str) -> None:
-        if kind in _LOCATED:
+        if kind in LOCATED:
             if decl.location is None:
                 self.error(
                     decl.pos,

@@ -15,16 +15,12 @@ from typing import Any
 
 from lark import Lark, Token, Tree
 from lark.exceptions import (
-    UnexpectedCharacters,
-    UnexpectedEOF,
     UnexpectedInput,
-    UnexpectedToken,
 )
-from lark.lexer import PatternStr
 
-from evolution.errors import ScriptError
 from evolution.lang import ast as A
 from evolution.lang.grammar import GRAMMAR
+from evolution.lang.syntax_errors import error_at, shift, translate
 
 
 class _Newlines:
@@ -77,7 +73,7 @@ def parse(text: str, file: str = "<script>") -> A.Program:
     try:
         tree = _lark().parse(text, start="start")
     except UnexpectedInput as exc:
-        raise _translate(exc, text, file, (1, 1)) from None
+        raise translate(exc, text, file, (1, 1)) from None
     decls = _build(_Builder(file, text, (1, 1)), tree)
     return A.Program(file=file, decls=tuple(decls), text=text)
 
@@ -87,7 +83,7 @@ def parse_expr(text: str, file: str, text_all: str, at: tuple[int, int]) -> A.Ex
     try:
         tree = _lark().parse(text, start="expr")
     except UnexpectedInput as exc:
-        raise _translate(exc, text_all, file, at, part=text) from None
+        raise translate(exc, text_all, file, at, part=text) from None
     result: A.Expr = _build(_Builder(file, text_all, at), tree)
     return result
 
@@ -107,114 +103,6 @@ def _build(builder: _Builder, tree: Any) -> Any:
     return walk(tree)
 
 
-def line_of(text: str, line: int) -> str:
-    """The text of a 1-based line (empty past the end)."""
-    lines = text.splitlines()
-    return lines[line - 1] if 0 < line <= len(lines) else ""
-
-
-def error_at(text: str, pos: A.Pos, message: str, hint: str) -> ScriptError:
-    """A :class:`ScriptError` at ``pos``, carrying the line's text for the caret."""
-    return ScriptError(
-        message,
-        file=pos.file,
-        line=pos.line,
-        column=pos.column,
-        hint=hint,
-        line_text=line_of(text, pos.line),
-    )
-
-
-_WORDS = {
-    "NAME": "a name",
-    "INT": "a number",
-    "FLOAT": "a number",
-    "STRING": "a string",
-    "LONG_STRING": 'a """text""" block',
-    "_NL": "the end of the line",
-    "$END": "the end of the script",
-    "MUL": "`*`, `/` or `%`",
-    "QMARK": "`?`",
-}
-
-
-def _word(name: str) -> str:
-    if name in _WORDS:
-        return _WORDS[name]
-    try:
-        pattern = _lark().get_terminal(name).pattern
-    except KeyError:
-        return name.lower()
-    return f"`{pattern.value}`" if isinstance(pattern, PatternStr) else name.lower()
-
-
-def _expected(names: set[str] | frozenset[str]) -> str:
-    words = sorted({_word(n) for n in names})
-    if len(words) > 8:
-        return ", ".join(words[:8]) + ", …"
-    return ", ".join(words) or "nothing"
-
-
-def _translate(
-    exc: UnexpectedInput, text: str, file: str, at: tuple[int, int], part: str | None = None
-) -> ScriptError:
-    """Lark's error as a :class:`ScriptError`: position, what was found, what was expected.
-
-    ``part`` is the text parsed when it is a string's hole (starting at ``at``), not the script.
-    """
-    end = "the hole" if part is not None else "the script"
-    part = text if part is None else part
-    line, column = _shift(at, getattr(exc, "line", 1) or 1, getattr(exc, "column", 1) or 1)
-    if isinstance(exc, UnexpectedCharacters):
-        char = text_char(text, line, column)
-        message = f"unexpected character {char!r}"
-        hint = f"expected {_expected(exc.allowed or set())} here"
-        if char == '"':
-            hint = (
-                'a string ends on its line: close it with `"`, or use """…""" for text over lines'
-            )
-    elif isinstance(exc, UnexpectedToken):
-        found = _found(exc.token).replace("the script", end)
-        if exc.token.type == "$END":
-            line, column = _end(part, at)
-        message = f"unexpected {found}"
-        hint = f"expected {_expected(exc.expected)} here"
-    elif isinstance(exc, UnexpectedEOF):
-        line, column = _end(part, at)
-        message = f"{end} ends in the middle of a declaration"
-        hint = f"expected {_expected(set(exc.expected))}; close what is open"
-    else:  # pragma: no cover - Lark raises only the three above
-        message, hint = str(exc), "fix the syntax"
-    return ScriptError(
-        message, file=file, line=line, column=column, hint=hint, line_text=line_of(text, line)
-    )
-
-
-def _found(tok: Token) -> str:
-    if tok.type == "$END":
-        return "end of the script"
-    if tok.type == "_NL":
-        return "end of the line"
-    return f"{_word(tok.type)} {str(tok)!r}" if tok.type in _WORDS else f"`{tok}`"
-
-
-def text_char(text: str, line: int, column: int) -> str:
-    """The character at a 1-based line and column (empty past the end)."""
-    row = line_of(text, line)
-    return row[column - 1] if 0 < column <= len(row) else ""
-
-
-def _end(part: str, at: tuple[int, int]) -> tuple[int, int]:
-    """Where the parsed text ends (past its last character), in the script."""
-    lines = part.rstrip().splitlines() or [""]
-    return _shift(at, len(lines), len(lines[-1]) + 1)
-
-
-def _shift(at: tuple[int, int], line: int, column: int) -> tuple[int, int]:
-    """A position inside a hole's text moved to where the hole is in the script."""
-    return at[0] + line - 1, column + (at[1] - 1 if line == 1 else 0)
-
-
 class _Builder:
     """Lark's tree to the AST; one method per grammar rule, named after it."""
 
@@ -229,7 +117,7 @@ class _Builder:
     def _pos(self, line: int, column: int) -> A.Pos:
         if self.at == (1, 1):
             return A.Pos(self.file, line, column)
-        return A.Pos(self.file, *_shift(self.at, line, column))
+        return A.Pos(self.file, *shift(self.at, line, column))
 
     def _m(self, meta: Any) -> A.Pos:
         return self._pos(meta.line, meta.column)
