@@ -442,3 +442,23 @@ def test_the_checker_reports_the_script_s_structure() -> None:
 def test_one_mistake_is_one_error() -> None:
     """A broken part is ``any`` afterwards, so its uses do not pile more errors on."""
     assert errors("let a = nope\nlet b = a.x + 1\nlet c = b.y\n") == ["1:9 unknown name `nope`"]
+
+
+# ---------------------------------------------------------------- the documentation
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "language.md"
+
+
+def test_the_documented_grammar_is_the_grammar() -> None:
+    from evolution.lang.grammar import GRAMMAR
+
+    text = DOC.read_text()
+    block = text[text.index("```lark\n") + len("```lark\n") :]
+    assert block[: block.index("```")].strip() == GRAMMAR.strip()
+
+
+def test_the_documented_script_checks() -> None:
+    text = DOC.read_text()
+    block = text[text.index("```tars\n") + len("```tars\n") :]
+    checked = check_source(block[: block.index("```")], "doc.tars")
+    assert checked.ok, [e.render() for e in checked.errors]
