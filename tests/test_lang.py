@@ -462,3 +462,17 @@ def test_the_documented_script_checks() -> None:
     block = text[text.index("```tars\n") + len("```tars\n") :]
     checked = check_source(block[: block.index("```")], "doc.tars")
     assert checked.ok, [e.render() for e in checked.errors]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("let x = " + " + ".join(["1"] * 5000), "nests too deeply"),
+        ("let x = " + "[" * 2000 + "]" * 2000, "nests too deeply"),
+        ("let x = " + "7" * 5000, "a number of over 100 digits"),
+        ("fn f(x: int) -> int = match x { -" + "9" * 200 + " -> 1\n _ -> 2 }", "over 100 digits"),
+    ],
+)
+def test_hostile_scripts_are_errors_not_crashes(text: str, fragment: str) -> None:
+    checked = check_source(text, "hostile.tars")
+    assert len(checked.errors) == 1 and fragment in checked.errors[0].message

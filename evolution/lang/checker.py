@@ -20,7 +20,7 @@ from evolution.lang.check_base import Scope, did_you_mean
 from evolution.lang.check_decls import DeclChecker
 from evolution.lang.check_expr import BUILTINS
 from evolution.lang.introspect import ScriptInfo, describe
-from evolution.lang.parser import parse
+from evolution.lang.parser import parse, too_deep
 from evolution.lang.types import (
     ANY,
     PRIMS,
@@ -66,7 +66,10 @@ def check_source(text: str, file: str = "<script>") -> Checked:
 def check(program: A.Program) -> Checked:
     """Check a parsed script; the errors come in the order of their position."""
     checker = _Checker(program, new_table())
-    checker.run()
+    try:
+        checker.run()
+    except RecursionError:
+        checker.errors.append(too_deep(program.text, program.file))
     errors = sorted(checker.errors, key=lambda e: (e.line, e.column))
     return Checked(program, tuple(errors), checker.table, checker.globals, describe(program))
 

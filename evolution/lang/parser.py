@@ -18,6 +18,7 @@ from lark.exceptions import (
     UnexpectedInput,
 )
 
+from evolution.errors import ScriptError
 from evolution.lang import ast as A
 from evolution.lang.grammar import GRAMMAR
 from evolution.lang.syntax_errors import error_at, shift, translate
@@ -72,10 +73,22 @@ def parse(text: str, file: str = "<script>") -> A.Program:
     """Parse a whole script; raise :class:`ScriptError` at the first syntax error."""
     try:
         tree = _lark().parse(text, start="start")
+        decls = _build(_Builder(file, text, (1, 1)), tree)
     except UnexpectedInput as exc:
         raise translate(exc, text, file, (1, 1)) from None
-    decls = _build(_Builder(file, text, (1, 1)), tree)
+    except RecursionError:
+        raise too_deep(text, file) from None
     return A.Program(file=file, decls=tuple(decls), text=text)
+
+
+def too_deep(text: str, file: str) -> ScriptError:
+    """A script nested deeper than Python's stack allows: an error, never a crash."""
+    return error_at(
+        text,
+        A.Pos(file, 1, 1),
+        "the script nests too deeply to be read (thousands of levels)",
+        "split the long expression or the nested lists into `let` steps",
+    )
 
 
 def parse_expr(text: str, file: str, text_all: str, at: tuple[int, int]) -> A.Expr:
@@ -118,6 +131,13 @@ class _Builder:
         if self.at == (1, 1):
             return A.Pos(self.file, line, column)
         return A.Pos(self.file, *shift(self.at, line, column))
+
+    def _int(self, tok: Token) -> int:
+        if len(tok) > 100:  # Python refuses over 4,300 digits; no script needs 100
+            raise error_at(
+                self.text, self._t(tok), "a number of over 100 digits", "write a smaller number"
+            )
+        return int(tok)
 
     def _m(self, meta: Any) -> A.Pos:
         return self._pos(meta.line, meta.column)
@@ -262,7 +282,7 @@ class _Builder:
 
     def negative_pattern(self, meta: Any, c: list[Any]) -> A.LitPat:
         tok = c[1]
-        value = -float(tok) if tok.type == "FLOAT" else -int(tok)
+        value = -float(tok) if tok.type == "FLOAT" else -self._int(tok)
         return A.LitPat(self._t(c[0]), value)
 
     def binop(self, meta: Any, c: list[Any]) -> A.BinOp:
@@ -306,7 +326,7 @@ class _Builder:
         pos = self._t(tok)
         kind = tok.type
         if kind == "INT":
-            return A.IntLit(pos, int(tok))
+            return A.IntLit(pos, self._int(tok))
         if kind == "FLOAT":
             return A.FloatLit(pos, float(tok))
         if kind in ("TRUE", "FALSE"):
