@@ -16,6 +16,7 @@ from evolution.lang.types import (
     BOOL,
     FLOAT,
     INT,
+    NEVER,
     NONE,
     STR,
     UNIT,
@@ -99,7 +100,7 @@ class ExprChecker(OpsChecker):
             self.error(
                 pos, f"returns {value}, the function gives {self.ret}", "return a fitting value"
             )
-        return UNIT
+        return NEVER
 
     def action(self, stmt: A.Deploy | A.Notify | A.Stop, scope: Scope) -> Ty:
         """``deploy``, ``notify`` and ``stop``: what they take."""

@@ -76,6 +76,8 @@ Ty = Prim | ListT | MapT | OptT | Named | FnT
 
 INT, FLOAT, STR, BOOL = Prim("int"), Prim("float"), Prim("str"), Prim("bool")
 NONE, ANY, UNIT = Prim("none"), Prim("any"), Prim("unit")
+#: what a ``return`` gives where it stands: control never goes on, so it fits anything
+NEVER = Prim("never")
 PRIMS = {"int": INT, "float": FLOAT, "str": STR, "bool": BOOL, "any": ANY}
 SCALARS = (INT, FLOAT, STR, BOOL)
 
@@ -180,7 +182,7 @@ def assignable(src: Ty, dst: Ty) -> bool:
     ``any`` goes both ways (a loose source's data); an int is a float; a T or ``none`` is a
     ``T?``; an empty list or map (element ``any``) fits any list or map.
     """
-    if src == dst or ANY in (src, dst):
+    if src in (dst, NEVER) or ANY in (src, dst):
         return True
     if src == INT and dst == FLOAT:
         return True
@@ -197,6 +199,8 @@ def assignable(src: Ty, dst: Ty) -> bool:
 
 def join(a: Ty, b: Ty) -> Ty | None:
     """The one type two branches' values share (for ``if`` and ``match``), or None."""
+    if a == NEVER:
+        return b
     if assignable(a, b):
         return b
     if assignable(b, a):
