@@ -479,5 +479,8 @@ def test_hostile_scripts_are_errors_not_crashes(text: str, fragment: str) -> Non
 
 
 def test_arms_that_return_give_the_function_s_result() -> None:
-    ok(UNION + "fn f(o: Outcome) -> int {\n  match o {\n    Same -> { return 1 }\n    _ -> 2\n  }\n}\n")
+    ok(
+        UNION
+        + "fn f(o: Outcome) -> int {\n  match o {\n    Same -> { return 1 }\n    _ -> 2\n  }\n}\n"
+    )
     ok(UNION + "fn f(o: Outcome) -> int {\n  if o == Same { return 1 } else { return 2 }\n}\n")
