@@ -484,3 +484,31 @@ def test_arms_that_return_give_the_function_s_result() -> None:
         + "fn f(o: Outcome) -> int {\n  match o {\n    Same -> { return 1 }\n    _ -> 2\n  }\n}\n"
     )
     ok(UNION + "fn f(o: Outcome) -> int {\n  if o == Same { return 1 } else { return 2 }\n}\n")
+
+
+def test_the_language_is_pure() -> None:
+    """evolution/lang reads no file, socket or clock: the CLI and the interpreter hand text in."""
+    import ast as python_ast
+
+    impure = {
+        "os",
+        "socket",
+        "time",
+        "subprocess",
+        "pathlib",
+        "io",
+        "threading",
+        "datetime",
+        "random",
+        "shutil",
+    }
+    root = Path(__file__).resolve().parents[1] / "evolution" / "lang"
+    for path in sorted(root.glob("*.py")):
+        found: set[str] = set()
+        for node in python_ast.walk(python_ast.parse(path.read_text())):
+            if isinstance(node, python_ast.Import):
+                found.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, python_ast.ImportFrom) and node.module:
+                found.add(node.module.split(".")[0])
+        assert not found & impure, f"{path.name} imports {sorted(found & impure)}"
+        assert "open(" not in path.read_text().replace("reopen(", ""), path.name

@@ -58,8 +58,13 @@ def _word(name: str) -> str:
     return f"`{pattern.value}`" if isinstance(pattern, PatternStr) else name.lower()
 
 
+#: Shown first when expected: what closes a bracket or ends a line is the likely fix.
+_FIRST = ("RPAR", "RSQB", "RBRACE", "_NL", "$END")
+
+
 def _expected(names: set[str] | frozenset[str]) -> str:
-    words = sorted({_word(n) for n in names})
+    first = [_word(n) for n in _FIRST if n in names]
+    words = first + sorted({_word(n) for n in names if n not in _FIRST})
     if len(words) > 8:
         return ", ".join(words[:8]) + ", …"
     return ", ".join(words) or "nothing"
