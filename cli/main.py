@@ -14,6 +14,7 @@ from cli.common import DEFAULT_STORE, PlainGroup, console, handle_errors, open_s
 from cli.dashboard import dashboard as _dashboard
 from cli.log import resolve_version
 from cli.mcp_command import mcp
+from cli.script import check as _check
 from evolution.errors import PolicyError
 from evolution.tree import short, version_id
 
@@ -34,6 +35,7 @@ app.command("call")(service.call)
 app.command("load")(service.load)
 app.command("mcp")(mcp)
 app.command("dashboard")(_dashboard)
+app.command("check")(_check)
 
 StoreOpt = typer.Option(
     str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL"

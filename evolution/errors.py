@@ -137,3 +137,47 @@ class BadCallError(ServiceError):
 
 class RolloutError(TarsError):
     """A rollout cannot start or go on (no service, green not ready, an unknown rollout)."""
+
+
+class ScriptError(TarsError):
+    """A `.tars` script is wrong: a parse, type or runtime error at one place in it.
+
+    Carries the file, the 1-based line and column, and the text of that line, so the CLI
+    (or a test, or the interpreter) can show the line with a caret under the column.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        line: int,
+        column: int,
+        hint: str | None = None,
+        line_text: str = "",
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.file = file
+        self.line = line
+        self.column = column
+        self.line_text = line_text
+
+    @property
+    def where(self) -> str:
+        """``file:line:column``, the way editors and compilers say it."""
+        return f"{self.file}:{self.line}:{self.column}"
+
+    def __str__(self) -> str:
+        return f"{self.where}: {super().__str__()}"
+
+    def render(self) -> str:
+        """The error as a compiler shows it: where, what, the line, a caret, the fix."""
+        out = [f"{self.where}: error: {self.message}"]
+        if self.line_text:
+            number = str(self.line)
+            text = self.line_text.rstrip("\n").expandtabs(1)
+            out.append(f" {number} | {text}")
+            out.append(f" {' ' * len(number)} | {' ' * max(self.column - 1, 0)}^")
+        if self.hint:
+            out.append(f"  fix: {self.hint}")
+        return "\n".join(out)
