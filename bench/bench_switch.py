@@ -24,9 +24,15 @@ Reported per round and as medians over the rounds:
   node's process, as this benchmark did before: its loop then shares the GIL with the
   front and the switch);
 - ``raw_process_s``: in the same run, starting and ending a bare ``python -c pass``
-  (the floor under starting any worker process).
+  (the floor under starting any worker process);
+- with ``--containers``: every pool is a new container of the node image
+  (docs/service.md, "Workers in containers"; goal ≤ 3 s to 100 % green), and
+  ``raw_container_s`` is, in the same run, creating, starting and removing a bare
+  container of the same image through the same engine (the floor under any green
+  container).
 
-Usage: ``python bench/bench_switch.py [--rounds N] [--rate R] [--window S]``.
+Usage: ``python bench/bench_switch.py [--rounds N] [--rate R] [--window S] [--containers]``
+(``--containers`` needs ``DOCKER_HOST``; it builds the node image unless ``--image TAG``).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from evolution.latency import percentile  # noqa: E402
 from evolution.tree import version_id  # noqa: E402
 from runtime.genome_files import load_genome  # noqa: E402
 from runtime.sandbox import Sandbox  # noqa: E402
+from runtime.service.contained import ContainerSpec  # noqa: E402
 from runtime.service.front import Front  # noqa: E402
 from runtime.service.router import Router  # noqa: E402
 
@@ -146,12 +153,37 @@ class _InProcess:
         return json.dumps(self.rows), ""
 
 
-def run(rounds: int, rate: float, window: float, in_process: bool = False) -> dict[str, Any]:
+def containers(image: str | None) -> tuple[ContainerSpec, Any]:
+    """The engine of ``DOCKER_HOST`` and the node image (built unless given)."""
+    import docker
+
+    from runtime.docker_image import ensure_image
+
+    engine = docker.from_env()
+    tag = image or ensure_image(engine)
+    labels = {"tars.cluster": "bench-switch"}
+    return ContainerSpec(engine=lambda: engine, image=lambda: tag, labels=labels), engine
+
+
+def raw_container(engine: Any, image: str) -> float:
+    """Create, start and remove a bare container of ``image`` (waiting for it to run)."""
+    began = time.perf_counter()
+    box = engine.containers.run(image, ["python", "-c", "pass"], detach=True, network_mode="none")
+    box.wait(timeout=60)
+    box.remove(force=True)
+    return time.perf_counter() - began
+
+
+def run(
+    rounds: int, rate: float, window: float, in_process: bool = False, image: str | None = None,
+    in_containers: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     _, tree = load_genome(SVC)
     period = 3 * window
     results: list[dict[str, Any]] = []
+    spec, engine = containers(image) if in_containers else (None, None)
     with tempfile.TemporaryDirectory() as tmp, Sandbox(Path(tmp) / "sandbox") as sandbox:
-        router = Router(sandbox)
+        router = Router(sandbox, containers=spec)
         front = Front(router, "bench")
         load: Any = None
         try:
@@ -198,7 +230,17 @@ def run(rounds: int, rate: float, window: float, in_process: bool = False) -> di
             "noise_ratio": round(p99_b / p99_a, 3),
         })  # fmt: skip
         print(f"round {number + 1}: {results[-1]}", file=sys.stderr)
-    return {**summary(results, rate, window), "load": "in-process" if in_process else "child"}
+    found = {**summary(results, rate, window), "load": "in-process" if in_process else "child"}
+    if spec is None:
+        return found
+    raw = statistics.median(raw_container(engine, spec.image()) for _ in range(3))
+    switch_median = found["switch_s_median"]
+    return {
+        **found, "workers": "containers", "image": spec.image(),
+        "raw_container_s": round(raw, 4), "switch_over_raw_container": round(switch_median / raw, 2),
+        "goals": {**found["goals"], "switch_s": 3.0},
+        "goals_met": {**found["goals_met"], "switch_s": switch_median <= 3.0},
+    }  # fmt: skip
 
 
 def summary(results: list[dict[str, Any]], rate: float, window: float) -> dict[str, Any]:
@@ -241,12 +283,16 @@ def main() -> None:
                         help="drive the load from a thread of this process (as before)")  # fmt: skip
     parser.add_argument("--client", nargs=4, metavar=("URL", "RATE", "SECONDS", "AT"),
                         help="internal: the load's child process")  # fmt: skip
+    parser.add_argument("--containers", action="store_true",
+                        help="every pool in a new container of the node image")  # fmt: skip
+    parser.add_argument("--image", default=None, help="the node image (default: build it)")
     args = parser.parse_args()
     if args.client:
         url, rate, seconds, at = args.client
         client_main(url, float(rate), float(seconds), float(at))
         return
-    print(json.dumps(run(args.rounds, args.rate, args.window, args.in_process)))
+    found = run(args.rounds, args.rate, args.window, args.in_process, args.image, args.containers)
+    print(json.dumps(found))
 
 
 if __name__ == "__main__":
