@@ -311,10 +311,10 @@ def _warm(pool: WorkerPool, manifest: Manifest, timeout: float) -> None:
     """
     assert manifest.service is not None
     waiting: list[Future[Reply]] = [
-        pool.call(spec.module, spec.function, dict(spec.example))
+        future
         for spec in manifest.service.functions.values()
-        for _ in range(max(1, len(pool.workers)))
-    ]  # least busy first: each worker gets its share
+        for future in pool.on_each(spec.module, spec.function, dict(spec.example))
+    ]
     deadline = time.monotonic() + timeout
     for future in waiting:
         try:

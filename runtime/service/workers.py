@@ -238,6 +238,20 @@ class WorkerPool:
         self.submit(module, function, kwargs, future.set_result)
         return future
 
+    def on_each(self, module: str, function: str, kwargs: dict[str, Any]) -> list[Future[Reply]]:
+        """The call once on every ready worker (a green's warm-up: each worker pays its own
+        first pass over a function, never a live caller); a worker that dies meanwhile
+        answers as for any call."""
+        futures: list[Future[Reply]] = []
+        with self._lock:
+            for worker in [w for w in self.workers if w.ready and w.alive]:
+                future: Future[Reply] = Future()
+                call = Call(module, function, dict(kwargs), future.set_result,
+                            time.monotonic() + self.call_timeout, attempts=1)  # fmt: skip
+                if worker.send(call):
+                    futures.append(future)
+        return futures
+
     def _place(self, call: Call) -> None:
         """Under the lock: the least busy ready worker, else the backlog."""
         ready = [w for w in self.workers if w.ready and w.alive]
