@@ -28,7 +28,7 @@ Scope = dict[str, Any]
 class Host(Protocol):
     """What a script asks of the world; ``runtime.lang.host`` is the real one."""
 
-    def source(self, decl: A.SourceDecl, ty: Ty) -> Any:
+    def source(self, decl: A.SourceDecl, ty: Ty, location: Any, args: list[Any]) -> Any:
         """A data source's records, read and validated against ``ty``."""
 
     def genome(self, decl: A.GenomeDecl) -> Rec:
@@ -157,7 +157,9 @@ class Interpreter:
         if isinstance(decl, A.Let):
             return self.expr(decl.value, {})
         if isinstance(decl, A.SourceDecl):
-            return self.host.source(decl, self.source_type(decl))
+            where = None if decl.location is None else self.expr(decl.location, {})
+            args = [self.expr(a.value, {}) for a in decl.args]
+            return self.host.source(decl, self.source_type(decl), where, args)
         if isinstance(decl, A.GenomeDecl):
             return self.host.genome(decl)
         raise AssertionError(f"not a value: {decl}")  # records and unions are types

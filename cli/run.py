@@ -1,0 +1,70 @@
+"""`tars run FILE.tars`: type-check a script (the errors of `tars check`), then run it.
+
+Top-level ``let``s are computed in order (reading the sources they use), then each
+``evolve`` campaign runs in the script's order on one node's store (``--store``), with
+its handlers (:mod:`cli.run_campaign`).  A failing script stops at its first runtime
+error, shown as `tars check` shows errors; what the engine wrote before (whole cycles)
+stays, nothing half-written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cli.common import DEFAULT_STORE, console, err_console, handle_errors
+from cli.node import WEAK_HELP
+from cli.script import _styled, missing_genomes, read_script
+from evolution.errors import ScriptError
+
+
+@handle_errors
+def run(
+    script: Path = typer.Argument(..., help="the .tars script to run"),
+    store: str = typer.Option(
+        str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL"
+    ),
+    notify: str | None = typer.Option(
+        None, "--notify", help="http(s) URL: each `notify` is also POSTed there as JSON"
+    ),
+    workdir: Path = typer.Option(Path(".tars"), "--workdir", help="the node's work folder"),
+    weak: bool = typer.Option(False, "--accept-weak-isolation", help=WEAK_HELP),
+) -> None:
+    """Type-check a .tars script, then run it: its lets, sources, prompts and campaigns."""
+    from cli.run_campaign import Campaign
+    from evolution.lang import ast as A
+    from evolution.lang.checker import check_source
+    from evolution.lang.eval import Interpreter
+    from runtime.lang.host import RealHost
+
+    text = read_script(script)
+    checked = check_source(text, str(script))
+    errors = list(checked.errors)
+    if checked.program is not None:
+        errors += missing_genomes(checked.program, script.parent)
+    if errors:
+        for error in sorted(errors, key=lambda e: (e.line, e.column)):
+            err_console.print(_styled(error), highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]{len(errors)} error(s)[/] in {script}", highlight=False)
+        raise typer.Exit(1)
+    assert checked.program is not None
+
+    def say(message: str) -> None:
+        console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    host = RealHost(text, script.parent, checked.table, say, webhook=notify)
+    interp = Interpreter(checked, host)
+    try:
+        interp.start()
+        for decl in checked.program.decls:
+            if isinstance(decl, A.EvolveDecl):
+                campaign = Campaign(interp, host, decl, console)
+                host.on_deploy = campaign.deploy
+                campaign.run(store, workdir, weak)
+                if host.stopped:
+                    break
+    except ScriptError as error:
+        err_console.print(_styled(error), highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(f"ok: {script} ran", highlight=False)

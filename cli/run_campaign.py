@@ -1,0 +1,220 @@
+"""One `evolve GENOME { ... }` campaign of a script, run on a node as `tars evolve run` runs it.
+
+The same library as the CLI: a :class:`node.Node` on the store, ``register`` then the
+coordinator's cycles, ``use_model`` for ``llm``; the script adds its settings (cycles,
+candidates, seed, the fitness threshold and confidence as the policy), its prompt block as
+the generator's instructions, and its handlers: after each cycle the cycle's records
+become ``Candidate`` and ``Verdict`` values and the ``on candidate`` / ``on verdict``
+handlers run, then ``on done`` with the genome.  A cycle is written to the log whole by
+the coordinator's recorder (one transaction) before any handler runs, so a handler that
+fails stops the script with every recorded cycle whole and nothing half-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from evolution.lang import ast as A
+from evolution.lang.eval import Fn, Interpreter
+from evolution.lang.values import Rec, rec
+from runtime.lang.host import RealHost, genome_record
+
+if TYPE_CHECKING:
+    from events.records import CandidateRecord
+    from node import Node
+
+
+def settings(interp: Interpreter, items: tuple[A.SettingItem, ...]) -> dict[str, Any]:
+    """A campaign's settings evaluated (groups as dicts), handlers left out."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if isinstance(item, A.Setting):
+            out[item.name] = interp.expr(item.value, {})
+        elif isinstance(item, A.SettingGroup):
+            out[item.name] = settings(interp, item.settings)
+    return out
+
+
+def _verdict(r: CandidateRecord, genome: str, head: str | None) -> tuple[Rec, Rec]:
+    lines = sum(1 for line in r.patch.splitlines() if line.startswith(("+", "-")))
+    files = sorted({line[6:] for line in r.patch.splitlines() if line.startswith("+++ b/")})
+    patch = rec("Patch", diff=r.patch, files=files, lines=lines)
+    candidate = rec("Candidate", id=r.candidate, genome=genome, parent=r.parent,
+                    mutator=r.mutator, function=r.kind, patch=patch)  # fmt: skip
+    version = (
+        rec("Version", id=head, parent=r.parent, fitness=None, message=r.mutator)
+        if head is not None
+        else None
+    )
+    verdict = rec(
+        "Verdict",
+        candidate=candidate,
+        accepted=r.verdict == "adopt",
+        held=r.verdict == "hold",
+        gain=r.ratio or 0.0,
+        low=r.low or 0.0,
+        high=r.high or 0.0,
+        reason="; ".join(r.reasons),
+        version=version,
+    )
+    return candidate, verdict
+
+
+class Campaign:
+    """Runs one campaign: its node, its model, its cycles, its handlers."""
+
+    def __init__(
+        self, interp: Interpreter, host: RealHost, decl: A.EvolveDecl, console: Console
+    ) -> None:
+        self.interp, self.host, self.decl, self.console = interp, host, decl, console
+        self.set = settings(interp, decl.settings)
+        self.handlers = {h.event: h for h in decl.settings if isinstance(h, A.Handler)}
+        genome = interp.decls[decl.genome]
+        assert isinstance(genome, A.GenomeDecl)
+        self.genome_decl = genome
+        self.version: str | None = None
+        self.deploys: list[str] = []
+
+    def run(self, store: str, workdir: Path, weak: bool) -> None:
+        """Register the genome if new, run the cycles, call the handlers."""
+        from cli.progress import CycleProgress
+        from evolution.policy import Policy
+
+        cycles = int(self.set.get("cycles", 5))
+        seed = int(self.set.get("seed", 7))
+        fitness = self.set.get("fitness", {})
+        with ExitStack() as stack:
+            node = stack.enter_context(self._node(store, workdir, weak))
+            stack.enter_context(self._model(node))
+            folder = Path(genome_record(self.genome_decl, self.host.base, None).get("path"))
+            name, _ = node.register(folder)
+            self.host.genomes = lambda d: self._genome(node, d)
+            self.host.builtins = lambda n, g: self._builtin(node, n, g)
+            head = node.store.head(name)
+            policy = None
+            if "threshold" in fitness or "confidence" in fitness:
+                from evolution.manifest import parse_manifest
+
+                own = parse_manifest(head.manifest_text, "genome.toml").fitness
+                policy = Policy(
+                    float(fitness.get("threshold", own.threshold)),
+                    float(fitness.get("confidence", own.confidence)),
+                )
+            start = head.cycles_completed
+            with CycleProgress(self.console, start + cycles, start, label=name) as bar:
+
+                def progress(stage: str, info: dict[str, Any]) -> None:
+                    bar(stage, info)
+                    if stage == "cycle":
+                        self._cycle(name, info)
+
+                coordinator = node.coordinator(name, progress=progress, policy=policy)
+                for number in range(start + 1, start + cycles + 1):
+                    result = coordinator.cycle(number, seed)
+                    if result.stopped or self.host.stopped:
+                        break
+            if "done" in self.handlers:
+                self.interp.handler(self.handlers["done"], self._genome(node, self.genome_decl))
+
+    @contextmanager
+    def _node(self, store: str, workdir: Path, weak: bool) -> Iterator[Node]:
+        from cli.common import store_url
+        from node import Node, NodeConfig
+
+        config = NodeConfig(
+            "local",
+            store_url(store, must_exist=False),
+            workdir / "work",
+            candidates_per_cycle=int(self.set.get("candidates", 4)),
+            accept_weak_isolation=weak,
+        )
+        with Node(config) as node:
+            yield node
+
+    @contextmanager
+    def _model(self, node: Node) -> Iterator[None]:
+        """With ``llm``: the node's generator asks the models, with the prompt block's text."""
+        if "llm" not in self.set:
+            yield
+            return
+        from actors.generator import use_model
+        from runtime.llm_session import LLMSession
+
+        session = LLMSession.open(self.host.base / str(self.set["llm"]))
+        self.host.llm, self.host.models = session, list(self.set.get("models", []))
+        prompt = self.set.get("prompt")
+        if isinstance(prompt, Fn):
+            session.instructions = lambda target, code: self._instructions(prompt, target, code)
+        try:
+            use_model(node.supervisor, session, node.store)
+            yield
+        finally:
+            self.console.print(session.summary(), highlight=False, soft_wrap=True)
+            session.close()
+            self.host.llm = None
+
+    def _instructions(self, prompt: Fn, target: Any, code: str) -> str:
+        hotspot = rec("Hotspot", file=target.file, function=target.function, line=target.line,
+                      code=code, kind=target.kind, evidence=target.evidence, share=0.0)  # fmt: skip
+        decl = prompt.decl
+        return self.interp.string(decl.text, {decl.params[0].name: hotspot})  # type: ignore[union-attr]
+
+    def _cycle(self, name: str, info: dict[str, Any]) -> None:
+        adoption = info.get("adoption")
+        for record in info.get("records", []):
+            adopted = adoption is not None and adoption.patch == record.patch
+            self.version = adoption.version if adopted else None
+            candidate, verdict = _verdict(record, name, self.version)
+            if "candidate" in self.handlers:
+                self.interp.handler(self.handlers["candidate"], candidate)
+            if "verdict" in self.handlers:
+                self.interp.handler(self.handlers["verdict"], verdict)
+
+    def deploy(self, strategy: str, args: dict[str, Any], pos: A.Pos) -> None:
+        """On a single node: say what would deploy (a rollout needs a swarm's service)."""
+        shown = ", ".join(f"{k}={v}" for k, v in args.items())
+        what = self.version[:12] if self.version else "(no new version in this handler)"
+        text = f"would deploy {self.decl.genome} {what} by {strategy}({shown}) (a single node has no service; a swarm's --config rolls it out)"
+        self.deploys.append(text)
+        self.host.say(text)
+
+    def _genome(self, node: Node, decl: A.GenomeDecl) -> Rec:
+        base = genome_record(decl, self.host.base, None)
+        name = base.get("name")
+        try:
+            head = node.store.head(name)
+        except Exception:  # not registered: the blank head
+            return base
+        version = rec("Version", id=head.version, parent=None, fitness=head.fitness,
+                      message=f"head after {head.cycles_completed} cycles")  # fmt: skip
+        return Rec("Genome", tuple((k, version if k == "head" else v) for k, v in base.fields))
+
+    def _builtin(self, node: Node, name: str, genome: Rec) -> Any:
+        """``history(g)``: the log's verdicts on the genome; ``hotspots(g)``: the analyzer's."""
+        if name == "history":
+            from events.records import CandidateRecord
+
+            out = []
+            for entry in node.store.log(genome=genome.get("name")):
+                if entry.type == "CandidateEvaluated":
+                    fields = {k: entry.data.get(k) for k in CandidateRecord.__dataclass_fields__}
+                    record = CandidateRecord(**fields)
+                    out.append(_verdict(record, genome.get("name"), None)[1])
+            return out
+        from actors.messages import Analyze
+
+        head = node.store.head(genome.get("name"))
+        from evolution.manifest import parse_manifest
+
+        manifest = parse_manifest(head.manifest_text, "genome.toml")
+        found = node.supervisor.ask("analyzer", Analyze(head.version, head.tree, manifest))
+        return [
+            rec("Hotspot", file=o.file, function=o.function, line=o.line, code="",
+                kind=o.kind, evidence=str(o.evidence), share=float(getattr(o, "share", 0.0)))
+            for o in found
+        ]  # fmt: skip
