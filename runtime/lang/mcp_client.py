@@ -90,11 +90,25 @@ def _run(server: str, tool: str | None, args: dict[str, Any], cwd: Path) -> Any:
         return anyio.run(_use, server, tool, args, cwd)
     except TransportError:
         raise
-    except (OSError, ExceptionGroup) as exc:
+    except ExceptionGroup as group:  # the SDK's task groups wrap what the session raised
+        inner = _first(group)
+        if isinstance(inner, TransportError):
+            raise inner from None
+        raise TransportError(
+            f"cannot talk to the MCP server {server!r}: {inner}",
+            hint="check the command starts an MCP server over stdio, or the URL ends in /mcp",
+        ) from None
+    except OSError as exc:
         raise TransportError(
             f"cannot talk to the MCP server {server!r}: {exc}",
             hint="check the command starts an MCP server over stdio, or the URL ends in /mcp",
         ) from None
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first leaf exception of a (nested) exception group."""
+    inner = group.exceptions[0]
+    return _first(inner) if isinstance(inner, BaseExceptionGroup) else inner
 
 
 def list_tools(server: str, cwd: Path) -> list[Tool]:

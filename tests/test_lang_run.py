@@ -1,0 +1,171 @@
+"""`tars run`: typed and loose sources read for real (files, SQLite, PostgreSQL, an MCP
+server the test starts), a campaign on the tiny genome with its handlers, a prompt block
+asked of the scripted model server, a notify webhook the test serves."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.llmkit import Turn, scripted_server
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "tests" / "data" / "tiny"
+
+
+def tars(*args: str, cwd: Path = ROOT) -> tuple[int, str, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def script(folder: Path, body: str) -> Path:
+    path = folder / "s.tars"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+ROW = "record Row(word: str, n: int, w: float?)\n"
+
+
+def test_jsonl_source_names_the_bad_line_and_field(tmp_path: Path) -> None:
+    (tmp_path / "rows.jsonl").write_text('{"word": "a", "n": 1}\n{"word": "b", "n": "two"}\n')
+    path = script(tmp_path, ROW + 'source rows: file<jsonl, Row> = "rows.jsonl"\nlet k = len(rows)\n')
+    code, _, err = tars("run", str(path), "--store", str(tmp_path / "s.db"))
+    assert code == 1
+    assert "line 2: field `n`: expected int, found 'two'" in err, err
+    assert f"{path}:2:1" in err and "^" in err
+
+
+def test_csv_json_and_loose_sources(tmp_path: Path) -> None:
+    (tmp_path / "rows.csv").write_text("word,n,w\na,1,\nb,2,0.5\n")
+    (tmp_path / "one.json").write_text('{"word": "c", "n": 3}')
+    (tmp_path / "any.json").write_text('{"deep": {"k": [1, 2, 3]}}')
+    path = script(
+        tmp_path,
+        ROW + 'source rows: file<csv, Row> = "rows.csv"\nsource one: file<json, Row> = "one.json"\n'
+        'source loose: any = "any.json"\n'
+        'let s = rows[1].w ?? 0.0\nlet k = len(loose.deep.k)\n'
+        'let t = 1 / (len(rows) + k + one.n - 8)\n',
+    )
+    code, out, err = tars("run", str(path), "--store", str(tmp_path / "s.db"))
+    assert code == 1 and "division by zero" in err, err  # 2 rows + 3 items + 3: all read, typed
+    bad = tmp_path / "rows.csv"
+    bad.write_text("word,n,w\na,1,\nb,x,0.5\n")
+    code, _, err = tars("run", str(path), "--store", str(tmp_path / "s.db"))
+    assert code == 1 and "row 2: field `n`: expected int, found 'x'" in err, err
+
+
+def test_sql_sources_sqlite_and_postgres(tmp_path: Path, postgres_dsn: str) -> None:
+    db = tmp_path / "d.db"
+    with sqlite3.connect(db) as con:
+        con.execute("create table t (word text, n integer, w real)")
+        con.executemany("insert into t values (?, ?, ?)", [("a", 1, None), ("b", 2, 1.5)])
+    import psycopg
+
+    with psycopg.connect(postgres_dsn, autocommit=True) as con:
+        con.execute("drop table if exists lang_t")
+        con.execute("create table lang_t (word text, n integer, w double precision)")
+        con.execute("insert into lang_t values ('a', 1, null), ('b', 2, 2.5), ('c', 3, 1.0)")
+    path = script(
+        tmp_path,
+        ROW + f'source a: sql<Row>("sqlite:///{db}", "select word, n, w from t")\n'
+        f'source b: sql<Row>("{postgres_dsn}", "select word, n, w from lang_t order by n")\n'
+        'let total = len(a) + len(b)\nlet check = 1 / (total - 5)\n',
+    )
+    code, _, err = tars("run", str(path), "--store", str(tmp_path / "s.db"))
+    assert code == 1 and "division by zero" in err, err  # 2 + 3 rows were read, typed
+    bad = script(tmp_path, ROW + f'source a: sql<Row>("sqlite:///{db}", "select n as word, n, w from t")\nlet k = len(a)\n')
+    code, _, err = tars("run", str(bad), "--store", str(tmp_path / "s.db"))
+    assert code == 1 and "row 1: field `word`: expected str, found 1" in err, err
+
+
+def test_mcp_source_from_tars_own_server(tmp_path: Path) -> None:
+    store = tmp_path / "store.db"
+    code, _, err = tars("evolve", "run", "--genome", str(TINY), "--store", str(store), "--cycles", "1", "--candidates", "1")
+    assert code == 0, err
+    server = f"{sys.executable} -m cli.main mcp --store {store} --workdir {tmp_path / 'w'}"
+    record = "record G(head: str, cycles: int)\nrecord Gs(genomes: list<G>)\n"
+    path = script(
+        tmp_path,
+        record + f'source gs: mcp<Gs>("{server}", "genomes")\n'
+        "let first = gs.genomes[0]\nlet c = 1 / (first.cycles - 1)\n",
+    )
+    code, _, err = tars("run", str(path), "--store", str(tmp_path / "s.db"))
+    assert code == 1 and "division by zero" in err, err  # the typed result said cycles == 1
+    wrong = script(tmp_path, record + f'source gs: mcp<Gs>("{server}", "genome")\nlet k = len(gs.genomes)\n')
+    code, _, err = tars("run", str(wrong), "--store", str(tmp_path / "s.db"))
+    assert code == 1 and "has no tool 'genome'" in err and "genomes" in err, err
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    got: list[dict[str, object]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+        def do_POST(self) -> None:  # noqa: N802
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/hook", got
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def test_campaign_runs_cycles_and_handlers(tmp_path: Path, webhook: tuple[str, list[dict[str, object]]]) -> None:
+    url, got = webhook
+    path = script(
+        tmp_path,
+        f'genome tiny from "{TINY}/genome.toml"\n'
+        "evolve tiny {\n  cycles = 1\n  candidates = 2\n"
+        "  on verdict(v: Verdict) {\n    if v.accepted { deploy canary(steps=[1, 50, 100]) }\n  }\n"
+        '  on done(g: Genome) {\n    notify "{g.name} {len(history(g))}"\n  }\n}\n',
+    )
+    code, out, err = tars("run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w"), "--notify", url)
+    assert code == 0, out + err
+    assert "would deploy tiny" in out and "canary(steps=[1, 50, 100])" in out
+    assert got and got[-1]["text"] == f"tiny {got[-1]['text'].split()[1]}"  # type: ignore[union-attr]
+    assert int(str(got[-1]["text"]).split()[1]) >= 1  # the log's verdicts, read back
+
+
+def test_prompt_reply_typed_and_mismatch_at_block(tmp_path: Path) -> None:
+    with scripted_server() as server:
+        (tmp_path / "llm.yml").write_text(
+            f"models:\n  - name: scripted\n    endpoint: {server.url}\n    model: m\nretries: 0\nmax_requests: 12\n"
+        )
+        body = (
+            f'genome tiny from "{TINY}/genome.toml"\nrecord Tip(title: str, score: float)\n'
+            'prompt tip(w: str) -> Tip """Give a tip about {w} as JSON"""\n'
+            'evolve tiny {\n  cycles = 1\n  candidates = 1\n  llm = "llm.yml"\n'
+            '  on done(g: Genome) {\n    let t = tip(g.name)\n    notify "tip {t.title} {t.score}"\n  }\n}\n'
+        )
+        path = script(tmp_path, body)
+        # the cycle's generator asks too (and refuses these replies): every turn is the same
+        server.script(*[Turn(reply='```json\n{"title": "sets", "score": 2}\n```')] * 8)
+        code, out, err = tars("run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w"))
+        assert code == 0 and "tip sets 2.0" in out, out + err
+        assert any("Give a tip about tiny" in r.prompt for r in server.received)
+        server.turns.clear()
+        server.script(*[Turn(reply='{"title": "no score"}')] * 8)
+        (tmp_path / "llm.yml").write_text((tmp_path / "llm.yml").read_text() + "cache: other.sqlite\n")
+        code, out, err = tars("run", str(path), "--store", str(tmp_path / "s2.db"), "--workdir", str(tmp_path / "w2"))
+        assert code == 1 and f"{path}:3:1" in err and "field `score`" in err, out + err
