@@ -167,8 +167,8 @@ class Campaign:
     def _cycle(self, name: str, info: dict[str, Any]) -> None:
         adoption = info.get("adoption")
         for record in info.get("records", []):
-            adopted = adoption is not None and adoption.patch == record.patch
-            self.version = adoption.version if adopted else None
+            won = adoption is not None and adoption.patch == record.patch
+            self.version = adoption.version if won and adoption is not None else None
             candidate, verdict = _verdict(record, name, self.version)
             if "candidate" in self.handlers:
                 self.interp.handler(self.handlers["candidate"], candidate)
@@ -202,7 +202,10 @@ class Campaign:
             out = []
             for entry in node.store.log(genome=genome.get("name")):
                 if entry.type == "CandidateEvaluated":
-                    fields = {k: entry.data.get(k) for k in CandidateRecord.__dataclass_fields__}
+                    fields: dict[str, Any] = {
+                        k: entry.data.get(k) for k in CandidateRecord.__dataclass_fields__
+                    }
+                    fields["figures"] = fields["figures"] or {}
                     record = CandidateRecord(**fields)
                     out.append(_verdict(record, genome.get("name"), None)[1])
             return out

@@ -67,7 +67,7 @@ def test_values_functions_match_and_holes() -> None:
 
 def test_actions_go_to_the_host_in_order() -> None:
     interp, host = run(
-        'type O = Up(g: float) | Down\nfn act(o: O) -> int {\n  match o {\n'
+        "type O = Up(g: float) | Down\nfn act(o: O) -> int {\n  match o {\n"
         '    Up(g) if g > 1.5 -> deploy canary(steps=[1, 100])\n    Up(g) -> notify "small {g}"\n'
         '    Down -> stop "down"\n  }\n  0\n}\nlet a = act(Up(2.0))\nlet b = act(Up(1.2))\nlet c = act(Down)\n'
     )
@@ -100,14 +100,19 @@ def test_script_reads_its_own_structure() -> None:
         'tune n: int in 1..8 = 2\nprompt p(h: Hotspot) -> str """fix {h.code}"""\n'
         "let tunes = script.tunes\nlet first = script.prompts[0].text\n"
     )
-    assert interp.values["tunes"][0].get("name") == "n" and interp.values["tunes"][0].get("high") == "8"
+    assert (
+        interp.values["tunes"][0].get("name") == "n"
+        and interp.values["tunes"][0].get("high") == "8"
+    )
     assert "{h.code}" in interp.values["first"]
 
 
 def test_conform_names_the_field() -> None:
     checked = check_source("record R(a: int, b: list<str>, c: float?)\n", "r.tars")
     table = checked.table
-    assert conform({"a": 1, "b": ["x"]}, Named("R"), table) == Rec("R", (("a", 1), ("b", ["x"]), ("c", None)))
+    assert conform({"a": 1, "b": ["x"]}, Named("R"), table) == Rec(
+        "R", (("a", 1), ("b", ["x"]), ("c", None))
+    )
     for bad, where in [({"a": "1", "b": []}, "a"), ({"a": 1, "b": [1]}, "b[0]"), ({"b": []}, "a")]:
         with pytest.raises(Mismatch) as caught:
             conform(bad, Named("R"), table)
@@ -118,9 +123,9 @@ def test_conform_names_the_field() -> None:
 
 def test_reply_into_types() -> None:
     checked = check_source("record Tip(title: str, score: float)\n", "r.tars")
-    assert read_reply('sure:\n```json\n{"title": "x", "score": 2}\n```', Named("Tip"), checked.table) == Rec(
-        "Tip", (("title", "x"), ("score", 2.0))
-    )
+    assert read_reply(
+        'sure:\n```json\n{"title": "x", "score": 2}\n```', Named("Tip"), checked.table
+    ) == Rec("Tip", (("title", "x"), ("score", 2.0)))
     with pytest.raises(ReplyMismatch, match="score"):
         read_reply('{"title": "x"}', Named("Tip"), checked.table)
     with pytest.raises(ReplyMismatch, match="not a Patch"):

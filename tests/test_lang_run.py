@@ -23,7 +23,11 @@ TINY = ROOT / "tests" / "data" / "tiny"
 
 def tars(*args: str, cwd: Path = ROOT) -> tuple[int, str, str]:
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return done.returncode, done.stdout, done.stderr
 
@@ -39,7 +43,9 @@ ROW = "record Row(word: str, n: int, w: float?)\n"
 
 def test_jsonl_source_names_the_bad_line_and_field(tmp_path: Path) -> None:
     (tmp_path / "rows.jsonl").write_text('{"word": "a", "n": 1}\n{"word": "b", "n": "two"}\n')
-    path = script(tmp_path, ROW + 'source rows: file<jsonl, Row> = "rows.jsonl"\nlet k = len(rows)\n')
+    path = script(
+        tmp_path, ROW + 'source rows: file<jsonl, Row> = "rows.jsonl"\nlet k = len(rows)\n'
+    )
     code, _, err = tars("run", str(path), "--store", str(tmp_path / "s.db"))
     assert code == 1
     assert "line 2: field `n`: expected int, found 'two'" in err, err
@@ -54,8 +60,8 @@ def test_csv_json_and_loose_sources(tmp_path: Path) -> None:
         tmp_path,
         ROW + 'source rows: file<csv, Row> = "rows.csv"\nsource one: file<json, Row> = "one.json"\n'
         'source loose: any = "any.json"\n'
-        'let s = rows[1].w ?? 0.0\nlet k = len(loose.deep.k)\n'
-        'let t = 1 / (len(rows) + k + one.n - 8)\n',
+        "let s = rows[1].w ?? 0.0\nlet k = len(loose.deep.k)\n"
+        "let t = 1 / (len(rows) + k + one.n - 8)\n",
     )
     code, out, err = tars("run", str(path), "--store", str(tmp_path / "s.db"))
     assert code == 1 and "division by zero" in err, err  # 2 rows + 3 items + 3: all read, typed
@@ -80,18 +86,33 @@ def test_sql_sources_sqlite_and_postgres(tmp_path: Path, postgres_dsn: str) -> N
         tmp_path,
         ROW + f'source a: sql<Row>("sqlite:///{db}", "select word, n, w from t")\n'
         f'source b: sql<Row>("{postgres_dsn}", "select word, n, w from lang_t order by n")\n'
-        'let total = len(a) + len(b)\nlet check = 1 / (total - 5)\n',
+        "let total = len(a) + len(b)\nlet check = 1 / (total - 5)\n",
     )
     code, _, err = tars("run", str(path), "--store", str(tmp_path / "s.db"))
     assert code == 1 and "division by zero" in err, err  # 2 + 3 rows were read, typed
-    bad = script(tmp_path, ROW + f'source a: sql<Row>("sqlite:///{db}", "select n as word, n, w from t")\nlet k = len(a)\n')
+    bad = script(
+        tmp_path,
+        ROW
+        + f'source a: sql<Row>("sqlite:///{db}", "select n as word, n, w from t")\nlet k = len(a)\n',
+    )
     code, _, err = tars("run", str(bad), "--store", str(tmp_path / "s.db"))
     assert code == 1 and "row 1: field `word`: expected str, found 1" in err, err
 
 
 def test_mcp_source_from_tars_own_server(tmp_path: Path) -> None:
     store = tmp_path / "store.db"
-    code, _, err = tars("evolve", "run", "--genome", str(TINY), "--store", str(store), "--cycles", "1", "--candidates", "1")
+    code, _, err = tars(
+        "evolve",
+        "run",
+        "--genome",
+        str(TINY),
+        "--store",
+        str(store),
+        "--cycles",
+        "1",
+        "--candidates",
+        "1",
+    )
     assert code == 0, err
     server = f"{sys.executable} -m cli.main mcp --store {store} --workdir {tmp_path / 'w'}"
     record = "record G(head: str, cycles: int)\nrecord Gs(genomes: list<G>)\n"
@@ -102,7 +123,9 @@ def test_mcp_source_from_tars_own_server(tmp_path: Path) -> None:
     )
     code, _, err = tars("run", str(path), "--store", str(tmp_path / "s.db"))
     assert code == 1 and "division by zero" in err, err  # the typed result said cycles == 1
-    wrong = script(tmp_path, record + f'source gs: mcp<Gs>("{server}", "genome")\nlet k = len(gs.genomes)\n')
+    wrong = script(
+        tmp_path, record + f'source gs: mcp<Gs>("{server}", "genome")\nlet k = len(gs.genomes)\n'
+    )
     code, _, err = tars("run", str(wrong), "--store", str(tmp_path / "s.db"))
     assert code == 1 and "has no tool 'genome'" in err and "genomes" in err, err
 
@@ -131,7 +154,9 @@ def webhook() -> Iterator[tuple[str, list[dict[str, object]]]]:
         thread.join()
 
 
-def test_campaign_runs_cycles_and_handlers(tmp_path: Path, webhook: tuple[str, list[dict[str, object]]]) -> None:
+def test_campaign_runs_cycles_and_handlers(
+    tmp_path: Path, webhook: tuple[str, list[dict[str, object]]]
+) -> None:
     url, got = webhook
     path = script(
         tmp_path,
@@ -140,7 +165,16 @@ def test_campaign_runs_cycles_and_handlers(tmp_path: Path, webhook: tuple[str, l
         "  on verdict(v: Verdict) {\n    if v.accepted { deploy canary(steps=[1, 50, 100]) }\n  }\n"
         '  on done(g: Genome) {\n    notify "{g.name} {len(history(g))}"\n  }\n}\n',
     )
-    code, out, err = tars("run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w"), "--notify", url)
+    code, out, err = tars(
+        "run",
+        str(path),
+        "--store",
+        str(tmp_path / "s.db"),
+        "--workdir",
+        str(tmp_path / "w"),
+        "--notify",
+        url,
+    )
     assert code == 0, out + err
     assert "would deploy tiny" in out and "canary(steps=[1, 50, 100])" in out
     assert got and got[-1]["text"] == f"tiny {got[-1]['text'].split()[1]}"  # type: ignore[union-attr]
@@ -161,11 +195,17 @@ def test_prompt_reply_typed_and_mismatch_at_block(tmp_path: Path) -> None:
         path = script(tmp_path, body)
         # the cycle's generator asks too (and refuses these replies): every turn is the same
         server.script(*[Turn(reply='```json\n{"title": "sets", "score": 2}\n```')] * 8)
-        code, out, err = tars("run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w"))
+        code, out, err = tars(
+            "run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w")
+        )
         assert code == 0 and "tip sets 2.0" in out, out + err
         assert any("Give a tip about tiny" in r.prompt for r in server.received)
         server.turns.clear()
         server.script(*[Turn(reply='{"title": "no score"}')] * 8)
-        (tmp_path / "llm.yml").write_text((tmp_path / "llm.yml").read_text() + "cache: other.sqlite\n")
-        code, out, err = tars("run", str(path), "--store", str(tmp_path / "s2.db"), "--workdir", str(tmp_path / "w2"))
+        (tmp_path / "llm.yml").write_text(
+            (tmp_path / "llm.yml").read_text() + "cache: other.sqlite\n"
+        )
+        code, out, err = tars(
+            "run", str(path), "--store", str(tmp_path / "s2.db"), "--workdir", str(tmp_path / "w2")
+        )
         assert code == 1 and f"{path}:3:1" in err and "field `score`" in err, out + err

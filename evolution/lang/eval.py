@@ -10,6 +10,7 @@ by zero, a map without the key, a model's reply) is a :class:`ScriptError` at th
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -73,7 +74,14 @@ def script_value(info: ScriptInfo) -> Rec:
         for b in info.blocks
     ]
     prompts = [
-        rec("PromptText", name=p.name, text=p.text, holes=list(p.holes), result=p.result, line=p.line)
+        rec(
+            "PromptText",
+            name=p.name,
+            text=p.text,
+            holes=list(p.holes),
+            result=p.result,
+            line=p.line,
+        )
         for p in info.prompts
     ]
     tunes = [
@@ -211,15 +219,15 @@ class Interpreter:
         except _Return as ret:
             return ret.value
         except RecursionError:
-            raise self.error(pos, f"`{decl.name}` calls itself too deeply", "end the recursion sooner") from None
+            raise self.error(
+                pos, f"`{decl.name}` calls itself too deeply", "end the recursion sooner"
+            ) from None
 
     def handler(self, handler: A.Handler, value: Any) -> None:
         """Run an ``on EVENT(x)`` handler with ``x`` bound to the event's value."""
         scope = {handler.params[0].name: value} if handler.params else {}
-        try:
+        with contextlib.suppress(_Return):  # a `return` leaves the handler
             self.block(handler.body, scope)
-        except _Return:
-            pass
 
     # -- expressions ---------------------------------------------------------------
 

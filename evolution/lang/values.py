@@ -100,7 +100,12 @@ class Mismatch(Exception):
         super().__init__(f"{at}expected {expected}, found {shown}")
 
 
-_PY = {"int": int, "float": (int, float), "str": str, "bool": bool}
+_PY: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "float": (int, float),
+    "str": str,
+    "bool": bool,
+}
 
 
 def conform(data: Any, ty: Ty, table: TypeTable, where: str = "") -> Any:
@@ -130,7 +135,7 @@ def conform(data: Any, ty: Ty, table: TypeTable, where: str = "") -> Any:
 
 
 def _scalar(data: Any, ty: Prim, where: str) -> Any:
-    want = _PY.get(ty.name)
+    want: Any = _PY.get(ty.name)
     if want is None or isinstance(data, bool) != (ty == BOOL) or not isinstance(data, want):
         raise Mismatch(where, ty.name, data)
     return float(data) if ty == FLOAT else data

@@ -62,7 +62,9 @@ class RealHost:
         except SourceProblem as exc:
             raise self.fail(decl.pos, f"source `{decl.name}`: {exc.message}", exc.hint) from None
         except TarsError as exc:
-            raise self.fail(decl.pos, f"source `{decl.name}`: {exc.message}", exc.hint or "") from None
+            raise self.fail(
+                decl.pos, f"source `{decl.name}`: {exc.message}", exc.hint or ""
+            ) from None
 
     def genome(self, decl: A.GenomeDecl) -> Rec:
         """A declared genome as a ``Genome`` record (its head from the log once registered)."""
@@ -78,14 +80,16 @@ class RealHost:
             raise self.fail(
                 decl.pos,
                 f"prompt `{decl.name}` has no model to ask",
-                "set `llm = \"llm.yml\"` (and `models`) in the script's evolve block",
+                'set `llm = "llm.yml"` (and `models`) in the script\'s evolve block',
             )
         models = [m for m in self.llm.config.models if not self.models or m.name in self.models]
         model = (models or list(self.llm.config.models))[0]
         try:
             reply = self.llm.ask(model, [{"role": "user", "content": text}])
         except TarsError as exc:
-            raise self.fail(decl.pos, f"prompt `{decl.name}`: {exc.message}", exc.hint or "") from None
+            raise self.fail(
+                decl.pos, f"prompt `{decl.name}`: {exc.message}", exc.hint or ""
+            ) from None
         try:
             return read_reply(reply.text, result, self.table)
         except ReplyMismatch as exc:
@@ -118,7 +122,9 @@ class RealHost:
         try:
             httpx.post(self.webhook or "", json=body, timeout=10.0).raise_for_status()
         except httpx.HTTPError as exc:
-            raise self.fail(pos, f"the notify webhook failed: {exc}", "check --notify URL") from None
+            raise self.fail(
+                pos, f"the notify webhook failed: {exc}", "check --notify URL"
+            ) from None
 
     def builtin(self, name: str, arg: Rec) -> Any:
         """``hotspots(g)`` / ``history(g)`` from the campaign driver."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,9 @@ def read_source(
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise SourceProblem(f"{location} is not JSON: {exc}", "fix the file or declare `any`") from None
+        raise SourceProblem(
+            f"{location} is not JSON: {exc}", "fix the file or declare `any`"
+        ) from None
     if isinstance(ty, ListT) and isinstance(data, list):
         return _records(list(enumerate(data, 1)), ty, table, "item")
     return _one(data, ty, table, str(location))
@@ -110,7 +113,8 @@ def _records(rows: list[tuple[int, Any]], ty: Ty, table: TypeTable, unit: str) -
             out.append(conform(data, elem, table))
         except Mismatch as exc:
             raise SourceProblem(
-                f"{unit} {number}: {exc}", f"make {unit} {number} a {elem}, or declare the source `any`"
+                f"{unit} {number}: {exc}",
+                f"make {unit} {number} a {elem}, or declare the source `any`",
             ) from None
     return out
 
@@ -119,7 +123,7 @@ def _one(data: Any, ty: Ty, table: TypeTable, what: str) -> Any:
     try:
         return conform(data, ty, table)
     except Mismatch as exc:
-        raise SourceProblem(f"{what}: {exc}", f"declare the type it has, or `any`") from None
+        raise SourceProblem(f"{what}: {exc}", "declare the type it has, or `any`") from None
 
 
 def _csv(text: str, ty: Ty, table: TypeTable) -> list[Any]:
@@ -135,26 +139,41 @@ def _csv(text: str, ty: Ty, table: TypeTable) -> list[Any]:
 
 def _sql(url: str, query: str, base: Path) -> list[tuple[int, Any]]:
     try:
-        if url.startswith("sqlite:///"):
-            import sqlite3
-
-            path = Path(url.removeprefix("sqlite:///"))
-            path = path if path.is_absolute() else base / path
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
-                cursor = con.execute(query)
-                names = [d[0] for d in cursor.description or ()]
-                found = cursor.fetchall()
-        else:
-            import psycopg
-
-            with psycopg.connect(url, autocommit=True) as con, con.cursor() as cur:
-                cur.execute(query)
-                names = [d.name for d in cur.description or ()]
-                found = cur.fetchall()
+        names, found = (
+            _sqlite(url, query, base) if url.startswith("sqlite:///") else _pg(url, query)
+        )
     except (TarsError, OSError) as exc:
         raise SourceProblem(f"the query failed: {exc}", "check the URL and the query") from None
     except Exception as exc:  # the driver's own errors (sqlite3.Error, psycopg.Error)
         raise SourceProblem(
             f"the query failed: {type(exc).__name__}: {exc}", "check the URL and the query"
         ) from None
-    return [(i, dict(zip(names, row, strict=True))) for i, row in enumerate(found, 1)]
+    rows = [[float(v) if isinstance(v, Decimal) else v for v in row] for row in found]
+    return [(i, dict(zip(names, row, strict=True))) for i, row in enumerate(rows, 1)]
+
+
+def _sqlite(url: str, query: str, base: Path) -> tuple[list[str], list[Any]]:
+    """Rows of a query on a SQLite file, opened read-only (a script never writes there)."""
+    import sqlite3
+
+    path = Path(url.removeprefix("sqlite:///"))
+    path = path if path.is_absolute() else base / path
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        cursor = con.execute(query)
+        return [d[0] for d in cursor.description or ()], cursor.fetchall()
+    finally:
+        con.close()
+
+
+def _pg(url: str, query: str) -> tuple[list[str], list[Any]]:
+    """Rows of a query on PostgreSQL, in a read-only transaction."""
+    import psycopg
+
+    with psycopg.connect(url) as con, con.cursor() as cur:
+        cur.execute("set transaction read only")
+        cur.execute(query.encode())
+        names = [d.name for d in cur.description or ()]
+        found = cur.fetchall()
+        con.rollback()
+        return names, found
