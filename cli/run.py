@@ -29,10 +29,14 @@ def run(
         None, "--notify", help="http(s) URL: each `notify` is also POSTed there as JSON"
     ),
     workdir: Path = typer.Option(Path(".tars"), "--workdir", help="the node's work folder"),
+    write: bool = typer.Option(
+        False, "--write", help="with improve_self: also write the improved script to its file"
+    ),
     weak: bool = typer.Option(False, "--accept-weak-isolation", help=WEAK_HELP),
 ) -> None:
     """Type-check a .tars script, then run it: its lets, sources, prompts and campaigns."""
     from cli.run_campaign import Campaign
+    from cli.run_tune import any_improving, improve
     from evolution.lang import ast as A
     from evolution.lang.checker import check_source
     from evolution.lang.eval import Interpreter
@@ -64,6 +68,9 @@ def run(
                 campaign.run(store, workdir, weak)
                 if host.stopped:
                     break
+        for decl, _ in any_improving(checked.program, interp):
+            seed = int(Campaign(interp, host, decl, console).set.get("seed", 7))
+            improve(checked, host, decl, script, store, workdir, weak, write, console, seed)
     except ScriptError as error:
         err_console.print(_styled(error), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rich.console import Console
 
@@ -38,6 +38,26 @@ def settings(interp: Interpreter, items: tuple[A.SettingItem, ...]) -> dict[str,
         elif isinstance(item, A.SettingGroup):
             out[item.name] = settings(interp, item.settings)
     return out
+
+
+class Reached(NamedTuple):
+    """What a campaign's run did: the genome's fitness before and after, over how many cycles."""
+
+    genome: str
+    before: float | None
+    after: float | None
+    cycles: int
+    direction: str
+
+    @property
+    def gain_per_cycle(self) -> float:
+        """The gain (better than 1 when the fitness improved) per cycle: the tune's objective."""
+        if not self.before or not self.after or self.cycles <= 0:
+            return 1.0
+        gain = (
+            self.before / self.after if self.direction == "minimize" else self.after / self.before
+        )
+        return float(gain ** (1.0 / self.cycles))
 
 
 def _verdict(r: CandidateRecord, genome: str, head: str | None) -> tuple[Rec, Rec]:
@@ -80,8 +100,8 @@ class Campaign:
         self.version: str | None = None
         self.deploys: list[str] = []
 
-    def run(self, store: str, workdir: Path, weak: bool) -> None:
-        """Register the genome if new, run the cycles, call the handlers."""
+    def run(self, store: str, workdir: Path, weak: bool) -> Reached:
+        """Register the genome if new, run the cycles, call the handlers; what it reached."""
         from cli.progress import CycleProgress
         from evolution.policy import Policy
 
@@ -105,7 +125,7 @@ class Campaign:
                     float(fitness.get("threshold", own.threshold)),
                     float(fitness.get("confidence", own.confidence)),
                 )
-            start = head.cycles_completed
+            start, before = head.cycles_completed, head.fitness
             with CycleProgress(self.console, start + cycles, start, label=name) as bar:
 
                 def progress(stage: str, info: dict[str, Any]) -> None:
@@ -118,8 +138,18 @@ class Campaign:
                     result = coordinator.cycle(number, seed)
                     if result.stopped or self.host.stopped:
                         break
+            end = node.store.head(name)
             if "done" in self.handlers:
                 self.interp.handler(self.handlers["done"], self._genome(node, self.genome_decl))
+            direction = str(fitness.get("direction", self.genome_decl_direction(head)))
+            return Reached(name, before, end.fitness, end.cycles_completed - start, direction)
+
+    @staticmethod
+    def genome_decl_direction(head: Any) -> str:
+        """The genome's own direction (its manifest's), when the script does not say one."""
+        from evolution.manifest import parse_manifest
+
+        return parse_manifest(head.manifest_text, "genome.toml").fitness.direction
 
     @contextmanager
     def _node(self, store: str, workdir: Path, weak: bool) -> Iterator[Node]:
