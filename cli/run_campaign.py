@@ -60,6 +60,24 @@ class Reached(NamedTuple):
         return float(gain ** (1.0 / self.cycles))
 
 
+def with_input(folder: Path, records: Any, workdir: Path) -> Path:
+    """A copy of the genome folder holding the source's records as ``input.jsonl`` (one
+    JSON record a line, validated when the source was read): what the benchmark reads."""
+    import json
+    import shutil
+
+    from evolution.lang.values import plain
+
+    copy = workdir / "input" / folder.name
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("__pycache__", ".tars"))
+    rows = records if isinstance(records, list) else [records]
+    text = "".join(json.dumps(plain(r), sort_keys=True) + "\n" for r in rows)
+    (copy / "input.jsonl").write_text(text, encoding="utf-8")
+    return copy
+
+
 def _verdict(r: CandidateRecord, genome: str, head: str | None) -> tuple[Rec, Rec]:
     lines = sum(1 for line in r.patch.splitlines() if line.startswith(("+", "-")))
     files = sorted({line[6:] for line in r.patch.splitlines() if line.startswith("+++ b/")})
@@ -112,6 +130,8 @@ class Campaign:
             node = stack.enter_context(self._node(store, workdir, weak))
             stack.enter_context(self._model(node))
             folder = Path(genome_record(self.genome_decl, self.host.base, None).get("path"))
+            if "input" in self.set:
+                folder = with_input(folder, self.set["input"], workdir)
             name, _ = node.register(folder)
             self.host.genomes = lambda d: self._genome(node, d)
             self.host.builtins = lambda n, g: self._builtin(node, n, g)

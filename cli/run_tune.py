@@ -157,7 +157,7 @@ def any_improving(program: A.Program, interp: Interpreter) -> list[tuple[A.Evolv
     for decl in program.decls:
         if isinstance(decl, A.EvolveDecl):
             for item in decl.settings:
-                if isinstance(item, A.Setting) and item.name == "improve_self":
-                    if interp.expr(item.value, {}) is True:
-                        out.append((decl, item))
+                wanted = isinstance(item, A.Setting) and item.name == "improve_self"
+                if wanted and interp.expr(item.value, {}) is True:  # type: ignore[union-attr]
+                    out.append((decl, item))
     return out
