@@ -130,3 +130,41 @@ def test_reply_into_types() -> None:
         read_reply('{"title": "x"}', Named("Tip"), checked.table)
     with pytest.raises(ReplyMismatch, match="not a Patch"):
         read_reply("no blocks here", Named("Patch"), new_table())
+
+
+TUNED = (
+    "tune n: int in 1..3 = 1  # candidates\n"
+    "tune t: float in 1.0..2.0 = 1.5\n"
+    'tune s: str in ["a", "b \\"q\\""] = "a"\n'
+    "tune b: bool in [true, false] = true\n"
+)
+
+
+def test_tune_trials_stay_in_their_domains() -> None:
+    from evolution.lang.tune import trials
+
+    checked = check_source(TUNED, "t.tars")
+    assert checked.ok and checked.info is not None
+    current: dict[str, int | float | str | bool] = {"n": 1, "t": 1.5, "s": "a", "b": True}
+    found = trials(checked.info.tunes, current, seed=3, limit=50)
+    moved = sorted((k, v) for values in found for k, v in values.items() if current[k] != v)
+    assert moved == [("b", False), ("n", 2), ("s", 'b "q"'), ("t", 1.35), ("t", 1.65)]
+    assert all(sum(values[k] != current[k] for k in current) == 1 for values in found)
+    assert len(trials(checked.info.tunes, current, seed=3, limit=2)) == 2
+
+
+def test_tune_rewrite_touches_only_the_defaults() -> None:
+    from evolution.lang.tune import rewrite
+
+    checked = check_source(TUNED, "t.tars")
+    assert checked.program is not None
+    text = rewrite(checked.program, {"n": 3, "s": 'b "q"', "b": False})
+    assert text.splitlines() == [
+        "tune n: int in 1..3 = 3  # candidates",
+        "tune t: float in 1.0..2.0 = 1.5",
+        'tune s: str in ["a", "b \\"q\\""] = "b \\"q\\""',
+        "tune b: bool in [true, false] = false",
+    ]
+    again = check_source(text, "t.tars")  # still a valid script, with the new values
+    assert again.ok and again.info is not None
+    assert [t.default for t in again.info.tunes] == ["3", "1.5", 'b "q"', "false"]
