@@ -25,6 +25,12 @@ def run(
     store: str = typer.Option(
         str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL"
     ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="follow the running swarm of this cluster.yml (its ledger)"
+    ),
+    wait: float = typer.Option(
+        600.0, "--wait", help="with --config: seconds a campaign may wait for its cycles"
+    ),
     notify: str | None = typer.Option(
         None, "--notify", help="http(s) URL: each `notify` is also POSTed there as JSON"
     ),
@@ -36,6 +42,7 @@ def run(
 ) -> None:
     """Type-check a .tars script, then run it: its lets, sources, prompts and campaigns."""
     from cli.run_campaign import Campaign
+    from cli.run_swarm import SwarmCampaign
     from cli.run_tune import any_improving, improve
     from evolution.lang import ast as A
     from evolution.lang.checker import check_source
@@ -63,12 +70,17 @@ def run(
         interp.start()
         for decl in checked.program.decls:
             if isinstance(decl, A.EvolveDecl):
+                if config is not None:
+                    swarm = SwarmCampaign(interp, host, decl, console)
+                    host.on_deploy = swarm.deploy
+                    swarm.follow(config, wait)
+                    continue
                 campaign = Campaign(interp, host, decl, console)
                 host.on_deploy = campaign.deploy
                 campaign.run(store, workdir, weak)
                 if host.stopped:
                     break
-        for decl, _ in any_improving(checked.program, interp):
+        for decl, _ in any_improving(checked.program, interp) if config is None else []:
             seed = int(Campaign(interp, host, decl, console).set.get("seed", 7))
             improve(checked, host, decl, script, store, workdir, weak, write, console, seed)
     except ScriptError as error:

@@ -209,3 +209,26 @@ def test_prompt_reply_typed_and_mismatch_at_block(tmp_path: Path) -> None:
             "run", str(path), "--store", str(tmp_path / "s2.db"), "--workdir", str(tmp_path / "w2")
         )
         assert code == 1 and f"{path}:3:1" in err and "field `score`" in err, out + err
+
+
+@pytest.mark.slow
+def test_campaign_follows_a_swarm_ledger(tmp_path: Path) -> None:
+    from tests.swarmkit import LocalSwarm
+
+    swarm = LocalSwarm(tmp_path / "swarm", nodes=1)
+    try:
+        swarm.up()
+        path = script(
+            tmp_path,
+            f'genome tiny from "{TINY}/genome.toml"\n'
+            "evolve tiny {\n  cycles = 2\n"
+            '  on verdict(v: Verdict) {\n    notify "verdict {v.candidate.mutator} {v.accepted}"\n  }\n'
+            '  on done(g: Genome) {\n    notify "done {g.head.id}"\n  }\n}\n',
+        )
+        code, out, err = tars("run", str(path), "--config", str(swarm.config.path), "--wait", "240")
+        assert code == 0, out + err
+        assert out.count("verdict ") >= 2, out  # one per candidate of the two cycles followed
+        done = [line for line in out.splitlines() if line.startswith("done ")]
+        assert done and len(done[0].split()[1]) == 64, out  # the swarm's head, read back
+    finally:
+        swarm.down()
