@@ -232,3 +232,46 @@ def test_campaign_follows_a_swarm_ledger(tmp_path: Path) -> None:
         assert done and len(done[0].split()[1]) == 64, out  # the swarm's head, read back
     finally:
         swarm.down()
+
+
+def test_mcp_client_over_http_with_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client against `tars mcp`'s streamable HTTP app behind its bearer gate."""
+    import time
+
+    import uvicorn
+
+    from cli.mcp_http import http_app
+    from cli.mcp_ops import Target
+    from cli.mcp_server import build_server
+    from evolution.errors import TransportError
+    from runtime.lang.mcp_client import call_tool, list_tools
+    from runtime.ports import free_port
+
+    from events.store import GenomeStore
+
+    GenomeStore.open(f"sqlite:///{tmp_path / 's.db'}").close()  # an empty store to serve
+    port = free_port()
+    app = http_app(
+        build_server(Target(store=str(tmp_path / "s.db")), port=port), {"tok": "bob"}.get
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.02)
+        url = f"http://127.0.0.1:{port}/mcp"
+        monkeypatch.delenv("TARS_MCP_TOKEN", raising=False)
+        with pytest.raises(TransportError, match="cannot talk"):
+            call_tool(url, "genomes", {}, tmp_path)  # no token: the gate refuses
+        monkeypatch.setenv("TARS_MCP_TOKEN", "tok")
+        assert "genomes" in {t.name for t in list_tools(url, tmp_path)}
+        assert call_tool(url, "genomes", {}, tmp_path) == {"genomes": []}
+        with pytest.raises(TransportError, match="failed: .*store"):
+            call_tool(url, "lineage", {"genome": "nope"}, tmp_path)  # the tool's own error
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        assert not thread.is_alive()

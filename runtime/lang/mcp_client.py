@@ -2,7 +2,9 @@
 
 A server is named by one string: an ``http(s)://…/mcp`` URL is connected to over
 streamable HTTP; anything else is a command line started over stdio (``tars mcp --store
-x.db``), in the script's folder.  Each use opens a session, initialises it, lists the
+x.db``), in the script's folder; an HTTP server gets ``Authorization: Bearer
+$TARS_MCP_TOKEN`` when that variable is set (the token stays out of the script and its
+versions).  Each use opens a session, initialises it, lists the
 tools (an unknown tool is an error naming the ones there), calls the tool and closes: a
 data source is read once per run, so a lasting session would buy nothing.  A tool's
 result is its structured content when the server gives one (FastMCP wraps a non-object
@@ -12,6 +14,7 @@ result as ``{"result": …}``, unwrapped here), else its text, read as JSON when
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -20,6 +23,10 @@ from typing import Any, NamedTuple
 import anyio
 
 from evolution.errors import TransportError
+
+
+#: the bearer token sent to an HTTP server (`tars mcp --http` asks for a login token)
+TOKEN_VARIABLE = "TARS_MCP_TOKEN"
 
 
 class Tool(NamedTuple):
@@ -35,9 +42,15 @@ async def _session(stack: AsyncExitStack, server: str, cwd: Path) -> Any:
     from mcp.client.stdio import stdio_client
 
     if server.startswith(("http://", "https://")):
-        from mcp.client.streamable_http import streamablehttp_client
+        import httpx
+        from mcp.client.streamable_http import streamable_http_client
 
-        read, write, _ = await stack.enter_async_context(streamablehttp_client(server))
+        token = os.environ.get(TOKEN_VARIABLE)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        http = await stack.enter_async_context(httpx.AsyncClient(headers=headers, timeout=60))
+        read, write, _ = await stack.enter_async_context(
+            streamable_http_client(server, http_client=http)
+        )
     else:
         words = shlex.split(server)
         if not words:
