@@ -243,11 +243,10 @@ def test_mcp_client_over_http_with_a_token(tmp_path: Path, monkeypatch: pytest.M
     from cli.mcp_http import http_app
     from cli.mcp_ops import Target
     from cli.mcp_server import build_server
+    from events.store import GenomeStore
     from evolution.errors import TransportError
     from runtime.lang.mcp_client import call_tool, list_tools
     from runtime.ports import free_port
-
-    from events.store import GenomeStore
 
     GenomeStore.open(f"sqlite:///{tmp_path / 's.db'}").close()  # an empty store to serve
     port = free_port()

@@ -24,7 +24,6 @@ import anyio
 
 from evolution.errors import TransportError
 
-
 #: the bearer token sent to an HTTP server (`tars mcp --http` asks for a login token)
 TOKEN_VARIABLE = "TARS_MCP_TOKEN"
 
