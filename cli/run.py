@@ -9,7 +9,10 @@ stays, nothing half-written.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,6 +20,10 @@ from cli.common import DEFAULT_STORE, console, err_console, handle_errors
 from cli.node import WEAK_HELP
 from cli.script import _styled, missing_genomes, read_script
 from evolution.errors import ScriptError
+
+if TYPE_CHECKING:
+    from evolution.lang.ast import Program
+    from runtime.lang.host import RealHost
 
 
 @handle_errors
@@ -67,7 +74,8 @@ def run(
     host = RealHost(text, script.parent, checked.table, say, webhook=notify)
     interp = Interpreter(checked, host)
     try:
-        interp.start()
+        with top_level_model(checked.program, host):
+            interp.start()
         for decl in checked.program.decls:
             if isinstance(decl, A.EvolveDecl):
                 if config is not None:
@@ -87,3 +95,29 @@ def run(
         err_console.print(_styled(error), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     console.print(f"ok: {script} ran", highlight=False)
+
+
+@contextmanager
+def top_level_model(program: Program, host: RealHost) -> Iterator[None]:
+    """The first campaign's ``llm = "file"`` for the prompts the top-level ``let``s call."""
+    from evolution.lang import ast as A
+    from runtime.llm_session import LLMSession
+
+    found = [
+        item.value
+        for decl in program.decls
+        if isinstance(decl, A.EvolveDecl)
+        for item in decl.settings
+        if isinstance(item, A.Setting) and item.name == "llm" and isinstance(item.value, A.Str)
+    ]
+    if not found or not any(isinstance(d, A.PromptDecl) for d in program.decls):
+        yield
+        return
+    path = "".join(p for p in found[0].parts if isinstance(p, str))
+    session = LLMSession.open(host.base / path)
+    host.llm = session
+    try:
+        yield
+    finally:
+        host.llm = None
+        session.close()

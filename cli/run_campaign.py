@@ -196,6 +196,7 @@ class Campaign:
         from runtime.llm_session import LLMSession
 
         session = LLMSession.open(self.host.base / str(self.set["llm"]))
+        before = self.host.llm, self.host.models
         self.host.llm, self.host.models = session, list(self.set.get("models", []))
         prompt = self.set.get("prompt")
         if isinstance(prompt, Fn):
@@ -206,7 +207,7 @@ class Campaign:
         finally:
             self.console.print(session.summary(), highlight=False, soft_wrap=True)
             session.close()
-            self.host.llm = None
+            self.host.llm, self.host.models = before
 
     def _instructions(self, prompt: Fn, target: Any, code: str) -> str:
         hotspot = rec("Hotspot", file=target.file, function=target.function, line=target.line,

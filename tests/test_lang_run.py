@@ -274,3 +274,44 @@ def test_mcp_client_over_http_with_a_token(tmp_path: Path, monkeypatch: pytest.M
         server.should_exit = True
         thread.join(timeout=30)
         assert not thread.is_alive()
+
+
+def test_a_failing_handler_stops_with_every_recorded_cycle_whole(tmp_path: Path) -> None:
+    from events.store import GenomeStore
+
+    path = script(
+        tmp_path,
+        f'genome tiny from "{TINY}/genome.toml"\n'
+        "evolve tiny {\n  cycles = 3\n  candidates = 1\n"
+        '  on verdict(v: Verdict) {\n    let xs = [1]\n    notify "{xs[1]}"\n  }\n}\n',
+    )
+    code, out, err = tars(
+        "run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w")
+    )
+    assert code == 1 and "no item 1 (the value has 1 item(s))" in err and f"{path}:7:17" in err, (
+        out + err
+    )
+    with GenomeStore.open(f"sqlite:///{tmp_path / 's.db'}", create=False) as store:
+        assert store.head("tiny").cycles_completed == 1  # the first cycle whole, no second
+        kinds = [e.type for e in store.log(genome="tiny")]
+    assert kinds.count("CycleCompleted") == 1 and kinds[-1] == "CycleCompleted", kinds
+
+
+def test_top_level_prompt_uses_the_campaign_model(tmp_path: Path) -> None:
+    with scripted_server() as server:
+        (tmp_path / "llm.yml").write_text(
+            f"models:\n  - name: scripted\n    endpoint: {server.url}\n    model: m\nretries: 0\nmax_requests: 3\n"
+        )
+        path = script(
+            tmp_path,
+            f'genome tiny from "{TINY}/genome.toml"\n'
+            'prompt name(n: int) -> str """Name {n} things"""\n'
+            "let answer = name(3)\nlet k = 1 / (len(answer) - 5)\n"
+            'evolve tiny {\n  llm = "llm.yml"\n  cycles = 1\n}\n',
+        )
+        server.script(Turn(reply="seven"))  # five letters: the division by zero proves the reply
+        code, out, err = tars(
+            "run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w")
+        )
+    assert code == 1 and "division by zero" in err and f"{path}:4:" in err, out + err
+    assert [r.prompt for r in server.received] == ["Name 3 things"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from evolution.errors import ScriptError, TarsError
 from evolution.lang import ast as A
 from evolution.lang.types import OptT, TypeTable
 from evolution.lang.values import Rec, show
@@ -132,4 +133,9 @@ def _builtin(interp: Interpreter, e: A.Call, name: str, value: Any) -> Any:
             f"{name}() cannot take {show(value)[:60]}",
             f"give {name}() a number or a numeric text",
         ) from None
-    return interp.host.builtin(name, value)
+    try:
+        return interp.host.builtin(name, value)
+    except ScriptError:
+        raise
+    except TarsError as exc:  # the engine could not answer: said at the call
+        raise interp.error(e.pos, f"{name}(): {exc.message}", exc.hint or "") from None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evolution.errors import ScriptError, TarsError
+from evolution.errors import ConfigError, ScriptError, TarsError
 from evolution.lang import ast as A
 from evolution.lang.parser import error_at
 from evolution.lang.types import Ty, TypeTable
@@ -129,8 +129,9 @@ class RealHost:
     def builtin(self, name: str, arg: Rec) -> Any:
         """``hotspots(g)`` / ``history(g)`` from the campaign driver."""
         if self.builtins is None:
-            raise ScriptError(
-                f"{name}() needs the engine", file="", line=0, column=0, hint="run with --store"
+            raise ConfigError(
+                f"{name}() reads the engine, which starts with a campaign",
+                hint="call it inside an `evolve` block's `on` handler",
             )
         return self.builtins(name, arg)
 
