@@ -26,6 +26,7 @@ from runtime.lang.host import RealHost, genome_record
 
 if TYPE_CHECKING:
     from events.records import CandidateRecord
+    from evolution.policy import Policy
     from node import Node
 
 
@@ -121,7 +122,6 @@ class Campaign:
     def run(self, store: str, workdir: Path, weak: bool) -> Reached:
         """Register the genome if new, run the cycles, call the handlers; what it reached."""
         from cli.progress import CycleProgress
-        from evolution.policy import Policy
 
         cycles = int(self.set.get("cycles", 5))
         seed = int(self.set.get("seed", 7))
@@ -136,15 +136,7 @@ class Campaign:
             self.host.genomes = lambda d: self._genome(node, d)
             self.host.builtins = lambda n, g: self._builtin(node, n, g)
             head = node.store.head(name)
-            policy = None
-            if "threshold" in fitness or "confidence" in fitness:
-                from evolution.manifest import parse_manifest
-
-                own = parse_manifest(head.manifest_text, "genome.toml").fitness
-                policy = Policy(
-                    float(fitness.get("threshold", own.threshold)),
-                    float(fitness.get("confidence", own.confidence)),
-                )
+            policy = self._policy(head.manifest_text)
             start, before = head.cycles_completed, head.fitness
             with CycleProgress(self.console, start + cycles, start, label=name) as bar:
 
@@ -163,6 +155,25 @@ class Campaign:
                 self.interp.handler(self.handlers["done"], self._genome(node, self.genome_decl))
             direction = str(fitness.get("direction", self.genome_decl_direction(head)))
             return Reached(name, before, end.fitness, end.cycles_completed - start, direction)
+
+    def _policy(self, manifest_text: str) -> Policy | None:
+        """The governor's policy from ``fitness { threshold confidence }`` and ``approve { … }``
+        (docs/approval.md's rules; the manifest's own ``[policy]`` still has the last word)."""
+        from evolution.manifest import HoldRules, parse_manifest
+        from evolution.policy import Policy
+
+        fitness, approve = self.set.get("fitness", {}), self.set.get("approve", {})
+        if not approve and "threshold" not in fitness and "confidence" not in fitness:
+            return None
+        own = parse_manifest(manifest_text, "genome.toml").fitness
+        policy = Policy(
+            float(fitness.get("threshold", own.threshold)),
+            float(fitness.get("confidence", own.confidence)),
+        )
+        names = {"max_patch_lines": "max_patch_lines", "new_imports": "approval_on_new_imports",
+                 "protected": "approval_on_protected", "model": "approval_on_model",
+                 "above": "approval_above"}  # fmt: skip
+        return policy.with_rules(HoldRules(**{names[k]: v for k, v in approve.items()}))
 
     @staticmethod
     def genome_decl_direction(head: Any) -> str:

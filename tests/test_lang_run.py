@@ -315,3 +315,21 @@ def test_top_level_prompt_uses_the_campaign_model(tmp_path: Path) -> None:
         )
     assert code == 1 and "division by zero" in err and f"{path}:4:" in err, out + err
     assert [r.prompt for r in server.received] == ["Name 3 things"]
+
+
+def test_approve_rules_hold_a_big_gain_for_a_person(tmp_path: Path) -> None:
+    from events.store import GenomeStore
+
+    path = script(
+        tmp_path,
+        f'genome tiny from "{TINY}/genome.toml"\n'
+        "evolve tiny {\n  cycles = 1\n  candidates = 1\n  approve {\n    above = 1.2\n  }\n"
+        '  on verdict(v: Verdict) {\n    if v.held { notify "held {v.gain}" }\n  }\n}\n',
+    )
+    code, out, err = tars(
+        "run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w")
+    )
+    assert code == 0 and "held " in out, out + err
+    with GenomeStore.open(f"sqlite:///{tmp_path / 's.db'}", create=False) as store:
+        head = store.head("tiny")
+        assert head.pending and head.versions_count == 1  # waiting for a person, not adopted
