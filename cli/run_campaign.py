@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rich.console import Console
 
+from evolution.errors import ConfigError
 from evolution.lang import ast as A
 from evolution.lang.eval import Fn, Interpreter
 from evolution.lang.values import Rec, rec
@@ -207,6 +208,16 @@ class Campaign:
         from runtime.llm_session import LLMSession
 
         session = LLMSession.open(self.host.base / str(self.set["llm"]))
+        names = [str(n) for n in self.set.get("models", [])]
+        if names:  # `models`: the campaign asks only these of the file's models
+            chosen = [m for m in session.config.models if m.arm in names]
+            if not chosen:
+                session.close()
+                raise ConfigError(
+                    f"none of the models {names} is in {self.set['llm']}",
+                    hint=f"its models: {', '.join(m.arm for m in session.config.models)}",
+                )
+            session.config = session.config.model_copy(update={"models": chosen})
         before = self.host.llm, self.host.models
         self.host.llm, self.host.models = session, list(self.set.get("models", []))
         prompt = self.set.get("prompt")

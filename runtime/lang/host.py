@@ -82,7 +82,7 @@ class RealHost:
                 f"prompt `{decl.name}` has no model to ask",
                 'set `llm = "llm.yml"` (and `models`) in the script\'s evolve block',
             )
-        models = [m for m in self.llm.config.models if not self.models or m.name in self.models]
+        models = [m for m in self.llm.config.models if not self.models or m.arm in self.models]
         model = (models or list(self.llm.config.models))[0]
         try:
             reply = self.llm.ask(model, [{"role": "user", "content": text}])
