@@ -80,14 +80,16 @@ def with_input(folder: Path, records: Any, workdir: Path) -> Path:
     return copy
 
 
-def _verdict(r: CandidateRecord, genome: str, head: str | None) -> tuple[Rec, Rec]:
+def _verdict(
+    r: CandidateRecord, genome: str, head: str | None, fitness: float | None = None
+) -> tuple[Rec, Rec]:
     lines = sum(1 for line in r.patch.splitlines() if line.startswith(("+", "-")))
     files = sorted({line[6:] for line in r.patch.splitlines() if line.startswith("+++ b/")})
     patch = rec("Patch", diff=r.patch, files=files, lines=lines)
     candidate = rec("Candidate", id=r.candidate, genome=genome, parent=r.parent,
                     mutator=r.mutator, function=r.kind, patch=patch)  # fmt: skip
     version = (
-        rec("Version", id=head, parent=r.parent, fitness=None, message=r.mutator)
+        rec("Version", id=head, parent=r.parent, fitness=fitness, message=r.mutator)
         if head is not None
         else None
     )
@@ -242,7 +244,8 @@ class Campaign:
         for record in info.get("records", []):
             won = adoption is not None and adoption.patch == record.patch
             self.version = adoption.version if won and adoption is not None else None
-            candidate, verdict = _verdict(record, name, self.version)
+            after = adoption.fitness_after if self.version and adoption is not None else None
+            candidate, verdict = _verdict(record, name, self.version, after)
             if "candidate" in self.handlers:
                 self.interp.handler(self.handlers["candidate"], candidate)
             if "verdict" in self.handlers:

@@ -333,3 +333,49 @@ def test_approve_rules_hold_a_big_gain_for_a_person(tmp_path: Path) -> None:
     with GenomeStore.open(f"sqlite:///{tmp_path / 's.db'}", create=False) as store:
         head = store.head("tiny")
         assert head.pending and head.versions_count == 1  # waiting for a person, not adopted
+
+
+def test_http_sources_typed_and_loose(tmp_path: Path) -> None:
+    bodies = {
+        "/rows.jsonl": '{"word": "a", "n": 1}\n{"word": "b", "n": 2.5}\n',
+        "/one.json": '{"word": "c", "n": 3}',
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+        def do_GET(self) -> None:  # noqa: N802
+            body = bodies.get(self.path)
+            self.send_response(200 if body else 404)
+            self.end_headers()
+            self.wfile.write((body or "").encode())
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        good = script(
+            tmp_path,
+            ROW
+            + f'source one: http<json, Row> = "{url}/one.json"\nsource loose: any = "{url}/rows.jsonl"\n'
+            "let k = 1 / (one.n + len(loose) - 5)\n",
+        )
+        code, _, err = tars("run", str(good), "--store", str(tmp_path / "s.db"))
+        assert code == 1 and "division by zero" in err, err  # 3 + 2 loose lines: both read
+        bad = script(
+            tmp_path,
+            ROW + f'source rows: http<jsonl, Row> = "{url}/rows.jsonl"\nlet k = len(rows)\n',
+        )
+        code, _, err = tars("run", str(bad), "--store", str(tmp_path / "s.db"))
+        assert code == 1 and "line 2: field `n`: expected int, found 2.5" in err, err
+        gone = script(
+            tmp_path, ROW + f'source rows: http<jsonl, Row> = "{url}/gone"\nlet k = len(rows)\n'
+        )
+        code, _, err = tars("run", str(gone), "--store", str(tmp_path / "s.db"))
+        assert code == 1 and "404" in err and f"{gone}:2:1" in err, err
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
