@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rich.console import Console
 
-from evolution.errors import ConfigError
+from evolution.errors import ConfigError, TarsError
 from evolution.lang import ast as A
 from evolution.lang.eval import Fn, Interpreter
 from evolution.lang.values import Rec, rec
@@ -81,13 +81,17 @@ def with_input(folder: Path, records: Any, workdir: Path) -> Path:
 
 
 def _verdict(
-    r: CandidateRecord, genome: str, head: str | None, fitness: float | None = None
+    r: CandidateRecord,
+    genome: str,
+    head: str | None,
+    fitness: float | None = None,
+    function: str = "",
 ) -> tuple[Rec, Rec]:
     lines = sum(1 for line in r.patch.splitlines() if line.startswith(("+", "-")))
     files = sorted({line[6:] for line in r.patch.splitlines() if line.startswith("+++ b/")})
     patch = rec("Patch", diff=r.patch, files=files, lines=lines)
     candidate = rec("Candidate", id=r.candidate, genome=genome, parent=r.parent,
-                    mutator=r.mutator, function=r.kind, patch=patch)  # fmt: skip
+                    mutator=r.mutator, function=function, patch=patch)  # fmt: skip
     version = (
         rec("Version", id=head, parent=r.parent, fitness=fitness, message=r.mutator)
         if head is not None
@@ -136,6 +140,7 @@ class Campaign:
             if "input" in self.set:
                 folder = with_input(folder, self.set["input"], workdir)
             name, _ = node.register(folder)
+            self.store = node.store
             self.host.genomes = lambda d: self._genome(node, d)
             self.host.builtins = lambda n, g: self._builtin(node, n, g)
             head = node.store.head(name)
@@ -245,11 +250,26 @@ class Campaign:
             won = adoption is not None and adoption.patch == record.patch
             self.version = adoption.version if won and adoption is not None else None
             after = adoption.fitness_after if self.version and adoption is not None else None
-            candidate, verdict = _verdict(record, name, self.version, after)
+            function = self._function(name, record)
+            candidate, verdict = _verdict(record, name, self.version, after, function)
             if "candidate" in self.handlers:
                 self.interp.handler(self.handlers["candidate"], candidate)
             if "verdict" in self.handlers:
                 self.interp.handler(self.handlers["verdict"], verdict)
+
+    def _function(self, name: str, record: CandidateRecord) -> str:
+        """The functions a candidate's patch changes (``file:function``, comma-separated):
+        the log keeps a candidate's parent and patch, not the function it aimed at."""
+        from evolution.sites import changed_functions
+
+        trees: dict[str, Any] = self.__dict__.setdefault("_trees", {})
+        if record.parent not in trees:
+            try:
+                trees[record.parent] = self.store.materialise(name, record.parent)
+            except TarsError:
+                trees[record.parent] = {}
+        changed = changed_functions(trees[record.parent], record.patch)
+        return ", ".join(f"{file}:{function}" for file, function, _ in changed)
 
     def deploy(self, strategy: str, args: dict[str, Any], pos: A.Pos) -> None:
         """On a single node: say what would deploy (a rollout needs a swarm's service)."""

@@ -162,7 +162,8 @@ def test_campaign_runs_cycles_and_handlers(
         tmp_path,
         f'genome tiny from "{TINY}/genome.toml"\n'
         "evolve tiny {\n  cycles = 1\n  candidates = 2\n"
-        "  on verdict(v: Verdict) {\n    if v.accepted { deploy canary(steps=[1, 50, 100]) }\n  }\n"
+        "  on verdict(v: Verdict) {\n    if v.accepted { deploy canary(steps=[1, 50, 100]) }\n"
+        '    notify "fn {v.candidate.function}"\n  }\n'
         '  on done(g: Genome) {\n    notify "{g.name} {len(history(g))}"\n  }\n}\n',
     )
     code, out, err = tars(
@@ -177,8 +178,10 @@ def test_campaign_runs_cycles_and_handlers(
     )
     assert code == 0, out + err
     assert "would deploy tiny" in out and "canary(steps=[1, 50, 100])" in out
+    assert "fn tiny/core.py:" in out, out  # the function the patch changed, from the log
     assert got and got[-1]["text"] == f"tiny {got[-1]['text'].split()[1]}"  # type: ignore[union-attr]
     assert int(str(got[-1]["text"]).split()[1]) >= 1  # the log's verdicts, read back
+    assert got[0]["script"] == str(path) and got[0]["line"] == 7  # each notify, where it is
 
 
 def test_prompt_reply_typed_and_mismatch_at_block(tmp_path: Path) -> None:
