@@ -382,3 +382,21 @@ def test_http_sources_typed_and_loose(tmp_path: Path) -> None:
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+
+
+def test_stop_ends_the_campaign_after_the_cycle(tmp_path: Path) -> None:
+    from events.store import GenomeStore
+
+    path = script(
+        tmp_path,
+        f'genome tiny from "{TINY}/genome.toml"\n'
+        "evolve tiny {\n  cycles = 3\n  candidates = 1\n"
+        '  on verdict(v: Verdict) {\n    stop "one is enough"\n  }\n}\n'
+        "evolve tiny {\n  cycles = 1\n}\n",
+    )
+    code, out, err = tars(
+        "run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w")
+    )
+    assert code == 0 and "stop: one is enough" in out, out + err
+    with GenomeStore.open(f"sqlite:///{tmp_path / 's.db'}", create=False) as store:
+        assert store.head("tiny").cycles_completed == 1  # nor did the second campaign run
