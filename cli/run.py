@@ -19,10 +19,10 @@ import typer
 from cli.common import DEFAULT_STORE, console, err_console, handle_errors
 from cli.node import WEAK_HELP
 from cli.script import _styled, missing_genomes, read_script
-from evolution.errors import ScriptError
+from evolution.errors import ScriptError, TarsError
 
 if TYPE_CHECKING:
-    from evolution.lang.ast import Program
+    from evolution.lang.ast import EvolveDecl, Program
     from runtime.lang.host import RealHost
 
 
@@ -77,20 +77,20 @@ def run(
         with top_level_model(checked.program, host):
             interp.start()
         for decl in checked.program.decls:
-            if isinstance(decl, A.EvolveDecl):
-                if config is not None:
-                    swarm = SwarmCampaign(interp, host, decl, console)
-                    host.on_deploy = swarm.deploy
-                    swarm.follow(config, wait)
-                    continue
-                campaign = Campaign(interp, host, decl, console)
-                host.on_deploy = campaign.deploy
-                campaign.run(store, workdir, weak)
-                if host.stopped:
-                    break
+            if isinstance(decl, A.EvolveDecl) and not host.stopped:
+                with at_campaign(decl, text):
+                    if config is not None:
+                        swarm = SwarmCampaign(interp, host, decl, console)
+                        host.on_deploy = swarm.deploy
+                        swarm.follow(config, wait)
+                        continue
+                    campaign = Campaign(interp, host, decl, console)
+                    host.on_deploy = campaign.deploy
+                    campaign.run(store, workdir, weak)
         for decl, _ in any_improving(checked.program, interp) if config is None else []:
-            seed = int(Campaign(interp, host, decl, console).set.get("seed", 7))
-            improve(checked, host, decl, script, store, workdir, weak, write, console, seed)
+            with at_campaign(decl, text):
+                seed = int(Campaign(interp, host, decl, console).set.get("seed", 7))
+                improve(checked, host, decl, script, store, workdir, weak, write, console, seed)
     except ScriptError as error:
         err_console.print(_styled(error), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
@@ -121,3 +121,19 @@ def top_level_model(program: Program, host: RealHost) -> Iterator[None]:
     finally:
         host.llm = None
         session.close()
+
+
+@contextmanager
+def at_campaign(decl: EvolveDecl, text: str) -> Iterator[None]:
+    """The engine's errors during a campaign (a genome already registered with another tree,
+    an llm.yml without a budget, a swarm that does not answer) said at the `evolve` block."""
+    from evolution.lang.parser import error_at
+
+    try:
+        yield
+    except ScriptError:
+        raise
+    except TarsError as exc:
+        raise error_at(
+            text, decl.pos, f"campaign on `{decl.genome}`: {exc.message}", exc.hint or ""
+        ) from None

@@ -400,3 +400,18 @@ def test_stop_ends_the_campaign_after_the_cycle(tmp_path: Path) -> None:
     assert code == 0 and "stop: one is enough" in out, out + err
     with GenomeStore.open(f"sqlite:///{tmp_path / 's.db'}", create=False) as store:
         assert store.head("tiny").cycles_completed == 1  # nor did the second campaign run
+
+
+def test_an_engine_error_is_said_at_the_campaign(tmp_path: Path) -> None:
+    (tmp_path / "llm.yml").write_text(
+        "models:\n  - endpoint: http://127.0.0.1:9/v1\n    model: m\n"
+    )
+    path = script(
+        tmp_path,
+        f'genome tiny from "{TINY}/genome.toml"\n\nevolve tiny {{\n  llm = "llm.yml"\n}}\n',
+    )
+    code, out, err = tars(
+        "run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w")
+    )
+    assert code == 1 and f"{path}:3:1: error: campaign on `tiny`:" in err, out + err
+    assert "no budget" in err and "fix:" in err
