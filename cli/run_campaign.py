@@ -135,6 +135,10 @@ class Campaign:
         fitness = self.set.get("fitness", {})
         with ExitStack() as stack:
             node = stack.enter_context(self._node(store, workdir, weak))
+            node.install_signal_handlers()  # SIGTERM stops cleanly, as `tars evolve run`
+            self.console.print(
+                f"candidate isolation: {node.isolation}", highlight=False, markup=False
+            )
             stack.enter_context(self._model(node))
             folder = Path(genome_record(self.genome_decl, self.host.base, None).get("path"))
             if "input" in self.set:
