@@ -50,7 +50,7 @@ def run(
     """Type-check a .tars script, then run it: its lets, sources, prompts and campaigns."""
     from cli.run_campaign import Campaign
     from cli.run_swarm import SwarmCampaign
-    from cli.run_tune import any_improving, improve
+    from cli.run_tune import any_improving, improve, script_history
     from evolution.lang import ast as A
     from evolution.lang.checker import check_source
     from evolution.lang.eval import Interpreter
@@ -72,7 +72,7 @@ def run(
         console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     host = RealHost(text, script.parent, checked.table, say, webhook=notify)
-    interp = Interpreter(checked, host)
+    interp = Interpreter(checked, host, history=script_history(script, store))
     try:
         with top_level_model(checked.program, host):
             interp.start()

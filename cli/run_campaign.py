@@ -111,6 +111,16 @@ def _verdict(
     return candidate, verdict
 
 
+def verdict_of(data: dict[str, Any], genome: str) -> Rec:
+    """A ``CandidateEvaluated`` event's data as a ``Verdict`` (``history``, ``script.history``)."""
+    from events.records import CandidateRecord
+
+    fields: dict[str, Any] = {k: data.get(k) for k in CandidateRecord.__dataclass_fields__}
+    fields["figures"] = fields["figures"] or {}
+    fields["reasons"] = fields["reasons"] or []
+    return _verdict(CandidateRecord(**fields), genome, None)[1]
+
+
 class Campaign:
     """Runs one campaign: its node, its model, its cycles, its handlers."""
 
@@ -297,18 +307,12 @@ class Campaign:
     def _builtin(self, node: Node, name: str, genome: Rec) -> Any:
         """``history(g)``: the log's verdicts on the genome; ``hotspots(g)``: the analyzer's."""
         if name == "history":
-            from events.records import CandidateRecord
-
-            out = []
-            for entry in node.store.log(genome=genome.get("name")):
-                if entry.type == "CandidateEvaluated":
-                    fields: dict[str, Any] = {
-                        k: entry.data.get(k) for k in CandidateRecord.__dataclass_fields__
-                    }
-                    fields["figures"] = fields["figures"] or {}
-                    record = CandidateRecord(**fields)
-                    out.append(_verdict(record, genome.get("name"), None)[1])
-            return out
+            entries = node.store.log(genome=genome.get("name"))
+            return [
+                verdict_of(e.data, genome.get("name"))
+                for e in entries
+                if e.type == "CandidateEvaluated"
+            ]
         from actors.messages import Analyze
 
         head = node.store.head(genome.get("name"))

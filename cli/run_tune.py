@@ -24,6 +24,7 @@ from cli.run_campaign import Campaign, Reached
 from evolution.lang import ast as A
 from evolution.lang.checker import Checked
 from evolution.lang.eval import Interpreter
+from evolution.lang.values import Rec
 from runtime.lang.host import RealHost
 
 #: trials per run besides the current values (each is one campaign run)
@@ -118,7 +119,7 @@ def _record(
     from evolution.tree import version_id
 
     assert checked.program is not None
-    name = f"script-{script.stem}".replace("_", "-")
+    name = script_genome(script)
     with GenomeStore.open(store_url(store, must_exist=False)) as handle:
         try:
             head = handle.head(name)
@@ -149,6 +150,28 @@ def _record(
                 adoption = Adoption(version_id(new), parent, patch, "tune", "tune", base, best,
                                     best / base if base else None, None, None)  # fmt: skip
         handle.record_cycle(name, "tars-run", evaluated=records, adopted=adoption, cycle=cycle)
+
+
+def script_genome(script: Path) -> str:
+    """The name of the script's own genome in the log (``script-<file stem>``)."""
+    return f"script-{script.stem}".replace("_", "-")
+
+
+def script_history(script: Path, store: str) -> list[Rec]:
+    """The log's verdicts on the script's tune trials, oldest first (none before its first)."""
+    from cli.common import store_url
+    from cli.run_campaign import verdict_of
+    from events.store import GenomeStore
+
+    url = store_url(store, must_exist=False)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return []
+    name = script_genome(script)
+    with GenomeStore.open(url) as handle:
+        if name not in handle.genomes():
+            return []
+        entries = [e for e in handle.log(genome=name) if e.type == "CandidateEvaluated"]
+        return [verdict_of(e.data, name) for e in entries]
 
 
 def any_improving(program: A.Program, interp: Interpreter) -> list[tuple[A.EvolveDecl, Any]]:

@@ -415,3 +415,25 @@ def test_an_engine_error_is_said_at_the_campaign(tmp_path: Path) -> None:
     )
     assert code == 1 and f"{path}:3:1: error: campaign on `tiny`:" in err, out + err
     assert "no budget" in err and "fix:" in err
+
+
+def test_script_reads_the_log_history_of_its_tune_runs(tmp_path: Path) -> None:
+    from events.records import CandidateRecord
+    from events.store import GenomeStore
+
+    path = tmp_path / "my_tuned.tars"
+    path.write_text(
+        "tune n: int in 1..3 = 1\nlet runs = script.history\n"
+        "let g = runs[0].gain\nlet r = runs[0].reason\nlet k = 1 / (len(runs) - 1)\n"
+    )
+    store = tmp_path / "s.db"
+    code, _, err = tars("run", str(path), "--store", str(store))
+    assert code == 1 and "no item 0 (the value has 0 item(s))" in err, err  # nothing yet
+    with GenomeStore.open(f"sqlite:///{store}") as handle:
+        handle.register("script-my-tuned", "[genome]\n", {"my_tuned.tars": "x"}, 1.5, "t")
+        trial = CandidateRecord(
+            "c1", "p", "", "tune", "tune", "reject", ["worse"], 0.9, None, None, True
+        )
+        handle.record_cycle("script-my-tuned", "t", evaluated=[trial], cycle=1)
+    code, _, err = tars("run", str(path), "--store", str(store))
+    assert code == 1 and "division by zero" in err and f"{path}:5:" in err, err  # one run read

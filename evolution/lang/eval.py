@@ -60,7 +60,7 @@ class Fn:
         return f"<{type(self.decl).__name__} {self.decl.name}>"
 
 
-def script_value(info: ScriptInfo) -> Rec:
+def script_value(info: ScriptInfo, history: list[Rec] | None = None) -> Rec:
     """The built-in ``script``: the script's own structure as a ``Script`` record."""
     blocks = [
         rec(
@@ -89,13 +89,21 @@ def script_value(info: ScriptInfo) -> Rec:
             choices=list(t.choices), default=t.default)
         for t in info.tunes
     ]  # fmt: skip
-    return rec("Script", file=info.file, blocks=blocks, prompts=prompts, tunes=tunes)
+    return rec(
+        "Script", file=info.file, blocks=blocks, prompts=prompts, tunes=tunes, history=history or []
+    )
 
 
 class Interpreter:
     """One script's values: its globals (computed on first use, top-level lets in order)."""
 
-    def __init__(self, checked: Checked, host: Host, tunes: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        checked: Checked,
+        host: Host,
+        tunes: dict[str, Any] | None = None,
+        history: list[Rec] | None = None,
+    ) -> None:
         assert checked.program is not None and checked.info is not None
         self.program = checked.program
         self.table = checked.table
@@ -105,7 +113,7 @@ class Interpreter:
         for decl in self.program.decls:
             if not isinstance(decl, A.EvolveDecl | A.RecordDecl | A.UnionDecl):
                 self.decls[decl.name] = decl
-        self.values: Scope = {"script": script_value(checked.info)}
+        self.values: Scope = {"script": script_value(checked.info, history)}
         self.tunes = tunes or {}
         self._busy: set[str] = set()
 
