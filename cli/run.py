@@ -9,6 +9,7 @@ stays, nothing half-written.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +72,9 @@ def run(
     def say(message: str) -> None:
         console.print(message, markup=False, highlight=False, soft_wrap=True)
 
+    # a script's call is a dozen Python frames: room for ~800 levels of its own recursion
+    # (deeper is a ScriptError at the call, never a crash)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
     host = RealHost(text, script.parent, checked.table, say, webhook=notify)
     interp = Interpreter(checked, host, history=script_history(script, store))
     try:
