@@ -168,3 +168,14 @@ def test_tune_rewrite_touches_only_the_defaults() -> None:
     again = check_source(text, "t.tars")  # still a valid script, with the new values
     assert again.ok and again.info is not None
     assert [t.default for t in again.info.tunes] == ["3", "1.5", 'b "q"', "false"]
+
+
+def test_union_from_data_names_its_constructor() -> None:
+    checked = check_source("type O = Faster(gain: float) | Same\n", "u.tars")
+    union = Named("O")
+    assert read_reply('{"type": "Faster", "gain": 2}', union, checked.table) == Rec(
+        "Faster", (("gain", 2.0),)
+    )
+    assert conform({"type": "Same"}, union, checked.table) == Rec("Same", ())
+    with pytest.raises(Mismatch, match="Faster | Same"):
+        conform({"type": "Slower"}, union, checked.table)
