@@ -176,6 +176,8 @@ class Coordinator:
         self.outcomes = self.memory.outcomes if planner == "learning" else Outcomes.from_log(rows)
         self._evaluated: dict[str, set[str]] = evaluated_on(entries)
         self.tuner = Tuner(self.manifest)
+        #: narrows each cycle's plans (a `.tars` campaign's `mutators` and `functions`)
+        self.plan_filter: Callable[[list[Plan]], list[Plan]] | None = None
 
     def run(self, cycles: int, seed: int) -> RunSummary:
         """Run until ``cycles`` cycles are recorded for the genome (resuming a killed run)."""
@@ -222,6 +224,8 @@ class Coordinator:
                 self.planner,
             ),
         )
+        if self.plan_filter is not None:
+            plans = self.plan_filter(plans)
         self.progress(
             "generate", {"cycle": cycle, "plans": len(plans), "opportunities": len(opportunities)}
         )

@@ -12,7 +12,7 @@ fails stops the script with every recorded cycle whole and nothing half-written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -27,6 +27,7 @@ from runtime.lang.host import RealHost, genome_record
 
 if TYPE_CHECKING:
     from events.records import CandidateRecord
+    from evolution.planner import Plan
     from evolution.policy import Policy
     from node import Node
 
@@ -168,6 +169,7 @@ class Campaign:
                         self._cycle(name, info)
 
                 coordinator = node.coordinator(name, progress=progress, policy=policy)
+                coordinator.plan_filter = self._plan_filter()
                 for number in range(start + 1, start + cycles + 1):
                     result = coordinator.cycle(number, seed)
                     if result.stopped or self.host.stopped:
@@ -177,6 +179,25 @@ class Campaign:
                 self.interp.handler(self.handlers["done"], self._genome(node, self.genome_decl))
             direction = str(fitness.get("direction", self.genome_decl_direction(head)))
             return Reached(name, before, end.fitness, end.cycles_completed - start, direction)
+
+    def _plan_filter(self) -> Callable[[list[Plan]], list[Plan]] | None:
+        """``mutators`` (the offline ones; ``llm`` says whether the model is asked) and
+        ``functions`` (``module.function``, ``file:function`` or a bare name) narrow the plans."""
+        mutators = [str(m) for m in self.set.get("mutators", [])]
+        offline = [m for m in mutators if m != "llm"]
+        functions = {str(f) for f in self.set.get("functions", [])}
+        if not mutators and not functions:
+            return None
+
+        def named(plan: Plan) -> bool:
+            opp = plan.opportunity
+            module = opp.file.removesuffix(".py").replace("/", ".")
+            forms = {opp.function, f"{module}.{opp.function}", f"{opp.file}:{opp.function}"}
+            return not functions or bool(forms & functions)
+
+        return lambda plans: [
+            p for p in plans if (not mutators or p.mutator in offline) and named(p)
+        ]
 
     def _policy(self, manifest_text: str) -> Policy | None:
         """The governor's policy from ``fitness { threshold confidence }`` and ``approve { … }``
@@ -222,8 +243,9 @@ class Campaign:
     @contextmanager
     def _model(self, node: Node) -> Iterator[None]:
         """With ``llm``: the node's generator asks the models, with the prompt block's text."""
-        if "llm" not in self.set:
-            yield
+        mutators = self.set.get("mutators")
+        if "llm" not in self.set or (mutators is not None and "llm" not in mutators):
+            yield  # no model, or `mutators` leaves it out (prompt calls then have none)
             return
         from actors.generator import use_model
         from runtime.llm_session import LLMSession

@@ -437,3 +437,27 @@ def test_script_reads_the_log_history_of_its_tune_runs(tmp_path: Path) -> None:
         handle.record_cycle("script-my-tuned", "t", evaluated=[trial], cycle=1)
     code, _, err = tars("run", str(path), "--store", str(store))
     assert code == 1 and "division by zero" in err and f"{path}:5:" in err, err  # one run read
+
+
+def test_mutators_and_functions_narrow_the_plans(tmp_path: Path) -> None:
+    from events.store import GenomeStore
+
+    path = script(
+        tmp_path,
+        f'genome tiny from "{TINY}/genome.toml"\n'
+        'evolve tiny {\n  cycles = 1\n  candidates = 2\n  mutators = ["memoize", "set_membership"]\n'
+        '  functions = ["tiny.core.count_common"]\n'
+        '  on verdict(v: Verdict) {\n    notify "seen {v.candidate.mutator} {v.candidate.function}"\n  }\n}\n',
+    )
+    code, out, err = tars(
+        "run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w")
+    )
+    assert code == 0, out + err
+    seen = [line.split()[1:] for line in out.splitlines() if line.startswith("seen ")]
+    assert seen, out
+    for mutator, *functions in seen:
+        assert mutator in ("memoize", "set_membership", "compose"), seen
+        assert functions == ["tiny/core.py:count_common"], seen
+    with GenomeStore.open(f"sqlite:///{tmp_path / 's.db'}", create=False) as store:
+        rows = [e.data for e in store.log(genome="tiny") if e.type == "CandidateEvaluated"]
+    assert len(rows) == len(seen)
