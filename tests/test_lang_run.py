@@ -461,3 +461,14 @@ def test_mutators_and_functions_narrow_the_plans(tmp_path: Path) -> None:
     with GenomeStore.open(f"sqlite:///{tmp_path / 's.db'}", create=False) as store:
         rows = [e.data for e in store.log(genome="tiny") if e.type == "CandidateEvaluated"]
     assert len(rows) == len(seen)
+
+
+def test_run_type_checks_first_with_the_errors_of_check(tmp_path: Path) -> None:
+    bad = sorted((ROOT / "tests" / "data" / "scripts" / "invalid").glob("*.tars"))
+    assert len(bad) >= 3
+    for path in bad[:3]:
+        code_check, _, err_check = tars("check", str(path))
+        code_run, out, err_run = tars("run", str(path), "--store", str(tmp_path / "s.db"))
+        assert code_check == code_run == 1 and err_run == err_check, (err_check, err_run)
+        assert "ran" not in out
+    assert not (tmp_path / "s.db").exists()  # nothing ran, nothing written
