@@ -27,6 +27,7 @@ from runtime.lang.host import RealHost, genome_record
 
 if TYPE_CHECKING:
     from events.records import CandidateRecord
+    from evolution.manifest import Manifest
     from evolution.planner import Plan
     from evolution.policy import Policy
     from node import Node
@@ -170,6 +171,7 @@ class Campaign:
 
                 coordinator = node.coordinator(name, progress=progress, policy=policy)
                 coordinator.plan_filter = self._plan_filter()
+                coordinator.manifest = self._limited(coordinator.manifest)
                 for number in range(start + 1, start + cycles + 1):
                     result = coordinator.cycle(number, seed)
                     if result.stopped or self.host.stopped:
@@ -198,6 +200,32 @@ class Campaign:
         return lambda plans: [
             p for p in plans if (not mutators or p.mutator in offline) and named(p)
         ]
+
+    def _limited(self, manifest: Manifest) -> Manifest:
+        """``limits { wall_seconds memory_mb peak_memory_mb }`` over the manifest's, for this run:
+        the sandbox's limits of each candidate run, and the peak memory's allowed growth."""
+        from pydantic import ValidationError
+
+        from evolution.manifest import FitnessLimit, Limits
+
+        limits = self.set.get("limits", {})
+        update: dict[str, Any] = {}
+        try:
+            sandbox = {k: limits[k] for k in ("wall_seconds", "memory_mb") if k in limits}
+            if sandbox:
+                update["limits"] = Limits.model_validate(
+                    {**manifest.limits.model_dump(), **sandbox}
+                )
+            if "peak_memory_mb" in limits:
+                kept = [x for x in manifest.fitness.limits if x.metric != "peak_memory_mb"]
+                peak = FitnessLimit(metric="peak_memory_mb", max_change=limits["peak_memory_mb"])
+                update["fitness"] = manifest.fitness.model_copy(update={"limits": [*kept, peak]})
+        except ValidationError as exc:
+            raise ConfigError(
+                f"limits: {exc.errors()[0]['loc'][-1]}: {exc.errors()[0]['msg']}",
+                hint="wall_seconds in (0, 3600], memory_mb in 32..65536, peak_memory_mb ≥ 0",
+            ) from None
+        return manifest.model_copy(update=update) if update else manifest
 
     def _policy(self, manifest_text: str) -> Policy | None:
         """The governor's policy from ``fitness { threshold confidence }`` and ``approve { … }``
@@ -261,6 +289,10 @@ class Campaign:
                     hint=f"its models: {', '.join(m.arm for m in session.config.models)}",
                 )
             session.config = session.config.model_copy(update={"models": chosen})
+        limits = self.set.get("limits", {})
+        budget = {k: limits[k] for k in ("budget_tokens", "max_requests") if k in limits}
+        if budget:  # the run's model budget, over the file's
+            session.config = session.config.model_copy(update=budget)
         before = self.host.llm, self.host.models
         self.host.llm, self.host.models = session, list(self.set.get("models", []))
         prompt = self.set.get("prompt")

@@ -472,3 +472,16 @@ def test_run_type_checks_first_with_the_errors_of_check(tmp_path: Path) -> None:
         assert code_check == code_run == 1 and err_run == err_check, (err_check, err_run)
         assert "ran" not in out
     assert not (tmp_path / "s.db").exists()  # nothing ran, nothing written
+
+
+def test_limits_bound_each_candidate_run(tmp_path: Path) -> None:
+    path = script(
+        tmp_path,
+        f'genome tiny from "{TINY}/genome.toml"\n'
+        "evolve tiny {\n  cycles = 1\n  candidates = 1\n  limits {\n    wall_seconds = 0.05\n  }\n"
+        '  on verdict(v: Verdict) {\n    notify "seen {v.accepted} {v.reason}"\n  }\n}\n',
+    )
+    code, out, err = tars(
+        "run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w")
+    )
+    assert code == 0 and "seen false" in out and "killed after 0.05 s wall time" in out, out + err
