@@ -91,10 +91,11 @@ def improve(
         results.append((values, reached.gain_per_cycle))
     base = results[0][1]
     best_values, best = max(results[1:], key=lambda r: r[1], default=(current, base))
-    text = rewrite(checked.program, best_values) if best > base else None
+    need = threshold(host, decl, interp)
+    text = rewrite(checked.program, best_values) if best >= base * need else None
     _record(checked, script, store, results, text, best)
     if text is None:
-        console.print("tune: the current values stay (no trial did better)")
+        console.print(f"tune: the current values stay (no trial did {need:g}× better)")
         return None
     if write:
         script.write_text(text, encoding="utf-8")
@@ -150,6 +151,23 @@ def _record(
                 adoption = Adoption(version_id(new), parent, patch, "tune", "tune", base, best,
                                     best / base if base else None, None, None)  # fmt: skip
         handle.record_cycle(name, "tars-run", evaluated=records, adopted=adoption, cycle=cycle)
+
+
+def threshold(host: RealHost, decl: A.EvolveDecl, interp: Interpreter) -> float:
+    """How much better a trial's gain per cycle must be to replace the current values: the
+    campaign's ``fitness { threshold }``, else the genome's own (one measurement per trial:
+    a smaller difference is the sandbox's noise as likely as the values)."""
+    from cli.run_campaign import settings
+    from runtime.genome_files import load_genome
+    from runtime.lang.host import genome_record
+
+    given = settings(interp, decl.settings).get("fitness", {}).get("threshold")
+    if given is not None:
+        return float(given)
+    genome = interp.decls[decl.genome]
+    assert isinstance(genome, A.GenomeDecl)
+    manifest, _ = load_genome(Path(genome_record(genome, host.base, None).get("path")))
+    return float(manifest.fitness.threshold)
 
 
 def script_genome(script: Path) -> str:

@@ -485,3 +485,36 @@ def test_limits_bound_each_candidate_run(tmp_path: Path) -> None:
         "run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w")
     )
     assert code == 0 and "seen false" in out and "killed after 0.05 s wall time" in out, out + err
+
+
+def test_tune_adopts_a_better_value_as_a_version_rollback_undoes(tmp_path: Path) -> None:
+    from events.store import GenomeStore
+
+    path = tmp_path / "tuned.tars"
+    original = (
+        f'genome tiny from "{TINY}/genome.toml"\ntune n: int in 0..1 = 0\n'
+        "evolve tiny {\n  cycles = 1\n  candidates = n\n  improve_self = true\n}\n"
+    )
+    path.write_text(original)
+    store = tmp_path / "s.db"
+    code, out, err = tars(
+        "run", str(path), "--store", str(store), "--workdir", str(tmp_path / "w"), "--write"
+    )
+    assert code == 0 and "tune: n=0: gain per cycle 1.0000" in out, out + err  # no candidate
+    assert path.read_text() == original.replace("= 0\n", "= 1\n")  # the one line changed
+    with GenomeStore.open(f"sqlite:///{store}", create=False) as handle:
+        head = handle.head("script-tuned")
+        assert head.versions_count == 2 and head.tree["tuned.tars"] == path.read_text()
+        evaluated = [
+            e.data for e in handle.log(genome="script-tuned") if e.type == "CandidateEvaluated"
+        ]
+        assert [e["verdict"] for e in evaluated] == [
+            "adopt"
+        ] and "-tune n: int in 0..1 = 0" in evaluated[0]["patch"]
+        first = next(e.version for e in handle.log(genome="script-tuned") if e.type == "Registered")
+    code, _, err = tars(
+        "rollback", "--genome", "script-tuned", "--to", str(first)[:12], "--store", str(store)
+    )
+    assert code == 0, err
+    with GenomeStore.open(f"sqlite:///{store}", create=False) as handle:
+        assert handle.head("script-tuned").tree["tuned.tars"] == original
