@@ -176,6 +176,8 @@ class Coordinator:
         self.outcomes = self.memory.outcomes if planner == "learning" else Outcomes.from_log(rows)
         self._evaluated: dict[str, set[str]] = evaluated_on(entries)
         self.tuner = Tuner(self.manifest)
+        #: narrows each cycle's plans (a `.tars` campaign's `mutators` and `functions`)
+        self.plan_filter: Callable[[list[Plan]], list[Plan]] | None = None
 
     def run(self, cycles: int, seed: int) -> RunSummary:
         """Run until ``cycles`` cycles are recorded for the genome (resuming a killed run)."""
@@ -208,20 +210,10 @@ class Coordinator:
         # Candidates already judged on this version are skipped (and their slots go to the
         # next plans): a verdict stands until the head moves.
         done = self._evaluated.get(version, set())
-        plans: list[Plan] = self.supervisor.ask(
-            "planner",
-            PlanCycle(
-                version,
-                tree,
-                manifest,
-                opportunities,
-                self.outcomes,
-                seed,
-                cycle,
-                self.candidates_per_cycle + len(done),
-                self.planner,
-            ),
-        )
+        plans = self._plan(
+            PlanCycle(version, tree, manifest, opportunities, self.outcomes, seed, cycle,
+                      self.candidates_per_cycle + len(done), self.planner)
+        )  # fmt: skip
         self.progress(
             "generate", {"cycle": cycle, "plans": len(plans), "opportunities": len(opportunities)}
         )
@@ -271,6 +263,11 @@ class Coordinator:
             "cycle", {"cycle": cycle, "result": result, "adoption": adoption, "records": records}
         )
         return result
+
+    def _plan(self, message: PlanCycle) -> list[Plan]:
+        """The planner's plans for the cycle, narrowed by :attr:`plan_filter` when one is set."""
+        plans: list[Plan] = self.supervisor.ask("planner", message)
+        return self.plan_filter(plans) if self.plan_filter is not None else plans
 
     def _prove(
         self, tree: dict[str, str], version: str, candidates: list[Candidate], seed: int

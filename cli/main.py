@@ -14,6 +14,7 @@ from cli.common import DEFAULT_STORE, PlainGroup, console, handle_errors, open_s
 from cli.dashboard import dashboard as _dashboard
 from cli.log import resolve_version
 from cli.mcp_command import mcp
+from cli.run import run as _run
 from cli.script import check as _check
 from evolution.errors import PolicyError
 from evolution.tree import short, version_id
@@ -36,6 +37,7 @@ app.command("load")(service.load)
 app.command("mcp")(mcp)
 app.command("dashboard")(_dashboard)
 app.command("check")(_check)
+app.command("run")(_run)
 
 StoreOpt = typer.Option(
     str(DEFAULT_STORE), "--store", help="event store: a SQLite path or a postgresql:// URL"

@@ -16,14 +16,22 @@ import os
 import random
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from evolution.errors import BudgetSpent, LLMError, ReplyError, TarsError
 from evolution.generate import Candidate, from_files
 from evolution.llm_bandit import ModelRecord, choose_model
 from evolution.llm_budget import Spend, combined, cost, describe, exhausted
-from evolution.llm_prompt import Attempt, Message, Target, build_messages, prompt_hash, with_error
+from evolution.llm_prompt import (
+    Attempt,
+    Message,
+    Target,
+    build_messages,
+    prompt_hash,
+    shown_code,
+    with_error,
+)
 from evolution.llm_reply import apply_blocks, parse_blocks
 from evolution.llm_usage import ArmRecord, Call, Failure, Usage, per_model
 from evolution.manifest import Manifest
@@ -58,6 +66,9 @@ class LLMSession:
         #: what other runs spent, counted against the budget too (a swarm's whole log:
         #: every node, every restart; set before each cycle); nothing for a one-node run
         self.elsewhere = Spend()
+        #: a `.tars` script's prompt block (``tars run``): the user message for a target,
+        #: from the target and its code, instead of the built-in one (docs/language.md)
+        self.instructions: Callable[[Target, str], str] | None = None
 
     @classmethod
     def open(cls, path: Path, environ: Mapping[str, str] | None = None) -> LLMSession:
@@ -90,6 +101,10 @@ class LLMSession:
         where = f"{MUTATOR_PREFIX}{model.arm} on {target.file}:{target.function}"
         try:
             messages = build_messages(tree, manifest, version, target, attempts)
+            if self.instructions is not None:
+                code, _ = shown_code(tree, manifest, target)
+                user = self.instructions(target, code)
+                messages = [messages[0], {"role": "user", "content": user}]
             digest, files, tokens = self._converse(model, messages, tree, manifest)
             return from_files(
                 tree,

@@ -161,6 +161,8 @@ DOMAIN: dict[str, Fields] = {
         blocks=ListT(Named("BlockInfo")),
         prompts=ListT(Named("PromptText")),
         tunes=ListT(Named("TuneParam")),
+        # the log's verdicts on the script's own tune trials (`tars run`, improve_self)
+        history=ListT(Named("Verdict")),
     ),
 }
 
