@@ -362,6 +362,8 @@ def _short(
         sandbox, candidate_tree, manifest, cand_dir, wall_limit=limit, short=short
     )
     tally.add(spent, 1 if spent else 0, stage="short")
+    if count is not None:
+        tally.stages["short_gain"] = parent / count  # the benchmark's record of it
     if count is None:
         kind, detail = failure or ("exit", "?")
         detail = f"candidate failed at the short count, where its parent did not: {detail}"
