@@ -345,32 +345,32 @@ def _short(
 ) -> IncubationReport | None:
     """The cascade's short count: a report when it rejects the candidate, None to go on.
 
-    Both sides counted exactly on the short input (the parent's cached per version, like
-    its full count), so the verdict is the same on every run with one seed.  A parent
-    failing short says nothing of the candidate (the full count decides); a candidate
-    failing where its parent did not has changed what the benchmark does, and fails.
+    Exact counts on the short input (the parent's cached per version, like the full count
+    :func:`evolution.cascade.short_gain` scales to), so one seed decides alike every run.
+    A parent failing says nothing of the candidate; a candidate failing where it did not, fails.
     """
     short = rules.short_run(manifest.fitness)
     if short is None:
         return None
+    full, spent, _, _, _ = count_cached(sandbox, parent_tree, manifest)
+    tally.add(spent, 1 if spent else 0, stage="count_parent")
     parent, spent, parent_wall, _, _ = count_cached(sandbox, parent_tree, manifest, short=short)
     tally.add(spent, 1 if spent else 0, stage="short_parent")
-    if parent is None:
+    if full is None or parent is None:
         return None
     limit = max(CANDIDATE_WALL_FLOOR, CANDIDATE_WALL_FACTOR * parent_wall)
     count, spent, _, failure, _ = count_cached(
         sandbox, candidate_tree, manifest, cand_dir, wall_limit=limit, short=short
     )
     tally.add(spent, 1 if spent else 0, stage="short")
-    if count is not None:
-        tally.stages["short_gain"] = parent / count  # the benchmark's record of it
     if count is None:
         kind, detail = failure or ("exit", "?")
         detail = f"candidate failed at the short count, where its parent did not: {detail}"
         return tally.report(True, kind, detail, measure="instructions")
-    if rules.short_passes(parent / count, manifest.fitness):
+    gain = tally.stages["short_gain"] = rules.short_gain(parent, count, full, manifest.fitness)
+    if rules.short_passes(gain, manifest.fitness):
         return None
-    reason = rules.short_reason(parent, count, manifest.fitness)
+    reason = rules.short_reason(parent, count, gain, manifest.fitness)
     return tally.report(True, "short", reason, measure="instructions")
 
 
