@@ -10,7 +10,8 @@ its input, counted exactly; a candidate below the short margin is rejected), the
 full count.  Both paths prove the same candidates, alternating which goes first so
 drift of the shared machine hits both alike; each path counts the candidate afresh.
 The parent's full and short counts are paid once per version: they are reported apart,
-and folded into a cost per cycle of ``--per-cycle`` candidates.
+and folded into a cost per cycle of ``--per-cycle`` candidates.  The shipped manifests
+leave the short count off; ``--short-scale`` (default 0.1) turns it on for the run.
 
 ``--evolve-cycles N`` also evolves the genome from scratch with and without the short
 count on the same seeds (``--evolve-seeds``), and reports the gains adopted after each
@@ -24,7 +25,7 @@ run, measured on ``python -c pass`` in the same run), with the profile the analy
 takes once per version beside it.
 
     python bench/bench_candidate_cost.py [--genome genomes/logstats] [--candidates 20] [--seed 1]
-        [--evolve-cycles 4 --evolve-seeds 1,2]
+        [--short-scale 0.1] [--evolve-cycles 4 --evolve-seeds 1,2]
 
 Prints JSON.  Goal (issue 10): the cascade at most half of today's cost per candidate.
 """
@@ -189,23 +190,21 @@ def lost(rows: list[dict[str, Any]], floor: float) -> list[str]:
     ]
 
 
-def evolved(folder: Path, seeds: list[int], cycles: int) -> dict[str, Any]:
+def evolved(folder: Path, seeds: list[int], cycles: int, scale: float) -> dict[str, Any]:
     """The gains adopted cycle by cycle with and without the short count, same seeds."""
     from bench.evolvekit import evolve
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as work:
-        without = Path(work) / folder.name
-        shutil.copytree(folder, without)
-        toml = without / "genome.toml"
-        toml.write_text(
-            "\n".join(
-                line for line in toml.read_text().splitlines() if not line.startswith("short_")
-            )
-            + "\n"
-        )
+        copies = {}
+        for label, setting in (("with_short", f"short_scale = {scale}\n"), ("without_short", "")):
+            copies[label] = Path(work) / label / folder.name
+            shutil.copytree(folder, copies[label])
+            toml = copies[label] / "genome.toml"
+            lines = [x for x in toml.read_text().splitlines(True) if not x.startswith("short_")]
+            toml.write_text("".join(lines).replace("[fitness]\n", "[fitness]\n" + setting, 1))
         for seed in seeds:
-            for label, where in (("with_short", folder), ("without_short", without)):
+            for label, where in copies.items():
                 run = evolve(where, seed=seed, cycles=cycles)
                 out[f"seed {seed} {label}"] = {
                     "gains": [round(g, 4) for g in run.gains],
@@ -223,6 +222,9 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--per-cycle", type=int, default=3, help="candidates per version")
+    parser.add_argument(
+        "--short-scale", type=float, default=0.1, help="[fitness] short_scale; 0: the manifest's"
+    )
     parser.add_argument("--evolve-cycles", type=int, default=0)
     parser.add_argument("--evolve-seeds", default="1,2")
     args = parser.parse_args()
@@ -233,6 +235,9 @@ def main() -> None:
         with Node(config) as node:
             jail_ms = jail_start_ms(node)
             manifest, tree, candidates, profile = mix(node, args.genome, args.candidates, args.seed)
+            if args.short_scale:  # the shipped manifests leave the short count off
+                fitness = manifest.fitness.model_copy(update={"short_scale": args.short_scale})
+                manifest = manifest.model_copy(update={"fitness": fitness})
             versioned = per_version(node, manifest, tree)
             count_instructions(node.sandbox, tree, manifest)  # cached: costs nothing now
             today, cascade, rows = judged(node, manifest, tree, candidates)
@@ -263,7 +268,8 @@ def main() -> None:
     }
     if args.evolve_cycles:
         seeds = [int(s) for s in args.evolve_seeds.split(",")]
-        result["evolved"] = evolved(args.genome, seeds, args.evolve_cycles)
+        scale = args.short_scale or manifest.fitness.short_scale or 0.1
+        result["evolved"] = evolved(args.genome, seeds, args.evolve_cycles, scale)
     print(json.dumps(result, indent=2))
 
 
