@@ -177,9 +177,12 @@ def test_the_same_candidates_get_the_same_verdicts_twice(counted) -> None:  # ty
         run = []
         for name, change in (("slow", SLOWER), ("fast", FASTER), ("same", SAME)):
             report = incubate(sandbox, manifest, name, tree, _variant(tree, *change))
-            run.append((report.failure, report.detail, sorted(report.extra)))
+            run.append((report.failure, sorted(report.extra), report.extra["short_gain"]))
         runs.append(run)
-    assert runs[0] == runs[1]
+    # the same verdicts at the same stages, from gains that agree far inside any margin (a
+    # count moves by a few hundred instructions in 10^8 run to run: the 4th decimal may too)
+    assert [r[:2] for r in runs[0]] == [r[:2] for r in runs[1]]
+    assert all(abs(a[2] - b[2]) < 1e-3 for a, b in zip(runs[0], runs[1], strict=True))
     assert [failure for failure, _, _ in runs[0]] == ["short", None, "short"]
 
 
