@@ -4,9 +4,18 @@ Today's path (``incubate(..., cascade=False)``): the genome's whole test suite, 
 exact count of the candidate under valgrind (the parent's count is cached per version,
 as in a real run).  The cascade (``cascade=True``, the default since issue 10): tests
 stopping at the first failure, then the quick run (native, timed pairs; a candidate
-whose every pair is below ``[fitness] quick`` of its parent is rejected), then the
-count.  Both paths prove the same candidates, alternating which goes first so drift of
-the shared machine hits both alike; each path counts the candidate afresh.
+whose every pair is below ``[fitness] quick`` of its parent is rejected; off unless the
+manifest sets it), then the short count (the benchmark on ``[fitness] short_scale`` of
+its input, counted exactly; a candidate below the short margin is rejected), then the
+full count.  Both paths prove the same candidates, alternating which goes first so
+drift of the shared machine hits both alike; each path counts the candidate afresh.
+The parent's full and short counts are paid once per version: they are reported apart,
+and folded into a cost per cycle of ``--per-cycle`` candidates.  The shipped manifests
+leave the short count off; ``--short-scale`` (default 0.1) turns it on for the run.
+
+``--evolve-cycles N`` also evolves the genome from scratch with and without the short
+count on the same seeds (``--evolve-seeds``), and reports the gains adopted after each
+cycle: the short count must not lose winners.
 
 The mix: ``--candidates N`` drawn uniformly from every (site, mutator) pair the
 analyzer finds on the genome's head (the random planner's draw, seeded), which is what
@@ -16,6 +25,7 @@ run, measured on ``python -c pass`` in the same run), with the profile the analy
 takes once per version beside it.
 
     python bench/bench_candidate_cost.py [--genome genomes/logstats] [--candidates 20] [--seed 1]
+        [--short-scale 0.1] [--evolve-cycles 4 --evolve-seeds 1,2]
 
 Prints JSON.  Goal (issue 10): the cascade at most half of today's cost per candidate.
 """
@@ -24,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -38,17 +49,18 @@ from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
 from actors.messages import Analyze, Generate, PlanCycle  # noqa: E402
+from evolution.cascade import short_margin, short_run  # noqa: E402
 from evolution.compose import MERGE_FLOOR  # noqa: E402
 from evolution.patch import apply_patch  # noqa: E402
 from evolution.planner import Outcomes  # noqa: E402
 from evolution.tree import version_id  # noqa: E402
 from node import Node, NodeConfig  # noqa: E402
-from runtime.counting import count_instructions, forget_count  # noqa: E402
+from runtime.counting import count_cached, count_instructions, forget_count  # noqa: E402
 from runtime.genome_files import load_genome  # noqa: E402
 from runtime.incubation import IncubationReport, incubate  # noqa: E402
 from runtime.sandbox import SandboxLimits  # noqa: E402
 
-PHASES = ("copy", "tests", "quick", "count")
+PHASES = ("copy", "tests", "quick", "short", "count")
 
 
 def jail_start_ms(node: Node, runs: int = 15) -> float:
@@ -87,6 +99,7 @@ def prove(
 ) -> IncubationReport:
     child = apply_patch(tree, candidate.patch)
     forget_count(child, manifest)  # each path counts the candidate afresh
+    forget_count(child, manifest, short_run(manifest.fitness))
     return incubate(node.sandbox, manifest, candidate.id, tree, child, cascade=cascade)
 
 
@@ -95,6 +108,8 @@ def outcome(report: IncubationReport) -> str:
         return "tests failed"
     if report.failure == "quick":
         return "rejected at the quick run"
+    if report.failure == "short":
+        return "rejected at the short count"
     if report.failure is not None:
         return "failed"
     gain = report.parent_samples[0] / report.candidate_samples[0]
@@ -118,11 +133,100 @@ def summary(reports: list[IncubationReport], jail_ms: float) -> dict[str, Any]:
     }
 
 
+def per_version(node: Node, manifest: Any, tree: dict[str, str]) -> dict[str, float]:
+    """The parent's full and short counts, paid once per version (seconds each)."""
+    _, full, _, _, _ = count_cached(node.sandbox, tree, manifest)
+    short = short_run(manifest.fitness)
+    spent = 0.0
+    if short is not None:
+        _, spent, _, _, _ = count_cached(node.sandbox, tree, manifest, short=short)
+    return {"parent_full_count": round(full, 3), "parent_short_count": round(spent, 3)}
+
+
+def judged(
+    node: Node, manifest: Any, tree: dict[str, str], candidates: list[Any]
+) -> tuple[list[IncubationReport], list[IncubationReport], list[dict[str, Any]]]:
+    """Every candidate proven both ways (order alternating); a row per candidate."""
+    today: list[IncubationReport] = []
+    cascade: list[IncubationReport] = []
+    rows: list[dict[str, Any]] = []
+    with Progress(console=Console(stderr=True)) as progress:  # stdout is the JSON
+        task = progress.add_task("candidates (today, cascade)", total=len(candidates))
+        for index, candidate in enumerate(candidates):
+            order = (False, True) if index % 2 == 0 else (True, False)
+            pair = {flag: prove(node, manifest, tree, candidate, flag) for flag in order}
+            today.append(pair[False])
+            cascade.append(pair[True])
+            plain = pair[False]
+            gain = (
+                plain.parent_samples[0] / plain.candidate_samples[0]
+                if plain.failure is None and plain.candidate_samples
+                else None
+            )
+            rows.append(
+                {
+                    "mutator": candidate.mutator,
+                    "candidate": candidate.id[:12],
+                    "gain": None if gain is None else round(gain, 4),
+                    "short_gain": (
+                        round(pair[True].extra["short_gain"], 4)
+                        if "short_gain" in pair[True].extra
+                        else None
+                    ),
+                    "today": outcome(plain),
+                    "cascade": outcome(pair[True]),
+                }
+            )
+            progress.advance(task)
+    return today, cascade, rows
+
+
+def lost(rows: list[dict[str, Any]], floor: float) -> list[str]:
+    """Candidates rejected early by the cascade whose full count gains at least ``floor``."""
+    return [
+        f"{r['mutator']} {r['candidate']} ({r['gain']}x; short {r['short_gain']}x)"
+        for r in rows
+        if r["cascade"].startswith("rejected at") and r["gain"] is not None and r["gain"] >= floor
+    ]
+
+
+def evolved(folder: Path, seeds: list[int], cycles: int, scale: float) -> dict[str, Any]:
+    """The gains adopted cycle by cycle with and without the short count, same seeds."""
+    from bench.evolvekit import evolve
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as work:
+        copies = {}
+        for label, setting in (("with_short", f"short_scale = {scale}\n"), ("without_short", "")):
+            copies[label] = Path(work) / label / folder.name
+            shutil.copytree(folder, copies[label])
+            toml = copies[label] / "genome.toml"
+            lines = [x for x in toml.read_text().splitlines(True) if not x.startswith("short_")]
+            toml.write_text("".join(lines).replace("[fitness]\n", "[fitness]\n" + setting, 1))
+        for seed in seeds:
+            for label, where in copies.items():
+                run = evolve(where, seed=seed, cycles=cycles)
+                out[f"seed {seed} {label}"] = {
+                    "gains": [round(g, 4) for g in run.gains],
+                    "judged": run.judged,
+                    "adopted": run.adopted,
+                    "seconds": round(run.walls[-1], 1) if run.walls else None,
+                    "short_rejected": len(run.short_rejected),
+                }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--genome", type=Path, default=ROOT / "genomes" / "logstats")
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--per-cycle", type=int, default=3, help="candidates per version")
+    parser.add_argument(
+        "--short-scale", type=float, default=0.1, help="[fitness] short_scale; 0: the manifest's"
+    )
+    parser.add_argument("--evolve-cycles", type=int, default=0)
+    parser.add_argument("--evolve-seeds", default="1,2")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         config = NodeConfig(
@@ -131,44 +235,42 @@ def main() -> None:
         with Node(config) as node:
             jail_ms = jail_start_ms(node)
             manifest, tree, candidates, profile = mix(node, args.genome, args.candidates, args.seed)
-            count_instructions(node.sandbox, tree, manifest)  # the parent: counted once per version
-            today: list[IncubationReport] = []
-            cascade: list[IncubationReport] = []
-            wrongly: list[str] = []
-            with Progress(console=Console(stderr=True)) as progress:  # stdout is the JSON
-                task = progress.add_task("candidates (today, cascade)", total=len(candidates))
-                for index, candidate in enumerate(candidates):
-                    order = (False, True) if index % 2 == 0 else (True, False)
-                    pair = {flag: prove(node, manifest, tree, candidate, flag) for flag in order}
-                    today.append(pair[False])
-                    cascade.append(pair[True])
-                    if (
-                        outcome(pair[True]) == "rejected at the quick run"
-                        and outcome(pair[False]) == "gain"
-                    ):
-                        wrongly.append(f"{candidate.mutator} {candidate.id[:12]}")
-                    progress.advance(task)
+            if args.short_scale:  # the shipped manifests leave the short count off
+                fitness = manifest.fitness.model_copy(update={"short_scale": args.short_scale})
+                manifest = manifest.model_copy(update={"fitness": fitness})
+            versioned = per_version(node, manifest, tree)
+            count_instructions(node.sandbox, tree, manifest)  # cached: costs nothing now
+            today, cascade, rows = judged(node, manifest, tree, candidates)
     before, after = summary(today, jail_ms), summary(cascade, jail_ms)
     ratio = after["seconds_per_candidate"] / before["seconds_per_candidate"]
-    print(
-        json.dumps(
-            {
-                "genome": args.genome.name,
-                "candidates": len(candidates),
-                "seed": args.seed,
-                "mutators": sorted({c.mutator for c in candidates}),
-                "jail_start_ms_per_run": round(jail_ms, 1),
-                "profile_seconds_per_version": round(profile, 3),
-                "today": before,
-                "cascade": after,
-                "cascade_over_today": round(ratio, 3),
-                "goal": "<= 0.5",
-                "met": ratio <= 0.5,
-                "winners_rejected_by_the_quick_run": wrongly,
-            },
-            indent=2,
-        )
-    )
+    k = args.per_cycle
+    cycle_before = versioned["parent_full_count"] + k * before["seconds_per_candidate"]
+    cycle_after = sum(versioned.values()) + k * after["seconds_per_candidate"]
+    result: dict[str, Any] = {
+        "genome": args.genome.name,
+        "candidates": len(candidates),
+        "seed": args.seed,
+        "mutators": sorted({c.mutator for c in candidates}),
+        "short": short_run(manifest.fitness),
+        "short_margin": round(short_margin(manifest.fitness), 4),
+        "jail_start_ms_per_run": round(jail_ms, 1),
+        "profile_seconds_per_version": round(profile, 3),
+        "seconds_per_version": versioned,
+        "today": before,
+        "cascade": after,
+        "cascade_over_today": round(ratio, 3),
+        f"per_cycle_of_{k}_cascade_over_today": round(cycle_after / cycle_before, 3),
+        "goal": "<= 0.5",
+        "met": ratio <= 0.5,
+        "rejected_early_with_gain_at_merge_floor": lost(rows, MERGE_FLOOR),
+        "rejected_early_with_gain_at_threshold": lost(rows, manifest.fitness.threshold),
+        "candidates_judged": rows,
+    }
+    if args.evolve_cycles:
+        seeds = [int(s) for s in args.evolve_seeds.split(",")]
+        scale = args.short_scale or manifest.fitness.short_scale or 0.1
+        result["evolved"] = evolved(args.genome, seeds, args.evolve_cycles, scale)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ class Run:
     stopped: str | None = None
     #: every candidate the cascade's quick run rejected: "cycle N mutator: reason"
     quick_rejected: list[str] = field(default_factory=list)
+    #: every candidate the cascade's short count rejected: "cycle N mutator: reason"
+    short_rejected: list[str] = field(default_factory=list)
 
     def reached(self, target: float) -> tuple[int | None, float | None]:
         """(cycles, seconds) to reach ``target``, or (None, None)."""
@@ -79,6 +81,11 @@ def evolve(
                         f"cycle {info['cycle']} {record.mutator}: {reason}"
                         for reason in record.reasons
                         if "quick run" in reason
+                    )
+                    run.short_rejected.extend(
+                        f"cycle {info['cycle']} {record.mutator}: {reason}"
+                        for reason in record.reasons
+                        if "rejected at the short count" in reason
                     )
 
             coordinator = node.coordinator(name, progress=progress)

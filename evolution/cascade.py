@@ -5,7 +5,10 @@ run under valgrind's instruction counter (seconds: 95 % of the cost). A candidat
 fails a cheap check need not pay for the count, so the incubation
 (:mod:`runtime.incubation`) runs, in order: the tests stopping at their first failure
 (:func:`failfast`); the *quick run*, the benchmark timed natively, parent and candidate
-interleaved, whose verdict is :func:`quick_verdict`; and only then the exact count.
+interleaved, whose verdict is :func:`quick_verdict`; the *short count*, the benchmark
+on a short input counted exactly, parent and candidate (:func:`short_run`,
+:func:`short_passes`: deterministic, so on by default where the manifest says how to
+run short); and only then the full exact count.
 
 The quick run must never reject a candidate that would win: a timed pair on a shared
 machine is noisy (parent against itself, logstats' one-pass benchmark: 0.81–1.05× over
@@ -21,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Literal
+
+from evolution.manifest import Fitness
 
 #: the quick run rejects only a candidate whose every pair is below this ratio of its
 #: parent (1.0 = as fast; 0.9 = 10 % slower); the manifest's ``[fitness] quick`` sets it
@@ -86,4 +91,60 @@ def quick_reason(ratios: Sequence[float], floor: float = QUICK_FLOOR) -> str:
         f"rejected at the quick run: {max(ratios):.2f}× its parent at best "
         f"({len(ratios)} timed pairs: {shown}; every pair below the {floor:.2f}× floor), "
         "so it was not counted"
+    )
+
+
+#: the environment variable that tells a genome's benchmark the share of its counted
+#: input to run for the short count (``[fitness] short_scale``)
+SHORT_SCALE_ENV = "TARS_BENCH_SCALE"
+
+
+def short_run(fitness: Fitness) -> tuple[tuple[str, ...], dict[str, str]] | None:
+    """How the benchmark runs short: (arguments to append, environment to add), or None.
+
+    None when the manifest sets neither ``short_scale`` nor ``short_args``: the genome
+    has no short input, and the cascade goes straight to the full count.
+    """
+    if fitness.short_scale is None and not fitness.short_args:
+        return None
+    env = {} if fitness.short_scale is None else {SHORT_SCALE_ENV: repr(fitness.short_scale)}
+    return tuple(fitness.short_args), env
+
+
+def short_margin(fitness: Fitness) -> float:
+    """The short gain a candidate needs to be counted in full: the manifest's, or half the threshold's gain."""
+    if fitness.short_margin is not None:
+        return fitness.short_margin
+    return 1.0 + (fitness.threshold - 1.0) / 2.0
+
+
+def short_gain(parent: float, candidate: float, parent_full: float, fitness: Fitness) -> float:
+    """The candidate's gain on the full input as its short count foretells it.
+
+    With ``short_scale``: the instructions it saved on the short input, divided by the
+    scale (the input they stand for), as a gain on the parent's *full* count.  A run's
+    fixed cost (the interpreter, the imports: over half of logstats' short count) is the
+    same at any scale, so the plain short ratio dilutes every gain (``memoize``, 1.029×
+    in full, was 1.006× short and lost to the margin); scaled, it is not diluted.  A
+    saving in the fixed part is overstated, which only sends a candidate on.  With
+    ``short_args`` alone the scale is not known: the plain short ratio.
+    """
+    scale = fitness.short_scale
+    if scale is None:
+        return parent / candidate
+    rest = parent_full - (parent - candidate) / scale
+    return parent_full / rest if rest > 0 else float("inf")
+
+
+def short_passes(gain: float, fitness: Fitness) -> bool:
+    """Whether a candidate whose :func:`short_gain` is ``gain`` goes on to the full count."""
+    return gain >= short_margin(fitness)
+
+
+def short_reason(parent: float, candidate: float, gain: float, fitness: Fitness) -> str:
+    """Why the short count rejected: both counts, the foretold gain and the margin, in words."""
+    return (
+        f"rejected at the short count: {gain:.4f}× its parent foretold from the short input "
+        f"({candidate / 1e6:,.1f} M instructions against {parent / 1e6:,.1f} M; it needs "
+        f"{short_margin(fitness):.4f}×), so it was not counted in full"
     )

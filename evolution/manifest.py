@@ -60,6 +60,9 @@ class Commands(_Strict):
 BUILT_IN_FIGURES = frozenset({"peak_memory_mb"})
 
 FigureName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+#: one argument the short count appends to the benchmark command: printable, no NUL or
+#: line break, at most 200 characters (it reaches a process's argv in the jail)
+ShortArg = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class FitnessLimit(_Strict):
@@ -97,6 +100,15 @@ class Fitness(_Strict):
     #: offline mutators' candidates (bench_candidate_cost: 1.07x today's cost). Turn it on
     #: (``quick = 0.9``) where candidates often break or slow down, as a model's do.
     quick: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    #: the cascade's short count (counted genomes; evolution/cascade.py): the benchmark
+    #: run on a short input, counted exactly, before the full count.  ``short_scale`` is
+    #: handed to it as ``TARS_BENCH_SCALE`` (the share of its counted input to use),
+    #: ``short_args`` are appended to its command; neither set: no short count
+    short_scale: Annotated[float, Field(gt=0.0, lt=1.0, strict=True)] | None = None
+    short_args: Annotated[list[ShortArg], Field(max_length=16)] = []
+    #: the short gain a candidate needs to go on to the full count; None: half the
+    #: threshold's gain, ``1 + (threshold - 1) / 2``
+    short_margin: Annotated[float, Field(ge=1.0, le=100.0)] | None = None
     #: figures the benchmark prints that count the work it did (``lines_parsed``): a
     #: candidate whose counts differ from its parent's did other work, not the same work
     #: faster, and is refused (reward hacking: skipping half the input is not a speed-up)

@@ -164,22 +164,41 @@ def forget_counts() -> None:
     quick_times.clear()
 
 
-def forget_count(tree: Mapping[str, str], manifest: Manifest) -> None:
+def forget_count(tree: Mapping[str, str], manifest: Manifest, short: Short = None) -> None:
     """Drop ``tree``'s cached count (a benchmark that counts one candidate two ways)."""
-    _counts.drop((version_id(dict(tree)), tuple(manifest.commands.bench)))
+    _counts.drop(_key(tree, manifest, short))
 
 
-def is_counted(tree: Mapping[str, str], manifest: Manifest) -> bool:
+def is_counted(tree: Mapping[str, str], manifest: Manifest, short: Short = None) -> bool:
     """Whether ``tree``'s count is cached (then counting it again costs nothing)."""
-    return _counts.get((version_id(dict(tree)), tuple(manifest.commands.bench))) is not None
+    return _counts.get(_key(tree, manifest, short)) is not None
+
+
+#: how a benchmark runs short (arguments appended, environment added:
+#: ``evolution.cascade.short_run``); None is its full run
+Short = tuple[tuple[str, ...], Mapping[str, str]] | None
+
+
+def _key(tree: Mapping[str, str], manifest: Manifest, short: Short) -> tuple[str, tuple[str, ...]]:
+    """The cache key of a count: the version, the command, and how it ran short if it did."""
+    command = tuple(manifest.commands.bench)
+    if short is not None:
+        args, env = short
+        command = (*command, *args, "#short", *(f"{k}={v}" for k, v in sorted(env.items())))
+    return version_id(dict(tree)), command
 
 
 def run_counted(
-    sandbox: Sandbox, workdir: Path, manifest: Manifest, wall_limit: float | None = None
+    sandbox: Sandbox,
+    workdir: Path,
+    manifest: Manifest,
+    wall_limit: float | None = None,
+    short: Short = None,
 ) -> RunResult:
     """The benchmark command under valgrind's instruction counter, in ``workdir``.
 
-    ``wall_limit`` tightens the (stretched) manifest wall limit, never loosens it.
+    ``wall_limit`` tightens the (stretched) manifest wall limit, never loosens it;
+    ``short`` runs it on its short input (the cascade's short count).
     """
     counter = valgrind()
     if counter is None:
@@ -192,11 +211,15 @@ def run_counted(
         *VALGRIND_FLAGS,
         sys.executable if bench[0] == "python" else bench[0],
         *bench[1:],
+        *(short[0] if short is not None else ()),
     ]
+    env = bench_env("instructions")
+    if short is not None:
+        env = {**short[1], **env}  # TARS_MEASURE is TARS's, never the manifest's
     limits = counting_limits(SandboxLimits.from_manifest(manifest.limits))
     if wall_limit is not None and wall_limit < limits.wall_seconds:
         limits = replace(limits, wall_seconds=wall_limit)
-    return sandbox.run(workdir, command, limits, env=bench_env("instructions"))
+    return sandbox.run(workdir, command, limits, env=env)
 
 
 def count_instructions(sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest) -> float:
@@ -215,20 +238,22 @@ def count_cached(
     manifest: Manifest,
     workdir: Path | None = None,
     wall_limit: float | None = None,
+    short: Short = None,
 ) -> tuple[float | None, float, float, tuple[str, str] | None, dict[str, float]]:
     """(count, seconds spent now, seconds the counted run takes, (failure, detail), figures).
 
     A version counted before costs nothing now; its run's duration and the figures it
     printed (the manifest's work counts and limits, :mod:`runtime.figures`) come from the
-    cache.  Peak memory is not among them: under valgrind it is valgrind's.
+    cache.  Peak memory is not among them: under valgrind it is valgrind's.  ``short``:
+    the short count, cached apart from the full one.
     """
-    key = (version_id(dict(tree)), tuple(manifest.commands.bench))
+    key = _key(tree, manifest, short)
     cached = _counts.get(key)
     if cached is not None:
         return cached[0], 0.0, cached[1], None, dict(cached[2])
     with contextlib.ExitStack() as stack:
         where = workdir if workdir is not None else stack.enter_context(sandbox.workspace(tree))
-        result = run_counted(sandbox, where, manifest, wall_limit)
+        result = run_counted(sandbox, where, manifest, wall_limit, short)
     wall = result.wall_seconds
     if not result.ok:
         return None, wall, wall, (result.failure or "exit", result.detail), {}

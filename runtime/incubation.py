@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from evolution import cascade as rules
 from evolution.cascade import QUICK_PAIRS, failfast, quick_reason, quick_verdict
 from evolution.fitness import summarise
 from evolution.manifest import Manifest
@@ -200,7 +201,8 @@ def incubate(
 
     ``cascade`` (the default) is the evaluation cascade (:mod:`evolution.cascade`): the
     tests stop at their first failure, and a counted candidate passes the quick run
-    (``[fitness] quick``) before it is counted; ``cascade=False`` is the path without it.
+    (``[fitness] quick``) and the short count (``[fitness] short_scale`` /
+    ``short_args``) before it is counted in full; ``cascade=False`` is the path without it.
     """
     tally = _Tally(candidate, time.perf_counter())
     limits = SandboxLimits.from_manifest(manifest.limits)
@@ -217,6 +219,10 @@ def incubate(
             # A candidate counted before (the count is cached) costs nothing to count again.
             if cascade and manifest.fitness.quick > 0 and not is_counted(candidate_tree, manifest):
                 rejected = _quick(sandbox, manifest, tally, parent_tree, cand_dir)
+                if rejected is not None:
+                    return rejected
+            if cascade and not is_counted(candidate_tree, manifest):
+                rejected = _short(sandbox, manifest, tally, parent_tree, candidate_tree, cand_dir)
                 if rejected is not None:
                     return rejected
             return _counted(sandbox, manifest, tally, parent_tree, candidate_tree, cand_dir)
@@ -327,6 +333,45 @@ def _quick(
     if verdict == "pass":
         return None
     return tally.report(True, "quick", quick_reason(ratios, floor), measure="instructions")
+
+
+def _short(
+    sandbox: Sandbox,
+    manifest: Manifest,
+    tally: _Tally,
+    parent_tree: Mapping[str, str],
+    candidate_tree: Mapping[str, str],
+    cand_dir: Path,
+) -> IncubationReport | None:
+    """The cascade's short count: a report when it rejects the candidate, None to go on.
+
+    Exact counts on the short input (the parent's cached per version, like the full count
+    :func:`evolution.cascade.short_gain` scales to), so one seed decides alike every run.
+    A parent failing says nothing of the candidate; a candidate failing where it did not, fails.
+    """
+    short = rules.short_run(manifest.fitness)
+    if short is None:
+        return None
+    full, spent, _, _, _ = count_cached(sandbox, parent_tree, manifest)
+    tally.add(spent, 1 if spent else 0, stage="count_parent")
+    parent, spent, parent_wall, _, _ = count_cached(sandbox, parent_tree, manifest, short=short)
+    tally.add(spent, 1 if spent else 0, stage="short_parent")
+    if full is None or parent is None:
+        return None
+    limit = max(CANDIDATE_WALL_FLOOR, CANDIDATE_WALL_FACTOR * parent_wall)
+    count, spent, _, failure, _ = count_cached(
+        sandbox, candidate_tree, manifest, cand_dir, wall_limit=limit, short=short
+    )
+    tally.add(spent, 1 if spent else 0, stage="short")
+    if count is None:
+        kind, detail = failure or ("exit", "?")
+        detail = f"candidate failed at the short count, where its parent did not: {detail}"
+        return tally.report(True, kind, detail, measure="instructions")
+    gain = tally.stages["short_gain"] = rules.short_gain(parent, count, full, manifest.fitness)
+    if rules.short_passes(gain, manifest.fitness):
+        return None
+    reason = rules.short_reason(parent, count, gain, manifest.fitness)
+    return tally.report(True, "short", reason, measure="instructions")
 
 
 def _interleaved(

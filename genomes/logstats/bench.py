@@ -90,9 +90,24 @@ def make_lines(n, seed=1234):
     return lines
 
 
+def short_scale():
+    """The share of the counted input to run: TARS's short count sets TARS_BENCH_SCALE
+    (genome.toml's [fitness] short_scale); anything else runs the whole input."""
+    try:
+        value = float(os.environ.get("TARS_BENCH_SCALE", "1"))
+    except ValueError:
+        return 1.0
+    return value if 0.0 < value <= 1.0 else 1.0
+
+
+def scaled(n, scale):
+    """``n`` items of input at ``scale``, at least one."""
+    return max(1, round(n * scale))
+
+
 def main():
     counted = os.environ.get("TARS_MEASURE") == "instructions"
-    lines = make_lines(2000 if counted else N_LINES)
+    lines = make_lines(scaled(2000, short_scale()) if counted else N_LINES)
     best = None
     for _ in range(1 if counted else 3):
         start = time.process_time()

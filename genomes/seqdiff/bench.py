@@ -39,13 +39,29 @@ def edited(rng, lines):
     return out
 
 
+def short_scale():
+    """The share of the counted input to run: TARS's short count sets TARS_BENCH_SCALE
+    (genome.toml's [fitness] short_scale); anything else runs the whole input."""
+    try:
+        value = float(os.environ.get("TARS_BENCH_SCALE", "1"))
+    except ValueError:
+        return 1.0
+    return value if 0.0 < value <= 1.0 else 1.0
+
+
+def scaled(n, scale):
+    """``n`` items of input at ``scale``, at least one."""
+    return max(1, round(n * scale))
+
+
 def main():
     counted = os.environ.get("TARS_MEASURE") == "instructions"
     rng = random.Random(1234)
-    files = [source(rng, 200 if counted else 300) for _ in range(6 if counted else 8)]
+    scale = short_scale() if counted else 1.0
+    files = [source(rng, 200 if counted else 300) for _ in range(scaled(6, scale) if counted else 8)]
     pairs = [(a, edited(rng, a)) for a in files]
     vocab = sorted({w + str(rng.randint(0, 50)) for w in WORDS for _ in range(20)})
-    queries = [rng.choice(vocab)[:-1] + "x" for _ in range(40 if counted else 60)]
+    queries = [rng.choice(vocab)[:-1] + "x" for _ in range(scaled(40, scale) if counted else 60)]
     best = None
     lines = matches = 0
     for _ in range(1 if counted else 3):

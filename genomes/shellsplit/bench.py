@@ -23,10 +23,25 @@ def command(rng):
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 14)))
 
 
+def short_scale():
+    """The share of the counted input to run: TARS's short count sets TARS_BENCH_SCALE
+    (genome.toml's [fitness] short_scale); anything else runs the whole input."""
+    try:
+        value = float(os.environ.get("TARS_BENCH_SCALE", "1"))
+    except ValueError:
+        return 1.0
+    return value if 0.0 < value <= 1.0 else 1.0
+
+
+def scaled(n, scale):
+    """``n`` items of input at ``scale``, at least one."""
+    return max(1, round(n * scale))
+
+
 def main():
     counted = os.environ.get("TARS_MEASURE") == "instructions"
     rng = random.Random(1234)
-    lines = [command(rng) for _ in range(1200 if counted else 2000)]
+    lines = [command(rng) for _ in range(scaled(1200, short_scale()) if counted else 2000)]
     best = None
     tokens = 0
     for _ in range(1 if counted else 3):

@@ -5,13 +5,18 @@ Prints one JSON line last: {"queries_per_second": <best of 3>, "queries": <n>, "
 """
 
 import json
+import os
 import random
 import time
 
 from textindex import Index, search, snippet, tokenize
 
-N_DOCS = 1500
-N_QUERIES = 120
+# TARS_BENCH_SCALE (the cascade's short count, [fitness] short_scale, which applies when
+# the genome is judged by instruction counts) runs a share of the corpus and the queries
+_SCALE = float(os.environ.get("TARS_BENCH_SCALE", "1") or 1)
+_SCALE = _SCALE if 0.0 < _SCALE <= 1.0 else 1.0
+N_DOCS = max(1, round(1500 * _SCALE))
+N_QUERIES = max(1, round(120 * _SCALE))
 
 STOP = ["the", "a", "of", "and", "to", "in", "is", "for", "on", "with", "as", "was", "that", "by"]
 ROOTS = ["index", "search", "rank", "query", "token", "engine", "shard", "cluster", "replica",

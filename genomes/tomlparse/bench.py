@@ -77,10 +77,25 @@ def leaves(obj):
     return 1
 
 
+def short_scale():
+    """The share of the counted input to run: TARS's short count sets TARS_BENCH_SCALE
+    (genome.toml's [fitness] short_scale); anything else runs the whole input."""
+    try:
+        value = float(os.environ.get("TARS_BENCH_SCALE", "1"))
+    except ValueError:
+        return 1.0
+    return value if 0.0 < value <= 1.0 else 1.0
+
+
+def scaled(n, scale):
+    """``n`` items of input at ``scale``, at least one."""
+    return max(1, round(n * scale))
+
+
 def main():
     counted = os.environ.get("TARS_MEASURE") == "instructions"
     rng = random.Random(1234)
-    docs = [document(rng) for _ in range(60 if counted else 300)]
+    docs = [document(rng) for _ in range(scaled(60, short_scale()) if counted else 300)]
     best = None
     keys = 0
     for _ in range(1 if counted else 3):
