@@ -14,7 +14,22 @@ from typing import Any
 
 import pytest
 from dashkit import Swarm, swarm_with_dashboard
-from swarmkit import wait
+from swarmkit import wait as _wait
+
+
+def wait(predicate: Any, timeout: float = 60.0, what: str = "") -> None:
+    """:func:`swarmkit.wait`, where an element the live stream replaced between finding it
+    and reading it (selenium's StaleElementReferenceException) counts as "not yet"."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def fresh() -> Any:
+        try:
+            return predicate()
+        except StaleElementReferenceException:
+            return False
+
+    _wait(fresh, timeout, what)
+
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -277,12 +292,14 @@ def test_an_evolving_swarms_adoption_appears_without_a_reload(tmp_path: Path, br
         assert any(v[:12] in row for v in versions), (row, versions)
 
         def every_head_shown() -> bool:
-            shown = {e.text for e in browser.find_elements(By.CSS_SELECTOR, '#swarm [data-node-head="tiny"]')}  # fmt: skip
-            return (
-                shown == {nodes[0].store.head("tiny").version[:12]}
-                and len(browser.find_elements(By.CSS_SELECTOR, '#swarm [data-node-head="tiny"]'))
-                == 3
-            )
+            from selenium.common.exceptions import StaleElementReferenceException
+
+            cells = browser.find_elements(By.CSS_SELECTOR, '#swarm [data-node-head="tiny"]')
+            try:  # the live stream may replace a cell between finding it and reading it
+                shown = {e.text for e in cells}
+            except StaleElementReferenceException:
+                return False
+            return shown == {nodes[0].store.head("tiny").version[:12]} and len(cells) == 3
 
         wait(every_head_shown, 60, "every node's new head in the swarm table")
         assert browser.execute_script("return window.notReloaded") == "yes"
