@@ -26,6 +26,7 @@ from runtime.dashboard.live import Hub
 from runtime.dashboard.pages import Pages
 from runtime.dashboard.render import HERE, PREFIX
 from runtime.dashboard.sources import Source
+from runtime.service.loop_thread import serve_on_thread
 
 __all__ = ["Dashboard", "DashboardServer", "Decide"]
 
@@ -236,29 +237,11 @@ class DashboardServer:
         return f"http://{self.host}:{self.port}{PREFIX}/"
 
     def start(self) -> None:
-        ready, failure = threading.Event(), []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._listen())
-            except BaseException as exc:  # noqa: BLE001 (handed to the starting thread)
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="dashboard", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            raise ServiceError(f"cannot serve the dashboard on {self.host}:{self.port}: {failure[0]}",
-                               hint="give `tars dashboard` a free --port") from failure[0]  # fmt: skip
+        try:
+            self._loop, self._thread = serve_on_thread(self._listen, "dashboard")
+        except Exception as exc:
+            raise ServiceError(f"cannot serve the dashboard on {self.host}:{self.port}: {exc}",
+                               hint="give `tars dashboard` a free --port") from exc  # fmt: skip
 
     async def _listen(self) -> None:
         runner = web.AppRunner(self.dashboard.application(), access_log=None,

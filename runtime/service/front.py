@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from evolution.errors import BadCallError, ServiceError, TarsError, UnknownGenomeError
+from runtime.service.loop_thread import serve_on_thread
 from runtime.service.router import Router
 from runtime.service.worker import Reply
 
@@ -105,34 +106,16 @@ class Front:
 
     def start(self) -> None:
         """Bind and serve on a thread of its own; a taken port raises ServiceError here."""
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop, self._loop_thread = loop, threading.get_ident()
-            try:
-                loop.run_until_complete(self._listen())
-            except BaseException as exc:  # noqa: BLE001 (handed to the starting thread)
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"front-{self.node_id}", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if not failure and self.router.loop is None:
-            self.router.loop = self._loop  # workers started from now on reply on this loop
-        if failure:
-            self._thread.join()
+        try:
+            self._loop, self._thread = serve_on_thread(self._listen, f"front-{self.node_id}")
+        except Exception as exc:
             raise ServiceError(
-                f"{self.node_id}: cannot serve HTTP on {self.host}:{self.port}: {failure[0]}",
+                f"{self.node_id}: cannot serve HTTP on {self.host}:{self.port}: {exc}",
                 hint="give the node a free `http` port in cluster.yml (or leave it out)",
-            ) from failure[0]
+            ) from exc
+        self._loop_thread = self._thread.ident or -1
+        if self.router.loop is None:
+            self.router.loop = self._loop  # workers started from now on reply on this loop
 
     async def _listen(self) -> None:
         app = web.Application(client_max_size=self.max_body, middlewares=[self._errors])
