@@ -302,6 +302,7 @@ def test_a_restart_mid_rollout_aborts_it_in_the_log_and_starts_again(rig: Rig) -
     rig.services[node.id] = fresh
     rig.attach(node, fresh)
     wait(lambda: fresh.weight == 0.01, what="the rollout started again")
+    wait(lambda: rig.steps(node, node.id)[-1][1] == "weight", what="the new first step recorded")
     steps = rig.steps(node, node.id)
     tail = [s[1] for s in steps]
     assert tail[-3:] == ["aborted", "started", "weight"]
@@ -420,6 +421,8 @@ def test_a_node_killed_mid_rollout_resumes_from_the_log_when_it_starts_again(rig
         rig.services[victim.id] = fresh
         rig.attach(again, fresh)
         wait(lambda: fresh.weight == 0.01, what="the rollout started again")
+        # the service moves before the step's event is committed: wait for the log too
+        wait(lambda: len(rig.steps(again, victim.id)) >= 7, what="the new first step recorded")
         phases = [s[1] for s in rig.steps(again, victim.id)]
         assert phases == ["started", "weight", "analysis", "weight", "aborted", "started", "weight"]
         for _ in range(4):
