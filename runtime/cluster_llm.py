@@ -44,22 +44,45 @@ def _keys(cluster: ClusterConfig, config: LLMConfig, environ: Mapping[str, str])
     """Each model's key (by arm) from its variable; an unset one is an error at its line."""
     keys: dict[str, str] = {}
     for index, model in enumerate(config.models):
-        if model.api_key_env is None:
-            continue
-        value = environ.get(model.api_key_env, "")
-        if not value:
-            source = str(cluster.path)
-            try:
-                root, _ = read_yaml(cluster.path.read_text(encoding="utf-8"), source)
-            except (OSError, ConfigError):
-                root = None  # the error still names the key, without the line
-            raise config_error(
-                source,
-                root,
-                ("llm", "models", index, "api_key_env"),
-                f"the environment variable {model.api_key_env} is not set on this node",
-                f"export {model.api_key_env}=... where the node starts (the key is never "
-                "written in cluster.yml), or remove api_key_env for an endpoint that needs none",
-            )
-        keys[model.arm] = value
+        if model.api_key_env is not None:
+            keys[model.arm] = _value(cluster, index, model.api_key_env, environ)
     return keys
+
+
+def key_environment(
+    cluster: ClusterConfig, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The variables cluster.yml's ``llm:`` section names, with their values here.
+
+    A launcher that starts a node somewhere without this shell's environment (a
+    container) hands exactly these on, nothing else of the environment; an unset one is
+    the same error the node would give, raised before anything starts.
+    """
+    config = getattr(cluster.model, "llm", None)
+    if config is None:
+        return {}
+    found = os.environ if environ is None else environ
+    return {
+        model.api_key_env: _value(cluster, index, model.api_key_env, found)
+        for index, model in enumerate(config.models)
+        if model.api_key_env is not None
+    }
+
+
+def _value(cluster: ClusterConfig, index: int, name: str, environ: Mapping[str, str]) -> str:
+    value = environ.get(name, "")
+    if value:
+        return value
+    source = str(cluster.path)
+    try:
+        root, _ = read_yaml(cluster.path.read_text(encoding="utf-8"), source)
+    except (OSError, ConfigError):
+        root = None  # the error still names the key, without the line
+    raise config_error(
+        source,
+        root,
+        ("llm", "models", index, "api_key_env"),
+        f"the environment variable {name} is not set on this node",
+        f"export {name}=... where the node starts (the key is never "
+        "written in cluster.yml), or remove api_key_env for an endpoint that needs none",
+    )

@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from evolution.errors import TarsError, TransportError
+from runtime.cluster_llm import key_environment
 from runtime.config import ClusterConfig
 from runtime.docker_mounts import MARKER, container_mounts
 from runtime.launcher import POLL, START_MARK, NodeNotReady, NodeSet, admin_request
@@ -195,6 +196,7 @@ class DockerLauncher(NodeSet):
             )
         for old in self.containers(node_id):
             self._remove(node_id, old)  # its output goes to node.log first
+        keys = key_environment(self.config)  # an unset key is an error before any container
         state.mkdir(parents=True, exist_ok=True)
         image = self.image()
         argv = self.command(self.config, node_id)
@@ -204,6 +206,7 @@ class DockerLauncher(NodeSet):
             log.write(f"{START_MARK}starting {node_id} at {stamp} in container {name} ({image}): ")
             log.write(" ".join(argv) + "\n")
         mounts, env = self._engine_access(image)
+        env = {**env, **keys}  # the models' keys, as the node's own shell would have them
         container = self._run(node_id, name, image, argv, role="node", extra_mounts=mounts, env=env)
         (state / MARKER).write_text(container.id + "\n")
         container.reload()

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from cli.demo import write_cluster
 from cli.main import app
+from evolution.errors import ConfigError
 from runtime.config import load_cluster
 from runtime.docker_launcher import LABEL_CLUSTER, DockerLauncher
 from runtime.launcher import START_MARK, NodeNotReady, launcher_for
@@ -137,6 +138,40 @@ def test_down_removes_the_container_of_a_node_no_longer_in_cluster_yml(
     }
     assert _ours(engine, "demo") == []
     assert "gone with its node" in (tmp_path / "node-2" / "node.log").read_text()
+
+
+LLM_SECTION = (
+    "llm:\n  models:\n    - name: hosted\n      endpoint: http://127.0.0.1:9/v1\n"
+    "      model: m-1\n      api_key_env: TARS_DOCKER_LLM_KEY\n  max_requests: 2\n"
+)
+
+
+def test_a_node_container_gets_the_models_key_variables_and_no_other(
+    engine: Any, image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cluster.yml names the key's variable; the container gets that one from the shell
+    that starts it, and not the rest of the shell's environment (an unrelated secret)."""
+    path = write_cluster(tmp_path, 1, TINY, 1, 1, 3, 1)
+    path.write_text(path.read_text() + LLM_SECTION)
+    config = load_cluster(path)
+    config.ensure_keys()
+    sleep = ["sh", "-c", "sleep 600"]
+    launcher = DockerLauncher(config, client=engine, image=image, command=lambda c, n: sleep)
+    monkeypatch.delenv("TARS_DOCKER_LLM_KEY", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        launcher.start("node-1")
+    assert "TARS_DOCKER_LLM_KEY is not set" in str(caught.value)
+    assert _ours(engine, "demo") == []  # refused before any container was made
+    monkeypatch.setenv("TARS_DOCKER_LLM_KEY", "sk-docker-key-0123456789")
+    monkeypatch.setenv("TARS_UNRELATED_SECRET", "not-for-the-node")
+    try:
+        launcher.start("node-1")
+        (inside,) = launcher.containers("node-1")
+        env = inside.exec_run(["env"]).output.decode()
+        assert "TARS_DOCKER_LLM_KEY=sk-docker-key-0123456789" in env
+        assert "TARS_UNRELATED_SECRET" not in env
+    finally:
+        launcher.down(timeout=1)
 
 
 def test_cli_up_backend_docker_status_logs_down(engine: Any, image: str, tmp_path: Path) -> None:
