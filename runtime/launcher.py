@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -110,7 +111,10 @@ class ProcessLauncher(NodeSet):
         tied: bool = False,
     ) -> None:
         """``tied``: the nodes get SIGTERM when this process dies (the demo's nodes must not
-        outlive a killed demo); `tars cluster up` leaves them running on purpose."""
+        outlive a killed demo); `tars cluster up` leaves them running on purpose.  Linux
+        ties a child to the *thread* that forked it (PR_SET_PDEATHSIG), so a tied launcher
+        starts nodes from the main thread only: one started from a worker thread would be
+        killed when that thread ends."""
         self.config = config
         self.tied = tied
         self.command = command or node_command(config)
@@ -177,6 +181,13 @@ class ProcessLauncher(NodeSet):
                 node_id,
                 running,
                 hint=f"stop it first with `tars cluster down --config {self.config.path}`, or leave it running",
+            )
+        if self.tied and threading.current_thread() is not threading.main_thread():
+            raise TarsError(
+                f"cannot start {node_id} tied to this process from thread "
+                f"{threading.current_thread().name}",
+                hint="start tied nodes from the main thread: the kernel would stop them when "
+                "this thread ends, not when the process does",
             )
         state.mkdir(parents=True, exist_ok=True)
         argv = self.command(node_id)

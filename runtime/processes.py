@@ -13,7 +13,8 @@ from pathlib import Path
 
 
 def die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the launching process dies (Linux prctl)."""
+    """In the child before exec: SIGTERM when the launching thread dies (Linux prctl; the
+    kernel ties it to the forking thread, so the caller forks from the main thread)."""
     try:
         import ctypes
 

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -418,3 +419,25 @@ def test_tied_nodes_die_with_the_process_that_launched_them(
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_a_tied_launcher_refuses_to_start_a_node_from_a_worker_thread(
+    config: ClusterConfig, launchers: list[ProcessLauncher]
+) -> None:
+    """The kernel ties the node to the forking thread: from a thread that ends, the node
+    would be killed with it, so the launcher says so instead of starting it."""
+    launcher = make(launchers, config, tied=True)
+    caught: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            launcher.start("node-1")
+        except TarsError as exc:
+            caught.append(exc)
+
+    worker = threading.Thread(target=start, name="starter")
+    worker.start()
+    worker.join(30)
+    assert len(caught) == 1 and "from thread starter" in str(caught[0])
+    assert "main thread" in caught[0].hint
+    assert launcher.pid("node-1") is None  # nothing was started
