@@ -34,6 +34,26 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 HEAD = ("time", "level", "logger", "node", "genome", "version", "event")
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when configured.
+
+    A command run in-process (typer's CliRunner, an embedding program) swaps
+    ``sys.stderr`` for a while and closes its stand-in; a handler holding that stand-in
+    would fail on every later record ("I/O operation on closed file").
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure(
     node: str | None,
     fmt: str = "json",
@@ -48,7 +68,7 @@ def configure(
     """
     if fmt not in FORMATS:
         raise ValueError(f"log format {fmt!r} is not one of {', '.join(FORMATS)}")
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

@@ -10,6 +10,7 @@ PostgreSQL binaries exist.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import shutil
 import subprocess
@@ -21,6 +22,28 @@ import pytest
 from dockerkit import engine, image  # noqa: F401 (fixtures for every test module)
 
 from runtime.ports import free_port
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A command run in-process (`tars node start` through CliRunner) configures the root
+    logger for a node; the next test starts from the logging it had before.  pytest's own
+    capture handlers come and go with each phase and are left to pytest."""
+    root = logging.getLogger()
+    handlers, level = [h for h in root.handlers if not _pytests(h)], root.level
+    yield
+    for handler in [h for h in root.handlers if not _pytests(h)]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _pytests(handler: logging.Handler) -> bool:
+    return type(handler).__module__.startswith("_pytest")
 
 
 def _pg_bin() -> Path | None:
