@@ -7,8 +7,10 @@ it reads the genome's log through the admin channel's ``log`` op (signed with th
 admin key, as `tars log` does), from the entry it started at, and after each
 ``CycleCompleted`` it runs the handlers on that cycle's ``CandidateEvaluated`` entries,
 until ``cycles`` cycles have been committed.  ``deploy`` asks every node to roll the
-verdict's version out (the admin ``deploy`` op of `tars evolve deploy`); a node that
-refuses is an error at the ``deploy``.
+verdict's version out (the admin ``deploy`` op of `tars evolve deploy`) with the script's
+own plan (its strategy and steps: ``canary(steps=[1, 10, 50, 100])``), checked first by
+:func:`evolution.rollout_plan.make_plan`; a plan that does not hold, or a node that
+refuses, is an error at the ``deploy``.
 """
 
 from __future__ import annotations
@@ -139,7 +141,16 @@ class SwarmCampaign(Campaign):
         return Rec("Genome", tuple((k, head if k == "head" else v) for k, v in base.fields))
 
     def deploy(self, strategy: str, args: dict[str, Any], pos: A.Pos) -> None:
-        """Ask every node to roll the verdict's version out; a refusal is an error here."""
+        """Ask every node to roll the verdict's version out with the script's plan; a plan
+        that does not hold (steps [50, 10]) or a node's refusal is an error here."""
+        from evolution.rollout_plan import make_plan
+
+        try:
+            plan = make_plan(strategy, args.get("steps"), args.get("interval"), args.get("mirror"))
+        except TarsError as exc:
+            raise self.host.fail(
+                pos, f"deploy {strategy}: {exc.message}", exc.hint or "see docs/language.md"
+            ) from None
         if self.version is None:
             self.host.say(f"deploy {strategy}: no new version in this handler, nothing rolled out")
             return
@@ -148,12 +159,8 @@ class SwarmCampaign(Campaign):
             from cli.swarm_requests import ask
 
             try:
-                reply = ask(
-                    self.config,
-                    node_id,
-                    {"op": "deploy", "genome": name, "version": self.version},
-                    15.0,
-                )
+                body = {"op": "deploy", "genome": name, "version": self.version}
+                reply = ask(self.config, node_id, {**body, "plan": plan.to_wire()}, 15.0)
             except TarsError as exc:
                 reply = {"ok": False, "error": str(exc)}
             if not isinstance(reply, dict) or not reply.get("ok"):
@@ -163,5 +170,7 @@ class SwarmCampaign(Campaign):
                     f"{node_id} refused to deploy {self.version[:12]} of {name}: {error}",
                     "a rollout needs the genome's service on the swarm (docs/rollouts.md)",
                 )
-            self.deploys.append(f"{node_id}: rolling {name} {self.version[:12]} out by {strategy}")
+            self.deploys.append(
+                f"{node_id}: rolling {name} {self.version[:12]} out by {plan.describe()}"
+            )
             self.host.say(self.deploys[-1])
