@@ -153,7 +153,7 @@ def read_plan(raw: Any) -> RolloutPlan:
     unknown = sorted(_short(k) for k in raw if k not in KEYS)[:5]
     if unknown:
         raise RolloutError(
-            f"a plan has no {', '.join(unknown)}", hint=f"its keys: {', '.join(sorted(KEYS))}"
+            f"a plan has no {', '.join(unknown)[:300]}", hint=f"its keys: {', '.join(sorted(KEYS))}"
         )
     strategy = raw.get("strategy")
     if not isinstance(strategy, str):
