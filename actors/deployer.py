@@ -190,6 +190,8 @@ class Deployer(RoleActor):
         plan = self._plan(genome, version)
         if plan is not None:
             settings, reason = plan.settings(settings), f"{reason} ({plan.describe()})"
+        else:  # a plan is for its version: another version's rollout ends it
+            self.plans.pop(genome, None)
         self._feed(genome, Start(version, blue, parent, settings, immediate, reason, reload))
 
     def _settings(self, genome: str, blue: str) -> tuple[RolloutSettings, bool]:

@@ -415,3 +415,29 @@ def test_a_scripts_plan_that_does_not_hold_is_an_error_at_its_deploy(
     assert "rolling tiny" not in out
     for node in rig.nodes:  # nothing was asked of any node: the adoption's own rollout runs
         assert weights(rig, node, node.id)[0] is None
+
+
+def test_blue_green_moves_all_traffic_at_once_then_judges_one_window() -> None:
+    """The Deployer's handlers called directly (as test_deployer's ``deployer_on`` does):
+    ``blue_green`` is one step of 100 %, its plan in the started entry, then promotion."""
+    from test_deployer import MANIFEST, deployer_on
+
+    from actors.messages import DeployVersion, RolloutTick
+
+    deployer, service, proposed, version = deployer_on(MANIFEST, MANIFEST)
+    deployer.on_deploy(DeployVersion("g", version, make_plan("blue_green")))
+    assert service.calls == [("start_green", version), ("set_mirror", 0.1), ("set_weight", 1.0)]
+    started = E.decode(proposed[0])
+    assert isinstance(started, E.Rollout) and started.phase == "started"
+    assert started.plan == {"strategy": "blue_green", "steps": [100.0]}
+    assert "(blue_green 100%)" in started.reason
+    deployer.clock = lambda: 10.0  # one window later
+    deployer.on_tick(RolloutTick())
+    assert service.calls[-1] == ("promote",) and service.blue == version
+    steps = [E.decode(d) for d in proposed]
+    assert [(s.phase, s.weight, bool(s.plan)) for s in steps] == [  # type: ignore[union-attr]
+        ("started", 0.0, True),
+        ("weight", 1.0, False),
+        ("analysis", 1.0, False),
+        ("promoted", 1.0, False),
+    ]
