@@ -9,9 +9,11 @@ admin key, as `tars log` does), from the entry it started at, and after each
 until ``cycles`` cycles have been committed.  A cycle whose winner went to the swarm as a
 proposal is handled once the swarm decided it (its ``VersionAdopted``, after the votes, or
 its ``ProposalRejected``): a swarm's ``CycleCompleted`` names no adopted version, since
-the votes come after it, and a handler's ``deploy`` needs the version.  ``deploy`` asks every node to roll the
-verdict's version out (the admin ``deploy`` op of `tars evolve deploy`) with the script's
-own plan (its strategy and steps: ``canary(steps=[1, 10, 50, 100])``), checked first by
+the votes come after it, and a handler's ``deploy`` needs the version.
+
+``deploy`` asks every node to roll the verdict's version out (the admin ``deploy`` op of
+`tars evolve deploy`) with the script's own plan (its strategy and steps:
+``canary(steps=[1, 10, 50, 100])``), checked first by
 :func:`evolution.rollout_plan.make_plan`; a plan that does not hold, or a node that
 refuses, is an error at the ``deploy``.
 """
