@@ -207,8 +207,10 @@ def weights(rig: Rig, node: Any, author: str) -> tuple[dict[str, Any] | None, li
     events = [
         e for e in node.store.log(genome="tiny") if e.type == "RolloutStepped" and e.node == author
     ]
-    last = max(i for i, e in enumerate(events) if e.data["phase"] == "started")
-    after = events[last:]
+    starts = [i for i, e in enumerate(events) if e.data["phase"] == "started"]
+    if not starts:
+        return None, []
+    after = events[starts[-1] :]
     return after[0].data.get("plan"), [
         e.data["weight"] for e in after if e.data["phase"] == "weight"
     ]
@@ -217,9 +219,10 @@ def weights(rig: Rig, node: Any, author: str) -> tuple[dict[str, Any] | None, li
 def test_a_deploy_with_its_own_steps_runs_them_on_every_node(rig: Rig) -> None:
     version = rig.adopt()
     rig.at_first_step(version)  # the adoption's own rollout: cluster.yml's four steps
-    for node in rig.nodes:
-        plan, seen = weights(rig, node, node.id)
-        assert plan is None and seen == [0.01]
+    wait(
+        lambda: all(weights(rig, n, n.id) == (None, [0.01]) for n in rig.nodes),
+        what="every node's own rollout at its first step in the log, with no plan",
+    )
     for node in rig.nodes:
         refused = node.admin.handle(
             "admin", {"op": "deploy", "genome": "tiny", "version": version,
@@ -413,8 +416,12 @@ def test_a_scripts_plan_that_does_not_hold_is_an_error_at_its_deploy(
     assert ":6:21: error: deploy canary: steps [50, 10] do not rise strictly" in err, err
     assert "fix: give shares of traffic in percent" in err, err
     assert "rolling tiny" not in out
-    for node in rig.nodes:  # nothing was asked of any node: the adoption's own rollout runs
-        assert weights(rig, node, node.id)[0] is None
+    rig.at_first_step(version)  # nothing was asked of any node: the adoption's own rollout runs
+    wait(
+        lambda: all(weights(rig, n, n.id) == (None, [0.01]) for n in rig.nodes),
+        what="every node's own rollout at its first step, with no plan",
+    )
+    assert all([c[0] for c in s.calls].count("start_green") == 1 for s in rig.services.values())
 
 
 def test_blue_green_moves_all_traffic_at_once_then_judges_one_window() -> None:
