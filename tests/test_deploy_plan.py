@@ -373,10 +373,10 @@ def _run_script(rig: Rig, tmp_path: Path, steps: str) -> tuple[int, str, str, st
     once it reads the log; its code, output and the adopted version."""
     path = tmp_path / f"deploy{len(steps)}.tars"
     path.write_text(SCRIPT.format(tiny=TINY, steps=steps), encoding="utf-8")
-    asked = threading.Event()
+    asked = threading.Event()  # set once a read is done: the cycle comes after where it starts
     for node in rig.nodes:
         read = node.admin.ops["log"]
-        node.admin.ops["log"] = lambda body, read=read: (asked.set(), read(body))[1]
+        node.admin.ops["log"] = lambda body, read=read: (read(body), asked.set())[0]
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "run", str(path), "--config",
          str(rig.nodes[0].cluster.path), "--wait", "120"],
