@@ -39,6 +39,7 @@ class RolloutPlan:
 
     strategy: str
     #: green's share of live traffic at each step, in percent; rising; the last is 100
+    #: (empty: the node's steps, for a canary that sets only its window or mirror)
     steps: tuple[float, ...]
     #: seconds of one analysis window (None: the node's settings say)
     interval: float | None = None
@@ -48,7 +49,9 @@ class RolloutPlan:
     def settings(self, base: RolloutSettings) -> RolloutSettings:
         """``base`` (blue's or cluster.yml's settings) with this plan's steps, window and mirror;
         every other rule of the analysis (limits, ratios) stays ``base``'s."""
-        update: dict[str, Any] = {"steps": [step / 100.0 for step in self.steps]}
+        update: dict[str, Any] = {}
+        if self.steps:
+            update["steps"] = [step / 100.0 for step in self.steps]
         if self.interval is not None:
             update["interval"] = self.interval
         if self.mirror is False:
@@ -59,7 +62,9 @@ class RolloutPlan:
 
     def to_wire(self) -> dict[str, Any]:
         """The plan as the admin request, the ledger entry and the log carry it."""
-        wire: dict[str, Any] = {"strategy": self.strategy, "steps": [float(s) for s in self.steps]}
+        wire: dict[str, Any] = {"strategy": self.strategy}
+        if self.steps:
+            wire["steps"] = [float(s) for s in self.steps]
         if self.interval is not None:
             wire["interval"] = float(self.interval)
         if self.mirror is not None:
@@ -68,7 +73,7 @@ class RolloutPlan:
 
     def describe(self) -> str:
         """``canary 1% → 50% → 100%`` (for reasons and messages)."""
-        shown = " → ".join(f"{step:g}%" for step in self.steps)
+        shown = " → ".join(f"{step:g}%" for step in self.steps) or "at the node's steps"
         extra = f", {self.interval:g} s windows" if self.interval is not None else ""
         extra += {True: ", mirrored", False: ", no mirror", None: ""}[self.mirror]
         return f"{self.strategy} {shown}{extra}"
@@ -97,7 +102,7 @@ def _steps(strategy: str, steps: Any) -> tuple[float, ...]:
             )
         return (100.0,)
     if steps is None:
-        raise RolloutError("a canary plan needs its steps", hint=STEPS_FIX)
+        return ()  # the node's steps (the plan sets the window or the mirror only)
     if not _listed(steps):
         raise RolloutError(
             f"steps should be a list of percentages, not {_short(steps)}", hint=STEPS_FIX

@@ -49,6 +49,10 @@ def test_a_plan_is_checked_whole_and_says_the_fix() -> None:
     assert (applied.steps, applied.interval, applied.mirror) == ([0.01, 0.5, 1.0], 0.5, 0.0)
     assert applied.failure_limit == 2  # the analysis's other rules stay the node's
     assert make_plan("blue_green").steps == (100.0,)
+    windows = make_plan("canary", interval=9.0)  # no steps: the node's, with this window
+    assert windows.to_wire() == {"strategy": "canary", "interval": 9.0}
+    assert windows.settings(RolloutSettings()).steps == RolloutSettings().steps
+    assert windows.describe() == "canary at the node's steps, 9 s windows"
     assert plan.describe() == "canary 1% → 50% → 100%, 0.5 s windows, no mirror"
     assert parse_steps("1, 10,50,100") == [1.0, 10.0, 50.0, 100.0]
     wrong = {
@@ -57,7 +61,6 @@ def test_a_plan_is_checked_whole_and_says_the_fix() -> None:
         "not all in (0, 100]": ("canary", [0, 100]),
         "not all numbers": ("canary", [True, 100]),
         f"1 to {MAX_STEPS} steps": ("canary", list(range(1, 30)) + [100]),
-        "needs its steps": ("canary", None),
         "takes no steps": ("blue_green", [1, 100]),
         "unknown rollout strategy": ("rolling", [100]),
     }
@@ -101,7 +104,7 @@ def test_any_plan_is_refused_with_a_rollout_error_or_holds_every_rule(raw: dict[
     except RolloutError as exc:
         assert exc.hint and len(exc.message) < 400
         return
-    steps = plan.steps
+    steps = plan.steps or (100.0,)  # none: the node's own (checked when they were read)
     assert 1 <= len(steps) <= MAX_STEPS and steps[-1] == 100.0 and steps[0] > 0
     assert all(a < b for a, b in zip(steps, steps[1:], strict=False))
     assert all(math.isfinite(s) for s in steps)
