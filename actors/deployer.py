@@ -50,6 +50,7 @@ from evolution.rollout import (
     advance,
     describe,
 )
+from evolution.rollout_plan import RolloutPlan, read_plan
 from evolution.tree import short
 from runtime.service.control import ServiceControl
 
@@ -99,6 +100,8 @@ class Deployer(RoleActor):
         self.outbox: list[bytes] = []
         #: each genome's rollout as ``describe`` gives it, read by other threads (/metrics)
         self.board = board if board is not None else {}
+        #: the deploy's own plan in force for a version of each genome (docs/rollouts.md)
+        self.plans: dict[str, tuple[str, RolloutPlan]] = {}
 
     # -- messages --
 
@@ -140,7 +143,11 @@ class Deployer(RoleActor):
         return {"ok": True, "node": self.id, **describe(state)}
 
     def on_deploy(self, message: DeployVersion) -> None:
-        genome, version = message
+        genome, version, plan = message
+        if plan is not None:
+            self.plans[genome] = (version, plan)
+        else:  # a deploy without a plan: the node's settings, as before
+            self.plans.pop(genome, None)
         state = self.machines.get(genome)
         if state is not None and state.active:
             self._feed(genome, Abort(f"superseded by {short(version)}, deployed by hand"))
@@ -180,6 +187,11 @@ class Deployer(RoleActor):
             "restart": f"{short(version)} is the head; the service came up on {short(blue)}",
         }.get(why, why)
         settings, reload = self._settings(genome, blue)
+        plan = self._plan(genome, version)
+        if plan is not None:
+            settings, reason = plan.settings(settings), f"{reason} ({plan.describe()})"
+        else:  # a plan is for its version: another version's rollout ends it
+            self.plans.pop(genome, None)
         self._feed(genome, Start(version, blue, parent, settings, immediate, reason, reload))
 
     def _settings(self, genome: str, blue: str) -> tuple[RolloutSettings, bool]:
@@ -197,6 +209,11 @@ class Deployer(RoleActor):
         except ManifestError:
             return self.defaults, reload
 
+    def _plan(self, genome: str, version: str) -> RolloutPlan | None:
+        """The deploy's own plan for ``version``, if one is in force (else the settings')."""
+        kept = self.plans.get(genome)
+        return kept[1] if kept is not None and kept[0] == version else None
+
     def _restarted(self, genome: str) -> str:
         """What the log says this node was doing when it stopped (docs/rollouts.md, "Restart").
 
@@ -209,6 +226,11 @@ class Deployer(RoleActor):
         if last is None:
             return "restart"
         version, blue = str(last["version"]), str(last["blue"])
+        if last.get("plan"):  # the rollout runs again with its deploy's plan, from the log
+            try:
+                self.plans[genome] = (version, read_plan(last["plan"]))
+            except TarsError as exc:  # checked when it was committed: not expected
+                log.warning("%s: the logged plan of %s is unreadable: %s", self.id, genome, exc)
         kept = RolloutState(genome, self.defaults, version, blue, phase="idle")
         if last["phase"] not in ENDED:
             reason = f"the node stopped during the rollout ({last['phase']} at step {last['step']})"
@@ -292,7 +314,9 @@ class Deployer(RoleActor):
             step.phase,
             step.reason,
         )
-        self.outbox.append(rollout_entry(genome, self.id, *step, at=self.clock()))
+        plan = self._plan(genome, step.version) if step.phase == "started" else None
+        wire = plan.to_wire() if plan is not None else None
+        self.outbox.append(rollout_entry(genome, self.id, *step, at=self.clock(), plan=wire))
 
     def _flush(self) -> None:
         """Propose what waits, in order; what the ledger cannot take now waits for the next tick."""

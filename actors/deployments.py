@@ -21,6 +21,7 @@ from consensus.ledger import Applied
 from events.store import GenomeStore
 from evolution.errors import RolloutError, TarsError
 from evolution.manifest import RolloutSettings
+from evolution.rollout_plan import read_plan
 from runtime.service.control import ServiceControl
 
 log = logging.getLogger("tars.deployer")
@@ -104,16 +105,20 @@ class Deployments:
         answer: dict[str, Any] = self._ask(RolloutOrder(genome, order), timeout)
         return answer
 
-    def deploy(self, genome: str, version: str) -> dict[str, Any]:
-        """Start rolling ``version`` (a prefix will do) out here; refused unless the log has it."""
+    def deploy(self, genome: str, version: str, plan: Any = None) -> dict[str, Any]:
+        """Start rolling ``version`` (a prefix will do) out here, with the deploy's own
+        ``plan`` (its map; None: this node's settings); refused unless the log has the
+        version and the plan is well formed (:func:`evolution.rollout_plan.read_plan`)."""
+        checked = None if plan is None else read_plan(plan)
         full = self.store.resolve(genome, version)
         if self.service.serving(genome).get("blue") == full:
             raise RolloutError(
                 f"{self.id} already serves {full[:12]} of {genome} as blue",
                 hint="deploy another version (`tars log lineage` lists them)",
             )
-        self._tell(DeployVersion(genome, full))
-        return {"ok": True, "node": self.id, "version": full}
+        self._tell(DeployVersion(genome, full, checked))
+        answer: dict[str, Any] = {"ok": True, "node": self.id, "version": full}
+        return answer if checked is None else {**answer, "plan": checked.to_wire()}
 
     def admin_ops(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
         """The admin channel's ``rollout`` and ``deploy`` ops (``consensus.admin.Admin(ops=...)``)."""
@@ -127,7 +132,8 @@ class Deployments:
 
     def _admin_deploy(self, body: dict[str, Any]) -> Any:
         try:
-            return self.deploy(str(body.get("genome", "")), str(body.get("version", "")))
+            genome, version = str(body.get("genome", "")), str(body.get("version", ""))
+            return self.deploy(genome, version, body.get("plan"))
         except TarsError as exc:
             return {"ok": False, "node": self.id, "error": str(exc)}
 

@@ -13,6 +13,7 @@ from evolution.generate import Candidate
 from evolution.manifest import Manifest
 from evolution.planner import Outcomes, Plan
 from evolution.policy import Policy
+from evolution.rollout_plan import RolloutPlan
 from evolution.tree import Tree
 from runtime.incubation import IncubationReport
 
@@ -167,10 +168,12 @@ class RolloutOrder(NamedTuple):
 
 
 class DeployVersion(NamedTuple):
-    """Deployer: roll ``version`` (a full id the log holds) out by hand (`tars evolve deploy`)."""
+    """Deployer: roll ``version`` (a full id the log holds) out by hand (`tars evolve deploy`),
+    with the deploy's own plan (None: the node's settings; docs/rollouts.md)."""
 
     genome: str
     version: str
+    plan: RolloutPlan | None = None
 
 
 #: The messages (and the types inside them) that may cross the wire to another node's

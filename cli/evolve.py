@@ -280,11 +280,22 @@ def deploy(
     config: Path = typer.Option(
         Path("cluster.yml"), "--config", "-c", help="the swarm's cluster.yml"
     ),
+    steps: str | None = typer.Option(
+        None, "--steps", help="this rollout's own steps, percent of traffic: 1,10,50,100"
+    ),
+    strategy: str | None = typer.Option(
+        None, "--strategy", help="canary (with --steps) or blue_green (all at once)"
+    ),
+    interval: float | None = typer.Option(
+        None, "--interval", help="seconds of one analysis window for this rollout"
+    ),
 ) -> None:
-    """Start a rollout of VERSION by hand on the running nodes (docs/rollouts.md)."""
+    """Start a rollout of VERSION by hand on the running nodes (docs/rollouts.md); with
+    --steps (or --strategy) the nodes run this plan instead of their rollout settings."""
     from cli.rollout import deploy as deploy_on
+    from cli.rollout import plan_of
 
-    deploy_on(config, genome, version, node)
+    deploy_on(config, genome, version, node, plan_of(strategy, steps, interval))
 
 
 @app.command()

@@ -18,6 +18,7 @@ from evolution.errors import PolicyError, TarsError, TransportError
 from evolution.tree import short
 
 if TYPE_CHECKING:
+    from evolution.rollout_plan import RolloutPlan
     from runtime.config import ClusterConfig
 
 app = typer.Typer(
@@ -123,19 +124,39 @@ _command("resume", "Let paused rollouts go on.")
 # ---- `tars evolve deploy` and `tars evolve sync` (registered in cli/evolve.py) -------------
 
 
-def deploy(config_path: Path, genome: str, version: str, node: str | None) -> None:
-    """Ask each chosen node to roll ``version`` out; a version not in the log is refused."""
+def plan_of(strategy: str | None, steps: str | None, interval: float | None) -> RolloutPlan | None:
+    """The plan `tars evolve deploy` asks for (None: the nodes' own settings), checked here
+    as each node checks it again (:func:`evolution.rollout_plan.make_plan`)."""
+    from evolution.rollout_plan import make_plan, parse_steps
+
+    if strategy is None and steps is None and interval is None:
+        return None
+    listed = parse_steps(steps) if steps is not None else None
+    return make_plan(strategy or "canary", listed, interval)
+
+
+def deploy(
+    config_path: Path,
+    genome: str,
+    version: str,
+    node: str | None,
+    plan: RolloutPlan | None = None,
+) -> None:
+    """Ask each chosen node to roll ``version`` out (with ``plan``: its own steps); a version
+    not in the log, or a plan a node finds wrong, is refused."""
     config = _config(config_path)
-    replies = ask_each(
-        config, chosen(config, node), {"op": "deploy", "genome": genome, "version": version}
-    )
+    body: dict[str, Any] = {"op": "deploy", "genome": genome, "version": version}
+    if plan is not None:
+        body["plan"] = plan.to_wire()
+    replies = ask_each(config, chosen(config, node), body)
+    how = f" ({plan.describe()})" if plan is not None else ""
     started = 0
     for node_id, reply in replies.items():
         if not isinstance(reply, dict):
             console.print(f"{node_id}: no answer")
         elif reply.get("ok"):
             started += 1
-            console.print(f"{node_id}: rolling {genome} {short(reply['version'])} out")
+            console.print(f"{node_id}: rolling {genome} {short(reply['version'])} out{how}")
         else:
             raise PolicyError(
                 f"{node_id} refused to deploy {version} of {genome}: {reply.get('error')}",

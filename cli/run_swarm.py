@@ -6,9 +6,16 @@ writer would fork the history).  With ``--config`` a campaign follows the swarm 
 it reads the genome's log through the admin channel's ``log`` op (signed with the CLI's
 admin key, as `tars log` does), from the entry it started at, and after each
 ``CycleCompleted`` it runs the handlers on that cycle's ``CandidateEvaluated`` entries,
-until ``cycles`` cycles have been committed.  ``deploy`` asks every node to roll the
-verdict's version out (the admin ``deploy`` op of `tars evolve deploy`); a node that
-refuses is an error at the ``deploy``.
+until ``cycles`` cycles have been committed.  A cycle whose winner went to the swarm as a
+proposal is handled once the swarm decided it (its ``VersionAdopted``, after the votes, or
+its ``ProposalRejected``): a swarm's ``CycleCompleted`` names no adopted version, since
+the votes come after it, and a handler's ``deploy`` needs the version.
+
+``deploy`` asks every node to roll the verdict's version out (the admin ``deploy`` op of
+`tars evolve deploy`) with the script's own plan (its strategy and steps:
+``canary(steps=[1, 10, 50, 100])``), checked first by
+:func:`evolution.rollout_plan.make_plan`; a plan that does not hold, or a node that
+refuses, is an error at the ``deploy``.
 """
 
 from __future__ import annotations
@@ -57,10 +64,15 @@ class SwarmCampaign(Campaign):
 
         self.config = load_cluster(config_path)
         self.waiting = ""
+        #: this cycle's evaluated candidates and its proposal (id, version) so far
+        self.pending: list[dict[str, Any]] = []
+        self.proposed: tuple[str, str] | None = None
+        #: completed cycles whose proposal waits for the swarm: proposal -> (version, candidates)
+        self.deciding: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         name = str(self._blank().get("name"))
         cycles = int(self.set.get("cycles", 5))
         after = self._last_seq(name)
-        seen, pending = 0, []
+        seen = 0
         deadline = time.monotonic() + wait
         columns = (SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn())
         with Progress(*columns, console=self.console) as bar:
@@ -72,17 +84,41 @@ class SwarmCampaign(Campaign):
                         + (f" ({self.waiting})" if self.waiting else ""),
                         hint="check `tars cluster status` (is the genome evolving?) or raise --wait",
                     )
-                for seq, kind, _, _, _, _, _, data in self._rows(name, after):
-                    after = seq
-                    if kind == "CandidateEvaluated":
-                        pending.append(data)
-                    elif kind == "CycleCompleted":
-                        self._handle(name, pending, data.get("adopted"))
-                        pending, seen = [], seen + 1
-                        bar.update(task, completed=seen)
+                for row in self._rows(name, after):
+                    after = row[0]
+                    seen += self._take(name, row)
+                    bar.update(task, completed=seen)
+                if self.deciding:
+                    self.waiting = f"{len(self.deciding)} cycle(s) wait for the swarm's votes"
                 time.sleep(POLL)
         if "done" in self.handlers:
             self.interp.handler(self.handlers["done"], self._head(name))
+
+    def _take(self, name: str, row: list[Any]) -> int:
+        """One log row; how many cycles it completes (their handlers run)."""
+        _, kind, _, version, _, _, _, data = row
+        if kind == "CandidateEvaluated":
+            self.pending.append(data)
+        elif kind == "ProposalSubmitted":
+            self.proposed = (str(data.get("proposal")), str(version))
+        elif kind == "ProposalRebased" and data.get("proposal") in self.deciding:
+            self.deciding[data["proposal"]] = (str(version), self.deciding[data["proposal"]][1])
+        elif kind == "CycleCompleted":
+            cycle, proposed, self.pending, self.proposed = self.pending, self.proposed, [], None
+            if proposed is None or data.get("adopted"):
+                self._handle(name, cycle, data.get("adopted"))
+                return 1
+            self.deciding[proposed[0]] = (proposed[1], cycle)
+        elif kind == "VersionAdopted":
+            for proposal, (wanted, cycle) in list(self.deciding.items()):
+                if wanted == version:
+                    del self.deciding[proposal]
+                    self._handle(name, cycle, str(version))
+                    return 1
+        elif kind == "ProposalRejected" and data.get("proposal") in self.deciding:
+            self._handle(name, self.deciding.pop(data["proposal"])[1], None)
+            return 1
+        return 0
 
     def _blank(self) -> Rec:
         from runtime.lang.host import genome_record
@@ -139,7 +175,16 @@ class SwarmCampaign(Campaign):
         return Rec("Genome", tuple((k, head if k == "head" else v) for k, v in base.fields))
 
     def deploy(self, strategy: str, args: dict[str, Any], pos: A.Pos) -> None:
-        """Ask every node to roll the verdict's version out; a refusal is an error here."""
+        """Ask every node to roll the verdict's version out with the script's plan; a plan
+        that does not hold (steps [50, 10]) or a node's refusal is an error here."""
+        from evolution.rollout_plan import make_plan
+
+        try:
+            plan = make_plan(strategy, args.get("steps"), args.get("interval"), args.get("mirror"))
+        except TarsError as exc:
+            raise self.host.fail(
+                pos, f"deploy {strategy}: {exc.message}", exc.hint or "see docs/language.md"
+            ) from None
         if self.version is None:
             self.host.say(f"deploy {strategy}: no new version in this handler, nothing rolled out")
             return
@@ -148,12 +193,8 @@ class SwarmCampaign(Campaign):
             from cli.swarm_requests import ask
 
             try:
-                reply = ask(
-                    self.config,
-                    node_id,
-                    {"op": "deploy", "genome": name, "version": self.version},
-                    15.0,
-                )
+                body = {"op": "deploy", "genome": name, "version": self.version}
+                reply = ask(self.config, node_id, {**body, "plan": plan.to_wire()}, 15.0)
             except TarsError as exc:
                 reply = {"ok": False, "error": str(exc)}
             if not isinstance(reply, dict) or not reply.get("ok"):
@@ -163,5 +204,7 @@ class SwarmCampaign(Campaign):
                     f"{node_id} refused to deploy {self.version[:12]} of {name}: {error}",
                     "a rollout needs the genome's service on the swarm (docs/rollouts.md)",
                 )
-            self.deploys.append(f"{node_id}: rolling {name} {self.version[:12]} out by {strategy}")
+            self.deploys.append(
+                f"{node_id}: rolling {name} {self.version[:12]} out by {plan.describe()}"
+            )
             self.host.say(self.deploys[-1])

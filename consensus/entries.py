@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any, NamedTuple
 
@@ -35,6 +35,8 @@ import msgpack
 from consensus._msgspec import FastDecoder
 from consensus._schema import Bad, Defaults, Schema, defaults_of, name_of, schema_of
 from consensus.approvals import Approval
+from consensus.rollout_entry import Rollout, rollout_problem
+from consensus.rollout_entry import rollout_entry as rollout_entry
 from consensus.signing import Signer, sign
 from events.records import Adoption, CandidateRecord, Held, left_out
 from evolution.errors import ConsensusError
@@ -98,23 +100,6 @@ class Rollback(NamedTuple):
     to: str
     reason: str
     node: str
-    at: float
-
-
-class Rollout(NamedTuple):
-    """One step of ``node``'s own rollout of ``version`` over ``blue`` (evolution/rollout.py):
-    ``phase`` is started, weight, analysis, paused, resumed, promoted, aborted or abandoned;
-    ``result`` an analysis's Successful, Failed or Inconclusive ("" for none)."""
-
-    genome: str
-    node: str
-    version: str
-    blue: str
-    phase: str
-    step: int
-    weight: float
-    result: str
-    reason: str
     at: float
 
 
@@ -188,7 +173,7 @@ TYPES: dict[str, type[Entry]] = {
     "rollback": Rollback,
     "members": Members,
     "offer": Offer,
-    "rollout": Rollout,
+    "rollout": Rollout,  # its own module: consensus/rollout_entry.py
     "approval": Approval,  # its own module: consensus/approvals.py
 }
 _KIND: dict[type, str] = {cls: kind for kind, cls in TYPES.items()}
@@ -199,7 +184,7 @@ _OPTIONAL: dict[type, Defaults] = {
     Vote: {"reason": str},
     Rollback: {"reason": str},
     Members: {"keys": dict},
-    Rollout: {"result": str, "reason": str},
+    Rollout: {"result": str, "reason": str, "plan": dict},
     Approval: {"reason": str},
 }
 #: Fields added after entries' bytes were pinned: left out of the bytes when empty, so an
@@ -207,7 +192,10 @@ _OPTIONAL: dict[type, Defaults] = {
 _LEFT_OUT_EMPTY: dict[type, frozenset[str]] = {
     Members: frozenset({"keys"}),
     Cycle: frozenset({"llm"}),
+    Rollout: frozenset({"plan"}),
 }
+#: Checks beyond the fields' types, by entry type: what is wrong, or None.
+_BEYOND: dict[type, Callable[[Any], str | None]] = {Rollout: rollout_problem}
 #: The name entries of the admin (the CLI's key) carry in ``node``.
 ADMIN = "admin"
 
@@ -308,25 +296,6 @@ def rollback_entry(
     return encode(Rollback(genome, to, reason, node, at), signer)
 
 
-def rollout_entry(
-    genome: str,
-    node: str,
-    version: str,
-    blue: str,
-    phase: str,
-    step: int,
-    weight: float,
-    result: str,
-    reason: str,
-    at: float,
-    *,
-    signer: Signer | None = None,
-) -> bytes:
-    """A step of this node's rollout; a node writes only its own (``node`` is the author)."""
-    entry = Rollout(genome, node, version, blue, phase, step, float(weight), result, reason, at)
-    return encode(entry, signer)
-
-
 def members_entry(
     members: Sequence[str],
     node: str,
@@ -373,7 +342,11 @@ def parse(raw: Mapping[str, Any]) -> Entry:
         values = _SCHEMAS[cls].read(raw, _OPTIONAL.get(cls, {}), strict=False)
     except Bad as bad:
         raise ConsensusError(f"{kind} entry: field '{bad.path}' {bad.problem}") from None
-    return cls(**values)
+    entry = cls(**values)
+    problem = _BEYOND[cls](entry) if cls in _BEYOND else None
+    if problem is not None:
+        raise ConsensusError(f"{kind} entry: {problem}")
+    return entry
 
 
 #: Entry types whose in-memory part of the ledger state (the member list, the recent
@@ -490,4 +463,6 @@ def fast_decode(data: bytes) -> Entry | None:
     if len(data) > MAX_ENTRY:
         return None
     entry: Entry | None = _FAST.decode(data)
+    if entry is not None and type(entry) in _BEYOND and _BEYOND[type(entry)](entry) is not None:
+        return None  # the reference path names the problem
     return entry

@@ -281,8 +281,9 @@ class LedgerState(LedgerSnapshots):
             case Members():
                 return self._members(run, entry)
             case Rollout():  # one step of the author's own rollout (docs/rollouts.md)
-                _, node, *fields, at = entry  # version, blue, phase, step, weight, result, reason
-                run.lineage(entry.genome).step_rollout(node, *fields, timestamp=_when(at))
+                _, node, *fields, at, plan = entry  # fields: version, blue … result, reason
+                lineage = run.lineage(entry.genome)
+                lineage.step_rollout(node, *fields, timestamp=_when(at), plan=plan)
                 return {}
             case Offer():  # kept in the ledger state, not in the store (consensus/offers.py)
                 self.offers.keep(self._applying, entry)

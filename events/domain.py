@@ -32,7 +32,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from events._eventsourcing import Aggregate, create_aggregate
 from events.chain import GENESIS, link
-from events.lineage_state import approvals_of, rejected_of
+from events.lineage_state import LeftOutWhenEmpty, approvals_of, rejected_of, rollout_step
 from events.lineage_state import head_parent_of as head_parent_of
 from events.lineage_state import proposals_of as proposals_of
 from events.lineage_state import rollouts_of as rollouts_of
@@ -194,18 +194,14 @@ class Lineage(Aggregate):
             if self.decision == "reject" and self.candidate in aggregate.pending:
                 rejected_of(aggregate)[self.candidate] = aggregate.pending.pop(self.candidate)
 
-    class CycleCompleted(Event):
+    class CycleCompleted(LeftOutWhenEmpty, Event):
+        left_out_when_empty = ("llm",)  # events without it keep their bytes and chain
         cycle: int
         adopted: str | None
         candidates: int
         seed: int
         #: the models' calls, spend and failures (evolution.llm_usage); stored only when set
         llm: dict[str, Any] = field(default_factory=dict)
-
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if not self.__dict__.get("llm"):
-                self.__dict__.pop("llm", None)  # events without it keep their bytes and chain
 
         def apply(self, aggregate: Any) -> None:
             aggregate.cycles_completed = max(aggregate.cycles_completed, self.cycle)
@@ -261,11 +257,14 @@ class Lineage(Aggregate):
         def apply(self, aggregate: Any) -> None:
             proposals_of(aggregate).pop(self.proposal, None)
 
-    class RolloutStepped(Event):
+    class RolloutStepped(LeftOutWhenEmpty, Event):
         """One step of ``node``'s own rollout of ``version`` over ``blue`` (a ``rollout``
         ledger entry; docs/rollouts.md): the lineage keeps each node's last step, which
-        decides whether that node may roll the head back (consensus/authors.py)."""
+        decides whether that node may roll the head back (consensus/authors.py).  ``plan``:
+        a deploy's own plan, on a ``started`` step, stored only when set (not a new event:
+        docs/rollouts.md, "A deploy's own plan")."""
 
+        left_out_when_empty = ("plan",)
         version: str
         blue: str
         phase: str
@@ -273,15 +272,11 @@ class Lineage(Aggregate):
         weight: float
         result: str
         reason: str
+        plan: dict[str, Any] = field(default_factory=dict)
 
         def apply(self, aggregate: Any) -> None:
-            rollouts_of(aggregate)[self.node] = {
-                "version": self.version,
-                "blue": self.blue,
-                "phase": self.phase,
-                "step": self.step,
-                "result": self.result,
-            }
+            rollouts = rollouts_of(aggregate)
+            rollouts[self.node] = rollout_step(rollouts.get(self.node), self)
 
     # ---- commands: validate, then trigger; no I/O ----
 
@@ -386,11 +381,13 @@ class Lineage(Aggregate):
         reason: str,
         *,
         timestamp: datetime | None = None,
+        plan: dict[str, Any] | None = None,
     ) -> None:
         """Record one step of ``node``'s rollout (every step is an event: `tars log` shows it)."""
         self._trigger(
             self.RolloutStepped, timestamp, node=node, version=version, blue=blue,
             phase=phase, step=step, weight=weight, result=result, reason=reason,
+            **({"plan": plan} if plan else {}),
         )  # fmt: skip
 
     def complete_cycle(

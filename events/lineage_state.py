@@ -9,9 +9,32 @@ size is its events (docs/architecture.md, "Sizes").
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["approvals_of", "head_parent_of", "proposals_of", "rejected_of", "rollouts_of"]
+__all__ = [
+    "LeftOutWhenEmpty",
+    "approvals_of",
+    "head_parent_of",
+    "proposals_of",
+    "rejected_of",
+    "rollout_step",
+    "rollouts_of",
+]
+
+
+class LeftOutWhenEmpty:
+    """A base for a lineage event with fields added after events were stored: the fields
+    ``left_out_when_empty`` names are stored only when set, so an event that leaves them
+    empty holds exactly the older fields, and keeps its bytes and its chain link.  Read
+    them with ``event.__dict__.get(name)`` (an event stored without one has no attribute)."""
+
+    left_out_when_empty: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # type: ignore[misc]
+        for name in self.left_out_when_empty:
+            if not self.__dict__.get(name):
+                self.__dict__.pop(name, None)
 
 
 def _field(aggregate: Any, name: str) -> dict[str, Any]:
@@ -30,6 +53,21 @@ def proposals_of(aggregate: Any) -> dict[str, dict[str, Any]]:
 def rollouts_of(aggregate: Any) -> dict[str, dict[str, Any]]:
     """Each node's last rollout step: node -> version, blue, phase, step, result."""
     return _field(aggregate, "rollouts")
+
+
+def rollout_step(last: dict[str, Any] | None, event: Any) -> dict[str, Any]:
+    """A node's last rollout step as the lineage keeps it (``RolloutStepped.apply``).
+
+    The deploy's own plan, carried by the ``started`` step only, is kept on the later steps
+    of that rollout, so a node that restarts mid-rollout starts it again with the same plan
+    (docs/rollouts.md, "A deploy's own plan")."""
+    step = {name: getattr(event, name) for name in ("version", "blue", "phase", "step", "result")}
+    plan = event.__dict__.get("plan")
+    if not plan and last and event.phase != "started" and last.get("version") == event.version:
+        plan = last.get("plan")
+    if plan:
+        step["plan"] = plan
+    return step
 
 
 def approvals_of(aggregate: Any) -> dict[str, dict[str, str]]:

@@ -106,6 +106,14 @@ PINNED = {
         "7320697320322e347820626c7565277320302e303530207320286c696d697420312e357829a26174cb408f"
         "740000000000"
     ),
+    # issue 13: a started step with the deploy's own plan (consensus/rollout_entry.py)
+    "rollout_plan": (
+        "8ca474797065a7726f6c6c6f7574a667656e6f6d65a167a46e6f6465a66e6f64652d32a776657273696f6ea2"
+        "7631a4626c7565a27630a57068617365a773746172746564a47374657000a6776569676874cb000000000000"
+        "0000a6726573756c74a0a6726561736f6eb06465706c6f7965642062792068616e64a26174cb408f80000000"
+        "0000a4706c616e82a87374726174656779a663616e617279a5737465707393cb3ff0000000000000cb404900"
+        "0000000000cb4059000000000000"
+    ),
     # issue 12: a person's decision on a held candidate (consensus/approvals.py)
     "approval": (
         "87a474797065a8617070726f76616ca667656e6f6d65a167a963616e646964617465a26332a86465636973"
@@ -132,6 +140,19 @@ def made_by_the_ledger() -> dict[str, bytes]:
         "rollout": E.rollout_entry(
             "g", "node-2", "v1", "v0", "aborted", 2, 0.1, "Failed", P99, 1006.5
         ),
+        "rollout_plan": E.rollout_entry(
+            "g",
+            "node-2",
+            "v1",
+            "v0",
+            "started",
+            0,
+            0.0,
+            "",
+            "deployed by hand",
+            1008.0,
+            plan={"strategy": "canary", "steps": [1.0, 50.0, 100.0]},
+        ),  # fmt: skip
         "approval": approval_entry("g", "c2", "approve", "alice", "read the diff", 1007.5),
     }
 
@@ -149,6 +170,19 @@ TYPED: dict[str, E.Entry] = {
     "rollback": E.Rollback("g", "v0", "regression", "node-3", 1004.0),
     "members": E.Members(["node-1", "node-3"], "node-1", 1005.0),
     "rollout": E.Rollout("g", "node-2", "v1", "v0", "aborted", 2, 0.1, "Failed", P99, 1006.5),
+    "rollout_plan": E.Rollout(
+        "g",
+        "node-2",
+        "v1",
+        "v0",
+        "started",
+        0,
+        0.0,
+        "",
+        "deployed by hand",
+        1008.0,
+        {"strategy": "canary", "steps": [1.0, 50.0, 100.0]},
+    ),  # fmt: skip
     "approval": Approval("g", "c2", "approve", "alice", "read the diff", 1007.5),
 }
 
