@@ -18,9 +18,10 @@ from evolution.errors import ConfigError, ScriptError, TarsError
 from evolution.lang import ast as A
 from evolution.lang.parser import error_at
 from evolution.lang.types import Ty, TypeTable
-from evolution.lang.values import Rec, rec
+from evolution.lang.values import Mismatch, Rec, conform, rec
 
 if TYPE_CHECKING:
+    from evolution.lang.eval import Server
     from runtime.llm_session import LLMSession
 
 
@@ -124,6 +125,26 @@ class RealHost:
         except httpx.HTTPError as exc:
             raise self.fail(
                 pos, f"the notify webhook failed: {exc}", "check --notify URL"
+            ) from None
+
+    def call(self, server: Server, tool: str, args: dict[str, Any], ty: Ty, pos: A.Pos) -> Any:
+        """``call ops.tool(…)``: the tool called on the server (started or connected to
+        for this call); a tool error, an unknown tool or a result that does not fit ``ty``
+        is an error at the statement naming the server and the tool."""
+        from runtime.lang.mcp_client import call_tool
+
+        label = f"call {server.name}.{tool}"
+        try:
+            data = call_tool(server.location, tool, args, self.base)
+        except TarsError as exc:
+            raise self.fail(pos, f"{label}: {exc.message}", exc.hint or "") from None
+        try:
+            return conform(data, ty, self.table)
+        except Mismatch as exc:
+            raise self.fail(
+                pos,
+                f"{label}: the result does not fit {ty}: {exc}",
+                "declare the type the tool gives (its output schema), or leave the call loose",
             ) from None
 
     def builtin(self, name: str, arg: Rec) -> Any:

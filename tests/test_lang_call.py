@@ -1,0 +1,180 @@
+"""`call SERVER.TOOL(...)`: an MCP tool called for its effect, against a real `tars mcp --store`
+server each script starts over stdio; typed results, tool errors, unknown tools, and the
+attack of a result that does not fit the type the script declared.  The ones that start a
+server are marked slow (a campaign, then a `tars run` and a server each: 8-25 s apiece)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evolution.lang.checker import check_source
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "tests" / "data" / "tiny"
+
+TYPES = (
+    "record Node(version: str, parent: str?, head: bool)\n"
+    "record Tree(genome: str, head: str, versions: list<Node>)\n"
+)
+
+
+def tars(*args: str) -> tuple[int, str, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def server(store: Path, work: Path) -> str:
+    return f"{sys.executable} -m cli.main mcp --store {store} --workdir {work}"
+
+
+class Ran:
+    def __init__(self, store: Path, folder: Path, out: str) -> None:
+        self.store, self.folder, self.out = store, folder, out
+
+    def run(self, body: str) -> tuple[int, str, str, Path]:
+        path = self.folder / "s.tars"
+        path.write_text(body, encoding="utf-8")
+        code, out, err = tars("run", str(path), "--store", str(self.folder / "own.db"))
+        return code, out, err, path
+
+    def lineage(self) -> str:
+        code, out, err = tars("log", "lineage", "--store", str(self.store), "--genome", "tiny")
+        assert code == 0, err
+        return out
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
+    """A campaign on the tiny genome whose `on done` handler matches on the typed lineage the
+    MCP server gives and, in a match arm, rolls the adopted version back through the server."""
+    folder = tmp_path_factory.mktemp("call")
+    store = folder / "store.db"
+    body = (
+        f'genome tiny from "{TINY}/genome.toml"\n'
+        f'server ops(lineage, rollback) = "{server(store, folder / "mcp")}"\n'
+        + TYPES
+        + "evolve tiny {\n  cycles = 1\n  candidates = 1\n"
+        "  on done(g: Genome) {\n"
+        "    match call<Tree> ops.lineage(genome=g.name) {\n"
+        "      t if len(t.versions) > 1 -> call ops.rollback(genome=g.name, "
+        'to=t.versions[0].version, reason="undone by the script")\n'
+        '      t -> notify "only {len(t.versions)} version(s)"\n'
+        "    }\n"
+        "    let after: Tree = call ops.lineage(genome=g.name)\n"
+        '    notify "head now {after.head}, first {after.versions[0].version}"\n'
+        "  }\n}\n"
+    )
+    path = folder / "campaign.tars"
+    path.write_text(body, encoding="utf-8")
+    code, out, err = tars("run", str(path), "--store", str(store), "--workdir", str(folder / "w"))
+    assert code == 0, out + err
+    yield Ran(store, folder, out)
+
+
+@pytest.mark.slow  # each runs `tars run` and a `tars mcp` server: 8-20 s on 2 shared cores
+def test_a_handler_s_match_arm_acts_through_the_server(ran: Ran) -> None:
+    assert "only" not in ran.out, ran.out  # the cycle adopted a version: the first arm ran
+    line = next(x for x in ran.out.splitlines() if x.startswith("head now "))
+    head, first = line.removeprefix("head now ").split(", first ")
+    assert head == first, ran.out  # the rollback happened, read back typed
+    assert "undone by the script" in tars("log", "ls", "--store", str(ran.store))[1]
+
+
+@pytest.mark.slow  # each runs `tars run` and a `tars mcp` server: 8-20 s on 2 shared cores
+def test_top_level_calls_run_in_order_typed(ran: Ran) -> None:
+    ops = server(ran.store, ran.folder / "mcp2")
+    code, out, err, path = ran.run(
+        f'server ops = "{ops}"\n' + TYPES + 'let t: Tree = call ops.lineage(genome="tiny")\n'
+        'call ops.rollback(genome=t.genome, to=t.versions[1].version, reason="again")\n'
+        'let back = call<Tree> ops.lineage(genome="tiny")\n'
+        "let check = 1 / (if back.head == t.versions[1].version { 0 } else { 1 })\n"
+    )
+    assert code == 1 and "division by zero" in err, out + err  # the second rollback landed
+    assert f"{path}:7:" in err
+
+
+@pytest.mark.slow  # each runs `tars run` and a `tars mcp` server: 8-20 s on 2 shared cores
+def test_a_tool_error_is_said_at_the_call_with_server_tool_and_message(ran: Ran) -> None:
+    code, out, err, path = ran.run(
+        f'server ops = "{server(ran.store, ran.folder / "mcp3")}"\n'
+        "fn undo(to: str) -> int {\n"
+        '  call ops.rollback(genome="tiny", to=to, reason="x")\n  1\n}\n'
+        'let k = undo("not-a-version")\n'
+    )
+    assert code == 1, out + err
+    first = err.splitlines()[0]
+    assert first.startswith(f"{path}:3:3: error: call ops.rollback: "), err
+    assert "argument 'to'" in err, err  # the tool's own message
+
+
+@pytest.mark.slow  # each runs `tars run` and a `tars mcp` server: 8-20 s on 2 shared cores
+def test_a_result_that_does_not_fit_the_declared_type_is_refused(ran: Ran) -> None:
+    wrong = TYPES.replace("head: str, versions", "head: int, versions")
+    code, out, err, path = ran.run(
+        f'server ops = "{server(ran.store, ran.folder / "mcp4")}"\n'
+        + wrong
+        + 'let t: Tree = call ops.lineage(genome="tiny")\n'
+        "let n = t.head + 1\n"
+    )
+    assert code == 1, out + err
+    assert f"{path}:4:15: error: call ops.lineage: the result does not fit Tree" in err, err
+    assert "field `head`: expected int" in err, err
+    deep = TYPES.replace("head: bool)", "head: int)")
+    code, out, err, _ = ran.run(
+        f'server ops = "{server(ran.store, ran.folder / "mcp4")}"\n'
+        + deep
+        + 'let t: Tree = call ops.lineage(genome="tiny")\n'
+    )
+    assert code == 1 and "head" in err and "expected int, found" in err, err
+
+
+@pytest.mark.slow  # each runs `tars run` and a `tars mcp` server: 8-20 s on 2 shared cores
+def test_a_server_held_in_a_str_is_found_when_run(ran: Ran) -> None:
+    code, out, err, path = ran.run(
+        f'let srv = "{server(ran.store, ran.folder / "mcp5")}"\n'
+        'let t = call srv.lineag(genome="tiny")\n'
+    )
+    assert code == 1, out + err
+    assert err.startswith(f"{path}:2:9: error: call srv.lineag: "), err
+    assert "has no tool 'lineag'" in err and "lineage" in err, err
+    loose = ran.run(
+        f'let srv = "{server(ran.store, ran.folder / "mcp5")}"\n'
+        'let t = call srv.lineage(genome="tiny")\nlet n = 1 / (len(t.versions) - 2)\n'
+    )
+    assert loose[0] == 1 and "division by zero" in loose[2], loose  # loose data, read as is
+
+
+def test_the_checker_knows_declared_servers_and_their_tools() -> None:
+    def errors(text: str) -> list[str]:
+        return [f"{e.line}:{e.column} {e.message}" for e in check_source(text).errors]
+
+    ops = 'server ops(lineage, rollback) = "tars mcp --store s.db"\n'
+    assert errors(ops + TYPES + 'let t: Tree = call ops.lineage(genome="g", type=1)\n') == []
+    assert errors(ops + 'let t = call ops.lineage("g")\n') == [
+        "2:26 an MCP tool's arguments are named"
+    ]
+    assert errors(ops + "let t = call ops.lineage(a=1, a=2)\n") == [
+        "2:31 argument `a` is given twice"
+    ]
+    assert errors(ops + "let t = call<Tre> ops.lineage()\n")[0].startswith(
+        "2:14 unknown type `Tre`"
+    )
+    assert errors(ops + "let n = 1\nlet t = call n.x()\n") == ["3:14 `n` is an int, not a server"]
+    assert errors('server ops(a, a) = "x"\n') == ["1:1 tool `a` is listed twice"]
+    assert errors("server ops = 3\n") == ["1:14 a server is a command or a URL (a str), not int"]
+    # typed by the let: a field the declared type lacks is an error, as for any record
+    found = errors(ops + TYPES + "let t: Tree = call ops.lineage()\nlet x = t.nope\n")
+    assert [f.split(" (did")[0] for f in found] == ["5:11 Tree has no field `nope`"]
+    # keywords are argument names only inside a call's parentheses
+    assert errors("let type = 1\n")[0].startswith("1:5 unexpected")
