@@ -93,7 +93,8 @@ def test_a_handler_s_match_arm_acts_through_the_server(ran: Ran) -> None:
 
 @pytest.mark.slow  # each runs `tars run` and a `tars mcp` server: 8-20 s on 2 shared cores
 def test_top_level_calls_run_in_order_typed(ran: Ran) -> None:
-    ops = server(ran.store, ran.folder / "mcp2")
+    starts = ran.folder / "starts.txt"
+    ops = f"sh -c 'echo started >> {starts}; exec {server(ran.store, ran.folder / 'mcp2')}'"
     code, out, err, path = ran.run(
         f'server ops = "{ops}"\n' + TYPES + 'let t: Tree = call ops.lineage(genome="tiny")\n'
         'call ops.rollback(genome=t.genome, to=t.versions[1].version, reason="again")\n'
@@ -102,6 +103,7 @@ def test_top_level_calls_run_in_order_typed(ran: Ran) -> None:
     )
     assert code == 1 and "division by zero" in err, out + err  # the second rollback landed
     assert f"{path}:7:" in err
+    assert starts.read_text().splitlines() == ["started"]  # three calls, one server started
 
 
 @pytest.mark.slow  # each runs `tars run` and a `tars mcp` server: 8-20 s on 2 shared cores

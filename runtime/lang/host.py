@@ -22,6 +22,7 @@ from evolution.lang.values import Mismatch, Rec, conform, rec
 
 if TYPE_CHECKING:
     from evolution.lang.eval import Server
+    from runtime.lang.mcp_client import Sessions
     from runtime.llm_session import LLMSession
 
 
@@ -47,6 +48,14 @@ class RealHost:
         #: the driver's hooks for the genome records and the built-ins
         self.genomes: Callable[[A.GenomeDecl], Rec] | None = None
         self.builtins: Callable[[str, Rec], Any] | None = None
+        #: the MCP servers `call` has started or connected to, kept for the run
+        self.sessions: Sessions | None = None
+
+    def close(self) -> None:
+        """End what the run opened (the MCP servers' sessions)."""
+        if self.sessions is not None:
+            self.sessions.close()
+            self.sessions = None
 
     def fail(self, pos: A.Pos, message: str, hint: str) -> ScriptError:
         """A ScriptError at ``pos``."""
@@ -131,11 +140,13 @@ class RealHost:
         """``call ops.tool(…)``: the tool called on the server (started or connected to
         for this call); a tool error, an unknown tool or a result that does not fit ``ty``
         is an error at the statement naming the server and the tool."""
-        from runtime.lang.mcp_client import call_tool
+        from runtime.lang.mcp_client import Sessions
 
         label = f"call {server.name}.{tool}"
+        if self.sessions is None:
+            self.sessions = Sessions(self.base)
         try:
-            data = call_tool(server.location, tool, args, self.base)
+            data = self.sessions.call(server.location, tool, args)
         except TarsError as exc:
             raise self.fail(pos, f"{label}: {exc.message}", exc.hint or "") from None
         try:
