@@ -178,5 +178,41 @@ def test_the_checker_knows_declared_servers_and_their_tools() -> None:
     # typed by the let: a field the declared type lacks is an error, as for any record
     found = errors(ops + TYPES + "let t: Tree = call ops.lineage()\nlet x = t.nope\n")
     assert [f.split(" (did")[0] for f in found] == ["5:11 Tree has no field `nope`"]
-    # keywords are argument names only inside a call's parentheses
+    # keywords are names after `.` and as an argument's or a field's name, nowhere else
+    named = 'record R(type: str, genome: str?)\nlet r = R(type="a", genome=none)\nlet t = r.type\n'
+    assert errors(named) == []
     assert errors("let type = 1\n")[0].startswith("1:5 unexpected")
+    assert errors("let x = [1, type]\n")[0].startswith("1:13 unexpected")
+
+
+def test_sessions_keep_one_server_and_close_it_with_their_thread(tmp_path: Path) -> None:
+    """In process: two calls, one `tars mcp` started; close() ends the server and the
+    loop's thread (nothing is left for the next test)."""
+    import threading
+
+    from evolution.errors import TransportError
+    from runtime.lang.mcp_client import Sessions
+
+    starts = tmp_path / "starts.txt"
+    store = tmp_path / "empty.db"
+    from events.store import GenomeStore
+
+    GenomeStore.open(f"sqlite:///{store}").close()  # a store with no genome
+    command = f"sh -c 'echo $$ >> {starts}; exec {server(store, tmp_path / 'mcp')}'"
+    sessions = Sessions(tmp_path)
+    try:
+        assert sessions.call(command, "genomes", {}) == {"genomes": []}
+        with pytest.raises(TransportError, match="has no tool 'genome'"):
+            sessions.call(command, "genome", {})
+        with pytest.raises(TransportError, match="the MCP tool 'lineage' failed"):
+            sessions.call(command, "lineage", {"genome": "nothing"})
+        assert sessions.call(command, "genomes", {}) == {"genomes": []}
+    finally:
+        sessions.close()
+    pids = starts.read_text().split()
+    assert len(pids) == 1  # four calls, one server
+    assert not any(t.name == "mcp-client" for t in threading.enumerate())
+    assert (
+        not Path(f"/proc/{pids[0]}").exists()
+        or "zombie" in Path(f"/proc/{pids[0]}/status").read_text().lower()
+    )
