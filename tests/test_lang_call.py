@@ -216,3 +216,52 @@ def test_sessions_keep_one_server_and_close_it_with_their_thread(tmp_path: Path)
         not Path(f"/proc/{pids[0]}").exists()
         or "zombie" in Path(f"/proc/{pids[0]}/status").read_text().lower()
     )
+
+
+@pytest.mark.slow  # two `tars run`s, each starting a server: ~10-20 s on 2 shared cores
+def test_a_type_the_output_schema_cannot_give_is_refused_before_the_tool_acts(
+    tmp_path: Path,
+) -> None:
+    marks = tmp_path / "marks.txt"
+    head = (
+        f'server m(mark) = "{sys.executable} {ROOT / "tests" / "data" / "mcp_marks.py"} {marks}"\n'
+        "record Done(count: int, name: str)\nrecord Wrong(count: str, name: str)\n"
+        "record Missing(count: int, label: str, note: str?)\n"
+        'let a: Done = call m.mark(name="one")\n'
+    )
+    path = tmp_path / "s.tars"
+    for wrong, message in (
+        ("Wrong", "Wrong.count is str, the tool's output schema gives integer"),
+        ("Missing", "Missing needs field `label`, which the tool's output schema does not give"),
+    ):
+        path.write_text(head + f'let b: {wrong} = call m.mark(name="two")\n', encoding="utf-8")
+        code, out, err = tars("run", str(path), "--store", str(tmp_path / "own.db"))
+        assert code == 1, out + err
+        column = len(f"let b: {wrong} = ") + 1
+        assert f"{path}:6:{column}: error: call m.mark: {message}" in err, err
+        assert "the tool was not called" in err
+    assert marks.read_text().split() == ["one", "one"]  # each run marked once: `two` never
+
+
+def test_schema_problem_reads_only_what_an_object_schema_says() -> None:
+    from evolution.lang.types import INT, Named
+    from evolution.lang.values import schema_problem
+
+    checked = check_source("record Done(count: int, name: str, note: str?)\n")
+    table = checked.table
+    done = Named("Done")
+    schema = {
+        "type": "object",
+        "properties": {"count": {"type": "integer"}, "name": {"type": "string"}},
+    }
+    assert schema_problem(schema, done, table) is None  # the optional `note` may be missing
+    wrapped = {"properties": {"result": {"type": "integer"}}}
+    assert schema_problem(wrapped, done, table) is None  # a wrapped scalar: left to the result
+    assert schema_problem(None, done, table) is None  # no schema: nothing to compare
+    assert schema_problem(schema, INT, table) is None  # only records are compared
+    bad = {"properties": {"count": {"type": "string"}, "name": {"type": "string"}}}
+    assert schema_problem(bad, done, table) == (
+        "Done.count is int, the tool's output schema gives string"
+    )
+    nullable = {"properties": {"count": {"anyOf": [{"type": "integer"}]}, "name": {}}}
+    assert schema_problem(nullable, done, table) is None  # no plain `type`: not compared

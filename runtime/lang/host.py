@@ -18,7 +18,7 @@ from evolution.errors import ConfigError, ScriptError, TarsError
 from evolution.lang import ast as A
 from evolution.lang.parser import error_at
 from evolution.lang.types import Ty, TypeTable
-from evolution.lang.values import Mismatch, Rec, conform, rec
+from evolution.lang.values import Mismatch, Rec, conform, rec, schema_problem
 
 if TYPE_CHECKING:
     from evolution.lang.eval import Server
@@ -146,8 +146,18 @@ class RealHost:
         if self.sessions is None:
             self.sessions = Sessions(self.base)
         try:
+            found = self.sessions.tool(server.location, tool)
+            problem = schema_problem(found.output_schema, ty, self.table)
+            if problem is not None:
+                raise self.fail(
+                    pos,
+                    f"{label}: {problem}; the tool was not called",
+                    "declare the type the tool's output schema gives, or leave the call loose",
+                )
             data = self.sessions.call(server.location, tool, args)
         except TarsError as exc:
+            if isinstance(exc, ScriptError):
+                raise
             raise self.fail(pos, f"{label}: {exc.message}", exc.hint or "") from None
         try:
             return conform(data, ty, self.table)

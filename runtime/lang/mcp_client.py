@@ -227,14 +227,24 @@ class Sessions:
             self._thread.start()
         return asyncio.run_coroutine_threadsafe(work, self._loop).result()
 
-    def call(self, server: str, tool: str, args: dict[str, Any]) -> Any:
-        """Call one tool on the server's lasting session; its result, as :func:`call_tool`."""
+    def _link(self, server: str) -> _Link:
         link = self._links.get(server)
         if link is None or link.task is None or link.task.done():
             link = _Link(server, self.cwd)
             _said(server, lambda: self._on_loop(link.open()))
             self._links[server] = link
+        return link
+
+    def tool(self, server: str, tool: str) -> Tool:
+        """The tool as the server lists it (its output schema), the server started if new."""
+        link = self._link(server)
         _known(server, tool, link.tools)
+        return next(t for t in link.tools if t.name == tool)
+
+    def call(self, server: str, tool: str, args: dict[str, Any]) -> Any:
+        """Call one tool on the server's lasting session; its result, as :func:`call_tool`."""
+        self.tool(server, tool)
+        link = self._links[server]
         return _answer(tool, _said(server, lambda: self._on_loop(link.call(tool, args))))
 
     def close(self) -> None:
