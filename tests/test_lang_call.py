@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -265,3 +266,47 @@ def test_schema_problem_reads_only_what_an_object_schema_says() -> None:
     )
     nullable = {"properties": {"count": {"anyOf": [{"type": "integer"}]}, "name": {}}}
     assert schema_problem(nullable, done, table) is None  # no plain `type`: not compared
+
+
+class Calls:
+    """A host recording what `call` hands it (the evaluator's side, pure; the real host
+    and servers are the slow tests above)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, str, dict[str, Any], str]] = []
+
+    def call(self, server: Any, tool: str, args: dict[str, Any], ty: Any, pos: Any) -> Any:
+        self.calls.append((server, tool, args, str(ty)))
+        return {"genome": args.get("genome", "?"), "head": "ab", "versions": []}
+
+    def action(self, kind: str, value: Any, pos: Any) -> None:
+        self.calls.append((kind, value, {}, ""))
+
+
+def test_the_evaluator_hands_each_call_its_server_arguments_and_type() -> None:
+    from evolution.lang.eval import Interpreter, Server
+
+    text = (
+        'server ops(lineage, rollback) = "tars mcp --store {1 + 1}.db"\n'
+        + TYPES
+        + "record P(a: int)\n"
+        'let t: Tree = call ops.lineage(genome="g")\n'
+        'call ops.rollback(genome=t.genome, to=t.head, reason="r {t.head}", p=P(3))\n'
+        "fn via(srv: str) -> int {\n  let x = call srv.lineage(type=[1, 2])\n  1\n}\n"
+        'let k = via("other --flag")\n'
+    )
+    checked = check_source(text, "t.tars")
+    assert checked.ok, [e.render() for e in checked.errors]
+    host = Calls()
+    Interpreter(checked, host).start()  # type: ignore[arg-type]
+    tools = ("lineage", "rollback")
+    assert host.calls == [
+        (Server("ops", "tars mcp --store 2.db", tools), "lineage", {"genome": "g"}, "Tree"),
+        (
+            Server("ops", "tars mcp --store 2.db", tools),
+            "rollback",
+            {"genome": "g", "to": "ab", "reason": "r ab", "p": {"type": "P", "a": 3}},
+            "any",
+        ),
+        (Server("srv", "other --flag", None), "lineage", {"type": [1, 2]}, "any"),
+    ]
