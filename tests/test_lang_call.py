@@ -179,6 +179,16 @@ def test_the_checker_knows_declared_servers_and_their_tools() -> None:
     # typed by the let: a field the declared type lacks is an error, as for any record
     found = errors(ops + TYPES + "let t: Tree = call ops.lineage()\nlet x = t.nope\n")
     assert [f.split(" (did")[0] for f in found] == ["5:11 Tree has no field `nope`"]
+    # a script that improves itself reruns its campaign per trial: a call would act again
+    improving = (
+        'genome g from "g/genome.toml"\n' + ops + "let a = call ops.lineage()\n"
+        "evolve g {\n  improve_self = true\n  on done(x: Genome) {\n"
+        "    match 1 { _ -> call ops.rollback(genome=x.name) }\n  }\n}\n"
+    )
+    found = errors(improving)
+    assert [f.split(" `call")[0] for f in found] == ["3:9", "7:20"], found
+    assert "every tune trial would call it again" in found[0] and "line 5" in found[0]
+    assert errors(improving.replace("improve_self = true", "improve_self = false")) == []
     # keywords are names after `.` and as an argument's or a field's name, nowhere else
     named = 'record R(type: str, genome: str?)\nlet r = R(type="a", genome=none)\nlet t = r.type\n'
     assert errors(named) == []

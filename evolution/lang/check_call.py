@@ -10,10 +10,12 @@ when run, like a data source.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from evolution.lang import ast as A
-from evolution.lang.check_base import Scope, did_you_mean
+from evolution.lang.check_base import Scope, did_you_mean, literal
 from evolution.lang.types import ANY, STR, UNIT, FnT, Ty, a, assignable
 
 if TYPE_CHECKING:
@@ -80,4 +82,40 @@ def _server(checker: ExprChecker, e: A.McpCall, scope: Scope) -> None:
             e.server.pos,
             f"`{name}` is {a(ty)}, not a server",
             "call a `server` declaration's tools, or a str holding a command or a URL",
+        )
+
+
+def calls_in(node: Any) -> Iterator[A.McpCall]:
+    """Every ``call`` in a node of the tree (a declaration, a block), in the order written."""
+    if isinstance(node, A.McpCall):
+        yield node
+    if isinstance(node, tuple):
+        for item in node:
+            yield from calls_in(item)
+    elif dataclasses.is_dataclass(node) and not isinstance(node, A.Pos | A.TypeRef):
+        for field in dataclasses.fields(node):
+            yield from calls_in(getattr(node, field.name))
+
+
+def no_calls_when_improving(checker: ExprChecker, decls: tuple[A.Decl, ...]) -> None:
+    """A script that improves itself may not `call`: each tune trial runs the campaign
+    (and the top-level declarations) again, so a call would act once per trial, against
+    the real server, from a run that only measures values."""
+    improving = [
+        item
+        for decl in decls
+        if isinstance(decl, A.EvolveDecl)
+        for item in decl.settings
+        if isinstance(item, A.Setting)
+        and item.name == "improve_self"
+        and literal(item.value) is not False
+    ]
+    if not improving:
+        return
+    for call in calls_in(decls):
+        checker.error(
+            call.pos,
+            f"`call {call.server.name}.{call.tool}` in a script that improves itself "
+            f"(improve_self, line {improving[0].pos.line}): every tune trial would call it again",
+            "move the calls to a script without improve_self, or drop improve_self",
         )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from evolution.errors import ScriptError
 from evolution.lang import ast as A
 from evolution.lang.check_base import Scope, did_you_mean
-from evolution.lang.check_call import server_decl
+from evolution.lang.check_call import no_calls_when_improving, server_decl
 from evolution.lang.check_decls import DeclChecker
 from evolution.lang.check_expr import BUILTINS
 from evolution.lang.introspect import ScriptInfo, describe
@@ -96,6 +96,7 @@ class _Checker(DeclChecker):
                 server_decl(self, decl)
             elif isinstance(decl, A.McpCall):
                 self.expr(decl, self.globals)
+        no_calls_when_improving(self, decls)
 
     def declare_types(self, decls: tuple[A.Decl, ...]) -> None:
         """Records and unions into the table (names first, then their fields' types)."""
