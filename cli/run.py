@@ -98,6 +98,8 @@ def run(
     except ScriptError as error:
         err_console.print(_styled(error), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    finally:
+        host.close()  # the MCP servers `call` kept open for the run
     console.print(f"ok: {script} ran", highlight=False)
 
 

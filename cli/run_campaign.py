@@ -66,7 +66,9 @@ class Reached(NamedTuple):
 
 def with_input(folder: Path, records: Any, workdir: Path) -> Path:
     """A copy of the genome folder holding the source's records as ``input.jsonl`` (one
-    JSON record a line, validated when the source was read): what the benchmark reads."""
+    JSON record a line, validated when the source was read): part of the registered tree,
+    so every candidate's jail has it, and what a benchmark that looks for it reads
+    (logstats' bench.py: ``input.jsonl``, or the file ``TARS_BENCH_INPUT`` names)."""
     import json
     import shutil
 

@@ -1,4 +1,4 @@
-"""`tars check FILE.tars` on the shipped examples (accepted) and on 23 broken scripts.
+"""`tars check FILE.tars` on the shipped examples (accepted) and on 25 broken scripts.
 
 Each broken script has one mistake; its row below says where (line:column) and what
 the message must say.  The check goes through the real command (typer's runner), so
@@ -43,6 +43,8 @@ EXPECTED = {
     "21_pattern_arity": (5, 5, "`Faster` has 1 field(s), the pattern gives 2"),
     "22_handler_type": (4, 17, "`on verdict` hands in a Verdict, not Rollout"),
     "23_bad_hole": (1, 22, "unexpected end of the hole"),
+    "24_unknown_tool": (2, 18, "server `ops` has no tool `rollbak` (did you mean `rollback`?)"),
+    "25_unknown_server": (3, 8, "unknown MCP server `opz` (did you mean `ops`?)"),
 }
 
 

@@ -24,13 +24,16 @@ GENOMES = Path(__file__).resolve().parent.parent / "genomes"
 
 #: (mutator, file, function, line) of every finding over genomes/logstats, in find() order
 LOGSTATS = [
-    ("local_alias", "bench.py", "make_path", 56),
-    ("local_alias", "bench.py", "make_lines", 69),
-    ("local_alias", "bench.py", "make_lines", 71),
-    ("local_alias", "bench.py", "make_lines", 72),
-    ("local_alias", "bench.py", "make_lines", 76),
-    ("local_alias", "bench.py", "make_lines", 82),
-    ("local_alias", "bench.py", "main", 113),
+    # session 18: bench.py reads a campaign's input (input_file, input_lines): its lines moved
+    ("local_alias", "bench.py", "make_path", 65),
+    ("local_alias", "bench.py", "make_lines", 78),
+    ("local_alias", "bench.py", "make_lines", 80),
+    ("local_alias", "bench.py", "make_lines", 81),
+    ("local_alias", "bench.py", "make_lines", 85),
+    ("local_alias", "bench.py", "make_lines", 91),
+    ("local_alias", "bench.py", "input_lines", 141),
+    ("local_alias", "bench.py", "input_lines", 143),
+    ("local_alias", "bench.py", "main", 163),
     ("hoist_invariant", "logstats/aggregate.py", "latency_histogram", 55),
     ("local_alias", "logstats/aggregate.py", "status_counts", 17),
     ("local_alias", "logstats/aggregate.py", "path_latency", 36),
@@ -93,7 +96,7 @@ LOGSTATS = [
 
 #: (findings, sha256 of every finding's site and rewritten module) per shipped genome
 DIGESTS = {
-    "logstats": (55, "13759a4611651e56ead4f52c57c6536c206b187417debd2f191c5f47710da9b9"),
+    "logstats": (57, "63286b47e29c7f813c2e6aa0f318c877713174d1a4f787eabd3d15661f927219"),
     "textindex": (25, "0646a063e2293f6fa1eb2d468fb786f219fd41b519b6212993a9b607c8329c33"),
 }
 
@@ -215,9 +218,10 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
 }
 #: (findings, sha256) of the later rewrites over each whole genome, sources, tests and bench
 #: (session 17: every genome's bench.py reads TARS_BENCH_SCALE for the short count, which
-#: moved their bench.py findings; seqdiff's gained one there)
+#: moved their bench.py findings; seqdiff's gained one there; session 18: logstats' bench.py
+#: reads a campaign's input file, one more finding there)
 NEW_DIGESTS: dict[str, tuple[int, str]] = {
-    "logstats": (15, "67a22876cadebf76e2551339abcc5b45af5dc281bf61fe96e3280e2c013928a1"),
+    "logstats": (16, "c9f5c104425ee03e075f3ba0522619094927376bc30bb7945796c833ecece915"),
     "seqdiff": (15, "51da161b6db891cfd90c0b0037f5148e02109fa8b71f2339e2562d10386e3a11"),
     "shellsplit": (6, "f1be1bcbd115d2ce670e404fd341b81aba03456c7fe7315b65cce7b35f8c2916"),
     "textindex": (14, "d256067aefc25d8a6ef244bdb4d418961725dd29f96845d08c62d39e35047139"),

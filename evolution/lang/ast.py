@@ -406,6 +406,36 @@ class EvolveDecl:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerDecl:
+    """``server NAME[(tool, ...)] = "command or URL"``: an MCP server a script calls.
+
+    ``tools`` (None when not listed) are the tools the script may call on it, so a call of
+    another is a check-time error; its value in the script is its location (a ``str``).
+    """
+
+    pos: Pos
+    name: str
+    tools: tuple[str, ...] | None
+    location: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class McpCall:
+    """``call[<T>] SERVER.TOOL(name=value, ...)``: an MCP tool called for its effect.
+
+    ``server`` is a ``server`` declaration's name (static) or a ``str`` value holding a
+    command or URL (found when run); ``type`` the declared result (None: loose).
+    """
+
+    pos: Pos
+    type: TypeRef | None
+    server: Name
+    tool: str
+    tool_pos: Pos
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Program:
     """A whole script: its declarations in order, and the text they came from."""
 
@@ -430,6 +460,7 @@ Expr = (
     | UnOp
     | If
     | Match
+    | McpCall
 )
 Pattern = WildcardPat | NamePat | CtorPat | LitPat
 Action = Deploy | Notify | Stop
@@ -445,4 +476,6 @@ Decl = (
     | TuneDecl
     | EvolveDecl
     | Let
+    | ServerDecl
+    | McpCall
 )

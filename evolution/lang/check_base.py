@@ -61,6 +61,7 @@ class Base:
         self.errors: list[ScriptError] = []
         self.globals: Scope = {}
         self.sources: set[str] = set()
+        self.servers: dict[str, A.ServerDecl] = {}
 
     def error(self, pos: A.Pos, message: str, hint: str) -> Ty:
         """Record an error at ``pos``; give ``any`` so the caller can carry on."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from evolution.lang import ast as A
 from evolution.lang.check_base import Scope, did_you_mean
+from evolution.lang.check_call import mcp_call
 from evolution.lang.check_ops import OpsChecker
 from evolution.lang.types import (
     ANY,
@@ -192,6 +193,8 @@ class ExprChecker(OpsChecker):
             return self.unop(e, scope)
         if isinstance(e, A.If):
             return self.if_(e, scope)
+        if isinstance(e, A.McpCall):
+            return mcp_call(self, e, scope)
         return self.match(e, scope)
 
     def string(self, e: A.Str, scope: Scope) -> Ty:

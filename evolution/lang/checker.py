@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from evolution.errors import ScriptError
 from evolution.lang import ast as A
 from evolution.lang.check_base import Scope, did_you_mean
+from evolution.lang.check_call import no_calls_when_improving, server_decl
 from evolution.lang.check_decls import DeclChecker
 from evolution.lang.check_expr import BUILTINS
 from evolution.lang.introspect import ScriptInfo, describe
@@ -24,6 +25,7 @@ from evolution.lang.parser import parse, too_deep
 from evolution.lang.types import (
     ANY,
     PRIMS,
+    STR,
     UNIT,
     Fields,
     FnT,
@@ -90,6 +92,11 @@ class _Checker(DeclChecker):
                 self.genome(decl)
             elif isinstance(decl, A.EvolveDecl):
                 self.evolve(decl, genomes)
+            elif isinstance(decl, A.ServerDecl):
+                server_decl(self, decl)
+            elif isinstance(decl, A.McpCall):
+                self.expr(decl, self.globals)
+        no_calls_when_improving(self, decls)
 
     def declare_types(self, decls: tuple[A.Decl, ...]) -> None:
         """Records and unions into the table (names first, then their fields' types)."""
@@ -139,7 +146,7 @@ class _Checker(DeclChecker):
         """Every top-level name with its type; duplicates and shadowed built-ins are errors."""
         self.globals["script"] = Named("Script")
         for decl in decls:
-            if isinstance(decl, A.RecordDecl | A.UnionDecl | A.EvolveDecl | A.Let):
+            if isinstance(decl, A.RecordDecl | A.UnionDecl | A.EvolveDecl | A.Let | A.McpCall):
                 continue
             if decl.name in self.globals or decl.name in BUILTINS or decl.name in self.table.ctors:
                 self.error(
@@ -156,10 +163,14 @@ class _Checker(DeclChecker):
                 self.globals[decl.name] = self.let(decl, {})
 
     def signature(
-        self, decl: A.GenomeDecl | A.FnDecl | A.PromptDecl | A.SourceDecl | A.TuneDecl
+        self,
+        decl: A.GenomeDecl | A.FnDecl | A.PromptDecl | A.SourceDecl | A.TuneDecl | A.ServerDecl,
     ) -> Ty:
         if isinstance(decl, A.GenomeDecl):
             return Named("Genome")
+        if isinstance(decl, A.ServerDecl):
+            self.servers[decl.name] = decl
+            return STR  # its value is its location: `mcp<T>(ops, "tool")` reads from it too
         if isinstance(decl, A.SourceDecl):
             self.sources.add(decl.name)
             return self.source(decl)

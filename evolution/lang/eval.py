@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from evolution.errors import ScriptError
 from evolution.lang import ast as A
@@ -43,6 +43,18 @@ class Host(Protocol):
 
     def builtin(self, name: str, arg: Rec) -> Any:
         """``hotspots(g)`` and ``history(g)``: the engine's analysis and the log's history."""
+
+    def call(self, server: Server, tool: str, args: dict[str, Any], ty: Ty, pos: A.Pos) -> Any:
+        """``call ops.tool(…)``: the MCP tool called, its result held to ``ty`` (``any``: as is)."""
+
+
+class Server(NamedTuple):
+    """An MCP server as a call names it: its name in the script, its command or URL, and
+    the tools its declaration lists (None: not listed, or a server held in a str)."""
+
+    name: str
+    location: str
+    tools: tuple[str, ...] | None
 
 
 class _Return(Exception):
@@ -111,7 +123,7 @@ class Interpreter:
         self.types = Base(self.program, self.table)
         self.decls: dict[str, A.Decl] = {}
         for decl in self.program.decls:
-            if not isinstance(decl, A.EvolveDecl | A.RecordDecl | A.UnionDecl):
+            if not isinstance(decl, A.EvolveDecl | A.RecordDecl | A.UnionDecl | A.McpCall):
                 self.decls[decl.name] = decl
         self.values: Scope = {"script": script_value(checked.info, history)}
         self.tunes = tunes or {}
@@ -143,10 +155,12 @@ class Interpreter:
     # -- globals -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Compute the top-level ``let``s in order (reading the sources they use)."""
+        """Compute the top-level ``let``s and run the top-level ``call``s, in order."""
         for decl in self.program.decls:
             if isinstance(decl, A.Let):
                 self.glob(decl.name, decl.pos)
+            elif isinstance(decl, A.McpCall):
+                self.expr(decl, {})
 
     def glob(self, name: str, pos: A.Pos) -> Any:
         """A top-level name's value, computed once."""
@@ -178,6 +192,8 @@ class Interpreter:
             return self.host.source(decl, self.source_type(decl), where, args)
         if isinstance(decl, A.GenomeDecl):
             return self.host.genome(decl)
+        if isinstance(decl, A.ServerDecl):
+            return self.expr(decl.location, {})
         raise AssertionError(f"not a value: {decl}")  # records and unions are types
 
     # -- statements ----------------------------------------------------------------
@@ -330,6 +346,11 @@ class Interpreter:
     def _UnOp(self, e: A.UnOp, scope: Scope) -> Any:
         value = self.expr(e.operand, scope)
         return (not value) if e.op == "not" else -value
+
+    def _McpCall(self, e: A.McpCall, scope: Scope) -> Any:
+        from evolution.lang.eval_ops import mcp_call
+
+        return mcp_call(self, e, scope)
 
     def _Call(self, e: A.Call, scope: Scope) -> Any:
         from evolution.lang.eval_ops import call

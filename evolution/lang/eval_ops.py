@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from evolution.errors import ScriptError, TarsError
 from evolution.lang import ast as A
-from evolution.lang.types import OptT, TypeTable
-from evolution.lang.values import Rec, show
+from evolution.lang.types import ANY, OptT, TypeTable
+from evolution.lang.values import Rec, plain, show
 
 if TYPE_CHECKING:
     from evolution.lang.eval import Interpreter, Scope
@@ -139,3 +139,23 @@ def _builtin(interp: Interpreter, e: A.Call, name: str, value: Any) -> Any:
         raise
     except TarsError as exc:  # the engine could not answer: said at the call
         raise interp.error(e.pos, f"{name}(): {exc.message}", exc.hint or "") from None
+
+
+def mcp_call(interp: Interpreter, e: A.McpCall, scope: Scope) -> Any:
+    """``call[<T>] SERVER.TOOL(…)``: the server found (a declaration, or a str held in a
+    name), the arguments as JSON data, the host calls and holds the result to ``T``."""
+    from evolution.lang.eval import Server
+
+    name = e.server.name
+    decl = None if name in scope else interp.decls.get(name)
+    location = scope[name] if name in scope else interp.glob(name, e.server.pos)
+    if not isinstance(location, str) or not location.strip():
+        raise interp.error(
+            e.server.pos,
+            f"`{name}` holds {show(location)[:60]}, not an MCP server",
+            'give it a command ("tars mcp --store store.db") or an http(s)://…/mcp URL',
+        )
+    tools = decl.tools if isinstance(decl, A.ServerDecl) else None
+    args = {arg.name or "": plain(interp.expr(arg.value, scope)) for arg in e.args}
+    ty = ANY if e.type is None else interp.resolve(e.type)
+    return interp.host.call(Server(name, location, tools), e.tool, args, ty, e.pos)

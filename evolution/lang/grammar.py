@@ -11,7 +11,7 @@ GRAMMAR = r"""
 start: _NL? (_decl (_NL _decl)* _NL?)?
 
 _decl: genome_from | genome_inline | record_decl | union_decl | fn_decl | prompt_decl
-     | source_decl | tune_decl | evolve_decl | let_stmt
+     | source_decl | tune_decl | evolve_decl | let_stmt | server_decl | call_expr
 
 genome_from: "genome" NAME "from" STRING
 genome_inline: "genome" NAME settings
@@ -35,6 +35,8 @@ source_decl: "source" NAME ":" type_ref ("=" expr | "(" [args] ")")
 tune_decl: "tune" NAME ":" type_ref "in" (range_lit | list_lit) "=" expr
 range_lit: sum ".." sum
 evolve_decl: "evolve" NAME settings
+server_decl: "server" NAME ["(" [names] ")"] "=" expr
+names: NAME ("," NAME)* ","?
 
 type_ref: NAME ["<" type_ref ("," type_ref)* ">"] [QMARK]
 QMARK: "?"
@@ -48,7 +50,8 @@ deploy: "deploy" postfix
 notify: "notify" expr
 stop: "stop" [expr]
 
-?expr: if_expr | match_expr | or_expr
+?expr: if_expr | match_expr | call_expr | or_expr
+call_expr: "call" ["<" type_ref ">"] NAME "." NAME "(" [args] ")"
 if_expr: "if" expr block ["else" (block | if_expr)]
 match_expr: "match" expr "{" _NL? arm ((_NL | "," _NL?) arm)* (_NL | "," _NL?)? "}"
 arm: pattern ["if" expr] "->" (expr | block | _action)

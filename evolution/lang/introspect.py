@@ -75,6 +75,8 @@ def _block(decl: A.Decl) -> BlockInfo:
         A.TuneDecl: "tune",
         A.EvolveDecl: "evolve",
         A.Let: "let",
+        A.ServerDecl: "server",
+        A.McpCall: "call",
     }[type(decl)]
     params: tuple[tuple[str, str], ...] = ()
     result = ""
@@ -86,7 +88,10 @@ def _block(decl: A.Decl) -> BlockInfo:
         result = str(decl.result)
     elif isinstance(decl, A.SourceDecl | A.TuneDecl):
         result = str(decl.type)
-    name = decl.genome if isinstance(decl, A.EvolveDecl) else decl.name
+    if isinstance(decl, A.McpCall):
+        name = f"{decl.server.name}.{decl.tool}"
+    else:
+        name = decl.genome if isinstance(decl, A.EvolveDecl) else decl.name
     return BlockInfo(kind, name, decl.pos.line, params, result)
 
 

@@ -9,6 +9,7 @@ text) are parsed here too, with positions in the script, not in the string.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
@@ -34,6 +35,9 @@ class _Newlines:
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         """Filter the lexer's tokens (Lark's post-lexer protocol)."""
+        return _keyword_args(self._lines(stream))
+
+    def _lines(self, stream: Iterator[Token]) -> Iterator[Token]:
         stack: list[str] = []
         pending: Token | None = None
         for tok in stream:
@@ -54,6 +58,33 @@ class _Newlines:
             yield tok
         if pending is not None:
             yield pending
+
+
+def _keyword_args(stream: Iterator[Token]) -> Iterator[Token]:
+    """A keyword used as a field's or an argument's name is that name.
+
+    Data a script reads is named by others (an MCP tool's ``genome`` argument, a result's
+    ``type`` field), so after ``.``, and after ``(`` or ``,`` when ``=`` or ``:`` follows
+    (``call ops.approve(genome="x")``, ``record Row(type: str)``), a keyword is a name;
+    anywhere else it stays a keyword (``let type = 1`` is an error).
+    """
+    before = ""
+    held: Token | None = None
+    for tok in stream:
+        if held is not None:
+            named = tok.type in ("EQUAL", "COLON")
+            yield Token.new_borrow_pos("NAME", str(held), held) if named else held
+            before, held = held.type, None
+        word = tok.type != "NAME" and tok.isidentifier()
+        if word and before == "DOT":
+            tok = Token.new_borrow_pos("NAME", str(tok), tok)
+        elif word and before in ("LPAR", "COMMA"):
+            held = tok
+            continue
+        before = tok.type
+        yield tok
+    if held is not None:
+        yield held
 
 
 @cache
@@ -215,6 +246,17 @@ class _Builder:
     def evolve_decl(self, meta: Any, c: list[Any]) -> A.EvolveDecl:
         return A.EvolveDecl(self._m(meta), str(c[0]), c[1])
 
+    def server_decl(self, meta: Any, c: list[Any]) -> A.ServerDecl:
+        return A.ServerDecl(self._m(meta), str(c[0]), c[1], c[2])
+
+    def names(self, meta: Any, c: list[Token]) -> tuple[str, ...]:
+        return tuple(str(t) for t in c)
+
+    def call_expr(self, meta: Any, c: list[Any]) -> A.McpCall:
+        ty, server, tool, args = c
+        name = A.Name(self._t(server), str(server))
+        return A.McpCall(self._m(meta), ty, name, str(tool), self._t(tool), args or ())
+
     def type_ref(self, meta: Any, c: list[Any]) -> A.TypeRef:
         name, *rest = c
         optional = bool(rest) and isinstance(rest[-1], Token) and rest[-1].type == "QMARK"
@@ -227,7 +269,11 @@ class _Builder:
         return A.Block(self._m(meta), tuple(c))
 
     def let_stmt(self, meta: Any, c: list[Any]) -> A.Let:
-        return A.Let(self._m(meta), str(c[0]), c[1], c[2])
+        value = c[2]
+        if isinstance(value, A.McpCall) and value.type is None and c[1] is not None:
+            # `let s: Status = call ops.status()` is `call<Status>`: the result is held to it
+            value = dataclasses.replace(value, type=c[1])
+        return A.Let(self._m(meta), str(c[0]), c[1], value)
 
     def return_stmt(self, meta: Any, c: list[Any]) -> A.Return:
         return A.Return(self._m(meta), c[0])

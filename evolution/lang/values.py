@@ -181,3 +181,42 @@ def from_text(text: str, ty: Ty) -> Any:
     if inner == STR:
         return text
     return text
+
+
+#: JSON Schema's scalar types a script's scalar accepts
+_JSON_TYPES = {
+    "int": ("integer",),
+    "float": ("number", "integer"),
+    "str": ("string",),
+    "bool": ("boolean",),
+}
+
+
+def schema_problem(schema: Any, ty: Ty, table: TypeTable) -> str | None:
+    """Why a tool whose output schema is ``schema`` cannot give a ``ty``, or None.
+
+    Read before an MCP ``call`` acts, so a result the script could not read is refused
+    before the tool does anything: a record's field the schema does not give (an optional
+    one may be missing), or a scalar field the schema types otherwise.  Only an object
+    schema with properties says enough; anything else is left to the result's check.
+    """
+    record = table.records.get(ty.name) if isinstance(ty, Named) else None
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    if record is None or not isinstance(props, dict) or set(props) == {"result"}:
+        return None
+    for name, field in record.fields:
+        optional = isinstance(field, OptT)
+        prop = props.get(name)
+        if prop is None:
+            if optional:
+                continue
+            return (
+                f"{ty} needs field `{name}`, which the tool's output schema does not give "
+                f"(its fields: {', '.join(props)})"
+            )
+        inner = field.inner if isinstance(field, OptT) else field
+        kinds = _JSON_TYPES.get(inner.name) if isinstance(inner, Prim) else None
+        given = prop.get("type") if isinstance(prop, dict) else None
+        if kinds and isinstance(given, str) and given not in kinds:
+            return f"{ty}.{name} is {inner}, the tool's output schema gives {given}"
+    return None

@@ -18,9 +18,11 @@ from evolution.errors import ConfigError, ScriptError, TarsError
 from evolution.lang import ast as A
 from evolution.lang.parser import error_at
 from evolution.lang.types import Ty, TypeTable
-from evolution.lang.values import Rec, rec
+from evolution.lang.values import Mismatch, Rec, conform, rec, schema_problem
 
 if TYPE_CHECKING:
+    from evolution.lang.eval import Server
+    from runtime.lang.mcp_client import Sessions
     from runtime.llm_session import LLMSession
 
 
@@ -46,6 +48,14 @@ class RealHost:
         #: the driver's hooks for the genome records and the built-ins
         self.genomes: Callable[[A.GenomeDecl], Rec] | None = None
         self.builtins: Callable[[str, Rec], Any] | None = None
+        #: the MCP servers `call` has started or connected to, kept for the run
+        self.sessions: Sessions | None = None
+
+    def close(self) -> None:
+        """End what the run opened (the MCP servers' sessions)."""
+        if self.sessions is not None:
+            self.sessions.close()
+            self.sessions = None
 
     def fail(self, pos: A.Pos, message: str, hint: str) -> ScriptError:
         """A ScriptError at ``pos``."""
@@ -124,6 +134,38 @@ class RealHost:
         except httpx.HTTPError as exc:
             raise self.fail(
                 pos, f"the notify webhook failed: {exc}", "check --notify URL"
+            ) from None
+
+    def call(self, server: Server, tool: str, args: dict[str, Any], ty: Ty, pos: A.Pos) -> Any:
+        """``call ops.tool(…)``: the tool called on the server (started or connected to
+        for this call); a tool error, an unknown tool or a result that does not fit ``ty``
+        is an error at the statement naming the server and the tool."""
+        from runtime.lang.mcp_client import Sessions
+
+        label = f"call {server.name}.{tool}"
+        if self.sessions is None:
+            self.sessions = Sessions(self.base)
+        try:
+            found = self.sessions.tool(server.location, tool)
+            problem = schema_problem(found.output_schema, ty, self.table)
+            if problem is not None:
+                raise self.fail(
+                    pos,
+                    f"{label}: {problem}; the tool was not called",
+                    "declare the type the tool's output schema gives, or leave the call loose",
+                )
+            data = self.sessions.call(server.location, tool, args)
+        except TarsError as exc:
+            if isinstance(exc, ScriptError):
+                raise
+            raise self.fail(pos, f"{label}: {exc.message}", exc.hint or "") from None
+        try:
+            return conform(data, ty, self.table)
+        except Mismatch as exc:
+            raise self.fail(
+                pos,
+                f"{label}: the result does not fit {ty}: {exc}",
+                "declare the type the tool gives (its output schema), or leave the call loose",
             ) from None
 
     def builtin(self, name: str, arg: Rec) -> Any:
