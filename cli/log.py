@@ -79,6 +79,13 @@ def _summary_of(kind: str, data: dict[str, Any], parent: str | None) -> str:
     if kind == "CandidateEvaluated":
         ratio = data.get("ratio")
         gain = f" {ratio:.2f}×" if isinstance(ratio, float) else ""
+        low, high = data.get("low"), data.get("high")
+        if (
+            data.get("mutator") == "tune"
+            and isinstance(low, int | float)
+            and isinstance(high, int | float)
+        ):
+            gain += f" ({low:.2f}–{high:.2f}×)"  # a tune trial's interval (cli/run_tune.py)
         return f"{data.get('mutator')} {data.get('verdict')}{gain}{_memory(data.get('figures'))}"
     if kind == "VersionAdopted":
         approved = (data.get("evidence") or {}).get("approved_by")
