@@ -163,6 +163,10 @@ def test_a_real_effect_is_adopted_with_its_interval_and_rollback_undoes_it(
     assert code == 0, err
     shown = re.search(r"tune adopt (\d\.\d\d)× \((\d\.\d\d)–(\d\.\d\d)×\)", listed)
     assert shown and float(shown.group(2)) >= 1.05, listed
+    seq = re.search(r"^\s*(\d+) .*tune adopt", listed, re.MULTILINE)
+    assert seq, listed
+    code, event, err = tars("log", "show", seq.group(1), "--store", store)
+    assert code == 0 and "main: gain 1.2" in event and '"candidate_repeats"' in event, event + err
     code, lineage, err = tars("log", "lineage", "--genome", "script-tuned", "--store", store)
     first = re.search(r"([0-9a-f]{12}) registered", lineage)
     assert code == 0 and first and "tune" in lineage, lineage + err
@@ -232,3 +236,13 @@ def test_a_parameter_the_campaign_ignores_is_not_adopted_on_real_cycles(tmp_path
     assert row["verdict"] == "reject" and kept["seeds"] == [7, 8, 9], row
     assert len(kept["parent_repeats"]) == len(kept["candidate_repeats"]) == 3
     assert row["low"] < 1.10 and "not proven" in row["reasons"][0], row  # tiny's threshold
+
+
+def test_a_threshold_under_one_still_adopts_no_loss() -> None:
+    seeds = repeat_seeds(1, 3)
+    same = prove({"n": 2}, seeds, [1.0, 1.1, 0.9], [1.0, 1.1, 0.9], threshold=0.8,
+                 confidence=0.95)  # fmt: skip
+    assert same.comparison.low == 1.0 and not same.proven
+    worse = prove({"n": 2}, seeds, [1.0, 1.1, 0.9], [0.95, 1.04, 0.86], threshold=0.8,
+                  confidence=0.95)  # fmt: skip
+    assert worse.comparison.low >= 0.8 and not worse.proven

@@ -133,8 +133,9 @@ class Proof:
 
     @property
     def proven(self) -> bool:
-        """Whether the whole interval lies at or above the threshold (the adoption rule)."""
-        return self.comparison.low >= self.threshold
+        """Whether the whole interval lies at or above the threshold (the adoption rule), and
+        above no change whatever the threshold (a script's threshold under 1 adopts no loss)."""
+        return self.comparison.low >= self.threshold and self.comparison.low > 1.0
 
     @property
     def reason(self) -> str:
