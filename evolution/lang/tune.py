@@ -32,7 +32,9 @@ from evolution.lang.introspect import TuneInfo
 from evolution.stats import Comparison, compare
 
 if TYPE_CHECKING:
-    import random  # only handed in: the randomness is the caller's (a seeded Random)
+    # the type of what `compare` takes, only: the caller hands a seeded Random in, and
+    # evolution/lang makes no randomness of its own (tests/test_lang.py, the language is pure)
+    from evolution.stats import random
 
 Value = int | float | str | bool
 
