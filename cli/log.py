@@ -77,8 +77,10 @@ def _summary(entry: LogEntry) -> str:
 
 def _summary_of(kind: str, data: dict[str, Any], parent: str | None) -> str:
     if kind == "CandidateEvaluated":
-        ratio = data.get("ratio")
+        ratio, low, high = data.get("ratio"), data.get("low"), data.get("high")
         gain = f" {ratio:.2f}×" if isinstance(ratio, float) else ""
+        if data.get("mutator") == "tune" and isinstance(low, float) and isinstance(high, float):
+            gain += f" ({low:.2f}–{high:.2f}×)"  # a tune trial's interval (cli/run_tune.py)
         return f"{data.get('mutator')} {data.get('verdict')}{gain}{_memory(data.get('figures'))}"
     if kind == "VersionAdopted":
         approved = (data.get("evidence") or {}).get("approved_by")

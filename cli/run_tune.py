@@ -2,33 +2,46 @@
 
 The script is a genome in the log, ``script-<file stem>``: its tree is the script's text,
 its metric the campaign's gain per cycle (maximised).  Each trial (:func:`evolution.lang.
-tune.trials`: one parameter moved to a neighbour value) runs the campaign with those
-values on a scratch store of its own, from the genome's registration, with the same seed,
-so every trial starts from the same place and only the values differ; the gain per cycle
-it reached is its fitness.  The current values are proven the same way first.  All the
-trials are then written to the real log in one transaction, as the script genome's
-``CandidateEvaluated`` records (the patch: the diff of the ``tune`` lines; the ratio:
-the trial's gain over the current values'), with the best adopted as the script's next
-version when it beats the current one: ``tars log lineage`` shows it, ``tars rollback
---genome script-<stem>`` undoes it, and ``--write`` also writes it to the file.
+tune.trials`: one parameter moved to a neighbour value) and the current values are
+measured over the same repeats (:func:`evolution.lang.tune.repeat_seeds`: the campaign's
+seed, then the next ones), repeat by repeat, so each repeat's figures are taken side by
+side: one measurement is the campaign run with those values and that seed on a scratch
+store of its own, from the genome's registration, and the gain per cycle it reached.  A
+trial is proven when the interval of its paired gain lies above the threshold
+(:func:`evolution.lang.tune.prove`); every trial, proven or not, is then written to the
+real log in one transaction as the script genome's ``CandidateEvaluated`` (the patch: the
+diff of the ``tune`` lines; the ratio and its interval; every repeat's figures and seed),
+with the proven trial of the highest low bound adopted as the script's next version:
+``tars log lineage`` shows it, ``tars rollback --genome script-<stem>`` undoes it, and
+``--write`` also writes it to the file.
+
+The objective is the campaign's by default; :func:`improve` takes another (the user's side
+of the search, as a model is: a test scripts it), and nothing else changes.
 """
 
 from __future__ import annotations
 
+import random
+import shutil
+from collections.abc import Callable
+from itertools import count
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.console import Console
+from rich.progress import Progress
 
-from cli.run_campaign import Campaign, Reached
+from cli.run_campaign import Campaign
+from evolution.errors import ConfigError
 from evolution.lang import ast as A
 from evolution.lang.checker import Checked
 from evolution.lang.eval import Interpreter
+from evolution.lang.tune import Proof, Value
 from evolution.lang.values import Rec
 from runtime.lang.host import RealHost
 
-#: trials per run besides the current values (each is one campaign run)
-TRIALS = 2
+#: trials per run besides the current values, and repeats per value set (`tuning { … }`)
+TRIALS, REPEATS = 2, 3
 
 MANIFEST = """[genome]
 name = "{name}"
@@ -44,19 +57,41 @@ metric = "gain_per_cycle"
 direction = "maximize"
 """
 
-Values = dict[str, int | float | str | bool]
+Values = dict[str, Value]
+#: one measurement of the tune objective: the values and the repeat's seed -> a positive figure
+Objective = Callable[[Values, int], float]
 
 
-def _trial(
-    checked: Checked, host: RealHost, decl: A.EvolveDecl, values: Values, where: Path, weak: bool
-) -> Reached:
-    console = Console(quiet=True)
-    trial_host = RealHost(host.text, host.base, host.table, lambda _: None)
-    interp = Interpreter(checked, trial_host, tunes=dict(values))
-    interp.start()
-    campaign = Campaign(interp, trial_host, decl, console)
-    trial_host.on_deploy = campaign.deploy
-    return campaign.run(str(where / "store.db"), where, weak)
+class Tuning(NamedTuple):
+    """What the search does: how many trials, repeats, and the bar a trial must clear."""
+
+    trials: int
+    repeats: int
+    threshold: float
+    confidence: float
+
+
+def campaign_objective(
+    checked: Checked, host: RealHost, decl: A.EvolveDecl, workdir: Path, weak: bool
+) -> Objective:
+    """The default objective: the campaign run with the values and the seed on a fresh
+    scratch store (``workdir/tune/run-N``, emptied first: every run starts from the
+    genome's registration), its gain per cycle."""
+    runs = count()
+
+    def measure(values: Values, seed: int) -> float:
+        where = workdir / "tune" / f"run-{next(runs)}"
+        if where.exists():
+            shutil.rmtree(where)
+        trial_host = RealHost(host.text, host.base, host.table, lambda _: None)
+        interp = Interpreter(checked, trial_host, tunes=dict(values))
+        interp.start()
+        campaign = Campaign(interp, trial_host, decl, Console(quiet=True))
+        campaign.set["seed"] = seed
+        trial_host.on_deploy = campaign.deploy
+        return campaign.run(str(where / "store.db"), where, weak).gain_per_cycle
+
+    return measure
 
 
 def improve(
@@ -70,32 +105,30 @@ def improve(
     write: bool,
     console: Console,
     seed: int,
+    objective: Objective | None = None,
 ) -> str | None:
-    """Prove the current values and the trials; record them; the new text if one won."""
-    from evolution.lang.tune import rewrite, trials
+    """Measure the current values and the trials, prove each trial; record them all; the
+    new text if one was proven."""
+    from evolution.lang.tune import best, repeat_seeds, rewrite, trials
 
     assert checked.program is not None and checked.info is not None
     interp = Interpreter(checked, host)
     current: Values = {t.name: interp.glob(t.name, decl.pos) for t in checked.info.tunes}
-    tries = trials(checked.info.tunes, current, seed, TRIALS)
-    results: list[tuple[Values, float]] = []
-    for number, values in enumerate([current, *tries]):
-        shown = ", ".join(f"{k}={v}" for k, v in values.items())
-        with console.status(f"tune: proving {shown} ({number + 1} of {len(tries) + 1})…"):
-            reached = _trial(
-                checked, host, decl, values, workdir / "tune" / f"trial-{number}", weak
-            )
-        console.print(
-            f"tune: {shown}: gain per cycle {reached.gain_per_cycle:.4f}", highlight=False
-        )
-        results.append((values, reached.gain_per_cycle))
-    base = results[0][1]
-    best_values, best = max(results[1:], key=lambda r: r[1], default=(current, base))
-    need = threshold(host, decl, interp)
-    text = rewrite(checked.program, best_values) if best >= base * need else None
-    _record(checked, script, store, results, text, best)
+    plan = tuning(host, decl, interp)
+    seeds = repeat_seeds(seed, plan.repeats)
+    sets = [current, *trials(checked.info.tunes, current, seed, plan.trials)]
+    measure = objective or campaign_objective(checked, host, decl, workdir, weak)
+    figures = _measure(sets, seeds, measure, console)
+    proofs = _prove(sets, seeds, figures, plan, seed, console)
+    winner = best(proofs)
+    text = rewrite(checked.program, winner.values) if winner is not None else None
+    _record(checked, script, store, figures[0], proofs, winner)
     if text is None:
-        console.print(f"tune: the current values stay (no trial did {need:g}× better)")
+        console.print(
+            f"tune: the current values stay (no trial's {plan.confidence:.0%} interval lies "
+            f"above {plan.threshold:g}×)",
+            highlight=False,
+        )
         return None
     if write:
         script.write_text(text, encoding="utf-8")
@@ -103,19 +136,68 @@ def improve(
     return text
 
 
+def _shown(values: Values) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+def _measure(
+    sets: list[Values], seeds: tuple[int, ...], measure: Objective, console: Console
+) -> list[list[float]]:
+    """Each value set's figure per seed, repeat by repeat (all sets on one seed, then the
+    next), so the figures of a seed are taken side by side, as the incubator's A/B pairs."""
+    figures: list[list[float]] = [[] for _ in sets]
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("tune: proving", total=len(sets) * len(seeds))
+        for repeat, seed in enumerate(seeds):
+            for number, values in enumerate(sets):
+                progress.update(task, description=f"tune: {_shown(values)}, seed {seed}")
+                figures[number].append(measure(values, seed))
+                progress.advance(task)
+                console.print(
+                    f"tune: repeat {repeat + 1} of {len(seeds)} (seed {seed}): "
+                    f"{_shown(values)}: gain per cycle {figures[number][-1]:.4f}",
+                    highlight=False,
+                )
+    return figures
+
+
+def _prove(
+    sets: list[Values],
+    seeds: tuple[int, ...],
+    figures: list[list[float]],
+    plan: Tuning,
+    seed: int,
+    console: Console,
+) -> list[Proof]:
+    """Each trial against the current values, paired by seed, its verdict printed."""
+    from evolution.lang.tune import prove
+
+    proofs = []
+    for values, series in zip(sets[1:], figures[1:], strict=True):
+        # the bootstrap's draws from the run's seed and the values: a rerun decides alike
+        rng = random.Random(f"tune:{seed}:{sorted(values.items())}")
+        proof = prove(values, seeds, figures[0], series, threshold=plan.threshold,
+                      confidence=plan.confidence, rng=rng)  # fmt: skip
+        console.print(f"tune: {_shown(values)}: {proof.reason}", highlight=False)
+        proofs.append(proof)
+    return proofs
+
+
 def _record(
     checked: Checked,
     script: Path,
     store: str,
-    results: list[tuple[Values, float]],
-    text: str | None,
-    best: float,
+    base: list[float],
+    proofs: list[Proof],
+    winner: Proof | None,
 ) -> None:
+    """Every trial as the script genome's ``CandidateEvaluated``, the winner as its next
+    version, in one transaction (registering the script first if the log has not got it)."""
     from cli.common import store_url
     from events.records import Adoption, CandidateRecord
     from events.store import GenomeStore
     from evolution.generate import candidate_id
-    from evolution.lang.tune import rewrite
+    from evolution.lang.tune import geometric_mean, rewrite
     from evolution.patch import make_patch
     from evolution.tree import version_id
 
@@ -128,46 +210,55 @@ def _record(
         except Exception:  # not registered yet: register the script as it is
             tree = {script.name: checked.program.text}
             manifest = MANIFEST.format(name=name, file=script.name)
-            handle.register(name, manifest, tree, results[0][1], "tars-run")
+            handle.register(name, manifest, tree, geometric_mean(base), "tars-run")
             cycle = 1
         parent = version_id(tree)
         records, adoption = [], None
-        base = results[0][1]
-        for values, gain in results[1:]:
-            new = {script.name: rewrite(checked.program, values)}
+        for proof in proofs:
+            new = {script.name: rewrite(checked.program, proof.values)}
             patch = make_patch(tree, new)
             if not patch:
                 continue
-            won = text is not None and new[script.name] == text
+            c = proof.comparison
+            won = proof is winner
             records.append(
                 CandidateRecord(
                     candidate_id(parent, patch), parent, patch, "tune", "tune",
-                    "adopt" if won else "reject",
-                    [f"gain per cycle {gain:.4f} against {base:.4f} with the current values"],
-                    gain / base if base else None, None, None, True,
+                    "adopt" if won else "reject", [proof.reason], c.ratio, c.low, c.high, True,
+                    figures=proof.log_figures(),
                 )
             )  # fmt: skip
             if won:
-                adoption = Adoption(version_id(new), parent, patch, "tune", "tune", base, best,
-                                    best / base if base else None, None, None)  # fmt: skip
+                before, after = geometric_mean(proof.base), geometric_mean(proof.figures)
+                adoption = Adoption(version_id(new), parent, patch, "tune", "tune", before, after,
+                                    c.ratio, c.low, c.high)  # fmt: skip
         handle.record_cycle(name, "tars-run", evaluated=records, adopted=adoption, cycle=cycle)
 
 
-def threshold(host: RealHost, decl: A.EvolveDecl, interp: Interpreter) -> float:
-    """How much better a trial's gain per cycle must be to replace the current values: the
-    campaign's ``fitness { threshold }``, else the genome's own (one measurement per trial:
-    a smaller difference is the sandbox's noise as likely as the values)."""
+def tuning(host: RealHost, decl: A.EvolveDecl, interp: Interpreter) -> Tuning:
+    """The search's settings: ``tuning { repeats trials }`` (3 and 2 by default), and the bar:
+    the campaign's ``fitness { threshold confidence }``, else the genome's own."""
     from cli.run_campaign import settings
     from runtime.genome_files import load_genome
     from runtime.lang.host import genome_record
 
-    given = settings(interp, decl.settings).get("fitness", {}).get("threshold")
-    if given is not None:
-        return float(given)
+    given = settings(interp, decl.settings)
+    fitness, asked = given.get("fitness", {}), given.get("tuning", {})
     genome = interp.decls[decl.genome]
     assert isinstance(genome, A.GenomeDecl)
     manifest, _ = load_genome(Path(genome_record(genome, host.base, None).get("path")))
-    return float(manifest.fitness.threshold)
+    plan = Tuning(
+        int(asked.get("trials", TRIALS)),
+        int(asked.get("repeats", REPEATS)),
+        float(fitness.get("threshold", manifest.fitness.threshold)),
+        float(fitness.get("confidence", manifest.fitness.confidence)),
+    )
+    if plan.trials < 1 or not 0.0 < plan.confidence < 1.0:
+        raise ConfigError(
+            f"tuning: trials = {plan.trials}, confidence = {plan.confidence}",
+            hint="trials is at least 1 and the confidence between 0 and 1 (e.g. 0.95)",
+        )
+    return plan
 
 
 def script_genome(script: Path) -> str:

@@ -5,6 +5,7 @@ asked of the scripted model server, a notify webhook the test serves."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -487,6 +488,7 @@ def test_limits_bound_each_candidate_run(tmp_path: Path) -> None:
     assert code == 0 and "seen false" in out and "killed after 0.05 s wall time" in out, out + err
 
 
+@pytest.mark.slow  # seven campaigns: the run, then the current values and the trial, 3 repeats each
 def test_tune_adopts_a_better_value_as_a_version_rollback_undoes(tmp_path: Path) -> None:
     from events.store import GenomeStore
 
@@ -500,7 +502,8 @@ def test_tune_adopts_a_better_value_as_a_version_rollback_undoes(tmp_path: Path)
     code, out, err = tars(
         "run", str(path), "--store", str(store), "--workdir", str(tmp_path / "w"), "--write"
     )
-    assert code == 0 and "tune: n=0: gain per cycle 1.0000" in out, out + err  # no candidate
+    assert code == 0 and "(seed 7): n=0: gain per cycle 1.0000" in out, out + err  # no candidate
+    assert re.search(r"tune: n=1: proven: gain [0-9.]+× \(95% interval", out), out
     assert path.read_text() == original.replace("= 0\n", "= 1\n")  # the one line changed
     with GenomeStore.open(f"sqlite:///{store}", create=False) as handle:
         head = handle.head("script-tuned")

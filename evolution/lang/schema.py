@@ -34,6 +34,8 @@ GROUPS: dict[str, dict[str, Ty]] = {
         "budget_tokens": INT,
         "max_requests": INT,
     },
+    # the tune search's proof (improve_self): repeats per value set, trials per run
+    "tuning": {"repeats": INT, "trials": INT},
     "approve": {
         "max_patch_lines": INT,
         "new_imports": BOOL,
