@@ -23,6 +23,7 @@ from evolution.errors import ConfigError, TarsError
 from evolution.lang import ast as A
 from evolution.lang.eval import Fn, Interpreter
 from evolution.lang.values import Rec, rec
+from evolution.rollout_plan import RolloutPlan, make_plan
 from runtime.lang.host import RealHost, genome_record
 
 if TYPE_CHECKING:
@@ -342,7 +343,9 @@ class Campaign:
         return ", ".join(f"{file}:{function}" for file, function, _ in changed)
 
     def deploy(self, strategy: str, args: dict[str, Any], pos: A.Pos) -> None:
-        """On a single node: say what would deploy (a rollout needs a swarm's service)."""
+        """On a single node: say what would deploy (a rollout needs a swarm's service),
+        after the same check of the plan a swarm makes, so a bad plan fails here too."""
+        script_plan(self.host, strategy, args, pos)
         shown = ", ".join(f"{k}={v}" for k, v in args.items())
         what = self.version[:12] if self.version else "(no new version in this handler)"
         text = f"would deploy {self.decl.genome} {what} by {strategy}({shown}) (a single node has no service; a swarm's --config rolls it out)"
@@ -381,3 +384,14 @@ class Campaign:
                 kind=o.kind, evidence=str(o.evidence), share=float(getattr(o, "share", 0.0)))
             for o in found
         ]  # fmt: skip
+
+
+def script_plan(host: RealHost, strategy: str, args: dict[str, Any], pos: A.Pos) -> RolloutPlan:
+    """A script's ``deploy`` arguments as a checked plan; one that does not hold (steps
+    [50, 10]) is an error at the ``deploy``, on one node as on a swarm."""
+    try:
+        return make_plan(strategy, args.get("steps"), args.get("interval"), args.get("mirror"))
+    except TarsError as exc:
+        raise host.fail(
+            pos, f"deploy {strategy}: {exc.message}", exc.hint or "see docs/language.md"
+        ) from None

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cli.run_campaign import Campaign
+from cli.run_campaign import Campaign, script_plan
 from evolution.errors import TarsError, TransportError
 from evolution.lang import ast as A
 from evolution.lang.values import Rec, rec
@@ -177,14 +177,7 @@ class SwarmCampaign(Campaign):
     def deploy(self, strategy: str, args: dict[str, Any], pos: A.Pos) -> None:
         """Ask every node to roll the verdict's version out with the script's plan; a plan
         that does not hold (steps [50, 10]) or a node's refusal is an error here."""
-        from evolution.rollout_plan import make_plan
-
-        try:
-            plan = make_plan(strategy, args.get("steps"), args.get("interval"), args.get("mirror"))
-        except TarsError as exc:
-            raise self.host.fail(
-                pos, f"deploy {strategy}: {exc.message}", exc.hint or "see docs/language.md"
-            ) from None
+        plan = script_plan(self.host, strategy, args, pos)
         if self.version is None:
             self.host.say(f"deploy {strategy}: no new version in this handler, nothing rolled out")
             return

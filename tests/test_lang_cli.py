@@ -45,6 +45,7 @@ EXPECTED = {
     "23_bad_hole": (1, 22, "unexpected end of the hole"),
     "24_unknown_tool": (2, 18, "server `ops` has no tool `rollbak` (did you mean `rollback`?)"),
     "25_unknown_server": (3, 8, "unknown MCP server `opz` (did you mean `ops`?)"),
+    "26_one_repeat": (5, 22, "tuning: repeats = 1: an interval needs at least 2 repeats"),
 }
 
 

@@ -185,6 +185,25 @@ def test_campaign_runs_cycles_and_handlers(
     assert got[0]["script"] == str(path) and got[0]["line"] == 7  # each notify, where it is
 
 
+def test_a_plan_that_does_not_hold_is_an_error_at_the_deploy_on_one_node_too(
+    tmp_path: Path,
+) -> None:
+    """A single node only says what would deploy, but checks the plan as a swarm does (a
+    literal list is `tars check`'s; one held in a name is known only when run)."""
+    path = script(
+        tmp_path,
+        f'genome tiny from "{TINY}/genome.toml"\n'
+        "evolve tiny {\n  cycles = 1\n  candidates = 1\n"
+        "  on done(g: Genome) {\n    let s = [50, 10]\n    deploy canary(steps=s)\n  }\n}\n",
+    )
+    code, out, err = tars(
+        "run", str(path), "--store", str(tmp_path / "s.db"), "--workdir", str(tmp_path / "w")
+    )
+    assert code != 0
+    assert f"{path}:7:5: error: deploy canary: steps [50, 10]" in out + err, out + err
+    assert "would deploy" not in out
+
+
 def test_prompt_reply_typed_and_mismatch_at_block(tmp_path: Path) -> None:
     with scripted_server() as server:
         (tmp_path / "llm.yml").write_text(

@@ -198,11 +198,12 @@ def test_repeats_and_trials_are_the_scripts_to_set(tmp_path: Path) -> None:
     rows = trials_in(tmp_path / "s.db")
     assert len(rows) == 1 and rows[0]["figures"]["gain_per_cycle"]["seeds"] == [5, 6, 7, 8, 9]
     assert out.count("tune: repeat ") == 10  # 5 repeats of the current values and one trial
-    once = tmp_path / "once"
-    once.mkdir()
-    with pytest.raises(ConfigError, match="at least 2 repeats"):
-        tune(once, 5, noisy({}, 0.01), tuning="    repeats = 1\n")
-    assert not (once / "s.db").exists()  # refused before anything was measured or written
+    from evolution.lang.checker import check_source
+
+    checked = check_source(SCRIPT.format(tuning="    repeats = 1\n"), "t.tars")  # before a run
+    assert [(e.line, e.column, e.message) for e in checked.errors] == [
+        (12, 15, "tuning: repeats = 1: an interval needs at least 2 repeats")
+    ]
 
 
 def test_a_misspelt_tuning_key_is_a_check_error() -> None:

@@ -312,6 +312,13 @@ class DeclChecker(ExprChecker):
                 inner = self.settings(item.settings, group, item.name, allow_handlers=False)
                 if "direction" in inner:
                     self.direction(inner["direction"])
+                repeats = literal(inner["repeats"]) if "repeats" in inner else None
+                if item.name == "tuning" and isinstance(repeats, int) and repeats < 2:
+                    self.error(
+                        inner["repeats"].pos,
+                        f"tuning: repeats = {repeats}: an interval needs at least 2 repeats",
+                        "set `tuning { repeats = 3 }` (or more)",
+                    )
             elif item.name not in keys:
                 self.error(
                     item.pos,
