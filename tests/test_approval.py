@@ -30,7 +30,7 @@ from evolution.errors import ConfigError, PolicyError
 from evolution.patch import make_patch
 from evolution.tree import version_id
 from node import SwarmNode
-from runtime.config import load_cluster
+from runtime.config import ClusterConfig, load_cluster
 from runtime.genome_files import load_genome
 
 MANIFEST, TREE = load_genome(TINY)
@@ -273,6 +273,30 @@ def approving_swarm(path: Path) -> Iterator[list[SwarmNode]]:
             node.stop()
 
 
+def approval_cluster(folder: Path, policy: str = "") -> tuple[Path, ClusterConfig]:
+    """A three-node cluster.yml with approvers admin, alice and bob (quorum 2), every key
+    made; ``policy`` is an ``evolution: policy:`` line's value for the governor's rules."""
+    from cli.demo import write_cluster
+
+    path = write_cluster(folder, 3, TINY, 1, 1, 3, 1)
+    with_approvers(path)
+    if policy:
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("evolution:\n", f"evolution:\n  policy: {policy}\n"))
+    config = load_cluster(path)
+    config.ensure_keys([*config.ids, "admin", "alice", "bob"])
+    return path, config
+
+
+def hold_two(nodes: list[SwarmNode]) -> None:
+    """Register tiny and commit a cycle that holds c1 and c2, applied on every node."""
+    first = nodes[0]
+    first.propose(L.register_entry("tiny", MANIFEST_TEXT, TREE, 1.0, first.id, time.time()))
+    waiting = [held_candidate("c1", TREE, ONE), held_candidate("c2", TREE, TWO)]
+    propose_retrying(first, L.cycle_entry("tiny", first.id, 1, 3, [], waiting, None, time.time()))
+    wait(lambda: all("c2" in n.store.head("tiny").pending for n in nodes), 60, "held everywhere")
+
+
 def heads(nodes: list[SwarmNode]) -> set[str]:
     return {node.store.head("tiny").version for node in nodes}
 
@@ -285,32 +309,19 @@ def test_a_swarm_adopts_a_held_candidate_only_at_the_quorum_and_keeps_decisions(
     tmp_path: Path,
 ) -> None:
     from cli.approvals import decide, held
-    from cli.demo import write_cluster
     from cli.main import app
     from runtime.launcher import admin_request
 
-    path = write_cluster(tmp_path, 3, TINY, 1, 1, 3, 1)
-    with_approvers(path)
-    text = path.read_text(encoding="utf-8")  # the governor's hold rules for every genome
-    path.write_text(text.replace("evolution:\n", "evolution:\n  policy: {approval_above: 3.0}\n"))
-    config = load_cluster(path)
+    # the governor's hold rules for every genome
+    path, config = approval_cluster(tmp_path, "{approval_above: 3.0}")
     assert config.evolution.policy is not None and config.evolution.policy.approval_above == 3.0
-    config.ensure_keys([*config.ids, "admin", "alice", "bob"])
     with approving_swarm(path) as nodes:
-        first = nodes[0]
-        first.propose(L.register_entry("tiny", MANIFEST_TEXT, TREE, 1.0, first.id, time.time()))
-        waiting = [held_candidate("c1", TREE, ONE), held_candidate("c2", TREE, TWO)]
-        propose_retrying(
-            first, L.cycle_entry("tiny", first.id, 1, 3, [], waiting, None, time.time())
-        )
-        wait(
-            lambda: all("c2" in n.store.head("tiny").pending for n in nodes), 60, "held everywhere"
-        )
+        hold_two(nodes)
         assert all(n.status()["heads"]["tiny"]["held"] == 2 for n in nodes)
         wanted = {"quorum": 2, "approvers": ["admin", "alice", "bob"]}
         assert all(n.status()["approval"] == wanted for n in nodes)
         # the leader's governor would judge with cluster.yml's rules
-        assert first.evolver._coordinator("tiny").policy.approval_above == 3.0
+        assert nodes[0].evolver._coordinator("tiny").policy.approval_above == 3.0
         # what waits, with its diff and evidence
         listed = CliRunner().invoke(app, ["approve", "--config", str(path), "--list"])
         assert listed.exit_code == 0, listed.output

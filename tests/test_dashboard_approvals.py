@@ -9,39 +9,29 @@ does not hold, may not sign at all.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from dashkit import Client
-from swarmkit import TINY, propose_retrying, wait
+from swarmkit import wait
 from test_approval import (
-    MANIFEST_TEXT,
     ONE,
-    TREE,
-    TWO,
     V0,
+    approval_cluster,
     approving_swarm,
     heads,
-    held_candidate,
+    hold_two,
     same_index,
-    with_approvers,
 )
 
 from cli.dashboard import approving
-from cli.demo import write_cluster
-from consensus import ledger as L
 from evolution.errors import ConfigError
 from evolution.tree import version_id
 from runtime.access_tokens import make_token
-from runtime.config import load_cluster
 from runtime.dashboard import DashboardServer, for_swarm
 
 
 def test_the_dashboard_adopts_at_the_quorum_each_login_signing_as_itself(tmp_path: Path) -> None:
-    path = write_cluster(tmp_path, 3, TINY, 1, 1, 3, 1)
-    with_approvers(path)  # quorum 2 of admin, alice, bob
-    config = load_cluster(path)
-    config.ensure_keys([*config.ids, "admin", "alice", "bob"])
+    path, config = approval_cluster(tmp_path)  # quorum 2 of admin, alice, bob
     for wrong in (["mallory"], ["node-1"]):  # no approver: `tars dashboard` stops at once
         try:
             approving(config, wrong)
@@ -52,13 +42,7 @@ def test_the_dashboard_adopts_at_the_quorum_each_login_signing_as_itself(tmp_pat
     decide, signs_for = approving(config, ["alice", "bob"])
     assert signs_for == {"alice", "bob"}
     with approving_swarm(path) as nodes:
-        first = nodes[0]
-        first.propose(L.register_entry("tiny", MANIFEST_TEXT, TREE, 1.0, first.id, time.time()))
-        waiting = [held_candidate("c1", TREE, ONE), held_candidate("c2", TREE, TWO)]
-        propose_retrying(
-            first, L.cycle_entry("tiny", first.id, 1, 3, [], waiting, None, time.time())
-        )
-        wait(lambda: all("c2" in n.store.head("tiny").pending for n in nodes), 60, "held")
+        hold_two(nodes)
         server = DashboardServer(for_swarm(config, decide=decide, signs_for=signs_for))
         server.start()
         try:

@@ -23,29 +23,23 @@ import httpx
 from mcp import ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.memory import create_connected_server_and_client_session
-from swarmkit import TINY, propose_retrying, wait
+from swarmkit import wait
 from test_approval import (
-    MANIFEST_TEXT,
     ONE,
-    TREE,
-    TWO,
     V0,
+    approval_cluster,
     approving_swarm,
     heads,
-    held_candidate,
+    hold_two,
     same_index,
-    with_approvers,
 )
 
-from cli.demo import write_cluster
 from cli.mcp_command import http_check
 from cli.mcp_http import http_app
 from cli.mcp_ops import Target
 from cli.mcp_server import build_server
-from consensus import ledger as L
 from evolution.tree import version_id
 from runtime.access_tokens import make_token
-from runtime.config import load_cluster
 from runtime.ports import free_port
 
 INIT = {
@@ -99,19 +93,10 @@ def over_http(url: str, token: str, body: Callable[[ClientSession], Awaitable[No
 
 
 def test_mcp_approvals_adopt_only_at_the_quorum_on_every_node(tmp_path: Path) -> None:
-    path = write_cluster(tmp_path, 3, TINY, 1, 1, 3, 1)
-    with_approvers(path)  # quorum 2 of admin, alice, bob
-    config = load_cluster(path)
-    config.ensure_keys([*config.ids, "admin", "alice", "bob"])
+    path, config = approval_cluster(tmp_path)  # quorum 2 of admin, alice, bob
     target = Target(config_path=path)
     with approving_swarm(path) as nodes:
-        first = nodes[0]
-        first.propose(L.register_entry("tiny", MANIFEST_TEXT, TREE, 1.0, first.id, time.time()))
-        waiting = [held_candidate("c1", TREE, ONE), held_candidate("c2", TREE, TWO)]
-        propose_retrying(
-            first, L.cycle_entry("tiny", first.id, 1, 3, [], waiting, None, time.time())
-        )
-        wait(lambda: all("c2" in n.store.head("tiny").pending for n in nodes), 60, "held")
+        hold_two(nodes)
 
         asked: list[str] = []
         answers = iter([False, True, True])  # the person says no first: nothing is signed
