@@ -48,7 +48,14 @@ from evolution.mutators.cst_tools import (
 from evolution.mutators.inline_scope import self_method
 
 #: what a test may not hold: it could rebind the attribute or read it later, elsewhere
-_REFUSED = (cst.NamedExpr, cst.Lambda, cst.Await, cst.Yield, *COMPS, *SCOPES)
+_REFUSED: tuple[type[cst.CSTNode], ...] = (
+    cst.NamedExpr,
+    cst.Lambda,
+    cst.Await,
+    cst.Yield,
+    *COMPS,
+    *SCOPES,
+)
 
 
 def _tests(node: cst.If) -> list[cst.BaseExpression]:
