@@ -221,10 +221,10 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
 #: and chain_alias found shlex's state chain)
 NEW_DIGESTS: dict[str, tuple[int, str]] = {
     "logstats": (15, "67a22876cadebf76e2551339abcc5b45af5dc281bf61fe96e3280e2c013928a1"),
-    "seqdiff": (16, "9cb21b66f6926ac6c6f75b917c7a1fdb9ffa0ba65672c866250ce3a6615ddb69"),
-    "shellsplit": (9, "6452c9e70d66aad7ca9ba4a436e90af76b90dfe708bf5664138c5cc61e9e3ba2"),
+    "seqdiff": (16, "27af13a559f446ff8618f6a019dbab6ab2d749656e748de92fbf7a222d7ae9e7"),
+    "shellsplit": (9, "44c0c460004ebfc31bbdfcf71cfa01c137fb61852ddddfcca10bf930113f6c19"),
     "textindex": (14, "d256067aefc25d8a6ef244bdb4d418961725dd29f96845d08c62d39e35047139"),
-    "tomlparse": (17, "5138055bd3d2a0e2a5910c40af3253e32baf0d2b73c08e534967d908fd568ca8"),
+    "tomlparse": (17, "4c6ad998645e73b668891c58d7cf293f89bd784a2923f001dd9d6ef3683b2edd"),
 }
 NEW_KINDS = frozenset(m.name for m in ALL_MUTATORS) - FIRST_NINE
 

@@ -2,8 +2,9 @@
 
 Prints one JSON line last: {"seconds": <best of 3>, "lines": <diff lines>, "matches": <m>}.
 ``lines`` and ``matches`` are work counts a behaviour-preserving change must not move.
-Under TARS's instruction counter (TARS_MEASURE=instructions) one pass on a smaller
-input says as much as best-of-3.
+Under TARS's instruction counter (TARS_MEASURE=instructions) a smaller input is run
+PASSES times ("seconds" is their sum), so the library's work, not start-up, imports
+and input, is most of the count; the work counts are one pass's.
 """
 
 import json

@@ -3,8 +3,9 @@
 Prints one JSON line last: {"seconds": <best of 3>, "lines": <n>, "tokens": <t>}. ``tokens``
 is a work count: the tokens produced (POSIX split, punctuation-aware lexing, and the
 length of the quoted round trip), which a behaviour-preserving change must not move.
-Under TARS's instruction counter (TARS_MEASURE=instructions) one pass over fewer lines
-says as much as best-of-3.
+Under TARS's instruction counter (TARS_MEASURE=instructions) fewer lines are run
+PASSES times ("seconds" is their sum), so the library's work, not start-up, imports
+and input, is most of the count; the work counts are one pass's.
 """
 
 import json

@@ -2,8 +2,9 @@
 
 Prints one JSON line last: {"seconds": <best of 3>, "documents": <n>, "keys": <k>}. ``keys``
 is a work count: the number of leaf values parsed, which a behaviour-preserving change
-must not move. Under TARS's instruction counter (TARS_MEASURE=instructions) one pass over
-fewer documents says as much as best-of-3.
+must not move. Under TARS's instruction counter (TARS_MEASURE=instructions) fewer
+documents are parsed PASSES times ("seconds" is their sum), so the library's work, not
+start-up, imports and input, is most of the count; the work counts are one pass's.
 """
 
 import json
