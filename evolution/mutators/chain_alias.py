@@ -4,7 +4,7 @@ A state machine written as ``if self.state is None: … elif self.state == ' ': 
 self.state in self.quotes: …`` loads the attribute again for every test it reaches
 (shlex's ``read_token``: five tests per character).  Reading it into a local just before
 the ``if`` and testing the local is one attribute lookup instead of up to five: measured
-on the shellsplit genome under the instruction counter, 1.018× on the whole benchmark.
+on the shellsplit genome under the instruction counter, 1.016× on the whole benchmark.
 
 Why the value is the same: the read moves to the exact point where the first test made
 it, because the first test *begins* with that read (``self.attr``, ``self.attr <op> …``,
