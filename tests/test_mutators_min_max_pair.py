@@ -89,3 +89,59 @@ def test_declines_what_is_not_a_pair_of_plain_values() -> None:
     )
     declines("min_max_pair", "x = min(1, y)\n")  # module level: runs once
     declines("min_max_pair", "def f(min, a, b):\n    return min(a, b)\n")  # a parameter
+
+
+COUNTED = src("""
+def bounds(s, t):
+    # what inline_call leaves of difflib's real_quick_ratio
+    return min((la := len(s)), (lb := len(t))), la + lb
+
+
+def spans(s, t):
+    return max(len(s), len(t)), min(len(s), 3), max(0, len(t))
+""")
+
+
+class Sized:
+    """A sequence whose ``len`` is logged: the order and number of evaluations show."""
+
+    def __init__(self, n: int, log: list[str], tag: str) -> None:
+        self.n, self.log, self.tag = n, log, tag
+
+    def __len__(self) -> int:
+        self.log.append(self.tag)
+        return self.n
+
+
+def test_len_results_are_compared_once_each_in_order() -> None:
+    sites = by_name("min_max_pair").scan("pkg/mod.py", COUNTED)
+    assert [(s.function, s.line) for s in sites] == [("bounds", 3), ("spans", 7)]
+    new = rewrite("min_max_pair", COUNTED)
+    assert "return (lb if (la := len(s)) > (lb := len(t)) else la), la + lb" in new
+    new = rewrite("min_max_pair", COUNTED, 1)
+    assert "(_min_b if (_min_a := len(s)) < (_min_b := len(t)) else _min_a)" in new
+    assert "(3 if (_min_a_2 := len(s)) > 3 else _min_a_2)" in new
+    assert "(_min_b_2 if 0 < (_min_b_2 := len(t)) else 0)" in new
+    for func in ("bounds", "spans"):
+        for m, n in ((0, 0), (1, 4), (4, 1), (3, 3), (7, 2)):
+            old_log: list[str] = []
+            new_log: list[str] = []
+            before = call(COUNTED, func, Sized(m, old_log, "s"), Sized(n, old_log, "t"))
+            after = call(
+                new if func == "spans" else rewrite("min_max_pair", COUNTED),
+                func,
+                Sized(m, new_log, "s"),
+                Sized(n, new_log, "t"),
+            )
+            assert repr(after) == repr(before) and new_log == old_log, (func, m, n)
+
+
+def test_len_paired_with_an_unknown_type_or_in_a_comprehension_is_declined() -> None:
+    declines("min_max_pair", "def f(s, b):\n    return min(len(s), b)\n")  # b: any type
+    declines("min_max_pair", "def f(s, t):\n    return min(len(s), 2.5)\n")  # not an int
+    declines("min_max_pair", "def f(xs, t):\n    return [min(len(x), len(t)) for x in xs]\n")
+    declines("min_max_pair", "def f(s, t):\n    return min(len(s[max(1, 2):]), len(t))\n")
+    declines(
+        "min_max_pair",
+        "def len(x):\n    return 0\n\n\ndef f(s, t):\n    return min(len(s), len(t))\n",
+    )

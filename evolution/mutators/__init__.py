@@ -13,6 +13,7 @@ from evolution.mutators.add_slots import AddSlots
 from evolution.mutators.alias_data import AliasData
 from evolution.mutators.any_all_generator import AnyAllGenerator
 from evolution.mutators.base import CstMutator, Finding, Mutator, Scan, Site
+from evolution.mutators.chain_alias import ChainAlias
 from evolution.mutators.comprehension import Comprehension
 from evolution.mutators.dunder_operator import DunderOperator
 from evolution.mutators.genexpr_forms import GenexprForms
@@ -46,6 +47,7 @@ ALL_MUTATORS: tuple[Mutator, ...] = (
     InlineProperty(),
     MinMaxPair(),
     AddSlots(),
+    ChainAlias(),
 )
 
 _BY_NAME = {m.name: m for m in ALL_MUTATORS}
