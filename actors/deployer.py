@@ -187,6 +187,12 @@ class Deployer(RoleActor):
             "restart": f"{short(version)} is the head; the service came up on {short(blue)}",
         }.get(why, why)
         settings, reload = self._settings(genome, blue)
+        if settings.start == "manual" and why in ("adopted", "restart"):
+            log.info(
+                "%s: %s of %s waits for a deploy ([rollout] start = manual); blue %s serves",
+                self.id, short(version), genome, short(blue),
+            )  # fmt: skip
+            return
         plan = self._plan(genome, version)
         if plan is not None:
             settings, reason = plan.settings(settings), f"{reason} ({plan.describe()})"

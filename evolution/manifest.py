@@ -213,6 +213,10 @@ class RolloutSettings(_Strict):
     #: a window in which no caller came at all (an idle service) passes its step on the
     #: evidence the swarm already has (tests, exact counts); false: wait for traffic
     idle_passes: bool = True
+    #: what a new head does: ``auto`` rolls it out when it is adopted (or found on a
+    #: restart); ``manual`` leaves blue serving until a deploy asks (`tars evolve deploy`,
+    #: a script's ``deploy``: Argo's paused rollout). A rollback is never held
+    start: Literal["auto", "manual"] = "auto"
 
     @field_validator("steps")
     @classmethod

@@ -291,6 +291,52 @@ def test_a_restart_mid_planned_rollout_starts_it_again_with_the_logged_plan(rig:
     assert fresh.weight == 1.0  # the plan's second step, not cluster.yml's 10 %
 
 
+def test_a_manual_start_leaves_blue_serving_until_a_deploy_asks(tmp_path: Path) -> None:
+    """`start = "manual"`: an adoption moves the head but no node rolls it out, nor after a
+    restart; the deploy's own plan is the first rollout; a rollback is never held."""
+    manual = RolloutSettings(interval=5.0, start="manual")
+    with in_process_swarm(tmp_path, TINY) as nodes:
+        rig = Rig(nodes, defaults=manual)
+        try:
+            version = rig.adopt()
+            rig.tick()
+            node = rig.nodes[0]
+            rig.deployers[node.id].stop()  # a restart finds the head unserved: still held
+            rig.deployers[node.id].join(10)
+            rig.attach(node, rig.services[node.id])
+            rig.tick()
+            assert all(s.calls == [] and s.blue == rig.base for s in rig.services.values())
+            assert all(weights(rig, n, n.id) == (None, []) for n in rig.nodes)
+            for n in rig.nodes:
+                reply = n.admin.handle(
+                    "admin", {"op": "deploy", "genome": "tiny", "version": version, "plan": PLAN}
+                )
+                assert reply["ok"], reply
+            wait(
+                lambda: all(s.weight == 0.01 for s in rig.services.values()),
+                what="the deploy's first step everywhere",
+            )
+            for _ in range(3):
+                rig.tick()
+            wait(
+                lambda: all(weights(rig, n, n.id) == (PLAN, [0.01, 0.5, 1.0]) for n in rig.nodes),
+                what="only the deploy's steps in the log",
+            )
+            assert all(s.blue == version for s in rig.services.values())
+            # a rollback back to the base is rolled out at once, manual or not
+            leader = next(n for n in rig.nodes if n.engine.leader() == n.id)
+            reply = leader.admin.handle(
+                "admin", {"op": "rollback", "genome": "tiny", "to": rig.base}
+            )
+            assert reply["ok"], reply
+            wait(
+                lambda: all(s.blue == rig.base for s in rig.services.values()),
+                what="the rollback served everywhere",
+            )
+        finally:
+            rig.close()
+
+
 def test_a_peers_entry_with_bad_steps_is_refused_and_no_node_runs_it(rig: Rig) -> None:
     """A member (its own valid key) commits a started step with garbage steps: every node
     skips it alike, and no node's Deployer or store ever sees the plan."""

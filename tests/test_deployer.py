@@ -96,8 +96,9 @@ class Recording:
 class Rig:
     """Three nodes, each with its Recording service and its Deployments, on one test clock."""
 
-    def __init__(self, nodes: list[SwarmNode]) -> None:
+    def __init__(self, nodes: list[SwarmNode], defaults: RolloutSettings = SETTINGS) -> None:
         self.nodes = nodes
+        self.defaults = defaults  # cluster.yml's rollout settings (blue's manifest has none)
         self.now = [1000.0]
         wait(lambda: all(n.engine.leader() for n in nodes), what="a leader")
         self.leader = next(n for n in nodes if n.engine.leader() == n.id)
@@ -117,7 +118,7 @@ class Rig:
     def attach(self, node: SwarmNode, service: Recording, propose: Any = None) -> Deployments:
         deployments = Deployments(
             node.id, node.store, service, propose or node.applier.propose, lambda: self.now[0],
-            threading.Event(), defaults=SETTINGS, tick=None,
+            threading.Event(), defaults=self.defaults, tick=None,
         )  # fmt: skip
         votes = node.votes
         node.applier.on_applied = lambda results: (
