@@ -23,7 +23,7 @@ from evolution.cascade import (
 from evolution.errors import ManifestError
 from evolution.manifest import Manifest, parse_manifest
 from node import Node, NodeConfig
-from runtime.counting import is_counted
+from runtime.counting import is_counted, read_instructions, run_counted
 from runtime.genome_files import load_genome
 from runtime.incubation import forget_counts, incubate
 from runtime.sandbox import Sandbox
@@ -139,7 +139,11 @@ def test_a_candidate_no_better_on_the_short_input_is_never_counted_in_full(count
         assert report.failure == "short", report
         assert report.detail.startswith("rejected at the short count:"), report.detail
         assert "it needs 1.0500×" in report.detail, report.detail
-        assert {"stage:tests", "stage:short"} <= set(report.extra)
+        # the short count comes first: a candidate it rejects never pays for its tests,
+        # and its report never claims tests it did not run
+        assert "stage:short" in report.extra and "stage:tests" not in report.extra
+        assert report.tests_passed is False and "tests were not run" in report.detail
+        assert report.extra["cpu:short"] > 0, "the stage's CPU seconds are reported"
         assert "stage:count" not in report.extra, "the candidate's full count never ran"
         # the caches agree: its short count was taken, its full count never was (the
         # parent's full count was: the short gain is scaled to it, once per version)
@@ -167,6 +171,45 @@ def test_a_candidate_better_on_the_short_input_goes_on_to_the_full_count(counted
     # a candidate counted in full before skips the short count (its full count is free)
     third = incubate(sandbox, manifest, "fast", tree, faster)
     assert "stage:short" not in third.extra and third.failure is None
+
+
+def test_a_candidate_better_on_the_short_input_but_breaking_a_test_is_never_counted(counted) -> None:  # type: ignore[no-untyped-def]
+    """The short count runs before the tests, but a survivor still runs every test before
+    its full count: a broken candidate is stopped there, as before the reordering."""
+    sandbox, manifest, tree = counted
+    broken = _variant(tree, *FASTER)
+    broken["tiny/core.py"] = broken["tiny/core.py"].replace(
+        "    return total\n", "    return total + (len(words) == 5)\n", 1
+    )
+    assert broken["tiny/core.py"].count("len(words) == 5") == 1
+    report = incubate(sandbox, manifest, "broken", tree, broken)
+    assert report.tests_passed is False and report.detail.startswith("tests failed"), report
+    assert {"stage:short", "stage:tests"} <= set(report.extra), "short first, then the tests"
+    assert report.extra["short_gain"] >= short_margin(manifest.fitness)
+    assert "stage:count" not in report.extra, "no full count for a broken candidate"
+
+
+def test_the_short_count_does_not_count_compiling_the_source(counted) -> None:  # type: ignore[no-untyped-def]
+    """The tree is compiled natively before its short count (runtime/counting.py): the
+    count is smaller by the compile, and as exact as before."""
+    sandbox, manifest, tree = counted
+    short = short_run(manifest.fitness)
+    counts: dict[bool, list[float]] = {True: [], False: []}
+    with sandbox.workspace(tree) as workdir:
+        for _ in range(2):
+            for precompile in (True, False):
+                result = run_counted(sandbox, workdir, manifest, short=short, precompile=precompile)
+                assert result.ok, result.detail
+                counts[precompile].append(read_instructions(result))
+    (a, b), (c, d) = counts[True], counts[False]
+    assert abs(a - b) / a < 1e-5 and abs(c - d) / c < 1e-5, counts
+    # tiny's core.py alone takes a few hundred thousand instructions to compile
+    assert c - a > 100_000, counts
+    # a module that does not compile still fails the short count
+    broken = dict(tree, **{"tiny/core.py": tree["tiny/core.py"] + "\ndef oops(:\n"})
+    with sandbox.workspace(broken) as workdir:
+        failed = run_counted(sandbox, workdir, manifest, short=short)
+    assert not failed.ok and "SyntaxError" in failed.stderr, failed.stderr[-300:]
 
 
 def test_the_same_candidates_get_the_same_verdicts_twice(counted) -> None:  # type: ignore[no-untyped-def]
