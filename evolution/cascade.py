@@ -3,12 +3,14 @@
 Proving a candidate of a counted genome is its tests (a fraction of a second) and one
 run under valgrind's instruction counter (seconds: 95 % of the cost). A candidate that
 fails a cheap check need not pay for the count, so the incubation
-(:mod:`runtime.incubation`) runs, in order: the tests stopping at their first failure
-(:func:`failfast`); the *quick run*, the benchmark timed natively, parent and candidate
-interleaved, whose verdict is :func:`quick_verdict`; the *short count*, the benchmark
-on a short input counted exactly, parent and candidate (:func:`short_run`,
-:func:`short_passes`: deterministic, so on by default where the manifest says how to
-run short); and only then the full exact count.
+(:mod:`runtime.incubation`) runs, in order: the *short count*, the benchmark on a short
+input counted exactly, parent and candidate (:func:`short_run`, :func:`short_passes`:
+deterministic, so on wherever the manifest says how to run short; first, because it
+rejects most candidates of a uniform mix and needs no passing tests to say "no
+better"); the tests stopping at their first failure (:func:`failfast`), which every
+survivor still passes; the *quick run*, the benchmark timed natively, parent and
+candidate interleaved, whose verdict is :func:`quick_verdict`; and only then the full
+exact count.
 
 The quick run must never reject a candidate that would win: a timed pair on a shared
 machine is noisy (parent against itself, logstats' one-pass benchmark: 0.81–1.05× over

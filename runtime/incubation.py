@@ -79,7 +79,7 @@ def incubate(
     measure: str | None = None,
     cascade: bool = True,
 ) -> IncubationReport:
-    """Tests first (all must pass), then ``rounds`` interleaved benchmark pairs (A B B A A B …).
+    """Tests (all must pass), then ``rounds`` interleaved benchmark pairs (A B B A A B …).
 
     Parent and candidate run alternately so that slow drifts of the machine (another
     process, thermal state) hit both equally; pairing them is what lets the statistics

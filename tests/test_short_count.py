@@ -173,7 +173,9 @@ def test_a_candidate_better_on_the_short_input_goes_on_to_the_full_count(counted
     assert "stage:short" not in third.extra and third.failure is None
 
 
-def test_a_candidate_better_on_the_short_input_but_breaking_a_test_is_never_counted(counted) -> None:  # type: ignore[no-untyped-def]
+def test_a_candidate_better_on_the_short_input_but_breaking_a_test_is_never_counted(
+    counted,
+) -> None:  # type: ignore[no-untyped-def]
     """The short count runs before the tests, but a survivor still runs every test before
     its full count: a broken candidate is stopped there, as before the reordering."""
     sandbox, manifest, tree = counted
