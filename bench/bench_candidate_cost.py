@@ -278,6 +278,12 @@ def main() -> None:
     before, after = summary(today, jail_ms), summary(cascade, jail_ms)
     ratio = after["seconds_per_candidate"] / before["seconds_per_candidate"]
     cpu_ratio = after["cpu_seconds_per_candidate"] / before["cpu_seconds_per_candidate"]
+    # the stage costs s/f + p of today's path (s, f: a short and a full count's CPU; p the
+    # share of candidates that pass it), so it pays while p < 1 - s/f
+    reached = [r for r in cascade if "cpu:short" in r.extra]
+    short_cpu = statistics.fmean(r.extra["cpu:short"] for r in reached) if reached else 0.0
+    full_cpu = before["phases_cpu_seconds_per_candidate"]["count"]
+    passed = sum(1 for r in reached if r.failure != "short")
     k = args.per_cycle
     cycle_before = versioned["parent_full_count"] + k * before["seconds_per_candidate"]
     cycle_after = sum(versioned.values()) + k * after["seconds_per_candidate"]
@@ -296,6 +302,11 @@ def main() -> None:
         "fixed_cost_of_a_count": fixed,
         "cascade_over_today": round(ratio, 3),
         "cascade_over_today_by_cpu": round(cpu_ratio, 3),
+        "short_over_full_count_by_cpu": round(short_cpu / full_cpu, 3) if full_cpu else None,
+        "short_pays_while_pass_share_below": round(1 - short_cpu / full_cpu, 3)
+        if full_cpu
+        else None,
+        "pass_share_at_the_short_count": round(passed / len(reached), 3) if reached else None,
         f"per_cycle_of_{k}_cascade_over_today": round(cycle_after / cycle_before, 3),
         "goal": "<= 0.5",
         "met": ratio <= 0.5,
