@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Literal
 
-from evolution.manifest import Fitness
+from evolution.manifest import Fitness, Manifest
 
 #: the quick run rejects only a candidate whose every pair is below this ratio of its
 #: parent (1.0 = as fast; 0.9 = 10 % slower); the manifest's ``[fitness] quick`` sets it
@@ -150,3 +150,34 @@ def short_reason(parent: float, candidate: float, gain: float, fitness: Fitness)
         f"({candidate / 1e6:,.1f} M instructions against {parent / 1e6:,.1f} M; it needs "
         f"{short_margin(fitness):.4f}×), so it was not counted in full"
     )
+
+
+#: what a short count costs against a full count of the same genome (CPU: 0.46–0.48 on
+#: logstats, docs/benchmarks.md "Where the time goes, session 18"): a short count is
+#: mostly the interpreter starting under valgrind, so it is about half a full one
+SHORT_COST = 0.5
+#: how many candidates must have reached the short count before their pass share decides
+SHORT_EVIDENCE = 6
+
+
+def short_pays(
+    reached: int, passed: int, cost: float = SHORT_COST, evidence: int = SHORT_EVIDENCE
+) -> bool:
+    """Whether the short count still pays for a genome, from the candidates of its run so far.
+
+    With a share ``p`` of the candidates that reach it passing (and then paying the full
+    count too), the stage costs ``cost + p`` of the path without it: it pays while
+    ``p < 1 - cost``.  A learning planner draws likely winners, most of which pass (8 of
+    14 in session 18's learning runs), and the stage then only adds; a uniform or a
+    model's mix is mostly near-parent losers (2 of 12 passed), where it halves the count.
+    Before ``evidence`` candidates have reached it, it stays on.
+    """
+    if reached < evidence:
+        return True
+    return passed / reached < 1.0 - cost
+
+
+def without_short(manifest: Manifest) -> Manifest:
+    """``manifest`` with no short count (the incubation then goes straight to the full count)."""
+    fitness = manifest.fitness.model_copy(update={"short_scale": None, "short_args": []})
+    return manifest.model_copy(update={"fitness": fitness})
