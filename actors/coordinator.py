@@ -30,6 +30,7 @@ from actors.verdicts import verdicts, winners
 from events.projections import evaluated_on
 from events.records import Adoption, CandidateRecord, Held
 from events.store import GenomeStore
+from evolution.cascade import short_pays, without_short
 from evolution.compose import compose
 from evolution.errors import ConfigError, TarsError
 from evolution.generate import Candidate
@@ -178,6 +179,9 @@ class Coordinator:
         self.tuner = Tuner(self.manifest)
         #: narrows each cycle's plans (a `.tars` campaign's `mutators` and `functions`)
         self.plan_filter: Callable[[list[Plan]], list[Plan]] | None = None
+        #: candidates of this run that reached the short count, and that passed it: the
+        #: stage is dropped once most pass (``evolution.cascade.short_pays``)
+        self.short_seen = [0, 0]
 
     def run(self, cycles: int, seed: int) -> RunSummary:
         """Run until ``cycles`` cycles are recorded for the genome (resuming a killed run)."""
@@ -278,9 +282,14 @@ class Coordinator:
         manifest = self.manifest
         offer = self.offer(self.genome, version, candidates) if self.offer else None
         rounds = manifest.fitness.rounds
+        proving = manifest if short_pays(*self.short_seen) else without_short(manifest)
         reports: list[IncubationReport] = self.supervisor.ask_all(
-            "incubator", [Incubate(manifest, tree, c, rounds, offer) for c in candidates]
+            "incubator", [Incubate(proving, tree, c, rounds, offer) for c in candidates]
         )
+        for report in reports:
+            if "stage:short" in report.extra:
+                self.short_seen[0] += 1
+                self.short_seen[1] += report.failure != "short"
         judged: list[tuple[Decision, Evidence]] = self.supervisor.ask(
             "governor", Judge(manifest, tree, candidates, reports, self.policy, seed)
         )

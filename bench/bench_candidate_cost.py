@@ -60,7 +60,9 @@ from runtime.genome_files import load_genome  # noqa: E402
 from runtime.incubation import IncubationReport, incubate  # noqa: E402
 from runtime.sandbox import SandboxLimits  # noqa: E402
 
-PHASES = ("copy", "tests", "quick", "short", "count")
+PHASES = ("copy", "tests", "quick", "short", "count", "short_parent", "count_parent")
+#: the stages whose children report CPU seconds (the copy is the node's own work)
+CPU_PHASES = PHASES[1:]
 
 
 def jail_start_ms(node: Node, runs: int = 15) -> float:
@@ -90,8 +92,36 @@ def mix(
     return manifest, tree, generated.candidates[:size], profile
 
 
-def phases(report: IncubationReport) -> dict[str, float]:
-    return {phase: report.extra.get(f"stage:{phase}", 0.0) for phase in PHASES}
+def phases(report: IncubationReport, kind: str = "stage") -> dict[str, float]:
+    """Seconds per stage of one candidate: wall ("stage") or its children's CPU ("cpu")."""
+    names = PHASES if kind == "stage" else CPU_PHASES
+    return {phase: report.extra.get(f"{kind}:{phase}", 0.0) for phase in names}
+
+
+def cpu_seconds(report: IncubationReport) -> float:
+    """The CPU seconds of every child the candidate ran (the jail's start included)."""
+    return sum(phases(report, "cpu").values())
+
+
+def fixed_cost(node: Node, manifest: Any, tree: dict[str, str]) -> dict[str, float]:
+    """What a count costs before the benchmark does any work: valgrind and the interpreter
+    starting (``python -S -c pass`` counted in the jail), against a native ``pass``."""
+    from runtime.counting import VALGRIND_FLAGS, counting_limits, valgrind
+
+    limits = counting_limits(SandboxLimits.from_manifest(manifest.limits))
+    out: dict[str, float] = {}
+    with node.sandbox.workspace({"x.txt": "x"}) as workdir:
+        for label, argv in (
+            (
+                "valgrind_python_pass",
+                [str(valgrind()), *VALGRIND_FLAGS, sys.executable, "-S", "-c", "pass"],
+            ),
+            ("native_python_pass", [sys.executable, "-S", "-c", "pass"]),
+        ):
+            runs = [node.sandbox.run(workdir, argv, limits) for _ in range(3)]
+            out[f"{label}_wall"] = round(statistics.median(r.wall_seconds for r in runs), 3)
+            out[f"{label}_cpu"] = round(statistics.median(r.cpu_seconds or 0.0 for r in runs), 3)
+    return out
 
 
 def prove(
@@ -104,12 +134,12 @@ def prove(
 
 
 def outcome(report: IncubationReport) -> str:
+    if report.failure == "short":  # before its tests (they were not run)
+        return "rejected at the short count"
     if not report.tests_passed:
         return "tests failed"
     if report.failure == "quick":
         return "rejected at the quick run"
-    if report.failure == "short":
-        return "rejected at the short count"
     if report.failure is not None:
         return "failed"
     gain = report.parent_samples[0] / report.candidate_samples[0]
@@ -119,11 +149,14 @@ def outcome(report: IncubationReport) -> str:
 def summary(reports: list[IncubationReport], jail_ms: float) -> dict[str, Any]:
     per = [r.total_seconds for r in reports]
     split = {p: round(statistics.fmean(phases(r)[p] for r in reports), 3) for p in PHASES}
+    cpu = {p: round(statistics.fmean(phases(r, "cpu")[p] for r in reports), 3) for p in CPU_PHASES}
     runs = statistics.fmean(r.runs for r in reports)
     return {
         "seconds_per_candidate": round(statistics.fmean(per), 3),
         "median_seconds": round(statistics.median(per), 3),
+        "cpu_seconds_per_candidate": round(statistics.fmean(cpu_seconds(r) for r in reports), 3),
         "phases_seconds_per_candidate": split,
+        "phases_cpu_seconds_per_candidate": cpu,
         "children_per_candidate": round(runs, 2),
         "jail_start_seconds_per_candidate": round(runs * jail_ms / 1000, 3),
         "outcomes": {
@@ -135,11 +168,11 @@ def summary(reports: list[IncubationReport], jail_ms: float) -> dict[str, Any]:
 
 def per_version(node: Node, manifest: Any, tree: dict[str, str]) -> dict[str, float]:
     """The parent's full and short counts, paid once per version (seconds each)."""
-    _, full, _, _, _ = count_cached(node.sandbox, tree, manifest)
+    full = count_cached(node.sandbox, tree, manifest).spent
     short = short_run(manifest.fitness)
     spent = 0.0
     if short is not None:
-        _, spent, _, _, _ = count_cached(node.sandbox, tree, manifest, short=short)
+        spent = count_cached(node.sandbox, tree, manifest, short=short).spent
     return {"parent_full_count": round(full, 3), "parent_short_count": round(spent, 3)}
 
 
@@ -234,6 +267,7 @@ def main() -> None:
         )
         with Node(config) as node:
             jail_ms = jail_start_ms(node)
+            fixed = fixed_cost(node, *load_genome(args.genome))
             manifest, tree, candidates, profile = mix(node, args.genome, args.candidates, args.seed)
             if args.short_scale:  # the shipped manifests leave the short count off
                 fitness = manifest.fitness.model_copy(update={"short_scale": args.short_scale})
@@ -243,6 +277,13 @@ def main() -> None:
             today, cascade, rows = judged(node, manifest, tree, candidates)
     before, after = summary(today, jail_ms), summary(cascade, jail_ms)
     ratio = after["seconds_per_candidate"] / before["seconds_per_candidate"]
+    cpu_ratio = after["cpu_seconds_per_candidate"] / before["cpu_seconds_per_candidate"]
+    # the stage costs s/f + p of today's path (s, f: a short and a full count's CPU; p the
+    # share of candidates that pass it), so it pays while p < 1 - s/f
+    reached = [r for r in cascade if "cpu:short" in r.extra]
+    short_cpu = statistics.fmean(r.extra["cpu:short"] for r in reached) if reached else 0.0
+    full_cpu = before["phases_cpu_seconds_per_candidate"]["count"]
+    passed = sum(1 for r in reached if r.failure != "short")
     k = args.per_cycle
     cycle_before = versioned["parent_full_count"] + k * before["seconds_per_candidate"]
     cycle_after = sum(versioned.values()) + k * after["seconds_per_candidate"]
@@ -258,10 +299,18 @@ def main() -> None:
         "seconds_per_version": versioned,
         "today": before,
         "cascade": after,
+        "fixed_cost_of_a_count": fixed,
         "cascade_over_today": round(ratio, 3),
+        "cascade_over_today_by_cpu": round(cpu_ratio, 3),
+        "short_over_full_count_by_cpu": round(short_cpu / full_cpu, 3) if full_cpu else None,
+        "short_pays_while_pass_share_below": round(1 - short_cpu / full_cpu, 3)
+        if full_cpu
+        else None,
+        "pass_share_at_the_short_count": round(passed / len(reached), 3) if reached else None,
         f"per_cycle_of_{k}_cascade_over_today": round(cycle_after / cycle_before, 3),
         "goal": "<= 0.5",
         "met": ratio <= 0.5,
+        "met_by_cpu": cpu_ratio <= 0.5,
         "rejected_early_with_gain_at_merge_floor": lost(rows, MERGE_FLOOR),
         "rejected_early_with_gain_at_threshold": lost(rows, manifest.fitness.threshold),
         "candidates_judged": rows,

@@ -3,12 +3,14 @@
 Proving a candidate of a counted genome is its tests (a fraction of a second) and one
 run under valgrind's instruction counter (seconds: 95 % of the cost). A candidate that
 fails a cheap check need not pay for the count, so the incubation
-(:mod:`runtime.incubation`) runs, in order: the tests stopping at their first failure
-(:func:`failfast`); the *quick run*, the benchmark timed natively, parent and candidate
-interleaved, whose verdict is :func:`quick_verdict`; the *short count*, the benchmark
-on a short input counted exactly, parent and candidate (:func:`short_run`,
-:func:`short_passes`: deterministic, so on by default where the manifest says how to
-run short); and only then the full exact count.
+(:mod:`runtime.incubation`) runs, in order: the *short count*, the benchmark on a short
+input counted exactly, parent and candidate (:func:`short_run`, :func:`short_passes`:
+deterministic, so on wherever the manifest says how to run short; first, because it
+rejects most candidates of a uniform mix and needs no passing tests to say "no
+better"); the tests stopping at their first failure (:func:`failfast`), which every
+survivor still passes; the *quick run*, the benchmark timed natively, parent and
+candidate interleaved, whose verdict is :func:`quick_verdict`; and only then the full
+exact count.
 
 The quick run must never reject a candidate that would win: a timed pair on a shared
 machine is noisy (parent against itself, logstats' one-pass benchmark: 0.81–1.05× over
@@ -25,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Literal
 
-from evolution.manifest import Fitness
+from evolution.manifest import Fitness, Manifest
 
 #: the quick run rejects only a candidate whose every pair is below this ratio of its
 #: parent (1.0 = as fast; 0.9 = 10 % slower); the manifest's ``[fitness] quick`` sets it
@@ -148,3 +150,34 @@ def short_reason(parent: float, candidate: float, gain: float, fitness: Fitness)
         f"({candidate / 1e6:,.1f} M instructions against {parent / 1e6:,.1f} M; it needs "
         f"{short_margin(fitness):.4f}×), so it was not counted in full"
     )
+
+
+#: what a short count costs against a full count of the same genome (CPU: 0.46–0.48 on
+#: logstats, docs/benchmarks.md "Where the time goes, session 18"): a short count is
+#: mostly the interpreter starting under valgrind, so it is about half a full one
+SHORT_COST = 0.5
+#: how many candidates must have reached the short count before their pass share decides
+SHORT_EVIDENCE = 6
+
+
+def short_pays(
+    reached: int, passed: int, cost: float = SHORT_COST, evidence: int = SHORT_EVIDENCE
+) -> bool:
+    """Whether the short count still pays for a genome, from the candidates of its run so far.
+
+    With a share ``p`` of the candidates that reach it passing (and then paying the full
+    count too), the stage costs ``cost + p`` of the path without it: it pays while
+    ``p < 1 - cost``.  A learning planner draws likely winners, most of which pass (8 of
+    14 in session 18's learning runs), and the stage then only adds; a uniform or a
+    model's mix is mostly near-parent losers (2 of 12 passed), where it halves the count.
+    Before ``evidence`` candidates have reached it, it stays on.
+    """
+    if reached < evidence:
+        return True
+    return passed / reached < 1.0 - cost
+
+
+def without_short(manifest: Manifest) -> Manifest:
+    """``manifest`` with no short count (the incubation then goes straight to the full count)."""
+    fitness = manifest.fitness.model_copy(update={"short_scale": None, "short_args": []})
+    return manifest.model_copy(update={"fitness": fitness})

@@ -289,6 +289,8 @@ class Sandbox:
                 hint="check /sys/fs/cgroup",
             )
         oom = cgroup.oom_kills() if cgroup is not None else 0
+        cpu_cg = cgroup.cpu_seconds() if cgroup is not None else None
+        cpu = cpu_cg if cpu_cg is not None else usage.ru_utime + usage.ru_stime
         if timed_out:
             failure: str | None = "timeout"
             detail = f"killed after {limits.wall_seconds:g} s wall time"
@@ -299,13 +301,11 @@ class Sandbox:
             detail = f"killed after writing more than {OUTPUT_LIMIT // 1024} KiB to {which}"
         else:
             returncode = code
-            cpu_cg = cgroup.cpu_seconds() if cgroup is not None else None
-            cpu = cpu_cg if cpu_cg is not None else usage.ru_utime + usage.ru_stime
             refused = cgroup.fork_refusals() if cgroup is not None else 0
             failure, detail = classify(code, stderr_text, limits, cpu, refused, oom_kills=oom)
         return RunResult(
             job.argv, returncode, stdout_text, stderr_text, wall, failure, detail,
-            cgroup.peak_memory_mb() if cgroup is not None else None,
+            cgroup.peak_memory_mb() if cgroup is not None else None, cpu,
         )  # fmt: skip
 
     def run_profiled(

@@ -57,6 +57,9 @@ class RunResult:
     #: and its tmpfs together); None where the machine gives none (no memory group, a
     #: cgroup v2 kernel before 5.19)
     peak_memory_mb: float | None = None
+    #: the CPU seconds of every process of the run (its cpuacct group; rusage where there
+    #: is none): what a run cost on a shared machine, where its wall time counts the others
+    cpu_seconds: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -17,13 +17,15 @@ from evolution.cascade import (
     short_gain,
     short_margin,
     short_passes,
+    short_pays,
     short_reason,
     short_run,
+    without_short,
 )
 from evolution.errors import ManifestError
 from evolution.manifest import Manifest, parse_manifest
 from node import Node, NodeConfig
-from runtime.counting import is_counted
+from runtime.counting import is_counted, read_instructions, run_counted
 from runtime.genome_files import load_genome
 from runtime.incubation import forget_counts, incubate
 from runtime.sandbox import Sandbox
@@ -99,6 +101,24 @@ def test_a_hostile_short_setting_is_a_clear_manifest_error(setting: str, key: st
     assert caught.value.hint
 
 
+def test_the_short_count_is_dropped_once_most_candidates_pass_it() -> None:
+    """It costs about half a full count (SHORT_COST) plus the full count of every
+    candidate that passes: it pays while fewer than half pass, judged after six."""
+    assert short_pays(0, 0) and short_pays(5, 5), "on until six candidates have reached it"
+    assert short_pays(12, 2) and short_pays(6, 2), "a uniform mix: most are rejected"
+    assert not short_pays(14, 8), "session 18's learning runs: 8 of 14 passed"
+    assert not short_pays(6, 3), "half passing: it costs as much as it saves"
+    assert short_pays(10, 4, cost=0.5) and not short_pays(10, 4, cost=0.7)
+    manifest = parse_manifest(
+        (TINY / "genome.toml").read_text().replace("rounds = 3", SHORT + '\nshort_args = ["-q"]')
+    )
+    assert short_run(manifest.fitness) is not None
+    plain = without_short(manifest)
+    assert short_run(plain.fitness) is None, "no short scale, no short args"
+    assert plain.fitness.threshold == manifest.fitness.threshold
+    assert short_run(manifest.fitness) is not None, "the manifest itself is unchanged"
+
+
 # ---- on a real sandbox, with the real counter -----------------------------------------
 
 
@@ -139,7 +159,11 @@ def test_a_candidate_no_better_on_the_short_input_is_never_counted_in_full(count
         assert report.failure == "short", report
         assert report.detail.startswith("rejected at the short count:"), report.detail
         assert "it needs 1.0500×" in report.detail, report.detail
-        assert {"stage:tests", "stage:short"} <= set(report.extra)
+        # the short count comes first: a candidate it rejects never pays for its tests,
+        # and its report never claims tests it did not run
+        assert "stage:short" in report.extra and "stage:tests" not in report.extra
+        assert report.tests_passed is False and "tests were not run" in report.detail
+        assert report.extra["cpu:short"] > 0, "the stage's CPU seconds are reported"
         assert "stage:count" not in report.extra, "the candidate's full count never ran"
         # the caches agree: its short count was taken, its full count never was (the
         # parent's full count was: the short gain is scaled to it, once per version)
@@ -167,6 +191,45 @@ def test_a_candidate_better_on_the_short_input_goes_on_to_the_full_count(counted
     # a candidate counted in full before skips the short count (its full count is free)
     third = incubate(sandbox, manifest, "fast", tree, faster)
     assert "stage:short" not in third.extra and third.failure is None
+
+
+def test_a_broken_candidate_better_on_the_short_input_is_never_counted(counted) -> None:  # type: ignore[no-untyped-def]
+    """The short count runs before the tests, but a survivor still runs every test before
+    its full count: a broken candidate is stopped there, as before the reordering."""
+    sandbox, manifest, tree = counted
+    broken = _variant(tree, *FASTER)
+    broken["tiny/core.py"] = broken["tiny/core.py"].replace(
+        "    return total\n", "    return total + (len(words) == 5)\n", 1
+    )
+    assert broken["tiny/core.py"].count("len(words) == 5") == 1
+    report = incubate(sandbox, manifest, "broken", tree, broken)
+    assert report.tests_passed is False and report.detail.startswith("tests failed"), report
+    assert {"stage:short", "stage:tests"} <= set(report.extra), "short first, then the tests"
+    assert report.extra["short_gain"] >= short_margin(manifest.fitness)
+    assert "stage:count" not in report.extra, "no full count for a broken candidate"
+
+
+def test_the_short_count_does_not_count_compiling_the_source(counted) -> None:  # type: ignore[no-untyped-def]
+    """The tree is compiled natively before its short count (runtime/counting.py): the
+    count is smaller by the compile, and as exact as before."""
+    sandbox, manifest, tree = counted
+    short = short_run(manifest.fitness)
+    counts: dict[bool, list[float]] = {True: [], False: []}
+    with sandbox.workspace(tree) as workdir:
+        for _ in range(2):
+            for precompile in (True, False):
+                result = run_counted(sandbox, workdir, manifest, short=short, precompile=precompile)
+                assert result.ok, result.detail
+                counts[precompile].append(read_instructions(result))
+    (a, b), (c, d) = counts[True], counts[False]
+    assert abs(a - b) / a < 1e-5 and abs(c - d) / c < 1e-5, counts
+    # tiny's core.py alone takes a few hundred thousand instructions to compile
+    assert c - a > 100_000, counts
+    # a module that does not compile still fails the short count
+    broken = dict(tree, **{"tiny/core.py": tree["tiny/core.py"] + "\ndef oops(:\n"})
+    with sandbox.workspace(broken) as workdir:
+        failed = run_counted(sandbox, workdir, manifest, short=short)
+    assert not failed.ok and "SyntaxError" in failed.stderr, failed.stderr[-300:]
 
 
 def test_the_same_candidates_get_the_same_verdicts_twice(counted) -> None:  # type: ignore[no-untyped-def]
@@ -240,3 +303,33 @@ def test_same_seed_adopts_the_same_patches_with_the_short_count(tmp_path: Path) 
     forget_counts()
     assert [p for kind, p, _ in runs[0] if kind == "VersionAdopted"], "tiny has clear wins"
     assert runs[0] == runs[1]
+
+
+@needs_valgrind
+@pytest.mark.slow
+def test_a_run_drops_the_short_count_once_most_candidates_passed_it(tmp_path: Path) -> None:
+    """The coordinator proves a cycle's candidates without the stage once its run has seen
+    most of them pass it, and with it before."""
+    genome = tmp_path / "tiny"
+    shutil.copytree(TINY, genome)
+    manifest = genome / "genome.toml"
+    text = manifest.read_text().replace("rounds = 3", SHORT)
+    manifest.write_text(text.replace("threshold = 1.10", "threshold = 1.02"))
+    forget_counts()
+    try:
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        config = NodeConfig("a", url, tmp_path / "node", incubators=1, candidates_per_cycle=2)
+        with Node(config) as node:
+            registered, _ = node.register(genome)
+            dropped = node.coordinator(registered)
+            dropped.short_seen = [6, 6]  # six reached it, six passed: it no longer pays
+            dropped.run(1, seed=3)
+            assert dropped.short_seen == [6, 6], "no candidate was proven with the stage"
+            kept = node.coordinator(registered)
+            kept.run(2, seed=3)
+            assert kept.short_seen[0] > 0, "a fresh run proves its candidates with it"
+        with GenomeStore.open(url) as store:
+            evaluated = [e for e in store.log(genome="tiny") if e.type == "CandidateEvaluated"]
+        assert len(evaluated) >= 2, "the first run proved candidates all the same"
+    finally:
+        forget_counts()
