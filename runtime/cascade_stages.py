@@ -16,7 +16,7 @@ from evolution import cascade as rules
 from evolution.cascade import QUICK_PAIRS, quick_reason, quick_verdict
 from evolution.manifest import Manifest
 from evolution.tree import version_id
-from runtime.counting import bench_env, count_cached, quick_times
+from runtime.counting import Count, bench_env, count_cached, quick_times
 from runtime.incubation_report import IncubationReport, Tally, copied, read_metric
 from runtime.sandbox import Sandbox, SandboxLimits
 
@@ -25,9 +25,41 @@ from runtime.sandbox import Sandbox, SandboxLimits
 #: the counter should cost seconds, not the manifest's limit times COUNTING_SLOWDOWN
 CANDIDATE_WALL_FACTOR = 4.0
 CANDIDATE_WALL_FLOOR = 20.0
+#: with the parent's CPU seconds known, the candidate's wall limit is this many times its
+#: CPU limit: on a loaded machine a run waits for a core, which is not the candidate's
+#: doing (a parent counted on a quiet machine must not make a busy one's candidate fail)
+CANDIDATE_WAIT_SLACK = 2.0
 #: the quick run times the counted run's own workload natively (the benchmark is told it
 #: is counted, so it runs its one short pass), so it sees the very work the count counts
 QUICK_ENV = bench_env("instructions")
+
+
+def candidate_limits(
+    parent: Count, floor: float = CANDIDATE_WALL_FLOOR
+) -> tuple[float, float | None]:
+    """(wall, CPU) seconds a candidate's count may take against its parent's.
+
+    CPU time is the work, whatever the load: a candidate may spend CANDIDATE_WALL_FACTOR
+    times its parent's, at least ``floor``, and wait CANDIDATE_WAIT_SLACK times that for
+    a core (a benchmark that hangs uses no CPU: the wall limit ends it).  Without the
+    parent's CPU seconds (no cgroup to read them from) the wall limit alone, as a
+    multiple of the parent's wall seconds.
+    """
+    if parent.cpu_run > 0:
+        cpu = max(floor, CANDIDATE_WALL_FACTOR * parent.cpu_run)
+        return CANDIDATE_WAIT_SLACK * cpu, cpu
+    return max(floor, CANDIDATE_WALL_FACTOR * parent.wall), None
+
+
+def limits_said(parent: Count, floor: float = CANDIDATE_WALL_FLOOR) -> str:
+    """The limits of :func:`candidate_limits` in words, for a failed candidate's detail."""
+    wall, cpu = candidate_limits(parent, floor)
+    if cpu is None:
+        return f"a candidate may take {CANDIDATE_WALL_FACTOR:g}× its parent's {parent.wall:.1f} s, at least {floor:g} s"
+    return (
+        f"a candidate may spend {CANDIDATE_WALL_FACTOR:g}× its parent's {parent.cpu_run:.1f} s "
+        f"of CPU, at least {floor:g} s, within {wall:.0f} s"
+    )
 
 
 class _QuickFailed(Exception):
@@ -136,16 +168,21 @@ def short_stage(
     full = got.instructions
     got = count_cached(sandbox, parent_tree, manifest, short=short)
     tally.counted(got, "short_parent")
-    parent, parent_wall = got.instructions, got.wall
+    parent, parent_count = got.instructions, got
     if full is None or parent is None:
         return None
-    limit = max(CANDIDATE_WALL_FLOOR, CANDIDATE_WALL_FACTOR * parent_wall)
-    got = count_cached(sandbox, candidate_tree, manifest, cand_dir, wall_limit=limit, short=short)
+    wall, cpu = candidate_limits(parent_count)
+    got = count_cached(
+        sandbox, candidate_tree, manifest, cand_dir, wall_limit=wall, short=short, cpu_limit=cpu
+    )
     tally.counted(got, "short")
     count, failure = got.instructions, got.failure
     if count is None:
         kind, detail = failure or ("exit", "?")
-        return kind, f"candidate failed at the short count, where its parent did not: {detail}"
+        return kind, (
+            f"candidate failed at the short count, where its parent did not: {detail} "
+            f"({limits_said(parent_count)})"
+        )
     gain = tally.stages["short_gain"] = rules.short_gain(parent, count, full, manifest.fitness)
     if rules.short_passes(gain, manifest.fitness):
         return None

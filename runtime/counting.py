@@ -88,8 +88,8 @@ def read_instructions(result: RunResult) -> float:
     return count
 
 
-#: (instructions, wall seconds, the figures the counted run printed)
-_Counted = tuple[float, float, dict[str, float]]
+#: (instructions, wall seconds, the figures the counted run printed, CPU seconds)
+_Counted = tuple[float, float, dict[str, float], float]
 
 
 class _CountCache:
@@ -204,10 +204,11 @@ def run_counted(
     wall_limit: float | None = None,
     short: Short = None,
     precompile: bool = True,
+    cpu_limit: float | None = None,
 ) -> RunResult:
     """The benchmark command under valgrind's instruction counter, in ``workdir``.
 
-    ``wall_limit`` tightens the (stretched) manifest wall limit, never loosens it;
+    ``wall_limit`` and ``cpu_limit`` tighten the (stretched) manifest limits, never loosen them;
     ``short`` runs it on its short input (the cascade's short count), the tree compiled
     natively first (:data:`_PRECOMPILE`); ``precompile`` False counts the compile too.
     """
@@ -232,6 +233,8 @@ def run_counted(
     limits = counting_limits(SandboxLimits.from_manifest(manifest.limits))
     if wall_limit is not None and wall_limit < limits.wall_seconds:
         limits = replace(limits, wall_seconds=wall_limit)
+    if cpu_limit is not None and cpu_limit < limits.cpu_seconds:
+        limits = replace(limits, cpu_seconds=cpu_limit)
     return sandbox.run(workdir, command, limits, env=env)
 
 
@@ -259,6 +262,8 @@ class Count(NamedTuple):
     figures: dict[str, float]
     #: CPU seconds spent now (0 from the cache): the cost on a shared machine
     cpu: float = 0.0
+    #: CPU seconds the counted run takes (the cached run's, from the cache; 0 unknown)
+    cpu_run: float = 0.0
 
 
 def count_cached(
@@ -268,6 +273,7 @@ def count_cached(
     workdir: Path | None = None,
     wall_limit: float | None = None,
     short: Short = None,
+    cpu_limit: float | None = None,
 ) -> Count:
     """(count, seconds spent now, seconds the counted run takes, (failure, detail), figures, CPU).
 
@@ -279,10 +285,10 @@ def count_cached(
     key = _key(tree, manifest, short)
     cached = _counts.get(key)
     if cached is not None:
-        return Count(cached[0], 0.0, cached[1], None, dict(cached[2]))
+        return Count(cached[0], 0.0, cached[1], None, dict(cached[2]), 0.0, cached[3])
     with contextlib.ExitStack() as stack:
         where = workdir if workdir is not None else stack.enter_context(sandbox.workspace(tree))
-        result = run_counted(sandbox, where, manifest, wall_limit, short)
+        result = run_counted(sandbox, where, manifest, wall_limit, short, cpu_limit=cpu_limit)
     wall, cpu = result.wall_seconds, result.cpu_seconds or 0.0
     if not result.ok:
         return Count(None, wall, wall, (result.failure or "exit", result.detail), {}, cpu)
@@ -292,5 +298,5 @@ def count_cached(
         return Count(None, wall, wall, ("bench-output", str(exc)), {}, cpu)
     figures = read_figures(result, manifest.fitness.printed_figures())
     figures.pop(PEAK_MEMORY, None)
-    _counts.put(key, (count, wall, figures))
-    return Count(count, wall, wall, None, dict(figures), cpu)
+    _counts.put(key, (count, wall, figures, cpu))
+    return Count(count, wall, wall, None, dict(figures), cpu, cpu)

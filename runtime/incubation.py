@@ -20,6 +20,8 @@ from runtime.cascade_stages import (
     CANDIDATE_WALL_FACTOR,
     CANDIDATE_WALL_FLOOR,
     QUICK_ENV,
+    candidate_limits,
+    limits_said,
     quick_stage,
     short_stage,
 )
@@ -199,17 +201,13 @@ def _counted(
 ) -> IncubationReport:
     """One exact count per side; a side counted before (the parent, mostly) comes from the cache.
 
-    The candidate's run is stopped at CANDIDATE_WALL_FACTOR times its parent's (at least
-    CANDIDATE_WALL_FLOOR seconds), so a benchmark that hangs fails in seconds.
+    The candidate's run is stopped at CANDIDATE_WALL_FACTOR times its parent's CPU time
+    (at least CANDIDATE_WALL_FLOOR seconds; :func:`runtime.cascade_stages.candidate_limits`),
+    so a benchmark that loops or hangs fails in seconds, and a busy machine fails none.
     """
     got = count_cached(sandbox, parent_tree, manifest)
     tally.counted(got, "count_parent")
-    parent, parent_wall, failure, parent_figures = (
-        got.instructions,
-        got.wall,
-        got.failure,
-        got.figures,
-    )
+    parent, parent_count, failure, parent_figures = got.instructions, got, got.failure, got.figures
     if parent is None:
         kind, detail = failure or ("exit", "?")
         return tally.report(
@@ -218,8 +216,8 @@ def _counted(
             f"parent benchmark failed under the instruction counter: {detail}",
             measure="instructions",
         )
-    limit = max(CANDIDATE_WALL_FLOOR, CANDIDATE_WALL_FACTOR * parent_wall)
-    got = count_cached(sandbox, candidate_tree, manifest, cand_dir, wall_limit=limit)
+    wall, cpu = candidate_limits(parent_count, CANDIDATE_WALL_FLOOR)
+    got = count_cached(sandbox, candidate_tree, manifest, cand_dir, wall_limit=wall, cpu_limit=cpu)
     tally.counted(got, "count")
     count, failure, candidate_figures = got.instructions, got.failure, got.figures
     if count is None:
@@ -228,7 +226,7 @@ def _counted(
             True,
             kind,
             f"candidate benchmark failed under the instruction counter: {detail} "
-            f"(a candidate may take {CANDIDATE_WALL_FACTOR:g}× its parent's {parent_wall:.1f} s, at least {CANDIDATE_WALL_FLOOR:g} s)",
+            f"({limits_said(parent_count, CANDIDATE_WALL_FLOOR)})",
             measure="instructions",
         )
     if wants_native_memory(

@@ -160,6 +160,40 @@ def test_a_benchmark_that_hangs_under_the_counter_is_stopped_at_a_multiple_of_it
     assert report.child_seconds < 60
 
 
+def test_a_candidates_limits_follow_its_parents_cpu_not_the_machines_load() -> None:
+    """A parent counted on a quiet machine (5 s of CPU in 5 s) lets its candidate spend 20 s
+    of CPU and wait for a core up to 40 s: a machine 4x busier fails no candidate that
+    does its parent's work.  Without CPU figures the wall limit alone, as before."""
+    from runtime.cascade_stages import candidate_limits, limits_said
+    from runtime.counting import Count
+
+    quiet = Count(1e9, 0.0, 5.0, None, {}, 0.0, 5.0)
+    assert candidate_limits(quiet) == (40.0, 20.0)
+    assert candidate_limits(quiet, floor=30.0) == (60.0, 30.0)
+    assert "5.0 s of CPU" in limits_said(quiet)
+    unknown = Count(1e9, 0.0, 5.0, None, {}, 0.0, 0.0)
+    assert candidate_limits(unknown) == (20.0, None)
+    assert candidate_limits(Count(1e9, 0.0, 9.0, None, {})) == (36.0, None)
+
+
+@needs_valgrind
+def test_a_benchmark_that_loops_under_the_counter_is_stopped_on_cpu(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runtime.incubation as incubation
+
+    monkeypatch.setattr(incubation, "CANDIDATE_WALL_FLOOR", 3.0)
+    manifest = parse_manifest(COUNTED.replace("quick = 0.9", "quick = 0"))  # the count decides
+    loops = work_tree(10)
+    loops["w.py"] += (
+        "\nimport os\nif os.environ.get('TARS_MEASURE') == 'instructions':\n    while True:\n"
+        "        pass\n"
+    )
+    report = incubate(sandbox, manifest, "loops", work_tree(2000), loops)
+    assert report.tests_passed and report.failure in ("cpu", "timeout"), report.detail
+    assert "CPU time" in report.detail and "of CPU" in report.detail, report.detail
+
+
 @pytest.mark.parametrize("value", ['float("nan")', 'float("inf")'])
 def test_a_benchmark_printing_nan_or_inf_fails_the_candidate(sandbox: Sandbox, value: str) -> None:
     """NaN compares false with everything, so as a measurement it would slip past every
