@@ -205,11 +205,18 @@ class Coordinator:
         found = self.supervisor.ask("analyzer", Analyze(version, tree, manifest))
         learning = self.planner == "learning"
         opportunities, exhausted = (
-            self.memory.prepare(found, manifest.fitness.threshold, manifest.genome.sources)
+            self.memory.prepare(
+                found,
+                manifest.fitness.threshold,
+                manifest.genome.sources,
+                version,
+                self.composition,
+            )  # fmt: skip
             if learning
             else (list(found), None)
         )
-        if exhausted and not manifest.tunable:
+        tuning = bool(manifest.tunable) and (not learning or self.memory.worth_tuning())
+        if exhausted and not tuning:
             return self._exhausted(cycle, seed, version, exhausted, started)
         # Candidates already judged on this version are skipped (and their slots go to the
         # next plans): a verdict stands until the head moves.
@@ -225,7 +232,7 @@ class Coordinator:
         fresh = _fresh(generated.candidates, done)
         novel = self.memory.novel(fresh, version, tree) if learning else fresh
         candidates = novel[: self.candidates_per_cycle]
-        if len(candidates) < self.candidates_per_cycle:
+        if len(candidates) < self.candidates_per_cycle and tuning:
             candidates += self.tuner.candidates(
                 tree, version, seed, cycle, self.candidates_per_cycle - len(candidates)
             )
@@ -343,7 +350,12 @@ class Coordinator:
             )
         for record in records:
             self.tuner.measured(record.candidate, record.ratio)
-            won = adoption is not None and adoption.patch == record.patch
+            # The learning planner counts every candidate that passed as a win, as its log
+            # replay (Outcomes.from_log) does: a winner merged into an adopted composition,
+            # or beaten by a better one, is not a failure of its arm.
+            won = self.planner == "learning" or (
+                adoption is not None and adoption.patch == record.patch
+            )
             self.outcomes.record(record.mutator, record.kind, record.verdict == "adopt" and won)
 
     def _exhausted(

@@ -28,4 +28,5 @@ class Planner(RoleActor):
             rng=rng,
             limit=message.limit,
             priors=message.mode == "learning",
+            spread=message.mode == "learning",
         )

@@ -37,6 +37,9 @@ class Run:
     quick_rejected: list[str] = field(default_factory=list)
     #: every candidate the cascade's short count rejected: "cycle N mutator: reason"
     short_rejected: list[str] = field(default_factory=list)
+    #: every candidate judged, cycle by cycle: mutator, kind, predicted and measured gain,
+    #: verdict, the patch's hunk headers (the sites): what the planner drew and what it paid
+    trace: list[list[str]] = field(default_factory=list)
 
     def reached(self, target: float) -> tuple[int | None, float | None]:
         """(cycles, seconds) to reach ``target``, or (None, None)."""
@@ -50,6 +53,20 @@ class Run:
         data["gains"] = [round(g, 4) for g in self.gains]
         data["walls"] = [round(w, 1) for w in self.walls]
         return data
+
+
+def describe(record: Any) -> str:
+    """One line for a candidate record: what was drawn, what it was predicted, what it measured."""
+    sites = sorted(
+        {
+            line.split("@@")[-1].strip()
+            for line in record.patch.splitlines()
+            if line.startswith("@@")
+        }
+    )
+    predicted = f"{record.expected_gain:.3f}" if record.expected_gain is not None else "-"
+    measured = f"{record.ratio:.4f}" if record.ratio is not None else "-"
+    return f"{record.mutator}/{record.kind} pred {predicted} got {measured} {record.verdict} {'; '.join(sites)} | {'; '.join(r[:90] for r in record.reasons)}"
 
 
 def evolve(
@@ -76,6 +93,8 @@ def evolve(
             run = Run(name, seed, planner, compose)
 
             def progress(stage: str, info: dict[str, Any]) -> None:
+                if stage == "cycle":
+                    run.trace.append([describe(record) for record in info.get("records", [])])
                 for record in info.get("records", []) if stage == "cycle" else []:
                     run.quick_rejected.extend(
                         f"cycle {info['cycle']} {record.mutator}: {reason}"

@@ -23,7 +23,7 @@ from evolution.generate import Candidate
 from evolution.novelty import tree_key
 from evolution.patch import apply_patch
 from evolution.planner import Outcomes
-from evolution.stopping import worth_trying
+from evolution.stopping import worth_a_slot, worth_trying
 
 TreeOf = Callable[[str], Mapping[str, str] | None]
 
@@ -65,10 +65,31 @@ class SearchMemory:
         return [candidate for _, candidate in ranked]
 
     def prepare(
-        self, opportunities: Sequence[Opportunity], threshold: float, sources: Sequence[str]
+        self,
+        opportunities: Sequence[Opportunity],
+        threshold: float,
+        sources: Sequence[str],
+        version: str = "",
+        compose: bool = True,
     ) -> tuple[list[Opportunity], str | None]:
-        """The analyzer's answer calibrated by what was measured, and why nothing is worth a try (or None)."""
+        """The sites worth a candidate this cycle, calibrated by what was measured, best
+        first; or none, and why nothing is worth a try.
+
+        Worth a candidate (:func:`~evolution.stopping.worth_a_slot`): a site that may pass
+        alone, the best site of a kind never measured, or, with ``compose``, sites that
+        may pass composed with each other and the gains kept for ``version``.
+        """
         ranked = calibrated(opportunities, self.calibration)
+        slots = worth_a_slot(
+            ranked,
+            threshold=threshold,
+            calibration=self.calibration,
+            outcomes=self.outcomes,
+            kept=[gain for gain, _ in self.gains.get(version, {}).values()],
+            compose=compose,
+        )
+        if slots:
+            return slots, None
         reason = worth_trying(
             ranked,
             threshold=threshold,
@@ -77,7 +98,13 @@ class SearchMemory:
             sources=sources,
             try_untried=True,
         )
-        return ranked, reason
+        return [], reason or f"no site is worth a candidate against the {threshold:g}× threshold"
+
+    def worth_tuning(self, kind: str = "tunable") -> bool:
+        """Whether the parameter search is worth a slot: never measured, or it measured a
+        gain a composition could use (the rule an untried rewrite kind gets)."""
+        seen = self.calibration.observations.get(kind, ())
+        return not seen or any(measured >= MERGE_FLOOR for measured, _ in seen)
 
     def novel(
         self, candidates: Sequence[Candidate], version: str, tree: Mapping[str, str]

@@ -165,6 +165,7 @@ def plan(
     candidates_for_kind: Callable[[str], Sequence[str]] | None = None,
     explore: bool = True,
     priors: bool = True,
+    spread: bool = False,
 ) -> list[Plan]:
     """Rank (opportunity, mutator) pairs and return the best ``limit`` of them.
 
@@ -173,6 +174,8 @@ def plan(
     kind be attacked by several.  With ``explore=False`` the posterior mean replaces the
     Thompson draw (for ``tars evolve plan`` showing what the swarm believes).  With
     ``priors=False`` every arm starts at the uniform Beta(1, 1), whatever its weight.
+    With ``spread`` the best plan of each function comes before any second plan of one
+    (:func:`spread_functions`).
     """
     if limit < 0:
         raise ValueError(f"limit must be 0 or more, not {limit}")
@@ -215,7 +218,24 @@ def plan(
             p.mutator,
         )
     )
-    return plans[:limit]
+    return (spread_functions(plans) if spread else plans)[:limit]
+
+
+def spread_functions(plans: Sequence[Plan]) -> list[Plan]:
+    """``plans`` with the best of each function first, then the second of each, and so on.
+
+    A cycle's few slots buy more spread over distinct functions: two rewrites of one
+    function tend to touch the same lines (their merge conflicts, so a composition keeps
+    one) and share its heat (the second mostly repeats the first's saving), where winners
+    in distinct functions compose.  Stable: the order within each round is the score's.
+    """
+    rounds: dict[tuple[str, str], int] = {}
+    keyed: list[tuple[int, int, Plan]] = []
+    for position, item in enumerate(plans):
+        where = (item.opportunity.file, item.opportunity.function)
+        rounds[where] = rounds.get(where, -1) + 1
+        keyed.append((rounds[where], position, item))
+    return [item for _, _, item in sorted(keyed, key=lambda k: (k[0], k[1]))]
 
 
 def random_plan(

@@ -10,14 +10,22 @@ twenty times.  Nothing is worth a try when
 - every site left is predicted below the manifest's threshold even with the
   calibration's optimism (:meth:`~evolution.calibration.Calibration.optimistic`), so a
   kind barely tried still gets its chance and one that keeps measuring 1.00× does not.
+
+:func:`worth_a_slot` applies the same rule site by site, so the cycles before the stop
+spend their slots only on sites that may still pay, alone or composed.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 from evolution.calibration import Calibration
+from evolution.compose import MERGE_FLOOR
 from evolution.planner import OpportunityLike, Outcomes
+
+Item = TypeVar("Item")
 
 
 def _opportunity(item: object) -> OpportunityLike:
@@ -109,3 +117,96 @@ def _below(
         f"{_predicted(best):.3f}× and may reach {best_hope:.3f}× at most "
         f"({best.kind} {calibration.words(best.kind)}): nothing is worth a candidate"
     )
+
+
+def worth_a_slot(
+    items: Sequence[Item],
+    *,
+    threshold: float,
+    calibration: Calibration | None = None,
+    outcomes: Outcomes | None = None,
+    kept: Sequence[float] = (),
+    compose: bool = True,
+) -> list[Item]:
+    """The opportunities (or plans) of ``items`` worth one of a cycle's candidates, in order.
+
+    :func:`worth_trying` decides whether a cycle runs at all; this decides which sites
+    it spends its slots on, by the same evidence, so a cycle does not fill its slots
+    with what the stop rule already counts as hopeless (seqdiff's fourth cycle drew two
+    ``memoize`` sites predicted 1.000× because an untried kind kept the run going).
+    A site not already rejected on its function's current code is worth a slot when
+
+    - it may pass alone: its optimistic calibrated gain reaches ``threshold``, or its
+      kind has passed the threshold on this genome (where a kind pays, the static
+      model's figures for it are lower bounds: the profile's clock misses work done
+      without calls, so a set lookup predicted 1.000× measured 1.33×);
+    - its kind was never measured: every site the static model predicts a gain a
+      composition could use (at least :data:`~evolution.compose.MERGE_FLOOR`; how
+      efficient the kind is, is what is unknown), and the kind's best site whatever its
+      prediction (one candidate says what the kind is worth here; the profile's clock
+      misses work done without calls);
+    - with ``compose``, it may pass composed: its kind has measured a gain a composition
+      can merge (at least :data:`~evolution.compose.MERGE_FLOOR`) somewhere, the site's
+      calibrated gain is at least that floor, and such sites (the best one per function,
+      since two rewrites of one function tend to conflict), with the sub-threshold gains
+      ``kept`` for this version, are expected to clear ``threshold`` together.
+    """
+    calibration = calibration or Calibration()
+    memory = outcomes or Outcomes()
+    fresh: list[tuple[int, OpportunityLike]] = []
+    for index, item in enumerate(items):
+        opp = _opportunity(item)
+        fingerprint = str(getattr(opp, "fingerprint", "") or "")
+        if not memory.failed_on(_mutator(item, opp), opp.file, opp.function, fingerprint):
+            fresh.append((index, opp))
+    proven = {
+        kind
+        for kind, seen in calibration.observations.items()
+        if any(measured >= threshold for measured, _ in seen)
+    }
+    chosen = {
+        index
+        for index, opp in fresh
+        if opp.kind in proven or calibration.optimistic(opp.kind, _predicted(opp)) >= threshold
+    }
+    best_untried: dict[str, tuple[float, int]] = {}
+    for index, opp in fresh:
+        if not calibration.tries(opp.kind):
+            if _predicted(opp) >= MERGE_FLOOR:
+                chosen.add(index)
+            gain = (float(opp.expected_gain), -index)
+            if opp.kind not in best_untried or gain > best_untried[opp.kind]:
+                best_untried[opp.kind] = gain
+    chosen.update(-index for _, index in best_untried.values())
+    if compose:
+        chosen.update(_composable(fresh, threshold, calibration, kept))
+    return [item for index, item in enumerate(items) if index in chosen]
+
+
+def _composable(
+    fresh: Sequence[tuple[int, OpportunityLike]],
+    threshold: float,
+    calibration: Calibration,
+    kept: Sequence[float],
+) -> set[int]:
+    """The sub-threshold sites whose expected gains, composed, clear the threshold (or none)."""
+    merged = {
+        kind
+        for kind, seen in calibration.observations.items()
+        if any(measured >= MERGE_FLOOR for measured, _ in seen)
+    }
+    sites = [
+        (index, opp)
+        for index, opp in fresh
+        if opp.kind in merged and float(opp.expected_gain) >= MERGE_FLOOR
+    ]
+    per_function: dict[tuple[str, str], float] = {}
+    for _, opp in sites:
+        where = (opp.file, opp.function)
+        per_function[where] = max(per_function.get(where, 0.0), float(opp.expected_gain))
+    together = sum(math.log(g) for g in per_function.values()) + sum(
+        math.log(g) for g in kept if g > 0
+    )
+    if not sites or together < math.log(threshold):
+        return set()
+    return {index for index, _ in sites}

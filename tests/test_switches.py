@@ -121,7 +121,10 @@ def test_the_random_planner_reaches_the_planner_actor(tiny_node: tuple[Node, Pat
 
 @pytest.mark.slow  # six counted candidates: about 30 s here
 @pytest.mark.parametrize(
-    "tiny_node", [{"counted": True, "compose": False, "candidates": 6}], indirect=True
+    "tiny_node",
+    # plain: test_compose's planner (the learning one tries the second winner a cycle later)
+    [{"counted": True, "compose": False, "candidates": 6, "planner": "plain"}],
+    indirect=True,
 )
 def test_composition_off_adopts_a_single_winner(tiny_node: tuple[Node, Path]) -> None:
     """The setting of test_compose's cycle (two winners, composed with it on): no composition."""
