@@ -53,7 +53,8 @@ def test_a_switch_asked_from_a_thread_that_ends_loses_nothing(tmp_path: Path) ->
         load.wait_for(len(load.replies) + 50)
     assert not load.failures(), load.failures()[:3]
     assert pool.restarts == 0, pool.last_failure
-    assert {r.version for r in load.replies[count:]} == {green}
+    # each of the 4 callers may have had one request on blue in flight at the promotion
+    assert {r.version for r in load.replies[count + 4 :]} == {green}
 
 
 @pytest.mark.parametrize("threaded", [False, True])

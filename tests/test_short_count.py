@@ -222,7 +222,8 @@ def test_the_short_count_does_not_count_compiling_the_source(counted) -> None:  
                 assert result.ok, result.detail
                 counts[precompile].append(read_instructions(result))
     (a, b), (c, d) = counts[True], counts[False]
-    assert abs(a - b) / a < 1e-5 and abs(c - d) / c < 1e-5, counts
+    # a count moves by up to a few thousand instructions in 10^8 run to run (CI saw 2,809)
+    assert abs(a - b) / a < 1e-4 and abs(c - d) / c < 1e-4, counts
     # tiny's core.py alone takes a few hundred thousand instructions to compile
     assert c - a > 100_000, counts
     # a module that does not compile still fails the short count
