@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from swarmkit import propose_retrying, signer, wait
+from swarmkit import COMPACTION, propose_retrying, signer, wait
 from test_approval import (
     ADMIN,
     ALICE,
@@ -159,6 +159,8 @@ def test_nodes_with_different_approvers_judge_alike_after_the_entry(tmp_path: Pa
     from runtime.launcher import admin_request
 
     path, config = approval_cluster(tmp_path)
+    # compaction after a dozen entries: the restart below stands on each node's snapshot
+    config = config.with_nodes(compaction=COMPACTION).dump(path)
     text = path.read_text(encoding="utf-8")
     paths = [path]
     for quorum in (1, 3):  # node-2 would adopt at one approval, node-3 at three
@@ -200,10 +202,18 @@ def test_nodes_with_different_approvers_judge_alike_after_the_entry(tmp_path: Pa
             approvals_of(n.store.load("tiny"))["c1"] == {"alice": "approve", "bob": "approve"}
             for n in nodes
         )
+        set_at = max(n.applier.applied for n in nodes)  # the approvers entry is before it
+        for cycle in range(2, 20):  # entries enough for every node to compact its log
+            propose_retrying(nodes[0], L.cycle_entry("tiny", "node-1", cycle, 3, [], [], None, 2.0))
+        wait(lambda: all(n.status()["log"]["snapshot_index"] > set_at for n in nodes), 60, "cut")
+        wait(lambda: same_index(nodes), 30, "every node applied the cycles")
         chain = {n.store.chain("tiny") for n in nodes}
         assert len(chain) == 1
-    # restarted (each from its own cluster.yml): the log replayed, the entry's approvers hold
+    # restarted, each from its own cluster.yml and standing on its own snapshot (the
+    # approvers entry compacted away): the snapshot's blob carries the entry's approvers
     with differing_swarm(paths) as nodes:
         wait(lambda: all(n.applier.applied >= 1 for n in nodes) and same_index(nodes), 60, "up")
-        wait(lambda: all(n.status()["approval"] == wanted for n in nodes), 30, "approvers again")
+        assert all(n.status()["log"]["log_start"] > set_at for n in nodes)
+        assert all(n.status()["approval"] == wanted for n in nodes)
         assert {n.store.chain("tiny") for n in nodes} == chain
+        assert decide(path, "tiny", "c2", "reject", "bob")["rejected"]  # bob still approves
