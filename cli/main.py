@@ -116,7 +116,12 @@ def approve(
     --set-approvers commits who approves (keys from cluster.yml) in an admin-signed entry."""
     from cli.approvals import decide, held, set_approvers, show_held
 
-    if set_to is not None and config is not None:
+    if set_to is not None:
+        if config is None:
+            raise PolicyError(
+                "--set-approvers commits a ledger entry: it needs the swarm",
+                hint="pass --config cluster.yml (docs/approval.md)",
+            )
         names = [n.strip() for n in set_to.split(",") if n.strip()]
         made = set_approvers(config, names, quorum)
         console.print(f"approvers {', '.join(sorted(names))}, quorum {quorum}: ledger index "

@@ -43,7 +43,7 @@ from consensus.approvals import ApproverList, Approvers, approvers_entry
 from consensus.blob import approvers_of, encode_blob
 from consensus.entries import encode
 from events.lineage_state import approvals_of
-from evolution.errors import ConsensusError, PolicyError
+from evolution.errors import ConfigError, ConsensusError, PolicyError
 from evolution.tree import version_id
 from node import SwarmNode
 from runtime.config import load_cluster
@@ -154,7 +154,7 @@ def differing_swarm(paths: list[Path]) -> Iterator[list[SwarmNode]]:
 
 
 def test_nodes_with_different_approvers_judge_alike_after_the_entry(tmp_path: Path) -> None:
-    from cli.approvals import decide
+    from cli.approvals import decide, set_approvers
     from cli.main import app
     from runtime.launcher import admin_request
 
@@ -181,6 +181,20 @@ def test_nodes_with_different_approvers_judge_alike_after_the_entry(tmp_path: Pa
         propose_retrying(nodes[1], member)
         wait(lambda: same_index(nodes), 30, "every node applied the member's entry")
         assert [n.state.refused_signatures for n in nodes] == [r + 1 for r in refused]
+        assert [n.status()["approval"]["quorum"] for n in nodes] == [2, 1, 3]
+        # what is no approvers entry is refused at the door, with a hint
+        vote = L.vote_entry(
+            "tiny", "p", V0, "node-1", True, "", 1.0, signer=signer(config, "node-1")
+        )
+        for junk in ({"keys": "x", "quorum": 1}, {"keys": {"alice": alice}, "quorum": 2},
+                     {"keys": {"alice": 7}, "quorum": 1}, {"entry": 123}, {"entry": vote},
+                     {"keys": {"node-3": alice}, "quorum": 1}):  # fmt: skip
+            reply = admin_request(config, "node-3", {"op": "approvers", **junk}, timeout=15)
+            assert reply["ok"] is False and reply["error"] and reply["hint"], (junk, reply)
+        with pytest.raises(ConfigError, match="a node can never be an approver"):
+            set_approvers(path, ["alice", "node-2"], 1)
+        with pytest.raises(ConfigError, match="not listed under approval.approvers"):
+            set_approvers(path, ["mallory"], 1)
         assert [n.status()["approval"]["quorum"] for n in nodes] == [2, 1, 3]
         # the admin's, through the CLI: alice and bob, quorum 2, on every node
         done = CliRunner().invoke(app, ["approve", "--config", str(paths[1]),
@@ -217,3 +231,10 @@ def test_nodes_with_different_approvers_judge_alike_after_the_entry(tmp_path: Pa
         assert all(n.status()["approval"] == wanted for n in nodes)
         assert {n.store.chain("tiny") for n in nodes} == chain
         assert decide(path, "tiny", "c2", "reject", "bob")["rejected"]  # bob still approves
+
+
+def test_set_approvers_needs_the_swarm() -> None:
+    from cli.main import app
+
+    done = CliRunner().invoke(app, ["approve", "--set-approvers", "alice", "--quorum", "1"])
+    assert done.exit_code != 0 and "--config" in done.output
