@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from consensus.signing import Signer
     from runtime.config import ClusterConfig
 
-__all__ = ["decide", "held", "show_held", "signer_for"]
+__all__ = ["decide", "held", "set_approvers", "show_held", "signer_for"]
 
 
 def _config(config: ClusterConfig | Path | str) -> ClusterConfig:
@@ -103,6 +103,51 @@ def decide(
         genome, candidate, decision, approver, reason, time.time(), signer=signer
     )
     reply = _ask(chosen, {"op": "decide", "entry": entry})
+    if not reply.get("ok"):
+        raise PolicyError(f"the swarm refused: {reply.get('error')}", hint=reply.get("hint"))
+    return reply
+
+
+def set_approvers(
+    config: ClusterConfig | Path | str, names: list[str], quorum: int
+) -> dict[str, Any]:
+    """Commit an admin-signed ``approvers`` entry: ``names`` with the public keys cluster.yml
+    records for them (`tars keys --id NAME`), and ``quorum``; from then on every node judges
+    approvals with these, whatever its own cluster.yml says (docs/approval.md).
+
+    Signed here with the admin's secret when this machine holds it, else by the node's
+    admin key.  Raises ConfigError for a name that is a node or has no recorded key,
+    PolicyError when the swarm refuses, TransportError when no node answers.
+    """
+    from consensus.approvals import approvers_entry
+    from consensus.signing import Signer
+    from runtime.keys import encode_sign_key
+
+    chosen = _config(config)
+    nodes = sorted(set(names) & set(chosen.ids))
+    if nodes:
+        raise ConfigError(
+            f"{', '.join(nodes)} is a node of {chosen.path}: a node can never be an approver",
+            hint="name people listed under approval.approvers",
+        )
+    for name in names:
+        if name != "admin" and name not in chosen.approvers:
+            raise ConfigError(
+                f"{name!r} is not listed under approval.approvers in {chosen.path}",
+                hint=f"list it there, then run `tars keys --config {chosen.path} --id {name}`",
+            )
+    keys = {name: encode_sign_key(chosen.sign_key(name)) for name in names}
+    try:
+        admin: Signer | None = Signer("admin", chosen.sign_secret("admin"))
+    except (ConfigError, OSError):
+        admin = None  # the node signs with its admin key, if it holds one
+    body: dict[str, Any] = {"op": "approvers", "keys": keys, "quorum": quorum}
+    if admin is not None:
+        body = {
+            "op": "approvers",
+            "entry": approvers_entry(keys, quorum, time.time(), signer=admin),
+        }
+    reply = _ask(chosen, body)
     if not reply.get("ok"):
         raise PolicyError(f"the swarm refused: {reply.get('error')}", hint=reply.get("hint"))
     return reply

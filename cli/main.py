@@ -108,11 +108,25 @@ def approve(
     reject: bool = typer.Option(False, "--reject", help="reject it (final for this candidate)"),
     reason: str = typer.Option("", "--reason", help="why, kept in the log"),
     store: str = StoreOpt,
+    set_to: str | None = typer.Option(None, "--set-approvers", help="a,b: approvers from now on"),
+    quorum: int = typer.Option(1, "--quorum", help="with --set-approvers: how many must approve"),
 ) -> None:
     """Decide on a candidate the governor held for a person: a signed ledger entry with
-    --config (the swarm adopts at the quorum of approvers), or one node's store with --store."""
-    from cli.approvals import decide, held, show_held
+    --config (the swarm adopts at the quorum of approvers), or one node's store with --store.
+    --set-approvers commits who approves (keys from cluster.yml) in an admin-signed entry."""
+    from cli.approvals import decide, held, set_approvers, show_held
 
+    if set_to is not None:
+        if config is None:
+            raise PolicyError(
+                "--set-approvers commits a ledger entry: it needs the swarm",
+                hint="pass --config cluster.yml (docs/approval.md)",
+            )
+        names = [n.strip() for n in set_to.split(",") if n.strip()]
+        made = set_approvers(config, names, quorum)
+        console.print(f"approvers {', '.join(sorted(names))}, quorum {quorum}: ledger index "
+                      f"{made['index']} via {made['node']}")  # fmt: skip
+        return
     if listing:
         show_held(held(config, genome) if config else _store_held(store, genome), console)
         return

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from consensus.admin_reads import read_ops
 from consensus.applier import Applier, Clock
-from consensus.approval_admin import decide_op, held_op
+from consensus.approval_admin import approvers_op, decide_op, held_op
 from consensus.authors import ADMIN_ONLY
 from consensus.entries import decode
 from consensus.ledger import LedgerState, members_entry, rollback_entry
@@ -119,6 +119,8 @@ class Admin:
             return held_op(self.store, self.state, body)
         if op == "decide":
             return decide_op(self.store, self.state, self.ledger, body)
+        if op == "approvers":  # who approves from now on, admin-signed (docs/approval.md)
+            return approvers_op(self.state, self.ledger, body, self._admin_signed, self.clock())
         if op in self.ops:
             return self.ops[op](body)
         if op == "block":
@@ -134,7 +136,7 @@ class Admin:
             return {"ok": True, "blocked": peers}
         raise TarsError(
             f"unknown admin op {op!r}",
-            hint=f"ops: {', '.join(['status', 'add', 'remove', 'rollback', 'block', 'sync', 'held', 'decide', *self.ops])}",
+            hint=f"ops: {', '.join(['status', 'add', 'remove', 'rollback', 'block', 'sync', 'held', 'decide', 'approvers', *self.ops])}",
         )
 
     def sync(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -9,14 +9,19 @@ that signs the encoded bytes itself.  What this node can already see is refused 
 a hint (a non-approver or a bad signature, an unknown or decided candidate, a repeated
 approver); the state machine checks the same again on every node when the entry commits,
 so a race between two people, or a node that skipped this check, changes nothing.
+
+``{"op": "approvers", "keys": {NAME: KEY}, "quorum": Q}`` (or ``"entry": BYTES``, an
+``approvers`` entry the admin signed) proposes who approves from now on, signed with the
+admin key this node holds when no entry is brought; every node judges with it once it
+commits, whatever its cluster.yml says (docs/approval.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from consensus.approvals import Approval, held_list, refusal
+from consensus.approvals import Approval, ApproverList, approvers_entry, held_list, refusal
 from consensus.authors import signature_problem
 from consensus.entries import decode, encode
 from consensus.ledger import LedgerState
@@ -25,7 +30,7 @@ from events.lineage_state import approvals_of
 from events.store import GenomeStore
 from evolution.errors import PolicyError, TarsError
 
-__all__ = ["decide_op", "held_op"]
+__all__ = ["approvers_op", "decide_op", "held_op"]
 
 _HINT = "list what waits with `tars approve --config cluster.yml --list` (docs/approval.md)"
 
@@ -119,3 +124,39 @@ def _entry(given: Any) -> tuple[bytes, Approval]:
     if not isinstance(typed, Approval):
         raise PolicyError("only an approval entry may be decided", hint=_HINT)
     return given, typed
+
+
+def approvers_op(
+    state: LedgerState,
+    ledger: Proposer,
+    body: Mapping[str, Any],
+    admin_signed: Callable[[bytes], bytes],
+    now: float,
+) -> dict[str, Any]:
+    """Propose an ``approvers`` entry; answer with the approvers this node judges with after."""
+    hint = "`tars approve --config cluster.yml --set-approvers alice,bob --quorum 2`"
+    try:
+        data = body.get("entry")
+        if data is None:
+            keys, quorum = body.get("keys"), body.get("quorum")
+            if not isinstance(keys, dict) or type(quorum) is not int:
+                raise PolicyError("approvers needs keys (name -> base64 key) and quorum", hint=hint)
+            data = admin_signed(approvers_entry({str(k): v for k, v in keys.items()}, quorum, now))
+        if not isinstance(data, bytes):
+            raise PolicyError("an approvers entry must be signed entry bytes", hint=hint)
+        entry = decode(data)
+        if not isinstance(entry, ApproverList):
+            raise PolicyError("only an approvers entry may be proposed here", hint=hint)
+        keyring = state.keys if state.keys is not None else Keyring({})
+        problem = signature_problem(entry, data, keyring, state.members, state.approvers)
+        if problem is not None and state.keys is not None:
+            raise PolicyError(f"approvers refused: {problem}", hint=hint)
+        index = ledger.propose(data)
+    except TarsError as exc:
+        return {"ok": False, "error": exc.message, "hint": exc.hint or hint}
+    return {
+        "ok": True,
+        "index": index,
+        "approvers": sorted(state.approval.keys),
+        "quorum": state.approval.quorum,
+    }

@@ -37,8 +37,12 @@ __all__ = [
     "DECISIONS",
     "Approval",
     "ApprovalRefused",
+    "ApproverList",
     "Approvers",
     "apply_approval",
+    "approver_list_problem",
+    "approvers_entry",
+    "approvers_from",
     "approval_entry",
     "held_list",
     "refusal",
@@ -64,6 +68,43 @@ class Approvers(NamedTuple):
 
     keys: Mapping[str, bytes]
     quorum: int = 1
+
+
+class ApproverList(NamedTuple):
+    """The ``approvers`` entry: who approves (name -> public signing key, base64) and the
+    quorum from this entry on.  The admin's alone (:mod:`consensus.authors`): once
+    committed, every node judges approvals with it, whatever its own cluster.yml says."""
+
+    keys: dict[str, str]
+    quorum: int
+    node: str
+    at: float
+
+
+def approvers_entry(
+    keys: Mapping[str, str], quorum: int, at: float, *, signer: Signer | None = None
+) -> bytes:
+    """The admin's ``approvers`` entry (names sorted, so every proposer writes it alike)."""
+    from consensus.entries import ADMIN, encode
+
+    return encode(ApproverList(dict(sorted(keys.items())), quorum, ADMIN, at), signer)
+
+
+def approver_list_problem(entry: ApproverList) -> str | None:
+    """What is wrong with an ``approvers`` entry beyond its fields' types, or None."""
+    if not entry.keys:
+        return "it names no approver"
+    if not 1 <= entry.quorum <= len(entry.keys):
+        return f"quorum {entry.quorum} is not between 1 and the {len(entry.keys)} approvers"
+    return None
+
+
+def approvers_from(entry: ApproverList, where: str) -> Approvers:
+    """The entry's approvers with raw keys (a key that is no key raises ConfigError)."""
+    from runtime.keys import decode_sign_key
+
+    keys = {name: decode_sign_key(text, where) for name, text in sorted(entry.keys.items())}
+    return Approvers(keys, entry.quorum)
 
 
 class ApprovalRefused(ConsensusError):

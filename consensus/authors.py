@@ -3,9 +3,10 @@
 Every entry names its author in ``node`` and carries the author's signature
 (:mod:`consensus.signing`).  A member writes its own register, cycle and vote entries
 (and any entry type added later that names a member, such as ``rollout``: its own
-rollout's steps); the entries that change the head or who decides, ``rollback`` and
-``members``, are the admin's (:data:`ADMIN_ONLY`), so one member's key cannot change the
-swarm's members or move its head at will.  :func:`signature_problem` is a pure function
+rollout's steps); the entries that change the head or who decides, ``rollback``,
+``members`` and ``approvers`` (who approves a held candidate), are the admin's
+(:data:`ADMIN_ONLY`), so one member's key cannot change the swarm's members or its
+approvers, or move its head at will.  :func:`signature_problem` is a pure function
 of the bytes, the keys and the member list, so every node refuses the same entries.
 
 One exception, for progressive delivery (issue 11; docs/rollouts.md, "Rollback by a
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from consensus.approvals import Approval
+from consensus.approvals import Approval, ApproverList
 from consensus.entries import ADMIN, Entry, Members, Rollback, decode, kind_of
 from consensus.signing import Keyring, Signer, sign, split
 from evolution.errors import ConsensusError, TarsError
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 #: Entry types only the admin may author: they change the head or who decides.
-ADMIN_ONLY: tuple[type, ...] = (Rollback, Members)
+ADMIN_ONLY: tuple[type, ...] = (Rollback, Members, ApproverList)
 
 
 def author_of(entry: Entry) -> str | None:
@@ -83,7 +84,23 @@ def signature_problem(
                 decode_sign_key(text, f"the signing key of {name}")
         except TarsError as exc:
             return str(exc)
+    if problem is None and isinstance(entry, ApproverList):
+        return _approvers_problem(entry, members)
     return problem
+
+
+def _approvers_problem(entry: ApproverList, members: Sequence[str]) -> str | None:
+    """An ``approvers`` entry names people with keys: never a node (a stolen machine must
+    not forge a person's decision), and every key must be a key."""
+    nodes = sorted(set(entry.keys) & set(members))
+    if nodes:
+        return f"a node can never be an approver ({', '.join(nodes)})"
+    try:
+        for name, text in entry.keys.items():
+            decode_sign_key(text, f"the signing key of approver {name}")
+    except TarsError as exc:
+        return str(exc)
+    return None
 
 
 class Refused(ConsensusError):

@@ -7,7 +7,10 @@ node), and the *committed chain heads* — each lineage's last position and chai
 ledger index ``heads_index``.  A node whose store is behind the snapshot fetches a
 peer's events and accepts them only through those heads (``consensus.transfer``), so
 an authenticated peer cannot hand it history the ledger never made.  A blob written
-before the keys and heads existed holds only ``members``.
+before the keys and heads existed holds only ``members``.  Once an ``approvers`` entry
+committed, the blob carries the approvers (name -> base64 key) and the quorum it set, so
+a node standing on the snapshot judges approvals as the others do; a blob without them
+leaves the node with cluster.yml's, as before that entry existed.
 """
 
 from __future__ import annotations
@@ -17,14 +20,24 @@ from typing import Any
 
 import msgpack
 
+from consensus.approvals import Approvers
 from consensus.entries import Offer
 from consensus.offers import Offers
+from consensus.signing import Keyring
 from events.domain import lineage_id
 from events.store import GenomeStore
 from evolution.errors import ConsensusError
 from runtime.keys import decode_sign_key
 
-__all__ = ["Heads", "encode_blob", "heads_of", "members_and_keys", "offers_of", "store_heads"]
+__all__ = [
+    "Heads",
+    "approvers_of",
+    "encode_blob",
+    "heads_of",
+    "members_and_keys",
+    "offers_of",
+    "store_heads",
+]
 
 #: lineage id (32 hex) -> (its last position, that event's chain)
 Heads = dict[str, tuple[int, str]]
@@ -47,6 +60,7 @@ def encode_blob(
     heads_index: int,
     heads: Heads,
     offers: Sequence[Sequence[Any]] = (),
+    approval: Approvers | None = None,
 ) -> bytes:
     """The blob: members, keys (name -> base64), the heads at ``heads_index``, and the
     recent committed offers (``[index, entry bytes]`` pairs, :mod:`consensus.offers`)."""
@@ -57,6 +71,9 @@ def encode_blob(
         "heads": {ident: list(head) for ident, head in sorted(heads.items())},
         "offers": [list(pair) for pair in offers],
     }
+    if approval is not None:  # set by an ``approvers`` entry (else cluster.yml's stand)
+        texts = Keyring(approval.keys).as_text()
+        blob["approvers"] = {"keys": dict(sorted(texts.items())), "quorum": approval.quorum}
     return msgpack.packb(blob, use_bin_type=True)
 
 
@@ -92,3 +109,20 @@ def offers_of(index: int, state: bytes) -> list[tuple[int, Offer]]:
         return Offers.read(msgpack.unpackb(state, raw=False).get("offers"))
     except Exception as exc:
         raise ConsensusError(f"snapshot state at ledger index {index} is malformed: {exc}") from exc
+
+
+def approvers_of(index: int, state: bytes) -> Approvers | None:
+    """The approvers and quorum an ``approvers`` entry set, as the blob carries them;
+    None for a blob without them (cluster.yml's stand)."""
+    try:
+        found = msgpack.unpackb(state, raw=False).get("approvers")
+        if found is None:
+            return None
+        where = f"snapshot state at ledger index {index}"
+        keys = {str(n): decode_sign_key(t, where) for n, t in sorted(found["keys"].items())}
+        quorum = found["quorum"]
+        if type(quorum) is not int or not keys or not 1 <= quorum <= len(keys):
+            raise ValueError(f"quorum {quorum!r} does not fit {len(keys)} approvers")
+    except Exception as exc:
+        raise ConsensusError(f"snapshot state at ledger index {index} is malformed: {exc}") from exc
+    return Approvers(keys, quorum)

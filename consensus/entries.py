@@ -34,7 +34,7 @@ import msgpack
 
 from consensus._msgspec import FastDecoder
 from consensus._schema import Bad, Defaults, Schema, defaults_of, name_of, schema_of
-from consensus.approvals import Approval
+from consensus.approvals import Approval, ApproverList, approver_list_problem
 from consensus.rollout_entry import Rollout, rollout_problem
 from consensus.rollout_entry import rollout_entry as rollout_entry
 from consensus.signing import Signer, sign
@@ -163,7 +163,7 @@ def offer_entry(
 
 # ---- all entry types -------------------------------------------------------------------
 
-Entry = Register | Cycle | Vote | Rollback | Members | Offer | Rollout | Approval
+Entry = Register | Cycle | Vote | Rollback | Members | Offer | Rollout | Approval | ApproverList
 
 #: The ``type`` tag of each entry class, as it is on the wire.
 TYPES: dict[str, type[Entry]] = {
@@ -175,6 +175,7 @@ TYPES: dict[str, type[Entry]] = {
     "offer": Offer,
     "rollout": Rollout,  # its own module: consensus/rollout_entry.py
     "approval": Approval,  # its own module: consensus/approvals.py
+    "approvers": ApproverList,  # the admin's: who approves, the quorum (approvals.py)
 }
 _KIND: dict[type, str] = {cls: kind for kind, cls in TYPES.items()}
 
@@ -195,7 +196,10 @@ _LEFT_OUT_EMPTY: dict[type, frozenset[str]] = {
     Rollout: frozenset({"plan"}),
 }
 #: Checks beyond the fields' types, by entry type: what is wrong, or None.
-_BEYOND: dict[type, Callable[[Any], str | None]] = {Rollout: rollout_problem}
+_BEYOND: dict[type, Callable[[Any], str | None]] = {
+    Rollout: rollout_problem,
+    ApproverList: approver_list_problem,
+}
 #: The name entries of the admin (the CLI's key) carry in ``node``.
 ADMIN = "admin"
 
@@ -351,7 +355,7 @@ def parse(raw: Mapping[str, Any]) -> Entry:
 
 #: Entry types whose in-memory part of the ledger state (the member list, the recent
 #: offers) is rebuilt from re-deliveries too, so they are decoded even then.
-REBUILT = frozenset({"members", "offer"})
+REBUILT = frozenset({"members", "offer", "approvers"})
 
 
 class Incoming(NamedTuple):
@@ -409,7 +413,7 @@ def authored_by(sender: str, data: bytes) -> bool:
         entry = decode(data)
     except ConsensusError:
         return True
-    if isinstance(entry, Rollback | Members):  # the admin's (consensus.authors.ADMIN_ONLY)
+    if isinstance(entry, Rollback | Members | ApproverList):  # the admin's (authors.ADMIN_ONLY)
         return entry.node in (sender, ADMIN)
     if isinstance(entry, Approval):  # a person's: its signature decides (consensus.approvals)
         return True

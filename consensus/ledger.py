@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from consensus._run import Run, waiting_of
-from consensus.approvals import Approval, Approvers, apply_approval
+from consensus.approvals import Approval, ApproverList, Approvers, apply_approval
 from consensus.authors import Refused, member_rollback_problem, signature_problem
 from consensus.blob import heads_of, store_heads
 from consensus.entries import (
@@ -146,9 +146,13 @@ class LedgerState(LedgerSnapshots):
         self.refused_signatures = 0
         #: the swarm's public signing keys; None verifies nothing (see the module docstring)
         self.keys: Keyring | None = Keyring(keys) if keys is not None else None
-        #: who may approve a held candidate, and the quorum (cluster.yml; docs/approval.md)
+        #: who may approve a held candidate, and the quorum: cluster.yml's until the first
+        #: committed ``approvers`` entry, that entry's from then on (docs/approval.md)
         self.approval = approval or Approvers({}, 1)
         self.approvers = Keyring(self.approval.keys)
+        #: (index, approvers from that index on) since the first ``approvers`` entry
+        #: (empty: cluster.yml's), for the snapshot blob at any index
+        self._approver_changes: list[tuple[int, Approvers]] = []
         self._applied = store.applied(ledger) or 0
         #: (applied index, lineage id hex -> (last position, its chain)) as the store holds
         #: them, replaced whole after every stored run: a snapshot reads it without a lock
@@ -201,13 +205,16 @@ class LedgerState(LedgerSnapshots):
             entry, raw, kind, genome = incoming(data, again=again)
         except ConsensusError as exc:
             return self._skip(run, index, "?", None, exc)
-        if isinstance(entry, Members):  # the member list is rebuilt from re-deliveries too
+        if isinstance(entry, Members | ApproverList):  # rebuilt from re-deliveries too
             problem = self._refusal(entry, data)
+            if problem is None and isinstance(entry, ApproverList):
+                problem = self._take_approvers(index, entry)
             if problem is not None:
                 if again:  # refused when it was first applied
                     return Applied(index, kind, genome, False, {}, {})
                 return self._refuse(run, index, kind, genome, problem)
-            self._take_members(index, entry)
+            if isinstance(entry, Members):
+                self._take_members(index, entry)
         if again:
             self.offers.replayed(index, entry)
             # A re-delivery after a restart: only the last applied entry reports what
@@ -219,7 +226,7 @@ class LedgerState(LedgerSnapshots):
                 entry = parse(raw)
             except ConsensusError as exc:
                 return self._skip(run, index, kind, genome, exc)
-        if not isinstance(entry, Members):
+        if not isinstance(entry, Members | ApproverList):
             problem = self._refusal(entry, data)
             if problem is not None:
                 return self._refuse(run, index, kind, genome, problem)
@@ -290,6 +297,8 @@ class LedgerState(LedgerSnapshots):
                 return {}
             case Approval():
                 return self._approval(run, entry)
+            case ApproverList():  # taken in _apply_one, rebuilt from re-deliveries too
+                return {}
 
     # -- handlers: trigger events on the run's lineages; the run stores them --
 

@@ -13,12 +13,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from consensus.blob import Heads, encode_blob, members_and_keys, offers_of, store_heads
+from consensus.approvals import ApproverList, Approvers, approvers_from
+from consensus.blob import (
+    Heads,
+    approvers_of,
+    encode_blob,
+    members_and_keys,
+    offers_of,
+    store_heads,
+)
 from consensus.entries import Members
 from consensus.offers import Offers
 from consensus.signing import Keyring
 from events.domain import Lineage
 from events.store import GenomeStore
+from evolution.errors import TarsError
 from runtime.keys import decode_sign_key
 
 __all__ = ["LedgerSnapshots"]
@@ -33,6 +42,9 @@ class LedgerSnapshots:
     members: list[str]
     keys: Keyring | None
     offers: Offers
+    approval: Approvers
+    approvers: Keyring
+    _approver_changes: list[tuple[int, Approvers]]
     _applied: int
     _member_changes: list[tuple[int, list[str]]]
     _heads: tuple[int, Heads]
@@ -55,6 +67,28 @@ class LedgerSnapshots:
                 return members
         return self._member_changes[0][1]
 
+    def approvers_at(self, index: int) -> Approvers | None:
+        """The approvers an ``approvers`` entry set at or before ``index``; None while
+        cluster.yml's are in force (a blob then carries none, as before the entry existed)."""
+        for since, approval in reversed(self._approver_changes):
+            if since <= index:
+                return approval
+        return None
+
+    def _take_approvers(self, index: int, entry: ApproverList) -> str | None:
+        """Judge approvals with the entry's approvers from ``index`` on; why not, or None."""
+        try:
+            approval = approvers_from(entry, f"ledger entry {index}")
+        except TarsError as exc:
+            return str(exc)
+        self._set_approvers(index, approval)
+        return None
+
+    def _set_approvers(self, index: int, approval: Approvers) -> None:
+        self.approval, self.approvers = approval, Keyring(approval.keys)
+        self._approver_changes = [c for c in self._approver_changes if c[0] < index]
+        self._approver_changes.append((index, approval))
+
     def snapshot_state(self, index: int) -> bytes:
         """The ledger's state that is not in the store, for a snapshot at ``index``: the
         member list at ``index``, the keys, and the chain heads as this store holds them
@@ -62,14 +96,18 @@ class LedgerSnapshots:
         heads_index, heads = self._heads
         keys = self.keys.as_text() if self.keys is not None else {}
         offers = self.offers.state(index)
-        return encode_blob(self.members_at(index), keys, heads_index, heads, offers)
+        approval = self.approvers_at(index)
+        return encode_blob(self.members_at(index), keys, heads_index, heads, offers, approval)
 
     def restore(self, index: int, state: bytes) -> None:
         """Take the member list, keys and recent offers of a snapshot at ``index``; later
         entries replay over them."""
         members, keys = members_and_keys(index, state)
         offers = offers_of(index, state)
+        approval = approvers_of(index, state)
         with self.lock:
+            if approval is not None:  # else cluster.yml's (or what this node had) stand
+                self._set_approvers(index, approval)
             self.members = sorted(set(members)) or self.members
             self._member_changes = [(index, self.members)]
             if self.keys is not None:

@@ -14,7 +14,7 @@ import pytest
 
 from consensus import entries as E
 from consensus import ledger as L
-from consensus.approvals import Approval, approval_entry
+from consensus.approvals import Approval, ApproverList, approval_entry, approvers_entry
 from events.records import Adoption, CandidateRecord, Held
 from events.store import GenomeStore
 from evolution.errors import ConsensusError
@@ -120,6 +120,13 @@ PINNED = {
         "696f6ea7617070726f7665a8617070726f766572a5616c696365a6726561736f6ead726561642074686520"
         "64696666a26174cb408f7c0000000000"
     ),
+    # issue 12's gap: the admin's list of approvers with their keys, and the quorum
+    "approvers": (
+        "85a474797065a9617070726f76657273a46b65797382a5616c696365d92c41414141414141414141414141"
+        "4141414141414141414141414141414141414141414141414141414141413da3626f62d92c424242424242"
+        "424242424242424242424242424242424242424242424242424242424242424242424242423da671756f72"
+        "756d02a46e6f6465a561646d696ea26174cb408f880000000000"
+    ),
 }
 
 
@@ -154,6 +161,7 @@ def made_by_the_ledger() -> dict[str, bytes]:
             plan={"strategy": "canary", "steps": [1.0, 50.0, 100.0]},
         ),  # fmt: skip
         "approval": approval_entry("g", "c2", "approve", "alice", "read the diff", 1007.5),
+        "approvers": approvers_entry({"bob": "B" * 43 + "=", "alice": "A" * 43 + "="}, 2, 1009.0),
     }
 
 
@@ -184,6 +192,7 @@ TYPED: dict[str, E.Entry] = {
         {"strategy": "canary", "steps": [1.0, 50.0, 100.0]},
     ),  # fmt: skip
     "approval": Approval("g", "c2", "approve", "alice", "read the diff", 1007.5),
+    "approvers": ApproverList({"alice": "A" * 43 + "=", "bob": "B" * 43 + "="}, 2, "admin", 1009.0),
 }
 
 
@@ -471,3 +480,59 @@ def test_a_signed_approval_is_pinned_and_verifies_with_the_approvers_key() -> No
     assert Keyring({"alice": alice.public}).verify("alice", data) is None
     with pytest.raises(ValueError, match="approve or reject"):
         approval_entry("g", "c2", "maybe", "alice", "", 1.0)
+
+
+#: The admin's approvers entry, signed (issue 12's gap): keys are alice's and bob's of
+#: tests/test_approval.py, quorum 1.
+SIGNED_APPROVERS = (
+    "86a474797065a9617070726f76657273a46b65797382a5616c696365d92c51383341493949745835345166"
+    "526f476b3056394e64485244726653484849526b765676586551475a644d3da3626f62d92c534237656479"
+    "32685634584a355a6f4959674734772f6e4442784b65503862583830716b332b3159464f553da671756f72"
+    "756d01a46e6f6465a561646d696ea26174cb408f900000000000a3736967c440f26841270c76defb9bddd0"
+    "07c1cef9dc55c6ee876095150aaa462f475f8846ef787156d54e9ff62004591cb677bc23782a47924519c5"
+    "a0ccc75534e83b6c3500"
+)
+
+
+def test_a_signed_approvers_entry_is_pinned_and_only_the_admins_counts() -> None:
+    from consensus.authors import signature_problem
+    from consensus.signing import Keyring, Signer
+    from runtime.keys import encode_sign_key
+
+    admin, node = Signer("admin", bytes(range(1, 33))), Signer("node-1", bytes(range(32)))
+    alice, bob = Signer("alice", bytes(range(2, 34))), Signer("bob", bytes(range(3, 35)))
+    keys = {s.name: encode_sign_key(s.public) for s in (alice, bob)}
+    data = approvers_entry(keys, 1, 1010.0, signer=admin)
+    assert data.hex() == SIGNED_APPROVERS
+    entry = E.decode(data)
+    assert isinstance(entry, ApproverList) and E.fast_decode(data) == E.parse(E.read_map(data))
+    ring = Keyring({s.name: s.public for s in (admin, node)})
+    approvers = Keyring({s.name: s.public for s in (alice, bob)})
+    assert signature_problem(entry, data, ring, ["node-1"], approvers) is None
+    # a member's key, or an approver's, never writes who approves
+    for forger in (node, alice):
+        forged = E.encode(entry._replace(node=forger.name), forger)
+        problem = signature_problem(E.decode(forged), forged, ring, ["node-1"], approvers)
+        assert problem == f"a approvers entry is the admin's, not {forger.name}'s"
+    # the admin's name with another key: the signature is not the admin's
+    stolen = approvers_entry(keys, 1, 1010.0, signer=Signer("admin", bytes(range(5, 37))))
+    assert "signature" in str(signature_problem(E.decode(stolen), stolen, ring, ["node-1"]))
+    # a node named as an approver is refused, even by the admin
+    with_node = approvers_entry(
+        {**keys, "node-1": encode_sign_key(node.public)}, 1, 1.0, signer=admin
+    )
+    problem = signature_problem(E.decode(with_node), with_node, ring, ["node-1"])
+    assert problem == "a node can never be an approver (node-1)"
+
+
+@pytest.mark.parametrize(
+    ("keys", "quorum", "problem"),
+    [({}, 1, "names no approver"), ({"alice": "A" * 43 + "="}, 2, "quorum 2 is not between"),
+     ({"alice": "A" * 43 + "="}, 0, "quorum 0 is not between")],
+)  # fmt: skip
+def test_an_approvers_entry_that_cannot_hold_is_refused_by_decode(
+    keys: dict[str, str], quorum: int, problem: str
+) -> None:
+    data = E.encode(ApproverList(keys, quorum, "admin", 1.0))
+    with pytest.raises(ConsensusError, match=f"approvers entry: .*{problem}"):
+        E.decode(data)
