@@ -91,10 +91,13 @@ def run(
                     campaign = Campaign(interp, host, decl, console)
                     host.on_deploy = campaign.deploy
                     campaign.run(store, workdir, weak)
-        for decl, _ in any_improving(checked.program, interp) if config is None else []:
+        for decl, _ in any_improving(checked.program, interp):
             with at_campaign(decl, text):
                 seed = int(Campaign(interp, host, decl, console).set.get("seed", 7))
                 improve(checked, host, decl, script, store, workdir, weak, write, console, seed)
+                if config is not None:  # a client may not write a member's entries
+                    say(f"tune: recorded in {store} (this machine's log), not in the swarm's "
+                        "ledger: docs/language.md, \"On a swarm\"")  # fmt: skip
     except ScriptError as error:
         err_console.print(_styled(error), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
