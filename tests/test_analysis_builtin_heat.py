@@ -50,7 +50,7 @@ def _rows(tmp_path: Path) -> list[dict[str, object]]:
         "data = [(i * 7919) % 10007 for i in range(20000)]\n"
         "for _ in range(30):\n"
         "    smallest(data)\n"
-        "squares(200)\n"
+        "squares(60000)\n"
     )
     out = tmp_path / "rows.json"
     subprocess.run(
