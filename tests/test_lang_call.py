@@ -5,13 +5,13 @@ server are marked slow (a campaign, then a `tars run` and a server each: 8-25 s 
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from langkit import tars
 
 from evolution.lang.checker import check_source
 
@@ -22,17 +22,6 @@ TYPES = (
     "record Node(version: str, parent: str?, head: bool)\n"
     "record Tree(genome: str, head: str, versions: list<Node>)\n"
 )
-
-
-def tars(*args: str) -> tuple[int, str, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return done.returncode, done.stdout, done.stderr
 
 
 def server(store: Path, work: Path) -> str:

@@ -8,28 +8,16 @@ import json
 import re
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from langkit import tars
 
 from tests.llmkit import GOOD_TINY_REPLY, Turn, scripted_server
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "data" / "tiny"
 EXAMPLES = ROOT / "examples"
-
-
-def tars(*args: str) -> tuple[int, str, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return done.returncode, done.stdout, done.stderr
 
 
 def example(name: str, tmp: Path) -> Path:

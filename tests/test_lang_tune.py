@@ -12,12 +12,11 @@ import io
 import math
 import random
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from langkit import tars
 from rich.console import Console
 
 from evolution.errors import ConfigError
@@ -33,17 +32,6 @@ SCRIPT = (
     "evolve tiny {{\n  cycles = 1\n  candidates = n\n  improve_self = true\n"
     "  fitness {{\n    threshold = 1.05\n  }}\n  tuning {{\n{tuning}  }}\n}}\n"
 )
-
-
-def tars(*args: str) -> tuple[int, str, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return done.returncode, done.stdout, done.stderr
 
 
 def noisy(effect: dict[tuple[str, Value], float], sigma: float) -> Any:
