@@ -15,7 +15,7 @@ import statistics
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -96,12 +96,29 @@ class _CountCache:
     """(instructions, wall seconds, figures) by (tree, command): exact, so a parent is counted once per version.
 
     Shared by the incubator pool (actors are threads of one process), hence the lock.
+    One count per key is in flight at a time (:meth:`flight`): two incubators judging
+    candidates of one uncounted parent would otherwise both count it, each paying a full
+    run under valgrind for the same figure.
     """
 
     def __init__(self, size: int = _COUNT_CACHE_SIZE) -> None:
         self._size = size
         self._lock = threading.Lock()
         self._counts: OrderedDict[tuple[str, tuple[str, ...]], _Counted] = OrderedDict()
+        self._flights: dict[tuple[str, tuple[str, ...]], threading.Lock] = {}
+
+    @contextlib.contextmanager
+    def flight(self, key: tuple[str, tuple[str, ...]]) -> Iterator[None]:
+        """Held while ``key`` is counted; a second counter of it waits, then reads the cache."""
+        with self._lock:
+            lock = self._flights.setdefault(key, threading.Lock())
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                if self._flights.get(key) is lock and not lock.locked():
+                    del self._flights[key]
 
     def get(self, key: tuple[str, tuple[str, ...]]) -> _Counted | None:
         with self._lock:
@@ -283,9 +300,28 @@ def count_cached(
     the short count, cached apart from the full one.
     """
     key = _key(tree, manifest, short)
-    cached = _counts.get(key)
-    if cached is not None:
-        return Count(cached[0], 0.0, cached[1], None, dict(cached[2]), 0.0, cached[3])
+    cache = _counts
+    with cache.flight(key):
+        cached = cache.get(key)
+        if cached is not None:
+            return Count(cached[0], 0.0, cached[1], None, dict(cached[2]), 0.0, cached[3])
+        return _count_now(
+            cache, key, sandbox, tree, manifest, workdir, wall_limit, short, cpu_limit
+        )
+
+
+def _count_now(
+    cache: _CountCache,
+    key: tuple[str, tuple[str, ...]],
+    sandbox: Sandbox,
+    tree: Mapping[str, str],
+    manifest: Manifest,
+    workdir: Path | None,
+    wall_limit: float | None,
+    short: Short,
+    cpu_limit: float | None,
+) -> Count:
+    """Count ``tree`` now (no cached count) and cache what succeeded."""
     with contextlib.ExitStack() as stack:
         where = workdir if workdir is not None else stack.enter_context(sandbox.workspace(tree))
         result = run_counted(sandbox, where, manifest, wall_limit, short, cpu_limit=cpu_limit)
@@ -298,5 +334,5 @@ def count_cached(
         return Count(None, wall, wall, ("bench-output", str(exc)), {}, cpu)
     figures = read_figures(result, manifest.fitness.printed_figures())
     figures.pop(PEAK_MEMORY, None)
-    _counts.put(key, (count, wall, figures, cpu))
+    cache.put(key, (count, wall, figures, cpu))
     return Count(count, wall, wall, None, dict(figures), cpu, cpu)
