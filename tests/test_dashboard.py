@@ -235,6 +235,29 @@ def test_a_new_adoption_reaches_the_event_stream(swarm: Swarm) -> None:
         thread.join(30)
 
 
+def test_logging_out_ends_the_sessions_open_event_stream(swarm: Swarm) -> None:
+    """A stream opened by a session must not keep streaming the swarm after its logout."""
+    client = _admin(swarm)
+    conn = http.client.HTTPConnection(*swarm.host, timeout=60)
+    ended = threading.Event()
+    try:
+        conn.request("GET", "/dashboard/events?after=0", headers={"Cookie": client.cookie})
+        reply = conn.getresponse()
+        assert reply.status == 200 and reply.getheader("Content-Type") == "text/event-stream"
+
+        def drain() -> None:
+            reply.read()  # returns at the end of the stream
+            ended.set()
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        assert not ended.wait(1.0)  # open while the session lasts
+        assert client.request("POST", "/dashboard/logout", {"csrf": client.csrf})[0] == 303
+        wait(ended.is_set, 30, "the logged-out session's stream to end")
+    finally:
+        conn.close()
+
+
 def test_log_plot_writes_png_and_svg_with_every_objective(tmp_path: Path, swarm: Swarm) -> None:
     from typer.testing import CliRunner
 

@@ -100,6 +100,14 @@ class Sessions:
         with self._lock:
             self._sessions.pop(sid or "", None)
 
+    def alive(self, sid: str | None) -> bool:
+        """Whether ``sid`` is still a session, without counting the question as activity:
+        an open event stream asks this before every event, so a logout or an idle expiry
+        ends the stream instead of the stream keeping the session alive."""
+        with self._lock:
+            session = self._sessions.get(sid or "")
+            return session is not None and self._clock() - session.seen <= IDLE_SECONDS
+
     @staticmethod
     def csrf_ok(session: Session, presented: str | None) -> bool:
         return bool(presented) and hmac.compare_digest(

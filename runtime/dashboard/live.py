@@ -83,8 +83,11 @@ class Hub:
             self._changed.set()
             self._changed = asyncio.Event()
 
-    async def stream(self, request: web.Request, after: int, older: Fetch) -> web.StreamResponse:
-        """One page's stream: ``log`` events after ``after``, then ``status`` as it changes."""
+    async def stream(
+        self, request: web.Request, after: int, older: Fetch, alive: Callable[[], bool]
+    ) -> web.StreamResponse:
+        """One page's stream: ``log`` events after ``after``, then ``status`` as it changes,
+        while ``alive()`` says its session lasts (a logout ends the stream it opened)."""
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
@@ -100,7 +103,7 @@ class Hub:
                     if row[0] < oldest:
                         await _send(response, "log", self.render(row))
                         after = max(after, row[0])
-            while not self.closing.is_set():
+            while not self.closing.is_set() and alive():
                 changed = self._changed
                 for item in [r for r in self.rows if r["seq"] > after]:
                     await _send(response, "log", item)
@@ -117,6 +120,11 @@ class Hub:
         finally:
             self.listeners -= 1
         return response
+
+    def wake(self) -> None:
+        """Wake every stream to look again (a session ended: its streams stop now)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def close(self) -> None:
         self.closing.set()

@@ -132,7 +132,10 @@ class Dashboard:
             return await self.pages.log(session, dict(query))
         if parts[0] == "events" and len(parts) == 1:
             after = int(query.get("after") or 0) if query.get("after", "").isdigit() else 0
-            return await self.hub.stream(request, after, self.pages.newer)
+            sid = request.cookies.get(COOKIE)
+            return await self.hub.stream(
+                request, after, self.pages.newer, lambda: self.sessions.alive(sid)
+            )
         if parts == ["api", "status"]:
             return _json(200, await self.pages.status_json())
         if parts[0] == "genome" and len(parts) == 2:
@@ -168,6 +171,7 @@ class Dashboard:
         field = {k: str(v) for k, v in form.items() if isinstance(v, str)}
         if parts == ["logout"]:
             self.sessions.close(request.cookies.get(COOKIE))
+            self.hub.wake()  # its open event streams end now, not at their next event
             response = _see_other(PREFIX + "/login")
             response.del_cookie(COOKIE, path=PREFIX)
             return response
