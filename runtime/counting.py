@@ -9,8 +9,10 @@ incubator falls back to the A/B benchmark (:func:`effective_measure`).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
+import signal
 import statistics
 import sys
 import threading
@@ -24,6 +26,7 @@ from evolution.manifest import Manifest
 from evolution.tree import version_id
 from runtime.figures import PEAK_MEMORY, read_figures
 from runtime.sandbox import RunResult, Sandbox, SandboxLimits
+from runtime.sandbox_result import last_line
 
 #: cachegrind without its cache and branch simulation is a plain instruction counter:
 #: exact to a few instructions in a billion run to run, and far faster than callgrind.
@@ -45,12 +48,44 @@ COUNTING_SLOWDOWN = 5
 #: the count stays exact; a file that does not compile is left for the count to fail on.
 _PRECOMPILE = '"$0" -S -m compileall -q . >/dev/null 2>&1; exec "$@"'
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+#: a line valgrind writes itself (``==PID== …``, ``--PID-- …``)
+_VALGRIND_LINE = re.compile(r"^(==|--)\d+(==|--)")
 _COUNT_CACHE_SIZE = 64
 
 
 def valgrind() -> str | None:
     """The instruction counter's path, or None where valgrind is not installed."""
     return shutil.which("valgrind")
+
+
+#: valgrind's tool names per machine (``platform.machine()`` -> the tools' suffix)
+_TOOL_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+#: runs inside the jail before the counter: the counted run is one process (its docstring)
+_GUARD = Path(__file__).with_name("_count_guard.py").read_text(encoding="utf-8")
+
+
+def counter_tool(launcher: str) -> tuple[str, dict[str, str]]:
+    """valgrind's cachegrind tool binary and the environment the launcher would give it.
+
+    The count runs the tool directly, not through the ``valgrind`` launcher (a script and
+    a binary that ``execve`` the tool): the guard allows one ``execve`` only
+    (:mod:`runtime._count_guard`).  ValueError says where it looked.
+    """
+    machine = _TOOL_ARCH.get(os.uname().machine)
+    if machine is None:
+        raise ValueError(f"no guarded instruction count on a {os.uname().machine} machine")
+    real = Path(launcher).resolve()
+    prefix = real.parent.parent
+    places = [Path(os.environ["VALGRIND_LIB"])] if os.environ.get("VALGRIND_LIB") else []
+    places += [prefix / "libexec" / "valgrind", prefix / "lib" / "valgrind",
+               prefix / "lib64" / "valgrind", prefix / "lib" / f"{os.uname().machine}-linux-gnu" / "valgrind"]  # fmt: skip
+    for place in places:
+        tool = place / f"cachegrind-{machine}-linux"
+        if tool.is_file():
+            return str(tool), {"VALGRIND_LIB": str(place), "VALGRIND_LAUNCHER": str(real)}
+    raise ValueError(
+        "valgrind's cachegrind tool was not found in " + ", ".join(str(p) for p in places)
+    )
 
 
 def effective_measure(manifest: Manifest) -> str:
@@ -234,15 +269,16 @@ def run_counted(
         raise ValueError(
             'valgrind is not installed: install it (apt-get install valgrind) or set [fitness] measure = "benchmark"'
         )
+    tool, tool_env = counter_tool(counter)
     bench = manifest.commands.bench
     command = [
-        counter,
+        sys.executable, "-I", "-c", _GUARD, tool,
         *VALGRIND_FLAGS,
         sys.executable if bench[0] == "python" else bench[0],
         *bench[1:],
         *(short[0] if short is not None else ()),
-    ]
-    env = bench_env("instructions")
+    ]  # fmt: skip
+    env = {**tool_env, **bench_env("instructions")}
     if short is not None:
         env = {**short[1], **env}  # TARS_MEASURE is TARS's, never the manifest's
         if precompile:
@@ -327,7 +363,17 @@ def _count_now(
         result = run_counted(sandbox, where, manifest, wall_limit, short, cpu_limit=cpu_limit)
     wall, cpu = result.wall_seconds, result.cpu_seconds or 0.0
     if not result.ok:
-        return Count(None, wall, wall, (result.failure or "exit", result.detail), {}, cpu)
+        detail = result.detail
+        if result.failure == "exit":  # the guest's last words, not valgrind's summary
+            guest = "\n".join(x for x in result.stderr.splitlines() if not _VALGRIND_LINE.match(x))
+            detail = f"exit code {result.returncode}: {last_line(guest)}"
+        if result.returncode == -signal.SIGSYS:
+            detail = (
+                "killed by SIGSYS: it ran another program (exec) under the instruction "
+                "counter, which the count cannot follow; a counted benchmark is one "
+                "process (docs/sandbox.md, 'One process under the counter')"
+            )
+        return Count(None, wall, wall, (result.failure or "exit", detail), {}, cpu)
     try:
         count = read_instructions(result)
     except ValueError as exc:
