@@ -32,7 +32,8 @@ REPOSITORY = "tars-node"
 BASES = ("tars-base:py311", "python:3.11-slim")
 #: Debian packages installed into the image when the host can fetch them: the jail
 #: (bubblewrap; util-linux's setpriv, which drops a root jail to uid 65534 where
-#: busybox's cannot) and the instruction counter (valgrind), with their libraries.
+#: busybox's cannot) and the instruction counter (valgrind), with their libraries;
+#: libseccomp for the filter that keeps a counted run one process (runtime/_count_guard.py).
 DEBS = (
     "bubblewrap",
     "libcap2",
@@ -42,6 +43,7 @@ DEBS = (
     "libcap-ng0",
     "valgrind",
     "libc6-dbg",
+    "libseccomp2",
 )
 #: Wheels that building the project's own wheel needs (its build-system requires).
 BUILD_TOOLS = ("setuptools>=68", "wheel")
