@@ -19,7 +19,7 @@ from runtime.sandbox import RunResult, Sandbox, SandboxLimits
 
 
 class _Tally(Sandbox):
-    """The real jail, counting the counted runs it starts (valgrind is argv[0])."""
+    """The real jail, counting the counted runs it starts (valgrind's cachegrind in argv)."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
@@ -35,7 +35,7 @@ class _Tally(Sandbox):
         env: Mapping[str, str] | None = None,
         stdin: str | None = None,
     ) -> RunResult:
-        if "valgrind" in Path(argv[0]).name:
+        if any("cachegrind" in arg for arg in argv):
             with self._lock:
                 self.counted += 1
         return super().run(workdir, argv, limits, env=env, stdin=stdin)
