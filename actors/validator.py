@@ -22,7 +22,8 @@ from evolution.patch import apply_patch
 from evolution.tree import short, version_id
 from runtime.held_out import run_held_out
 from runtime.incubation import run_tests
-from runtime.sandbox import Sandbox
+from runtime.sandbox import Sandbox, SandboxLimits
+from runtime.test_yardstick import bypassed
 
 
 class Validator(RoleActor):
@@ -48,14 +49,18 @@ class Validator(RoleActor):
             return verdict(
                 False, f"patch gives {short(version_id(tree))}, not {short(message.version)}"
             )
-        result = run_tests(self.sandbox, tree, message.manifest)
-        if not result.ok:
-            return verdict(False, f"tests fail: {result.detail}")
-        held_out = run_held_out(self.sandbox, tree, message.manifest)
-        if held_out is None:
+        manifest, parent = message.manifest, message.parent_tree
+        limits = SandboxLimits.from_manifest(manifest.limits)
+        result = run_tests(self.sandbox, tree, manifest)
+        why = result.detail if not result.ok else bypassed(self.sandbox, parent, manifest.commands.test, result, limits)  # fmt: skip
+        if why is not None:
+            return verdict(False, f"tests fail: {why}")
+        held_out = run_held_out(self.sandbox, tree, manifest)
+        if held_out is None or manifest.commands.held_out is None:
             return verdict(True, "tests pass")
-        if not held_out.ok:
-            return verdict(False, f"held-out tests fail: {held_out.detail}")
+        why = held_out.detail if not held_out.ok else bypassed(self.sandbox, parent, manifest.commands.held_out, held_out, limits)  # fmt: skip
+        if why is not None:
+            return verdict(False, f"held-out tests fail: {why}")
         return verdict(True, "tests and held-out tests pass")
 
     def on_check_held_out(self, message: CheckHeldOut) -> HeldOutResult:
@@ -64,9 +69,12 @@ class Validator(RoleActor):
             tree = apply_patch(message.parent_tree, message.patch)
         except PatchError as exc:
             return HeldOutResult(False, f"patch does not apply: {exc}")
-        result = run_held_out(self.sandbox, tree, message.manifest)
-        if result is None:
+        manifest = message.manifest
+        result = run_held_out(self.sandbox, tree, manifest)
+        if result is None or manifest.commands.held_out is None:
             return HeldOutResult(None, "no held-out tests declared")
-        if not result.ok:
-            return HeldOutResult(False, result.detail)
+        limits = SandboxLimits.from_manifest(manifest.limits)
+        why = result.detail if not result.ok else bypassed(self.sandbox, message.parent_tree, manifest.commands.held_out, result, limits)  # fmt: skip
+        if why is not None:
+            return HeldOutResult(False, why)
         return HeldOutResult(True, "held-out tests pass")

@@ -42,6 +42,7 @@ from runtime.counting import (
 from runtime.figures import PEAK_MEMORY, native_peak, read_figures, wants_native_memory
 from runtime.incubation_report import IncubationReport, Tally, copied, read_metric
 from runtime.sandbox import RunResult, Sandbox, SandboxLimits
+from runtime.test_yardstick import bypassed
 
 
 def run_tests(sandbox: Sandbox, tree: Mapping[str, str], manifest: Manifest) -> RunResult:
@@ -126,6 +127,9 @@ def incubate(
         tally.ran(tests, "tests")
         if not tests.ok:
             return tally.report(False, tests.failure or "exit", f"tests failed: {tests.detail}")
+        why = bypassed(sandbox, parent_tree, test, tests, limits)
+        if why is not None:
+            return tally.report(False, "tests", f"tests failed: {why}")
         if stopped is not None:  # failed on the short input, passing its tests
             return tally.report(True, stopped[0], stopped[1], measure="instructions")
         if counted:

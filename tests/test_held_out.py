@@ -15,7 +15,7 @@ import pytest
 from swarmkit import candidate, in_process_swarm, wait
 
 from actors.incubator import Incubator
-from actors.messages import Incubate, Validate
+from actors.messages import CheckHeldOut, Incubate, Validate
 from actors.validator import Validator
 from consensus.ledger import cycle_entry, register_entry
 from evolution.errors import ManifestError
@@ -118,6 +118,32 @@ def test_the_validator_votes_no_when_only_the_held_out_tests_fail(tmp_path: Path
         good_child["tiny/core.py"] += "\n"
         good = ask(good_child)
         assert good.yes and "held-out tests pass" in good.reason, good
+    finally:
+        validator.stop()
+
+
+def test_the_validator_votes_no_when_a_candidate_ends_its_test_runs_before_they_report(
+    tmp_path: Path,
+) -> None:
+    """``os._exit(0)`` as soon as a test runner imports the code: both test commands
+    exit 0, and neither reported; the voter compares with its parent's runs."""
+    manifest, tree = load_genome(held_out_genome(tmp_path))
+    validator = Validator.start(Sandbox(tmp_path / "sandbox"))
+    try:
+        child = dict(tree)
+        child["tiny/core.py"] = (
+            "import os as _os, sys as _sys\n"
+            "if 'unittest' in _sys.modules:\n    _os._exit(0)\n" + tree["tiny/core.py"]
+        )
+        vote = validator.ask(
+            Validate("tiny", "p1", version_id(child), manifest, tree, make_patch(tree, child)),
+            timeout=120,
+        )
+        assert not vote.yes and vote.reason.startswith(
+            "tests fail: its test run printed no summary"
+        ), vote
+        held = validator.ask(CheckHeldOut(manifest, tree, make_patch(tree, child)), timeout=120)
+        assert held.passed is False and "printed no summary" in held.detail, held
     finally:
         validator.stop()
 
