@@ -123,13 +123,9 @@ def incubate(
             # count"): never reported as passing tests it did not run
             detail = f"{stopped[1]} (its tests were not run: the short count comes first)"
             return tally.report(False, "short", detail, measure="instructions")
-        tests = sandbox.run(cand_dir, test, limits)
-        tally.ran(tests, "tests")
-        if not tests.ok:
-            return tally.report(False, tests.failure or "exit", f"tests failed: {tests.detail}")
-        why = bypassed(sandbox, parent_tree, test, tests, limits)
-        if why is not None:
-            return tally.report(False, "tests", f"tests failed: {why}")
+        failed = _tested(sandbox, tally, cand_dir, test, limits, parent_tree)
+        if failed is not None:
+            return failed
         if stopped is not None:  # failed on the short input, passing its tests
             return tally.report(True, stopped[0], stopped[1], measure="instructions")
         if counted:
@@ -152,6 +148,26 @@ def incubate(
                 return failed
     figures = (summarise(runs["parent"]), summarise(runs["candidate"]))
     return tally.report(True, None, "ok", parent_samples, candidate_samples, figures=figures)
+
+
+def _tested(
+    sandbox: Sandbox,
+    tally: Tally,
+    cand_dir: Path,
+    test: Sequence[str],
+    limits: SandboxLimits,
+    parent_tree: Mapping[str, str],
+) -> IncubationReport | None:
+    """The candidate's tests; a report only when they failed, or passed without running
+    as many tests as on the parent (:mod:`runtime.test_yardstick`)."""
+    tests = sandbox.run(cand_dir, test, limits)
+    tally.ran(tests, "tests")
+    if not tests.ok:
+        return tally.report(False, tests.failure or "exit", f"tests failed: {tests.detail}")
+    why = bypassed(sandbox, parent_tree, test, tests, limits)
+    if why is not None:
+        return tally.report(False, "tests", f"tests failed: {why}")
+    return None
 
 
 def _interleaved(
