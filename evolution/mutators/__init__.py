@@ -20,6 +20,7 @@ from evolution.mutators.genexpr_forms import GenexprForms
 from evolution.mutators.hoist_invariant import HoistInvariant
 from evolution.mutators.inline_body import InlineBody
 from evolution.mutators.inline_call import InlineCall
+from evolution.mutators.inline_method import InlineMethod
 from evolution.mutators.inline_property import InlineProperty
 from evolution.mutators.join_concat import JoinConcat
 from evolution.mutators.local_alias import LocalAlias
@@ -48,6 +49,7 @@ ALL_MUTATORS: tuple[Mutator, ...] = (
     MinMaxPair(),
     AddSlots(),
     ChainAlias(),
+    InlineMethod(),
 )
 
 _BY_NAME = {m.name: m for m in ALL_MUTATORS}

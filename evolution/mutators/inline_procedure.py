@@ -63,8 +63,11 @@ def _final_return(stmt: cst.BaseStatement) -> cst.Return | None:
     return None
 
 
-def procedure(func: cst.FunctionDef) -> Procedure | None:
-    """``func`` as a :class:`Procedure`, or ``None`` when pasting it could change behaviour."""
+def procedure(func: cst.FunctionDef, limit: int = MAX_STATEMENTS) -> Procedure | None:
+    """``func`` as a :class:`Procedure`, or ``None`` when pasting it could change behaviour.
+
+    ``limit`` bounds the statements counted at every depth (:data:`MAX_STATEMENTS`).
+    """
     if (
         func.decorators
         or func.asynchronous is not None
@@ -86,7 +89,7 @@ def procedure(func: cst.FunctionDef) -> Procedure | None:
         return None
     if result is not None and contains(result, _BANNED):
         return None
-    if sum(isinstance(n, cst.BaseStatement) for s in body for n in subtree(s)) > MAX_STATEMENTS:
+    if sum(isinstance(n, cst.BaseStatement) for s in body for n in subtree(s)) > limit:
         return None
     positional, keywords, defaults = params
     names = set(positional) | keywords
