@@ -33,6 +33,7 @@ shadow a method with an instance attribute; tracebacks lose the method's frame.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -262,7 +263,8 @@ class InlineMethod(CstMutator):
             q = _qualify(scan, other) if isinstance(other.node, cst.Call) else None
             if q is None or q.outer is not first.outer or q.receiver != first.receiver:
                 continue
-            if any(id(p) in branches for p in other.parents):
+            same_test = q.branch is not None and id(q.branch) in branches
+            if not same_test and any(id(p) in branches for p in other.parents):
                 continue  # inside an ``if`` the candidate already rebuilds
             if q.branch is not None:
                 branches.add(id(q.branch))
@@ -275,8 +277,20 @@ class InlineMethod(CstMutator):
         def edit() -> Edit | None:
             taken: list[str] = []
             e = Edit()
+            tests: dict[int, list[tuple[_Call, list[cst.BaseStatement], cst.BaseExpression]]] = {}
             for q in calls:
-                self._paste(idx, q, e, taken)
+                stmts, value = self._pasted(idx, q, taken)
+                if q.branch is None:
+                    self._statement(q, stmts, value, e)
+                else:
+                    tests.setdefault(id(q.branch), []).append((q, stmts, value))
+            for group in tests.values():
+                branch = group[0][0].branch
+                assert branch is not None
+                out = _split(and_operands(branch.test), group, branch.body)
+                for stmt in out[:-1]:
+                    e.insert_before(branch, stmt)
+                e.replace(branch, out[-1].with_changes(leading_lines=branch.leading_lines))
             return compiles(idx, e)
 
         names = ", ".join(dict.fromkeys(f"`{q.proc.name}`" for q in calls))
@@ -288,43 +302,53 @@ class InlineMethod(CstMutator):
         )
         return scan.finding(loc, detail, weight, edit)
 
-    def _paste(self, idx: Index, q: _Call, e: Edit, taken: list[str]) -> None:
+    def _pasted(
+        self, idx: Index, q: _Call, taken: list[str]
+    ) -> tuple[list[cst.BaseStatement], cst.BaseExpression]:
+        """The method's statements for this call, and the value the call returned."""
         stmts, names = pasted(idx, q.proc, q.args, q.local, taken)
-        result: cst.BaseExpression = cst.Name("None")
-        if q.proc.result is not None:
-            renamed = _renamed(q.proc.result, names)
-            assert isinstance(renamed, cst.BaseExpression)
-            result = renamed
-        if q.line is not None and q.small is not None:
-            for stmt in stmts:
-                e.insert_before(q.line, stmt)
-            if isinstance(q.small, cst.Expr):
-                if q.proc.result is None or isinstance(result, cst.Name):
-                    e.remove(q.line)
-                else:
-                    e.replace(q.small, q.small.with_changes(value=result))
+        if q.proc.result is None:
+            return stmts, cst.Name("None")
+        renamed = _renamed(q.proc.result, names)
+        assert isinstance(renamed, cst.BaseExpression)
+        return stmts, renamed
+
+    def _statement(
+        self, q: _Call, stmts: list[cst.BaseStatement], value: cst.BaseExpression, e: Edit
+    ) -> None:
+        """The statements before the call's line; the line keeps the value, if it uses it."""
+        assert q.line is not None and q.small is not None
+        for stmt in stmts:
+            e.insert_before(q.line, stmt)
+        if isinstance(q.small, cst.Expr):
+            if q.proc.result is None or isinstance(value, cst.Name):
+                e.remove(q.line)  # the value is dropped; reading a name changes nothing
             else:
-                e.replace(q.small, q.small.with_changes(value=result))  # type: ignore[call-arg]
-            return
-        assert q.branch is not None
-        branch, k = q.branch, q.operand
-        ops = and_operands(branch.test)
-        value = (
-            result
-            if result.lpar
-            else result.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-        )
-        first = ops[k].deep_replace(q.loc.node, value)
-        assert isinstance(first, cst.BaseExpression)
-        inner = cst.If(test=joined([first, *ops[k + 1 :]]), body=branch.body)
-        if k == 0:
-            for stmt in stmts:
-                e.insert_before(branch, stmt)
-            e.replace(branch, inner)
-            return
-        outer = cst.If(
-            test=joined(ops[:k]),
-            body=cst.IndentedBlock(body=[*stmts, inner]),
-            leading_lines=branch.leading_lines,
-        )
-        e.replace(branch, outer)
+                e.replace(q.small, q.small.with_changes(value=value))
+        else:
+            e.replace(q.small, q.small.with_changes(value=value))
+
+
+def _split(
+    ops: list[cst.BaseExpression],
+    group: Sequence[tuple[_Call, list[cst.BaseStatement], cst.BaseExpression]],
+    body: cst.BaseSuite,
+) -> list[cst.BaseStatement]:
+    """``if ops[0] and …: body`` with each call's statements run where the call would run.
+
+    ``group`` holds the calls in the order of their operands; the first, in operand ``k``,
+    splits the chain: ``if ops[:k]:`` (when ``k > 0``), then its statements, then the rest
+    of the chain with the call's value in its place (split again at the next call).
+    """
+    q, stmts, value = group[0]
+    k = q.operand
+    if not value.lpar:
+        value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    first = ops[k].deep_replace(q.loc.node, value)
+    assert isinstance(first, cst.BaseExpression)
+    rest = [first, *ops[k + 1 :]]
+    later = [(dataclasses.replace(c, operand=c.operand - k), s, v) for c, s, v in group[1:]]
+    inner = _split(rest, later, body) if later else [cst.If(test=joined(rest), body=body)]
+    if k == 0:
+        return [*stmts, *inner]
+    return [cst.If(test=joined(ops[:k]), body=cst.IndentedBlock(body=[*stmts, *inner]))]
