@@ -16,6 +16,7 @@ from evolution.mutators.base import CstMutator, Finding, Mutator, Scan, Site
 from evolution.mutators.chain_alias import ChainAlias
 from evolution.mutators.comprehension import Comprehension
 from evolution.mutators.dunder_operator import DunderOperator
+from evolution.mutators.forward_attr import ForwardAttr
 from evolution.mutators.genexpr_forms import GenexprForms
 from evolution.mutators.hoist_invariant import HoistInvariant
 from evolution.mutators.inline_body import InlineBody
@@ -50,6 +51,7 @@ ALL_MUTATORS: tuple[Mutator, ...] = (
     AddSlots(),
     ChainAlias(),
     InlineMethod(),
+    ForwardAttr(),
 )
 
 _BY_NAME = {m.name: m for m in ALL_MUTATORS}
