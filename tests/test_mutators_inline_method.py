@@ -88,7 +88,9 @@ def test_every_method_call_on_the_receiver_is_inlined_same_results() -> None:
     assert "        if x is not s.a:\n            s.a = x\n" in body
     # the and-chain splits where the call was: the first operand still decides first
     assert "        if len(x) > 0:\n" in body
-    assert "(_ratio(_matches, len(s.a) + len(s.b))) >= cutoff and s.exact() >= cutoff:" in body
+    assert "(_ratio(_matches, len(x) + len(word))) >= cutoff and s.exact() >= cutoff:" in body
+    # and the stores the paste exposed are forwarded (forward_attr, same receiver)
+    assert "    s.b = word\n" in body and "            for _elt in x:\n" in body
     same(CODE, new, "close", *INPUTS)
 
 
@@ -198,6 +200,6 @@ def test_two_calls_in_one_chain_split_it_twice_in_order() -> None:
     new = rewrite("inline_method", code)
     body = new.split("def close")[1]
     assert "s.cheap()" not in body and "s.quick()" not in body
-    assert body.index("_la, _lb = len(s.a), len(s.b)") < body.index("if (_ratio(min(_la, _lb)")
-    assert body.index("if (_ratio(min(_la, _lb)") < body.index("for _elt in s.a:")
+    assert body.index("_la, _lb = len(x), len(word)") < body.index("if (_ratio(min(_la, _lb)")
+    assert body.index("if (_ratio(min(_la, _lb)") < body.index("for _elt in x:")
     same(code, new, "close", *INPUTS)

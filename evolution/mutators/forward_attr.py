@@ -42,6 +42,7 @@ from evolution.mutators.cst_tools import (
     Index,
     Located,
     binding_names,
+    index,
     qualname,
     short,
     subtree,
@@ -384,3 +385,24 @@ class ForwardAttr(CstMutator):
         line = min(f.line for f in found)
         weight = 1.02 + 0.005 * min(count, 10)
         return scan.finding(loc, detail, weight, edit, function=qualname(loc.chain), line=line)
+
+
+def forwarded(text: str, function: str, receiver: str) -> str:
+    """``text`` with :class:`ForwardAttr`'s rewrite of ``receiver`` in top-level ``function``."""
+    idx = index(text)
+    if idx is None:
+        return text
+    for stmt in idx.module.body:
+        if isinstance(stmt, cst.FunctionDef) and stmt.name.value == function:
+            cls = instance_class(idx, stmt, receiver)
+            if cls is None or not sealed(idx, cls, stmt, receiver):
+                return text
+            found = forwards(idx, stmt, receiver, cls)
+            if not found:
+                return text
+            e = Edit()
+            for f in found:
+                for read in f.reads:
+                    e.replace(read, cst.Name(f.value))
+            return e.run(idx.module, idx)
+    return text
