@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from evolution.mutators.alias_guard import stored_attrs
+from evolution.mutators.alias_guard import REFLECTION, stored_attrs
 from evolution.mutators.base import CstMutator, Finding, Scan
 from evolution.mutators.cst_tools import (
     Edit,
@@ -47,6 +47,7 @@ from evolution.mutators.cst_tools import (
     short,
     subtree,
 )
+from evolution.mutators.inline_callee import docstring
 from evolution.mutators.inline_method import _attr_only, _no_dict_tricks, guard_return
 from evolution.mutators.inline_scope import (
     assigned_attrs,
@@ -55,10 +56,6 @@ from evolution.mutators.inline_scope import (
     outer_function,
 )
 
-#: names that reach attributes by name, or frames
-_REFLECTION = frozenset(
-    {"setattr", "delattr", "vars", "globals", "locals", "exec", "eval", "__dict__", "__import__"}
-)
 _HOOKS = frozenset({"__setattr__", "__delattr__", "__getattr__", "__getattribute__", "__new__"})
 #: a method whose effects are unknown stores any attribute
 ANY = "*"
@@ -107,7 +104,7 @@ def method_stores(
         out.add(ANY)
     else:
         for n in subtree(func.body):
-            if isinstance(n, cst.Name) and n.value in _REFLECTION:
+            if isinstance(n, cst.Name) and n.value in REFLECTION:
                 out.add(ANY)
             if isinstance(n, cst.Attribute) and n.attr.value == "__dict__":
                 out.add(ANY)
@@ -173,7 +170,7 @@ def _kills(
     if attr in stored_attrs(node) or value in binding_names(node):
         return True
     for n in subtree(node):
-        if isinstance(n, cst.Name) and n.value in _REFLECTION:
+        if isinstance(n, cst.Name) and n.value in REFLECTION:
             return True
         if isinstance(n, cst.Call) and _is_attr(n.func, owner):
             assert isinstance(n.func, cst.Attribute)
@@ -224,7 +221,7 @@ def method_post(idx: Index, cls: cst.ClassDef, name: str) -> dict[str, str]:
     if func is not None and me is not None and ANY not in method_stores(idx, cls, name):
         norm = guard_return(func)
         body = norm.body.body if isinstance(norm.body, cst.IndentedBlock) else ()
-        stmts = [b for b in body if not _is_docstring(b)]
+        stmts = [b for b in body if not docstring(b)]
         params = [p.name.value for p in (*func.params.posonly_params, *func.params.params)][1:]
         returns = any(isinstance(n, cst.Return) for n in subtree(norm.body))
         bound = set(binding_names(func.body))
@@ -240,15 +237,6 @@ def method_post(idx: Index, cls: cst.ClassDef, name: str) -> dict[str, str]:
                         out[attr] = param
     idx.memo[key] = out
     return out
-
-
-def _is_docstring(stmt: cst.CSTNode) -> bool:
-    return (
-        isinstance(stmt, cst.SimpleStatementLine)
-        and len(stmt.body) == 1
-        and isinstance(stmt.body[0], cst.Expr)
-        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
-    )
 
 
 def _self_stores(stmt: cst.CSTNode, me: str) -> set[str]:
