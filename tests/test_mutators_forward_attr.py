@@ -125,3 +125,12 @@ def test_a_rebound_value_or_an_unguarded_store_is_not_forwarded() -> None:
     new = _rewrite(code)
     assert "len(s.a)" in new
     same(code, new, "close", *INPUTS)
+
+
+def test_a_global_value_is_not_forwarded() -> None:
+    # any call in between could rebind a global; only the function's own names are fixed
+    code = CODE.replace("            s.a = x\n", "            s.a = DEFAULT\n").replace(
+        "        if x is not s.a:", "        if DEFAULT is not s.a:"
+    )
+    found = by_name("forward_attr").scan(PATH, code)
+    assert found and "`s.a`" not in found[0].detail and "`s.b` → `word`" in found[0].detail

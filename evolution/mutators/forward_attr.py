@@ -321,12 +321,16 @@ def _facts(stmt: cst.CSTNode, idx: Index, cls: cst.ClassDef, recv: str) -> list[
 def forwards(idx: Index, outer: cst.FunctionDef, recv: str, cls: cst.ClassDef) -> list[_Forward]:
     """Every fact about ``recv`` in ``outer``'s blocks and the reads it forwards."""
     out: list[_Forward] = []
+    # a global could be rebound by any call in between: only the function's own names
+    local = set(binding_names(outer)) - {outer.name.value}
     for block in subtree(outer.body):
         if not isinstance(block, cst.IndentedBlock):
             continue
         stmts = list(block.body)
         for i, stmt in enumerate(stmts):
             for attr, value in _facts(stmt, idx, cls, recv):
+                if value not in local:
+                    continue
                 reads: list[cst.Attribute] = []
                 for later in stmts[i + 1 :]:
                     if _kills(idx, cls, later, recv, attr, value):
