@@ -203,3 +203,21 @@ def test_two_calls_in_one_chain_split_it_twice_in_order() -> None:
     assert body.index("_la, _lb = len(x), len(word)") < body.index("if (_ratio(min(_la, _lb)")
     assert body.index("if (_ratio(min(_la, _lb)") < body.index("for _elt in x:")
     same(code, new, "close", *INPUTS)
+
+
+def test_declines_a_closure_a_base_class_and_a_call_before_the_binding() -> None:
+    # a lambda holds the receiver: it could carry it out of the function
+    declines(
+        "inline_method",
+        CODE.replace("    s.set_b(word)\n", "    s.set_b(word)\n    peek = lambda: s.a\n"),
+    )
+    # a base class could bring __getattribute__ or its own __init__
+    base = "class Base:\n    def __getattribute__(self, name):\n        return 0\n\n\n"
+    declines("inline_method", CODE.replace("class Matcher:", base + "class Matcher(Base):"))
+    # bound after the call: the call must fail before any of the method's statements run
+    code = CODE.replace(
+        "    s = Matcher()\n    s.set_b(word)\n",
+        "    if word:\n        s.set_b(word)\n    s = Matcher()\n",
+    )
+    found = by_name("inline_method").scan(PATH, code)
+    assert found and "`set_b`" not in found[0].detail

@@ -48,11 +48,11 @@ from evolution.mutators.cst_tools import (
     subtree,
 )
 from evolution.mutators.inline_callee import docstring
-from evolution.mutators.inline_method import _attr_only, _no_dict_tricks, guard_return
+from evolution.mutators.inline_method import _attr_only, _no_dict_tricks, known_class
+from evolution.mutators.inline_procedure import guard_return
 from evolution.mutators.inline_scope import (
     assigned_attrs,
     final_class,
-    instance_class,
     outer_function,
 )
 
@@ -355,7 +355,7 @@ class ForwardAttr(CstMutator):
             return
         idx = scan.idx
         for recv in dict.fromkeys(binding_names(outer.body)):
-            cls = instance_class(idx, outer, recv)
+            cls = known_class(idx, outer, recv)
             if cls is None or not sealed(idx, cls, outer, recv):
                 continue
             found = forwards(idx, outer, recv, cls)
@@ -386,7 +386,7 @@ def forwarded(text: str, function: str, receiver: str) -> str:
         return text
     for stmt in idx.module.body:
         if isinstance(stmt, cst.FunctionDef) and stmt.name.value == function:
-            cls = instance_class(idx, stmt, receiver)
+            cls = known_class(idx, stmt, receiver)
             if cls is None or not sealed(idx, cls, stmt, receiver):
                 return text
             found = forwards(idx, stmt, receiver, cls)

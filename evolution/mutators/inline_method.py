@@ -41,70 +41,24 @@ import libcst as cst
 
 from evolution.mutators.base import CstMutator, Finding, Scan
 from evolution.mutators.cst_tools import (
+    COMPS,
+    SCOPES,
     Edit,
     Index,
     Located,
     binding_names,
-    contains,
     enclosing_loops,
     innermost_scope,
     short,
     subtree,
 )
 from evolution.mutators.inline_body import _renamed, _site, compiles, pasted
-from evolution.mutators.inline_callee import docstring
 from evolution.mutators.inline_plan import bind
-from evolution.mutators.inline_procedure import Procedure, procedure
+from evolution.mutators.inline_procedure import Procedure, guard_return, procedure
 from evolution.mutators.inline_scope import class_methods, instance_class, outer_function
 
 #: a method body pasted into a caller's loop: difflib's ``quick_ratio`` counts 13
 MAX_METHOD_STATEMENTS = 16
-
-
-def guard_return(func: cst.FunctionDef) -> cst.FunctionDef:
-    """``if C: return`` then statements without ``return``, as ``if not C: <them>``."""
-    if not isinstance(func.body, cst.IndentedBlock):
-        return func
-    stmts = list(func.body.body)
-    if stmts and docstring(stmts[0]):
-        stmts = stmts[1:]
-    if len(stmts) < 2 or any(contains(s, (cst.Return,)) for s in stmts[1:]):
-        return func
-    first = stmts[0]
-    if not (
-        isinstance(first, cst.If)
-        and first.orelse is None
-        and isinstance(first.body, cst.IndentedBlock)
-        and len(first.body.body) == 1
-    ):
-        return func
-    only = first.body.body[0]
-    if not (
-        isinstance(only, cst.SimpleStatementLine)
-        and len(only.body) == 1
-        and isinstance(only.body[0], cst.Return)
-        and only.body[0].value is None
-    ):
-        return func
-    test = negated(first.test)
-    body = cst.IndentedBlock(body=stmts[1:])
-    return func.with_changes(body=func.body.with_changes(body=[cst.If(test=test, body=body)]))
-
-
-def negated(test: cst.BaseExpression) -> cst.BaseExpression:
-    """``not (test)``; ``a is b`` → ``a is not b`` (the same identity test, negated)."""
-    if (
-        isinstance(test, cst.Comparison)
-        and len(test.comparisons) == 1
-        and isinstance(test.comparisons[0].operator, cst.Is)
-        and not test.lpar
-    ):
-        target = test.comparisons[0]
-        return test.with_changes(comparisons=[target.with_changes(operator=cst.IsNot())])
-    inner = (
-        test if test.lpar else test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-    )
-    return cst.UnaryOperation(operator=cst.Not(), expression=inner)
 
 
 def _private(func: cst.FunctionDef) -> bool:
@@ -132,7 +86,14 @@ def method_procedure(idx: Index, cls: cst.ClassDef, name: str) -> Procedure | No
 
 
 def _attr_only(func: cst.FunctionDef, name: str) -> bool:
-    """Every use of ``name`` in ``func`` is ``name.attr`` or its one binding: it never escapes."""
+    """Every use of ``name`` in ``func`` is ``name.attr`` or its one binding: it never escapes.
+
+    No nested scope (``def``, ``lambda``, class, comprehension) may mention it: a closure
+    could carry it out, or read it later than the code around it.
+    """
+    inner = [n for n in subtree(func.body) if isinstance(n, (*SCOPES, *COMPS))]
+    if any(isinstance(m, cst.Name) and m.value == name for n in inner for m in subtree(n)):
+        return False
     uses = sum(1 for n in subtree(func.body) if isinstance(n, cst.Name) and n.value == name)
     attrs = sum(
         1
@@ -140,6 +101,30 @@ def _attr_only(func: cst.FunctionDef, name: str) -> bool:
         if isinstance(n, cst.Attribute) and isinstance(n.value, cst.Name) and n.value.value == name
     )
     return uses == attrs + 1
+
+
+def known_class(idx: Index, func: cst.FunctionDef, name: str) -> cst.ClassDef | None:
+    """The class ``name`` is built from, when nothing but the class itself decides its lookups.
+
+    :func:`instance_class` (bound once, to ``C(...)`` in the function's own block), and
+    ``C`` has no base class (a base could bring ``__getattribute__``, ``__setattr__`` or
+    an ``__init__`` of its own).
+    """
+    cls = instance_class(idx, func, name)
+    if cls is None or any(
+        not (isinstance(b.value, cst.Name) and b.value.value == "object") for b in cls.bases
+    ):
+        return None
+    return cls
+
+
+def _bound_before(idx: Index, func: cst.FunctionDef, name: str, loc: Located) -> bool:
+    """The one binding of ``name`` is a statement of the function's block above the call."""
+    for stmt in func.body.body if isinstance(func.body, cst.IndentedBlock) else ():
+        if name in binding_names(stmt):
+            at = idx.by_id.get(id(stmt))
+            return at is not None and at.line < loc.line
+    return False
 
 
 def _no_dict_tricks(idx: Index) -> bool:
@@ -224,9 +209,11 @@ def _qualify(scan: Scan, loc: Located) -> _Call | None:
     if outer is None or innermost_scope(loc.parents) is not outer or not _no_dict_tricks(idx):
         return None
     receiver, method = call.func.value.value, call.func.attr.value
-    cls = instance_class(idx, outer, receiver)
+    cls = known_class(idx, outer, receiver)
     if cls is None or not _attr_only(outer, receiver) or outer.name.value == method:
         return None
+    if not _bound_before(idx, outer, receiver, loc):
+        return None  # the call could run before ``s`` exists: it must fail before the body
     proc = method_procedure(idx, cls, method)
     if proc is None:
         return None
