@@ -381,7 +381,7 @@ class ForwardAttr(CstMutator):
 
 def forwarded(text: str, function: str, receiver: str) -> str:
     """``text`` with :class:`ForwardAttr`'s rewrite of ``receiver`` in top-level ``function``."""
-    idx = index(text)
+    idx = index(text) if function else None
     if idx is None:
         return text
     for stmt in idx.module.body:

@@ -278,7 +278,11 @@ class InlineMethod(CstMutator):
                 for stmt in out[:-1]:
                     e.insert_before(branch, stmt)
                 e.replace(branch, out[-1].with_changes(leading_lines=branch.leading_lines))
-            then = _Then(first=e, function=calls[0].outer.name.value, receiver=calls[0].receiver)
+            outer = calls[0].outer
+            top = any(stmt is outer for stmt in idx.module.body)  # forward_attr's scope
+            then = _Then(
+                first=e, function=outer.name.value if top else "", receiver=calls[0].receiver
+            )
             return compiles(idx, then)
 
         names = ", ".join(dict.fromkeys(f"`{q.proc.name}`" for q in calls))
