@@ -191,6 +191,8 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
         ("alias_data", "seqdiff/difflib.py", "_check_types", 1269),
         ("dunder_operator", "seqdiff/difflib.py", "SequenceMatcher.quick_ratio", 640),
         ("min_max_pair", "seqdiff/difflib.py", "SequenceMatcher.real_quick_ratio", 661),
+        ("inline_method", "seqdiff/difflib.py", "get_close_matches", 703),
+        ("inline_method", "seqdiff/difflib.py", "Differ._fancy_replace", 930),
     ],
     "shellsplit": [
         ("genexpr_forms", "shellsplit/shlex.py", "join", 320),
@@ -215,6 +217,8 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
         ("inline_body", "tomlparse/_parser.py", "parse_key_part", 403),
         ("add_slots", "tomlparse/_parser.py", "Flags.__init__", 135),
         ("add_slots", "tomlparse/_parser.py", "NestedDict.__init__", 193),
+        ("inline_method", "tomlparse/_parser.py", "parse_inline_table", 450),
+        ("inline_method", "tomlparse/_parser.py", "parse_inline_table", 463),
     ],
 }
 #: (findings, sha256) of the later rewrites over each whole genome, sources, tests and bench
@@ -222,13 +226,15 @@ NEW_FINDINGS: dict[str, list[tuple[str, str, str, int]]] = {
 #: moved their bench.py findings; seqdiff's gained one there; session 18: the three
 #: real-code genomes' bench.py run the measured work PASSES times, which moved them again,
 #: and chain_alias found shlex's state chain; logstats' bench.py reads a campaign's input
-#: file, one more finding there)
+#: file, one more finding there; session 19: inline_method's receivers of known class,
+#: two in seqdiff and two in tomlparse, and inline_call binds a conditionally read argument
+#: first, which rewrites seqdiff's _calculate_ratio candidate differently)
 NEW_DIGESTS: dict[str, tuple[int, str]] = {
     "logstats": (16, "c9f5c104425ee03e075f3ba0522619094927376bc30bb7945796c833ecece915"),
-    "seqdiff": (16, "27af13a559f446ff8618f6a019dbab6ab2d749656e748de92fbf7a222d7ae9e7"),
+    "seqdiff": (18, "291f5acc163d0369004fd40ad5fef60617edf48fba4e305a5e5c91b48e015dc1"),
     "shellsplit": (9, "44c0c460004ebfc31bbdfcf71cfa01c137fb61852ddddfcca10bf930113f6c19"),
     "textindex": (14, "d256067aefc25d8a6ef244bdb4d418961725dd29f96845d08c62d39e35047139"),
-    "tomlparse": (17, "4c6ad998645e73b668891c58d7cf293f89bd784a2923f001dd9d6ef3683b2edd"),
+    "tomlparse": (19, "13f54a16d37e36e24f6e1bc5f0090c58f192d29ce4626095ae438509e46b37d0"),
 }
 NEW_KINDS = frozenset(m.name for m in ALL_MUTATORS) - FIRST_NINE
 

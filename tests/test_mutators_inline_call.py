@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_mutators import declines, rewrite, same, src
+from test_mutators import call, declines, rewrite, same, src
 
 from evolution.mutators import by_name
 
@@ -203,7 +204,9 @@ def best(words, word):
 def test_expressions_and_locals_are_evaluated_once_first() -> None:
     new = _all(TEMPS)
     assert "(_length := len(self.a) + len(self.b))" in new
-    assert "ratio(min((_la := len(s.a)), (_lb := len(s.b))), _la + _lb)" in new
+    # ``matches`` is read only when ``length`` is true: bound first, in the test; the
+    # method then holds ``:=`` and is no longer a one-expression callee itself
+    assert "if (_matches := min(la, lb), _length := la + lb)[1] else 1.0" in new
     same(TEMPS, new, "best", (["ab", "", "abcdef"], "xyz"), ([], ""))
 
 
@@ -213,17 +216,25 @@ def test_temps_keep_results(words: list[str], word: str) -> None:
 
 
 def test_declines_conditional_or_impure_expressions() -> None:
-    # ``m`` is read only when ``length`` is true: ``m // 0`` must still raise at the call
-    declines(
-        "inline_call",
-        src("""
+    # ``m`` is read only when ``length`` is true: ``m // 0`` must still raise at the call,
+    # so the arguments are bound first, in order, in the test (``prebind``)
+    code = src("""
     def ratio(matches, length):
         return 2.0 * matches / length if length else 1.0
 
     def use(m, n):
         return ratio(m // 0, n)
-    """),
-    )
+
+    def fine(m, n):
+        return ratio(m // 2, n - 1)
+    """)
+    new = _all(code)
+    assert "(_matches := m // 0)[0]" not in new and "(_matches := m // 0, n)[1]" in new
+    assert "(_matches := m // 2, _length := n - 1)[1] else 1.0" in new
+    for n in (0, 1):
+        with pytest.raises(ZeroDivisionError):
+            call(new, "use", 3, n)
+    same(code, new, "fine", (7, 1), (7, 3), (0, 5))
     # an argument that calls something unknown, or a body that does
     declines(
         "inline_call",

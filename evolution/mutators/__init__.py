@@ -16,10 +16,12 @@ from evolution.mutators.base import CstMutator, Finding, Mutator, Scan, Site
 from evolution.mutators.chain_alias import ChainAlias
 from evolution.mutators.comprehension import Comprehension
 from evolution.mutators.dunder_operator import DunderOperator
+from evolution.mutators.forward_attr import ForwardAttr
 from evolution.mutators.genexpr_forms import GenexprForms
 from evolution.mutators.hoist_invariant import HoistInvariant
 from evolution.mutators.inline_body import InlineBody
 from evolution.mutators.inline_call import InlineCall
+from evolution.mutators.inline_method import InlineMethod
 from evolution.mutators.inline_property import InlineProperty
 from evolution.mutators.join_concat import JoinConcat
 from evolution.mutators.local_alias import LocalAlias
@@ -48,6 +50,8 @@ ALL_MUTATORS: tuple[Mutator, ...] = (
     MinMaxPair(),
     AddSlots(),
     ChainAlias(),
+    InlineMethod(),
+    ForwardAttr(),
 )
 
 _BY_NAME = {m.name: m for m in ALL_MUTATORS}

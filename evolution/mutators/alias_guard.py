@@ -49,7 +49,7 @@ CONTAINER_MUTATORS = frozenset(
     }
 )
 #: names that reach attributes or globals by name
-_REFLECTION = frozenset(
+REFLECTION = frozenset(
     {"setattr", "delattr", "vars", "globals", "locals", "exec", "eval", "__dict__", "__import__"}
 )
 
@@ -58,7 +58,7 @@ def harmless_calls(idx: Index, loop: cst.CSTNode) -> bool:
     """No call in ``loop`` can rebind an attribute or a global (see the module's rules)."""
     raised = {id(n) for r in subtree(loop) if isinstance(r, cst.Raise) for n in subtree(r)}
     for n in subtree(loop):
-        if isinstance(n, cst.Name) and n.value in _REFLECTION:
+        if isinstance(n, cst.Name) and n.value in REFLECTION:
             return False
         if not isinstance(n, cst.Call) or id(n) in raised or pure_callee(idx, n):
             continue

@@ -44,6 +44,7 @@ _PURE_NODES = (
     cst.Comparison,
     cst.ComparisonTarget,
     cst.BooleanOperation,
+    cst.IfExp,
     cst.Call,
     cst.Arg,
     cst.Tuple,

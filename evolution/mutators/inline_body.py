@@ -139,6 +139,56 @@ def _qualify(scan: Scan, loc: Located) -> _Call | None:
     return _Call(loc, proc, args, site[0], site[1], local)
 
 
+def pasted(
+    idx: Index,
+    proc: Procedure,
+    args: Mapping[str, cst.BaseExpression],
+    local: frozenset[str],
+    taken: list[str],
+    reuse: str | None = None,
+) -> tuple[list[cst.BaseStatement], dict[str, cst.BaseExpression]]:
+    """The body's statements with the arguments bound, and what each of its names became.
+
+    Constants, and names of the caller's locals (``local``) the body never rebinds, are
+    substituted; every other argument is first bound to a fresh local, in order (all
+    non-constant ones are, as soon as one is, so the reads keep their order).  ``reuse``
+    is the parameter that is the call's target itself (:meth:`InlineBody._reuse`).
+    """
+
+    def fresh(name: str) -> cst.Name:
+        new = idx.fresh(f"_{name}", taken)
+        taken.append(new)
+        return cst.Name(new)
+
+    names: dict[str, cst.BaseExpression] = {}
+    pre: list[cst.BaseStatement] = []
+    impure = any(impure_calls(idx, s) for s in proc.body)
+    temps = any(not (is_constant(v) or isinstance(v, cst.Name)) for v in args.values())
+    for param, value in args.items():
+        if param == reuse:
+            names[param] = cst.Name(value.value)  # type: ignore[attr-defined]
+        elif (
+            # a literal in an f-string could clash with its quotes: it gets a temp
+            is_constant(value)
+            and param not in proc.locals | fstring_names(proc)
+            or (
+                isinstance(value, cst.Name)
+                and not temps
+                and param not in proc.locals
+                and (value.value in local or not impure)
+            )
+        ):
+            names[param] = value
+        else:
+            temp = fresh(param)
+            names[param] = temp
+            pre.append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(temp)], value)]))
+    for name in sorted(proc.locals - set(args)):
+        names[name] = fresh(name)
+    body = [_renamed(s, names) for s in proc.body]
+    return [*pre, *body], names  # type: ignore[list-item]
+
+
 class InlineBody(CstMutator):
     name = "inline_body"
     risk = 0.3
@@ -183,42 +233,11 @@ class InlineBody(CstMutator):
 
     def _paste(self, idx: Index, q: _Call, e: Edit, taken: list[str]) -> None:
         """Schedule the body (its arguments bound, its locals renamed) in place of ``q``."""
-        proc, args = q.proc, q.args
-
-        def fresh(name: str) -> cst.Name:
-            new = idx.fresh(f"_{name}", taken)
-            taken.append(new)
-            return cst.Name(new)
-
-        names: dict[str, cst.BaseExpression] = {}
-        pre: list[cst.BaseStatement] = []
-        impure = any(impure_calls(idx, s) for s in proc.body)
-        reuse = self._reuse(proc, args, q.small, has_ancestor(q.loc, (cst.Try, cst.TryStar)))
-        temps = any(not (is_constant(v) or isinstance(v, cst.Name)) for v in args.values())
-        for param, value in args.items():
-            if param == reuse:
-                names[param] = cst.Name(value.value)  # type: ignore[attr-defined]
-            elif (
-                # a literal in an f-string could clash with its quotes: it gets a temp
-                is_constant(value)
-                and param not in proc.locals | fstring_names(proc)
-                or (
-                    isinstance(value, cst.Name)
-                    and not temps
-                    and param not in proc.locals
-                    and (value.value in q.local or not impure)
-                )
-            ):
-                names[param] = value
-            else:
-                temp = fresh(param)
-                names[param] = temp
-                pre.append(cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(temp)], value)]))
-        for name in sorted(proc.locals - set(args)):
-            names[name] = fresh(name)
-        for stmt in (*pre, *(_renamed(s, names) for s in proc.body)):
-            e.insert_before(q.line, stmt)  # type: ignore[arg-type]
-        last = self._last(proc, q.small, names, reuse is not None)
+        reuse = self._reuse(q.proc, q.args, q.small, has_ancestor(q.loc, (cst.Try, cst.TryStar)))
+        stmts, names = pasted(idx, q.proc, q.args, q.local, taken, reuse)
+        for stmt in stmts:
+            e.insert_before(q.line, stmt)
+        last = self._last(q.proc, q.small, names, reuse is not None)
         if last is None:
             e.remove(q.line)
         else:

@@ -68,6 +68,9 @@ class Plan:
     bound: Mapping[str, cst.BaseExpression]
     #: name → (fresh name, id of the use that binds it with ``:=``), for reused expressions
     temps: Mapping[str, tuple[str, int]]
+    #: (fresh name, argument) bound in order before the expression, ``(_m := M, …, E)[-1]``:
+    #: the arguments a call evaluates first when one of them is read only conditionally
+    prebind: tuple[tuple[str, cst.BaseExpression], ...] = ()
 
 
 def plan(
@@ -80,6 +83,7 @@ def plan(
     refs = [r for r, _ in name_refs(fn.expr)]
     bound: dict[str, cst.BaseExpression] = {}
     temps: dict[str, tuple[str, int]] = {}
+    late = False
     for param, value in args.items():
         if simple_argument(value):
             if not isinstance(value, cst.Name) and param in _fstring_names(fn.expr):
@@ -89,12 +93,13 @@ def plan(
             ):
                 return None  # a global could be rebound by a call; an unread name could fail
             bound[param] = value
-        elif (
-            body_impure
-            or not pure_expression(idx, value)
-            or not _delay(idx, loc, fn, refs, param, value, bound, temps)
-        ):
+        elif body_impure or not pure_expression(idx, value):
             return None
+        elif not _delay(idx, loc, fn, refs, param, value, bound, temps):
+            late = True  # read only sometimes (or never): evaluate it first, as the call did
+            bound[param] = value
+    if late:
+        return _prebound(idx, loc, fn, args, bound)
     for name, expr in fn.lets.items():
         value = substitute(expr, bound, {})
         if not pure_expression(idx, value) or not _delay(
@@ -102,6 +107,34 @@ def plan(
         ):
             return None
     return Plan(bound, temps)
+
+
+def _prebound(
+    idx: Index,
+    loc: Located,
+    fn: Callee,
+    args: Mapping[str, cst.BaseExpression],
+    bound: dict[str, cst.BaseExpression],
+) -> Plan | None:
+    """Every non-simple argument bound first, in order, then the expression: the call's order.
+
+    ``f(M, L)`` with ``def f(m, l): return 2.0 * m / l if l else 1.0`` reads ``m`` only when
+    ``l`` is true; ``2.0 * _m / _l if (_m := M, _l := L)[1] else 1.0`` evaluates ``M`` then
+    ``L`` as the call did, then the body.  Refused with local bindings in the body and
+    where ``:=`` is not allowed (a comprehension's iterable).
+    """
+    if fn.lets or _in_comprehension_iterable(loc):
+        return None
+    taken: list[str] = []
+    pre: list[tuple[str, cst.BaseExpression]] = []
+    for param, value in args.items():
+        if simple_argument(value):
+            continue
+        temp = idx.fresh(f"_{param}", taken)
+        taken.append(temp)
+        pre.append((temp, value))
+        bound[param] = cst.Name(temp)
+    return Plan(bound, {}, tuple(pre))
 
 
 def _fstring_names(expr: cst.CSTNode) -> set[str]:
@@ -190,6 +223,16 @@ def substitute(
 def inlined(fn: Callee, how: Plan, call: cst.Call) -> cst.BaseExpression:
     """``fn``'s expression with its names replaced, in parentheses where ``call`` was."""
     expr = substitute(fn.expr, how.bound, how.temps)
+    if how.prebind:
+        # ``A if C else B``: the bindings go where evaluation starts, the test; a tuple
+        # indexed by a non-negative constant (3.11 specialises that subscript, not ``[-1]``)
+        elements = [cst.Element(cst.NamedExpr(target=cst.Name(t), value=v)) for t, v in how.prebind]
+        first = expr.test if isinstance(expr, cst.IfExp) else expr
+        if not (isinstance(first, cst.Name) and first.value == how.prebind[-1][0]):
+            elements.append(cst.Element(first))  # the test is not just the last binding
+        index = cst.Index(cst.Integer(str(len(elements) - 1)))
+        bound = cst.Subscript(value=cst.Tuple(elements), slice=[cst.SubscriptElement(index)])
+        expr = expr.with_changes(test=bound) if isinstance(expr, cst.IfExp) else bound
     return expr.with_changes(
         lpar=[*call.lpar, cst.LeftParen(), *expr.lpar],
         rpar=[*expr.rpar, cst.RightParen(), *call.rpar],

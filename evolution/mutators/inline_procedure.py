@@ -6,7 +6,9 @@ arguments) runs the same statements without the frame.  That is the same computa
 when the body has no other exit than falling off its end or its last ``return``, binds
 no name outside itself (no ``global``/``nonlocal``/``import``), defines no scope of its
 own (no ``def``, ``class``, ``lambda``, comprehension: their names would need the
-callee's frame) and does not suspend (``yield``/``await``).
+callee's frame) and does not suspend (``yield``/``await``).  A method that starts with
+``if C: return`` (bare) and returns nowhere else is read as ``if not C: <the rest>``
+(:func:`guard_return`), which has one exit, its end.
 """
 
 from __future__ import annotations
@@ -63,8 +65,11 @@ def _final_return(stmt: cst.BaseStatement) -> cst.Return | None:
     return None
 
 
-def procedure(func: cst.FunctionDef) -> Procedure | None:
-    """``func`` as a :class:`Procedure`, or ``None`` when pasting it could change behaviour."""
+def procedure(func: cst.FunctionDef, limit: int = MAX_STATEMENTS) -> Procedure | None:
+    """``func`` as a :class:`Procedure`, or ``None`` when pasting it could change behaviour.
+
+    ``limit`` bounds the statements counted at every depth (:data:`MAX_STATEMENTS`).
+    """
     if (
         func.decorators
         or func.asynchronous is not None
@@ -86,7 +91,7 @@ def procedure(func: cst.FunctionDef) -> Procedure | None:
         return None
     if result is not None and contains(result, _BANNED):
         return None
-    if sum(isinstance(n, cst.BaseStatement) for s in body for n in subtree(s)) > MAX_STATEMENTS:
+    if sum(isinstance(n, cst.BaseStatement) for s in body for n in subtree(s)) > limit:
         return None
     positional, keywords, defaults = params
     names = set(positional) | keywords
@@ -109,3 +114,49 @@ def procedure(func: cst.FunctionDef) -> Procedure | None:
         frozenset(bound),
         frozenset(free),
     )
+
+
+def guard_return(func: cst.FunctionDef) -> cst.FunctionDef:
+    """``if C: return`` then statements without ``return``, as ``if not C: <them>``."""
+    if not isinstance(func.body, cst.IndentedBlock):
+        return func
+    stmts = list(func.body.body)
+    if stmts and docstring(stmts[0]):
+        stmts = stmts[1:]
+    if len(stmts) < 2 or any(contains(s, (cst.Return,)) for s in stmts[1:]):
+        return func
+    first = stmts[0]
+    if not (
+        isinstance(first, cst.If)
+        and first.orelse is None
+        and isinstance(first.body, cst.IndentedBlock)
+        and len(first.body.body) == 1
+    ):
+        return func
+    only = first.body.body[0]
+    if not (
+        isinstance(only, cst.SimpleStatementLine)
+        and len(only.body) == 1
+        and isinstance(only.body[0], cst.Return)
+        and only.body[0].value is None
+    ):
+        return func
+    test = negated(first.test)
+    body = cst.IndentedBlock(body=stmts[1:])
+    return func.with_changes(body=func.body.with_changes(body=[cst.If(test=test, body=body)]))
+
+
+def negated(test: cst.BaseExpression) -> cst.BaseExpression:
+    """``not (test)``; ``a is b`` → ``a is not b`` (the same identity test, negated)."""
+    if (
+        isinstance(test, cst.Comparison)
+        and len(test.comparisons) == 1
+        and isinstance(test.comparisons[0].operator, cst.Is)
+        and not test.lpar
+    ):
+        target = test.comparisons[0]
+        return test.with_changes(comparisons=[target.with_changes(operator=cst.IsNot())])
+    inner = (
+        test if test.lpar else test.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    )
+    return cst.UnaryOperation(operator=cst.Not(), expression=inner)

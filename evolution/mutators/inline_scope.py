@@ -66,13 +66,17 @@ def final_class(idx: Index, cls: cst.ClassDef) -> bool:
     return True
 
 
-def class_callees(idx: Index, cls: cst.ClassDef) -> dict[str, Callee]:
-    """Plain methods of a final class, defined once in its body, whose body is one expression."""
-    key = ("inline_class_callees", id(cls))
+def class_methods(idx: Index, cls: cst.ClassDef) -> dict[str, cst.FunctionDef]:
+    """Plain methods of a final class without lookup hooks, each defined once in its body.
+
+    A method is left out when an attribute of its name is assigned anywhere in the module
+    (an instance attribute would shadow it) or the name is bound or used at class level.
+    """
+    key = ("inline_class_methods", id(cls))
     found = idx.memo.get(key)
     if isinstance(found, dict):
         return found
-    out: dict[str, Callee] = {}
+    out: dict[str, cst.FunctionDef] = {}
     body = cls.body.body if isinstance(cls.body, cst.IndentedBlock) else ()
     defs: dict[str, int] = {}
     for stmt in body:
@@ -93,9 +97,22 @@ def class_callees(idx: Index, cls: cst.ClassDef) -> dict[str, Callee]:
                 and stmt.name.value not in assigned
                 and not stmt.name.value.startswith("__")
             ):
-                fn = callee(stmt)
-                if fn is not None:
-                    out[fn.name] = fn
+                out[stmt.name.value] = stmt
+    idx.memo[key] = out
+    return out
+
+
+def class_callees(idx: Index, cls: cst.ClassDef) -> dict[str, Callee]:
+    """Plain methods of a final class, defined once in its body, whose body is one expression."""
+    key = ("inline_class_callees", id(cls))
+    found = idx.memo.get(key)
+    if isinstance(found, dict):
+        return found
+    out: dict[str, Callee] = {}
+    for stmt in class_methods(idx, cls).values():
+        fn = callee(stmt)
+        if fn is not None:
+            out[fn.name] = fn
     idx.memo[key] = out
     return out
 
