@@ -41,9 +41,37 @@ CLONE_THREAD = 0x00010000
 SETUP_FAILED = 125
 
 
+def _libseccomp() -> str:
+    """libseccomp's path: ``pyseccomp`` asks ``ctypes.util.find_library``, which needs
+    ``ldconfig`` or a compiler, and a slim image (the node container) has neither; so
+    where it finds nothing, the usual places are tried with ``dlopen`` itself."""
+    import ctypes.util
+
+    found = ctypes.util.find_library("seccomp")
+    if found:
+        return found
+    triplet = f"{os.uname().machine}-linux-gnu"
+    for path in ("libseccomp.so.2", f"/usr/lib/{triplet}/libseccomp.so.2",
+                 f"/lib/{triplet}/libseccomp.so.2", "/usr/lib64/libseccomp.so.2",
+                 "/usr/lib/libseccomp.so.2"):  # fmt: skip
+        try:
+            ctypes.CDLL(path)
+        except OSError:
+            continue
+        return path
+    raise OSError("libseccomp.so.2 was not found: install libseccomp2")
+
+
 def _install(allowed: int) -> None:
     """The filter described above; ``allowed`` is the address of the one path to exec."""
-    import pyseccomp as seccomp
+    import ctypes.util
+
+    library, lookup = _libseccomp(), ctypes.util.find_library
+    ctypes.util.find_library = lambda name: library if name == "seccomp" else lookup(name)
+    try:
+        import pyseccomp as seccomp
+    finally:
+        ctypes.util.find_library = lookup
 
     rules = seccomp.SyscallFilter(seccomp.ALLOW)
     rules.add_rule(seccomp.KILL_PROCESS, "execve", seccomp.Arg(0, seccomp.NE, allowed))
