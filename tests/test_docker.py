@@ -334,3 +334,35 @@ def test_a_docker_swarm_evolves_and_deploys_the_new_version_as_new_containers(
     finally:
         launcher.down(timeout=2)
     assert _ours(engine, swarm.config.name) == []  # nodes and their service containers
+
+
+#: inside the node image: the count guard before valgrind's tool, on a plain run, an exec
+#: and a fork (runtime/_count_guard.py), each line "code exit-status last-words"
+GUARDED = r"""
+import os, subprocess, sys
+from runtime.counting import _GUARD, counter_tool, valgrind
+tool, env = counter_tool(valgrind())
+for code in ("pass", "import os; os.execv('/bin/true', ['true'])", "import os; os.fork()"):
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", _GUARD, tool, "--tool=cachegrind", "--cache-sim=no",
+         "--branch-sim=no", "--cachegrind-out-file=/dev/null", sys.executable, "-c", code],
+        env={**os.environ, **env}, capture_output=True, text=True,
+    )
+    words = [x for x in run.stderr.splitlines() if "refs" in x or "Error" in x or "guard" in x]
+    print(code.split(";")[-1].strip(), run.returncode, words)
+"""
+
+
+def test_the_node_image_counts_one_process_under_the_guard(engine: Any, image: str) -> None:
+    """libseccomp, pyseccomp and valgrind's tool are all in the image: a count runs, an
+    exec under the counter is killed (SIGSYS), a fork refused."""
+    from runtime.docker_launcher import SECURITY_OPT
+
+    out = engine.containers.run(
+        image, ["python", "-c", GUARDED], remove=True, security_opt=list(SECURITY_OPT)
+    ).decode()
+    lines = out.strip().splitlines()
+    assert len(lines) == 3, out
+    assert lines[0].startswith("pass 0 ") and "I   refs:" in lines[0], out
+    assert " -31 " in lines[1], out  # SIGSYS
+    assert lines[2].startswith("os.fork() 1 ") and "PermissionError" in lines[2], out
