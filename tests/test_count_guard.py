@@ -76,9 +76,7 @@ def genome(tmp_path: Path) -> Iterator[tuple[Manifest, dict[str, str], Sandbox]]
 def test_an_exec_under_the_counter_kills_the_run_instead_of_reading_a_forged_count(
     genome: tuple[Manifest, dict[str, str], Sandbox],
 ) -> None:
-    manifest, tree, sandbox = genome
-    honest = count_cached(sandbox, tree, manifest)
-    assert honest.instructions is not None and honest.instructions > 1e6, honest.failure
+    manifest, tree, sandbox = genome  # the honest count: the threaded test below
     forged = count_cached(sandbox, {**tree, **DECOYS, "bench.py": EXEC_FORGER}, manifest)
     assert forged.instructions is None  # before the guard: 1,000
     assert forged.failure is not None and forged.failure[0] == "signal"
