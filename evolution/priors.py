@@ -18,15 +18,21 @@ C call the clock cannot see into:
   its callee's work on every iteration (a sort, a set or tuple built, a scan, a call);
   n is read from the code when it is plain there (a literal, a module constant, a
   parameter's default, a slice with a constant bound), else there is no prior;
-- the costs are CPython's, measured with the fitness's own counter on small ints, the
-  cheapest items CPython compares (``bench/bench_kind_costs.py``), so a prior is a lower
-  bound for tuples or strings; the run's instructions are its profile's events times the
-  instructions one event stands for, measured on the shipped genomes by the same script.
+- the costs are CPython's, measured with the fitness's own counter
+  (``bench/bench_kind_costs.py``), averaged (geometrically) over the items programs
+  commonly sort or scan: small ints, floats, short strings, 2-tuples; they differ by
+  3-5x, since CPython specialises a sort's comparison per type;
+- the whole: the version's instruction count (``Profile.instructions``), which the
+  analyzer takes from the count cache (the parent's count, which judging its candidates
+  needs anyway).  The profile's events cannot stand in for it: one event is 420
+  instructions on seqdiff, 774 on tomlparse, 1,066 on logstats.
 
 The gain is Amdahl's: ``1 / (1 - saved share)``, and never more than the mutator's static
 weight (the program cannot get faster than the code the rewrite touches).  A kind with
-no rule here, an unresolved size, or a profile taken with a real clock (which sees the
-sort's time already, :mod:`evolution.heat`) has no prior: the heat model stands.
+no rule here, a size the code does not say, or a profile without a count (a timed
+genome, whose profile sees the sort's time already, :mod:`evolution.heat`) has no prior:
+the heat model stands.  The calibration decides once the kind is measured
+(:func:`evolution.analysis.calibrated`).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from evolution.priors import _size
 from evolution.profile import parse_profile
 from evolution.stopping import worth_a_slot
 from runtime.counting import VALGRIND_FLAGS, valgrind
+from runtime.sandbox import Sandbox, SandboxLimits
 from runtime.sandbox_rows import valid_rows
 from tests.test_analysis_heat import MANIFEST
 
@@ -220,6 +221,20 @@ def test_a_size_is_read_only_where_the_code_says_it_plainly() -> None:
     # a name read inside an item being set is not bound there
     code = "B = [1, 2, 3]\ndef f(c, b=B):\n    c[len(sorted(b))] += 1\n    return sorted(b)"
     assert _sized(code) == 3
+
+
+def test_the_jail_s_rows_carry_the_builtin_figures(tmp_path: Path) -> None:
+    """Through the real sandbox, as the analyzer profiles: the figures reach the parent."""
+    tree = {"pkg/__init__.py": "", "pkg/mod.py": SOURCE, "bench.py": BENCH}
+    limits = SandboxLimits(wall_seconds=30, cpu_seconds=30, memory_mb=512, processes=16,
+                           file_mb=4)  # fmt: skip
+    with Sandbox(tmp_path / "sandbox") as sandbox, sandbox.workspace(tree) as workdir:
+        result, rows = sandbox.run_profiled(workdir, ["python", "-S", "bench.py"], limits,
+                                            events=True)  # fmt: skip
+    assert result.ok, result
+    peaks = parse_profile(rows).find("pkg/mod.py", "peaks")
+    assert peaks is not None and peaks.called("sorted") == 3000 - 64
+    assert peaks.builtin_share > 0
 
 
 def test_the_sandbox_passes_builtin_figures_through_checked() -> None:
