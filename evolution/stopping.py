@@ -87,7 +87,7 @@ def worth_trying(
     if not fresh:
         were = "was tried on its function's" if tried == 1 else "were tried on their functions'"
         return (
-            f"{_all(tried)} {were} current code and rejected: "
+            f"{_all(tried)} {were} current code and rejected (or held for approval): "
             "nothing is worth a candidate until that code changes"
         )
     hopes = [
@@ -113,7 +113,7 @@ def _below(
     calibration: Calibration,
 ) -> str:
     """Why every site left is below the threshold, in the user's words."""
-    also = f" ({tried} more already rejected on their current code)" if tried else ""
+    also = f" ({tried} more already rejected or held on their current code)" if tried else ""
     kinds = sorted({o.kind for _, o in hopes})
     best_hope, best = max(hopes, key=lambda pair: (pair[0], pair[1].file, -pair[1].line))
     if len(kinds) == 1:
