@@ -15,7 +15,7 @@ C call the clock cannot see into:
   the same builtin;
 - what one execution removes, in instructions: ``min_max_sorted`` replaces a sort of n
   items (a copy and n·log2(n) comparisons) by a scan of n; ``hoist_invariant`` removes
-  its callee's work on every iteration (a sort, a set or tuple built, a scan, a call);
+  its callee's work on every iteration (a sort, a scan, a call);
   n is read from the code when it is plain there (a literal, a module constant, a
   parameter's default, a slice with a constant bound), else there is no prior;
 - the costs are CPython's, measured with the fitness's own counter
@@ -57,10 +57,6 @@ from evolution.sites import FunctionSpan
 SORT_PER_NLOGN = 61.8
 #: ``max(xs)`` of n items, per item: ints 158.9, floats 157.3, strings 227.8, tuples 358.3
 SCAN_PER_ITEM = 212.5
-#: ``set(xs)`` of n items, per item: ints 189.6, strings 179.7
-SET_PER_ITEM = 184.6
-#: ``list(xs)`` of n items, per item
-COPY_PER_ITEM = 16.7
 #: one call of a C builtin (``len(xs)``)
 BUILTIN_CALL = 202.0
 
@@ -77,13 +73,11 @@ def _sort(n: int) -> float:
     return SORT_PER_NLOGN * n * math.log2(n) if n > 1 else BUILTIN_CALL
 
 
-#: builtin → instructions of one call on n items
+#: builtin → instructions of one call on n items.  Only builtin *functions*: a call of a
+#: type (``set(x)``, ``tuple(x)``) is no event cProfile sees, so its runs are not counted
+#: and a hoisted ``set(...)`` has no prior
 _WORK: dict[str, Callable[[int], float]] = {
     "sorted": _sort,
-    "set": lambda n: SET_PER_ITEM * n,
-    "frozenset": lambda n: SET_PER_ITEM * n,
-    "tuple": lambda n: COPY_PER_ITEM * n,
-    "list": lambda n: COPY_PER_ITEM * n,
     "min": lambda n: SCAN_PER_ITEM * n,
     "max": lambda n: SCAN_PER_ITEM * n,
     "sum": lambda n: SCAN_PER_ITEM * n,
