@@ -8,6 +8,7 @@ from actors.base import RoleActor
 from actors.messages import Analyze
 from evolution.analysis import Opportunity, analyze
 from evolution.profile import Profile, parse_profile
+from runtime.counting import count_cached
 from runtime.incubation import bench_env, effective_measure
 from runtime.sandbox import Sandbox, SandboxLimits
 
@@ -49,4 +50,12 @@ class Analyzer(RoleActor):
         if not result.ok:
             return None  # static analysis alone still ranks opportunities
         data: list[dict[str, Any]] = [dict(row) for row in rows]
-        return parse_profile(data)
+        # the version's instructions: what a rewrite's prior weighs the work it removes
+        # against (evolution/priors.py); the parent's count, which judging its candidates
+        # needs anyway, so counted here once and cached
+        counted = (
+            count_cached(self.sandbox, message.tree, message.manifest).instructions
+            if measure == "instructions"
+            else None
+        )
+        return parse_profile(data, instructions=counted)

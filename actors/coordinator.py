@@ -43,7 +43,7 @@ from evolution.errors import ConfigError, TarsError
 from evolution.generate import Candidate
 from evolution.manifest import HoldRules, Manifest, parse_manifest
 from evolution.memory import SearchMemory
-from evolution.planner import PLANNERS, Outcomes, Plan
+from evolution.planner import PLANNERS, SETTLED, Outcomes, Plan
 from evolution.policy import Decision, Evidence, Policy
 from evolution.tree import short
 from runtime.incubation import IncubationReport
@@ -270,7 +270,7 @@ class Coordinator:
             self.memory.learn(
                 version,
                 tree,
-                [(r.mutator, r.kind, r.patch, r.ratio, r.verdict == "reject") for r in records],
+                [(r.mutator, r.kind, r.patch, r.ratio, r.verdict in SETTLED) for r in records],
                 {r.patch: r.expected_gain for r in records if r.expected_gain is not None},
             )
         for record in records:

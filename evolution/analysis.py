@@ -18,6 +18,7 @@ from evolution.heat import site_heat
 from evolution.manifest import Manifest
 from evolution.mutators import ALL_MUTATORS
 from evolution.mutators.base import Mutator, Site
+from evolution.priors import prior_gain
 from evolution.profile import Profile
 from evolution.sites import FunctionSpan, function_fingerprint, functions
 
@@ -54,6 +55,10 @@ class Opportunity:
     predicted_gain: float = 0.0
     #: the fingerprint of the function's code (:func:`evolution.sites.function_fingerprint`)
     fingerprint: str = ""
+    #: the rewrite's own expected gain (:mod:`evolution.priors`: what it removes per
+    #: execution, times how often the site runs), which an untried kind is ranked by;
+    #: 0.0 when the kind has no prior here
+    prior_gain: float = 0.0
 
 
 def amdahl(heat: float, weight: float) -> float:
@@ -89,9 +94,13 @@ def _score(
         return gain, 0.3, 0.0, 0, "no profile"
     heat = site_heat(site, profile, spans)
     gain = amdahl(heat.share, site.weight)
-    share = heat.share
-    confidence = min(0.95, 0.6 + share) if share >= _HOT else 0.2 + 0.4 * share / _HOT
-    return gain, confidence, share, heat.calls, heat.words()
+    return gain, _confidence(heat.share), heat.share, heat.calls, heat.words()
+
+
+def _confidence(share: float) -> float:
+    """How sure a prediction is, by the share of the run its site weighs: a hot site's
+    gain is not lost in the noise of the rest."""
+    return min(0.95, 0.6 + share) if share >= _HOT else 0.2 + 0.4 * share / _HOT
 
 
 def calibrated(
@@ -100,14 +109,19 @@ def calibrated(
     """``opportunities`` with their expected gain corrected by ``calibration``, best first.
 
     The analyzer's answer for a version never changes, so it is cached uncalibrated and
-    this applies what the log has learnt since, cycle by cycle.
+    this applies what the log has learnt since, cycle by cycle.  A kind never measured
+    is expected to give its prior (``prior_gain``) when it has one; once measured, the
+    calibration of the static prediction decides, the prior no longer counts.
     """
     if calibration is None:
         return list(opportunities)
     out = []
     for opp in opportunities:
         predicted = opp.predicted_gain or opp.expected_gain
-        gain = calibration.gain(opp.kind, predicted)
+        if opp.prior_gain > 0 and not calibration.tries(opp.kind):
+            gain = opp.prior_gain
+        else:
+            gain = calibration.gain(opp.kind, predicted)
         out.append(replace(opp, expected_gain=round(gain, 4), predicted_gain=predicted))
     out.sort(key=_rank)
     return out
@@ -131,13 +145,18 @@ def analyze(
             continue
         source = tree[path]
         try:
-            spans = _loop_spans(ast.parse(source))
+            module = ast.parse(source)
         except (SyntaxError, ValueError):
             continue  # a file that does not parse cannot be evolved; its tests will say so
+        spans = _loop_spans(module)
         defs = functions(source)
         for mutator in mutators:
             for site in mutator.scan(path, source):
                 gain, confidence, share, calls, words = _score(site, profile, defs)
+                prior = prior_gain(site, module, profile, defs)
+                if prior is not None:
+                    words += f"; {prior.words}"
+                    confidence = max(confidence, _confidence(prior.share))
                 found.append(
                     Opportunity(
                         file=site.file,
@@ -145,7 +164,7 @@ def analyze(
                         line=site.line,
                         kind=site.kind,
                         evidence=f"{site.detail} (loop depth {_depth(spans, site.line)}; {words})",
-                        expected_gain=round(gain, 4),
+                        expected_gain=round(prior.gain if prior is not None else gain, 4),
                         confidence=round(confidence, 3),
                         detail=site.detail,
                         weight=site.weight,
@@ -153,6 +172,7 @@ def analyze(
                         calls=calls,
                         predicted_gain=round(gain, 4),
                         fingerprint=function_fingerprint(tree, site.file, site.function),
+                        prior_gain=round(prior.gain, 4) if prior is not None else 0.0,
                     )
                 )
     found.sort(key=_rank)

@@ -127,7 +127,9 @@ class SearchMemory:
         judged: Iterable[tuple[str, str, str, float | None, bool]],
         predicted: Mapping[str, float] | None = None,
     ) -> None:
-        """Feed one cycle's verdicts: (mutator, kind, patch, measured ratio, rejected) each.
+        """Feed one cycle's verdicts: (mutator, kind, patch, measured ratio, settled) each;
+        settled: rejected or held (:data:`~evolution.planner.SETTLED`), not proposed again
+        on the same code.
 
         ``predicted`` maps a patch to the static gain its opportunity was predicted at,
         when known, so the calibration learns how far off the model was.

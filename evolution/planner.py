@@ -35,8 +35,13 @@ from evolution.sites import changed_functions
 PRIOR_TRIES = 2.0
 #: the weight at which a rewrite starts believed right half the time (1.2: 20 % faster code)
 _HALF_WEIGHT = 1.2
-#: a (mutator, file, function, fingerprint) whose rewrite was rejected
+#: a (mutator, file, function, fingerprint) whose rewrite was rejected or held
 SiteKey = tuple[str, str, str, str]
+#: the verdicts after which the same rewrite of the same code is not proposed again: a
+#: rejection measures the same again, and a held candidate waits for a person (proposed
+#: again it is the same candidate, skipped as judged: tomlparse at threshold 1.01 spent
+#: cycles 3-20 on "no candidates" so); an approval moves the head and changes the code
+SETTLED = ("reject", "hold")
 #: how a coordinator plans (``Coordinator(planner=...)``): "learning" is issue 10's
 #: planner (calibration, stop rule, near-duplicates, rejected-site memory, weight priors);
 #: "plain" the Thompson bandit alone with uniform priors (the planner before it);
@@ -112,7 +117,7 @@ class Outcomes:
             mutator, kind = str(row.get("mutator")), str(row.get("kind"))
             outcomes.record(mutator, kind, row.get("verdict") == "adopt")
             parent, patch = row.get("parent"), row.get("patch")
-            if tree_of is None or row.get("verdict") != "reject" or not isinstance(patch, str):
+            if tree_of is None or row.get("verdict") not in SETTLED or not isinstance(patch, str):
                 continue
             tree = tree_of(str(parent))
             if tree is not None:

@@ -7,8 +7,14 @@ a bad row must cost one hotspot, never the whole analysis.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+#: how many builtins' call counts one row may carry (the rows come from the sandbox)
+_MAX_BUILTINS = 256
+_BUILTIN = re.compile(r"<built-in method (?:builtins\.)?([\w.]+)>")
+_METHOD = re.compile(r"<method '(\w+)' of '([\w.]+)' objects>")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,12 @@ class Hotspot:
     #: cProfile keeps ``sorted``'s time off the caller's ``tottime``, yet rewriting the
     #: caller's lines (``sorted(xs)[0]`` to ``min(xs)``) is what removes it
     builtin_share: float = 0.0
+    #: how many times it called each builtin, by name (``sorted``, ``list.append``)
+    builtin_calls: tuple[tuple[str, int], ...] = ()
+
+    def called(self, name: str) -> int:
+        """How many times this function called the builtin ``name`` (0 if never)."""
+        return sum(count for called, count in self.builtin_calls if called == name)
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,11 @@ class Profile:
 
     hotspots: tuple[Hotspot, ...]
     total: float
+    #: the instructions the benchmark executes on this version, when counted
+    #: (``measure = "instructions"``): the scale :mod:`evolution.priors` weighs the work
+    #: a rewrite removes against, since the profile's clock then counts events (calls and
+    #: returns) and a C call weighs one event, whatever work it does
+    instructions: float | None = None
 
     def heat(self, file: str, function: str) -> float:
         """Cumulative share of run time inside ``function`` of ``file`` (0.0 if never seen)."""
@@ -75,7 +92,31 @@ def _number(value: object) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
-def _row(row: object) -> tuple[str, str, int, int, float, float, float] | None:
+def builtin_name(raw: str) -> str:
+    """cProfile's name of a C function, plainly: ``sorted``, ``list.append``, ``_bisect.bisect_left``."""
+    found = _BUILTIN.fullmatch(raw)
+    if found:
+        return found.group(1)
+    method = _METHOD.fullmatch(raw)
+    return f"{method.group(2)}.{method.group(1)}" if method else raw
+
+
+def _calls(value: object) -> tuple[tuple[str, int], ...]:
+    """The builtin call counts of a row, junk left out (they cross the sandbox's boundary)."""
+    if not isinstance(value, Mapping):
+        return ()
+    found: dict[str, int] = {}
+    for raw, count in list(value.items())[:_MAX_BUILTINS]:
+        if isinstance(raw, str) and len(raw) <= 200 and type(count) is int and count >= 0:
+            name = builtin_name(raw)
+            found[name] = found.get(name, 0) + count
+    return tuple(sorted(found.items()))
+
+
+_Row = tuple[str, str, int, int, float, float, float, tuple[tuple[str, int], ...]]
+
+
+def _row(row: object) -> _Row | None:
     if not isinstance(row, Mapping):
         return None
     file, function, line, calls = (
@@ -97,11 +138,26 @@ def _row(row: object) -> tuple[str, str, int, int, float, float, float] | None:
     if tottime is None or cumtime is None or calls < 0:
         return None
     builtin = _number(row.get("builtin", 0.0))  # rows of older sandboxes have none
-    return file, function, line, calls, tottime, cumtime, min(builtin or 0.0, cumtime)
+    builtin_share = min(builtin or 0.0, cumtime)
+    return (
+        file,
+        function,
+        line,
+        calls,
+        tottime,
+        cumtime,
+        builtin_share,
+        _calls(row.get("builtin_calls")),
+    )
 
 
-def parse_profile(rows: Sequence[Mapping[str, object]], total: float | None = None) -> Profile:
-    """Build a profile from sandbox rows; junk rows are skipped.
+def parse_profile(
+    rows: Sequence[Mapping[str, object]],
+    total: float | None = None,
+    instructions: float | None = None,
+) -> Profile:
+    """Build a profile from sandbox rows (and the version's instruction count, if
+    counted); junk rows are skipped.
 
     Without an explicit ``total`` the run time is estimated as the larger of the biggest
     cumulative time (the benchmark's entry point) and the sum of own times.
@@ -123,8 +179,10 @@ def parse_profile(rows: Sequence[Mapping[str, object]], total: float | None = No
             min(1.0, cumtime / run) if run > 0 else 0.0,
             min(1.0, tottime / run) if run > 0 else 0.0,
             min(1.0, builtin / run) if run > 0 else 0.0,
+            called,
         )
-        for file, function, line, calls, tottime, cumtime, builtin in parsed
+        for file, function, line, calls, tottime, cumtime, builtin, called in parsed
     ]
     hotspots.sort(key=lambda h: (-h.cumtime, h.file, h.line, h.function))
-    return Profile(tuple(hotspots), run)
+    counted = _number(instructions)
+    return Profile(tuple(hotspots), run, counted if counted else None)

@@ -38,6 +38,13 @@ def _predicted(opp: OpportunityLike) -> float:
     return float(getattr(opp, "predicted_gain", 0.0) or opp.expected_gain)
 
 
+def _untried(opp: OpportunityLike) -> float:
+    """What an untried kind's site is expected to give: its prior
+    (:mod:`evolution.priors`) when it has one, else the static prediction."""
+    prior = float(getattr(opp, "prior_gain", 0.0) or 0.0)
+    return prior if prior > 0 else _predicted(opp)
+
+
 def _mutator(item: object, opp: OpportunityLike) -> str:
     return str(getattr(item, "mutator", "") or opp.kind)
 
@@ -80,10 +87,18 @@ def worth_trying(
     if not fresh:
         were = "was tried on its function's" if tried == 1 else "were tried on their functions'"
         return (
-            f"{_all(tried)} {were} current code and rejected: "
+            f"{_all(tried)} {were} current code and rejected (or held for approval): "
             "nothing is worth a candidate until that code changes"
         )
-    hopes = [(calibration.optimistic(o.kind, _predicted(o)), o) for o in fresh]
+    hopes = [
+        (
+            calibration.optimistic(o.kind, _predicted(o))
+            if calibration.tries(o.kind)
+            else max(_untried(o), calibration.optimistic(o.kind, _predicted(o))),
+            o,
+        )
+        for o in fresh
+    ]
     if any(
         hope >= threshold or (try_untried and not calibration.tries(o.kind)) for hope, o in hopes
     ):
@@ -98,7 +113,7 @@ def _below(
     calibration: Calibration,
 ) -> str:
     """Why every site left is below the threshold, in the user's words."""
-    also = f" ({tried} more already rejected on their current code)" if tried else ""
+    also = f" ({tried} more already rejected or held on their current code)" if tried else ""
     kinds = sorted({o.kind for _, o in hopes})
     best_hope, best = max(hopes, key=lambda pair: (pair[0], pair[1].file, -pair[1].line))
     if len(kinds) == 1:
@@ -140,11 +155,11 @@ def worth_a_slot(
       kind has passed the threshold on this genome (where a kind pays, the static
       model's figures for it are lower bounds: the profile's clock misses work done
       without calls, so a set lookup predicted 1.000× measured 1.33×);
-    - its kind was never measured: every site the static model predicts a gain a
-      composition could use (at least :data:`~evolution.compose.MERGE_FLOOR`; how
-      efficient the kind is, is what is unknown), and the kind's best site whatever its
-      prediction (one candidate says what the kind is worth here; the profile's clock
-      misses work done without calls);
+    - its kind was never measured: every site the static model or the kind's prior
+      (:mod:`evolution.priors`) predicts a gain a composition could use (at least
+      :data:`~evolution.compose.MERGE_FLOOR`; how efficient the kind is, is what is
+      unknown), and the kind's best site whatever its prediction (one candidate says
+      what the kind is worth here; the profile's clock misses work done without calls);
     - with ``compose``, it may pass composed: its kind has measured a gain a composition
       can merge (at least :data:`~evolution.compose.MERGE_FLOOR`) somewhere, the site's
       calibrated gain is at least that floor, and such sites (the best one per function,
@@ -172,7 +187,7 @@ def worth_a_slot(
     best_untried: dict[str, tuple[float, int]] = {}
     for index, opp in fresh:
         if not calibration.tries(opp.kind):
-            if _predicted(opp) >= MERGE_FLOOR:
+            if _untried(opp) >= MERGE_FLOOR or _predicted(opp) >= MERGE_FLOOR:
                 chosen.add(index)
             gain = (float(opp.expected_gain), -index)
             if opp.kind not in best_untried or gain > best_untried[opp.kind]:

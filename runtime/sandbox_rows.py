@@ -6,9 +6,13 @@ files inside it, hottest ``tottime`` first.  Anything else the child sent is dro
 
 from __future__ import annotations
 
+import math
 from pathlib import PurePosixPath
 
 from runtime.sandbox_command import TMP_NAME
+
+#: how many builtins' call counts one row may carry
+_MAX_BUILTINS = 256
 
 
 def valid_rows(raw: object) -> list[dict[str, object]]:
@@ -32,6 +36,17 @@ def valid_rows(raw: object) -> list[dict[str, object]]:
             "file": file, "function": function, "line": line, "calls": calls,
             "tottime": float(tottime), "cumtime": float(cumtime),
         }  # fmt: skip
+        builtin, counts = item.get("builtin"), item.get("builtin_calls")
+        is_number = isinstance(builtin, int | float) and not isinstance(builtin, bool)
+        figure = float(builtin) if is_number else math.nan  # type: ignore[arg-type]
+        if math.isfinite(figure) and figure >= 0:
+            row["builtin"] = figure
+        if isinstance(counts, dict):
+            row["builtin_calls"] = {
+                name: count
+                for name, count in list(counts.items())[:_MAX_BUILTINS]
+                if isinstance(name, str) and len(name) <= 200 and type(count) is int and count >= 0
+            }
         kept.append((-float(tottime), file, line, row))
     kept.sort(key=lambda k: k[:3])
     return [k[3] for k in kept]

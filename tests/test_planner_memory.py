@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from evolution.analysis import Opportunity
+from evolution.memory import SearchMemory
 from evolution.patch import make_patch
 from evolution.planner import Outcomes, plan, prior
 from evolution.sites import changed_functions, function_fingerprint, functions
@@ -153,5 +155,30 @@ def test_outcomes_from_the_log() -> None:
         ("memoize", "memoize"): (2, 0),
     }
     fingerprint = function_fingerprint(tree, "a.py", "parse")
-    assert outcomes.failed == {("local_alias", "a.py", "parse", fingerprint)}
+    # a held candidate is no loss of its arm, but its site is settled on this code
+    assert outcomes.failed == {
+        ("local_alias", "a.py", "parse", fingerprint),
+        ("memoize", "a.py", "parse", fingerprint),
+    }
     assert Outcomes.from_log(rows).failed == set()  # no trees: counts only
+
+
+def test_a_held_site_that_measured_a_pass_ends_the_search_with_its_reason() -> None:
+    """tomlparse at threshold 1.01: its one passing rewrite was held (size limit); the
+    stop rule counted its kind as paying and kept a slot for the held site, the planner
+    offered the same candidate, skipped as judged: "no candidates", cycle after cycle."""
+    tree = {"a.py": SOURCE}
+    patch = make_patch(tree, {"a.py": ALIASED})
+    fingerprint = function_fingerprint(tree, "a.py", "parse")
+    site = Opportunity("a.py", "parse", 7, "local_alias", "loop", 1.004, 0.5,
+                       predicted_gain=1.004, fingerprint=fingerprint)  # fmt: skip
+    memory = SearchMemory()
+    memory.learn("v1", tree, [("local_alias", "local_alias", patch, 1.04, False)], {patch: 1.004})
+    slots, reason = memory.prepare([site], 1.01, ["a.py"], "v1")
+    # not settled: its kind paid, so it keeps a slot
+    assert [(o.function, o.line) for o in slots] == [("parse", 7)] and reason is None
+    held = SearchMemory()
+    held.learn("v1", tree, [("local_alias", "local_alias", patch, 1.04, True)], {patch: 1.004})
+    slots, reason = held.prepare([site], 1.01, ["a.py"], "v1")
+    assert slots == [] and reason is not None
+    assert "current code and rejected (or held for approval)" in reason
