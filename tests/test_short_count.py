@@ -215,6 +215,10 @@ def test_the_short_count_does_not_count_compiling_the_source(counted) -> None:  
     assert not failed.ok and "SyntaxError" in failed.stderr, failed.stderr[-300:]
 
 
+# slow (30 s, twelve counts): its parts run by default, cheaper: a short count repeats to
+# 1e-4 (test_the_short_count_does_not_count_compiling_the_source), and the same slower, same
+# and faster candidates get these verdicts at these stages (the tests above)
+@pytest.mark.slow
 def test_the_same_candidates_get_the_same_verdicts_twice(counted) -> None:  # type: ignore[no-untyped-def]
     sandbox, manifest, tree = counted
     runs = []
