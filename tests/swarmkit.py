@@ -197,7 +197,7 @@ class LocalSwarm:
         assert not lost, f"versions reported as heads but missing from the log: {sorted(lost)}"
 
 
-# ---- three SwarmNodes in this process (test_swarm, test_local_damage, test_repair) -----
+# ---- SwarmNodes in this process (test_swarm, test_local_damage, test_repair, test_approval…) --
 
 
 @contextlib.contextmanager
@@ -212,14 +212,8 @@ def spread_swarm(tmp_path: Path, genome: Path = TINY) -> Iterator[list[SwarmNode
             cycles=3, candidates_per_cycle=3, seed=3, incubators=1, spread=True
         )
     )
-    nodes = [SwarmNode(config, node_id) for node_id in config.ids]
-    try:
-        for node in nodes:
-            node.start()
+    with started([SwarmNode(config, node_id) for node_id in config.ids]) as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 @contextlib.contextmanager
@@ -230,14 +224,23 @@ def in_process_swarm(tmp_path: Path, genome: Path) -> Iterator[list[SwarmNode]]:
     records the public signing keys in the cluster.yml (see :func:`signer`)."""
     config = load_cluster(write_cluster(tmp_path, 3, genome, 1, 1, 3, 1))
     config.ensure_keys()
-    nodes = [SwarmNode(config, node_id, evolve=False) for node_id in config.ids]
+    with started([SwarmNode(config, node_id, evolve=False) for node_id in config.ids]) as nodes:
+        yield nodes
+
+
+@contextlib.contextmanager
+def started(nodes: list[SwarmNode]) -> Iterator[list[SwarmNode]]:
+    """Start ``nodes`` in order; at the end stop every one, in the same order: those a
+    failed start left unstarted too (a no-op), and the rest even when one stop raises, so
+    no node's threads or sockets outlive the test."""
     try:
         for node in nodes:
             node.start()
         yield nodes
     finally:
-        for node in nodes:
-            node.stop()
+        with contextlib.ExitStack() as stopping:
+            for node in reversed(nodes):  # callbacks run last-in first-out
+                stopping.callback(node.stop)
 
 
 def signer(config: ClusterConfig, name: str, *, as_name: str | None = None) -> Signer:

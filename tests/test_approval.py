@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from swarmkit import TINY, propose_retrying, signer, wait
+from swarmkit import TINY, propose_retrying, signer, started, wait
 from typer.testing import CliRunner
 
 from consensus import ledger as L
@@ -263,14 +263,8 @@ def test_tars_keys_makes_an_approvers_keys_and_records_them(tmp_path: Path) -> N
 def approving_swarm(path: Path) -> Iterator[list[SwarmNode]]:
     """Three started nodes (no evolution) of the cluster.yml at ``path``, stopped at the end."""
     config = load_cluster(path)
-    nodes = [SwarmNode(config, node_id, evolve=False) for node_id in config.ids]
-    try:
-        for node in nodes:
-            node.start()
+    with started([SwarmNode(config, node_id, evolve=False) for node_id in config.ids]) as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 def approval_cluster(folder: Path, policy: str = "") -> tuple[Path, ClusterConfig]:

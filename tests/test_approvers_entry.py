@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from swarmkit import COMPACTION, propose_retrying, signer, wait
+from swarmkit import COMPACTION, propose_retrying, signer, started, wait
 from test_approval import (
     ADMIN,
     ALICE,
@@ -144,13 +144,8 @@ def differing_swarm(paths: list[Path]) -> Iterator[list[SwarmNode]]:
     nodes = [
         SwarmNode(load_cluster(path), f"node-{i}", evolve=False) for i, path in enumerate(paths, 1)
     ]
-    try:
-        for node in nodes:
-            node.start()
+    with started(nodes):
         yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 def test_nodes_with_different_approvers_judge_alike_after_the_entry(tmp_path: Path) -> None:

@@ -3,11 +3,11 @@ at the quick run without the exact count, a faster one is always counted."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cascadekit import FASTER, SLOWER, counted_tiny, variant
 
 from actors.governor import judge
 from actors.verdicts import verdicts
@@ -18,8 +18,7 @@ from evolution.manifest import Manifest, parse_manifest
 from evolution.patch import make_patch
 from evolution.policy import Policy
 from evolution.tree import version_id
-from runtime.genome_files import load_genome
-from runtime.incubation import forget_counts, incubate
+from runtime.incubation import incubate
 from runtime.sandbox import Sandbox
 
 TINY = Path(__file__).parent / "data" / "tiny"
@@ -77,37 +76,16 @@ def test_the_manifest_sets_the_floor_and_zero_turns_the_quick_run_off() -> None:
 
 @pytest.fixture
 def counted() -> Iterator[tuple[Sandbox, Manifest, dict[str, str]]]:
-    if shutil.which("valgrind") is None:
-        pytest.skip("valgrind is not installed: the exact measure falls back to timing")
-    manifest, tree = load_genome(TINY)
-    text = tree["genome.toml"].replace(
-        "rounds = 3", f'rounds = 3\nmeasure = "instructions"\nquick = {QUICK_FLOOR}'
-    )
-    tree["genome.toml"] = text
-    forget_counts()
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as work, Sandbox(Path(work) / "sandbox") as sandbox:
-        yield sandbox, parse_manifest(text), tree
-    forget_counts()
+    with counted_tiny(f"quick = {QUICK_FLOOR}") as made:
+        yield made
 
 
-def _variant(tree: dict[str, str], old: str, new: str, extra: str = "") -> dict[str, str]:
-    child = dict(tree)
-    core = child["tiny/core.py"]
-    assert old in core
-    child["tiny/core.py"] = core.replace(old, new) + extra
-    return child
-
-
-SLOWER = ("if word in COMMON:", "if word in COMMON + COMMON + COMMON:")
-FASTER = ("if word in COMMON:", "if word in COMMON_SET:", "\nCOMMON_SET = frozenset(COMMON)\n")
 BROKEN = ("return total\n", "return total + 1\n")
 
 
 def test_a_slower_candidate_is_rejected_at_the_quick_run_without_the_count(counted) -> None:  # type: ignore[no-untyped-def]
     sandbox, manifest, tree = counted
-    slower = _variant(tree, *SLOWER)
+    slower = variant(tree, *SLOWER)
     report = incubate(sandbox, manifest, "slow", tree, slower)
     assert report.failure == "quick", report
     assert report.detail.startswith("rejected at the quick run:"), report.detail
@@ -116,7 +94,7 @@ def test_a_slower_candidate_is_rejected_at_the_quick_run_without_the_count(count
     assert "stage:count" not in ran and "stage:count_parent" not in ran, "no exact count was run"
     # the parent's figure is now known: a slower candidate's single run against it is not
     # enough to reject, the three pairs still decide
-    again = incubate(sandbox, manifest, "slow2", tree, _variant(tree, *SLOWER, "# again\n"))
+    again = incubate(sandbox, manifest, "slow2", tree, variant(tree, *SLOWER, "# again\n"))
     assert again.failure == "quick" and "3 timed pairs" in again.detail, again.detail
     # without the cascade the same candidate is counted, and loses on the count
     plain = incubate(sandbox, manifest, "slow", tree, slower, cascade=False)
@@ -128,10 +106,10 @@ def test_a_slower_candidate_is_rejected_at_the_quick_run_without_the_count(count
 
 def test_a_faster_candidate_is_never_rejected_by_the_quick_run(counted) -> None:  # type: ignore[no-untyped-def]
     sandbox, manifest, tree = counted
-    faster = _variant(tree, *FASTER)
+    faster = variant(tree, *FASTER)
     for attempt in range(3):  # the quick run is timed: it must pass every time
         # a new tree each time (a comment), so its count is not cached and the quick run runs
-        faster = _variant(tree, FASTER[0], FASTER[1], FASTER[2] + f"# attempt {attempt}\n")
+        faster = variant(tree, FASTER[0], FASTER[1], FASTER[2] + f"# attempt {attempt}\n")
         report = incubate(sandbox, manifest, f"fast{attempt}", tree, faster)
         assert report.failure is None, report
         assert {"stage:tests", "stage:quick", "stage:count"} <= set(report.extra)
@@ -145,7 +123,7 @@ def test_a_faster_candidate_is_never_rejected_by_the_quick_run(counted) -> None:
 
 def test_a_candidate_failing_its_tests_never_reaches_the_benchmark(counted) -> None:  # type: ignore[no-untyped-def]
     sandbox, manifest, tree = counted
-    broken = _variant(tree, *BROKEN)  # breaks test_count and test_empty
+    broken = variant(tree, *BROKEN)  # breaks test_count and test_empty
     report = incubate(sandbox, manifest, "broken", tree, broken)
     assert not report.tests_passed
     assert set(report.extra) == {"stage:copy", "stage:tests", "cpu:tests"}
@@ -158,7 +136,7 @@ def test_a_candidate_failing_its_tests_never_reaches_the_benchmark(counted) -> N
 
 def test_the_quick_runs_reason_is_kept_in_the_log(counted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     sandbox, manifest, tree = counted
-    slower = _variant(tree, *SLOWER)
+    slower = variant(tree, *SLOWER)
     version = version_id(tree)
     candidate = Candidate(
         "slow", version, make_patch(tree, slower), "local_alias", "local_alias", "tiny/core.py",
@@ -181,7 +159,7 @@ def test_a_quick_run_too_short_to_time_leaves_the_candidate_to_the_count(counted
     """A fast pass prints 0.0 seconds (the composition of tiny's wins did, and was lost):
     no figure is no evidence, so the candidate is counted, never rejected for it."""
     sandbox, manifest, tree = counted
-    faster = _variant(tree, *FASTER)
+    faster = variant(tree, *FASTER)
     faster["bench.py"] = faster["bench.py"].replace(
         'print(json.dumps({"seconds": best}))', 'print(json.dumps({"seconds": 0.0}))'
     )

@@ -91,6 +91,7 @@ def test_a_person_logs_in_watches_an_adoption_opens_its_diff_and_aborts_a_rollou
             return bool(cells) and cells[0].text == version[:12] and any(version[:12] in r.text for r in rows)  # fmt: skip
 
         wait(shown, 30, "the adoption on the page without a reload")
+        wait(lambda: _node_heads(browser, "svc") == [version[:12]] * 3, 30, "every node's head")
         assert browser.execute_script("return window.notReloaded") == "yes"
         browser.save_screenshot(str(shots / "3-adoption-live.png"))
 
@@ -253,6 +254,23 @@ def test_an_approver_approves_a_held_candidate_and_every_node_adopts_it_live(
         assert candidate not in adopted.pending
 
 
+def _node_heads(browser: Any, genome: str) -> list[str] | None:
+    """The swarm table's head cell of every node, None while the live stream replaces one."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    cells = browser.find_elements(By.CSS_SELECTOR, f'#swarm [data-node-head="{genome}"]')
+    try:
+        return [e.text for e in cells]
+    except StaleElementReferenceException:
+        return None
+
+
+# slow (22 s: a real evolution until an adoption): by default an adoption's row streams in
+# and every node's head cell follows, with no reload, in
+# test_a_person_logs_in_watches_an_adoption_...; the swarm's own evolution and votes
+# adopting on every node are test_swarm.py's
+@pytest.mark.slow
 def test_an_evolving_swarms_adoption_appears_without_a_reload(tmp_path: Path, browser: Any) -> None:
     """No adoption proposed by hand: three nodes evolve tiny (the leader's cycles, the peers'
     votes) while a page is open; the adoption's row streams in and every node's head cell

@@ -141,13 +141,23 @@ def test_the_count_is_read_from_valgrind_and_garbage_is_refused() -> None:
         read_instructions(result("valgrind: command not found"))
 
 
+def fast_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A candidate's limits as 1.5x its parent's run (at least 1 s), not 4x (at least 20 s),
+    at the quick run (cascade_stages) and at the count (incubation): still a multiple of
+    the parent's, reached in seconds, not tens of them."""
+    import runtime.cascade_stages as stages
+    import runtime.incubation as incubation
+
+    monkeypatch.setattr(incubation, "CANDIDATE_WALL_FLOOR", 1.0)
+    monkeypatch.setattr(stages, "CANDIDATE_WALL_FLOOR", 1.0)
+    monkeypatch.setattr(stages, "CANDIDATE_WALL_FACTOR", 1.5)
+
+
 @needs_valgrind
 def test_a_benchmark_that_hangs_under_the_counter_is_stopped_at_a_multiple_of_its_parent(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import runtime.incubation as incubation
-
-    monkeypatch.setattr(incubation, "CANDIDATE_WALL_FLOOR", 3.0)
+    fast_limits(monkeypatch)
     manifest = parse_manifest(COUNTED)
     hang = work_tree(10)
     hang["w.py"] += (
@@ -156,7 +166,7 @@ def test_a_benchmark_that_hangs_under_the_counter_is_stopped_at_a_multiple_of_it
     report = incubate(sandbox, manifest, "hangs", work_tree(2000), hang)
     assert report.tests_passed and report.failure == "timeout"
     assert "its parent's" in report.detail
-    # Stopped near 4x the parent's counted run (a few seconds), not at the manifest's 60 s x 5.
+    # Stopped near 1.5x the parent's run (seconds), not at the manifest's 60 s x 5.
     assert report.child_seconds < 60
 
 
@@ -180,9 +190,7 @@ def test_a_candidates_limits_follow_its_parents_cpu_not_the_machines_load() -> N
 def test_a_benchmark_that_loops_under_the_counter_is_stopped_on_cpu(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import runtime.incubation as incubation
-
-    monkeypatch.setattr(incubation, "CANDIDATE_WALL_FLOOR", 3.0)
+    fast_limits(monkeypatch)
     manifest = parse_manifest(COUNTED.replace("quick = 0.9", "quick = 0"))  # the count decides
     loops = work_tree(10)
     loops["w.py"] += (

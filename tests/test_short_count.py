@@ -5,11 +5,11 @@ the same patches twice."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cascadekit import FASTER, SLOWER, counted_tiny, variant
 
 from events.store import GenomeStore
 from evolution.cascade import (
@@ -31,7 +31,8 @@ from runtime.incubation import forget_counts, incubate
 from runtime.sandbox import Sandbox
 
 TINY = Path(__file__).parent / "data" / "tiny"
-SHORT = 'rounds = 3\nmeasure = "instructions"\nshort_scale = 0.2'
+SHORT_SCALE = "short_scale = 0.2"
+SHORT = f'rounds = 3\nmeasure = "instructions"\n{SHORT_SCALE}'
 
 needs_valgrind = pytest.mark.skipif(
     shutil.which("valgrind") is None, reason="valgrind not installed (.ci/run installs it)"
@@ -124,29 +125,10 @@ def test_the_short_count_is_dropped_once_most_candidates_pass_it() -> None:
 
 @pytest.fixture
 def counted() -> Iterator[tuple[Sandbox, Manifest, dict[str, str]]]:
-    if shutil.which("valgrind") is None:
-        pytest.skip("valgrind is not installed: the exact measure falls back to timing")
-    manifest, tree = load_genome(TINY)
-    text = tree["genome.toml"].replace("rounds = 3", SHORT)
-    tree["genome.toml"] = text
-    forget_counts()
-    try:
-        with tempfile.TemporaryDirectory() as work, Sandbox(Path(work) / "sandbox") as sandbox:
-            yield sandbox, parse_manifest(text), tree
-    finally:
-        forget_counts()
+    with counted_tiny(SHORT_SCALE) as made:
+        yield made
 
 
-def _variant(tree: dict[str, str], old: str, new: str, extra: str = "") -> dict[str, str]:
-    child = dict(tree)
-    core = child["tiny/core.py"]
-    assert old in core
-    child["tiny/core.py"] = core.replace(old, new) + extra
-    return child
-
-
-SLOWER = ("if word in COMMON:", "if word in COMMON + COMMON + COMMON:")
-FASTER = ("if word in COMMON:", "if word in COMMON_SET:", "\nCOMMON_SET = frozenset(COMMON)\n")
 SAME = ("if word in COMMON:", "if word in COMMON:", "\n# a comment: no faster\n")
 
 
@@ -154,7 +136,7 @@ def test_a_candidate_no_better_on_the_short_input_is_never_counted_in_full(count
     sandbox, manifest, tree = counted
     short = short_run(manifest.fitness)
     for name, change in (("slow", SLOWER), ("same", SAME)):
-        child = _variant(tree, *change)
+        child = variant(tree, *change)
         report = incubate(sandbox, manifest, name, tree, child)
         assert report.failure == "short", report
         assert report.detail.startswith("rejected at the short count:"), report.detail
@@ -170,20 +152,20 @@ def test_a_candidate_no_better_on_the_short_input_is_never_counted_in_full(count
         assert is_counted(child, manifest, short) and not is_counted(child, manifest)
         assert is_counted(tree, manifest, short) and is_counted(tree, manifest)
     # without the cascade the slower one is counted in full, and loses there
-    plain = incubate(sandbox, manifest, "slow", tree, _variant(tree, *SLOWER), cascade=False)
+    plain = incubate(sandbox, manifest, "slow", tree, variant(tree, *SLOWER), cascade=False)
     assert plain.failure is None and "stage:short" not in plain.extra
     assert plain.candidate_samples[0] > plain.parent_samples[0]
 
 
 def test_a_candidate_better_on_the_short_input_goes_on_to_the_full_count(counted) -> None:  # type: ignore[no-untyped-def]
     sandbox, manifest, tree = counted
-    faster = _variant(tree, *FASTER)
+    faster = variant(tree, *FASTER)
     report = incubate(sandbox, manifest, "fast", tree, faster)
     assert report.failure is None, report
     assert {"stage:short_parent", "stage:short", "stage:count"} <= set(report.extra)
     assert report.candidate_samples[0] < report.parent_samples[0], "counted in full, and won"
     # the parent's short count is taken once per version: the next candidate reuses it
-    second = _variant(tree, FASTER[0], FASTER[1], FASTER[2] + "# two\n")
+    second = variant(tree, FASTER[0], FASTER[1], FASTER[2] + "# two\n")
     again = incubate(sandbox, manifest, "fast2", tree, second)
     assert again.extra["stage:short_parent"] == 0.0 and again.extra["stage:short"] > 0
     assert again.runs == 3, again  # the tests, the candidate's short count, its full count
@@ -197,7 +179,7 @@ def test_a_broken_candidate_better_on_the_short_input_is_never_counted(counted) 
     """The short count runs before the tests, but a survivor still runs every test before
     its full count: a broken candidate is stopped there, as before the reordering."""
     sandbox, manifest, tree = counted
-    broken = _variant(tree, *FASTER)
+    broken = variant(tree, *FASTER)
     broken["tiny/core.py"] = broken["tiny/core.py"].replace(
         "    return total\n", "    return total + (len(words) == 5)\n", 1
     )
@@ -233,6 +215,10 @@ def test_the_short_count_does_not_count_compiling_the_source(counted) -> None:  
     assert not failed.ok and "SyntaxError" in failed.stderr, failed.stderr[-300:]
 
 
+# slow (30 s, twelve counts): its parts run by default, cheaper: a short count repeats to
+# 1e-4 (test_the_short_count_does_not_count_compiling_the_source), and the same slower, same
+# and faster candidates get these verdicts at these stages (the tests above)
+@pytest.mark.slow
 def test_the_same_candidates_get_the_same_verdicts_twice(counted) -> None:  # type: ignore[no-untyped-def]
     sandbox, manifest, tree = counted
     runs = []
@@ -240,7 +226,7 @@ def test_the_same_candidates_get_the_same_verdicts_twice(counted) -> None:  # ty
         forget_counts()  # the second run counts everything afresh
         run = []
         for name, change in (("slow", SLOWER), ("fast", FASTER), ("same", SAME)):
-            report = incubate(sandbox, manifest, name, tree, _variant(tree, *change))
+            report = incubate(sandbox, manifest, name, tree, variant(tree, *change))
             run.append((report.failure, sorted(report.extra), report.extra["short_gain"]))
         runs.append(run)
     # the same verdicts at the same stages, from gains that agree far inside any margin (a
@@ -256,7 +242,7 @@ def test_a_genome_without_the_setting_is_unaffected(counted) -> None:  # type: i
     text = plain_tree["genome.toml"].replace("rounds = 3", 'rounds = 3\nmeasure = "instructions"')
     manifest = parse_manifest(text)
     plain_tree["genome.toml"] = text
-    report = incubate(sandbox, manifest, "same", plain_tree, _variant(plain_tree, *SAME))
+    report = incubate(sandbox, manifest, "same", plain_tree, variant(plain_tree, *SAME))
     assert report.failure is None, "counted in full, as before"
     assert not any(stage.startswith("stage:short") for stage in report.extra)
     assert "stage:count" in report.extra
