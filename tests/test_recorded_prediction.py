@@ -41,7 +41,9 @@ def test_a_restarted_node_calibrates_from_the_recorded_predictions(tmp_path: Pat
     assert all(r["expected_gain"] > 1.0 for r in planned)
     assert all(r.get("expected_gain") is None for r in rows if r["mutator"] == COMPOSED)
     live = observations(running.memory.calibration)
-    assert live and all(o.expected is not None for o in live)
+    # every planned rewrite carries its prediction; a composition (made when both
+    # candidates passed) has none to carry, live or rebuilt
+    assert live and all(o.expected is not None for o in live if o.kind != COMPOSED)
     assert observations(rebuilt.memory.calibration) == live
 
 
