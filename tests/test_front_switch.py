@@ -45,6 +45,7 @@ def test_a_switch_asked_from_a_thread_that_ends_loses_nothing(tmp_path: Path) ->
             router.promote("svc")
 
         _on_a_thread_that_ends(switch)
+        load.switched.set()  # every call made from now on is made after the promotion
         pool = router._get("svc").blue
         assert pool.version == green
         count = len(load.replies)
@@ -53,8 +54,11 @@ def test_a_switch_asked_from_a_thread_that_ends_loses_nothing(tmp_path: Path) ->
         load.wait_for(len(load.replies) + 50)
     assert not load.failures(), load.failures()[:3]
     assert pool.restarts == 0, pool.last_failure
-    # each of the 4 callers may have had one request on blue in flight at the promotion
-    assert {r.version for r in load.replies[count + 4 :]} == {green}
+    # a call in flight at the promotion may still answer from blue, in any order among
+    # the replies after it (the slice [count + 4:] assumed they came first: it failed so)
+    late_blue = [r for r in load.replies[count:] if r.version != green]
+    assert len(late_blue) <= 4, late_blue[:5]
+    assert len(load.after) >= 300 and {r.version for r in load.after} == {green}
 
 
 @pytest.mark.parametrize("threaded", [False, True])
