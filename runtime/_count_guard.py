@@ -88,6 +88,10 @@ def _install(allowed: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """Install the filter, then become ``argv`` (valgrind's tool); returns only on failure.
+
+    Every buffer the ``execve`` reads is built before the filter is loaded: once it is,
+    nothing may fork (``ctypes.util.find_library`` runs ``ldconfig``) or exec but this."""
     if not argv:
         print("tars-count-guard: no command", file=sys.stderr)
         return SETUP_FAILED
