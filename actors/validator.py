@@ -23,7 +23,7 @@ from evolution.tree import short, version_id
 from runtime.held_out import run_held_out
 from runtime.incubation import run_tests
 from runtime.sandbox import Sandbox, SandboxLimits
-from runtime.test_yardstick import bypassed
+from runtime.test_yardstick import not_passed
 
 
 class Validator(RoleActor):
@@ -52,13 +52,13 @@ class Validator(RoleActor):
         manifest, parent = message.manifest, message.parent_tree
         limits = SandboxLimits.from_manifest(manifest.limits)
         result = run_tests(self.sandbox, tree, manifest)
-        why = result.detail if not result.ok else bypassed(self.sandbox, parent, manifest.commands.test, result, limits)  # fmt: skip
+        why = not_passed(self.sandbox, parent, manifest.commands.test, result, limits)
         if why is not None:
             return verdict(False, f"tests fail: {why}")
         held_out = run_held_out(self.sandbox, tree, manifest)
         if held_out is None or manifest.commands.held_out is None:
             return verdict(True, "tests pass")
-        why = held_out.detail if not held_out.ok else bypassed(self.sandbox, parent, manifest.commands.held_out, held_out, limits)  # fmt: skip
+        why = not_passed(self.sandbox, parent, manifest.commands.held_out, held_out, limits)
         if why is not None:
             return verdict(False, f"held-out tests fail: {why}")
         return verdict(True, "tests and held-out tests pass")
@@ -74,7 +74,8 @@ class Validator(RoleActor):
         if result is None or manifest.commands.held_out is None:
             return HeldOutResult(None, "no held-out tests declared")
         limits = SandboxLimits.from_manifest(manifest.limits)
-        why = result.detail if not result.ok else bypassed(self.sandbox, message.parent_tree, manifest.commands.held_out, result, limits)  # fmt: skip
+        command, parent = manifest.commands.held_out, message.parent_tree
+        why = not_passed(self.sandbox, parent, command, result, limits)
         if why is not None:
             return HeldOutResult(False, why)
         return HeldOutResult(True, "held-out tests pass")

@@ -63,3 +63,16 @@ def bypassed(
     it does): it ran fewer tests than the same command on ``parent_tree``, or skipped more."""
     parent = parent_tests(sandbox, parent_tree, command, limits)
     return fewer_tests(parent, summary(result.stdout, result.stderr))
+
+
+def not_passed(
+    sandbox: Sandbox,
+    parent_tree: Mapping[str, str],
+    command: Sequence[str],
+    result: RunResult,
+    limits: SandboxLimits,
+) -> str | None:
+    """Why ``result`` does not count as a pass: its failure, or :func:`bypassed`'s reason."""
+    if not result.ok:
+        return result.detail
+    return bypassed(sandbox, parent_tree, command, result, limits)
